@@ -1,0 +1,75 @@
+import { activityInfo } from '@temporalio/activity';
+import type { WorkerContext } from '../src/worker-context.js';
+
+export interface CheckResult {
+  name: string;
+  status: 'ok' | 'failed' | 'skipped';
+  detail: string;
+}
+
+export interface DoctorReport {
+  ok: boolean;
+  checks: CheckResult[];
+}
+
+/** Turns a check body into a result: any error becomes a failed check carrying its (secret-free) message. */
+async function check(name: string, body: () => Promise<string>): Promise<CheckResult> {
+  try {
+    return { name, status: 'ok', detail: await body() };
+  } catch (error) {
+    return { name, status: 'failed', detail: error instanceof Error ? error.message : String(error) };
+  }
+}
+
+export function createDoctorActivities(context: WorkerContext) {
+  return {
+    async checkWorker(): Promise<CheckResult> {
+      const info = activityInfo();
+      return check('Temporal', () =>
+        Promise.resolve(`worker ${context.workerIdentity} polls task queue "${info.taskQueue}" in namespace "${info.workflowNamespace}"`),
+      );
+    },
+
+    async checkStateStore(): Promise<CheckResult> {
+      return check('State store', async () => `${context.store.description}, schema version ${await context.store.schemaVersion()}`);
+    },
+
+    async checkAmplitudeCohortApi(): Promise<CheckResult> {
+      return check('Amplitude cohort API', async () => {
+        const cohorts = await context.amplitude.listCohorts();
+        return `${cohorts.length} cohorts visible`;
+      });
+    },
+
+    async checkAmplitudeProfileApi(): Promise<CheckResult> {
+      if (!context.amplitudeProfileApiAvailable) {
+        return { name: 'Amplitude User Profile API', status: 'skipped', detail: 'not available in the EU region (set AMPLITUDE_PROFILE_API_URL to override)' };
+      }
+      return check('Amplitude User Profile API', async () => {
+        // An unknown user id proves the key works without reading anyone's profile.
+        await context.amplitude.getUserProfile({ userId: 'ampbraze-doctor-probe' }, {});
+        return 'secret key accepted';
+      });
+    },
+
+    async checkBrazeRestApi(): Promise<CheckResult> {
+      return check('Braze REST API', async () => {
+        await context.braze.ping();
+        return 'API key accepted';
+      });
+    },
+
+    async checkBrazePartnerApi(): Promise<CheckResult> {
+      if (!context.brazePartnerConfigured) {
+        return {
+          name: 'Braze partner cohort API',
+          status: 'skipped',
+          detail: 'not configured (set BRAZE_PARTNER_NAME, BRAZE_PARTNER_API_KEY and BRAZE_DATA_IMPORT_KEY to enable native cohorts)',
+        };
+      }
+      return { name: 'Braze partner cohort API', status: 'ok', detail: 'configured; keys are verified on the first partner-cohort sync (the API has no read-only call)' };
+    },
+  };
+}
+
+export type DoctorActivities = ReturnType<typeof createDoctorActivities>;

@@ -1,0 +1,36 @@
+/**
+ * `npm test`: one real Temporal dev server (in-memory, free port, project search attributes) and one workflow
+ * bundle for the whole run, then every `test/*.test.ts` file under Node's test runner. Test files reach both
+ * through environment variables (see test/helpers/temporal.ts).
+ */
+import { spawn } from 'node:child_process';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { bundleWorkflowCode } from '@temporalio/worker';
+import { PROJECT_ROOT, resolveTemporalCli } from '../src/temporal/cli.js';
+import { startDevServer } from '../src/temporal/dev-server.js';
+
+const testDir = join(PROJECT_ROOT, 'test');
+const only = process.argv.slice(2);
+const files = only.length > 0 ? only : (await readdir(testDir)).filter((f) => f.endsWith('.test.ts')).sort().map((f) => join('test', f));
+
+const cli = await resolveTemporalCli({ log: (line) => console.error(line) });
+const server = await startDevServer({ cli, uiPort: false });
+console.error(`Temporal dev server for the tests: ${server.address} (${cli.kind === 'binary' ? cli.path : cli.source})`);
+
+const bundlePath = join(PROJECT_ROOT, 'data', 'test', 'workflow-bundle.js');
+await mkdir(join(PROJECT_ROOT, 'data', 'test'), { recursive: true });
+const { code } = await bundleWorkflowCode({
+  workflowsPath: join(PROJECT_ROOT, 'workflows', 'index.ts'),
+  logger: { info: () => undefined, warn: console.warn, error: console.error, debug: () => undefined, trace: () => undefined, log: () => undefined },
+});
+await writeFile(bundlePath, code);
+
+const runner = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...files], {
+  stdio: 'inherit',
+  cwd: PROJECT_ROOT,
+  env: { ...process.env, TEST_TEMPORAL_ADDRESS: server.address, TEST_WORKFLOW_BUNDLE: bundlePath },
+});
+const exitCode = await new Promise<number>((resolveExit) => runner.once('exit', (code, signal) => resolveExit(code ?? (signal ? 1 : 0))));
+await server.stop();
+process.exit(exitCode);

@@ -1,0 +1,141 @@
+/**
+ * Starts a real `temporal server start-dev` for the embedded default (`npm run temporal`) and for the test
+ * suite. We spawn the CLI ourselves rather than through `TestWorkflowEnvironment.createLocal`, whose 5 s
+ * start-up deadline a loaded 2-core machine can miss.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
+import { createServer, connect } from 'node:net';
+import { dirname } from 'node:path';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { TemporalCli } from './cli.js';
+import { PROJECT_SEARCH_ATTRIBUTES, searchAttributeFlags } from './search-attributes.js';
+
+export interface DevServerOptions {
+  cli: TemporalCli;
+  /** 0 or undefined picks a free port. */
+  port?: number;
+  /** Web UI port, or `false` for a headless server. */
+  uiPort?: number | false;
+  /** Persistent SQLite file; in-memory when omitted. */
+  dbFilename?: string;
+  namespace?: string;
+  /** Extra `--dynamic-config-value KEY=JSON` settings. */
+  dynamicConfig?: Record<string, string | number | boolean>;
+  /** Forward the server's own output (the interactive `npm run temporal`). */
+  inheritOutput?: boolean;
+  startupTimeoutMs?: number;
+}
+
+export interface DevServer {
+  address: string;
+  uiUrl?: string;
+  stop(): Promise<void>;
+}
+
+export async function startDevServer(options: DevServerOptions): Promise<DevServer> {
+  const port = options.port || (await freePort());
+  const namespace = options.namespace ?? 'default';
+  if (options.dbFilename) await mkdir(dirname(options.dbFilename), { recursive: true });
+  const dynamicConfigArgs = Object.entries(options.dynamicConfig ?? {}).flatMap(([key, value]) => [
+    '--dynamic-config-value',
+    `${key}=${JSON.stringify(value)}`,
+  ]);
+
+  if (options.cli.kind === 'sdk-download') {
+    const env = await TestWorkflowEnvironment.createLocal({
+      server: {
+        port,
+        namespace,
+        dbFilename: options.dbFilename,
+        ui: options.uiPort !== false,
+        uiPort: options.uiPort || undefined,
+        searchAttributes: PROJECT_SEARCH_ATTRIBUTES,
+        extraArgs: dynamicConfigArgs,
+      },
+    });
+    return {
+      address: `127.0.0.1:${port}`,
+      uiUrl: options.uiPort ? `http://127.0.0.1:${options.uiPort}` : undefined,
+      stop: () => env.teardown(),
+    };
+  }
+
+  const args = [
+    'server',
+    'start-dev',
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '--namespace',
+    namespace,
+    '--log-level',
+    'warn',
+    ...(options.uiPort === false ? ['--headless'] : ['--ui-port', String(options.uiPort ?? port + 1000), '--ui-disable-news-fetch']),
+    ...(options.dbFilename ? ['--db-filename', options.dbFilename, '--sqlite-pragma', 'journal_mode=WAL'] : []),
+    ...searchAttributeFlags(),
+    ...dynamicConfigArgs,
+  ];
+  const child = spawn(options.cli.path, args, { stdio: ['ignore', options.inheritOutput ? 'inherit' : 'pipe', options.inheritOutput ? 'inherit' : 'pipe'] });
+  const output: string[] = [];
+  const keepTail = (chunk: Buffer) => {
+    output.push(chunk.toString());
+    if (output.length > 50) output.shift();
+  };
+  child.stdout?.on('data', keepTail);
+  child.stderr?.on('data', keepTail);
+
+  try {
+    await waitForPort(port, child, options.startupTimeoutMs ?? 60_000);
+  } catch (error) {
+    child.kill('SIGKILL');
+    throw new Error(`${(error as Error).message}\n${output.join('').trim()}`);
+  }
+  return {
+    address: `127.0.0.1:${port}`,
+    uiUrl: options.uiPort === false ? undefined : `http://127.0.0.1:${options.uiPort ?? port + 1000}`,
+    stop: () => stopChild(child),
+  };
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolvePort(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+async function waitForPort(port: number, child: ChildProcess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`temporal server start-dev exited with code ${child.exitCode}`);
+    if (await canConnect(port)) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`temporal server start-dev did not accept connections on port ${port} within ${timeoutMs / 1000}s`);
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolveConnect) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolveConnect(true);
+    });
+    socket.once('error', () => resolveConnect(false));
+  });
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
+}

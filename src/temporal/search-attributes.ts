@@ -1,0 +1,21 @@
+/**
+ * The project's custom search attributes: they let the Temporal UI filter and show syncs by kind, cohort and
+ * data points spent. `npm run temporal` and the test server register them at start-up; on a Temporal cluster
+ * register them once with `temporal operator search-attribute create` (see the README).
+ */
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+
+export const SYNC_KIND = defineSearchAttributeKey('AmpBrazeSyncKind', SearchAttributeType.KEYWORD);
+export const COHORT_ID = defineSearchAttributeKey('AmpBrazeCohortId', SearchAttributeType.KEYWORD);
+export const DATA_POINTS = defineSearchAttributeKey('AmpBrazeDataPoints', SearchAttributeType.INT);
+
+export const PROJECT_SEARCH_ATTRIBUTES = [SYNC_KIND, COHORT_ID, DATA_POINTS];
+
+/** `Name=Type` pairs in the form `temporal server start-dev --search-attribute` accepts. */
+export function searchAttributeFlags(): string[] {
+  const cliType: Record<string, string> = {
+    [SearchAttributeType.KEYWORD]: 'Keyword',
+    [SearchAttributeType.INT]: 'Int',
+  };
+  return PROJECT_SEARCH_ATTRIBUTES.flatMap((key) => ['--search-attribute', `${key.name}=${cliType[key.type]}`]);
+}

@@ -1,0 +1,30 @@
+/**
+ * Access to the one real Temporal dev server and workflow bundle that `npm test` (scripts/run-tests.ts)
+ * starts for the whole run. Each test file uses its own task queue so files never see each other's work.
+ */
+import { randomUUID } from 'node:crypto';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker, type WorkerOptions } from '@temporalio/worker';
+
+export function testServerAddress(): string {
+  const address = process.env.TEST_TEMPORAL_ADDRESS;
+  if (!address) throw new Error('TEST_TEMPORAL_ADDRESS is not set: run the tests with `npm test` (add file names to run only those)');
+  return address;
+}
+
+export async function connectTestEnvironment(): Promise<TestWorkflowEnvironment> {
+  return TestWorkflowEnvironment.createFromExistingServer({ address: testServerAddress() });
+}
+
+export function uniqueTaskQueue(prefix: string): string {
+  return `${prefix}-${randomUUID()}`;
+}
+
+export async function createTestWorker(
+  env: TestWorkflowEnvironment,
+  options: Pick<WorkerOptions, 'taskQueue' | 'activities'> & Partial<WorkerOptions>,
+): Promise<Worker> {
+  const codePath = process.env.TEST_WORKFLOW_BUNDLE;
+  if (!codePath) throw new Error('TEST_WORKFLOW_BUNDLE is not set: run the tests with `npm test`');
+  return Worker.create({ connection: env.nativeConnection, workflowBundle: { codePath }, ...options });
+}
