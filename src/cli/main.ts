@@ -1,0 +1,22 @@
+/** `ampbraze`: the command line, a thin layer over the typed client API in src/client.ts. */
+import { Command } from 'commander';
+import { doctorCommand } from './doctor.js';
+import { reportAndExit } from './output.js';
+
+const program = new Command()
+  .name('ampbraze')
+  .description('Amplitude → Braze sync on Temporal: cohorts, traits, events and Currents')
+  .showHelpAfterError();
+
+program
+  .command('doctor')
+  .description('check from a worker that Temporal, the state store, Amplitude and Braze are reachable with the configured credentials')
+  .option('--timeout <seconds>', 'how long to wait for a worker', '60')
+  .action((options: { timeout: string }) => doctorCommand({ timeoutMs: Number(options.timeout) * 1000 }).catch(reportAndExit));
+
+program
+  .command('worker')
+  .description('run a worker (same as `npm run worker`)')
+  .action(() => import('../worker.js').then((worker) => worker.main()).catch(reportAndExit));
+
+await program.parseAsync();

@@ -1,0 +1,47 @@
+/**
+ * What activities need from the worker process: vendor clients built from the worker's own credentials and
+ * the state store. Workflows never see any of it — they carry references, not secrets.
+ */
+import { hostname } from 'node:os';
+import { AmplitudeClient } from './amplitude/client.js';
+import { BrazeClient } from './braze/client.js';
+import type { AppConfig } from './config.js';
+import { openStateStore } from './store/index.js';
+import type { StateStore } from './store/store.js';
+
+export interface WorkerContext {
+  workerIdentity: string;
+  amplitude: AmplitudeClient;
+  amplitudeProfileApiAvailable: boolean;
+  braze: BrazeClient;
+  brazePartnerConfigured: boolean;
+  store: StateStore;
+}
+
+export async function createWorkerContext(config: Pick<AppConfig, 'amplitude' | 'braze' | 'store'>): Promise<WorkerContext> {
+  const { amplitude, braze } = config;
+  return {
+    workerIdentity: `${process.pid}@${hostname()}`,
+    amplitude: new AmplitudeClient({
+      apiKey: amplitude.apiKey.reveal(),
+      secretKey: amplitude.secretKey.reveal(),
+      apiUrl: amplitude.apiUrl,
+      // Without a Profile API (EU), calls fail with a clear error; the doctor reports it as skipped.
+      profileApiUrl: amplitude.profileApiUrl ?? amplitude.apiUrl,
+      ingestUrl: amplitude.ingestUrl,
+    }),
+    amplitudeProfileApiAvailable: amplitude.profileApiUrl !== undefined,
+    braze: new BrazeClient({
+      restEndpoint: braze.restEndpoint,
+      apiKey: braze.apiKey.reveal(),
+      objectLimit: { mode: braze.objectLimit.mode, max: braze.objectLimit.maxObjects },
+      partner: braze.partner && {
+        name: braze.partner.name,
+        partnerApiKey: braze.partner.partnerApiKey.reveal(),
+        dataImportKey: braze.partner.dataImportKey.reveal(),
+      },
+    }),
+    brazePartnerConfigured: braze.partner !== undefined,
+    store: await openStateStore(config.store),
+  };
+}
