@@ -3,11 +3,12 @@
  * Temporal `Client`; credentials for Amplitude and Braze stay with the workers.
  */
 import type { Client } from '@temporalio/client';
-import { temporal } from '@temporalio/proto';
+import proto from '@temporalio/proto';
 import type { DoctorReport } from '../activities/doctor.js';
 import type { doctor } from '../workflows/index.js';
+import { DEFAULT_TASK_QUEUE } from './config.js';
 
-export const DEFAULT_TASK_QUEUE = 'amplitude-braze-sync';
+export { DEFAULT_TASK_QUEUE };
 
 export interface RunDoctorOptions {
   taskQueue?: string;
@@ -43,8 +44,8 @@ export async function runDoctor(client: Client, options: RunDoctorOptions = {}):
 export async function hasWorkflowPollers(client: Client, taskQueue: string): Promise<boolean> {
   const response = await client.workflowService.describeTaskQueue({
     namespace: client.options.namespace,
-    taskQueue: { name: taskQueue, kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
-    taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    taskQueue: { name: taskQueue, kind: proto.temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
+    taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
   });
   return (response.pollers ?? []).length > 0;
 }

@@ -1,0 +1,464 @@
+/**
+ * Configuration from the environment (plus a `.env` file in the working directory), validated with zod.
+ * Each component loads only the section it needs, and every loader reports all of its problems in one
+ * ConfigError. Credentials stay wrapped in `Secret`, which prints as `***` (string, JSON, console) until a
+ * client calls `reveal()`.
+ */
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { inspect } from 'node:util';
+import { z } from 'zod';
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+const REDACTED = '***';
+
+export const DEFAULT_TASK_QUEUE = 'amplitude-braze-sync';
+
+export class Secret {
+  readonly #value: string;
+
+  constructor(value: string) {
+    this.#value = value;
+  }
+
+  reveal(): string {
+    return this.#value;
+  }
+
+  toString(): string {
+    return REDACTED;
+  }
+
+  toJSON(): string {
+    return REDACTED;
+  }
+
+  [inspect.custom](): string {
+    return REDACTED;
+  }
+}
+
+export interface ConfigProblem {
+  variable: string;
+  message: string;
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+
+  constructor(readonly problems: readonly ConfigProblem[]) {
+    super(formatConfigError(problems));
+  }
+}
+
+export function formatConfigError(problems: readonly ConfigProblem[]): string {
+  const heading = `Invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):`;
+  return [heading, ...problems.map(({ variable, message }) => `  ${variable}: ${message}`)].join('\n');
+}
+
+/** `process.env` after merging `.env` from the working directory; variables that are already set win. */
+export function environment(): Env {
+  if (existsSync('.env')) process.loadEnvFile('.env');
+  return process.env;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Sections
+
+export interface TemporalConfig {
+  address: string;
+  namespace: string;
+  taskQueue: string;
+  apiKey: Secret | undefined;
+  /** Undefined for a plaintext connection. */
+  tls: TemporalTlsConfig | undefined;
+  /** gRPC headers from `TEMPORAL_GRPC_META_<NAME>`; their values may carry credentials. */
+  grpcMetadata: Record<string, Secret>;
+}
+
+export interface TemporalTlsConfig {
+  clientCert: { certPath: string; keyPath: string } | undefined;
+  serverCaCertPath: string | undefined;
+  serverName: string | undefined;
+}
+
+export type AmplitudeRegion = 'us' | 'eu';
+
+export interface AmplitudeConfig {
+  apiKey: Secret;
+  secretKey: Secret;
+  region: AmplitudeRegion;
+  /** Cohorts, Dashboard REST and Export APIs. */
+  apiUrl: string;
+  /** User Profile API; undefined in the EU (the API is US-only) unless AMPLITUDE_PROFILE_API_URL is set. */
+  profileApiUrl: string | undefined;
+  /** HTTP V2, Batch and Identify APIs. */
+  ingestUrl: string;
+  cohortDownloadsPerMonth: number;
+}
+
+export interface BrazeConfig {
+  restEndpoint: string;
+  apiKey: Secret;
+  appId: string | undefined;
+  /** Native partner cohorts; set only when partner name, partner API key and data import key are all set. */
+  partner: BrazePartnerConfig | undefined;
+  objectLimit: BrazeObjectLimit;
+  /** The workspace's `/users/track` limit, shared by every worker. */
+  rateLimit: BrazeRateLimit;
+}
+
+export interface BrazePartnerConfig {
+  name: string;
+  partnerApiKey: Secret;
+  /** The customer's Data Import Key, sent as `client_secret`. */
+  dataImportKey: Secret;
+}
+
+export interface BrazeObjectLimit {
+  /** `per_array`: each of attributes/events/purchases holds up to `maxObjects`; `combined`: all together. */
+  mode: 'per_array' | 'combined';
+  maxObjects: number;
+}
+
+export interface BrazeRateLimit {
+  requests: number;
+  windowMs: number;
+}
+
+export interface StoreConfig {
+  kind: 'sqlite';
+  /** A file path, or `:memory:`. */
+  path: string;
+}
+
+export interface AppConfig {
+  temporal: TemporalConfig;
+  amplitude: AmplitudeConfig;
+  braze: BrazeConfig;
+  store: StoreConfig;
+}
+
+export const AMPLITUDE_REGION_URLS: Record<AmplitudeRegion, Pick<AmplitudeConfig, 'apiUrl' | 'profileApiUrl' | 'ingestUrl'>> = {
+  us: { apiUrl: 'https://amplitude.com', profileApiUrl: 'https://profile-api.amplitude.com', ingestUrl: 'https://api2.amplitude.com' },
+  eu: { apiUrl: 'https://analytics.eu.amplitude.com', profileApiUrl: undefined, ingestUrl: 'https://api.eu.amplitude.com' },
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// Variable schemas (inputs are trimmed, and empty values count as unset)
+
+const QUOTED_KEY_CONSEQUENCE = {
+  Temporal: 'Temporal would reject it as unauthenticated',
+  Amplitude: 'Amplitude would reject it as an invalid key',
+  Braze: 'Braze answers 401 for a quoted key',
+} as const;
+
+function secret(vendor: keyof typeof QUOTED_KEY_CONSEQUENCE, requiredHint: string) {
+  return z
+    .string({ error: `is required (${requiredHint})` })
+    .refine((value) => !/^(["']).*\1$/s.test(value), `is wrapped in quotes; remove them (${QUOTED_KEY_CONSEQUENCE[vendor]})`)
+    .transform((value) => new Secret(value));
+}
+
+function isHttpUrl(value: string): boolean {
+  try {
+    const { protocol } = new URL(value);
+    return protocol === 'http:' || protocol === 'https:';
+  } catch {
+    return false;
+  }
+}
+
+const httpUrl = z
+  .string()
+  .refine(isHttpUrl, 'must be an http(s) URL such as https://example.com')
+  .transform((value) => value.replace(/\/+$/, ''));
+
+const booleanFlag = z.stringbool({ error: 'must be true or false' });
+
+const wholeNumberAtLeastOne = z
+  .string()
+  .regex(/^\d+$/, 'must be a whole number')
+  .transform(Number)
+  .refine((value) => value >= 1, 'must be at least 1');
+
+const HOST_AND_PORT = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/;
+
+const TEMPORAL_TLS_SETTINGS = [
+  'TEMPORAL_TLS_CLIENT_CERT_PATH',
+  'TEMPORAL_TLS_CLIENT_KEY_PATH',
+  'TEMPORAL_TLS_SERVER_CA_CERT_PATH',
+  'TEMPORAL_TLS_SERVER_NAME',
+] as const;
+
+const GRPC_METADATA_PREFIX = 'TEMPORAL_GRPC_META_';
+
+const temporalVariables = z.object({
+  TEMPORAL_ADDRESS: z.string().regex(HOST_AND_PORT, 'must be host:port without a scheme, e.g. localhost:7233').default('localhost:7233'),
+  TEMPORAL_NAMESPACE: z.string().default('default'),
+  TEMPORAL_TASK_QUEUE: z.string().default(DEFAULT_TASK_QUEUE),
+  TEMPORAL_API_KEY: secret('Temporal', 'an API key').optional(),
+  TEMPORAL_TLS: booleanFlag.optional(),
+  TEMPORAL_TLS_CLIENT_CERT_PATH: z.string().optional(),
+  TEMPORAL_TLS_CLIENT_KEY_PATH: z.string().optional(),
+  TEMPORAL_TLS_SERVER_CA_CERT_PATH: z.string().optional(),
+  TEMPORAL_TLS_SERVER_NAME: z.string().optional(),
+  TEMPORAL_TLS_DISABLE_HOST_VERIFICATION: booleanFlag
+    .refine(
+      (disabled) => !disabled,
+      "is not supported by Temporal's TypeScript SDK; set TEMPORAL_TLS_SERVER_NAME to the name in the server certificate, or TEMPORAL_TLS_SERVER_CA_CERT_PATH to its CA",
+    )
+    .optional(),
+});
+
+const amplitudeVariables = z.object({
+  AMPLITUDE_API_KEY: secret('Amplitude', "the project's API key"),
+  AMPLITUDE_SECRET_KEY: secret('Amplitude', "the project's secret key"),
+  AMPLITUDE_REGION: z
+    .string()
+    .transform((value) => value.toLowerCase())
+    .pipe(z.enum(['us', 'eu'], { error: 'must be "us" or "eu"' }))
+    .default('us'),
+  AMPLITUDE_API_URL: httpUrl.optional(),
+  AMPLITUDE_PROFILE_API_URL: httpUrl.optional(),
+  AMPLITUDE_INGEST_URL: httpUrl.optional(),
+  AMPLITUDE_COHORT_DOWNLOAD_QUOTA: wholeNumberAtLeastOne.default(500),
+});
+
+const brazeRestEndpoint = z
+  .string({ error: "is required (your instance's REST endpoint, e.g. https://rest.iad-01.braze.com)" })
+  .pipe(httpUrl)
+  .superRefine((url, ctx) => {
+    const host = new URL(url).hostname;
+    if (host.startsWith('sdk.')) {
+      ctx.addIssue(`is an SDK endpoint, not a REST endpoint: use https://${host.replace(/^sdk\./, 'rest.')}`);
+    }
+  });
+
+const brazeObjectLimit = z.string().transform((value, ctx): BrazeObjectLimit => {
+  const match = /^(per_array|combined):(\d+)$/.exec(value);
+  const maxObjects = Number(match?.[2]);
+  if (!match || maxObjects < 1 || maxObjects > 75) {
+    ctx.addIssue('must be per_array:<1-75> or combined:<1-75>, e.g. per_array:75 (combined:50 on "MAU CY 24-25" contracts)');
+    return z.NEVER;
+  }
+  return { mode: match[1] as BrazeObjectLimit['mode'], maxObjects };
+});
+
+const WINDOW_UNIT_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, min: 60_000, h: 3_600_000 };
+
+const brazeRateLimit = z.string().transform((value, ctx): BrazeRateLimit => {
+  const match = /^(\d+)\s*\/\s*(\d*)\s*(ms|s|min|m|h)$/.exec(value);
+  const requests = Number(match?.[1]);
+  const windowMs = Number(match?.[2] || 1) * (WINDOW_UNIT_MS[match?.[3] ?? ''] ?? 0);
+  if (!match || requests < 1 || windowMs < 1) {
+    ctx.addIssue('must be <requests>/<window>, e.g. 3000/3s (units: ms, s, m, h)');
+    return z.NEVER;
+  }
+  return { requests, windowMs };
+});
+
+const brazeVariables = z.object({
+  BRAZE_REST_ENDPOINT: brazeRestEndpoint,
+  BRAZE_API_KEY: secret('Braze', 'a REST API key with the users.track and users.export.ids permissions'),
+  BRAZE_APP_ID: z.string().optional(),
+  BRAZE_DATA_IMPORT_KEY: secret('Braze', 'the Data Import Key').optional(),
+  BRAZE_PARTNER_API_KEY: secret('Braze', 'the partner API key').optional(),
+  BRAZE_PARTNER_NAME: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/, 'must be the partner slug used in /partners/<name>/ (letters, digits, "-" and "_")')
+    .optional(),
+  BRAZE_OBJECT_LIMIT: brazeObjectLimit.prefault('per_array:75'),
+  BRAZE_RATE_LIMIT: brazeRateLimit.prefault('3000/3s'),
+});
+
+const storeVariables = z.object({
+  STATE_DB: z
+    .string()
+    .refine((value) => !/^postgres(ql)?:/i.test(value), 'PostgreSQL is not supported yet: use a SQLite file path such as data/state.db')
+    .default('data/state.db'),
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// Loaders
+
+type SetVariables = Record<string, string>;
+
+function setVariables(env: Env): SetVariables {
+  const set: SetVariables = {};
+  for (const [name, value] of Object.entries(env)) {
+    const trimmed = value?.trim();
+    if (trimmed) set[name] = trimmed;
+  }
+  return set;
+}
+
+/** Parses one section and throws every field problem plus `combinationProblems` together. */
+function parseVariables<Schema extends z.ZodType>(schema: Schema, set: SetVariables, combinationProblems: ConfigProblem[] = []): z.output<Schema> {
+  const result = schema.safeParse(set);
+  const fieldProblems = result.success ? [] : result.error.issues.map((issue) => ({ variable: String(issue.path[0]), message: issue.message }));
+  const problems = [...fieldProblems, ...combinationProblems];
+  if (!result.success || problems.length > 0) throw new ConfigError(problems);
+  return result.data;
+}
+
+function grpcHeaderName(variable: string): string | undefined {
+  return variable.startsWith(GRPC_METADATA_PREFIX) ? variable.slice(GRPC_METADATA_PREFIX.length).toLowerCase().replaceAll('_', '-') : undefined;
+}
+
+function temporalCombinationProblems(set: SetVariables): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const pair = ['TEMPORAL_TLS_CLIENT_CERT_PATH', 'TEMPORAL_TLS_CLIENT_KEY_PATH'] as const;
+  for (const [present, missing] of [pair, [pair[1], pair[0]]] as const) {
+    if (set[present] && !set[missing]) problems.push({ variable: missing, message: `is required when ${present} is set (mTLS needs both)` });
+  }
+  const tls = booleanFlag.safeParse(set.TEMPORAL_TLS);
+  const tlsSettings = TEMPORAL_TLS_SETTINGS.filter((name) => set[name]);
+  if (tls.success && !tls.data && tlsSettings.length > 0) {
+    problems.push({ variable: 'TEMPORAL_TLS', message: `is false, but ${tlsSettings.join(', ')} ${tlsSettings.length === 1 ? 'is' : 'are'} set: enable TLS or unset them` });
+  }
+  if (set.TEMPORAL_API_KEY && Object.keys(set).some((name) => grpcHeaderName(name) === 'authorization')) {
+    problems.push({ variable: `${GRPC_METADATA_PREFIX}AUTHORIZATION`, message: 'cannot be combined with TEMPORAL_API_KEY (both set the authorization header)' });
+  }
+  return problems;
+}
+
+export function loadTemporalConfig(env: Env = environment()): TemporalConfig {
+  const set = setVariables(env);
+  const values = parseVariables(temporalVariables, set, temporalCombinationProblems(set));
+  const certPath = values.TEMPORAL_TLS_CLIENT_CERT_PATH;
+  const keyPath = values.TEMPORAL_TLS_CLIENT_KEY_PATH;
+  // As in @temporalio/envconfig: an API key or any TLS setting implies TLS unless TEMPORAL_TLS says otherwise.
+  const tlsEnabled = values.TEMPORAL_TLS ?? (values.TEMPORAL_API_KEY !== undefined || TEMPORAL_TLS_SETTINGS.some((name) => values[name] !== undefined));
+  const grpcMetadata: Record<string, Secret> = {};
+  for (const [name, value] of Object.entries(set)) {
+    const header = grpcHeaderName(name);
+    if (header) grpcMetadata[header] = new Secret(value);
+  }
+  return {
+    address: values.TEMPORAL_ADDRESS,
+    namespace: values.TEMPORAL_NAMESPACE,
+    taskQueue: values.TEMPORAL_TASK_QUEUE,
+    apiKey: values.TEMPORAL_API_KEY,
+    tls: tlsEnabled
+      ? {
+          clientCert: certPath && keyPath ? { certPath, keyPath } : undefined,
+          serverCaCertPath: values.TEMPORAL_TLS_SERVER_CA_CERT_PATH,
+          serverName: values.TEMPORAL_TLS_SERVER_NAME,
+        }
+      : undefined,
+    grpcMetadata,
+  };
+}
+
+export function loadAmplitudeConfig(env: Env = environment()): AmplitudeConfig {
+  const values = parseVariables(amplitudeVariables, setVariables(env));
+  const regionUrls = AMPLITUDE_REGION_URLS[values.AMPLITUDE_REGION];
+  return {
+    apiKey: values.AMPLITUDE_API_KEY,
+    secretKey: values.AMPLITUDE_SECRET_KEY,
+    region: values.AMPLITUDE_REGION,
+    apiUrl: values.AMPLITUDE_API_URL ?? regionUrls.apiUrl,
+    profileApiUrl: values.AMPLITUDE_PROFILE_API_URL ?? regionUrls.profileApiUrl,
+    ingestUrl: values.AMPLITUDE_INGEST_URL ?? regionUrls.ingestUrl,
+    cohortDownloadsPerMonth: values.AMPLITUDE_COHORT_DOWNLOAD_QUOTA,
+  };
+}
+
+export function loadBrazeConfig(env: Env = environment()): BrazeConfig {
+  const values = parseVariables(brazeVariables, setVariables(env));
+  const { BRAZE_PARTNER_NAME: name, BRAZE_PARTNER_API_KEY: partnerApiKey, BRAZE_DATA_IMPORT_KEY: dataImportKey } = values;
+  return {
+    restEndpoint: values.BRAZE_REST_ENDPOINT,
+    apiKey: values.BRAZE_API_KEY,
+    appId: values.BRAZE_APP_ID,
+    partner: name && partnerApiKey && dataImportKey ? { name, partnerApiKey, dataImportKey } : undefined,
+    objectLimit: values.BRAZE_OBJECT_LIMIT,
+    rateLimit: values.BRAZE_RATE_LIMIT,
+  };
+}
+
+export function loadStoreConfig(env: Env = environment()): StoreConfig {
+  return { kind: 'sqlite', path: parseVariables(storeVariables, setVariables(env)).STATE_DB };
+}
+
+/** Every section at once; the error lists the problems of all sections. */
+export function loadConfig(env: Env = environment()): AppConfig {
+  const problems: ConfigProblem[] = [];
+  const load = <T>(loader: (env: Env) => T): T | undefined => {
+    try {
+      return loader(env);
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      problems.push(...error.problems);
+      return undefined;
+    }
+  };
+  const temporal = load(loadTemporalConfig);
+  const amplitude = load(loadAmplitudeConfig);
+  const braze = load(loadBrazeConfig);
+  const store = load(loadStoreConfig);
+  if (!temporal || !amplitude || !braze || !store) throw new ConfigError(problems);
+  return { temporal, amplitude, braze, store };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Helpers for consumers
+
+export type Redacted<T> = T extends Secret ? typeof REDACTED : T extends object ? { [K in keyof T]: Redacted<T[K]> } : T;
+
+/** A plain copy of any config section with every secret replaced by `***`, safe to print. */
+export function redactedConfig<T>(config: T): Redacted<T> {
+  return redact(config) as Redacted<T>;
+}
+
+function redact(value: unknown): unknown {
+  if (value instanceof Secret) return REDACTED;
+  if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([key, inner]) => [key, redact(inner)]));
+  return value;
+}
+
+/** Structurally the `tls` option of both `Connection.connect` and `NativeConnection.connect`. */
+export interface TemporalTlsOptions {
+  serverNameOverride?: string;
+  serverRootCACertificate?: Buffer;
+  clientCertPair?: { crt: Buffer; key: Buffer };
+}
+
+export interface TemporalConnectionOptions {
+  address: string;
+  /** `false` keeps the connection plaintext even with an API key. */
+  tls: TemporalTlsOptions | false;
+  apiKey?: string;
+  metadata?: Record<string, string>;
+}
+
+/** Options for `Connection.connect` / `NativeConnection.connect`; reads the TLS files named in the config. */
+export async function temporalConnectionOptions(config: TemporalConfig): Promise<TemporalConnectionOptions> {
+  const options: TemporalConnectionOptions = { address: config.address, tls: config.tls ? await readTlsFiles(config.tls) : false };
+  if (config.apiKey) options.apiKey = config.apiKey.reveal();
+  const metadata = Object.entries(config.grpcMetadata);
+  if (metadata.length > 0) options.metadata = Object.fromEntries(metadata.map(([header, value]) => [header, value.reveal()]));
+  return options;
+}
+
+async function readTlsFiles(tls: TemporalTlsConfig): Promise<TemporalTlsOptions> {
+  const problems: ConfigProblem[] = [];
+  const read = async (variable: string, path: string | undefined): Promise<Buffer | undefined> => {
+    if (path === undefined) return undefined;
+    try {
+      return await readFile(path);
+    } catch (error) {
+      problems.push({ variable, message: `cannot read "${path}" (${(error as NodeJS.ErrnoException).code ?? String(error)})` });
+      return undefined;
+    }
+  };
+  const [crt, key, serverRootCACertificate] = await Promise.all([
+    read('TEMPORAL_TLS_CLIENT_CERT_PATH', tls.clientCert?.certPath),
+    read('TEMPORAL_TLS_CLIENT_KEY_PATH', tls.clientCert?.keyPath),
+    read('TEMPORAL_TLS_SERVER_CA_CERT_PATH', tls.serverCaCertPath),
+  ]);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return { serverNameOverride: tls.serverName, serverRootCACertificate, clientCertPair: crt && key ? { crt, key } : undefined };
+}

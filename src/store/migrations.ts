@@ -1,0 +1,125 @@
+/**
+ * Versioned SQLite schema migrations: an ordered list, each applied once, in its own transaction, and
+ * recorded in `schema_migrations`. Never edit a released migration; append a new one.
+ */
+import type { Database } from 'better-sqlite3';
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'cohort sync state and ledgers',
+    sql: `
+      CREATE TABLE snapshot_members (
+        sync_id    TEXT NOT NULL,
+        member_key TEXT NOT NULL,
+        PRIMARY KEY (sync_id, member_key)
+      ) WITHOUT ROWID;
+
+      CREATE TABLE attribute_snapshots (
+        sync_id    TEXT NOT NULL,
+        member_key TEXT NOT NULL,
+        attribute  TEXT NOT NULL,
+        value      TEXT NOT NULL,
+        PRIMARY KEY (sync_id, member_key, attribute)
+      ) WITHOUT ROWID;
+
+      CREATE TABLE staging_checkpoints (
+        run_id         TEXT PRIMARY KEY,
+        rows_consumed  INTEGER NOT NULL,
+        bytes_consumed INTEGER NOT NULL
+      ) WITHOUT ROWID;
+
+      CREATE TABLE staged_members (
+        run_id       TEXT NOT NULL,
+        member_key   TEXT NOT NULL,
+        amplitude_id TEXT NOT NULL,
+        user_id      TEXT,
+        device_id    TEXT,
+        props        TEXT,
+        PRIMARY KEY (run_id, member_key)
+      ) WITHOUT ROWID;
+
+      CREATE TABLE runs (
+        run_id         TEXT PRIMARY KEY,
+        sync_id        TEXT NOT NULL,
+        kind           TEXT NOT NULL,
+        status         TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'cancelled')),
+        started_at     TEXT NOT NULL,
+        finished_at    TEXT,
+        source_version TEXT,
+        stats          TEXT
+      );
+      CREATE INDEX runs_by_start ON runs (started_at);
+      CREATE INDEX runs_by_sync_start ON runs (sync_id, started_at);
+      CREATE INDEX runs_succeeded_by_sync ON runs (sync_id, finished_at) WHERE status = 'succeeded';
+
+      CREATE TABLE data_points (
+        run_id   TEXT NOT NULL,
+        page_key TEXT NOT NULL,
+        day      TEXT NOT NULL,
+        sync_id  TEXT NOT NULL,
+        points   INTEGER NOT NULL CHECK (points >= 0),
+        PRIMARY KEY (run_id, page_key)
+      ) WITHOUT ROWID;
+      CREATE INDEX data_points_by_day ON data_points (day, sync_id);
+
+      CREATE TABLE cohort_downloads (
+        run_id      TEXT NOT NULL,
+        cohort_id   TEXT NOT NULL,
+        month       TEXT NOT NULL,
+        reserved_at TEXT NOT NULL,
+        PRIMARY KEY (run_id, cohort_id)
+      ) WITHOUT ROWID;
+      CREATE INDEX cohort_downloads_by_month ON cohort_downloads (month);
+
+      CREATE TABLE member_failures (
+        run_id     TEXT NOT NULL,
+        member_key TEXT NOT NULL,
+        reason     TEXT NOT NULL,
+        PRIMARY KEY (run_id, member_key)
+      ) WITHOUT ROWID;
+      CREATE INDEX member_failures_by_reason ON member_failures (run_id, reason);
+    `,
+  },
+];
+
+export function currentSchemaVersion(db: Database): number {
+  const row = db.prepare<[], { version: number | null }>('SELECT max(version) AS version FROM schema_migrations').get();
+  return row?.version ?? 0;
+}
+
+/** Applies the migrations the database has not seen yet and returns their versions. */
+export function applyMigrations(db: Database, migrations: readonly Migration[] = MIGRATIONS): number[] {
+  migrations.forEach((migration, index) => {
+    const previous = migrations[index - 1];
+    if (previous && migration.version <= previous.version) {
+      throw new Error(`Migrations must be in increasing version order: ${migration.version} follows ${previous.version}`);
+    }
+  });
+  db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)');
+  const latestKnown = migrations.at(-1)?.version ?? 0;
+  const existing = currentSchemaVersion(db);
+  if (existing > latestKnown) {
+    throw new Error(`The state store has schema version ${existing}, newer than this build knows (${latestKnown}): upgrade amplitude-braze-sync`);
+  }
+
+  const isApplied = db.prepare<[number], { version: number }>('SELECT version FROM schema_migrations WHERE version = ?');
+  const record = db.prepare<[number, string, string]>('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)');
+  const applied: number[] = [];
+  for (const migration of migrations) {
+    // IMMEDIATE takes the write lock first, so two processes opening the same file cannot both apply it.
+    db.transaction(() => {
+      if (isApplied.get(migration.version)) return;
+      db.exec(migration.sql);
+      record.run(migration.version, migration.name, new Date().toISOString());
+      applied.push(migration.version);
+    }).immediate();
+  }
+  return applied;
+}

@@ -1,0 +1,444 @@
+/**
+ * The embedded StateStore on SQLite (better-sqlite3): WAL mode so readers never block the writer, a busy
+ * timeout so several worker processes on one host can share the file, and set-based SQL for the diff.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { applyMigrations, currentSchemaVersion } from './migrations.js';
+import {
+  MAX_ROWS_PER_TRANSACTION,
+  type AttributeSnapshot,
+  type CohortDownloadReservation,
+  type DataPointEntry,
+  type DiffCounts,
+  type JsonObject,
+  type MemberFailure,
+  type Page,
+  type PageOptions,
+  type ReasonCount,
+  type ReservationResult,
+  type RunFinish,
+  type RunRecord,
+  type RunStart,
+  type RunStatus,
+  type SnapshotMember,
+  type StagedMember,
+  type StagingCheckpoint,
+  type StateStore,
+} from './store.js';
+
+const BUSY_TIMEOUT_MS = 10_000;
+const DAY = /^\d{4}-\d{2}-\d{2}$/;
+const MONTH = /^\d{4}-\d{2}$/;
+/** Sorts before every non-empty key, so it stands for "from the start" in keyset paging. */
+const FIRST_KEY = '';
+
+interface StagedRow {
+  memberKey: string;
+  amplitudeId: string;
+  userId: string | null;
+  deviceId: string | null;
+  props: string | null;
+}
+
+interface RunRow {
+  runId: string;
+  syncId: string;
+  kind: string;
+  status: RunStatus;
+  startedAt: string;
+  finishedAt: string | null;
+  sourceVersion: string | null;
+  stats: string | null;
+}
+
+const RUN_COLUMNS =
+  'run_id AS runId, sync_id AS syncId, kind, status, started_at AS startedAt, finished_at AS finishedAt, source_version AS sourceVersion, stats';
+
+export function openSqliteStateStore(path: string): SqliteStateStore {
+  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  const db = new Database(path);
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    // Safe with WAL: a power loss can lose the last commits but never corrupts the file.
+    db.pragma('synchronous = NORMAL');
+    applyMigrations(db);
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+  return new SqliteStateStore(db, `SQLite ${path}`);
+}
+
+export class SqliteStateStore implements StateStore {
+  readonly #db: Database.Database;
+  readonly #sql;
+
+  constructor(
+    db: Database.Database,
+    readonly description: string,
+  ) {
+    this.#db = db;
+    this.#sql = prepareStatements(db);
+  }
+
+  schemaVersion(): Promise<number> {
+    return settle(() => currentSchemaVersion(this.#db));
+  }
+
+  close(): Promise<void> {
+    return settle(() => void this.#db.close());
+  }
+
+  async commitSnapshot(syncId: string, changes: { added?: readonly string[]; removed?: readonly string[] }): Promise<void> {
+    await this.#inTransactions(changes.added ?? [], (chunk) => {
+      for (const memberKey of chunk) this.#sql.insertSnapshotMember.run(syncId, requireKey(memberKey));
+    });
+    await this.#inTransactions(changes.removed ?? [], (chunk) => {
+      for (const memberKey of chunk) this.#sql.deleteSnapshotMember.run(syncId, memberKey);
+    });
+  }
+
+  async snapshotMembers(syncId: string, options: PageOptions): Promise<Page<SnapshotMember>> {
+    const limit = pageLimit(options.limit);
+    const rows = this.#sql.snapshotPage.all(syncId, options.afterKey ?? FIRST_KEY, limit);
+    await yieldToEventLoop();
+    return toPage(rows, limit);
+  }
+
+  snapshotCount(syncId: string): Promise<number> {
+    return settle(() => this.#sql.snapshotCount.get(syncId)?.count ?? 0);
+  }
+
+  async attributeSnapshots(syncId: string, memberKeys: readonly string[]): Promise<Map<string, Map<string, string>>> {
+    const snapshots = new Map<string, Map<string, string>>();
+    for (const chunk of chunks(memberKeys)) {
+      for (const { memberKey, attribute, value } of this.#sql.attributeSnapshots.all(syncId, JSON.stringify(chunk))) {
+        const attributes = snapshots.get(memberKey) ?? new Map<string, string>();
+        attributes.set(attribute, value);
+        snapshots.set(memberKey, attributes);
+      }
+      await yieldToEventLoop();
+    }
+    return snapshots;
+  }
+
+  async upsertAttributeSnapshots(syncId: string, rows: readonly AttributeSnapshot[]): Promise<void> {
+    await this.#inTransactions(rows, (chunk) => {
+      for (const row of chunk) this.#sql.upsertAttributeSnapshot.run(syncId, requireKey(row.memberKey), row.attribute, row.value);
+    });
+  }
+
+  async stageChunk(runId: string, rows: readonly StagedMember[], checkpoint: StagingCheckpoint): Promise<void> {
+    // Only the last transaction carries the checkpoint; rows committed before a crash are re-staged as no-ops.
+    await this.#inTransactions(rows, (chunk, isLast) => {
+      for (const row of chunk) {
+        this.#sql.insertStaged.run(
+          runId,
+          requireKey(row.memberKey),
+          row.amplitudeId,
+          row.userId ?? null,
+          row.deviceId ?? null,
+          row.props === undefined ? null : JSON.stringify(row.props),
+        );
+      }
+      if (isLast) this.#sql.upsertCheckpoint.run(runId, checkpoint.rowsConsumed, checkpoint.bytesConsumed);
+    });
+  }
+
+  stagingCheckpoint(runId: string): Promise<StagingCheckpoint | undefined> {
+    return settle(() => this.#sql.checkpoint.get(runId));
+  }
+
+  stagedCount(runId: string): Promise<number> {
+    return settle(() => this.#sql.stagedCount.get(runId)?.count ?? 0);
+  }
+
+  async clearStaging(runId: string): Promise<void> {
+    while (this.#sql.deleteStagedChunk.run(runId, runId, MAX_ROWS_PER_TRANSACTION).changes === MAX_ROWS_PER_TRANSACTION) {
+      await yieldToEventLoop();
+    }
+    this.#sql.deleteCheckpoint.run(runId);
+  }
+
+  diffPage(runId: string, syncId: string, options: PageOptions & { kind: 'enter' }): Promise<Page<StagedMember>>;
+  diffPage(runId: string, syncId: string, options: PageOptions & { kind: 'leave' }): Promise<Page<SnapshotMember>>;
+  async diffPage(runId: string, syncId: string, options: PageOptions & { kind: 'enter' | 'leave' }): Promise<Page<StagedMember> | Page<SnapshotMember>> {
+    const limit = pageLimit(options.limit);
+    const afterKey = options.afterKey ?? FIRST_KEY;
+    const rows =
+      options.kind === 'leave'
+        ? this.#sql.leavePage.all(syncId, afterKey, runId, limit)
+        : this.#sql.enterPage.all(runId, afterKey, syncId, limit).map(toStagedMember);
+    await yieldToEventLoop();
+    return toPage(rows, limit);
+  }
+
+  diffCounts(runId: string, syncId: string): Promise<DiffCounts> {
+    return settle(() => ({
+      enter: this.#sql.enterCount.get(runId, syncId)?.count ?? 0,
+      leave: this.#sql.leaveCount.get(syncId, runId)?.count ?? 0,
+    }));
+  }
+
+  startRun(run: RunStart): Promise<void> {
+    return settle(() => void this.#sql.insertRun.run(run.runId, run.syncId, run.kind, run.startedAt.toISOString()));
+  }
+
+  finishRun(finish: RunFinish): Promise<void> {
+    return settle(() => {
+      const { changes } = this.#sql.finishRun.run(
+        finish.status,
+        finish.finishedAt.toISOString(),
+        finish.sourceVersion ?? null,
+        JSON.stringify(finish.stats),
+        finish.runId,
+      );
+      if (changes === 0) throw new Error(`finishRun: run "${finish.runId}" was never started`);
+    });
+  }
+
+  lastSuccessfulRun(syncId: string): Promise<RunRecord | undefined> {
+    return settle(() => {
+      const row = this.#sql.lastSuccessfulRun.get(syncId);
+      return row && toRunRecord(row);
+    });
+  }
+
+  recentRuns(options: { syncId?: string; limit: number }): Promise<RunRecord[]> {
+    return settle(() => {
+      const limit = pageLimit(options.limit);
+      const rows = options.syncId === undefined ? this.#sql.recentRuns.all(limit) : this.#sql.recentRunsOfSync.all(options.syncId, limit);
+      return rows.map(toRunRecord);
+    });
+  }
+
+  addDataPoints(entry: DataPointEntry): Promise<boolean> {
+    return settle(() => {
+      requireFormat('day', entry.day, DAY, 'YYYY-MM-DD');
+      if (!Number.isInteger(entry.points) || entry.points < 0) throw new RangeError(`points must be a whole number >= 0, got ${entry.points}`);
+      return this.#sql.insertDataPoints.run(entry.runId, entry.pageKey, entry.day, entry.syncId, entry.points).changes === 1;
+    });
+  }
+
+  dataPointsOnDay(day: string, syncId?: string): Promise<number> {
+    return settle(() => {
+      requireFormat('day', day, DAY, 'YYYY-MM-DD');
+      const row = syncId === undefined ? this.#sql.dataPointsOnDay.get(day) : this.#sql.dataPointsOnDayForSync.get(day, syncId);
+      return row?.total ?? 0;
+    });
+  }
+
+  reserveCohortDownload(reservation: CohortDownloadReservation): Promise<ReservationResult> {
+    const { month, limit, cohortId, runId } = reservation;
+    const reserve = this.#db.transaction((): ReservationResult => {
+      const earlier = this.#sql.findReservation.get(runId, cohortId);
+      if (earlier) return { ok: true, used: this.#downloadsIn(earlier.month) };
+      const used = this.#downloadsIn(month);
+      if (used >= limit) return { ok: false, used };
+      this.#sql.insertReservation.run(runId, cohortId, month, new Date().toISOString());
+      return { ok: true, used: used + 1 };
+    });
+    return settle(() => {
+      requireFormat('month', month, MONTH, 'YYYY-MM');
+      // IMMEDIATE: the count and the insert happen under the write lock, so concurrent workers cannot overspend.
+      return reserve.immediate();
+    });
+  }
+
+  cohortDownloadsInMonth(month: string): Promise<number> {
+    return settle(() => {
+      requireFormat('month', month, MONTH, 'YYYY-MM');
+      return this.#downloadsIn(month);
+    });
+  }
+
+  async recordFailures(runId: string, failures: readonly MemberFailure[]): Promise<void> {
+    await this.#inTransactions(failures, (chunk) => {
+      for (const failure of chunk) this.#sql.upsertFailure.run(runId, requireKey(failure.memberKey), failure.reason);
+    });
+  }
+
+  async failuresForRun(runId: string, options: PageOptions): Promise<Page<MemberFailure>> {
+    const limit = pageLimit(options.limit);
+    const rows = this.#sql.failurePage.all(runId, options.afterKey ?? FIRST_KEY, limit);
+    await yieldToEventLoop();
+    return toPage(rows, limit);
+  }
+
+  failureCountsByReason(runId: string): Promise<ReasonCount[]> {
+    return settle(() => this.#sql.failureCounts.all(runId));
+  }
+
+  #downloadsIn(month: string): number {
+    return this.#sql.downloadsInMonth.get(month)?.count ?? 0;
+  }
+
+  /** Applies `apply` to chunks of at most MAX_ROWS_PER_TRANSACTION items, one transaction each (at least one). */
+  async #inTransactions<T>(items: readonly T[], apply: (chunk: readonly T[], isLast: boolean) => void): Promise<void> {
+    const all = chunks(items);
+    for (const [index, chunk] of all.entries()) {
+      this.#db.transaction(() => apply(chunk, index === all.length - 1))();
+      await yieldToEventLoop();
+    }
+  }
+}
+
+function prepareStatements(db: Database.Database) {
+  return {
+    insertSnapshotMember: db.prepare<[string, string]>('INSERT INTO snapshot_members (sync_id, member_key) VALUES (?, ?) ON CONFLICT DO NOTHING'),
+    deleteSnapshotMember: db.prepare<[string, string]>('DELETE FROM snapshot_members WHERE sync_id = ? AND member_key = ?'),
+    snapshotPage: db.prepare<[string, string, number], SnapshotMember>(
+      'SELECT member_key AS memberKey FROM snapshot_members WHERE sync_id = ? AND member_key > ? ORDER BY member_key LIMIT ?',
+    ),
+    snapshotCount: db.prepare<[string], { count: number }>('SELECT count(*) AS count FROM snapshot_members WHERE sync_id = ?'),
+
+    attributeSnapshots: db.prepare<[string, string], AttributeSnapshot>(
+      `SELECT member_key AS memberKey, attribute, value FROM attribute_snapshots
+       WHERE sync_id = ? AND member_key IN (SELECT value FROM json_each(?))`,
+    ),
+    upsertAttributeSnapshot: db.prepare<[string, string, string, string]>(
+      `INSERT INTO attribute_snapshots (sync_id, member_key, attribute, value) VALUES (?, ?, ?, ?)
+       ON CONFLICT (sync_id, member_key, attribute) DO UPDATE SET value = excluded.value`,
+    ),
+
+    insertStaged: db.prepare<[string, string, string, string | null, string | null, string | null]>(
+      `INSERT INTO staged_members (run_id, member_key, amplitude_id, user_id, device_id, props) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT DO NOTHING`,
+    ),
+    upsertCheckpoint: db.prepare<[string, number, number]>(
+      `INSERT INTO staging_checkpoints (run_id, rows_consumed, bytes_consumed) VALUES (?, ?, ?)
+       ON CONFLICT (run_id) DO UPDATE SET rows_consumed = excluded.rows_consumed, bytes_consumed = excluded.bytes_consumed`,
+    ),
+    checkpoint: db.prepare<[string], StagingCheckpoint>(
+      'SELECT rows_consumed AS rowsConsumed, bytes_consumed AS bytesConsumed FROM staging_checkpoints WHERE run_id = ?',
+    ),
+    stagedCount: db.prepare<[string], { count: number }>('SELECT count(*) AS count FROM staged_members WHERE run_id = ?'),
+    deleteStagedChunk: db.prepare<[string, string, number]>(
+      `DELETE FROM staged_members WHERE run_id = ? AND member_key IN
+       (SELECT member_key FROM staged_members WHERE run_id = ? ORDER BY member_key LIMIT ?)`,
+    ),
+    deleteCheckpoint: db.prepare<[string]>('DELETE FROM staging_checkpoints WHERE run_id = ?'),
+
+    // Both sides walk a primary key in key order and probe the other side's primary key.
+    enterPage: db.prepare<[string, string, string, number], StagedRow>(
+      `SELECT s.member_key AS memberKey, s.amplitude_id AS amplitudeId, s.user_id AS userId, s.device_id AS deviceId, s.props
+       FROM staged_members s
+       WHERE s.run_id = ? AND s.member_key > ?
+         AND NOT EXISTS (SELECT 1 FROM snapshot_members m WHERE m.sync_id = ? AND m.member_key = s.member_key)
+       ORDER BY s.member_key LIMIT ?`,
+    ),
+    leavePage: db.prepare<[string, string, string, number], SnapshotMember>(
+      `SELECT m.member_key AS memberKey
+       FROM snapshot_members m
+       WHERE m.sync_id = ? AND m.member_key > ?
+         AND NOT EXISTS (SELECT 1 FROM staged_members s WHERE s.run_id = ? AND s.member_key = m.member_key)
+       ORDER BY m.member_key LIMIT ?`,
+    ),
+    enterCount: db.prepare<[string, string], { count: number }>(
+      `SELECT count(*) AS count FROM staged_members s
+       WHERE s.run_id = ? AND NOT EXISTS (SELECT 1 FROM snapshot_members m WHERE m.sync_id = ? AND m.member_key = s.member_key)`,
+    ),
+    leaveCount: db.prepare<[string, string], { count: number }>(
+      `SELECT count(*) AS count FROM snapshot_members m
+       WHERE m.sync_id = ? AND NOT EXISTS (SELECT 1 FROM staged_members s WHERE s.run_id = ? AND s.member_key = m.member_key)`,
+    ),
+
+    insertRun: db.prepare<[string, string, string, string]>(
+      `INSERT INTO runs (run_id, sync_id, kind, status, started_at) VALUES (?, ?, ?, 'running', ?) ON CONFLICT (run_id) DO NOTHING`,
+    ),
+    finishRun: db.prepare<[string, string, string | null, string, string]>(
+      `UPDATE runs SET status = ?, finished_at = ?, source_version = coalesce(?, source_version), stats = ? WHERE run_id = ?`,
+    ),
+    lastSuccessfulRun: db.prepare<[string], RunRow>(
+      `SELECT ${RUN_COLUMNS} FROM runs WHERE sync_id = ? AND status = 'succeeded' ORDER BY finished_at DESC LIMIT 1`,
+    ),
+    recentRuns: db.prepare<[number], RunRow>(`SELECT ${RUN_COLUMNS} FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?`),
+    recentRunsOfSync: db.prepare<[string, number], RunRow>(
+      `SELECT ${RUN_COLUMNS} FROM runs WHERE sync_id = ? ORDER BY started_at DESC, run_id DESC LIMIT ?`,
+    ),
+
+    insertDataPoints: db.prepare<[string, string, string, string, number]>(
+      'INSERT INTO data_points (run_id, page_key, day, sync_id, points) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
+    ),
+    dataPointsOnDay: db.prepare<[string], { total: number }>('SELECT coalesce(sum(points), 0) AS total FROM data_points WHERE day = ?'),
+    dataPointsOnDayForSync: db.prepare<[string, string], { total: number }>(
+      'SELECT coalesce(sum(points), 0) AS total FROM data_points WHERE day = ? AND sync_id = ?',
+    ),
+
+    findReservation: db.prepare<[string, string], { month: string }>('SELECT month FROM cohort_downloads WHERE run_id = ? AND cohort_id = ?'),
+    downloadsInMonth: db.prepare<[string], { count: number }>('SELECT count(*) AS count FROM cohort_downloads WHERE month = ?'),
+    insertReservation: db.prepare<[string, string, string, string]>(
+      'INSERT INTO cohort_downloads (run_id, cohort_id, month, reserved_at) VALUES (?, ?, ?, ?)',
+    ),
+
+    upsertFailure: db.prepare<[string, string, string]>(
+      `INSERT INTO member_failures (run_id, member_key, reason) VALUES (?, ?, ?)
+       ON CONFLICT (run_id, member_key) DO UPDATE SET reason = excluded.reason`,
+    ),
+    failurePage: db.prepare<[string, string, number], MemberFailure>(
+      'SELECT member_key AS memberKey, reason FROM member_failures WHERE run_id = ? AND member_key > ? ORDER BY member_key LIMIT ?',
+    ),
+    failureCounts: db.prepare<[string], ReasonCount>(
+      'SELECT reason, count(*) AS count FROM member_failures WHERE run_id = ? GROUP BY reason ORDER BY count DESC, reason',
+    ),
+  };
+}
+
+/** Runs synchronous SQLite work so that any error, too, arrives as a rejected promise. */
+function settle<T>(work: () => T): Promise<T> {
+  return new Promise((resolve) => resolve(work()));
+}
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Splits into chunks of at most MAX_ROWS_PER_TRANSACTION; an empty input gives one empty chunk. */
+function chunks<T>(items: readonly T[]): (readonly T[])[] {
+  const result: (readonly T[])[] = [];
+  for (let start = 0; start < items.length; start += MAX_ROWS_PER_TRANSACTION) result.push(items.slice(start, start + MAX_ROWS_PER_TRANSACTION));
+  return result.length > 0 ? result : [[]];
+}
+
+function pageLimit(limit: number): number {
+  if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`limit must be a whole number >= 1, got ${limit}`);
+  return Math.min(limit, MAX_ROWS_PER_TRANSACTION);
+}
+
+function toPage<T extends { memberKey: string }>(items: T[], limit: number): Page<T> {
+  return { items, nextAfterKey: items.length === limit ? items.at(-1)?.memberKey : undefined };
+}
+
+function requireKey(memberKey: string): string {
+  // An empty key equals FIRST_KEY, so keyset paging (`member_key > afterKey`) would never return it.
+  if (memberKey === '') throw new RangeError('memberKey must not be empty');
+  return memberKey;
+}
+
+function requireFormat(name: string, value: string, pattern: RegExp, format: string): void {
+  if (!pattern.test(value)) throw new RangeError(`${name} must be ${format}, got "${value}"`);
+}
+
+function toStagedMember(row: StagedRow): StagedMember {
+  const member: StagedMember = { memberKey: row.memberKey, amplitudeId: row.amplitudeId };
+  if (row.userId !== null) member.userId = row.userId;
+  if (row.deviceId !== null) member.deviceId = row.deviceId;
+  if (row.props !== null) member.props = JSON.parse(row.props) as JsonObject;
+  return member;
+}
+
+function toRunRecord(row: RunRow): RunRecord {
+  return {
+    runId: row.runId,
+    syncId: row.syncId,
+    kind: row.kind,
+    status: row.status,
+    startedAt: new Date(row.startedAt),
+    finishedAt: row.finishedAt === null ? undefined : new Date(row.finishedAt),
+    sourceVersion: row.sourceVersion ?? undefined,
+    stats: row.stats === null ? undefined : (JSON.parse(row.stats) as JsonObject),
+  };
+}

@@ -1,0 +1,173 @@
+/**
+ * The state store every worker shares: last-sent snapshots, per-run staging and the plan (diff) between
+ * them, and the run, data-point, download-quota and failure ledgers. Every method is async and keeps nothing
+ * in process memory, so a networked implementation (PostgreSQL) can serve many workers on many hosts.
+ *
+ * Keys are strings compared byte-wise (UTF-8), which is the order every page is returned in. Bulk methods
+ * work in transactions of at most MAX_ROWS_PER_TRANSACTION rows and yield to the event loop between them,
+ * so activity heartbeats keep flowing.
+ */
+
+export const MAX_ROWS_PER_TRANSACTION = 5_000;
+
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+export type JsonObject = { [key: string]: JsonValue };
+
+/** One member of a cohort as read from Amplitude, keyed by the identifier we send to Braze. */
+export interface StagedMember {
+  /** The identifier sent to Braze, e.g. `ext:user-42` or `alias:…`. */
+  memberKey: string;
+  amplitudeId: string;
+  userId?: string;
+  deviceId?: string;
+  props?: JsonObject;
+}
+
+export interface SnapshotMember {
+  memberKey: string;
+}
+
+/** How far a run has read its source; stored atomically with the staged rows it covers. */
+export interface StagingCheckpoint {
+  rowsConsumed: number;
+  bytesConsumed: number;
+}
+
+export interface PageOptions {
+  /** Return keys strictly after this one (exclusive); omit for the first page. */
+  afterKey?: string;
+  /** At most MAX_ROWS_PER_TRANSACTION; larger values are capped. */
+  limit: number;
+}
+
+export interface Page<T> {
+  items: T[];
+  /** The `afterKey` for the next page; undefined when this page was the last. */
+  nextAfterKey: string | undefined;
+}
+
+/** `enter`: staged but not in the snapshot. `leave`: in the snapshot but not staged. */
+export type DiffKind = 'enter' | 'leave';
+
+export interface DiffCounts {
+  enter: number;
+  leave: number;
+}
+
+export interface AttributeSnapshot {
+  memberKey: string;
+  attribute: string;
+  /** The last value sent, as JSON or a hash of it. */
+  value: string;
+}
+
+export type RunStatus = 'running' | 'succeeded' | 'failed' | 'cancelled';
+
+export interface RunStart {
+  runId: string;
+  syncId: string;
+  /** The sync kind, e.g. `cohort`. */
+  kind: string;
+  startedAt: Date;
+}
+
+export interface RunFinish {
+  runId: string;
+  status: Exclude<RunStatus, 'running'>;
+  finishedAt: Date;
+  stats: JsonObject;
+  /** What the run synced, e.g. the cohort's `lastComputed`, so an unchanged source can be skipped. */
+  sourceVersion?: string;
+}
+
+export interface RunRecord {
+  runId: string;
+  syncId: string;
+  kind: string;
+  status: RunStatus;
+  startedAt: Date;
+  finishedAt: Date | undefined;
+  sourceVersion: string | undefined;
+  stats: JsonObject | undefined;
+}
+
+export interface DataPointEntry {
+  /** `YYYY-MM-DD` (UTC). */
+  day: string;
+  syncId: string;
+  runId: string;
+  /** Identifies the page within the run, so a retried page is counted once. */
+  pageKey: string;
+  points: number;
+}
+
+export interface CohortDownloadReservation {
+  /** `YYYY-MM` (UTC). */
+  month: string;
+  limit: number;
+  cohortId: string;
+  runId: string;
+}
+
+export interface ReservationResult {
+  ok: boolean;
+  /** Downloads reserved in the month, including this one when `ok`. */
+  used: number;
+}
+
+export interface MemberFailure {
+  memberKey: string;
+  /** The vendor's reason, verbatim. */
+  reason: string;
+}
+
+export interface ReasonCount {
+  reason: string;
+  count: number;
+}
+
+export interface StateStore {
+  /** Human-readable location, e.g. `SQLite data/state.db` (never a credential). */
+  readonly description: string;
+  schemaVersion(): Promise<number>;
+  close(): Promise<void>;
+
+  /** Applies the members a run has sent (added) and removed; idempotent. */
+  commitSnapshot(syncId: string, changes: { added?: readonly string[]; removed?: readonly string[] }): Promise<void>;
+  snapshotMembers(syncId: string, options: PageOptions): Promise<Page<SnapshotMember>>;
+  snapshotCount(syncId: string): Promise<number>;
+
+  /** Last values sent per member and attribute, for the given members (absent members are omitted). */
+  attributeSnapshots(syncId: string, memberKeys: readonly string[]): Promise<Map<string, Map<string, string>>>;
+  upsertAttributeSnapshots(syncId: string, rows: readonly AttributeSnapshot[]): Promise<void>;
+
+  /** Stages rows and records the checkpoint after them in the same transaction. The first row for a key wins. */
+  stageChunk(runId: string, rows: readonly StagedMember[], checkpoint: StagingCheckpoint): Promise<void>;
+  stagingCheckpoint(runId: string): Promise<StagingCheckpoint | undefined>;
+  stagedCount(runId: string): Promise<number>;
+  clearStaging(runId: string): Promise<void>;
+
+  diffPage(runId: string, syncId: string, options: PageOptions & { kind: 'enter' }): Promise<Page<StagedMember>>;
+  diffPage(runId: string, syncId: string, options: PageOptions & { kind: 'leave' }): Promise<Page<SnapshotMember>>;
+  diffCounts(runId: string, syncId: string): Promise<DiffCounts>;
+
+  /** Records a run as running; a retried start of the same run is a no-op. */
+  startRun(run: RunStart): Promise<void>;
+  finishRun(finish: RunFinish): Promise<void>;
+  lastSuccessfulRun(syncId: string): Promise<RunRecord | undefined>;
+  /** Newest first. */
+  recentRuns(options: { syncId?: string; limit: number }): Promise<RunRecord[]>;
+
+  /** Counts a page's data points once per (runId, pageKey); returns false when the page was already counted. */
+  addDataPoints(entry: DataPointEntry): Promise<boolean>;
+  dataPointsOnDay(day: string, syncId?: string): Promise<number>;
+
+  /** Atomically reserves one cohort download in the month, refused at `limit`; idempotent per (runId, cohortId). */
+  reserveCohortDownload(reservation: CohortDownloadReservation): Promise<ReservationResult>;
+  cohortDownloadsInMonth(month: string): Promise<number>;
+
+  /** Records why members failed in a run; a member recorded again keeps the latest reason. */
+  recordFailures(runId: string, failures: readonly MemberFailure[]): Promise<void>;
+  failuresForRun(runId: string, options: PageOptions): Promise<Page<MemberFailure>>;
+  failureCountsByReason(runId: string): Promise<ReasonCount[]>;
+}
