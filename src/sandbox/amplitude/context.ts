@@ -1,0 +1,42 @@
+/** The state one Amplitude sandbox shares across its handlers, and the per-request exchange they receive. */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Dataset } from '../dataset.js';
+import { sendJson, type FaultInjector } from '../http-util.js';
+import type { CohortExports } from './cohort-exports.js';
+import type { Ingestion } from './ingestion.js';
+import type { FixedWindowCounter } from './limits.js';
+import type { ResolvedOptions } from './options.js';
+import type { ProfileStore } from './profiles.js';
+
+export interface SandboxContext {
+  options: ResolvedOptions;
+  dataset: Dataset;
+  /** The sandbox's own base URL (for pre-signed links); known once the server listens. */
+  baseUrl: string;
+  faults: FaultInjector;
+  cohortExports: CohortExports;
+  profiles: ProfileStore;
+  ingestion: Ingestion;
+  /** Profile API requests per minute, org-wide. */
+  profileRequests: FixedWindowCounter;
+}
+
+export interface Exchange {
+  req: IncomingMessage;
+  res: ServerResponse;
+  url: URL;
+  context: SandboxContext;
+}
+
+const ERROR_TYPES: Record<number, string> = {
+  400: 'bad_request',
+  401: 'unauthorized',
+  403: 'forbidden',
+  404: 'not_found',
+  429: 'too_many_requests',
+};
+
+/** The error shape Amplitude's cohort endpoints document: `{"error":{http_code,type,message}}`. */
+export function sendApiError(res: ServerResponse, status: number, message: string): void {
+  sendJson(res, status, { error: { http_code: status, type: ERROR_TYPES[status] ?? 'error', message } });
+}

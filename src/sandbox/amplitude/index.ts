@@ -1,0 +1,118 @@
+/**
+ * A faithful local Amplitude: one loopback HTTP server for every Amplitude API the sync uses (cohorts, export,
+ * profile, HTTP V2/Batch, identify), over a seeded Dataset, with the vendor's limits and failure modes.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Dataset } from '../dataset.js';
+import { closeServer, FaultInjector, listen, sendJson, type SandboxFaults } from '../http-util.js';
+import { CohortExports } from './cohort-exports.js';
+import { sendApiError, type Exchange, type SandboxContext } from './context.js';
+import { Ingestion, type IngestedEvent } from './ingestion.js';
+import { ConcurrencyGate, FixedWindowCounter } from './limits.js';
+import { resolveOptions, type AmplitudeSandboxOptions } from './options.js';
+import { ProfileStore, type UserIds } from './profiles.js';
+import { matchRoute } from './routes.js';
+import type { UserProperties } from './user-properties.js';
+
+export type { AmplitudeSandboxOptions } from './options.js';
+export type { IngestedEvent } from './ingestion.js';
+
+export interface AmplitudeSandboxControl {
+  readonly dataset: Dataset;
+  ingestedEvents(): IngestedEvent[];
+  downloadRequestsThisMonth(): number;
+  setFaults(faults: SandboxFaults): void;
+  /** Makes every pre-signed `/s3/…` link issued so far expired (the `/file` links stay valid). */
+  expireExportLinksNow(): void;
+  /** Applies to jobs already running too: 0 completes them all, Infinity never completes. */
+  setExportJobDurationMs(ms: number): void;
+  /** A user's current properties (seeded, then updated by identify and events); undefined if never seen. */
+  userProperties(ids: UserIds): UserProperties | undefined;
+}
+
+export interface AmplitudeSandbox {
+  /** e.g. `http://127.0.0.1:PORT`: the API, Profile API and ingestion base URL alike. */
+  url: string;
+  close(): Promise<void>;
+  control: AmplitudeSandboxControl;
+}
+
+const HTTP_V2_RATE_WINDOW_MS = 1_000;
+/** Batch averages the per-id rate over 30 s. */
+const BATCH_RATE_WINDOW_MS = 30_000;
+
+function hasValidBasicAuth(req: IncomingMessage, apiKey: string, secretKey: string): boolean {
+  const header = req.headers.authorization;
+  if (!header?.startsWith('Basic ')) return false;
+  return Buffer.from(header.slice('Basic '.length), 'base64').toString('utf8') === `${apiKey}:${secretKey}`;
+}
+
+export async function startAmplitudeSandbox(options: AmplitudeSandboxOptions): Promise<AmplitudeSandbox> {
+  const resolved = resolveOptions(options);
+  const profiles = new ProfileStore(options.dataset);
+  const context: SandboxContext = {
+    options: resolved,
+    dataset: options.dataset,
+    baseUrl: '',
+    faults: new FaultInjector(options.faults ?? {}, options.faultSeed ?? 1),
+    cohortExports: new CohortExports(),
+    profiles,
+    ingestion: new Ingestion(profiles, {
+      httpapi: { eventsPerSecondPerId: resolved.eventsPerSecondPerId, windowMs: HTTP_V2_RATE_WINDOW_MS },
+      batch: { eventsPerSecondPerId: resolved.batchEventsPerSecondPerId, windowMs: BATCH_RATE_WINDOW_MS },
+    }),
+    profileRequests: new FixedWindowCounter(60_000),
+  };
+  const concurrency = new ConcurrencyGate(resolved.maxConcurrentRequests);
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', context.baseUrl);
+    const matched = matchRoute(req.method ?? 'GET', url.pathname);
+    if (!matched) {
+      res.writeHead(404, { 'content-length': 0 }).end();
+      return;
+    }
+    const { route, params } = matched;
+    if (route.guard === 'dashboard') {
+      if (!hasValidBasicAuth(req, resolved.apiKey, resolved.secretKey)) {
+        sendApiError(res, 401, 'Invalid API key or secret key');
+        return;
+      }
+      if (!concurrency.tryAcquire(res)) {
+        sendApiError(res, 429, `Too many concurrent requests: the limit is ${concurrency.limit} concurrent requests`);
+        return;
+      }
+    }
+    // After the concurrency gate, so a slow (or failing) request holds its slot as it would at Amplitude.
+    if (route.guard !== 'open') {
+      await context.faults.delay();
+      if (context.faults.maybeFail(res)) return;
+    }
+    const exchange: Exchange = { req, res, url, context };
+    await route.handle(exchange, ...params);
+  }
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((error: unknown) => {
+      if (res.headersSent) res.destroy();
+      else sendJson(res, 500, { error: error instanceof Error ? error.message : String(error) });
+    });
+  });
+  context.baseUrl = await listen(server, options.port ?? 0, options.host ?? '127.0.0.1');
+
+  return {
+    url: context.baseUrl,
+    close: () => closeServer(server),
+    control: {
+      dataset: options.dataset,
+      ingestedEvents: () => context.ingestion.list(),
+      downloadRequestsThisMonth: () => context.cohortExports.monthlyRequests.count(),
+      setFaults: (faults) => context.faults.setFaults(faults),
+      expireExportLinksNow: () => context.cohortExports.expireLinksNow(),
+      setExportJobDurationMs: (ms) => {
+        resolved.exportJobDurationMs = ms;
+      },
+      userProperties: (ids) => profiles.find(ids)?.properties,
+    },
+  };
+}

@@ -1,0 +1,68 @@
+/** Counters behind the sandbox's rate limits and quotas. */
+import type { ServerResponse } from 'node:http';
+
+/** Counts per key within fixed windows of `windowMs`; a new window starts from zero (and frees the old keys). */
+export class FixedWindowCounter {
+  private windowIndex = Number.NaN;
+  private counts = new Map<string, number>();
+
+  constructor(readonly windowMs: number) {}
+
+  count(key: string, now = Date.now()): number {
+    this.roll(now);
+    return this.counts.get(key) ?? 0;
+  }
+
+  add(key: string, amount = 1, now = Date.now()): number {
+    this.roll(now);
+    const total = (this.counts.get(key) ?? 0) + amount;
+    this.counts.set(key, total);
+    return total;
+  }
+
+  private roll(now: number): void {
+    const windowIndex = Math.floor(now / this.windowMs);
+    if (windowIndex !== this.windowIndex) {
+      this.windowIndex = windowIndex;
+      this.counts = new Map();
+    }
+  }
+}
+
+/** Calendar-month (UTC) request count, like Amplitude's monthly download quota. */
+export class MonthlyCounter {
+  private month = '';
+  private used = 0;
+
+  count(now = Date.now()): number {
+    this.roll(now);
+    return this.used;
+  }
+
+  add(now = Date.now()): void {
+    this.roll(now);
+    this.used++;
+  }
+
+  private roll(now: number): void {
+    const month = new Date(now).toISOString().slice(0, 7);
+    if (month !== this.month) {
+      this.month = month;
+      this.used = 0;
+    }
+  }
+}
+
+/** Requests in flight; a slot is held until the response closes, so a streaming download keeps its slot. */
+export class ConcurrencyGate {
+  private inFlight = 0;
+
+  constructor(readonly limit: number) {}
+
+  tryAcquire(res: ServerResponse): boolean {
+    if (this.inFlight >= this.limit) return false;
+    this.inFlight++;
+    res.once('close', () => this.inFlight--);
+    return true;
+  }
+}

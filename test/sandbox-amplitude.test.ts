@@ -1,0 +1,545 @@
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { gunzipSync } from 'node:zlib';
+import { parse } from 'csv-parse/sync';
+import { strFromU8, unzipSync } from 'fflate';
+import { request } from 'undici';
+import { Dataset, type DatasetOptions } from '../src/sandbox/dataset.js';
+import { startAmplitudeSandbox, type AmplitudeSandbox, type AmplitudeSandboxOptions } from '../src/sandbox/amplitude/index.js';
+
+const API_KEY = 'test-api-key';
+const SECRET_KEY = 'test-secret-key';
+const BASIC_AUTH = `Basic ${Buffer.from(`${API_KEY}:${SECRET_KEY}`).toString('base64')}`;
+const HOUR_MS = 60 * 60 * 1000;
+const SMALL_COHORT = '26umsb5';
+const MEDIUM_COHORT = '3k9x2pq';
+const LARGE_COHORT = '5fh7t0w';
+
+const started: AmplitudeSandbox[] = [];
+after(async () => {
+  await Promise.all(started.map((sandbox) => sandbox.close()));
+});
+
+async function startSandbox(
+  options: Partial<AmplitudeSandboxOptions> = {},
+  datasetOptions: Partial<DatasetOptions> = {},
+): Promise<AmplitudeSandbox> {
+  const dataset = new Dataset({ seed: 5, users: 2_000, ...datasetOptions });
+  const sandbox = await startAmplitudeSandbox({ apiKey: API_KEY, secretKey: SECRET_KEY, dataset, exportJobDurationMs: 0, ...options });
+  started.push(sandbox);
+  return sandbox;
+}
+
+function api(sandbox: AmplitudeSandbox, path: string, init: RequestInit = {}): Promise<Response> {
+  return fetch(`${sandbox.url}${path}`, { ...init, headers: { authorization: BASIC_AUTH, ...init.headers } });
+}
+
+function postJson(sandbox: AmplitudeSandbox, path: string, body: unknown): Promise<Response> {
+  return fetch(`${sandbox.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+}
+
+async function requestExport(sandbox: AmplitudeSandbox, cohortId: string, query = ''): Promise<string> {
+  const response = await api(sandbox, `/api/5/cohorts/request/${cohortId}${query}`);
+  assert.equal(response.status, 202, await response.clone().text());
+  return ((await response.json()) as { request_id: string }).request_id;
+}
+
+async function downloadCsv(sandbox: AmplitudeSandbox, cohortId: string, query = ''): Promise<string[][]> {
+  const requestId = await requestExport(sandbox, cohortId, query);
+  const response = await api(sandbox, `/api/5/cohorts/request/${requestId}/file`);
+  assert.equal(response.status, 200);
+  return parse(await response.text());
+}
+
+function profile(sandbox: AmplitudeSandbox, query: string, apiKey: string | null = SECRET_KEY): Promise<Response> {
+  return fetch(`${sandbox.url}/v1/userprofile?${query}`, { headers: apiKey === null ? {} : { authorization: `Api-Key ${apiKey}` } });
+}
+
+/** `YYYYMMDDTHH` for the Export API. */
+function exportHour(ms: number): string {
+  const iso = new Date(ms).toISOString();
+  return `${iso.slice(0, 4)}${iso.slice(5, 7)}${iso.slice(8, 10)}T${iso.slice(11, 13)}`;
+}
+
+describe('Amplitude sandbox: auth and cohort list', () => {
+  test('/api/* requires Basic api_key:secret_key', async () => {
+    const sandbox = await startSandbox();
+    assert.equal((await fetch(`${sandbox.url}/api/3/cohorts`)).status, 401);
+    const wrong = `Basic ${Buffer.from(`${API_KEY}:nope`).toString('base64')}`;
+    const response = await fetch(`${sandbox.url}/api/3/cohorts`, { headers: { authorization: wrong } });
+    assert.equal(response.status, 401);
+    assert.match(await response.text(), /Invalid API key/);
+    assert.equal((await api(sandbox, '/api/3/cohorts')).status, 200);
+  });
+
+  test('lists cohorts with the documented fields in epoch seconds', async () => {
+    const sandbox = await startSandbox();
+    const response = await api(sandbox, '/api/3/cohorts?includeSyncInfo=true');
+    const { cohorts } = (await response.json()) as { cohorts: Array<Record<string, unknown>> };
+    assert.deepEqual(
+      cohorts.map((cohort) => cohort.id),
+      [SMALL_COHORT, MEDIUM_COHORT, LARGE_COHORT],
+    );
+    for (const cohort of cohorts) {
+      for (const field of ['appId', 'name', 'description', 'size', 'lastComputed', 'lastMod', 'createdAt', 'archived', 'hidden', 'published', 'finished', 'type', 'owners', 'viewers', 'syncMetadata']) {
+        assert.ok(field in cohort, `${String(cohort.id)} has ${field}`);
+      }
+      assert.ok((cohort.lastComputed as number) < 1e11 && (cohort.createdAt as number) < 1e11);
+    }
+  });
+
+  test('unknown paths get an empty 404', async () => {
+    const sandbox = await startSandbox();
+    const response = await fetch(`${sandbox.url}/v1/nope`);
+    assert.equal(response.status, 404);
+    assert.equal(await response.text(), '');
+  });
+});
+
+describe('Amplitude sandbox: cohort export', () => {
+  test('request is 202, status is 202 JOB INPROGRESS then 200 JOB COMPLETED', async () => {
+    const sandbox = await startSandbox({ exportJobDurationMs: 150 });
+    const response = await api(sandbox, `/api/5/cohorts/request/${SMALL_COHORT}?props=0`);
+    assert.equal(response.status, 202);
+    const body = (await response.json()) as { request_id: string; cohort_id: string };
+    assert.equal(body.cohort_id, SMALL_COHORT);
+    const pending = await api(sandbox, `/api/5/cohorts/request-status/${body.request_id}`);
+    assert.equal(pending.status, 202);
+    assert.deepEqual(await pending.json(), { request_id: body.request_id, cohort_id: SMALL_COHORT, async_status: 'JOB INPROGRESS' });
+    assert.equal((await api(sandbox, `/api/5/cohorts/request/${body.request_id}/file`)).status, 400);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const done = await api(sandbox, `/api/5/cohorts/request-status/${body.request_id}`);
+    assert.equal(done.status, 200);
+    assert.equal(((await done.json()) as { async_status: string }).async_status, 'JOB COMPLETED');
+    assert.equal((await api(sandbox, '/api/5/cohorts/request-status/unknown-request')).status, 404);
+  });
+
+  test('setExportJobDurationMs can make jobs never complete', async () => {
+    const sandbox = await startSandbox();
+    sandbox.control.setExportJobDurationMs(Number.POSITIVE_INFINITY);
+    const requestId = await requestExport(sandbox, SMALL_COHORT);
+    assert.equal((await api(sandbox, `/api/5/cohorts/request-status/${requestId}`)).status, 202);
+    sandbox.control.setExportJobDurationMs(0);
+    assert.equal((await api(sandbox, `/api/5/cohorts/request-status/${requestId}`)).status, 200);
+  });
+
+  test('the inline CSV quotes every field and leaves user_id empty for anonymous members', async () => {
+    const sandbox = await startSandbox();
+    const requestId = await requestExport(sandbox, MEDIUM_COHORT);
+    const response = await api(sandbox, `/api/5/cohorts/request/${requestId}/file`);
+    assert.equal(response.status, 200);
+    const text = await response.text();
+    const lines = text.trimEnd().split('\n');
+    assert.equal(lines[0], '"amplitude_id","user_id"');
+    assert.ok(lines.slice(1).every((line) => /^"\d+","(user-\d{6})?"$/.test(line)), 'every field is quoted');
+    const dataset = sandbox.control.dataset;
+    const expected = [...dataset.cohortMembers(MEDIUM_COHORT)].map((member) => `"${member.amplitudeId}","${member.userId ?? ''}"`);
+    assert.deepEqual(lines.slice(1), expected);
+    assert.ok(lines.some((line) => line.endsWith(',""')), 'has anonymous members');
+  });
+
+  test('props=1 adds one column per property; propKeys selects them', async () => {
+    const sandbox = await startSandbox();
+    const [header, ...rows] = await downloadCsv(sandbox, SMALL_COHORT, '?props=1&propKeys=plan&propKeys=favorite_genres');
+    assert.deepEqual(header, ['amplitude_id', 'user_id', 'plan', 'favorite_genres']);
+    const dataset = sandbox.control.dataset;
+    for (const [amplitudeId, , plan, genres] of rows) {
+      const user = dataset.user(dataset.indexOfAmplitudeId(amplitudeId ?? '') ?? -1);
+      assert.equal(plan, user.properties.plan);
+      assert.deepEqual(JSON.parse(genres ?? ''), user.properties.favorite_genres);
+    }
+    const [allHeader] = await downloadCsv(sandbox, SMALL_COHORT, '?props=1');
+    assert.deepEqual(allHeader, ['amplitude_id', 'user_id', 'plan', 'country', 'ltv', 'beta_tester', 'favorite_genres']);
+  });
+
+  test('the file reflects membership at request time', async () => {
+    const sandbox = await startSandbox();
+    const before = await requestExport(sandbox, SMALL_COHORT);
+    const members = [sandbox.control.dataset.user(1).amplitudeId, sandbox.control.dataset.user(2).amplitudeId];
+    const changed = await postJson(sandbox, `/_sandbox/cohorts/${SMALL_COHORT}/members`, { set: members });
+    assert.equal(changed.status, 200);
+    const oldFile = parse(await (await api(sandbox, `/api/5/cohorts/request/${before}/file`)).text());
+    assert.equal(oldFile.length - 1, [...new Dataset({ seed: 5, users: 2_000 }).cohortMembers(SMALL_COHORT)].length);
+    const newFile = await downloadCsv(sandbox, SMALL_COHORT);
+    assert.deepEqual(
+      newFile.slice(1).map((row) => row[0]),
+      members,
+    );
+  });
+
+  test('unknown cohorts are 404 and cohorts over the size limit 400, with a message', async () => {
+    const sandbox = await startSandbox({ maxCohortSize: 100 });
+    const unknown = await api(sandbox, '/api/5/cohorts/request/zzzzzzz');
+    assert.equal(unknown.status, 404);
+    assert.match(await unknown.text(), /zzzzzzz not found/);
+    const tooLarge = await api(sandbox, `/api/5/cohorts/request/${LARGE_COHORT}`);
+    assert.equal(tooLarge.status, 400);
+    assert.match(await tooLarge.text(), /maximum download size of 100 users/);
+  });
+
+  test('gzipFiles sends Content-Encoding: gzip', async () => {
+    const sandbox = await startSandbox({ gzipFiles: true });
+    const requestId = await requestExport(sandbox, SMALL_COHORT);
+    const response = await request(`${sandbox.url}/api/5/cohorts/request/${requestId}/file`, { headers: { authorization: BASIC_AUTH } });
+    assert.equal(response.statusCode, 200);
+    assert.equal(response.headers['content-encoding'], 'gzip');
+    const csv = gunzipSync(Buffer.from(await response.body.arrayBuffer())).toString('utf8');
+    assert.ok(csv.startsWith('"amplitude_id","user_id"\n'));
+  });
+
+  test('tab-prefixed values and a duplicate amplitude_id header', async () => {
+    const sandbox = await startSandbox({ tabPrefixValues: true, duplicateAmplitudeIdHeader: true });
+    const [header, firstRow] = await downloadCsv(sandbox, SMALL_COHORT);
+    assert.deepEqual(header, ['amplitude_id', 'user_id', 'amplitude_id']);
+    assert.ok(firstRow?.every((value) => value.startsWith('\t')));
+    assert.equal(firstRow?.[0], firstRow?.[2]);
+  });
+
+  test('big files redirect to a pre-signed link that expires; /file gives a fresh one', async () => {
+    const sandbox = await startSandbox({ inlineFileMaxBytes: 100, presignedUrlTtlMs: 150 });
+    const requestId = await requestExport(sandbox, MEDIUM_COHORT);
+    const fileUrl = `/api/5/cohorts/request/${requestId}/file`;
+    const redirect = await api(sandbox, fileUrl, { redirect: 'manual' });
+    assert.equal(redirect.status, 302);
+    const location = redirect.headers.get('location') ?? '';
+    assert.match(location, new RegExp(`^${sandbox.url}/s3/[0-9a-f]+$`));
+    const download = await fetch(location);
+    assert.equal(download.status, 200);
+    assert.ok((await download.text()).startsWith('"amplitude_id","user_id"\n'));
+
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const expired = await fetch(location);
+    assert.equal(expired.status, 403);
+    const xml = await expired.text();
+    assert.match(xml, /<Code>AccessDenied<\/Code>/);
+    assert.match(xml, /Request has expired/);
+
+    const fresh = (await api(sandbox, fileUrl, { redirect: 'manual' })).headers.get('location') ?? '';
+    assert.notEqual(fresh, location);
+    assert.equal((await fetch(fresh)).status, 200);
+    sandbox.control.expireExportLinksNow();
+    assert.equal((await fetch(fresh)).status, 403);
+  });
+});
+
+describe('Amplitude sandbox: quotas and limits', () => {
+  test('the monthly download quota is 429 with a body naming it; every request call counts', async () => {
+    const sandbox = await startSandbox({ monthlyDownloadQuota: 3 });
+    await requestExport(sandbox, SMALL_COHORT);
+    assert.equal((await api(sandbox, '/api/5/cohorts/request/zzzzzzz')).status, 404);
+    await requestExport(sandbox, MEDIUM_COHORT);
+    const refused = await api(sandbox, `/api/5/cohorts/request/${LARGE_COHORT}`);
+    assert.equal(refused.status, 429);
+    assert.match(await refused.text(), /Monthly cohort download limit reached: 3 requests per month/);
+    assert.equal(sandbox.control.downloadRequestsThisMonth(), 3);
+    const state = (await (await fetch(`${sandbox.url}/_sandbox/state`)).json()) as { downloadRequestsThisMonth: number };
+    assert.equal(state.downloadRequestsThisMonth, 3);
+  });
+
+  test('per-cohort requests are limited per 10 minutes', async () => {
+    const sandbox = await startSandbox({ perCohortRequestsPer10Min: 2 });
+    await requestExport(sandbox, SMALL_COHORT);
+    await requestExport(sandbox, SMALL_COHORT);
+    const refused = await api(sandbox, `/api/5/cohorts/request/${SMALL_COHORT}`);
+    assert.equal(refused.status, 429);
+    assert.match(await refused.text(), /2 requests per 10 minutes/);
+    await requestExport(sandbox, MEDIUM_COHORT);
+  });
+
+  test('concurrent /api/* requests over the limit are 429, counting files still streaming', async () => {
+    const sandbox = await startSandbox({ maxConcurrentRequests: 2, inlineFileMaxBytes: 1e9 }, { users: 2_000_000 });
+    const requestId = await requestExport(sandbox, LARGE_COHORT);
+    const fileUrl = `${sandbox.url}/api/5/cohorts/request/${requestId}/file`;
+    // Two downloads whose bodies are not read hold their slots (the server is blocked on backpressure).
+    const downloads = await Promise.all([1, 2].map(() => request(fileUrl, { headers: { authorization: BASIC_AUTH } })));
+    assert.deepEqual(
+      downloads.map((download) => download.statusCode),
+      [200, 200],
+    );
+    const refused = await api(sandbox, '/api/3/cohorts');
+    assert.equal(refused.status, 429);
+    assert.match(await refused.text(), /limit is 2 concurrent requests/);
+
+    for (const download of downloads) download.body.destroy();
+    let status = 429;
+    for (let attempt = 0; attempt < 50 && status === 429; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const response = await api(sandbox, '/api/3/cohorts');
+      status = response.status;
+      await response.body?.cancel();
+    }
+    assert.equal(status, 200);
+  });
+});
+
+describe('Amplitude sandbox: User Profile API', () => {
+  test('401 with the exact messages', async () => {
+    const sandbox = await startSandbox();
+    const missing = await profile(sandbox, 'user_id=user-000001', null);
+    assert.equal(missing.status, 401);
+    assert.match(await missing.text(), /Missing Api-Key in Authorization header/);
+    const invalid = await profile(sandbox, 'user_id=user-000001', 'wrong');
+    assert.equal(invalid.status, 401);
+    assert.match(await invalid.text(), /Invalid Api-Key/);
+  });
+
+  test('returns userData with properties, computations as strings, cohorts and recommendations', async () => {
+    const sandbox = await startSandbox();
+    const dataset = sandbox.control.dataset;
+    const user = [...dataset.users()].find((candidate) => candidate.userId !== null && dataset.cohortIdsOf(candidate.index).length > 0);
+    assert.ok(user?.userId);
+    const response = await profile(sandbox, `user_id=${user.userId}&get_amp_props=true&get_computations=true&get_recs=true&get_cohort_ids=true`);
+    assert.equal(response.status, 200);
+    const { userData } = (await response.json()) as { userData: Record<string, unknown> };
+    assert.equal(userData.user_id, user.userId);
+    assert.equal(userData.device_id, user.deviceId);
+    assert.deepEqual(userData.amp_props, { ...user.properties, ...user.computations });
+    assert.ok(Object.values(user.computations).every((value) => typeof value === 'string'));
+    assert.deepEqual(userData.cohort_ids, dataset.cohortIdsOf(user.index));
+    assert.deepEqual(userData.recommendations, user.recommendations);
+    assert.equal(userData.propensities, null);
+
+    const filtered = await profile(sandbox, `device_id=${user.deviceId}&get_computations=true&comp_id=purchases_90d&get_recs=true&rec_id=rec-new-releases`);
+    const filteredData = ((await filtered.json()) as { userData: Record<string, unknown> }).userData;
+    assert.deepEqual(filteredData.amp_props, { purchases_90d: user.computations.purchases_90d });
+    assert.deepEqual(
+      (filteredData.recommendations as Array<{ rec_id: string }>).map((recommendation) => recommendation.rec_id),
+      ['rec-new-releases'],
+    );
+    assert.equal(filteredData.cohort_ids, null);
+  });
+
+  test('an unknown user gets the documented error body (status 200 by default, 404 optionally)', async () => {
+    const sandbox = await startSandbox();
+    const unknown = await profile(sandbox, 'user_id=nobody-here');
+    assert.equal(unknown.status, 200);
+    assert.deepEqual(await unknown.json(), { error: 'User id and device id not seen before' });
+    const strict = await startSandbox({ unknownProfileStatus: 404 });
+    assert.equal((await profile(strict, 'user_id=nobody-here')).status, 404);
+  });
+
+  test('requests per minute over the limit are 429 with the documented body', async () => {
+    const sandbox = await startSandbox({ profileRequestsPerMinute: 3 });
+    const statuses: number[] = [];
+    let lastBody = '';
+    for (let i = 0; i < 4; i++) {
+      const response = await profile(sandbox, 'user_id=user-000001');
+      statuses.push(response.status);
+      lastBody = await response.text();
+    }
+    assert.deepEqual(statuses.slice(3), [429]);
+    assert.deepEqual(JSON.parse(lastBody), {
+      error: 'Number of requests per minute exceeds system limit. Contact Support if you need this limit raised',
+    });
+  });
+});
+
+describe('Amplitude sandbox: Export API', () => {
+  test('a zip of hourly gzipped JSON-lines files with the dataset events', async () => {
+    const sandbox = await startSandbox();
+    const dataset = sandbox.control.dataset;
+    const firstHour = Math.floor(dataset.now / HOUR_MS) * HOUR_MS - 4 * HOUR_MS;
+    const response = await api(sandbox, `/api/2/export?start=${exportHour(firstHour)}&end=${exportHour(firstHour + 2 * HOUR_MS)}`);
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get('content-type'), 'application/zip');
+    const files = unzipSync(new Uint8Array(await response.arrayBuffer()));
+    const names = Object.keys(files).sort();
+    assert.equal(names.length, 3);
+    for (const [offset, name] of names.entries()) {
+      const hourStart = firstHour + offset * HOUR_MS;
+      assert.match(name, /^\d+\/\d+_\d{4}-\d{2}-\d{2}_\d{1,2}#0\.json\.gz$/);
+      const lines = strFromU8(gunzipSync(files[name] ?? new Uint8Array())).trimEnd().split('\n');
+      const events = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+      assert.deepEqual(events, [...dataset.eventsInHour(hourStart)]);
+      for (const field of ['$insert_id', 'amplitude_id', 'user_id', 'device_id', 'event_type', 'event_time', 'server_upload_time', 'event_properties', 'uuid']) {
+        assert.ok(field in (events[0] ?? {}), field);
+      }
+    }
+  });
+
+  test('404 when the range has no data, 400 on a bad range or over the size limit', async () => {
+    const sandbox = await startSandbox();
+    assert.equal((await api(sandbox, '/api/2/export?start=20000101T00&end=20000101T05')).status, 404);
+    assert.equal((await api(sandbox, '/api/2/export?start=2024-01-01&end=20240101T05')).status, 400);
+    assert.equal((await api(sandbox, '/api/2/export?start=20240102T00&end=20240101T05')).status, 400);
+    assert.equal((await api(sandbox, '/api/2/export?start=20230101T00&end=20240301T00')).status, 400);
+    const limited = await startSandbox({ exportMaxBytes: 1_000 });
+    const tooLarge = await api(limited, '/api/2/export?start=20240101T00&end=20240101T05');
+    assert.equal(tooLarge.status, 400);
+    assert.match(await tooLarge.text(), /size limit/);
+  });
+});
+
+describe('Amplitude sandbox: HTTP V2 and Batch', () => {
+  const now = Date.now();
+  const event = (fields: Record<string, unknown>) => ({ event_type: 'Song Played', time: now, ...fields });
+
+  test('rejects a wrong api_key and oversized requests', async () => {
+    const sandbox = await startSandbox();
+    const wrongKey = await postJson(sandbox, '/2/httpapi', { api_key: 'nope', events: [event({ user_id: 'user-x1' })] });
+    assert.equal(wrongKey.status, 400);
+    assert.equal(((await wrongKey.json()) as { error: string }).error, 'Invalid API key');
+    const tooMany = await postJson(sandbox, '/2/httpapi', { api_key: API_KEY, events: Array.from({ length: 2_001 }, () => event({ user_id: 'user-x1' })) });
+    assert.equal(tooMany.status, 413);
+    const tooBig = await postJson(sandbox, '/2/httpapi', { api_key: API_KEY, events: [event({ user_id: 'user-x1', padding: 'x'.repeat(1_100_000) })] });
+    assert.equal(tooBig.status, 413);
+    const batchAcceptsIt = await postJson(sandbox, '/batch', { api_key: API_KEY, events: [event({ user_id: 'user-x1', padding: 'x'.repeat(1_100_000) })] });
+    assert.equal(batchAcceptsIt.status, 200);
+  });
+
+  test('400 lists every offending event by field and ingests nothing', async () => {
+    const sandbox = await startSandbox();
+    const response = await postJson(sandbox, '/2/httpapi', {
+      api_key: API_KEY,
+      events: [
+        event({ user_id: 'valid-user' }),
+        event({ user_id: 'abc' }),
+        event({ device_id: 'null' }),
+        event({ user_id: 'valid-user', time: 1_700_000_000 }),
+        { user_id: 'valid-user' },
+        event({}),
+        event({ user_id: 'abcd' }),
+        event({ device_id: '00000000-0000-0000-0000-000000000000' }),
+      ],
+    });
+    assert.equal(response.status, 400);
+    const body = (await response.json()) as Record<string, unknown>;
+    assert.deepEqual(body.events_with_invalid_fields, { user_id: [1, 6], device_id: [2, 7], time: [3] });
+    assert.deepEqual(body.events_with_missing_fields, { event_type: [4], device_id: [5] });
+    assert.equal(sandbox.control.ingestedEvents().length, 0);
+
+    const lowered = await postJson(sandbox, '/2/httpapi', { api_key: API_KEY, events: [event({ user_id: 'abc' })], options: { min_id_length: 3 } });
+    assert.equal(lowered.status, 200);
+  });
+
+  test('200 with the documented body; device_id defaults to a hash of user_id', async () => {
+    const sandbox = await startSandbox();
+    const response = await postJson(sandbox, '/2/httpapi', { api_key: API_KEY, events: [event({ user_id: 'user-hash-me' })] });
+    assert.equal(response.status, 200);
+    const body = (await response.json()) as Record<string, number>;
+    assert.equal(body.code, 200);
+    assert.equal(body.events_ingested, 1);
+    assert.ok((body.payload_size_bytes ?? 0) > 0);
+    assert.ok(Math.abs((body.server_upload_time ?? 0) - Date.now()) < 5_000);
+    await postJson(sandbox, '/2/httpapi', { api_key: API_KEY, events: [event({ user_id: 'user-hash-me' })] });
+    const [first, second] = sandbox.control.ingestedEvents();
+    assert.match(String(first?.event.device_id), /^[0-9a-f]{32}$/);
+    assert.equal(first?.event.device_id, second?.event.device_id);
+  });
+
+  test('deduplicates insert_id per device_id', async () => {
+    const sandbox = await startSandbox();
+    const send = (events: unknown[]) => postJson(sandbox, '/2/httpapi', { api_key: API_KEY, events });
+    assert.equal((await send([event({ device_id: 'device-one', insert_id: 'insert-1' })])).status, 200);
+    assert.equal((await send([event({ device_id: 'device-one', insert_id: 'insert-1' }), event({ device_id: 'device-one', insert_id: 'insert-1' })])).status, 200);
+    assert.equal((await send([event({ device_id: 'device-two', insert_id: 'insert-1' })])).status, 200);
+    const ingested = sandbox.control.ingestedEvents().map((ingestedEvent) => `${String(ingestedEvent.event.device_id)}/${String(ingestedEvent.event.insert_id)}`);
+    assert.deepEqual(ingested, ['device-one/insert-1', 'device-two/insert-1']);
+    const events = (await (await fetch(`${sandbox.url}/_sandbox/events`)).json()) as { events: unknown[] };
+    assert.equal(events.events.length, 2);
+  });
+
+  test('per-id rate limit: 429 with throttled maps, nothing ingested', async () => {
+    const sandbox = await startSandbox({ eventsPerSecondPerId: 5 });
+    const events = [...Array.from({ length: 6 }, () => event({ user_id: 'user-busy', device_id: 'device-busy' })), event({ user_id: 'user-calm' })];
+    const response = await postJson(sandbox, '/2/httpapi', { api_key: API_KEY, events });
+    assert.equal(response.status, 429);
+    const body = (await response.json()) as Record<string, unknown>;
+    assert.equal(body.eps_threshold, 5);
+    assert.deepEqual(body.throttled_users, { 'user-busy': 6 });
+    assert.deepEqual(body.throttled_devices, { 'device-busy': 6 });
+    assert.deepEqual(body.throttled_events, [5]);
+    assert.equal(sandbox.control.ingestedEvents().length, 0);
+  });
+});
+
+describe('Amplitude sandbox: Identify API', () => {
+  test('applies $set, $unset and plain properties; profile and cohort CSV see them', async () => {
+    const sandbox = await startSandbox();
+    const dataset = sandbox.control.dataset;
+    const member = [...dataset.cohortMembers(SMALL_COHORT)].find((candidate) => candidate.userId !== null);
+    assert.ok(member?.userId);
+    const identify = (apiKey: string, identification: unknown) =>
+      fetch(`${sandbox.url}/identify`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ api_key: apiKey, identification: JSON.stringify(identification) }).toString(),
+      });
+    const response = await identify(API_KEY, [
+      { user_id: member.userId, user_properties: { $set: { plan: 'enterprise' }, $unset: { beta_tester: '-' }, $add: { ltv: 10 } } },
+      { user_id: 'brand-new-user', user_properties: { favorite_color: 'teal' } },
+    ]);
+    assert.equal(response.status, 200);
+    assert.equal(await response.text(), 'success');
+
+    const properties = sandbox.control.userProperties({ userId: member.userId });
+    assert.equal(properties?.plan, 'enterprise');
+    assert.ok(properties && !('beta_tester' in properties));
+    assert.equal(properties.ltv, (dataset.user(member.index).properties.ltv as number) + 10);
+    const newcomer = await profile(sandbox, 'user_id=brand-new-user&get_amp_props=true');
+    assert.deepEqual(((await newcomer.json()) as { userData: { amp_props: unknown } }).userData.amp_props, { favorite_color: 'teal' });
+
+    const rows = await downloadCsv(sandbox, SMALL_COHORT, '?props=1&propKeys=plan');
+    assert.deepEqual(
+      rows.find((row) => row[0] === member.amplitudeId),
+      [member.amplitudeId, member.userId, 'enterprise'],
+    );
+
+    assert.equal(await (await identify('nope', { user_id: member.userId, user_properties: {} })).text(), 'invalid_api_key');
+    const mixed = await identify(API_KEY, { user_id: member.userId, user_properties: { $set: { a: 1 }, b: 2 } });
+    assert.equal(mixed.status, 400);
+    assert.equal(sandbox.control.userProperties({ userId: member.userId })?.b, undefined);
+  });
+});
+
+describe('Amplitude sandbox: fault injection and control', () => {
+  test('server errors and 429 bursts are injected, reproducibly for a seed', async () => {
+    const statusesOf = async (sandbox: AmplitudeSandbox) => {
+      const statuses: number[] = [];
+      for (let i = 0; i < 12; i++) {
+        const response = await api(sandbox, '/api/3/cohorts');
+        statuses.push(response.status);
+        await response.body?.cancel();
+      }
+      return statuses;
+    };
+    const faults = { serverErrorRate: 0.4 };
+    const first = await statusesOf(await startSandbox({ faults, faultSeed: 42 }));
+    const second = await statusesOf(await startSandbox({ faults, faultSeed: 42 }));
+    assert.deepEqual(first, second);
+    assert.ok(first.includes(500) && first.includes(200), first.join(','));
+
+    const sandbox = await startSandbox();
+    const set = await postJson(sandbox, '/_sandbox/faults', { rateLimitBurstEvery: 3, rateLimitBurstLength: 1 });
+    assert.equal(set.status, 200);
+    assert.deepEqual(await statusesOf(sandbox), [200, 200, 429, 200, 200, 429, 200, 200, 429, 200, 200, 429]);
+    sandbox.control.setFaults({});
+    assert.deepEqual(await statusesOf(sandbox), Array.from({ length: 12 }, () => 200));
+    assert.equal((await postJson(sandbox, '/_sandbox/faults', { serverErrorRate: 2 })).status, 400);
+  });
+
+  test('latency is added before answering, and a slow request holds its concurrency slot', async () => {
+    const sandbox = await startSandbox({ faults: { latencyMs: 150 }, maxConcurrentRequests: 1 });
+    const started = performance.now();
+    const [slow, refused] = await Promise.all([
+      api(sandbox, '/api/3/cohorts'),
+      new Promise((resolve) => setTimeout(resolve, 50)).then(() => api(sandbox, '/api/3/cohorts')),
+    ]);
+    assert.equal(slow.status, 200);
+    assert.ok(performance.now() - started >= 140);
+    assert.equal(refused.status, 429);
+  });
+
+  test('/_sandbox/state and membership changes', async () => {
+    const sandbox = await startSandbox();
+    const before = (await (await fetch(`${sandbox.url}/_sandbox/state`)).json()) as { cohorts: Array<{ id: string; lastComputed: number }>; ingestedEvents: number };
+    assert.equal(before.ingestedEvents, 0);
+    const ids = [3, 4, 5].map((index) => sandbox.control.dataset.user(index).amplitudeId);
+    const response = await postJson(sandbox, `/_sandbox/cohorts/${MEDIUM_COHORT}/members`, { set: ids, remove: [ids[0]] });
+    const { cohort } = (await response.json()) as { cohort: { size: number; lastComputed: number } };
+    assert.equal(cohort.size, 2);
+    assert.ok(cohort.lastComputed > (before.cohorts.find((listed) => listed.id === MEDIUM_COHORT)?.lastComputed ?? Infinity));
+    assert.equal((await postJson(sandbox, '/_sandbox/cohorts/zzzzzzz/members', { add: ids })).status, 404);
+    assert.equal((await postJson(sandbox, `/_sandbox/cohorts/${MEDIUM_COHORT}/members`, { add: ['1'] })).status, 400);
+  });
+});
