@@ -2,11 +2,14 @@
  * The typed client API for other services (and the `ampbraze` CLI, which is built on it). It needs only a
  * Temporal `Client`; credentials for Amplitude and Braze stay with the workers.
  */
-import type { Client } from '@temporalio/client';
+import { ScheduleOverlapPolicy, type Client, type ScheduleHandle, type WorkflowHandle } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import type { DoctorReport } from '../activities/doctor.js';
-import type { doctor } from '../workflows/index.js';
+import { progressQuery, type CohortSyncProgress } from '../workflows/cohort-sync.js';
+import type { cohortSync, doctor } from '../workflows/index.js';
+import { cohortSyncId, cohortSyncInputSchema, describeInputProblems, type CohortSyncInput, type CohortSyncOptions } from './cohort/input.js';
 import { DEFAULT_TASK_QUEUE } from './config.js';
+import { COHORT_ID, DATA_POINTS, SYNC_KIND } from './temporal/search-attributes.js';
 
 export { DEFAULT_TASK_QUEUE };
 
@@ -48,4 +51,112 @@ export async function hasWorkflowPollers(client: Client, taskQueue: string): Pro
     taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
   });
   return (response.pollers ?? []).length > 0;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Cohort sync
+
+export interface StartCohortSyncOptions {
+  taskQueue?: string;
+  /** Defaults to the sync's own id (`cohort-sync-<cohortId>-…`), so two runs of one sync never overlap. */
+  workflowId?: string;
+}
+
+/** Validates the input here (fail before starting anything), then starts a `cohortSync` run. */
+export async function startCohortSync(
+  client: Client,
+  input: CohortSyncInput,
+  options: StartCohortSyncOptions = {},
+): Promise<WorkflowHandle<typeof cohortSync>> {
+  const parsed = parseCohortSyncInput(input);
+  return client.workflow.start<typeof cohortSync>('cohortSync', {
+    taskQueue: options.taskQueue ?? DEFAULT_TASK_QUEUE,
+    workflowId: options.workflowId ?? cohortSyncId(parsed),
+    args: [input],
+    workflowIdConflictPolicy: 'FAIL',
+    staticSummary: cohortSyncSummary(parsed),
+    typedSearchAttributes: [
+      { key: SYNC_KIND, value: 'cohort' },
+      { key: COHORT_ID, value: parsed.cohortId },
+      { key: DATA_POINTS, value: 0 },
+    ],
+  });
+}
+
+export type Cadence = 'every_minute' | 'hourly' | 'daily';
+
+export interface ScheduleCohortSyncOptions {
+  cadence: Cadence;
+  /** `HH:MM` (daily) or `MM` (hourly): pin the run to a time, which Amplitude's own sync cannot do. */
+  at?: string;
+  /** IANA time zone for `at` (default UTC). */
+  timeZone?: string;
+  scheduleId?: string;
+  taskQueue?: string;
+  paused?: boolean;
+}
+
+/** Creates a Temporal Schedule for a cohort sync: overlapping runs are skipped, missed runs caught up within one period. */
+export async function scheduleCohortSync(client: Client, input: CohortSyncInput, options: ScheduleCohortSyncOptions): Promise<ScheduleHandle> {
+  const parsed = parseCohortSyncInput(input);
+  const syncId = cohortSyncId(parsed);
+  return client.schedule.create({
+    scheduleId: options.scheduleId ?? `${syncId}-schedule`,
+    spec: { cronExpressions: [cronFor(options.cadence, options.at)], timezone: options.timeZone },
+    action: {
+      type: 'startWorkflow',
+      workflowType: 'cohortSync',
+      args: [input],
+      taskQueue: options.taskQueue ?? DEFAULT_TASK_QUEUE,
+      workflowId: syncId,
+      staticSummary: cohortSyncSummary(parsed),
+      typedSearchAttributes: [
+        { key: SYNC_KIND, value: 'cohort' },
+        { key: COHORT_ID, value: parsed.cohortId },
+      ],
+    },
+    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: CATCHUP_WINDOW[options.cadence] },
+    state: { paused: options.paused ?? false, note: `${options.cadence} cohort sync of ${parsed.cohortId}` },
+  });
+}
+
+const CATCHUP_WINDOW: Record<Cadence, string> = { every_minute: '1 minute', hourly: '1 hour', daily: '1 day' };
+
+export function cronFor(cadence: Cadence, at?: string): string {
+  switch (cadence) {
+    case 'every_minute':
+      if (at) throw new Error('"at" does not apply to an every-minute cadence');
+      return '* * * * *';
+    case 'hourly': {
+      const minute = at === undefined ? 0 : Number(at);
+      if (!Number.isInteger(minute) || minute < 0 || minute > 59) throw new Error(`hourly "at" must be a minute 0-59, got "${at}"`);
+      return `${minute} * * * *`;
+    }
+    case 'daily': {
+      const match = /^(\d{1,2}):(\d{2})$/.exec(at ?? '00:00');
+      const [hour, minute] = match ? [Number(match[1]), Number(match[2])] : [NaN, NaN];
+      if (!(hour >= 0 && hour <= 23 && minute >= 0 && minute <= 59)) throw new Error(`daily "at" must be HH:MM, got "${at}"`);
+      return `${minute} ${hour} * * *`;
+    }
+  }
+}
+
+/** The live `progress` of a running (or finished) cohort sync. */
+export async function getSyncProgress(client: Client, workflowId: string): Promise<CohortSyncProgress> {
+  return client.workflow.getHandle<typeof cohortSync>(workflowId).query(progressQuery);
+}
+
+export class InvalidInputError extends Error {
+  override readonly name = 'InvalidInputError';
+}
+
+function parseCohortSyncInput(input: CohortSyncInput): CohortSyncOptions {
+  const parsed = cohortSyncInputSchema.safeParse(input);
+  if (!parsed.success) throw new InvalidInputError(`Invalid cohortSync input:\n${describeInputProblems(parsed.error)}`);
+  return parsed.data;
+}
+
+function cohortSyncSummary(options: CohortSyncOptions): string {
+  const target = options.target === 'attribute' ? `custom attribute "${options.attributeName}"` : 'native partner cohort';
+  return `Amplitude cohort ${options.cohortId} → Braze ${target}, identified by ${options.identifiers.join(' → ')}${options.dryRun ? ' (dry run)' : ''}`;
 }

@@ -1,1 +1,2 @@
+export { cohortSync } from './cohort-sync.js';
 export { doctor } from './doctor.js';

@@ -80,7 +80,7 @@ export async function startSandboxes(options: SandboxesOptions): Promise<Sandbox
 }
 
 function* brazeProfilesOf(dataset: Dataset) {
-  for (const user of dataset.users()) {
+  for (const user of dataset.identities()) {
     if (user.existsInBraze && user.userId) yield { external_id: user.userId };
   }
 }

@@ -1,0 +1,198 @@
+/**
+ * The cohort sync's I/O steps. Each is idempotent: a retried attempt resumes from what the store already
+ * holds (staging checkpoint, committed snapshot, counted data points) instead of starting over.
+ */
+import { ApplicationFailure, Context, heartbeat, sleep } from '@temporalio/activity';
+import { addressOf, resolveMember } from '../src/cohort/identifiers.js';
+import { cohortPageRequests } from '../src/cohort/braze-changes.js';
+import { RateLimitedError } from '../src/errors.js';
+import type { MemberFailure, StagedMember } from '../src/store/store.js';
+import type { WorkerContext } from '../src/worker-context.js';
+import type {
+  ApplyCohortPageInput,
+  CohortPlan,
+  FinishCohortRunInput,
+  PageOutcome,
+  PrepareCohortRunInput,
+  PreparedCohortRun,
+  StageCohortMembersInput,
+  StagedCohort,
+} from './cohort-sync-types.js';
+import { withVendorFailures } from './failures.js';
+
+const STAGE_CHUNK_ROWS = 2_000;
+const EXPORT_POLL_INTERVAL_MS = 3_000;
+/** Prefix of skip reasons in the run's failure ledger, which also holds Braze's per-user rejections. */
+const SKIPPED = 'skipped:';
+
+export function createCohortSyncActivities(context: WorkerContext) {
+  const { amplitude, store } = context;
+
+  return {
+    /** Reads cohort metadata (free) and decides whether anything can have changed since the last success. */
+    prepareCohortRun: withVendorFailures(async (input: PrepareCohortRunInput): Promise<PreparedCohortRun> => {
+      const cohort = (await amplitude.listCohorts()).find((c) => c.id === input.cohortId);
+      if (!cohort) {
+        throw ApplicationFailure.create({ type: 'InvalidCohortSync', nonRetryable: true, message: `Amplitude has no cohort "${input.cohortId}" visible to this project` });
+      }
+      const lastSource = await lastSyncedSourceVersion(context, input.syncId);
+      await store.startRun({ runId: input.runId, syncId: input.syncId, kind: 'cohort', startedAt: new Date() });
+      if (!input.force && lastSource === String(cohort.lastComputed)) {
+        return { status: 'unchanged', cohortName: cohort.name, lastComputed: cohort.lastComputed };
+      }
+      if (input.target === 'partner_cohort' && !context.brazePartnerConfigured) {
+        throw ApplicationFailure.create({
+          type: 'InvalidCohortSync',
+          nonRetryable: true,
+          message: 'target "partner_cohort" needs BRAZE_PARTNER_NAME, BRAZE_PARTNER_API_KEY and BRAZE_DATA_IMPORT_KEY on the workers',
+        });
+      }
+      return { status: 'changed', cohortName: cohort.name, lastComputed: cohort.lastComputed, createdAt: cohort.createdAt, size: cohort.size ?? 0 };
+    }),
+
+    /** Creates the native Braze cohort ("[Amplitude] <name>: <id>"), or renames it; safe to repeat. */
+    ensurePartnerCohort: withVendorFailures(async (input: { cohortId: string; cohortName: string; createdAt: number }): Promise<void> => {
+      await context.braze.createOrRenamePartnerCohort({ cohortId: input.cohortId, name: input.cohortName, createdAt: new Date(input.createdAt * 1000).toISOString() });
+    }),
+
+    /** Spends one download from the monthly quota (once per run, however often retried) and requests the export. */
+    requestCohortExport: withVendorFailures(async (input: { runId: string; cohortId: string }): Promise<{ requestId: string }> => {
+      const month = new Date().toISOString().slice(0, 7);
+      const limit = context.cohortDownloadsPerMonth;
+      const reservation = await store.reserveCohortDownload({ month, limit, cohortId: input.cohortId, runId: input.runId });
+      if (!reservation.ok) {
+        throw ApplicationFailure.create({
+          type: 'QuotaExhausted',
+          nonRetryable: true,
+          message: `Amplitude cohort download quota exhausted: ${reservation.used} of ${limit} downloads used in ${month}. Raise AMPLITUDE_COHORT_DOWNLOAD_QUOTA if your plan allows more.`,
+        });
+      }
+      const { requestId } = await amplitude.requestCohortExport(input.cohortId, { props: false });
+      return { requestId };
+    }),
+
+    /** Polls the export until Amplitude reports it complete; a 429 on the status call means wait, not fail. */
+    waitForCohortExport: withVendorFailures(async (input: { requestId: string }): Promise<void> => {
+      for (;;) {
+        heartbeat();
+        const status = await amplitude.getCohortExportStatus(input.requestId).catch((error: unknown) => {
+          if (error instanceof RateLimitedError) return 'in_progress' as const;
+          throw error;
+        });
+        if (status === 'completed') return;
+        await sleep(EXPORT_POLL_INTERVAL_MS); // throws when the activity is cancelled
+      }
+    }),
+
+    /**
+     * Streams the cohort file into staging in chunks, resuming after the rows a previous attempt committed.
+     * Members no identifier can address are recorded as skipped (with the reason) in the run's failure ledger.
+     */
+    stageCohortMembers: withVendorFailures(async (input: StageCohortMembersInput): Promise<StagedCohort> => {
+      const checkpoint = await store.stagingCheckpoint(input.runId);
+      const alreadyConsumed = checkpoint?.rowsConsumed ?? 0;
+      let row = 0;
+      let staged: StagedMember[] = [];
+      let skipped: MemberFailure[] = [];
+      const flush = async () => {
+        await store.recordFailures(input.runId, skipped);
+        await store.stageChunk(input.runId, staged, { rowsConsumed: row, bytesConsumed: 0 });
+        staged = [];
+        skipped = [];
+        heartbeat({ rowsConsumed: row });
+      };
+      for await (const member of amplitude.streamCohortMembers(input.requestId)) {
+        row += 1;
+        if (row <= alreadyConsumed) continue;
+        const resolution = resolveMember({ amplitudeId: member.amplitudeId, userId: member.userId, deviceId: member.properties.device_id }, input);
+        if ('skipReason' in resolution) skipped.push({ memberKey: `amplitude_id:${member.amplitudeId}`, reason: `${SKIPPED} ${resolution.skipReason}` });
+        else staged.push({ memberKey: resolution.memberKey, amplitudeId: member.amplitudeId, userId: member.userId ?? undefined });
+        if (row % STAGE_CHUNK_ROWS === 0) await flush();
+      }
+      await flush();
+      const skipReasons: Record<string, number> = {};
+      for (const { reason, count } of await store.failureCountsByReason(input.runId)) {
+        if (reason.startsWith(SKIPPED)) skipReasons[reason.slice(SKIPPED.length + 1)] = count;
+      }
+      const skippedCount = Object.values(skipReasons).reduce((sum, n) => sum + n, 0);
+      return { staged: await store.stagedCount(input.runId), skipped: skippedCount, skipReasons };
+    }),
+
+    planCohortRun: async (input: { runId: string; syncId: string; target: string }): Promise<CohortPlan> => {
+      const { enter, leave } = await store.diffCounts(input.runId, input.syncId);
+      // One data point per membership change, for both targets (array add/remove value, cohort assignment).
+      return { enter, leave, predictedDataPoints: enter + leave };
+    },
+
+    applyCohortPage: withVendorFailures(async (input: ApplyCohortPageInput): Promise<PageOutcome> => {
+      const page =
+        input.kind === 'enter'
+          ? await store.diffPage(input.runId, input.syncId, { kind: 'enter', afterKey: input.afterKey, limit: input.pageSize })
+          : await store.diffPage(input.runId, input.syncId, { kind: 'leave', afterKey: input.afterKey, limit: input.pageSize });
+      const memberKeys = page.items.map((item) => item.memberKey);
+      const members = memberKeys.map((memberKey) => ({ memberKey, address: addressOf(memberKey) }));
+      const requests = cohortPageRequests(members, input, context.brazeObjectsPerRequest);
+      const pageDataPoints = requests.reduce((sum, request) => sum + request.dataPoints, 0);
+      const overBudget = await budgetExceeded(context, input, pageDataPoints);
+      const outcome: PageOutcome = { status: 'applied', nextAfterKey: page.nextAfterKey, accepted: 0, failed: 0, failureReasons: {}, dataPoints: 0, brazeRequests: 0, pageDataPoints };
+      if (overBudget) return { ...outcome, status: 'over_budget', nextAfterKey: input.afterKey, budget: overBudget };
+
+      const day = new Date().toISOString().slice(0, 10);
+      await runWithConcurrency(requests, context.brazeConcurrency, async (request) => {
+        await context.brazeLimiter.acquire(1, Context.current().cancellationSignal);
+        const sent = await request.send(context.braze);
+        outcome.brazeRequests += 1;
+        const acceptedKeys = sent.accepted;
+        // The snapshot records only what Braze accepted; rejected members stay in the diff and are retried next run.
+        await store.commitSnapshot(input.syncId, input.kind === 'enter' ? { added: acceptedKeys } : { removed: acceptedKeys });
+        await store.recordFailures(input.runId, sent.rejected);
+        const points = sent.dataPoints;
+        const counted = await store.addDataPoints({ day, syncId: input.syncId, runId: input.runId, pageKey: `${input.kind}:${request.firstKey}`, points });
+        if (counted) Context.current().metricMeter.createCounter('ampbraze_data_points', 'points', 'Braze data points spent').add(points, { sync_kind: 'cohort' });
+        outcome.accepted += acceptedKeys.length;
+        outcome.failed += sent.rejected.length;
+        outcome.dataPoints += points;
+        for (const { reason } of sent.rejected) outcome.failureReasons[reason] = (outcome.failureReasons[reason] ?? 0) + 1;
+        heartbeat();
+      });
+      return outcome;
+    }),
+
+    finishCohortRun: async (input: FinishCohortRunInput): Promise<void> => {
+      const runId = input.runId;
+      await store.finishRun({
+        runId,
+        status: 'succeeded',
+        finishedAt: new Date(),
+        // A dry run proves nothing was sent, so it must not let the next run skip the download.
+        sourceVersion: input.status === 'dry_run' ? undefined : input.sourceVersion,
+        stats: JSON.parse(JSON.stringify({ ...input.stats, outcome: input.status })) as Record<string, never>,
+      });
+      await store.clearStaging(runId);
+    },
+  };
+}
+
+export type CohortSyncActivities = ReturnType<typeof createCohortSyncActivities>;
+
+async function lastSyncedSourceVersion(context: WorkerContext, syncId: string): Promise<string | undefined> {
+  const runs = await context.store.recentRuns({ syncId, limit: 20 });
+  return runs.find((run) => run.status === 'succeeded' && run.sourceVersion !== undefined)?.sourceVersion;
+}
+
+async function budgetExceeded(context: WorkerContext, input: ApplyCohortPageInput, pageDataPoints: number): Promise<'run' | 'day' | undefined> {
+  if (input.runBudgetRemaining !== undefined && pageDataPoints > input.runBudgetRemaining) return 'run';
+  if (input.maxDataPointsPerDay !== undefined) {
+    const spentToday = await context.store.dataPointsOnDay(new Date().toISOString().slice(0, 10));
+    if (spentToday + pageDataPoints > input.maxDataPointsPerDay) return 'day';
+  }
+  return undefined;
+}
+
+async function runWithConcurrency<T>(items: readonly T[], concurrency: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(concurrency, items.length) }, async () => {
+    while (next < items.length) await work(items[next++] as T);
+  });
+  await Promise.all(lanes);
+}

@@ -1,0 +1,63 @@
+/**
+ * The `cohortSync` workflow input: what a user types into `temporal workflow start --input`, a Temporal UI
+ * schedule, or passes to `startCohortSync`. Validated at the top of the workflow, so it must stay free of I/O.
+ */
+import { z } from 'zod';
+
+export const IDENTIFIERS = ['user_id', 'user_alias', 'device_id'] as const;
+export type Identifier = (typeof IDENTIFIERS)[number];
+
+export const cohortSyncInputSchema = z
+  .strictObject({
+    cohortId: z.string().trim().min(1, 'the Amplitude cohort id is required, e.g. "26umsb5"'),
+    /** `attribute`: a custom-attribute array of cohort ids; `partner_cohort`: Braze's native Amplitude cohort. */
+    target: z.enum(['attribute', 'partner_cohort']).default('attribute'),
+    /** The custom-attribute array that holds the user's Amplitude cohort ids (target `attribute`). */
+    attributeName: z
+      .string()
+      .regex(/^[^$.\s][^.\s]*$/, 'must be a Braze custom attribute name (no spaces or dots, not starting with $)')
+      .max(255)
+      .default('amplitude_cohorts'),
+    /** Braze identifiers to try in priority order; a member none of them can address is skipped with a reason. */
+    identifiers: z.array(z.enum(IDENTIFIERS)).min(1).default(['user_id']),
+    /** `user_alias`: the alias label, and whether the alias name is the Amplitude id or the user id. */
+    aliasLabel: z.string().regex(/^[^:]+$/, 'must be non-empty and contain no ":"').max(255).default('amplitude_id'),
+    aliasNameFrom: z.enum(['amplitude_id', 'user_id']).default('amplitude_id'),
+    /** Compute the plan (who enters, who leaves, predicted data points) and send nothing. */
+    dryRun: z.boolean().default(false),
+    /** Data points this run may spend; the run pauses (it does not fail) before a page would exceed it. */
+    maxDataPoints: z.number().int().positive().optional(),
+    /** Data points all syncs together may spend per UTC day. */
+    maxDataPointsPerDay: z.number().int().positive().optional(),
+    /** Users per page: one page is one activity, sent as several Braze requests. */
+    pageSize: z.number().int().min(1).max(10_000).default(1_000),
+    /** Download again even if the cohort's `lastComputed` has not moved. */
+    force: z.boolean().default(false),
+  })
+  .superRefine((input, ctx) => {
+    if (input.target === 'attribute' && input.identifiers.includes('device_id')) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['identifiers'],
+        message: 'device_id can address users only with target "partner_cohort" (Braze /users/track has no device_id identifier)',
+      });
+    }
+    if (new Set(input.identifiers).size !== input.identifiers.length) {
+      ctx.addIssue({ code: 'custom', path: ['identifiers'], message: 'each identifier may appear once' });
+    }
+  });
+
+export type CohortSyncInput = z.input<typeof cohortSyncInputSchema>;
+export type CohortSyncOptions = z.output<typeof cohortSyncInputSchema>;
+
+/** One line per problem, naming the field: what a user who typed the JSON needs to fix it. */
+export function describeInputProblems(error: z.ZodError): string {
+  return error.issues.map((issue) => `  ${issue.path.length > 0 ? issue.path.join('.') : '(input)'}: ${issue.message}`).join('\n');
+}
+
+/** The stable identity of a sync: its snapshot, ledger entries and workflow id hang off it. */
+export function cohortSyncId(options: Pick<CohortSyncOptions, 'cohortId' | 'target' | 'attributeName'>): string {
+  return options.target === 'attribute'
+    ? `cohort-sync-${options.cohortId}-attribute-${options.attributeName}`
+    : `cohort-sync-${options.cohortId}-partner`;
+}

@@ -1,0 +1,163 @@
+/**
+ * The whole path — client → real Temporal → real worker → activity → sandbox over HTTP — through the `doctor`
+ * workflow, the typed client API and the `ampbraze` CLI.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { createActivities } from '../activities/index.js';
+import type { DoctorReport } from '../activities/doctor.js';
+import { NoWorkerError, runDoctor } from '../src/client.js';
+import { loadConfig } from '../src/config.js';
+import { startSandboxes, type Sandboxes } from '../src/sandbox/sandboxes.js';
+import { PROJECT_ROOT } from '../src/temporal/cli.js';
+import { createWorkerContext } from '../src/worker-context.js';
+import { connectTestEnvironment, createTestWorker, testServerAddress, uniqueTaskQueue } from './helpers/temporal.js';
+
+let env: TestWorkflowEnvironment;
+let sandboxes: Sandboxes;
+
+before(async () => {
+  env = await connectTestEnvironment();
+  sandboxes = await startSandboxes({ seed: 7, users: 200 });
+});
+
+after(async () => {
+  await sandboxes?.close();
+  await env?.teardown();
+});
+
+/** Runs `body` while a worker configured with the sandboxes' environment (plus `overrides`) serves `taskQueue`. */
+async function withWorker<T>(taskQueue: string, overrides: Record<string, string>, body: () => Promise<T>): Promise<T> {
+  const config = loadConfig({ ...sandboxes.env, STATE_DB: ':memory:', ...overrides });
+  const context = await createWorkerContext(config);
+  const worker = await createTestWorker(env, { taskQueue, activities: createActivities(context) });
+  try {
+    return await worker.runUntil(body());
+  } finally {
+    await context.store.close();
+  }
+}
+
+function checkNamed(report: DoctorReport, name: string) {
+  const check = report.checks.find((c) => c.name === name);
+  assert.ok(check, `no check named ${name}`);
+  return check;
+}
+
+describe('doctor workflow', () => {
+  test('every check passes against the sandboxes', async () => {
+    const taskQueue = uniqueTaskQueue('doctor');
+    const report = await withWorker(taskQueue, {}, () => runDoctor(env.client, { taskQueue }));
+    assert.equal(report.ok, true, JSON.stringify(report, null, 2));
+    assert.deepEqual(
+      report.checks.map((c) => [c.name, c.status]),
+      [
+        ['Temporal', 'ok'],
+        ['State store', 'ok'],
+        ['Amplitude cohort API', 'ok'],
+        ['Amplitude User Profile API', 'ok'],
+        ['Braze REST API', 'ok'],
+        ['Braze partner cohort API', 'ok'],
+      ],
+    );
+    assert.match(checkNamed(report, 'Temporal').detail, new RegExp(taskQueue));
+    assert.match(checkNamed(report, 'Amplitude cohort API').detail, new RegExp(`${sandboxes.dataset.cohorts().length} cohorts visible`));
+  });
+
+  test('a wrong Braze key fails that check with the vendor’s own message, and only that check', async () => {
+    const taskQueue = uniqueTaskQueue('doctor');
+    const report = await withWorker(taskQueue, { BRAZE_API_KEY: 'not-the-right-key' }, () => runDoctor(env.client, { taskQueue }));
+    assert.equal(report.ok, false);
+    const braze = checkNamed(report, 'Braze REST API');
+    assert.equal(braze.status, 'failed');
+    assert.match(braze.detail, /401/);
+    assert.doesNotMatch(braze.detail, /not-the-right-key/, 'the key must never be echoed');
+    assert.deepEqual(report.checks.filter((c) => c.status === 'failed').map((c) => c.name), ['Braze REST API']);
+  });
+
+  test('a wrong Amplitude secret fails the Amplitude checks', async () => {
+    const taskQueue = uniqueTaskQueue('doctor');
+    const report = await withWorker(taskQueue, { AMPLITUDE_SECRET_KEY: 'wrong-secret' }, () => runDoctor(env.client, { taskQueue }));
+    assert.equal(checkNamed(report, 'Amplitude cohort API').status, 'failed');
+    assert.equal(checkNamed(report, 'Amplitude User Profile API').status, 'failed');
+    assert.match(checkNamed(report, 'Amplitude User Profile API').detail, /Invalid Api-Key/);
+  });
+
+  test('without partner credentials the partner check is skipped, not failed', async () => {
+    const taskQueue = uniqueTaskQueue('doctor');
+    const report = await withWorker(taskQueue, { BRAZE_PARTNER_API_KEY: '' }, () => runDoctor(env.client, { taskQueue }));
+    assert.equal(report.ok, true);
+    assert.equal(checkNamed(report, 'Braze partner cohort API').status, 'skipped');
+  });
+
+  test('with no worker on the task queue, the client says so', async () => {
+    await assert.rejects(runDoctor(env.client, { taskQueue: uniqueTaskQueue('nobody'), timeoutMs: 2_000 }), NoWorkerError);
+  });
+});
+
+interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the real `ampbraze` executable with exactly `envVars` (plus PATH), from an empty directory (no .env). */
+async function ampbraze(args: string[], envVars: Record<string, string>): Promise<CliResult> {
+  const cwd = await mkdtemp(join(tmpdir(), 'ampbraze-cli-'));
+  const child = spawn(process.execPath, [join(PROJECT_ROOT, 'bin', 'ampbraze.mjs'), ...args], {
+    cwd,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? cwd, ...envVars },
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const code = await new Promise<number | null>((resolveExit) => child.once('exit', resolveExit));
+  return { code, stdout, stderr };
+}
+
+describe('ampbraze CLI', () => {
+  test('`ampbraze doctor` prints each check and exits 1 when the worker has a wrong key', async () => {
+    const taskQueue = uniqueTaskQueue('doctor-cli');
+    const result = await withWorker(taskQueue, { BRAZE_API_KEY: 'wrong-key' }, () =>
+      ampbraze(['doctor', '--timeout', '30'], { TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_TASK_QUEUE: taskQueue }),
+    );
+    assert.equal(result.code, 1, result.stdout + result.stderr);
+    assert.match(result.stdout, /✓ Temporal/);
+    assert.match(result.stdout, /✓ Amplitude cohort API/);
+    assert.match(result.stdout, /✗ Braze REST API\s+braze POST \S+ 401/);
+    assert.match(result.stdout, /1 check failed\./);
+  });
+
+  test('`ampbraze doctor` exits 0 when everything answers', async () => {
+    const taskQueue = uniqueTaskQueue('doctor-cli');
+    const result = await withWorker(taskQueue, {}, () =>
+      ampbraze(['doctor'], { TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_TASK_QUEUE: taskQueue }),
+    );
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    assert.match(result.stdout, /All checks passed\./);
+  });
+
+  test('an unreachable Temporal is reported plainly', async () => {
+    const result = await ampbraze(['doctor'], { TEMPORAL_ADDRESS: '127.0.0.1:1' });
+    assert.equal(result.code, 1);
+    assert.match(result.stdout, /✗ Temporal: cannot reach 127\.0\.0\.1:1/);
+    assert.doesNotMatch(result.stdout + result.stderr, /\n\s+at /, 'no stack trace');
+  });
+
+  test('bad configuration: one readable error listing every problem, no stack trace', async () => {
+    const result = await ampbraze(['worker'], { AMPLITUDE_REGION: 'mars', BRAZE_REST_ENDPOINT: 'not a url', BRAZE_API_KEY: '"quoted-key"' });
+    assert.equal(result.code, 2, result.stdout + result.stderr);
+    for (const variable of ['AMPLITUDE_API_KEY', 'AMPLITUDE_SECRET_KEY', 'AMPLITUDE_REGION', 'BRAZE_REST_ENDPOINT', 'BRAZE_API_KEY']) {
+      assert.match(result.stderr, new RegExp(`${variable}:`), `${variable} not reported`);
+    }
+    assert.match(result.stderr, /^Invalid configuration \(5 problems\):/);
+    assert.doesNotMatch(result.stderr, /quoted-key/, 'a secret value must never be echoed');
+    assert.doesNotMatch(result.stderr, /\n\s+at /, 'no stack trace');
+  });
+});

@@ -1,0 +1,278 @@
+/**
+ * `cohortSync`: an Amplitude cohort → Braze cohort membership, sending only who entered or left since the last
+ * successful run. The workflow only orchestrates; every step is an idempotent activity over the shared store.
+ */
+import {
+  ApplicationFailure,
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  defineQuery,
+  defineSignal,
+  defineUpdate,
+  proxyActivities,
+  setCurrentDetails,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { CohortSyncActivities } from '../activities/cohort-sync.js';
+import type { ChangeKind, PageOutcome } from '../activities/cohort-sync-types.js';
+import { cohortSyncId, cohortSyncInputSchema, describeInputProblems, type CohortSyncInput, type CohortSyncOptions } from '../src/cohort/input.js';
+import { COHORT_ID, DATA_POINTS, SYNC_KIND } from '../src/temporal/search-attributes.js';
+
+const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: ['VendorRejected', 'InvalidCohortSync', 'QuotaExhausted'] };
+
+const quick = proxyActivities<CohortSyncActivities>({ startToCloseTimeout: '2 minutes', retry });
+const exportWait = proxyActivities<CohortSyncActivities>({ startToCloseTimeout: '30 minutes', heartbeatTimeout: '1 minute', retry });
+const streaming = proxyActivities<CohortSyncActivities>({ startToCloseTimeout: '2 hours', heartbeatTimeout: '1 minute', retry });
+const pages = proxyActivities<CohortSyncActivities>({ startToCloseTimeout: '10 minutes', heartbeatTimeout: '1 minute', retry });
+
+export interface CohortSyncTotals {
+  added: number;
+  removed: number;
+  skipped: number;
+  failed: number;
+  failureReasons: Record<string, number>;
+  dataPoints: number;
+  brazeRequests: number;
+  amplitudeDownloads: number;
+}
+
+export interface CohortSyncResult extends CohortSyncTotals {
+  syncId: string;
+  cohortId: string;
+  cohortName: string;
+  unchanged: boolean;
+  dryRun: boolean;
+  /** Who enters and leaves, and what sending it costs (also reported by dry runs). */
+  plan?: { enter: number; leave: number; predictedDataPoints: number };
+  skipReasons: Record<string, number>;
+}
+
+export interface CohortSyncProgress {
+  phase: 'preparing' | 'exporting' | 'staging' | 'planning' | 'applying' | 'paused' | 'finishing' | 'done';
+  cohortId: string;
+  kind?: ChangeKind;
+  page: number;
+  pagesTotal: number;
+  totals: CohortSyncTotals;
+  pausedReason?: string;
+}
+
+/** Where a continued-as-new run picks up: everything else is re-derived from the store. */
+export interface CohortSyncCheckpoint {
+  runId: string;
+  cohortName: string;
+  sourceVersion: string;
+  plan: { enter: number; leave: number; predictedDataPoints: number };
+  skipReasons: Record<string, number>;
+  kind: ChangeKind;
+  afterKey?: string;
+  page: number;
+  totals: CohortSyncTotals;
+}
+
+export const progressQuery = defineQuery<CohortSyncProgress>('progress');
+/** Raise (or lower) the budgets of a paused or running sync; returns the budgets now in force. */
+export const setBudgetUpdate = defineUpdate<Budgets, [Budgets]>('setBudget');
+/** Continue a paused sync once, whatever the budget (the operator accepts the cost). */
+export const resumeSignal = defineSignal('resume');
+
+interface Budgets {
+  maxDataPoints?: number;
+  maxDataPointsPerDay?: number;
+}
+
+export async function cohortSync(input: CohortSyncInput, checkpoint?: CohortSyncCheckpoint): Promise<CohortSyncResult> {
+  const parsed = cohortSyncInputSchema.safeParse(input);
+  if (!parsed.success) {
+    throw ApplicationFailure.create({
+      type: 'InvalidCohortSync',
+      nonRetryable: true,
+      message: `Invalid cohortSync input:\n${describeInputProblems(parsed.error)}`,
+    });
+  }
+  const options: CohortSyncOptions = parsed.data;
+  const syncId = cohortSyncId(options);
+  const runId = checkpoint?.runId ?? `${syncId}/${workflowInfo().runId}`;
+  const totals: CohortSyncTotals = checkpoint?.totals ?? emptyTotals();
+  const budgets: Budgets = { maxDataPoints: options.maxDataPoints, maxDataPointsPerDay: options.maxDataPointsPerDay };
+  const progress: CohortSyncProgress = { phase: 'preparing', cohortId: options.cohortId, page: checkpoint?.page ?? 0, pagesTotal: 0, totals };
+  let resumeOnce = false;
+
+  setHandler(progressQuery, () => progress);
+  setHandler(resumeSignal, () => void (resumeOnce = true));
+  setHandler(
+    setBudgetUpdate,
+    (next) => {
+      Object.assign(budgets, next);
+      return { ...budgets };
+    },
+    {
+      validator: (next) => {
+        for (const name of ['maxDataPoints', 'maxDataPointsPerDay'] as const) {
+          const value = next[name];
+          if (value !== undefined && !(Number.isInteger(value) && value > 0)) throw new Error(`${name} must be a positive integer`);
+        }
+      },
+    },
+  );
+  upsertSearchAttributes([
+    { key: SYNC_KIND, value: 'cohort' },
+    { key: COHORT_ID, value: options.cohortId },
+    { key: DATA_POINTS, value: totals.dataPoints },
+  ]);
+
+  const finish = async (status: 'succeeded' | 'dry_run' | 'unchanged', result: CohortSyncResult, sourceVersion?: string) => {
+    progress.phase = 'finishing';
+    await quick.finishCohortRun({ syncId, runId, status, sourceVersion, stats: { ...result } });
+    progress.phase = 'done';
+    setCurrentDetails(describeResult(result));
+    await condition(allHandlersFinished);
+    return result;
+  };
+
+  let state = checkpoint;
+  if (!state) {
+    const prepared = await quick.prepareCohortRun({ syncId, runId, cohortId: options.cohortId, target: options.target, force: options.force });
+    if (prepared.status === 'unchanged') {
+      const result = resultOf(options, syncId, prepared.cohortName, totals, { unchanged: true, skipReasons: {} });
+      return finish('unchanged', result, String(prepared.lastComputed));
+    }
+    progress.phase = 'exporting';
+    setCurrentDetails(`Exporting cohort "${prepared.cohortName}" (${prepared.size} members) from Amplitude`);
+    const { requestId } = await quick.requestCohortExport({ runId, cohortId: options.cohortId });
+    totals.amplitudeDownloads += 1;
+    await exportWait.waitForCohortExport({ requestId });
+
+    progress.phase = 'staging';
+    setCurrentDetails(`Staging cohort "${prepared.cohortName}" members`);
+    const staged = await streaming.stageCohortMembers({
+      runId,
+      requestId,
+      identifiers: options.identifiers,
+      aliasLabel: options.aliasLabel,
+      aliasNameFrom: options.aliasNameFrom,
+    });
+    totals.skipped = staged.skipped;
+
+    progress.phase = 'planning';
+    const plan = await quick.planCohortRun({ runId, syncId, target: options.target });
+    state = {
+      runId,
+      cohortName: prepared.cohortName,
+      sourceVersion: String(prepared.lastComputed),
+      plan,
+      skipReasons: staged.skipReasons,
+      kind: 'enter',
+      page: 0,
+      totals,
+    };
+    if (options.dryRun) {
+      const result = resultOf(options, syncId, prepared.cohortName, totals, { unchanged: false, plan, skipReasons: staged.skipReasons });
+      return finish('dry_run', result);
+    }
+    if (options.target === 'partner_cohort') {
+      await quick.ensurePartnerCohort({ cohortId: options.cohortId, cohortName: prepared.cohortName, createdAt: prepared.createdAt });
+    }
+  }
+
+  const { plan, cohortName } = state;
+
+  progress.pagesTotal = Math.ceil(plan.enter / options.pageSize) + Math.ceil(plan.leave / options.pageSize);
+  progress.phase = 'applying';
+  // Everyone who entered, then everyone who left; a continued run resumes at its kind and cursor.
+  const kinds: ChangeKind[] = state.kind === 'enter' ? ['enter', 'leave'] : ['leave'];
+  let afterKey = state.afterKey;
+  for (const kind of kinds) {
+    for (;;) {
+      if (workflowInfo().continueAsNewSuggested) {
+        await condition(allHandlersFinished);
+        await continueAsNew<typeof cohortSync>(input, { ...state, kind, afterKey, page: progress.page, totals });
+      }
+      progress.kind = kind;
+      const outcome = await applyPageWithinBudget(kind, afterKey);
+      if (outcome.status === 'over_budget') continue; // the same page again, under the new budget
+      progress.page += 1;
+      addPage(totals, kind, outcome);
+      upsertSearchAttributes([{ key: DATA_POINTS, value: totals.dataPoints }]);
+      setCurrentDetails(
+        `Page ${progress.page} of ${progress.pagesTotal}: ${totals.added} added, ${totals.removed} removed, ${totals.failed} failed, ${totals.dataPoints} data points`,
+      );
+      if (outcome.nextAfterKey === undefined) break;
+      afterKey = outcome.nextAfterKey;
+    }
+    afterKey = undefined;
+  }
+
+  const result = resultOf(options, syncId, cohortName, totals, { unchanged: false, plan, skipReasons: state.skipReasons });
+  return finish('succeeded', result, state.sourceVersion);
+
+  /** Sends one page, or — when it would exceed a budget — pauses until the budget is raised or resume is signalled. */
+  async function applyPageWithinBudget(kind: ChangeKind, afterKey: string | undefined): Promise<PageOutcome> {
+    const ignoreBudgets = resumeOnce;
+    resumeOnce = false;
+    const outcome = await pages.applyCohortPage({
+      syncId,
+      runId,
+      cohortId: options.cohortId,
+      cohortName,
+      target: options.target,
+      attributeName: options.attributeName,
+      kind,
+      afterKey,
+      pageSize: options.pageSize,
+      runBudgetRemaining: ignoreBudgets || budgets.maxDataPoints === undefined ? undefined : budgets.maxDataPoints - totals.dataPoints,
+      maxDataPointsPerDay: ignoreBudgets ? undefined : budgets.maxDataPointsPerDay,
+    });
+    if (outcome.status === 'over_budget') {
+      const before = { ...budgets };
+      progress.phase = 'paused';
+      progress.pausedReason = `the next page costs ${outcome.pageDataPoints} data points, over the ${outcome.budget === 'day' ? 'daily' : 'run'} budget`;
+      setCurrentDetails(`Paused: ${progress.pausedReason}. Raise the budget (update "setBudget") or signal "resume".`);
+      // A daily budget frees itself at the next UTC midnight; a run budget waits for an operator.
+      const untilMidnight = outcome.budget === 'day' ? msUntilNextUtcDay() : undefined;
+      await condition(() => resumeOnce || before.maxDataPoints !== budgets.maxDataPoints || before.maxDataPointsPerDay !== budgets.maxDataPointsPerDay, untilMidnight ?? '3650 days');
+      progress.phase = 'applying';
+      progress.pausedReason = undefined;
+    }
+    return outcome;
+  }
+}
+
+function msUntilNextUtcDay(): number {
+  const now = Date.now(); // deterministic inside workflows
+  return 86_400_000 - (now % 86_400_000);
+}
+
+function emptyTotals(): CohortSyncTotals {
+  return { added: 0, removed: 0, skipped: 0, failed: 0, failureReasons: {}, dataPoints: 0, brazeRequests: 0, amplitudeDownloads: 0 };
+}
+
+function addPage(totals: CohortSyncTotals, kind: ChangeKind, outcome: PageOutcome): void {
+  if (kind === 'enter') totals.added += outcome.accepted;
+  else totals.removed += outcome.accepted;
+  totals.failed += outcome.failed;
+  totals.dataPoints += outcome.dataPoints;
+  totals.brazeRequests += outcome.brazeRequests;
+  for (const [reason, count] of Object.entries(outcome.failureReasons)) totals.failureReasons[reason] = (totals.failureReasons[reason] ?? 0) + count;
+}
+
+function resultOf(
+  options: CohortSyncOptions,
+  syncId: string,
+  cohortName: string,
+  totals: CohortSyncTotals,
+  extra: Pick<CohortSyncResult, 'unchanged' | 'plan' | 'skipReasons'>,
+): CohortSyncResult {
+  return { syncId, cohortId: options.cohortId, cohortName, dryRun: options.dryRun, ...totals, ...extra };
+}
+
+function describeResult(result: CohortSyncResult): string {
+  if (result.unchanged) return `Cohort "${result.cohortName}" unchanged since the last run: nothing downloaded or sent`;
+  if (result.dryRun && result.plan) {
+    return `Dry run: ${result.plan.enter} would enter, ${result.plan.leave} would leave, ${result.plan.predictedDataPoints} data points`;
+  }
+  return `Done: ${result.added} added, ${result.removed} removed, ${result.skipped} skipped, ${result.failed} failed, ${result.dataPoints} data points`;
+}
