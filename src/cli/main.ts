@@ -1,5 +1,6 @@
 /** `ampbraze`: the command line, a thin layer over the typed client API in src/client.ts. */
 import { Command } from 'commander';
+import { registerCohortCommands } from './cohort.js';
 import { doctorCommand } from './doctor.js';
 import { reportAndExit } from './output.js';
 
@@ -18,5 +19,7 @@ program
   .command('worker')
   .description('run a worker (same as `npm run worker`)')
   .action(() => import('../worker.js').then((worker) => worker.main()).catch(reportAndExit));
+
+registerCohortCommands(program);
 
 await program.parseAsync();

@@ -1,0 +1,129 @@
+/** `ampbraze cohort sync|schedule|status`: thin commands over the typed client API. */
+import type { Command } from 'commander';
+import type { Client } from '@temporalio/client';
+import { getSyncProgress, scheduleCohortSync, startCohortSync, type Cadence } from '../client.js';
+import { cohortSyncId, type CohortSyncInput } from '../cohort/input.js';
+import type { CohortSyncProgress, CohortSyncResult } from '../../workflows/cohort-sync.js';
+import { reportAndExit } from './output.js';
+import { withTemporalClient } from './temporal-client.js';
+
+interface SyncFlags {
+  target?: 'attribute' | 'partner_cohort';
+  attribute?: string;
+  identifiers?: string;
+  aliasLabel?: string;
+  dryRun?: boolean;
+  maxDataPoints?: string;
+  force?: boolean;
+}
+
+function syncInput(cohortId: string, flags: SyncFlags): CohortSyncInput {
+  return {
+    cohortId,
+    ...(flags.target && { target: flags.target }),
+    ...(flags.attribute && { attributeName: flags.attribute }),
+    ...(flags.identifiers && { identifiers: flags.identifiers.split(',') as CohortSyncInput['identifiers'] }),
+    ...(flags.aliasLabel && { aliasLabel: flags.aliasLabel }),
+    ...(flags.dryRun && { dryRun: true }),
+    ...(flags.force && { force: true }),
+    ...(flags.maxDataPoints && { maxDataPoints: Number(flags.maxDataPoints) }),
+  };
+}
+
+function withSyncOptions(command: Command): Command {
+  return command
+    .option('--target <target>', 'attribute (custom-attribute array) or partner_cohort (native Braze cohort)')
+    .option('--attribute <name>', 'custom-attribute array name (default amplitude_cohorts)')
+    .option('--identifiers <list>', 'priority list of user_id,user_alias,device_id (default user_id)')
+    .option('--alias-label <label>', 'alias label for user_alias (default amplitude_id)')
+    .option('--dry-run', 'plan and price the sync, send nothing')
+    .option('--max-data-points <n>', 'pause before spending more than this many data points')
+    .option('--force', 'download even if the cohort has not been recomputed');
+}
+
+export function registerCohortCommands(program: Command): void {
+  const cohort = program.command('cohort').description('Amplitude cohort → Braze syncs');
+
+  withSyncOptions(cohort.command('sync <cohortId>').description('start a one-time cohort sync'))
+    .option('--wait', 'show progress and wait for the result')
+    .action((cohortId: string, flags: SyncFlags & { wait?: boolean }) =>
+      withTemporalClient(async (client, config) => {
+        const handle = await startCohortSync(client, syncInput(cohortId, flags), { taskQueue: config.taskQueue });
+        console.log(`Started ${handle.workflowId}`);
+        if (flags.wait) printResult(await followProgress(client, handle.workflowId, () => handle.result()));
+      }).catch(reportAndExit),
+    );
+
+  withSyncOptions(cohort.command('schedule <cohortId>').description('create a Temporal Schedule for a cohort sync'))
+    .requiredOption('--cadence <cadence>', 'every_minute, hourly or daily')
+    .option('--at <time>', 'daily: HH:MM; hourly: the minute (MM)')
+    .option('--time-zone <zone>', 'IANA time zone for --at (default UTC)')
+    .action((cohortId: string, flags: SyncFlags & { cadence: Cadence; at?: string; timeZone?: string }) =>
+      withTemporalClient(async (client, config) => {
+        const schedule = await scheduleCohortSync(client, syncInput(cohortId, flags), {
+          cadence: flags.cadence,
+          at: flags.at,
+          timeZone: flags.timeZone,
+          taskQueue: config.taskQueue,
+        });
+        console.log(`Created schedule ${schedule.scheduleId} (${flags.cadence}${flags.at ? ` at ${flags.at}` : ''})`);
+      }).catch(reportAndExit),
+    );
+
+  cohort
+    .command('status <cohortId>')
+    .description('show the progress of a cohort sync')
+    .option('--target <target>', 'attribute or partner_cohort', 'attribute')
+    .option('--attribute <name>', 'custom-attribute array name', 'amplitude_cohorts')
+    .action((cohortId: string, flags: { target: 'attribute' | 'partner_cohort'; attribute: string }) =>
+      withTemporalClient(async (client) => {
+        const workflowId = cohortSyncId({ cohortId, target: flags.target, attributeName: flags.attribute });
+        console.log(describeProgress(await getSyncProgress(client, workflowId)));
+      }).catch(reportAndExit),
+    );
+}
+
+/** Polls the `progress` query into a progress bar (a line per phase when not on a terminal) until the run ends. */
+async function followProgress(client: Client, workflowId: string, result: () => Promise<CohortSyncResult>): Promise<CohortSyncResult> {
+  const interactive = process.stdout.isTTY;
+  let lastLine = '';
+  const timer = setInterval(() => {
+    getSyncProgress(client, workflowId)
+      .then((progress) => {
+        const line = describeProgress(progress);
+        if (line === lastLine) return;
+        if (interactive) process.stdout.write(`\r${line.padEnd(lastLine.length)}`);
+        else if (line.split(' ')[0] !== lastLine.split(' ')[0]) console.log(line);
+        lastLine = line;
+      })
+      .catch(() => undefined); // the query races the run's start and end; the next tick tries again
+  }, 500);
+  try {
+    return await result();
+  } finally {
+    clearInterval(timer);
+    if (interactive && lastLine) process.stdout.write('\n');
+  }
+}
+
+export function describeProgress(progress: CohortSyncProgress): string {
+  const { totals } = progress;
+  const counts = `+${totals.added} −${totals.removed} · ${totals.failed} failed · ${totals.dataPoints} data points`;
+  if (progress.phase !== 'applying' && progress.phase !== 'paused') return `${progress.phase} … ${counts}`;
+  const width = 24;
+  const done = progress.pagesTotal === 0 ? width : Math.round((progress.page / progress.pagesTotal) * width);
+  const bar = `[${'#'.repeat(done)}${'-'.repeat(width - done)}]`;
+  const paused = progress.pausedReason ? ` · PAUSED: ${progress.pausedReason}` : '';
+  return `${progress.phase} ${bar} page ${progress.page}/${progress.pagesTotal} · ${counts}${paused}`;
+}
+
+function printResult(result: CohortSyncResult): void {
+  if (result.unchanged) {
+    console.log(`Cohort "${result.cohortName}" is unchanged since the last run: nothing downloaded, nothing sent.`);
+    return;
+  }
+  const plan = result.plan ? ` (plan: ${result.plan.enter} enter, ${result.plan.leave} leave, ${result.plan.predictedDataPoints} data points)` : '';
+  console.log(`${result.dryRun ? 'Dry run' : 'Done'}: ${result.added} added, ${result.removed} removed, ${result.skipped} skipped, ${result.failed} failed${plan}`);
+  console.log(`Braze requests: ${result.brazeRequests} · data points: ${result.dataPoints} · Amplitude downloads: ${result.amplitudeDownloads}`);
+  for (const [reason, count] of Object.entries({ ...result.skipReasons, ...result.failureReasons })) console.log(`  ${count} × ${reason}`);
+}
