@@ -47,7 +47,7 @@ export function createCohortSyncActivities(context: WorkerContext) {
           message: 'target "partner_cohort" needs BRAZE_PARTNER_NAME, BRAZE_PARTNER_API_KEY and BRAZE_DATA_IMPORT_KEY on the workers',
         });
       }
-      return { status: 'changed', cohortName: cohort.name, lastComputed: cohort.lastComputed, createdAt: cohort.createdAt, size: cohort.size ?? 0 };
+      return { status: 'changed', cohortName: cohort.name, lastComputed: cohort.lastComputed, createdAt: cohort.createdAt ?? cohort.lastComputed, size: cohort.size ?? 0 };
     }),
 
     /** Creates the native Braze cohort ("[Amplitude] <name>: <id>"), or renames it; safe to repeat. */
@@ -129,8 +129,7 @@ export function createCohortSyncActivities(context: WorkerContext) {
         input.kind === 'enter'
           ? await store.diffPage(input.runId, input.syncId, { kind: 'enter', afterKey: input.afterKey, limit: input.pageSize })
           : await store.diffPage(input.runId, input.syncId, { kind: 'leave', afterKey: input.afterKey, limit: input.pageSize });
-      const memberKeys = page.items.map((item) => item.memberKey);
-      const members = memberKeys.map((memberKey) => ({ memberKey, address: addressOf(memberKey) }));
+      const members = page.items.map(({ memberKey }) => ({ memberKey, address: addressOf(memberKey) }));
       const requests = cohortPageRequests(members, input, context.brazeObjectsPerRequest);
       const pageDataPoints = requests.reduce((sum, request) => sum + request.dataPoints, 0);
       const overBudget = await budgetExceeded(context, input, pageDataPoints);
@@ -139,8 +138,10 @@ export function createCohortSyncActivities(context: WorkerContext) {
 
       const day = new Date().toISOString().slice(0, 10);
       await runWithConcurrency(requests, context.brazeConcurrency, async (request) => {
-        await context.brazeLimiter.acquire(1, Context.current().cancellationSignal);
+        // Partner cohort calls do not count toward the REST limits.
+        if (input.target === 'attribute') await context.brazeLimiter.acquire(1, Context.current().cancellationSignal);
         const sent = await request.send(context.braze);
+        await context.brazeLimiter.observe(sent.rateLimit);
         outcome.brazeRequests += 1;
         const acceptedKeys = sent.accepted;
         // The snapshot records only what Braze accepted; rejected members stay in the diff and are retried next run.

@@ -59,15 +59,19 @@ export function createDoctorActivities(context: WorkerContext) {
       });
     },
 
-    async checkBrazePartnerApi(): Promise<CheckResult> {
+    checkBrazePartnerApi(): Promise<CheckResult> {
       if (!context.brazePartnerConfigured) {
-        return {
+        return Promise.resolve({
           name: 'Braze partner cohort API',
           status: 'skipped',
           detail: 'not configured (set BRAZE_PARTNER_NAME, BRAZE_PARTNER_API_KEY and BRAZE_DATA_IMPORT_KEY to enable native cohorts)',
-        };
+        });
       }
-      return { name: 'Braze partner cohort API', status: 'ok', detail: 'configured; keys are verified on the first partner-cohort sync (the API has no read-only call)' };
+      return Promise.resolve({
+        name: 'Braze partner cohort API',
+        status: 'ok',
+        detail: 'configured; keys are verified on the first partner-cohort sync (the API has no read-only call)',
+      });
     },
   };
 }

@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 import { AmplitudeClient } from './amplitude/client.js';
 import { BrazeClient } from './braze/client.js';
 import type { AppConfig } from './config.js';
+import { SharedRateLimiter } from './rate-limiter.js';
 import { openStateStore } from './store/index.js';
 import type { StateStore } from './store/store.js';
 
@@ -15,11 +16,20 @@ export interface WorkerContext {
   amplitudeProfileApiAvailable: boolean;
   braze: BrazeClient;
   brazePartnerConfigured: boolean;
+  /** `/users/track` requests in flight per page activity. */
+  brazeConcurrency: number;
+  /** The workspace's `/users/track` limit, shared through the store by every worker. */
+  brazeLimiter: SharedRateLimiter;
+  brazeObjectsPerRequest: number;
+  cohortDownloadsPerMonth: number;
   store: StateStore;
 }
 
+const BRAZE_CONCURRENCY = 8;
+
 export async function createWorkerContext(config: Pick<AppConfig, 'amplitude' | 'braze' | 'store'>): Promise<WorkerContext> {
   const { amplitude, braze } = config;
+  const store = await openStateStore(config.store);
   return {
     workerIdentity: `${process.pid}@${hostname()}`,
     amplitude: new AmplitudeClient({
@@ -42,6 +52,11 @@ export async function createWorkerContext(config: Pick<AppConfig, 'amplitude' | 
       },
     }),
     brazePartnerConfigured: braze.partner !== undefined,
-    store: await openStateStore(config.store),
+    brazeConcurrency: BRAZE_CONCURRENCY,
+    // Keyed by endpoint host: workers syncing into one workspace share its limit.
+    brazeLimiter: new SharedRateLimiter(store, `braze:${new URL(braze.restEndpoint).host}:/users/track`, braze.rateLimit),
+    brazeObjectsPerRequest: braze.objectLimit.maxObjects,
+    cohortDownloadsPerMonth: amplitude.cohortDownloadsPerMonth,
+    store,
   };
 }

@@ -146,7 +146,7 @@ describe('ampbraze CLI', () => {
   test('an unreachable Temporal is reported plainly', async () => {
     const result = await ampbraze(['doctor'], { TEMPORAL_ADDRESS: '127.0.0.1:1' });
     assert.equal(result.code, 1);
-    assert.match(result.stdout, /✗ Temporal: cannot reach 127\.0\.0\.1:1/);
+    assert.match(result.stderr, /cannot reach Temporal at 127\.0\.0\.1:1/);
     assert.doesNotMatch(result.stdout + result.stderr, /\n\s+at /, 'no stack trace');
   });
 

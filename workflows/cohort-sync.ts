@@ -110,7 +110,7 @@ export async function cohortSync(input: CohortSyncInput, checkpoint?: CohortSync
       return { ...budgets };
     },
     {
-      validator: (next) => {
+      validator: (next: Budgets) => {
         for (const name of ['maxDataPoints', 'maxDataPointsPerDay'] as const) {
           const value = next[name];
           if (value !== undefined && !(Number.isInteger(value) && value > 0)) throw new Error(`${name} must be a positive integer`);

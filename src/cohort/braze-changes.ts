@@ -4,12 +4,10 @@
  * changes (≤1,000 ids per request). Each request knows its data-point price and maps Braze's answer back to
  * the exact members it carried.
  */
-import type { BrazeClient } from '../braze/client.js';
+import { PARTNER_IDS_PER_REQUEST, type BrazeClient, type RateLimitState } from '../braze/client.js';
 import { attributeObjectDataPoints, partnerCohortChangeDataPoints } from '../braze/data-points.js';
 import type { MemberFailure } from '../store/store.js';
 import type { BrazeAddress } from './identifiers.js';
-
-export const PARTNER_IDS_PER_REQUEST = 1_000;
 
 export interface CohortChangeTarget {
   target: 'attribute' | 'partner_cohort';
@@ -22,6 +20,8 @@ export interface SentChange {
   accepted: string[];
   rejected: MemberFailure[];
   dataPoints: number;
+  /** Braze's `X-RateLimit-*` answer, when the endpoint sends one. */
+  rateLimit?: RateLimitState;
 }
 
 export interface CohortChangeRequest {
@@ -53,9 +53,9 @@ function attributeRequest(members: Member[], change: CohortChangeTarget): Cohort
     size: members.length,
     dataPoints: sum(pointsPerObject),
     async send(braze) {
-      const { attributes } = await braze.track({ attributes: objects });
+      const { attributes, rateLimit } = await braze.track({ attributes: objects });
       const rejectedIndexes = new Map(attributes.rejected.map((r) => [r.index, r.reason]));
-      const sent: SentChange = { accepted: [], rejected: [], dataPoints: 0 };
+      const sent: SentChange = { accepted: [], rejected: [], dataPoints: 0, rateLimit };
       members.forEach((member, index) => {
         const reason = rejectedIndexes.get(index);
         if (reason === undefined) {

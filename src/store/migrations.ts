@@ -87,6 +87,19 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX member_failures_by_reason ON member_failures (run_id, reason);
     `,
   },
+  {
+    version: 2,
+    name: 'vendor rate limits shared by every worker',
+    sql: `
+      CREATE TABLE rate_windows (
+        limiter_key TEXT PRIMARY KEY,
+        window_start_ms INTEGER NOT NULL,
+        used INTEGER NOT NULL,
+        -- The vendor said the workspace is exhausted (other integrations share it): nobody sends before this.
+        blocked_until_ms INTEGER NOT NULL DEFAULT 0
+      ) WITHOUT ROWID;
+    `,
+  },
 ];
 
 export function currentSchemaVersion(db: Database): number {

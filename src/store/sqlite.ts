@@ -16,6 +16,8 @@ import {
   type MemberFailure,
   type Page,
   type PageOptions,
+  type RateSlotGrant,
+  type RateSlotRequest,
   type ReasonCount,
   type ReservationResult,
   type RunFinish,
@@ -272,6 +274,25 @@ export class SqliteStateStore implements StateStore {
     return settle(() => this.#sql.failureCounts.all(runId));
   }
 
+  acquireRateSlots(request: RateSlotRequest): Promise<RateSlotGrant> {
+    const { key, requested, limit, windowMs, nowMs } = request;
+    const windowStart = nowMs - (nowMs % windowMs);
+    const acquire = this.#db.transaction((): RateSlotGrant => {
+      const row = this.#sql.rateWindow.get(key);
+      if (row && row.blockedUntilMs > nowMs) return { granted: 0, retryAtMs: row.blockedUntilMs };
+      const used = row && row.windowStartMs === windowStart ? row.used : 0;
+      const granted = Math.max(0, Math.min(requested, limit - used));
+      this.#sql.upsertRateWindow.run(key, windowStart, used + granted, row?.blockedUntilMs ?? 0);
+      return { granted, retryAtMs: windowStart + windowMs };
+    });
+    // IMMEDIATE: read and update under the write lock, so workers never share out more than the limit.
+    return settle(() => acquire.immediate());
+  }
+
+  blockRateLimit(key: string, untilMs: number): Promise<void> {
+    return settle(() => void this.#sql.blockRateWindow.run(key, untilMs));
+  }
+
   #downloadsIn(month: string): number {
     return this.#sql.downloadsInMonth.get(month)?.count ?? 0;
   }
@@ -288,6 +309,17 @@ export class SqliteStateStore implements StateStore {
 
 function prepareStatements(db: Database.Database) {
   return {
+    rateWindow: db.prepare<[string], { windowStartMs: number; used: number; blockedUntilMs: number }>(
+      'SELECT window_start_ms AS windowStartMs, used, blocked_until_ms AS blockedUntilMs FROM rate_windows WHERE limiter_key = ?',
+    ),
+    upsertRateWindow: db.prepare<[string, number, number, number]>(
+      `INSERT INTO rate_windows (limiter_key, window_start_ms, used, blocked_until_ms) VALUES (?, ?, ?, ?)
+       ON CONFLICT (limiter_key) DO UPDATE SET window_start_ms = excluded.window_start_ms, used = excluded.used`,
+    ),
+    blockRateWindow: db.prepare<[string, number]>(
+      `INSERT INTO rate_windows (limiter_key, window_start_ms, used, blocked_until_ms) VALUES (?1, 0, 0, ?2)
+       ON CONFLICT (limiter_key) DO UPDATE SET blocked_until_ms = max(blocked_until_ms, excluded.blocked_until_ms)`,
+    ),
     insertSnapshotMember: db.prepare<[string, string]>('INSERT INTO snapshot_members (sync_id, member_key) VALUES (?, ?) ON CONFLICT DO NOTHING'),
     deleteSnapshotMember: db.prepare<[string, string]>('DELETE FROM snapshot_members WHERE sync_id = ? AND member_key = ?'),
     snapshotPage: db.prepare<[string, string, number], SnapshotMember>(

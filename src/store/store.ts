@@ -115,6 +115,23 @@ export interface ReservationResult {
   used: number;
 }
 
+export interface RateSlotRequest {
+  /** One limit, e.g. `braze:/users/track`. */
+  key: string;
+  requested: number;
+  /** Requests allowed per fixed window of `windowMs` (windows start at multiples of `windowMs`). */
+  limit: number;
+  windowMs: number;
+  nowMs: number;
+}
+
+export interface RateSlotGrant {
+  /** Slots granted now (0 to `requested`). */
+  granted: number;
+  /** When the caller may ask again if it got fewer than it requested. */
+  retryAtMs: number;
+}
+
 export interface MemberFailure {
   memberKey: string;
   /** The vendor's reason, verbatim. */
@@ -165,6 +182,11 @@ export interface StateStore {
   /** Atomically reserves one cohort download in the month, refused at `limit`; idempotent per (runId, cohortId). */
   reserveCohortDownload(reservation: CohortDownloadReservation): Promise<ReservationResult>;
   cohortDownloadsInMonth(month: string): Promise<number>;
+
+  /** Atomically grants up to `requested` slots of a fixed-window rate limit shared by every worker. */
+  acquireRateSlots(request: RateSlotRequest): Promise<RateSlotGrant>;
+  /** Blocks a limit for everyone until `untilMs`, because the vendor reported it exhausted. */
+  blockRateLimit(key: string, untilMs: number): Promise<void>;
 
   /** Records why members failed in a run; a member recorded again keeps the latest reason. */
   recordFailures(runId: string, failures: readonly MemberFailure[]): Promise<void>;

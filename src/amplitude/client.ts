@@ -1,0 +1,286 @@
+/**
+ * Amplitude client: cohort list and the async export (request → poll → file, inline or via a short-lived
+ * pre-signed link, optionally gzipped), the User Profile API, the Export API (a zip of gzipped JSON lines,
+ * streamed) and HTTP V2 / Batch ingestion with event-index errors mapped back to the exact events.
+ */
+import { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { Gunzip, Unzip, UnzipInflate, type UnzipFile } from 'fflate';
+import { NonRetryableVendorError, RetryableVendorError, type PartialResult } from '../errors.js';
+import { vendorUrl, VendorHttp, type VendorResponse } from '../http.js';
+import { parseCohortMembers, type CohortMember } from './cohort-csv.js';
+import {
+  cohortExportRequestSchema,
+  cohortExportStatusSchema,
+  cohortListSchema,
+  exportedEventSchema,
+  ingestBadRequestSchema,
+  ingestSuccessSchema,
+  profileErrorSchema,
+  UNKNOWN_USER_MESSAGE,
+  userProfileSchema,
+  type AmplitudeCohort,
+  type AmplitudeEvent,
+  type AmplitudeUserProfile,
+  type ExportedEvent,
+} from './schemas.js';
+
+export interface AmplitudeClientConfig {
+  apiKey: string;
+  secretKey: string;
+  /** Cohorts, Dashboard REST and Export APIs. */
+  apiUrl: string;
+  profileApiUrl: string;
+  ingestUrl: string;
+  requestTimeoutMs?: number;
+}
+
+export interface ProfileOptions {
+  ampProps?: boolean;
+  computations?: boolean;
+  compIds?: string[];
+  recommendations?: boolean;
+  recIds?: string[];
+  cohortIds?: boolean;
+}
+
+export type IngestApi = 'httpapi' | 'batch';
+
+/** Export jobs and zipped event exports can be slow to start answering. */
+const SLOW_REQUEST_TIMEOUT_MS = 180_000;
+
+export class AmplitudeClient {
+  private readonly http: VendorHttp;
+
+  constructor(private readonly config: AmplitudeClientConfig) {
+    this.http = new VendorHttp({ vendor: 'amplitude', timeoutMs: config.requestTimeoutMs, secrets: [config.apiKey, config.secretKey] });
+  }
+
+  async listCohorts(): Promise<AmplitudeCohort[]> {
+    const { body } = await this.http.requestJson({ method: 'GET', url: this.api('/api/3/cohorts'), headers: this.basicAuth() }, [200], cohortListSchema);
+    return body.cohorts;
+  }
+
+  /** Starts an export job (each call spends one of the monthly downloads). */
+  async requestCohortExport(cohortId: string, options: { props?: boolean; propKeys?: string[] } = {}): Promise<{ requestId: string; cohortId: string }> {
+    const query = new URLSearchParams({ props: options.props ? '1' : '0' });
+    for (const key of options.propKeys ?? []) query.append('propKeys', key);
+    const { body } = await this.http.requestJson(
+      { method: 'GET', url: this.api(`/api/5/cohorts/request/${encodeURIComponent(cohortId)}`, query), endpoint: 'GET /api/5/cohorts/request/:id', headers: this.basicAuth() },
+      [200, 202],
+      cohortExportRequestSchema,
+    );
+    return { requestId: body.request_id, cohortId: body.cohort_id };
+  }
+
+  /** 202 while the job runs, 200 once complete: Amplitude documents no failure status, so we key off the code. */
+  async getCohortExportStatus(requestId: string): Promise<'in_progress' | 'completed'> {
+    const { response } = await this.http.requestJson(
+      { method: 'GET', url: this.api(`/api/5/cohorts/request-status/${encodeURIComponent(requestId)}`), endpoint: 'GET /api/5/cohorts/request-status/:id', headers: this.basicAuth() },
+      [200, 202],
+      cohortExportStatusSchema,
+    );
+    return response.status === 200 ? 'completed' : 'in_progress';
+  }
+
+  /**
+   * The decoded CSV bytes. `/file` answers inline or with a 302 to a pre-signed link valid for about a minute;
+   * an expired link is retryable, because the retry asks `/file` for a fresh one.
+   */
+  async openCohortFile(requestId: string): Promise<Readable> {
+    const fileEndpoint = 'GET /api/5/cohorts/request/:id/file';
+    let response = await this.http.send({
+      method: 'GET',
+      url: this.api(`/api/5/cohorts/request/${encodeURIComponent(requestId)}/file`),
+      endpoint: fileEndpoint,
+      headers: this.basicAuth(),
+      timeoutMs: SLOW_REQUEST_TIMEOUT_MS,
+    });
+    if (response.status >= 300 && response.status < 400) {
+      const location = response.headers.location;
+      await response.body.dump();
+      if (typeof location !== 'string') throw this.http.invalidResponse(response, 'a redirect without a Location');
+      // The pre-signed link carries its own authorization: never send our Basic credentials to it.
+      response = await this.http.send({ method: 'GET', url: new URL(location, this.config.apiUrl), endpoint: 'GET <pre-signed cohort file link>', timeoutMs: SLOW_REQUEST_TIMEOUT_MS });
+      if (response.status === 403) {
+        await response.body.dump();
+        throw new RetryableVendorError({ vendor: 'amplitude', endpoint: response.endpoint, status: 403 }, 'pre-signed link expired before the download started (retrying fetches a fresh one)');
+      }
+    }
+    if (response.status !== 200) throw await this.http.failure(response);
+    return await this.decodedBody(response);
+  }
+
+  /** Cohort members streamed from the export file, one row in memory at a time. */
+  async *streamCohortMembers(requestId: string): AsyncGenerator<CohortMember> {
+    const file = await this.openCohortFile(requestId);
+    try {
+      yield* parseCohortMembers(file);
+    } catch (error) {
+      throw error instanceof RetryableVendorError || error instanceof NonRetryableVendorError
+        ? error
+        : new RetryableVendorError({ vendor: 'amplitude', endpoint: 'GET /api/5/cohorts/request/:id/file' }, `cohort file could not be read (${(error as Error).message}; retryable)`);
+    }
+  }
+
+  /** A user's profile, or null for a user Amplitude has not seen. */
+  async getUserProfile(user: { userId: string } | { deviceId: string }, options: ProfileOptions): Promise<AmplitudeUserProfile | null> {
+    const query = new URLSearchParams('userId' in user ? { user_id: user.userId } : { device_id: user.deviceId });
+    const flag = (name: string, on: boolean | undefined) => on && query.set(name, 'true');
+    flag('get_amp_props', options.ampProps);
+    flag('get_computations', options.computations);
+    flag('get_recs', options.recommendations);
+    flag('get_cohort_ids', options.cohortIds);
+    if (options.compIds?.length) query.set('comp_id', options.compIds.join(','));
+    if (options.recIds?.length) query.set('rec_id', options.recIds.join(','));
+    const response = await this.http.send({
+      method: 'GET',
+      url: vendorUrl(this.config.profileApiUrl, '/v1/userprofile', query),
+      endpoint: 'GET /v1/userprofile',
+      headers: { authorization: `Api-Key ${this.config.secretKey}` },
+    });
+    const text = await this.http.readText(response);
+    // The unknown-user answer's status is undocumented: recognise it by its body.
+    const error = profileErrorSchema.safeParse(safeJson(text));
+    if (error.success && error.data.error === UNKNOWN_USER_MESSAGE) return null;
+    if (response.status !== 200) throw this.http.classify(response, text);
+    const { userData } = this.http.parse(response, userProfileSchema, safeJson(text));
+    return {
+      userId: userData.user_id ?? null,
+      deviceId: userData.device_id ?? null,
+      properties: userData.amp_props ?? {},
+      cohortIds: userData.cohort_ids ?? userData.cohort_memberships ?? null,
+      recommendations: userData.recommendations?.map((r) => ({ recId: r.rec_id, items: r.items, isControl: r.is_control })) ?? null,
+    };
+  }
+
+  /** Events uploaded in [start, end] (hour resolution, UTC), streamed from the zip without holding it in memory. */
+  async *exportEvents(start: Date, end: Date): AsyncGenerator<ExportedEvent> {
+    const query = new URLSearchParams({ start: exportHour(start), end: exportHour(end) });
+    const response = await this.http.send({ method: 'GET', url: this.api('/api/2/export', query), headers: this.basicAuth(), timeoutMs: SLOW_REQUEST_TIMEOUT_MS });
+    if (response.status === 404) {
+      await response.body.dump(); // no data in the range
+      return;
+    }
+    if (response.status !== 200) throw await this.http.failure(response);
+    for await (const line of unzipJsonLines(this.http.bodyChunks(response))) {
+      yield this.http.parse(response, exportedEventSchema, safeJson(line));
+    }
+  }
+
+  /**
+   * Ingests events. On a 400 that names offending events by index, those events are rejected with the field
+   * Amplitude named and the rest are sent again once; request-level errors are non-retryable.
+   */
+  async ingestEvents(events: readonly AmplitudeEvent[], options: { api: IngestApi; minIdLength?: number }): Promise<PartialResult<AmplitudeEvent>> {
+    const result: PartialResult<AmplitudeEvent> = { accepted: [], rejected: [] };
+    let pending = events.map((event, index) => ({ event, index }));
+    for (let attempt = 0; attempt < 2 && pending.length > 0; attempt++) {
+      const response = await this.http.send({
+        method: 'POST',
+        url: vendorUrl(this.config.ingestUrl, options.api === 'httpapi' ? '/2/httpapi' : '/batch'),
+        body: JSON.stringify({
+          api_key: this.config.apiKey,
+          events: pending.map((p) => p.event),
+          ...(options.minIdLength !== undefined && { options: { min_id_length: options.minIdLength } }),
+        }),
+      });
+      const text = await this.http.readText(response);
+      if (response.status === 200) {
+        this.http.parse(response, ingestSuccessSchema, safeJson(text));
+        result.accepted.push(...pending.map((p) => p.event));
+        return result;
+      }
+      const badEvents = response.status === 400 ? offendingEvents(ingestBadRequestSchema.safeParse(safeJson(text)).data) : new Map<number, string>();
+      if (badEvents.size === 0) throw this.http.classify(response, text);
+      for (const [sentIndex, reason] of badEvents) {
+        const entry = pending[sentIndex];
+        if (entry) result.rejected.push({ object: entry.event, index: entry.index, reason });
+      }
+      pending = pending.filter((_, sentIndex) => !badEvents.has(sentIndex));
+    }
+    if (pending.length > 0) {
+      throw new NonRetryableVendorError({ vendor: 'amplitude', endpoint: `POST /${options.api === 'httpapi' ? '2/httpapi' : 'batch'}` }, 'rejected events again after the offending ones were removed');
+    }
+    return result;
+  }
+
+  private api(path: string, query?: URLSearchParams): URL {
+    return vendorUrl(this.config.apiUrl, path, query);
+  }
+
+  private basicAuth(): Record<string, string> {
+    return { authorization: `Basic ${Buffer.from(`${this.config.apiKey}:${this.config.secretKey}`).toString('base64')}` };
+  }
+
+  /** The body as a stream, gunzipped when the header says so or the gzip magic bytes show it (S3 may omit the header). */
+  private async decodedBody(response: VendorResponse): Promise<Readable> {
+    const chunks = this.http.bodyChunks(response)[Symbol.asyncIterator]();
+    const first = await chunks.next();
+    const raw = Readable.from(
+      (async function* () {
+        if (first.done) return;
+        yield first.value;
+        for (let next = await chunks.next(); !next.done; next = await chunks.next()) yield next.value;
+      })(),
+    );
+    const gzipMagic = !first.done && first.value[0] === 0x1f && first.value[1] === 0x8b;
+    if (!gzipMagic && !String(response.headers['content-encoding'] ?? '').includes('gzip')) return raw;
+    const gunzip = createGunzip();
+    raw.on('error', (error) => gunzip.destroy(error));
+    return raw.pipe(gunzip);
+  }
+}
+
+/** Event index → reason, from the 400's `events_with_invalid_fields` / `events_with_missing_fields` maps. */
+function offendingEvents(body: { events_with_invalid_fields?: Record<string, number[]>; events_with_missing_fields?: Record<string, number[]>; silenced_events?: number[] } | undefined): Map<number, string> {
+  const reasons = new Map<number, string>();
+  for (const [field, indexes] of Object.entries(body?.events_with_invalid_fields ?? {})) for (const i of indexes) reasons.set(i, `invalid ${field}`);
+  for (const [field, indexes] of Object.entries(body?.events_with_missing_fields ?? {})) for (const i of indexes) reasons.set(i, `missing ${field}`);
+  for (const i of body?.silenced_events ?? []) reasons.set(i, 'silenced device');
+  return reasons;
+}
+
+function exportHour(date: Date): string {
+  const iso = date.toISOString();
+  return `${iso.slice(0, 4)}${iso.slice(5, 7)}${iso.slice(8, 10)}T${iso.slice(11, 13)}`;
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Lines of every gzipped file in a zip, decoded as the bytes arrive (fflate's streaming unzip and gunzip). */
+async function* unzipJsonLines(zipChunks: AsyncIterable<Buffer>): AsyncGenerator<string> {
+  const lines: string[] = [];
+  let failure: Error | undefined;
+  const unzip = new Unzip((file: UnzipFile) => {
+    const decoder = new TextDecoder();
+    let partial = '';
+    const gunzip = new Gunzip((data, final) => {
+      const text = partial + decoder.decode(data, { stream: !final });
+      const parts = text.split('\n');
+      partial = parts.pop() ?? '';
+      for (const line of parts) if (line.trim()) lines.push(line);
+      if (final && partial.trim()) lines.push(partial);
+    });
+    file.ondata = (error, data, final) => {
+      if (error) failure = error;
+      else gunzip.push(data, final);
+    };
+    file.start();
+  });
+  unzip.register(UnzipInflate);
+  for await (const chunk of zipChunks) {
+    unzip.push(chunk);
+    if (failure) throw failure;
+    yield* lines.splice(0);
+  }
+  unzip.push(new Uint8Array(0), true);
+  if (failure) throw failure;
+  yield* lines.splice(0);
+}

@@ -1,0 +1,38 @@
+/**
+ * A vendor rate limit that holds across every worker on every host: slots are granted by the shared state
+ * store in fixed windows (Braze counts `/users/track` in 3-second buckets), and when the vendor itself says the
+ * workspace is exhausted — other integrations write to it too — every worker waits for the vendor's reset.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { StateStore } from './store/store.js';
+
+export interface RateLimit {
+  requests: number;
+  windowMs: number;
+}
+
+export class SharedRateLimiter {
+  constructor(
+    private readonly store: StateStore,
+    private readonly key: string,
+    private readonly limit: RateLimit,
+  ) {}
+
+  /** Resolves once `n` slots were granted; waits for the next window (or the vendor's reset) in between. */
+  async acquire(n = 1, signal?: AbortSignal): Promise<void> {
+    let needed = n;
+    while (needed > 0) {
+      signal?.throwIfAborted();
+      const now = Date.now();
+      const grant = await this.store.acquireRateSlots({ key: this.key, requested: needed, limit: this.limit.requests, windowMs: this.limit.windowMs, nowMs: now });
+      needed -= grant.granted;
+      // A little jitter, so waiting workers do not all arrive in the same millisecond of the next window.
+      if (needed > 0) await sleep(Math.max(0, grant.retryAtMs - now) + Math.random() * 25, undefined, { signal });
+    }
+  }
+
+  /** Feeds the vendor's `X-RateLimit-*` answer back: with nothing remaining, everyone waits for its reset. */
+  async observe(state: { remaining: number; resetAtMs: number } | undefined): Promise<void> {
+    if (state && state.remaining <= 0 && state.resetAtMs > Date.now()) await this.store.blockRateLimit(this.key, state.resetAtMs);
+  }
+}
