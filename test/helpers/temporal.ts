@@ -4,7 +4,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker, type WorkerOptions } from '@temporalio/worker';
+import { DefaultLogger, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
+
+// Workers log every state change at INFO; tests want only what went wrong.
+Runtime.install({ logger: new DefaultLogger('WARN') });
 
 export function testServerAddress(): string {
   const address = process.env.TEST_TEMPORAL_ADDRESS;
