@@ -60,12 +60,17 @@ export interface PageOutcome {
   nextAfterKey?: string;
   accepted: number;
   failed: number;
-  failureReasons: Record<string, number>;
   dataPoints: number;
   brazeRequests: number;
   /** The page's cost, reported when it was over budget. */
   pageDataPoints: number;
   budget?: 'run' | 'day';
+}
+
+/** Members Braze rejected in a run, by the vendor's reason. */
+export interface RunFailures {
+  failed: number;
+  failureReasons: Record<string, number>;
 }
 
 export interface FinishCohortRunInput {

@@ -14,6 +14,7 @@ import type {
   FinishCohortRunInput,
   PageOutcome,
   PrepareCohortRunInput,
+  RunFailures,
   PreparedCohortRun,
   StageCohortMembersInput,
   StagedCohort,
@@ -21,7 +22,8 @@ import type {
 import { withVendorFailures } from './failures.js';
 
 const STAGE_CHUNK_ROWS = 2_000;
-const EXPORT_POLL_INTERVAL_MS = 3_000;
+/** Small jobs finish in seconds, big ones take minutes: poll soon, then every few seconds (as Amplitude's SDK). */
+const EXPORT_POLL_INTERVALS_MS = [500, 1_000, 2_000, 3_000];
 /** Prefix of skip reasons in the run's failure ledger, which also holds Braze's per-user rejections. */
 const SKIPPED = 'skipped:';
 
@@ -73,14 +75,14 @@ export function createCohortSyncActivities(context: WorkerContext) {
 
     /** Polls the export until Amplitude reports it complete; a 429 on the status call means wait, not fail. */
     waitForCohortExport: withVendorFailures(async (input: { requestId: string }): Promise<void> => {
-      for (;;) {
+      for (let poll = 0; ; poll++) {
         heartbeat();
         const status = await amplitude.getCohortExportStatus(input.requestId).catch((error: unknown) => {
           if (error instanceof RateLimitedError) return 'in_progress' as const;
           throw error;
         });
         if (status === 'completed') return;
-        await sleep(EXPORT_POLL_INTERVAL_MS); // throws when the activity is cancelled
+        await sleep(EXPORT_POLL_INTERVALS_MS[Math.min(poll, EXPORT_POLL_INTERVALS_MS.length - 1)]!); // throws when cancelled
       }
     }),
 
@@ -133,43 +135,48 @@ export function createCohortSyncActivities(context: WorkerContext) {
       const requests = cohortPageRequests(members, input, context.brazeObjectsPerRequest);
       const pageDataPoints = requests.reduce((sum, request) => sum + request.dataPoints, 0);
       const overBudget = await budgetExceeded(context, input, pageDataPoints);
-      const outcome: PageOutcome = { status: 'applied', nextAfterKey: page.nextAfterKey, accepted: 0, failed: 0, failureReasons: {}, dataPoints: 0, brazeRequests: 0, pageDataPoints };
-      if (overBudget) return { ...outcome, status: 'over_budget', nextAfterKey: input.afterKey, budget: overBudget };
+      const pageOutcome: PageOutcome = { status: 'applied', nextAfterKey: page.nextAfterKey, accepted: 0, failed: 0, dataPoints: 0, brazeRequests: 0, pageDataPoints };
+      if (overBudget) return { ...pageOutcome, status: 'over_budget', nextAfterKey: input.afterKey, budget: overBudget };
 
       const day = new Date().toISOString().slice(0, 10);
+      // Requests are named after their page and first member: a retried attempt adds to what earlier ones did.
+      const pagePrefix = `${input.kind}:${input.afterKey ?? ''}|`;
+      const dataPointsCounter = Context.current().metricMeter.createCounter('ampbraze_data_points', 'points', 'Braze data points spent');
       await runWithConcurrency(requests, context.brazeConcurrency, async (request) => {
         // Partner cohort calls do not count toward the REST limits.
         if (input.target === 'attribute') await context.brazeLimiter.acquire(1, Context.current().cancellationSignal);
         const sent = await request.send(context.braze);
         await context.brazeLimiter.observe(sent.rateLimit);
-        outcome.brazeRequests += 1;
-        const acceptedKeys = sent.accepted;
         // The snapshot records only what Braze accepted; rejected members stay in the diff and are retried next run.
-        await store.commitSnapshot(input.syncId, input.kind === 'enter' ? { added: acceptedKeys } : { removed: acceptedKeys });
+        await store.commitSnapshot(input.syncId, input.kind === 'enter' ? { added: sent.accepted } : { removed: sent.accepted });
         await store.recordFailures(input.runId, sent.rejected);
-        const points = sent.dataPoints;
-        const counted = await store.addDataPoints({ day, syncId: input.syncId, runId: input.runId, pageKey: `${input.kind}:${request.firstKey}`, points });
-        if (counted) Context.current().metricMeter.createCounter('ampbraze_data_points', 'points', 'Braze data points spent').add(points, { sync_kind: 'cohort' });
-        outcome.accepted += acceptedKeys.length;
-        outcome.failed += sent.rejected.length;
-        outcome.dataPoints += points;
-        for (const { reason } of sent.rejected) outcome.failureReasons[reason] = (outcome.failureReasons[reason] ?? 0) + 1;
+        const requestKey = `${pagePrefix}${request.firstKey}`;
+        const outcome = { runId: input.runId, requestKey, accepted: sent.accepted.length, rejected: sent.rejected.length, dataPoints: sent.dataPoints };
+        if (await store.recordRequestOutcome(outcome)) {
+          await store.addDataPoints({ day, syncId: input.syncId, runId: input.runId, pageKey: requestKey, points: sent.dataPoints });
+          dataPointsCounter.add(sent.dataPoints, { sync_kind: 'cohort' });
+        }
         heartbeat();
       });
-      return outcome;
+      const totals = await store.requestOutcomeTotals(input.runId, pagePrefix);
+      return { ...pageOutcome, accepted: totals.accepted, failed: totals.rejected, dataPoints: totals.dataPoints, brazeRequests: totals.requests };
     }),
 
-    finishCohortRun: async (input: FinishCohortRunInput): Promise<void> => {
+    /** Records the run in the ledger, clears its staging, and reports why members failed (from the failure ledger). */
+    finishCohortRun: async (input: FinishCohortRunInput): Promise<RunFailures> => {
       const runId = input.runId;
+      const failureReasons: Record<string, number> = {};
+      for (const { reason, count } of await store.failureCountsByReason(runId)) if (!reason.startsWith(SKIPPED)) failureReasons[reason] = count;
       await store.finishRun({
         runId,
-        status: 'succeeded',
+        status: input.status === 'failed' ? 'failed' : 'succeeded',
         finishedAt: new Date(),
         // A dry run proves nothing was sent, so it must not let the next run skip the download.
         sourceVersion: input.status === 'dry_run' ? undefined : input.sourceVersion,
         stats: JSON.parse(JSON.stringify({ ...input.stats, outcome: input.status })) as Record<string, never>,
       });
       await store.clearStaging(runId);
+      return { failed: Object.values(failureReasons).reduce((sum, n) => sum + n, 0), failureReasons };
     },
   };
 }

@@ -3,7 +3,9 @@
  * successful run. The workflow only orchestrates; every step is an idempotent activity over the shared store.
  */
 import {
+  ActivityFailure,
   ApplicationFailure,
+  ContinueAsNew,
   allHandlersFinished,
   condition,
   continueAsNew,
@@ -126,7 +128,8 @@ export async function cohortSync(input: CohortSyncInput, checkpoint?: CohortSync
 
   const finish = async (status: 'succeeded' | 'dry_run' | 'unchanged', result: CohortSyncResult, sourceVersion?: string) => {
     progress.phase = 'finishing';
-    await quick.finishCohortRun({ syncId, runId, status, sourceVersion, stats: { ...result } });
+    // The failure ledger counts each rejected member once, however often retries resent it.
+    Object.assign(result, await quick.finishCohortRun({ syncId, runId, status, sourceVersion, stats: { ...result } }));
     progress.phase = 'done';
     setCurrentDetails(describeResult(result));
     await condition(allHandlersFinished);
@@ -134,83 +137,94 @@ export async function cohortSync(input: CohortSyncInput, checkpoint?: CohortSync
   };
 
   let state = checkpoint;
-  if (!state) {
-    const prepared = await quick.prepareCohortRun({ syncId, runId, cohortId: options.cohortId, target: options.target, force: options.force });
-    if (prepared.status === 'unchanged') {
-      const result = resultOf(options, syncId, prepared.cohortName, totals, { unchanged: true, skipReasons: {} });
-      return finish('unchanged', result, String(prepared.lastComputed));
-    }
-    progress.phase = 'exporting';
-    setCurrentDetails(`Exporting cohort "${prepared.cohortName}" (${prepared.size} members) from Amplitude`);
-    const { requestId } = await quick.requestCohortExport({ runId, cohortId: options.cohortId });
-    totals.amplitudeDownloads += 1;
-    await exportWait.waitForCohortExport({ requestId });
-
-    progress.phase = 'staging';
-    setCurrentDetails(`Staging cohort "${prepared.cohortName}" members`);
-    const staged = await streaming.stageCohortMembers({
-      runId,
-      requestId,
-      identifiers: options.identifiers,
-      aliasLabel: options.aliasLabel,
-      aliasNameFrom: options.aliasNameFrom,
-    });
-    totals.skipped = staged.skipped;
-
-    progress.phase = 'planning';
-    const plan = await quick.planCohortRun({ runId, syncId, target: options.target });
-    state = {
-      runId,
-      cohortName: prepared.cohortName,
-      sourceVersion: String(prepared.lastComputed),
-      plan,
-      skipReasons: staged.skipReasons,
-      kind: 'enter',
-      page: 0,
-      totals,
-    };
-    if (options.dryRun) {
-      const result = resultOf(options, syncId, prepared.cohortName, totals, { unchanged: false, plan, skipReasons: staged.skipReasons });
-      return finish('dry_run', result);
-    }
-    if (options.target === 'partner_cohort') {
-      await quick.ensurePartnerCohort({ cohortId: options.cohortId, cohortName: prepared.cohortName, createdAt: prepared.createdAt });
-    }
+  try {
+    return await run();
+  } catch (error) {
+    if (error instanceof ContinueAsNew) throw error;
+    await quick.finishCohortRun({ syncId, runId, status: 'failed', stats: { ...totals } }).catch(() => undefined);
+    throw readableFailure(error);
   }
 
-  const { plan, cohortName } = state;
-
-  progress.pagesTotal = Math.ceil(plan.enter / options.pageSize) + Math.ceil(plan.leave / options.pageSize);
-  progress.phase = 'applying';
-  // Everyone who entered, then everyone who left; a continued run resumes at its kind and cursor.
-  const kinds: ChangeKind[] = state.kind === 'enter' ? ['enter', 'leave'] : ['leave'];
-  let afterKey = state.afterKey;
-  for (const kind of kinds) {
-    for (;;) {
-      if (workflowInfo().continueAsNewSuggested) {
-        await condition(allHandlersFinished);
-        await continueAsNew<typeof cohortSync>(input, { ...state, kind, afterKey, page: progress.page, totals });
+  async function run(): Promise<CohortSyncResult> {
+    if (!state) {
+      const prepared = await quick.prepareCohortRun({ syncId, runId, cohortId: options.cohortId, target: options.target, force: options.force });
+      if (prepared.status === 'unchanged') {
+        const result = resultOf(options, syncId, prepared.cohortName, totals, { unchanged: true, skipReasons: {} });
+        return finish('unchanged', result, String(prepared.lastComputed));
       }
-      progress.kind = kind;
-      const outcome = await applyPageWithinBudget(kind, afterKey);
-      if (outcome.status === 'over_budget') continue; // the same page again, under the new budget
-      progress.page += 1;
-      addPage(totals, kind, outcome);
-      upsertSearchAttributes([{ key: DATA_POINTS, value: totals.dataPoints }]);
-      setCurrentDetails(
-        `Page ${progress.page} of ${progress.pagesTotal}: ${totals.added} added, ${totals.removed} removed, ${totals.failed} failed, ${totals.dataPoints} data points`,
-      );
-      if (outcome.nextAfterKey === undefined) break;
-      afterKey = outcome.nextAfterKey;
-    }
-    afterKey = undefined;
-  }
+      progress.phase = 'exporting';
+      setCurrentDetails(`Exporting cohort "${prepared.cohortName}" (${prepared.size} members) from Amplitude`);
+      const { requestId } = await quick.requestCohortExport({ runId, cohortId: options.cohortId });
+      totals.amplitudeDownloads += 1;
+      await exportWait.waitForCohortExport({ requestId });
 
-  const result = resultOf(options, syncId, cohortName, totals, { unchanged: false, plan, skipReasons: state.skipReasons });
-  return finish('succeeded', result, state.sourceVersion);
+      progress.phase = 'staging';
+      setCurrentDetails(`Staging cohort "${prepared.cohortName}" members`);
+      const staged = await streaming.stageCohortMembers({
+        runId,
+        requestId,
+        identifiers: options.identifiers,
+        aliasLabel: options.aliasLabel,
+        aliasNameFrom: options.aliasNameFrom,
+      });
+      totals.skipped = staged.skipped;
+
+      progress.phase = 'planning';
+      const plan = await quick.planCohortRun({ runId, syncId, target: options.target });
+      state = {
+        runId,
+        cohortName: prepared.cohortName,
+        sourceVersion: String(prepared.lastComputed),
+        plan,
+        skipReasons: staged.skipReasons,
+        kind: 'enter',
+        page: 0,
+        totals,
+      };
+      if (options.dryRun) {
+        const result = resultOf(options, syncId, prepared.cohortName, totals, { unchanged: false, plan, skipReasons: staged.skipReasons });
+        return finish('dry_run', result);
+      }
+      if (options.target === 'partner_cohort') {
+        await quick.ensurePartnerCohort({ cohortId: options.cohortId, cohortName: prepared.cohortName, createdAt: prepared.createdAt });
+      }
+    }
+
+    const { plan, cohortName } = state;
+
+    progress.pagesTotal = Math.ceil(plan.enter / options.pageSize) + Math.ceil(plan.leave / options.pageSize);
+    progress.phase = 'applying';
+    // Everyone who entered, then everyone who left; a continued run resumes at its kind and cursor.
+    const kinds: ChangeKind[] = state.kind === 'enter' ? ['enter', 'leave'] : ['leave'];
+    let afterKey = state.afterKey;
+    for (const kind of kinds) {
+      for (;;) {
+        if (workflowInfo().continueAsNewSuggested) {
+          await condition(allHandlersFinished);
+          await continueAsNew<typeof cohortSync>(input, { ...state, kind, afterKey, page: progress.page, totals });
+        }
+        progress.kind = kind;
+        const outcome = await applyPageWithinBudget(kind, afterKey, cohortName);
+        if (outcome.status === 'over_budget') continue; // the same page again, under the new budget
+        progress.page += 1;
+        addPage(totals, kind, outcome);
+        upsertSearchAttributes([{ key: DATA_POINTS, value: totals.dataPoints }]);
+        setCurrentDetails(
+          `Page ${progress.page} of ${progress.pagesTotal}: ${totals.added} added, ${totals.removed} removed, ${totals.failed} failed, ${totals.dataPoints} data points`,
+        );
+        if (outcome.nextAfterKey === undefined) break;
+        afterKey = outcome.nextAfterKey;
+      }
+      afterKey = undefined;
+    }
+
+    const result = resultOf(options, syncId, cohortName, totals, { unchanged: false, plan, skipReasons: state.skipReasons });
+    // With members Braze rejected, the source is not fully synced: the next run must not skip the download.
+    return finish('succeeded', result, totals.failed === 0 ? state.sourceVersion : undefined);
+  }
 
   /** Sends one page, or — when it would exceed a budget — pauses until the budget is raised or resume is signalled. */
-  async function applyPageWithinBudget(kind: ChangeKind, afterKey: string | undefined): Promise<PageOutcome> {
+  async function applyPageWithinBudget(kind: ChangeKind, afterKey: string | undefined, cohortName: string): Promise<PageOutcome> {
     const ignoreBudgets = resumeOnce;
     resumeOnce = false;
     const outcome = await pages.applyCohortPage({
@@ -241,6 +255,14 @@ export async function cohortSync(input: CohortSyncInput, checkpoint?: CohortSync
   }
 }
 
+/** An activity's own non-retryable failure (quota, bad cohort, vendor rejection) becomes the run's failure, verbatim. */
+function readableFailure(error: unknown): unknown {
+  if (error instanceof ActivityFailure && error.cause instanceof ApplicationFailure) {
+    return ApplicationFailure.create({ type: error.cause.type ?? 'CohortSyncFailed', message: error.cause.message, nonRetryable: true });
+  }
+  return error;
+}
+
 function msUntilNextUtcDay(): number {
   const now = Date.now(); // deterministic inside workflows
   return 86_400_000 - (now % 86_400_000);
@@ -256,7 +278,6 @@ function addPage(totals: CohortSyncTotals, kind: ChangeKind, outcome: PageOutcom
   totals.failed += outcome.failed;
   totals.dataPoints += outcome.dataPoints;
   totals.brazeRequests += outcome.brazeRequests;
-  for (const [reason, count] of Object.entries(outcome.failureReasons)) totals.failureReasons[reason] = (totals.failureReasons[reason] ?? 0) + count;
 }
 
 function resultOf(

@@ -3,8 +3,9 @@
  * real workspace. Used by `npm run sandbox`, the demo and the tests.
  */
 import { startAmplitudeSandbox, type AmplitudeSandbox } from './amplitude/index.js';
-import { startBrazeSandbox, type BrazeSandbox } from './braze/index.js';
-import { Dataset } from './dataset.js';
+import type { AmplitudeSandboxOptions } from './amplitude/options.js';
+import { startBrazeSandbox, type BrazeSandbox, type BrazeSandboxOptions } from './braze/index.js';
+import { Dataset, type DatasetOptions } from './dataset.js';
 
 export interface SandboxesOptions {
   seed: number;
@@ -13,6 +14,9 @@ export interface SandboxesOptions {
   brazePort?: number;
   /** Partner cohort API enabled in the Braze sandbox (default true). */
   partner?: boolean;
+  dataset?: Partial<DatasetOptions>;
+  amplitude?: Partial<AmplitudeSandboxOptions>;
+  braze?: Partial<BrazeSandboxOptions>;
 }
 
 /** Fixed, obviously fake credentials: the sandboxes check them exactly as the vendors would. */
@@ -35,7 +39,7 @@ export interface Sandboxes {
 }
 
 export async function startSandboxes(options: SandboxesOptions): Promise<Sandboxes> {
-  const dataset = new Dataset({ seed: options.seed, users: options.users });
+  const dataset = new Dataset({ ...options.dataset, seed: options.seed, users: options.users });
   const credentials = SANDBOX_CREDENTIALS;
   const partner = options.partner ?? true;
   const amplitude = await startAmplitudeSandbox({
@@ -43,6 +47,7 @@ export async function startSandboxes(options: SandboxesOptions): Promise<Sandbox
     apiKey: credentials.amplitudeApiKey,
     secretKey: credentials.amplitudeSecretKey,
     dataset,
+    ...options.amplitude,
   });
   const braze = await startBrazeSandbox({
     port: options.brazePort ?? 0,
@@ -51,6 +56,7 @@ export async function startSandboxes(options: SandboxesOptions): Promise<Sandbox
     partner: partner
       ? { name: credentials.brazePartnerName, partnerApiKey: credentials.brazePartnerApiKey, dataImportKeys: [credentials.brazeDataImportKey] }
       : undefined,
+    ...options.braze,
   });
   const env: Record<string, string> = {
     AMPLITUDE_API_KEY: credentials.amplitudeApiKey,

@@ -100,6 +100,21 @@ export const MIGRATIONS: readonly Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 3,
+    name: 'outcome of each vendor request in a run',
+    sql: `
+      -- One row per request a run's pages sent: a retried page attempt reads back what earlier attempts achieved.
+      CREATE TABLE request_outcomes (
+        run_id TEXT NOT NULL,
+        request_key TEXT NOT NULL,
+        accepted INTEGER NOT NULL,
+        rejected INTEGER NOT NULL,
+        data_points INTEGER NOT NULL,
+        PRIMARY KEY (run_id, request_key)
+      ) WITHOUT ROWID;
+    `,
+  },
 ];
 
 export function currentSchemaVersion(db: Database): number {

@@ -16,6 +16,7 @@ import {
   type MemberFailure,
   type Page,
   type PageOptions,
+  type OutcomeTotals,
   type RateSlotGrant,
   type RateSlotRequest,
   type ReasonCount,
@@ -23,6 +24,7 @@ import {
   type RunFinish,
   type RunRecord,
   type RunStart,
+  type RequestOutcome,
   type RunStatus,
   type SnapshotMember,
   type StagedMember,
@@ -274,6 +276,17 @@ export class SqliteStateStore implements StateStore {
     return settle(() => this.#sql.failureCounts.all(runId));
   }
 
+  recordRequestOutcome(outcome: RequestOutcome): Promise<boolean> {
+    return settle(
+      () => this.#sql.insertRequestOutcome.run(outcome.runId, requireKey(outcome.requestKey), outcome.accepted, outcome.rejected, outcome.dataPoints).changes > 0,
+    );
+  }
+
+  requestOutcomeTotals(runId: string, keyPrefix: string): Promise<OutcomeTotals> {
+    // Keys are compared byte-wise: every key with the prefix sorts in [prefix, prefix + U+FFFF).
+    return settle(() => this.#sql.requestOutcomeTotals.get(runId, keyPrefix, `${keyPrefix}\uffff`)!);
+  }
+
   acquireRateSlots(request: RateSlotRequest): Promise<RateSlotGrant> {
     const { key, requested, limit, windowMs, nowMs } = request;
     const windowStart = nowMs - (nowMs % windowMs);
@@ -309,6 +322,14 @@ export class SqliteStateStore implements StateStore {
 
 function prepareStatements(db: Database.Database) {
   return {
+    insertRequestOutcome: db.prepare<[string, string, number, number, number]>(
+      'INSERT INTO request_outcomes (run_id, request_key, accepted, rejected, data_points) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
+    ),
+    requestOutcomeTotals: db.prepare<[string, string, string], OutcomeTotals>(
+      `SELECT count(*) AS requests, coalesce(sum(accepted), 0) AS accepted, coalesce(sum(rejected), 0) AS rejected,
+              coalesce(sum(data_points), 0) AS dataPoints
+       FROM request_outcomes WHERE run_id = ? AND request_key >= ? AND request_key < ?`,
+    ),
     rateWindow: db.prepare<[string], { windowStartMs: number; used: number; blockedUntilMs: number }>(
       'SELECT window_start_ms AS windowStartMs, used, blocked_until_ms AS blockedUntilMs FROM rate_windows WHERE limiter_key = ?',
     ),

@@ -132,6 +132,22 @@ export interface RateSlotGrant {
   retryAtMs: number;
 }
 
+export interface RequestOutcome {
+  runId: string;
+  /** Unique within the run; outcomes sharing a prefix (e.g. a page) can be summed. */
+  requestKey: string;
+  accepted: number;
+  rejected: number;
+  dataPoints: number;
+}
+
+export interface OutcomeTotals {
+  requests: number;
+  accepted: number;
+  rejected: number;
+  dataPoints: number;
+}
+
 export interface MemberFailure {
   memberKey: string;
   /** The vendor's reason, verbatim. */
@@ -182,6 +198,11 @@ export interface StateStore {
   /** Atomically reserves one cohort download in the month, refused at `limit`; idempotent per (runId, cohortId). */
   reserveCohortDownload(reservation: CohortDownloadReservation): Promise<ReservationResult>;
   cohortDownloadsInMonth(month: string): Promise<number>;
+
+  /** Records what one vendor request achieved; false if that request was recorded already. */
+  recordRequestOutcome(outcome: RequestOutcome): Promise<boolean>;
+  /** Sums the outcomes of a run's requests whose key starts with `keyPrefix`. */
+  requestOutcomeTotals(runId: string, keyPrefix: string): Promise<OutcomeTotals>;
 
   /** Atomically grants up to `requested` slots of a fixed-window rate limit shared by every worker. */
   acquireRateSlots(request: RateSlotRequest): Promise<RateSlotGrant>;

@@ -42,6 +42,8 @@ export interface BrazeSandboxControl {
   requestCounts(): Record<string, number>;
   setFaults(faults: SandboxFaults): void;
   setRateLimit(limit: { requests: number; windowMs: number }): void;
+  /** External ids whose writes Braze rejects per object ("blacklisted"). */
+  setBlockedExternalIds(ids: readonly string[]): void;
   reset(): void;
 }
 
@@ -57,7 +59,7 @@ const EXPORT_IDS_MAX = 50;
 export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<BrazeSandbox> {
   const keys = new Map(options.apiKeys.map(({ key, permissions }) => [key, new Set<string>(permissions ?? ALL_PERMISSIONS)]));
   const objectLimit = options.objectLimit ?? { mode: 'per_array', max: 75 };
-  const blockedExternalIds = new Set(options.blockedExternalIds ?? []);
+  let blockedExternalIds = new Set(options.blockedExternalIds ?? []);
   const faults = new FaultInjector(options.faults ?? {}, options.faultSeed ?? 1);
   const lockRng = createRng((options.faultSeed ?? 1) + 1);
   const initialRateLimit = options.rateLimit ?? { requests: 3_000, windowMs: 3_000 };
@@ -284,6 +286,9 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
     setRateLimit: (next) => {
       rateLimit = { ...next };
       window = { index: -1, used: 0 };
+    },
+    setBlockedExternalIds: (ids) => {
+      blockedExternalIds = new Set(ids);
     },
     reset: () => {
       seed();

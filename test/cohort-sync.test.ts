@@ -1,0 +1,268 @@
+/**
+ * The cohort sync end to end: real Temporal, a real worker, the sandboxes over HTTP. Every test asserts on the
+ * sandbox's final Braze state and its own data-point count, not on the calls we made.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { WorkflowFailedError } from '@temporalio/client';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { Worker } from '@temporalio/worker';
+import { createActivities } from '../activities/index.js';
+import { getSyncProgress, scheduleCohortSync, startCohortSync } from '../src/client.js';
+import type { CohortSyncInput } from '../src/cohort/input.js';
+import { loadConfig } from '../src/config.js';
+import { startSandboxes, type Sandboxes } from '../src/sandbox/sandboxes.js';
+import { createWorkerContext, type WorkerContext } from '../src/worker-context.js';
+import { setBudgetUpdate } from '../workflows/cohort-sync.js';
+import { connectTestEnvironment, createTestWorker, uniqueTaskQueue } from './helpers/temporal.js';
+
+const SMALL_COHORT = '26umsb5'; // ~1% of users
+const MEDIUM_COHORT = '3k9x2pq'; // ~10%
+
+let env: TestWorkflowEnvironment;
+let sandboxes: Sandboxes;
+let context: WorkerContext;
+let worker: Worker;
+let workerRun: Promise<void>;
+const taskQueue = uniqueTaskQueue('cohort-sync');
+
+before(async () => {
+  env = await connectTestEnvironment();
+  sandboxes = await startSandboxes({ seed: 11, users: 3_000, dataset: { brazeKnownFraction: 1 }, amplitude: { exportJobDurationMs: 200 } });
+  const stateDir = await mkdtemp(join(tmpdir(), 'cohort-sync-'));
+  context = await createWorkerContext(loadConfig({ ...sandboxes.env, STATE_DB: join(stateDir, 'state.db') }));
+  worker = await createTestWorker(env, { taskQueue, activities: createActivities(context) });
+  workerRun = worker.run();
+});
+
+after(async () => {
+  worker?.shutdown();
+  await workerRun;
+  await context?.store.close();
+  await sandboxes?.close();
+  await env?.teardown();
+});
+
+async function sync(input: CohortSyncInput) {
+  const handle = await startCohortSync(env.client, input, { taskQueue });
+  return handle.result();
+}
+
+/** Identified cohort members, by external id: who Braze should show in the cohort. */
+function expectedMembers(cohortId: string): Set<string> {
+  const members = new Set<string>();
+  for (const member of sandboxes.dataset.cohortMembers(cohortId)) if (member.userId) members.add(member.userId);
+  return members;
+}
+
+function anonymousMemberCount(cohortId: string): number {
+  let count = 0;
+  for (const member of sandboxes.dataset.cohortMembers(cohortId)) if (!member.userId) count += 1;
+  return count;
+}
+
+/** Braze users whose `attribute` array holds the cohort id, read from the sandbox's state. */
+function brazeMembers(cohortId: string, attribute = 'amplitude_cohorts'): Set<string> {
+  const members = new Set<string>();
+  for (const profile of sandboxes.braze.control.users()) {
+    const value = profile.customAttributes?.get(attribute);
+    if (Array.isArray(value) && value.includes(cohortId) && profile.externalId) members.add(profile.externalId);
+  }
+  return members;
+}
+
+const brazeDataPoints = () => sandboxes.braze.control.dataPoints().total;
+const trackRequests = () => sandboxes.braze.control.requestCounts()['POST /users/track'] ?? 0;
+
+describe('cohort sync into a custom-attribute array', () => {
+  test('first run sends everyone; anonymous members are skipped with a reason; our data points equal the sandbox’s', async () => {
+    const pointsBefore = brazeDataPoints();
+    const result = await sync({ cohortId: MEDIUM_COHORT, pageSize: 100 });
+    const expected = expectedMembers(MEDIUM_COHORT);
+    assert.deepEqual(brazeMembers(MEDIUM_COHORT), expected);
+    assert.equal(result.added, expected.size);
+    assert.equal(result.removed, 0);
+    assert.equal(result.failed, 0);
+    assert.equal(result.amplitudeDownloads, 1);
+    assert.equal(result.skipped, anonymousMemberCount(MEDIUM_COHORT));
+    assert.ok(result.skipped > 0, 'the dataset has anonymous members');
+    assert.match(Object.keys(result.skipReasons).join(), /anonymous member \(no user_id\)/);
+    assert.equal(result.dataPoints, brazeDataPoints() - pointsBefore);
+    assert.equal(result.dataPoints, expected.size, 'one array add per member');
+  });
+
+  test('an unchanged rerun downloads nothing, sends nothing and spends nothing', async () => {
+    const requestsBefore = trackRequests();
+    const downloadsBefore = sandboxes.amplitude.control.downloadRequestsThisMonth();
+    const pointsBefore = brazeDataPoints();
+    const result = await sync({ cohortId: MEDIUM_COHORT, pageSize: 100 });
+    assert.equal(result.unchanged, true);
+    assert.deepEqual([result.brazeRequests, result.dataPoints, result.amplitudeDownloads], [0, 0, 0]);
+    assert.equal(trackRequests(), requestsBefore);
+    assert.equal(sandboxes.amplitude.control.downloadRequestsThisMonth(), downloadsBefore);
+    assert.equal(brazeDataPoints(), pointsBefore);
+  });
+
+  test('a membership change sends exactly who entered and who left', async () => {
+    const identified = [...sandboxes.dataset.cohortMembers(MEDIUM_COHORT)].filter((m) => m.userId);
+    const leaving = identified.slice(0, 5);
+    const entering = [...sandboxes.dataset.identities()].filter((u) => u.userId && !expectedMembers(MEDIUM_COHORT).has(u.userId)).slice(0, 7);
+    sandboxes.dataset.removeCohortMembers(MEDIUM_COHORT, leaving.map((m) => m.amplitudeId));
+    sandboxes.dataset.addCohortMembers(MEDIUM_COHORT, entering.map((m) => m.amplitudeId));
+    const pointsBefore = brazeDataPoints();
+
+    const result = await sync({ cohortId: MEDIUM_COHORT, pageSize: 100 });
+    assert.deepEqual([result.added, result.removed, result.failed], [7, 5, 0]);
+    assert.equal(result.brazeRequests, 2, 'one request for the 7 entering, one for the 5 leaving');
+    assert.deepEqual(brazeMembers(MEDIUM_COHORT), expectedMembers(MEDIUM_COHORT));
+    assert.equal(result.dataPoints, 12);
+    assert.equal(brazeDataPoints() - pointsBefore, 12);
+  });
+
+  test('user_alias fallback addresses anonymous members; cohort syncs never create Braze users', async () => {
+    const usersBefore = sandboxes.braze.control.users();
+    const countBefore = [...usersBefore].length;
+    const result = await sync({ cohortId: SMALL_COHORT, attributeName: 'alias_cohorts', identifiers: ['user_id', 'user_alias'] });
+    assert.equal(result.skipped, 0, 'every member has an amplitude_id to alias');
+    assert.equal(result.added, expectedMembers(SMALL_COHORT).size + anonymousMemberCount(SMALL_COHORT), 'aliases are sent too');
+    assert.equal([...sandboxes.braze.control.users()].length, countBefore, 'update-only writes created no one');
+    assert.deepEqual(brazeMembers(SMALL_COHORT, 'alias_cohorts'), expectedMembers(SMALL_COHORT));
+  });
+
+  test('per-object Braze errors are mapped to the right users, kept out of the snapshot, and retried next run', async () => {
+    const blocked = [...expectedMembers(SMALL_COHORT)].slice(0, 3);
+    sandboxes.braze.control.setBlockedExternalIds(blocked);
+    try {
+      const first = await sync({ cohortId: SMALL_COHORT, attributeName: 'blocked_cohorts' });
+      assert.equal(first.failed, 3);
+      assert.deepEqual(first.failureReasons, { 'provided external_id is blacklisted and disallowed': 3 });
+      const synced = brazeMembers(SMALL_COHORT, 'blocked_cohorts');
+      assert.deepEqual([...synced].filter((id) => blocked.includes(id)), []);
+      assert.equal(synced.size, expectedMembers(SMALL_COHORT).size - 3);
+    } finally {
+      sandboxes.braze.control.setBlockedExternalIds([]);
+    }
+    const retry = await sync({ cohortId: SMALL_COHORT, attributeName: 'blocked_cohorts' });
+    assert.equal(retry.unchanged, false, 'a run with failures does not let the next one skip');
+    assert.deepEqual([retry.added, retry.removed, retry.failed], [3, 0, 0]);
+    assert.deepEqual(brazeMembers(SMALL_COHORT, 'blocked_cohorts'), expectedMembers(SMALL_COHORT));
+  });
+
+  test('a 5xx/429 storm still ends in the exact expected state, each user sent until accepted', async () => {
+    sandboxes.braze.control.setFaults({ serverErrorRate: 0.3, rateLimitBurstEvery: 7, rateLimitBurstLength: 2 });
+    try {
+      const result = await sync({ cohortId: MEDIUM_COHORT, attributeName: 'storm_cohorts', pageSize: 100 });
+      assert.equal(result.added, expectedMembers(MEDIUM_COHORT).size);
+    } finally {
+      sandboxes.braze.control.setFaults({});
+    }
+    assert.deepEqual(brazeMembers(MEDIUM_COHORT, 'storm_cohorts'), expectedMembers(MEDIUM_COHORT));
+  });
+
+  test('a dry run sends nothing and predicts exactly what the real run then spends', async () => {
+    const requestsBefore = trackRequests();
+    const dry = await sync({ cohortId: MEDIUM_COHORT, attributeName: 'planned_cohorts', dryRun: true });
+    assert.equal(dry.dryRun, true);
+    assert.equal(trackRequests(), requestsBefore);
+    assert.equal(brazeMembers(MEDIUM_COHORT, 'planned_cohorts').size, 0);
+    const pointsBefore = brazeDataPoints();
+    const real = await sync({ cohortId: MEDIUM_COHORT, attributeName: 'planned_cohorts' });
+    assert.equal(real.unchanged, false, 'a dry run does not count as synced');
+    assert.equal(real.dataPoints, dry.plan?.predictedDataPoints);
+    assert.equal(brazeDataPoints() - pointsBefore, dry.plan?.predictedDataPoints);
+  });
+
+  test('over its budget a run pauses (not fails), reports why, and finishes once the budget is raised', async () => {
+    const handle = await startCohortSync(env.client, { cohortId: MEDIUM_COHORT, attributeName: 'budget_cohorts', pageSize: 50, maxDataPoints: 120 }, { taskQueue });
+    let progress = await getSyncProgress(env.client, handle.workflowId);
+    for (let i = 0; i < 100 && progress.phase !== 'paused'; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      progress = await getSyncProgress(env.client, handle.workflowId);
+    }
+    assert.equal(progress.phase, 'paused');
+    assert.match(progress.pausedReason ?? '', /over the run budget/);
+    assert.equal(progress.totals.dataPoints, 100, 'two pages of 50 fit in 120, the third does not');
+    assert.equal(brazeMembers(MEDIUM_COHORT, 'budget_cohorts').size, 100);
+
+    await handle.executeUpdate(setBudgetUpdate, { args: [{ maxDataPoints: 10_000 }] });
+    const result = await handle.result();
+    assert.equal(result.added, expectedMembers(MEDIUM_COHORT).size);
+    assert.deepEqual(brazeMembers(MEDIUM_COHORT, 'budget_cohorts'), expectedMembers(MEDIUM_COHORT));
+  });
+});
+
+describe('cohort sync into the native partner cohort', () => {
+  test('members land in the Braze partner cohort; leavers are removed', async () => {
+    const result = await sync({ cohortId: SMALL_COHORT, target: 'partner_cohort' });
+    const cohort = () => sandboxes.braze.control.cohort(SMALL_COHORT);
+    assert.deepEqual(new Set(cohort()?.members), expectedMembers(SMALL_COHORT));
+    assert.equal(result.added, expectedMembers(SMALL_COHORT).size);
+
+    const leaver = [...sandboxes.dataset.cohortMembers(SMALL_COHORT)].find((m) => m.userId)!;
+    sandboxes.dataset.removeCohortMembers(SMALL_COHORT, [leaver.amplitudeId]);
+    const second = await sync({ cohortId: SMALL_COHORT, target: 'partner_cohort' });
+    assert.deepEqual([second.added, second.removed], [0, 1]);
+    assert.deepEqual(new Set(cohort()?.members), expectedMembers(SMALL_COHORT));
+  });
+});
+
+describe('failing fast', () => {
+  test('an invalid input typed into the UI fails at once, naming every bad field', async () => {
+    const handle = await env.client.workflow.start('cohortSync', {
+      taskQueue,
+      workflowId: uniqueTaskQueue('bad-input'),
+      args: [{ cohortId: '', target: 'everywhere', pageSize: 0, identifiers: ['device_id'] }],
+    });
+    await assert.rejects(handle.result(), (error: unknown) => {
+      assert.ok(error instanceof WorkflowFailedError);
+      const message = (error.cause as Error).message;
+      for (const field of ['cohortId', 'target', 'pageSize']) assert.match(message, new RegExp(`${field}:`));
+      return true;
+    });
+    const { status } = await handle.describe();
+    assert.equal(status.name, 'FAILED');
+  });
+
+  test('an exhausted download quota fails with a readable message instead of spending the last downloads', async () => {
+    const quotaQueue = uniqueTaskQueue('quota');
+    const stateDir = await mkdtemp(join(tmpdir(), 'quota-'));
+    const quotaContext = await createWorkerContext(loadConfig({ ...sandboxes.env, STATE_DB: join(stateDir, 'state.db'), AMPLITUDE_COHORT_DOWNLOAD_QUOTA: '1' }));
+    const quotaWorker = await createTestWorker(env, { taskQueue: quotaQueue, activities: createActivities(quotaContext) });
+    try {
+      await quotaWorker.runUntil(async () => {
+        await startCohortSync(env.client, { cohortId: SMALL_COHORT, attributeName: 'quota_a' }, { taskQueue: quotaQueue }).then((h) => h.result());
+        const second = await startCohortSync(env.client, { cohortId: SMALL_COHORT, attributeName: 'quota_b' }, { taskQueue: quotaQueue });
+        await assert.rejects(second.result(), (error: unknown) => {
+          assert.ok(error instanceof WorkflowFailedError);
+          assert.match((error.cause as Error).message, /^Amplitude cohort download quota exhausted: 1 of 1 downloads used/);
+          return true;
+        });
+      });
+    } finally {
+      await quotaContext.store.close();
+    }
+  });
+});
+
+describe('schedules', () => {
+  test('create, trigger, pause and delete through the client API', async () => {
+    const schedule = await scheduleCohortSync(env.client, { cohortId: SMALL_COHORT, attributeName: 'scheduled_cohorts' }, { cadence: 'daily', at: '02:30', taskQueue });
+    try {
+      const described = await schedule.describe();
+      const [calendar] = described.spec.calendars ?? [];
+      assert.deepEqual([calendar?.hour, calendar?.minute], [[{ start: 2, end: 2, step: 1 }], [{ start: 30, end: 30, step: 1 }]]);
+      assert.equal(described.policies.overlap, 'SKIP');
+      await schedule.trigger();
+      for (let i = 0; i < 100 && brazeMembers(SMALL_COHORT, 'scheduled_cohorts').size === 0; i++) await new Promise((r) => setTimeout(r, 200));
+      for (let i = 0; i < 100 && (await schedule.describe()).info.runningActions.length > 0; i++) await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual(brazeMembers(SMALL_COHORT, 'scheduled_cohorts'), expectedMembers(SMALL_COHORT));
+      await schedule.pause('maintenance');
+      assert.equal((await schedule.describe()).state.paused, true);
+    } finally {
+      await schedule.delete();
+    }
+  });
+});
