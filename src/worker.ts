@@ -2,25 +2,30 @@
  * The worker: polls the task queue and runs every sync. Run as many as you like against one Temporal
  * namespace and one shared store; none of them keeps sync state in memory.
  */
+import { join } from 'node:path';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
-import { loadConfig, temporalConnectionOptions } from './config.js';
+import { loadConfig, temporalConnectionOptions, type TemporalConfig } from './config.js';
 import { PROJECT_ROOT } from './temporal/cli.js';
-import { createWorkerContext } from './worker-context.js';
-import { join } from 'node:path';
+import { createWorkerContext, type WorkerContext } from './worker-context.js';
+
+/** A worker for every sync kind, on the configured task queue, with activities bound to `context`. */
+export function createSyncWorker(connection: NativeConnection, temporal: TemporalConfig, context: WorkerContext): Promise<Worker> {
+  return Worker.create({
+    connection,
+    namespace: temporal.namespace,
+    taskQueue: temporal.taskQueue,
+    identity: context.workerIdentity,
+    workflowsPath: join(PROJECT_ROOT, 'workflows', 'index.ts'),
+    activities: createActivities(context),
+  });
+}
 
 export async function main(): Promise<void> {
   const config = loadConfig();
   const context = await createWorkerContext(config);
   const connection = await NativeConnection.connect(await temporalConnectionOptions(config.temporal));
-  const worker = await Worker.create({
-    connection,
-    namespace: config.temporal.namespace,
-    taskQueue: config.temporal.taskQueue,
-    identity: context.workerIdentity,
-    workflowsPath: join(PROJECT_ROOT, 'workflows', 'index.ts'),
-    activities: createActivities(context),
-  });
+  const worker = await createSyncWorker(connection, config.temporal, context);
   console.log(`Worker ${context.workerIdentity} polling task queue "${config.temporal.taskQueue}" at ${config.temporal.address}. Ctrl-C to stop.`);
   try {
     await worker.run();

@@ -28,7 +28,8 @@ const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '
 const quick = proxyActivities<CohortSyncActivities>({ startToCloseTimeout: '2 minutes', retry });
 const exportWait = proxyActivities<CohortSyncActivities>({ startToCloseTimeout: '30 minutes', heartbeatTimeout: '1 minute', retry });
 const streaming = proxyActivities<CohortSyncActivities>({ startToCloseTimeout: '2 hours', heartbeatTimeout: '1 minute', retry });
-const pages = proxyActivities<CohortSyncActivities>({ startToCloseTimeout: '10 minutes', heartbeatTimeout: '1 minute', retry });
+// Pages heartbeat after every Braze request: a short timeout hands a dead worker's page to another one quickly.
+const pages = proxyActivities<CohortSyncActivities>({ startToCloseTimeout: '10 minutes', heartbeatTimeout: '20 seconds', retry });
 
 export interface CohortSyncTotals {
   added: number;

@@ -1,10 +1,9 @@
 /** `ampbraze cohort sync|schedule|status`: thin commands over the typed client API. */
 import type { Command } from 'commander';
-import type { Client } from '@temporalio/client';
 import { getSyncProgress, scheduleCohortSync, startCohortSync, type Cadence } from '../client.js';
 import { cohortSyncId, type CohortSyncInput } from '../cohort/input.js';
-import type { CohortSyncProgress, CohortSyncResult } from '../../workflows/cohort-sync.js';
 import { reportAndExit } from './output.js';
+import { describeProgress, followProgress, printResult } from './progress.js';
 import { withTemporalClient } from './temporal-client.js';
 
 interface SyncFlags {
@@ -81,49 +80,4 @@ export function registerCohortCommands(program: Command): void {
         console.log(describeProgress(await getSyncProgress(client, workflowId)));
       }).catch(reportAndExit),
     );
-}
-
-/** Polls the `progress` query into a progress bar (a line per phase when not on a terminal) until the run ends. */
-async function followProgress(client: Client, workflowId: string, result: () => Promise<CohortSyncResult>): Promise<CohortSyncResult> {
-  const interactive = process.stdout.isTTY;
-  let lastLine = '';
-  const timer = setInterval(() => {
-    getSyncProgress(client, workflowId)
-      .then((progress) => {
-        const line = describeProgress(progress);
-        if (line === lastLine) return;
-        if (interactive) process.stdout.write(`\r${line.padEnd(lastLine.length)}`);
-        else if (line.split(' ')[0] !== lastLine.split(' ')[0]) console.log(line);
-        lastLine = line;
-      })
-      .catch(() => undefined); // the query races the run's start and end; the next tick tries again
-  }, 500);
-  try {
-    return await result();
-  } finally {
-    clearInterval(timer);
-    if (interactive && lastLine) process.stdout.write('\n');
-  }
-}
-
-export function describeProgress(progress: CohortSyncProgress): string {
-  const { totals } = progress;
-  const counts = `+${totals.added} −${totals.removed} · ${totals.failed} failed · ${totals.dataPoints} data points`;
-  if (progress.phase !== 'applying' && progress.phase !== 'paused') return `${progress.phase} … ${counts}`;
-  const width = 24;
-  const done = progress.pagesTotal === 0 ? width : Math.round((progress.page / progress.pagesTotal) * width);
-  const bar = `[${'#'.repeat(done)}${'-'.repeat(width - done)}]`;
-  const paused = progress.pausedReason ? ` · PAUSED: ${progress.pausedReason}` : '';
-  return `${progress.phase} ${bar} page ${progress.page}/${progress.pagesTotal} · ${counts}${paused}`;
-}
-
-function printResult(result: CohortSyncResult): void {
-  if (result.unchanged) {
-    console.log(`Cohort "${result.cohortName}" is unchanged since the last run: nothing downloaded, nothing sent.`);
-    return;
-  }
-  const plan = result.plan ? ` (plan: ${result.plan.enter} enter, ${result.plan.leave} leave, ${result.plan.predictedDataPoints} data points)` : '';
-  console.log(`${result.dryRun ? 'Dry run' : 'Done'}: ${result.added} added, ${result.removed} removed, ${result.skipped} skipped, ${result.failed} failed${plan}`);
-  console.log(`Braze requests: ${result.brazeRequests} · data points: ${result.dataPoints} · Amplitude downloads: ${result.amplitudeDownloads}`);
-  for (const [reason, count] of Object.entries({ ...result.skipReasons, ...result.failureReasons })) console.log(`  ${count} × ${reason}`);
 }

@@ -4,7 +4,7 @@
  * environment a worker needs to talk to them.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { PROJECT_ROOT } from '../temporal/cli.js';
 import { startSandboxes } from './sandboxes.js';
 
@@ -13,18 +13,26 @@ const sandboxes = await startSandboxes({
   users: Number(process.env.SANDBOX_USERS ?? 10_000),
   amplitudePort: Number(process.env.AMPLITUDE_SANDBOX_PORT ?? 8281),
   brazePort: Number(process.env.BRAZE_SANDBOX_PORT ?? 8282),
+  dataset: {
+    identifiedFraction: optionalNumber(process.env.SANDBOX_IDENTIFIED_FRACTION),
+    brazeKnownFraction: optionalNumber(process.env.SANDBOX_BRAZE_KNOWN_FRACTION),
+  },
 });
 
-const envFile = join(PROJECT_ROOT, 'data', 'sandbox.env');
+const envFile = process.env.SANDBOX_ENV_FILE ?? join(PROJECT_ROOT, 'data', 'sandbox.env');
 const lines = Object.entries(sandboxes.env).map(([name, value]) => `${name}=${value}`);
-await mkdir(join(PROJECT_ROOT, 'data'), { recursive: true });
+await mkdir(dirname(envFile), { recursive: true });
 await writeFile(envFile, `${lines.join('\n')}\n`);
 
 console.log(`Amplitude sandbox: ${sandboxes.amplitude.url}  (inspect: ${sandboxes.amplitude.url}/_sandbox/state)`);
 console.log(`Braze sandbox:     ${sandboxes.braze.url}  (inspect: ${sandboxes.braze.url}/_sandbox/state)`);
-console.log(`\nEnvironment for a worker (also written to data/sandbox.env):\n`);
+console.log(`\nEnvironment for a worker (also written to ${envFile}):\n`);
 for (const line of lines) console.log(`export ${line}`);
 console.log('\nCtrl-C to stop.');
+
+function optionalNumber(value: string | undefined): number | undefined {
+  return value === undefined || value === '' ? undefined : Number(value);
+}
 
 const shutdown = () => void sandboxes.close().then(() => process.exit(0));
 process.once('SIGINT', shutdown);

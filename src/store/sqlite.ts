@@ -338,7 +338,7 @@ function prepareStatements(db: Database.Database) {
        ON CONFLICT (limiter_key) DO UPDATE SET window_start_ms = excluded.window_start_ms, used = excluded.used`,
     ),
     blockRateWindow: db.prepare<[string, number]>(
-      `INSERT INTO rate_windows (limiter_key, window_start_ms, used, blocked_until_ms) VALUES (?1, 0, 0, ?2)
+      `INSERT INTO rate_windows (limiter_key, window_start_ms, used, blocked_until_ms) VALUES (?, 0, 0, ?)
        ON CONFLICT (limiter_key) DO UPDATE SET blocked_until_ms = max(blocked_until_ms, excluded.blocked_until_ms)`,
     ),
     insertSnapshotMember: db.prepare<[string, string]>('INSERT INTO snapshot_members (sync_id, member_key) VALUES (?, ?) ON CONFLICT DO NOTHING'),

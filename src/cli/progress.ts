@@ -1,0 +1,49 @@
+/** Live progress of a cohort sync on a terminal, fed by the workflow's `progress` query. */
+import type { Client } from '@temporalio/client';
+import { getSyncProgress } from '../client.js';
+import type { CohortSyncProgress, CohortSyncResult } from '../../workflows/cohort-sync.js';
+
+/** Polls the `progress` query into a progress bar (a line per phase when not on a terminal) until the run ends. */
+export async function followProgress(client: Client, workflowId: string, result: () => Promise<CohortSyncResult>): Promise<CohortSyncResult> {
+  const interactive = process.stdout.isTTY;
+  let lastLine = '';
+  const timer = setInterval(() => {
+    getSyncProgress(client, workflowId)
+      .then((progress) => {
+        const line = describeProgress(progress);
+        if (line === lastLine) return;
+        if (interactive) process.stdout.write(`\r${line.padEnd(lastLine.length)}`);
+        else if (line.split(' ')[0] !== lastLine.split(' ')[0]) console.log(line);
+        lastLine = line;
+      })
+      .catch(() => undefined); // the query races the run's start and end; the next tick tries again
+  }, 500);
+  try {
+    return await result();
+  } finally {
+    clearInterval(timer);
+    if (interactive && lastLine) process.stdout.write('\n');
+  }
+}
+
+export function describeProgress(progress: CohortSyncProgress): string {
+  const { totals } = progress;
+  const counts = `+${totals.added} −${totals.removed} · ${totals.failed} failed · ${totals.dataPoints} data points`;
+  if (progress.phase !== 'applying' && progress.phase !== 'paused') return `${progress.phase} … ${counts}`;
+  const width = 24;
+  const done = progress.pagesTotal === 0 ? width : Math.round((progress.page / progress.pagesTotal) * width);
+  const bar = `[${'#'.repeat(done)}${'-'.repeat(width - done)}]`;
+  const paused = progress.pausedReason ? ` · PAUSED: ${progress.pausedReason}` : '';
+  return `${progress.phase} ${bar} page ${progress.page}/${progress.pagesTotal} · ${counts}${paused}`;
+}
+
+export function printResult(result: CohortSyncResult): void {
+  if (result.unchanged) {
+    console.log(`Cohort "${result.cohortName}" is unchanged since the last run: nothing downloaded, nothing sent.`);
+    return;
+  }
+  const plan = result.plan ? ` (plan: ${result.plan.enter} enter, ${result.plan.leave} leave, ${result.plan.predictedDataPoints} data points)` : '';
+  console.log(`${result.dryRun ? 'Dry run' : 'Done'}: ${result.added} added, ${result.removed} removed, ${result.skipped} skipped, ${result.failed} failed${plan}`);
+  console.log(`Braze requests: ${result.brazeRequests} · data points: ${result.dataPoints} · Amplitude downloads: ${result.amplitudeDownloads}`);
+  for (const [reason, count] of Object.entries({ ...result.skipReasons, ...result.failureReasons })) console.log(`  ${count} × ${reason}`);
+}
