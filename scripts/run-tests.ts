@@ -15,7 +15,8 @@ const only = process.argv.slice(2);
 const files = only.length > 0 ? only : (await readdir(testDir)).filter((f) => f.endsWith('.test.ts')).sort().map((f) => join('test', f));
 
 const cli = await resolveTemporalCli({ log: (line) => console.error(line) });
-const server = await startDevServer({ cli, uiPort: false });
+// A low continue-as-new suggestion makes multi-page syncs continue as new within the tests.
+const server = await startDevServer({ cli, uiPort: false, dynamicConfig: { 'limit.historyCount.suggestContinueAsNew': 60 } });
 console.error(`Temporal dev server for the tests: ${server.address} (${cli.kind === 'binary' ? cli.path : cli.source})`);
 
 const bundlePath = join(PROJECT_ROOT, 'data', 'test', 'workflow-bundle.js');

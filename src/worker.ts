@@ -9,14 +9,22 @@ import { loadConfig, temporalConnectionOptions, type TemporalConfig } from './co
 import { PROJECT_ROOT } from './temporal/cli.js';
 import { createWorkerContext, type WorkerContext } from './worker-context.js';
 
-/** A worker for every sync kind, on the configured task queue, with activities bound to `context`. */
-export function createSyncWorker(connection: NativeConnection, temporal: TemporalConfig, context: WorkerContext): Promise<Worker> {
+/**
+ * A worker for every sync kind, on the configured task queue, with activities bound to `context`. It runs a
+ * prebuilt workflow bundle when given one (`npm run build:workflows`), else bundles the sources at start-up.
+ */
+export function createSyncWorker(
+  connection: NativeConnection,
+  temporal: TemporalConfig,
+  context: WorkerContext,
+  workflowBundlePath = process.env.WORKFLOW_BUNDLE_PATH,
+): Promise<Worker> {
   return Worker.create({
     connection,
     namespace: temporal.namespace,
     taskQueue: temporal.taskQueue,
     identity: context.workerIdentity,
-    workflowsPath: join(PROJECT_ROOT, 'workflows', 'index.ts'),
+    ...(workflowBundlePath ? { workflowBundle: { codePath: workflowBundlePath } } : { workflowsPath: join(PROJECT_ROOT, 'workflows', 'index.ts') }),
     activities: createActivities(context),
   });
 }

@@ -3,9 +3,11 @@
  * sandbox's final Braze state and its own data-point count, not on the calls we made.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -15,10 +17,12 @@ import { getSyncProgress, scheduleCohortSync, startCohortSync } from '../src/cli
 import type { CohortSyncInput } from '../src/cohort/input.js';
 import { loadConfig } from '../src/config.js';
 import { startSandboxes, type Sandboxes } from '../src/sandbox/sandboxes.js';
+import { resolveTemporalCli } from '../src/temporal/cli.js';
 import { createWorkerContext, type WorkerContext } from '../src/worker-context.js';
-import { setBudgetUpdate } from '../workflows/cohort-sync.js';
-import { connectTestEnvironment, createTestWorker, uniqueTaskQueue } from './helpers/temporal.js';
+import { setBudgetUpdate, type cohortSync } from '../workflows/cohort-sync.js';
+import { connectTestEnvironment, createTestWorker, testServerAddress, uniqueTaskQueue } from './helpers/temporal.js';
 
+const run = promisify(execFile);
 const SMALL_COHORT = '26umsb5'; // ~1% of users
 const MEDIUM_COHORT = '3k9x2pq'; // ~10%
 
@@ -162,6 +166,21 @@ describe('cohort sync into a custom-attribute array', () => {
     assert.deepEqual(brazeMembers(MEDIUM_COHORT, 'storm_cohorts'), expectedMembers(MEDIUM_COHORT));
   });
 
+  test('a long run continues as new with its cursor and totals, and still ends exact', async () => {
+    const handle = await startCohortSync(env.client, { cohortId: MEDIUM_COHORT, attributeName: 'long_cohorts', pageSize: 15 }, { taskQueue });
+    const result = await handle.result();
+    let runs = 0;
+    // Visibility lags behind the runs themselves, even on the dev server.
+    for (let i = 0; i < 50 && runs < 2; i++) {
+      runs = 0;
+      for await (const _ of env.client.workflow.list({ query: `WorkflowId = '${handle.workflowId}'` })) runs += 1;
+      if (runs < 2) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(runs >= 2, `expected continue-as-new, saw ${runs} run(s)`);
+    assert.equal(result.added, expectedMembers(MEDIUM_COHORT).size, 'totals carried across runs');
+    assert.deepEqual(brazeMembers(MEDIUM_COHORT, 'long_cohorts'), expectedMembers(MEDIUM_COHORT));
+  });
+
   test('a dry run sends nothing and predicts exactly what the real run then spends', async () => {
     const requestsBefore = trackRequests();
     const dry = await sync({ cohortId: MEDIUM_COHORT, attributeName: 'planned_cohorts', dryRun: true });
@@ -243,6 +262,38 @@ describe('failing fast', () => {
       });
     } finally {
       await quotaContext.store.close();
+    }
+  });
+});
+
+describe('the Temporal CLI, exactly as the README documents it', () => {
+  const temporal = async (...args: string[]) => {
+    const cli = await resolveTemporalCli({ install: false, allowSdkDownload: false });
+    assert.equal(cli.kind, 'binary');
+    return run(cli.path, [...args, '--address', testServerAddress()]);
+  };
+
+  test('`temporal workflow start` runs a cohort sync from plain JSON input', async () => {
+    const workflowId = uniqueTaskQueue('cli-start');
+    await temporal('workflow', 'start', '--task-queue', taskQueue, '--type', 'cohortSync', '--workflow-id', workflowId, '--input', `{"cohortId":"${SMALL_COHORT}","attributeName":"cli_cohorts"}`);
+    const result = await env.client.workflow.getHandle<typeof cohortSync>(workflowId).result();
+    assert.equal(result.added, expectedMembers(SMALL_COHORT).size);
+    assert.deepEqual(brazeMembers(SMALL_COHORT, 'cli_cohorts'), expectedMembers(SMALL_COHORT));
+  });
+
+  test('`temporal schedule create` with a cron spec and the skip overlap policy', async () => {
+    const scheduleId = uniqueTaskQueue('cli-schedule');
+    await temporal(
+      'schedule', 'create', '--schedule-id', scheduleId, '--cron', '0 * * * *', '--overlap-policy', 'Skip', '--catchup-window', '1h',
+      '--task-queue', taskQueue, '--type', 'cohortSync', '--workflow-id', `cohort-sync-${SMALL_COHORT}`, '--input', `{"cohortId":"${SMALL_COHORT}"}`,
+    );
+    const schedule = env.client.schedule.getHandle(scheduleId);
+    try {
+      const described = await schedule.describe();
+      assert.equal(described.action.type, 'startWorkflow');
+      assert.equal(described.policies.overlap, 'SKIP');
+    } finally {
+      await schedule.delete();
     }
   });
 });

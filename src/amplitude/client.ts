@@ -3,12 +3,12 @@
  * pre-signed link, optionally gzipped), the User Profile API, the Export API (a zip of gzipped JSON lines,
  * streamed) and HTTP V2 / Batch ingestion with event-index errors mapped back to the exact events.
  */
-import { Readable } from 'node:stream';
-import { createGunzip } from 'node:zlib';
-import { Gunzip, Unzip, UnzipInflate, type UnzipFile } from 'fflate';
+import type { Readable } from 'node:stream';
 import { NonRetryableVendorError, RetryableVendorError, type PartialResult } from '../errors.js';
-import { vendorUrl, VendorHttp, type VendorResponse } from '../http.js';
+import { vendorUrl, VendorHttp } from '../http.js';
 import { parseCohortMembers, type CohortMember } from './cohort-csv.js';
+import { exportArchiveLines } from './export-archive.js';
+import { gunzipIfCompressed } from './gzip.js';
 import {
   cohortExportRequestSchema,
   cohortExportStatusSchema,
@@ -23,6 +23,7 @@ import {
   type AmplitudeEvent,
   type AmplitudeUserProfile,
   type ExportedEvent,
+  type IngestBadRequest,
 } from './schemas.js';
 
 export interface AmplitudeClientConfig {
@@ -51,9 +52,11 @@ const SLOW_REQUEST_TIMEOUT_MS = 180_000;
 
 export class AmplitudeClient {
   private readonly http: VendorHttp;
+  private readonly basicCredentials: string;
 
   constructor(private readonly config: AmplitudeClientConfig) {
-    this.http = new VendorHttp({ vendor: 'amplitude', timeoutMs: config.requestTimeoutMs, secrets: [config.apiKey, config.secretKey] });
+    this.basicCredentials = Buffer.from(`${config.apiKey}:${config.secretKey}`).toString('base64');
+    this.http = new VendorHttp({ vendor: 'amplitude', timeoutMs: config.requestTimeoutMs, secrets: [config.apiKey, config.secretKey, this.basicCredentials] });
   }
 
   async listCohorts(): Promise<AmplitudeCohort[]> {
@@ -108,7 +111,7 @@ export class AmplitudeClient {
       }
     }
     if (response.status !== 200) throw await this.http.failure(response);
-    return await this.decodedBody(response);
+    return await gunzipIfCompressed(this.http.bodyChunks(response));
   }
 
   /** Cohort members streamed from the export file, one row in memory at a time. */
@@ -163,7 +166,7 @@ export class AmplitudeClient {
       return;
     }
     if (response.status !== 200) throw await this.http.failure(response);
-    for await (const line of unzipJsonLines(this.http.bodyChunks(response))) {
+    for await (const line of exportArchiveLines(this.http.bodyChunks(response))) {
       yield this.http.parse(response, exportedEventSchema, safeJson(line));
     }
   }
@@ -195,7 +198,8 @@ export class AmplitudeClient {
       if (badEvents.size === 0) throw this.http.classify(response, text);
       for (const [sentIndex, reason] of badEvents) {
         const entry = pending[sentIndex];
-        if (entry) result.rejected.push({ object: entry.event, index: entry.index, reason });
+        if (!entry) throw this.http.invalidResponse(response, `an event index (${sentIndex}) beyond the ${pending.length} events sent`);
+        result.rejected.push({ object: entry.event, index: entry.index, reason });
       }
       pending = pending.filter((_, sentIndex) => !badEvents.has(sentIndex));
     }
@@ -210,30 +214,12 @@ export class AmplitudeClient {
   }
 
   private basicAuth(): Record<string, string> {
-    return { authorization: `Basic ${Buffer.from(`${this.config.apiKey}:${this.config.secretKey}`).toString('base64')}` };
-  }
-
-  /** The body as a stream, gunzipped when the header says so or the gzip magic bytes show it (S3 may omit the header). */
-  private async decodedBody(response: VendorResponse): Promise<Readable> {
-    const chunks = this.http.bodyChunks(response)[Symbol.asyncIterator]();
-    const first = await chunks.next();
-    const raw = Readable.from(
-      (async function* () {
-        if (first.done) return;
-        yield first.value;
-        for (let next = await chunks.next(); !next.done; next = await chunks.next()) yield next.value;
-      })(),
-    );
-    const gzipMagic = !first.done && first.value[0] === 0x1f && first.value[1] === 0x8b;
-    if (!gzipMagic && !String(response.headers['content-encoding'] ?? '').includes('gzip')) return raw;
-    const gunzip = createGunzip();
-    raw.on('error', (error) => gunzip.destroy(error));
-    return raw.pipe(gunzip);
+    return { authorization: `Basic ${this.basicCredentials}` };
   }
 }
 
 /** Event index → reason, from the 400's `events_with_invalid_fields` / `events_with_missing_fields` maps. */
-function offendingEvents(body: { events_with_invalid_fields?: Record<string, number[]>; events_with_missing_fields?: Record<string, number[]>; silenced_events?: number[] } | undefined): Map<number, string> {
+function offendingEvents(body: IngestBadRequest | undefined): Map<number, string> {
   const reasons = new Map<number, string>();
   for (const [field, indexes] of Object.entries(body?.events_with_invalid_fields ?? {})) for (const i of indexes) reasons.set(i, `invalid ${field}`);
   for (const [field, indexes] of Object.entries(body?.events_with_missing_fields ?? {})) for (const i of indexes) reasons.set(i, `missing ${field}`);
@@ -252,35 +238,4 @@ function safeJson(text: string): unknown {
   } catch {
     return undefined;
   }
-}
-
-/** Lines of every gzipped file in a zip, decoded as the bytes arrive (fflate's streaming unzip and gunzip). */
-async function* unzipJsonLines(zipChunks: AsyncIterable<Buffer>): AsyncGenerator<string> {
-  const lines: string[] = [];
-  let failure: Error | undefined;
-  const unzip = new Unzip((file: UnzipFile) => {
-    const decoder = new TextDecoder();
-    let partial = '';
-    const gunzip = new Gunzip((data, final) => {
-      const text = partial + decoder.decode(data, { stream: !final });
-      const parts = text.split('\n');
-      partial = parts.pop() ?? '';
-      for (const line of parts) if (line.trim()) lines.push(line);
-      if (final && partial.trim()) lines.push(partial);
-    });
-    file.ondata = (error, data, final) => {
-      if (error) failure = error;
-      else gunzip.push(data, final);
-    };
-    file.start();
-  });
-  unzip.register(UnzipInflate);
-  for await (const chunk of zipChunks) {
-    unzip.push(chunk);
-    if (failure) throw failure;
-    yield* lines.splice(0);
-  }
-  unzip.push(new Uint8Array(0), true);
-  if (failure) throw failure;
-  yield* lines.splice(0);
 }

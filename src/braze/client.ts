@@ -3,15 +3,24 @@
  * the exact objects sent; export by ids; the partner cohort import API. Every response is validated, every
  * failure classified (see `src/http.ts`), and the workspace's rate-limit headers are reported to the caller.
  */
-import { z } from 'zod';
 import { NonRetryableVendorError, type PartialResult } from '../errors.js';
-import { vendorUrl, VendorHttp, type ResponseHeaders, type VendorResponse } from '../http.js';
+import { vendorUrl, VendorHttp, type ResponseHeaders } from '../http.js';
+import {
+  chunkTrackPayload,
+  DEFAULT_OBJECT_LIMIT,
+  fitsObjectLimit,
+  PARTNER_IDS_PER_REQUEST,
+  splitPartnerCohortChanges,
+  type BrazeObjectLimit,
+  type PartnerCohortChange,
+  type TrackObject,
+  type TrackPayload,
+  type UserAlias,
+} from './batching.js';
+import { exportResponseSchema, TRACK_ARRAYS, trackResponseSchema, type BrazeExportedUser, type TrackArray } from './schemas.js';
 
-export interface BrazeObjectLimit {
-  /** `per_array`: each of attributes/events/purchases holds up to `max`; `combined`: all arrays together. */
-  mode: 'per_array' | 'combined';
-  max: number;
-}
+export { chunkTrackPayload, fitsObjectLimit, PARTNER_IDS_PER_REQUEST, splitPartnerCohortChanges };
+export type { BrazeExportedUser, BrazeObjectLimit, PartnerCohortChange, TrackObject, TrackPayload, UserAlias };
 
 export interface BrazeClientConfig {
   restEndpoint: string;
@@ -19,14 +28,6 @@ export interface BrazeClientConfig {
   objectLimit?: BrazeObjectLimit;
   requestTimeoutMs?: number;
   partner?: { name: string; partnerApiKey: string; dataImportKey: string };
-}
-
-export type TrackObject = Record<string, unknown>;
-
-export interface TrackPayload {
-  attributes?: TrackObject[];
-  events?: TrackObject[];
-  purchases?: TrackObject[];
 }
 
 export interface RateLimitState {
@@ -39,47 +40,19 @@ export interface TrackResult {
   attributes: PartialResult<TrackObject>;
   events: PartialResult<TrackObject>;
   purchases: PartialResult<TrackObject>;
+  /** From the last response's `X-RateLimit-*` headers; undefined when Braze sent none. */
   rateLimit: RateLimitState | undefined;
 }
 
-export interface UserAlias {
-  aliasName: string;
-  aliasLabel: string;
-}
-
-export interface PartnerCohortChange {
-  userIds?: string[];
-  deviceIds?: string[];
-  aliases?: UserAlias[];
-  shouldRemove: boolean;
-}
-
-export const PARTNER_IDS_PER_REQUEST = 1_000;
 const EXPORT_IDS_PER_REQUEST = 50;
-const TRACK_ARRAYS = ['attributes', 'events', 'purchases'] as const;
-
-const trackResponseSchema = z.looseObject({
-  message: z.string(),
-  errors: z.array(z.looseObject({ type: z.string(), input_array: z.enum(TRACK_ARRAYS).optional(), index: z.number().int().nonnegative().optional() })).optional(),
-});
-
-const exportedUserSchema = z.looseObject({
-  external_id: z.string().nullish(),
-  braze_id: z.string().nullish(),
-  user_aliases: z.array(z.looseObject({ alias_name: z.string(), alias_label: z.string() })).nullish(),
-  custom_attributes: z.record(z.string(), z.unknown()).nullish(),
-});
-export type BrazeExportedUser = z.output<typeof exportedUserSchema>;
-
-const exportResponseSchema = z.looseObject({ message: z.string(), users: z.array(exportedUserSchema), invalid_user_ids: z.array(z.string()).optional() });
-const anySuccessSchema = z.unknown();
+const PING_EXTERNAL_ID = 'ampbraze-doctor-probe';
 
 export class BrazeClient {
   readonly objectLimit: BrazeObjectLimit;
   private readonly http: VendorHttp;
 
   constructor(private readonly config: BrazeClientConfig) {
-    this.objectLimit = config.objectLimit ?? { mode: 'per_array', max: 75 };
+    this.objectLimit = config.objectLimit ?? DEFAULT_OBJECT_LIMIT;
     const partner = config.partner;
     this.http = new VendorHttp({
       vendor: 'braze',
@@ -88,27 +61,28 @@ export class BrazeClient {
     });
   }
 
-  /** One `/users/track` request, which must fit the object limit: callers split their objects first. */
+  /** One `/users/track` request, which must fit the object limit (see `trackAll` for any size). */
   async track(payload: TrackPayload): Promise<TrackResult> {
     if (!fitsObjectLimit(payload, this.objectLimit)) {
       throw new Error(`a /users/track request must fit the ${this.objectLimit.mode} limit of ${this.objectLimit.max} objects; split it first`);
     }
     const { response, body } = await this.http.requestJson(
       { method: 'POST', url: this.url('/users/track'), headers: this.auth(), body: JSON.stringify(payload) },
-      [200, 201],
+      [200, 201, 202],
       trackResponseSchema,
     );
-    const rejectedByArray = new Map<string, Map<number, string>>();
+    const rejectedByArray = new Map<TrackArray, Map<number, string>>();
     for (const error of body.errors ?? []) {
-      if (error.input_array === undefined || error.index === undefined) {
-        // A 2xx error Braze did not pin to an object: treating the request as delivered would drop data silently.
-        throw new NonRetryableVendorError({ vendor: 'braze', endpoint: response.endpoint, status: response.status, vendorMessage: error.type }, 'reported an error for no object');
+      const sent = error.input_array === undefined ? undefined : payload[error.input_array];
+      if (error.input_array === undefined || error.index === undefined || sent === undefined || error.index >= sent.length) {
+        // An error Braze did not pin to an object we sent: calling the rest delivered would drop data silently.
+        throw new NonRetryableVendorError({ vendor: 'braze', endpoint: response.endpoint, status: response.status, vendorMessage: error.type }, 'reported an error for no object sent');
       }
       const rejected = rejectedByArray.get(error.input_array) ?? new Map<number, string>();
       rejected.set(error.index, error.type);
       rejectedByArray.set(error.input_array, rejected);
     }
-    const partial = (name: (typeof TRACK_ARRAYS)[number]): PartialResult<TrackObject> => {
+    const partial = (name: TrackArray): PartialResult<TrackObject> => {
       const result: PartialResult<TrackObject> = { accepted: [], rejected: [] };
       const rejected = rejectedByArray.get(name);
       (payload[name] ?? []).forEach((object, index) => {
@@ -121,17 +95,50 @@ export class BrazeClient {
     return { attributes: partial('attributes'), events: partial('events'), purchases: partial('purchases'), rateLimit: rateLimitState(response.headers) };
   }
 
-  /** Profiles by external id (≤50 per request, batched), e.g. to read back what a sync wrote. */
-  async exportUsersByIds(externalIds: readonly string[], fieldsToExport?: readonly string[]): Promise<{ users: BrazeExportedUser[]; invalidUserIds: string[] }> {
+  /**
+   * Any number of objects: sent as sequential requests within the object limit, with rejections indexed into
+   * the caller's arrays. A failing request throws; the requests before it were delivered.
+   */
+  async trackAll(payload: TrackPayload): Promise<TrackResult> {
+    const merged: TrackResult = {
+      attributes: { accepted: [], rejected: [] },
+      events: { accepted: [], rejected: [] },
+      purchases: { accepted: [], rejected: [] },
+      rateLimit: undefined,
+    };
+    for (const chunk of chunkTrackPayload(payload, this.objectLimit)) {
+      const result = await this.track(chunk.payload);
+      for (const name of TRACK_ARRAYS) {
+        merged[name].accepted.push(...result[name].accepted);
+        for (const rejected of result[name].rejected) merged[name].rejected.push({ ...rejected, index: chunk.callerIndexes[name][rejected.index]! });
+      }
+      merged.rateLimit = result.rateLimit;
+    }
+    return merged;
+  }
+
+  /** Profiles by external id and/or alias, ≤50 identifiers per request (larger inputs are batched). */
+  async exportUsersByIds(query: { externalIds?: readonly string[]; userAliases?: readonly UserAlias[]; fieldsToExport?: readonly string[] }): Promise<{ users: BrazeExportedUser[]; invalidUserIds: string[] }> {
+    const identifiers = [
+      ...(query.externalIds ?? []).map((externalId) => ({ externalId })),
+      ...(query.userAliases ?? []).map((alias) => ({ alias: { alias_name: alias.aliasName, alias_label: alias.aliasLabel } })),
+    ];
     const users: BrazeExportedUser[] = [];
     const invalidUserIds: string[] = [];
-    for (let i = 0; i < externalIds.length; i += EXPORT_IDS_PER_REQUEST) {
+    for (let i = 0; i < identifiers.length; i += EXPORT_IDS_PER_REQUEST) {
+      const batch = identifiers.slice(i, i + EXPORT_IDS_PER_REQUEST);
+      const externalIds = batch.flatMap((id) => ('externalId' in id ? [id.externalId] : []));
+      const aliases = batch.flatMap((id) => ('alias' in id ? [id.alias] : []));
       const { body } = await this.http.requestJson(
         {
           method: 'POST',
           url: this.url('/users/export/ids'),
           headers: this.auth(),
-          body: JSON.stringify({ external_ids: externalIds.slice(i, i + EXPORT_IDS_PER_REQUEST), ...(fieldsToExport && { fields_to_export: fieldsToExport }) }),
+          body: JSON.stringify({
+            ...(externalIds.length > 0 && { external_ids: externalIds }),
+            ...(aliases.length > 0 && { user_aliases: aliases }),
+            ...(query.fieldsToExport && { fields_to_export: query.fieldsToExport }),
+          }),
         },
         [200, 201],
         exportResponseSchema,
@@ -142,9 +149,9 @@ export class BrazeClient {
     return { users, invalidUserIds };
   }
 
-  /** A cheap credential check: export one id that cannot exist. */
+  /** A cheap credential check (needs `users.export.ids`): export one id that cannot exist. */
   async ping(): Promise<void> {
-    await this.exportUsersByIds(['ampbraze-doctor-probe'], ['external_id']);
+    await this.exportUsersByIds({ externalIds: [PING_EXTERNAL_ID], fieldsToExport: ['external_id'] });
   }
 
   /** Creates the partner cohort, or renames it (Braze: call on the first export and on every rename). */
@@ -152,35 +159,36 @@ export class BrazeClient {
     await this.partnerRequest('/cohorts', { cohort_id: cohort.cohortId, name: cohort.name, created_at: cohort.createdAt });
   }
 
-  /** Adds or removes members; all changes together must hold at most 1,000 ids: callers split first. */
-  async updatePartnerCohortUsers(update: { cohortId: string; changes: readonly PartnerCohortChange[] }): Promise<void> {
-    const ids = update.changes.reduce((n, c) => n + (c.userIds?.length ?? 0) + (c.deviceIds?.length ?? 0) + (c.aliases?.length ?? 0), 0);
-    if (ids > PARTNER_IDS_PER_REQUEST) throw new Error(`a partner cohort request holds at most ${PARTNER_IDS_PER_REQUEST} ids, got ${ids}`);
-    await this.partnerRequest('/cohorts/users', {
-      cohort_id: update.cohortId,
-      cohort_changes: update.changes.map((change) => ({
-        ...(change.userIds?.length && { user_ids: change.userIds }),
-        ...(change.deviceIds?.length && { device_ids: change.deviceIds }),
-        ...(change.aliases?.length && { aliases: change.aliases.map((a) => ({ alias_name: a.aliasName, alias_label: a.aliasLabel })) }),
-        should_remove: change.shouldRemove,
-      })),
-    });
+  /** Adds or removes members, as sequential requests of at most 1,000 ids each. */
+  async updatePartnerCohortUsers(update: { cohortId: string; changes: readonly PartnerCohortChange[] }): Promise<{ requests: number }> {
+    const requests = splitPartnerCohortChanges(update.changes);
+    for (const changes of requests) {
+      await this.partnerRequest('/cohorts/users', {
+        cohort_id: update.cohortId,
+        cohort_changes: changes.map((change) => ({
+          ...(change.userIds && { user_ids: change.userIds }),
+          ...(change.deviceIds && { device_ids: change.deviceIds }),
+          ...(change.aliases && { aliases: change.aliases.map((a) => ({ alias_name: a.aliasName, alias_label: a.aliasLabel })) }),
+          should_remove: change.shouldRemove,
+        })),
+      });
+    }
+    return { requests: requests.length };
   }
 
-  private async partnerRequest(path: string, body: Record<string, unknown>): Promise<VendorResponse> {
+  private async partnerRequest(path: string, body: Record<string, unknown>): Promise<void> {
     const partner = this.config.partner;
     if (!partner) throw new Error('the Braze partner cohort API needs BRAZE_PARTNER_NAME, BRAZE_PARTNER_API_KEY and BRAZE_DATA_IMPORT_KEY');
-    const { response } = await this.http.requestJson(
-      {
-        method: 'POST',
-        url: this.url(`/partners/${encodeURIComponent(partner.name)}${path}`),
-        endpoint: `POST /partners/{partner}${path}`,
-        body: JSON.stringify({ partner_api_key: partner.partnerApiKey, client_secret: partner.dataImportKey, ...body }),
-      },
-      [200, 201, 202, 204],
-      anySuccessSchema,
-    );
-    return response;
+    const response = await this.http.send({
+      method: 'POST',
+      url: this.url(`/partners/${encodeURIComponent(partner.name)}${path}`),
+      endpoint: `POST /partners/{partner}${path}`,
+      // The keys travel in the body, as the partner API requires; VendorHttp keeps them out of any error.
+      body: JSON.stringify({ partner_api_key: partner.partnerApiKey, client_secret: partner.dataImportKey, ...body }),
+    });
+    if (response.status < 200 || response.status >= 300) throw await this.http.failure(response);
+    // Braze documents no success body for the partner endpoints: the status is the whole answer.
+    await response.body.dump();
   }
 
   private url(path: string): URL {
@@ -190,11 +198,6 @@ export class BrazeClient {
   private auth(): Record<string, string> {
     return { authorization: `Bearer ${this.config.apiKey}` };
   }
-}
-
-export function fitsObjectLimit(payload: TrackPayload, limit: BrazeObjectLimit): boolean {
-  const sizes = TRACK_ARRAYS.map((name) => payload[name]?.length ?? 0);
-  return limit.mode === 'per_array' ? sizes.every((n) => n <= limit.max) : sizes.reduce((a, b) => a + b, 0) <= limit.max;
 }
 
 /** Braze's `X-RateLimit-*` headers (reset in epoch seconds), or undefined when it sent none. */
