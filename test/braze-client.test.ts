@@ -1,0 +1,109 @@
+/** The Braze client against the Braze sandbox over real HTTP: every error class, and per-object failures. */
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, test } from 'node:test';
+import { BrazeClient } from '../src/braze/client.js';
+import { NonRetryableVendorError, RateLimitedError, RetryableVendorError } from '../src/errors.js';
+import { startBrazeSandbox, type BrazeSandbox } from '../src/sandbox/braze/index.js';
+import { freePort } from '../src/temporal/dev-server.js';
+
+const KEY = 'braze-key';
+const partner = { name: 'amplitude', partnerApiKey: 'partner-key', dataImportKey: 'import-key' };
+let braze: BrazeSandbox;
+let client: BrazeClient;
+
+before(async () => {
+  braze = await startBrazeSandbox({
+    apiKeys: [{ key: KEY }, { key: 'no-export', permissions: ['users.track'] }],
+    initialUsers: Array.from({ length: 10 }, (_, i) => ({ external_id: `user-${i}` })),
+    partner: { name: partner.name, partnerApiKey: partner.partnerApiKey, dataImportKeys: [partner.dataImportKey] },
+  });
+  client = new BrazeClient({ restEndpoint: braze.url, apiKey: KEY, partner });
+});
+after(() => braze.close());
+beforeEach(() => braze.control.reset());
+
+test('a 201 with per-object errors maps each rejection to the exact object sent, and the rest are accepted', async () => {
+  braze.control.setBlockedExternalIds(['user-2', 'user-5']);
+  const attributes = Array.from({ length: 8 }, (_, i) => ({ external_id: `user-${i}`, plan: 'gold' }));
+  attributes.splice(6, 0, { plan: 'nobody' } as never);
+  const result = await client.track({ attributes });
+  assert.deepEqual(
+    result.attributes.rejected.map((r) => [r.index, r.object, r.reason]),
+    [
+      [2, attributes[2], 'provided external_id is blacklisted and disallowed'],
+      [5, attributes[5], 'provided external_id is blacklisted and disallowed'],
+      [6, { plan: 'nobody' }, "'external_id' or 'braze_id' or 'user_alias' is required"],
+    ],
+  );
+  assert.equal(result.attributes.accepted.length, 6);
+  assert.equal(braze.control.user('user-7')?.customAttributes?.get('plan'), 'gold');
+  assert.equal(braze.control.user('user-2')?.customAttributes?.get('plan'), undefined);
+  assert.ok(result.rateLimit && result.rateLimit.limit === 3_000, 'the rate-limit headers are reported');
+});
+
+test('a request over the object limit is refused before it is sent', async () => {
+  const attributes = Array.from({ length: 76 }, (_, i) => ({ external_id: `user-${i}`, plan: 'x' }));
+  await assert.rejects(client.track({ attributes }), /must fit the per_array limit of 75/);
+  assert.equal(braze.control.requestCounts()['POST /users/track'], undefined);
+});
+
+test('a 429 becomes RateLimitedError whose delay comes from X-RateLimit-Reset', async () => {
+  braze.control.setRateLimit({ requests: 1, windowMs: 10_000 });
+  await client.track({ attributes: [{ external_id: 'user-1', a: 1 }] });
+  const error = await client.track({ attributes: [{ external_id: 'user-1', a: 2 }] }).catch((e: unknown) => e);
+  assert.ok(error instanceof RateLimitedError);
+  const windowEnd = Math.ceil((Math.floor(Date.now() / 10_000) + 1) * 10);
+  const expectedMs = windowEnd * 1000 - Date.now();
+  assert.ok(Math.abs(error.retryAfterMs - expectedMs) < 1_500, `retry in ${error.retryAfterMs} ms, window ends in ${expectedMs} ms`);
+  assert.equal(error.status, 429);
+});
+
+test('5xx and network failures are retryable', async () => {
+  braze.control.setFaults({ serverErrorRate: 1 });
+  await assert.rejects(client.track({ attributes: [{ external_id: 'user-1', a: 1 }] }), RetryableVendorError);
+  braze.control.setFaults({});
+  const closed = new BrazeClient({ restEndpoint: `http://127.0.0.1:${await freePort()}`, apiKey: KEY });
+  await assert.rejects(closed.ping(), (error: unknown) => error instanceof RetryableVendorError && /ECONNREFUSED/.test(error.message));
+});
+
+test('401 and 403 are non-retryable with the vendor’s own message, and never echo the key', async () => {
+  const wrongKey = new BrazeClient({ restEndpoint: braze.url, apiKey: 'secret-but-wrong' });
+  await assert.rejects(wrongKey.ping(), (error: unknown) => {
+    assert.ok(error instanceof NonRetryableVendorError);
+    assert.equal(error.status, 401);
+    assert.match(error.message, /Invalid API Key/);
+    assert.doesNotMatch(error.message, /secret-but-wrong/);
+    return true;
+  });
+  const noExport = new BrazeClient({ restEndpoint: braze.url, apiKey: 'no-export' });
+  await assert.rejects(noExport.ping(), (error: unknown) => error instanceof NonRetryableVendorError && error.status === 403 && /Access Denied/.test(error.message));
+});
+
+test('export by ids batches by 50 and reports unknown ids', async () => {
+  const ids = [...Array.from({ length: 10 }, (_, i) => `user-${i}`), ...Array.from({ length: 60 }, (_, i) => `ghost-${i}`)];
+  const { users, invalidUserIds } = await client.exportUsersByIds({ externalIds: ids });
+  assert.equal(users.length, 10);
+  assert.equal(invalidUserIds.length, 60);
+  assert.equal(braze.control.requestCounts()['POST /users/export/ids'], 2);
+});
+
+test('partner cohorts: create, change members, split at 1,000 ids, 401 without echoing keys, 423 retryable', async () => {
+  await client.createOrRenamePartnerCohort({ cohortId: 'c1', name: 'Power users', createdAt: '2026-01-01T00:00:00Z' });
+  await client.updatePartnerCohortUsers({ cohortId: 'c1', changes: [{ userIds: ['user-1', 'user-2'], shouldRemove: false }] });
+  assert.deepEqual(braze.control.cohort('c1')?.members, ['user-1', 'user-2']);
+  const split = await client.updatePartnerCohortUsers({ cohortId: 'c1', changes: [{ userIds: Array.from({ length: 1_001 }, (_, i) => `u${i}`), shouldRemove: false }] });
+  assert.equal(split.requests, 2, 'no request carries more than 1,000 ids (the sandbox would answer 400)');
+  const wrongSecret = new BrazeClient({ restEndpoint: braze.url, apiKey: KEY, partner: { ...partner, dataImportKey: 'wrong' } });
+  await assert.rejects(wrongSecret.createOrRenamePartnerCohort({ cohortId: 'c2', name: 'n', createdAt: '2026-01-01T00:00:00Z' }), (error: unknown) => {
+    assert.ok(error instanceof NonRetryableVendorError && error.status === 401);
+    assert.doesNotMatch(error.message, /wrong|partner-key/);
+    return true;
+  });
+  const locked = await startBrazeSandbox({ apiKeys: [{ key: KEY }], partner: { name: 'amplitude', partnerApiKey: 'partner-key', dataImportKeys: ['import-key'] }, partnerLockedRate: 1 });
+  try {
+    const lockedClient = new BrazeClient({ restEndpoint: locked.url, apiKey: KEY, partner });
+    await assert.rejects(lockedClient.createOrRenamePartnerCohort({ cohortId: 'c', name: 'n', createdAt: '2026-01-01T00:00:00Z' }), RetryableVendorError);
+  } finally {
+    await locked.close();
+  }
+});
