@@ -202,7 +202,8 @@ export async function cohortSync(input: CohortSyncInput, checkpoint?: CohortSync
       for (;;) {
         if (workflowInfo().continueAsNewSuggested) {
           await condition(allHandlersFinished);
-          await continueAsNew<typeof cohortSync>(input, { ...state, kind, afterKey, page: progress.page, totals });
+          // Budgets raised by an update live in this run only: carry them into the next.
+          await continueAsNew<typeof cohortSync>({ ...input, ...definedBudgets(budgets) }, { ...state, kind, afterKey, page: progress.page, totals });
         }
         progress.kind = kind;
         const outcome = await applyPageWithinBudget(kind, afterKey, cohortName);
@@ -262,6 +263,10 @@ function readableFailure(error: unknown): unknown {
     return ApplicationFailure.create({ type: error.cause.type ?? 'CohortSyncFailed', message: error.cause.message, nonRetryable: true });
   }
   return error;
+}
+
+function definedBudgets(budgets: Budgets): Budgets {
+  return Object.fromEntries(Object.entries(budgets).filter(([, value]) => value !== undefined));
 }
 
 function msUntilNextUtcDay(): number {
