@@ -23,16 +23,25 @@ export class SharedRateLimiter {
     let needed = n;
     while (needed > 0) {
       signal?.throwIfAborted();
-      const now = Date.now();
-      const grant = await this.store.acquireRateSlots({ key: this.key, requested: needed, limit: this.limit.requests, windowMs: this.limit.windowMs, nowMs: now });
+      const grant = await this.store.acquireRateSlots({ key: this.key, requested: needed, limit: this.limit.requests, windowMs: this.limit.windowMs, nowMs: Date.now() });
       needed -= grant.granted;
       // A little jitter, so waiting workers do not all arrive in the same millisecond of the next window.
-      if (needed > 0) await sleep(Math.max(0, grant.retryAtMs - now) + Math.random() * 25, undefined, { signal });
+      if (needed > 0) await sleepUnlessAborted(Math.max(0, grant.retryAtMs - Date.now()) + Math.random() * 25, signal);
     }
   }
 
   /** Feeds the vendor's `X-RateLimit-*` answer back: with nothing remaining, everyone waits for its reset. */
   async observe(state: { remaining: number; resetAtMs: number } | undefined): Promise<void> {
     if (state && state.remaining <= 0 && state.resetAtMs > Date.now()) await this.store.blockRateLimit(this.key, state.resetAtMs);
+  }
+}
+
+/** Sleeps; an abort rejects with the signal's own reason (e.g. the activity's cancellation), as before the sleep. */
+async function sleepUnlessAborted(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  try {
+    await sleep(ms, undefined, { signal });
+  } catch (error) {
+    signal?.throwIfAborted();
+    throw error;
   }
 }

@@ -1,24 +1,29 @@
 import assert from 'node:assert/strict';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import { SharedRateLimiter } from '../src/rate-limiter.js';
 import { openStateStore } from '../src/store/index.js';
 import type { StateStore } from '../src/store/store.js';
 
+let dir: string;
+let path: string;
 let storeA: StateStore;
 let storeB: StateStore;
 
 before(async () => {
   // Two connections to one file stand for two workers sharing the store.
-  const path = join(await mkdtemp(join(tmpdir(), 'limiter-')), 'state.db');
+  dir = await mkdtemp(join(tmpdir(), 'limiter-'));
+  path = join(dir, 'state.db');
   storeA = await openStateStore({ kind: 'sqlite', path });
   storeB = await openStateStore({ kind: 'sqlite', path });
 });
 after(async () => {
   await storeA.close();
   await storeB.close();
+  await rm(dir, { recursive: true, force: true });
 });
 
 test('slots are shared: two workers together never get more than the limit in one window', async () => {
@@ -31,11 +36,66 @@ test('slots are shared: two workers together never get more than the limit in on
   assert.equal(nextWindow.granted, 4);
 });
 
+test('a caller with an older clock read counts against the newest window instead of resetting it', async () => {
+  const request = { key: 'late', requested: 5, limit: 5, windowMs: 1_000, nowMs: 2_000 };
+  assert.equal((await storeA.acquireRateSlots(request)).granted, 5);
+  const late = await storeB.acquireRateSlots({ ...request, nowMs: 1_999 });
+  assert.deepEqual(late, { granted: 0, retryAtMs: 3_000 });
+});
+
+test('limiters in several threads hammering one key never exceed the limit in any window', async () => {
+  const limit = { requests: 10, windowMs: 100 };
+  const limiterModule = new URL('../src/rate-limiter.ts', import.meta.url).href;
+  const storeModule = new URL('../src/store/index.ts', import.meta.url).href;
+  // Each thread records the window each grant was counted in (its end, `retryAtMs`), straight from the store.
+  const code = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    (async () => {
+      const { tsImport } = await import('tsx/esm/api');
+      const { SharedRateLimiter } = await tsImport(workerData.limiterModule, workerData.limiterModule);
+      const { openStateStore } = await tsImport(workerData.storeModule, workerData.storeModule);
+      const store = await openStateStore({ kind: 'sqlite', path: workerData.path });
+      const grants = [];
+      const recordingStore = {
+        acquireRateSlots: async (request) => {
+          const grant = await store.acquireRateSlots(request);
+          if (grant.granted > 0) grants.push([grant.retryAtMs, grant.granted]);
+          return grant;
+        },
+      };
+      const limiter = new SharedRateLimiter(recordingStore, 'hammered', workerData.limit);
+      parentPort.postMessage('ready');
+      await new Promise((resolve) => parentPort.once('message', resolve));
+      for (const n of [1, 2, 3, 1, 2, 3]) await limiter.acquire(n);
+      await store.close();
+      parentPort.postMessage(grants);
+    })();
+  `;
+  const threads = Array.from({ length: 4 }, () => new Worker(code, { eval: true, workerData: { limiterModule, storeModule, path, limit } }));
+  const message = (thread: Worker) =>
+    new Promise<unknown>((resolve, reject) => {
+      thread.once('message', resolve);
+      thread.once('error', reject);
+    });
+  await Promise.all(threads.map(message));
+  // Released together once every thread is ready, so they really contend for the same windows.
+  const results = threads.map(message);
+  for (const thread of threads) thread.postMessage('go');
+  const grants = (await Promise.all(results)) as [number, number][][];
+
+  const perWindow = new Map<number, number>();
+  for (const [windowEnd, granted] of grants.flat()) perWindow.set(windowEnd, (perWindow.get(windowEnd) ?? 0) + granted);
+  const total = [...perWindow.values()].reduce((sum, granted) => sum + granted, 0);
+  assert.equal(total, 4 * 12, 'every thread got all it asked for');
+  assert.ok(perWindow.size >= Math.ceil(total / limit.requests), 'the grants spread over enough windows');
+  for (const [windowEnd, granted] of perWindow) assert.ok(granted <= limit.requests, `window ending ${windowEnd} granted ${granted}`);
+});
+
 test('a limiter waits for the next window once the current one is spent', async () => {
   const limiter = new SharedRateLimiter(storeA, 'waits', { requests: 3, windowMs: 300 });
   const other = new SharedRateLimiter(storeB, 'waits', { requests: 3, windowMs: 300 });
   // Start just after a window boundary, so all six acquisitions span exactly two windows.
-  await new Promise((r) => setTimeout(r, 300 - (Date.now() % 300) + 5));
+  await new Promise((resolve) => setTimeout(resolve, 300 - (Date.now() % 300) + 5));
   const started = Date.now();
   await Promise.all([limiter.acquire(2), other.acquire(2), limiter.acquire(2)]);
   assert.ok(Date.now() - started >= 250, 'the second window was awaited');
@@ -50,10 +110,21 @@ test('when Braze reports the workspace exhausted, every worker waits for its res
   assert.ok(Date.now() >= resetAtMs, 'the other worker honoured the reset');
 });
 
-test('an abort stops the wait', async () => {
+test('headers with requests remaining block nobody', async () => {
+  const limiter = new SharedRateLimiter(storeA, 'not-blocked', { requests: 100, windowMs: 60_000 });
+  await limiter.observe({ remaining: 1, resetAtMs: Date.now() + 60_000 });
+  await limiter.observe(undefined);
+  const grant = await storeB.acquireRateSlots({ key: 'not-blocked', requested: 1, limit: 100, windowMs: 60_000, nowMs: Date.now() });
+  assert.equal(grant.granted, 1);
+});
+
+test('an abort stops the wait with the signal’s reason', async () => {
   const limiter = new SharedRateLimiter(storeA, 'abort', { requests: 1, windowMs: 60_000 });
   await limiter.acquire(1);
   const controller = new AbortController();
-  setTimeout(() => controller.abort(new Error('cancelled')), 50);
-  await assert.rejects(limiter.acquire(1, controller.signal), { name: 'AbortError' });
+  const cancelled = new Error('cancelled');
+  setTimeout(() => controller.abort(cancelled), 50);
+  const started = Date.now();
+  await assert.rejects(limiter.acquire(1, controller.signal), (error) => error === cancelled);
+  assert.ok(Date.now() - started < 5_000, 'did not wait for the next window');
 });

@@ -289,11 +289,13 @@ export class SqliteStateStore implements StateStore {
 
   acquireRateSlots(request: RateSlotRequest): Promise<RateSlotGrant> {
     const { key, requested, limit, windowMs, nowMs } = request;
-    const windowStart = nowMs - (nowMs % windowMs);
     const acquire = this.#db.transaction((): RateSlotGrant => {
       const row = this.#sql.rateWindow.get(key);
       if (row && row.blockedUntilMs > nowMs) return { granted: 0, retryAtMs: row.blockedUntilMs };
-      const used = row && row.windowStartMs === windowStart ? row.used : 0;
+      // Windows only move forward: a caller whose clock read is older than the stored window (it waited for
+      // the lock, or its host's clock lags) counts against that window instead of resetting it.
+      const windowStart = Math.max(nowMs - (nowMs % windowMs), row?.windowStartMs ?? 0);
+      const used = row?.windowStartMs === windowStart ? row.used : 0;
       const granted = Math.max(0, Math.min(requested, limit - used));
       this.#sql.upsertRateWindow.run(key, windowStart, used + granted, row?.blockedUntilMs ?? 0);
       return { granted, retryAtMs: windowStart + windowMs };

@@ -204,7 +204,10 @@ export interface StateStore {
   /** Sums the outcomes of a run's requests whose key starts with `keyPrefix`. */
   requestOutcomeTotals(runId: string, keyPrefix: string): Promise<OutcomeTotals>;
 
-  /** Atomically grants up to `requested` slots of a fixed-window rate limit shared by every worker. */
+  /**
+   * Atomically grants up to `requested` slots of a fixed-window rate limit shared by every worker. Windows only
+   * move forward: a caller whose `nowMs` falls before the stored window counts against the stored window.
+   */
   acquireRateSlots(request: RateSlotRequest): Promise<RateSlotGrant>;
   /** Blocks a limit for everyone until `untilMs`, because the vendor reported it exhausted. */
   blockRateLimit(key: string, untilMs: number): Promise<void>;
