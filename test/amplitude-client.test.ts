@@ -1,23 +1,59 @@
 /** The Amplitude client against the Amplitude sandbox over real HTTP. */
 import assert from 'node:assert/strict';
+import { createServer, request as forward } from 'node:http';
+import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { gzipSync } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
+import { zipSync } from 'fflate';
 import { AmplitudeClient } from '../src/amplitude/client.js';
+import { parseCohortMembers } from '../src/amplitude/cohort-csv.js';
+import { exportArchiveLines } from '../src/amplitude/export-archive.js';
+import { gunzipIfCompressed } from '../src/amplitude/gzip.js';
 import { NonRetryableVendorError, RateLimitedError, RetryableVendorError } from '../src/errors.js';
 import { startAmplitudeSandbox, type AmplitudeSandbox } from '../src/sandbox/amplitude/index.js';
 import type { AmplitudeSandboxOptions } from '../src/sandbox/amplitude/options.js';
 import { Dataset } from '../src/sandbox/dataset.js';
+import { closeServer, listen } from '../src/sandbox/http-util.js';
+import { freePort } from '../src/temporal/dev-server.js';
 
 const API_KEY = 'amp-api-key';
 const SECRET = 'amp-secret';
 const COHORT = '3k9x2pq';
 const dataset = new Dataset({ seed: 3, users: 2_000, now: Date.UTC(2026, 10, 1) });
-const sandboxes: AmplitudeSandbox[] = [];
+const sandboxes: Array<{ close(): Promise<void> }> = [];
 
 async function sandboxAndClient(options: Partial<AmplitudeSandboxOptions> = {}, credentials = { apiKey: API_KEY, secretKey: SECRET }) {
-  const sandbox = await startAmplitudeSandbox({ apiKey: API_KEY, secretKey: SECRET, dataset, exportJobDurationMs: 50, ...options });
+  const sandbox: AmplitudeSandbox = await startAmplitudeSandbox({ apiKey: API_KEY, secretKey: SECRET, dataset, exportJobDurationMs: 50, ...options });
   sandboxes.push(sandbox);
   const client = new AmplitudeClient({ ...credentials, apiUrl: sandbox.url, profileApiUrl: sandbox.url, ingestUrl: sandbox.url });
   return { sandbox, client };
+}
+
+/**
+ * A loopback hop in front of a sandbox that rewrites redirects to itself and holds the first pre-signed
+ * download back by `delayMs`: a slow network between the 302 and the download.
+ */
+async function startSlowFirstDownloadProxy(targetUrl: string, delayMs: number): Promise<string> {
+  let delayed = false;
+  let proxyUrl = '';
+  const server = createServer((req, res) => {
+    void (async () => {
+      if (req.url?.startsWith('/s3/') && !delayed) {
+        delayed = true;
+        await sleep(delayMs);
+      }
+      const upstream = forward(`${targetUrl}${req.url}`, { method: req.method, headers: req.headers }, (answer) => {
+        const location = answer.headers.location;
+        res.writeHead(answer.statusCode ?? 502, { ...answer.headers, ...(location && { location: location.replace(targetUrl, proxyUrl) }) });
+        answer.pipe(res);
+      });
+      req.pipe(upstream);
+    })();
+  });
+  proxyUrl = await listen(server, 0, '127.0.0.1');
+  sandboxes.push({ close: () => closeServer(server) });
+  return proxyUrl;
 }
 
 async function exportCohort(client: AmplitudeClient, cohortId = COHORT): Promise<string> {
@@ -58,10 +94,14 @@ describe('cohort export', () => {
     assert.deepEqual(got.map(({ amplitudeId, userId }) => ({ amplitudeId, userId })), expectedMembers());
   });
 
-  test('a 302 to an expired pre-signed link is retryable: a retry asks /file for a fresh link', async () => {
-    const { client } = await sandboxAndClient({ inlineFileMaxBytes: 100, presignedUrlTtlMs: 1 });
+  test('a 302 to a link that expired before the download is retryable, and the retry gets a fresh link', async () => {
+    const { sandbox } = await sandboxAndClient({ inlineFileMaxBytes: 100, presignedUrlTtlMs: 150 });
+    const proxyUrl = await startSlowFirstDownloadProxy(sandbox.url, 400);
+    const client = new AmplitudeClient({ apiKey: API_KEY, secretKey: SECRET, apiUrl: proxyUrl, profileApiUrl: proxyUrl, ingestUrl: proxyUrl });
     const requestId = await exportCohort(client);
-    await assert.rejects(members(client, requestId), (error: unknown) => error instanceof RetryableVendorError && /expired/.test(error.message));
+    await assert.rejects(members(client, requestId), (error: unknown) => error instanceof RetryableVendorError && error.status === 403 && /expired/.test(error.message));
+    const retried = await members(client, requestId);
+    assert.deepEqual(retried.map(({ amplitudeId, userId }) => ({ amplitudeId, userId })), expectedMembers());
   });
 
   test('the monthly download quota answers 429 as a rate limit; an unknown cohort is non-retryable', async () => {
@@ -81,9 +121,12 @@ describe('cohort export', () => {
     });
   });
 
-  test('5xx is retryable', async () => {
+  test('5xx and a refused connection are retryable', async () => {
     const { client } = await sandboxAndClient({ faults: { serverErrorRate: 1 } });
-    await assert.rejects(client.listCohorts(), RetryableVendorError);
+    await assert.rejects(client.listCohorts(), (error: unknown) => error instanceof RetryableVendorError && error.status === 500);
+    const closedUrl = `http://127.0.0.1:${await freePort()}`;
+    const closed = new AmplitudeClient({ apiKey: API_KEY, secretKey: SECRET, apiUrl: closedUrl, profileApiUrl: closedUrl, ingestUrl: closedUrl });
+    await assert.rejects(closed.listCohorts(), (error: unknown) => error instanceof RetryableVendorError && /ECONNREFUSED/.test(error.message));
   });
 });
 
@@ -130,5 +173,54 @@ describe('profile, export and ingestion', () => {
   test('a request-level ingestion error is non-retryable with Amplitude’s message', async () => {
     const { client } = await sandboxAndClient({}, { apiKey: 'bad-api-key', secretKey: SECRET });
     await assert.rejects(client.ingestEvents([{ event_type: 'x', user_id: 'user-000001' }], { api: 'batch' }), (error: unknown) => error instanceof NonRetryableVendorError && /Invalid API key/i.test(error.message));
+  });
+
+  test('ingestion: a throttled id is a rate limit (30 s on HTTP V2), too many events is non-retryable "payload too large"', async () => {
+    const time = Date.UTC(2026, 10, 1);
+    const burst = Array.from({ length: 31 }, (_, i) => ({ event_type: 'tick', user_id: 'user-000009', time, insert_id: `burst-${i}` }));
+    await assert.rejects(plain.client.ingestEvents(burst, { api: 'httpapi' }), (error: unknown) => error instanceof RateLimitedError && error.retryAfterMs === 30_000);
+    const tooMany = Array.from({ length: 2_001 }, (_, i) => ({ event_type: 'tick', user_id: `user-${String(i).padStart(6, '0')}`, time }));
+    await assert.rejects(plain.client.ingestEvents(tooMany, { api: 'batch' }), (error: unknown) => error instanceof NonRetryableVendorError && error.status === 413 && /payload too large/i.test(error.message));
+  });
+});
+
+describe('cohort CSV, gzip and export archive decoding (no HTTP)', () => {
+  /** The text as a stream of 7-byte chunks, so quotes, tabs and line ends straddle chunk boundaries. */
+  const chunked = (bytes: Buffer) => Readable.from(Array.from({ length: Math.ceil(bytes.length / 7) }, (_, i) => bytes.subarray(i * 7, i * 7 + 7)));
+
+  test('tab prefixes are stripped, a repeated header keeps its first column, an empty user_id is null', async () => {
+    const csv = '"\tamplitude_id","\tuser_id","\tamplitude_id","\tplan"\n"\t356896327775","\t","\t356896327775","\tfree"\n"\t356896327776","\tuser-1","\t356896327776","\t"\n';
+    const got = [];
+    for await (const member of parseCohortMembers(chunked(Buffer.from(csv)))) got.push(member);
+    assert.deepEqual(got, [
+      { amplitudeId: '356896327775', userId: null, properties: { plan: 'free' } },
+      { amplitudeId: '356896327776', userId: 'user-1', properties: { plan: '' } },
+    ]);
+  });
+
+  test('a CSV without an amplitude_id column is an error, not an empty cohort', async () => {
+    await assert.rejects(async () => {
+      for await (const member of parseCohortMembers(Readable.from([Buffer.from('"user_id"\n"u1"\n')]))) assert.fail(`unexpected ${member.amplitudeId}`);
+    }, /no amplitude_id column/);
+  });
+
+  test('gzip is recognised by its magic bytes, even when they arrive one byte at a time', async () => {
+    const text = '"amplitude_id","user_id"\n"1","u"\n';
+    const oneByteChunks = (bytes: Buffer) => Readable.from([...bytes].map((byte) => Buffer.from([byte])));
+    const read = async (bytes: Buffer) => Buffer.concat(await (await gunzipIfCompressed(oneByteChunks(bytes))).toArray()).toString();
+    assert.equal(await read(gzipSync(text)), text);
+    assert.equal(await read(Buffer.from(text)), text);
+    assert.equal(await read(Buffer.from('x')), 'x');
+    assert.equal(await read(Buffer.alloc(0)), '');
+  });
+
+  test('an export archive with deflated entries yields every line of every gzipped file, in order', async () => {
+    const zip = zipSync({
+      'app/app_2026-10-31_11#0.json.gz': gzipSync('{"n":1}\n{"n":2}\n'),
+      'app/app_2026-10-31_12#0.json.gz': gzipSync('{"n":3}\n{"n":4}'),
+    });
+    const lines = [];
+    for await (const line of exportArchiveLines(chunked(Buffer.from(zip)))) lines.push(line);
+    assert.deepEqual(lines, ['{"n":1}', '{"n":2}', '{"n":3}', '{"n":4}']);
   });
 });

@@ -1,6 +1,7 @@
 /** The Braze client against the Braze sandbox over real HTTP: every error class, and per-object failures. */
 import assert from 'node:assert/strict';
-import { after, before, beforeEach, test } from 'node:test';
+import { after, before, beforeEach, describe, test } from 'node:test';
+import { chunkTrackPayload, splitPartnerCohortChanges } from '../src/braze/batching.js';
 import { BrazeClient } from '../src/braze/client.js';
 import { NonRetryableVendorError, RateLimitedError, RetryableVendorError } from '../src/errors.js';
 import { startBrazeSandbox, type BrazeSandbox } from '../src/sandbox/braze/index.js';
@@ -39,6 +40,31 @@ test('a 201 with per-object errors maps each rejection to the exact object sent,
   assert.equal(braze.control.user('user-7')?.customAttributes?.get('plan'), 'gold');
   assert.equal(braze.control.user('user-2')?.customAttributes?.get('plan'), undefined);
   assert.ok(result.rateLimit && result.rateLimit.limit === 3_000, 'the rate-limit headers are reported');
+});
+
+test('trackAll splits into requests within the limit and maps rejections in every chunk to the caller’s indexes', async () => {
+  const blocked = [3, 80, 160, 199];
+  braze.control.setBlockedExternalIds(blocked.map((i) => `bulk-${i}`));
+  const attributes = Array.from({ length: 200 }, (_, i) => ({ external_id: `bulk-${i}`, tier: 'a' }));
+  const events = Array.from({ length: 100 }, (_, i) => ({ external_id: `bulk-${i + 50}`, name: 'synced', time: '2026-01-01T00:00:00Z' }));
+  events[77] = { ...events[77]!, time: 'not a time' };
+  const result = await client.trackAll({ attributes, events });
+  assert.equal(braze.control.requestCounts()['POST /users/track'], 3);
+  assert.deepEqual(
+    result.attributes.rejected.map((r) => [r.index, r.object]),
+    blocked.map((i) => [i, attributes[i]]),
+  );
+  assert.equal(result.attributes.accepted.length, 196);
+  // bulk-80 is events[30] (blocked); events[77] has a bad time and lands in the second request.
+  assert.deepEqual(
+    result.events.rejected.map((r) => [r.index, r.object, r.reason]),
+    [
+      [30, events[30], 'provided external_id is blacklisted and disallowed'],
+      [77, events[77], "'time' is required and must be an ISO-8601 time"],
+    ],
+  );
+  assert.equal(braze.control.user('bulk-199'), undefined);
+  assert.equal(braze.control.user('bulk-198')?.customAttributes?.get('tier'), 'a');
 });
 
 test('a request over the object limit is refused before it is sent', async () => {
@@ -106,4 +132,35 @@ test('partner cohorts: create, change members, split at 1,000 ids, 401 without e
   } finally {
     await locked.close();
   }
+});
+
+describe('request splitting (pure)', () => {
+  const objects = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => ({ id: `${prefix}${i}` }));
+
+  test('per_array: each array is cut at the limit independently, with caller indexes kept', () => {
+    const chunks = chunkTrackPayload({ attributes: objects('a', 160), events: objects('e', 10) }, { mode: 'per_array', max: 75 });
+    assert.deepEqual(chunks.map((c) => [c.payload.attributes?.length, c.payload.events?.length]), [[75, 10], [75, undefined], [10, undefined]]);
+    assert.deepEqual(chunks[2]!.callerIndexes.attributes, Array.from({ length: 10 }, (_, i) => 150 + i));
+  });
+
+  test('combined: all arrays together stay within the limit, in attributes → events → purchases order', () => {
+    const chunks = chunkTrackPayload({ attributes: objects('a', 30), events: objects('e', 30), purchases: objects('p', 5) }, { mode: 'combined', max: 50 });
+    assert.deepEqual(chunks.map((c) => [c.payload.attributes?.length, c.payload.events?.length, c.payload.purchases?.length]), [[30, 20, undefined], [undefined, 10, 5]]);
+    assert.deepEqual(chunks[1]!.callerIndexes.events, Array.from({ length: 10 }, (_, i) => 20 + i));
+  });
+
+  test('partner cohort changes are packed into requests of at most 1,000 ids across all entries, order kept', () => {
+    const ids = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
+    const aliases = Array.from({ length: 300 }, (_, i) => ({ aliasName: `n${i}`, aliasLabel: 'amp' }));
+    const requests = splitPartnerCohortChanges([
+      { userIds: ids('u', 900), deviceIds: ids('d', 200), shouldRemove: false },
+      { userIds: ids('r', 700), aliases, shouldRemove: true },
+    ]);
+    const count = (c: { userIds?: string[]; deviceIds?: string[]; aliases?: unknown[] }) => (c.userIds?.length ?? 0) + (c.deviceIds?.length ?? 0) + (c.aliases?.length ?? 0);
+    assert.deepEqual(requests.map((r) => r.reduce((n, c) => n + count(c), 0)), [1_000, 1_000, 100]);
+    assert.deepEqual(requests[0]!.map((c) => [c.userIds?.length, c.deviceIds?.length, c.shouldRemove]), [[900, 100, false]]);
+    assert.deepEqual(requests[1]!.map((c) => [c.userIds?.length, c.deviceIds?.length, c.aliases?.length, c.shouldRemove]), [[undefined, 100, undefined, false], [700, undefined, 200, true]]);
+    assert.deepEqual(requests.flat().flatMap((c) => c.userIds ?? []), [...ids('u', 900), ...ids('r', 700)]);
+    assert.deepEqual(requests[2]![0]!.aliases, aliases.slice(200));
+  });
 });

@@ -27,6 +27,8 @@ test('an outage is retryable; a rejection is not, and keeps the vendor message',
 test('other errors pass through unchanged, and the wrapper applies the mapping', async () => {
   const plain = new Error('bug');
   assert.equal(toActivityFailure(plain), plain);
+  const mapped = toActivityFailure(new RetryableVendorError(details));
+  assert.equal(toActivityFailure(mapped), mapped, 'an ApplicationFailure is never mapped twice');
   const wrapped = withVendorFailures(() => Promise.reject(new RateLimitedError(details, 1_000)));
   await assert.rejects(wrapped(), (error: unknown) => error instanceof ApplicationFailure && error.type === 'RateLimited');
 });

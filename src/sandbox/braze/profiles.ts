@@ -1,56 +1,115 @@
 /**
- * The Braze sandbox's user store: profiles addressable by external_id, alias, braze_id, email or phone, with
- * Braze's attribute semantics (types, `inc`, array add/remove with move-to-end and front truncation, `null`
- * unsets, nested-object merge) and its own independent data-point count under the legacy rules.
+ * The Braze sandbox's user store: profiles addressable by external_id, alias, braze_id, email, phone or
+ * device_id, kept compact because a benchmark seeds about two million of them (maps are created on first
+ * write, braze_ids are derived from the slot number), plus the workspace's independent data-point counter.
  */
+import type { UserAlias } from './json-values.js';
 
-export interface UserAlias {
-  alias_name: string;
-  alias_label: string;
+/** first/last/count of a custom event or a purchased product, as `/users/export/ids` reports them. */
+export interface ActivitySummary {
+  first: string;
+  last: string;
+  count: number;
 }
 
-export interface Profile {
-  brazeId: string;
-  externalId?: string;
-  aliases: UserAlias[];
-  email?: string;
-  phone?: string;
-  /** Created lazily: most seeded users are never written to. */
-  customAttributes?: Map<string, unknown>;
+export type DataPointKind =
+  | 'attribute'
+  | 'array_add'
+  | 'array_remove'
+  | 'increment'
+  | 'nested_key'
+  | 'event'
+  | 'event_property'
+  | 'purchase'
+  | 'purchase_property'
+  | 'cohort_assignment';
+
+export type Identifier = { kind: 'external_id' | 'braze_id' | 'email' | 'phone' | 'device_id'; value: string } | { kind: 'user_alias'; alias: UserAlias };
+
+const NO_ALIASES: readonly UserAlias[] = Object.freeze([]);
+const NO_DEVICES: readonly string[] = Object.freeze([]);
+
+/** What most profiles never have, kept out of the profile itself until first needed. */
+export interface ProfileDetails {
+  aliases: readonly UserAlias[];
+  deviceIds: readonly string[];
+  /** Braze's standard fields (email, phone, first_name, …): billed like custom attributes, stored apart. */
   standardAttributes?: Map<string, unknown>;
-  customEvents?: Map<string, { first: string; last: string; count: number }>;
-  purchases?: number;
+  customEvents?: Map<string, ActivitySummary>;
+  /** By product_id. */
+  purchases?: Map<string, ActivitySummary>;
 }
 
-export type DataPointKind = 'attribute' | 'array_add' | 'array_remove' | 'nested_key' | 'increment' | 'event' | 'event_property' | 'purchase' | 'purchase_property' | 'cohort_assignment';
+export class Profile {
+  externalId: string | undefined;
+  /** Created on first write: most seeded users are never written to. */
+  customAttributes: Map<string, unknown> | undefined = undefined;
+  private details: ProfileDetails | undefined = undefined;
 
-/** Braze's standard profile fields: stored apart from custom attributes (and billed the same). */
-export const STANDARD_FIELDS = new Set([
-  'country', 'current_location', 'date_of_first_session', 'date_of_last_session', 'dob', 'email', 'email_subscribe',
-  'email_open_tracking_disabled', 'email_click_tracking_disabled', 'facebook', 'first_name', 'gender', 'home_city',
-  'image_url', 'language', 'last_name', 'marked_email_as_spam_at', 'phone', 'push_subscribe', 'push_tokens', 'time_zone',
-  'twitter', 'subscription_groups',
-]);
+  constructor(
+    readonly slot: number,
+    externalId: string | undefined,
+  ) {
+    this.externalId = externalId;
+  }
 
-export const IDENTIFIER_FIELDS = new Set(['external_id', 'user_alias', 'braze_id', 'email', 'phone', '_update_existing_only', '_merge_objects', 'app_id']);
+  get brazeId(): string {
+    return this.slot.toString(16).padStart(24, '0');
+  }
+
+  /** Anonymous profiles are the only ones a device_id can address in cohort imports. */
+  get identified(): boolean {
+    return this.externalId !== undefined;
+  }
+
+  get aliases(): readonly UserAlias[] {
+    return this.details?.aliases ?? NO_ALIASES;
+  }
+
+  get deviceIds(): readonly string[] {
+    return this.details?.deviceIds ?? NO_DEVICES;
+  }
+
+  get standardAttributes(): ReadonlyMap<string, unknown> | undefined {
+    return this.details?.standardAttributes;
+  }
+
+  get customEvents(): ReadonlyMap<string, ActivitySummary> | undefined {
+    return this.details?.customEvents;
+  }
+
+  get purchases(): ReadonlyMap<string, ActivitySummary> | undefined {
+    return this.details?.purchases;
+  }
+
+  /** The details for writing, created on first use. */
+  edit(): ProfileDetails {
+    return (this.details ??= { aliases: NO_ALIASES, deviceIds: NO_DEVICES });
+  }
+}
+
+const BRAZE_ID = /^[0-9a-f]{24}$/;
 
 export class ProfileStore {
-  private byExternalId = new Map<string, Profile>();
-  private byAlias = new Map<string, Profile>();
-  private byBrazeId = new Map<string, Profile>();
-  private byEmail = new Map<string, Profile>();
-  private byPhone = new Map<string, Profile>();
-  private nextBrazeId = 1;
+  private readonly slots: Array<Profile | undefined> = [];
+  private live = 0;
+  private readonly byExternalId = new Map<string, Profile>();
+  private readonly byAlias = new Map<string, Profile>();
+  private readonly byEmail = new Map<string, Profile>();
+  private readonly byPhone = new Map<string, Profile>();
+  private readonly byDevice = new Map<string, Profile>();
   readonly dataPoints = new Map<DataPointKind, number>();
 
-  constructor(readonly maxArrayLength: number) {}
-
   get size(): number {
-    return this.byBrazeId.size;
+    return this.live;
+  }
+
+  contains(profile: Profile): boolean {
+    return this.slots[profile.slot] === profile;
   }
 
   *profiles(): Generator<Profile> {
-    yield* this.byBrazeId.values();
+    for (const profile of this.slots) if (profile) yield profile;
   }
 
   count(kind: DataPointKind, points = 1): void {
@@ -63,40 +122,33 @@ export class ProfileStore {
     return total;
   }
 
-  create(ids: { externalId?: string; alias?: UserAlias; email?: string; phone?: string }): Profile {
-    const profile: Profile = { brazeId: `braze-${(this.nextBrazeId++).toString(16).padStart(12, '0')}`, aliases: [] };
-    this.byBrazeId.set(profile.brazeId, profile);
-    if (ids.externalId) this.setExternalId(profile, ids.externalId);
-    if (ids.alias) this.addAlias(profile, ids.alias);
-    if (ids.email) {
-      profile.email = ids.email;
-      this.byEmail.set(ids.email, profile);
+  find(identifier: Identifier): Profile | undefined {
+    switch (identifier.kind) {
+      case 'external_id':
+        return this.byExternalId.get(identifier.value);
+      case 'user_alias':
+        return this.byAlias.get(aliasKey(identifier.alias));
+      case 'braze_id':
+        return BRAZE_ID.test(identifier.value) ? this.slots[parseInt(identifier.value, 16)] : undefined;
+      case 'email':
+        return this.byEmail.get(identifier.value);
+      case 'phone':
+        return this.byPhone.get(identifier.value);
+      case 'device_id':
+        return this.byDevice.get(identifier.value);
     }
-    if (ids.phone) {
-      profile.phone = ids.phone;
-      this.byPhone.set(ids.phone, profile);
-    }
+  }
+
+  /** Creates a profile known by `identifier` (a braze_id cannot be chosen, so it creates an anonymous one). */
+  create(identifier?: Identifier): Profile {
+    const profile = new Profile(this.slots.length, undefined);
+    this.slots.push(profile);
+    this.live += 1;
+    if (identifier?.kind === 'external_id') this.setExternalId(profile, identifier.value);
+    else if (identifier?.kind === 'user_alias') this.addAlias(profile, identifier.alias);
+    else if (identifier?.kind === 'email' || identifier?.kind === 'phone') this.setStandardAttribute(profile, identifier.kind, identifier.value);
+    else if (identifier?.kind === 'device_id') this.addDevice(profile, identifier.value);
     return profile;
-  }
-
-  byExternal(externalId: string): Profile | undefined {
-    return this.byExternalId.get(externalId);
-  }
-
-  byUserAlias(alias: UserAlias): Profile | undefined {
-    return this.byAlias.get(aliasKey(alias));
-  }
-
-  byBraze(brazeId: string): Profile | undefined {
-    return this.byBrazeId.get(brazeId);
-  }
-
-  byEmailAddress(email: string): Profile | undefined {
-    return this.byEmail.get(email);
-  }
-
-  byPhoneNumber(phone: string): Profile | undefined {
-    return this.byPhone.get(phone);
   }
 
   setExternalId(profile: Profile, externalId: string): void {
@@ -104,123 +156,91 @@ export class ProfileStore {
     this.byExternalId.set(externalId, profile);
   }
 
-  /** A user has at most one alias name per label. */
+  /** A user has at most one alias name per label, and an alias belongs to one user. */
   addAlias(profile: Profile, alias: UserAlias): boolean {
     if (profile.aliases.some((a) => a.alias_label === alias.alias_label) || this.byAlias.has(aliasKey(alias))) return false;
-    profile.aliases.push({ alias_name: alias.alias_name, alias_label: alias.alias_label });
+    profile.edit().aliases = [...profile.aliases, { alias_name: alias.alias_name, alias_label: alias.alias_label }];
     this.byAlias.set(aliasKey(alias), profile);
     return true;
   }
 
+  addDevice(profile: Profile, deviceId: string): void {
+    if (this.byDevice.has(deviceId)) return;
+    profile.edit().deviceIds = [...profile.deviceIds, deviceId];
+    this.byDevice.set(deviceId, profile);
+  }
+
+  /** Writes a standard field, keeping the email and phone lookups in step (the latest writer wins a shared value). */
+  setStandardAttribute(profile: Profile, key: string, value: unknown): void {
+    const attributes = (profile.edit().standardAttributes ??= new Map<string, unknown>());
+    const index = key === 'email' ? this.byEmail : key === 'phone' ? this.byPhone : undefined;
+    const previous = attributes.get(key);
+    if (index && typeof previous === 'string' && index.get(previous) === profile) index.delete(previous);
+    if (value === null) attributes.delete(key);
+    else attributes.set(key, value);
+    if (index && typeof value === 'string') index.set(value, profile);
+  }
+
   delete(profile: Profile): void {
-    this.byBrazeId.delete(profile.brazeId);
-    if (profile.externalId) this.byExternalId.delete(profile.externalId);
+    if (!this.contains(profile)) return;
+    this.slots[profile.slot] = undefined;
+    this.live -= 1;
+    if (profile.externalId !== undefined) this.byExternalId.delete(profile.externalId);
     for (const alias of profile.aliases) this.byAlias.delete(aliasKey(alias));
-    if (profile.email) this.byEmail.delete(profile.email);
-    if (profile.phone) this.byPhone.delete(profile.phone);
+    for (const deviceId of profile.deviceIds) this.byDevice.delete(deviceId);
+    for (const [key, index] of [['email', this.byEmail], ['phone', this.byPhone]] as const) {
+      const value = profile.standardAttributes?.get(key);
+      if (typeof value === 'string' && index.get(value) === profile) index.delete(value);
+    }
   }
 
-  /** Applies one attribute write and counts its data points. Validation happened before. */
-  applyAttribute(profile: Profile, key: string, value: unknown, mergeObjects: boolean): void {
-    const standard = STANDARD_FIELDS.has(key);
-    const attributes = standard ? (profile.standardAttributes ??= new Map()) : (profile.customAttributes ??= new Map());
-    if (standard && key === 'email' && typeof value === 'string') {
-      profile.email = value;
-      this.byEmail.set(value, profile);
+  /**
+   * Folds `from` into `into` and deletes `from` (identify and merge): attributes only `from` has are copied,
+   * event and purchase summaries are combined, and its aliases and devices move over.
+   */
+  absorb(from: Profile, into: Profile): void {
+    this.delete(from);
+    into.customAttributes = fillMissing(into.customAttributes, from.customAttributes);
+    for (const [key, value] of from.standardAttributes ?? []) {
+      if (!into.standardAttributes?.has(key)) this.setStandardAttribute(into, key, value);
     }
-    if (value === null) {
-      attributes.delete(key);
-      this.count('attribute');
-      return;
-    }
-    if (isArrayOperation(value)) {
-      const current = Array.isArray(attributes.get(key)) ? [...(attributes.get(key) as unknown[])] : [];
-      for (const item of value.add ?? []) {
-        const at = current.indexOf(item);
-        if (at >= 0) current.splice(at, 1); // re-adding a value moves it to the end
-        current.push(item);
-      }
-      for (const item of value.remove ?? []) {
-        const at = current.indexOf(item);
-        if (at >= 0) current.splice(at, 1);
-      }
-      attributes.set(key, current.slice(Math.max(0, current.length - this.maxArrayLength)));
-      this.count('array_add', value.add?.length ?? 0);
-      this.count('array_remove', value.remove?.length ?? 0);
-      return;
-    }
-    if (isIncrement(value)) {
-      const current: unknown = attributes.get(key);
-      attributes.set(key, (typeof current === 'number' ? current : 0) + value.inc);
-      this.count('increment');
-      return;
-    }
-    if (Array.isArray(value)) {
-      const unique = [...new Set<unknown>(value)];
-      attributes.set(key, unique.slice(Math.max(0, unique.length - this.maxArrayLength)));
-      this.count('attribute');
-      return;
-    }
-    if (typeof value === 'object') {
-      const current: unknown = attributes.get(key);
-      const next: unknown = mergeObjects && isPlainObject(current) ? deepMerge(current, value as Record<string, unknown>) : structuredClone(value);
-      attributes.set(key, next);
-      this.count('nested_key', Math.max(1, countKeys(value as Record<string, unknown>)));
-      return;
-    }
-    attributes.set(key, value);
-    this.count('attribute');
-  }
-
-  recordEvent(profile: Profile, name: string, time: string, propertyCount: number): void {
-    const events = (profile.customEvents ??= new Map<string, { first: string; last: string; count: number }>());
-    const existing = events.get(name);
-    if (existing) {
-      existing.count += 1;
-      if (time < existing.first) existing.first = time;
-      if (time > existing.last) existing.last = time;
-    } else {
-      events.set(name, { first: time, last: time, count: 1 });
-    }
-    this.count('event');
-    this.count('event_property', propertyCount);
-  }
-
-  recordPurchase(profile: Profile, quantity: number, propertyCount: number): void {
-    profile.purchases = (profile.purchases ?? 0) + quantity;
-    this.count('purchase', quantity);
-    this.count('purchase_property', propertyCount);
+    const details = into.edit();
+    details.customEvents = combineSummaries(details.customEvents, from.customEvents);
+    details.purchases = combineSummaries(details.purchases, from.purchases);
+    for (const alias of from.aliases) this.addAlias(into, alias);
+    for (const deviceId of from.deviceIds) this.addDevice(into, deviceId);
   }
 }
 
-export function aliasKey(alias: UserAlias): string {
+/** Adds `count` occurrences at `time` to the summary of `name`. */
+export function recordActivity(summaries: Map<string, ActivitySummary>, name: string, time: string, count: number): void {
+  const existing = summaries.get(name);
+  if (!existing) {
+    summaries.set(name, { first: time, last: time, count });
+    return;
+  }
+  existing.count += count;
+  if (time < existing.first) existing.first = time;
+  if (time > existing.last) existing.last = time;
+}
+
+function aliasKey(alias: UserAlias): string {
   return `${alias.alias_label}\u0000${alias.alias_name}`;
 }
 
-export function isArrayOperation(value: unknown): value is { add?: unknown[]; remove?: unknown[] } {
-  if (!isPlainObject(value)) return false;
-  const keys = Object.keys(value);
-  return keys.length > 0 && keys.every((k) => (k === 'add' || k === 'remove') && Array.isArray(value[k]));
+function fillMissing(target: Map<string, unknown> | undefined, source: ReadonlyMap<string, unknown> | undefined): Map<string, unknown> | undefined {
+  if (!source) return target;
+  const filled = target ?? new Map<string, unknown>();
+  for (const [key, value] of source) if (!filled.has(key)) filled.set(key, value);
+  return filled;
 }
 
-export function isIncrement(value: unknown): value is { inc: number } {
-  return isPlainObject(value) && Object.keys(value).length === 1 && typeof value.inc === 'number';
-}
-
-export function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function deepMerge(base: Record<string, unknown>, patch: Record<string, unknown>): Record<string, unknown> {
-  const merged: Record<string, unknown> = { ...base };
-  for (const [key, value] of Object.entries(patch)) {
-    merged[key] = isPlainObject(value) && isPlainObject(base[key]) ? deepMerge(base[key], value) : value;
+function combineSummaries(target: Map<string, ActivitySummary> | undefined, source: ReadonlyMap<string, ActivitySummary> | undefined): Map<string, ActivitySummary> | undefined {
+  if (!source) return target;
+  const combined = target ?? new Map<string, ActivitySummary>();
+  for (const [name, summary] of source) {
+    recordActivity(combined, name, summary.first, summary.count);
+    recordActivity(combined, name, summary.last, 0);
   }
-  return merged;
-}
-
-function countKeys(object: Record<string, unknown>): number {
-  let keys = 0;
-  for (const value of Object.values(object)) keys += isPlainObject(value) ? countKeys(value) : 1;
-  return keys;
+  return combined;
 }

@@ -3,150 +3,172 @@
  * 201 `success` body while valid objects still apply, `_update_existing_only` per identifier kind, and the
  * order attributes → events → purchases.
  */
-import { IDENTIFIER_FIELDS, isPlainObject, type Profile, type ProfileStore, type UserAlias } from './profiles.js';
+import { applyAttribute, isNested, nestedWriteIsValid, parseAttribute, type AttributeWrite } from './attributes.js';
+import { badRequest, isAlias, isPlainObject, nonEmptyString, success, type Reply } from './json-values.js';
+import { recordActivity, type ActivitySummary, type Identifier, type Profile, type ProfileStore } from './profiles.js';
 
 export type ObjectLimit = { mode: 'per_array'; max: number } | { mode: 'combined'; max: number };
 
-type TrackArray = 'attributes' | 'events' | 'purchases';
-
-export interface TrackError {
-  type: string;
-  input_array: TrackArray;
-  index: number;
+export interface TrackLimits {
+  objectLimit: ObjectLimit;
+  blockedExternalIds: ReadonlySet<string>;
+  maxArrayLength: number;
 }
 
-export type TrackResponse = { status: 400; body: Record<string, unknown> } | { status: 201; body: Record<string, unknown> };
+const TRACK_ARRAYS = ['attributes', 'events', 'purchases'] as const;
+type TrackArray = (typeof TRACK_ARRAYS)[number];
 
 const MISSING_IDENTIFIER = "'external_id' or 'braze_id' or 'user_alias' is required";
 const BLOCKED = 'provided external_id is blacklisted and disallowed';
+const REQUEST_FLAGS = new Set(['external_id', 'user_alias', 'braze_id', '_update_existing_only', '_merge_objects']);
+const MAX_QUANTITY = 100;
 
-export function handleTrack(body: unknown, store: ProfileStore, limits: { objectLimit: ObjectLimit; blockedExternalIds: ReadonlySet<string> }, now: Date): TrackResponse {
-  if (!isPlainObject(body)) return badRequest('Invalid request body');
-  const arrays: Partial<Record<TrackArray, unknown[]>> = {};
-  for (const name of ['attributes', 'events', 'purchases'] as const) {
-    if (body[name] === undefined) continue;
-    if (!Array.isArray(body[name])) return badRequest(`'${name}' must be an array`);
-    arrays[name] = body[name];
+/** A validated object, ready to apply. */
+interface Accepted {
+  identifier: Identifier;
+  createIfMissing: boolean;
+  apply(profile: Profile, context: ApplyContext): void;
+}
+
+interface ApplyContext {
+  store: ProfileStore;
+  now: Date;
+  maxArrayLength: number;
+  /** False when some nested value in the request is invalid: Braze then silently drops every nested write. */
+  nestedWritesAllowed: boolean;
+}
+
+export function handleTrack(body: Record<string, unknown>, store: ProfileStore, limits: TrackLimits, now: Date): Reply {
+  const arrays: Array<[TrackArray, unknown[]]> = [];
+  for (const name of TRACK_ARRAYS) {
+    const value = body[name];
+    if (value === undefined) continue;
+    if (!Array.isArray(value)) return badRequest(`'${name}' must be an array`);
+    arrays.push([name, value]);
   }
-  const sizes = Object.values(arrays).map((a) => a.length);
-  if (sizes.length === 0) return badRequest("Request must contain 'attributes', 'events' or 'purchases'");
-  const overLimit =
-    limits.objectLimit.mode === 'per_array' ? sizes.some((n) => n > limits.objectLimit.max) : sizes.reduce((a, b) => a + b, 0) > limits.objectLimit.max;
+  if (arrays.length === 0) return badRequest("Request must contain 'attributes', 'events' or 'purchases'");
+  const sizes = arrays.map(([, objects]) => objects.length);
+  const { mode, max } = limits.objectLimit;
+  const overLimit = mode === 'per_array' ? sizes.some((n) => n > max) : sizes.reduce((a, b) => a + b, 0) > max;
   if (overLimit) return { status: 400, body: { message: 'Max Input Length Exceeded', errors: [] } };
 
-  const errors: TrackError[] = [];
-  const processed: Record<string, number> = {};
-  for (const name of ['attributes', 'events', 'purchases'] as const) {
-    const objects = arrays[name];
-    if (!objects) continue;
+  const errors: Array<{ type: string; input_array: TrackArray; index: number }> = [];
+  const counts: Record<string, number> = {};
+  const accepted: Accepted[] = [];
+  const nestedWrites: AttributeWrite[] = [];
+  for (const [name, objects] of arrays) {
     objects.forEach((object, index) => {
-      const error = applyObject(name, object, store, limits.blockedExternalIds, now);
-      if (error) errors.push({ type: error, input_array: name, index });
+      const result = validate(name, object, limits.blockedExternalIds, nestedWrites);
+      if (typeof result === 'string') errors.push({ type: result, input_array: name, index });
+      else accepted.push(result);
     });
-    processed[`${name}_processed`] = objects.length - errors.filter((e) => e.input_array === name).length;
+    counts[`${name}_processed`] = objects.length - errors.filter((e) => e.input_array === name).length;
   }
-  return { status: 201, body: { message: 'success', ...processed, ...(errors.length > 0 ? { errors } : {}) } };
-}
 
-function badRequest(message: string): TrackResponse {
-  return { status: 400, body: { message } };
-}
-
-/** Validates and applies one object; returns Braze's reason when it is rejected. */
-function applyObject(array: TrackArray, object: unknown, store: ProfileStore, blocked: ReadonlySet<string>, now: Date): string | undefined {
-  if (!isPlainObject(object)) return 'object is not valid JSON object';
-  const identity = identify(object);
-  if (!identity) return MISSING_IDENTIFIER;
-  if (identity.externalId !== undefined && blocked.has(identity.externalId)) return BLOCKED;
-  const problem = array === 'attributes' ? attributeProblem(object) : array === 'events' ? eventProblem(object) : purchaseProblem(object);
-  if (problem) return problem;
-
-  const profile = findOrCreate(object, identity, store);
-  if (!profile) return undefined; // update-only write to an unknown user: accepted, nothing happens, nothing billed
-  if (array === 'attributes') {
-    const merge = object._merge_objects === true;
-    for (const [key, value] of Object.entries(object)) {
-      if (!IDENTIFIER_FIELDS.has(key)) store.applyAttribute(profile, key, value, merge);
-    }
-  } else if (array === 'events') {
-    const time = clampToNow(String(object.time), now);
-    store.recordEvent(profile, String(object.name), time, Object.keys((object.properties as object | undefined) ?? {}).length);
-  } else {
-    store.recordPurchase(profile, typeof object.quantity === 'number' ? object.quantity : 1, Object.keys((object.properties as object | undefined) ?? {}).length);
+  const context: ApplyContext = { store, now, maxArrayLength: limits.maxArrayLength, nestedWritesAllowed: nestedWrites.every(nestedWriteIsValid) };
+  for (const object of accepted) {
+    const profile = store.find(object.identifier) ?? (object.createIfMissing ? store.create(object.identifier) : undefined);
+    // An update-only write to an unknown user is accepted, changes nothing and costs nothing.
+    if (profile) object.apply(profile, context);
   }
-  return undefined;
+  return success(201, { ...counts, ...(errors.length > 0 ? { errors } : {}) });
 }
 
-interface Identity {
-  externalId?: string;
-  alias?: UserAlias;
-  brazeId?: string;
-  email?: string;
-  phone?: string;
-}
-
-function identify(object: Record<string, unknown>): Identity | undefined {
-  const alias = object.user_alias;
-  if (typeof object.external_id === 'string' && object.external_id !== '') return { externalId: object.external_id };
-  if (isPlainObject(alias) && typeof alias.alias_name === 'string' && typeof alias.alias_label === 'string' && alias.alias_name && alias.alias_label) {
-    return { alias: { alias_name: alias.alias_name, alias_label: alias.alias_label } };
-  }
-  if (typeof object.braze_id === 'string' && object.braze_id !== '') return { brazeId: object.braze_id };
-  if (typeof object.email === 'string' && object.email !== '') return { email: object.email };
-  if (typeof object.phone === 'string' && object.phone !== '') return { phone: object.phone };
-  return undefined;
+function validate(array: TrackArray, object: unknown, blocked: ReadonlySet<string>, nestedWrites: AttributeWrite[]): Accepted | string {
+  if (!isPlainObject(object)) return 'object must be a JSON object';
+  const target = targetOf(object);
+  if (!target) return MISSING_IDENTIFIER;
+  if (target.identifier.kind === 'external_id' && blocked.has(target.identifier.value)) return BLOCKED;
+  const apply = array === 'attributes' ? validateAttributes(object, target.identifier, nestedWrites) : array === 'events' ? validateEvent(object) : validatePurchase(object);
+  return typeof apply === 'string' ? apply : { ...target, apply };
 }
 
 /**
- * `_update_existing_only`: external_id, email and phone create unless it is true; an alias creates only when
- * it is explicitly false; a braze_id never creates.
+ * `_update_existing_only`: external_id, email and phone create a profile unless it is true; an alias creates
+ * one only when it is explicitly false; a braze_id never creates. When both are sent, email wins over phone.
  */
-function findOrCreate(object: Record<string, unknown>, identity: Identity, store: ProfileStore): Profile | undefined {
-  const flag = object._update_existing_only;
-  if (identity.externalId !== undefined) return store.byExternal(identity.externalId) ?? (flag === true ? undefined : store.create({ externalId: identity.externalId }));
-  if (identity.alias) return store.byUserAlias(identity.alias) ?? (flag === false ? store.create({ alias: identity.alias }) : undefined);
-  if (identity.brazeId !== undefined) return store.byBraze(identity.brazeId);
-  if (identity.email !== undefined) return store.byEmailAddress(identity.email) ?? (flag === true ? undefined : store.create({ email: identity.email }));
-  const phone = identity.phone ?? '';
-  return store.byPhoneNumber(phone) ?? (flag === true ? undefined : store.create({ phone }));
-}
-
-function attributeProblem(object: Record<string, unknown>): string | undefined {
-  if ('app_id' in object) return "'app_id' is not allowed on attribute objects";
-  for (const [key, value] of Object.entries(object)) {
-    if (IDENTIFIER_FIELDS.has(key)) continue;
-    if (key.startsWith('$')) return `attribute key '${key}' must not start with '$'`;
-    if (key.length > 255) return 'attribute keys must be at most 255 characters';
-    if (typeof value === 'string' && value.length > 255) return `'${key}' must be a string of at most 255 characters`;
-    if (Array.isArray(value) && value.some((item) => typeof item === 'string' && item.length > 255)) return `'${key}' array values must be at most 255 characters`;
+function targetOf(object: Record<string, unknown>): { identifier: Identifier; createIfMissing: boolean } | undefined {
+  const updateOnly = object._update_existing_only;
+  if (nonEmptyString(object.external_id)) return { identifier: { kind: 'external_id', value: object.external_id }, createIfMissing: updateOnly !== true };
+  if (isAlias(object.user_alias)) {
+    const { alias_name, alias_label } = object.user_alias;
+    return { identifier: { kind: 'user_alias', alias: { alias_name, alias_label } }, createIfMissing: updateOnly === false };
   }
+  if (nonEmptyString(object.braze_id)) return { identifier: { kind: 'braze_id', value: object.braze_id }, createIfMissing: false };
+  if (nonEmptyString(object.email)) return { identifier: { kind: 'email', value: object.email }, createIfMissing: updateOnly !== true };
+  if (nonEmptyString(object.phone)) return { identifier: { kind: 'phone', value: object.phone }, createIfMissing: updateOnly !== true };
   return undefined;
 }
 
-function eventProblem(object: Record<string, unknown>): string | undefined {
-  if (typeof object.name !== 'string' || object.name === '') return "'name' is required";
-  if (typeof object.time !== 'string' || Number.isNaN(Date.parse(object.time))) return "'time' is required and must be an ISO-8601 time";
-  return propertiesProblem(object.properties);
+function validateAttributes(object: Record<string, unknown>, identifier: Identifier, nestedWrites: AttributeWrite[]): Accepted['apply'] | string {
+  if ('app_id' in object) return "'app_id' is not allowed on attribute objects";
+  const writes: Array<[string, AttributeWrite]> = [];
+  for (const [key, value] of Object.entries(object)) {
+    if (REQUEST_FLAGS.has(key) || key === identifier.kind) continue;
+    const write = parseAttribute(key, value);
+    if (typeof write === 'string') return write;
+    writes.push([key, write]);
+  }
+  for (const [, write] of writes) if (isNested(write)) nestedWrites.push(write);
+  const mergeObjects = object._merge_objects === true;
+  return (profile, { store, maxArrayLength, nestedWritesAllowed }) => {
+    for (const [key, write] of writes) {
+      if (nestedWritesAllowed || !isNested(write)) applyAttribute(store, profile, key, write, { mergeObjects, maxArrayLength });
+    }
+  };
 }
 
-function purchaseProblem(object: Record<string, unknown>): string | undefined {
-  if (typeof object.product_id !== 'string' || object.product_id === '' || object.product_id.length > 255) return "'product_id' is required";
+function validateEvent(object: Record<string, unknown>): Accepted['apply'] | string {
+  if (!nonEmptyString(object.name)) return "'name' is required";
+  const time = parseBrazeTime(object.time);
+  if (time === undefined) return "'time' is required and must be an ISO-8601 time";
+  const properties = propertiesOf(object.properties);
+  if (typeof properties === 'string') return properties;
+  const name = object.name;
+  return (profile, { store, now }) => {
+    recordActivity((profile.edit().customEvents ??= new Map<string, ActivitySummary>()), name, clampToNow(time, now), 1);
+    store.count('event');
+    store.count('event_property', properties);
+  };
+}
+
+function validatePurchase(object: Record<string, unknown>): Accepted['apply'] | string {
+  if (!nonEmptyString(object.product_id) || object.product_id.length > 255) return "'product_id' is required and must be at most 255 characters";
   if (typeof object.currency !== 'string' || !/^[A-Z]{3}$/.test(object.currency)) return "'currency' must be an ISO-4217 code";
   if (typeof object.price !== 'number') return "'price' is required";
-  if (object.quantity !== undefined && (typeof object.quantity !== 'number' || object.quantity < 1 || object.quantity > 100)) return "'quantity' must be between 1 and 100";
-  return propertiesProblem(object.properties);
+  const quantity = object.quantity ?? 1;
+  if (typeof quantity !== 'number' || !Number.isInteger(quantity) || quantity < 1 || quantity > MAX_QUANTITY) return `'quantity' must be an integer between 1 and ${MAX_QUANTITY}`;
+  const time = object.time === undefined ? null : parseBrazeTime(object.time);
+  if (time === undefined) return "'time' must be an ISO-8601 time";
+  const properties = propertiesOf(object.properties);
+  if (typeof properties === 'string') return properties;
+  const productId = object.product_id;
+  return (profile, { store, now }) => {
+    recordActivity((profile.edit().purchases ??= new Map<string, ActivitySummary>()), productId, clampToNow(time ?? now.getTime(), now), quantity);
+    // A quantity of n is recorded as n purchases.
+    store.count('purchase', quantity);
+    store.count('purchase_property', properties);
+  };
 }
 
-function propertiesProblem(properties: unknown): string | undefined {
-  if (properties === undefined) return undefined;
+/** Validates event or purchase properties and returns how many there are. */
+function propertiesOf(properties: unknown): number | string {
+  if (properties === undefined) return 0;
   if (!isPlainObject(properties)) return "'properties' must be an object";
   for (const [key, value] of Object.entries(properties)) {
     if (key === '' || key.length > 255 || key.startsWith('$') || key === 'time' || key === 'event_name') return `invalid property key '${key}'`;
     if (typeof value === 'string' && value.length > 255) return `property '${key}' must be at most 255 characters`;
   }
-  return undefined;
+  return Object.keys(properties).length;
 }
 
-function clampToNow(time: string, now: Date): string {
-  return Date.parse(time) > now.getTime() ? now.toISOString() : new Date(time).toISOString();
+/** ISO-8601, or Braze's other accepted form `yyyy-MM-dd'T'HH:mm:ss:SSSZ`; epoch ms, or undefined when invalid. */
+function parseBrazeTime(value: unknown): number | undefined {
+  if (typeof value !== 'string') return undefined;
+  const parsed = Date.parse(value.replace(/^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d):(\d{3})/, '$1.$2'));
+  return Number.isNaN(parsed) ? undefined : parsed;
+}
+
+function clampToNow(time: number, now: Date): string {
+  return new Date(Math.min(time, now.getTime())).toISOString();
 }
