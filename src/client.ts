@@ -2,7 +2,7 @@
  * The typed client API for other services (and the `ampbraze` CLI, which is built on it). It needs only a
  * Temporal `Client`; credentials for Amplitude and Braze stay with the workers.
  */
-import { ScheduleOverlapPolicy, type Client, type ScheduleHandle, type WorkflowHandle } from '@temporalio/client';
+import { ScheduleOverlapPolicy, type Client, type ScheduleHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import type { DoctorReport } from '../activities/doctor.js';
 import { progressQuery, type CohortSyncProgress } from '../workflows/cohort-sync.js';
@@ -67,7 +67,7 @@ export async function startCohortSync(
   client: Client,
   input: CohortSyncInput,
   options: StartCohortSyncOptions = {},
-): Promise<WorkflowHandle<typeof cohortSync>> {
+): Promise<WorkflowHandleWithFirstExecutionRunId<typeof cohortSync>> {
   const parsed = parseCohortSyncInput(input);
   return client.workflow.start<typeof cohortSync>('cohortSync', {
     taskQueue: options.taskQueue ?? DEFAULT_TASK_QUEUE,

@@ -1,6 +1,7 @@
 /**
- * A worker process is SIGKILLed in the middle of applying pages and another one takes over: the final Braze
- * state is exact and at most the page in flight is sent twice.
+ * A worker process is SIGKILLed in the middle of a sync and another one takes over. Killed while applying pages:
+ * the final Braze state is exact and at most the page in flight is sent twice. Killed while staging the cohort
+ * file: the next attempt resumes after the rows already staged, and no download quota is spent again.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -8,9 +9,13 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { defaultPayloadConverter } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { StagedCohort } from '../activities/cohort-sync-types.js';
 import { getSyncProgress, startCohortSync } from '../src/client.js';
+import { cohortSyncId, cohortSyncInputSchema } from '../src/cohort/input.js';
 import { startSandboxes, type Sandboxes } from '../src/sandbox/sandboxes.js';
+import { openSqliteStateStore } from '../src/store/sqlite.js';
 import { PROJECT_ROOT } from '../src/temporal/cli.js';
 import { connectTestEnvironment, testServerAddress, uniqueTaskQueue } from './helpers/temporal.js';
 
@@ -33,9 +38,9 @@ after(async () => {
 });
 
 /** The real worker entry point, as its own process. */
-function startWorkerProcess(taskQueue: string, stateDb: string): ChildProcess {
+function startWorkerProcess(taskQueue: string, stateDb: string, vendors: Sandboxes = sandboxes): ChildProcess {
   const worker = spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'src', 'worker.ts')], {
-    env: { ...process.env, ...sandboxes.env, TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_TASK_QUEUE: taskQueue, STATE_DB: stateDb },
+    env: { ...process.env, ...vendors.env, TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_TASK_QUEUE: taskQueue, STATE_DB: stateDb },
     stdio: 'ignore',
   });
   workers.push(worker);
@@ -63,14 +68,8 @@ test('killed mid-apply, another worker finishes: exact state, at most one page s
   const result = await handle.result();
   sandboxes.braze.control.setFaults({});
 
-  const expected = new Set<string>();
-  for (const member of sandboxes.dataset.cohortMembers(COHORT)) if (member.userId) expected.add(member.userId);
-  const synced = new Set<string>();
-  for (const profile of sandboxes.braze.control.users()) {
-    const cohorts = profile.customAttributes?.get('amplitude_cohorts');
-    if (Array.isArray(cohorts) && cohorts.includes(COHORT) && profile.externalId) synced.add(profile.externalId);
-  }
-  assert.deepEqual(synced, expected, 'final Braze state is exact');
+  const expected = identifiedMembers(sandboxes);
+  assert.deepEqual(brazeMembers(sandboxes), expected, 'final Braze state is exact');
   assert.equal(result.added, expected.size);
   assert.ok(pagesBeforeKill < Math.ceil(expected.size / PAGE_SIZE), 'the kill happened before the last page');
 
@@ -81,3 +80,76 @@ test('killed mid-apply, another worker finishes: exact state, at most one page s
   const { total } = sandboxes.braze.control.dataPoints();
   assert.ok(total - expected.size <= PAGE_SIZE, `at most one page of writes repeated (${total - expected.size} extra data points)`);
 });
+
+test('killed mid-staging, another worker resumes the file after the rows already staged', async () => {
+  // A cohort file of about 8,000 rows served at 32 KiB/s: several seconds of download to land the kill in.
+  const slow = await startSandboxes({ seed: 6, users: 20_000, dataset: { brazeKnownFraction: 1 }, amplitude: { exportJobDurationMs: 100, fileBytesPerSecond: 32 * 1024 } });
+  const store = { current: undefined as ReturnType<typeof openSqliteStateStore> | undefined };
+  try {
+    const taskQueue = uniqueTaskQueue('crash-staging');
+    const stateDb = join(await mkdtemp(join(tmpdir(), 'crash-staging-')), 'state.db');
+    const first = startWorkerProcess(taskQueue, stateDb, slow);
+    const input = { cohortId: COHORT };
+    const handle = await startCohortSync(env.client, input, { taskQueue });
+    const runId = `${cohortSyncId(cohortSyncInputSchema.parse(input))}/${handle.firstExecutionRunId}`;
+
+    let rowsAtKill = 0;
+    for (let i = 0; i < 600 && rowsAtKill < 2_000; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      const progress = await getSyncProgress(env.client, handle.workflowId).catch(() => undefined);
+      if (progress?.phase !== 'staging') continue;
+      store.current ??= openSqliteStateStore(stateDb);
+      rowsAtKill = (await store.current.stagingCheckpoint(runId))?.rowsConsumed ?? 0;
+    }
+    assert.ok(rowsAtKill >= 2_000, 'the first worker had committed a staging chunk');
+    first.kill('SIGKILL');
+    startWorkerProcess(taskQueue, stateDb, slow);
+    const result = await handle.result();
+
+    const staging = await completedActivities<StagedCohort>(handle.workflowId, handle.firstExecutionRunId, 'stageCohortMembers');
+    assert.equal(staging.length, 1);
+    const { rows, resumedFromRow, staged, skipped } = staging[0]!;
+    assert.ok(resumedFromRow >= rowsAtKill && resumedFromRow < rows, `resumed at row ${resumedFromRow} of ${rows}, killed after ${rowsAtKill}`);
+    const expected = identifiedMembers(slow);
+    assert.equal(staged, expected.size, 'each member staged once');
+    assert.equal(staged + skipped, rows);
+    assert.equal(slow.amplitude.control.downloadRequestsThisMonth(), 1, 'the retry re-read the file; it did not request another export');
+    assert.deepEqual(brazeMembers(slow), expected, 'final Braze state is exact');
+    assert.equal(result.added, expected.size);
+  } finally {
+    await store.current?.close();
+    await slow.close();
+  }
+});
+
+/** Identified cohort members, by external id: who Braze should show in the cohort. */
+function identifiedMembers(vendors: Sandboxes): Set<string> {
+  const members = new Set<string>();
+  for (const member of vendors.dataset.cohortMembers(COHORT)) if (member.userId) members.add(member.userId);
+  return members;
+}
+
+/** Braze users whose `amplitude_cohorts` array holds the cohort, read from the sandbox's state. */
+function brazeMembers(vendors: Sandboxes): Set<string> {
+  const synced = new Set<string>();
+  for (const profile of vendors.braze.control.users()) {
+    const cohorts = profile.customAttributes?.get('amplitude_cohorts');
+    if (Array.isArray(cohorts) && cohorts.includes(COHORT) && profile.externalId) synced.add(profile.externalId);
+  }
+  return synced;
+}
+
+/** The results of one run's completed activities of a type, read back from its Temporal history. */
+async function completedActivities<T>(workflowId: string, runId: string, activityType: string): Promise<T[]> {
+  const events = (await env.client.workflow.getHandle(workflowId, runId).fetchHistory()).events ?? [];
+  const scheduledOfType = new Set<string>();
+  const results: T[] = [];
+  for (const event of events) {
+    const scheduled = event.activityTaskScheduledEventAttributes;
+    if (scheduled?.activityType?.name === activityType) scheduledOfType.add(String(event.eventId));
+    const completed = event.activityTaskCompletedEventAttributes;
+    const payload = completed?.result?.payloads?.[0];
+    if (payload && scheduledOfType.has(String(completed.scheduledEventId))) results.push(defaultPayloadConverter.fromPayload<T>(payload));
+  }
+  return results;
+}

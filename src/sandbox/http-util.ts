@@ -3,7 +3,7 @@
  * (so a flaky run can be reproduced exactly).
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { Readable, Transform } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 
 export class BodyTooLargeError extends Error {
@@ -64,6 +64,28 @@ export async function pipeToResponse(res: ServerResponse, source: Readable, ...t
   } catch (error) {
     if (!res.destroyed) throw error;
   }
+}
+
+/** Passes bytes through at about `bytesPerSecond`, in slices of a twentieth of a second (a slow network or S3). */
+export function throttle(bytesPerSecond: number): Transform {
+  const sliceBytes = Math.max(1, Math.floor(bytesPerSecond / 20));
+  let started: number | undefined;
+  let sent = 0;
+  const pushPaced = async (stream: Transform, chunk: Buffer) => {
+    started ??= Date.now();
+    for (let offset = 0; offset < chunk.length; offset += sliceBytes) {
+      const slice = chunk.subarray(offset, offset + sliceBytes);
+      const due = started + (sent / bytesPerSecond) * 1000;
+      if (due > Date.now()) await new Promise((resolve) => setTimeout(resolve, due - Date.now()));
+      sent += slice.length;
+      stream.push(slice);
+    }
+  };
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      pushPaced(this, chunk).then(() => done(), done);
+    },
+  });
 }
 
 /** mulberry32: a tiny, fast, deterministic PRNG returning floats in [0, 1). */

@@ -84,7 +84,8 @@ export async function presignedCohortFile(exchange: Exchange, token: string): Pr
 
 async function sendFile({ res, context }: Exchange, job: CohortExport): Promise<void> {
   const chunks = cohortCsvChunks(job, context.dataset, context.profiles, context.options);
-  await streamCohortFile(res, chunks, context.options.gzipFiles, `cohort_${job.cohortId}.csv`);
+  const delivery = { gzip: context.options.gzipFiles, bytesPerSecond: context.options.fileBytesPerSecond };
+  await streamCohortFile(res, chunks, delivery, `cohort_${job.cohortId}.csv`);
 }
 
 function sendS3AccessDenied({ res }: Exchange, message: string): void {

@@ -6,7 +6,7 @@ import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { createGzip } from 'node:zlib';
 import type { Dataset } from '../dataset.js';
-import { pipeToResponse } from '../http-util.js';
+import { pipeToResponse, throttle } from '../http-util.js';
 import type { CohortExport } from './cohort-exports.js';
 import type { ResolvedOptions } from './options.js';
 import type { ProfileStore } from './profiles.js';
@@ -51,12 +51,18 @@ export function* cohortCsvChunks(job: CohortExport, dataset: Dataset, profiles: 
   yield chunk;
 }
 
-export async function streamCohortFile(res: ServerResponse, chunks: Iterable<string>, gzip: boolean, filename: string): Promise<void> {
+export interface FileDelivery {
+  gzip: boolean;
+  bytesPerSecond: number;
+}
+
+export async function streamCohortFile(res: ServerResponse, chunks: Iterable<string>, delivery: FileDelivery, filename: string): Promise<void> {
   res.writeHead(200, {
     'content-type': 'text/csv; charset=utf-8',
     'content-disposition': `attachment; filename="${filename}"`,
-    ...(gzip ? { 'content-encoding': 'gzip' } : {}),
+    ...(delivery.gzip ? { 'content-encoding': 'gzip' } : {}),
   });
   const source = Readable.from(chunks);
-  await pipeToResponse(res, source, ...(gzip ? [createGzip()] : []));
+  const transforms = [...(delivery.gzip ? [createGzip()] : []), ...(Number.isFinite(delivery.bytesPerSecond) ? [throttle(delivery.bytesPerSecond)] : [])];
+  await pipeToResponse(res, source, ...transforms);
 }
