@@ -23,6 +23,10 @@ export interface StageCohortMembersInput {
 }
 
 export interface StagedCohort {
+  /** Rows in the cohort file. */
+  rows: number;
+  /** Rows an earlier attempt had already staged, which this one skipped instead of staging again. */
+  resumedFromRow: number;
   staged: number;
   skipped: number;
   /** Skipped members counted by reason. */

@@ -3,10 +3,10 @@
  * holds (staging checkpoint, committed snapshot, counted data points) instead of starting over.
  */
 import { ApplicationFailure, Context, heartbeat, sleep } from '@temporalio/activity';
-import { addressOf, resolveMember } from '../src/cohort/identifiers.js';
+import { addressOf, DEFERRED_DEVICE_LOOKUP, resolveMember, type CohortMemberIds, type MemberResolution } from '../src/cohort/identifiers.js';
 import { cohortPageRequests } from '../src/cohort/braze-changes.js';
 import { RateLimitedError } from '../src/errors.js';
-import type { MemberFailure, StagedMember } from '../src/store/store.js';
+import type { AmplitudeDeviceId, MemberFailure, StagedMember } from '../src/store/store.js';
 import type { WorkerContext } from '../src/worker-context.js';
 import type {
   ApplyCohortPageInput,
@@ -22,6 +22,9 @@ import type {
 import { withVendorFailures } from './failures.js';
 
 const STAGE_CHUNK_ROWS = 2_000;
+const HEARTBEAT_EVERY_ROWS = 500;
+/** The User Activity API allows 10 concurrent requests per project; leave room for other tools. */
+const USER_LOOKUP_CONCURRENCY = 4;
 /** Small jobs finish in seconds, big ones take minutes: poll soon, then every few seconds (as Amplitude's SDK). */
 const EXPORT_POLL_INTERVALS_MS = [500, 1_000, 2_000, 3_000];
 /** Prefix of skip reasons in the run's failure ledger, which also holds Braze's per-user rejections. */
@@ -29,6 +32,52 @@ const SKIPPED = 'skipped:';
 
 export function createCohortSyncActivities(context: WorkerContext) {
   const { amplitude, store } = context;
+
+  /** Addresses a chunk of members, looking up the device ids the identifiers call for (within the API's limit). */
+  async function resolveChunk(members: readonly CohortMemberIds[], options: StageCohortMembersInput) {
+    const staged: StagedMember[] = [];
+    const skipped: MemberFailure[] = [];
+    const needDevice: CohortMemberIds[] = [];
+    const place = (member: CohortMemberIds, resolution: MemberResolution) => {
+      if ('memberKey' in resolution) staged.push({ memberKey: resolution.memberKey, amplitudeId: member.amplitudeId, userId: member.userId ?? undefined });
+      else skipped.push(skip(member, 'skipReason' in resolution ? resolution.skipReason : DEFERRED_DEVICE_LOOKUP));
+    };
+    for (const member of members) {
+      const resolution = resolveMember(member, options);
+      if ('needsDeviceId' in resolution) needDevice.push(member);
+      else place(member, resolution);
+    }
+    const deviceIds = await deviceIdsOf(needDevice.map((member) => member.amplitudeId));
+    for (const member of needDevice) {
+      const deviceId = deviceIds.get(member.amplitudeId);
+      place(member, deviceId === undefined ? { needsDeviceId: true } : resolveMember({ ...member, deviceId }, options));
+    }
+    return { staged, skipped };
+  }
+
+  /** Device ids known from earlier lookups, plus as many new lookups as the shared User Activity limit grants now. */
+  async function deviceIdsOf(amplitudeIds: readonly string[]): Promise<Map<string, string | null>> {
+    if (amplitudeIds.length === 0) return new Map();
+    const known = await store.knownDeviceIds(amplitudeIds);
+    const unknown = amplitudeIds.filter((id) => !known.has(id));
+    const granted = await context.amplitudeUserLookups.tryAcquire(unknown.length);
+    const lookedUp: AmplitudeDeviceId[] = [];
+    let throttled = false;
+    await runWithConcurrency(unknown.slice(0, granted), USER_LOOKUP_CONCURRENCY, async (amplitudeId) => {
+      if (throttled) return;
+      try {
+        const [deviceId = null] = await amplitude.getUserDeviceIds(amplitudeId);
+        lookedUp.push({ amplitudeId, deviceId });
+      } catch (error) {
+        // Others share the project's limit too: Amplitude's 429 defers the rest of this run's lookups.
+        if (!(error instanceof RateLimitedError)) throw error;
+        throttled = true;
+      }
+    });
+    await store.recordDeviceIds(lookedUp);
+    for (const { amplitudeId, deviceId } of lookedUp) known.set(amplitudeId, deviceId);
+    return known;
+  }
 
   return {
     /** Reads cohort metadata (free) and decides whether anything can have changed since the last success. */
@@ -91,25 +140,26 @@ export function createCohortSyncActivities(context: WorkerContext) {
      * Members no identifier can address are recorded as skipped (with the reason) in the run's failure ledger.
      */
     stageCohortMembers: withVendorFailures(async (input: StageCohortMembersInput): Promise<StagedCohort> => {
-      const checkpoint = await store.stagingCheckpoint(input.runId);
-      const alreadyConsumed = checkpoint?.rowsConsumed ?? 0;
+      // The checkpoint is committed with the rows it covers: rows up to it are in the store, the rest are not.
+      const resumedFromRow = (await store.stagingCheckpoint(input.runId))?.rowsConsumed ?? 0;
+      heartbeat({ rowsConsumed: resumedFromRow });
       let row = 0;
-      let staged: StagedMember[] = [];
-      let skipped: MemberFailure[] = [];
+      let committedRows = resumedFromRow;
+      let chunk: CohortMemberIds[] = [];
       const flush = async () => {
+        const { staged, skipped } = await resolveChunk(chunk, input);
         await store.recordFailures(input.runId, skipped);
         await store.stageChunk(input.runId, staged, { rowsConsumed: row, bytesConsumed: 0 });
-        staged = [];
-        skipped = [];
-        heartbeat({ rowsConsumed: row });
+        committedRows = row;
+        chunk = [];
       };
       for await (const member of amplitude.streamCohortMembers(input.requestId)) {
         row += 1;
-        if (row <= alreadyConsumed) continue;
-        const resolution = resolveMember({ amplitudeId: member.amplitudeId, userId: member.userId, deviceId: member.properties.device_id }, input);
-        if ('skipReason' in resolution) skipped.push({ memberKey: `amplitude_id:${member.amplitudeId}`, reason: `${SKIPPED} ${resolution.skipReason}` });
-        else staged.push({ memberKey: resolution.memberKey, amplitudeId: member.amplitudeId, userId: member.userId ?? undefined });
-        if (row % STAGE_CHUNK_ROWS === 0) await flush();
+        // A stalled download stops the heartbeats, so the attempt times out and a retry resumes after committedRows.
+        if (row % HEARTBEAT_EVERY_ROWS === 0) heartbeat({ rowsConsumed: committedRows });
+        if (row <= resumedFromRow) continue;
+        chunk.push({ amplitudeId: member.amplitudeId, userId: member.userId });
+        if (chunk.length === STAGE_CHUNK_ROWS) await flush();
       }
       await flush();
       const skipReasons: Record<string, number> = {};
@@ -117,7 +167,7 @@ export function createCohortSyncActivities(context: WorkerContext) {
         if (reason.startsWith(SKIPPED)) skipReasons[reason.slice(SKIPPED.length + 1)] = count;
       }
       const skippedCount = Object.values(skipReasons).reduce((sum, n) => sum + n, 0);
-      return { staged: await store.stagedCount(input.runId), skipped: skippedCount, skipReasons };
+      return { rows: row, resumedFromRow, staged: await store.stagedCount(input.runId), skipped: skippedCount, skipReasons };
     }),
 
     planCohortRun: async (input: { runId: string; syncId: string; target: string }): Promise<CohortPlan> => {
@@ -182,6 +232,10 @@ export function createCohortSyncActivities(context: WorkerContext) {
 }
 
 export type CohortSyncActivities = ReturnType<typeof createCohortSyncActivities>;
+
+function skip(member: CohortMemberIds, reason: string): MemberFailure {
+  return { memberKey: `amplitude_id:${member.amplitudeId}`, reason: `${SKIPPED} ${reason}` };
+}
 
 async function lastSyncedSourceVersion(context: WorkerContext, syncId: string): Promise<string | undefined> {
   const runs = await context.store.recentRuns({ syncId, limit: 20 });

@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { inspect } from 'node:util';
 import { z } from 'zod';
+import type { RateLimit } from './rate-limiter.js';
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -96,6 +97,8 @@ export interface AmplitudeConfig {
   /** HTTP V2, Batch and Identify APIs. */
   ingestUrl: string;
   cohortDownloadsPerMonth: number;
+  /** The User Activity API's limit (device ids of anonymous cohort members), shared by every worker. */
+  userLookupRate: RateLimit;
 }
 
 export interface BrazeConfig {
@@ -106,7 +109,7 @@ export interface BrazeConfig {
   partner: BrazePartnerConfig | undefined;
   objectLimit: BrazeObjectLimit;
   /** The workspace's `/users/track` limit, shared by every worker. */
-  rateLimit: BrazeRateLimit;
+  rateLimit: RateLimit;
 }
 
 export interface BrazePartnerConfig {
@@ -120,11 +123,6 @@ export interface BrazeObjectLimit {
   /** `per_array`: each of attributes/events/purchases holds up to `maxObjects`; `combined`: all together. */
   mode: 'per_array' | 'combined';
   maxObjects: number;
-}
-
-export interface BrazeRateLimit {
-  requests: number;
-  windowMs: number;
 }
 
 export interface StoreConfig {
@@ -212,6 +210,20 @@ const temporalVariables = z.object({
     .optional(),
 });
 
+const WINDOW_UNIT_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, min: 60_000, h: 3_600_000 };
+
+/** `<requests>/<window>`, e.g. `3000/3s` or `360/1h`. */
+const rateLimit = z.string().transform((value, ctx): RateLimit => {
+  const match = /^(\d+)\s*\/\s*(\d*)\s*(ms|s|min|m|h)$/.exec(value);
+  const requests = Number(match?.[1]);
+  const windowMs = Number(match?.[2] || 1) * (WINDOW_UNIT_MS[match?.[3] ?? ''] ?? 0);
+  if (!match || requests < 1 || windowMs < 1) {
+    ctx.addIssue('must be <requests>/<window>, e.g. 3000/3s (units: ms, s, m, h)');
+    return z.NEVER;
+  }
+  return { requests, windowMs };
+});
+
 const amplitudeVariables = z.object({
   AMPLITUDE_API_KEY: secret('Amplitude', "the project's API key"),
   AMPLITUDE_SECRET_KEY: secret('Amplitude', "the project's secret key"),
@@ -224,6 +236,7 @@ const amplitudeVariables = z.object({
   AMPLITUDE_PROFILE_API_URL: httpUrl.optional(),
   AMPLITUDE_INGEST_URL: httpUrl.optional(),
   AMPLITUDE_COHORT_DOWNLOAD_QUOTA: wholeNumberAtLeastOne.default(500),
+  AMPLITUDE_USER_LOOKUP_RATE: rateLimit.prefault('360/1h'),
 });
 
 const brazeRestEndpoint = z
@@ -246,19 +259,6 @@ const brazeObjectLimit = z.string().transform((value, ctx): BrazeObjectLimit => 
   return { mode: match[1] as BrazeObjectLimit['mode'], maxObjects };
 });
 
-const WINDOW_UNIT_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, min: 60_000, h: 3_600_000 };
-
-const brazeRateLimit = z.string().transform((value, ctx): BrazeRateLimit => {
-  const match = /^(\d+)\s*\/\s*(\d*)\s*(ms|s|min|m|h)$/.exec(value);
-  const requests = Number(match?.[1]);
-  const windowMs = Number(match?.[2] || 1) * (WINDOW_UNIT_MS[match?.[3] ?? ''] ?? 0);
-  if (!match || requests < 1 || windowMs < 1) {
-    ctx.addIssue('must be <requests>/<window>, e.g. 3000/3s (units: ms, s, m, h)');
-    return z.NEVER;
-  }
-  return { requests, windowMs };
-});
-
 const brazeVariables = z.object({
   BRAZE_REST_ENDPOINT: brazeRestEndpoint,
   BRAZE_API_KEY: secret('Braze', 'a REST API key with the users.track and users.export.ids permissions'),
@@ -270,7 +270,7 @@ const brazeVariables = z.object({
     .regex(/^[A-Za-z0-9_-]+$/, 'must be the partner slug used in /partners/<name>/ (letters, digits, "-" and "_")')
     .optional(),
   BRAZE_OBJECT_LIMIT: brazeObjectLimit.prefault('per_array:75'),
-  BRAZE_RATE_LIMIT: brazeRateLimit.prefault('3000/3s'),
+  BRAZE_RATE_LIMIT: rateLimit.prefault('3000/3s'),
 });
 
 const storeVariables = z.object({
@@ -363,6 +363,7 @@ export function loadAmplitudeConfig(env: Env = environment()): AmplitudeConfig {
     profileApiUrl: values.AMPLITUDE_PROFILE_API_URL ?? regionUrls.profileApiUrl,
     ingestUrl: values.AMPLITUDE_INGEST_URL ?? regionUrls.ingestUrl,
     cohortDownloadsPerMonth: values.AMPLITUDE_COHORT_DOWNLOAD_QUOTA,
+    userLookupRate: values.AMPLITUDE_USER_LOOKUP_RATE,
   };
 }
 

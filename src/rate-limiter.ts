@@ -23,16 +23,25 @@ export class SharedRateLimiter {
     let needed = n;
     while (needed > 0) {
       signal?.throwIfAborted();
-      const grant = await this.store.acquireRateSlots({ key: this.key, requested: needed, limit: this.limit.requests, windowMs: this.limit.windowMs, nowMs: Date.now() });
+      const grant = await this.grant(needed);
       needed -= grant.granted;
       // A little jitter, so waiting workers do not all arrive in the same millisecond of the next window.
       if (needed > 0) await sleepUnlessAborted(Math.max(0, grant.retryAtMs - Date.now()) + Math.random() * 25, signal);
     }
   }
 
+  /** Takes up to `n` slots of the current window without waiting; resolves with how many it got. */
+  async tryAcquire(n: number): Promise<number> {
+    return n > 0 ? (await this.grant(n)).granted : 0;
+  }
+
   /** Feeds the vendor's `X-RateLimit-*` answer back: with nothing remaining, everyone waits for its reset. */
   async observe(state: { remaining: number; resetAtMs: number } | undefined): Promise<void> {
     if (state && state.remaining <= 0 && state.resetAtMs > Date.now()) await this.store.blockRateLimit(this.key, state.resetAtMs);
+  }
+
+  private grant(requested: number) {
+    return this.store.acquireRateSlots({ key: this.key, requested, limit: this.limit.requests, windowMs: this.limit.windowMs, nowMs: Date.now() });
   }
 }
 

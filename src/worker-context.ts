@@ -14,6 +14,8 @@ export interface WorkerContext {
   workerIdentity: string;
   amplitude: AmplitudeClient;
   amplitudeProfileApiAvailable: boolean;
+  /** The User Activity API's limit (device-id lookups), shared through the store by every worker. */
+  amplitudeUserLookups: SharedRateLimiter;
   braze: BrazeClient;
   brazePartnerConfigured: boolean;
   /** `/users/track` requests in flight per page activity. */
@@ -41,6 +43,7 @@ export async function createWorkerContext(config: Pick<AppConfig, 'amplitude' | 
       ingestUrl: amplitude.ingestUrl,
     }),
     amplitudeProfileApiAvailable: amplitude.profileApiUrl !== undefined,
+    amplitudeUserLookups: new SharedRateLimiter(store, `amplitude:${new URL(amplitude.apiUrl).host}:/api/2/useractivity`, amplitude.userLookupRate),
     braze: new BrazeClient({
       restEndpoint: braze.restEndpoint,
       apiKey: braze.apiKey.reveal(),

@@ -146,6 +146,14 @@ describe('profile, export and ingestion', () => {
     await assert.rejects(wrong.getUserProfile({ userId: user.userId! }, {}), (error: unknown) => error instanceof NonRetryableVendorError && /Invalid Api-Key/.test(error.message));
   });
 
+  test("a user's device ids from the User Activity API; unknown users have none; over the hourly limit is a rate limit", async () => {
+    const { client } = await sandboxAndClient({ userLookupsPerHour: 2 });
+    const anonymous = dataset.identity(5);
+    assert.deepEqual(await client.getUserDeviceIds(anonymous.amplitudeId), [dataset.deviceIdOf(5)]);
+    assert.deepEqual(await client.getUserDeviceIds('42'), []);
+    await assert.rejects(client.getUserDeviceIds(anonymous.amplitudeId), (error: unknown) => error instanceof RateLimitedError && /2 queries per hour/.test(error.message));
+  });
+
   test('the Export API zip of gzipped JSON lines is streamed into events', async () => {
     const hour = Date.UTC(2026, 9, 31, 12);
     const events = [];

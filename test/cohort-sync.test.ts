@@ -14,6 +14,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
 import { getSyncProgress, scheduleCohortSync, startCohortSync } from '../src/client.js';
+import { DEFERRED_DEVICE_LOOKUP } from '../src/cohort/identifiers.js';
 import type { CohortSyncInput } from '../src/cohort/input.js';
 import { loadConfig } from '../src/config.js';
 import { startSandboxes, type Sandboxes } from '../src/sandbox/sandboxes.js';
@@ -79,6 +80,16 @@ function brazeMembers(cohortId: string, attribute = 'amplitude_cohorts'): Set<st
 }
 
 const brazeDataPoints = () => sandboxes.braze.control.dataPoints().total;
+
+async function waitUntilPaused(workflowId: string) {
+  let progress = await getSyncProgress(env.client, workflowId);
+  for (let i = 0; i < 100 && progress.phase !== 'paused'; i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    progress = await getSyncProgress(env.client, workflowId);
+  }
+  assert.equal(progress.phase, 'paused');
+  return progress;
+}
 const trackRequests = () => sandboxes.braze.control.requestCounts()['POST /users/track'] ?? 0;
 
 describe('cohort sync into a custom-attribute array', () => {
@@ -196,12 +207,7 @@ describe('cohort sync into a custom-attribute array', () => {
 
   test('over its budget a run pauses (not fails), reports why, and finishes once the budget is raised', async () => {
     const handle = await startCohortSync(env.client, { cohortId: MEDIUM_COHORT, attributeName: 'budget_cohorts', pageSize: 50, maxDataPoints: 120 }, { taskQueue });
-    let progress = await getSyncProgress(env.client, handle.workflowId);
-    for (let i = 0; i < 100 && progress.phase !== 'paused'; i++) {
-      await new Promise((r) => setTimeout(r, 200));
-      progress = await getSyncProgress(env.client, handle.workflowId);
-    }
-    assert.equal(progress.phase, 'paused');
+    const progress = await waitUntilPaused(handle.workflowId);
     assert.match(progress.pausedReason ?? '', /over the run budget/);
     assert.equal(progress.totals.dataPoints, 100, 'two pages of 50 fit in 120, the third does not');
     assert.equal(brazeMembers(MEDIUM_COHORT, 'budget_cohorts').size, 100);
@@ -210,6 +216,24 @@ describe('cohort sync into a custom-attribute array', () => {
     const result = await handle.result();
     assert.equal(result.added, expectedMembers(MEDIUM_COHORT).size);
     assert.deepEqual(brazeMembers(MEDIUM_COHORT, 'budget_cohorts'), expectedMembers(MEDIUM_COHORT));
+  });
+
+  test('a daily budget across all syncs pauses a run; the per-day ledger holds every point spent', async () => {
+    const today = new Date().toISOString().slice(0, 10);
+    const spentToday = await context.store.dataPointsOnDay(today);
+    assert.ok(spentToday > 0, 'earlier syncs spent data points today');
+    const pointsBefore = brazeDataPoints();
+    const input = { cohortId: MEDIUM_COHORT, attributeName: 'daily_cohorts', pageSize: 50, maxDataPointsPerDay: spentToday + 120 };
+    const handle = await startCohortSync(env.client, input, { taskQueue });
+    const progress = await waitUntilPaused(handle.workflowId);
+    assert.match(progress.pausedReason ?? '', /over the daily budget/);
+    assert.equal(progress.totals.dataPoints, 100, 'what other syncs spent today counts against the budget');
+
+    await handle.executeUpdate(setBudgetUpdate, { args: [{ maxDataPointsPerDay: spentToday + 100_000 }] });
+    const result = await handle.result();
+    assert.deepEqual(brazeMembers(MEDIUM_COHORT, 'daily_cohorts'), expectedMembers(MEDIUM_COHORT));
+    assert.equal((await context.store.dataPointsOnDay(today)) - spentToday, result.dataPoints);
+    assert.equal(brazeDataPoints() - pointsBefore, result.dataPoints);
   });
 });
 
@@ -225,6 +249,74 @@ describe('cohort sync into the native partner cohort', () => {
     const second = await sync({ cohortId: SMALL_COHORT, target: 'partner_cohort' });
     assert.deepEqual([second.added, second.removed], [0, 1]);
     assert.deepEqual(new Set(cohort()?.members), expectedMembers(SMALL_COHORT));
+  });
+});
+
+describe('the device_id fallback (partner target)', () => {
+  const lookups = () => sandboxes.amplitude.control.userLookupsThisHour();
+  const partnerMembers = (cohortId: string) => new Set(sandboxes.braze.control.cohort(cohortId)?.members);
+
+  /** Who the Braze cohort should hold: identified members by external_id, anonymous ones by their device's Braze profile. */
+  function expectedPartnerMembers(cohortId: string): Set<string> {
+    const anonymousByDevice = new Map<string, string>();
+    for (const profile of sandboxes.braze.control.users()) {
+      if (!profile.identified) for (const deviceId of profile.deviceIds) anonymousByDevice.set(deviceId, profile.brazeId);
+    }
+    const members = new Set<string>();
+    for (const member of sandboxes.dataset.cohortMembers(cohortId)) {
+      const key = member.userId ?? anonymousByDevice.get(sandboxes.dataset.deviceIdOf(member.index));
+      assert.ok(key, 'every member is known to Braze in this dataset');
+      members.add(key);
+    }
+    return members;
+  }
+
+  test('anonymous members are looked up once by device_id (User Activity API) and land in the Braze cohort', async () => {
+    const cohort = sandboxes.dataset.defineCohort({ id: 'dev1ce1', name: 'Device fallback', memberFraction: 0.02 });
+    const input: CohortSyncInput = { cohortId: cohort.id, target: 'partner_cohort', identifiers: ['user_id', 'device_id'] };
+    const lookupsBefore = lookups();
+    const first = await sync(input);
+    assert.ok(anonymousMemberCount(cohort.id) > 0, 'the cohort has anonymous members');
+    assert.deepEqual([first.added, first.skipped, first.failed], [cohort.size, 0, 0]);
+    assert.equal(lookups() - lookupsBefore, anonymousMemberCount(cohort.id), 'one lookup per anonymous member');
+    assert.deepEqual(partnerMembers(cohort.id), expectedPartnerMembers(cohort.id));
+
+    const newcomer = [...sandboxes.dataset.identities()].find((user) => !user.userId && !sandboxes.dataset.cohortIdsOf(user.index).includes(cohort.id))!;
+    sandboxes.dataset.addCohortMembers(cohort.id, [newcomer.amplitudeId]);
+    const second = await sync(input);
+    assert.deepEqual([second.added, second.removed, second.skipped], [1, 0, 0]);
+    assert.equal(lookups() - lookupsBefore, anonymousMemberCount(cohort.id), 'known device ids are not looked up again');
+    assert.deepEqual(partnerMembers(cohort.id), expectedPartnerMembers(cohort.id));
+  });
+
+  test('lookups over the shared rate limit are deferred with a reason, and the next runs finish them', async () => {
+    const cohort = sandboxes.dataset.defineCohort({ id: 'dev1ce2', name: 'Device fallback, throttled', memberFraction: 0.02 });
+    const anonymous = anonymousMemberCount(cohort.id);
+    assert.ok(anonymous > 4, `the cohort has more anonymous members (${anonymous}) than one window allows`);
+    const limitedQueue = uniqueTaskQueue('lookups');
+    const stateDir = await mkdtemp(join(tmpdir(), 'lookups-'));
+    const limitedContext = await createWorkerContext(loadConfig({ ...sandboxes.env, STATE_DB: join(stateDir, 'state.db'), AMPLITUDE_USER_LOOKUP_RATE: '4/1s' }));
+    const limitedWorker = await createTestWorker(env, { taskQueue: limitedQueue, activities: createActivities(limitedContext) });
+    const input: CohortSyncInput = { cohortId: cohort.id, target: 'partner_cohort', identifiers: ['user_id', 'device_id'] };
+    try {
+      const runs = await limitedWorker.runUntil(async () => {
+        const results = [];
+        for (let attempt = 0; attempt < 10; attempt++) {
+          const result = await startCohortSync(env.client, input, { taskQueue: limitedQueue }).then((handle) => handle.result());
+          results.push(result);
+          if (result.skipped === 0) break;
+          await new Promise((r) => setTimeout(r, 1_000)); // the next window of the limit
+        }
+        return results;
+      });
+      assert.deepEqual(runs[0]?.skipReasons, { [DEFERRED_DEVICE_LOOKUP]: anonymous - 4 }, 'four lookups fit in the first window');
+      assert.equal(runs.at(-1)?.skipped, 0, 'later runs looked up the rest');
+      assert.ok(runs.every((run) => !run.unchanged), 'a run with deferred lookups does not let the next one skip the download');
+      assert.equal(runs.reduce((sum, run) => sum + run.added, 0), cohort.size);
+      assert.deepEqual(partnerMembers(cohort.id), expectedPartnerMembers(cohort.id));
+    } finally {
+      await limitedContext.store.close();
+    }
   });
 });
 

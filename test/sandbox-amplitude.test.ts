@@ -195,6 +195,20 @@ describe('Amplitude sandbox: cohort export', () => {
     assert.equal(firstRow?.[0], firstRow?.[2]);
   });
 
+  test('fileBytesPerSecond paces the download', async () => {
+    const bytesPerSecond = 2_048;
+    const sandbox = await startSandbox({ fileBytesPerSecond: bytesPerSecond });
+    const requestId = await requestExport(sandbox, SMALL_COHORT);
+    const started = Date.now();
+    const response = await api(sandbox, `/api/5/cohorts/request/${requestId}/file`);
+    const bytes = (await response.arrayBuffer()).byteLength;
+    const elapsedMs = Date.now() - started;
+    // Slices of a twentieth of a second each: the first leaves at once, the last one when all before it are paid.
+    const minimumMs = ((bytes - bytesPerSecond / 20) / bytesPerSecond) * 1000;
+    assert.ok(bytes > 400, `a file of ${bytes} bytes`);
+    assert.ok(elapsedMs >= minimumMs, `took ${elapsedMs} ms for ${bytes} bytes, at least ${Math.round(minimumMs)} ms expected`);
+  });
+
   test('big files redirect to a pre-signed link that expires; /file gives a fresh one', async () => {
     const sandbox = await startSandbox({ inlineFileMaxBytes: 100, presignedUrlTtlMs: 150 });
     const requestId = await requestExport(sandbox, MEDIUM_COHORT);
@@ -331,6 +345,30 @@ describe('Amplitude sandbox: User Profile API', () => {
     assert.deepEqual(JSON.parse(lastBody), {
       error: 'Number of requests per minute exceeds system limit. Contact Support if you need this limit raised',
     });
+  });
+});
+
+describe('Amplitude sandbox: User Activity API', () => {
+  test("a user's metadata lists the device ids; an unknown user is 404; Basic auth is required", async () => {
+    const sandbox = await startSandbox();
+    const anonymous = [...sandbox.control.dataset.identities()].find((user) => user.userId === null)!;
+    const response = await api(sandbox, `/api/2/useractivity?user=${anonymous.amplitudeId}&limit=1`);
+    assert.equal(response.status, 200);
+    const body = (await response.json()) as { userData: { user_id: string | null; device_ids: string[] }; events: unknown[] };
+    assert.deepEqual(body.userData.device_ids, [sandbox.control.dataset.deviceIdOf(anonymous.index)]);
+    assert.equal(body.userData.user_id, null);
+    assert.equal((await api(sandbox, '/api/2/useractivity?user=1')).status, 404);
+    assert.equal((await fetch(`${sandbox.url}/api/2/useractivity?user=${anonymous.amplitudeId}`)).status, 401);
+  });
+
+  test('queries per hour over the limit are 429 with a body naming the limit', async () => {
+    const sandbox = await startSandbox({ userLookupsPerHour: 2 });
+    const user = sandbox.control.dataset.identity(0);
+    for (let i = 0; i < 2; i++) assert.equal((await api(sandbox, `/api/2/useractivity?user=${user.amplitudeId}`)).status, 200);
+    const refused = await api(sandbox, `/api/2/useractivity?user=${user.amplitudeId}`);
+    assert.equal(refused.status, 429);
+    assert.match(await refused.text(), /rate limit exceeded: 2 queries per hour/);
+    assert.equal(sandbox.control.userLookupsThisHour(), 3);
   });
 });
 

@@ -20,6 +20,7 @@ import {
 } from '@temporalio/workflow';
 import type { CohortSyncActivities } from '../activities/cohort-sync.js';
 import type { ChangeKind, PageOutcome } from '../activities/cohort-sync-types.js';
+import { DEFERRED_DEVICE_LOOKUP } from '../src/cohort/identifiers.js';
 import { cohortSyncId, cohortSyncInputSchema, describeInputProblems, type CohortSyncInput, type CohortSyncOptions } from '../src/cohort/input.js';
 import { COHORT_ID, DATA_POINTS, SYNC_KIND } from '../src/temporal/search-attributes.js';
 
@@ -27,8 +28,9 @@ const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '
 
 const quick = proxyActivities<CohortSyncActivities>({ startToCloseTimeout: '2 minutes', retry });
 const exportWait = proxyActivities<CohortSyncActivities>({ startToCloseTimeout: '30 minutes', heartbeatTimeout: '1 minute', retry });
-const streaming = proxyActivities<CohortSyncActivities>({ startToCloseTimeout: '2 hours', heartbeatTimeout: '1 minute', retry });
-// Pages heartbeat after every Braze request: a short timeout hands a dead worker's page to another one quickly.
+// Staging and pages heartbeat every few hundred rows or every Braze request: a short heartbeat timeout hands a
+// dead worker's activity to another one quickly, which resumes from the checkpoint in the store.
+const streaming = proxyActivities<CohortSyncActivities>({ startToCloseTimeout: '2 hours', heartbeatTimeout: '20 seconds', retry });
 const pages = proxyActivities<CohortSyncActivities>({ startToCloseTimeout: '10 minutes', heartbeatTimeout: '20 seconds', retry });
 
 export interface CohortSyncTotals {
@@ -221,8 +223,10 @@ export async function cohortSync(input: CohortSyncInput, checkpoint?: CohortSync
     }
 
     const result = resultOf(options, syncId, cohortName, totals, { unchanged: false, plan, skipReasons: state.skipReasons });
-    // With members Braze rejected, the source is not fully synced: the next run must not skip the download.
-    return finish('succeeded', result, totals.failed === 0 ? state.sourceVersion : undefined);
+    // With members Braze rejected or device ids still to look up, the source is not fully synced: the next run
+    // must not skip the download.
+    const complete = totals.failed === 0 && state.skipReasons[DEFERRED_DEVICE_LOOKUP] === undefined;
+    return finish('succeeded', result, complete ? state.sourceVersion : undefined);
   }
 
   /** Sends one page, or — when it would exceed a budget — pauses until the budget is raised or resume is signalled. */

@@ -18,6 +18,7 @@ import {
   ingestSuccessSchema,
   profileErrorSchema,
   UNKNOWN_USER_MESSAGE,
+  userActivitySchema,
   userProfileSchema,
   type AmplitudeCohort,
   type AmplitudeEvent,
@@ -124,6 +125,22 @@ export class AmplitudeClient {
         ? error
         : new RetryableVendorError({ vendor: 'amplitude', endpoint: 'GET /api/5/cohorts/request/:id/file' }, `cohort file could not be read (${(error as Error).message}; retryable)`);
     }
+  }
+
+  /**
+   * The device ids Amplitude knows for a user, from the Dashboard REST User Activity API (limited to 360
+   * lookups per hour per project). Empty for a user Amplitude does not know.
+   */
+  async getUserDeviceIds(amplitudeId: string): Promise<string[]> {
+    const query = new URLSearchParams({ user: amplitudeId, limit: '1' });
+    const request = { method: 'GET', url: this.api('/api/2/useractivity', query), endpoint: 'GET /api/2/useractivity', headers: this.basicAuth() } as const;
+    const response = await this.http.send(request);
+    if (response.status === 404) {
+      await response.body.dump();
+      return [];
+    }
+    if (response.status !== 200) throw await this.http.failure(response);
+    return (await this.http.readJson(response, userActivitySchema)).userData.device_ids ?? [];
   }
 
   /** A user's profile, or null for a user Amplitude has not seen. */

@@ -23,6 +23,11 @@ export const cohortExportRequestSchema = z.object({ request_id: z.string(), coho
 
 export const cohortExportStatusSchema = z.object({ request_id: z.string(), async_status: z.string() });
 
+/** `GET /api/2/useractivity`: only the user's metadata is read; events are requested with `limit=1`. */
+export const userActivitySchema = z.object({
+  userData: z.looseObject({ device_ids: z.array(z.string()).nullish() }),
+});
+
 const stringMap = z.record(z.string(), z.unknown());
 
 const recommendationSchema = z.looseObject({

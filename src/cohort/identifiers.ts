@@ -7,10 +7,15 @@ import type { CohortSyncOptions, Identifier } from './input.js';
 export interface CohortMemberIds {
   amplitudeId: string;
   userId: string | null;
+  /** Undefined: not looked up yet (the cohort file carries none); null: Amplitude knows no device. */
   deviceId?: string | null;
 }
 
-export type MemberResolution = { memberKey: string } | { skipReason: string };
+/** The skip reason of members whose device_id lookup did not fit in the User Activity API's limit this run. */
+export const DEFERRED_DEVICE_LOOKUP = "device_id not looked up yet (Amplitude's User Activity API limit): the next run looks it up";
+
+/** `needsDeviceId`: the member's turn came to `device_id`, which has to be looked up first. */
+export type MemberResolution = { memberKey: string } | { skipReason: string } | { needsDeviceId: true };
 
 export type BrazeAddress =
   | { kind: 'external_id'; externalId: string }
@@ -21,6 +26,7 @@ type IdentifierOptions = Pick<CohortSyncOptions, 'identifiers' | 'aliasLabel' | 
 
 export function resolveMember(member: CohortMemberIds, options: IdentifierOptions): MemberResolution {
   for (const identifier of options.identifiers) {
+    if (identifier === 'device_id' && member.deviceId === undefined) return { needsDeviceId: true };
     const key = keyFor(identifier, member, options);
     if (key) return { memberKey: key };
   }

@@ -5,6 +5,7 @@
 import { z } from 'zod';
 
 export const IDENTIFIERS = ['user_id', 'user_alias', 'device_id'] as const;
+const DEFAULT_ATTRIBUTE_NAME = 'amplitude_cohorts';
 export type Identifier = (typeof IDENTIFIERS)[number];
 
 export const cohortSyncInputSchema = z
@@ -17,7 +18,7 @@ export const cohortSyncInputSchema = z
       .string()
       .regex(/^[^$.\s][^.\s]*$/, 'must be a Braze custom attribute name (no spaces or dots, not starting with $)')
       .max(255)
-      .default('amplitude_cohorts'),
+      .default(DEFAULT_ATTRIBUTE_NAME),
     /** Braze identifiers to try in priority order; a member none of them can address is skipped with a reason. */
     identifiers: z.array(z.enum(IDENTIFIERS)).min(1).default(['user_id']),
     /** `user_alias`: the alias label, and whether the alias name is the Amplitude id or the user id. */
@@ -55,9 +56,12 @@ export function describeInputProblems(error: z.ZodError): string {
   return error.issues.map((issue) => `  ${issue.path.length > 0 ? issue.path.join('.') : '(input)'}: ${issue.message}`).join('\n');
 }
 
-/** The stable identity of a sync: its snapshot, ledger entries and workflow id hang off it. */
+/**
+ * The stable identity of a sync, and its workflow id: `cohort-sync-<cohortId>` for the default attribute, with
+ * `-attribute-<name>` or `-partner` for other targets. Its snapshot and ledger entries hang off it.
+ */
 export function cohortSyncId(options: Pick<CohortSyncOptions, 'cohortId' | 'target' | 'attributeName'>): string {
-  return options.target === 'attribute'
-    ? `cohort-sync-${options.cohortId}-attribute-${options.attributeName}`
-    : `cohort-sync-${options.cohortId}-partner`;
+  const base = `cohort-sync-${options.cohortId}`;
+  if (options.target === 'partner_cohort') return `${base}-partner`;
+  return options.attributeName === DEFAULT_ATTRIBUTE_NAME ? base : `${base}-attribute-${options.attributeName}`;
 }

@@ -23,7 +23,7 @@ export interface SandboxIdentity {
   amplitudeId: string;
   /** Null for anonymous users. */
   userId: string | null;
-  /** Only identified users can be known to Braze (by external_id = user_id). */
+  /** Known to Braze: identified users by external_id (= user_id), anonymous ones by their SDK's device_id. */
   existsInBraze: boolean;
 }
 
@@ -431,7 +431,7 @@ export class Dataset {
       index,
       amplitudeId: String(AMPLITUDE_ID_BASE + index),
       userId: identified ? `user-${String(index).padStart(6, '0')}` : null,
-      existsInBraze: identified && rng() < this.brazeKnownFraction,
+      existsInBraze: rng() < this.brazeKnownFraction,
     };
   }
 
@@ -447,7 +447,7 @@ export class Dataset {
   }
 
   /** The last 12 hex digits carry the index, so a device id maps back to its user without an index. */
-  private deviceIdOf(index: number): string {
+  deviceIdOf(index: number): string {
     const hashes: [number, number, number] = [
       hash32(this.seed, DEVICE_SALT, index, 1),
       hash32(this.seed, DEVICE_SALT, index, 2),

@@ -87,6 +87,7 @@ export async function startSandboxes(options: SandboxesOptions): Promise<Sandbox
 
 function* brazeProfilesOf(dataset: Dataset) {
   for (const user of dataset.identities()) {
-    if (user.existsInBraze && user.userId) yield { external_id: user.userId };
+    if (!user.existsInBraze) continue;
+    yield user.userId ? { external_id: user.userId } : { device_ids: [dataset.deviceIdOf(user.index)] };
   }
 }

@@ -115,6 +115,19 @@ export const MIGRATIONS: readonly Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 4,
+    name: 'device ids of Amplitude users',
+    sql: `
+      -- What Amplitude's User Activity API (360 lookups per hour) answered, so no user is looked up twice.
+      -- device_id NULL: Amplitude knows no device for that user.
+      CREATE TABLE amplitude_device_ids (
+        amplitude_id TEXT PRIMARY KEY,
+        device_id TEXT,
+        looked_up_at TEXT NOT NULL
+      ) WITHOUT ROWID;
+    `,
+  },
 ];
 
 export function currentSchemaVersion(db: Database): number {

@@ -8,6 +8,7 @@ import Database from 'better-sqlite3';
 import { applyMigrations, currentSchemaVersion } from './migrations.js';
 import {
   MAX_ROWS_PER_TRANSACTION,
+  type AmplitudeDeviceId,
   type AttributeSnapshot,
   type CohortDownloadReservation,
   type DataPointEntry,
@@ -259,6 +260,22 @@ export class SqliteStateStore implements StateStore {
     });
   }
 
+  async knownDeviceIds(amplitudeIds: readonly string[]): Promise<Map<string, string | null>> {
+    const known = new Map<string, string | null>();
+    for (const chunk of chunks(amplitudeIds)) {
+      for (const { amplitudeId, deviceId } of this.#sql.knownDeviceIds.all(JSON.stringify(chunk))) known.set(amplitudeId, deviceId);
+      await yieldToEventLoop();
+    }
+    return known;
+  }
+
+  async recordDeviceIds(entries: readonly AmplitudeDeviceId[]): Promise<void> {
+    const lookedUpAt = new Date().toISOString();
+    await this.#inTransactions(entries, (chunk) => {
+      for (const { amplitudeId, deviceId } of chunk) this.#sql.upsertDeviceId.run(amplitudeId, deviceId, lookedUpAt);
+    });
+  }
+
   async recordFailures(runId: string, failures: readonly MemberFailure[]): Promise<void> {
     await this.#inTransactions(failures, (chunk) => {
       for (const failure of chunk) this.#sql.upsertFailure.run(runId, requireKey(failure.memberKey), failure.reason);
@@ -429,6 +446,13 @@ function prepareStatements(db: Database.Database) {
       'INSERT INTO cohort_downloads (run_id, cohort_id, month, reserved_at) VALUES (?, ?, ?, ?)',
     ),
 
+    knownDeviceIds: db.prepare<[string], AmplitudeDeviceId>(
+      'SELECT amplitude_id AS amplitudeId, device_id AS deviceId FROM amplitude_device_ids WHERE amplitude_id IN (SELECT value FROM json_each(?))',
+    ),
+    upsertDeviceId: db.prepare<[string, string | null, string]>(
+      `INSERT INTO amplitude_device_ids (amplitude_id, device_id, looked_up_at) VALUES (?, ?, ?)
+       ON CONFLICT (amplitude_id) DO UPDATE SET device_id = excluded.device_id, looked_up_at = excluded.looked_up_at`,
+    ),
     upsertFailure: db.prepare<[string, string, string]>(
       `INSERT INTO member_failures (run_id, member_key, reason) VALUES (?, ?, ?)
        ON CONFLICT (run_id, member_key) DO UPDATE SET reason = excluded.reason`,

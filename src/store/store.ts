@@ -148,6 +148,12 @@ export interface OutcomeTotals {
   dataPoints: number;
 }
 
+export interface AmplitudeDeviceId {
+  amplitudeId: string;
+  /** Null when Amplitude knows no device for the user. */
+  deviceId: string | null;
+}
+
 export interface MemberFailure {
   memberKey: string;
   /** The vendor's reason, verbatim. */
@@ -211,6 +217,10 @@ export interface StateStore {
   acquireRateSlots(request: RateSlotRequest): Promise<RateSlotGrant>;
   /** Blocks a limit for everyone until `untilMs`, because the vendor reported it exhausted. */
   blockRateLimit(key: string, untilMs: number): Promise<void>;
+
+  /** The device ids looked up before for these Amplitude users (users never looked up are absent). */
+  knownDeviceIds(amplitudeIds: readonly string[]): Promise<Map<string, string | null>>;
+  recordDeviceIds(entries: readonly AmplitudeDeviceId[]): Promise<void>;
 
   /** Records why members failed in a run; a member recorded again keeps the latest reason. */
   recordFailures(runId: string, failures: readonly MemberFailure[]): Promise<void>;

@@ -19,6 +19,8 @@ export interface SandboxContext {
   ingestion: Ingestion;
   /** Profile API requests per minute, org-wide. */
   profileRequests: FixedWindowCounter;
+  /** User Activity requests per hour, project-wide. */
+  userLookupRequests: FixedWindowCounter;
 }
 
 export interface Exchange {

@@ -21,6 +21,8 @@ export interface AmplitudeSandboxControl {
   readonly dataset: Dataset;
   ingestedEvents(): IngestedEvent[];
   downloadRequestsThisMonth(): number;
+  /** User Activity requests answered or refused in the current hour. */
+  userLookupsThisHour(): number;
   setFaults(faults: SandboxFaults): void;
   /** Makes every pre-signed `/s3/…` link issued so far expired (the `/file` links stay valid). */
   expireExportLinksNow(): void;
@@ -62,8 +64,9 @@ export async function startAmplitudeSandbox(options: AmplitudeSandboxOptions): P
       batch: { eventsPerSecondPerId: resolved.batchEventsPerSecondPerId, windowMs: BATCH_RATE_WINDOW_MS },
     }),
     profileRequests: new FixedWindowCounter(60_000),
+    userLookupRequests: new FixedWindowCounter(3_600_000),
   };
-  const concurrency = new ConcurrencyGate(resolved.maxConcurrentRequests);
+  const gates = { dashboard: new ConcurrencyGate(resolved.maxConcurrentRequests), 'user-lookup': new ConcurrencyGate(resolved.userLookupConcurrency) };
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', context.baseUrl);
@@ -73,13 +76,14 @@ export async function startAmplitudeSandbox(options: AmplitudeSandboxOptions): P
       return;
     }
     const { route, params } = matched;
-    if (route.guard === 'dashboard') {
+    if (route.guard === 'dashboard' || route.guard === 'user-lookup') {
       if (!hasValidBasicAuth(req, resolved.apiKey, resolved.secretKey)) {
         sendApiError(res, 401, 'Invalid API key or secret key');
         return;
       }
-      if (!concurrency.tryAcquire(res)) {
-        sendApiError(res, 429, `Too many concurrent requests: the limit is ${concurrency.limit} concurrent requests`);
+      const gate = gates[route.guard];
+      if (!gate.tryAcquire(res)) {
+        sendApiError(res, 429, `Too many concurrent requests: the limit is ${gate.limit} concurrent requests`);
         return;
       }
     }
@@ -107,6 +111,7 @@ export async function startAmplitudeSandbox(options: AmplitudeSandboxOptions): P
       dataset: options.dataset,
       ingestedEvents: () => context.ingestion.list(),
       downloadRequestsThisMonth: () => context.cohortExports.monthlyRequests.count(),
+      userLookupsThisHour: () => context.userLookupRequests.count('project'),
       setFaults: (faults) => context.faults.setFaults(faults),
       expireExportLinksNow: () => context.cohortExports.expireLinksNow(),
       setExportJobDurationMs: (ms) => {

@@ -20,11 +20,16 @@ export interface AmplitudeSandboxOptions {
   inlineFileMaxBytes?: number;
   presignedUrlTtlMs?: number;
   gzipFiles?: boolean;
+  /** Serve cohort files no faster than this (default: unthrottled), e.g. to catch a worker mid-download. */
+  fileBytesPerSecond?: number;
   /** Prefix every CSV value with a tab, as group cohorts do. */
   tabPrefixValues?: boolean;
   /** Repeat the `amplitude_id` header column, as one consumer saw with `props=1`. */
   duplicateAmplitudeIdHeader?: boolean;
   profileRequestsPerMinute?: number;
+  /** The User Activity / User Search limits: queries per hour and concurrent requests. */
+  userLookupsPerHour?: number;
+  userLookupConcurrency?: number;
   /** Unknown users on the Profile API: the body is always the error; the status is undocumented. */
   unknownProfileStatus?: 200 | 404;
   /** HTTP V2 per user/device limit. */
@@ -51,9 +56,12 @@ export function resolveOptions(options: AmplitudeSandboxOptions): ResolvedOption
     inlineFileMaxBytes: options.inlineFileMaxBytes ?? 64 * 1024,
     presignedUrlTtlMs: options.presignedUrlTtlMs ?? 60_000,
     gzipFiles: options.gzipFiles ?? false,
+    fileBytesPerSecond: options.fileBytesPerSecond ?? Infinity,
     tabPrefixValues: options.tabPrefixValues ?? false,
     duplicateAmplitudeIdHeader: options.duplicateAmplitudeIdHeader ?? false,
     profileRequestsPerMinute: options.profileRequestsPerMinute ?? 600,
+    userLookupsPerHour: options.userLookupsPerHour ?? 360,
+    userLookupConcurrency: options.userLookupConcurrency ?? 10,
     unknownProfileStatus: options.unknownProfileStatus ?? 200,
     eventsPerSecondPerId: options.eventsPerSecondPerId ?? 30,
     batchEventsPerSecondPerId: options.batchEventsPerSecondPerId ?? 1_000,

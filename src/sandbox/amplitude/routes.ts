@@ -12,13 +12,15 @@ import { exportEvents } from './export-api.js';
 import { identify } from './identify-api.js';
 import { eventUpload } from './ingest-api.js';
 import { userProfile } from './profile-api.js';
+import { userActivity } from './user-activity-api.js';
 
 /**
  * - `dashboard`: Amplitude's `/api/*` (Basic auth, shared concurrency limit, fault injection);
+ * - `user-lookup`: User Activity (Basic auth, its own concurrency limit, fault injection);
  * - `vendor`: the other Amplitude hosts (their own auth, fault injection);
  * - `open`: pre-signed S3 links and the sandbox's own control endpoints.
  */
-export type RouteGuard = 'dashboard' | 'vendor' | 'open';
+export type RouteGuard = 'dashboard' | 'user-lookup' | 'vendor' | 'open';
 
 export interface Route {
   methods: readonly string[];
@@ -36,6 +38,7 @@ export const ROUTES: readonly Route[] = [
   { methods: GET, path: /^\/api\/5\/cohorts\/request-status\/([^/]+)$/, guard: 'dashboard', handle: cohortExportStatus },
   { methods: GET, path: /^\/api\/5\/cohorts\/request\/([^/]+)\/file$/, guard: 'dashboard', handle: cohortExportFile },
   { methods: GET, path: /^\/api\/2\/export$/, guard: 'dashboard', handle: exportEvents },
+  { methods: GET, path: /^\/api\/2\/useractivity$/, guard: 'user-lookup', handle: userActivity },
   { methods: GET, path: /^\/s3\/([^/]+)$/, guard: 'open', handle: presignedCohortFile },
   { methods: GET, path: /^\/v1\/userprofile$/, guard: 'vendor', handle: userProfile },
   { methods: POST, path: /^\/2\/httpapi$/, guard: 'vendor', handle: eventUpload('httpapi') },
