@@ -2,7 +2,7 @@
  * The cohort sync's I/O steps. Each is idempotent: a retried attempt resumes from what the store already
  * holds (staging checkpoint, committed snapshot, counted data points) instead of starting over.
  */
-import { ApplicationFailure, Context, heartbeat, sleep } from '@temporalio/activity';
+import { activityInfo, ApplicationFailure, Context, heartbeat, sleep } from '@temporalio/activity';
 import { addressOf, DEFERRED_DEVICE_LOOKUP, resolveMember, type CohortMemberIds, type MemberResolution } from '../src/cohort/identifiers.js';
 import { cohortPageRequests } from '../src/cohort/braze-changes.js';
 import { RateLimitedError } from '../src/errors.js';
@@ -122,8 +122,13 @@ export function createCohortSyncActivities(context: WorkerContext) {
       return { requestId };
     }),
 
-    /** Polls the export until Amplitude reports it complete; a 429 on the status call means wait, not fail. */
-    waitForCohortExport: withVendorFailures(async (input: { requestId: string }): Promise<void> => {
+    /**
+     * Polls the export until Amplitude reports it complete; a 429 on the status call means wait, not fail.
+     * Amplitude documents no failure status, so a job still running at the deadline fails the run instead.
+     */
+    waitForCohortExport: withVendorFailures(async (input: { requestId: string; cohortId: string }): Promise<void> => {
+      // From the first attempt's scheduling: a retried attempt keeps the same deadline.
+      const deadline = activityInfo().scheduledTimestampMs + context.cohortExportMaxWaitMs;
       for (let poll = 0; ; poll++) {
         heartbeat();
         const status = await amplitude.getCohortExportStatus(input.requestId).catch((error: unknown) => {
@@ -131,6 +136,13 @@ export function createCohortSyncActivities(context: WorkerContext) {
           throw error;
         });
         if (status === 'completed') return;
+        if (Date.now() >= deadline) {
+          throw ApplicationFailure.create({
+            type: 'ExportTimedOut',
+            nonRetryable: true,
+            message: `Amplitude has not finished exporting cohort "${input.cohortId}" after ${describeDuration(context.cohortExportMaxWaitMs)} (request ${input.requestId}); the next run requests a new export. AMPLITUDE_EXPORT_MAX_WAIT sets the limit.`,
+          });
+        }
         await sleep(EXPORT_POLL_INTERVALS_MS[Math.min(poll, EXPORT_POLL_INTERVALS_MS.length - 1)]!); // throws when cancelled
       }
     }),
@@ -232,6 +244,10 @@ export function createCohortSyncActivities(context: WorkerContext) {
 }
 
 export type CohortSyncActivities = ReturnType<typeof createCohortSyncActivities>;
+
+function describeDuration(ms: number): string {
+  return ms >= 60_000 ? `${Math.round(ms / 60_000)} minutes` : `${Math.round(ms / 1000)} seconds`;
+}
 
 function skip(member: CohortMemberIds, reason: string): MemberFailure {
   return { memberKey: `amplitude_id:${member.amplitudeId}`, reason: `${SKIPPED} ${reason}` };

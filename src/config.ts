@@ -99,6 +99,8 @@ export interface AmplitudeConfig {
   cohortDownloadsPerMonth: number;
   /** The User Activity API's limit (device ids of anonymous cohort members), shared by every worker. */
   userLookupRate: RateLimit;
+  /** How long a cohort export may stay "JOB INPROGRESS" before the run fails. */
+  exportMaxWaitMs: number;
 }
 
 export interface BrazeConfig {
@@ -224,6 +226,17 @@ const rateLimit = z.string().transform((value, ctx): RateLimit => {
   return { requests, windowMs };
 });
 
+/** `<n><unit>`, e.g. `30m`, in milliseconds. */
+const duration = z.string().transform((value, ctx): number => {
+  const match = /^(\d+)\s*(ms|s|min|m|h)$/.exec(value);
+  const ms = Number(match?.[1]) * (WINDOW_UNIT_MS[match?.[2] ?? ''] ?? 0);
+  if (!match || !(ms >= 1)) {
+    ctx.addIssue('must be a duration such as 30m (units: ms, s, m, h)');
+    return z.NEVER;
+  }
+  return ms;
+});
+
 const amplitudeVariables = z.object({
   AMPLITUDE_API_KEY: secret('Amplitude', "the project's API key"),
   AMPLITUDE_SECRET_KEY: secret('Amplitude', "the project's secret key"),
@@ -237,6 +250,7 @@ const amplitudeVariables = z.object({
   AMPLITUDE_INGEST_URL: httpUrl.optional(),
   AMPLITUDE_COHORT_DOWNLOAD_QUOTA: wholeNumberAtLeastOne.default(500),
   AMPLITUDE_USER_LOOKUP_RATE: rateLimit.prefault('360/1h'),
+  AMPLITUDE_EXPORT_MAX_WAIT: duration.prefault('30m'),
 });
 
 const brazeRestEndpoint = z
@@ -364,6 +378,7 @@ export function loadAmplitudeConfig(env: Env = environment()): AmplitudeConfig {
     ingestUrl: values.AMPLITUDE_INGEST_URL ?? regionUrls.ingestUrl,
     cohortDownloadsPerMonth: values.AMPLITUDE_COHORT_DOWNLOAD_QUOTA,
     userLookupRate: values.AMPLITUDE_USER_LOOKUP_RATE,
+    exportMaxWaitMs: values.AMPLITUDE_EXPORT_MAX_WAIT,
   };
 }
 

@@ -24,6 +24,7 @@ export interface WorkerContext {
   brazeLimiter: SharedRateLimiter;
   brazeObjectsPerRequest: number;
   cohortDownloadsPerMonth: number;
+  cohortExportMaxWaitMs: number;
   store: StateStore;
 }
 
@@ -60,6 +61,7 @@ export async function createWorkerContext(config: Pick<AppConfig, 'amplitude' | 
     brazeLimiter: new SharedRateLimiter(store, `braze:${new URL(braze.restEndpoint).host}:/users/track`, braze.rateLimit),
     brazeObjectsPerRequest: braze.objectLimit.maxObjects,
     cohortDownloadsPerMonth: amplitude.cohortDownloadsPerMonth,
+    cohortExportMaxWaitMs: amplitude.exportMaxWaitMs,
     store,
   };
 }

@@ -81,6 +81,19 @@ function brazeMembers(cohortId: string, attribute = 'amplitude_cohorts'): Set<st
 
 const brazeDataPoints = () => sandboxes.braze.control.dataPoints().total;
 
+/** Runs `work` against a worker of its own (own task queue and state store), configured by `overrides`. */
+async function withOwnWorker<T>(overrides: Record<string, string>, work: (ownQueue: string) => Promise<T>): Promise<T> {
+  const ownQueue = uniqueTaskQueue('own-worker');
+  const stateDir = await mkdtemp(join(tmpdir(), 'own-worker-'));
+  const ownContext = await createWorkerContext(loadConfig({ ...sandboxes.env, STATE_DB: join(stateDir, 'state.db'), ...overrides }));
+  const ownWorker = await createTestWorker(env, { taskQueue: ownQueue, activities: createActivities(ownContext) });
+  try {
+    return await ownWorker.runUntil(() => work(ownQueue));
+  } finally {
+    await ownContext.store.close();
+  }
+}
+
 async function waitUntilPaused(workflowId: string) {
   let progress = await getSyncProgress(env.client, workflowId);
   for (let i = 0; i < 100 && progress.phase !== 'paused'; i++) {
@@ -293,30 +306,22 @@ describe('the device_id fallback (partner target)', () => {
     const cohort = sandboxes.dataset.defineCohort({ id: 'dev1ce2', name: 'Device fallback, throttled', memberFraction: 0.02 });
     const anonymous = anonymousMemberCount(cohort.id);
     assert.ok(anonymous > 4, `the cohort has more anonymous members (${anonymous}) than one window allows`);
-    const limitedQueue = uniqueTaskQueue('lookups');
-    const stateDir = await mkdtemp(join(tmpdir(), 'lookups-'));
-    const limitedContext = await createWorkerContext(loadConfig({ ...sandboxes.env, STATE_DB: join(stateDir, 'state.db'), AMPLITUDE_USER_LOOKUP_RATE: '4/1s' }));
-    const limitedWorker = await createTestWorker(env, { taskQueue: limitedQueue, activities: createActivities(limitedContext) });
     const input: CohortSyncInput = { cohortId: cohort.id, target: 'partner_cohort', identifiers: ['user_id', 'device_id'] };
-    try {
-      const runs = await limitedWorker.runUntil(async () => {
-        const results = [];
-        for (let attempt = 0; attempt < 10; attempt++) {
-          const result = await startCohortSync(env.client, input, { taskQueue: limitedQueue }).then((handle) => handle.result());
-          results.push(result);
-          if (result.skipped === 0) break;
-          await new Promise((r) => setTimeout(r, 1_000)); // the next window of the limit
-        }
-        return results;
-      });
-      assert.deepEqual(runs[0]?.skipReasons, { [DEFERRED_DEVICE_LOOKUP]: anonymous - 4 }, 'four lookups fit in the first window');
-      assert.equal(runs.at(-1)?.skipped, 0, 'later runs looked up the rest');
-      assert.ok(runs.every((run) => !run.unchanged), 'a run with deferred lookups does not let the next one skip the download');
-      assert.equal(runs.reduce((sum, run) => sum + run.added, 0), cohort.size);
-      assert.deepEqual(partnerMembers(cohort.id), expectedPartnerMembers(cohort.id));
-    } finally {
-      await limitedContext.store.close();
-    }
+    const runs = await withOwnWorker({ AMPLITUDE_USER_LOOKUP_RATE: '4/1s' }, async (ownQueue) => {
+      const results = [];
+      for (let attempt = 0; attempt < 10; attempt++) {
+        const result = await startCohortSync(env.client, input, { taskQueue: ownQueue }).then((handle) => handle.result());
+        results.push(result);
+        if (result.skipped === 0) break;
+        await new Promise((r) => setTimeout(r, 1_000)); // the next window of the limit
+      }
+      return results;
+    });
+    assert.deepEqual(runs[0]?.skipReasons, { [DEFERRED_DEVICE_LOOKUP]: anonymous - 4 }, 'four lookups fit in the first window');
+    assert.equal(runs.at(-1)?.skipped, 0, 'later runs looked up the rest');
+    assert.ok(runs.every((run) => !run.unchanged), 'a run with deferred lookups does not let the next one skip the download');
+    assert.equal(runs.reduce((sum, run) => sum + run.added, 0), cohort.size);
+    assert.deepEqual(partnerMembers(cohort.id), expectedPartnerMembers(cohort.id));
   });
 });
 
@@ -338,22 +343,30 @@ describe('failing fast', () => {
   });
 
   test('an exhausted download quota fails with a readable message instead of spending the last downloads', async () => {
-    const quotaQueue = uniqueTaskQueue('quota');
-    const stateDir = await mkdtemp(join(tmpdir(), 'quota-'));
-    const quotaContext = await createWorkerContext(loadConfig({ ...sandboxes.env, STATE_DB: join(stateDir, 'state.db'), AMPLITUDE_COHORT_DOWNLOAD_QUOTA: '1' }));
-    const quotaWorker = await createTestWorker(env, { taskQueue: quotaQueue, activities: createActivities(quotaContext) });
+    await withOwnWorker({ AMPLITUDE_COHORT_DOWNLOAD_QUOTA: '1' }, async (ownQueue) => {
+      await startCohortSync(env.client, { cohortId: SMALL_COHORT, attributeName: 'quota_a' }, { taskQueue: ownQueue }).then((h) => h.result());
+      const second = await startCohortSync(env.client, { cohortId: SMALL_COHORT, attributeName: 'quota_b' }, { taskQueue: ownQueue });
+      await assert.rejects(second.result(), (error: unknown) => {
+        assert.ok(error instanceof WorkflowFailedError);
+        assert.match((error.cause as Error).message, /^Amplitude cohort download quota exhausted: 1 of 1 downloads used/);
+        return true;
+      });
+    });
+  });
+
+  test('an export that never completes fails at the wait limit with a readable message', async () => {
+    sandboxes.amplitude.control.setExportJobDurationMs(Infinity);
     try {
-      await quotaWorker.runUntil(async () => {
-        await startCohortSync(env.client, { cohortId: SMALL_COHORT, attributeName: 'quota_a' }, { taskQueue: quotaQueue }).then((h) => h.result());
-        const second = await startCohortSync(env.client, { cohortId: SMALL_COHORT, attributeName: 'quota_b' }, { taskQueue: quotaQueue });
-        await assert.rejects(second.result(), (error: unknown) => {
+      await withOwnWorker({ AMPLITUDE_EXPORT_MAX_WAIT: '2s' }, async (ownQueue) => {
+        const handle = await startCohortSync(env.client, { cohortId: SMALL_COHORT, attributeName: 'stuck_cohorts' }, { taskQueue: ownQueue });
+        await assert.rejects(handle.result(), (error: unknown) => {
           assert.ok(error instanceof WorkflowFailedError);
-          assert.match((error.cause as Error).message, /^Amplitude cohort download quota exhausted: 1 of 1 downloads used/);
+          assert.match((error.cause as Error).message, /^Amplitude has not finished exporting cohort "26umsb5" after 2 seconds \(request /);
           return true;
         });
       });
     } finally {
-      await quotaContext.store.close();
+      sandboxes.amplitude.control.setExportJobDurationMs(200);
     }
   });
 });

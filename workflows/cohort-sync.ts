@@ -24,10 +24,16 @@ import { DEFERRED_DEVICE_LOOKUP } from '../src/cohort/identifiers.js';
 import { cohortSyncId, cohortSyncInputSchema, describeInputProblems, type CohortSyncInput, type CohortSyncOptions } from '../src/cohort/input.js';
 import { COHORT_ID, DATA_POINTS, SYNC_KIND } from '../src/temporal/search-attributes.js';
 
-const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: ['VendorRejected', 'InvalidCohortSync', 'QuotaExhausted'] };
+const retry = {
+  initialInterval: '1s',
+  backoffCoefficient: 2,
+  maximumInterval: '1 minute',
+  nonRetryableErrorTypes: ['VendorRejected', 'InvalidCohortSync', 'QuotaExhausted', 'ExportTimedOut'],
+};
 
 const quick = proxyActivities<CohortSyncActivities>({ startToCloseTimeout: '2 minutes', retry });
-const exportWait = proxyActivities<CohortSyncActivities>({ startToCloseTimeout: '30 minutes', heartbeatTimeout: '1 minute', retry });
+// The export wait ends itself at AMPLITUDE_EXPORT_MAX_WAIT with a readable failure; this only catches a hang.
+const exportWait = proxyActivities<CohortSyncActivities>({ startToCloseTimeout: '3 hours', heartbeatTimeout: '1 minute', retry });
 // Staging and pages heartbeat every few hundred rows or every Braze request: a short heartbeat timeout hands a
 // dead worker's activity to another one quickly, which resumes from the checkpoint in the store.
 const streaming = proxyActivities<CohortSyncActivities>({ startToCloseTimeout: '2 hours', heartbeatTimeout: '20 seconds', retry });
@@ -159,7 +165,7 @@ export async function cohortSync(input: CohortSyncInput, checkpoint?: CohortSync
       setCurrentDetails(`Exporting cohort "${prepared.cohortName}" (${prepared.size} members) from Amplitude`);
       const { requestId } = await quick.requestCohortExport({ runId, cohortId: options.cohortId });
       totals.amplitudeDownloads += 1;
-      await exportWait.waitForCohortExport({ requestId });
+      await exportWait.waitForCohortExport({ requestId, cohortId: options.cohortId });
 
       progress.phase = 'staging';
       setCurrentDetails(`Staging cohort "${prepared.cohortName}" members`);
