@@ -66,7 +66,12 @@ const leaving = members.slice(0, 40).map((m) => m.amplitudeId);
 const entering = [...sandboxes.dataset.identities()].filter((u) => !sandboxes.dataset.cohortIdsOf(u.index).includes(COHORT_ID)).slice(0, 60);
 sandboxes.dataset.removeCohortMembers(COHORT_ID, leaving);
 sandboxes.dataset.addCohortMembers(COHORT_ID, entering.map((u) => u.amplitudeId));
-step(`Amplitude recomputed the cohort: ${leaving.length} members left, ${entering.length} joined`);
+const identifiedLeaving = members.slice(0, 40).filter((m) => m.userId).length;
+const identifiedEntering = entering.filter((u) => u.userId).length;
+step(
+  `Amplitude recomputed the cohort: ${leaving.length} members left, ${entering.length} joined ` +
+    `(${identifiedLeaving} and ${identifiedEntering} of them identified; anonymous ones are skipped as before)`,
+);
 const third = await runSync();
 
 const brazePoints = sandboxes.braze.control.dataPoints().total;

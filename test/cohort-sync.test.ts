@@ -21,6 +21,7 @@ import { startSandboxes, type Sandboxes } from '../src/sandbox/sandboxes.js';
 import { resolveTemporalCli } from '../src/temporal/cli.js';
 import { createWorkerContext, type WorkerContext } from '../src/worker-context.js';
 import { setBudgetUpdate, type cohortSync } from '../workflows/cohort-sync.js';
+import { ampbraze } from './helpers/cli.js';
 import { connectTestEnvironment, createTestWorker, testServerAddress, uniqueTaskQueue } from './helpers/temporal.js';
 
 const run = promisify(execFile);
@@ -400,6 +401,53 @@ describe('the Temporal CLI, exactly as the README documents it', () => {
     } finally {
       await schedule.delete();
     }
+  });
+});
+
+describe('`ampbraze cohort` commands', () => {
+  const cliEnv = () => ({ TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_TASK_QUEUE: taskQueue });
+
+  test('`cohort sync --wait` follows the progress query to the result; `cohort status` reports the run', async () => {
+    sandboxes.braze.control.setFaults({ latencyMs: 100 }); // pages slow enough for the progress poll to see them
+    let synced;
+    try {
+      synced = await ampbraze(['cohort', 'sync', MEDIUM_COHORT, '--attribute', 'cli_wait_cohorts', '--page-size', '20', '--wait'], cliEnv());
+    } finally {
+      sandboxes.braze.control.setFaults({});
+    }
+    assert.equal(synced.code, 0, synced.stderr);
+    const expected = expectedMembers(MEDIUM_COHORT);
+    assert.match(synced.stdout, /^Started cohort-sync-3k9x2pq-attribute-cli_wait_cohorts$/m);
+    assert.match(synced.stdout, /^applying \[[#-]{24}\] page \d+\/\d+ · \+\d+ −0/m, 'a progress line while pages were applied');
+    assert.match(synced.stdout, new RegExp(`^Done: ${expected.size} added, 0 removed`, 'm'));
+    assert.deepEqual(brazeMembers(MEDIUM_COHORT, 'cli_wait_cohorts'), expected);
+
+    const status = await ampbraze(['cohort', 'status', MEDIUM_COHORT, '--attribute', 'cli_wait_cohorts'], cliEnv());
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, new RegExp(`^done … \\+${expected.size} −0 · 0 failed · ${expected.size} data points$`, 'm'));
+  });
+
+  test('`cohort schedule` creates a daily schedule pinned to a local time of day', async () => {
+    const args = ['cohort', 'schedule', SMALL_COHORT, '--attribute', 'cli_scheduled', '--cadence', 'daily', '--at', '02:30', '--time-zone', 'Europe/Paris'];
+    const created = await ampbraze(args, cliEnv());
+    assert.equal(created.code, 0, created.stderr);
+    const scheduleId = 'cohort-sync-26umsb5-attribute-cli_scheduled-schedule';
+    assert.match(created.stdout, new RegExp(`^Created schedule ${scheduleId} \\(daily at 02:30\\)`, 'm'));
+    const schedule = env.client.schedule.getHandle(scheduleId);
+    try {
+      const described = await schedule.describe();
+      assert.equal(described.spec.timezone, 'Europe/Paris');
+      const [calendar] = described.spec.calendars ?? [];
+      assert.deepEqual([calendar?.hour, calendar?.minute], [[{ start: 2, end: 2, step: 1 }], [{ start: 30, end: 30, step: 1 }]]);
+    } finally {
+      await schedule.delete();
+    }
+  });
+
+  test('a bad option is refused before anything starts, naming the field', async () => {
+    const refused = await ampbraze(['cohort', 'sync', SMALL_COHORT, '--identifiers', 'email'], cliEnv());
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /identifiers\.0: /);
   });
 });
 

@@ -3,10 +3,6 @@
  * workflow, the typed client API and the `ampbraze` CLI.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { createActivities } from '../activities/index.js';
@@ -14,8 +10,8 @@ import type { DoctorReport } from '../activities/doctor.js';
 import { NoWorkerError, runDoctor } from '../src/client.js';
 import { loadConfig } from '../src/config.js';
 import { startSandboxes, type Sandboxes } from '../src/sandbox/sandboxes.js';
-import { PROJECT_ROOT } from '../src/temporal/cli.js';
 import { createWorkerContext } from '../src/worker-context.js';
+import { ampbraze } from './helpers/cli.js';
 import { connectTestEnvironment, createTestWorker, testServerAddress, uniqueTaskQueue } from './helpers/temporal.js';
 
 let env: TestWorkflowEnvironment;
@@ -99,27 +95,6 @@ describe('doctor workflow', () => {
     await assert.rejects(runDoctor(env.client, { taskQueue: uniqueTaskQueue('nobody'), timeoutMs: 2_000 }), NoWorkerError);
   });
 });
-
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the real `ampbraze` executable with exactly `envVars` (plus PATH), from an empty directory (no .env). */
-async function ampbraze(args: string[], envVars: Record<string, string>): Promise<CliResult> {
-  const cwd = await mkdtemp(join(tmpdir(), 'ampbraze-cli-'));
-  const child = spawn(process.execPath, [join(PROJECT_ROOT, 'bin', 'ampbraze.mjs'), ...args], {
-    cwd,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? cwd, ...envVars },
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const code = await new Promise<number | null>((resolveExit) => child.once('exit', resolveExit));
-  return { code, stdout, stderr };
-}
 
 describe('ampbraze CLI', () => {
   test('`ampbraze doctor` prints each check and exits 1 when the worker has a wrong key', async () => {

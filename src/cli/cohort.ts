@@ -13,6 +13,8 @@ interface SyncFlags {
   aliasLabel?: string;
   dryRun?: boolean;
   maxDataPoints?: string;
+  maxDataPointsPerDay?: string;
+  pageSize?: string;
   force?: boolean;
 }
 
@@ -26,6 +28,8 @@ function syncInput(cohortId: string, flags: SyncFlags): CohortSyncInput {
     ...(flags.dryRun && { dryRun: true }),
     ...(flags.force && { force: true }),
     ...(flags.maxDataPoints && { maxDataPoints: Number(flags.maxDataPoints) }),
+    ...(flags.maxDataPointsPerDay && { maxDataPointsPerDay: Number(flags.maxDataPointsPerDay) }),
+    ...(flags.pageSize && { pageSize: Number(flags.pageSize) }),
   };
 }
 
@@ -36,7 +40,9 @@ function withSyncOptions(command: Command): Command {
     .option('--identifiers <list>', 'priority list of user_id,user_alias,device_id (default user_id)')
     .option('--alias-label <label>', 'alias label for user_alias (default amplitude_id)')
     .option('--dry-run', 'plan and price the sync, send nothing')
-    .option('--max-data-points <n>', 'pause before spending more than this many data points')
+    .option('--max-data-points <n>', 'pause before this run spends more than this many data points')
+    .option('--max-data-points-per-day <n>', 'pause before all syncs together spend more than this many data points today (UTC)')
+    .option('--page-size <n>', 'users per page activity (default 1000)')
     .option('--force', 'download even if the cohort has not been recomputed');
 }
 

@@ -1,0 +1,27 @@
+/** Runs the real `ampbraze` executable, as a user would, and captures what it printed. */
+import { spawn } from 'node:child_process';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PROJECT_ROOT } from '../../src/temporal/cli.js';
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** With exactly `envVars` (plus PATH), from an empty directory (no .env). */
+export async function ampbraze(args: string[], envVars: Record<string, string>): Promise<CliResult> {
+  const cwd = await mkdtemp(join(tmpdir(), 'ampbraze-cli-'));
+  const child = spawn(process.execPath, [join(PROJECT_ROOT, 'bin', 'ampbraze.mjs'), ...args], {
+    cwd,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? cwd, ...envVars },
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const code = await new Promise<number | null>((resolveExit) => child.once('exit', resolveExit));
+  return { code, stdout, stderr };
+}
