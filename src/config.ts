@@ -76,6 +76,8 @@ export interface TemporalConfig {
   tls: TemporalTlsConfig | undefined;
   /** gRPC headers from `TEMPORAL_GRPC_META_<NAME>`; their values may carry credentials. */
   grpcMetadata: Record<string, Secret>;
+  /** Where a worker serves its metrics (the SDK's and `ampbraze_data_points`) for Prometheus; off if undefined. */
+  workerPrometheusAddress: string | undefined;
 }
 
 export interface TemporalTlsConfig {
@@ -198,6 +200,10 @@ const temporalVariables = z.object({
   TEMPORAL_ADDRESS: z.string().regex(HOST_AND_PORT, 'must be host:port without a scheme, e.g. localhost:7233').default('localhost:7233'),
   TEMPORAL_NAMESPACE: z.string().default('default'),
   TEMPORAL_TASK_QUEUE: z.string().default(DEFAULT_TASK_QUEUE),
+  WORKER_PROMETHEUS_ADDRESS: z
+    .string()
+    .regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be host:port to listen on, e.g. 0.0.0.0:9464')
+    .optional(),
   TEMPORAL_API_KEY: secret('Temporal', 'an API key').optional(),
   TEMPORAL_TLS: booleanFlag.optional(),
   TEMPORAL_TLS_CLIENT_CERT_PATH: z.string().optional(),
@@ -363,6 +369,7 @@ export function loadTemporalConfig(env: Env = environment()): TemporalConfig {
         }
       : undefined,
     grpcMetadata,
+    workerPrometheusAddress: values.WORKER_PROMETHEUS_ADDRESS,
   };
 }
 

@@ -3,7 +3,7 @@
  * namespace and one shared store; none of them keeps sync state in memory.
  */
 import { join } from 'node:path';
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
 import { loadConfig, temporalConnectionOptions, type TemporalConfig } from './config.js';
 import { PROJECT_ROOT } from './temporal/cli.js';
@@ -31,10 +31,13 @@ export function createSyncWorker(
 
 export async function main(): Promise<void> {
   const config = loadConfig();
+  const metricsAddress = config.temporal.workerPrometheusAddress;
+  if (metricsAddress) Runtime.install({ telemetryOptions: { metrics: { prometheus: { bindAddress: metricsAddress } } } });
   const context = await createWorkerContext(config);
   const connection = await NativeConnection.connect(await temporalConnectionOptions(config.temporal));
   const worker = await createSyncWorker(connection, config.temporal, context);
   console.log(`Worker ${context.workerIdentity} polling task queue "${config.temporal.taskQueue}" at ${config.temporal.address}. Ctrl-C to stop.`);
+  if (metricsAddress) console.log(`Metrics for Prometheus at http://${metricsAddress}/metrics`);
   try {
     await worker.run();
   } finally {

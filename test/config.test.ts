@@ -42,7 +42,7 @@ describe('loadConfig', () => {
   void test('applies the documented defaults', () => {
     const config = loadConfig(minimalEnv);
     assert.deepEqual(config.temporal, {
-      address: 'localhost:7233', namespace: 'default', taskQueue: 'amplitude-braze-sync', apiKey: undefined, tls: undefined, grpcMetadata: {} });
+      address: 'localhost:7233', namespace: 'default', taskQueue: 'amplitude-braze-sync', apiKey: undefined, tls: undefined, grpcMetadata: {}, workerPrometheusAddress: undefined });
     assert.equal(config.amplitude.region, 'us');
     assert.equal(config.amplitude.apiUrl, 'https://amplitude.com');
     assert.equal(config.amplitude.profileApiUrl, 'https://profile-api.amplitude.com');

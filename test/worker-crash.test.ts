@@ -16,6 +16,7 @@ import { getSyncProgress, startCohortSync } from '../src/client.js';
 import { cohortSyncId, cohortSyncInputSchema } from '../src/cohort/input.js';
 import { startSandboxes, type Sandboxes } from '../src/sandbox/sandboxes.js';
 import { openSqliteStateStore } from '../src/store/sqlite.js';
+import { freePort } from '../src/temporal/dev-server.js';
 import { PROJECT_ROOT } from '../src/temporal/cli.js';
 import { connectTestEnvironment, testServerAddress, uniqueTaskQueue } from './helpers/temporal.js';
 
@@ -38,9 +39,9 @@ after(async () => {
 });
 
 /** The real worker entry point, as its own process. */
-function startWorkerProcess(taskQueue: string, stateDb: string, vendors: Sandboxes = sandboxes): ChildProcess {
+function startWorkerProcess(taskQueue: string, stateDb: string, vendors: Sandboxes = sandboxes, extraEnv: Record<string, string> = {}): ChildProcess {
   const worker = spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'src', 'worker.ts')], {
-    env: { ...process.env, ...vendors.env, TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_TASK_QUEUE: taskQueue, STATE_DB: stateDb },
+    env: { ...process.env, ...vendors.env, TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_TASK_QUEUE: taskQueue, STATE_DB: stateDb, ...extraEnv },
     stdio: 'ignore',
   });
   workers.push(worker);
@@ -103,7 +104,8 @@ test('killed mid-staging, another worker resumes the file after the rows already
     }
     assert.ok(rowsAtKill >= 2_000, 'the first worker had committed a staging chunk');
     first.kill('SIGKILL');
-    startWorkerProcess(taskQueue, stateDb, slow);
+    const metricsAddress = `127.0.0.1:${await freePort()}`;
+    startWorkerProcess(taskQueue, stateDb, slow, { WORKER_PROMETHEUS_ADDRESS: metricsAddress });
     const result = await handle.result();
 
     const staging = await completedActivities<StagedCohort>(handle.workflowId, handle.firstExecutionRunId, 'stageCohortMembers');
@@ -116,11 +118,26 @@ test('killed mid-staging, another worker resumes the file after the rows already
     assert.equal(slow.amplitude.control.downloadRequestsThisMonth(), 1, 'the retry re-read the file; it did not request another export');
     assert.deepEqual(brazeMembers(slow), expected, 'final Braze state is exact');
     assert.equal(result.added, expected.size);
+    // The second worker sent every page, so its data-point metric holds the whole run.
+    assert.equal(await scrapedDataPoints(metricsAddress), result.dataPoints);
   } finally {
     await store.current?.close();
     await slow.close();
   }
 });
+
+/** The worker's `ampbraze_data_points` counter, read from its Prometheus endpoint once it has caught up. */
+async function scrapedDataPoints(address: string): Promise<number | undefined> {
+  let value: number | undefined;
+  for (let i = 0; i < 50; i++) {
+    const metrics = await (await fetch(`http://${address}/metrics`)).text();
+    const sample = /^ampbraze_data_points(?:_total)?\{[^}]*sync_kind="cohort"[^}]*\} (\d+)$/m.exec(metrics)?.[1];
+    value = sample === undefined ? undefined : Number(sample);
+    if (value !== undefined && value > 0) return value;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return value;
+}
 
 /** Identified cohort members, by external id: who Braze should show in the cohort. */
 function identifiedMembers(vendors: Sandboxes): Set<string> {
