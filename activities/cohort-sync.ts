@@ -206,7 +206,7 @@ export function createCohortSyncActivities(context: WorkerContext) {
       const dataPointsCounter = Context.current().metricMeter.createCounter('ampbraze_data_points', 'points', 'Braze data points spent');
       await runWithConcurrency(requests, context.brazeConcurrency, async (request) => {
         // Partner cohort calls do not count toward the REST limits.
-        if (input.target === 'attribute') await context.brazeLimiter.acquire(1, Context.current().cancellationSignal);
+        if (input.target === 'attribute') await context.brazeLimiter.acquire(1, { signal: Context.current().cancellationSignal, whileWaiting: () => heartbeat() });
         const sent = await request.send(context.braze);
         await context.brazeLimiter.observe(sent.rateLimit);
         // The snapshot records only what Braze accepted; rejected members stay in the diff and are retried next run.

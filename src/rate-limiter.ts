@@ -11,6 +11,9 @@ export interface RateLimit {
   windowMs: number;
 }
 
+/** A vendor's block can last an hour: waiting callers wake up this often to show they are alive. */
+const MAX_NAP_MS = 5_000;
+
 export class SharedRateLimiter {
   constructor(
     private readonly store: StateStore,
@@ -18,15 +21,22 @@ export class SharedRateLimiter {
     private readonly limit: RateLimit,
   ) {}
 
-  /** Resolves once `n` slots were granted; waits for the next window (or the vendor's reset) in between. */
-  async acquire(n = 1, signal?: AbortSignal): Promise<void> {
+  /**
+   * Resolves once `n` slots were granted; waits for the next window (or the vendor's reset) in between, in naps
+   * of at most a few seconds, calling `whileWaiting` before each (an activity heartbeats there).
+   */
+  async acquire(n = 1, options: { signal?: AbortSignal; whileWaiting?: () => void } = {}): Promise<void> {
+    const { signal, whileWaiting } = options;
     let needed = n;
     while (needed > 0) {
       signal?.throwIfAborted();
       const grant = await this.grant(needed);
       needed -= grant.granted;
+      if (needed === 0) return;
+      whileWaiting?.();
       // A little jitter, so waiting workers do not all arrive in the same millisecond of the next window.
-      if (needed > 0) await sleepUnlessAborted(Math.max(0, grant.retryAtMs - Date.now()) + Math.random() * 25, signal);
+      const wait = Math.max(0, grant.retryAtMs - Date.now()) + Math.random() * 25;
+      await sleepUnlessAborted(Math.min(wait, MAX_NAP_MS), signal);
     }
   }
 

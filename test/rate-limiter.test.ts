@@ -125,6 +125,25 @@ test('an abort stops the wait with the signal’s reason', async () => {
   const cancelled = new Error('cancelled');
   setTimeout(() => controller.abort(cancelled), 50);
   const started = Date.now();
-  await assert.rejects(limiter.acquire(1, controller.signal), (error) => error === cancelled);
+  await assert.rejects(limiter.acquire(1, { signal: controller.signal }), (error) => error === cancelled);
   assert.ok(Date.now() - started < 5_000, 'did not wait for the next window');
+});
+
+test('a long wait (the vendor blocked the workspace) wakes up every few seconds to report it is alive', async () => {
+  const limiter = new SharedRateLimiter(storeA, 'long-block', { requests: 100, windowMs: 1_000 });
+  const resetAtMs = Date.now() + 6_000;
+  await limiter.observe({ remaining: 0, resetAtMs });
+  const wakeUps: number[] = [];
+  await limiter.acquire(1, { whileWaiting: () => wakeUps.push(Date.now()) });
+  assert.ok(Date.now() >= resetAtMs, 'waited for the reset');
+  assert.ok(wakeUps.length >= 2, `woke up ${wakeUps.length} times in 6 s`);
+  for (const [i, at] of wakeUps.entries()) if (i > 0) assert.ok(at - wakeUps[i - 1]! <= 5_500, 'at most about 5 s between wake-ups');
+});
+
+test('tryAcquire takes what the current window has left, without waiting', async () => {
+  const limiter = new SharedRateLimiter(storeA, 'try', { requests: 5, windowMs: 3_600_000 });
+  const other = new SharedRateLimiter(storeB, 'try', { requests: 5, windowMs: 3_600_000 });
+  assert.equal(await limiter.tryAcquire(3), 3);
+  assert.equal(await other.tryAcquire(3), 2, 'shared with the other worker');
+  assert.equal(await limiter.tryAcquire(1), 0);
 });
