@@ -191,6 +191,20 @@ describe('cohort sync into a custom-attribute array', () => {
     assert.deepEqual(brazeMembers(MEDIUM_COHORT, 'storm_cohorts'), expectedMembers(MEDIUM_COHORT));
   });
 
+  test('an Amplitude 5xx/429 storm on the list, export, status and file calls still ends exact, with one download', async () => {
+    const downloadsBefore = sandboxes.amplitude.control.downloadRequestsThisMonth();
+    sandboxes.amplitude.control.setFaults({ serverErrorRate: 0.3, rateLimitBurstEvery: 3, rateLimitBurstLength: 1 });
+    try {
+      const result = await sync({ cohortId: MEDIUM_COHORT, attributeName: 'amplitude_storm_cohorts' });
+      assert.equal(result.added, expectedMembers(MEDIUM_COHORT).size);
+      assert.equal(result.amplitudeDownloads, 1);
+    } finally {
+      sandboxes.amplitude.control.setFaults({});
+    }
+    assert.equal(sandboxes.amplitude.control.downloadRequestsThisMonth() - downloadsBefore, 1, 'failed calls were retried, not re-requested');
+    assert.deepEqual(brazeMembers(MEDIUM_COHORT, 'amplitude_storm_cohorts'), expectedMembers(MEDIUM_COHORT));
+  });
+
   test('a long run continues as new with its cursor and totals, and still ends exact', async () => {
     const handle = await startCohortSync(env.client, { cohortId: MEDIUM_COHORT, attributeName: 'long_cohorts', pageSize: 15 }, { taskQueue });
     const result = await handle.result();
