@@ -58,7 +58,11 @@ const client = new Client({ connection, namespace: config.temporal.namespace });
 try {
   console.log(`Syncing a ${MEMBERS.toLocaleString('en')}-member cohort; Braze ceiling ${RATE_CEILING.requests} requests/s …`);
   const first = await timedSync();
-  const brazeState = (await (await fetch(`${brazeUrl}/_sandbox/state`)).json()) as { dataPoints: { total: number } };
+  const brazeState = (await (await fetch(`${brazeUrl}/_sandbox/state`)).json()) as BrazeSandboxState;
+  // Braze's own count of requests per fixed window; the first and last windows are only partly inside the run.
+  const { granted, windowMs } = brazeState.trackWindows;
+  const fullWindows = granted.length > 2 ? granted.slice(1, -1) : granted;
+  const fullWindowRequests = fullWindows.reduce((sum, n) => sum + n, 0);
   console.log('Rerunning it unchanged …');
   const rerun = await timedSync();
   const workerPeakRss = await peakRssOf(workerProcess.pid!);
@@ -74,8 +78,9 @@ try {
     brazeRequests: first.result.brazeRequests,
     applySeconds: round(first.applyMs / 1000),
     totalSeconds: round(first.totalMs / 1000),
-    achievedRequestsPerSecond: round(first.result.brazeRequests / (first.applyMs / 1000)),
-    fractionOfCeiling: round(first.result.brazeRequests / (first.applyMs / 1000) / RATE_CEILING.requests),
+    fullRateWindowsMeasured: fullWindows.length,
+    achievedRequestsPerSecond: round(fullWindowRequests / ((fullWindows.length * windowMs) / 1000)),
+    fractionOfCeiling: round(fullWindowRequests / (fullWindows.length * RATE_CEILING.requests)),
     usersPerSecond: round(first.result.added / (first.totalMs / 1000)),
     workerPeakRssMB: round(workerPeakRss / 2 ** 20),
     historyEventsPer10kUsers: round((first.historyEvents / cohortMembers) * 10_000),
@@ -100,6 +105,11 @@ try {
   await server.stop();
 }
 process.exit(0);
+
+interface BrazeSandboxState {
+  dataPoints: { total: number };
+  trackWindows: { windowMs: number; granted: number[] };
+}
 
 /** One run: its result, its wall time, the time spent applying pages, and its history events across continue-as-new. */
 async function timedSync(): Promise<{ result: CohortSyncResult; totalMs: number; applyMs: number; historyEvents: number }> {

@@ -224,6 +224,9 @@ describe('/users/track', () => {
     assert.equal(cohortCall.status, 201, 'partner endpoints are outside the /users/track limit');
     await new Promise((r) => setTimeout(r, resetMs - Date.now() + 20));
     assert.equal((await track({ attributes: [{ external_id: 'known-1', n: 9 }] })).status, 201);
+    const state = (await (await fetch(`${braze.url}/_sandbox/state`)).json()) as { trackWindows: { windowMs: number; granted: number[] } };
+    assert.deepEqual(state.trackWindows.granted, [2, 1], 'requests granted per window, the refused one not counted');
+    assert.equal(state.trackWindows.windowMs, 1_000);
   });
 });
 

@@ -134,7 +134,7 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
     if (!body) return sendJson(res, 400, { message: 'Invalid JSON in request body' });
     if (method === 'GET' && resource === 'state') {
       const cohorts = [...partner.cohorts.values()].map((c) => ({ cohort_id: c.cohortId, name: c.name, members: partner.members(c).length }));
-      return sendJson(res, 200, { users: store.size, dataPoints: control.dataPoints(), requests: control.requestCounts(), cohorts });
+      return sendJson(res, 200, { users: store.size, dataPoints: control.dataPoints(), requests: control.requestCounts(), trackWindows: rateLimit.history(), cohorts });
     }
     if (method === 'GET' && resource === 'users' && id) {
       const profile = store.find({ kind: 'external_id', value: id });

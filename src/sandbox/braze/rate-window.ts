@@ -8,9 +8,17 @@ export interface RateLimit {
   windowMs: number;
 }
 
+/** Requests granted in each window from the first that granted any to the last, zeros included. */
+export interface WindowHistory {
+  windowMs: number;
+  firstWindowStartMs: number | undefined;
+  granted: number[];
+}
+
 export class FixedWindowRateLimit {
   private windowIndex = -1;
   private used = 0;
+  private readonly grantedByWindow = new Map<number, number>();
 
   constructor(private limit: RateLimit) {}
 
@@ -21,13 +29,26 @@ export class FixedWindowRateLimit {
   set(limit: RateLimit): void {
     this.limit = { ...limit };
     this.windowIndex = -1;
+    this.grantedByWindow.clear();
+  }
+
+  /** How full each window was: what a benchmark compares with the limit. */
+  history(): WindowHistory {
+    if (this.grantedByWindow.size === 0) return { windowMs: this.limit.windowMs, firstWindowStartMs: undefined, granted: [] };
+    let [first, last] = [Infinity, -Infinity];
+    for (const index of this.grantedByWindow.keys()) [first, last] = [Math.min(first, index), Math.max(last, index)];
+    const granted = Array.from({ length: last - first + 1 }, (_, offset) => this.grantedByWindow.get(first + offset) ?? 0);
+    return { windowMs: this.limit.windowMs, firstWindowStartMs: first * this.limit.windowMs, granted };
   }
 
   /** Consumes one request of the current window when any is left. */
   take(now: number): { allowed: boolean; headers: Record<string, string> } {
     this.enter(now);
     const allowed = this.used < this.limit.requests;
-    if (allowed) this.used += 1;
+    if (allowed) {
+      this.used += 1;
+      this.grantedByWindow.set(this.windowIndex, this.used);
+    }
     return { allowed, headers: this.headers() };
   }
 
