@@ -62,11 +62,12 @@ step('Second sync, nothing changed: the cohort was not recomputed, so nothing is
 await runSync();
 
 const members = [...sandboxes.dataset.cohortMembers(COHORT_ID)];
-const leaving = members.slice(0, 40).map((m) => m.amplitudeId);
+const leavers = members.slice(0, 40);
+const leaving = leavers.map((m) => m.amplitudeId);
 const entering = [...sandboxes.dataset.identities()].filter((u) => !sandboxes.dataset.cohortIdsOf(u.index).includes(COHORT_ID)).slice(0, 60);
 sandboxes.dataset.removeCohortMembers(COHORT_ID, leaving);
 sandboxes.dataset.addCohortMembers(COHORT_ID, entering.map((u) => u.amplitudeId));
-const identifiedLeaving = members.slice(0, 40).filter((m) => m.userId).length;
+const identifiedLeaving = leavers.filter((m) => m.userId).length;
 const identifiedEntering = entering.filter((u) => u.userId).length;
 step(
   `Amplitude recomputed the cohort: ${leaving.length} members left, ${entering.length} joined ` +

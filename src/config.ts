@@ -220,12 +220,19 @@ const temporalVariables = z.object({
 
 const WINDOW_UNIT_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, min: 60_000, h: 3_600_000 };
 
+/** `30m`, `3s`, `1h` (a bare unit means one of it) in milliseconds; undefined when it is not a duration. */
+function durationMs(text: string): number | undefined {
+  const match = /^(\d*)\s*(ms|s|min|m|h)$/.exec(text.trim());
+  const ms = match ? Number(match[1] || 1) * WINDOW_UNIT_MS[match[2]!]! : Number.NaN;
+  return ms >= 1 ? ms : undefined;
+}
+
 /** `<requests>/<window>`, e.g. `3000/3s` or `360/1h`. */
 const rateLimit = z.string().transform((value, ctx): RateLimit => {
-  const match = /^(\d+)\s*\/\s*(\d*)\s*(ms|s|min|m|h)$/.exec(value);
-  const requests = Number(match?.[1]);
-  const windowMs = Number(match?.[2] || 1) * (WINDOW_UNIT_MS[match?.[3] ?? ''] ?? 0);
-  if (!match || requests < 1 || windowMs < 1) {
+  const [requestsText = '', windowText = '', ...rest] = value.split('/');
+  const requests = /^\s*\d+\s*$/.test(requestsText) ? Number(requestsText) : 0;
+  const windowMs = durationMs(windowText);
+  if (rest.length > 0 || requests < 1 || windowMs === undefined) {
     ctx.addIssue('must be <requests>/<window>, e.g. 3000/3s (units: ms, s, m, h)');
     return z.NEVER;
   }
@@ -234,9 +241,8 @@ const rateLimit = z.string().transform((value, ctx): RateLimit => {
 
 /** `<n><unit>`, e.g. `30m`, in milliseconds. */
 const duration = z.string().transform((value, ctx): number => {
-  const match = /^(\d+)\s*(ms|s|min|m|h)$/.exec(value);
-  const ms = Number(match?.[1]) * (WINDOW_UNIT_MS[match?.[2] ?? ''] ?? 0);
-  if (!match || !(ms >= 1)) {
+  const ms = durationMs(value);
+  if (ms === undefined) {
     ctx.addIssue('must be a duration such as 30m (units: ms, s, m, h)');
     return z.NEVER;
   }

@@ -15,7 +15,7 @@ import type { StagedCohort } from '../activities/cohort-sync-types.js';
 import { getSyncProgress, startCohortSync } from '../src/client.js';
 import { cohortSyncId, cohortSyncInputSchema } from '../src/cohort/input.js';
 import { startSandboxes, type Sandboxes } from '../src/sandbox/sandboxes.js';
-import { openSqliteStateStore } from '../src/store/sqlite.js';
+import { openSqliteStateStore, type SqliteStateStore } from '../src/store/sqlite.js';
 import { freePort } from '../src/temporal/dev-server.js';
 import { PROJECT_ROOT } from '../src/temporal/cli.js';
 import { connectTestEnvironment, testServerAddress, uniqueTaskQueue } from './helpers/temporal.js';
@@ -85,7 +85,7 @@ test('killed mid-apply, another worker finishes: exact state, at most one page s
 test('killed mid-staging, another worker resumes the file after the rows already staged', async () => {
   // A cohort file of about 8,000 rows served at 32 KiB/s: several seconds of download to land the kill in.
   const slow = await startSandboxes({ seed: 6, users: 20_000, dataset: { brazeKnownFraction: 1 }, amplitude: { exportJobDurationMs: 100, fileBytesPerSecond: 32 * 1024 } });
-  const store = { current: undefined as ReturnType<typeof openSqliteStateStore> | undefined };
+  let store: SqliteStateStore | undefined;
   try {
     const taskQueue = uniqueTaskQueue('crash-staging');
     const stateDb = join(await mkdtemp(join(tmpdir(), 'crash-staging-')), 'state.db');
@@ -99,8 +99,8 @@ test('killed mid-staging, another worker resumes the file after the rows already
       await new Promise((r) => setTimeout(r, 50));
       const progress = await getSyncProgress(env.client, handle.workflowId).catch(() => undefined);
       if (progress?.phase !== 'staging') continue;
-      store.current ??= openSqliteStateStore(stateDb);
-      rowsAtKill = (await store.current.stagingCheckpoint(runId))?.rowsConsumed ?? 0;
+      store ??= openSqliteStateStore(stateDb);
+      rowsAtKill = (await store.stagingCheckpoint(runId))?.rowsConsumed ?? 0;
     }
     assert.ok(rowsAtKill >= 2_000, 'the first worker had committed a staging chunk');
     first.kill('SIGKILL');
@@ -121,7 +121,7 @@ test('killed mid-staging, another worker resumes the file after the rows already
     // The second worker sent every page, so its data-point metric holds the whole run.
     assert.equal(await scrapedDataPoints(metricsAddress), result.dataPoints);
   } finally {
-    await store.current?.close();
+    await store?.close();
     await slow.close();
   }
 });
