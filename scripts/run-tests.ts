@@ -1,37 +1,52 @@
 /**
- * `npm test`: one real Temporal dev server (in-memory, free port, project search attributes) and one workflow
- * bundle for the whole run, then every `test/*.test.ts` file under Node's test runner. Test files reach both
- * through environment variables (see test/helpers/temporal.ts).
+ * `npm test`: one real Temporal dev server (in-memory, free port, project search attributes), one throw-away
+ * PostgreSQL cluster and one workflow bundle for the whole run, then every `test/*.test.ts` file under Node's
+ * test runner. Test files reach them through environment variables (see test/helpers/temporal.ts and
+ * test/helpers/postgres.ts). A server that cannot start fails the run.
  */
 import { spawn } from 'node:child_process';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { PROJECT_ROOT, resolveTemporalCli } from '../src/temporal/cli.js';
+import { startPostgresServer } from '../src/store/postgres-server.js';
 import { startDevServer } from '../src/temporal/dev-server.js';
 
 const testDir = join(PROJECT_ROOT, 'test');
 const only = process.argv.slice(2);
 const files = only.length > 0 ? only : (await readdir(testDir)).filter((f) => f.endsWith('.test.ts')).sort().map((f) => join('test', f));
 
-const cli = await resolveTemporalCli({ log: (line) => console.error(line) });
-// A low continue-as-new suggestion makes multi-page syncs continue as new within the tests.
-const server = await startDevServer({ cli, uiPort: false, dynamicConfig: { 'limit.historyCount.suggestContinueAsNew': 60 } });
-console.error(`Temporal dev server for the tests: ${server.address} (${cli.kind === 'binary' ? cli.path : cli.source})`);
-
-const bundlePath = join(PROJECT_ROOT, 'data', 'test', 'workflow-bundle.js');
-await mkdir(join(PROJECT_ROOT, 'data', 'test'), { recursive: true });
-const { code } = await bundleWorkflowCode({
-  workflowsPath: join(PROJECT_ROOT, 'workflows', 'index.ts'),
-  logger: { info: () => undefined, warn: console.warn, error: console.error, debug: () => undefined, trace: () => undefined, log: () => undefined },
-});
-await writeFile(bundlePath, code);
-
-const runner = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...files], {
-  stdio: 'inherit',
-  cwd: PROJECT_ROOT,
-  env: { ...process.env, TEST_TEMPORAL_ADDRESS: server.address, TEST_WORKFLOW_BUNDLE: bundlePath },
-});
-const exitCode = await new Promise<number>((resolveExit) => runner.once('exit', (code, signal) => resolveExit(code ?? (signal ? 1 : 0))));
-await server.stop();
+const postgres = await startPostgresServer();
+console.error(`PostgreSQL for the tests: ${postgres.url}`);
+let exitCode = 1;
+try {
+  exitCode = await runWithTemporal({ TEST_POSTGRES_URL: postgres.url });
+} finally {
+  await postgres.stop();
+}
 process.exit(exitCode);
+
+async function runWithTemporal(env: Record<string, string>): Promise<number> {
+  const cli = await resolveTemporalCli({ log: (line) => console.error(line) });
+  // A low continue-as-new suggestion makes multi-page syncs continue as new within the tests.
+  const server = await startDevServer({ cli, uiPort: false, dynamicConfig: { 'limit.historyCount.suggestContinueAsNew': 60 } });
+  console.error(`Temporal dev server for the tests: ${server.address} (${cli.kind === 'binary' ? cli.path : cli.source})`);
+  try {
+    const bundlePath = join(PROJECT_ROOT, 'data', 'test', 'workflow-bundle.js');
+    await mkdir(join(PROJECT_ROOT, 'data', 'test'), { recursive: true });
+    const { code } = await bundleWorkflowCode({
+      workflowsPath: join(PROJECT_ROOT, 'workflows', 'index.ts'),
+      logger: { info: () => undefined, warn: console.warn, error: console.error, debug: () => undefined, trace: () => undefined, log: () => undefined },
+    });
+    await writeFile(bundlePath, code);
+
+    const runner = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...files], {
+      stdio: 'inherit',
+      cwd: PROJECT_ROOT,
+      env: { ...process.env, ...env, TEST_TEMPORAL_ADDRESS: server.address, TEST_WORKFLOW_BUNDLE: bundlePath },
+    });
+    return await new Promise<number>((resolveExit) => runner.once('exit', (code, signal) => resolveExit(code ?? (signal ? 1 : 0))));
+  } finally {
+    await server.stop();
+  }
+}

@@ -129,11 +129,17 @@ export interface BrazeObjectLimit {
   maxObjects: number;
 }
 
-export interface StoreConfig {
-  kind: 'sqlite';
-  /** A file path, or `:memory:`. */
-  path: string;
-}
+export type StoreConfig =
+  | {
+      kind: 'sqlite';
+      /** A file path, or `:memory:`. */
+      path: string;
+    }
+  | {
+      kind: 'postgres';
+      /** `postgres://user:password@host:port/dbname`: it can hold a password. */
+      url: Secret;
+    };
 
 export interface AppConfig {
   temporal: TemporalConfig;
@@ -299,11 +305,18 @@ const brazeVariables = z.object({
   BRAZE_RATE_LIMIT: rateLimit.prefault('3000/3s'),
 });
 
+const POSTGRES_URL = /^postgres(ql)?:\/\//i;
+
 const storeVariables = z.object({
   STATE_DB: z
     .string()
-    .refine((value) => !/^postgres(ql)?:/i.test(value), 'PostgreSQL is not supported yet: use a SQLite file path such as data/state.db')
+    .refine((value) => !POSTGRES_URL.test(value), 'is a PostgreSQL URL: set it as STATE_STORE_URL instead (STATE_DB is a SQLite file path)')
     .default('data/state.db'),
+  STATE_STORE_URL: z
+    .string()
+    .refine((value) => POSTGRES_URL.test(value) && URL.canParse(value), 'must be a PostgreSQL URL such as postgres://user:password@host:5432/dbname')
+    .transform((value) => new Secret(value))
+    .optional(),
 });
 
 // ---------------------------------------------------------------------------------------------------------
@@ -409,7 +422,10 @@ export function loadBrazeConfig(env: Env = environment()): BrazeConfig {
 }
 
 export function loadStoreConfig(env: Env = environment()): StoreConfig {
-  return { kind: 'sqlite', path: parseVariables(storeVariables, setVariables(env)).STATE_DB };
+  const set = setVariables(env);
+  const both = set.STATE_DB && set.STATE_STORE_URL ? [{ variable: 'STATE_STORE_URL', message: 'cannot be combined with STATE_DB: set only one store' }] : [];
+  const values = parseVariables(storeVariables, set, both);
+  return values.STATE_STORE_URL ? { kind: 'postgres', url: values.STATE_STORE_URL } : { kind: 'sqlite', path: values.STATE_DB };
 }
 
 /** Every section at once; the error lists the problems of all sections. */

@@ -62,7 +62,7 @@ describe('loadConfig', () => {
     const config = loadConfig({ ...minimalEnv, TEMPORAL_ADDRESS: '', AMPLITUDE_REGION: '  ', STATE_DB: '' });
     assert.equal(config.temporal.address, 'localhost:7233');
     assert.equal(config.amplitude.region, 'us');
-    assert.equal(config.store.path, 'data/state.db');
+    assert.deepEqual(config.store, { kind: 'sqlite', path: 'data/state.db' });
   });
 
   void test('lists every problem of every section in one error, one line each', () => {
@@ -162,9 +162,25 @@ describe('loadBrazeConfig', () => {
 });
 
 describe('loadStoreConfig', () => {
-  void test('accepts a file or :memory:, and says PostgreSQL is not supported yet', () => {
+  void test('accepts a file or :memory:, or a PostgreSQL URL in STATE_STORE_URL that never prints its password', () => {
     assert.deepEqual(loadStoreConfig({ STATE_DB: ':memory:' }), { kind: 'sqlite', path: ':memory:' });
-    assert.match(messageOf(() => loadStoreConfig({ STATE_DB: 'postgresql://db/state' })), /STATE_DB: PostgreSQL is not supported yet/);
+    const url = 'postgresql://sync:db-password-s3cr3t@db.internal:6432/state';
+    const postgres = loadStoreConfig({ STATE_STORE_URL: url, STATE_DB: '  ' });
+    assert.equal(postgres.kind === 'postgres' && postgres.url.reveal(), url);
+    for (const rendering of [JSON.stringify(postgres), inspect(postgres), JSON.stringify(redactedConfig(postgres))]) assert.doesNotMatch(rendering, /s3cr3t/);
+  });
+
+  void test('refuses a PostgreSQL URL in STATE_DB, a non-PostgreSQL STATE_STORE_URL, and both set, without echoing the URL', () => {
+    const url = 'postgres://sync:db-password-s3cr3t@db/state';
+    const problems = [
+      messageOf(() => loadStoreConfig({ STATE_DB: url })),
+      messageOf(() => loadStoreConfig({ STATE_STORE_URL: 'mysql://sync:db-password-s3cr3t@db/state' })),
+      messageOf(() => loadStoreConfig({ STATE_STORE_URL: url, STATE_DB: 'data/state.db' })),
+    ];
+    assert.match(problems[0]!, /STATE_DB: is a PostgreSQL URL: set it as STATE_STORE_URL/);
+    assert.match(problems[1]!, /STATE_STORE_URL: must be a PostgreSQL URL/);
+    assert.match(problems[2]!, /STATE_STORE_URL: cannot be combined with STATE_DB/);
+    for (const problem of problems) assert.doesNotMatch(problem, /s3cr3t/);
   });
 });
 

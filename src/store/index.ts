@@ -1,4 +1,5 @@
 import type { StoreConfig } from '../config.js';
+import { openPostgresStateStore } from './postgres.js';
 import { openSqliteStateStore } from './sqlite.js';
 import type { StateStore } from './store.js';
 
@@ -7,5 +8,6 @@ export { MAX_ROWS_PER_TRANSACTION } from './store.js';
 
 /** Opens (and migrates) the store the configuration selects. */
 export function openStateStore(config: StoreConfig): Promise<StateStore> {
+  if (config.kind === 'postgres') return openPostgresStateStore(config.url.reveal());
   return new Promise((resolve) => resolve(openSqliteStateStore(config.path)));
 }

@@ -1,13 +1,19 @@
 /**
- * Versioned SQLite schema migrations: an ordered list, each applied once, in its own transaction, and
- * recorded in `schema_migrations`. Never edit a released migration; append a new one.
+ * Versioned schema migrations: an ordered list, each applied once, in its own transaction, and recorded in
+ * `schema_migrations`. Each carries its SQLite and its PostgreSQL dialect, so both stores share versions and
+ * names. Never edit a released migration; append a new one.
+ *
+ * PostgreSQL keys are `TEXT COLLATE "C"` so they compare byte-wise (UTF-8) as SQLite's do: keyset paging and
+ * `ORDER BY` then return the same order on both.
  */
 import type { Database } from 'better-sqlite3';
 
 export interface Migration {
   version: number;
   name: string;
+  /** SQLite. */
   sql: string;
+  postgres: string;
 }
 
 export const MIGRATIONS: readonly Migration[] = [
@@ -86,6 +92,78 @@ export const MIGRATIONS: readonly Migration[] = [
       ) WITHOUT ROWID;
       CREATE INDEX member_failures_by_reason ON member_failures (run_id, reason);
     `,
+    postgres: `
+      CREATE TABLE snapshot_members (
+        sync_id    TEXT COLLATE "C" NOT NULL,
+        member_key TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (sync_id, member_key)
+      );
+
+      CREATE TABLE attribute_snapshots (
+        sync_id    TEXT COLLATE "C" NOT NULL,
+        member_key TEXT COLLATE "C" NOT NULL,
+        attribute  TEXT COLLATE "C" NOT NULL,
+        value      TEXT NOT NULL,
+        PRIMARY KEY (sync_id, member_key, attribute)
+      );
+
+      CREATE TABLE staging_checkpoints (
+        run_id         TEXT COLLATE "C" PRIMARY KEY,
+        rows_consumed  BIGINT NOT NULL,
+        bytes_consumed BIGINT NOT NULL
+      );
+
+      CREATE TABLE staged_members (
+        run_id       TEXT COLLATE "C" NOT NULL,
+        member_key   TEXT COLLATE "C" NOT NULL,
+        amplitude_id TEXT NOT NULL,
+        user_id      TEXT,
+        device_id    TEXT,
+        props        TEXT,
+        PRIMARY KEY (run_id, member_key)
+      );
+
+      CREATE TABLE runs (
+        run_id         TEXT COLLATE "C" PRIMARY KEY,
+        sync_id        TEXT COLLATE "C" NOT NULL,
+        kind           TEXT NOT NULL,
+        status         TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'cancelled')),
+        started_at     TIMESTAMPTZ NOT NULL,
+        finished_at    TIMESTAMPTZ,
+        source_version TEXT,
+        stats          TEXT
+      );
+      CREATE INDEX runs_by_start ON runs (started_at);
+      CREATE INDEX runs_by_sync_start ON runs (sync_id, started_at);
+      CREATE INDEX runs_succeeded_by_sync ON runs (sync_id, finished_at) WHERE status = 'succeeded';
+
+      CREATE TABLE data_points (
+        run_id   TEXT COLLATE "C" NOT NULL,
+        page_key TEXT COLLATE "C" NOT NULL,
+        day      TEXT COLLATE "C" NOT NULL,
+        sync_id  TEXT COLLATE "C" NOT NULL,
+        points   BIGINT NOT NULL CHECK (points >= 0),
+        PRIMARY KEY (run_id, page_key)
+      );
+      CREATE INDEX data_points_by_day ON data_points (day, sync_id);
+
+      CREATE TABLE cohort_downloads (
+        run_id      TEXT COLLATE "C" NOT NULL,
+        cohort_id   TEXT COLLATE "C" NOT NULL,
+        month       TEXT COLLATE "C" NOT NULL,
+        reserved_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (run_id, cohort_id)
+      );
+      CREATE INDEX cohort_downloads_by_month ON cohort_downloads (month);
+
+      CREATE TABLE member_failures (
+        run_id     TEXT COLLATE "C" NOT NULL,
+        member_key TEXT COLLATE "C" NOT NULL,
+        reason     TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (run_id, member_key)
+      );
+      CREATE INDEX member_failures_by_reason ON member_failures (run_id, reason);
+    `,
   },
   {
     version: 2,
@@ -98,6 +176,14 @@ export const MIGRATIONS: readonly Migration[] = [
         -- The vendor said the workspace is exhausted (other integrations share it): nobody sends before this.
         blocked_until_ms INTEGER NOT NULL DEFAULT 0
       ) WITHOUT ROWID;
+    `,
+    postgres: `
+      CREATE TABLE rate_windows (
+        limiter_key TEXT COLLATE "C" PRIMARY KEY,
+        window_start_ms BIGINT NOT NULL,
+        used BIGINT NOT NULL,
+        blocked_until_ms BIGINT NOT NULL DEFAULT 0
+      );
     `,
   },
   {
@@ -114,6 +200,16 @@ export const MIGRATIONS: readonly Migration[] = [
         PRIMARY KEY (run_id, request_key)
       ) WITHOUT ROWID;
     `,
+    postgres: `
+      CREATE TABLE request_outcomes (
+        run_id TEXT COLLATE "C" NOT NULL,
+        request_key TEXT COLLATE "C" NOT NULL,
+        accepted BIGINT NOT NULL,
+        rejected BIGINT NOT NULL,
+        data_points BIGINT NOT NULL,
+        PRIMARY KEY (run_id, request_key)
+      );
+    `,
   },
   {
     version: 4,
@@ -127,6 +223,13 @@ export const MIGRATIONS: readonly Migration[] = [
         looked_up_at TEXT NOT NULL
       ) WITHOUT ROWID;
     `,
+    postgres: `
+      CREATE TABLE amplitude_device_ids (
+        amplitude_id TEXT COLLATE "C" PRIMARY KEY,
+        device_id TEXT,
+        looked_up_at TIMESTAMPTZ NOT NULL
+      );
+    `,
   },
 ];
 
@@ -135,20 +238,29 @@ export function currentSchemaVersion(db: Database): number {
   return row?.version ?? 0;
 }
 
-/** Applies the migrations the database has not seen yet and returns their versions. */
-export function applyMigrations(db: Database, migrations: readonly Migration[] = MIGRATIONS): number[] {
+/** Throws unless versions increase; returns the latest version the list knows. */
+export function latestVersionOf(migrations: readonly Migration[]): number {
   migrations.forEach((migration, index) => {
     const previous = migrations[index - 1];
     if (previous && migration.version <= previous.version) {
       throw new Error(`Migrations must be in increasing version order: ${migration.version} follows ${previous.version}`);
     }
   });
-  db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)');
-  const latestKnown = migrations.at(-1)?.version ?? 0;
-  const existing = currentSchemaVersion(db);
+  return migrations.at(-1)?.version ?? 0;
+}
+
+/** Refuses to run against a schema this build does not know. */
+export function requireKnownSchema(existing: number, latestKnown: number): void {
   if (existing > latestKnown) {
     throw new Error(`The state store has schema version ${existing}, newer than this build knows (${latestKnown}): upgrade amplitude-braze-sync`);
   }
+}
+
+/** Applies the migrations the database has not seen yet and returns their versions. */
+export function applyMigrations(db: Database, migrations: readonly Migration[] = MIGRATIONS): number[] {
+  const latestKnown = latestVersionOf(migrations);
+  db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)');
+  requireKnownSchema(currentSchemaVersion(db), latestKnown);
 
   const isApplied = db.prepare<[number], { version: number }>('SELECT version FROM schema_migrations WHERE version = ?');
   const record = db.prepare<[number, string, string]>('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)');

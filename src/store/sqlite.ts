@@ -7,6 +7,23 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { applyMigrations, currentSchemaVersion } from './migrations.js';
 import {
+  DAY,
+  FIRST_KEY,
+  MONTH,
+  chunks,
+  nextRateWindow,
+  pageLimit,
+  requireFormat,
+  requireKey,
+  requirePoints,
+  toPage,
+  toStagedMember,
+  toStagedRow,
+  yieldToEventLoop,
+  type RateWindowRow,
+  type StagedRow,
+} from './shared.js';
+import {
   MAX_ROWS_PER_TRANSACTION,
   type AmplitudeDeviceId,
   type AttributeSnapshot,
@@ -34,18 +51,6 @@ import {
 } from './store.js';
 
 const BUSY_TIMEOUT_MS = 10_000;
-const DAY = /^\d{4}-\d{2}-\d{2}$/;
-const MONTH = /^\d{4}-\d{2}$/;
-/** Sorts before every non-empty key, so it stands for "from the start" in keyset paging. */
-const FIRST_KEY = '';
-
-interface StagedRow {
-  memberKey: string;
-  amplitudeId: string;
-  userId: string | null;
-  deviceId: string | null;
-  props: string | null;
-}
 
 interface RunRow {
   runId: string;
@@ -91,6 +96,17 @@ export class SqliteStateStore implements StateStore {
 
   schemaVersion(): Promise<number> {
     return settle(() => currentSchemaVersion(this.#db));
+  }
+
+  probeWrite(): Promise<void> {
+    return settle(() => {
+      this.#db.exec('BEGIN IMMEDIATE');
+      try {
+        this.#sql.writeProbe.run();
+      } finally {
+        this.#db.exec('ROLLBACK');
+      }
+    });
   }
 
   close(): Promise<void> {
@@ -139,15 +155,9 @@ export class SqliteStateStore implements StateStore {
   async stageChunk(runId: string, rows: readonly StagedMember[], checkpoint: StagingCheckpoint): Promise<void> {
     // Only the last transaction carries the checkpoint; rows committed before a crash are re-staged as no-ops.
     await this.#inTransactions(rows, (chunk, isLast) => {
-      for (const row of chunk) {
-        this.#sql.insertStaged.run(
-          runId,
-          requireKey(row.memberKey),
-          row.amplitudeId,
-          row.userId ?? null,
-          row.deviceId ?? null,
-          row.props === undefined ? null : JSON.stringify(row.props),
-        );
+      for (const member of chunk) {
+        const row = toStagedRow(member);
+        this.#sql.insertStaged.run(runId, row.memberKey, row.amplitudeId, row.userId, row.deviceId, row.props);
       }
       if (isLast) this.#sql.upsertCheckpoint.run(runId, checkpoint.rowsConsumed, checkpoint.bytesConsumed);
     });
@@ -223,7 +233,7 @@ export class SqliteStateStore implements StateStore {
   addDataPoints(entry: DataPointEntry): Promise<boolean> {
     return settle(() => {
       requireFormat('day', entry.day, DAY, 'YYYY-MM-DD');
-      if (!Number.isInteger(entry.points) || entry.points < 0) throw new RangeError(`points must be a whole number >= 0, got ${entry.points}`);
+      requirePoints(entry.points);
       return this.#sql.insertDataPoints.run(entry.runId, entry.pageKey, entry.day, entry.syncId, entry.points).changes === 1;
     });
   }
@@ -305,17 +315,10 @@ export class SqliteStateStore implements StateStore {
   }
 
   acquireRateSlots(request: RateSlotRequest): Promise<RateSlotGrant> {
-    const { key, requested, limit, windowMs, nowMs } = request;
     const acquire = this.#db.transaction((): RateSlotGrant => {
-      const row = this.#sql.rateWindow.get(key);
-      if (row && row.blockedUntilMs > nowMs) return { granted: 0, retryAtMs: row.blockedUntilMs };
-      // Windows only move forward: a caller whose clock read is older than the stored window (it waited for
-      // the lock, or its host's clock lags) counts against that window instead of resetting it.
-      const windowStart = Math.max(nowMs - (nowMs % windowMs), row?.windowStartMs ?? 0);
-      const used = row?.windowStartMs === windowStart ? row.used : 0;
-      const granted = Math.max(0, Math.min(requested, limit - used));
-      this.#sql.upsertRateWindow.run(key, windowStart, used + granted, row?.blockedUntilMs ?? 0);
-      return { granted, retryAtMs: windowStart + windowMs };
+      const { grant, next } = nextRateWindow(this.#sql.rateWindow.get(request.key), request);
+      if (next) this.#sql.upsertRateWindow.run(request.key, next.windowStartMs, next.used, next.blockedUntilMs);
+      return grant;
     });
     // IMMEDIATE: read and update under the write lock, so workers never share out more than the limit.
     return settle(() => acquire.immediate());
@@ -341,6 +344,7 @@ export class SqliteStateStore implements StateStore {
 
 function prepareStatements(db: Database.Database) {
   return {
+    writeProbe: db.prepare(`INSERT INTO rate_windows (limiter_key, window_start_ms, used) VALUES ('write-probe', 0, 0) ON CONFLICT DO NOTHING`),
     insertRequestOutcome: db.prepare<[string, string, number, number, number]>(
       'INSERT INTO request_outcomes (run_id, request_key, accepted, rejected, data_points) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
     ),
@@ -349,7 +353,7 @@ function prepareStatements(db: Database.Database) {
               coalesce(sum(data_points), 0) AS dataPoints
        FROM request_outcomes WHERE run_id = ? AND request_key >= ? AND request_key < ?`,
     ),
-    rateWindow: db.prepare<[string], { windowStartMs: number; used: number; blockedUntilMs: number }>(
+    rateWindow: db.prepare<[string], RateWindowRow>(
       'SELECT window_start_ms AS windowStartMs, used, blocked_until_ms AS blockedUntilMs FROM rate_windows WHERE limiter_key = ?',
     ),
     upsertRateWindow: db.prepare<[string, number, number, number]>(
@@ -469,44 +473,6 @@ function prepareStatements(db: Database.Database) {
 /** Runs synchronous SQLite work so that any error, too, arrives as a rejected promise. */
 function settle<T>(work: () => T): Promise<T> {
   return new Promise((resolve) => resolve(work()));
-}
-
-function yieldToEventLoop(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
-
-/** Splits into chunks of at most MAX_ROWS_PER_TRANSACTION; an empty input gives one empty chunk. */
-function chunks<T>(items: readonly T[]): (readonly T[])[] {
-  const result: (readonly T[])[] = [];
-  for (let start = 0; start < items.length; start += MAX_ROWS_PER_TRANSACTION) result.push(items.slice(start, start + MAX_ROWS_PER_TRANSACTION));
-  return result.length > 0 ? result : [[]];
-}
-
-function pageLimit(limit: number): number {
-  if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`limit must be a whole number >= 1, got ${limit}`);
-  return Math.min(limit, MAX_ROWS_PER_TRANSACTION);
-}
-
-function toPage<T extends { memberKey: string }>(items: T[], limit: number): Page<T> {
-  return { items, nextAfterKey: items.length === limit ? items.at(-1)?.memberKey : undefined };
-}
-
-function requireKey(memberKey: string): string {
-  // An empty key equals FIRST_KEY, so keyset paging (`member_key > afterKey`) would never return it.
-  if (memberKey === '') throw new RangeError('memberKey must not be empty');
-  return memberKey;
-}
-
-function requireFormat(name: string, value: string, pattern: RegExp, format: string): void {
-  if (!pattern.test(value)) throw new RangeError(`${name} must be ${format}, got "${value}"`);
-}
-
-function toStagedMember(row: StagedRow): StagedMember {
-  const member: StagedMember = { memberKey: row.memberKey, amplitudeId: row.amplitudeId };
-  if (row.userId !== null) member.userId = row.userId;
-  if (row.deviceId !== null) member.deviceId = row.deviceId;
-  if (row.props !== null) member.props = JSON.parse(row.props) as JsonObject;
-  return member;
 }
 
 function toRunRecord(row: RunRow): RunRecord {

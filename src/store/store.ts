@@ -169,6 +169,8 @@ export interface StateStore {
   /** Human-readable location, e.g. `SQLite data/state.db` (never a credential). */
   readonly description: string;
   schemaVersion(): Promise<number>;
+  /** Throws unless the store takes writes (a write in a transaction that is rolled back). */
+  probeWrite(): Promise<void>;
   close(): Promise<void>;
 
   /** Applies the members a run has sent (added) and removed; idempotent. */

@@ -1,0 +1,538 @@
+/**
+ * The StateStore on PostgreSQL (`pg` pool), for workers on many hosts. It behaves exactly as the SQLite store:
+ * bulk writes are multi-row `unnest` statements of at most MAX_ROWS_PER_TRANSACTION rows, ledgers are
+ * idempotent through their primary keys, and everything counted against a limit is read and written under a
+ * row or advisory lock. Serialization failures and deadlocks are retried here, never surfaced to callers.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import { latestVersionOf, MIGRATIONS, requireKnownSchema, type Migration } from './migrations.js';
+import {
+  DAY,
+  FIRST_KEY,
+  MONTH,
+  chunks,
+  nextRateWindow,
+  pageLimit,
+  requireFormat,
+  requireKey,
+  requirePoints,
+  toPage,
+  toStagedMember,
+  toStagedRow,
+  yieldToEventLoop,
+  type RateWindowRow,
+  type StagedRow,
+} from './shared.js';
+import {
+  MAX_ROWS_PER_TRANSACTION,
+  type AmplitudeDeviceId,
+  type AttributeSnapshot,
+  type CohortDownloadReservation,
+  type DataPointEntry,
+  type DiffCounts,
+  type JsonObject,
+  type MemberFailure,
+  type OutcomeTotals,
+  type Page,
+  type PageOptions,
+  type RateSlotGrant,
+  type RateSlotRequest,
+  type ReasonCount,
+  type RequestOutcome,
+  type ReservationResult,
+  type RunFinish,
+  type RunRecord,
+  type RunStart,
+  type RunStatus,
+  type SnapshotMember,
+  type StagedMember,
+  type StagingCheckpoint,
+  type StateStore,
+} from './store.js';
+
+/** SQLSTATEs after which the whole transaction can simply run again. */
+const RETRYABLE = new Set(['40001', '40P01']);
+const MAX_ATTEMPTS = 8;
+/** Any constant shared by every build: the key of the session lock held while migrating. */
+const MIGRATION_LOCK = 0x616d7062;
+const WRITE_PROBE = `INSERT INTO rate_windows (limiter_key, window_start_ms, used) VALUES ('write-probe', 0, 0) ON CONFLICT DO NOTHING`;
+
+interface RunRow {
+  runId: string;
+  syncId: string;
+  kind: string;
+  status: RunStatus;
+  startedAt: Date;
+  finishedAt: Date | null;
+  sourceVersion: string | null;
+  stats: string | null;
+}
+
+const RUN_COLUMNS =
+  'run_id AS "runId", sync_id AS "syncId", kind, status, started_at AS "startedAt", finished_at AS "finishedAt", source_version AS "sourceVersion", stats';
+
+/** `PostgreSQL host:port/dbname`: where the store is, without user or password. */
+export function describePostgresUrl(url: string): string {
+  const parsed = new URL(url);
+  const host = parsed.hostname || parsed.searchParams.get('host') || 'localhost';
+  return `PostgreSQL ${host}:${parsed.port || '5432'}${decodeURIComponent(parsed.pathname) || '/'}`;
+}
+
+export async function openPostgresStateStore(url: string, migrations: readonly Migration[] = MIGRATIONS): Promise<PostgresStateStore> {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: 10,
+    application_name: 'amplitude-braze-sync',
+    // Counts and milliseconds are BIGINT; every value we store fits a double exactly.
+    types: { getTypeParser: (oid, format) => (oid === pg.types.builtins.INT8 ? Number : (pg.types.getTypeParser(oid, format) as (value: string) => unknown)) },
+  });
+  // An idle connection the server dropped: the pool replaces it, and the next query reports any real outage.
+  pool.on('error', () => undefined);
+  try {
+    await applyPostgresMigrations(pool, migrations);
+  } catch (error) {
+    await pool.end();
+    throw error;
+  }
+  return new PostgresStateStore(pool, describePostgresUrl(url));
+}
+
+/**
+ * Applies the migrations the database has not seen yet, each in its own transaction, under a session advisory
+ * lock: workers starting together wait for the first one instead of racing it. Returns the versions applied.
+ */
+export async function applyPostgresMigrations(pool: pg.Pool, migrations: readonly Migration[] = MIGRATIONS): Promise<number[]> {
+  const latestKnown = latestVersionOf(migrations);
+  const client = await pool.connect();
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
+    try {
+      await client.query('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)');
+      const { rows } = await client.query<{ version: number }>('SELECT version FROM schema_migrations');
+      const applied = new Set(rows.map((row) => row.version));
+      requireKnownSchema(Math.max(0, ...applied), latestKnown);
+      const newlyApplied: number[] = [];
+      for (const migration of migrations.filter((m) => !applied.has(m.version))) {
+        await client.query('BEGIN');
+        try {
+          await client.query(migration.postgres);
+          await client.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, now())', [migration.version, migration.name]);
+          await client.query('COMMIT');
+        } catch (error) {
+          await client.query('ROLLBACK');
+          throw error;
+        }
+        newlyApplied.push(migration.version);
+      }
+      return newlyApplied;
+    } finally {
+      await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]);
+    }
+  } finally {
+    client.release();
+  }
+}
+
+export class PostgresStateStore implements StateStore {
+  readonly #pool: pg.Pool;
+
+  constructor(
+    pool: pg.Pool,
+    readonly description: string,
+  ) {
+    this.#pool = pool;
+  }
+
+  async schemaVersion(): Promise<number> {
+    return (await this.#one<{ version: number }>('SELECT coalesce(max(version), 0) AS version FROM schema_migrations')).version;
+  }
+
+  close(): Promise<void> {
+    return this.#pool.end();
+  }
+
+  async probeWrite(): Promise<void> {
+    const client = await this.#pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(WRITE_PROBE);
+    } finally {
+      await client.query('ROLLBACK');
+      client.release();
+    }
+  }
+
+  async commitSnapshot(syncId: string, changes: { added?: readonly string[]; removed?: readonly string[] }): Promise<void> {
+    for (const chunk of batches(changes.added ?? [])) {
+      await this.#query(
+        'INSERT INTO snapshot_members (sync_id, member_key) SELECT $1, k FROM unnest($2::text[]) AS k ON CONFLICT DO NOTHING',
+        [syncId, chunk.map(requireKey)],
+      );
+    }
+    for (const chunk of batches(changes.removed ?? [])) {
+      await this.#query('DELETE FROM snapshot_members WHERE sync_id = $1 AND member_key = ANY($2::text[])', [syncId, chunk]);
+    }
+  }
+
+  async snapshotMembers(syncId: string, options: PageOptions): Promise<Page<SnapshotMember>> {
+    const limit = pageLimit(options.limit);
+    const rows = await this.#rows<SnapshotMember>(
+      'SELECT member_key AS "memberKey" FROM snapshot_members WHERE sync_id = $1 AND member_key > $2 ORDER BY member_key LIMIT $3',
+      [syncId, options.afterKey ?? FIRST_KEY, limit],
+    );
+    return toPage(rows, limit);
+  }
+
+  async snapshotCount(syncId: string): Promise<number> {
+    return (await this.#one<{ count: number }>('SELECT count(*) AS count FROM snapshot_members WHERE sync_id = $1', [syncId])).count;
+  }
+
+  async attributeSnapshots(syncId: string, memberKeys: readonly string[]): Promise<Map<string, Map<string, string>>> {
+    const snapshots = new Map<string, Map<string, string>>();
+    for (const chunk of chunks(memberKeys)) {
+      const rows = await this.#rows<AttributeSnapshot>(
+        'SELECT member_key AS "memberKey", attribute, value FROM attribute_snapshots WHERE sync_id = $1 AND member_key = ANY($2::text[])',
+        [syncId, chunk],
+      );
+      for (const { memberKey, attribute, value } of rows) {
+        const attributes = snapshots.get(memberKey) ?? new Map<string, string>();
+        attributes.set(attribute, value);
+        snapshots.set(memberKey, attributes);
+      }
+    }
+    return snapshots;
+  }
+
+  async upsertAttributeSnapshots(syncId: string, rows: readonly AttributeSnapshot[]): Promise<void> {
+    for (const chunk of batches(rows)) {
+      // One statement cannot update a row twice: of repeated (member, attribute) pairs the last wins, as row by row.
+      await this.#query(
+        `INSERT INTO attribute_snapshots (sync_id, member_key, attribute, value)
+         SELECT DISTINCT ON (k, a) $1, k, a, v FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS t(k, a, v, n) ORDER BY k, a, n DESC
+         ON CONFLICT (sync_id, member_key, attribute) DO UPDATE SET value = excluded.value`,
+        [syncId, chunk.map((row) => requireKey(row.memberKey)), chunk.map((row) => row.attribute), chunk.map((row) => row.value)],
+      );
+    }
+  }
+
+  async stageChunk(runId: string, members: readonly StagedMember[], checkpoint: StagingCheckpoint): Promise<void> {
+    // Only the last transaction carries the checkpoint; rows committed before a crash are re-staged as no-ops.
+    const all = chunks(members);
+    for (const [index, chunk] of all.entries()) {
+      const rows = chunk.map(toStagedRow);
+      await this.#transaction(async (client) => {
+        await client.query(
+          `INSERT INTO staged_members (run_id, member_key, amplitude_id, user_id, device_id, props)
+           SELECT $1, k, a, u, d, p FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS t(k, a, u, d, p, n)
+           ORDER BY n ON CONFLICT DO NOTHING`,
+          [runId, ...stagedColumns(rows)],
+        );
+        if (index === all.length - 1) {
+          await client.query(
+            `INSERT INTO staging_checkpoints (run_id, rows_consumed, bytes_consumed) VALUES ($1, $2, $3)
+             ON CONFLICT (run_id) DO UPDATE SET rows_consumed = excluded.rows_consumed, bytes_consumed = excluded.bytes_consumed`,
+            [runId, checkpoint.rowsConsumed, checkpoint.bytesConsumed],
+          );
+        }
+      });
+    }
+  }
+
+  async stagingCheckpoint(runId: string): Promise<StagingCheckpoint | undefined> {
+    const [row] = await this.#rows<StagingCheckpoint>(
+      'SELECT rows_consumed AS "rowsConsumed", bytes_consumed AS "bytesConsumed" FROM staging_checkpoints WHERE run_id = $1',
+      [runId],
+    );
+    return row;
+  }
+
+  async stagedCount(runId: string): Promise<number> {
+    return (await this.#one<{ count: number }>('SELECT count(*) AS count FROM staged_members WHERE run_id = $1', [runId])).count;
+  }
+
+  async clearStaging(runId: string): Promise<void> {
+    const deleteChunk = `DELETE FROM staged_members WHERE run_id = $1 AND member_key IN
+      (SELECT member_key FROM staged_members WHERE run_id = $1 ORDER BY member_key LIMIT $2)`;
+    while ((await this.#query(deleteChunk, [runId, MAX_ROWS_PER_TRANSACTION])).rowCount === MAX_ROWS_PER_TRANSACTION) await yieldToEventLoop();
+    await this.#query('DELETE FROM staging_checkpoints WHERE run_id = $1', [runId]);
+  }
+
+  diffPage(runId: string, syncId: string, options: PageOptions & { kind: 'enter' }): Promise<Page<StagedMember>>;
+  diffPage(runId: string, syncId: string, options: PageOptions & { kind: 'leave' }): Promise<Page<SnapshotMember>>;
+  async diffPage(runId: string, syncId: string, options: PageOptions & { kind: 'enter' | 'leave' }): Promise<Page<StagedMember> | Page<SnapshotMember>> {
+    const limit = pageLimit(options.limit);
+    const afterKey = options.afterKey ?? FIRST_KEY;
+    // Both sides walk a primary key in key order and probe the other side's primary key.
+    if (options.kind === 'leave') {
+      const rows = await this.#rows<SnapshotMember>(
+        `SELECT m.member_key AS "memberKey" FROM snapshot_members m
+         WHERE m.sync_id = $1 AND m.member_key > $2
+           AND NOT EXISTS (SELECT 1 FROM staged_members s WHERE s.run_id = $3 AND s.member_key = m.member_key)
+         ORDER BY m.member_key LIMIT $4`,
+        [syncId, afterKey, runId, limit],
+      );
+      return toPage(rows, limit);
+    }
+    const rows = await this.#rows<StagedRow>(
+      `SELECT s.member_key AS "memberKey", s.amplitude_id AS "amplitudeId", s.user_id AS "userId", s.device_id AS "deviceId", s.props
+       FROM staged_members s
+       WHERE s.run_id = $1 AND s.member_key > $2
+         AND NOT EXISTS (SELECT 1 FROM snapshot_members m WHERE m.sync_id = $3 AND m.member_key = s.member_key)
+       ORDER BY s.member_key LIMIT $4`,
+      [runId, afterKey, syncId, limit],
+    );
+    return toPage(rows.map(toStagedMember), limit);
+  }
+
+  async diffCounts(runId: string, syncId: string): Promise<DiffCounts> {
+    return this.#one<DiffCounts>(
+      `SELECT
+         (SELECT count(*) FROM staged_members s
+          WHERE s.run_id = $1 AND NOT EXISTS (SELECT 1 FROM snapshot_members m WHERE m.sync_id = $2 AND m.member_key = s.member_key)) AS enter,
+         (SELECT count(*) FROM snapshot_members m
+          WHERE m.sync_id = $2 AND NOT EXISTS (SELECT 1 FROM staged_members s WHERE s.run_id = $1 AND s.member_key = m.member_key)) AS leave`,
+      [runId, syncId],
+    );
+  }
+
+  async startRun(run: RunStart): Promise<void> {
+    await this.#query(
+      `INSERT INTO runs (run_id, sync_id, kind, status, started_at) VALUES ($1, $2, $3, 'running', $4) ON CONFLICT (run_id) DO NOTHING`,
+      [run.runId, run.syncId, run.kind, run.startedAt],
+    );
+  }
+
+  async finishRun(finish: RunFinish): Promise<void> {
+    const { rowCount } = await this.#query(
+      'UPDATE runs SET status = $1, finished_at = $2, source_version = coalesce($3, source_version), stats = $4 WHERE run_id = $5',
+      [finish.status, finish.finishedAt, finish.sourceVersion ?? null, JSON.stringify(finish.stats), finish.runId],
+    );
+    if (rowCount === 0) throw new Error(`finishRun: run "${finish.runId}" was never started`);
+  }
+
+  async lastSuccessfulRun(syncId: string): Promise<RunRecord | undefined> {
+    const [row] = await this.#rows<RunRow>(
+      `SELECT ${RUN_COLUMNS} FROM runs WHERE sync_id = $1 AND status = 'succeeded' ORDER BY finished_at DESC LIMIT 1`,
+      [syncId],
+    );
+    return row && toRunRecord(row);
+  }
+
+  async recentRuns(options: { syncId?: string; limit: number }): Promise<RunRecord[]> {
+    const limit = pageLimit(options.limit);
+    const rows =
+      options.syncId === undefined
+        ? await this.#rows<RunRow>(`SELECT ${RUN_COLUMNS} FROM runs ORDER BY started_at DESC, run_id DESC LIMIT $1`, [limit])
+        : await this.#rows<RunRow>(`SELECT ${RUN_COLUMNS} FROM runs WHERE sync_id = $1 ORDER BY started_at DESC, run_id DESC LIMIT $2`, [
+            options.syncId,
+            limit,
+          ]);
+    return rows.map(toRunRecord);
+  }
+
+  async addDataPoints(entry: DataPointEntry): Promise<boolean> {
+    requireFormat('day', entry.day, DAY, 'YYYY-MM-DD');
+    requirePoints(entry.points);
+    const { rowCount } = await this.#query(
+      'INSERT INTO data_points (run_id, page_key, day, sync_id, points) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING',
+      [entry.runId, entry.pageKey, entry.day, entry.syncId, entry.points],
+    );
+    return rowCount === 1;
+  }
+
+  async dataPointsOnDay(day: string, syncId?: string): Promise<number> {
+    requireFormat('day', day, DAY, 'YYYY-MM-DD');
+    const row =
+      syncId === undefined
+        ? await this.#one<{ total: number }>('SELECT coalesce(sum(points), 0)::bigint AS total FROM data_points WHERE day = $1', [day])
+        : await this.#one<{ total: number }>('SELECT coalesce(sum(points), 0)::bigint AS total FROM data_points WHERE day = $1 AND sync_id = $2', [
+            day,
+            syncId,
+          ]);
+    return row.total;
+  }
+
+  async reserveCohortDownload(reservation: CohortDownloadReservation): Promise<ReservationResult> {
+    const { month, limit, cohortId, runId } = reservation;
+    requireFormat('month', month, MONTH, 'YYYY-MM');
+    return this.#transaction(async (client) => {
+      // Reservations of one month queue on this lock, so the count and the insert below cannot interleave.
+      await client.query(`SELECT pg_advisory_xact_lock(hashtext('cohort_downloads:' || $1))`, [month]);
+      const downloadsIn = async (inMonth: string) =>
+        (await client.query<{ count: number }>('SELECT count(*) AS count FROM cohort_downloads WHERE month = $1', [inMonth])).rows[0]?.count ?? 0;
+      const earlier = await client.query<{ month: string }>('SELECT month FROM cohort_downloads WHERE run_id = $1 AND cohort_id = $2', [runId, cohortId]);
+      const earlierMonth = earlier.rows[0]?.month;
+      if (earlierMonth !== undefined) return { ok: true, used: await downloadsIn(earlierMonth) };
+      const used = await downloadsIn(month);
+      if (used >= limit) return { ok: false, used };
+      await client.query('INSERT INTO cohort_downloads (run_id, cohort_id, month, reserved_at) VALUES ($1, $2, $3, now())', [runId, cohortId, month]);
+      return { ok: true, used: used + 1 };
+    });
+  }
+
+  async cohortDownloadsInMonth(month: string): Promise<number> {
+    requireFormat('month', month, MONTH, 'YYYY-MM');
+    return (await this.#one<{ count: number }>('SELECT count(*) AS count FROM cohort_downloads WHERE month = $1', [month])).count;
+  }
+
+  async knownDeviceIds(amplitudeIds: readonly string[]): Promise<Map<string, string | null>> {
+    const known = new Map<string, string | null>();
+    for (const chunk of chunks(amplitudeIds)) {
+      const rows = await this.#rows<AmplitudeDeviceId>(
+        'SELECT amplitude_id AS "amplitudeId", device_id AS "deviceId" FROM amplitude_device_ids WHERE amplitude_id = ANY($1::text[])',
+        [chunk],
+      );
+      for (const { amplitudeId, deviceId } of rows) known.set(amplitudeId, deviceId);
+    }
+    return known;
+  }
+
+  async recordDeviceIds(entries: readonly AmplitudeDeviceId[]): Promise<void> {
+    for (const chunk of batches(entries)) {
+      await this.#query(
+        `INSERT INTO amplitude_device_ids (amplitude_id, device_id, looked_up_at)
+         SELECT DISTINCT ON (a) a, d, now() FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(a, d, n) ORDER BY a, n DESC
+         ON CONFLICT (amplitude_id) DO UPDATE SET device_id = excluded.device_id, looked_up_at = excluded.looked_up_at`,
+        [chunk.map((entry) => entry.amplitudeId), chunk.map((entry) => entry.deviceId)],
+      );
+    }
+  }
+
+  async recordFailures(runId: string, failures: readonly MemberFailure[]): Promise<void> {
+    for (const chunk of batches(failures)) {
+      await this.#query(
+        `INSERT INTO member_failures (run_id, member_key, reason)
+         SELECT DISTINCT ON (k) $1, k, r FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS t(k, r, n) ORDER BY k, n DESC
+         ON CONFLICT (run_id, member_key) DO UPDATE SET reason = excluded.reason`,
+        [runId, chunk.map((failure) => requireKey(failure.memberKey)), chunk.map((failure) => failure.reason)],
+      );
+    }
+  }
+
+  async failuresForRun(runId: string, options: PageOptions): Promise<Page<MemberFailure>> {
+    const limit = pageLimit(options.limit);
+    const rows = await this.#rows<MemberFailure>(
+      'SELECT member_key AS "memberKey", reason FROM member_failures WHERE run_id = $1 AND member_key > $2 ORDER BY member_key LIMIT $3',
+      [runId, options.afterKey ?? FIRST_KEY, limit],
+    );
+    return toPage(rows, limit);
+  }
+
+  failureCountsByReason(runId: string): Promise<ReasonCount[]> {
+    return this.#rows<ReasonCount>(
+      'SELECT reason, count(*) AS count FROM member_failures WHERE run_id = $1 GROUP BY reason ORDER BY count DESC, reason',
+      [runId],
+    );
+  }
+
+  async recordRequestOutcome(outcome: RequestOutcome): Promise<boolean> {
+    const { rowCount } = await this.#query(
+      'INSERT INTO request_outcomes (run_id, request_key, accepted, rejected, data_points) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING',
+      [outcome.runId, requireKey(outcome.requestKey), outcome.accepted, outcome.rejected, outcome.dataPoints],
+    );
+    return rowCount === 1;
+  }
+
+  requestOutcomeTotals(runId: string, keyPrefix: string): Promise<OutcomeTotals> {
+    // Keys are compared byte-wise: every key with the prefix sorts in [prefix, prefix + U+FFFF).
+    return this.#one<OutcomeTotals>(
+      `SELECT count(*) AS requests, coalesce(sum(accepted), 0)::bigint AS accepted, coalesce(sum(rejected), 0)::bigint AS rejected,
+              coalesce(sum(data_points), 0)::bigint AS "dataPoints"
+       FROM request_outcomes WHERE run_id = $1 AND request_key >= $2 AND request_key < $3`,
+      [runId, keyPrefix, `${keyPrefix}\uffff`],
+    );
+  }
+
+  acquireRateSlots(request: RateSlotRequest): Promise<RateSlotGrant> {
+    return this.#transaction(async (client) => {
+      // The no-op upsert creates the row if needed and locks it either way, so workers take turns on the window.
+      const { rows } = await client.query<RateWindowRow>(
+        `INSERT INTO rate_windows AS w (limiter_key, window_start_ms, used) VALUES ($1, 0, 0)
+         ON CONFLICT (limiter_key) DO UPDATE SET used = w.used
+         RETURNING window_start_ms AS "windowStartMs", used, blocked_until_ms AS "blockedUntilMs"`,
+        [request.key],
+      );
+      const { grant, next } = nextRateWindow(rows[0], request);
+      if (next) {
+        await client.query('UPDATE rate_windows SET window_start_ms = $2, used = $3 WHERE limiter_key = $1', [request.key, next.windowStartMs, next.used]);
+      }
+      return grant;
+    });
+  }
+
+  async blockRateLimit(key: string, untilMs: number): Promise<void> {
+    await this.#query(
+      `INSERT INTO rate_windows AS w (limiter_key, window_start_ms, used, blocked_until_ms) VALUES ($1, 0, 0, $2)
+       ON CONFLICT (limiter_key) DO UPDATE SET blocked_until_ms = greatest(w.blocked_until_ms, excluded.blocked_until_ms)`,
+      [key, untilMs],
+    );
+  }
+
+  #query(text: string, values: unknown[] = []): Promise<pg.QueryResult> {
+    return retrying(() => this.#pool.query(text, values));
+  }
+
+  async #rows<Row extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<Row[]> {
+    return (await retrying(() => this.#pool.query<Row>(text, values))).rows;
+  }
+
+  async #one<Row extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<Row> {
+    const [row] = await this.#rows<Row>(text, values);
+    if (!row) throw new Error(`expected one row from: ${text}`);
+    return row;
+  }
+
+  /** Runs `work` in one transaction on one connection, again from the start after a serialization failure or deadlock. */
+  #transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    return retrying(async () => {
+      const client = await this.#pool.connect();
+      let broken: Error | undefined;
+      try {
+        await client.query('BEGIN');
+        const result = await work(client);
+        await client.query('COMMIT');
+        return result;
+      } catch (error) {
+        await client.query('ROLLBACK').catch((rollbackError: Error) => (broken = rollbackError));
+        throw error;
+      } finally {
+        client.release(broken);
+      }
+    });
+  }
+}
+
+/** Retries `work` after serialization failures and deadlocks, with jittered, growing pauses, a bounded number of times. */
+async function retrying<T>(work: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await work();
+    } catch (error) {
+      if (attempt >= MAX_ATTEMPTS || !RETRYABLE.has((error as { code?: string }).code ?? '')) throw error;
+      await sleep(Math.random() * Math.min(1_000, 5 * 2 ** attempt));
+    }
+  }
+}
+
+/** Chunks of at most MAX_ROWS_PER_TRANSACTION, none empty: a statement with nothing to write is not sent. */
+function batches<T>(items: readonly T[]): (readonly T[])[] {
+  return chunks(items).filter((chunk) => chunk.length > 0);
+}
+
+function stagedColumns(rows: readonly StagedRow[]): (string | null)[][] {
+  return [rows.map((r) => r.memberKey), rows.map((r) => r.amplitudeId), rows.map((r) => r.userId), rows.map((r) => r.deviceId), rows.map((r) => r.props)];
+}
+
+function toRunRecord(row: RunRow): RunRecord {
+  return {
+    runId: row.runId,
+    syncId: row.syncId,
+    kind: row.kind,
+    status: row.status,
+    startedAt: row.startedAt,
+    finishedAt: row.finishedAt ?? undefined,
+    sourceVersion: row.sourceVersion ?? undefined,
+    stats: row.stats === null ? undefined : (JSON.parse(row.stats) as JsonObject),
+  };
+}

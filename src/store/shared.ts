@@ -1,0 +1,91 @@
+/** Validation, paging and rate-window rules every StateStore implementation shares, so the stores cannot drift apart. */
+import { MAX_ROWS_PER_TRANSACTION, type JsonObject, type Page, type RateSlotGrant, type RateSlotRequest, type StagedMember } from './store.js';
+
+export const DAY = /^\d{4}-\d{2}-\d{2}$/;
+export const MONTH = /^\d{4}-\d{2}$/;
+/** Sorts before every non-empty key, so it stands for "from the start" in keyset paging. */
+export const FIRST_KEY = '';
+
+export function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Splits into chunks of at most MAX_ROWS_PER_TRANSACTION; an empty input gives one empty chunk. */
+export function chunks<T>(items: readonly T[]): (readonly T[])[] {
+  const result: (readonly T[])[] = [];
+  for (let start = 0; start < items.length; start += MAX_ROWS_PER_TRANSACTION) result.push(items.slice(start, start + MAX_ROWS_PER_TRANSACTION));
+  return result.length > 0 ? result : [[]];
+}
+
+export function pageLimit(limit: number): number {
+  if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`limit must be a whole number >= 1, got ${limit}`);
+  return Math.min(limit, MAX_ROWS_PER_TRANSACTION);
+}
+
+export function toPage<T extends { memberKey: string }>(items: T[], limit: number): Page<T> {
+  return { items, nextAfterKey: items.length === limit ? items.at(-1)?.memberKey : undefined };
+}
+
+export function requireKey(memberKey: string): string {
+  // An empty key equals FIRST_KEY, so keyset paging (`member_key > afterKey`) would never return it.
+  if (memberKey === '') throw new RangeError('memberKey must not be empty');
+  return memberKey;
+}
+
+export function requireFormat(name: string, value: string, pattern: RegExp, format: string): void {
+  if (!pattern.test(value)) throw new RangeError(`${name} must be ${format}, got "${value}"`);
+}
+
+export function requirePoints(points: number): void {
+  if (!Number.isInteger(points) || points < 0) throw new RangeError(`points must be a whole number >= 0, got ${points}`);
+}
+
+/** A staged row as both stores keep it: optional fields as NULL, props as JSON text. */
+export interface StagedRow {
+  memberKey: string;
+  amplitudeId: string;
+  userId: string | null;
+  deviceId: string | null;
+  props: string | null;
+}
+
+export function toStagedRow(member: StagedMember): StagedRow {
+  return {
+    memberKey: requireKey(member.memberKey),
+    amplitudeId: member.amplitudeId,
+    userId: member.userId ?? null,
+    deviceId: member.deviceId ?? null,
+    props: member.props === undefined ? null : JSON.stringify(member.props),
+  };
+}
+
+export function toStagedMember(row: StagedRow): StagedMember {
+  const member: StagedMember = { memberKey: row.memberKey, amplitudeId: row.amplitudeId };
+  if (row.userId !== null) member.userId = row.userId;
+  if (row.deviceId !== null) member.deviceId = row.deviceId;
+  if (row.props !== null) member.props = JSON.parse(row.props) as JsonObject;
+  return member;
+}
+
+export interface RateWindowRow {
+  windowStartMs: number;
+  used: number;
+  blockedUntilMs: number;
+}
+
+/** What one acquisition grants and the window row it leaves behind; `next` is undefined while the limit is blocked. */
+export function nextRateWindow(
+  row: RateWindowRow | undefined,
+  { requested, limit, windowMs, nowMs }: RateSlotRequest,
+): { grant: RateSlotGrant; next: RateWindowRow | undefined } {
+  if (row && row.blockedUntilMs > nowMs) return { grant: { granted: 0, retryAtMs: row.blockedUntilMs }, next: undefined };
+  // Windows only move forward: a caller whose clock read is older than the stored window (it waited for
+  // the lock, or its host's clock lags) counts against that window instead of resetting it.
+  const windowStartMs = Math.max(nowMs - (nowMs % windowMs), row?.windowStartMs ?? 0);
+  const used = row?.windowStartMs === windowStartMs ? row.used : 0;
+  const granted = Math.max(0, Math.min(requested, limit - used));
+  return {
+    grant: { granted, retryAtMs: windowStartMs + windowMs },
+    next: { windowStartMs, used: used + granted, blockedUntilMs: row?.blockedUntilMs ?? 0 },
+  };
+}

@@ -1,0 +1,54 @@
+/**
+ * One worker process of a concurrency test: opens the store its environment selects, says `ready`, waits for `go`
+ * on stdin (so every process starts contending at once), runs one task and prints its result as JSON.
+ * Spawned by `runStoreProcesses` in ./store-processes.ts.
+ */
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { loadStoreConfig } from '../../src/config.js';
+import { SharedRateLimiter, type RateLimit } from '../../src/rate-limiter.js';
+import { openStateStore, type StateStore } from '../../src/store/index.js';
+
+export type StoreTask =
+  | { task: 'limiter'; key: string; limit: RateLimit; amounts: number[] }
+  | { task: 'reserve'; month: string; limit: number; runIds: string[] }
+  | { task: 'outcome'; runId: string; requestKey: string };
+
+async function run(store: StateStore, input: StoreTask): Promise<unknown> {
+  switch (input.task) {
+    case 'limiter': {
+      // The window each grant was counted in (its end, `retryAtMs`), straight from the store.
+      const grants: [number, number][] = [];
+      const acquire = store.acquireRateSlots.bind(store);
+      store.acquireRateSlots = async (request) => {
+        const grant = await acquire(request);
+        if (grant.granted > 0) grants.push([grant.retryAtMs, grant.granted]);
+        return grant;
+      };
+      const limiter = new SharedRateLimiter(store, input.key, input.limit);
+      for (const n of input.amounts) await limiter.acquire(n);
+      return grants;
+    }
+    case 'reserve': {
+      let won = 0;
+      for (const runId of input.runIds) {
+        if ((await store.reserveCohortDownload({ month: input.month, limit: input.limit, cohortId: 'c', runId })).ok) won += 1;
+      }
+      return won;
+    }
+    case 'outcome':
+      return store.recordRequestOutcome({ runId: input.runId, requestKey: input.requestKey, accepted: 3, rejected: 1, dataPoints: 4 });
+  }
+}
+
+const input = JSON.parse(process.argv[2] ?? '') as StoreTask;
+const store = await openStateStore(loadStoreConfig(process.env));
+console.log('ready');
+const lines = createInterface({ input: process.stdin });
+await once(lines, 'line');
+lines.close();
+try {
+  console.log(JSON.stringify(await run(store, input)));
+} finally {
+  await store.close();
+}
