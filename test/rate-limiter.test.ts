@@ -1,149 +1,111 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { Worker } from 'node:worker_threads';
 import { SharedRateLimiter } from '../src/rate-limiter.js';
-import { openStateStore } from '../src/store/index.js';
 import type { StateStore } from '../src/store/store.js';
+import { runStoreProcesses } from './helpers/store-processes.js';
+import { forEachStore, openFreshStore, openStoreFrom, type StoreEnv } from './helpers/stores.js';
 
-let dir: string;
-let path: string;
-let storeA: StateStore;
-let storeB: StateStore;
+const range = (count: number) => Array.from({ length: count }, (_, index) => index);
 
-before(async () => {
-  // Two connections to one file stand for two workers sharing the store.
-  dir = await mkdtemp(join(tmpdir(), 'limiter-'));
-  path = join(dir, 'state.db');
-  storeA = await openStateStore({ kind: 'sqlite', path });
-  storeB = await openStateStore({ kind: 'sqlite', path });
-});
-after(async () => {
-  await storeA.close();
-  await storeB.close();
-  await rm(dir, { recursive: true, force: true });
-});
+forEachStore((kind) => {
+  let env: StoreEnv;
+  let storeA: StateStore;
+  let storeB: StateStore;
 
-test('slots are shared: two workers together never get more than the limit in one window', async () => {
-  const request = { key: 'shared', requested: 4, limit: 5, windowMs: 60_000, nowMs: 120_000 };
-  const a = await storeA.acquireRateSlots(request);
-  const b = await storeB.acquireRateSlots(request);
-  assert.deepEqual([a.granted, b.granted], [4, 1]);
-  assert.equal(b.retryAtMs, 180_000, 'the next window');
-  const nextWindow = await storeB.acquireRateSlots({ ...request, nowMs: 180_000 });
-  assert.equal(nextWindow.granted, 4);
-});
+  before(async () => {
+    // Two connections to one store stand for two workers sharing it.
+    ({ store: storeA, env } = await openFreshStore(kind));
+    storeB = await openStoreFrom(env);
+  });
+  after(async () => {
+    await storeA.close();
+    await storeB.close();
+  });
 
-test('a caller with an older clock read counts against the newest window instead of resetting it', async () => {
-  const request = { key: 'late', requested: 5, limit: 5, windowMs: 1_000, nowMs: 2_000 };
-  assert.equal((await storeA.acquireRateSlots(request)).granted, 5);
-  const late = await storeB.acquireRateSlots({ ...request, nowMs: 1_999 });
-  assert.deepEqual(late, { granted: 0, retryAtMs: 3_000 });
-});
+  test('slots are shared: two workers together never get more than the limit in one window', async () => {
+    const request = { key: 'shared', requested: 4, limit: 5, windowMs: 60_000, nowMs: 120_000 };
+    const a = await storeA.acquireRateSlots(request);
+    const b = await storeB.acquireRateSlots(request);
+    assert.deepEqual([a.granted, b.granted], [4, 1]);
+    assert.equal(b.retryAtMs, 180_000, 'the next window');
+    const nextWindow = await storeB.acquireRateSlots({ ...request, nowMs: 180_000 });
+    assert.equal(nextWindow.granted, 4);
+  });
 
-test('limiters in several threads hammering one key never exceed the limit in any window', async () => {
-  const limit = { requests: 10, windowMs: 100 };
-  const limiterModule = new URL('../src/rate-limiter.ts', import.meta.url).href;
-  const storeModule = new URL('../src/store/index.ts', import.meta.url).href;
-  // Each thread records the window each grant was counted in (its end, `retryAtMs`), straight from the store.
-  const code = `
-    const { parentPort, workerData } = require('node:worker_threads');
-    (async () => {
-      const { tsImport } = await import('tsx/esm/api');
-      const { SharedRateLimiter } = await tsImport(workerData.limiterModule, workerData.limiterModule);
-      const { openStateStore } = await tsImport(workerData.storeModule, workerData.storeModule);
-      const store = await openStateStore({ kind: 'sqlite', path: workerData.path });
-      const grants = [];
-      const recordingStore = {
-        acquireRateSlots: async (request) => {
-          const grant = await store.acquireRateSlots(request);
-          if (grant.granted > 0) grants.push([grant.retryAtMs, grant.granted]);
-          return grant;
-        },
-      };
-      const limiter = new SharedRateLimiter(recordingStore, 'hammered', workerData.limit);
-      parentPort.postMessage('ready');
-      await new Promise((resolve) => parentPort.once('message', resolve));
-      for (const n of [1, 2, 3, 1, 2, 3]) await limiter.acquire(n);
-      await store.close();
-      parentPort.postMessage(grants);
-    })();
-  `;
-  const threads = Array.from({ length: 4 }, () => new Worker(code, { eval: true, workerData: { limiterModule, storeModule, path, limit } }));
-  const message = (thread: Worker) =>
-    new Promise<unknown>((resolve, reject) => {
-      thread.once('message', resolve);
-      thread.once('error', reject);
-    });
-  await Promise.all(threads.map(message));
-  // Released together once every thread is ready, so they really contend for the same windows.
-  const results = threads.map(message);
-  for (const thread of threads) thread.postMessage('go');
-  const grants = (await Promise.all(results)) as [number, number][][];
+  test('a caller with an older clock read counts against the newest window instead of resetting it', async () => {
+    const request = { key: 'late', requested: 5, limit: 5, windowMs: 1_000, nowMs: 2_000 };
+    assert.equal((await storeA.acquireRateSlots(request)).granted, 5);
+    const late = await storeB.acquireRateSlots({ ...request, nowMs: 1_999 });
+    assert.deepEqual(late, { granted: 0, retryAtMs: 3_000 });
+  });
 
-  const perWindow = new Map<number, number>();
-  for (const [windowEnd, granted] of grants.flat()) perWindow.set(windowEnd, (perWindow.get(windowEnd) ?? 0) + granted);
-  const total = [...perWindow.values()].reduce((sum, granted) => sum + granted, 0);
-  assert.equal(total, 4 * 12, 'every thread got all it asked for');
-  assert.ok(perWindow.size >= Math.ceil(total / limit.requests), 'the grants spread over enough windows');
-  for (const [windowEnd, granted] of perWindow) assert.ok(granted <= limit.requests, `window ending ${windowEnd} granted ${granted}`);
-});
+  test('limiters in four processes hammering one key never exceed the limit in any window', async () => {
+    const limit = { requests: 10, windowMs: 100 };
+    const tasks = range(4).map(() => ({ task: 'limiter' as const, key: 'hammered', limit, amounts: [1, 2, 3, 1, 2, 3] }));
+    const grants = (await runStoreProcesses(env, tasks)) as [number, number][][];
 
-test('a limiter waits for the next window once the current one is spent', async () => {
-  const limiter = new SharedRateLimiter(storeA, 'waits', { requests: 3, windowMs: 300 });
-  const other = new SharedRateLimiter(storeB, 'waits', { requests: 3, windowMs: 300 });
-  // Start just after a window boundary, so all six acquisitions span exactly two windows.
-  await new Promise((resolve) => setTimeout(resolve, 300 - (Date.now() % 300) + 5));
-  const started = Date.now();
-  await Promise.all([limiter.acquire(2), other.acquire(2), limiter.acquire(2)]);
-  assert.ok(Date.now() - started >= 250, 'the second window was awaited');
-});
+    const perWindow = new Map<number, number>();
+    for (const [windowEnd, granted] of grants.flat()) perWindow.set(windowEnd, (perWindow.get(windowEnd) ?? 0) + granted);
+    const total = [...perWindow.values()].reduce((sum, granted) => sum + granted, 0);
+    assert.equal(total, 4 * 12, 'every process got all it asked for');
+    assert.ok(perWindow.size >= Math.ceil(total / limit.requests), 'the grants spread over enough windows');
+    for (const [windowEnd, granted] of perWindow) assert.ok(granted <= limit.requests, `window ending ${windowEnd} granted ${granted}`);
+  });
 
-test('when Braze reports the workspace exhausted, every worker waits for its reset', async () => {
-  const limiter = new SharedRateLimiter(storeA, 'blocked', { requests: 100, windowMs: 1_000 });
-  const other = new SharedRateLimiter(storeB, 'blocked', { requests: 100, windowMs: 1_000 });
-  const resetAtMs = Date.now() + 400;
-  await limiter.observe({ remaining: 0, resetAtMs });
-  await other.acquire(1);
-  assert.ok(Date.now() >= resetAtMs, 'the other worker honoured the reset');
-});
+  test('a limiter waits for the next window once the current one is spent', async () => {
+    const limiter = new SharedRateLimiter(storeA, 'waits', { requests: 3, windowMs: 300 });
+    const other = new SharedRateLimiter(storeB, 'waits', { requests: 3, windowMs: 300 });
+    // Start just after a window boundary, so all six acquisitions span exactly two windows.
+    await new Promise((resolve) => setTimeout(resolve, 300 - (Date.now() % 300) + 5));
+    const started = Date.now();
+    await Promise.all([limiter.acquire(2), other.acquire(2), limiter.acquire(2)]);
+    assert.ok(Date.now() - started >= 250, 'the second window was awaited');
+  });
 
-test('headers with requests remaining block nobody', async () => {
-  const limiter = new SharedRateLimiter(storeA, 'not-blocked', { requests: 100, windowMs: 60_000 });
-  await limiter.observe({ remaining: 1, resetAtMs: Date.now() + 60_000 });
-  await limiter.observe(undefined);
-  const grant = await storeB.acquireRateSlots({ key: 'not-blocked', requested: 1, limit: 100, windowMs: 60_000, nowMs: Date.now() });
-  assert.equal(grant.granted, 1);
-});
+  test('when Braze reports the workspace exhausted, every worker waits for its reset', async () => {
+    const limiter = new SharedRateLimiter(storeA, 'blocked', { requests: 100, windowMs: 1_000 });
+    const other = new SharedRateLimiter(storeB, 'blocked', { requests: 100, windowMs: 1_000 });
+    const resetAtMs = Date.now() + 400;
+    await limiter.observe({ remaining: 0, resetAtMs });
+    await other.acquire(1);
+    assert.ok(Date.now() >= resetAtMs, 'the other worker honoured the reset');
+  });
 
-test('an abort stops the wait with the signal’s reason', async () => {
-  const limiter = new SharedRateLimiter(storeA, 'abort', { requests: 1, windowMs: 60_000 });
-  await limiter.acquire(1);
-  const controller = new AbortController();
-  const cancelled = new Error('cancelled');
-  setTimeout(() => controller.abort(cancelled), 50);
-  const started = Date.now();
-  await assert.rejects(limiter.acquire(1, { signal: controller.signal }), (error) => error === cancelled);
-  assert.ok(Date.now() - started < 5_000, 'did not wait for the next window');
-});
+  test('headers with requests remaining block nobody', async () => {
+    const limiter = new SharedRateLimiter(storeA, 'not-blocked', { requests: 100, windowMs: 60_000 });
+    await limiter.observe({ remaining: 1, resetAtMs: Date.now() + 60_000 });
+    await limiter.observe(undefined);
+    const grant = await storeB.acquireRateSlots({ key: 'not-blocked', requested: 1, limit: 100, windowMs: 60_000, nowMs: Date.now() });
+    assert.equal(grant.granted, 1);
+  });
 
-test('a long wait (the vendor blocked the workspace) wakes up every few seconds to report it is alive', async () => {
-  const limiter = new SharedRateLimiter(storeA, 'long-block', { requests: 100, windowMs: 1_000 });
-  const resetAtMs = Date.now() + 6_000;
-  await limiter.observe({ remaining: 0, resetAtMs });
-  const wakeUps: number[] = [];
-  await limiter.acquire(1, { whileWaiting: () => wakeUps.push(Date.now()) });
-  assert.ok(Date.now() >= resetAtMs, 'waited for the reset');
-  assert.ok(wakeUps.length >= 2, `woke up ${wakeUps.length} times in 6 s`);
-  for (const [i, at] of wakeUps.entries()) if (i > 0) assert.ok(at - wakeUps[i - 1]! <= 5_500, 'at most about 5 s between wake-ups');
-});
+  test('an abort stops the wait with the signal’s reason', async () => {
+    const limiter = new SharedRateLimiter(storeA, 'abort', { requests: 1, windowMs: 60_000 });
+    await limiter.acquire(1);
+    const controller = new AbortController();
+    const cancelled = new Error('cancelled');
+    setTimeout(() => controller.abort(cancelled), 50);
+    const started = Date.now();
+    await assert.rejects(limiter.acquire(1, { signal: controller.signal }), (error) => error === cancelled);
+    assert.ok(Date.now() - started < 5_000, 'did not wait for the next window');
+  });
 
-test('tryAcquire takes what the current window has left, without waiting', async () => {
-  const limiter = new SharedRateLimiter(storeA, 'try', { requests: 5, windowMs: 3_600_000 });
-  const other = new SharedRateLimiter(storeB, 'try', { requests: 5, windowMs: 3_600_000 });
-  assert.equal(await limiter.tryAcquire(3), 3);
-  assert.equal(await other.tryAcquire(3), 2, 'shared with the other worker');
-  assert.equal(await limiter.tryAcquire(1), 0);
+  test('a long wait (the vendor blocked the workspace) wakes up every few seconds to report it is alive', async () => {
+    const limiter = new SharedRateLimiter(storeA, 'long-block', { requests: 100, windowMs: 1_000 });
+    const resetAtMs = Date.now() + 6_000;
+    await limiter.observe({ remaining: 0, resetAtMs });
+    const wakeUps: number[] = [];
+    await limiter.acquire(1, { whileWaiting: () => wakeUps.push(Date.now()) });
+    assert.ok(Date.now() >= resetAtMs, 'waited for the reset');
+    assert.ok(wakeUps.length >= 2, `woke up ${wakeUps.length} times in 6 s`);
+    for (const [i, at] of wakeUps.entries()) if (i > 0) assert.ok(at - wakeUps[i - 1]! <= 5_500, 'at most about 5 s between wake-ups');
+  });
+
+  test('tryAcquire takes what the current window has left, without waiting', async () => {
+    const limiter = new SharedRateLimiter(storeA, 'try', { requests: 5, windowMs: 3_600_000 });
+    const other = new SharedRateLimiter(storeB, 'try', { requests: 5, windowMs: 3_600_000 });
+    assert.equal(await limiter.tryAcquire(3), 3);
+    assert.equal(await other.tryAcquire(3), 2, 'shared with the other worker');
+    assert.equal(await limiter.tryAcquire(1), 0);
+  });
 });
