@@ -1,4 +1,5 @@
 import { activityInfo } from '@temporalio/activity';
+import { latestVersionOf, MIGRATIONS } from '../src/store/migrations.js';
 import type { WorkerContext } from '../src/worker-context.js';
 
 export interface CheckResult {
@@ -31,7 +32,18 @@ export function createDoctorActivities(context: WorkerContext) {
     },
 
     async checkStateStore(): Promise<CheckResult> {
-      return check('State store', async () => `${context.store.description}, schema version ${await context.store.schemaVersion()}`);
+      const { store } = context;
+      return check('State store', async () => {
+        try {
+          const version = await store.schemaVersion();
+          const latest = latestVersionOf(MIGRATIONS);
+          if (version !== latest) throw new Error(`reachable, but at schema version ${version} where this build expects ${latest}`);
+          await store.probeWrite();
+          return `${store.description}: reachable, migrated (schema version ${version}), writable`;
+        } catch (error) {
+          throw new Error(`${store.description}: ${error instanceof Error ? error.message : String(error)}`);
+        }
+      });
     },
 
     async checkAmplitudeCohortApi(): Promise<CheckResult> {

@@ -5,13 +5,18 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import Database from 'better-sqlite3';
+import pg from 'pg';
 import { createActivities } from '../activities/index.js';
 import type { DoctorReport } from '../activities/doctor.js';
 import { NoWorkerError, runDoctor } from '../src/client.js';
 import { loadConfig } from '../src/config.js';
+import { MIGRATIONS } from '../src/store/migrations.js';
+import { describePostgresUrl } from '../src/store/postgres.js';
 import { startSandboxes, type Sandboxes } from '../src/sandbox/sandboxes.js';
 import { createWorkerContext } from '../src/worker-context.js';
 import { ampbraze } from './helpers/cli.js';
+import { forEachStore, type StoreEnv } from './helpers/stores.js';
 import { connectTestEnvironment, createTestWorker, testServerAddress, uniqueTaskQueue } from './helpers/temporal.js';
 
 let env: TestWorkflowEnvironment;
@@ -28,8 +33,13 @@ after(async () => {
 });
 
 /** Runs `body` while a worker configured with the sandboxes' environment (plus `overrides`) serves `taskQueue`. */
-async function withWorker<T>(taskQueue: string, overrides: Record<string, string>, body: () => Promise<T>): Promise<T> {
-  const config = loadConfig({ ...sandboxes.env, STATE_DB: ':memory:', ...overrides });
+async function withWorker<T>(
+  taskQueue: string,
+  overrides: Record<string, string>,
+  body: () => Promise<T>,
+  storeEnv: StoreEnv = { STATE_DB: ':memory:' },
+): Promise<T> {
+  const config = loadConfig({ ...sandboxes.env, ...storeEnv, ...overrides });
   const context = await createWorkerContext(config);
   const worker = await createTestWorker(env, { taskQueue, activities: createActivities(context) });
   try {
@@ -44,6 +54,39 @@ function checkNamed(report: DoctorReport, name: string) {
   assert.ok(check, `no check named ${name}`);
   return check;
 }
+
+describe('the state-store check', () => {
+  const latest = MIGRATIONS.at(-1)?.version;
+
+  /** Deletes the newest migration's record, as if the store had been restored from an older backup. */
+  async function forgetLatestMigration(storeEnv: StoreEnv) {
+    if (storeEnv.STATE_DB) {
+      const db = new Database(storeEnv.STATE_DB);
+      db.prepare('DELETE FROM schema_migrations WHERE version = ?').run(latest);
+      db.close();
+      return;
+    }
+    const client = new pg.Client({ connectionString: storeEnv.STATE_STORE_URL });
+    await client.connect();
+    await client.query('DELETE FROM schema_migrations WHERE version = $1', [latest]);
+    await client.end();
+  }
+
+  forEachStore((kind) => {
+    test('names the store and finds it reachable, migrated and writable; a store behind the build fails the check', async () => {
+      const storeEnv = await kind.freshEnv();
+      const taskQueue = uniqueTaskQueue('doctor-store');
+      const storeCheck = () => runDoctor(env.client, { taskQueue }).then((report) => checkNamed(report, 'State store'));
+      const [healthy, behind] = await withWorker(taskQueue, {}, async () => [await storeCheck(), await forgetLatestMigration(storeEnv).then(storeCheck)], storeEnv);
+      const location = storeEnv.STATE_DB ? `SQLite ${storeEnv.STATE_DB}` : describePostgresUrl(storeEnv.STATE_STORE_URL!);
+      assert.doesNotMatch(location, /@/, 'no user or password');
+      assert.equal(healthy?.status, 'ok', healthy?.detail);
+      assert.equal(healthy?.detail, `${location}: reachable, migrated (schema version ${latest}), writable`);
+      assert.equal(behind?.status, 'failed');
+      assert.equal(behind?.detail, `${location}: reachable, but at schema version ${(latest ?? 0) - 1} where this build expects ${latest}`);
+    });
+  });
+});
 
 describe('doctor workflow', () => {
   test('every check passes against the sandboxes', async () => {
