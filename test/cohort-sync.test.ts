@@ -1,218 +1,73 @@
 /**
- * The cohort sync end to end: real Temporal, a real worker, the sandboxes over HTTP. Every test asserts on the
- * sandbox's final Braze state and its own data-point count, not on the calls we made.
+ * The cohort sync end to end on the SQLite store: the core scenarios (shared with the PostgreSQL file) and
+ * everything else the sync does — fallbacks, storms, continue-as-new, dry runs, partner cohorts, device ids,
+ * failing fast, the Temporal CLI, `ampbraze cohort` and schedules.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { WorkflowFailedError } from '@temporalio/client';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import type { Worker } from '@temporalio/worker';
-import { createActivities } from '../activities/index.js';
-import { getSyncProgress, scheduleCohortSync, startCohortSync } from '../src/client.js';
+import { scheduleCohortSync, startCohortSync } from '../src/client.js';
 import { DEFERRED_DEVICE_LOOKUP } from '../src/cohort/identifiers.js';
 import type { CohortSyncInput } from '../src/cohort/input.js';
-import { loadConfig } from '../src/config.js';
-import { startSandboxes, type Sandboxes } from '../src/sandbox/sandboxes.js';
 import { resolveTemporalCli } from '../src/temporal/cli.js';
-import { createWorkerContext, type WorkerContext } from '../src/worker-context.js';
-import { setBudgetUpdate, type cohortSync } from '../workflows/cohort-sync.js';
+import type { cohortSync } from '../workflows/cohort-sync.js';
 import { ampbraze } from './helpers/cli.js';
-import { connectTestEnvironment, createTestWorker, testServerAddress, uniqueTaskQueue } from './helpers/temporal.js';
+import { CohortSyncHarness, coreCohortScenarios, MEDIUM_COHORT, SMALL_COHORT } from './helpers/cohort-sync.js';
+import { SQLITE } from './helpers/stores.js';
+import { testServerAddress, uniqueTaskQueue } from './helpers/temporal.js';
 
 const run = promisify(execFile);
-const SMALL_COHORT = '26umsb5'; // ~1% of users
-const MEDIUM_COHORT = '3k9x2pq'; // ~10%
+const h = new CohortSyncHarness(SQLITE);
+const { sync, expectedMembers, anonymousMemberCount, brazeMembers, brazeDataPoints, trackRequests, withOwnWorker } = h;
 
-let env: TestWorkflowEnvironment;
-let sandboxes: Sandboxes;
-let context: WorkerContext;
-let worker: Worker;
-let workerRun: Promise<void>;
-const taskQueue = uniqueTaskQueue('cohort-sync');
+coreCohortScenarios(h);
 
-before(async () => {
-  env = await connectTestEnvironment();
-  sandboxes = await startSandboxes({ seed: 11, users: 3_000, dataset: { brazeKnownFraction: 1 }, amplitude: { exportJobDurationMs: 200 } });
-  const stateDir = await mkdtemp(join(tmpdir(), 'cohort-sync-'));
-  context = await createWorkerContext(loadConfig({ ...sandboxes.env, STATE_DB: join(stateDir, 'state.db') }));
-  worker = await createTestWorker(env, { taskQueue, activities: createActivities(context) });
-  workerRun = worker.run();
-});
-
-after(async () => {
-  worker?.shutdown();
-  await workerRun;
-  await context?.store.close();
-  await sandboxes?.close();
-  await env?.teardown();
-});
-
-async function sync(input: CohortSyncInput) {
-  const handle = await startCohortSync(env.client, input, { taskQueue });
-  return handle.result();
-}
-
-/** Identified cohort members, by external id: who Braze should show in the cohort. */
-function expectedMembers(cohortId: string): Set<string> {
-  const members = new Set<string>();
-  for (const member of sandboxes.dataset.cohortMembers(cohortId)) if (member.userId) members.add(member.userId);
-  return members;
-}
-
-function anonymousMemberCount(cohortId: string): number {
-  let count = 0;
-  for (const member of sandboxes.dataset.cohortMembers(cohortId)) if (!member.userId) count += 1;
-  return count;
-}
-
-/** Braze users whose `attribute` array holds the cohort id, read from the sandbox's state. */
-function brazeMembers(cohortId: string, attribute = 'amplitude_cohorts'): Set<string> {
-  const members = new Set<string>();
-  for (const profile of sandboxes.braze.control.users()) {
-    const value = profile.customAttributes?.get(attribute);
-    if (Array.isArray(value) && value.includes(cohortId) && profile.externalId) members.add(profile.externalId);
-  }
-  return members;
-}
-
-const brazeDataPoints = () => sandboxes.braze.control.dataPoints().total;
-
-/** Runs `work` against a worker of its own (own task queue and state store), configured by `overrides`. */
-async function withOwnWorker<T>(overrides: Record<string, string>, work: (ownQueue: string) => Promise<T>): Promise<T> {
-  const ownQueue = uniqueTaskQueue('own-worker');
-  const stateDir = await mkdtemp(join(tmpdir(), 'own-worker-'));
-  const ownContext = await createWorkerContext(loadConfig({ ...sandboxes.env, STATE_DB: join(stateDir, 'state.db'), ...overrides }));
-  const ownWorker = await createTestWorker(env, { taskQueue: ownQueue, activities: createActivities(ownContext) });
-  try {
-    return await ownWorker.runUntil(() => work(ownQueue));
-  } finally {
-    await ownContext.store.close();
-  }
-}
-
-async function waitUntilPaused(workflowId: string) {
-  let progress = await getSyncProgress(env.client, workflowId);
-  for (let i = 0; i < 100 && progress.phase !== 'paused'; i++) {
-    await new Promise((r) => setTimeout(r, 200));
-    progress = await getSyncProgress(env.client, workflowId);
-  }
-  assert.equal(progress.phase, 'paused');
-  return progress;
-}
-const trackRequests = () => sandboxes.braze.control.requestCounts()['POST /users/track'] ?? 0;
-
-describe('cohort sync into a custom-attribute array', () => {
-  test('first run sends everyone; anonymous members are skipped with a reason; our data points equal the sandbox’s', async () => {
-    const pointsBefore = brazeDataPoints();
-    const result = await sync({ cohortId: MEDIUM_COHORT, pageSize: 100 });
-    const expected = expectedMembers(MEDIUM_COHORT);
-    assert.deepEqual(brazeMembers(MEDIUM_COHORT), expected);
-    assert.equal(result.added, expected.size);
-    assert.equal(result.removed, 0);
-    assert.equal(result.failed, 0);
-    assert.equal(result.amplitudeDownloads, 1);
-    assert.equal(result.skipped, anonymousMemberCount(MEDIUM_COHORT));
-    assert.ok(result.skipped > 0, 'the dataset has anonymous members');
-    assert.match(Object.keys(result.skipReasons).join(), /anonymous member \(no user_id\)/);
-    assert.equal(result.dataPoints, brazeDataPoints() - pointsBefore);
-    assert.equal(result.dataPoints, expected.size, 'one array add per member');
-  });
-
-  test('an unchanged rerun downloads nothing, sends nothing and spends nothing', async () => {
-    const requestsBefore = trackRequests();
-    const downloadsBefore = sandboxes.amplitude.control.downloadRequestsThisMonth();
-    const pointsBefore = brazeDataPoints();
-    const result = await sync({ cohortId: MEDIUM_COHORT, pageSize: 100 });
-    assert.equal(result.unchanged, true);
-    assert.deepEqual([result.brazeRequests, result.dataPoints, result.amplitudeDownloads], [0, 0, 0]);
-    assert.equal(trackRequests(), requestsBefore);
-    assert.equal(sandboxes.amplitude.control.downloadRequestsThisMonth(), downloadsBefore);
-    assert.equal(brazeDataPoints(), pointsBefore);
-  });
-
-  test('a membership change sends exactly who entered and who left', async () => {
-    const identified = [...sandboxes.dataset.cohortMembers(MEDIUM_COHORT)].filter((m) => m.userId);
-    const leaving = identified.slice(0, 5);
-    const entering = [...sandboxes.dataset.identities()].filter((u) => u.userId && !expectedMembers(MEDIUM_COHORT).has(u.userId)).slice(0, 7);
-    sandboxes.dataset.removeCohortMembers(MEDIUM_COHORT, leaving.map((m) => m.amplitudeId));
-    sandboxes.dataset.addCohortMembers(MEDIUM_COHORT, entering.map((m) => m.amplitudeId));
-    const pointsBefore = brazeDataPoints();
-
-    const result = await sync({ cohortId: MEDIUM_COHORT, pageSize: 100 });
-    assert.deepEqual([result.added, result.removed, result.failed], [7, 5, 0]);
-    assert.equal(result.brazeRequests, 2, 'one request for the 7 entering, one for the 5 leaving');
-    assert.deepEqual(brazeMembers(MEDIUM_COHORT), expectedMembers(MEDIUM_COHORT));
-    assert.equal(result.dataPoints, 12);
-    assert.equal(brazeDataPoints() - pointsBefore, 12);
-  });
-
+describe('cohort sync into a custom-attribute array: fallbacks, storms, long runs and dry runs', () => {
   test('user_alias fallback addresses anonymous members; cohort syncs never create Braze users', async () => {
-    const usersBefore = sandboxes.braze.control.users();
+    const usersBefore = h.sandboxes.braze.control.users();
     const countBefore = [...usersBefore].length;
     const result = await sync({ cohortId: SMALL_COHORT, attributeName: 'alias_cohorts', identifiers: ['user_id', 'user_alias'] });
     assert.equal(result.skipped, 0, 'every member has an amplitude_id to alias');
     assert.equal(result.added, expectedMembers(SMALL_COHORT).size + anonymousMemberCount(SMALL_COHORT), 'aliases are sent too');
-    assert.equal([...sandboxes.braze.control.users()].length, countBefore, 'update-only writes created no one');
+    assert.equal([...h.sandboxes.braze.control.users()].length, countBefore, 'update-only writes created no one');
     assert.deepEqual(brazeMembers(SMALL_COHORT, 'alias_cohorts'), expectedMembers(SMALL_COHORT));
   });
 
-  test('per-object Braze errors are mapped to the right users, kept out of the snapshot, and retried next run', async () => {
-    const blocked = [...expectedMembers(SMALL_COHORT)].slice(0, 3);
-    sandboxes.braze.control.setBlockedExternalIds(blocked);
-    try {
-      const first = await sync({ cohortId: SMALL_COHORT, attributeName: 'blocked_cohorts' });
-      assert.equal(first.failed, 3);
-      assert.deepEqual(first.failureReasons, { 'provided external_id is blacklisted and disallowed': 3 });
-      const synced = brazeMembers(SMALL_COHORT, 'blocked_cohorts');
-      assert.deepEqual([...synced].filter((id) => blocked.includes(id)), []);
-      assert.equal(synced.size, expectedMembers(SMALL_COHORT).size - 3);
-    } finally {
-      sandboxes.braze.control.setBlockedExternalIds([]);
-    }
-    const retry = await sync({ cohortId: SMALL_COHORT, attributeName: 'blocked_cohorts' });
-    assert.equal(retry.unchanged, false, 'a run with failures does not let the next one skip');
-    assert.deepEqual([retry.added, retry.removed, retry.failed], [3, 0, 0]);
-    assert.deepEqual(brazeMembers(SMALL_COHORT, 'blocked_cohorts'), expectedMembers(SMALL_COHORT));
-  });
-
   test('a 5xx/429 storm still ends in the exact expected state, each user sent until accepted', async () => {
-    sandboxes.braze.control.setFaults({ serverErrorRate: 0.3, rateLimitBurstEvery: 7, rateLimitBurstLength: 2 });
+    h.sandboxes.braze.control.setFaults({ serverErrorRate: 0.3, rateLimitBurstEvery: 7, rateLimitBurstLength: 2 });
     try {
       const result = await sync({ cohortId: MEDIUM_COHORT, attributeName: 'storm_cohorts', pageSize: 100 });
       assert.equal(result.added, expectedMembers(MEDIUM_COHORT).size);
     } finally {
-      sandboxes.braze.control.setFaults({});
+      h.sandboxes.braze.control.setFaults({});
     }
     assert.deepEqual(brazeMembers(MEDIUM_COHORT, 'storm_cohorts'), expectedMembers(MEDIUM_COHORT));
   });
 
   test('an Amplitude 5xx/429 storm on the list, export, status and file calls still ends exact, with one download', async () => {
-    const downloadsBefore = sandboxes.amplitude.control.downloadRequestsThisMonth();
-    sandboxes.amplitude.control.setFaults({ serverErrorRate: 0.3, rateLimitBurstEvery: 3, rateLimitBurstLength: 1 });
+    const downloadsBefore = h.sandboxes.amplitude.control.downloadRequestsThisMonth();
+    h.sandboxes.amplitude.control.setFaults({ serverErrorRate: 0.3, rateLimitBurstEvery: 3, rateLimitBurstLength: 1 });
     try {
       const result = await sync({ cohortId: MEDIUM_COHORT, attributeName: 'amplitude_storm_cohorts' });
       assert.equal(result.added, expectedMembers(MEDIUM_COHORT).size);
       assert.equal(result.amplitudeDownloads, 1);
     } finally {
-      sandboxes.amplitude.control.setFaults({});
+      h.sandboxes.amplitude.control.setFaults({});
     }
-    assert.equal(sandboxes.amplitude.control.downloadRequestsThisMonth() - downloadsBefore, 1, 'failed calls were retried, not re-requested');
+    assert.equal(h.sandboxes.amplitude.control.downloadRequestsThisMonth() - downloadsBefore, 1, 'failed calls were retried, not re-requested');
     assert.deepEqual(brazeMembers(MEDIUM_COHORT, 'amplitude_storm_cohorts'), expectedMembers(MEDIUM_COHORT));
   });
 
   test('a long run continues as new with its cursor and totals, and still ends exact', async () => {
-    const handle = await startCohortSync(env.client, { cohortId: MEDIUM_COHORT, attributeName: 'long_cohorts', pageSize: 15 }, { taskQueue });
+    const handle = await startCohortSync(h.env.client, { cohortId: MEDIUM_COHORT, attributeName: 'long_cohorts', pageSize: 15 }, { taskQueue: h.taskQueue });
     const result = await handle.result();
     let runs = 0;
     // Visibility lags behind the runs themselves, even on the dev server.
     for (let i = 0; i < 50 && runs < 2; i++) {
       runs = 0;
-      for await (const _ of env.client.workflow.list({ query: `WorkflowId = '${handle.workflowId}'` })) runs += 1;
+      for await (const _ of h.env.client.workflow.list({ query: `WorkflowId = '${handle.workflowId}'` })) runs += 1;
       if (runs < 2) await new Promise((r) => setTimeout(r, 100));
     }
     assert.ok(runs >= 2, `expected continue-as-new, saw ${runs} run(s)`);
@@ -232,48 +87,17 @@ describe('cohort sync into a custom-attribute array', () => {
     assert.equal(real.dataPoints, dry.plan?.predictedDataPoints);
     assert.equal(brazeDataPoints() - pointsBefore, dry.plan?.predictedDataPoints);
   });
-
-  test('over its budget a run pauses (not fails), reports why, and finishes once the budget is raised', async () => {
-    const handle = await startCohortSync(env.client, { cohortId: MEDIUM_COHORT, attributeName: 'budget_cohorts', pageSize: 50, maxDataPoints: 120 }, { taskQueue });
-    const progress = await waitUntilPaused(handle.workflowId);
-    assert.match(progress.pausedReason ?? '', /over the run budget/);
-    assert.equal(progress.totals.dataPoints, 100, 'two pages of 50 fit in 120, the third does not');
-    assert.equal(brazeMembers(MEDIUM_COHORT, 'budget_cohorts').size, 100);
-
-    await handle.executeUpdate(setBudgetUpdate, { args: [{ maxDataPoints: 10_000 }] });
-    const result = await handle.result();
-    assert.equal(result.added, expectedMembers(MEDIUM_COHORT).size);
-    assert.deepEqual(brazeMembers(MEDIUM_COHORT, 'budget_cohorts'), expectedMembers(MEDIUM_COHORT));
-  });
-
-  test('a daily budget across all syncs pauses a run; the per-day ledger holds every point spent', async () => {
-    const today = new Date().toISOString().slice(0, 10);
-    const spentToday = await context.store.dataPointsOnDay(today);
-    assert.ok(spentToday > 0, 'earlier syncs spent data points today');
-    const pointsBefore = brazeDataPoints();
-    const input = { cohortId: MEDIUM_COHORT, attributeName: 'daily_cohorts', pageSize: 50, maxDataPointsPerDay: spentToday + 120 };
-    const handle = await startCohortSync(env.client, input, { taskQueue });
-    const progress = await waitUntilPaused(handle.workflowId);
-    assert.match(progress.pausedReason ?? '', /over the daily budget/);
-    assert.equal(progress.totals.dataPoints, 100, 'what other syncs spent today counts against the budget');
-
-    await handle.executeUpdate(setBudgetUpdate, { args: [{ maxDataPointsPerDay: spentToday + 100_000 }] });
-    const result = await handle.result();
-    assert.deepEqual(brazeMembers(MEDIUM_COHORT, 'daily_cohorts'), expectedMembers(MEDIUM_COHORT));
-    assert.equal((await context.store.dataPointsOnDay(today)) - spentToday, result.dataPoints);
-    assert.equal(brazeDataPoints() - pointsBefore, result.dataPoints);
-  });
 });
 
 describe('cohort sync into the native partner cohort', () => {
   test('members land in the Braze partner cohort; leavers are removed', async () => {
     const result = await sync({ cohortId: SMALL_COHORT, target: 'partner_cohort' });
-    const cohort = () => sandboxes.braze.control.cohort(SMALL_COHORT);
+    const cohort = () => h.sandboxes.braze.control.cohort(SMALL_COHORT);
     assert.deepEqual(new Set(cohort()?.members), expectedMembers(SMALL_COHORT));
     assert.equal(result.added, expectedMembers(SMALL_COHORT).size);
 
-    const leaver = [...sandboxes.dataset.cohortMembers(SMALL_COHORT)].find((m) => m.userId)!;
-    sandboxes.dataset.removeCohortMembers(SMALL_COHORT, [leaver.amplitudeId]);
+    const leaver = [...h.sandboxes.dataset.cohortMembers(SMALL_COHORT)].find((m) => m.userId)!;
+    h.sandboxes.dataset.removeCohortMembers(SMALL_COHORT, [leaver.amplitudeId]);
     const second = await sync({ cohortId: SMALL_COHORT, target: 'partner_cohort' });
     assert.deepEqual([second.added, second.removed], [0, 1]);
     assert.deepEqual(new Set(cohort()?.members), expectedMembers(SMALL_COHORT));
@@ -281,18 +105,18 @@ describe('cohort sync into the native partner cohort', () => {
 });
 
 describe('the device_id fallback (partner target)', () => {
-  const lookups = () => sandboxes.amplitude.control.userLookupsThisHour();
-  const partnerMembers = (cohortId: string) => new Set(sandboxes.braze.control.cohort(cohortId)?.members);
+  const lookups = () => h.sandboxes.amplitude.control.userLookupsThisHour();
+  const partnerMembers = (cohortId: string) => new Set(h.sandboxes.braze.control.cohort(cohortId)?.members);
 
   /** Who the Braze cohort should hold: identified members by external_id, anonymous ones by their device's Braze profile. */
   function expectedPartnerMembers(cohortId: string): Set<string> {
     const anonymousByDevice = new Map<string, string>();
-    for (const profile of sandboxes.braze.control.users()) {
+    for (const profile of h.sandboxes.braze.control.users()) {
       if (!profile.identified) for (const deviceId of profile.deviceIds) anonymousByDevice.set(deviceId, profile.brazeId);
     }
     const members = new Set<string>();
-    for (const member of sandboxes.dataset.cohortMembers(cohortId)) {
-      const key = member.userId ?? anonymousByDevice.get(sandboxes.dataset.deviceIdOf(member.index));
+    for (const member of h.sandboxes.dataset.cohortMembers(cohortId)) {
+      const key = member.userId ?? anonymousByDevice.get(h.sandboxes.dataset.deviceIdOf(member.index));
       assert.ok(key, 'every member is known to Braze in this dataset');
       members.add(key);
     }
@@ -300,7 +124,7 @@ describe('the device_id fallback (partner target)', () => {
   }
 
   test('anonymous members are looked up once by device_id (User Activity API) and land in the Braze cohort', async () => {
-    const cohort = sandboxes.dataset.defineCohort({ id: 'dev1ce1', name: 'Device fallback', memberFraction: 0.02 });
+    const cohort = h.sandboxes.dataset.defineCohort({ id: 'dev1ce1', name: 'Device fallback', memberFraction: 0.02 });
     const input: CohortSyncInput = { cohortId: cohort.id, target: 'partner_cohort', identifiers: ['user_id', 'device_id'] };
     const lookupsBefore = lookups();
     const first = await sync(input);
@@ -309,8 +133,8 @@ describe('the device_id fallback (partner target)', () => {
     assert.equal(lookups() - lookupsBefore, anonymousMemberCount(cohort.id), 'one lookup per anonymous member');
     assert.deepEqual(partnerMembers(cohort.id), expectedPartnerMembers(cohort.id));
 
-    const newcomer = [...sandboxes.dataset.identities()].find((user) => !user.userId && !sandboxes.dataset.cohortIdsOf(user.index).includes(cohort.id))!;
-    sandboxes.dataset.addCohortMembers(cohort.id, [newcomer.amplitudeId]);
+    const newcomer = [...h.sandboxes.dataset.identities()].find((user) => !user.userId && !h.sandboxes.dataset.cohortIdsOf(user.index).includes(cohort.id))!;
+    h.sandboxes.dataset.addCohortMembers(cohort.id, [newcomer.amplitudeId]);
     const second = await sync(input);
     assert.deepEqual([second.added, second.removed, second.skipped], [1, 0, 0]);
     assert.equal(lookups() - lookupsBefore, anonymousMemberCount(cohort.id), 'known device ids are not looked up again');
@@ -318,14 +142,14 @@ describe('the device_id fallback (partner target)', () => {
   });
 
   test('lookups over the shared rate limit are deferred with a reason, and the next runs finish them', async () => {
-    const cohort = sandboxes.dataset.defineCohort({ id: 'dev1ce2', name: 'Device fallback, throttled', memberFraction: 0.02 });
+    const cohort = h.sandboxes.dataset.defineCohort({ id: 'dev1ce2', name: 'Device fallback, throttled', memberFraction: 0.02 });
     const anonymous = anonymousMemberCount(cohort.id);
     assert.ok(anonymous > 4, `the cohort has more anonymous members (${anonymous}) than one window allows`);
     const input: CohortSyncInput = { cohortId: cohort.id, target: 'partner_cohort', identifiers: ['user_id', 'device_id'] };
     const runs = await withOwnWorker({ AMPLITUDE_USER_LOOKUP_RATE: '4/1s' }, async (ownQueue) => {
       const results = [];
       for (let attempt = 0; attempt < 10; attempt++) {
-        const result = await startCohortSync(env.client, input, { taskQueue: ownQueue }).then((handle) => handle.result());
+        const result = await startCohortSync(h.env.client, input, { taskQueue: ownQueue }).then((handle) => handle.result());
         results.push(result);
         if (result.skipped === 0) break;
         await new Promise((r) => setTimeout(r, 1_000)); // the next window of the limit
@@ -342,8 +166,8 @@ describe('the device_id fallback (partner target)', () => {
 
 describe('failing fast', () => {
   test('an invalid input typed into the UI fails at once, naming every bad field', async () => {
-    const handle = await env.client.workflow.start('cohortSync', {
-      taskQueue,
+    const handle = await h.env.client.workflow.start('cohortSync', {
+      taskQueue: h.taskQueue,
       workflowId: uniqueTaskQueue('bad-input'),
       args: [{ cohortId: '', target: 'everywhere', pageSize: 0, identifiers: ['device_id'] }],
     });
@@ -359,8 +183,8 @@ describe('failing fast', () => {
 
   test('an exhausted download quota fails with a readable message instead of spending the last downloads', async () => {
     await withOwnWorker({ AMPLITUDE_COHORT_DOWNLOAD_QUOTA: '1' }, async (ownQueue) => {
-      await startCohortSync(env.client, { cohortId: SMALL_COHORT, attributeName: 'quota_a' }, { taskQueue: ownQueue }).then((h) => h.result());
-      const second = await startCohortSync(env.client, { cohortId: SMALL_COHORT, attributeName: 'quota_b' }, { taskQueue: ownQueue });
+      await startCohortSync(h.env.client, { cohortId: SMALL_COHORT, attributeName: 'quota_a' }, { taskQueue: ownQueue }).then((h) => h.result());
+      const second = await startCohortSync(h.env.client, { cohortId: SMALL_COHORT, attributeName: 'quota_b' }, { taskQueue: ownQueue });
       await assert.rejects(second.result(), (error: unknown) => {
         assert.ok(error instanceof WorkflowFailedError);
         assert.match((error.cause as Error).message, /^Amplitude cohort download quota exhausted: 1 of 1 downloads used/);
@@ -370,10 +194,10 @@ describe('failing fast', () => {
   });
 
   test('an export that never completes fails at the wait limit with a readable message', async () => {
-    sandboxes.amplitude.control.setExportJobDurationMs(Infinity);
+    h.sandboxes.amplitude.control.setExportJobDurationMs(Infinity);
     try {
       await withOwnWorker({ AMPLITUDE_EXPORT_MAX_WAIT: '2s' }, async (ownQueue) => {
-        const handle = await startCohortSync(env.client, { cohortId: SMALL_COHORT, attributeName: 'stuck_cohorts' }, { taskQueue: ownQueue });
+        const handle = await startCohortSync(h.env.client, { cohortId: SMALL_COHORT, attributeName: 'stuck_cohorts' }, { taskQueue: ownQueue });
         await assert.rejects(handle.result(), (error: unknown) => {
           assert.ok(error instanceof WorkflowFailedError);
           assert.match((error.cause as Error).message, /^Amplitude has not finished exporting cohort "26umsb5" after 2 seconds \(request /);
@@ -381,7 +205,7 @@ describe('failing fast', () => {
         });
       });
     } finally {
-      sandboxes.amplitude.control.setExportJobDurationMs(200);
+      h.sandboxes.amplitude.control.setExportJobDurationMs(200);
     }
   });
 });
@@ -395,8 +219,8 @@ describe('the Temporal CLI, exactly as the README documents it', () => {
 
   test('`temporal workflow start` runs a cohort sync from plain JSON input', async () => {
     const workflowId = uniqueTaskQueue('cli-start');
-    await temporal('workflow', 'start', '--task-queue', taskQueue, '--type', 'cohortSync', '--workflow-id', workflowId, '--input', `{"cohortId":"${SMALL_COHORT}","attributeName":"cli_cohorts"}`);
-    const result = await env.client.workflow.getHandle<typeof cohortSync>(workflowId).result();
+    await temporal('workflow', 'start', '--task-queue', h.taskQueue, '--type', 'cohortSync', '--workflow-id', workflowId, '--input', `{"cohortId":"${SMALL_COHORT}","attributeName":"cli_cohorts"}`);
+    const result = await h.env.client.workflow.getHandle<typeof cohortSync>(workflowId).result();
     assert.equal(result.added, expectedMembers(SMALL_COHORT).size);
     assert.deepEqual(brazeMembers(SMALL_COHORT, 'cli_cohorts'), expectedMembers(SMALL_COHORT));
   });
@@ -405,9 +229,9 @@ describe('the Temporal CLI, exactly as the README documents it', () => {
     const scheduleId = uniqueTaskQueue('cli-schedule');
     await temporal(
       'schedule', 'create', '--schedule-id', scheduleId, '--cron', '0 * * * *', '--overlap-policy', 'Skip', '--catchup-window', '1h',
-      '--task-queue', taskQueue, '--type', 'cohortSync', '--workflow-id', `cohort-sync-${SMALL_COHORT}`, '--input', `{"cohortId":"${SMALL_COHORT}"}`,
+      '--task-queue', h.taskQueue, '--type', 'cohortSync', '--workflow-id', `cohort-sync-${SMALL_COHORT}`, '--input', `{"cohortId":"${SMALL_COHORT}"}`,
     );
-    const schedule = env.client.schedule.getHandle(scheduleId);
+    const schedule = h.env.client.schedule.getHandle(scheduleId);
     try {
       const described = await schedule.describe();
       assert.equal(described.action.type, 'startWorkflow');
@@ -419,15 +243,15 @@ describe('the Temporal CLI, exactly as the README documents it', () => {
 });
 
 describe('`ampbraze cohort` commands', () => {
-  const cliEnv = () => ({ TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_TASK_QUEUE: taskQueue });
+  const cliEnv = () => ({ TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_TASK_QUEUE: h.taskQueue });
 
   test('`cohort sync --wait` follows the progress query to the result; `cohort status` reports the run', async () => {
-    sandboxes.braze.control.setFaults({ latencyMs: 100 }); // pages slow enough for the progress poll to see them
+    h.sandboxes.braze.control.setFaults({ latencyMs: 100 }); // pages slow enough for the progress poll to see them
     let synced;
     try {
       synced = await ampbraze(['cohort', 'sync', MEDIUM_COHORT, '--attribute', 'cli_wait_cohorts', '--page-size', '20', '--wait'], cliEnv());
     } finally {
-      sandboxes.braze.control.setFaults({});
+      h.sandboxes.braze.control.setFaults({});
     }
     assert.equal(synced.code, 0, synced.stderr);
     const expected = expectedMembers(MEDIUM_COHORT);
@@ -447,7 +271,7 @@ describe('`ampbraze cohort` commands', () => {
     assert.equal(created.code, 0, created.stderr);
     const scheduleId = 'cohort-sync-26umsb5-attribute-cli_scheduled-schedule';
     assert.match(created.stdout, new RegExp(`^Created schedule ${scheduleId} \\(daily at 02:30\\)`, 'm'));
-    const schedule = env.client.schedule.getHandle(scheduleId);
+    const schedule = h.env.client.schedule.getHandle(scheduleId);
     try {
       const described = await schedule.describe();
       assert.equal(described.spec.timezone, 'Europe/Paris');
@@ -467,7 +291,7 @@ describe('`ampbraze cohort` commands', () => {
 
 describe('schedules', () => {
   test('create, trigger, pause and delete through the client API', async () => {
-    const schedule = await scheduleCohortSync(env.client, { cohortId: SMALL_COHORT, attributeName: 'scheduled_cohorts' }, { cadence: 'daily', at: '02:30', taskQueue });
+    const schedule = await scheduleCohortSync(h.env.client, { cohortId: SMALL_COHORT, attributeName: 'scheduled_cohorts' }, { cadence: 'daily', at: '02:30', taskQueue: h.taskQueue });
     try {
       const described = await schedule.describe();
       const [calendar] = described.spec.calendars ?? [];
