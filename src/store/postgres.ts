@@ -14,10 +14,13 @@ import {
   chunks,
   nextRateWindow,
   pageLimit,
+  plannedPages,
   requireFormat,
   requireKey,
+  requirePageSize,
   requirePoints,
   toPage,
+  toPageRange,
   toStagedMember,
   toStagedRow,
   yieldToEventLoop,
@@ -31,11 +34,15 @@ import {
   type CohortDownloadReservation,
   type DataPointEntry,
   type DiffCounts,
+  type DiffKind,
+  type DiffPageOptions,
   type JsonObject,
   type MemberFailure,
   type OutcomeTotals,
   type Page,
   type PageOptions,
+  type PageRange,
+  type PlannedPages,
   type RateSlotGrant,
   type RateSlotRequest,
   type ReasonCount,
@@ -45,10 +52,13 @@ import {
   type RunRecord,
   type RunStart,
   type RunStatus,
+  type SentRequest,
   type SnapshotMember,
   type StagedMember,
   type StagingCheckpoint,
   type StateStore,
+  type SyncLease,
+  type SyncLeaseClaim,
 } from './store.js';
 
 /** SQLSTATEs after which the whole transaction can simply run again. */
@@ -68,6 +78,22 @@ interface RunRow {
   sourceVersion: string | null;
   stats: string | null;
 }
+
+const INSERT_SNAPSHOT_MEMBERS = 'INSERT INTO snapshot_members (sync_id, member_key) SELECT $1, k FROM unnest($2::text[]) AS k ON CONFLICT DO NOTHING';
+const DELETE_SNAPSHOT_MEMBERS = 'DELETE FROM snapshot_members WHERE sync_id = $1 AND member_key = ANY($2::text[])';
+// One statement cannot update a row twice: of a member repeated in one batch the last reason wins, as row by row.
+const UPSERT_FAILURES = `INSERT INTO member_failures (run_id, member_key, reason)
+  SELECT DISTINCT ON (k) $1, k, r FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS t(k, r, n) ORDER BY k, n DESC
+  ON CONFLICT (run_id, member_key) DO UPDATE SET reason = excluded.reason`;
+const INSERT_REQUEST_OUTCOME =
+  'INSERT INTO request_outcomes (run_id, request_key, accepted, rejected, data_points) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING';
+const INSERT_DATA_POINTS = 'INSERT INTO data_points (run_id, page_key, day, sync_id, points) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING';
+
+const DIFF_COUNTS = `SELECT
+   (SELECT count(*) FROM staged_members s
+    WHERE s.run_id = $1 AND NOT EXISTS (SELECT 1 FROM snapshot_members m WHERE m.sync_id = $2 AND m.member_key = s.member_key)) AS enter,
+   (SELECT count(*) FROM snapshot_members m
+    WHERE m.sync_id = $2 AND NOT EXISTS (SELECT 1 FROM staged_members s WHERE s.run_id = $1 AND s.member_key = m.member_key)) AS leave`;
 
 const RUN_COLUMNS =
   'run_id AS "runId", sync_id AS "syncId", kind, status, started_at AS "startedAt", finished_at AS "finishedAt", source_version AS "sourceVersion", stats';
@@ -165,13 +191,10 @@ export class PostgresStateStore implements StateStore {
 
   async commitSnapshot(syncId: string, changes: { added?: readonly string[]; removed?: readonly string[] }): Promise<void> {
     for (const chunk of batches(changes.added ?? [])) {
-      await this.#query(
-        'INSERT INTO snapshot_members (sync_id, member_key) SELECT $1, k FROM unnest($2::text[]) AS k ON CONFLICT DO NOTHING',
-        [syncId, chunk.map(requireKey)],
-      );
+      await this.#query(INSERT_SNAPSHOT_MEMBERS, [syncId, chunk.map(requireKey)]);
     }
     for (const chunk of batches(changes.removed ?? [])) {
-      await this.#query('DELETE FROM snapshot_members WHERE sync_id = $1 AND member_key = ANY($2::text[])', [syncId, chunk]);
+      await this.#query(DELETE_SNAPSHOT_MEMBERS, [syncId, chunk]);
     }
   }
 
@@ -256,44 +279,77 @@ export class PostgresStateStore implements StateStore {
       (SELECT member_key FROM staged_members WHERE run_id = $1 ORDER BY member_key LIMIT $2)`;
     while ((await this.#query(deleteChunk, [runId, MAX_ROWS_PER_TRANSACTION])).rowCount === MAX_ROWS_PER_TRANSACTION) await yieldToEventLoop();
     await this.#query('DELETE FROM staging_checkpoints WHERE run_id = $1', [runId]);
+    await this.#query('DELETE FROM plan_pages WHERE run_id = $1', [runId]);
   }
 
-  diffPage(runId: string, syncId: string, options: PageOptions & { kind: 'enter' }): Promise<Page<StagedMember>>;
-  diffPage(runId: string, syncId: string, options: PageOptions & { kind: 'leave' }): Promise<Page<SnapshotMember>>;
-  async diffPage(runId: string, syncId: string, options: PageOptions & { kind: 'enter' | 'leave' }): Promise<Page<StagedMember> | Page<SnapshotMember>> {
+  diffPage(runId: string, syncId: string, options: DiffPageOptions & { kind: 'enter' }): Promise<Page<StagedMember>>;
+  diffPage(runId: string, syncId: string, options: DiffPageOptions & { kind: 'leave' }): Promise<Page<SnapshotMember>>;
+  async diffPage(runId: string, syncId: string, options: DiffPageOptions & { kind: DiffKind }): Promise<Page<StagedMember> | Page<SnapshotMember>> {
     const limit = pageLimit(options.limit);
-    const afterKey = options.afterKey ?? FIRST_KEY;
+    const { throughKey } = options;
+    const values = [options.kind === 'leave' ? syncId : runId, options.afterKey ?? FIRST_KEY, options.kind === 'leave' ? runId : syncId, limit];
+    // A planned page's range ends at its last key; the bound is left out (not NULL-tested) so the plan stays a plain range scan.
+    const through = (column: string) => (throughKey === undefined ? '' : `AND ${column} <= $${values.push(throughKey)}`);
     // Both sides walk a primary key in key order and probe the other side's primary key.
     if (options.kind === 'leave') {
       const rows = await this.#rows<SnapshotMember>(
         `SELECT m.member_key AS "memberKey" FROM snapshot_members m
-         WHERE m.sync_id = $1 AND m.member_key > $2
+         WHERE m.sync_id = $1 AND m.member_key > $2 ${through('m.member_key')}
            AND NOT EXISTS (SELECT 1 FROM staged_members s WHERE s.run_id = $3 AND s.member_key = m.member_key)
          ORDER BY m.member_key LIMIT $4`,
-        [syncId, afterKey, runId, limit],
+        values,
       );
       return toPage(rows, limit);
     }
     const rows = await this.#rows<StagedRow>(
       `SELECT s.member_key AS "memberKey", s.amplitude_id AS "amplitudeId", s.user_id AS "userId", s.device_id AS "deviceId", s.props
        FROM staged_members s
-       WHERE s.run_id = $1 AND s.member_key > $2
+       WHERE s.run_id = $1 AND s.member_key > $2 ${through('s.member_key')}
          AND NOT EXISTS (SELECT 1 FROM snapshot_members m WHERE m.sync_id = $3 AND m.member_key = s.member_key)
        ORDER BY s.member_key LIMIT $4`,
-      [runId, afterKey, syncId, limit],
+      values,
     );
     return toPage(rows.map(toStagedMember), limit);
   }
 
-  async diffCounts(runId: string, syncId: string): Promise<DiffCounts> {
-    return this.#one<DiffCounts>(
-      `SELECT
-         (SELECT count(*) FROM staged_members s
-          WHERE s.run_id = $1 AND NOT EXISTS (SELECT 1 FROM snapshot_members m WHERE m.sync_id = $2 AND m.member_key = s.member_key)) AS enter,
-         (SELECT count(*) FROM snapshot_members m
-          WHERE m.sync_id = $2 AND NOT EXISTS (SELECT 1 FROM staged_members s WHERE s.run_id = $1 AND s.member_key = m.member_key)) AS leave`,
-      [runId, syncId],
+  diffCounts(runId: string, syncId: string): Promise<DiffCounts> {
+    return this.#one<DiffCounts>(DIFF_COUNTS, [runId, syncId]);
+  }
+
+  async planPages(runId: string, syncId: string, pageSize: number): Promise<PlannedPages> {
+    requirePageSize(pageSize);
+    return this.#transaction(async (client) => {
+      await client.query('DELETE FROM plan_pages WHERE run_id = $1', [runId]);
+      // Numbers the diff in key order and keeps the last key of every `pageSize` changes.
+      await client.query(
+        `INSERT INTO plan_pages (run_id, kind, page_no, through_key)
+         SELECT $1, 'enter', page_no, max(member_key) FROM (
+           SELECT s.member_key, (row_number() OVER (ORDER BY s.member_key) - 1) / $2 AS page_no
+           FROM staged_members s
+           WHERE s.run_id = $1 AND NOT EXISTS (SELECT 1 FROM snapshot_members m WHERE m.sync_id = $3 AND m.member_key = s.member_key)
+         ) pages GROUP BY page_no`,
+        [runId, pageSize, syncId],
+      );
+      await client.query(
+        `INSERT INTO plan_pages (run_id, kind, page_no, through_key)
+         SELECT $1, 'leave', page_no, max(member_key) FROM (
+           SELECT m.member_key, (row_number() OVER (ORDER BY m.member_key) - 1) / $2 AS page_no
+           FROM snapshot_members m
+           WHERE m.sync_id = $3 AND NOT EXISTS (SELECT 1 FROM staged_members s WHERE s.run_id = $1 AND s.member_key = m.member_key)
+         ) pages GROUP BY page_no`,
+        [runId, pageSize, syncId],
+      );
+      const { rows } = await client.query<DiffCounts>(DIFF_COUNTS, [runId, syncId]);
+      return plannedPages(rows[0]!, pageSize);
+    });
+  }
+
+  async plannedPage(runId: string, kind: DiffKind, page: number): Promise<PageRange | undefined> {
+    const rows = await this.#rows<{ pageNo: number; throughKey: string }>(
+      'SELECT page_no AS "pageNo", through_key AS "throughKey" FROM plan_pages WHERE run_id = $1 AND kind = $2 AND page_no IN ($3, $4)',
+      [runId, kind, page - 1, page],
     );
+    return toPageRange(rows, page);
   }
 
   async startRun(run: RunStart): Promise<void> {
@@ -334,10 +390,7 @@ export class PostgresStateStore implements StateStore {
   async addDataPoints(entry: DataPointEntry): Promise<boolean> {
     requireFormat('day', entry.day, DAY, 'YYYY-MM-DD');
     requirePoints(entry.points);
-    const { rowCount } = await this.#query(
-      'INSERT INTO data_points (run_id, page_key, day, sync_id, points) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING',
-      [entry.runId, entry.pageKey, entry.day, entry.syncId, entry.points],
-    );
+    const { rowCount } = await this.#query(INSERT_DATA_POINTS, [entry.runId, entry.pageKey, entry.day, entry.syncId, entry.points]);
     return rowCount === 1;
   }
 
@@ -401,12 +454,7 @@ export class PostgresStateStore implements StateStore {
 
   async recordFailures(runId: string, failures: readonly MemberFailure[]): Promise<void> {
     for (const chunk of batches(failures)) {
-      await this.#query(
-        `INSERT INTO member_failures (run_id, member_key, reason)
-         SELECT DISTINCT ON (k) $1, k, r FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS t(k, r, n) ORDER BY k, n DESC
-         ON CONFLICT (run_id, member_key) DO UPDATE SET reason = excluded.reason`,
-        [runId, chunk.map((failure) => requireKey(failure.memberKey)), chunk.map((failure) => failure.reason)],
-      );
+      await this.#query(UPSERT_FAILURES, [runId, chunk.map((failure) => requireKey(failure.memberKey)), chunk.map((failure) => failure.reason)]);
     }
   }
 
@@ -427,11 +475,28 @@ export class PostgresStateStore implements StateStore {
   }
 
   async recordRequestOutcome(outcome: RequestOutcome): Promise<boolean> {
-    const { rowCount } = await this.#query(
-      'INSERT INTO request_outcomes (run_id, request_key, accepted, rejected, data_points) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING',
-      [outcome.runId, requireKey(outcome.requestKey), outcome.accepted, outcome.rejected, outcome.dataPoints],
-    );
+    const { runId, requestKey, accepted, rejected, dataPoints } = outcome;
+    const { rowCount } = await this.#query(INSERT_REQUEST_OUTCOME, [runId, requireKey(requestKey), accepted, rejected, dataPoints]);
     return rowCount === 1;
+  }
+
+  async recordSentRequest(request: SentRequest): Promise<boolean> {
+    requireFormat('day', request.day, DAY, 'YYYY-MM-DD');
+    requirePoints(request.dataPoints);
+    const { syncId, runId, snapshot, rejected } = request;
+    const requestKey = requireKey(request.requestKey);
+    const added = (snapshot.added ?? []).map(requireKey);
+    const removed = snapshot.removed ?? [];
+    const failures = rejected.map((failure) => ({ memberKey: requireKey(failure.memberKey), reason: failure.reason }));
+    return this.#transaction(async (client) => {
+      if (added.length > 0) await client.query(INSERT_SNAPSHOT_MEMBERS, [syncId, added]);
+      if (removed.length > 0) await client.query(DELETE_SNAPSHOT_MEMBERS, [syncId, removed]);
+      if (failures.length > 0) await client.query(UPSERT_FAILURES, [runId, failures.map((f) => f.memberKey), failures.map((f) => f.reason)]);
+      const first = await client.query(INSERT_REQUEST_OUTCOME, [runId, requestKey, added.length + removed.length, failures.length, request.dataPoints]);
+      if (first.rowCount === 0) return false;
+      await client.query(INSERT_DATA_POINTS, [runId, requestKey, request.day, syncId, request.dataPoints]);
+      return true;
+    });
   }
 
   requestOutcomeTotals(runId: string, keyPrefix: string): Promise<OutcomeTotals> {
@@ -467,6 +532,29 @@ export class PostgresStateStore implements StateStore {
        ON CONFLICT (limiter_key) DO UPDATE SET blocked_until_ms = greatest(w.blocked_until_ms, excluded.blocked_until_ms)`,
       [key, untilMs],
     );
+  }
+
+  claimSyncLease(claim: SyncLeaseClaim): Promise<SyncLease> {
+    const { syncId, holder, workflowId, ttlMs, nowMs } = claim;
+    return this.#transaction(async (client) => {
+      // The upsert locks an existing lease row even when its WHERE refuses the claim, so the holder read below is current.
+      const taken = await client.query(
+        `INSERT INTO sync_leases AS l (sync_id, holder, workflow_id, expires_at_ms) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (sync_id) DO UPDATE SET holder = excluded.holder, workflow_id = excluded.workflow_id, expires_at_ms = excluded.expires_at_ms
+         WHERE l.holder = excluded.holder OR l.expires_at_ms <= $5`,
+        [syncId, holder, workflowId, nowMs + ttlMs, nowMs],
+      );
+      if (taken.rowCount === 1) return { held: true };
+      const { rows } = await client.query<{ holder: string; workflowId: string; expiresAtMs: number }>(
+        'SELECT holder, workflow_id AS "workflowId", expires_at_ms AS "expiresAtMs" FROM sync_leases WHERE sync_id = $1',
+        [syncId],
+      );
+      return { held: false, ...rows[0]! };
+    });
+  }
+
+  async releaseSyncLease(syncId: string, holder: string): Promise<void> {
+    await this.#query('DELETE FROM sync_leases WHERE sync_id = $1 AND holder = $2', [syncId, holder]);
   }
 
   #query(text: string, values: unknown[] = []): Promise<pg.QueryResult> {

@@ -1,5 +1,15 @@
 /** Validation, paging and rate-window rules every StateStore implementation shares, so the stores cannot drift apart. */
-import { MAX_ROWS_PER_TRANSACTION, type JsonObject, type Page, type RateSlotGrant, type RateSlotRequest, type StagedMember } from './store.js';
+import {
+  MAX_ROWS_PER_TRANSACTION,
+  type DiffCounts,
+  type JsonObject,
+  type Page,
+  type PageRange,
+  type PlannedPages,
+  type RateSlotGrant,
+  type RateSlotRequest,
+  type StagedMember,
+} from './store.js';
 
 export const DAY = /^\d{4}-\d{2}-\d{2}$/;
 export const MONTH = /^\d{4}-\d{2}$/;
@@ -34,6 +44,25 @@ export function requireKey(memberKey: string): string {
 
 export function requireFormat(name: string, value: string, pattern: RegExp, format: string): void {
   if (!pattern.test(value)) throw new RangeError(`${name} must be ${format}, got "${value}"`);
+}
+
+export function requirePageSize(pageSize: number): void {
+  if (!Number.isInteger(pageSize) || pageSize < 1) throw new RangeError(`pageSize must be a whole number >= 1, got ${pageSize}`);
+}
+
+/** A plan's page counts from its change counts. */
+export function plannedPages(counts: DiffCounts, pageSize: number): PlannedPages {
+  return {
+    enter: { changes: counts.enter, pages: Math.ceil(counts.enter / pageSize) },
+    leave: { changes: counts.leave, pages: Math.ceil(counts.leave / pageSize) },
+  };
+}
+
+/** The range of page `page` from the rows of pages `page - 1` and `page` (the earlier page's last key starts it). */
+export function toPageRange(rows: readonly { pageNo: number; throughKey: string }[], page: number): PageRange | undefined {
+  const through = rows.find((row) => row.pageNo === page);
+  if (!through) return undefined;
+  return { afterKey: rows.find((row) => row.pageNo === page - 1)?.throughKey, throughKey: through.throughKey };
 }
 
 export function requirePoints(points: number): void {

@@ -13,10 +13,13 @@ import {
   chunks,
   nextRateWindow,
   pageLimit,
+  plannedPages,
   requireFormat,
   requireKey,
+  requirePageSize,
   requirePoints,
   toPage,
+  toPageRange,
   toStagedMember,
   toStagedRow,
   yieldToEventLoop,
@@ -30,11 +33,15 @@ import {
   type CohortDownloadReservation,
   type DataPointEntry,
   type DiffCounts,
+  type DiffKind,
+  type DiffPageOptions,
   type JsonObject,
   type MemberFailure,
   type Page,
   type PageOptions,
   type OutcomeTotals,
+  type PageRange,
+  type PlannedPages,
   type RateSlotGrant,
   type RateSlotRequest,
   type ReasonCount,
@@ -44,10 +51,13 @@ import {
   type RunStart,
   type RequestOutcome,
   type RunStatus,
+  type SentRequest,
   type SnapshotMember,
   type StagedMember,
   type StagingCheckpoint,
   type StateStore,
+  type SyncLease,
+  type SyncLeaseClaim,
 } from './store.js';
 
 const BUSY_TIMEOUT_MS = 10_000;
@@ -176,17 +186,22 @@ export class SqliteStateStore implements StateStore {
       await yieldToEventLoop();
     }
     this.#sql.deleteCheckpoint.run(runId);
+    this.#sql.deletePlan.run(runId);
   }
 
-  diffPage(runId: string, syncId: string, options: PageOptions & { kind: 'enter' }): Promise<Page<StagedMember>>;
-  diffPage(runId: string, syncId: string, options: PageOptions & { kind: 'leave' }): Promise<Page<SnapshotMember>>;
-  async diffPage(runId: string, syncId: string, options: PageOptions & { kind: 'enter' | 'leave' }): Promise<Page<StagedMember> | Page<SnapshotMember>> {
+  diffPage(runId: string, syncId: string, options: DiffPageOptions & { kind: 'enter' }): Promise<Page<StagedMember>>;
+  diffPage(runId: string, syncId: string, options: DiffPageOptions & { kind: 'leave' }): Promise<Page<SnapshotMember>>;
+  async diffPage(runId: string, syncId: string, options: DiffPageOptions & { kind: DiffKind }): Promise<Page<StagedMember> | Page<SnapshotMember>> {
     const limit = pageLimit(options.limit);
     const afterKey = options.afterKey ?? FIRST_KEY;
-    const rows =
-      options.kind === 'leave'
-        ? this.#sql.leavePage.all(syncId, afterKey, runId, limit)
-        : this.#sql.enterPage.all(runId, afterKey, syncId, limit).map(toStagedMember);
+    const { throughKey } = options;
+    let rows;
+    if (options.kind === 'leave') {
+      rows = throughKey === undefined ? this.#sql.leavePage.all(syncId, afterKey, runId, limit) : this.#sql.leaveRange.all(syncId, afterKey, throughKey, runId, limit);
+    } else {
+      const staged = throughKey === undefined ? this.#sql.enterPage.all(runId, afterKey, syncId, limit) : this.#sql.enterRange.all(runId, afterKey, throughKey, syncId, limit);
+      rows = staged.map(toStagedMember);
+    }
     await yieldToEventLoop();
     return toPage(rows, limit);
   }
@@ -196,6 +211,22 @@ export class SqliteStateStore implements StateStore {
       enter: this.#sql.enterCount.get(runId, syncId)?.count ?? 0,
       leave: this.#sql.leaveCount.get(syncId, runId)?.count ?? 0,
     }));
+  }
+
+  planPages(runId: string, syncId: string, pageSize: number): Promise<PlannedPages> {
+    requirePageSize(pageSize);
+    const plan = this.#db.transaction((): PlannedPages => {
+      this.#sql.deletePlan.run(runId);
+      this.#sql.planEnterPages.run(runId, pageSize, runId, syncId);
+      this.#sql.planLeavePages.run(runId, pageSize, syncId, runId);
+      const counts = { enter: this.#sql.enterCount.get(runId, syncId)?.count ?? 0, leave: this.#sql.leaveCount.get(syncId, runId)?.count ?? 0 };
+      return plannedPages(counts, pageSize);
+    });
+    return settle(() => plan());
+  }
+
+  plannedPage(runId: string, kind: DiffKind, page: number): Promise<PageRange | undefined> {
+    return settle(() => toPageRange(this.#sql.plannedPage.all(runId, kind, page - 1, page), page));
   }
 
   startRun(run: RunStart): Promise<void> {
@@ -314,6 +345,40 @@ export class SqliteStateStore implements StateStore {
     return settle(() => this.#sql.requestOutcomeTotals.get(runId, keyPrefix, `${keyPrefix}\uffff`)!);
   }
 
+  recordSentRequest(request: SentRequest): Promise<boolean> {
+    const record = this.#db.transaction((): boolean => {
+      for (const memberKey of request.snapshot.added ?? []) this.#sql.insertSnapshotMember.run(request.syncId, requireKey(memberKey));
+      for (const memberKey of request.snapshot.removed ?? []) this.#sql.deleteSnapshotMember.run(request.syncId, memberKey);
+      for (const failure of request.rejected) this.#sql.upsertFailure.run(request.runId, requireKey(failure.memberKey), failure.reason);
+      const accepted = (request.snapshot.added?.length ?? 0) + (request.snapshot.removed?.length ?? 0);
+      const first = this.#sql.insertRequestOutcome.run(request.runId, requireKey(request.requestKey), accepted, request.rejected.length, request.dataPoints);
+      if (first.changes === 0) return false;
+      this.#sql.insertDataPoints.run(request.runId, request.requestKey, request.day, request.syncId, request.dataPoints);
+      return true;
+    });
+    return settle(() => {
+      requireFormat('day', request.day, DAY, 'YYYY-MM-DD');
+      requirePoints(request.dataPoints);
+      return record();
+    });
+  }
+
+  claimSyncLease(claim: SyncLeaseClaim): Promise<SyncLease> {
+    const { syncId, holder, workflowId, ttlMs, nowMs } = claim;
+    const take = this.#db.transaction((): SyncLease => {
+      const lease = this.#sql.syncLease.get(syncId);
+      if (lease && lease.holder !== holder && lease.expiresAtMs > nowMs) return { held: false, ...lease };
+      this.#sql.upsertSyncLease.run(syncId, holder, workflowId, nowMs + ttlMs);
+      return { held: true };
+    });
+    // IMMEDIATE: two claimants cannot both read the lease as free.
+    return settle(() => take.immediate());
+  }
+
+  releaseSyncLease(syncId: string, holder: string): Promise<void> {
+    return settle(() => void this.#sql.deleteSyncLease.run(syncId, holder));
+  }
+
   acquireRateSlots(request: RateSlotRequest): Promise<RateSlotGrant> {
     const acquire = this.#db.transaction((): RateSlotGrant => {
       const { grant, next } = nextRateWindow(this.#sql.rateWindow.get(request.key), request);
@@ -413,6 +478,49 @@ function prepareStatements(db: Database.Database) {
          AND NOT EXISTS (SELECT 1 FROM staged_members s WHERE s.run_id = ? AND s.member_key = m.member_key)
        ORDER BY m.member_key LIMIT ?`,
     ),
+    enterRange: db.prepare<[string, string, string, string, number], StagedRow>(
+      `SELECT s.member_key AS memberKey, s.amplitude_id AS amplitudeId, s.user_id AS userId, s.device_id AS deviceId, s.props
+       FROM staged_members s
+       WHERE s.run_id = ? AND s.member_key > ? AND s.member_key <= ?
+         AND NOT EXISTS (SELECT 1 FROM snapshot_members m WHERE m.sync_id = ? AND m.member_key = s.member_key)
+       ORDER BY s.member_key LIMIT ?`,
+    ),
+    leaveRange: db.prepare<[string, string, string, string, number], SnapshotMember>(
+      `SELECT m.member_key AS memberKey
+       FROM snapshot_members m
+       WHERE m.sync_id = ? AND m.member_key > ? AND m.member_key <= ?
+         AND NOT EXISTS (SELECT 1 FROM staged_members s WHERE s.run_id = ? AND s.member_key = m.member_key)
+       ORDER BY m.member_key LIMIT ?`,
+    ),
+    // Numbers the diff in key order and keeps the last key of every `pageSize` changes.
+    planEnterPages: db.prepare<[string, number, string, string]>(
+      `INSERT INTO plan_pages (run_id, kind, page_no, through_key)
+       SELECT ?, 'enter', page_no, max(member_key) FROM (
+         SELECT s.member_key, (row_number() OVER (ORDER BY s.member_key) - 1) / CAST(? AS INTEGER) AS page_no
+         FROM staged_members s
+         WHERE s.run_id = ? AND NOT EXISTS (SELECT 1 FROM snapshot_members m WHERE m.sync_id = ? AND m.member_key = s.member_key)
+       ) GROUP BY page_no`,
+    ),
+    planLeavePages: db.prepare<[string, number, string, string]>(
+      `INSERT INTO plan_pages (run_id, kind, page_no, through_key)
+       SELECT ?, 'leave', page_no, max(member_key) FROM (
+         SELECT m.member_key, (row_number() OVER (ORDER BY m.member_key) - 1) / CAST(? AS INTEGER) AS page_no
+         FROM snapshot_members m
+         WHERE m.sync_id = ? AND NOT EXISTS (SELECT 1 FROM staged_members s WHERE s.run_id = ? AND s.member_key = m.member_key)
+       ) GROUP BY page_no`,
+    ),
+    plannedPage: db.prepare<[string, string, number, number], { pageNo: number; throughKey: string }>(
+      'SELECT page_no AS pageNo, through_key AS throughKey FROM plan_pages WHERE run_id = ? AND kind = ? AND page_no IN (?, ?)',
+    ),
+    deletePlan: db.prepare<[string]>('DELETE FROM plan_pages WHERE run_id = ?'),
+    syncLease: db.prepare<[string], { holder: string; workflowId: string; expiresAtMs: number }>(
+      'SELECT holder, workflow_id AS workflowId, expires_at_ms AS expiresAtMs FROM sync_leases WHERE sync_id = ?',
+    ),
+    upsertSyncLease: db.prepare<[string, string, string, number]>(
+      `INSERT INTO sync_leases (sync_id, holder, workflow_id, expires_at_ms) VALUES (?, ?, ?, ?)
+       ON CONFLICT (sync_id) DO UPDATE SET holder = excluded.holder, workflow_id = excluded.workflow_id, expires_at_ms = excluded.expires_at_ms`,
+    ),
+    deleteSyncLease: db.prepare<[string, string]>('DELETE FROM sync_leases WHERE sync_id = ? AND holder = ?'),
     enterCount: db.prepare<[string, string], { count: number }>(
       `SELECT count(*) AS count FROM staged_members s
        WHERE s.run_id = ? AND NOT EXISTS (SELECT 1 FROM snapshot_members m WHERE m.sync_id = ? AND m.member_key = s.member_key)`,

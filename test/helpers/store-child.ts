@@ -7,12 +7,14 @@ import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { loadStoreConfig } from '../../src/config.js';
 import { SharedRateLimiter, type RateLimit } from '../../src/rate-limiter.js';
-import { openStateStore, type StateStore } from '../../src/store/index.js';
+import { openStateStore, type SentRequest, type StateStore, type SyncLeaseClaim } from '../../src/store/index.js';
 
 export type StoreTask =
   | { task: 'limiter'; key: string; limit: RateLimit; amounts: number[] }
   | { task: 'reserve'; month: string; limit: number; runIds: string[] }
-  | { task: 'outcome'; runId: string; requestKey: string };
+  | { task: 'outcome'; runId: string; requestKey: string }
+  | { task: 'sent'; request: SentRequest }
+  | { task: 'lease'; claim: SyncLeaseClaim };
 
 async function run(store: StateStore, input: StoreTask): Promise<unknown> {
   switch (input.task) {
@@ -38,6 +40,10 @@ async function run(store: StateStore, input: StoreTask): Promise<unknown> {
     }
     case 'outcome':
       return store.recordRequestOutcome({ runId: input.runId, requestKey: input.requestKey, accepted: 3, rejected: 1, dataPoints: 4 });
+    case 'sent':
+      return store.recordSentRequest(input.request);
+    case 'lease':
+      return (await store.claimSyncLease(input.claim)).held;
   }
 }
 
