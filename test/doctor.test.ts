@@ -77,7 +77,8 @@ describe('the state-store check', () => {
       const storeEnv = await kind.freshEnv();
       const taskQueue = uniqueTaskQueue('doctor-store');
       const storeCheck = () => runDoctor(env.client, { taskQueue }).then((report) => checkNamed(report, 'State store'));
-      const [healthy, behind] = await withWorker(taskQueue, {}, async () => [await storeCheck(), await forgetLatestMigration(storeEnv).then(storeCheck)], storeEnv);
+      const checks = async () => [await storeCheck(), await forgetLatestMigration(storeEnv).then(storeCheck)];
+      const [healthy, behind] = await withWorker(taskQueue, {}, checks, storeEnv);
       const location = storeEnv.STATE_DB ? `SQLite ${storeEnv.STATE_DB}` : describePostgresUrl(storeEnv.STATE_STORE_URL!);
       assert.doesNotMatch(location, /@/, 'no user or password');
       assert.equal(healthy?.status, 'ok', healthy?.detail);

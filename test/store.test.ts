@@ -122,6 +122,29 @@ describe('PostgreSQL migrations', () => {
   });
 });
 
+describe('PostgreSQL under contention', () => {
+  void test('under SERIALIZABLE, workers whose transactions conflict are retried, never failed', async () => {
+    const url = await createTestDatabase();
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    await admin.query(`ALTER DATABASE ${new URL(url).pathname.slice(1)} SET default_transaction_isolation = 'serializable'`);
+    await admin.end();
+    const env = { STATE_STORE_URL: url };
+    const store = await openStoreFrom(env);
+    try {
+      const runIds = (worker: number) => range(12).map((i) => `s${worker}-${i}`);
+      const reservations = range(4).map((worker) => ({ task: 'reserve' as const, month: '2025-08', limit: 30, runIds: runIds(worker) }));
+      const limiters = range(2).map(() => ({ task: 'limiter' as const, key: 'serializable', limit: { requests: 10, windowMs: 100 }, amounts: [3, 3, 3] }));
+      const [a, b, c, d, ...grants] = await runStoreProcesses(env, [...reservations, ...limiters]);
+      assert.equal([a, b, c, d].reduce((sum: number, won) => sum + (won as number), 0), 30);
+      assert.equal(await store.cohortDownloadsInMonth('2025-08'), 30);
+      assert.equal((grants as [number, number][][]).flat().reduce((sum, [, granted]) => sum + granted, 0), 18);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
 forEachStore((kind) => {
   void test('keys compare byte-wise (UTF-8): pages come in the same order on every store', async () => {
     const { store } = await openFreshStore(kind);
@@ -324,7 +347,8 @@ forEachStore((kind) => {
     void test('four processes reserving downloads never reserve past the limit', async () => {
       const { store, env } = await openFreshStore(kind);
       try {
-        const tasks = range(4).map((worker) => ({ task: 'reserve' as const, month: '2025-06', limit: 30, runIds: range(12).map((i) => `w${worker}-${i}`) }));
+        const runIds = (worker: number) => range(12).map((i) => `w${worker}-${i}`);
+        const tasks = range(4).map((worker) => ({ task: 'reserve' as const, month: '2025-06', limit: 30, runIds: runIds(worker) }));
         const won = (await runStoreProcesses(env, tasks)) as number[];
         assert.equal(
           won.reduce((sum, count) => sum + count, 0),

@@ -61,6 +61,8 @@ import {
   type SyncLeaseClaim,
 } from './store.js';
 
+type TextParser = (value: string) => unknown;
+
 /** SQLSTATEs after which the whole transaction can simply run again. */
 const RETRYABLE = new Set(['40001', '40P01']);
 const MAX_ATTEMPTS = 8;
@@ -79,7 +81,8 @@ interface RunRow {
   stats: string | null;
 }
 
-const INSERT_SNAPSHOT_MEMBERS = 'INSERT INTO snapshot_members (sync_id, member_key) SELECT $1, k FROM unnest($2::text[]) AS k ON CONFLICT DO NOTHING';
+// Rows are written in key order, so two writers of overlapping keys wait for each other instead of deadlocking.
+const INSERT_SNAPSHOT_MEMBERS = 'INSERT INTO snapshot_members (sync_id, member_key) SELECT $1, k FROM unnest($2::text[]) AS k ORDER BY k ON CONFLICT DO NOTHING';
 const DELETE_SNAPSHOT_MEMBERS = 'DELETE FROM snapshot_members WHERE sync_id = $1 AND member_key = ANY($2::text[])';
 // One statement cannot update a row twice: of a member repeated in one batch the last reason wins, as row by row.
 const UPSERT_FAILURES = `INSERT INTO member_failures (run_id, member_key, reason)
@@ -95,8 +98,8 @@ const DIFF_COUNTS = `SELECT
    (SELECT count(*) FROM snapshot_members m
     WHERE m.sync_id = $2 AND NOT EXISTS (SELECT 1 FROM staged_members s WHERE s.run_id = $1 AND s.member_key = m.member_key)) AS leave`;
 
-const RUN_COLUMNS =
-  'run_id AS "runId", sync_id AS "syncId", kind, status, started_at AS "startedAt", finished_at AS "finishedAt", source_version AS "sourceVersion", stats';
+const RUN_COLUMNS = `run_id AS "runId", sync_id AS "syncId", kind, status, started_at AS "startedAt", finished_at AS "finishedAt",
+  source_version AS "sourceVersion", stats`;
 
 /** `PostgreSQL host:port/dbname`: where the store is, without user or password. */
 export function describePostgresUrl(url: string): string {
@@ -111,7 +114,7 @@ export async function openPostgresStateStore(url: string, migrations: readonly M
     max: 10,
     application_name: 'amplitude-braze-sync',
     // Counts and milliseconds are BIGINT; every value we store fits a double exactly.
-    types: { getTypeParser: (oid, format) => (oid === pg.types.builtins.INT8 ? Number : (pg.types.getTypeParser(oid, format) as (value: string) => unknown)) },
+    types: { getTypeParser: (oid, format) => (oid === pg.types.builtins.INT8 ? Number : (pg.types.getTypeParser(oid, format) as TextParser)) },
   });
   // An idle connection the server dropped: the pool replaces it, and the next query reports any real outage.
   pool.on('error', () => undefined);
@@ -134,7 +137,9 @@ export async function applyPostgresMigrations(pool: pg.Pool, migrations: readonl
   try {
     await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
     try {
-      await client.query('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)');
+      await client.query(
+        'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)',
+      );
       const { rows } = await client.query<{ version: number }>('SELECT version FROM schema_migrations');
       const applied = new Set(rows.map((row) => row.version));
       requireKnownSchema(Math.max(0, ...applied), latestKnown);
@@ -414,7 +419,10 @@ export class PostgresStateStore implements StateStore {
       await client.query(`SELECT pg_advisory_xact_lock(hashtext('cohort_downloads:' || $1))`, [month]);
       const downloadsIn = async (inMonth: string) =>
         (await client.query<{ count: number }>('SELECT count(*) AS count FROM cohort_downloads WHERE month = $1', [inMonth])).rows[0]?.count ?? 0;
-      const earlier = await client.query<{ month: string }>('SELECT month FROM cohort_downloads WHERE run_id = $1 AND cohort_id = $2', [runId, cohortId]);
+      const earlier = await client.query<{ month: string }>('SELECT month FROM cohort_downloads WHERE run_id = $1 AND cohort_id = $2', [
+        runId,
+        cohortId,
+      ]);
       const earlierMonth = earlier.rows[0]?.month;
       if (earlierMonth !== undefined) return { ok: true, used: await downloadsIn(earlierMonth) };
       const used = await downloadsIn(month);
@@ -492,7 +500,8 @@ export class PostgresStateStore implements StateStore {
       if (added.length > 0) await client.query(INSERT_SNAPSHOT_MEMBERS, [syncId, added]);
       if (removed.length > 0) await client.query(DELETE_SNAPSHOT_MEMBERS, [syncId, removed]);
       if (failures.length > 0) await client.query(UPSERT_FAILURES, [runId, failures.map((f) => f.memberKey), failures.map((f) => f.reason)]);
-      const first = await client.query(INSERT_REQUEST_OUTCOME, [runId, requestKey, added.length + removed.length, failures.length, request.dataPoints]);
+      const accepted = added.length + removed.length;
+      const first = await client.query(INSERT_REQUEST_OUTCOME, [runId, requestKey, accepted, failures.length, request.dataPoints]);
       if (first.rowCount === 0) return false;
       await client.query(INSERT_DATA_POINTS, [runId, requestKey, request.day, syncId, request.dataPoints]);
       return true;
@@ -520,7 +529,8 @@ export class PostgresStateStore implements StateStore {
       );
       const { grant, next } = nextRateWindow(rows[0], request);
       if (next) {
-        await client.query('UPDATE rate_windows SET window_start_ms = $2, used = $3 WHERE limiter_key = $1', [request.key, next.windowStartMs, next.used]);
+        const { windowStartMs, used } = next;
+        await client.query('UPDATE rate_windows SET window_start_ms = $2, used = $3 WHERE limiter_key = $1', [request.key, windowStartMs, used]);
       }
       return grant;
     });
@@ -609,7 +619,8 @@ function batches<T>(items: readonly T[]): (readonly T[])[] {
 }
 
 function stagedColumns(rows: readonly StagedRow[]): (string | null)[][] {
-  return [rows.map((r) => r.memberKey), rows.map((r) => r.amplitudeId), rows.map((r) => r.userId), rows.map((r) => r.deviceId), rows.map((r) => r.props)];
+  const columns: (keyof StagedRow)[] = ['memberKey', 'amplitudeId', 'userId', 'deviceId', 'props'];
+  return columns.map((column) => rows.map((row) => row[column]));
 }
 
 function toRunRecord(row: RunRow): RunRecord {
