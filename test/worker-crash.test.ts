@@ -1,12 +1,10 @@
 /**
  * A worker process is SIGKILLed in the middle of a sync and another one takes over. Killed while applying pages:
  * the final Braze state is exact and at most the page in flight is sent twice. Killed while staging the cohort
- * file: the next attempt resumes after the rows already staged, and no download quota is spent again.
+ * file: the next attempt resumes after the rows already staged, and no download quota is spent again (on each store).
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { defaultPayloadConverter } from '@temporalio/common';
@@ -15,9 +13,10 @@ import type { StagedCohort } from '../activities/cohort-sync-types.js';
 import { getSyncProgress, startCohortSync } from '../src/client.js';
 import { cohortSyncId, cohortSyncInputSchema } from '../src/cohort/input.js';
 import { startSandboxes, type Sandboxes } from '../src/sandbox/sandboxes.js';
-import { openSqliteStateStore, type SqliteStateStore } from '../src/store/sqlite.js';
+import type { StateStore } from '../src/store/store.js';
 import { freePort } from '../src/temporal/dev-server.js';
 import { PROJECT_ROOT } from '../src/temporal/cli.js';
+import { forEachStore, openStoreFrom, SQLITE, type StoreEnv } from './helpers/stores.js';
 import { connectTestEnvironment, testServerAddress, uniqueTaskQueue } from './helpers/temporal.js';
 
 const COHORT = '5fh7t0w'; // ~40% of users
@@ -39,9 +38,9 @@ after(async () => {
 });
 
 /** The real worker entry point, as its own process. */
-function startWorkerProcess(taskQueue: string, stateDb: string, vendors: Sandboxes = sandboxes, extraEnv: Record<string, string> = {}): ChildProcess {
+function startWorkerProcess(taskQueue: string, storeEnv: StoreEnv, vendors: Sandboxes = sandboxes, extraEnv: Record<string, string> = {}): ChildProcess {
   const worker = spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'src', 'worker.ts')], {
-    env: { ...process.env, ...vendors.env, TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_TASK_QUEUE: taskQueue, STATE_DB: stateDb, ...extraEnv },
+    env: { ...process.env, ...vendors.env, TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_TASK_QUEUE: taskQueue, ...storeEnv, ...extraEnv },
     stdio: 'ignore',
   });
   workers.push(worker);
@@ -50,10 +49,10 @@ function startWorkerProcess(taskQueue: string, stateDb: string, vendors: Sandbox
 
 test('killed mid-apply, another worker finishes: exact state, at most one page sent twice', async () => {
   const taskQueue = uniqueTaskQueue('crash');
-  const stateDb = join(await mkdtemp(join(tmpdir(), 'crash-')), 'state.db');
+  const storeEnv = await SQLITE.freshEnv();
   // Slow Braze down so the kill lands while pages are being applied.
   sandboxes.braze.control.setFaults({ latencyMs: 40 });
-  const first = startWorkerProcess(taskQueue, stateDb);
+  const first = startWorkerProcess(taskQueue, storeEnv);
 
   const handle = await startCohortSync(env.client, { cohortId: COHORT, pageSize: PAGE_SIZE }, { taskQueue });
   let progress = await getSyncProgress(env.client, handle.workflowId).catch(() => undefined);
@@ -65,7 +64,7 @@ test('killed mid-apply, another worker finishes: exact state, at most one page s
   first.kill('SIGKILL');
   const pagesBeforeKill = progress.page;
 
-  startWorkerProcess(taskQueue, stateDb);
+  startWorkerProcess(taskQueue, storeEnv);
   const result = await handle.result();
   sandboxes.braze.control.setFaults({});
 
@@ -82,48 +81,51 @@ test('killed mid-apply, another worker finishes: exact state, at most one page s
   assert.ok(total - expected.size <= PAGE_SIZE, `at most one page of writes repeated (${total - expected.size} extra data points)`);
 });
 
-test('killed mid-staging, another worker resumes the file after the rows already staged', async () => {
-  // A cohort file of about 8,000 rows served at 32 KiB/s: several seconds of download to land the kill in.
-  const slow = await startSandboxes({ seed: 6, users: 20_000, dataset: { brazeKnownFraction: 1 }, amplitude: { exportJobDurationMs: 100, fileBytesPerSecond: 32 * 1024 } });
-  let store: SqliteStateStore | undefined;
-  try {
-    const taskQueue = uniqueTaskQueue('crash-staging');
-    const stateDb = join(await mkdtemp(join(tmpdir(), 'crash-staging-')), 'state.db');
-    const first = startWorkerProcess(taskQueue, stateDb, slow);
-    const input = { cohortId: COHORT };
-    const handle = await startCohortSync(env.client, input, { taskQueue });
-    const runId = `${cohortSyncId(cohortSyncInputSchema.parse(input))}/${handle.firstExecutionRunId}`;
+forEachStore((kind) => {
+  test('killed mid-staging, another worker resumes the file after the rows already staged', async () => {
+    // A cohort file of about 8,000 rows served at 32 KiB/s: several seconds of download to land the kill in.
+    const amplitude = { exportJobDurationMs: 100, fileBytesPerSecond: 32 * 1024 };
+    const slow = await startSandboxes({ seed: 6, users: 20_000, dataset: { brazeKnownFraction: 1 }, amplitude });
+    let store: StateStore | undefined;
+    try {
+      const taskQueue = uniqueTaskQueue('crash-staging');
+      const storeEnv = await kind.freshEnv();
+      const first = startWorkerProcess(taskQueue, storeEnv, slow);
+      const input = { cohortId: COHORT };
+      const handle = await startCohortSync(env.client, input, { taskQueue });
+      const runId = `${cohortSyncId(cohortSyncInputSchema.parse(input))}/${handle.firstExecutionRunId}`;
 
-    let rowsAtKill = 0;
-    for (let i = 0; i < 600 && rowsAtKill < 2_000; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      const progress = await getSyncProgress(env.client, handle.workflowId).catch(() => undefined);
-      if (progress?.phase !== 'staging') continue;
-      store ??= openSqliteStateStore(stateDb);
-      rowsAtKill = (await store.stagingCheckpoint(runId))?.rowsConsumed ?? 0;
+      let rowsAtKill = 0;
+      for (let i = 0; i < 600 && rowsAtKill < 2_000; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        const progress = await getSyncProgress(env.client, handle.workflowId).catch(() => undefined);
+        if (progress?.phase !== 'staging') continue;
+        store ??= await openStoreFrom(storeEnv);
+        rowsAtKill = (await store.stagingCheckpoint(runId))?.rowsConsumed ?? 0;
+      }
+      assert.ok(rowsAtKill >= 2_000, 'the first worker had committed a staging chunk');
+      first.kill('SIGKILL');
+      const metricsAddress = `127.0.0.1:${await freePort()}`;
+      startWorkerProcess(taskQueue, storeEnv, slow, { WORKER_PROMETHEUS_ADDRESS: metricsAddress });
+      const result = await handle.result();
+
+      const staging = await completedActivities<StagedCohort>(handle.workflowId, handle.firstExecutionRunId, 'stageCohortMembers');
+      assert.equal(staging.length, 1);
+      const { rows, resumedFromRow, staged, skipped } = staging[0]!;
+      assert.ok(resumedFromRow >= rowsAtKill && resumedFromRow < rows, `resumed at row ${resumedFromRow} of ${rows}, killed after ${rowsAtKill}`);
+      const expected = identifiedMembers(slow);
+      assert.equal(staged, expected.size, 'each member staged once');
+      assert.equal(staged + skipped, rows);
+      assert.equal(slow.amplitude.control.downloadRequestsThisMonth(), 1, 'the retry re-read the file; it did not request another export');
+      assert.deepEqual(brazeMembers(slow), expected, 'final Braze state is exact');
+      assert.equal(result.added, expected.size);
+      // The second worker sent every page, so its data-point metric holds the whole run.
+      assert.equal(await scrapedDataPoints(metricsAddress), result.dataPoints);
+    } finally {
+      await store?.close();
+      await slow.close();
     }
-    assert.ok(rowsAtKill >= 2_000, 'the first worker had committed a staging chunk');
-    first.kill('SIGKILL');
-    const metricsAddress = `127.0.0.1:${await freePort()}`;
-    startWorkerProcess(taskQueue, stateDb, slow, { WORKER_PROMETHEUS_ADDRESS: metricsAddress });
-    const result = await handle.result();
-
-    const staging = await completedActivities<StagedCohort>(handle.workflowId, handle.firstExecutionRunId, 'stageCohortMembers');
-    assert.equal(staging.length, 1);
-    const { rows, resumedFromRow, staged, skipped } = staging[0]!;
-    assert.ok(resumedFromRow >= rowsAtKill && resumedFromRow < rows, `resumed at row ${resumedFromRow} of ${rows}, killed after ${rowsAtKill}`);
-    const expected = identifiedMembers(slow);
-    assert.equal(staged, expected.size, 'each member staged once');
-    assert.equal(staged + skipped, rows);
-    assert.equal(slow.amplitude.control.downloadRequestsThisMonth(), 1, 'the retry re-read the file; it did not request another export');
-    assert.deepEqual(brazeMembers(slow), expected, 'final Braze state is exact');
-    assert.equal(result.added, expected.size);
-    // The second worker sent every page, so its data-point metric holds the whole run.
-    assert.equal(await scrapedDataPoints(metricsAddress), result.dataPoints);
-  } finally {
-    await store?.close();
-    await slow.close();
-  }
+  });
 });
 
 /** The worker's `ampbraze_data_points` counter, read from its Prometheus endpoint once it has caught up. */
