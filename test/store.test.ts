@@ -109,6 +109,14 @@ describe('PostgreSQL migrations', () => {
     await assert.rejects(openStoreFrom({ STATE_STORE_URL: url }), /schema version 1000, newer than this build/);
   });
 
+  void test('an unreachable server fails the open naming the store and the reason, never the password', async () => {
+    await assert.rejects(openStoreFrom({ STATE_STORE_URL: 'postgres://sync:pg-password-s3cr3t@127.0.0.1:1/state' }), (error: Error) => {
+      assert.match(error.message, /^PostgreSQL 127\.0\.0\.1:1\/state: connect ECONNREFUSED/);
+      assert.doesNotMatch(`${error.message}\n${error.stack}`, /s3cr3t/);
+      return true;
+    });
+  });
+
   void test('the description names host and database, never the password', async () => {
     const url = new URL(await createTestDatabase());
     url.password = 'pg-password-s3cr3t';

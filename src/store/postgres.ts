@@ -118,13 +118,15 @@ export async function openPostgresStateStore(url: string, migrations: readonly M
   });
   // An idle connection the server dropped: the pool replaces it, and the next query reports any real outage.
   pool.on('error', () => undefined);
+  const description = describePostgresUrl(url);
   try {
     await applyPostgresMigrations(pool, migrations);
   } catch (error) {
     await pool.end();
-    throw error;
+    // Say which store failed (never its password): the driver's own message names only a host or a role.
+    throw new Error(`${description}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
   }
-  return new PostgresStateStore(pool, describePostgresUrl(url));
+  return new PostgresStateStore(pool, description);
 }
 
 /**
