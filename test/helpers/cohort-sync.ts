@@ -15,6 +15,7 @@ import { loadConfig } from '../../src/config.js';
 import { startSandboxes, type Sandboxes } from '../../src/sandbox/sandboxes.js';
 import { createWorkerContext, type WorkerContext } from '../../src/worker-context.js';
 import { setBudgetUpdate } from '../../workflows/cohort-sync.js';
+import { brazeMembers, expectedMembers } from './braze-state.js';
 import type { TestStoreKind } from './stores.js';
 import { connectTestEnvironment, createTestWorker, uniqueTaskQueue } from './temporal.js';
 
@@ -52,27 +53,14 @@ export class CohortSyncHarness {
     return handle.result();
   };
 
-  /** Identified cohort members, by external id: who Braze should show in the cohort. */
-  expectedMembers = (cohortId: string): Set<string> => {
-    const members = new Set<string>();
-    for (const member of this.sandboxes.dataset.cohortMembers(cohortId)) if (member.userId) members.add(member.userId);
-    return members;
-  };
+  expectedMembers = (cohortId: string): Set<string> => expectedMembers(this.sandboxes, cohortId);
+
+  brazeMembers = (cohortId: string, attribute?: string): Set<string> => brazeMembers(this.sandboxes, cohortId, attribute);
 
   anonymousMemberCount = (cohortId: string): number => {
     let count = 0;
     for (const member of this.sandboxes.dataset.cohortMembers(cohortId)) if (!member.userId) count += 1;
     return count;
-  };
-
-  /** Braze users whose `attribute` array holds the cohort id, read from the sandbox's state. */
-  brazeMembers = (cohortId: string, attribute = 'amplitude_cohorts'): Set<string> => {
-    const members = new Set<string>();
-    for (const profile of this.sandboxes.braze.control.users()) {
-      const value = profile.customAttributes?.get(attribute);
-      if (Array.isArray(value) && value.includes(cohortId) && profile.externalId) members.add(profile.externalId);
-    }
-    return members;
   };
 
   brazeDataPoints = () => this.sandboxes.braze.control.dataPoints().total;
@@ -138,7 +126,8 @@ export function coreCohortScenarios(h: CohortSyncHarness): void {
     test('a membership change sends exactly who entered and who left', async () => {
       const identified = [...h.sandboxes.dataset.cohortMembers(MEDIUM_COHORT)].filter((m) => m.userId);
       const leaving = identified.slice(0, 5);
-      const entering = [...h.sandboxes.dataset.identities()].filter((u) => u.userId && !expectedMembers(MEDIUM_COHORT).has(u.userId)).slice(0, 7);
+      const members = expectedMembers(MEDIUM_COHORT);
+    const entering = [...h.sandboxes.dataset.identities()].filter((u) => u.userId && !members.has(u.userId)).slice(0, 7);
       h.sandboxes.dataset.removeCohortMembers(MEDIUM_COHORT, leaving.map((m) => m.amplitudeId));
       h.sandboxes.dataset.addCohortMembers(MEDIUM_COHORT, entering.map((m) => m.amplitudeId));
       const pointsBefore = brazeDataPoints();
