@@ -82,7 +82,8 @@ interface RunRow {
 }
 
 // Rows are written in key order, so two writers of overlapping keys wait for each other instead of deadlocking.
-const INSERT_SNAPSHOT_MEMBERS = 'INSERT INTO snapshot_members (sync_id, member_key) SELECT $1, k FROM unnest($2::text[]) AS k ORDER BY k ON CONFLICT DO NOTHING';
+const INSERT_SNAPSHOT_MEMBERS =
+  'INSERT INTO snapshot_members (sync_id, member_key) SELECT $1, k FROM unnest($2::text[]) AS k ORDER BY k ON CONFLICT DO NOTHING';
 const DELETE_SNAPSHOT_MEMBERS = 'DELETE FROM snapshot_members WHERE sync_id = $1 AND member_key = ANY($2::text[])';
 // One statement cannot update a row twice: of a member repeated in one batch the last reason wins, as row by row.
 const UPSERT_FAILURES = `INSERT INTO member_failures (run_id, member_key, reason)
@@ -108,7 +109,7 @@ export function describePostgresUrl(url: string): string {
   return `PostgreSQL ${host}:${parsed.port || '5432'}${decodeURIComponent(parsed.pathname) || '/'}`;
 }
 
-export async function openPostgresStateStore(url: string, migrations: readonly Migration[] = MIGRATIONS): Promise<PostgresStateStore> {
+export async function openPostgresStateStore(url: string): Promise<PostgresStateStore> {
   const pool = new pg.Pool({
     connectionString: url,
     max: 10,
@@ -120,7 +121,7 @@ export async function openPostgresStateStore(url: string, migrations: readonly M
   pool.on('error', () => undefined);
   const description = describePostgresUrl(url);
   try {
-    await applyPostgresMigrations(pool, migrations);
+    await applyPostgresMigrations(pool);
   } catch (error) {
     await pool.end();
     // Say which store failed (never its password): the driver's own message names only a host or a role.
