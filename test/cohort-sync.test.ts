@@ -13,7 +13,7 @@ import { WorkflowFailedError } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
-import { getSyncProgress, scheduleCohortSync, startCohortSync } from '../src/client.js';
+import { scheduleCohortSync, startCohortSync } from '../src/client.js';
 import { DEFERRED_DEVICE_LOOKUP } from '../src/cohort/identifiers.js';
 import type { CohortSyncInput } from '../src/cohort/input.js';
 import { loadConfig } from '../src/config.js';
@@ -22,6 +22,7 @@ import { resolveTemporalCli } from '../src/temporal/cli.js';
 import { createWorkerContext, type WorkerContext } from '../src/worker-context.js';
 import { setBudgetUpdate, type cohortSync } from '../workflows/cohort-sync.js';
 import { ampbraze } from './helpers/cli.js';
+import { changeCohortMembership, waitUntilPaused } from './helpers/cohort-sync.js';
 import { connectTestEnvironment, createTestWorker, testServerAddress, uniqueTaskQueue } from './helpers/temporal.js';
 
 const run = promisify(execFile);
@@ -95,15 +96,6 @@ async function withOwnWorker<T>(overrides: Record<string, string>, work: (ownQue
   }
 }
 
-async function waitUntilPaused(workflowId: string) {
-  let progress = await getSyncProgress(env.client, workflowId);
-  for (let i = 0; i < 100 && progress.phase !== 'paused'; i++) {
-    await new Promise((r) => setTimeout(r, 200));
-    progress = await getSyncProgress(env.client, workflowId);
-  }
-  assert.equal(progress.phase, 'paused');
-  return progress;
-}
 const trackRequests = () => sandboxes.braze.control.requestCounts()['POST /users/track'] ?? 0;
 
 describe('cohort sync into a custom-attribute array', () => {
@@ -136,11 +128,7 @@ describe('cohort sync into a custom-attribute array', () => {
   });
 
   test('a membership change sends exactly who entered and who left', async () => {
-    const identified = [...sandboxes.dataset.cohortMembers(MEDIUM_COHORT)].filter((m) => m.userId);
-    const leaving = identified.slice(0, 5);
-    const entering = [...sandboxes.dataset.identities()].filter((u) => u.userId && !expectedMembers(MEDIUM_COHORT).has(u.userId)).slice(0, 7);
-    sandboxes.dataset.removeCohortMembers(MEDIUM_COHORT, leaving.map((m) => m.amplitudeId));
-    sandboxes.dataset.addCohortMembers(MEDIUM_COHORT, entering.map((m) => m.amplitudeId));
+    changeCohortMembership(sandboxes.dataset, MEDIUM_COHORT, { leave: 5, enter: 7 });
     const pointsBefore = brazeDataPoints();
 
     const result = await sync({ cohortId: MEDIUM_COHORT, pageSize: 100 });
@@ -235,7 +223,7 @@ describe('cohort sync into a custom-attribute array', () => {
 
   test('over its budget a run pauses (not fails), reports why, and finishes once the budget is raised', async () => {
     const handle = await startCohortSync(env.client, { cohortId: MEDIUM_COHORT, attributeName: 'budget_cohorts', pageSize: 50, maxDataPoints: 120 }, { taskQueue });
-    const progress = await waitUntilPaused(handle.workflowId);
+    const progress = await waitUntilPaused(env.client, handle.workflowId);
     assert.match(progress.pausedReason ?? '', /over the run budget/);
     assert.equal(progress.totals.dataPoints, 100, 'two pages of 50 fit in 120, the third does not');
     assert.equal(brazeMembers(MEDIUM_COHORT, 'budget_cohorts').size, 100);
@@ -253,7 +241,7 @@ describe('cohort sync into a custom-attribute array', () => {
     const pointsBefore = brazeDataPoints();
     const input = { cohortId: MEDIUM_COHORT, attributeName: 'daily_cohorts', pageSize: 50, maxDataPointsPerDay: spentToday + 120 };
     const handle = await startCohortSync(env.client, input, { taskQueue });
-    const progress = await waitUntilPaused(handle.workflowId);
+    const progress = await waitUntilPaused(env.client, handle.workflowId);
     assert.match(progress.pausedReason ?? '', /over the daily budget/);
     assert.equal(progress.totals.dataPoints, 100, 'what other syncs spent today counts against the budget');
 
