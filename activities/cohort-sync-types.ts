@@ -1,21 +1,31 @@
-/** The shapes that cross between the `cohortSync` workflow and its activities (kept in history: no secrets). */
+/**
+ * The shapes that cross between the `cohortSync` workflow and its activities. They are kept in history, so
+ * they carry references and counts only: no secrets, no user ids (pages are named by number, not by key).
+ */
+import type { RunRef } from './sync-lease.js';
+
+export type { RunRef } from './sync-lease.js';
 
 export type CohortTarget = 'attribute' | 'partner_cohort';
 
+/** What a run does when another run of the same sync holds the lease: end at once as skipped, or wait its turn. */
+export type IfRunning = 'skip' | 'wait';
+
 export interface PrepareCohortRunInput {
-  syncId: string;
-  runId: string;
+  run: RunRef;
   cohortId: string;
   target: CohortTarget;
   force: boolean;
+  ifRunning: IfRunning;
 }
 
 export type PreparedCohortRun =
+  | { status: 'busy'; runInProgress: string }
   | { status: 'unchanged'; cohortName: string; lastComputed: number }
   | { status: 'changed'; cohortName: string; lastComputed: number; createdAt: number; size: number };
 
 export interface StageCohortMembersInput {
-  runId: string;
+  run: RunRef;
   requestId: string;
   identifiers: Array<'user_id' | 'user_alias' | 'device_id'>;
   aliasLabel: string;
@@ -38,30 +48,34 @@ export interface CohortPlan {
   leave: number;
   /** Data points the plan costs if every change is sent once. */
   predictedDataPoints: number;
+  /** Pages per kind, applied by number. */
+  pages: Record<ChangeKind, number>;
+  /** The most one page can cost: what each page in flight holds back from the budgets. */
+  maxPageDataPoints: number;
 }
 
 export type ChangeKind = 'enter' | 'leave';
 
 export interface ApplyCohortPageInput {
-  syncId: string;
-  runId: string;
+  run: RunRef;
   cohortId: string;
   cohortName: string;
   target: CohortTarget;
   attributeName: string;
   kind: ChangeKind;
-  afterKey?: string;
-  pageSize: number;
+  /** The planned page's number within its kind (0-based). */
+  page: number;
   /** Data points this run may still spend, if it has a budget. */
   runBudgetRemaining?: number;
   /** The per-day budget across all syncs, if any. */
   maxDataPointsPerDay?: number;
+  /** Data points the run's other pages in flight may still spend: held back from both budgets. */
+  inFlightDataPoints: number;
 }
 
 export interface PageOutcome {
   /** `over_budget`: nothing was sent because the page would exceed a budget. */
   status: 'applied' | 'over_budget';
-  nextAfterKey?: string;
   accepted: number;
   failed: number;
   dataPoints: number;
@@ -78,8 +92,7 @@ export interface RunFailures {
 }
 
 export interface FinishCohortRunInput {
-  syncId: string;
-  runId: string;
+  run: RunRef;
   status: 'succeeded' | 'failed' | 'dry_run' | 'unchanged';
   sourceVersion?: string;
   stats: Record<string, unknown>;

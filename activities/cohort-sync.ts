@@ -6,7 +6,7 @@ import { activityInfo, ApplicationFailure, Context, heartbeat, sleep } from '@te
 import { addressOf, DEFERRED_DEVICE_LOOKUP, resolveMember, type CohortMemberIds, type MemberResolution } from '../src/cohort/identifiers.js';
 import { cohortPageRequests } from '../src/cohort/braze-changes.js';
 import { RateLimitedError } from '../src/errors.js';
-import type { AmplitudeDeviceId, MemberFailure, StagedMember } from '../src/store/store.js';
+import { MAX_ROWS_PER_TRANSACTION, type AmplitudeDeviceId, type MemberFailure, type StagedMember } from '../src/store/store.js';
 import type { WorkerContext } from '../src/worker-context.js';
 import type {
   ApplyCohortPageInput,
@@ -20,6 +20,7 @@ import type {
   StagedCohort,
 } from './cohort-sync-types.js';
 import { withVendorFailures } from './failures.js';
+import { claimLease, keepLease, SYNC_LEASE_TTL_MS, type RunRef } from './sync-lease.js';
 
 const STAGE_CHUNK_ROWS = 2_000;
 const HEARTBEAT_EVERY_ROWS = 500;
@@ -79,15 +80,47 @@ export function createCohortSyncActivities(context: WorkerContext) {
     return known;
   }
 
+  /** The keys of a planned page still in the diff: all of them on a first attempt, what is left on a retry. */
+  async function remainingPageMembers(input: ApplyCohortPageInput): Promise<string[]> {
+    const { runId, syncId } = input.run;
+    const range = await store.plannedPage(runId, input.kind, input.page);
+    if (!range) throw ApplicationFailure.nonRetryable(`Run ${runId} planned no "${input.kind}" page ${input.page}`, 'InvalidCohortSync');
+    const keys: string[] = [];
+    let afterKey = range.afterKey;
+    do {
+      const options = { afterKey, throughKey: range.throughKey, limit: MAX_ROWS_PER_TRANSACTION };
+      const { items, nextAfterKey } =
+        input.kind === 'enter' ? await store.diffPage(runId, syncId, { ...options, kind: 'enter' }) : await store.diffPage(runId, syncId, { ...options, kind: 'leave' });
+      for (const item of items) keys.push(item.memberKey);
+      afterKey = nextAfterKey;
+    } while (afterKey !== undefined);
+    return keys;
+  }
+
   return {
-    /** Reads cohort metadata (free) and decides whether anything can have changed since the last success. */
+    /**
+     * Takes the sync's lease (or reports the run that has it), reads cohort metadata (free) and decides whether
+     * anything can have changed since the last success.
+     */
     prepareCohortRun: withVendorFailures(async (input: PrepareCohortRunInput): Promise<PreparedCohortRun> => {
+      const { run } = input;
+      const lease = await claimLease(store, run);
+      if (!lease.held && input.ifRunning === 'skip') return { status: 'busy', runInProgress: lease.runInProgress };
+      if (!lease.held) {
+        // Retried by Temporal until the lease is free; no history grows while waiting.
+        throw ApplicationFailure.create({
+          type: 'SyncLeaseHeld',
+          message: `Waiting for run ${lease.runInProgress} of sync "${run.syncId}" to finish (ifRunning: "wait")`,
+          nextRetryDelay: Math.min(Math.max(lease.expiresAtMs - Date.now(), 1_000), LEASE_WAIT_POLL_MS),
+        });
+      }
+      // Recorded before anything can fail, so that finishing the run (which frees the lease) always finds it.
+      await store.startRun({ runId: run.runId, syncId: run.syncId, kind: 'cohort', startedAt: new Date() });
       const cohort = (await amplitude.listCohorts()).find((c) => c.id === input.cohortId);
       if (!cohort) {
         throw ApplicationFailure.create({ type: 'InvalidCohortSync', nonRetryable: true, message: `Amplitude has no cohort "${input.cohortId}" visible to this project` });
       }
-      const lastSource = await lastSyncedSourceVersion(context, input.syncId);
-      await store.startRun({ runId: input.runId, syncId: input.syncId, kind: 'cohort', startedAt: new Date() });
+      const lastSource = await lastSyncedSourceVersion(context, run.syncId);
       if (!input.force && lastSource === String(cohort.lastComputed)) {
         return { status: 'unchanged', cohortName: cohort.name, lastComputed: cohort.lastComputed };
       }
@@ -107,10 +140,11 @@ export function createCohortSyncActivities(context: WorkerContext) {
     }),
 
     /** Spends one download from the monthly quota (once per run, however often retried) and requests the export. */
-    requestCohortExport: withVendorFailures(async (input: { runId: string; cohortId: string }): Promise<{ requestId: string }> => {
+    requestCohortExport: withVendorFailures(async (input: { run: RunRef; cohortId: string }): Promise<{ requestId: string }> => {
+      await keepLease(store, input.run);
       const month = new Date().toISOString().slice(0, 7);
       const limit = context.cohortDownloadsPerMonth;
-      const reservation = await store.reserveCohortDownload({ month, limit, cohortId: input.cohortId, runId: input.runId });
+      const reservation = await store.reserveCohortDownload({ month, limit, cohortId: input.cohortId, runId: input.run.runId });
       if (!reservation.ok) {
         throw ApplicationFailure.create({
           type: 'QuotaExhausted',
@@ -126,11 +160,12 @@ export function createCohortSyncActivities(context: WorkerContext) {
      * Polls the export until Amplitude reports it complete; a 429 on the status call means wait, not fail.
      * Amplitude documents no failure status, so a job still running at the deadline fails the run instead.
      */
-    waitForCohortExport: withVendorFailures(async (input: { requestId: string; cohortId: string }): Promise<void> => {
+    waitForCohortExport: withVendorFailures(async (input: { run: RunRef; requestId: string; cohortId: string }): Promise<void> => {
       // From the first attempt's scheduling: a retried attempt keeps the same deadline.
       const deadline = activityInfo().scheduledTimestampMs + context.cohortExportMaxWaitMs;
       for (let poll = 0; ; poll++) {
         heartbeat();
+        await keepLease(store, input.run);
         const status = await amplitude.getCohortExportStatus(input.requestId).catch((error: unknown) => {
           if (error instanceof RateLimitedError) return 'in_progress' as const;
           throw error;
@@ -153,15 +188,18 @@ export function createCohortSyncActivities(context: WorkerContext) {
      */
     stageCohortMembers: withVendorFailures(async (input: StageCohortMembersInput): Promise<StagedCohort> => {
       // The checkpoint is committed with the rows it covers: rows up to it are in the store, the rest are not.
-      const resumedFromRow = (await store.stagingCheckpoint(input.runId))?.rowsConsumed ?? 0;
+      const { runId } = input.run;
+      await keepLease(store, input.run);
+      const resumedFromRow = (await store.stagingCheckpoint(runId))?.rowsConsumed ?? 0;
       heartbeat({ rowsConsumed: resumedFromRow });
       let row = 0;
       let committedRows = resumedFromRow;
       let chunk: CohortMemberIds[] = [];
       const flush = async () => {
         const { staged, skipped } = await resolveChunk(chunk, input);
-        await store.recordFailures(input.runId, skipped);
-        await store.stageChunk(input.runId, staged, { rowsConsumed: row, bytesConsumed: 0 });
+        await keepLease(store, input.run);
+        await store.recordFailures(runId, skipped);
+        await store.stageChunk(runId, staged, { rowsConsumed: row, bytesConsumed: 0 });
         committedRows = row;
         chunk = [];
       };
@@ -175,34 +213,45 @@ export function createCohortSyncActivities(context: WorkerContext) {
       }
       await flush();
       const skipReasons: Record<string, number> = {};
-      for (const { reason, count } of await store.failureCountsByReason(input.runId)) {
+      for (const { reason, count } of await store.failureCountsByReason(runId)) {
         if (reason.startsWith(SKIPPED)) skipReasons[reason.slice(SKIPPED.length + 1)] = count;
       }
       const skippedCount = Object.values(skipReasons).reduce((sum, n) => sum + n, 0);
-      return { rows: row, resumedFromRow, staged: await store.stagedCount(input.runId), skipped: skippedCount, skipReasons };
+      return { rows: row, resumedFromRow, staged: await store.stagedCount(runId), skipped: skippedCount, skipReasons };
     }),
 
-    planCohortRun: async (input: { runId: string; syncId: string; target: string }): Promise<CohortPlan> => {
-      const { enter, leave } = await store.diffCounts(input.runId, input.syncId);
+    /** Cuts the diff into numbered pages, so the workflow can apply several at once by number. */
+    planCohortRun: async (input: { run: RunRef; pageSize: number }): Promise<CohortPlan> => {
+      await keepLease(store, input.run);
+      const planned = await store.planPages(input.run.runId, input.run.syncId, input.pageSize);
+      const { enter, leave } = { enter: planned.enter.changes, leave: planned.leave.changes };
       // One data point per membership change, for both targets (array add/remove value, cohort assignment).
-      return { enter, leave, predictedDataPoints: enter + leave };
+      return {
+        enter,
+        leave,
+        predictedDataPoints: enter + leave,
+        pages: { enter: planned.enter.pages, leave: planned.leave.pages },
+        maxPageDataPoints: Math.min(input.pageSize, Math.max(enter, leave)),
+      };
     },
 
+    /**
+     * Sends what is left of one planned page. Requests are named after their page and first member and recorded
+     * atomically with the snapshot change they made, so a retried attempt adds to what earlier attempts did and
+     * never counts a request twice.
+     */
     applyCohortPage: withVendorFailures(async (input: ApplyCohortPageInput): Promise<PageOutcome> => {
-      const page =
-        input.kind === 'enter'
-          ? await store.diffPage(input.runId, input.syncId, { kind: 'enter', afterKey: input.afterKey, limit: input.pageSize })
-          : await store.diffPage(input.runId, input.syncId, { kind: 'leave', afterKey: input.afterKey, limit: input.pageSize });
-      const members = page.items.map(({ memberKey }) => ({ memberKey, address: addressOf(memberKey) }));
+      const { run } = input;
+      await keepLease(store, run);
+      const members = (await remainingPageMembers(input)).map((memberKey) => ({ memberKey, address: addressOf(memberKey) }));
       const requests = cohortPageRequests(members, input, context.brazeObjectsPerRequest);
       const pageDataPoints = requests.reduce((sum, request) => sum + request.dataPoints, 0);
       const overBudget = await budgetExceeded(context, input, pageDataPoints);
-      const pageOutcome: PageOutcome = { status: 'applied', nextAfterKey: page.nextAfterKey, accepted: 0, failed: 0, dataPoints: 0, brazeRequests: 0, pageDataPoints };
-      if (overBudget) return { ...pageOutcome, status: 'over_budget', nextAfterKey: input.afterKey, budget: overBudget };
+      const pageOutcome: PageOutcome = { status: 'applied', accepted: 0, failed: 0, dataPoints: 0, brazeRequests: 0, pageDataPoints };
+      if (overBudget) return { ...pageOutcome, status: 'over_budget', budget: overBudget };
 
       const day = new Date().toISOString().slice(0, 10);
-      // Requests are named after their page and first member: a retried attempt adds to what earlier ones did.
-      const pagePrefix = `${input.kind}:${input.afterKey ?? ''}|`;
+      const pagePrefix = `${input.kind}:${input.page}|`;
       const dataPointsCounter = Context.current().metricMeter.createCounter('ampbraze_data_points', 'points', 'Braze data points spent');
       await runWithConcurrency(requests, context.brazeConcurrency, async (request) => {
         // Partner cohort calls do not count toward the REST limits.
@@ -210,23 +259,25 @@ export function createCohortSyncActivities(context: WorkerContext) {
         const sent = await request.send(context.braze);
         await context.brazeLimiter.observe(sent.rateLimit);
         // The snapshot records only what Braze accepted; rejected members stay in the diff and are retried next run.
-        await store.commitSnapshot(input.syncId, input.kind === 'enter' ? { added: sent.accepted } : { removed: sent.accepted });
-        await store.recordFailures(input.runId, sent.rejected);
-        const requestKey = `${pagePrefix}${request.firstKey}`;
-        const outcome = { runId: input.runId, requestKey, accepted: sent.accepted.length, rejected: sent.rejected.length, dataPoints: sent.dataPoints };
-        if (await store.recordRequestOutcome(outcome)) {
-          await store.addDataPoints({ day, syncId: input.syncId, runId: input.runId, pageKey: requestKey, points: sent.dataPoints });
-          dataPointsCounter.add(sent.dataPoints, { sync_kind: 'cohort' });
-        }
+        const first = await store.recordSentRequest({
+          syncId: run.syncId,
+          runId: run.runId,
+          requestKey: `${pagePrefix}${request.firstKey}`,
+          day,
+          snapshot: input.kind === 'enter' ? { added: sent.accepted } : { removed: sent.accepted },
+          rejected: sent.rejected,
+          dataPoints: sent.dataPoints,
+        });
+        if (first) dataPointsCounter.add(sent.dataPoints, { sync_kind: 'cohort' });
         heartbeat();
       });
-      const totals = await store.requestOutcomeTotals(input.runId, pagePrefix);
+      const totals = await store.requestOutcomeTotals(run.runId, pagePrefix);
       return { ...pageOutcome, accepted: totals.accepted, failed: totals.rejected, dataPoints: totals.dataPoints, brazeRequests: totals.requests };
     }),
 
     /** Records the run in the ledger, clears its staging, and reports why members failed (from the failure ledger). */
     finishCohortRun: async (input: FinishCohortRunInput): Promise<RunFailures> => {
-      const runId = input.runId;
+      const { runId, syncId } = input.run;
       const failureReasons: Record<string, number> = {};
       for (const { reason, count } of await store.failureCountsByReason(runId)) if (!reason.startsWith(SKIPPED)) failureReasons[reason] = count;
       await store.finishRun({
@@ -238,12 +289,16 @@ export function createCohortSyncActivities(context: WorkerContext) {
         stats: JSON.parse(JSON.stringify({ ...input.stats, outcome: input.status })) as Record<string, never>,
       });
       await store.clearStaging(runId);
+      await store.releaseSyncLease(syncId, runId);
       return { failed: Object.values(failureReasons).reduce((sum, n) => sum + n, 0), failureReasons };
     },
   };
 }
 
 export type CohortSyncActivities = ReturnType<typeof createCohortSyncActivities>;
+
+/** A lease-wait retry polls at least this often, so a run freed early is noticed soon. */
+const LEASE_WAIT_POLL_MS = Math.min(5_000, SYNC_LEASE_TTL_MS);
 
 function describeDuration(ms: number): string {
   return ms >= 60_000 ? `${Math.round(ms / 60_000)} minutes` : `${Math.round(ms / 1000)} seconds`;
@@ -258,11 +313,13 @@ async function lastSyncedSourceVersion(context: WorkerContext, syncId: string): 
   return runs.find((run) => run.status === 'succeeded' && run.sourceVersion !== undefined)?.sourceVersion;
 }
 
+/** Whether sending the page, with what the run's other pages in flight may still spend, would exceed a budget. */
 async function budgetExceeded(context: WorkerContext, input: ApplyCohortPageInput, pageDataPoints: number): Promise<'run' | 'day' | undefined> {
-  if (input.runBudgetRemaining !== undefined && pageDataPoints > input.runBudgetRemaining) return 'run';
+  const atMost = pageDataPoints + input.inFlightDataPoints;
+  if (input.runBudgetRemaining !== undefined && atMost > input.runBudgetRemaining) return 'run';
   if (input.maxDataPointsPerDay !== undefined) {
     const spentToday = await context.store.dataPointsOnDay(new Date().toISOString().slice(0, 10));
-    if (spentToday + pageDataPoints > input.maxDataPointsPerDay) return 'day';
+    if (spentToday + atMost > input.maxDataPointsPerDay) return 'day';
   }
   return undefined;
 }

@@ -141,6 +141,25 @@ export function cronFor(cadence: Cadence, at?: string): string {
   }
 }
 
+/**
+ * The workflow id of a sync's newest run, however it was started: the sync id itself (`temporal workflow start`,
+ * `startCohortSync`) or the sync id plus the timestamp a Schedule appends. Undefined when visibility knows none yet.
+ */
+export async function latestCohortSyncRun(client: Client, sync: Pick<CohortSyncOptions, 'cohortId' | 'target' | 'attributeName'>): Promise<string | undefined> {
+  const syncId = cohortSyncId(sync);
+  const scheduled = new RegExp(`^${syncId.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-\\d{4}-\\d{2}-\\d{2}T`);
+  const cohortId = sync.cohortId.replaceAll("'", "\\'");
+  let newest: { workflowId: string; startTime: Date } | undefined;
+  let seen = 0;
+  // Visibility lists running runs and then the newest closed ones first: the first page is enough.
+  for await (const run of client.workflow.list({ query: `WorkflowType = 'cohortSync' AND ${COHORT_ID.name} = '${cohortId}'`, pageSize: 100 })) {
+    const ofThisSync = run.workflowId === syncId || scheduled.test(run.workflowId);
+    if (ofThisSync && (!newest || run.startTime > newest.startTime)) newest = { workflowId: run.workflowId, startTime: run.startTime };
+    if (++seen === 100) break;
+  }
+  return newest?.workflowId;
+}
+
 /** The live `progress` of a running (or finished) cohort sync. */
 export async function getSyncProgress(client: Client, workflowId: string): Promise<CohortSyncProgress> {
   return client.workflow.getHandle<typeof cohortSync>(workflowId).query(progressQuery);

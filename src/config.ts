@@ -78,6 +78,10 @@ export interface TemporalConfig {
   grpcMetadata: Record<string, Secret>;
   /** Where a worker serves its metrics (the SDK's and `ampbraze_data_points`) for Prometheus; off if undefined. */
   workerPrometheusAddress: string | undefined;
+  /** Activities (pages, staging, exports) one worker runs at once, across all runs. */
+  workerMaxConcurrentActivities: number;
+  /** On SIGTERM/SIGINT, how long running activities may take to finish before they are cancelled (and retried elsewhere). */
+  workerShutdownGraceMs: number;
 }
 
 export interface TemporalTlsConfig {
@@ -196,28 +200,6 @@ const TEMPORAL_TLS_SETTINGS = [
 
 const GRPC_METADATA_PREFIX = 'TEMPORAL_GRPC_META_';
 
-const temporalVariables = z.object({
-  TEMPORAL_ADDRESS: z.string().regex(HOST_AND_PORT, 'must be host:port without a scheme, e.g. localhost:7233').default('localhost:7233'),
-  TEMPORAL_NAMESPACE: z.string().default('default'),
-  TEMPORAL_TASK_QUEUE: z.string().default(DEFAULT_TASK_QUEUE),
-  WORKER_PROMETHEUS_ADDRESS: z
-    .string()
-    .regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be host:port to listen on, e.g. 0.0.0.0:9464')
-    .optional(),
-  TEMPORAL_API_KEY: secret('Temporal', 'an API key').optional(),
-  TEMPORAL_TLS: booleanFlag.optional(),
-  TEMPORAL_TLS_CLIENT_CERT_PATH: z.string().optional(),
-  TEMPORAL_TLS_CLIENT_KEY_PATH: z.string().optional(),
-  TEMPORAL_TLS_SERVER_CA_CERT_PATH: z.string().optional(),
-  TEMPORAL_TLS_SERVER_NAME: z.string().optional(),
-  TEMPORAL_TLS_DISABLE_HOST_VERIFICATION: booleanFlag
-    .refine(
-      (disabled) => !disabled,
-      "is not supported by Temporal's TypeScript SDK; set TEMPORAL_TLS_SERVER_NAME to the name in the server certificate, or TEMPORAL_TLS_SERVER_CA_CERT_PATH to its CA",
-    )
-    .optional(),
-});
-
 const WINDOW_UNIT_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, min: 60_000, h: 3_600_000 };
 
 /** `30m`, `3s`, `1h` (a bare unit means one of it) in milliseconds; undefined when it is not a duration. */
@@ -247,6 +229,30 @@ const duration = z.string().transform((value, ctx): number => {
     return z.NEVER;
   }
   return ms;
+});
+
+const temporalVariables = z.object({
+  TEMPORAL_ADDRESS: z.string().regex(HOST_AND_PORT, 'must be host:port without a scheme, e.g. localhost:7233').default('localhost:7233'),
+  TEMPORAL_NAMESPACE: z.string().default('default'),
+  TEMPORAL_TASK_QUEUE: z.string().default(DEFAULT_TASK_QUEUE),
+  WORKER_PROMETHEUS_ADDRESS: z
+    .string()
+    .regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be host:port to listen on, e.g. 0.0.0.0:9464')
+    .optional(),
+  WORKER_MAX_CONCURRENT_ACTIVITIES: wholeNumberAtLeastOne.prefault('100'),
+  WORKER_SHUTDOWN_GRACE: duration.prefault('30s'),
+  TEMPORAL_API_KEY: secret('Temporal', 'an API key').optional(),
+  TEMPORAL_TLS: booleanFlag.optional(),
+  TEMPORAL_TLS_CLIENT_CERT_PATH: z.string().optional(),
+  TEMPORAL_TLS_CLIENT_KEY_PATH: z.string().optional(),
+  TEMPORAL_TLS_SERVER_CA_CERT_PATH: z.string().optional(),
+  TEMPORAL_TLS_SERVER_NAME: z.string().optional(),
+  TEMPORAL_TLS_DISABLE_HOST_VERIFICATION: booleanFlag
+    .refine(
+      (disabled) => !disabled,
+      "is not supported by Temporal's TypeScript SDK; set TEMPORAL_TLS_SERVER_NAME to the name in the server certificate, or TEMPORAL_TLS_SERVER_CA_CERT_PATH to its CA",
+    )
+    .optional(),
 });
 
 const amplitudeVariables = z.object({
@@ -376,6 +382,8 @@ export function loadTemporalConfig(env: Env = environment()): TemporalConfig {
       : undefined,
     grpcMetadata,
     workerPrometheusAddress: values.WORKER_PROMETHEUS_ADDRESS,
+    workerMaxConcurrentActivities: values.WORKER_MAX_CONCURRENT_ACTIVITIES,
+    workerShutdownGraceMs: values.WORKER_SHUTDOWN_GRACE,
   };
 }
 

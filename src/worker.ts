@@ -24,6 +24,10 @@ export function createSyncWorker(
     namespace: temporal.namespace,
     taskQueue: temporal.taskQueue,
     identity: context.workerIdentity,
+    maxConcurrentActivityTaskExecutions: temporal.workerMaxConcurrentActivities,
+    // SIGTERM/SIGINT (the SDK's default shutdown signals) stop polling at once; running activities get this long
+    // to finish, then are cancelled and retried elsewhere from their checkpoints, so a rolling deploy loses nothing.
+    shutdownGraceTime: temporal.workerShutdownGraceMs,
     ...(workflowBundlePath ? { workflowBundle: { codePath: workflowBundlePath } } : { workflowsPath: join(PROJECT_ROOT, 'workflows', 'index.ts') }),
     activities: createActivities(context),
   });
@@ -40,6 +44,7 @@ export async function main(): Promise<void> {
   if (metricsAddress) console.log(`Metrics for Prometheus at http://${metricsAddress}/metrics`);
   try {
     await worker.run();
+    console.log(`Worker ${context.workerIdentity} stopped.`);
   } finally {
     await connection.close();
     await context.store.close();

@@ -19,7 +19,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { CohortSyncActivities } from '../activities/cohort-sync.js';
-import type { ChangeKind, PageOutcome } from '../activities/cohort-sync-types.js';
+import type { ChangeKind, CohortPlan, PageOutcome, RunRef } from '../activities/cohort-sync-types.js';
 import { DEFERRED_DEVICE_LOOKUP } from '../src/cohort/identifiers.js';
 import { cohortSyncId, cohortSyncInputSchema, describeInputProblems, type CohortSyncInput, type CohortSyncOptions } from '../src/cohort/input.js';
 import { COHORT_ID, DATA_POINTS, SYNC_KIND } from '../src/temporal/search-attributes.js';
@@ -28,7 +28,7 @@ const retry = {
   initialInterval: '1s',
   backoffCoefficient: 2,
   maximumInterval: '1 minute',
-  nonRetryableErrorTypes: ['VendorRejected', 'InvalidCohortSync', 'QuotaExhausted', 'ExportTimedOut'],
+  nonRetryableErrorTypes: ['VendorRejected', 'InvalidCohortSync', 'QuotaExhausted', 'ExportTimedOut', 'SyncLeaseLost'],
 };
 
 const quick = proxyActivities<CohortSyncActivities>({ startToCloseTimeout: '2 minutes', retry });
@@ -56,8 +56,10 @@ export interface CohortSyncResult extends CohortSyncTotals {
   cohortName: string;
   unchanged: boolean;
   dryRun: boolean;
+  /** Set when this run sent nothing because another run of the same sync (this workflow id) was in progress. */
+  runInProgress?: string;
   /** Who enters and leaves, and what sending it costs (also reported by dry runs). */
-  plan?: { enter: number; leave: number; predictedDataPoints: number };
+  plan?: CohortPlan;
   skipReasons: Record<string, number>;
 }
 
@@ -76,11 +78,10 @@ export interface CohortSyncCheckpoint {
   runId: string;
   cohortName: string;
   sourceVersion: string;
-  plan: { enter: number; leave: number; predictedDataPoints: number };
+  plan: CohortPlan;
   skipReasons: Record<string, number>;
-  kind: ChangeKind;
-  afterKey?: string;
-  page: number;
+  /** Every page before this one is applied (entered pages are numbered first, then the pages of who left). */
+  nextPage: number;
   totals: CohortSyncTotals;
 }
 
@@ -107,9 +108,10 @@ export async function cohortSync(input: CohortSyncInput, checkpoint?: CohortSync
   const options: CohortSyncOptions = parsed.data;
   const syncId = cohortSyncId(options);
   const runId = checkpoint?.runId ?? `${syncId}/${workflowInfo().runId}`;
+  const run: RunRef = { syncId, runId, workflowId: workflowInfo().workflowId };
   const totals: CohortSyncTotals = checkpoint?.totals ?? emptyTotals();
   const budgets: Budgets = { maxDataPoints: options.maxDataPoints, maxDataPointsPerDay: options.maxDataPointsPerDay };
-  const progress: CohortSyncProgress = { phase: 'preparing', cohortId: options.cohortId, page: checkpoint?.page ?? 0, pagesTotal: 0, totals };
+  const progress: CohortSyncProgress = { phase: 'preparing', cohortId: options.cohortId, page: checkpoint?.nextPage ?? 0, pagesTotal: 0, totals };
   let resumeOnce = false;
 
   setHandler(progressQuery, () => progress);
@@ -138,7 +140,7 @@ export async function cohortSync(input: CohortSyncInput, checkpoint?: CohortSync
   const finish = async (status: 'succeeded' | 'dry_run' | 'unchanged', result: CohortSyncResult, sourceVersion?: string) => {
     progress.phase = 'finishing';
     // The failure ledger counts each rejected member once, however often retries resent it.
-    Object.assign(result, await quick.finishCohortRun({ syncId, runId, status, sourceVersion, stats: { ...result } }));
+    Object.assign(result, await quick.finishCohortRun({ run, status, sourceVersion, stats: { ...result } }));
     progress.phase = 'done';
     setCurrentDetails(describeResult(result));
     await condition(allHandlersFinished);
@@ -147,112 +149,128 @@ export async function cohortSync(input: CohortSyncInput, checkpoint?: CohortSync
 
   let state = checkpoint;
   try {
-    return await run();
+    return await syncCohort();
   } catch (error) {
     if (error instanceof ContinueAsNew) throw error;
-    await quick.finishCohortRun({ syncId, runId, status: 'failed', stats: { ...totals } }).catch(() => undefined);
+    await quick.finishCohortRun({ run, status: 'failed', stats: { ...totals } }).catch(() => undefined);
     throw readableFailure(error);
   }
 
-  async function run(): Promise<CohortSyncResult> {
+  async function syncCohort(): Promise<CohortSyncResult> {
     if (!state) {
-      const prepared = await quick.prepareCohortRun({ syncId, runId, cohortId: options.cohortId, target: options.target, force: options.force });
+      const { cohortId, target, force, ifRunning } = options;
+      const prepared = await quick.prepareCohortRun({ run, cohortId, target, force, ifRunning });
+      if (prepared.status === 'busy') {
+        // This run never held the lease: it has nothing to record or release.
+        progress.phase = 'done';
+        setCurrentDetails(`Skipped: run ${prepared.runInProgress} of this sync is in progress; nothing was sent`);
+        return resultOf(options, syncId, '', totals, { unchanged: false, runInProgress: prepared.runInProgress, skipReasons: {} });
+      }
       if (prepared.status === 'unchanged') {
         const result = resultOf(options, syncId, prepared.cohortName, totals, { unchanged: true, skipReasons: {} });
         return finish('unchanged', result, String(prepared.lastComputed));
       }
       progress.phase = 'exporting';
       setCurrentDetails(`Exporting cohort "${prepared.cohortName}" (${prepared.size} members) from Amplitude`);
-      const { requestId } = await quick.requestCohortExport({ runId, cohortId: options.cohortId });
+      const { requestId } = await quick.requestCohortExport({ run, cohortId });
       totals.amplitudeDownloads += 1;
-      await exportWait.waitForCohortExport({ requestId, cohortId: options.cohortId });
+      await exportWait.waitForCohortExport({ run, requestId, cohortId });
 
       progress.phase = 'staging';
       setCurrentDetails(`Staging cohort "${prepared.cohortName}" members`);
-      const staged = await streaming.stageCohortMembers({
-        runId,
-        requestId,
-        identifiers: options.identifiers,
-        aliasLabel: options.aliasLabel,
-        aliasNameFrom: options.aliasNameFrom,
-      });
+      const { identifiers, aliasLabel, aliasNameFrom } = options;
+      const staged = await streaming.stageCohortMembers({ run, requestId, identifiers, aliasLabel, aliasNameFrom });
       totals.skipped = staged.skipped;
 
       progress.phase = 'planning';
-      const plan = await quick.planCohortRun({ runId, syncId, target: options.target });
-      state = {
-        runId,
-        cohortName: prepared.cohortName,
-        sourceVersion: String(prepared.lastComputed),
-        plan,
-        skipReasons: staged.skipReasons,
-        kind: 'enter',
-        page: 0,
-        totals,
-      };
+      const plan = await quick.planCohortRun({ run, pageSize: options.pageSize });
+      state = { runId, cohortName: prepared.cohortName, sourceVersion: String(prepared.lastComputed), plan, skipReasons: staged.skipReasons, nextPage: 0, totals };
       if (options.dryRun) {
         const result = resultOf(options, syncId, prepared.cohortName, totals, { unchanged: false, plan, skipReasons: staged.skipReasons });
         return finish('dry_run', result);
       }
-      if (options.target === 'partner_cohort') {
-        await quick.ensurePartnerCohort({ cohortId: options.cohortId, cohortName: prepared.cohortName, createdAt: prepared.createdAt });
+      if (target === 'partner_cohort') {
+        await quick.ensurePartnerCohort({ cohortId, cohortName: prepared.cohortName, createdAt: prepared.createdAt });
       }
     }
 
-    const { plan, cohortName } = state;
+    await applyPages(state);
 
-    progress.pagesTotal = Math.ceil(plan.enter / options.pageSize) + Math.ceil(plan.leave / options.pageSize);
-    progress.phase = 'applying';
-    // Everyone who entered, then everyone who left; a continued run resumes at its kind and cursor.
-    const kinds: ChangeKind[] = state.kind === 'enter' ? ['enter', 'leave'] : ['leave'];
-    let afterKey = state.afterKey;
-    for (const kind of kinds) {
-      for (;;) {
-        if (workflowInfo().continueAsNewSuggested) {
-          await condition(allHandlersFinished);
-          // Budgets raised by an update live in this run only: carry them into the next.
-          await continueAsNew<typeof cohortSync>({ ...input, ...definedBudgets(budgets) }, { ...state, kind, afterKey, page: progress.page, totals });
-        }
-        progress.kind = kind;
-        const outcome = await applyPageWithinBudget(kind, afterKey, cohortName);
-        if (outcome.status === 'over_budget') continue; // the same page again, under the new budget
-        progress.page += 1;
-        addPage(totals, kind, outcome);
-        upsertSearchAttributes([{ key: DATA_POINTS, value: totals.dataPoints }]);
-        setCurrentDetails(
-          `Page ${progress.page} of ${progress.pagesTotal}: ${totals.added} added, ${totals.removed} removed, ${totals.failed} failed, ${totals.dataPoints} data points`,
-        );
-        if (outcome.nextAfterKey === undefined) break;
-        afterKey = outcome.nextAfterKey;
-      }
-      afterKey = undefined;
-    }
-
-    const result = resultOf(options, syncId, cohortName, totals, { unchanged: false, plan, skipReasons: state.skipReasons });
+    const result = resultOf(options, syncId, state.cohortName, totals, { unchanged: false, plan: state.plan, skipReasons: state.skipReasons });
     // With members Braze rejected or device ids still to look up, the source is not fully synced: the next run
     // must not skip the download.
     const complete = totals.failed === 0 && state.skipReasons[DEFERRED_DEVICE_LOOKUP] === undefined;
     return finish('succeeded', result, complete ? state.sourceVersion : undefined);
   }
 
-  /** Sends one page, or — when it would exceed a budget — pauses until the budget is raised or resume is signalled. */
-  async function applyPageWithinBudget(kind: ChangeKind, afterKey: string | undefined, cohortName: string): Promise<PageOutcome> {
-    const ignoreBudgets = resumeOnce;
-    resumeOnce = false;
-    const outcome = await pages.applyCohortPage({
-      syncId,
-      runId,
+  /**
+   * Applies the planned pages, up to `pagesInFlight` at once, from `state.nextPage` on. Every page in flight
+   * holds back the most a page can cost from the budgets; a page refused for that reason while others were in
+   * flight is tried again alone, and pauses the run only if it is over budget on its own. The run continues as
+   * new only with nothing in flight, so every page before `nextPage` is applied.
+   */
+  async function applyPages(state: CohortSyncCheckpoint): Promise<void> {
+    const { plan } = state;
+    const pageCount = plan.pages.enter + plan.pages.leave;
+    const pageAt = (index: number) =>
+      index < plan.pages.enter ? { kind: 'enter' as const, page: index } : { kind: 'leave' as const, page: index - plan.pages.enter };
+    progress.pagesTotal = pageCount;
+    progress.phase = 'applying';
+    const inFlight = new Set<Promise<void>>();
+    const refused: number[] = [];
+    let next = state.nextPage;
+
+    const launch = (index: number) => {
+      const done = applyPage(pageAt(index), inFlight.size * plan.maxPageDataPoints).then((outcome) => {
+        inFlight.delete(done);
+        if (outcome.status === 'over_budget') refused.push(index);
+        else addPage(pageAt(index).kind, outcome);
+      });
+      inFlight.add(done);
+    };
+
+    for (;;) {
+      while (inFlight.size < options.pagesInFlight && refused.length === 0 && next < pageCount && !workflowInfo().continueAsNewSuggested) {
+        launch(next++);
+      }
+      if (inFlight.size > 0) {
+        await Promise.race(inFlight);
+        continue;
+      }
+      const alone = refused.shift();
+      if (alone !== undefined) {
+        addPage(pageAt(alone).kind, await applyAloneWithinBudget(pageAt(alone)));
+      } else if (next < pageCount) {
+        await condition(allHandlersFinished);
+        // Budgets raised by an update live in this run only: carry them into the next.
+        await continueAsNew<typeof cohortSync>({ ...input, ...definedBudgets(budgets) }, { ...state, nextPage: next, totals });
+      } else {
+        return;
+      }
+    }
+  }
+
+  function applyPage(page: { kind: ChangeKind; page: number }, inFlightDataPoints: number, ignoreBudgets = false): Promise<PageOutcome> {
+    return pages.applyCohortPage({
+      run,
       cohortId: options.cohortId,
-      cohortName,
+      cohortName: state?.cohortName ?? '',
       target: options.target,
       attributeName: options.attributeName,
-      kind,
-      afterKey,
-      pageSize: options.pageSize,
+      ...page,
       runBudgetRemaining: ignoreBudgets || budgets.maxDataPoints === undefined ? undefined : budgets.maxDataPoints - totals.dataPoints,
       maxDataPointsPerDay: ignoreBudgets ? undefined : budgets.maxDataPointsPerDay,
+      inFlightDataPoints,
     });
-    if (outcome.status === 'over_budget') {
+  }
+
+  /** Sends one page with nothing else in flight; while it would exceed a budget, pauses until the budget is raised or resume is signalled. */
+  async function applyAloneWithinBudget(page: { kind: ChangeKind; page: number }): Promise<PageOutcome> {
+    for (;;) {
+      const ignoreBudgets = resumeOnce;
+      resumeOnce = false;
+      const outcome = await applyPage(page, 0, ignoreBudgets);
+      if (outcome.status === 'applied') return outcome;
       const before = { ...budgets };
       progress.phase = 'paused';
       progress.pausedReason = `the next page costs ${outcome.pageDataPoints} data points, over the ${outcome.budget === 'day' ? 'daily' : 'run'} budget`;
@@ -263,7 +281,19 @@ export async function cohortSync(input: CohortSyncInput, checkpoint?: CohortSync
       progress.phase = 'applying';
       progress.pausedReason = undefined;
     }
-    return outcome;
+  }
+
+  function addPage(kind: ChangeKind, outcome: PageOutcome): void {
+    if (kind === 'enter') totals.added += outcome.accepted;
+    else totals.removed += outcome.accepted;
+    totals.failed += outcome.failed;
+    totals.dataPoints += outcome.dataPoints;
+    totals.brazeRequests += outcome.brazeRequests;
+    progress.page += 1;
+    upsertSearchAttributes([{ key: DATA_POINTS, value: totals.dataPoints }]);
+    setCurrentDetails(
+      `Page ${progress.page} of ${progress.pagesTotal}: ${totals.added} added, ${totals.removed} removed, ${totals.failed} failed, ${totals.dataPoints} data points`,
+    );
   }
 }
 
@@ -288,25 +318,18 @@ function emptyTotals(): CohortSyncTotals {
   return { added: 0, removed: 0, skipped: 0, failed: 0, failureReasons: {}, dataPoints: 0, brazeRequests: 0, amplitudeDownloads: 0 };
 }
 
-function addPage(totals: CohortSyncTotals, kind: ChangeKind, outcome: PageOutcome): void {
-  if (kind === 'enter') totals.added += outcome.accepted;
-  else totals.removed += outcome.accepted;
-  totals.failed += outcome.failed;
-  totals.dataPoints += outcome.dataPoints;
-  totals.brazeRequests += outcome.brazeRequests;
-}
-
 function resultOf(
   options: CohortSyncOptions,
   syncId: string,
   cohortName: string,
   totals: CohortSyncTotals,
-  extra: Pick<CohortSyncResult, 'unchanged' | 'plan' | 'skipReasons'>,
+  extra: Pick<CohortSyncResult, 'unchanged' | 'plan' | 'skipReasons' | 'runInProgress'>,
 ): CohortSyncResult {
   return { syncId, cohortId: options.cohortId, cohortName, dryRun: options.dryRun, ...totals, ...extra };
 }
 
 function describeResult(result: CohortSyncResult): string {
+  if (result.runInProgress) return `Skipped: run ${result.runInProgress} of this sync is in progress; nothing was sent`;
   if (result.unchanged) return `Cohort "${result.cohortName}" unchanged since the last run: nothing downloaded or sent`;
   if (result.dryRun && result.plan) {
     return `Dry run: ${result.plan.enter} would enter, ${result.plan.leave} would leave, ${result.plan.predictedDataPoints} data points`;

@@ -1,6 +1,6 @@
 /** `ampbraze cohort sync|schedule|status`: thin commands over the typed client API. */
 import type { Command } from 'commander';
-import { getSyncProgress, scheduleCohortSync, startCohortSync, type Cadence } from '../client.js';
+import { getSyncProgress, latestCohortSyncRun, scheduleCohortSync, startCohortSync, type Cadence } from '../client.js';
 import { cohortSyncId, type CohortSyncInput } from '../cohort/input.js';
 import { reportAndExit } from './output.js';
 import { describeProgress, followProgress, printResult } from './progress.js';
@@ -77,12 +77,15 @@ export function registerCohortCommands(program: Command): void {
 
   cohort
     .command('status <cohortId>')
-    .description('show the progress of a cohort sync')
+    .description('show the progress of the newest run of a cohort sync, however it was started (also by a schedule)')
     .option('--target <target>', 'attribute or partner_cohort', 'attribute')
     .option('--attribute <name>', 'custom-attribute array name', 'amplitude_cohorts')
     .action((cohortId: string, flags: { target: 'attribute' | 'partner_cohort'; attribute: string }) =>
       withTemporalClient(async (client) => {
-        const workflowId = cohortSyncId({ cohortId, target: flags.target, attributeName: flags.attribute });
+        const sync = { cohortId, target: flags.target, attributeName: flags.attribute };
+        // Visibility lags a moment behind a start: a run just started under the sync id is still found.
+        const workflowId = (await latestCohortSyncRun(client, sync)) ?? cohortSyncId(sync);
+        console.log(`Run ${workflowId}`);
         console.log(describeProgress(await getSyncProgress(client, workflowId)));
       }).catch(reportAndExit),
     );

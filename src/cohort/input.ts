@@ -32,6 +32,10 @@ export const cohortSyncInputSchema = z
     maxDataPointsPerDay: z.number().int().positive().optional(),
     /** Users per page: one page is one activity, sent as several Braze requests. */
     pageSize: z.number().int().min(1).max(10_000).default(1_000),
+    /** Pages applied at once: more fill a high Braze rate limit; the shared limiter still holds the ceiling. */
+    pagesInFlight: z.number().int().min(1).max(32).default(4),
+    /** When another run of this sync is in progress: `skip` ends at once (sending nothing), `wait` waits its turn. */
+    ifRunning: z.enum(['skip', 'wait']).default('skip'),
     /** Download again even if the cohort's `lastComputed` has not moved. */
     force: z.boolean().default(false),
   })

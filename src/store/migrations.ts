@@ -128,6 +128,28 @@ export const MIGRATIONS: readonly Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 5,
+    name: 'per-sync leases and planned pages',
+    sql: `
+      -- One run per sync at a time, whatever its workflow id; an expired lease may be taken by another run.
+      CREATE TABLE sync_leases (
+        sync_id TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        workflow_id TEXT NOT NULL,
+        expires_at_ms INTEGER NOT NULL
+      ) WITHOUT ROWID;
+
+      -- The last key of each planned page of a run's diff: pages are applied by number, several at once.
+      CREATE TABLE plan_pages (
+        run_id TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('enter', 'leave')),
+        page_no INTEGER NOT NULL,
+        through_key TEXT NOT NULL,
+        PRIMARY KEY (run_id, kind, page_no)
+      ) WITHOUT ROWID;
+    `,
+  },
 ];
 
 export function currentSchemaVersion(db: Database): number {

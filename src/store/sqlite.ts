@@ -13,11 +13,15 @@ import {
   type CohortDownloadReservation,
   type DataPointEntry,
   type DiffCounts,
+  type DiffKind,
+  type DiffPageOptions,
   type JsonObject,
   type MemberFailure,
   type Page,
   type PageOptions,
   type OutcomeTotals,
+  type PageRange,
+  type PlannedPages,
   type RateSlotGrant,
   type RateSlotRequest,
   type ReasonCount,
@@ -27,10 +31,13 @@ import {
   type RunStart,
   type RequestOutcome,
   type RunStatus,
+  type SentRequest,
   type SnapshotMember,
   type StagedMember,
   type StagingCheckpoint,
   type StateStore,
+  type SyncLease,
+  type SyncLeaseClaim,
 } from './store.js';
 
 const BUSY_TIMEOUT_MS = 10_000;
@@ -166,17 +173,22 @@ export class SqliteStateStore implements StateStore {
       await yieldToEventLoop();
     }
     this.#sql.deleteCheckpoint.run(runId);
+    this.#sql.deletePlan.run(runId);
   }
 
-  diffPage(runId: string, syncId: string, options: PageOptions & { kind: 'enter' }): Promise<Page<StagedMember>>;
-  diffPage(runId: string, syncId: string, options: PageOptions & { kind: 'leave' }): Promise<Page<SnapshotMember>>;
-  async diffPage(runId: string, syncId: string, options: PageOptions & { kind: 'enter' | 'leave' }): Promise<Page<StagedMember> | Page<SnapshotMember>> {
+  diffPage(runId: string, syncId: string, options: DiffPageOptions & { kind: 'enter' }): Promise<Page<StagedMember>>;
+  diffPage(runId: string, syncId: string, options: DiffPageOptions & { kind: 'leave' }): Promise<Page<SnapshotMember>>;
+  async diffPage(runId: string, syncId: string, options: DiffPageOptions & { kind: DiffKind }): Promise<Page<StagedMember> | Page<SnapshotMember>> {
     const limit = pageLimit(options.limit);
     const afterKey = options.afterKey ?? FIRST_KEY;
-    const rows =
-      options.kind === 'leave'
-        ? this.#sql.leavePage.all(syncId, afterKey, runId, limit)
-        : this.#sql.enterPage.all(runId, afterKey, syncId, limit).map(toStagedMember);
+    const { throughKey } = options;
+    let rows;
+    if (options.kind === 'leave') {
+      rows = throughKey === undefined ? this.#sql.leavePage.all(syncId, afterKey, runId, limit) : this.#sql.leaveRange.all(syncId, afterKey, throughKey, runId, limit);
+    } else {
+      const staged = throughKey === undefined ? this.#sql.enterPage.all(runId, afterKey, syncId, limit) : this.#sql.enterRange.all(runId, afterKey, throughKey, syncId, limit);
+      rows = staged.map(toStagedMember);
+    }
     await yieldToEventLoop();
     return toPage(rows, limit);
   }
@@ -186,6 +198,30 @@ export class SqliteStateStore implements StateStore {
       enter: this.#sql.enterCount.get(runId, syncId)?.count ?? 0,
       leave: this.#sql.leaveCount.get(syncId, runId)?.count ?? 0,
     }));
+  }
+
+  planPages(runId: string, syncId: string, pageSize: number): Promise<PlannedPages> {
+    if (!Number.isInteger(pageSize) || pageSize < 1) throw new RangeError(`pageSize must be a whole number >= 1, got ${pageSize}`);
+    const plan = this.#db.transaction((): PlannedPages => {
+      this.#sql.deletePlan.run(runId);
+      this.#sql.planEnterPages.run(runId, pageSize, runId, syncId);
+      this.#sql.planLeavePages.run(runId, pageSize, syncId, runId);
+      const counts = { enter: this.#sql.enterCount.get(runId, syncId)?.count ?? 0, leave: this.#sql.leaveCount.get(syncId, runId)?.count ?? 0 };
+      return {
+        enter: { changes: counts.enter, pages: Math.ceil(counts.enter / pageSize) },
+        leave: { changes: counts.leave, pages: Math.ceil(counts.leave / pageSize) },
+      };
+    });
+    return settle(() => plan());
+  }
+
+  plannedPage(runId: string, kind: DiffKind, page: number): Promise<PageRange | undefined> {
+    return settle(() => {
+      const rows = this.#sql.plannedPage.all(runId, kind, page - 1, page);
+      const through = rows.find((row) => row.pageNo === page);
+      if (!through) return undefined;
+      return { afterKey: rows.find((row) => row.pageNo === page - 1)?.throughKey, throughKey: through.throughKey };
+    });
   }
 
   startRun(run: RunStart): Promise<void> {
@@ -223,7 +259,7 @@ export class SqliteStateStore implements StateStore {
   addDataPoints(entry: DataPointEntry): Promise<boolean> {
     return settle(() => {
       requireFormat('day', entry.day, DAY, 'YYYY-MM-DD');
-      if (!Number.isInteger(entry.points) || entry.points < 0) throw new RangeError(`points must be a whole number >= 0, got ${entry.points}`);
+      requirePoints(entry.points);
       return this.#sql.insertDataPoints.run(entry.runId, entry.pageKey, entry.day, entry.syncId, entry.points).changes === 1;
     });
   }
@@ -302,6 +338,40 @@ export class SqliteStateStore implements StateStore {
   requestOutcomeTotals(runId: string, keyPrefix: string): Promise<OutcomeTotals> {
     // Keys are compared byte-wise: every key with the prefix sorts in [prefix, prefix + U+FFFF).
     return settle(() => this.#sql.requestOutcomeTotals.get(runId, keyPrefix, `${keyPrefix}\uffff`)!);
+  }
+
+  recordSentRequest(request: SentRequest): Promise<boolean> {
+    const record = this.#db.transaction((): boolean => {
+      for (const memberKey of request.snapshot.added ?? []) this.#sql.insertSnapshotMember.run(request.syncId, requireKey(memberKey));
+      for (const memberKey of request.snapshot.removed ?? []) this.#sql.deleteSnapshotMember.run(request.syncId, memberKey);
+      for (const failure of request.rejected) this.#sql.upsertFailure.run(request.runId, requireKey(failure.memberKey), failure.reason);
+      const accepted = (request.snapshot.added?.length ?? 0) + (request.snapshot.removed?.length ?? 0);
+      const first = this.#sql.insertRequestOutcome.run(request.runId, requireKey(request.requestKey), accepted, request.rejected.length, request.dataPoints);
+      if (first.changes === 0) return false;
+      this.#sql.insertDataPoints.run(request.runId, request.requestKey, request.day, request.syncId, request.dataPoints);
+      return true;
+    });
+    return settle(() => {
+      requireFormat('day', request.day, DAY, 'YYYY-MM-DD');
+      requirePoints(request.dataPoints);
+      return record();
+    });
+  }
+
+  claimSyncLease(claim: SyncLeaseClaim): Promise<SyncLease> {
+    const { syncId, holder, workflowId, ttlMs, nowMs } = claim;
+    const take = this.#db.transaction((): SyncLease => {
+      const lease = this.#sql.syncLease.get(syncId);
+      if (lease && lease.holder !== holder && lease.expiresAtMs > nowMs) return { held: false, ...lease };
+      this.#sql.upsertSyncLease.run(syncId, holder, workflowId, nowMs + ttlMs);
+      return { held: true };
+    });
+    // IMMEDIATE: two claimants cannot both read the lease as free.
+    return settle(() => take.immediate());
+  }
+
+  releaseSyncLease(syncId: string, holder: string): Promise<void> {
+    return settle(() => void this.#sql.deleteSyncLease.run(syncId, holder));
   }
 
   acquireRateSlots(request: RateSlotRequest): Promise<RateSlotGrant> {
@@ -409,6 +479,49 @@ function prepareStatements(db: Database.Database) {
          AND NOT EXISTS (SELECT 1 FROM staged_members s WHERE s.run_id = ? AND s.member_key = m.member_key)
        ORDER BY m.member_key LIMIT ?`,
     ),
+    enterRange: db.prepare<[string, string, string, string, number], StagedRow>(
+      `SELECT s.member_key AS memberKey, s.amplitude_id AS amplitudeId, s.user_id AS userId, s.device_id AS deviceId, s.props
+       FROM staged_members s
+       WHERE s.run_id = ? AND s.member_key > ? AND s.member_key <= ?
+         AND NOT EXISTS (SELECT 1 FROM snapshot_members m WHERE m.sync_id = ? AND m.member_key = s.member_key)
+       ORDER BY s.member_key LIMIT ?`,
+    ),
+    leaveRange: db.prepare<[string, string, string, string, number], SnapshotMember>(
+      `SELECT m.member_key AS memberKey
+       FROM snapshot_members m
+       WHERE m.sync_id = ? AND m.member_key > ? AND m.member_key <= ?
+         AND NOT EXISTS (SELECT 1 FROM staged_members s WHERE s.run_id = ? AND s.member_key = m.member_key)
+       ORDER BY m.member_key LIMIT ?`,
+    ),
+    // Numbers the diff in key order and keeps the last key of every `pageSize` changes.
+    planEnterPages: db.prepare<[string, number, string, string]>(
+      `INSERT INTO plan_pages (run_id, kind, page_no, through_key)
+       SELECT ?, 'enter', page_no, max(member_key) FROM (
+         SELECT s.member_key, (row_number() OVER (ORDER BY s.member_key) - 1) / CAST(? AS INTEGER) AS page_no
+         FROM staged_members s
+         WHERE s.run_id = ? AND NOT EXISTS (SELECT 1 FROM snapshot_members m WHERE m.sync_id = ? AND m.member_key = s.member_key)
+       ) GROUP BY page_no`,
+    ),
+    planLeavePages: db.prepare<[string, number, string, string]>(
+      `INSERT INTO plan_pages (run_id, kind, page_no, through_key)
+       SELECT ?, 'leave', page_no, max(member_key) FROM (
+         SELECT m.member_key, (row_number() OVER (ORDER BY m.member_key) - 1) / CAST(? AS INTEGER) AS page_no
+         FROM snapshot_members m
+         WHERE m.sync_id = ? AND NOT EXISTS (SELECT 1 FROM staged_members s WHERE s.run_id = ? AND s.member_key = m.member_key)
+       ) GROUP BY page_no`,
+    ),
+    plannedPage: db.prepare<[string, string, number, number], { pageNo: number; throughKey: string }>(
+      'SELECT page_no AS pageNo, through_key AS throughKey FROM plan_pages WHERE run_id = ? AND kind = ? AND page_no IN (?, ?)',
+    ),
+    deletePlan: db.prepare<[string]>('DELETE FROM plan_pages WHERE run_id = ?'),
+    syncLease: db.prepare<[string], { holder: string; workflowId: string; expiresAtMs: number }>(
+      'SELECT holder, workflow_id AS workflowId, expires_at_ms AS expiresAtMs FROM sync_leases WHERE sync_id = ?',
+    ),
+    upsertSyncLease: db.prepare<[string, string, string, number]>(
+      `INSERT INTO sync_leases (sync_id, holder, workflow_id, expires_at_ms) VALUES (?, ?, ?, ?)
+       ON CONFLICT (sync_id) DO UPDATE SET holder = excluded.holder, workflow_id = excluded.workflow_id, expires_at_ms = excluded.expires_at_ms`,
+    ),
+    deleteSyncLease: db.prepare<[string, string]>('DELETE FROM sync_leases WHERE sync_id = ? AND holder = ?'),
     enterCount: db.prepare<[string, string], { count: number }>(
       `SELECT count(*) AS count FROM staged_members s
        WHERE s.run_id = ? AND NOT EXISTS (SELECT 1 FROM snapshot_members m WHERE m.sync_id = ? AND m.member_key = s.member_key)`,
@@ -499,6 +612,10 @@ function requireKey(memberKey: string): string {
 
 function requireFormat(name: string, value: string, pattern: RegExp, format: string): void {
   if (!pattern.test(value)) throw new RangeError(`${name} must be ${format}, got "${value}"`);
+}
+
+function requirePoints(points: number): void {
+  if (!Number.isInteger(points) || points < 0) throw new RangeError(`points must be a whole number >= 0, got ${points}`);
 }
 
 function toStagedMember(row: StagedRow): StagedMember {

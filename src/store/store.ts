@@ -40,6 +40,11 @@ export interface PageOptions {
   limit: number;
 }
 
+export interface DiffPageOptions extends PageOptions {
+  /** Return keys up to and including this one; omit for no upper bound. */
+  throughKey?: string;
+}
+
 export interface Page<T> {
   items: T[];
   /** The `afterKey` for the next page; undefined when this page was the last. */
@@ -52,6 +57,20 @@ export type DiffKind = 'enter' | 'leave';
 export interface DiffCounts {
   enter: number;
   leave: number;
+}
+
+/** Changes of one kind and how many pages of the planned size they fill. */
+export interface PlannedChanges {
+  changes: number;
+  pages: number;
+}
+
+export type PlannedPages = Record<DiffKind, PlannedChanges>;
+
+/** The key range of one planned page: keys after `afterKey` (from the start when undefined) through `throughKey`. */
+export interface PageRange {
+  afterKey: string | undefined;
+  throughKey: string;
 }
 
 export interface AttributeSnapshot {
@@ -148,6 +167,33 @@ export interface OutcomeTotals {
   dataPoints: number;
 }
 
+/** One vendor request of a run's page and what it changed, recorded in one transaction. */
+export interface SentRequest {
+  syncId: string;
+  runId: string;
+  /** Unique within the run (see RequestOutcome). */
+  requestKey: string;
+  /** `YYYY-MM-DD` (UTC): the day its data points count against. */
+  day: string;
+  /** Members the vendor accepted, entering (`added`) or leaving (`removed`) the sync's snapshot. */
+  snapshot: { added?: readonly string[]; removed?: readonly string[] };
+  /** Members the vendor refused, with its reason. */
+  rejected: readonly MemberFailure[];
+  dataPoints: number;
+}
+
+export interface SyncLeaseClaim {
+  syncId: string;
+  /** The run claiming (or renewing) the lease: unique per run, the same across its retries and continue-as-new. */
+  holder: string;
+  /** The holder's workflow id, so a refused claimant can name the run in progress. */
+  workflowId: string;
+  ttlMs: number;
+  nowMs: number;
+}
+
+export type SyncLease = { held: true } | { held: false; holder: string; workflowId: string; expiresAtMs: number };
+
 export interface AmplitudeDeviceId {
   amplitudeId: string;
   /** Null when Amplitude knows no device for the user. */
@@ -184,11 +230,21 @@ export interface StateStore {
   stageChunk(runId: string, rows: readonly StagedMember[], checkpoint: StagingCheckpoint): Promise<void>;
   stagingCheckpoint(runId: string): Promise<StagingCheckpoint | undefined>;
   stagedCount(runId: string): Promise<number>;
+  /** Removes the run's staged rows, staging checkpoint and planned pages. */
   clearStaging(runId: string): Promise<void>;
 
-  diffPage(runId: string, syncId: string, options: PageOptions & { kind: 'enter' }): Promise<Page<StagedMember>>;
-  diffPage(runId: string, syncId: string, options: PageOptions & { kind: 'leave' }): Promise<Page<SnapshotMember>>;
+  diffPage(runId: string, syncId: string, options: DiffPageOptions & { kind: 'enter' }): Promise<Page<StagedMember>>;
+  diffPage(runId: string, syncId: string, options: DiffPageOptions & { kind: 'leave' }): Promise<Page<SnapshotMember>>;
   diffCounts(runId: string, syncId: string): Promise<DiffCounts>;
+
+  /**
+   * Cuts the run's diff (as it stands now) into numbered pages of `pageSize` changes per kind and records each
+   * page's key range, so pages can be applied in any order and in parallel, by number. Replaces an earlier plan
+   * of the run. A page's range stays valid while its changes are committed: a retried page reads what is left.
+   */
+  planPages(runId: string, syncId: string, pageSize: number): Promise<PlannedPages>;
+  /** The key range of a planned page (0-based), or undefined past the last page. */
+  plannedPage(runId: string, kind: DiffKind, page: number): Promise<PageRange | undefined>;
 
   /** Records a run as running; a retried start of the same run is a no-op. */
   startRun(run: RunStart): Promise<void>;
@@ -207,6 +263,11 @@ export interface StateStore {
 
   /** Records what one vendor request achieved; false if that request was recorded already. */
   recordRequestOutcome(outcome: RequestOutcome): Promise<boolean>;
+  /**
+   * Records a sent request atomically: snapshot change, failures, its outcome and — the first time only — its
+   * data points. Returns false when the request was recorded already (a retried attempt), which adds nothing.
+   */
+  recordSentRequest(request: SentRequest): Promise<boolean>;
   /** Sums the outcomes of a run's requests whose key starts with `keyPrefix`. */
   requestOutcomeTotals(runId: string, keyPrefix: string): Promise<OutcomeTotals>;
 
@@ -217,6 +278,15 @@ export interface StateStore {
   acquireRateSlots(request: RateSlotRequest): Promise<RateSlotGrant>;
   /** Blocks a limit for everyone until `untilMs`, because the vendor reported it exhausted. */
   blockRateLimit(key: string, untilMs: number): Promise<void>;
+
+  /**
+   * One run per sync, whatever its workflow id: takes the lease when it is free or expired, renews it for the
+   * holder that has it, and otherwise refuses, naming the holder. A holder whose lease expired and was taken by
+   * another run is refused too (fenced) and must stop.
+   */
+  claimSyncLease(claim: SyncLeaseClaim): Promise<SyncLease>;
+  /** Frees the lease if `holder` still has it. */
+  releaseSyncLease(syncId: string, holder: string): Promise<void>;
 
   /** The device ids looked up before for these Amplitude users (users never looked up are absent). */
   knownDeviceIds(amplitudeIds: readonly string[]): Promise<Map<string, string | null>>;

@@ -1,0 +1,36 @@
+/**
+ * One run per sync, whatever its workflow id (a Schedule appends a timestamp to it): every activity of a run
+ * renews the run's lease in the shared store before it touches a vendor, so two runs of one sync never send at
+ * once, on any number of workers and hosts. A run that dies without releasing its lease frees it on expiry.
+ */
+import { ApplicationFailure } from '@temporalio/common';
+import type { StateStore } from '../src/store/store.js';
+
+/** Long enough to ride out a slow workflow task or a worker restart; short enough that a dead run blocks briefly. */
+export const SYNC_LEASE_TTL_MS = 2 * 60_000;
+
+/** Which run of which sync an activity works for: references only, safe in workflow history. */
+export interface RunRef {
+  syncId: string;
+  /** `<syncId>/<first Temporal run id>`: the same across retries and continue-as-new. */
+  runId: string;
+  workflowId: string;
+}
+
+/** Takes or renews the lease; resolves with the workflow id of the run in progress when another run has it. */
+export async function claimLease(store: StateStore, run: RunRef): Promise<{ held: true } | { held: false; runInProgress: string; expiresAtMs: number }> {
+  const lease = await store.claimSyncLease({ syncId: run.syncId, holder: run.runId, workflowId: run.workflowId, ttlMs: SYNC_LEASE_TTL_MS, nowMs: Date.now() });
+  return lease.held ? lease : { held: false, runInProgress: lease.workflowId, expiresAtMs: lease.expiresAtMs };
+}
+
+/** Renews the lease of a run that took it earlier; a run whose lease another run has since taken stops here. */
+export async function keepLease(store: StateStore, run: RunRef): Promise<void> {
+  const lease = await claimLease(store, run);
+  if (!lease.held) {
+    throw ApplicationFailure.create({
+      type: 'SyncLeaseLost',
+      nonRetryable: true,
+      message: `Run ${lease.runInProgress} took over sync "${run.syncId}" after this run's lease lapsed (it paused or stalled longer than ${SYNC_LEASE_TTL_MS / 60_000} minutes); this run stops and sends nothing more`,
+    });
+  }
+}

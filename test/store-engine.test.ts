@@ -1,0 +1,139 @@
+/**
+ * The store's engine primitives: planned pages applied by number (in any order, several at once), one atomic
+ * record per sent request, and the per-sync lease.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { openStateStore, type DiffKind, type StagedMember, type StateStore } from '../src/store/index.js';
+
+const key = (index: number) => `ext:user-${String(index).padStart(6, '0')}`;
+const range = (count: number) => Array.from({ length: count }, (_, index) => index);
+const member = (index: number): StagedMember => ({ memberKey: key(index), amplitudeId: String(1_000_000 + index) });
+
+let store: StateStore;
+before(async () => {
+  store = await openStateStore({ kind: 'sqlite', path: ':memory:' });
+});
+after(async () => {
+  await store.close();
+});
+
+/** Every key of a planned page still in the diff, read in sub-pages as the page activity does. */
+async function readPlannedPage(runId: string, syncId: string, kind: DiffKind, page: number): Promise<string[]> {
+  const pageRange = await store.plannedPage(runId, kind, page);
+  assert.ok(pageRange, `page ${kind} ${page} is planned`);
+  const keys: string[] = [];
+  let afterKey = pageRange.afterKey;
+  for (;;) {
+    const options = { afterKey, throughKey: pageRange.throughKey, limit: 700 };
+    const { items, nextAfterKey } = kind === 'enter' ? await store.diffPage(runId, syncId, { ...options, kind }) : await store.diffPage(runId, syncId, { ...options, kind });
+    keys.push(...items.map((item) => item.memberKey));
+    if (nextAfterKey === undefined) return keys;
+    afterKey = nextAfterKey;
+  }
+}
+
+describe('planned pages', () => {
+  void test('cut the diff into numbered key ranges that cover it exactly, applied in any order', async () => {
+    const all = range(12_345);
+    const staged = all.filter((index) => index % 3 !== 0);
+    const snapshot = all.filter((index) => index % 2 === 0);
+    const expectedEnter = staged.filter((index) => index % 2 !== 0).map(key);
+    const expectedLeave = snapshot.filter((index) => index % 3 === 0).map(key);
+    await store.commitSnapshot('sync-plan', { added: snapshot.map(key) });
+    await store.stageChunk('run-plan', staged.map(member), { rowsConsumed: staged.length, bytesConsumed: 0 });
+
+    const plan = await store.planPages('run-plan', 'sync-plan', 1_000);
+    assert.deepEqual(plan, {
+      enter: { changes: expectedEnter.length, pages: Math.ceil(expectedEnter.length / 1_000) },
+      leave: { changes: expectedLeave.length, pages: Math.ceil(expectedLeave.length / 1_000) },
+    });
+    // Planning again (a retried activity) gives the same plan, not a second one.
+    assert.deepEqual(await store.planPages('run-plan', 'sync-plan', 1_000), plan);
+    assert.equal(await store.plannedPage('run-plan', 'enter', plan.enter.pages), undefined);
+    assert.equal((await store.plannedPage('run-plan', 'enter', 0))?.afterKey, undefined);
+
+    // Apply pages out of order, committing each as the sync does.
+    const entered: string[][] = [];
+    for (const page of range(plan.enter.pages).reverse()) {
+      const keys = await readPlannedPage('run-plan', 'sync-plan', 'enter', page);
+      assert.ok(keys.length === 1_000 || page === plan.enter.pages - 1, `page ${page} holds ${keys.length} changes`);
+      entered[page] = keys;
+      await store.commitSnapshot('sync-plan', { added: keys });
+    }
+    assert.deepEqual(entered.flat(), expectedEnter);
+    const left = await Promise.all(range(plan.leave.pages).map((page) => readPlannedPage('run-plan', 'sync-plan', 'leave', page)));
+    assert.deepEqual(left.flat(), expectedLeave);
+
+    // A page whose changes are committed reads empty when retried; the other kind's pages are untouched.
+    assert.deepEqual(await readPlannedPage('run-plan', 'sync-plan', 'enter', 0), []);
+    await store.clearStaging('run-plan');
+    assert.equal(await store.plannedPage('run-plan', 'leave', 0), undefined);
+  });
+
+  void test('an empty diff plans no pages', async () => {
+    assert.deepEqual(await store.planPages('run-empty', 'sync-empty', 10), { enter: { changes: 0, pages: 0 }, leave: { changes: 0, pages: 0 } });
+    assert.equal(await store.plannedPage('run-empty', 'enter', 0), undefined);
+  });
+});
+
+describe('sent requests', () => {
+  void test('commit the snapshot, failures, outcome and data points at once, and only once', async () => {
+    const request = {
+      syncId: 'sync-sent',
+      runId: 'run-sent',
+      requestKey: 'enter:0|ext:a',
+      day: '2025-07-01',
+      snapshot: { added: ['ext:a', 'ext:b'] },
+      rejected: [{ memberKey: 'ext:c', reason: 'Invalid external_id' }],
+      dataPoints: 2,
+    };
+    assert.equal(await store.recordSentRequest(request), true);
+    assert.equal(await store.recordSentRequest(request), false, 'a retried attempt adds nothing');
+    await store.recordSentRequest({ ...request, requestKey: 'leave:0|ext:a', snapshot: { removed: ['ext:a'] }, rejected: [], dataPoints: 1 });
+
+    assert.deepEqual((await store.snapshotMembers('sync-sent', { limit: 10 })).items, [{ memberKey: 'ext:b' }]);
+    assert.deepEqual(await store.failureCountsByReason('run-sent'), [{ reason: 'Invalid external_id', count: 1 }]);
+    assert.deepEqual(await store.requestOutcomeTotals('run-sent', 'enter:'), { requests: 1, accepted: 2, rejected: 1, dataPoints: 2 });
+    assert.equal(await store.dataPointsOnDay('2025-07-01', 'sync-sent'), 3);
+    await assert.rejects(store.recordSentRequest({ ...request, requestKey: 'x', dataPoints: -1 }), /whole number/);
+  });
+});
+
+describe('sync leases', () => {
+  const claim = { syncId: 'sync-lease', ttlMs: 1_000 };
+
+  void test('one holder at a time: renewed by its holder, refused to others naming the holder, free once released', async () => {
+    assert.deepEqual(await store.claimSyncLease({ ...claim, holder: 'run-a', workflowId: 'wf-a', nowMs: 10_000 }), { held: true });
+    assert.deepEqual(await store.claimSyncLease({ ...claim, holder: 'run-b', workflowId: 'wf-b', nowMs: 10_500 }), {
+      held: false,
+      holder: 'run-a',
+      workflowId: 'wf-a',
+      expiresAtMs: 11_000,
+    });
+    assert.deepEqual(await store.claimSyncLease({ ...claim, holder: 'run-a', workflowId: 'wf-a', nowMs: 10_900 }), { held: true }, 'renewed');
+    assert.equal((await store.claimSyncLease({ ...claim, holder: 'run-b', workflowId: 'wf-b', nowMs: 11_500 })).held, false, 'renewal extended it');
+    await store.releaseSyncLease('sync-lease', 'run-b'); // not the holder: no effect
+    assert.equal((await store.claimSyncLease({ ...claim, holder: 'run-b', workflowId: 'wf-b', nowMs: 11_600 })).held, false);
+    await store.releaseSyncLease('sync-lease', 'run-a');
+    assert.deepEqual(await store.claimSyncLease({ ...claim, holder: 'run-b', workflowId: 'wf-b', nowMs: 11_700 }), { held: true });
+    assert.equal((await store.claimSyncLease({ ...claim, syncId: 'sync-other', holder: 'run-c', workflowId: 'wf-c', nowMs: 11_700 })).held, true);
+  });
+
+  void test('an expired lease is taken over, and its old holder is fenced off', async () => {
+    const syncId = 'sync-expiry';
+    assert.equal((await store.claimSyncLease({ ...claim, syncId, holder: 'run-old', workflowId: 'wf-old', nowMs: 0 })).held, true);
+    assert.equal((await store.claimSyncLease({ ...claim, syncId, holder: 'run-new', workflowId: 'wf-new', nowMs: 1_000 })).held, true);
+    assert.deepEqual(await store.claimSyncLease({ ...claim, syncId, holder: 'run-old', workflowId: 'wf-old', nowMs: 1_001 }), {
+      held: false,
+      holder: 'run-new',
+      workflowId: 'wf-new',
+      expiresAtMs: 2_000,
+    });
+  });
+
+  void test('claimants racing for a free lease: exactly one wins', async () => {
+    const results = await Promise.all(range(8).map((index) => store.claimSyncLease({ ...claim, syncId: 'sync-race', holder: `run-${index}`, workflowId: `wf-${index}`, nowMs: 5 })));
+    assert.equal(results.filter((result) => result.held).length, 1);
+  });
+});
