@@ -119,6 +119,19 @@ const scenarios: Scenario[] = [
       return { workflowId: handle.workflowId, runId: handle.firstExecutionRunId };
     },
   },
+  {
+    name: 'skipped-while-another-runs',
+    run: async (name) => {
+      // A paused run holds the sync's lease; a second run of the same sync (as a Schedule starts it) skips.
+      const input: CohortSyncInput = { cohortId: SMALL_COHORT, attributeName: 'leased_cohorts', pageSize: 1, maxDataPoints: 1 };
+      const holder = await startScenario(`${name}-holder`, input);
+      await waitUntilPaused(client, holder.workflowId);
+      const skipped = await syncScenario(name, input);
+      await holder.executeUpdate(setBudgetUpdate, { args: [{ maxDataPoints: 1_000 }] });
+      await holder.result();
+      return skipped;
+    },
+  },
   { name: 'partner-cohort', run: (name) => syncScenario(name, { cohortId: SMALL_COHORT, target: 'partner_cohort' }) },
   {
     name: 'invalid-input',
