@@ -4,6 +4,7 @@
  * <scenario>-<n>.json for the runs of a continue-as-new chain. test/replay.test.ts replays them on the current
  * workflow code. A small dataset and small pages keep the files small; they hold only synthetic sandbox data.
  */
+import assert from 'node:assert/strict';
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join, relative, resolve } from 'node:path';
@@ -20,7 +21,7 @@ import { createSyncWorker } from '../src/worker.js';
 import { createWorkerContext } from '../src/worker-context.js';
 import { changeCohortMembership, waitForProgress, waitUntilPaused } from '../test/helpers/cohort-sync.js';
 import { HISTORIES_DIR, SANDBOX_KEYS, foundIn } from '../test/helpers/histories.js';
-import { resumeSignal, setBudgetUpdate } from '../workflows/cohort-sync.js';
+import { resumeSignal, setBudgetUpdate, type CohortSyncResult } from '../workflows/cohort-sync.js';
 
 const SMALL_COHORT = '26umsb5'; // ~1% of users
 const MEDIUM_COHORT = '3k9x2pq'; // ~10%
@@ -54,15 +55,21 @@ interface FirstRun {
   runId: string;
 }
 
+function firstRunOf(handle: WorkflowHandleWithFirstExecutionRunId): FirstRun {
+  return { workflowId: handle.workflowId, runId: handle.firstExecutionRunId };
+}
+
 /** Starts a sync under the scenario's name as its workflow id. */
-async function startScenario(scenario: string, input: CohortSyncInput) {
+function startScenario(scenario: string, input: CohortSyncInput) {
   return startCohortSync(client, input, { taskQueue, workflowId: scenario });
 }
 
-async function syncScenario(scenario: string, input: CohortSyncInput): Promise<FirstRun> {
+/** Runs a sync to its end and checks it ended as its scenario says (unchanged, skipped, …). */
+async function syncScenario(scenario: string, input: CohortSyncInput, expected: Partial<CohortSyncResult> = {}): Promise<FirstRun> {
   const handle = await startScenario(scenario, input);
-  await handle.result();
-  return { workflowId: handle.workflowId, runId: handle.firstExecutionRunId };
+  const result = await handle.result();
+  for (const [key, value] of Object.entries(expected)) assert.deepEqual(result[key as keyof CohortSyncResult], value, `${scenario}: ${key}`);
+  return firstRunOf(handle);
 }
 
 async function expectFailure(handle: WorkflowHandleWithFirstExecutionRunId): Promise<FirstRun> {
@@ -71,7 +78,7 @@ async function expectFailure(handle: WorkflowHandleWithFirstExecutionRunId): Pro
     (error: unknown) => error,
   );
   if (!(failure instanceof WorkflowFailedError)) throw new Error(`${handle.workflowId} was expected to fail`, { cause: failure });
-  return { workflowId: handle.workflowId, runId: handle.firstExecutionRunId };
+  return firstRunOf(handle);
 }
 
 interface Scenario {
@@ -84,15 +91,18 @@ interface Scenario {
 // Run in order over one state store, as a deployment sees them: the reruns follow the first sync of their cohort.
 const scenarios: Scenario[] = [
   { name: 'first-run', continuesAsNew: true, run: (name) => syncScenario(name, { cohortId: MEDIUM_COHORT, pageSize: 3 }) },
-  { name: 'unchanged-rerun', run: (name) => syncScenario(name, { cohortId: MEDIUM_COHORT, pageSize: 3 }) },
+  { name: 'unchanged-rerun', run: (name) => syncScenario(name, { cohortId: MEDIUM_COHORT, pageSize: 3 }, { unchanged: true }) },
   {
     name: 'delta-run',
     run: (name) => {
       changeCohortMembership(sandboxes.dataset, MEDIUM_COHORT, { leave: 2, enter: 3 });
-      return syncScenario(name, { cohortId: MEDIUM_COHORT, pageSize: 3 });
+      return syncScenario(name, { cohortId: MEDIUM_COHORT, pageSize: 3 }, { added: 3, removed: 2 });
     },
   },
-  { name: 'dry-run', run: (name) => syncScenario(name, { cohortId: MEDIUM_COHORT, attributeName: 'planned_cohorts', dryRun: true }) },
+  {
+    name: 'dry-run',
+    run: (name) => syncScenario(name, { cohortId: MEDIUM_COHORT, attributeName: 'planned_cohorts', dryRun: true }, { dataPoints: 0 }),
+  },
   {
     name: 'budget-raised-by-update',
     run: async (name) => {
@@ -100,7 +110,7 @@ const scenarios: Scenario[] = [
       await waitUntilPaused(client, handle.workflowId);
       await handle.executeUpdate(setBudgetUpdate, { args: [{ maxDataPoints: 1_000 }] });
       await handle.result();
-      return { workflowId: handle.workflowId, runId: handle.firstExecutionRunId };
+      return firstRunOf(handle);
     },
   },
   {
@@ -116,7 +126,7 @@ const scenarios: Scenario[] = [
         page = progress.page;
       }
       await handle.result();
-      return { workflowId: handle.workflowId, runId: handle.firstExecutionRunId };
+      return firstRunOf(handle);
     },
   },
   {
@@ -126,7 +136,7 @@ const scenarios: Scenario[] = [
       const input: CohortSyncInput = { cohortId: SMALL_COHORT, attributeName: 'leased_cohorts', pageSize: 1, maxDataPoints: 1 };
       const holder = await startScenario(`${name}-holder`, input);
       await waitUntilPaused(client, holder.workflowId);
-      const skipped = await syncScenario(name, input);
+      const skipped = await syncScenario(name, input, { runInProgress: holder.workflowId, added: 0 });
       await holder.executeUpdate(setBudgetUpdate, { args: [{ maxDataPoints: 1_000 }] });
       await holder.result();
       return skipped;
@@ -136,7 +146,10 @@ const scenarios: Scenario[] = [
   {
     name: 'invalid-input',
     // Past the client's own validation, as a start from the Temporal UI or CLI would be.
-    run: async (name) => expectFailure(await client.workflow.start('cohortSync', { taskQueue, workflowId: name, args: [{ cohortId: '', pageSize: 0 }] })),
+    run: async (name) => {
+      const handle = await client.workflow.start('cohortSync', { taskQueue, workflowId: name, args: [{ cohortId: '', pageSize: 0 }] });
+      return expectFailure(handle);
+    },
   },
   { name: 'vendor-rejected', run: async (name) => expectFailure(await startScenario(name, { cohortId: LARGE_COHORT })) },
   {

@@ -25,7 +25,8 @@ describe('recorded workflow histories', () => {
   });
 
   test('hold no API key and no path of the machine that recorded them', () => {
-    const leaks = histories.flatMap(({ file, json }) => foundIn(json, { ...SANDBOX_KEYS, 'project path': PROJECT_ROOT }).map((leak) => `${file}: ${leak}`));
+    const needles = { ...SANDBOX_KEYS, 'project path': PROJECT_ROOT };
+    const leaks = histories.flatMap(({ file, json }) => foundIn(json, needles).map((leak) => `${file}: ${leak}`));
     assert.deepEqual(leaks, []);
   });
 

@@ -19,7 +19,11 @@ export function changeCohortMembership(dataset: Dataset, cohortId: string, count
 }
 
 /** Polls the progress query until `reached` holds (or gives up after 20 s and returns the last progress). */
-export async function waitForProgress(client: Client, workflowId: string, reached: (progress: CohortSyncProgress) => boolean): Promise<CohortSyncProgress> {
+export async function waitForProgress(
+  client: Client,
+  workflowId: string,
+  reached: (progress: CohortSyncProgress) => boolean,
+): Promise<CohortSyncProgress> {
   let progress = await getSyncProgress(client, workflowId);
   for (let i = 0; i < 100 && !reached(progress); i++) {
     await new Promise((r) => setTimeout(r, 200));
