@@ -4,7 +4,7 @@
  */
 import { activityInfo, ApplicationFailure, Context, heartbeat, sleep } from '@temporalio/activity';
 import { addressOf, DEFERRED_DEVICE_LOOKUP, resolveMember, type CohortMemberIds, type MemberResolution } from '../src/cohort/identifiers.js';
-import { cohortPageRequests } from '../src/cohort/braze-changes.js';
+import { cohortPageRequests, type CohortChangeRequest, type SentChange } from '../src/cohort/braze-changes.js';
 import { RateLimitedError } from '../src/errors.js';
 import { MAX_ROWS_PER_TRANSACTION, type AmplitudeDeviceId, type MemberFailure, type StagedMember } from '../src/store/store.js';
 import type { WorkerContext } from '../src/worker-context.js';
@@ -28,6 +28,8 @@ const HEARTBEAT_EVERY_ROWS = 500;
 const USER_LOOKUP_CONCURRENCY = 4;
 /** Small jobs finish in seconds, big ones take minutes: poll soon, then every few seconds (as Amplitude's SDK). */
 const EXPORT_POLL_INTERVALS_MS = [500, 1_000, 2_000, 3_000];
+/** 429s one request may meet inside its page before the page fails over to Temporal's retry. */
+const RATE_LIMITED_RESENDS = 5;
 /** Prefix of skip reasons in the run's failure ledger, which also holds Braze's per-user rejections. */
 const SKIPPED = 'skipped:';
 
@@ -78,6 +80,27 @@ export function createCohortSyncActivities(context: WorkerContext) {
     await store.recordDeviceIds(lookedUp);
     for (const { amplitudeId, deviceId } of lookedUp) known.set(amplitudeId, deviceId);
     return known;
+  }
+
+  /**
+   * Sends a `/users/track` request within the workspace limit shared by every worker. A 429 all the same (other
+   * integrations write to the workspace too) blocks the limit for everyone until Braze's reset, then the request
+   * goes again: Braze processed none of it.
+   */
+  async function sendWithinTrackLimit(request: CohortChangeRequest): Promise<SentChange> {
+    const limiter = context.brazeLimiter;
+    for (let attempt = 1; ; attempt++) {
+      await limiter.acquire(1, { signal: Context.current().cancellationSignal, whileWaiting: () => heartbeat() });
+      try {
+        const sent = await request.send(context.braze);
+        await limiter.observe(sent.rateLimit);
+        return sent;
+      } catch (error) {
+        // Past a few, the page fails and Temporal retries it after the vendor's delay (`nextRetryDelay`).
+        if (!(error instanceof RateLimitedError) || attempt === RATE_LIMITED_RESENDS) throw error;
+        await limiter.observe({ remaining: 0, resetAtMs: Date.now() + error.retryAfterMs });
+      }
+    }
   }
 
   /** The keys of a planned page still in the diff: all of them on a first attempt, what is left on a retry. */
@@ -253,11 +276,10 @@ export function createCohortSyncActivities(context: WorkerContext) {
       const day = new Date().toISOString().slice(0, 10);
       const pagePrefix = `${input.kind}:${input.page}|`;
       const dataPointsCounter = Context.current().metricMeter.createCounter('ampbraze_data_points', 'points', 'Braze data points spent');
+      const heartbeatNow = throttledHeartbeat();
       await runWithConcurrency(requests, context.brazeConcurrency, async (request) => {
         // Partner cohort calls do not count toward the REST limits.
-        if (input.target === 'attribute') await context.brazeLimiter.acquire(1, { signal: Context.current().cancellationSignal, whileWaiting: () => heartbeat() });
-        const sent = await request.send(context.braze);
-        await context.brazeLimiter.observe(sent.rateLimit);
+        const sent = input.target === 'attribute' ? await sendWithinTrackLimit(request) : await request.send(context.braze);
         // The snapshot records only what Braze accepted; rejected members stay in the diff and are retried next run.
         const first = await store.recordSentRequest({
           syncId: run.syncId,
@@ -269,7 +291,7 @@ export function createCohortSyncActivities(context: WorkerContext) {
           dataPoints: sent.dataPoints,
         });
         if (first) dataPointsCounter.add(sent.dataPoints, { sync_kind: 'cohort' });
-        heartbeat();
+        heartbeatNow();
       });
       const totals = await store.requestOutcomeTotals(run.runId, pagePrefix);
       return { ...pageOutcome, accepted: totals.accepted, failed: totals.rejected, dataPoints: totals.dataPoints, brazeRequests: totals.requests };
@@ -322,6 +344,20 @@ async function budgetExceeded(context: WorkerContext, input: ApplyCohortPageInpu
     if (spentToday + atMost > input.maxDataPointsPerDay) return 'day';
   }
   return undefined;
+}
+
+/**
+ * A heartbeat for loops that would call it hundreds of times a second: each call costs a trip through the SDK
+ * into its native core, while Temporal only needs one well within the heartbeat timeout.
+ */
+function throttledHeartbeat(intervalMs = 1_000): () => void {
+  let last = 0;
+  return () => {
+    const now = Date.now();
+    if (now - last < intervalMs) return;
+    last = now;
+    heartbeat();
+  };
 }
 
 async function runWithConcurrency<T>(items: readonly T[], concurrency: number, work: (item: T) => Promise<void>): Promise<void> {

@@ -22,8 +22,13 @@ import packageJson from '../package.json' with { type: 'json' };
 const COHORT_ID = '5fh7t0w';
 const MEMBERS = Number(process.env.BENCH_MEMBERS ?? 200_000);
 const RATE_CEILING = { requests: Number(process.env.BENCH_BRAZE_REQUESTS_PER_SECOND ?? 25), windowMs: 1_000 };
+/** Worker processes sharing the run (they share nothing but Temporal and the state store). */
+const WORKERS = Number(process.env.BENCH_WORKERS ?? 1);
+const PAGE_SIZE = Number(process.env.BENCH_PAGE_SIZE ?? 5_000);
+const PAGES_IN_FLIGHT = Number(process.env.BENCH_PAGES_IN_FLIGHT ?? 4);
 const benchDir = join(PROJECT_ROOT, 'data', 'bench');
-const resultFile = join(PROJECT_ROOT, 'bench-results', `cohort-${MEMBERS}.json`);
+const variant = [RATE_CEILING.requests === 25 ? '' : `-${RATE_CEILING.requests}rps`, WORKERS === 1 ? '' : `-${WORKERS}workers`].join('');
+const resultFile = join(PROJECT_ROOT, 'bench-results', `cohort-${MEMBERS}${variant}.json`);
 
 await rm(benchDir, { recursive: true, force: true });
 await mkdir(benchDir, { recursive: true });
@@ -51,7 +56,14 @@ const workerEnv = {
   WORKFLOW_BUNDLE_PATH: await buildWorkflowBundle(),
 };
 const config = loadConfig(workerEnv);
-const workerProcess = spawnNpmScript('worker', workerEnv);
+// Each in a working directory of its own, as on separate hosts.
+const workerProcesses = await Promise.all(
+  Array.from({ length: WORKERS }, async (_, index) => {
+    const cwd = join(benchDir, `worker-${index + 1}`);
+    await mkdir(cwd, { recursive: true });
+    return spawnNpmScript('worker', workerEnv, [], cwd);
+  }),
+);
 const connection = await Connection.connect(await temporalConnectionOptions(config.temporal));
 const client = new Client({ connection, namespace: config.temporal.namespace });
 
@@ -65,7 +77,7 @@ try {
   const fullWindowRequests = fullWindows.reduce((sum, n) => sum + n, 0);
   console.log('Rerunning it unchanged …');
   const rerun = await timedSync();
-  const workerPeakRss = await peakRssOf(workerProcess.pid!);
+  const workerPeakRss = await Promise.all(workerProcesses.map((worker) => peakRssOf(worker.pid!)));
 
   const minimumDataPoints = first.result.added; // one array add per identified member, each written once
   const cohortMembers = first.result.added + first.result.skipped;
@@ -75,6 +87,10 @@ try {
     identifiedMembersSynced: first.result.added,
     anonymousMembersSkipped: first.result.skipped,
     brazeRateCeilingRequestsPerSecond: RATE_CEILING.requests,
+    workers: WORKERS,
+    pageSize: PAGE_SIZE,
+    pagesInFlight: PAGES_IN_FLIGHT,
+    brazeRateLimited429s: brazeState.trackWindows.rejected.reduce((sum, n) => sum + n, 0),
     brazeRequests: first.result.brazeRequests,
     applySeconds: round(first.applyMs / 1000),
     totalSeconds: round(first.totalMs / 1000),
@@ -82,7 +98,7 @@ try {
     achievedRequestsPerSecond: round(fullWindowRequests / ((fullWindows.length * windowMs) / 1000)),
     fractionOfCeiling: round(fullWindowRequests / (fullWindows.length * RATE_CEILING.requests)),
     usersPerSecond: round(first.result.added / (first.totalMs / 1000)),
-    workerPeakRssMB: round(workerPeakRss / 2 ** 20),
+    workerPeakRssMB: workerPeakRss.map((bytes) => round(bytes / 2 ** 20)),
     historyEventsPer10kUsers: round((first.historyEvents / cohortMembers) * 10_000),
     dataPointsSpent: first.result.dataPoints,
     dataPointsCountedByBraze: brazeState.dataPoints.total,
@@ -101,20 +117,20 @@ try {
   console.log(`Written to ${resultFile}`);
 } finally {
   await connection.close();
-  for (const child of [workerProcess, sandboxProcess]) child.kill('SIGTERM');
+  for (const child of [...workerProcesses, sandboxProcess]) child.kill('SIGTERM');
   await server.stop();
 }
 process.exit(0);
 
 interface BrazeSandboxState {
   dataPoints: { total: number };
-  trackWindows: { windowMs: number; granted: number[] };
+  trackWindows: { windowMs: number; granted: number[]; rejected: number[] };
 }
 
 /** One run: its result, its wall time, the time spent applying pages, and its history events across continue-as-new. */
 async function timedSync(): Promise<{ result: CohortSyncResult; totalMs: number; applyMs: number; historyEvents: number }> {
   const started = Date.now();
-  const handle = await startCohortSync(client, { cohortId: COHORT_ID, pageSize: 2_000 }, { taskQueue: config.temporal.taskQueue });
+  const handle = await startCohortSync(client, { cohortId: COHORT_ID, pageSize: PAGE_SIZE, pagesInFlight: PAGES_IN_FLIGHT }, { taskQueue: config.temporal.taskQueue });
   let applyingSince: number | undefined;
   const watcher = (async () => {
     while (applyingSince === undefined) {
@@ -135,10 +151,11 @@ async function timedSync(): Promise<{ result: CohortSyncResult; totalMs: number;
 }
 
 /** Runs the command of an npm script with `exec`, so the child's pid is the command's own (not npm's or a shell's). */
-function spawnNpmScript(name: keyof typeof packageJson.scripts, env: Record<string, string> = {}, args: string[] = []) {
-  const command = [packageJson.scripts[name], ...args].join(' ');
+function spawnNpmScript(name: keyof typeof packageJson.scripts, env: Record<string, string> = {}, args: string[] = [], cwd = PROJECT_ROOT) {
+  // Run from elsewhere, the script's relative paths must still resolve inside the project.
+  const command = [packageJson.scripts[name].replace(' src/', ` ${PROJECT_ROOT}/src/`), ...args].join(' ');
   const path = [join(PROJECT_ROOT, 'node_modules', '.bin'), dirname(process.execPath), process.env.PATH].join(delimiter);
-  return spawn('sh', ['-c', `exec ${command}`], { cwd: PROJECT_ROOT, stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...env, PATH: path } });
+  return spawn('sh', ['-c', `exec ${command}`], { cwd, stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...env, PATH: path } });
 }
 
 /** The process's peak resident set so far (Linux `VmHWM`), in bytes. */

@@ -1,7 +1,7 @@
 /**
- * `npm test`: one real Temporal dev server (in-memory, free port, project search attributes) and one workflow
- * bundle for the whole run, then every `test/*.test.ts` file under Node's test runner. Test files reach both
- * through environment variables (see test/helpers/temporal.ts).
+ * `npm test`: one real Temporal dev server (in-memory, free ports for it and its Web UI, project search attributes)
+ * and one workflow bundle for the whole run, then every `test/*.test.ts` file under Node's test runner. Test files
+ * reach them through environment variables (see test/helpers/temporal.ts).
  */
 import { spawn } from 'node:child_process';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
@@ -16,8 +16,9 @@ const files = only.length > 0 ? only : (await readdir(testDir)).filter((f) => f.
 
 const cli = await resolveTemporalCli({ log: (line) => console.error(line) });
 // A low continue-as-new suggestion makes multi-page syncs continue as new within the tests.
-const server = await startDevServer({ cli, uiPort: false, dynamicConfig: { 'limit.historyCount.suggestContinueAsNew': 60 } });
-console.error(`Temporal dev server for the tests: ${server.address} (${cli.kind === 'binary' ? cli.path : cli.source})`);
+// The Web UI is on for test/temporal-ui.test.ts, which follows the README's UI steps in a browser.
+const server = await startDevServer({ cli, uiPort: 0, dynamicConfig: { 'limit.historyCount.suggestContinueAsNew': 60 } });
+console.error(`Temporal dev server for the tests: ${server.address}, Web UI ${server.uiUrl} (${cli.kind === 'binary' ? cli.path : cli.source})`);
 
 const bundlePath = join(PROJECT_ROOT, 'data', 'test', 'workflow-bundle.js');
 await mkdir(join(PROJECT_ROOT, 'data', 'test'), { recursive: true });
@@ -30,7 +31,7 @@ await writeFile(bundlePath, code);
 const runner = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...files], {
   stdio: 'inherit',
   cwd: PROJECT_ROOT,
-  env: { ...process.env, TEST_TEMPORAL_ADDRESS: server.address, TEST_WORKFLOW_BUNDLE: bundlePath },
+  env: { ...process.env, TEST_TEMPORAL_ADDRESS: server.address, TEST_TEMPORAL_UI_URL: server.uiUrl, TEST_WORKFLOW_BUNDLE: bundlePath },
 });
 const exitCode = await new Promise<number>((resolveExit) => runner.once('exit', (code, signal) => resolveExit(code ?? (signal ? 1 : 0))));
 await server.stop();

@@ -4,7 +4,7 @@
  * workspace is exhausted — other integrations write to it too — every worker waits for the vendor's reset.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { StateStore } from './store/store.js';
+import type { RateSlotGrant, StateStore } from './store/store.js';
 
 export interface RateLimit {
   requests: number;
@@ -13,6 +13,15 @@ export interface RateLimit {
 
 /** A vendor's block can last an hour: waiting callers wake up this often to show they are alive. */
 const MAX_NAP_MS = 5_000;
+
+/**
+ * The vendor counts a request in the window it *arrives* in. A slot granted in the last moments of a window could
+ * arrive in the next one, on top of that window's full allowance (a 429), so nothing is granted that close to a
+ * window's end: every window's requests are granted, sent and counted within it.
+ */
+export function endOfWindowMarginMs(windowMs: number): number {
+  return Math.min(50, Math.floor(windowMs / 20));
+}
 
 export class SharedRateLimiter {
   constructor(
@@ -50,8 +59,12 @@ export class SharedRateLimiter {
     if (state && state.remaining <= 0 && state.resetAtMs > Date.now()) await this.store.blockRateLimit(this.key, state.resetAtMs);
   }
 
-  private grant(requested: number) {
-    return this.store.acquireRateSlots({ key: this.key, requested, limit: this.limit.requests, windowMs: this.limit.windowMs, nowMs: Date.now() });
+  private async grant(requested: number): Promise<RateSlotGrant> {
+    const { windowMs } = this.limit;
+    const nowMs = Date.now();
+    const windowEndMs = nowMs - (nowMs % windowMs) + windowMs;
+    if (windowEndMs - nowMs < endOfWindowMarginMs(windowMs)) return { granted: 0, retryAtMs: windowEndMs };
+    return this.store.acquireRateSlots({ key: this.key, requested, limit: this.limit.requests, windowMs, nowMs });
   }
 }
 

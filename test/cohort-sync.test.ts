@@ -21,6 +21,7 @@ import { startSandboxes, type Sandboxes } from '../src/sandbox/sandboxes.js';
 import { resolveTemporalCli } from '../src/temporal/cli.js';
 import { createWorkerContext, type WorkerContext } from '../src/worker-context.js';
 import { setBudgetUpdate, type cohortSync } from '../workflows/cohort-sync.js';
+import { brazeMembers, expectedMembers } from './helpers/braze-state.js';
 import { ampbraze } from './helpers/cli.js';
 import { changeCohortMembership, waitUntilPaused } from './helpers/cohort-sync.js';
 import { connectTestEnvironment, createTestWorker, testServerAddress, uniqueTaskQueue } from './helpers/temporal.js';
@@ -58,27 +59,10 @@ async function sync(input: CohortSyncInput) {
   return handle.result();
 }
 
-/** Identified cohort members, by external id: who Braze should show in the cohort. */
-function expectedMembers(cohortId: string): Set<string> {
-  const members = new Set<string>();
-  for (const member of sandboxes.dataset.cohortMembers(cohortId)) if (member.userId) members.add(member.userId);
-  return members;
-}
-
 function anonymousMemberCount(cohortId: string): number {
   let count = 0;
   for (const member of sandboxes.dataset.cohortMembers(cohortId)) if (!member.userId) count += 1;
   return count;
-}
-
-/** Braze users whose `attribute` array holds the cohort id, read from the sandbox's state. */
-function brazeMembers(cohortId: string, attribute = 'amplitude_cohorts'): Set<string> {
-  const members = new Set<string>();
-  for (const profile of sandboxes.braze.control.users()) {
-    const value = profile.customAttributes?.get(attribute);
-    if (Array.isArray(value) && value.includes(cohortId) && profile.externalId) members.add(profile.externalId);
-  }
-  return members;
 }
 
 const brazeDataPoints = () => sandboxes.braze.control.dataPoints().total;
@@ -102,8 +86,8 @@ describe('cohort sync into a custom-attribute array', () => {
   test('first run sends everyone; anonymous members are skipped with a reason; our data points equal the sandbox’s', async () => {
     const pointsBefore = brazeDataPoints();
     const result = await sync({ cohortId: MEDIUM_COHORT, pageSize: 100 });
-    const expected = expectedMembers(MEDIUM_COHORT);
-    assert.deepEqual(brazeMembers(MEDIUM_COHORT), expected);
+    const expected = expectedMembers(sandboxes, MEDIUM_COHORT);
+    assert.deepEqual(brazeMembers(sandboxes, MEDIUM_COHORT), expected);
     assert.equal(result.added, expected.size);
     assert.equal(result.removed, 0);
     assert.equal(result.failed, 0);
@@ -134,7 +118,7 @@ describe('cohort sync into a custom-attribute array', () => {
     const result = await sync({ cohortId: MEDIUM_COHORT, pageSize: 100 });
     assert.deepEqual([result.added, result.removed, result.failed], [7, 5, 0]);
     assert.equal(result.brazeRequests, 2, 'one request for the 7 entering, one for the 5 leaving');
-    assert.deepEqual(brazeMembers(MEDIUM_COHORT), expectedMembers(MEDIUM_COHORT));
+    assert.deepEqual(brazeMembers(sandboxes, MEDIUM_COHORT), expectedMembers(sandboxes, MEDIUM_COHORT));
     assert.equal(result.dataPoints, 12);
     assert.equal(brazeDataPoints() - pointsBefore, 12);
   });
@@ -144,39 +128,39 @@ describe('cohort sync into a custom-attribute array', () => {
     const countBefore = [...usersBefore].length;
     const result = await sync({ cohortId: SMALL_COHORT, attributeName: 'alias_cohorts', identifiers: ['user_id', 'user_alias'] });
     assert.equal(result.skipped, 0, 'every member has an amplitude_id to alias');
-    assert.equal(result.added, expectedMembers(SMALL_COHORT).size + anonymousMemberCount(SMALL_COHORT), 'aliases are sent too');
+    assert.equal(result.added, expectedMembers(sandboxes, SMALL_COHORT).size + anonymousMemberCount(SMALL_COHORT), 'aliases are sent too');
     assert.equal([...sandboxes.braze.control.users()].length, countBefore, 'update-only writes created no one');
-    assert.deepEqual(brazeMembers(SMALL_COHORT, 'alias_cohorts'), expectedMembers(SMALL_COHORT));
+    assert.deepEqual(brazeMembers(sandboxes, SMALL_COHORT, 'alias_cohorts'), expectedMembers(sandboxes, SMALL_COHORT));
   });
 
   test('per-object Braze errors are mapped to the right users, kept out of the snapshot, and retried next run', async () => {
-    const blocked = [...expectedMembers(SMALL_COHORT)].slice(0, 3);
+    const blocked = [...expectedMembers(sandboxes, SMALL_COHORT)].slice(0, 3);
     sandboxes.braze.control.setBlockedExternalIds(blocked);
     try {
       const first = await sync({ cohortId: SMALL_COHORT, attributeName: 'blocked_cohorts' });
       assert.equal(first.failed, 3);
       assert.deepEqual(first.failureReasons, { 'provided external_id is blacklisted and disallowed': 3 });
-      const synced = brazeMembers(SMALL_COHORT, 'blocked_cohorts');
+      const synced = brazeMembers(sandboxes, SMALL_COHORT, 'blocked_cohorts');
       assert.deepEqual([...synced].filter((id) => blocked.includes(id)), []);
-      assert.equal(synced.size, expectedMembers(SMALL_COHORT).size - 3);
+      assert.equal(synced.size, expectedMembers(sandboxes, SMALL_COHORT).size - 3);
     } finally {
       sandboxes.braze.control.setBlockedExternalIds([]);
     }
     const retry = await sync({ cohortId: SMALL_COHORT, attributeName: 'blocked_cohorts' });
     assert.equal(retry.unchanged, false, 'a run with failures does not let the next one skip');
     assert.deepEqual([retry.added, retry.removed, retry.failed], [3, 0, 0]);
-    assert.deepEqual(brazeMembers(SMALL_COHORT, 'blocked_cohorts'), expectedMembers(SMALL_COHORT));
+    assert.deepEqual(brazeMembers(sandboxes, SMALL_COHORT, 'blocked_cohorts'), expectedMembers(sandboxes, SMALL_COHORT));
   });
 
   test('a 5xx/429 storm still ends in the exact expected state, each user sent until accepted', async () => {
     sandboxes.braze.control.setFaults({ serverErrorRate: 0.3, rateLimitBurstEvery: 7, rateLimitBurstLength: 2 });
     try {
       const result = await sync({ cohortId: MEDIUM_COHORT, attributeName: 'storm_cohorts', pageSize: 100 });
-      assert.equal(result.added, expectedMembers(MEDIUM_COHORT).size);
+      assert.equal(result.added, expectedMembers(sandboxes, MEDIUM_COHORT).size);
     } finally {
       sandboxes.braze.control.setFaults({});
     }
-    assert.deepEqual(brazeMembers(MEDIUM_COHORT, 'storm_cohorts'), expectedMembers(MEDIUM_COHORT));
+    assert.deepEqual(brazeMembers(sandboxes, MEDIUM_COHORT, 'storm_cohorts'), expectedMembers(sandboxes, MEDIUM_COHORT));
   });
 
   test('an Amplitude 5xx/429 storm on the list, export, status and file calls still ends exact, with one download', async () => {
@@ -184,13 +168,13 @@ describe('cohort sync into a custom-attribute array', () => {
     sandboxes.amplitude.control.setFaults({ serverErrorRate: 0.3, rateLimitBurstEvery: 3, rateLimitBurstLength: 1 });
     try {
       const result = await sync({ cohortId: MEDIUM_COHORT, attributeName: 'amplitude_storm_cohorts' });
-      assert.equal(result.added, expectedMembers(MEDIUM_COHORT).size);
+      assert.equal(result.added, expectedMembers(sandboxes, MEDIUM_COHORT).size);
       assert.equal(result.amplitudeDownloads, 1);
     } finally {
       sandboxes.amplitude.control.setFaults({});
     }
     assert.equal(sandboxes.amplitude.control.downloadRequestsThisMonth() - downloadsBefore, 1, 'failed calls were retried, not re-requested');
-    assert.deepEqual(brazeMembers(MEDIUM_COHORT, 'amplitude_storm_cohorts'), expectedMembers(MEDIUM_COHORT));
+    assert.deepEqual(brazeMembers(sandboxes, MEDIUM_COHORT, 'amplitude_storm_cohorts'), expectedMembers(sandboxes, MEDIUM_COHORT));
   });
 
   test('a long run continues as new with its cursor and totals, and still ends exact', async () => {
@@ -204,8 +188,8 @@ describe('cohort sync into a custom-attribute array', () => {
       if (runs < 2) await new Promise((r) => setTimeout(r, 100));
     }
     assert.ok(runs >= 2, `expected continue-as-new, saw ${runs} run(s)`);
-    assert.equal(result.added, expectedMembers(MEDIUM_COHORT).size, 'totals carried across runs');
-    assert.deepEqual(brazeMembers(MEDIUM_COHORT, 'long_cohorts'), expectedMembers(MEDIUM_COHORT));
+    assert.equal(result.added, expectedMembers(sandboxes, MEDIUM_COHORT).size, 'totals carried across runs');
+    assert.deepEqual(brazeMembers(sandboxes, MEDIUM_COHORT, 'long_cohorts'), expectedMembers(sandboxes, MEDIUM_COHORT));
   });
 
   test('a dry run sends nothing and predicts exactly what the real run then spends', async () => {
@@ -213,7 +197,7 @@ describe('cohort sync into a custom-attribute array', () => {
     const dry = await sync({ cohortId: MEDIUM_COHORT, attributeName: 'planned_cohorts', dryRun: true });
     assert.equal(dry.dryRun, true);
     assert.equal(trackRequests(), requestsBefore);
-    assert.equal(brazeMembers(MEDIUM_COHORT, 'planned_cohorts').size, 0);
+    assert.equal(brazeMembers(sandboxes, MEDIUM_COHORT, 'planned_cohorts').size, 0);
     const pointsBefore = brazeDataPoints();
     const real = await sync({ cohortId: MEDIUM_COHORT, attributeName: 'planned_cohorts' });
     assert.equal(real.unchanged, false, 'a dry run does not count as synced');
@@ -226,12 +210,12 @@ describe('cohort sync into a custom-attribute array', () => {
     const progress = await waitUntilPaused(env.client, handle.workflowId);
     assert.match(progress.pausedReason ?? '', /over the run budget/);
     assert.equal(progress.totals.dataPoints, 100, 'two pages of 50 fit in 120, the third does not');
-    assert.equal(brazeMembers(MEDIUM_COHORT, 'budget_cohorts').size, 100);
+    assert.equal(brazeMembers(sandboxes, MEDIUM_COHORT, 'budget_cohorts').size, 100);
 
     await handle.executeUpdate(setBudgetUpdate, { args: [{ maxDataPoints: 10_000 }] });
     const result = await handle.result();
-    assert.equal(result.added, expectedMembers(MEDIUM_COHORT).size);
-    assert.deepEqual(brazeMembers(MEDIUM_COHORT, 'budget_cohorts'), expectedMembers(MEDIUM_COHORT));
+    assert.equal(result.added, expectedMembers(sandboxes, MEDIUM_COHORT).size);
+    assert.deepEqual(brazeMembers(sandboxes, MEDIUM_COHORT, 'budget_cohorts'), expectedMembers(sandboxes, MEDIUM_COHORT));
   });
 
   test('a daily budget across all syncs pauses a run; the per-day ledger holds every point spent', async () => {
@@ -247,7 +231,7 @@ describe('cohort sync into a custom-attribute array', () => {
 
     await handle.executeUpdate(setBudgetUpdate, { args: [{ maxDataPointsPerDay: spentToday + 100_000 }] });
     const result = await handle.result();
-    assert.deepEqual(brazeMembers(MEDIUM_COHORT, 'daily_cohorts'), expectedMembers(MEDIUM_COHORT));
+    assert.deepEqual(brazeMembers(sandboxes, MEDIUM_COHORT, 'daily_cohorts'), expectedMembers(sandboxes, MEDIUM_COHORT));
     assert.equal((await context.store.dataPointsOnDay(today)) - spentToday, result.dataPoints);
     assert.equal(brazeDataPoints() - pointsBefore, result.dataPoints);
   });
@@ -257,14 +241,14 @@ describe('cohort sync into the native partner cohort', () => {
   test('members land in the Braze partner cohort; leavers are removed', async () => {
     const result = await sync({ cohortId: SMALL_COHORT, target: 'partner_cohort' });
     const cohort = () => sandboxes.braze.control.cohort(SMALL_COHORT);
-    assert.deepEqual(new Set(cohort()?.members), expectedMembers(SMALL_COHORT));
-    assert.equal(result.added, expectedMembers(SMALL_COHORT).size);
+    assert.deepEqual(new Set(cohort()?.members), expectedMembers(sandboxes, SMALL_COHORT));
+    assert.equal(result.added, expectedMembers(sandboxes, SMALL_COHORT).size);
 
     const leaver = [...sandboxes.dataset.cohortMembers(SMALL_COHORT)].find((m) => m.userId)!;
     sandboxes.dataset.removeCohortMembers(SMALL_COHORT, [leaver.amplitudeId]);
     const second = await sync({ cohortId: SMALL_COHORT, target: 'partner_cohort' });
     assert.deepEqual([second.added, second.removed], [0, 1]);
-    assert.deepEqual(new Set(cohort()?.members), expectedMembers(SMALL_COHORT));
+    assert.deepEqual(new Set(cohort()?.members), expectedMembers(sandboxes, SMALL_COHORT));
   });
 });
 
@@ -385,8 +369,8 @@ describe('the Temporal CLI, exactly as the README documents it', () => {
     const workflowId = uniqueTaskQueue('cli-start');
     await temporal('workflow', 'start', '--task-queue', taskQueue, '--type', 'cohortSync', '--workflow-id', workflowId, '--input', `{"cohortId":"${SMALL_COHORT}","attributeName":"cli_cohorts"}`);
     const result = await env.client.workflow.getHandle<typeof cohortSync>(workflowId).result();
-    assert.equal(result.added, expectedMembers(SMALL_COHORT).size);
-    assert.deepEqual(brazeMembers(SMALL_COHORT, 'cli_cohorts'), expectedMembers(SMALL_COHORT));
+    assert.equal(result.added, expectedMembers(sandboxes, SMALL_COHORT).size);
+    assert.deepEqual(brazeMembers(sandboxes, SMALL_COHORT, 'cli_cohorts'), expectedMembers(sandboxes, SMALL_COHORT));
   });
 
   test('`temporal schedule create` with a cron spec and the skip overlap policy', async () => {
@@ -418,11 +402,11 @@ describe('`ampbraze cohort` commands', () => {
       sandboxes.braze.control.setFaults({});
     }
     assert.equal(synced.code, 0, synced.stderr);
-    const expected = expectedMembers(MEDIUM_COHORT);
+    const expected = expectedMembers(sandboxes, MEDIUM_COHORT);
     assert.match(synced.stdout, /^Started cohort-sync-3k9x2pq-attribute-cli_wait_cohorts$/m);
     assert.match(synced.stdout, /^applying \[[#-]{24}\] page \d+\/\d+ · \+\d+ −0/m, 'a progress line while pages were applied');
     assert.match(synced.stdout, new RegExp(`^Done: ${expected.size} added, 0 removed`, 'm'));
-    assert.deepEqual(brazeMembers(MEDIUM_COHORT, 'cli_wait_cohorts'), expected);
+    assert.deepEqual(brazeMembers(sandboxes, MEDIUM_COHORT, 'cli_wait_cohorts'), expected);
 
     const status = await ampbraze(['cohort', 'status', MEDIUM_COHORT, '--attribute', 'cli_wait_cohorts'], cliEnv());
     assert.equal(status.code, 0, status.stderr);
@@ -462,9 +446,10 @@ describe('schedules', () => {
       assert.deepEqual([calendar?.hour, calendar?.minute], [[{ start: 2, end: 2, step: 1 }], [{ start: 30, end: 30, step: 1 }]]);
       assert.equal(described.policies.overlap, 'SKIP');
       await schedule.trigger();
-      for (let i = 0; i < 100 && brazeMembers(SMALL_COHORT, 'scheduled_cohorts').size === 0; i++) await new Promise((r) => setTimeout(r, 200));
+      const synced = () => brazeMembers(sandboxes, SMALL_COHORT, 'scheduled_cohorts');
+      for (let i = 0; i < 100 && synced().size === 0; i++) await new Promise((r) => setTimeout(r, 200));
       for (let i = 0; i < 100 && (await schedule.describe()).info.runningActions.length > 0; i++) await new Promise((r) => setTimeout(r, 200));
-      assert.deepEqual(brazeMembers(SMALL_COHORT, 'scheduled_cohorts'), expectedMembers(SMALL_COHORT));
+      assert.deepEqual(synced(), expectedMembers(sandboxes, SMALL_COHORT));
       await schedule.pause('maintenance');
       assert.equal((await schedule.describe()).state.paused, true);
     } finally {

@@ -224,8 +224,9 @@ describe('/users/track', () => {
     assert.equal(cohortCall.status, 201, 'partner endpoints are outside the /users/track limit');
     await new Promise((r) => setTimeout(r, resetMs - Date.now() + 20));
     assert.equal((await track({ attributes: [{ external_id: 'known-1', n: 9 }] })).status, 201);
-    const state = (await (await fetch(`${braze.url}/_sandbox/state`)).json()) as { trackWindows: { windowMs: number; granted: number[] } };
+    const state = (await (await fetch(`${braze.url}/_sandbox/state`)).json()) as { trackWindows: { windowMs: number; granted: number[]; rejected: number[] } };
     assert.deepEqual(state.trackWindows.granted, [2, 1], 'requests granted per window, the refused one not counted');
+    assert.deepEqual(state.trackWindows.rejected, [1, 0], 'the refused one counted in its own window');
     assert.equal(state.trackWindows.windowMs, 1_000);
   });
 });

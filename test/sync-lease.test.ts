@@ -11,7 +11,7 @@ import { after, before, test } from 'node:test';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
-import { scheduleCohortSync, startCohortSync } from '../src/client.js';
+import { getSyncProgress, scheduleCohortSync, startCohortSync } from '../src/client.js';
 import { loadConfig } from '../src/config.js';
 import { startSandboxes, type Sandboxes } from '../src/sandbox/sandboxes.js';
 import { createWorkerContext, type WorkerContext } from '../src/worker-context.js';
@@ -102,6 +102,8 @@ test('with ifRunning "wait" the second run waits its turn, then finds the cohort
   const attributeName = 'waited_cohorts';
   const [pointsBefore, downloadsBefore] = [brazeDataPoints(), downloads()];
   const first = await startCohortSync(env.client, { cohortId: COHORT, attributeName }, { taskQueue });
+  // The first run holds the lease once it is exporting (the export takes 1.5 s).
+  for (let i = 0; i < 100 && (await getSyncProgress(env.client, first.workflowId).catch(() => undefined))?.phase !== 'exporting'; i++) await sleep(50);
   const second = await startCohortSync(env.client, { cohortId: COHORT, attributeName, ifRunning: 'wait' }, { taskQueue, workflowId: `${first.workflowId}-manual` });
   const [firstResult, secondResult] = await Promise.all([first.result(), second.result()]);
   assert.equal(firstResult.added, identifiedMembers(attributeName));

@@ -18,6 +18,7 @@ import { startSandboxes, type Sandboxes } from '../src/sandbox/sandboxes.js';
 import { openSqliteStateStore, type SqliteStateStore } from '../src/store/sqlite.js';
 import { freePort } from '../src/temporal/dev-server.js';
 import { PROJECT_ROOT } from '../src/temporal/cli.js';
+import { brazeMembers, expectedMembers } from './helpers/braze-state.js';
 import { connectTestEnvironment, testServerAddress, uniqueTaskQueue } from './helpers/temporal.js';
 
 const COHORT = '5fh7t0w'; // ~40% of users
@@ -69,8 +70,8 @@ test('killed mid-apply, another worker finishes: exact state, at most one page s
   const result = await handle.result();
   sandboxes.braze.control.setFaults({});
 
-  const expected = identifiedMembers(sandboxes);
-  assert.deepEqual(brazeMembers(sandboxes), expected, 'final Braze state is exact');
+  const expected = expectedMembers(sandboxes, COHORT);
+  assert.deepEqual(brazeMembers(sandboxes, COHORT), expected, 'final Braze state is exact');
   assert.equal(result.added, expected.size);
   assert.ok(pagesBeforeKill < Math.ceil(expected.size / PAGE_SIZE), 'the kill happened before the last page');
 
@@ -112,11 +113,11 @@ test('killed mid-staging, another worker resumes the file after the rows already
     assert.equal(staging.length, 1);
     const { rows, resumedFromRow, staged, skipped } = staging[0]!;
     assert.ok(resumedFromRow >= rowsAtKill && resumedFromRow < rows, `resumed at row ${resumedFromRow} of ${rows}, killed after ${rowsAtKill}`);
-    const expected = identifiedMembers(slow);
+    const expected = expectedMembers(slow, COHORT);
     assert.equal(staged, expected.size, 'each member staged once');
     assert.equal(staged + skipped, rows);
     assert.equal(slow.amplitude.control.downloadRequestsThisMonth(), 1, 'the retry re-read the file; it did not request another export');
-    assert.deepEqual(brazeMembers(slow), expected, 'final Braze state is exact');
+    assert.deepEqual(brazeMembers(slow, COHORT), expected, 'final Braze state is exact');
     assert.equal(result.added, expected.size);
     // The second worker sent every page, so its data-point metric holds the whole run.
     assert.equal(await scrapedDataPoints(metricsAddress), result.dataPoints);
@@ -137,23 +138,6 @@ async function scrapedDataPoints(address: string): Promise<number | undefined> {
     await new Promise((r) => setTimeout(r, 100));
   }
   return value;
-}
-
-/** Identified cohort members, by external id: who Braze should show in the cohort. */
-function identifiedMembers(vendors: Sandboxes): Set<string> {
-  const members = new Set<string>();
-  for (const member of vendors.dataset.cohortMembers(COHORT)) if (member.userId) members.add(member.userId);
-  return members;
-}
-
-/** Braze users whose `amplitude_cohorts` array holds the cohort, read from the sandbox's state. */
-function brazeMembers(vendors: Sandboxes): Set<string> {
-  const synced = new Set<string>();
-  for (const profile of vendors.braze.control.users()) {
-    const cohorts = profile.customAttributes?.get('amplitude_cohorts');
-    if (Array.isArray(cohorts) && cohorts.includes(COHORT) && profile.externalId) synced.add(profile.externalId);
-  }
-  return synced;
 }
 
 /** The results of one run's completed activities of a type, read back from its Temporal history. */

@@ -342,10 +342,12 @@ export class SqliteStateStore implements StateStore {
 
   recordSentRequest(request: SentRequest): Promise<boolean> {
     const record = this.#db.transaction((): boolean => {
-      for (const memberKey of request.snapshot.added ?? []) this.#sql.insertSnapshotMember.run(request.syncId, requireKey(memberKey));
-      for (const memberKey of request.snapshot.removed ?? []) this.#sql.deleteSnapshotMember.run(request.syncId, memberKey);
+      // One statement per list, not per member: a request carries up to a few hundred members.
+      const { added = [], removed = [] } = request.snapshot;
+      if (added.length > 0) this.#sql.insertSnapshotMembers.run(request.syncId, JSON.stringify(added.map(requireKey)));
+      if (removed.length > 0) this.#sql.deleteSnapshotMembers.run(request.syncId, JSON.stringify(removed));
       for (const failure of request.rejected) this.#sql.upsertFailure.run(request.runId, requireKey(failure.memberKey), failure.reason);
-      const accepted = (request.snapshot.added?.length ?? 0) + (request.snapshot.removed?.length ?? 0);
+      const accepted = added.length + removed.length;
       const first = this.#sql.insertRequestOutcome.run(request.runId, requireKey(request.requestKey), accepted, request.rejected.length, request.dataPoints);
       if (first.changes === 0) return false;
       this.#sql.insertDataPoints.run(request.runId, request.requestKey, request.day, request.syncId, request.dataPoints);
@@ -432,6 +434,10 @@ function prepareStatements(db: Database.Database) {
     ),
     insertSnapshotMember: db.prepare<[string, string]>('INSERT INTO snapshot_members (sync_id, member_key) VALUES (?, ?) ON CONFLICT DO NOTHING'),
     deleteSnapshotMember: db.prepare<[string, string]>('DELETE FROM snapshot_members WHERE sync_id = ? AND member_key = ?'),
+    insertSnapshotMembers: db.prepare<[string, string]>(
+      'INSERT INTO snapshot_members (sync_id, member_key) SELECT ?, value FROM json_each(?) WHERE true ON CONFLICT DO NOTHING',
+    ),
+    deleteSnapshotMembers: db.prepare<[string, string]>('DELETE FROM snapshot_members WHERE sync_id = ? AND member_key IN (SELECT value FROM json_each(?))'),
     snapshotPage: db.prepare<[string, string, number], SnapshotMember>(
       'SELECT member_key AS memberKey FROM snapshot_members WHERE sync_id = ? AND member_key > ? ORDER BY member_key LIMIT ?',
     ),

@@ -15,7 +15,7 @@ export interface DevServerOptions {
   cli: TemporalCli;
   /** 0 or undefined picks a free port. */
   port?: number;
-  /** Web UI port, or `false` for a headless server. */
+  /** Web UI port (0 picks a free one, undefined means `port` + 1000, the CLI's default), or `false` for a headless server. */
   uiPort?: number | false;
   /** Persistent SQLite file; in-memory when omitted. */
   dbFilename?: string;
@@ -35,7 +35,10 @@ export interface DevServer {
 
 export async function startDevServer(options: DevServerOptions): Promise<DevServer> {
   const port = options.port || (await freePort());
+  const uiPort = options.uiPort === false ? undefined : options.uiPort === 0 ? await freePort() : (options.uiPort ?? port + 1000);
+  const uiUrl = uiPort === undefined ? undefined : `http://127.0.0.1:${uiPort}`;
   const namespace = options.namespace ?? 'default';
+  const timeoutMs = options.startupTimeoutMs ?? 60_000;
   if (options.dbFilename) await mkdir(dirname(options.dbFilename), { recursive: true });
   const dynamicConfigArgs = Object.entries(options.dynamicConfig ?? {}).flatMap(([key, value]) => [
     '--dynamic-config-value',
@@ -48,17 +51,14 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
         port,
         namespace,
         dbFilename: options.dbFilename,
-        ui: options.uiPort !== false,
-        uiPort: options.uiPort || undefined,
+        ui: uiPort !== undefined,
+        uiPort,
         searchAttributes: PROJECT_SEARCH_ATTRIBUTES,
         extraArgs: dynamicConfigArgs,
       },
     });
-    return {
-      address: `127.0.0.1:${port}`,
-      uiUrl: options.uiPort ? `http://127.0.0.1:${options.uiPort}` : undefined,
-      stop: () => env.teardown(),
-    };
+    if (uiUrl) await waitUntil(() => answers(uiUrl), `the Web UI did not answer at ${uiUrl}`, undefined, timeoutMs);
+    return { address: `127.0.0.1:${port}`, uiUrl, stop: () => env.teardown() };
   }
 
   const args = [
@@ -72,7 +72,8 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
     namespace,
     '--log-level',
     'warn',
-    ...(options.uiPort === false ? ['--headless'] : ['--ui-port', String(options.uiPort ?? port + 1000), '--ui-disable-news-fetch']),
+    // The UI's news feed would fetch from the internet; tests and demos run offline.
+    ...(uiPort === undefined ? ['--headless'] : ['--ui-port', String(uiPort), '--ui-disable-news-fetch']),
     ...(options.dbFilename ? ['--db-filename', options.dbFilename, '--sqlite-pragma', 'journal_mode=WAL'] : []),
     ...searchAttributeFlags(),
     ...dynamicConfigArgs,
@@ -87,16 +88,14 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
   child.stderr?.on('data', keepTail);
 
   try {
-    await waitForPort(port, child, options.startupTimeoutMs ?? 60_000);
+    await waitUntil(() => canConnect(port), `temporal server start-dev did not accept connections on port ${port}`, child, timeoutMs);
+    // The UI is a separate server inside the CLI, and may come up after the frontend.
+    if (uiUrl) await waitUntil(() => answers(uiUrl), `the Web UI did not answer at ${uiUrl}`, child, timeoutMs);
   } catch (error) {
     child.kill('SIGKILL');
     throw new Error(`${(error as Error).message}\n${output.join('').trim()}`);
   }
-  return {
-    address: `127.0.0.1:${port}`,
-    uiUrl: options.uiPort === false ? undefined : `http://127.0.0.1:${options.uiPort ?? port + 1000}`,
-    stop: () => stopChild(child),
-  };
+  return { address: `127.0.0.1:${port}`, uiUrl, stop: () => stopChild(child) };
 }
 
 export async function freePort(): Promise<number> {
@@ -118,14 +117,22 @@ export function isPortFree(port: number): Promise<boolean> {
   });
 }
 
-async function waitForPort(port: number, child: ChildProcess, timeoutMs: number): Promise<void> {
+async function waitUntil(ready: () => Promise<boolean>, failure: string, child: ChildProcess | undefined, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`temporal server start-dev exited with code ${child.exitCode}`);
-    if (await canConnect(port)) return;
+    if (child && child.exitCode !== null) throw new Error(`temporal server start-dev exited with code ${child.exitCode}`);
+    if (await ready()) return;
     await new Promise((r) => setTimeout(r, 200));
   }
-  throw new Error(`temporal server start-dev did not accept connections on port ${port} within ${timeoutMs / 1000}s`);
+  throw new Error(`${failure} within ${timeoutMs / 1000}s`);
+}
+
+/** Any HTTP response counts: the server is up and serving. */
+function answers(url: string): Promise<boolean> {
+  return fetch(url, { signal: AbortSignal.timeout(5_000) }).then(
+    (response) => (void response.body?.cancel(), true),
+    () => false,
+  );
 }
 
 function canConnect(port: number): Promise<boolean> {

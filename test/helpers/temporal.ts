@@ -1,6 +1,7 @@
 /**
- * Access to the one real Temporal dev server and workflow bundle that `npm test` (scripts/run-tests.ts)
- * starts for the whole run. Each test file uses its own task queue so files never see each other's work.
+ * Access to the one real Temporal dev server (and its Web UI) and workflow bundle that `npm test`
+ * (scripts/run-tests.ts) starts for the whole run. Each test file uses its own task queue so files never see each
+ * other's work.
  */
 import { randomUUID } from 'node:crypto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -13,6 +14,13 @@ export function testServerAddress(): string {
   const address = process.env.TEST_TEMPORAL_ADDRESS;
   if (!address) throw new Error('TEST_TEMPORAL_ADDRESS is not set: run the tests with `npm test` (add file names to run only those)');
   return address;
+}
+
+/** The dev server's Web UI, e.g. `http://127.0.0.1:41234`. */
+export function testUiUrl(): string {
+  const url = process.env.TEST_TEMPORAL_UI_URL;
+  if (!url) throw new Error('TEST_TEMPORAL_UI_URL is not set: run the tests with `npm test` (add file names to run only those)');
+  return url;
 }
 
 export async function connectTestEnvironment(): Promise<TestWorkflowEnvironment> {

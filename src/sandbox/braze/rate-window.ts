@@ -8,17 +8,20 @@ export interface RateLimit {
   windowMs: number;
 }
 
-/** Requests granted in each window from the first that granted any to the last, zeros included. */
+/** Requests granted and refused (429) in each window from the first that saw any to the last, zeros included. */
 export interface WindowHistory {
   windowMs: number;
   firstWindowStartMs: number | undefined;
   granted: number[];
+  /** Requests over the limit: a client that keeps to the limit leaves every one at 0. */
+  rejected: number[];
 }
 
 export class FixedWindowRateLimit {
   private windowIndex = -1;
   private used = 0;
   private readonly grantedByWindow = new Map<number, number>();
+  private readonly rejectedByWindow = new Map<number, number>();
 
   constructor(private limit: RateLimit) {}
 
@@ -30,15 +33,16 @@ export class FixedWindowRateLimit {
     this.limit = { ...limit };
     this.windowIndex = -1;
     this.grantedByWindow.clear();
+    this.rejectedByWindow.clear();
   }
 
   /** How full each window was: what a benchmark compares with the limit. */
   history(): WindowHistory {
-    if (this.grantedByWindow.size === 0) return { windowMs: this.limit.windowMs, firstWindowStartMs: undefined, granted: [] };
-    let [first, last] = [Infinity, -Infinity];
-    for (const index of this.grantedByWindow.keys()) [first, last] = [Math.min(first, index), Math.max(last, index)];
-    const granted = Array.from({ length: last - first + 1 }, (_, offset) => this.grantedByWindow.get(first + offset) ?? 0);
-    return { windowMs: this.limit.windowMs, firstWindowStartMs: first * this.limit.windowMs, granted };
+    const indexes = [...this.grantedByWindow.keys(), ...this.rejectedByWindow.keys()];
+    if (indexes.length === 0) return { windowMs: this.limit.windowMs, firstWindowStartMs: undefined, granted: [], rejected: [] };
+    const [first, last] = [Math.min(...indexes), Math.max(...indexes)];
+    const perWindow = (counts: Map<number, number>) => Array.from({ length: last - first + 1 }, (_, offset) => counts.get(first + offset) ?? 0);
+    return { windowMs: this.limit.windowMs, firstWindowStartMs: first * this.limit.windowMs, granted: perWindow(this.grantedByWindow), rejected: perWindow(this.rejectedByWindow) };
   }
 
   /** Consumes one request of the current window when any is left. */
@@ -48,6 +52,8 @@ export class FixedWindowRateLimit {
     if (allowed) {
       this.used += 1;
       this.grantedByWindow.set(this.windowIndex, this.used);
+    } else {
+      this.rejectedByWindow.set(this.windowIndex, (this.rejectedByWindow.get(this.windowIndex) ?? 0) + 1);
     }
     return { allowed, headers: this.headers() };
   }

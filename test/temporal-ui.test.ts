@@ -1,0 +1,153 @@
+/**
+ * The README's "Temporal UI" steps, followed one by one in a real headless Chromium against the dev server's
+ * Web UI: the schedule they create, triggered from the UI, runs a real cohort sync and Braze ends up holding the
+ * cohort. Needs Debian's chromium (scripts/install-chromium.sh); Playwright never downloads a browser of its own.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { ScheduleNotFoundError } from '@temporalio/client';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { Worker } from '@temporalio/worker';
+import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
+import { createActivities } from '../activities/index.js';
+import { DEFAULT_TASK_QUEUE, loadConfig } from '../src/config.js';
+import { startSandboxes, type Sandboxes } from '../src/sandbox/sandboxes.js';
+import { createWorkerContext, type WorkerContext } from '../src/worker-context.js';
+import type { cohortSync } from '../workflows/cohort-sync.js';
+import { brazeMembers, expectedMembers } from './helpers/braze-state.js';
+import { connectTestEnvironment, createTestWorker, testUiUrl } from './helpers/temporal.js';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+// The README's own values. No other test file polls the README's task queue, so this one can: the test types
+// exactly what a user would.
+const COHORT = '26umsb5';
+const SCHEDULE_ID = `cohort-sync-${COHORT}-hourly`;
+const WORKFLOW_ID = `cohort-sync-${COHORT}`;
+const TASK_QUEUE = DEFAULT_TASK_QUEUE;
+// A loaded 2-core machine renders the UI slowly.
+const UI_TIMEOUT_MS = 60_000;
+
+let env: TestWorkflowEnvironment;
+let sandboxes: Sandboxes;
+let context: WorkerContext;
+let worker: Worker;
+let workerRun: Promise<void>;
+let browser: Browser;
+
+before(async () => {
+  if (!existsSync(CHROMIUM)) throw new Error(`No browser at ${CHROMIUM}: run scripts/install-chromium.sh (or set CHROMIUM_PATH)`);
+  env = await connectTestEnvironment();
+  sandboxes = await startSandboxes({ seed: 17, users: 3_000, dataset: { brazeKnownFraction: 1 }, amplitude: { exportJobDurationMs: 200 } });
+  const stateDir = await mkdtemp(join(tmpdir(), 'temporal-ui-'));
+  context = await createWorkerContext(loadConfig({ ...sandboxes.env, STATE_DB: join(stateDir, 'state.db') }));
+  worker = await createTestWorker(env, { taskQueue: TASK_QUEUE, activities: createActivities(context) });
+  workerRun = worker.run();
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
+});
+
+after(async () => {
+  await browser?.close();
+  worker?.shutdown();
+  await workerRun;
+  await context?.store.close();
+  await sandboxes?.close();
+  await env?.teardown();
+});
+
+/** Runs `steps` on a fresh page; on failure saves a screenshot of where it stopped and prints its path. */
+async function inBrowser(steps: (page: Page) => Promise<void>): Promise<void> {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  page.setDefaultTimeout(UI_TIMEOUT_MS);
+  page.setDefaultNavigationTimeout(2 * UI_TIMEOUT_MS);
+  try {
+    await steps(page);
+  } catch (error) {
+    const screenshot = join(await mkdtemp(join(tmpdir(), 'temporal-ui-failure-')), 'page.png');
+    await page.screenshot({ path: screenshot, fullPage: true }).then(
+      () => console.error(`Screenshot of the page at failure (${page.url()}): ${screenshot}`),
+      (screenshotError: Error) => console.error(`No screenshot: ${screenshotError.message}`),
+    );
+    throw error;
+  } finally {
+    await page.close();
+  }
+}
+
+/** The UI fills fields asynchronously: waits until `field` holds `value`. */
+async function waitForValue(field: Locator, value: string): Promise<void> {
+  const deadline = Date.now() + UI_TIMEOUT_MS;
+  let shown = await field.inputValue();
+  for (; shown !== value && Date.now() < deadline; shown = await field.inputValue()) await new Promise((r) => setTimeout(r, 100));
+  assert.equal(shown, value);
+}
+
+test('a schedule created and triggered in the Web UI as the README says syncs the cohort into Braze', { timeout: 10 * UI_TIMEOUT_MS }, async () => {
+  const expected = expectedMembers(sandboxes, COHORT);
+  assert.ok(expected.size > 0, 'the cohort has identified members');
+  assert.equal(brazeMembers(sandboxes, COHORT).size, 0, 'nobody is in the cohort in Braze before the scheduled run');
+  const schedule = env.client.schedule.getHandle(SCHEDULE_ID);
+  try {
+    await inBrowser(async (page) => {
+      await page.goto(testUiUrl());
+      // "open Schedules → Create Schedule"
+      await page.getByRole('navigation', { name: 'Primary' }).getByRole('link', { name: 'Schedules', exact: true }).click();
+      await page.getByRole('link', { name: 'Create Schedule' }).click();
+      await page.getByRole('heading', { name: 'Create Schedule', level: 1 }).waitFor();
+      // The README's steps, numbered as there.
+      await page.getByLabel('Schedule Name').fill(SCHEDULE_ID); // 1
+      await page.getByLabel('Workflow Type').fill('cohortSync'); // 2
+      await page.getByLabel('Workflow ID').fill(WORKFLOW_ID);
+      await page.getByLabel('Task Queue').fill(TASK_QUEUE);
+      const input = page.getByRole('textbox', { name: 'JSON Data' }); // 3
+      await input.fill(JSON.stringify({ cohortId: COHORT }));
+      // Leaving the editor reformats the JSON over more lines: done now, the layout cannot shift under the next click.
+      await input.blur();
+      await page.getByRole('radio', { name: 'json/plain' }).check();
+      await page.getByRole('button', { name: 'Every hour' }).click(); // 4
+      await waitForValue(page.getByRole('textbox', { name: 'Cron expression', exact: true }), '0 * * * *');
+      // 5: the UI goes back to the list, where the new schedule's name opens its page.
+      await page.getByRole('button', { name: 'Create Schedule' }).click();
+      await page.getByRole('link', { name: SCHEDULE_ID, exact: true }).click();
+      await page.getByRole('heading', { name: SCHEDULE_ID, level: 1 }).waitFor();
+
+      // The schedule the server got holds exactly what was typed.
+      const described = await schedule.describe();
+      assert.equal(described.action.type, 'startWorkflow');
+      assert.deepEqual(
+        [described.action.workflowType, described.action.workflowId, described.action.taskQueue, described.action.args],
+        ['cohortSync', WORKFLOW_ID, TASK_QUEUE, [{ cohortId: COHORT }]],
+      );
+      const [calendar] = described.spec.calendars ?? [];
+      assert.deepEqual([calendar?.minute, calendar?.hour], [[{ start: 0, end: 0, step: 1 }], [{ start: 0, end: 23, step: 1 }]]);
+      assert.equal(described.policies.overlap, 'SKIP', 'the UI skips overlapping runs by default, as the README says');
+
+      // "Schedule Actions → Trigger, and Trigger again in the dialog" on the schedule's page runs it now.
+      await page.getByRole('button', { name: 'Schedule Actions' }).click();
+      await page.getByRole('menuitem', { name: 'Trigger' }).click();
+      await page.getByRole('dialog', { name: 'Trigger Immediately' }).getByRole('button', { name: 'Trigger', exact: true }).click();
+    });
+
+    let recentActions = (await schedule.describe()).info.recentActions;
+    for (let i = 0; i < 300 && recentActions.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      recentActions = (await schedule.describe()).info.recentActions;
+    }
+    assert.equal(recentActions.length, 1, 'the trigger started one run');
+    const { workflowId } = recentActions[0]!.action.workflow;
+    assert.ok(workflowId.startsWith(`${WORKFLOW_ID}-`), `${workflowId}: a scheduled run's id is the schedule's workflow id and its time`);
+    const result = await env.client.workflow.getHandle<typeof cohortSync>(workflowId).result();
+
+    assert.deepEqual(brazeMembers(sandboxes, COHORT), expected);
+    assert.deepEqual([result.added, result.removed, result.failed, result.amplitudeDownloads], [expected.size, 0, 0, 1]);
+    assert.equal(result.dataPoints, sandboxes.braze.control.dataPoints().total);
+  } finally {
+    // Not found when the test failed before the UI created it.
+    await schedule.delete().catch((error: unknown) => {
+      if (!(error instanceof ScheduleNotFoundError)) throw error;
+    });
+  }
+});
