@@ -14,7 +14,7 @@ import type { CohortSyncInput } from '../src/cohort/input.js';
 import { resolveTemporalCli } from '../src/temporal/cli.js';
 import type { cohortSync } from '../workflows/cohort-sync.js';
 import { ampbraze } from './helpers/cli.js';
-import { CohortSyncHarness, coreCohortScenarios, MEDIUM_COHORT, SMALL_COHORT } from './helpers/cohort-sync.js';
+import { CohortSyncHarness, coreCohortScenarios, MEDIUM_COHORT, SMALL_COHORT } from './helpers/cohort-scenarios.js';
 import { SQLITE } from './helpers/stores.js';
 import { testServerAddress, uniqueTaskQueue } from './helpers/temporal.js';
 

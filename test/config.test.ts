@@ -42,7 +42,8 @@ describe('loadConfig', () => {
   void test('applies the documented defaults', () => {
     const config = loadConfig(minimalEnv);
     assert.deepEqual(config.temporal, {
-      address: 'localhost:7233', namespace: 'default', taskQueue: 'amplitude-braze-sync', apiKey: undefined, tls: undefined, grpcMetadata: {}, workerPrometheusAddress: undefined });
+      address: 'localhost:7233', namespace: 'default', taskQueue: 'amplitude-braze-sync', apiKey: undefined, tls: undefined, grpcMetadata: {}, workerPrometheusAddress: undefined,
+      workerMaxConcurrentActivities: 100, workerShutdownGraceMs: 30_000 });
     assert.equal(config.amplitude.region, 'us');
     assert.equal(config.amplitude.apiUrl, 'https://amplitude.com');
     assert.equal(config.amplitude.profileApiUrl, 'https://profile-api.amplitude.com');
@@ -56,6 +57,13 @@ describe('loadConfig', () => {
     assert.equal(config.braze.partner, undefined);
     assert.equal(config.braze.appId, undefined);
     assert.deepEqual(config.store, { kind: 'sqlite', path: 'data/state.db' });
+  });
+
+  void test('reads the worker settings and names a bad one', () => {
+    const config = loadConfig({ ...minimalEnv, WORKER_MAX_CONCURRENT_ACTIVITIES: '8', WORKER_SHUTDOWN_GRACE: '2m' });
+    assert.deepEqual([config.temporal.workerMaxConcurrentActivities, config.temporal.workerShutdownGraceMs], [8, 120_000]);
+    const problems = problemsOf(() => loadConfig({ ...minimalEnv, WORKER_MAX_CONCURRENT_ACTIVITIES: '0', WORKER_SHUTDOWN_GRACE: 'soon' }));
+    assert.deepEqual(problems.map((problem) => problem.variable), ['WORKER_MAX_CONCURRENT_ACTIVITIES', 'WORKER_SHUTDOWN_GRACE']);
   });
 
   void test('treats empty and blank values as unset', () => {

@@ -7,8 +7,12 @@ import type { CohortSyncProgress, CohortSyncResult } from '../../workflows/cohor
 export async function followProgress(client: Client, workflowId: string, result: () => Promise<CohortSyncResult>): Promise<CohortSyncResult> {
   const interactive = process.stdout.isTTY;
   let lastLine = '';
+  // At most one query at a time, and none left when the caller closes the connection: the SDK would retry a
+  // query still in flight on the closed channel, and that throws outside any promise.
+  let polling: Promise<void> | undefined;
   const timer = setInterval(() => {
-    getSyncProgress(client, workflowId)
+    if (polling) return;
+    polling = getSyncProgress(client, workflowId)
       .then((progress) => {
         const line = describeProgress(progress);
         if (line === lastLine) return;
@@ -16,12 +20,14 @@ export async function followProgress(client: Client, workflowId: string, result:
         else if (line.split(' ')[0] !== lastLine.split(' ')[0]) console.log(line);
         lastLine = line;
       })
-      .catch(() => undefined); // the query races the run's start and end; the next tick tries again
+      .catch(() => undefined) // the query races the run's start and end; the next tick tries again
+      .finally(() => (polling = undefined));
   }, 500);
   try {
     return await result();
   } finally {
     clearInterval(timer);
+    await polling;
     if (interactive && lastLine) process.stdout.write('\n');
   }
 }

@@ -1,193 +1,39 @@
 /**
- * The cohort sync end to end — real Temporal, a real worker, the sandboxes over HTTP — on a store of a given kind.
- * test/cohort-sync.test.ts (SQLite) and test/cohort-sync-postgres.test.ts share this harness and the core
- * scenarios every store must pass. Every test asserts on the sandbox's final Braze state and its own data-point
- * count, not on the calls we made.
+ * Cohort-sync steps shared by the end-to-end tests and `npm run record:histories`: a membership change as
+ * Amplitude's recompute would make it, and following a run's progress (to see it pause over its budget).
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import type { Worker } from '@temporalio/worker';
-import { createActivities } from '../../activities/index.js';
-import { getSyncProgress, startCohortSync } from '../../src/client.js';
-import type { CohortSyncInput } from '../../src/cohort/input.js';
-import { loadConfig } from '../../src/config.js';
-import { startSandboxes, type Sandboxes } from '../../src/sandbox/sandboxes.js';
-import { createWorkerContext, type WorkerContext } from '../../src/worker-context.js';
-import { setBudgetUpdate } from '../../workflows/cohort-sync.js';
-import { brazeMembers, expectedMembers } from './braze-state.js';
-import type { TestStoreKind } from './stores.js';
-import { connectTestEnvironment, createTestWorker, uniqueTaskQueue } from './temporal.js';
+import type { Client } from '@temporalio/client';
+import { getSyncProgress } from '../../src/client.js';
+import type { Dataset } from '../../src/sandbox/dataset.js';
+import type { CohortSyncProgress } from '../../workflows/cohort-sync.js';
 
-export const SMALL_COHORT = '26umsb5'; // ~1% of users
-export const MEDIUM_COHORT = '3k9x2pq'; // ~10%
-
-/** The sandboxes and a worker on a fresh store of `storeKind`, for the file that creates it. */
-export class CohortSyncHarness {
-  env!: TestWorkflowEnvironment;
-  sandboxes!: Sandboxes;
-  context!: WorkerContext;
-  readonly taskQueue = uniqueTaskQueue('cohort-sync');
-  #worker: Worker | undefined;
-  #workerRun: Promise<void> | undefined;
-
-  constructor(readonly storeKind: TestStoreKind) {
-    before(async () => {
-      this.env = await connectTestEnvironment();
-      this.sandboxes = await startSandboxes({ seed: 11, users: 3_000, dataset: { brazeKnownFraction: 1 }, amplitude: { exportJobDurationMs: 200 } });
-      this.context = await createWorkerContext(loadConfig({ ...this.sandboxes.env, ...(await storeKind.freshEnv()) }));
-      this.#worker = await createTestWorker(this.env, { taskQueue: this.taskQueue, activities: createActivities(this.context) });
-      this.#workerRun = this.#worker.run();
-    });
-    after(async () => {
-      this.#worker?.shutdown();
-      await this.#workerRun;
-      await this.context?.store.close();
-      await this.sandboxes?.close();
-      await this.env?.teardown();
-    });
-  }
-
-  sync = async (input: CohortSyncInput) => {
-    const handle = await startCohortSync(this.env.client, input, { taskQueue: this.taskQueue });
-    return handle.result();
-  };
-
-  expectedMembers = (cohortId: string): Set<string> => expectedMembers(this.sandboxes, cohortId);
-
-  brazeMembers = (cohortId: string, attribute?: string): Set<string> => brazeMembers(this.sandboxes, cohortId, attribute);
-
-  anonymousMemberCount = (cohortId: string): number => {
-    let count = 0;
-    for (const member of this.sandboxes.dataset.cohortMembers(cohortId)) if (!member.userId) count += 1;
-    return count;
-  };
-
-  brazeDataPoints = () => this.sandboxes.braze.control.dataPoints().total;
-
-  trackRequests = () => this.sandboxes.braze.control.requestCounts()['POST /users/track'] ?? 0;
-
-  /** Runs `work` against a worker of its own (own task queue and a fresh store of the same kind), configured by `overrides`. */
-  withOwnWorker = async <T>(overrides: Record<string, string>, work: (ownQueue: string) => Promise<T>): Promise<T> => {
-    const ownQueue = uniqueTaskQueue('own-worker');
-    const ownContext = await createWorkerContext(loadConfig({ ...this.sandboxes.env, ...(await this.storeKind.freshEnv()), ...overrides }));
-    const ownWorker = await createTestWorker(this.env, { taskQueue: ownQueue, activities: createActivities(ownContext) });
-    try {
-      return await ownWorker.runUntil(() => work(ownQueue));
-    } finally {
-      await ownContext.store.close();
-    }
-  };
-
-  waitUntilPaused = async (workflowId: string) => {
-    let progress = await getSyncProgress(this.env.client, workflowId);
-    for (let i = 0; i < 100 && progress.phase !== 'paused'; i++) {
-      await new Promise((r) => setTimeout(r, 200));
-      progress = await getSyncProgress(this.env.client, workflowId);
-    }
-    assert.equal(progress.phase, 'paused');
-    return progress;
-  };
+/** Moves `leave` identified members out of the cohort and `enter` identified non-members into it. */
+export function changeCohortMembership(dataset: Dataset, cohortId: string, counts: { leave: number; enter: number }): void {
+  const members = [...dataset.cohortMembers(cohortId)];
+  const memberIds = new Set(members.map((m) => m.amplitudeId));
+  const leaving = members.filter((m) => m.userId).slice(0, counts.leave);
+  const entering = [...dataset.identities()].filter((u) => u.userId && !memberIds.has(u.amplitudeId)).slice(0, counts.enter);
+  dataset.removeCohortMembers(cohortId, leaving.map((m) => m.amplitudeId));
+  dataset.addCohortMembers(cohortId, entering.map((u) => u.amplitudeId));
 }
 
-/** First sync, unchanged rerun, exact delta, per-object failures, budget pause and the daily ledger: what every store must get right. */
-export function coreCohortScenarios(h: CohortSyncHarness): void {
-  const { sync, expectedMembers, anonymousMemberCount, brazeMembers, brazeDataPoints, trackRequests, waitUntilPaused } = h;
+/** Polls the progress query until `reached` holds (or gives up after 20 s and returns the last progress). */
+export async function waitForProgress(
+  client: Client,
+  workflowId: string,
+  reached: (progress: CohortSyncProgress) => boolean,
+): Promise<CohortSyncProgress> {
+  let progress = await getSyncProgress(client, workflowId);
+  for (let i = 0; i < 100 && !reached(progress); i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    progress = await getSyncProgress(client, workflowId);
+  }
+  return progress;
+}
 
-  describe('cohort sync into a custom-attribute array', () => {
-    test('first run sends everyone; anonymous members are skipped with a reason; our data points equal the sandbox’s', async () => {
-      const pointsBefore = brazeDataPoints();
-      const result = await sync({ cohortId: MEDIUM_COHORT, pageSize: 100 });
-      const expected = expectedMembers(MEDIUM_COHORT);
-      assert.deepEqual(brazeMembers(MEDIUM_COHORT), expected);
-      assert.equal(result.added, expected.size);
-      assert.equal(result.removed, 0);
-      assert.equal(result.failed, 0);
-      assert.equal(result.amplitudeDownloads, 1);
-      assert.equal(result.skipped, anonymousMemberCount(MEDIUM_COHORT));
-      assert.ok(result.skipped > 0, 'the dataset has anonymous members');
-      assert.match(Object.keys(result.skipReasons).join(), /anonymous member \(no user_id\)/);
-      assert.equal(result.dataPoints, brazeDataPoints() - pointsBefore);
-      assert.equal(result.dataPoints, expected.size, 'one array add per member');
-    });
-
-    test('an unchanged rerun downloads nothing, sends nothing and spends nothing', async () => {
-      const requestsBefore = trackRequests();
-      const downloadsBefore = h.sandboxes.amplitude.control.downloadRequestsThisMonth();
-      const pointsBefore = brazeDataPoints();
-      const result = await sync({ cohortId: MEDIUM_COHORT, pageSize: 100 });
-      assert.equal(result.unchanged, true);
-      assert.deepEqual([result.brazeRequests, result.dataPoints, result.amplitudeDownloads], [0, 0, 0]);
-      assert.equal(trackRequests(), requestsBefore);
-      assert.equal(h.sandboxes.amplitude.control.downloadRequestsThisMonth(), downloadsBefore);
-      assert.equal(brazeDataPoints(), pointsBefore);
-    });
-
-    test('a membership change sends exactly who entered and who left', async () => {
-      const identified = [...h.sandboxes.dataset.cohortMembers(MEDIUM_COHORT)].filter((m) => m.userId);
-      const leaving = identified.slice(0, 5);
-      const members = expectedMembers(MEDIUM_COHORT);
-    const entering = [...h.sandboxes.dataset.identities()].filter((u) => u.userId && !members.has(u.userId)).slice(0, 7);
-      h.sandboxes.dataset.removeCohortMembers(MEDIUM_COHORT, leaving.map((m) => m.amplitudeId));
-      h.sandboxes.dataset.addCohortMembers(MEDIUM_COHORT, entering.map((m) => m.amplitudeId));
-      const pointsBefore = brazeDataPoints();
-
-      const result = await sync({ cohortId: MEDIUM_COHORT, pageSize: 100 });
-      assert.deepEqual([result.added, result.removed, result.failed], [7, 5, 0]);
-      assert.equal(result.brazeRequests, 2, 'one request for the 7 entering, one for the 5 leaving');
-      assert.deepEqual(brazeMembers(MEDIUM_COHORT), expectedMembers(MEDIUM_COHORT));
-      assert.equal(result.dataPoints, 12);
-      assert.equal(brazeDataPoints() - pointsBefore, 12);
-    });
-
-    test('per-object Braze errors are mapped to the right users, kept out of the snapshot, and retried next run', async () => {
-      const blocked = [...expectedMembers(SMALL_COHORT)].slice(0, 3);
-      h.sandboxes.braze.control.setBlockedExternalIds(blocked);
-      try {
-        const first = await sync({ cohortId: SMALL_COHORT, attributeName: 'blocked_cohorts' });
-        assert.equal(first.failed, 3);
-        assert.deepEqual(first.failureReasons, { 'provided external_id is blacklisted and disallowed': 3 });
-        const synced = brazeMembers(SMALL_COHORT, 'blocked_cohorts');
-        assert.deepEqual([...synced].filter((id) => blocked.includes(id)), []);
-        assert.equal(synced.size, expectedMembers(SMALL_COHORT).size - 3);
-      } finally {
-        h.sandboxes.braze.control.setBlockedExternalIds([]);
-      }
-      const retry = await sync({ cohortId: SMALL_COHORT, attributeName: 'blocked_cohorts' });
-      assert.equal(retry.unchanged, false, 'a run with failures does not let the next one skip');
-      assert.deepEqual([retry.added, retry.removed, retry.failed], [3, 0, 0]);
-      assert.deepEqual(brazeMembers(SMALL_COHORT, 'blocked_cohorts'), expectedMembers(SMALL_COHORT));
-    });
-
-    test('over its budget a run pauses (not fails), reports why, and finishes once the budget is raised', async () => {
-      const handle = await startCohortSync(h.env.client, { cohortId: MEDIUM_COHORT, attributeName: 'budget_cohorts', pageSize: 50, maxDataPoints: 120 }, { taskQueue: h.taskQueue });
-      const progress = await waitUntilPaused(handle.workflowId);
-      assert.match(progress.pausedReason ?? '', /over the run budget/);
-      assert.equal(progress.totals.dataPoints, 100, 'two pages of 50 fit in 120, the third does not');
-      assert.equal(brazeMembers(MEDIUM_COHORT, 'budget_cohorts').size, 100);
-
-      await handle.executeUpdate(setBudgetUpdate, { args: [{ maxDataPoints: 10_000 }] });
-      const result = await handle.result();
-      assert.equal(result.added, expectedMembers(MEDIUM_COHORT).size);
-      assert.deepEqual(brazeMembers(MEDIUM_COHORT, 'budget_cohorts'), expectedMembers(MEDIUM_COHORT));
-    });
-
-    test('a daily budget across all syncs pauses a run; the per-day ledger holds every point spent', async () => {
-      const today = new Date().toISOString().slice(0, 10);
-      const spentToday = await h.context.store.dataPointsOnDay(today);
-      assert.ok(spentToday > 0, 'earlier syncs spent data points today');
-      const pointsBefore = brazeDataPoints();
-      const input = { cohortId: MEDIUM_COHORT, attributeName: 'daily_cohorts', pageSize: 50, maxDataPointsPerDay: spentToday + 120 };
-      const handle = await startCohortSync(h.env.client, input, { taskQueue: h.taskQueue });
-      const progress = await waitUntilPaused(handle.workflowId);
-      assert.match(progress.pausedReason ?? '', /over the daily budget/);
-      assert.equal(progress.totals.dataPoints, 100, 'what other syncs spent today counts against the budget');
-
-      await handle.executeUpdate(setBudgetUpdate, { args: [{ maxDataPointsPerDay: spentToday + 100_000 }] });
-      const result = await handle.result();
-      assert.deepEqual(brazeMembers(MEDIUM_COHORT, 'daily_cohorts'), expectedMembers(MEDIUM_COHORT));
-      assert.equal((await h.context.store.dataPointsOnDay(today)) - spentToday, result.dataPoints);
-      assert.equal(brazeDataPoints() - pointsBefore, result.dataPoints);
-    });
-  });
+export async function waitUntilPaused(client: Client, workflowId: string): Promise<CohortSyncProgress> {
+  const progress = await waitForProgress(client, workflowId, (p) => p.phase === 'paused');
+  assert.equal(progress.phase, 'paused');
+  return progress;
 }

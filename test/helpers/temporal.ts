@@ -31,11 +31,16 @@ export function uniqueTaskQueue(prefix: string): string {
   return `${prefix}-${randomUUID()}`;
 }
 
+/** The workflow bundle of the current `workflows/` code, built once per test run. */
+export function testWorkflowBundlePath(): string {
+  const codePath = process.env.TEST_WORKFLOW_BUNDLE;
+  if (!codePath) throw new Error('TEST_WORKFLOW_BUNDLE is not set: run the tests with `npm test`');
+  return codePath;
+}
+
 export async function createTestWorker(
   env: TestWorkflowEnvironment,
   options: Pick<WorkerOptions, 'taskQueue' | 'activities'> & Partial<WorkerOptions>,
 ): Promise<Worker> {
-  const codePath = process.env.TEST_WORKFLOW_BUNDLE;
-  if (!codePath) throw new Error('TEST_WORKFLOW_BUNDLE is not set: run the tests with `npm test`');
-  return Worker.create({ connection: env.nativeConnection, workflowBundle: { codePath }, ...options });
+  return Worker.create({ connection: env.nativeConnection, workflowBundle: { codePath: testWorkflowBundlePath() }, ...options });
 }

@@ -1,0 +1,210 @@
+/**
+ * `npm run record:histories [-- <folder>]`: runs every kind of workflow execution for real — its own Temporal dev
+ * server, the sandboxes, a worker — and writes each run's event history to test/histories/<scenario>.json, or
+ * <scenario>-<n>.json for the runs of a continue-as-new chain. test/replay.test.ts replays them on the current
+ * workflow code. A small dataset and small pages keep the files small; they hold only synthetic sandbox data.
+ */
+import assert from 'node:assert/strict';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join, relative, resolve } from 'node:path';
+import { Client, Connection, WorkflowFailedError, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
+import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import { runDoctor, startCohortSync } from '../src/client.js';
+import type { CohortSyncInput } from '../src/cohort/input.js';
+import { loadConfig, temporalConnectionOptions } from '../src/config.js';
+import { startSandboxes } from '../src/sandbox/sandboxes.js';
+import { PROJECT_ROOT, resolveTemporalCli } from '../src/temporal/cli.js';
+import { startDevServer } from '../src/temporal/dev-server.js';
+import { createSyncWorker } from '../src/worker.js';
+import { createWorkerContext } from '../src/worker-context.js';
+import { changeCohortMembership, waitForProgress, waitUntilPaused } from '../test/helpers/cohort-sync.js';
+import { HISTORIES_DIR, SANDBOX_KEYS, foundIn } from '../test/helpers/histories.js';
+import { resumeSignal, setBudgetUpdate, type CohortSyncResult } from '../workflows/cohort-sync.js';
+
+const SMALL_COHORT = '26umsb5'; // ~1% of users
+const MEDIUM_COHORT = '3k9x2pq'; // ~10%
+const LARGE_COHORT = '5fh7t0w'; // ~40%: over the sandbox's download size limit below
+
+const outputDir = resolve(process.argv[2] ?? HISTORIES_DIR);
+// Failing runs are scenarios here, not news: the worker speaks up only on errors.
+Runtime.install({ logger: new DefaultLogger('ERROR') });
+
+const cli = await resolveTemporalCli({ log: (line) => console.error(line) });
+// Low enough that a sync of a dozen pages continues as new: the chain's later runs start from a checkpoint.
+const server = await startDevServer({ cli, uiPort: false, dynamicConfig: { 'limit.historyCount.suggestContinueAsNew': 60 } });
+const sandboxes = await startSandboxes({
+  seed: 11,
+  users: 300,
+  dataset: { brazeKnownFraction: 1 },
+  amplitude: { exportJobDurationMs: 200, maxCohortSize: 100 },
+});
+// The files get committed: nothing of the recording machine (paths, host name) may end up in them.
+const IDENTITY = 'record-histories';
+const config = loadConfig({ ...sandboxes.env, TEMPORAL_ADDRESS: server.address, STATE_DB: ':memory:' });
+const context = { ...(await createWorkerContext(config)), workerIdentity: IDENTITY };
+const workerConnection = await NativeConnection.connect(await temporalConnectionOptions(config.temporal));
+const worker = await createSyncWorker(workerConnection, config.temporal, context);
+const connection = await Connection.connect(await temporalConnectionOptions(config.temporal));
+const client = new Client({ connection, namespace: config.temporal.namespace, identity: IDENTITY });
+const { taskQueue } = config.temporal;
+
+interface FirstRun {
+  workflowId: string;
+  runId: string;
+}
+
+function firstRunOf(handle: WorkflowHandleWithFirstExecutionRunId): FirstRun {
+  return { workflowId: handle.workflowId, runId: handle.firstExecutionRunId };
+}
+
+/** Starts a sync under the scenario's name as its workflow id. */
+function startScenario(scenario: string, input: CohortSyncInput) {
+  return startCohortSync(client, input, { taskQueue, workflowId: scenario });
+}
+
+/** Runs a sync to its end and checks it ended as its scenario says (unchanged, skipped, …). */
+async function syncScenario(scenario: string, input: CohortSyncInput, expected: Partial<CohortSyncResult> = {}): Promise<FirstRun> {
+  const handle = await startScenario(scenario, input);
+  const result = await handle.result();
+  for (const [key, value] of Object.entries(expected)) assert.deepEqual(result[key as keyof CohortSyncResult], value, `${scenario}: ${key}`);
+  return firstRunOf(handle);
+}
+
+async function expectFailure(handle: WorkflowHandleWithFirstExecutionRunId): Promise<FirstRun> {
+  const failure = await handle.result().then(
+    () => undefined,
+    (error: unknown) => error,
+  );
+  if (!(failure instanceof WorkflowFailedError)) throw new Error(`${handle.workflowId} was expected to fail`, { cause: failure });
+  return firstRunOf(handle);
+}
+
+interface Scenario {
+  name: string;
+  run: (name: string) => Promise<FirstRun>;
+  /** The recording fails unless this run continues as new: replaying a chain's later runs needs one. */
+  continuesAsNew?: boolean;
+}
+
+// Run in order over one state store, as a deployment sees them: the reruns follow the first sync of their cohort.
+const scenarios: Scenario[] = [
+  { name: 'first-run', continuesAsNew: true, run: (name) => syncScenario(name, { cohortId: MEDIUM_COHORT, pageSize: 3 }) },
+  { name: 'unchanged-rerun', run: (name) => syncScenario(name, { cohortId: MEDIUM_COHORT, pageSize: 3 }, { unchanged: true }) },
+  {
+    name: 'delta-run',
+    run: (name) => {
+      changeCohortMembership(sandboxes.dataset, MEDIUM_COHORT, { leave: 2, enter: 3 });
+      return syncScenario(name, { cohortId: MEDIUM_COHORT, pageSize: 3 }, { added: 3, removed: 2 });
+    },
+  },
+  {
+    name: 'dry-run',
+    run: (name) => syncScenario(name, { cohortId: MEDIUM_COHORT, attributeName: 'planned_cohorts', dryRun: true }, { dataPoints: 0 }),
+  },
+  {
+    name: 'budget-raised-by-update',
+    run: async (name) => {
+      const handle = await startScenario(name, { cohortId: SMALL_COHORT, attributeName: 'budget_cohorts', pageSize: 1, maxDataPoints: 1 });
+      await waitUntilPaused(client, handle.workflowId);
+      await handle.executeUpdate(setBudgetUpdate, { args: [{ maxDataPoints: 1_000 }] });
+      await handle.result();
+      return firstRunOf(handle);
+    },
+  },
+  {
+    name: 'budget-resumed-by-signal',
+    run: async (name) => {
+      const handle = await startScenario(name, { cohortId: SMALL_COHORT, attributeName: 'resumed_cohorts', pageSize: 2, maxDataPoints: 2 });
+      // A resume lifts the budget for one page only: the run pauses again at each later page, to the end.
+      for (let page = -1; ; ) {
+        const progress = await waitForProgress(client, handle.workflowId, (p) => p.phase === 'done' || (p.phase === 'paused' && p.page > page));
+        if (progress.phase === 'done') break;
+        if (progress.phase !== 'paused') throw new Error(`${name} is neither paused nor done: ${progress.phase}`);
+        await handle.signal(resumeSignal);
+        page = progress.page;
+      }
+      await handle.result();
+      return firstRunOf(handle);
+    },
+  },
+  {
+    name: 'skipped-while-another-runs',
+    run: async (name) => {
+      // A paused run holds the sync's lease; a second run of the same sync (as a Schedule starts it) skips.
+      const input: CohortSyncInput = { cohortId: SMALL_COHORT, attributeName: 'leased_cohorts', pageSize: 1, maxDataPoints: 1 };
+      const holder = await startScenario(`${name}-holder`, input);
+      await waitUntilPaused(client, holder.workflowId);
+      const skipped = await syncScenario(name, input, { runInProgress: holder.workflowId, added: 0 });
+      await holder.executeUpdate(setBudgetUpdate, { args: [{ maxDataPoints: 1_000 }] });
+      await holder.result();
+      return skipped;
+    },
+  },
+  { name: 'partner-cohort', run: (name) => syncScenario(name, { cohortId: SMALL_COHORT, target: 'partner_cohort' }) },
+  {
+    name: 'invalid-input',
+    // Past the client's own validation, as a start from the Temporal UI or CLI would be.
+    run: async (name) => {
+      const handle = await client.workflow.start('cohortSync', { taskQueue, workflowId: name, args: [{ cohortId: '', pageSize: 0 }] });
+      return expectFailure(handle);
+    },
+  },
+  { name: 'vendor-rejected', run: async (name) => expectFailure(await startScenario(name, { cohortId: LARGE_COHORT })) },
+  {
+    name: 'doctor',
+    run: async () => {
+      await runDoctor(client, { taskQueue });
+      return listedRun(`WorkflowType = 'doctor'`);
+    },
+  },
+];
+
+async function listedRun(query: string): Promise<FirstRun> {
+  // Visibility lags behind the runs themselves, even on the dev server.
+  for (let i = 0; i < 50; i++) {
+    for await (const execution of client.workflow.list({ query })) return execution;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`no workflow run matches ${query}`);
+}
+
+/** Every run of the chain that starts at `first`, following continue-as-new to the last one. */
+async function historiesOf(first: FirstRun): Promise<string[]> {
+  const runs: string[] = [];
+  for (let runId: string | null | undefined = first.runId; runId; ) {
+    const history = await client.workflow.getHandle(first.workflowId, runId).fetchHistory();
+    // Stack traces of failures name source files: relative to the project, as in the repository.
+    runs.push(historyToJSON(history).replaceAll(`${PROJECT_ROOT}/`, ''));
+    runId = history.events?.at(-1)?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId;
+  }
+  return runs;
+}
+
+async function writeHistories(scenario: string, runs: string[]): Promise<void> {
+  // A re-recording replaces the scenario's files, however many runs its chain had before.
+  const previous = new RegExp(`^${scenario}(-\\d+)?\\.json$`);
+  for (const file of (await readdir(outputDir)).filter((f) => previous.test(f))) await rm(join(outputDir, file));
+  for (const [index, json] of runs.entries()) {
+    const file = join(outputDir, runs.length === 1 ? `${scenario}.json` : `${scenario}-${index + 1}.json`);
+    const leaks = foundIn(json, { ...SANDBOX_KEYS, 'project path': PROJECT_ROOT, 'host name': `@${hostname()}` });
+    if (leaks.length > 0) throw new Error(`${relative(PROJECT_ROOT, file)} would contain the ${leaks.join(', ')}`);
+    await writeFile(file, `${json}\n`);
+    console.log(`${relative(PROJECT_ROOT, file)}: ${(json.length / 1024).toFixed(1)} KB`);
+  }
+}
+
+try {
+  await mkdir(outputDir, { recursive: true });
+  await worker.runUntil(async () => {
+    for (const { name, run, continuesAsNew } of scenarios) {
+      const runs = await historiesOf(await run(name));
+      if (continuesAsNew && runs.length < 2) throw new Error(`${name} did not continue as new: lower suggestContinueAsNew or the page size`);
+      await writeHistories(name, runs);
+    }
+  });
+} finally {
+  await Promise.all([connection.close(), workerConnection.close(), context.store.close(), sandboxes.close()]);
+  await server.stop();
+}
