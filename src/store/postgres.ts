@@ -221,7 +221,7 @@ export class PostgresStateStore implements StateStore {
 
   async attributeSnapshots(syncId: string, memberKeys: readonly string[]): Promise<Map<string, Map<string, string>>> {
     const snapshots = new Map<string, Map<string, string>>();
-    for (const chunk of chunks(memberKeys)) {
+    for (const chunk of batches(memberKeys)) {
       const rows = await this.#rows<AttributeSnapshot>(
         'SELECT member_key AS "memberKey", attribute, value FROM attribute_snapshots WHERE sync_id = $1 AND member_key = ANY($2::text[])',
         [syncId, chunk],
@@ -442,7 +442,7 @@ export class PostgresStateStore implements StateStore {
 
   async knownDeviceIds(amplitudeIds: readonly string[]): Promise<Map<string, string | null>> {
     const known = new Map<string, string | null>();
-    for (const chunk of chunks(amplitudeIds)) {
+    for (const chunk of batches(amplitudeIds)) {
       const rows = await this.#rows<AmplitudeDeviceId>(
         'SELECT amplitude_id AS "amplitudeId", device_id AS "deviceId" FROM amplitude_device_ids WHERE amplitude_id = ANY($1::text[])',
         [chunk],
