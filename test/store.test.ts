@@ -384,6 +384,20 @@ forEachStore((kind) => {
       }
     });
 
+    void test('one run reserving in two months at once (a retry across month end) keeps a single reservation', async () => {
+      const { store, env } = await openFreshStore(kind);
+      try {
+        const won = await runStoreProcesses(env, [
+          { task: 'reserve', month: '2025-09', limit: 5, runIds: ['run-at-month-end'] },
+          { task: 'reserve', month: '2025-10', limit: 5, runIds: ['run-at-month-end'] },
+        ]);
+        assert.deepEqual(won, [1, 1], 'both attempts hold the reservation');
+        assert.equal((await store.cohortDownloadsInMonth('2025-09')) + (await store.cohortDownloadsInMonth('2025-10')), 1);
+      } finally {
+        await store.close();
+      }
+    });
+
     void test('a request outcome recorded by two processes at once counts once', async () => {
       const { store, env } = await openFreshStore(kind);
       try {

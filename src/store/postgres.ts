@@ -422,15 +422,21 @@ export class PostgresStateStore implements StateStore {
       await client.query(`SELECT pg_advisory_xact_lock(hashtext('cohort_downloads:' || $1))`, [month]);
       const downloadsIn = async (inMonth: string) =>
         (await client.query<{ count: number }>('SELECT count(*) AS count FROM cohort_downloads WHERE month = $1', [inMonth])).rows[0]?.count ?? 0;
-      const earlier = await client.query<{ month: string }>('SELECT month FROM cohort_downloads WHERE run_id = $1 AND cohort_id = $2', [
-        runId,
-        cohortId,
-      ]);
-      const earlierMonth = earlier.rows[0]?.month;
-      if (earlierMonth !== undefined) return { ok: true, used: await downloadsIn(earlierMonth) };
+      const earlierReservation = async () => {
+        const sql = 'SELECT month FROM cohort_downloads WHERE run_id = $1 AND cohort_id = $2';
+        const { rows } = await client.query<{ month: string }>(sql, [runId, cohortId]);
+        return rows[0] && { ok: true, used: await downloadsIn(rows[0].month) };
+      };
+      const earlier = await earlierReservation();
+      if (earlier) return earlier;
       const used = await downloadsIn(month);
       if (used >= limit) return { ok: false, used };
-      await client.query('INSERT INTO cohort_downloads (run_id, cohort_id, month, reserved_at) VALUES ($1, $2, $3, now())', [runId, cohortId, month]);
+      const { rowCount } = await client.query(
+        'INSERT INTO cohort_downloads (run_id, cohort_id, month, reserved_at) VALUES ($1, $2, $3, now()) ON CONFLICT DO NOTHING',
+        [runId, cohortId, month],
+      );
+      // The same run reserving for another month at this very moment (outside this month's lock) got there first.
+      if (rowCount === 0) return (await earlierReservation())!;
       return { ok: true, used: used + 1 };
     });
   }
