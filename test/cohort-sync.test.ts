@@ -154,9 +154,14 @@ describe('cohort sync into a custom-attribute array', () => {
 
   test('a 5xx/429 storm still ends in the exact expected state, each user sent until accepted', async () => {
     sandboxes.braze.control.setFaults({ serverErrorRate: 0.3, rateLimitBurstEvery: 7, rateLimitBurstLength: 2 });
+    const [pointsBefore, requestsBefore] = [brazeDataPoints(), trackRequests()];
     try {
       const result = await sync({ cohortId: MEDIUM_COHORT, attributeName: 'storm_cohorts', pageSize: 100 });
       assert.equal(result.added, expectedMembers(sandboxes, MEDIUM_COHORT).size);
+      // Refused requests (5xx, 429) are counted as requests, at no data points, as Braze counts them.
+      assert.equal(result.dataPoints, brazeDataPoints() - pointsBefore);
+      assert.equal(result.brazeRequests, trackRequests() - requestsBefore);
+      assert.ok(result.brazeRequests > Math.ceil(result.added / 75), 'the storm refused some requests');
     } finally {
       sandboxes.braze.control.setFaults({});
     }
