@@ -5,11 +5,12 @@
 import { activityInfo, ApplicationFailure, Context, heartbeat, sleep } from '@temporalio/activity';
 import { addressOf, DEFERRED_DEVICE_LOOKUP, resolveMember, type CohortMemberIds, type MemberResolution } from '../src/cohort/identifiers.js';
 import { cohortPageRequests, type CohortChangeRequest, type SentChange } from '../src/cohort/braze-changes.js';
-import { RateLimitedError } from '../src/errors.js';
-import { MAX_ROWS_PER_TRANSACTION, type AmplitudeDeviceId, type MemberFailure, type StagedMember } from '../src/store/store.js';
+import { RateLimitedError, VendorError } from '../src/errors.js';
+import { MAX_ROWS_PER_TRANSACTION, type AmplitudeDeviceId, type MemberFailure, type SendingRequest, type StagedMember } from '../src/store/store.js';
 import type { WorkerContext } from '../src/worker-context.js';
 import type {
   ApplyCohortPageInput,
+  ChangeKind,
   CohortPlan,
   FinishCohortRunInput,
   PageOutcome,
@@ -83,23 +84,35 @@ export function createCohortSyncActivities(context: WorkerContext) {
   }
 
   /**
-   * Sends a `/users/track` request within the workspace limit shared by every worker. A 429 all the same (other
-   * integrations write to the workspace too) blocks the limit for everyone until Braze's reset, then the request
-   * goes again: Braze processed none of it.
+   * Sends one request of a page, recorded in the request ledger before it goes and again with what it did. A
+   * `/users/track` request waits for a slot of the workspace limit shared by every worker; a 429 all the same
+   * (other integrations write to the workspace too) blocks the limit for everyone until Braze's reset, and the
+   * request goes again under a key of its own. Resolves with false when the request was recorded before.
    */
-  async function sendWithinTrackLimit(request: CohortChangeRequest): Promise<SentChange> {
+  async function sendAndRecord(request: CohortChangeRequest, pending: SendingRequest, kind: ChangeKind, limited: boolean): Promise<SentChange & { first: boolean }> {
     const limiter = context.brazeLimiter;
-    for (let attempt = 1; ; attempt++) {
-      await limiter.acquire(1, { signal: Context.current().cancellationSignal, whileWaiting: () => heartbeat() });
+    for (let resend = 0; ; resend++) {
+      if (limited) await limiter.acquire(1, { signal: Context.current().cancellationSignal, whileWaiting: () => heartbeat() });
+      const thisSend = { ...pending, requestKey: `${pending.requestKey}#${resend}` };
+      await context.requestLedger.sending(thisSend);
+      let sent: SentChange;
       try {
-        const sent = await request.send(context.braze);
-        await limiter.observe(sent.rateLimit);
-        return sent;
+        sent = await request.send(context.braze);
       } catch (error) {
-        // Past a few, the page fails and Temporal retries it after the vendor's delay (`nextRetryDelay`).
-        if (!(error instanceof RateLimitedError) || attempt === RATE_LIMITED_RESENDS) throw error;
+        // Answered with an error status, Braze changed and billed nothing; without an answer, it may have.
+        if (error instanceof VendorError && error.status !== undefined && error.status >= 400) {
+          await context.requestLedger.sent({ ...thisSend, snapshot: {}, rejected: [], dataPoints: 0 });
+        }
+        // Past a few 429s, the page fails and Temporal retries it after the vendor's delay (`nextRetryDelay`).
+        if (!(limited && error instanceof RateLimitedError) || resend + 1 === RATE_LIMITED_RESENDS) throw error;
         await limiter.observe({ remaining: 0, resetAtMs: Date.now() + error.retryAfterMs });
+        continue;
       }
+      if (limited) await limiter.observe(sent.rateLimit);
+      // The snapshot records only what Braze accepted; rejected members stay in the diff and are retried next run.
+      const snapshot = kind === 'enter' ? { added: sent.accepted } : { removed: sent.accepted };
+      const first = await context.requestLedger.sent({ ...thisSend, snapshot, rejected: sent.rejected, dataPoints: sent.dataPoints });
+      return { ...sent, first };
     }
   }
 
@@ -259,9 +272,9 @@ export function createCohortSyncActivities(context: WorkerContext) {
     },
 
     /**
-     * Sends what is left of one planned page. Requests are named after their page and first member and recorded
-     * atomically with the snapshot change they made, so a retried attempt adds to what earlier attempts did and
-     * never counts a request twice.
+     * Sends what is left of one planned page. Every request is in the ledger before it is sent and is recorded
+     * with the snapshot change it made, so a retried attempt sends only what is left, counts no request twice, and
+     * counts the data points of a request cut off by a crash, which Braze may have billed.
      */
     applyCohortPage: withVendorFailures(async (input: ApplyCohortPageInput): Promise<PageOutcome> => {
       const { run } = input;
@@ -278,19 +291,12 @@ export function createCohortSyncActivities(context: WorkerContext) {
       const dataPointsCounter = Context.current().metricMeter.createCounter('ampbraze_data_points', 'points', 'Braze data points spent');
       const heartbeatNow = throttledHeartbeat();
       await runWithConcurrency(requests, context.brazeConcurrency, async (request) => {
+        // Named after the page, the attempt and the first member: a retried attempt adds to what earlier ones did.
+        const requestKey = `${pagePrefix}${request.firstKey}@${activityInfo().attempt}`;
+        const pending = { syncId: run.syncId, runId: run.runId, requestKey, day, dataPoints: request.dataPoints };
         // Partner cohort calls do not count toward the REST limits.
-        const sent = input.target === 'attribute' ? await sendWithinTrackLimit(request) : await request.send(context.braze);
-        // The snapshot records only what Braze accepted; rejected members stay in the diff and are retried next run.
-        const first = await store.recordSentRequest({
-          syncId: run.syncId,
-          runId: run.runId,
-          requestKey: `${pagePrefix}${request.firstKey}`,
-          day,
-          snapshot: input.kind === 'enter' ? { added: sent.accepted } : { removed: sent.accepted },
-          rejected: sent.rejected,
-          dataPoints: sent.dataPoints,
-        });
-        if (first) dataPointsCounter.add(sent.dataPoints, { sync_kind: 'cohort' });
+        const sent = await sendAndRecord(request, pending, input.kind, input.target === 'attribute');
+        if (sent.first) dataPointsCounter.add(sent.dataPoints, { sync_kind: 'cohort' });
         heartbeatNow();
       });
       const totals = await store.requestOutcomeTotals(run.runId, pagePrefix);

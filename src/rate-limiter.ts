@@ -24,6 +24,9 @@ export function endOfWindowMarginMs(windowMs: number): number {
 }
 
 export class SharedRateLimiter {
+  /** Slots this process took from the store for one window and has not handed out yet. */
+  private spare = { windowEndMs: 0, slots: 0 };
+
   constructor(
     private readonly store: StateStore,
     private readonly key: string,
@@ -39,7 +42,7 @@ export class SharedRateLimiter {
     let needed = n;
     while (needed > 0) {
       signal?.throwIfAborted();
-      const grant = await this.grant(needed);
+      const grant = await this.grant(needed, this.batchSize());
       needed -= grant.granted;
       if (needed === 0) return;
       whileWaiting?.();
@@ -59,12 +62,30 @@ export class SharedRateLimiter {
     if (state && state.remaining <= 0 && state.resetAtMs > Date.now()) await this.store.blockRateLimit(this.key, state.resetAtMs);
   }
 
-  private async grant(requested: number): Promise<RateSlotGrant> {
+  /**
+   * Up to `requested` slots now: from this process's spare ones of the current window, else from the store, which
+   * is asked for `extra` more to keep as spare (one store round trip per few requests, not per request).
+   */
+  private async grant(requested: number, extra = 0): Promise<RateSlotGrant> {
     const { windowMs } = this.limit;
     const nowMs = Date.now();
     const windowEndMs = nowMs - (nowMs % windowMs) + windowMs;
     if (windowEndMs - nowMs < endOfWindowMarginMs(windowMs)) return { granted: 0, retryAtMs: windowEndMs };
-    return this.store.acquireRateSlots({ key: this.key, requested, limit: this.limit.requests, windowMs, nowMs });
+    if (this.spare.windowEndMs === windowEndMs && this.spare.slots > 0) {
+      const granted = Math.min(requested, this.spare.slots);
+      this.spare.slots -= granted;
+      return { granted, retryAtMs: windowEndMs };
+    }
+    const grant = await this.store.acquireRateSlots({ key: this.key, requested: requested + extra, limit: this.limit.requests, windowMs, nowMs });
+    const granted = Math.min(requested, grant.granted);
+    // Spare slots are only good in the window the store counted them in; those left over when it ends go unused.
+    this.spare = { windowEndMs: grant.retryAtMs, slots: grant.granted - granted };
+    return { granted, retryAtMs: grant.retryAtMs };
+  }
+
+  /** A hundredth of the limit: what a process may leave unused per window, at most. */
+  private batchSize(): number {
+    return Math.floor(this.limit.requests / 100);
   }
 }
 

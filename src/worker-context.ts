@@ -7,6 +7,7 @@ import { AmplitudeClient } from './amplitude/client.js';
 import { BrazeClient } from './braze/client.js';
 import type { AppConfig } from './config.js';
 import { SharedRateLimiter } from './rate-limiter.js';
+import { RequestLedger } from './request-ledger.js';
 import { openStateStore } from './store/index.js';
 import type { StateStore } from './store/store.js';
 
@@ -25,6 +26,8 @@ export interface WorkerContext {
   brazeObjectsPerRequest: number;
   cohortDownloadsPerMonth: number;
   cohortExportMaxWaitMs: number;
+  /** Every vendor request of every page goes through it (shared by the worker's pages, so records batch up). */
+  requestLedger: RequestLedger;
   store: StateStore;
 }
 
@@ -62,6 +65,7 @@ export async function createWorkerContext(config: Pick<AppConfig, 'amplitude' | 
     brazeObjectsPerRequest: braze.objectLimit.maxObjects,
     cohortDownloadsPerMonth: amplitude.cohortDownloadsPerMonth,
     cohortExportMaxWaitMs: amplitude.exportMaxWaitMs,
+    requestLedger: new RequestLedger(store),
     store,
   };
 }

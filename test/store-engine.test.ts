@@ -82,33 +82,37 @@ forEachStore((kind) => {
   });
 
   describe('sent requests', () => {
-    void test('commit the snapshot, failures, outcome and data points at once, and only once', async () => {
-      const request = {
-        syncId: 'sync-sent',
-        runId: 'run-sent',
-        requestKey: 'enter:0|ext:a',
-        day: '2025-07-01',
-        snapshot: { added: ['ext:a', 'ext:b'] },
-        rejected: [{ memberKey: 'ext:c', reason: 'Invalid external_id' }],
-        dataPoints: 2,
-      };
-      assert.equal(await store.recordSentRequest(request), true);
-      assert.equal(await store.recordSentRequest(request), false, 'a retried attempt adds nothing');
-      await store.recordSentRequest({ ...request, requestKey: 'leave:0|ext:a', snapshot: { removed: ['ext:a'] }, rejected: [], dataPoints: 1 });
+    const pending = { syncId: 'sync-sent', runId: 'run-sent', requestKey: 'enter:0|ext:a@1#0', day: '2025-07-01', dataPoints: 3 };
+
+    void test('count as sent with their data points from before they go, and record what they did once', async () => {
+      await store.recordRequestsSending([pending, { ...pending, requestKey: 'enter:0|ext:x@1#0', dataPoints: 5 }]);
+      await store.recordRequestsSending([pending]); // a repeated record changes nothing
+      // Sent but not answered yet (or cut off by a crash): counted, in case Braze processed and billed it.
+      assert.deepEqual(await store.requestOutcomeTotals('run-sent', 'enter:'), { requests: 2, accepted: 0, rejected: 0, dataPoints: 8 });
+      assert.equal(await store.dataPointsOnDay('2025-07-01', 'sync-sent'), 8);
+
+      const sent = { ...pending, snapshot: { added: ['ext:a', 'ext:b'] }, rejected: [{ memberKey: 'ext:c', reason: 'Invalid external_id' }], dataPoints: 2 };
+      const refused = { ...pending, requestKey: 'enter:0|ext:x@1#0', snapshot: {}, rejected: [], dataPoints: 0 }; // e.g. a 429
+      assert.deepEqual(await store.recordSentRequests([sent, refused]), [true, true]);
+      assert.deepEqual(await store.recordSentRequests([sent]), [false], 'a retried attempt adds nothing');
+      const leaving = { ...pending, requestKey: 'leave:0|ext:a@1#0', snapshot: { removed: ['ext:a'] }, rejected: [], dataPoints: 1 };
+      assert.deepEqual(await store.recordSentRequests([leaving]), [true], 'recorded without a record before it');
 
       assert.deepEqual((await store.snapshotMembers('sync-sent', { limit: 10 })).items, [{ memberKey: 'ext:b' }]);
       assert.deepEqual(await store.failureCountsByReason('run-sent'), [{ reason: 'Invalid external_id', count: 1 }]);
-      assert.deepEqual(await store.requestOutcomeTotals('run-sent', 'enter:'), { requests: 1, accepted: 2, rejected: 1, dataPoints: 2 });
+      assert.deepEqual(await store.requestOutcomeTotals('run-sent', 'enter:'), { requests: 2, accepted: 2, rejected: 1, dataPoints: 2 });
       assert.equal(await store.dataPointsOnDay('2025-07-01', 'sync-sent'), 3);
-      await assert.rejects(store.recordSentRequest({ ...request, requestKey: 'x', dataPoints: -1 }), /whole number/);
+      await assert.rejects(store.recordSentRequests([{ ...sent, requestKey: 'x', dataPoints: -1 }]), /whole number/);
+      await assert.rejects(store.recordRequestsSending([{ ...pending, day: '07/01/2025' }]), /YYYY-MM-DD/);
     });
 
     void test('the same request recorded by three worker processes at once counts once', async () => {
-      const request = { syncId: 'sync-sent-race', runId: 'run-sent-race', requestKey: 'enter:0|ext:a', day: '2025-07-02', dataPoints: 1 };
+      const request = { syncId: 'sync-sent-race', runId: 'run-sent-race', requestKey: 'enter:0|ext:a#0', day: '2025-07-02', dataPoints: 1 };
+      await store.recordRequestsSending([{ ...request, dataPoints: 2 }]);
       const sent = { ...request, snapshot: { added: ['ext:a'] }, rejected: [] };
       const recorded = (await runStoreProcesses(env, range(3).map(() => ({ task: 'sent' as const, request: sent })))) as boolean[];
       assert.deepEqual([...recorded].sort(), [false, false, true]);
-      assert.equal(await store.dataPointsOnDay('2025-07-02', 'sync-sent-race'), 1);
+      assert.equal(await store.dataPointsOnDay('2025-07-02', 'sync-sent-race'), 1, 'the actual cost replaced the one counted before sending');
       assert.deepEqual(await store.requestOutcomeTotals('run-sent-race', ''), { requests: 1, accepted: 1, rejected: 0, dataPoints: 1 });
     });
   });

@@ -243,6 +243,9 @@ export const MIGRATIONS: readonly Migration[] = [
         expires_at_ms INTEGER NOT NULL
       ) WITHOUT ROWID;
 
+      -- A request is recorded before it is sent (completed = 0) and again with what it did (completed = 1).
+      ALTER TABLE request_outcomes ADD COLUMN completed INTEGER NOT NULL DEFAULT 1;
+
       -- The last key of each planned page of a run's diff: pages are applied by number, several at once.
       CREATE TABLE plan_pages (
         run_id TEXT NOT NULL,
@@ -259,6 +262,8 @@ export const MIGRATIONS: readonly Migration[] = [
         workflow_id TEXT NOT NULL,
         expires_at_ms BIGINT NOT NULL
       );
+
+      ALTER TABLE request_outcomes ADD COLUMN completed BOOLEAN NOT NULL DEFAULT true;
 
       CREATE TABLE plan_pages (
         run_id TEXT COLLATE "C" NOT NULL,

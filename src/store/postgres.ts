@@ -19,6 +19,7 @@ import {
   requireKey,
   requirePageSize,
   requirePoints,
+  requireValidPoints,
   toPage,
   toPageRange,
   toStagedMember,
@@ -52,6 +53,7 @@ import {
   type RunRecord,
   type RunStart,
   type RunStatus,
+  type SendingRequest,
   type SentRequest,
   type SnapshotMember,
   type StagedMember,
@@ -497,23 +499,54 @@ export class PostgresStateStore implements StateStore {
     return rowCount === 1;
   }
 
-  async recordSentRequest(request: SentRequest): Promise<boolean> {
-    requireFormat('day', request.day, DAY, 'YYYY-MM-DD');
-    requirePoints(request.dataPoints);
-    const { syncId, runId, snapshot, rejected } = request;
-    const requestKey = requireKey(request.requestKey);
-    const added = (snapshot.added ?? []).map(requireKey);
-    const removed = snapshot.removed ?? [];
-    const failures = rejected.map((failure) => ({ memberKey: requireKey(failure.memberKey), reason: failure.reason }));
+  async recordRequestsSending(requests: readonly SendingRequest[]): Promise<void> {
+    requests.forEach(requireValidPoints);
+    if (requests.length === 0) return;
+    const column = <K extends keyof SendingRequest>(key: K) => requests.map((request) => request[key]);
+    const keys = requests.map((request) => requireKey(request.requestKey));
+    await this.#transaction(async (client) => {
+      await client.query(
+        `INSERT INTO request_outcomes (run_id, request_key, accepted, rejected, data_points, completed)
+         SELECT r, k, 0, 0, p, false FROM unnest($1::text[], $2::text[], $3::bigint[]) AS t(r, k, p) ON CONFLICT DO NOTHING`,
+        [column('runId'), keys, column('dataPoints')],
+      );
+      await client.query(
+        `INSERT INTO data_points (run_id, page_key, day, sync_id, points)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) ON CONFLICT DO NOTHING`,
+        [column('runId'), keys, column('day'), column('syncId'), column('dataPoints')],
+      );
+    });
+  }
+
+  async recordSentRequests(requests: readonly SentRequest[]): Promise<boolean[]> {
+    requests.forEach(requireValidPoints);
     return this.#transaction(async (client) => {
-      if (added.length > 0) await client.query(INSERT_SNAPSHOT_MEMBERS, [syncId, added]);
-      if (removed.length > 0) await client.query(DELETE_SNAPSHOT_MEMBERS, [syncId, removed]);
-      if (failures.length > 0) await client.query(UPSERT_FAILURES, [runId, failures.map((f) => f.memberKey), failures.map((f) => f.reason)]);
-      const accepted = added.length + removed.length;
-      const first = await client.query(INSERT_REQUEST_OUTCOME, [runId, requestKey, accepted, failures.length, request.dataPoints]);
-      if (first.rowCount === 0) return false;
-      await client.query(INSERT_DATA_POINTS, [runId, requestKey, request.day, syncId, request.dataPoints]);
-      return true;
+      const recorded: boolean[] = [];
+      for (const request of requests) {
+        const { syncId, runId, snapshot, rejected, dataPoints } = request;
+        const requestKey = requireKey(request.requestKey);
+        const { added = [], removed = [] } = snapshot;
+        // Inserts, or completes the row recorded before sending; a row completed before is left alone (no row counted).
+        const completed = await client.query(
+          `INSERT INTO request_outcomes AS o (run_id, request_key, accepted, rejected, data_points, completed) VALUES ($1, $2, $3, $4, $5, true)
+           ON CONFLICT (run_id, request_key) DO UPDATE
+           SET accepted = excluded.accepted, rejected = excluded.rejected, data_points = excluded.data_points, completed = true
+           WHERE NOT o.completed`,
+          [runId, requestKey, added.length + removed.length, rejected.length, dataPoints],
+        );
+        recorded.push(completed.rowCount === 1);
+        if (completed.rowCount === 0) continue;
+        if (added.length > 0) await client.query(INSERT_SNAPSHOT_MEMBERS, [syncId, added.map(requireKey)]);
+        if (removed.length > 0) await client.query(DELETE_SNAPSHOT_MEMBERS, [syncId, removed]);
+        const failedKeys = rejected.map((failure) => requireKey(failure.memberKey));
+        if (rejected.length > 0) await client.query(UPSERT_FAILURES, [runId, failedKeys, rejected.map((failure) => failure.reason)]);
+        await client.query(
+          `INSERT INTO data_points (run_id, page_key, day, sync_id, points) VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (run_id, page_key) DO UPDATE SET points = excluded.points`,
+          [runId, requestKey, request.day, syncId, dataPoints],
+        );
+      }
+      return recorded;
     });
   }
 

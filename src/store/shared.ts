@@ -8,6 +8,7 @@ import {
   type PlannedPages,
   type RateSlotGrant,
   type RateSlotRequest,
+  type SendingRequest,
   type StagedMember,
 } from './store.js';
 
@@ -63,6 +64,12 @@ export function toPageRange(rows: readonly { pageNo: number; throughKey: string 
   const through = rows.find((row) => row.pageNo === page);
   if (!through) return undefined;
   return { afterKey: rows.find((row) => row.pageNo === page - 1)?.throughKey, throughKey: through.throughKey };
+}
+
+/** A request's day and data points, checked before any of a batch is written. */
+export function requireValidPoints(request: SendingRequest): void {
+  requireFormat('day', request.day, DAY, 'YYYY-MM-DD');
+  requirePoints(request.dataPoints);
 }
 
 export function requirePoints(points: number): void {

@@ -18,6 +18,7 @@ import {
   requireKey,
   requirePageSize,
   requirePoints,
+  requireValidPoints,
   toPage,
   toPageRange,
   toStagedMember,
@@ -51,6 +52,7 @@ import {
   type RunStart,
   type RequestOutcome,
   type RunStatus,
+  type SendingRequest,
   type SentRequest,
   type SnapshotMember,
   type StagedMember,
@@ -345,22 +347,36 @@ export class SqliteStateStore implements StateStore {
     return settle(() => this.#sql.requestOutcomeTotals.get(runId, keyPrefix, `${keyPrefix}\uffff`)!);
   }
 
-  recordSentRequest(request: SentRequest): Promise<boolean> {
-    const record = this.#db.transaction((): boolean => {
-      // One statement per list, not per member: a request carries up to a few hundred members.
-      const { added = [], removed = [] } = request.snapshot;
-      if (added.length > 0) this.#sql.insertSnapshotMembers.run(request.syncId, JSON.stringify(added.map(requireKey)));
-      if (removed.length > 0) this.#sql.deleteSnapshotMembers.run(request.syncId, JSON.stringify(removed));
-      for (const failure of request.rejected) this.#sql.upsertFailure.run(request.runId, requireKey(failure.memberKey), failure.reason);
-      const accepted = added.length + removed.length;
-      const first = this.#sql.insertRequestOutcome.run(request.runId, requireKey(request.requestKey), accepted, request.rejected.length, request.dataPoints);
-      if (first.changes === 0) return false;
-      this.#sql.insertDataPoints.run(request.runId, request.requestKey, request.day, request.syncId, request.dataPoints);
-      return true;
+  recordRequestsSending(requests: readonly SendingRequest[]): Promise<void> {
+    const record = this.#db.transaction(() => {
+      for (const request of requests) {
+        this.#sql.insertPendingOutcome.run(request.runId, requireKey(request.requestKey), request.dataPoints);
+        this.#sql.insertDataPoints.run(request.runId, request.requestKey, request.day, request.syncId, request.dataPoints);
+      }
     });
     return settle(() => {
-      requireFormat('day', request.day, DAY, 'YYYY-MM-DD');
-      requirePoints(request.dataPoints);
+      requests.forEach(requireValidPoints);
+      record();
+    });
+  }
+
+  recordSentRequests(requests: readonly SentRequest[]): Promise<boolean[]> {
+    const record = this.#db.transaction((): boolean[] =>
+      requests.map((request) => {
+        const { added = [], removed = [] } = request.snapshot;
+        const accepted = added.length + removed.length;
+        const first = this.#sql.completeOutcome.run(request.runId, requireKey(request.requestKey), accepted, request.rejected.length, request.dataPoints).changes > 0;
+        if (!first) return false;
+        // One statement per list, not per member: a request carries up to a few hundred members.
+        if (added.length > 0) this.#sql.insertSnapshotMembers.run(request.syncId, JSON.stringify(added.map(requireKey)));
+        if (removed.length > 0) this.#sql.deleteSnapshotMembers.run(request.syncId, JSON.stringify(removed));
+        for (const failure of request.rejected) this.#sql.upsertFailure.run(request.runId, requireKey(failure.memberKey), failure.reason);
+        this.#sql.upsertDataPoints.run(request.runId, request.requestKey, request.day, request.syncId, request.dataPoints);
+        return true;
+      }),
+    );
+    return settle(() => {
+      requests.forEach(requireValidPoints);
       return record();
     });
   }
@@ -412,6 +428,16 @@ export class SqliteStateStore implements StateStore {
 function prepareStatements(db: Database.Database) {
   return {
     writeProbe: db.prepare(`INSERT INTO rate_windows (limiter_key, window_start_ms, used) VALUES ('write-probe', 0, 0) ON CONFLICT DO NOTHING`),
+    insertPendingOutcome: db.prepare<[string, string, number]>(
+      'INSERT INTO request_outcomes (run_id, request_key, accepted, rejected, data_points, completed) VALUES (?, ?, 0, 0, ?, 0) ON CONFLICT DO NOTHING',
+    ),
+    // Inserts, or completes a pending row; a row completed before is left alone (no change reported).
+    completeOutcome: db.prepare<[string, string, number, number, number]>(
+      `INSERT INTO request_outcomes (run_id, request_key, accepted, rejected, data_points, completed) VALUES (?, ?, ?, ?, ?, 1)
+       ON CONFLICT (run_id, request_key) DO UPDATE
+       SET accepted = excluded.accepted, rejected = excluded.rejected, data_points = excluded.data_points, completed = 1
+       WHERE completed = 0`,
+    ),
     insertRequestOutcome: db.prepare<[string, string, number, number, number]>(
       'INSERT INTO request_outcomes (run_id, request_key, accepted, rejected, data_points) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
     ),
@@ -552,6 +578,10 @@ function prepareStatements(db: Database.Database) {
 
     insertDataPoints: db.prepare<[string, string, string, string, number]>(
       'INSERT INTO data_points (run_id, page_key, day, sync_id, points) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
+    ),
+    upsertDataPoints: db.prepare<[string, string, string, string, number]>(
+      `INSERT INTO data_points (run_id, page_key, day, sync_id, points) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (run_id, page_key) DO UPDATE SET points = excluded.points`,
     ),
     dataPointsOnDay: db.prepare<[string], { total: number }>('SELECT coalesce(sum(points), 0) AS total FROM data_points WHERE day = ?'),
     dataPointsOnDayForSync: db.prepare<[string, string], { total: number }>(

@@ -167,19 +167,24 @@ export interface OutcomeTotals {
   dataPoints: number;
 }
 
-/** One vendor request of a run's page and what it changed, recorded in one transaction. */
-export interface SentRequest {
+/** A vendor request of a run's page, about to be sent. */
+export interface SendingRequest {
   syncId: string;
   runId: string;
-  /** Unique within the run (see RequestOutcome). */
+  /** Unique within the run, one per send (a resend gets a key of its own); keys sharing a prefix can be summed. */
   requestKey: string;
   /** `YYYY-MM-DD` (UTC): the day its data points count against. */
   day: string;
+  /** What the request costs if the vendor processes all of it. */
+  dataPoints: number;
+}
+
+/** What a sent request did: its snapshot change, the members refused, and the data points it actually cost. */
+export interface SentRequest extends SendingRequest {
   /** Members the vendor accepted, entering (`added`) or leaving (`removed`) the sync's snapshot. */
   snapshot: { added?: readonly string[]; removed?: readonly string[] };
   /** Members the vendor refused, with its reason. */
   rejected: readonly MemberFailure[];
-  dataPoints: number;
 }
 
 export interface SyncLeaseClaim {
@@ -266,10 +271,16 @@ export interface StateStore {
   /** Records what one vendor request achieved; false if that request was recorded already. */
   recordRequestOutcome(outcome: RequestOutcome): Promise<boolean>;
   /**
-   * Records a sent request atomically: snapshot change, failures, its outcome and — the first time only — its
-   * data points. Returns false when the request was recorded already (a retried attempt), which adds nothing.
+   * Records requests before they are sent: from then on their data points count as spent (and as sent requests),
+   * because the vendor bills what it receives and a request cut off by a crash may have arrived. Idempotent.
    */
-  recordSentRequest(request: SentRequest): Promise<boolean>;
+  recordRequestsSending(requests: readonly SendingRequest[]): Promise<void>;
+  /**
+   * Records what sent requests did, in one transaction: each one's snapshot change, failures, outcome and actual
+   * data points (replacing what `recordRequestsSending` counted; 0 for a request the vendor refused unprocessed,
+   * such as a 429). Resolves, per request, with false for one recorded before (a retried attempt): it adds nothing.
+   */
+  recordSentRequests(requests: readonly SentRequest[]): Promise<boolean[]>;
   /** Sums the outcomes of a run's requests whose key starts with `keyPrefix`. */
   requestOutcomeTotals(runId: string, keyPrefix: string): Promise<OutcomeTotals>;
 

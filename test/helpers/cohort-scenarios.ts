@@ -81,7 +81,10 @@ export class CohortSyncHarness {
   };
 }
 
-/** First sync, unchanged rerun, exact delta, per-object failures, budget pause and the daily ledger: what every store must get right. */
+/**
+ * First sync, unchanged rerun, exact delta, per-object failures, a 5xx/429 storm (the request ledger), budget pause and
+ * the daily ledger: what every store must get right.
+ */
 export function coreCohortScenarios(h: CohortSyncHarness): void {
   const { sync, expectedMembers, anonymousMemberCount, brazeMembers, brazeDataPoints, trackRequests } = h;
 
@@ -143,6 +146,22 @@ export function coreCohortScenarios(h: CohortSyncHarness): void {
       assert.equal(retry.unchanged, false, 'a run with failures does not let the next one skip');
       assert.deepEqual([retry.added, retry.removed, retry.failed], [3, 0, 0]);
       assert.deepEqual(brazeMembers(SMALL_COHORT, 'blocked_cohorts'), expectedMembers(SMALL_COHORT));
+    });
+
+    test('a 5xx/429 storm still ends in the exact expected state, each user sent until accepted', async () => {
+      h.sandboxes.braze.control.setFaults({ serverErrorRate: 0.3, rateLimitBurstEvery: 7, rateLimitBurstLength: 2 });
+      const [pointsBefore, requestsBefore] = [brazeDataPoints(), trackRequests()];
+      try {
+        const result = await sync({ cohortId: MEDIUM_COHORT, attributeName: 'storm_cohorts', pageSize: 100 });
+        assert.equal(result.added, expectedMembers(MEDIUM_COHORT).size);
+        // Refused requests (5xx, 429) are counted as requests, at no data points, as Braze counts them.
+        assert.equal(result.dataPoints, brazeDataPoints() - pointsBefore);
+        assert.equal(result.brazeRequests, trackRequests() - requestsBefore);
+        assert.ok(result.brazeRequests > Math.ceil(result.added / 75), 'the storm refused some requests');
+      } finally {
+        h.sandboxes.braze.control.setFaults({});
+      }
+      assert.deepEqual(brazeMembers(MEDIUM_COHORT, 'storm_cohorts'), expectedMembers(MEDIUM_COHORT));
     });
 
     test('over its budget a run pauses (not fails), reports why, and finishes once the budget is raised', async () => {

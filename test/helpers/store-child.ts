@@ -41,7 +41,7 @@ async function run(store: StateStore, input: StoreTask): Promise<unknown> {
     case 'outcome':
       return store.recordRequestOutcome({ runId: input.runId, requestKey: input.requestKey, accepted: 3, rejected: 1, dataPoints: 4 });
     case 'sent':
-      return store.recordSentRequest(input.request);
+      return (await store.recordSentRequests([input.request]))[0];
     case 'lease':
       return (await store.claimSyncLease(input.claim)).held;
   }
