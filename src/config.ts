@@ -245,7 +245,7 @@ const temporalVariables = z.object({
     .string()
     .regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be host:port to listen on, e.g. 0.0.0.0:9464')
     .optional(),
-  WORKER_MAX_CONCURRENT_ACTIVITIES: wholeNumberAtLeastOne.prefault('100'),
+  WORKER_MAX_CONCURRENT_ACTIVITIES: wholeNumberAtLeastOne.prefault('20'),
   WORKER_SHUTDOWN_GRACE: duration.prefault('30s'),
   TEMPORAL_API_KEY: secret('Temporal', 'an API key').optional(),
   TEMPORAL_TLS: booleanFlag.optional(),

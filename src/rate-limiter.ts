@@ -79,7 +79,9 @@ export class SharedRateLimiter {
     const grant = await this.store.acquireRateSlots({ key: this.key, requested: requested + extra, limit: this.limit.requests, windowMs, nowMs });
     const granted = Math.min(requested, grant.granted);
     // Spare slots are only good in the window the store counted them in; those left over when it ends go unused.
-    this.spare = { windowEndMs: grant.retryAtMs, slots: grant.granted - granted };
+    // Callers that went to the store at the same time all keep theirs.
+    const sameWindow = this.spare.windowEndMs === grant.retryAtMs;
+    this.spare = { windowEndMs: grant.retryAtMs, slots: (sameWindow ? this.spare.slots : 0) + grant.granted - granted };
     return { granted, retryAtMs: grant.retryAtMs };
   }
 

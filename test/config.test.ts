@@ -43,7 +43,7 @@ describe('loadConfig', () => {
     const config = loadConfig(minimalEnv);
     assert.deepEqual(config.temporal, {
       address: 'localhost:7233', namespace: 'default', taskQueue: 'amplitude-braze-sync', apiKey: undefined, tls: undefined, grpcMetadata: {}, workerPrometheusAddress: undefined,
-      workerMaxConcurrentActivities: 100, workerShutdownGraceMs: 30_000 });
+      workerMaxConcurrentActivities: 20, workerShutdownGraceMs: 30_000 });
     assert.equal(config.amplitude.region, 'us');
     assert.equal(config.amplitude.apiUrl, 'https://amplitude.com');
     assert.equal(config.amplitude.profileApiUrl, 'https://profile-api.amplitude.com');
