@@ -265,6 +265,10 @@ export const MIGRATIONS: readonly Migration[] = [
 
       ALTER TABLE request_outcomes ADD COLUMN completed BOOLEAN NOT NULL DEFAULT true;
 
+      -- What the last acquisition got, set by the same UPDATE that takes the slots (one statement, no round trip
+      -- while the row is locked).
+      ALTER TABLE rate_windows ADD COLUMN last_granted BIGINT NOT NULL DEFAULT 0;
+
       CREATE TABLE plan_pages (
         run_id TEXT COLLATE "C" NOT NULL,
         kind TEXT NOT NULL CHECK (kind IN ('enter', 'leave')),

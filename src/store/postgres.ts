@@ -12,7 +12,6 @@ import {
   FIRST_KEY,
   MONTH,
   chunks,
-  nextRateWindow,
   pageLimit,
   plannedPages,
   requireFormat,
@@ -25,7 +24,6 @@ import {
   toStagedMember,
   toStagedRow,
   yieldToEventLoop,
-  type RateWindowRow,
   type StagedRow,
 } from './shared.js';
 import {
@@ -91,6 +89,24 @@ const DELETE_SNAPSHOT_MEMBERS = 'DELETE FROM snapshot_members WHERE sync_id = $1
 const UPSERT_FAILURES = `INSERT INTO member_failures (run_id, member_key, reason)
   SELECT DISTINCT ON (k) $1, k, r FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS t(k, r, n) ORDER BY k, n DESC
   ON CONFLICT (run_id, member_key) DO UPDATE SET reason = excluded.reason`;
+// The same for rows of several syncs or runs at once (one sent-request batch spans the pages of many runs).
+const INSERT_SNAPSHOT_ROWS = `INSERT INTO snapshot_members (sync_id, member_key)
+  SELECT s, k FROM unnest($1::text[], $2::text[]) AS t(s, k) ORDER BY s, k ON CONFLICT DO NOTHING`;
+const DELETE_SNAPSHOT_ROWS = `DELETE FROM snapshot_members m USING unnest($1::text[], $2::text[]) AS t(s, k)
+  WHERE m.sync_id = t.s AND m.member_key = t.k`;
+const UPSERT_FAILURE_ROWS = `INSERT INTO member_failures (run_id, member_key, reason)
+  SELECT DISTINCT ON (r, k) r, k, e FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS t(r, k, e, n) ORDER BY r, k, n DESC
+  ON CONFLICT (run_id, member_key) DO UPDATE SET reason = excluded.reason`;
+// $1 key, $2 the caller's window start, $3 requested, $4 limit, $5 now.
+const GRANTABLE = `CASE WHEN w.blocked_until_ms > $5::bigint THEN 0
+  WHEN $2::bigint > w.window_start_ms THEN least($3::bigint, $4::bigint)
+  ELSE greatest(0, least($3::bigint, $4::bigint - w.used)) END`;
+const ACQUIRE_RATE_SLOTS = `UPDATE rate_windows AS w SET
+    last_granted = ${GRANTABLE},
+    used = CASE WHEN w.blocked_until_ms <= $5::bigint AND $2::bigint > w.window_start_ms THEN 0 ELSE w.used END + ${GRANTABLE},
+    window_start_ms = CASE WHEN w.blocked_until_ms > $5::bigint THEN w.window_start_ms ELSE greatest(w.window_start_ms, $2::bigint) END
+  WHERE w.limiter_key = $1
+  RETURNING last_granted AS granted, window_start_ms AS "windowStartMs", blocked_until_ms AS "blockedUntilMs"`;
 const INSERT_REQUEST_OUTCOME =
   'INSERT INTO request_outcomes (run_id, request_key, accepted, rejected, data_points) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING';
 const INSERT_DATA_POINTS = 'INSERT INTO data_points (run_id, page_key, day, sync_id, points) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING';
@@ -111,8 +127,29 @@ export function describePostgresUrl(url: string): string {
   return `PostgreSQL ${host}:${parsed.port || '5432'}${decodeURIComponent(parsed.pathname) || '/'}`;
 }
 
+/**
+ * Runs every parameterised query as a named prepared statement: PostgreSQL parses and plans each of our few dozen
+ * statements once per connection instead of on every call (hundreds a second while pages are applied).
+ */
+class PreparingClient extends pg.Client {
+  override query(...args: unknown[]): never {
+    const [text, values] = args;
+    const prepared = typeof text === 'string' && Array.isArray(values) && args.length === 2;
+    const call = super.query as (...callArgs: unknown[]) => never;
+    return prepared ? call.call(this, { name: statementName(text), text, values }) : call.apply(this, args);
+  }
+}
+
+const statementNames = new Map<string, string>();
+function statementName(text: string): string {
+  let name = statementNames.get(text);
+  if (name === undefined) statementNames.set(text, (name = `ampbraze_${statementNames.size}`));
+  return name;
+}
+
 export async function openPostgresStateStore(url: string): Promise<PostgresStateStore> {
   const pool = new pg.Pool({
+    Client: PreparingClient,
     connectionString: url,
     max: 10,
     application_name: 'amplitude-braze-sync',
@@ -520,32 +557,46 @@ export class PostgresStateStore implements StateStore {
 
   async recordSentRequests(requests: readonly SentRequest[]): Promise<boolean[]> {
     requests.forEach(requireValidPoints);
+    if (requests.length === 0) return [];
+    const keys = requests.map((request) => requireKey(request.requestKey));
     return this.#transaction(async (client) => {
-      const recorded: boolean[] = [];
-      for (const request of requests) {
-        const { syncId, runId, snapshot, rejected, dataPoints } = request;
-        const requestKey = requireKey(request.requestKey);
-        const { added = [], removed = [] } = snapshot;
-        // Inserts, or completes the row recorded before sending; a row completed before is left alone (no row counted).
-        const completed = await client.query(
-          `INSERT INTO request_outcomes AS o (run_id, request_key, accepted, rejected, data_points, completed) VALUES ($1, $2, $3, $4, $5, true)
-           ON CONFLICT (run_id, request_key) DO UPDATE
-           SET accepted = excluded.accepted, rejected = excluded.rejected, data_points = excluded.data_points, completed = true
-           WHERE NOT o.completed`,
-          [runId, requestKey, added.length + removed.length, rejected.length, dataPoints],
-        );
-        recorded.push(completed.rowCount === 1);
-        if (completed.rowCount === 0) continue;
-        if (added.length > 0) await client.query(INSERT_SNAPSHOT_MEMBERS, [syncId, added.map(requireKey)]);
-        if (removed.length > 0) await client.query(DELETE_SNAPSHOT_MEMBERS, [syncId, removed]);
-        const failedKeys = rejected.map((failure) => requireKey(failure.memberKey));
-        if (rejected.length > 0) await client.query(UPSERT_FAILURES, [runId, failedKeys, rejected.map((failure) => failure.reason)]);
-        await client.query(
-          `INSERT INTO data_points (run_id, page_key, day, sync_id, points) VALUES ($1, $2, $3, $4, $5)
-           ON CONFLICT (run_id, page_key) DO UPDATE SET points = excluded.points`,
-          [runId, requestKey, request.day, syncId, dataPoints],
-        );
+      // Set-based, whatever the batch size: a statement per kind of row, not per request.
+      // Inserts, or completes the rows recorded before sending; a row completed before is left alone (not returned).
+      const completed = await client.query<{ run_id: string; request_key: string }>(
+        `INSERT INTO request_outcomes AS o (run_id, request_key, accepted, rejected, data_points, completed)
+         SELECT r, k, a, j, p, true FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::bigint[]) AS t(r, k, a, j, p)
+         ON CONFLICT (run_id, request_key) DO UPDATE
+         SET accepted = excluded.accepted, rejected = excluded.rejected, data_points = excluded.data_points, completed = true
+         WHERE NOT o.completed
+         RETURNING o.run_id, o.request_key`,
+        [
+          requests.map((request) => request.runId),
+          keys,
+          requests.map(({ snapshot }) => (snapshot.added?.length ?? 0) + (snapshot.removed?.length ?? 0)),
+          requests.map((request) => request.rejected.length),
+          requests.map((request) => request.dataPoints),
+        ],
+      );
+      const firstTime = new Set(completed.rows.map((row) => `${row.run_id}\n${row.request_key}`));
+      const recorded = requests.map((request, index) => firstTime.has(`${request.runId}\n${keys[index]}`));
+      const fresh = requests.filter((_, index) => recorded[index]);
+      if (fresh.length === 0) return recorded;
+
+      const pairs = (lists: Array<{ of: string; keys: readonly string[] }>) => [lists.flatMap((list) => list.keys.map(() => list.of)), lists.flatMap((list) => [...list.keys])];
+      const added = pairs(fresh.map((request) => ({ of: request.syncId, keys: (request.snapshot.added ?? []).map(requireKey) })));
+      if (added[1]!.length > 0) await client.query(INSERT_SNAPSHOT_ROWS, added);
+      const removed = pairs(fresh.map((request) => ({ of: request.syncId, keys: request.snapshot.removed ?? [] })));
+      if (removed[1]!.length > 0) await client.query(DELETE_SNAPSHOT_ROWS, removed);
+      const failures = fresh.flatMap((request) => request.rejected.map((failure) => ({ runId: request.runId, ...failure })));
+      if (failures.length > 0) {
+        await client.query(UPSERT_FAILURE_ROWS, [failures.map((f) => f.runId), failures.map((f) => requireKey(f.memberKey)), failures.map((f) => f.reason)]);
       }
+      await client.query(
+        `INSERT INTO data_points (run_id, page_key, day, sync_id, points)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+         ON CONFLICT (run_id, page_key) DO UPDATE SET points = excluded.points`,
+        [fresh.map((r) => r.runId), fresh.map((r) => r.requestKey), fresh.map((r) => r.day), fresh.map((r) => r.syncId), fresh.map((r) => r.dataPoints)],
+      );
       return recorded;
     });
   }
@@ -560,22 +611,21 @@ export class PostgresStateStore implements StateStore {
     );
   }
 
-  acquireRateSlots(request: RateSlotRequest): Promise<RateSlotGrant> {
-    return this.#transaction(async (client) => {
-      // The no-op upsert creates the row if needed and locks it either way, so workers take turns on the window.
-      const { rows } = await client.query<RateWindowRow>(
-        `INSERT INTO rate_windows AS w (limiter_key, window_start_ms, used) VALUES ($1, 0, 0)
-         ON CONFLICT (limiter_key) DO UPDATE SET used = w.used
-         RETURNING window_start_ms AS "windowStartMs", used, blocked_until_ms AS "blockedUntilMs"`,
-        [request.key],
-      );
-      const { grant, next } = nextRateWindow(rows[0], request);
-      if (next) {
-        const { windowStartMs, used } = next;
-        await client.query('UPDATE rate_windows SET window_start_ms = $2, used = $3 WHERE limiter_key = $1', [request.key, windowStartMs, used]);
-      }
-      return grant;
-    });
+  async acquireRateSlots(request: RateSlotRequest): Promise<RateSlotGrant> {
+    const { key, requested, limit, windowMs, nowMs } = request;
+    // One statement: the row is locked only while it runs, so hundreds of acquisitions a second from many workers
+    // do not queue behind each other's round trips. Its SET expressions all read the row as it was (see
+    // nextRateWindow for the same rule in JavaScript): windows only move forward, a blocked limit grants nothing.
+    const take = () =>
+      this.#rows<{ granted: string; windowStartMs: string; blockedUntilMs: string }>(ACQUIRE_RATE_SLOTS, [key, nowMs - (nowMs % windowMs), requested, limit, nowMs]);
+    let [row] = await take();
+    if (!row) {
+      await this.#query('INSERT INTO rate_windows (limiter_key, window_start_ms, used) VALUES ($1, 0, 0) ON CONFLICT DO NOTHING', [key]);
+      [row] = await take();
+    }
+    const blockedUntilMs = Number(row!.blockedUntilMs);
+    if (blockedUntilMs > nowMs) return { granted: 0, retryAtMs: blockedUntilMs };
+    return { granted: Number(row!.granted), retryAtMs: Number(row!.windowStartMs) + windowMs };
   }
 
   async blockRateLimit(key: string, untilMs: number): Promise<void> {
