@@ -1,9 +1,10 @@
 /**
  * `npm run bench:cohort`: syncs a large cohort (200k members by default; BENCH_MEMBERS=2000000 when asked)
- * against the sandboxes with a deliberately low Braze rate ceiling, then reruns it unchanged, and writes the
- * figures to bench-results/cohort-<members>.json. The worker runs in a process of its own, started with the very
- * command of `npm run worker` and a prebuilt workflow bundle (as in production), so its peak RSS (the kernel's
- * high-water mark) is the worker's alone.
+ * against the sandboxes under a Braze rate ceiling (BENCH_BRAZE_REQUESTS_PER_SECOND, 25 by default, or a real
+ * workspace's 1,000), on SQLite or PostgreSQL (BENCH_STORE) with one or more workers (BENCH_WORKERS), then reruns
+ * it unchanged, and writes the figures to bench-results/cohort-<members>[-<n>rps][-postgres][-<n>workers].json.
+ * Each worker runs in a process of its own, started with the very command of `npm run worker` and a prebuilt
+ * workflow bundle (as in production), so its peak RSS (the kernel's high-water mark) is that worker's alone.
  */
 import { spawn } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -13,6 +14,7 @@ import { Client, Connection } from '@temporalio/client';
 import { getSyncProgress, startCohortSync } from '../src/client.js';
 import { loadConfig, temporalConnectionOptions } from '../src/config.js';
 import { PROJECT_ROOT, resolveTemporalCli } from '../src/temporal/cli.js';
+import { startPostgresServer } from '../src/store/postgres-server.js';
 import { startDevServer } from '../src/temporal/dev-server.js';
 import type { CohortSyncResult } from '../workflows/cohort-sync.js';
 import packageJson from '../package.json' with { type: 'json' };
@@ -26,14 +28,21 @@ const RATE_CEILING = { requests: Number(process.env.BENCH_BRAZE_REQUESTS_PER_SEC
 const WORKERS = Number(process.env.BENCH_WORKERS ?? 1);
 const PAGE_SIZE = Number(process.env.BENCH_PAGE_SIZE ?? 5_000);
 const PAGES_IN_FLIGHT = Number(process.env.BENCH_PAGES_IN_FLIGHT ?? 4);
+/** `sqlite` (a file shared by the workers) or `postgres` (a throw-away local cluster, as the tests use). */
+const STORE = process.env.BENCH_STORE ?? 'sqlite';
 const benchDir = join(PROJECT_ROOT, 'data', 'bench');
-const variant = [RATE_CEILING.requests === 25 ? '' : `-${RATE_CEILING.requests}rps`, WORKERS === 1 ? '' : `-${WORKERS}workers`].join('');
+const variant = [
+  RATE_CEILING.requests === 25 ? '' : `-${RATE_CEILING.requests}rps`,
+  STORE === 'sqlite' ? '' : `-${STORE}`,
+  WORKERS === 1 ? '' : `-${WORKERS}workers`,
+].join('');
 const resultFile = join(PROJECT_ROOT, 'bench-results', `cohort-${MEMBERS}${variant}.json`);
 
 await rm(benchDir, { recursive: true, force: true });
 await mkdir(benchDir, { recursive: true });
 
 const server = await startDevServer({ cli: await resolveTemporalCli(), uiPort: false });
+const postgres = STORE === 'postgres' ? await startPostgresServer() : undefined;
 const sandboxEnvFile = join(benchDir, 'sandbox.env');
 const sandboxProcess = spawnNpmScript('sandbox', {
   SANDBOX_USERS: String(Math.floor((MEMBERS / 0.4) * 0.995)),
@@ -51,7 +60,7 @@ await fetch(`${brazeUrl}/_sandbox/rate-limit`, { method: 'POST', body: JSON.stri
 const workerEnv = {
   ...sandboxEnv,
   TEMPORAL_ADDRESS: server.address,
-  STATE_DB: join(benchDir, 'state.db'),
+  ...(postgres ? { STATE_STORE_URL: postgres.url } : { STATE_DB: join(benchDir, 'state.db') }),
   BRAZE_RATE_LIMIT: `${RATE_CEILING.requests}/${RATE_CEILING.windowMs / 1000}s`,
   WORKFLOW_BUNDLE_PATH: await buildWorkflowBundle(),
 };
@@ -87,6 +96,7 @@ try {
     identifiedMembersSynced: first.result.added,
     anonymousMembersSkipped: first.result.skipped,
     brazeRateCeilingRequestsPerSecond: RATE_CEILING.requests,
+    store: STORE,
     workers: WORKERS,
     pageSize: PAGE_SIZE,
     pagesInFlight: PAGES_IN_FLIGHT,
@@ -118,6 +128,8 @@ try {
 } finally {
   await connection.close();
   for (const child of [...workerProcesses, sandboxProcess]) child.kill('SIGTERM');
+  await Promise.all(workerProcesses.map((worker) => new Promise((resolve) => (worker.exitCode === null ? worker.once('exit', resolve) : resolve(null)))));
+  await postgres?.stop();
   await server.stop();
 }
 process.exit(0);
