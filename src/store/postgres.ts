@@ -89,14 +89,50 @@ const DELETE_SNAPSHOT_MEMBERS = 'DELETE FROM snapshot_members WHERE sync_id = $1
 const UPSERT_FAILURES = `INSERT INTO member_failures (run_id, member_key, reason)
   SELECT DISTINCT ON (k) $1, k, r FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS t(k, r, n) ORDER BY k, n DESC
   ON CONFLICT (run_id, member_key) DO UPDATE SET reason = excluded.reason`;
-// The same for rows of several syncs or runs at once (one sent-request batch spans the pages of many runs).
-const INSERT_SNAPSHOT_ROWS = `INSERT INTO snapshot_members (sync_id, member_key)
-  SELECT s, k FROM unnest($1::text[], $2::text[]) AS t(s, k) ORDER BY s, k ON CONFLICT DO NOTHING`;
-const DELETE_SNAPSHOT_ROWS = `DELETE FROM snapshot_members m USING unnest($1::text[], $2::text[]) AS t(s, k)
-  WHERE m.sync_id = t.s AND m.member_key = t.k`;
-const UPSERT_FAILURE_ROWS = `INSERT INTO member_failures (run_id, member_key, reason)
-  SELECT DISTINCT ON (r, k) r, k, e FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS t(r, k, e, n) ORDER BY r, k, n DESC
-  ON CONFLICT (run_id, member_key) DO UPDATE SET reason = excluded.reason`;
+const RECORD_REQUESTS_SENDING = `WITH sending AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[]) AS t(run_id, request_key, points, day, sync_id)
+  ), outcomes AS (
+    INSERT INTO request_outcomes (run_id, request_key, accepted, rejected, data_points, completed)
+    SELECT run_id, request_key, 0, 0, points, false FROM sending ON CONFLICT DO NOTHING
+  )
+  INSERT INTO data_points (run_id, page_key, day, sync_id, points)
+  SELECT run_id, request_key, day, sync_id, points FROM sending ON CONFLICT DO NOTHING`;
+
+// Completes (or inserts) each request's outcome; only those not completed before ("fresh") change the snapshot, the
+// failures and the data points, and their positions are returned. Snapshot rows are written in key order, so
+// overlapping writers cannot deadlock.
+const RECORD_SENT_REQUESTS = `WITH sent AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::bigint[], $6::text[], $7::text[]) WITH ORDINALITY
+      AS t(run_id, request_key, accepted, rejected, points, day, sync_id, n)
+  ), completed AS (
+    INSERT INTO request_outcomes AS o (run_id, request_key, accepted, rejected, data_points, completed)
+    SELECT run_id, request_key, accepted, rejected, points, true FROM sent
+    ON CONFLICT (run_id, request_key) DO UPDATE
+    SET accepted = excluded.accepted, rejected = excluded.rejected, data_points = excluded.data_points, completed = true
+    WHERE NOT o.completed
+    RETURNING o.run_id, o.request_key
+  ), fresh AS (
+    SELECT sent.* FROM sent JOIN completed USING (run_id, request_key)
+  ), added AS (
+    INSERT INTO snapshot_members (sync_id, member_key)
+    SELECT fresh.sync_id, a.k FROM unnest($8::int[], $9::text[]) AS a(n, k) JOIN fresh ON fresh.n = a.n ORDER BY 1, 2
+    ON CONFLICT DO NOTHING
+  ), removed AS (
+    DELETE FROM snapshot_members m USING unnest($10::int[], $11::text[]) AS x(n, k) JOIN fresh ON fresh.n = x.n
+    WHERE m.sync_id = fresh.sync_id AND m.member_key = x.k
+  ), failed AS (
+    -- Of a member repeated in one batch the last reason wins, as row by row.
+    INSERT INTO member_failures (run_id, member_key, reason)
+    SELECT DISTINCT ON (fresh.run_id, f.k) fresh.run_id, f.k, f.e
+    FROM unnest($12::int[], $13::text[], $14::text[]) WITH ORDINALITY AS f(n, k, e, i) JOIN fresh ON fresh.n = f.n
+    ORDER BY fresh.run_id, f.k, f.i DESC
+    ON CONFLICT (run_id, member_key) DO UPDATE SET reason = excluded.reason
+  ), points AS (
+    INSERT INTO data_points (run_id, page_key, day, sync_id, points) SELECT run_id, request_key, day, sync_id, points FROM fresh
+    ON CONFLICT (run_id, page_key) DO UPDATE SET points = excluded.points
+  )
+  SELECT n FROM fresh`;
+
 // $1 key, $2 the caller's window start, $3 requested, $4 limit, $5 now.
 const GRANTABLE = `CASE WHEN w.blocked_until_ms > $5::bigint THEN 0
   WHEN $2::bigint > w.window_start_ms THEN least($3::bigint, $4::bigint)
@@ -135,8 +171,8 @@ class PreparingClient extends pg.Client {
   override query(...args: unknown[]): never {
     const [text, values] = args;
     const prepared = typeof text === 'string' && Array.isArray(values) && args.length === 2;
-    const call = super.query as (...callArgs: unknown[]) => never;
-    return prepared ? call.call(this, { name: statementName(text), text, values }) : call.apply(this, args);
+    const query = (...callArgs: unknown[]) => (super.query as (this: pg.Client, ...queryArgs: unknown[]) => never).apply(this, callArgs);
+    return prepared ? query({ name: statementName(text), text, values }) : query(...args);
   }
 }
 
@@ -536,69 +572,46 @@ export class PostgresStateStore implements StateStore {
     return rowCount === 1;
   }
 
+  // Both ledgers writes are one statement each, whatever the batch: a round trip to the server costs more than the
+  // rows (several a request otherwise, hundreds of requests a second).
   async recordRequestsSending(requests: readonly SendingRequest[]): Promise<void> {
     requests.forEach(requireValidPoints);
     if (requests.length === 0) return;
     const column = <K extends keyof SendingRequest>(key: K) => requests.map((request) => request[key]);
-    const keys = requests.map((request) => requireKey(request.requestKey));
-    await this.#transaction(async (client) => {
-      await client.query(
-        `INSERT INTO request_outcomes (run_id, request_key, accepted, rejected, data_points, completed)
-         SELECT r, k, 0, 0, p, false FROM unnest($1::text[], $2::text[], $3::bigint[]) AS t(r, k, p) ON CONFLICT DO NOTHING`,
-        [column('runId'), keys, column('dataPoints')],
-      );
-      await client.query(
-        `INSERT INTO data_points (run_id, page_key, day, sync_id, points)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) ON CONFLICT DO NOTHING`,
-        [column('runId'), keys, column('day'), column('syncId'), column('dataPoints')],
-      );
-    });
+    await this.#query(RECORD_REQUESTS_SENDING, [column('runId'), requests.map((r) => requireKey(r.requestKey)), column('dataPoints'), column('day'), column('syncId')]);
   }
 
   async recordSentRequests(requests: readonly SentRequest[]): Promise<boolean[]> {
     requests.forEach(requireValidPoints);
     if (requests.length === 0) return [];
-    const keys = requests.map((request) => requireKey(request.requestKey));
-    return this.#transaction(async (client) => {
-      // Set-based, whatever the batch size: a statement per kind of row, not per request.
-      // Inserts, or completes the rows recorded before sending; a row completed before is left alone (not returned).
-      const completed = await client.query<{ run_id: string; request_key: string }>(
-        `INSERT INTO request_outcomes AS o (run_id, request_key, accepted, rejected, data_points, completed)
-         SELECT r, k, a, j, p, true FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::bigint[]) AS t(r, k, a, j, p)
-         ON CONFLICT (run_id, request_key) DO UPDATE
-         SET accepted = excluded.accepted, rejected = excluded.rejected, data_points = excluded.data_points, completed = true
-         WHERE NOT o.completed
-         RETURNING o.run_id, o.request_key`,
-        [
-          requests.map((request) => request.runId),
-          keys,
-          requests.map(({ snapshot }) => (snapshot.added?.length ?? 0) + (snapshot.removed?.length ?? 0)),
-          requests.map((request) => request.rejected.length),
-          requests.map((request) => request.dataPoints),
-        ],
-      );
-      const firstTime = new Set(completed.rows.map((row) => `${row.run_id}\n${row.request_key}`));
-      const recorded = requests.map((request, index) => firstTime.has(`${request.runId}\n${keys[index]}`));
-      const fresh = requests.filter((_, index) => recorded[index]);
-      if (fresh.length === 0) return recorded;
-
-      const pairs = (lists: Array<{ of: string; keys: readonly string[] }>) => [lists.flatMap((list) => list.keys.map(() => list.of)), lists.flatMap((list) => [...list.keys])];
-      const added = pairs(fresh.map((request) => ({ of: request.syncId, keys: (request.snapshot.added ?? []).map(requireKey) })));
-      if (added[1]!.length > 0) await client.query(INSERT_SNAPSHOT_ROWS, added);
-      const removed = pairs(fresh.map((request) => ({ of: request.syncId, keys: request.snapshot.removed ?? [] })));
-      if (removed[1]!.length > 0) await client.query(DELETE_SNAPSHOT_ROWS, removed);
-      const failures = fresh.flatMap((request) => request.rejected.map((failure) => ({ runId: request.runId, ...failure })));
-      if (failures.length > 0) {
-        await client.query(UPSERT_FAILURE_ROWS, [failures.map((f) => f.runId), failures.map((f) => requireKey(f.memberKey)), failures.map((f) => f.reason)]);
-      }
-      await client.query(
-        `INSERT INTO data_points (run_id, page_key, day, sync_id, points)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
-         ON CONFLICT (run_id, page_key) DO UPDATE SET points = excluded.points`,
-        [fresh.map((r) => r.runId), fresh.map((r) => r.requestKey), fresh.map((r) => r.day), fresh.map((r) => r.syncId), fresh.map((r) => r.dataPoints)],
-      );
-      return recorded;
-    });
+    // Members and failures travel as flat lists, each row tagged with its request's 1-based position.
+    const tagged = <T>(listOf: (request: SentRequest) => readonly T[]) => {
+      const positions: number[] = [];
+      const items: T[] = [];
+      requests.forEach((request, index) => listOf(request).forEach((item) => (positions.push(index + 1), items.push(item))));
+      return [positions, items] as const;
+    };
+    const [addedAt, added] = tagged((request) => (request.snapshot.added ?? []).map(requireKey));
+    const [removedAt, removed] = tagged((request) => request.snapshot.removed ?? []);
+    const [failedAt, failures] = tagged((request) => request.rejected);
+    const rows = await this.#rows<{ n: string }>(RECORD_SENT_REQUESTS, [
+      requests.map((request) => request.runId),
+      requests.map((request) => requireKey(request.requestKey)),
+      requests.map(({ snapshot }) => (snapshot.added?.length ?? 0) + (snapshot.removed?.length ?? 0)),
+      requests.map((request) => request.rejected.length),
+      requests.map((request) => request.dataPoints),
+      requests.map((request) => request.day),
+      requests.map((request) => request.syncId),
+      addedAt,
+      added,
+      removedAt,
+      removed,
+      failedAt,
+      failures.map((failure) => requireKey(failure.memberKey)),
+      failures.map((failure) => failure.reason),
+    ]);
+    const firstTime = new Set(rows.map((row) => Number(row.n)));
+    return requests.map((_, index) => firstTime.has(index + 1));
   }
 
   requestOutcomeTotals(runId: string, keyPrefix: string): Promise<OutcomeTotals> {
