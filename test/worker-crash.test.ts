@@ -1,6 +1,7 @@
 /**
  * A worker process is SIGKILLed in the middle of a sync and another one takes over. Killed while applying pages:
- * the final Braze state is exact, at most the pages in flight are sent again, and every data point is counted. Killed while staging the cohort
+ * the final Braze state is exact, at most the pages in flight are sent again, and every data point Braze billed is
+ * counted. Killed while staging the cohort
  * file: the next attempt resumes after the rows already staged, and no download quota is spent again (on each store).
  */
 import assert from 'node:assert/strict';
@@ -79,9 +80,12 @@ test('killed mid-apply, another worker finishes: exact state, at most the pages 
   const requestsPerPage = Math.ceil(PAGE_SIZE / 75);
   const sent = sandboxes.braze.control.requestCounts()['POST /users/track'] ?? 0;
   assert.ok(sent <= minimumRequests + pagesInFlight * requestsPerPage, `sent ${sent} requests, ${minimumRequests} needed: at most the pages in flight again`);
-  // Requests cut off by the kill were recorded before they went, so what Braze billed for them is counted too.
-  assert.equal(result.brazeRequests, sent);
-  assert.equal(result.dataPoints, sandboxes.braze.control.dataPoints().total);
+  // Requests cut off by the kill were recorded before they went, so what Braze billed for them is counted too;
+  // those recorded but not yet sent when it landed are counted as well (at most one per request in flight).
+  const inFlightAtMost = pagesInFlight * 8;
+  const billed = sandboxes.braze.control.dataPoints().total;
+  assert.ok(result.brazeRequests >= sent && result.brazeRequests - sent <= inFlightAtMost, `${result.brazeRequests} requests counted, ${sent} received`);
+  assert.ok(result.dataPoints >= billed && result.dataPoints - billed <= inFlightAtMost * 75, `${result.dataPoints} data points counted, ${billed} billed`);
 });
 
 forEachStore((kind) => {
