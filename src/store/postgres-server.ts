@@ -9,7 +9,7 @@ import { chown, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { freePort } from '../temporal/dev-server.js';
+import { freePort, stopChild } from '../temporal/dev-server.js';
 
 const DEBIAN_ROOT = '/usr/lib/postgresql';
 const SUPERUSER = 'postgres';
@@ -84,7 +84,8 @@ export async function startPostgresServer(options: { binDir?: string; startupTim
   child.stderr.on('data', keepTail);
   const url = `postgres://${SUPERUSER}@127.0.0.1:${port}/postgres`;
   const stop = async () => {
-    await stopChild(child);
+    // SIGINT is PostgreSQL's fast shutdown: open sessions are ended, nothing is waited for.
+    await stopChild(child, 'SIGINT');
     await rm(dir, { recursive: true, force: true });
   };
   try {
@@ -129,12 +130,3 @@ async function waitUntilReady(url: string, child: ChildProcess, timeoutMs: numbe
   throw new Error(`postgres did not accept connections within ${timeoutMs / 1000}s`);
 }
 
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  // SIGINT is PostgreSQL's fast shutdown: open sessions are ended, nothing is waited for.
-  child.kill('SIGINT');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(timer);
-}
