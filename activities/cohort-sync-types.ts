@@ -2,6 +2,9 @@
  * The shapes that cross between the `cohortSync` workflow and its activities. They are kept in history, so
  * they carry references and counts only: no secrets, no user ids (pages are named by number, not by key).
  */
+import type { PageBudgets } from './engine.js';
+
+export type { PageOutcome } from './engine.js';
 import type { RunRef } from './sync-lease.js';
 
 export type { RunRef } from './sync-lease.js';
@@ -56,7 +59,7 @@ export interface CohortPlan {
 
 export type ChangeKind = 'enter' | 'leave';
 
-export interface ApplyCohortPageInput {
+export interface ApplyCohortPageInput extends PageBudgets {
   run: RunRef;
   cohortId: string;
   cohortName: string;
@@ -65,24 +68,6 @@ export interface ApplyCohortPageInput {
   kind: ChangeKind;
   /** The planned page's number within its kind (0-based). */
   page: number;
-  /** Data points this run may still spend, if it has a budget. */
-  runBudgetRemaining?: number;
-  /** The per-day budget across all syncs, if any. */
-  maxDataPointsPerDay?: number;
-  /** Data points the run's other pages in flight may still spend: held back from both budgets. */
-  inFlightDataPoints: number;
-}
-
-export interface PageOutcome {
-  /** `over_budget`: nothing was sent because the page would exceed a budget. */
-  status: 'applied' | 'over_budget';
-  accepted: number;
-  failed: number;
-  dataPoints: number;
-  brazeRequests: number;
-  /** The page's cost, reported when it was over budget. */
-  pageDataPoints: number;
-  budget?: 'run' | 'day';
 }
 
 /** Members Braze rejected in a run, by the vendor's reason. */

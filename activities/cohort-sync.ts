@@ -2,15 +2,14 @@
  * The cohort sync's I/O steps. Each is idempotent: a retried attempt resumes from what the store already
  * holds (staging checkpoint, committed snapshot, counted data points) instead of starting over.
  */
-import { activityInfo, ApplicationFailure, Context, heartbeat, sleep } from '@temporalio/activity';
+import { activityInfo, ApplicationFailure, heartbeat, sleep } from '@temporalio/activity';
 import { addressOf, DEFERRED_DEVICE_LOOKUP, resolveMember, type CohortMemberIds, type MemberResolution } from '../src/cohort/identifiers.js';
-import { cohortPageRequests, type CohortChangeRequest, type SentChange } from '../src/cohort/braze-changes.js';
-import { RateLimitedError, VendorError } from '../src/errors.js';
-import { MAX_ROWS_PER_TRANSACTION, type AmplitudeDeviceId, type MemberFailure, type SendingRequest, type StagedMember } from '../src/store/store.js';
+import { cohortPageRequests } from '../src/cohort/braze-changes.js';
+import { RateLimitedError } from '../src/errors.js';
+import { MAX_ROWS_PER_TRANSACTION, type AmplitudeDeviceId, type MemberFailure, type StagedMember } from '../src/store/store.js';
 import type { WorkerContext } from '../src/worker-context.js';
 import type {
   ApplyCohortPageInput,
-  ChangeKind,
   CohortPlan,
   FinishCohortRunInput,
   PageOutcome,
@@ -20,6 +19,7 @@ import type {
   StageCohortMembersInput,
   StagedCohort,
 } from './cohort-sync-types.js';
+import { applyRequests, budgetExceeded, runWithConcurrency } from './engine.js';
 import { withVendorFailures } from './failures.js';
 import { claimLease, keepLease, SYNC_LEASE_TTL_MS, type RunRef } from './sync-lease.js';
 
@@ -29,8 +29,6 @@ const HEARTBEAT_EVERY_ROWS = 500;
 const USER_LOOKUP_CONCURRENCY = 4;
 /** Small jobs finish in seconds, big ones take minutes: poll soon, then every few seconds (as Amplitude's SDK). */
 const EXPORT_POLL_INTERVALS_MS = [500, 1_000, 2_000, 3_000];
-/** 429s one request may meet inside its page before the page fails over to Temporal's retry. */
-const RATE_LIMITED_RESENDS = 5;
 /** Prefix of skip reasons in the run's failure ledger, which also holds Braze's per-user rejections. */
 const SKIPPED = 'skipped:';
 
@@ -81,39 +79,6 @@ export function createCohortSyncActivities(context: WorkerContext) {
     await store.recordDeviceIds(lookedUp);
     for (const { amplitudeId, deviceId } of lookedUp) known.set(amplitudeId, deviceId);
     return known;
-  }
-
-  /**
-   * Sends one request of a page, recorded in the request ledger before it goes and again with what it did. A
-   * `/users/track` request waits for a slot of the workspace limit shared by every worker; a 429 all the same
-   * (other integrations write to the workspace too) blocks the limit for everyone until Braze's reset, and the
-   * request goes again under a key of its own. Resolves with false when the request was recorded before.
-   */
-  async function sendAndRecord(request: CohortChangeRequest, pending: SendingRequest, kind: ChangeKind, limited: boolean): Promise<SentChange & { first: boolean }> {
-    const limiter = context.brazeLimiter;
-    for (let resend = 0; ; resend++) {
-      if (limited) await limiter.acquire(1, { signal: Context.current().cancellationSignal, whileWaiting: () => heartbeat() });
-      const thisSend = { ...pending, requestKey: `${pending.requestKey}#${resend}` };
-      await context.requestLedger.sending(thisSend);
-      let sent: SentChange;
-      try {
-        sent = await request.send(context.braze);
-      } catch (error) {
-        // Answered with an error status, Braze changed and billed nothing; without an answer, it may have.
-        if (error instanceof VendorError && error.status !== undefined && error.status >= 400) {
-          await context.requestLedger.sent({ ...thisSend, snapshot: {}, rejected: [], dataPoints: 0 });
-        }
-        // Past a few 429s, the page fails and Temporal retries it after the vendor's delay (`nextRetryDelay`).
-        if (!(limited && error instanceof RateLimitedError) || resend + 1 === RATE_LIMITED_RESENDS) throw error;
-        await limiter.observe({ remaining: 0, resetAtMs: Date.now() + error.retryAfterMs });
-        continue;
-      }
-      if (limited) await limiter.observe(sent.rateLimit);
-      // The snapshot records only what Braze accepted; rejected members stay in the diff and are retried next run.
-      const snapshot = kind === 'enter' ? { added: sent.accepted } : { removed: sent.accepted };
-      const first = await context.requestLedger.sent({ ...thisSend, snapshot, rejected: sent.rejected, dataPoints: sent.dataPoints });
-      return { ...sent, first };
-    }
   }
 
   /** The keys of a planned page still in the diff: all of them on a first attempt, what is left on a retry. */
@@ -286,20 +251,15 @@ export function createCohortSyncActivities(context: WorkerContext) {
       const pageOutcome: PageOutcome = { status: 'applied', accepted: 0, failed: 0, dataPoints: 0, brazeRequests: 0, pageDataPoints };
       if (overBudget) return { ...pageOutcome, status: 'over_budget', budget: overBudget };
 
-      const day = new Date().toISOString().slice(0, 10);
-      const pagePrefix = `${input.kind}:${input.page}|`;
-      const dataPointsCounter = Context.current().metricMeter.createCounter('ampbraze_data_points', 'points', 'Braze data points spent');
-      const heartbeatNow = throttledHeartbeat();
-      await runWithConcurrency(requests, context.brazeConcurrency, async (request) => {
-        // Named after the page, the attempt and the first member: a retried attempt adds to what earlier ones did.
-        const requestKey = `${pagePrefix}${request.firstKey}@${activityInfo().attempt}`;
-        const pending = { syncId: run.syncId, runId: run.runId, requestKey, day, dataPoints: request.dataPoints };
+      const totals = await applyRequests(context, {
+        run,
+        pagePrefix: `${input.kind}:${input.page}|`,
+        requests,
         // Partner cohort calls do not count toward the REST limits.
-        const sent = await sendAndRecord(request, pending, input.kind, input.target === 'attribute');
-        if (sent.first) dataPointsCounter.add(sent.dataPoints, { sync_kind: 'cohort' });
-        heartbeatNow();
+        rateLimited: input.target === 'attribute',
+        syncKind: 'cohort',
+        snapshotOf: (sent) => (input.kind === 'enter' ? { added: sent.accepted } : { removed: sent.accepted }),
       });
-      const totals = await store.requestOutcomeTotals(run.runId, pagePrefix);
       return { ...pageOutcome, accepted: totals.accepted, failed: totals.rejected, dataPoints: totals.dataPoints, brazeRequests: totals.requests };
     }),
 
@@ -339,37 +299,4 @@ function skip(member: CohortMemberIds, reason: string): MemberFailure {
 async function lastSyncedSourceVersion(context: WorkerContext, syncId: string): Promise<string | undefined> {
   const runs = await context.store.recentRuns({ syncId, limit: 20 });
   return runs.find((run) => run.status === 'succeeded' && run.sourceVersion !== undefined)?.sourceVersion;
-}
-
-/** Whether sending the page, with what the run's other pages in flight may still spend, would exceed a budget. */
-async function budgetExceeded(context: WorkerContext, input: ApplyCohortPageInput, pageDataPoints: number): Promise<'run' | 'day' | undefined> {
-  const atMost = pageDataPoints + input.inFlightDataPoints;
-  if (input.runBudgetRemaining !== undefined && atMost > input.runBudgetRemaining) return 'run';
-  if (input.maxDataPointsPerDay !== undefined) {
-    const spentToday = await context.store.dataPointsOnDay(new Date().toISOString().slice(0, 10));
-    if (spentToday + atMost > input.maxDataPointsPerDay) return 'day';
-  }
-  return undefined;
-}
-
-/**
- * A heartbeat for loops that would call it hundreds of times a second: each call costs a trip through the SDK
- * into its native core, while Temporal only needs one well within the heartbeat timeout.
- */
-function throttledHeartbeat(intervalMs = 1_000): () => void {
-  let last = 0;
-  return () => {
-    const now = Date.now();
-    if (now - last < intervalMs) return;
-    last = now;
-    heartbeat();
-  };
-}
-
-async function runWithConcurrency<T>(items: readonly T[], concurrency: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const lanes = Array.from({ length: Math.min(concurrency, items.length) }, async () => {
-    while (next < items.length) await work(items[next++] as T);
-  });
-  await Promise.all(lanes);
 }

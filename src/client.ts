@@ -7,7 +7,8 @@ import proto from '@temporalio/proto';
 import type { DoctorReport } from '../activities/doctor.js';
 import { progressQuery, type CohortSyncProgress } from '../workflows/cohort-sync.js';
 import type { cohortSync, doctor } from '../workflows/index.js';
-import { cohortSyncId, cohortSyncInputSchema, describeInputProblems, type CohortSyncInput, type CohortSyncOptions } from './cohort/input.js';
+import { cohortSyncId, cohortSyncInputSchema, type CohortSyncInput, type CohortSyncOptions } from './cohort/input.js';
+import { describeInputProblems } from './input-problems.js';
 import { DEFAULT_TASK_QUEUE } from './config.js';
 import { COHORT_ID, DATA_POINTS, SYNC_KIND } from './temporal/search-attributes.js';
 

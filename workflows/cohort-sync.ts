@@ -3,15 +3,11 @@
  * successful run. The workflow only orchestrates; every step is an idempotent activity over the shared store.
  */
 import {
-  ActivityFailure,
-  ApplicationFailure,
   ContinueAsNew,
   allHandlersFinished,
   condition,
   continueAsNew,
   defineQuery,
-  defineSignal,
-  defineUpdate,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -21,8 +17,11 @@ import {
 import type { CohortSyncActivities } from '../activities/cohort-sync.js';
 import type { ChangeKind, CohortPlan, PageOutcome, RunRef } from '../activities/cohort-sync-types.js';
 import { DEFERRED_DEVICE_LOOKUP } from '../src/cohort/identifiers.js';
-import { cohortSyncId, cohortSyncInputSchema, describeInputProblems, type CohortSyncInput, type CohortSyncOptions } from '../src/cohort/input.js';
+import { cohortSyncId, cohortSyncInputSchema, type CohortSyncInput, type CohortSyncOptions } from '../src/cohort/input.js';
 import { COHORT_ID, DATA_POINTS, SYNC_KIND } from '../src/temporal/search-attributes.js';
+import { applyPages, budgetControls, parseWorkflowInput, readableFailure } from './engine.js';
+
+export { resumeSignal, setBudgetUpdate } from './engine.js';
 
 const retry = {
   initialInterval: '1s',
@@ -86,51 +85,18 @@ export interface CohortSyncCheckpoint {
 }
 
 export const progressQuery = defineQuery<CohortSyncProgress>('progress');
-/** Raise (or lower) the budgets of a paused or running sync; returns the budgets now in force. */
-export const setBudgetUpdate = defineUpdate<Budgets, [Budgets]>('setBudget');
-/** Continue a paused sync once, whatever the budget (the operator accepts the cost). */
-export const resumeSignal = defineSignal('resume');
-
-interface Budgets {
-  maxDataPoints?: number;
-  maxDataPointsPerDay?: number;
-}
 
 export async function cohortSync(input: CohortSyncInput, checkpoint?: CohortSyncCheckpoint): Promise<CohortSyncResult> {
-  const parsed = cohortSyncInputSchema.safeParse(input);
-  if (!parsed.success) {
-    throw ApplicationFailure.create({
-      type: 'InvalidCohortSync',
-      nonRetryable: true,
-      message: `Invalid cohortSync input:\n${describeInputProblems(parsed.error)}`,
-    });
-  }
-  const options: CohortSyncOptions = parsed.data;
+  const options: CohortSyncOptions = parseWorkflowInput(cohortSyncInputSchema, input, 'cohortSync', 'InvalidCohortSync');
   const syncId = cohortSyncId(options);
   const runId = checkpoint?.runId ?? `${syncId}/${workflowInfo().runId}`;
   const run: RunRef = { syncId, runId, workflowId: workflowInfo().workflowId };
   const totals: CohortSyncTotals = checkpoint?.totals ?? emptyTotals();
-  const budgets: Budgets = { maxDataPoints: options.maxDataPoints, maxDataPointsPerDay: options.maxDataPointsPerDay };
+  const controls = budgetControls({ maxDataPoints: options.maxDataPoints, maxDataPointsPerDay: options.maxDataPointsPerDay });
+  const { budgets } = controls;
   const progress: CohortSyncProgress = { phase: 'preparing', cohortId: options.cohortId, page: checkpoint?.nextPage ?? 0, pagesTotal: 0, totals };
-  let resumeOnce = false;
 
   setHandler(progressQuery, () => progress);
-  setHandler(resumeSignal, () => void (resumeOnce = true));
-  setHandler(
-    setBudgetUpdate,
-    (next) => {
-      Object.assign(budgets, next);
-      return { ...budgets };
-    },
-    {
-      validator: (next: Budgets) => {
-        for (const name of ['maxDataPoints', 'maxDataPointsPerDay'] as const) {
-          const value = next[name];
-          if (value !== undefined && !(Number.isInteger(value) && value > 0)) throw new Error(`${name} must be a positive integer`);
-        }
-      },
-    },
-  );
   upsertSearchAttributes([
     { key: SYNC_KIND, value: 'cohort' },
     { key: COHORT_ID, value: options.cohortId },
@@ -153,7 +119,7 @@ export async function cohortSync(input: CohortSyncInput, checkpoint?: CohortSync
   } catch (error) {
     if (error instanceof ContinueAsNew) throw error;
     await quick.finishCohortRun({ run, status: 'failed', stats: { ...totals } }).catch(() => undefined);
-    throw readableFailure(error);
+    throw readableFailure(error, 'CohortSyncFailed');
   }
 
   async function syncCohort(): Promise<CohortSyncResult> {
@@ -194,7 +160,7 @@ export async function cohortSync(input: CohortSyncInput, checkpoint?: CohortSync
       }
     }
 
-    await applyPages(state);
+    await applyPlannedPages(state);
 
     const result = resultOf(options, syncId, state.cohortName, totals, { unchanged: false, plan: state.plan, skipReasons: state.skipReasons });
     // With members Braze rejected or device ids still to look up, the source is not fully synced: the next run
@@ -203,54 +169,28 @@ export async function cohortSync(input: CohortSyncInput, checkpoint?: CohortSync
     return finish('succeeded', result, complete ? state.sourceVersion : undefined);
   }
 
-  /**
-   * Applies the planned pages, up to `pagesInFlight` at once, from `state.nextPage` on. Every page in flight
-   * holds back the most a page can cost from the budgets; a page refused for that reason while others were in
-   * flight is tried again alone, and pauses the run only if it is over budget on its own. The run continues as
-   * new only with nothing in flight, so every page before `nextPage` is applied.
-   */
-  async function applyPages(state: CohortSyncCheckpoint): Promise<void> {
+  /** The plan's pages in order: who entered, then who left. */
+  async function applyPlannedPages(state: CohortSyncCheckpoint): Promise<void> {
     const { plan } = state;
-    const pageCount = plan.pages.enter + plan.pages.leave;
     const pageAt = (index: number) =>
       index < plan.pages.enter ? { kind: 'enter' as const, page: index } : { kind: 'leave' as const, page: index - plan.pages.enter };
-    progress.pagesTotal = pageCount;
-    progress.phase = 'applying';
-    const inFlight = new Set<Promise<void>>();
-    const refused: number[] = [];
-    let next = state.nextPage;
-
-    const launch = (index: number) => {
-      const done = applyPage(pageAt(index), inFlight.size * plan.maxPageDataPoints).then((outcome) => {
-        inFlight.delete(done);
-        if (outcome.status === 'over_budget') refused.push(index);
-        else addPage(pageAt(index).kind, outcome);
-      });
-      inFlight.add(done);
-    };
-
-    for (;;) {
-      while (inFlight.size < options.pagesInFlight && refused.length === 0 && next < pageCount && !workflowInfo().continueAsNewSuggested) {
-        launch(next++);
-      }
-      if (inFlight.size > 0) {
-        await Promise.race(inFlight);
-        continue;
-      }
-      const alone = refused.shift();
-      if (alone !== undefined) {
-        addPage(pageAt(alone).kind, await applyAloneWithinBudget(pageAt(alone)));
-      } else if (next < pageCount) {
-        await condition(allHandlersFinished);
-        // Budgets raised by an update live in this run only: carry them into the next.
-        await continueAsNew<typeof cohortSync>({ ...input, ...definedBudgets(budgets) }, { ...state, nextPage: next, totals });
-      } else {
-        return;
-      }
-    }
+    progress.pagesTotal = plan.pages.enter + plan.pages.leave;
+    await applyPages(
+      {
+        pageCount: progress.pagesTotal,
+        nextPage: state.nextPage,
+        pagesInFlight: options.pagesInFlight,
+        maxPageDataPoints: plan.maxPageDataPoints,
+        apply: (index, inFlightDataPoints, ignoreBudgets) => applyPage(pageAt(index), inFlightDataPoints, ignoreBudgets),
+        applied: (index, outcome) => addPage(pageAt(index).kind, outcome),
+        continueAsNew: (nextPage) => continueAsNew<typeof cohortSync>({ ...input, ...controls.defined() }, { ...state, nextPage, totals }),
+      },
+      controls,
+      progress,
+    );
   }
 
-  function applyPage(page: { kind: ChangeKind; page: number }, inFlightDataPoints: number, ignoreBudgets = false): Promise<PageOutcome> {
+  function applyPage(page: { kind: ChangeKind; page: number }, inFlightDataPoints: number, ignoreBudgets: boolean): Promise<PageOutcome> {
     return pages.applyCohortPage({
       run,
       cohortId: options.cohortId,
@@ -262,25 +202,6 @@ export async function cohortSync(input: CohortSyncInput, checkpoint?: CohortSync
       maxDataPointsPerDay: ignoreBudgets ? undefined : budgets.maxDataPointsPerDay,
       inFlightDataPoints,
     });
-  }
-
-  /** Sends one page with nothing else in flight; while it would exceed a budget, pauses until the budget is raised or resume is signalled. */
-  async function applyAloneWithinBudget(page: { kind: ChangeKind; page: number }): Promise<PageOutcome> {
-    for (;;) {
-      const ignoreBudgets = resumeOnce;
-      resumeOnce = false;
-      const outcome = await applyPage(page, 0, ignoreBudgets);
-      if (outcome.status === 'applied') return outcome;
-      const before = { ...budgets };
-      progress.phase = 'paused';
-      progress.pausedReason = `the next page costs ${outcome.pageDataPoints} data points, over the ${outcome.budget === 'day' ? 'daily' : 'run'} budget`;
-      setCurrentDetails(`Paused: ${progress.pausedReason}. Raise the budget (update "setBudget") or signal "resume".`);
-      // A daily budget frees itself at the next UTC midnight; a run budget waits for an operator.
-      const untilMidnight = outcome.budget === 'day' ? msUntilNextUtcDay() : undefined;
-      await condition(() => resumeOnce || before.maxDataPoints !== budgets.maxDataPoints || before.maxDataPointsPerDay !== budgets.maxDataPointsPerDay, untilMidnight ?? '3650 days');
-      progress.phase = 'applying';
-      progress.pausedReason = undefined;
-    }
   }
 
   function addPage(kind: ChangeKind, outcome: PageOutcome): void {
@@ -295,23 +216,6 @@ export async function cohortSync(input: CohortSyncInput, checkpoint?: CohortSync
       `Page ${progress.page} of ${progress.pagesTotal}: ${totals.added} added, ${totals.removed} removed, ${totals.failed} failed, ${totals.dataPoints} data points`,
     );
   }
-}
-
-/** An activity's own non-retryable failure (quota, bad cohort, vendor rejection) becomes the run's failure, verbatim. */
-function readableFailure(error: unknown): unknown {
-  if (error instanceof ActivityFailure && error.cause instanceof ApplicationFailure) {
-    return ApplicationFailure.create({ type: error.cause.type ?? 'CohortSyncFailed', message: error.cause.message, nonRetryable: true });
-  }
-  return error;
-}
-
-function definedBudgets(budgets: Budgets): Budgets {
-  return Object.fromEntries(Object.entries(budgets).filter(([, value]) => value !== undefined));
-}
-
-function msUntilNextUtcDay(): number {
-  const now = Date.now(); // deterministic inside workflows
-  return 86_400_000 - (now % 86_400_000);
 }
 
 function emptyTotals(): CohortSyncTotals {

@@ -4,9 +4,9 @@
  * changes (≤1,000 ids per request). Each request knows its data-point price and maps Braze's answer back to
  * the exact members it carried.
  */
-import { PARTNER_IDS_PER_REQUEST, type BrazeClient, type RateLimitState } from '../braze/client.js';
+import { PARTNER_IDS_PER_REQUEST } from '../braze/client.js';
 import { attributeObjectDataPoints, partnerCohortChangeDataPoints } from '../braze/data-points.js';
-import type { MemberFailure } from '../store/store.js';
+import type { PageRequest, SentChange } from '../braze/page-request.js';
 import type { BrazeAddress } from './identifiers.js';
 
 export interface CohortChangeTarget {
@@ -16,21 +16,9 @@ export interface CohortChangeTarget {
   kind: 'enter' | 'leave';
 }
 
-export interface SentChange {
-  accepted: string[];
-  rejected: MemberFailure[];
-  dataPoints: number;
-  /** Braze's `X-RateLimit-*` answer, when the endpoint sends one. */
-  rateLimit?: RateLimitState;
-}
-
-export interface CohortChangeRequest {
-  /** The first member key it carries: a stable name for the request within its page. */
-  firstKey: string;
+/** One request of a page; `size` is how many members it carries. */
+export interface CohortChangeRequest extends PageRequest {
   size: number;
-  /** What the request costs if Braze accepts every member. */
-  dataPoints: number;
-  send(braze: BrazeClient): Promise<SentChange>;
 }
 
 export interface Member {

@@ -55,11 +55,6 @@ export const cohortSyncInputSchema = z
 export type CohortSyncInput = z.input<typeof cohortSyncInputSchema>;
 export type CohortSyncOptions = z.output<typeof cohortSyncInputSchema>;
 
-/** One line per problem, naming the field: what a user who typed the JSON needs to fix it. */
-export function describeInputProblems(error: z.ZodError): string {
-  return error.issues.map((issue) => `  ${issue.path.length > 0 ? issue.path.join('.') : '(input)'}: ${issue.message}`).join('\n');
-}
-
 /**
  * The stable identity of a sync, and its workflow id: `cohort-sync-<cohortId>` for the default attribute, with
  * `-attribute-<name>` or `-partner` for other targets. Its snapshot and ledger entries hang off it.

@@ -1,0 +1,140 @@
+/**
+ * The apply step every sync kind shares: a page's priced Braze requests go out through the workspace's shared
+ * rate limiter and the request ledger (recorded before they go and again with what they did), with throttled
+ * heartbeats, the data-point metric and the budget check. A sync kind supplies only its requests and what an
+ * accepted request changes in its snapshot.
+ */
+import { activityInfo, Context, heartbeat } from '@temporalio/activity';
+import type { PageRequest, SentChange } from '../src/braze/page-request.js';
+import { RateLimitedError, VendorError } from '../src/errors.js';
+import type { OutcomeTotals, SendingRequest, SentRequest } from '../src/store/store.js';
+import type { WorkerContext } from '../src/worker-context.js';
+import type { RunRef } from './sync-lease.js';
+
+/** 429s one request may meet inside its page before the page fails over to Temporal's retry. */
+const RATE_LIMITED_RESENDS = 5;
+
+export interface ApplyRequestsInput<R extends PageRequest> {
+  run: RunRef;
+  /** Names the page in the ledger, e.g. `enter:3|`: request keys start with it. */
+  pagePrefix: string;
+  requests: readonly R[];
+  /** `/users/track` requests take slots of the shared workspace limit; partner cohort calls do not. */
+  rateLimited: boolean;
+  /** The `sync_kind` label of the data-point metric. */
+  syncKind: string;
+  /** What an accepted request changes in the sync's snapshot. */
+  snapshotOf: (sent: SentChange) => SentRequest['snapshot'];
+}
+
+export interface PageOutcome {
+  /** `over_budget`: nothing was sent because the page would exceed a budget. */
+  status: 'applied' | 'over_budget';
+  accepted: number;
+  failed: number;
+  dataPoints: number;
+  brazeRequests: number;
+  /** The page's cost, reported when it was over budget. */
+  pageDataPoints: number;
+  budget?: 'run' | 'day';
+}
+
+/** Budgets a page is checked against before anything of it is sent. */
+export interface PageBudgets {
+  /** Data points this run may still spend, if it has a budget. */
+  runBudgetRemaining?: number;
+  /** The per-day budget across all syncs, if any. */
+  maxDataPointsPerDay?: number;
+  /** Data points the run's other pages in flight may still spend: held back from both budgets. */
+  inFlightDataPoints: number;
+}
+
+/**
+ * Sends a page's requests (a few at once) and returns the page's totals from the ledger, which include what
+ * earlier attempts of the page sent: a retried attempt adds to them, it never counts a request twice.
+ */
+export async function applyRequests<R extends PageRequest>(context: WorkerContext, input: ApplyRequestsInput<R>): Promise<OutcomeTotals> {
+  const { run, pagePrefix } = input;
+  const day = new Date().toISOString().slice(0, 10);
+  const dataPointsCounter = Context.current().metricMeter.createCounter('ampbraze_data_points', 'points', 'Braze data points spent');
+  const heartbeatNow = throttledHeartbeat();
+  await runWithConcurrency(input.requests, context.brazeConcurrency, async (request) => {
+    // Named after the page, the attempt and the first key: a retried attempt adds to what earlier ones did.
+    const requestKey = `${pagePrefix}${request.firstKey}@${activityInfo().attempt}`;
+    const pending = { syncId: run.syncId, runId: run.runId, requestKey, day, dataPoints: request.dataPoints };
+    const sent = await sendAndRecord(context, request, pending, input);
+    if (sent.first) dataPointsCounter.add(sent.dataPoints, { sync_kind: input.syncKind });
+    heartbeatNow();
+  });
+  return context.store.requestOutcomeTotals(run.runId, pagePrefix);
+}
+
+/**
+ * Sends one request, recorded in the request ledger before it goes and again with what it did. A rate-limited
+ * request waits for a slot of the workspace limit shared by every worker; a 429 all the same (other
+ * integrations write to the workspace too) blocks the limit for everyone until Braze's reset, and the request
+ * goes again under a key of its own. `first` is false when the request was recorded before.
+ */
+async function sendAndRecord(
+  context: WorkerContext,
+  request: PageRequest,
+  pending: SendingRequest,
+  input: Pick<ApplyRequestsInput<PageRequest>, 'rateLimited' | 'snapshotOf'>,
+): Promise<SentChange & { first: boolean }> {
+  const limiter = context.brazeLimiter;
+  for (let resend = 0; ; resend++) {
+    if (input.rateLimited) await limiter.acquire(1, { signal: Context.current().cancellationSignal, whileWaiting: () => heartbeat() });
+    const thisSend = { ...pending, requestKey: `${pending.requestKey}#${resend}` };
+    await context.requestLedger.sending(thisSend);
+    let sent: SentChange;
+    try {
+      sent = await request.send(context.braze);
+    } catch (error) {
+      // Answered with an error status, Braze changed and billed nothing; without an answer, it may have.
+      if (error instanceof VendorError && error.status !== undefined && error.status >= 400) {
+        await context.requestLedger.sent({ ...thisSend, snapshot: {}, rejected: [], dataPoints: 0 });
+      }
+      // Past a few 429s, the page fails and Temporal retries it after the vendor's delay (`nextRetryDelay`).
+      if (!(input.rateLimited && error instanceof RateLimitedError) || resend + 1 === RATE_LIMITED_RESENDS) throw error;
+      await limiter.observe({ remaining: 0, resetAtMs: Date.now() + error.retryAfterMs });
+      continue;
+    }
+    if (input.rateLimited) await limiter.observe(sent.rateLimit);
+    // The snapshot records only what Braze accepted; rejected keys stay in the diff and are retried next run.
+    const first = await context.requestLedger.sent({ ...thisSend, snapshot: input.snapshotOf(sent), rejected: sent.rejected, dataPoints: sent.dataPoints });
+    return { ...sent, first };
+  }
+}
+
+/** Whether sending the page, with what the run's other pages in flight may still spend, would exceed a budget. */
+export async function budgetExceeded(context: WorkerContext, budgets: PageBudgets, pageDataPoints: number): Promise<'run' | 'day' | undefined> {
+  const atMost = pageDataPoints + budgets.inFlightDataPoints;
+  if (budgets.runBudgetRemaining !== undefined && atMost > budgets.runBudgetRemaining) return 'run';
+  if (budgets.maxDataPointsPerDay !== undefined) {
+    const spentToday = await context.store.dataPointsOnDay(new Date().toISOString().slice(0, 10));
+    if (spentToday + atMost > budgets.maxDataPointsPerDay) return 'day';
+  }
+  return undefined;
+}
+
+/**
+ * A heartbeat for loops that would call it hundreds of times a second: each call costs a trip through the SDK
+ * into its native core, while Temporal only needs one well within the heartbeat timeout.
+ */
+export function throttledHeartbeat(intervalMs = 1_000): (details?: unknown) => void {
+  let last = 0;
+  return (details) => {
+    const now = Date.now();
+    if (now - last < intervalMs) return;
+    last = now;
+    heartbeat(details);
+  };
+}
+
+export async function runWithConcurrency<T>(items: readonly T[], concurrency: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(concurrency, items.length) }, async () => {
+    while (next < items.length) await work(items[next++] as T);
+  });
+  await Promise.all(lanes);
+}

@@ -1,0 +1,20 @@
+/** The unit every sync kind's apply step sends: one priced Braze request that maps Braze's answer back to its keys. */
+import type { MemberFailure } from '../store/store.js';
+import type { BrazeClient, RateLimitState } from './client.js';
+
+/** What Braze did with one request: the keys it accepted, the ones it rejected (with its reason), the points billed. */
+export interface SentChange {
+  accepted: string[];
+  rejected: MemberFailure[];
+  dataPoints: number;
+  /** Braze's `X-RateLimit-*` answer, when the endpoint sends one. */
+  rateLimit?: RateLimitState;
+}
+
+export interface PageRequest {
+  /** The first key it carries: a stable name for the request within its page. */
+  firstKey: string;
+  /** What the request costs if Braze accepts everything in it. */
+  dataPoints: number;
+  send(braze: BrazeClient): Promise<SentChange>;
+}
