@@ -278,6 +278,77 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 6,
+    name: 'event pipeline: activity index, staged events, sent-event ledger',
+    sql: `
+      -- Who is active, and their latest user properties: both from the user's latest event by event time.
+      CREATE TABLE user_activity (
+        user_key TEXT PRIMARY KEY,
+        last_event_ms INTEGER NOT NULL,
+        properties TEXT NOT NULL
+      ) WITHOUT ROWID;
+      CREATE INDEX user_activity_by_time ON user_activity (last_event_ms);
+
+      -- The events of a run to forward to Braze: the Braze event object, keyed by the Amplitude event.
+      CREATE TABLE staged_events (
+        run_id TEXT NOT NULL,
+        event_key TEXT NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (run_id, event_key)
+      ) WITHOUT ROWID;
+
+      -- Every event that may have reached Braze (claimed just before its request goes), whatever run sent it:
+      -- Braze does not deduplicate, so an event in here is never sent again.
+      CREATE TABLE sent_events (
+        event_key TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        request_key TEXT NOT NULL,
+        sent_at_ms INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE INDEX sent_events_by_request ON sent_events (run_id, request_key);
+      CREATE INDEX sent_events_by_time ON sent_events (sent_at_ms);
+
+      -- Planned pages of events too: the kind check is rebuilt (SQLite cannot alter it), keeping pages in flight.
+      CREATE TABLE plan_pages_v6 (
+        run_id TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('enter', 'leave', 'event')),
+        page_no INTEGER NOT NULL,
+        through_key TEXT NOT NULL,
+        PRIMARY KEY (run_id, kind, page_no)
+      ) WITHOUT ROWID;
+      INSERT INTO plan_pages_v6 SELECT run_id, kind, page_no, through_key FROM plan_pages;
+      DROP TABLE plan_pages;
+      ALTER TABLE plan_pages_v6 RENAME TO plan_pages;
+    `,
+    postgres: `
+      CREATE TABLE user_activity (
+        user_key TEXT COLLATE "C" PRIMARY KEY,
+        last_event_ms BIGINT NOT NULL,
+        properties TEXT NOT NULL
+      );
+      CREATE INDEX user_activity_by_time ON user_activity (last_event_ms);
+
+      CREATE TABLE staged_events (
+        run_id TEXT COLLATE "C" NOT NULL,
+        event_key TEXT COLLATE "C" NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (run_id, event_key)
+      );
+
+      CREATE TABLE sent_events (
+        event_key TEXT COLLATE "C" PRIMARY KEY,
+        run_id TEXT COLLATE "C" NOT NULL,
+        request_key TEXT COLLATE "C" NOT NULL,
+        sent_at_ms BIGINT NOT NULL
+      );
+      CREATE INDEX sent_events_by_request ON sent_events (run_id, request_key);
+      CREATE INDEX sent_events_by_time ON sent_events (sent_at_ms);
+
+      ALTER TABLE plan_pages DROP CONSTRAINT plan_pages_kind_check;
+      ALTER TABLE plan_pages ADD CONSTRAINT plan_pages_kind_check CHECK (kind IN ('enter', 'leave', 'event'));
+    `,
+  },
 ];
 
 export function currentSchemaVersion(db: Database): number {

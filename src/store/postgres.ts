@@ -20,7 +20,10 @@ import {
   requirePoints,
   requireValidPoints,
   toPage,
+  toKeyedPage,
   toPageRange,
+  toStagedEvent,
+  toUserActivity,
   toStagedMember,
   toStagedRow,
   yieldToEventLoop,
@@ -35,12 +38,14 @@ import {
   type DiffCounts,
   type DiffKind,
   type DiffPageOptions,
+  type EventClaim,
   type JsonObject,
   type MemberFailure,
   type OutcomeTotals,
   type Page,
   type PageOptions,
   type PageRange,
+  type PlanKind,
   type PlannedPages,
   type RateSlotGrant,
   type RateSlotRequest,
@@ -54,11 +59,13 @@ import {
   type SendingRequest,
   type SentRequest,
   type SnapshotMember,
+  type StagedEvent,
   type StagedMember,
   type StagingCheckpoint,
   type StateStore,
   type SyncLease,
   type SyncLeaseClaim,
+  type UserActivity,
 } from './store.js';
 
 type TextParser = (value: string) => unknown;
@@ -361,6 +368,9 @@ export class PostgresStateStore implements StateStore {
     const deleteChunk = `DELETE FROM staged_members WHERE run_id = $1 AND member_key IN
       (SELECT member_key FROM staged_members WHERE run_id = $1 ORDER BY member_key LIMIT $2)`;
     while ((await this.#query(deleteChunk, [runId, MAX_ROWS_PER_TRANSACTION])).rowCount === MAX_ROWS_PER_TRANSACTION) await yieldToEventLoop();
+    const deleteEventChunk = `DELETE FROM staged_events WHERE run_id = $1 AND event_key IN
+      (SELECT event_key FROM staged_events WHERE run_id = $1 ORDER BY event_key LIMIT $2)`;
+    while ((await this.#query(deleteEventChunk, [runId, MAX_ROWS_PER_TRANSACTION])).rowCount === MAX_ROWS_PER_TRANSACTION) await yieldToEventLoop();
     await this.#query('DELETE FROM staging_checkpoints WHERE run_id = $1', [runId]);
     await this.#query('DELETE FROM plan_pages WHERE run_id = $1', [runId]);
   }
@@ -427,12 +437,140 @@ export class PostgresStateStore implements StateStore {
     });
   }
 
-  async plannedPage(runId: string, kind: DiffKind, page: number): Promise<PageRange | undefined> {
+  async plannedPage(runId: string, kind: PlanKind, page: number): Promise<PageRange | undefined> {
     const rows = await this.#rows<{ pageNo: number; throughKey: string }>(
       'SELECT page_no AS "pageNo", through_key AS "throughKey" FROM plan_pages WHERE run_id = $1 AND kind = $2 AND page_no IN ($3, $4)',
       [runId, kind, page - 1, page],
     );
     return toPageRange(rows, page);
+  }
+
+  async stageEvents(runId: string, chunk: { events: readonly StagedEvent[]; activity: readonly UserActivity[] }, checkpoint: StagingCheckpoint): Promise<void> {
+    chunk.events.forEach((event) => requireKey(event.eventKey));
+    chunk.activity.forEach((user) => requireKey(user.userKey));
+    await this.#transaction(async (client) => {
+      await client.query(
+        `INSERT INTO staged_events (run_id, event_key, body) SELECT $1, k, b FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS t(k, b, n)
+         ORDER BY n ON CONFLICT DO NOTHING`,
+        [runId, chunk.events.map((event) => event.eventKey), chunk.events.map((event) => JSON.stringify(event.body))],
+      );
+      // A user's latest event by event time wins; rows are locked in key order, so concurrent writers cannot deadlock.
+      await client.query(
+        `INSERT INTO user_activity AS a (user_key, last_event_ms, properties)
+         SELECT DISTINCT ON (k) k, t, p FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u(k, t, p) ORDER BY k, t DESC
+         ON CONFLICT (user_key) DO UPDATE SET last_event_ms = excluded.last_event_ms, properties = excluded.properties
+         WHERE excluded.last_event_ms > a.last_event_ms`,
+        [chunk.activity.map((user) => user.userKey), chunk.activity.map((user) => user.lastEventMs), chunk.activity.map((user) => JSON.stringify(user.properties))],
+      );
+      await client.query(
+        `INSERT INTO staging_checkpoints (run_id, rows_consumed, bytes_consumed) VALUES ($1, $2, $3)
+         ON CONFLICT (run_id) DO UPDATE SET rows_consumed = excluded.rows_consumed, bytes_consumed = excluded.bytes_consumed`,
+        [runId, checkpoint.rowsConsumed, checkpoint.bytesConsumed],
+      );
+    });
+  }
+
+  async stagedEventCount(runId: string): Promise<number> {
+    return Number((await this.#one<{ count: string }>('SELECT count(*) AS count FROM staged_events WHERE run_id = $1', [runId])).count);
+  }
+
+  async planEventPages(runId: string, pageSize: number): Promise<{ events: number; pages: number }> {
+    requirePageSize(pageSize);
+    return this.#transaction(async (client) => {
+      await client.query('DELETE FROM plan_pages WHERE run_id = $1', [runId]);
+      await client.query(
+        `INSERT INTO plan_pages (run_id, kind, page_no, through_key)
+         SELECT $1, 'event', page_no, max(event_key) FROM (
+           SELECT s.event_key, (row_number() OVER (ORDER BY s.event_key) - 1) / $2 AS page_no
+           FROM staged_events s
+           WHERE s.run_id = $1 AND NOT EXISTS (SELECT 1 FROM sent_events e WHERE e.event_key = s.event_key)
+         ) pages GROUP BY page_no`,
+        [runId, pageSize],
+      );
+      const { rows } = await client.query<{ count: number }>(
+        'SELECT count(*) AS count FROM staged_events s WHERE s.run_id = $1 AND NOT EXISTS (SELECT 1 FROM sent_events e WHERE e.event_key = s.event_key)',
+        [runId],
+      );
+      const events = Number(rows[0]!.count);
+      return { events, pages: Math.ceil(events / pageSize) };
+    });
+  }
+
+  async unsentEvents(runId: string, options: DiffPageOptions): Promise<Page<StagedEvent>> {
+    const limit = pageLimit(options.limit);
+    const values: unknown[] = [runId, options.afterKey ?? FIRST_KEY, limit];
+    const through = options.throughKey === undefined ? '' : `AND s.event_key <= $${values.push(options.throughKey)}`;
+    const rows = await this.#rows<{ eventKey: string; body: string }>(
+      `SELECT s.event_key AS "eventKey", s.body FROM staged_events s
+       WHERE s.run_id = $1 AND s.event_key > $2 ${through} AND NOT EXISTS (SELECT 1 FROM sent_events e WHERE e.event_key = s.event_key)
+       ORDER BY s.event_key LIMIT $3`,
+      values,
+    );
+    return toKeyedPage(rows.map(toStagedEvent), limit, (event) => event.eventKey);
+  }
+
+  async claimEvents(claims: readonly EventClaim[]): Promise<string[][]> {
+    if (claims.length === 0) return [];
+    // Claims travel as flat lists tagged with their claim's 1-based position; keys are locked in key order, and of
+    // a key wanted twice in one batch the earlier claim gets it.
+    const positions: number[] = [];
+    const keys: string[] = [];
+    claims.forEach((claim, index) => claim.eventKeys.forEach((key) => (positions.push(index + 1), keys.push(requireKey(key)))));
+    const rows = await this.#rows<{ n: number; eventKey: string }>(
+      `WITH wanted AS (
+         SELECT c.n, c.k, r.run_id, r.request_key, r.now_ms
+         FROM unnest($1::int[], $2::text[]) AS c(n, k)
+         JOIN unnest($3::text[], $4::text[], $5::bigint[]) WITH ORDINALITY AS r(run_id, request_key, now_ms, n) ON r.n = c.n
+       ), claimed AS (
+         INSERT INTO sent_events (event_key, run_id, request_key, sent_at_ms)
+         SELECT k, run_id, request_key, now_ms FROM wanted ORDER BY k, n ON CONFLICT DO NOTHING
+         RETURNING event_key, run_id, request_key
+       )
+       SELECT w.n, w.k AS "eventKey" FROM wanted w JOIN claimed c ON c.event_key = w.k AND c.run_id = w.run_id AND c.request_key = w.request_key`,
+      [positions, keys, claims.map((claim) => claim.runId), claims.map((claim) => claim.requestKey), claims.map((claim) => claim.nowMs)],
+    );
+    const claimed = claims.map(() => [] as string[]);
+    for (const row of rows) claimed[Number(row.n) - 1]!.push(row.eventKey);
+    return claimed;
+  }
+
+  async releaseEventClaims(runId: string, requestKey: string): Promise<void> {
+    await this.#query('DELETE FROM sent_events WHERE run_id = $1 AND request_key = $2', [runId, requestKey]);
+  }
+
+  async unconfirmedEventCount(runId: string): Promise<number> {
+    const row = await this.#one<{ count: string }>(
+      `SELECT count(*) AS count FROM sent_events e WHERE e.run_id = $1
+       AND NOT EXISTS (SELECT 1 FROM request_outcomes o WHERE o.run_id = e.run_id AND o.request_key = e.request_key AND o.completed)`,
+      [runId],
+    );
+    return Number(row.count);
+  }
+
+  async activeUsers(options: PageOptions & { sinceMs: number }): Promise<Page<UserActivity>> {
+    const limit = pageLimit(options.limit);
+    const rows = await this.#rows<{ userKey: string; lastEventMs: number; properties: string }>(
+      `SELECT user_key AS "userKey", last_event_ms AS "lastEventMs", properties FROM user_activity
+       WHERE user_key > $1 AND last_event_ms >= $2 ORDER BY user_key LIMIT $3`,
+      [options.afterKey ?? FIRST_KEY, options.sinceMs, limit],
+    );
+    return toKeyedPage(rows.map(toUserActivity), limit, (user) => user.userKey);
+  }
+
+  async pruneInactiveUsers(beforeMs: number, limit: number): Promise<number> {
+    const result = await this.#query(
+      'DELETE FROM user_activity WHERE user_key IN (SELECT user_key FROM user_activity WHERE last_event_ms < $1 LIMIT $2)',
+      [beforeMs, pageLimit(limit)],
+    );
+    return result.rowCount ?? 0;
+  }
+
+  async pruneSentEvents(beforeMs: number, limit: number): Promise<number> {
+    const result = await this.#query('DELETE FROM sent_events WHERE event_key IN (SELECT event_key FROM sent_events WHERE sent_at_ms < $1 LIMIT $2)', [
+      beforeMs,
+      pageLimit(limit),
+    ]);
+    return result.rowCount ?? 0;
   }
 
   async startRun(run: RunStart): Promise<void> {

@@ -9,7 +9,9 @@ import {
   type RateSlotGrant,
   type RateSlotRequest,
   type SendingRequest,
+  type StagedEvent,
   type StagedMember,
+  type UserActivity,
 } from './store.js';
 
 export const DAY = /^\d{4}-\d{2}-\d{2}$/;
@@ -35,6 +37,20 @@ export function pageLimit(limit: number): number {
 
 export function toPage<T extends { memberKey: string }>(items: T[], limit: number): Page<T> {
   return { items, nextAfterKey: items.length === limit ? items.at(-1)?.memberKey : undefined };
+}
+
+/** A page of items keyed some other way than by member. */
+export function toKeyedPage<T>(items: T[], limit: number, keyOf: (item: T) => string): Page<T> {
+  const last = items.at(-1);
+  return { items, nextAfterKey: items.length === limit && last !== undefined ? keyOf(last) : undefined };
+}
+
+export function toStagedEvent(row: { eventKey: string; body: string }): StagedEvent {
+  return { eventKey: row.eventKey, body: JSON.parse(row.body) as JsonObject };
+}
+
+export function toUserActivity(row: { userKey: string; lastEventMs: number; properties: string }): UserActivity {
+  return { userKey: row.userKey, lastEventMs: Number(row.lastEventMs), properties: JSON.parse(row.properties) as JsonObject };
 }
 
 export function requireKey(memberKey: string): string {

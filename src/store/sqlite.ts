@@ -20,7 +20,10 @@ import {
   requirePoints,
   requireValidPoints,
   toPage,
+  toKeyedPage,
   toPageRange,
+  toStagedEvent,
+  toUserActivity,
   toStagedMember,
   toStagedRow,
   yieldToEventLoop,
@@ -36,12 +39,14 @@ import {
   type DiffCounts,
   type DiffKind,
   type DiffPageOptions,
+  type EventClaim,
   type JsonObject,
   type MemberFailure,
   type Page,
   type PageOptions,
   type OutcomeTotals,
   type PageRange,
+  type PlanKind,
   type PlannedPages,
   type RateSlotGrant,
   type RateSlotRequest,
@@ -55,11 +60,13 @@ import {
   type SendingRequest,
   type SentRequest,
   type SnapshotMember,
+  type StagedEvent,
   type StagedMember,
   type StagingCheckpoint,
   type StateStore,
   type SyncLease,
   type SyncLeaseClaim,
+  type UserActivity,
 } from './store.js';
 
 const BUSY_TIMEOUT_MS = 10_000;
@@ -187,6 +194,9 @@ export class SqliteStateStore implements StateStore {
     while (this.#sql.deleteStagedChunk.run(runId, runId, MAX_ROWS_PER_TRANSACTION).changes === MAX_ROWS_PER_TRANSACTION) {
       await yieldToEventLoop();
     }
+    while (this.#sql.deleteStagedEventChunk.run(runId, runId, MAX_ROWS_PER_TRANSACTION).changes === MAX_ROWS_PER_TRANSACTION) {
+      await yieldToEventLoop();
+    }
     this.#sql.deleteCheckpoint.run(runId);
     this.#sql.deletePlan.run(runId);
   }
@@ -227,8 +237,72 @@ export class SqliteStateStore implements StateStore {
     return settle(() => plan());
   }
 
-  plannedPage(runId: string, kind: DiffKind, page: number): Promise<PageRange | undefined> {
+  plannedPage(runId: string, kind: PlanKind, page: number): Promise<PageRange | undefined> {
     return settle(() => toPageRange(this.#sql.plannedPage.all(runId, kind, page - 1, page), page));
+  }
+
+  async stageEvents(runId: string, chunk: { events: readonly StagedEvent[]; activity: readonly UserActivity[] }, checkpoint: StagingCheckpoint): Promise<void> {
+    const apply = this.#db.transaction(() => {
+      for (const event of chunk.events) this.#sql.insertStagedEvent.run(runId, requireKey(event.eventKey), JSON.stringify(event.body));
+      for (const user of chunk.activity) this.#sql.upsertActivity.run(requireKey(user.userKey), user.lastEventMs, JSON.stringify(user.properties));
+      this.#sql.upsertCheckpoint.run(runId, checkpoint.rowsConsumed, checkpoint.bytesConsumed);
+    });
+    await settle(() => apply.immediate());
+    await yieldToEventLoop();
+  }
+
+  stagedEventCount(runId: string): Promise<number> {
+    return settle(() => this.#sql.stagedEventCount.get(runId)?.count ?? 0);
+  }
+
+  planEventPages(runId: string, pageSize: number): Promise<{ events: number; pages: number }> {
+    requirePageSize(pageSize);
+    const plan = this.#db.transaction(() => {
+      this.#sql.deletePlan.run(runId);
+      this.#sql.planEventPages.run(runId, pageSize, runId);
+      const events = this.#sql.unsentEventCount.get(runId)?.count ?? 0;
+      return { events, pages: Math.ceil(events / pageSize) };
+    });
+    return settle(() => plan());
+  }
+
+  async unsentEvents(runId: string, options: DiffPageOptions): Promise<Page<StagedEvent>> {
+    const limit = pageLimit(options.limit);
+    const afterKey = options.afterKey ?? FIRST_KEY;
+    const rows =
+      options.throughKey === undefined ? this.#sql.unsentEvents.all(runId, afterKey, limit) : this.#sql.unsentEventRange.all(runId, afterKey, options.throughKey, limit);
+    await yieldToEventLoop();
+    return toKeyedPage(rows.map(toStagedEvent), limit, (event) => event.eventKey);
+  }
+
+  claimEvents(claims: readonly EventClaim[]): Promise<string[][]> {
+    const claim = this.#db.transaction(() =>
+      claims.map(({ runId, requestKey, eventKeys, nowMs }) => eventKeys.filter((key) => this.#sql.claimEvent.run(requireKey(key), runId, requestKey, nowMs).changes === 1)),
+    );
+    return settle(() => claim.immediate());
+  }
+
+  releaseEventClaims(runId: string, requestKey: string): Promise<void> {
+    return settle(() => void this.#sql.releaseEventClaims.run(runId, requestKey));
+  }
+
+  unconfirmedEventCount(runId: string): Promise<number> {
+    return settle(() => this.#sql.unconfirmedEventCount.get(runId)?.count ?? 0);
+  }
+
+  async activeUsers(options: PageOptions & { sinceMs: number }): Promise<Page<UserActivity>> {
+    const limit = pageLimit(options.limit);
+    const rows = this.#sql.activeUsers.all(options.afterKey ?? FIRST_KEY, options.sinceMs, limit);
+    await yieldToEventLoop();
+    return toKeyedPage(rows.map(toUserActivity), limit, (user) => user.userKey);
+  }
+
+  pruneInactiveUsers(beforeMs: number, limit: number): Promise<number> {
+    return settle(() => this.#sql.pruneInactiveUsers.run(beforeMs, pageLimit(limit)).changes);
+  }
+
+  pruneSentEvents(beforeMs: number, limit: number): Promise<number> {
+    return settle(() => this.#sql.pruneSentEvents.run(beforeMs, pageLimit(limit)).changes);
   }
 
   startRun(run: RunStart): Promise<void> {
@@ -545,6 +619,56 @@ function prepareStatements(db: Database.Database) {
       'SELECT page_no AS pageNo, through_key AS throughKey FROM plan_pages WHERE run_id = ? AND kind = ? AND page_no IN (?, ?)',
     ),
     deletePlan: db.prepare<[string]>('DELETE FROM plan_pages WHERE run_id = ?'),
+
+    insertStagedEvent: db.prepare<[string, string, string]>('INSERT INTO staged_events (run_id, event_key, body) VALUES (?, ?, ?) ON CONFLICT DO NOTHING'),
+    // A user's latest event by event time wins; an older one (an hour processed late) changes nothing.
+    upsertActivity: db.prepare<[string, number, string]>(
+      `INSERT INTO user_activity (user_key, last_event_ms, properties) VALUES (?, ?, ?)
+       ON CONFLICT (user_key) DO UPDATE SET last_event_ms = excluded.last_event_ms, properties = excluded.properties
+       WHERE excluded.last_event_ms > user_activity.last_event_ms`,
+    ),
+    stagedEventCount: db.prepare<[string], { count: number }>('SELECT count(*) AS count FROM staged_events WHERE run_id = ?'),
+    deleteStagedEventChunk: db.prepare<[string, string, number]>(
+      `DELETE FROM staged_events WHERE run_id = ? AND event_key IN
+       (SELECT event_key FROM staged_events WHERE run_id = ? ORDER BY event_key LIMIT ?)`,
+    ),
+    planEventPages: db.prepare<[string, number, string]>(
+      `INSERT INTO plan_pages (run_id, kind, page_no, through_key)
+       SELECT ?, 'event', page_no, max(event_key) FROM (
+         SELECT s.event_key, (row_number() OVER (ORDER BY s.event_key) - 1) / CAST(? AS INTEGER) AS page_no
+         FROM staged_events s
+         WHERE s.run_id = ? AND NOT EXISTS (SELECT 1 FROM sent_events e WHERE e.event_key = s.event_key)
+       ) GROUP BY page_no`,
+    ),
+    unsentEventCount: db.prepare<[string], { count: number }>(
+      'SELECT count(*) AS count FROM staged_events s WHERE s.run_id = ? AND NOT EXISTS (SELECT 1 FROM sent_events e WHERE e.event_key = s.event_key)',
+    ),
+    unsentEvents: db.prepare<[string, string, number], { eventKey: string; body: string }>(
+      `SELECT s.event_key AS eventKey, s.body FROM staged_events s
+       WHERE s.run_id = ? AND s.event_key > ? AND NOT EXISTS (SELECT 1 FROM sent_events e WHERE e.event_key = s.event_key)
+       ORDER BY s.event_key LIMIT ?`,
+    ),
+    unsentEventRange: db.prepare<[string, string, string, number], { eventKey: string; body: string }>(
+      `SELECT s.event_key AS eventKey, s.body FROM staged_events s
+       WHERE s.run_id = ? AND s.event_key > ? AND s.event_key <= ? AND NOT EXISTS (SELECT 1 FROM sent_events e WHERE e.event_key = s.event_key)
+       ORDER BY s.event_key LIMIT ?`,
+    ),
+    claimEvent: db.prepare<[string, string, string, number]>(
+      'INSERT INTO sent_events (event_key, run_id, request_key, sent_at_ms) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING',
+    ),
+    releaseEventClaims: db.prepare<[string, string]>('DELETE FROM sent_events WHERE run_id = ? AND request_key = ?'),
+    unconfirmedEventCount: db.prepare<[string], { count: number }>(
+      `SELECT count(*) AS count FROM sent_events e WHERE e.run_id = ?
+       AND NOT EXISTS (SELECT 1 FROM request_outcomes o WHERE o.run_id = e.run_id AND o.request_key = e.request_key AND o.completed = 1)`,
+    ),
+    activeUsers: db.prepare<[string, number, number], { userKey: string; lastEventMs: number; properties: string }>(
+      `SELECT user_key AS userKey, last_event_ms AS lastEventMs, properties FROM user_activity
+       WHERE user_key > ? AND last_event_ms >= ? ORDER BY user_key LIMIT ?`,
+    ),
+    pruneInactiveUsers: db.prepare<[number, number]>(
+      'DELETE FROM user_activity WHERE user_key IN (SELECT user_key FROM user_activity WHERE last_event_ms < ? LIMIT ?)',
+    ),
+    pruneSentEvents: db.prepare<[number, number]>('DELETE FROM sent_events WHERE event_key IN (SELECT event_key FROM sent_events WHERE sent_at_ms < ? LIMIT ?)'),
     syncLease: db.prepare<[string], { holder: string; workflowId: string; expiresAtMs: number }>(
       'SELECT holder, workflow_id AS workflowId, expires_at_ms AS expiresAtMs FROM sync_leases WHERE sync_id = ?',
     ),

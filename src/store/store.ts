@@ -53,6 +53,8 @@ export interface Page<T> {
 
 /** `enter`: staged but not in the snapshot. `leave`: in the snapshot but not staged. */
 export type DiffKind = 'enter' | 'leave';
+/** What a planned page holds: membership changes, or events to send. */
+export type PlanKind = DiffKind | 'event';
 
 export interface DiffCounts {
   enter: number;
@@ -187,6 +189,29 @@ export interface SentRequest extends SendingRequest {
   rejected: readonly MemberFailure[];
 }
 
+/** A user's latest activity: when their latest event happened and the user properties it carried. */
+export interface UserActivity {
+  /** `user_id:<id>` for identified users, `device_id:<id>` or `amplitude_id:<id>` for anonymous ones. */
+  userKey: string;
+  lastEventMs: number;
+  properties: JsonObject;
+}
+
+/** One Amplitude event staged to go to Braze: the Braze event object, keyed by the Amplitude event. */
+export interface StagedEvent {
+  /** `insert:<$insert_id>` (or `uuid:<uuid>` where it is missing): unique per Amplitude event. */
+  eventKey: string;
+  body: JsonObject;
+}
+
+/** Events one request is about to send, claimed in the sent-event ledger just before it goes. */
+export interface EventClaim {
+  runId: string;
+  requestKey: string;
+  eventKeys: readonly string[];
+  nowMs: number;
+}
+
 export interface SyncLeaseClaim {
   syncId: string;
   /** The run claiming (or renewing) the lease: unique per run, the same across its retries and continue-as-new. */
@@ -237,7 +262,7 @@ export interface StateStore {
   stageChunk(runId: string, rows: readonly StagedMember[], checkpoint: StagingCheckpoint): Promise<void>;
   stagingCheckpoint(runId: string): Promise<StagingCheckpoint | undefined>;
   stagedCount(runId: string): Promise<number>;
-  /** Removes the run's staged rows, staging checkpoint and planned pages. */
+  /** Removes the run's staged rows and events, staging checkpoint and planned pages. */
   clearStaging(runId: string): Promise<void>;
 
   diffPage(runId: string, syncId: string, options: DiffPageOptions & { kind: 'enter' }): Promise<Page<StagedMember>>;
@@ -251,7 +276,34 @@ export interface StateStore {
    */
   planPages(runId: string, syncId: string, pageSize: number): Promise<PlannedPages>;
   /** The key range of a planned page (0-based), or undefined past the last page. */
-  plannedPage(runId: string, kind: DiffKind, page: number): Promise<PageRange | undefined>;
+  plannedPage(runId: string, kind: PlanKind, page: number): Promise<PageRange | undefined>;
+
+  /**
+   * Stages a chunk of a run's events (the first body for a key wins), records the users' activity (a user's
+   * latest event by event time wins, so an hour processed late never overwrites newer values), and records the
+   * checkpoint after them, in one transaction.
+   */
+  stageEvents(runId: string, chunk: { events: readonly StagedEvent[]; activity: readonly UserActivity[] }, checkpoint: StagingCheckpoint): Promise<void>;
+  stagedEventCount(runId: string): Promise<number>;
+  /** Cuts the run's staged events not yet in the sent-event ledger into numbered pages (kind `event`). */
+  planEventPages(runId: string, pageSize: number): Promise<{ events: number; pages: number }>;
+  /** Staged events of the run not in the sent-event ledger, in key order. */
+  unsentEvents(runId: string, options: DiffPageOptions): Promise<Page<StagedEvent>>;
+  /**
+   * Claims events for a request about to be sent; resolves, per claim, with the keys it got (an event claimed
+   * before, by any run, is never claimed again). Claimed events are never sent again unless released.
+   */
+  claimEvents(claims: readonly EventClaim[]): Promise<string[][]>;
+  /** Releases a request's claims: Braze answered it with an error status, so none of its events arrived. */
+  releaseEventClaims(runId: string, requestKey: string): Promise<void>;
+  /** Events the run claimed whose request has no recorded answer: they may or may not have reached Braze. */
+  unconfirmedEventCount(runId: string): Promise<number>;
+  /** Users active at or after `sinceMs`, in key order. */
+  activeUsers(options: PageOptions & { sinceMs: number }): Promise<Page<UserActivity>>;
+  /** Deletes up to `limit` users last active before `beforeMs`; resolves with how many it deleted. */
+  pruneInactiveUsers(beforeMs: number, limit: number): Promise<number>;
+  /** Deletes up to `limit` sent-event ledger entries older than `beforeMs`; resolves with how many it deleted. */
+  pruneSentEvents(beforeMs: number, limit: number): Promise<number>;
 
   /** Records a run as running; a retried start of the same run is a no-op. */
   startRun(run: RunStart): Promise<void>;
