@@ -2,9 +2,9 @@
  * The shapes that cross between the `cohortSync` workflow and its activities. They are kept in history, so
  * they carry references and counts only: no secrets, no user ids (pages are named by number, not by key).
  */
-import type { PageBudgets } from './engine.js';
+import type { CloseRunInput, PageBudgets } from './engine.js';
 
-export type { PageOutcome } from './engine.js';
+export type { PageOutcome, RunFailures } from './engine.js';
 import type { RunRef } from './sync-lease.js';
 
 export type { RunRef } from './sync-lease.js';
@@ -70,15 +70,4 @@ export interface ApplyCohortPageInput extends PageBudgets {
   page: number;
 }
 
-/** Members Braze rejected in a run, by the vendor's reason. */
-export interface RunFailures {
-  failed: number;
-  failureReasons: Record<string, number>;
-}
-
-export interface FinishCohortRunInput {
-  run: RunRef;
-  status: 'succeeded' | 'failed' | 'dry_run' | 'unchanged';
-  sourceVersion?: string;
-  stats: Record<string, unknown>;
-}
+export type FinishCohortRunInput = CloseRunInput;

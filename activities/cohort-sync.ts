@@ -19,9 +19,9 @@ import type {
   StageCohortMembersInput,
   StagedCohort,
 } from './cohort-sync-types.js';
-import { applyRequests, budgetExceeded, runWithConcurrency } from './engine.js';
+import { applyRequests, budgetExceeded, closeRun, runWithConcurrency } from './engine.js';
 import { withVendorFailures } from './failures.js';
-import { claimLease, keepLease, SYNC_LEASE_TTL_MS, type RunRef } from './sync-lease.js';
+import { keepLease, takeLease, type RunRef } from './sync-lease.js';
 
 const STAGE_CHUNK_ROWS = 2_000;
 const HEARTBEAT_EVERY_ROWS = 500;
@@ -105,16 +105,8 @@ export function createCohortSyncActivities(context: WorkerContext) {
      */
     prepareCohortRun: withVendorFailures(async (input: PrepareCohortRunInput): Promise<PreparedCohortRun> => {
       const { run } = input;
-      const lease = await claimLease(store, run);
-      if (!lease.held && input.ifRunning === 'skip') return { status: 'busy', runInProgress: lease.runInProgress };
-      if (!lease.held) {
-        // Retried by Temporal until the lease is free; no history grows while waiting.
-        throw ApplicationFailure.create({
-          type: 'SyncLeaseHeld',
-          message: `Waiting for run ${lease.runInProgress} of sync "${run.syncId}" to finish (ifRunning: "wait")`,
-          nextRetryDelay: Math.min(Math.max(lease.expiresAtMs - Date.now(), 1_000), LEASE_WAIT_POLL_MS),
-        });
-      }
+      const lease = await takeLease(store, run, input.ifRunning);
+      if (!lease.held) return { status: 'busy', runInProgress: lease.runInProgress };
       // Recorded before anything can fail, so that finishing the run (which frees the lease) always finds it.
       await store.startRun({ runId: run.runId, syncId: run.syncId, kind: 'cohort', startedAt: new Date() });
       const cohort = (await amplitude.listCohorts()).find((c) => c.id === input.cohortId);
@@ -264,29 +256,11 @@ export function createCohortSyncActivities(context: WorkerContext) {
     }),
 
     /** Records the run in the ledger, clears its staging, and reports why members failed (from the failure ledger). */
-    finishCohortRun: async (input: FinishCohortRunInput): Promise<RunFailures> => {
-      const { runId, syncId } = input.run;
-      const failureReasons: Record<string, number> = {};
-      for (const { reason, count } of await store.failureCountsByReason(runId)) if (!reason.startsWith(SKIPPED)) failureReasons[reason] = count;
-      await store.finishRun({
-        runId,
-        status: input.status === 'failed' ? 'failed' : 'succeeded',
-        finishedAt: new Date(),
-        // A dry run proves nothing was sent, so it must not let the next run skip the download.
-        sourceVersion: input.status === 'dry_run' ? undefined : input.sourceVersion,
-        stats: JSON.parse(JSON.stringify({ ...input.stats, outcome: input.status })) as Record<string, never>,
-      });
-      await store.clearStaging(runId);
-      await store.releaseSyncLease(syncId, runId);
-      return { failed: Object.values(failureReasons).reduce((sum, n) => sum + n, 0), failureReasons };
-    },
+    finishCohortRun: (input: FinishCohortRunInput): Promise<RunFailures> => closeRun(context, input, SKIPPED),
   };
 }
 
 export type CohortSyncActivities = ReturnType<typeof createCohortSyncActivities>;
-
-/** A lease-wait retry polls at least this often, so a run freed early is noticed soon. */
-const LEASE_WAIT_POLL_MS = Math.min(5_000, SYNC_LEASE_TTL_MS);
 
 function describeDuration(ms: number): string {
   return ms >= 60_000 ? `${Math.round(ms / 60_000)} minutes` : `${Math.round(ms / 1000)} seconds`;

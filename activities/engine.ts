@@ -7,7 +7,7 @@
 import { activityInfo, Context, heartbeat } from '@temporalio/activity';
 import type { PageRequest, SentChange } from '../src/braze/page-request.js';
 import { RateLimitedError, VendorError } from '../src/errors.js';
-import type { OutcomeTotals, SendingRequest, SentRequest } from '../src/store/store.js';
+import type { OutcomeTotals, RunStatus, SendingRequest, SentRequest } from '../src/store/store.js';
 import type { WorkerContext } from '../src/worker-context.js';
 import type { RunRef } from './sync-lease.js';
 
@@ -88,7 +88,7 @@ async function sendAndRecord(
     await context.requestLedger.sending(thisSend);
     let sent: SentChange;
     try {
-      sent = await request.send(context.braze);
+      sent = await request.send(context.braze, thisSend.requestKey);
     } catch (error) {
       // Answered with an error status, Braze changed and billed nothing; without an answer, it may have.
       if (error instanceof VendorError && error.status !== undefined && error.status >= 400) {
@@ -101,7 +101,13 @@ async function sendAndRecord(
     }
     if (input.rateLimited) await limiter.observe(sent.rateLimit);
     // The snapshot records only what Braze accepted; rejected keys stay in the diff and are retried next run.
-    const first = await context.requestLedger.sent({ ...thisSend, snapshot: input.snapshotOf(sent), rejected: sent.rejected, dataPoints: sent.dataPoints });
+    const first = await context.requestLedger.sent({
+      ...thisSend,
+      snapshot: input.snapshotOf(sent),
+      accepted: sent.accepted.length,
+      rejected: sent.rejected,
+      dataPoints: sent.dataPoints,
+    });
     return { ...sent, first };
   }
 }
@@ -115,6 +121,41 @@ export async function budgetExceeded(context: WorkerContext, budgets: PageBudget
     if (spentToday + atMost > budgets.maxDataPointsPerDay) return 'day';
   }
   return undefined;
+}
+
+/** Reasons Braze gave for the keys it rejected in the run, counted (skip reasons, which share the ledger, excluded). */
+export interface RunFailures {
+  failed: number;
+  failureReasons: Record<string, number>;
+}
+
+export interface CloseRunInput {
+  run: RunRef;
+  status: 'succeeded' | 'failed' | 'dry_run' | 'unchanged';
+  sourceVersion?: string;
+  stats: Record<string, unknown>;
+}
+
+/** Records the run's end in the run ledger, clears its staging, frees its lease, and reports its failures. */
+export async function closeRun(context: WorkerContext, input: CloseRunInput, skipReasonPrefix?: string): Promise<RunFailures> {
+  const { store } = context;
+  const { runId, syncId } = input.run;
+  const failureReasons: Record<string, number> = {};
+  for (const { reason, count } of await store.failureCountsByReason(runId)) {
+    if (skipReasonPrefix === undefined || !reason.startsWith(skipReasonPrefix)) failureReasons[reason] = count;
+  }
+  const status: RunStatus = input.status === 'failed' ? 'failed' : 'succeeded';
+  await store.finishRun({
+    runId,
+    status,
+    finishedAt: new Date(),
+    // A dry run proves nothing was sent, so it must not let the next run skip its source.
+    sourceVersion: input.status === 'dry_run' ? undefined : input.sourceVersion,
+    stats: JSON.parse(JSON.stringify({ ...input.stats, outcome: input.status })) as Record<string, never>,
+  });
+  await store.clearStaging(runId);
+  await store.releaseSyncLease(syncId, runId);
+  return { failed: Object.values(failureReasons).reduce((sum, n) => sum + n, 0), failureReasons };
 }
 
 /**

@@ -1,11 +1,13 @@
 import type { WorkerContext } from '../src/worker-context.js';
 import { createCohortSyncActivities } from './cohort-sync.js';
 import { createDoctorActivities } from './doctor.js';
+import { createEventSyncActivities } from './event-sync.js';
 
 /** Every activity the worker registers, bound to the worker's clients and store. */
 export function createActivities(context: WorkerContext) {
   return {
     ...createDoctorActivities(context),
     ...createCohortSyncActivities(context),
+    ...createEventSyncActivities(context),
   };
 }

@@ -34,3 +34,21 @@ export async function keepLease(store: StateStore, run: RunRef): Promise<void> {
     });
   }
 }
+
+/** A lease-wait retry polls at least this often, so a run freed early is noticed soon. */
+const LEASE_WAIT_POLL_MS = Math.min(5_000, SYNC_LEASE_TTL_MS);
+
+/**
+ * Takes the sync's lease at the start of a run. When another run has it: `skip` resolves with that run's
+ * workflow id (this run then sends nothing), `wait` fails the attempt so that Temporal retries it until the
+ * lease is free (no history grows while waiting).
+ */
+export async function takeLease(store: StateStore, run: RunRef, ifRunning: 'skip' | 'wait'): Promise<{ held: true } | { held: false; runInProgress: string }> {
+  const lease = await claimLease(store, run);
+  if (lease.held || ifRunning === 'skip') return lease;
+  throw ApplicationFailure.create({
+    type: 'SyncLeaseHeld',
+    message: `Waiting for run ${lease.runInProgress} of sync "${run.syncId}" to finish (ifRunning: "wait")`,
+    nextRetryDelay: Math.min(Math.max(lease.expiresAtMs - Date.now(), 1_000), LEASE_WAIT_POLL_MS),
+  });
+}

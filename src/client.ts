@@ -6,11 +6,13 @@ import { ScheduleOverlapPolicy, type Client, type ScheduleHandle, type WorkflowH
 import proto from '@temporalio/proto';
 import type { DoctorReport } from '../activities/doctor.js';
 import { progressQuery, type CohortSyncProgress } from '../workflows/cohort-sync.js';
-import type { cohortSync, doctor } from '../workflows/index.js';
+import { eventProgressQuery, type EventSyncProgress, type EventSyncResult } from '../workflows/event-sync.js';
+import type { cohortSync, doctor, eventSync } from '../workflows/index.js';
 import { cohortSyncId, cohortSyncInputSchema, type CohortSyncInput, type CohortSyncOptions } from './cohort/input.js';
 import { describeInputProblems } from './input-problems.js';
 import { DEFAULT_TASK_QUEUE } from './config.js';
-import { COHORT_ID, DATA_POINTS, SYNC_KIND } from './temporal/search-attributes.js';
+import { eventSyncId, eventSyncInputSchema, exportHourOf, exportHoursBetween, type EventSyncInput, type EventSyncOptions } from './events/input.js';
+import { COHORT_ID, DATA_POINTS, EXPORT_HOUR, SYNC_KIND } from './temporal/search-attributes.js';
 
 export { DEFAULT_TASK_QUEUE };
 
@@ -164,6 +166,115 @@ export async function latestCohortSyncRun(client: Client, sync: Pick<CohortSyncO
 /** The live `progress` of a running (or finished) cohort sync. */
 export async function getSyncProgress(client: Client, workflowId: string): Promise<CohortSyncProgress> {
   return client.workflow.getHandle<typeof cohortSync>(workflowId).query(progressQuery);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Event sync
+
+/**
+ * Starts an `eventSync` run of one hour (input `hour`, or by default the latest hour whose export is available:
+ * now minus `lagHours`). Its workflow id is `event-sync-<hour>`, so two starts of one hour never overlap.
+ */
+export async function startEventSync(client: Client, input: EventSyncInput, options: StartCohortSyncOptions = {}): Promise<WorkflowHandleWithFirstExecutionRunId<typeof eventSync>> {
+  const parsed = parseEventSyncInput(input);
+  const hour = parsed.hour ?? exportHourOf(Date.now() - parsed.lagHours * 3_600_000);
+  return client.workflow.start<typeof eventSync>('eventSync', {
+    taskQueue: options.taskQueue ?? DEFAULT_TASK_QUEUE,
+    workflowId: options.workflowId ?? eventSyncId(hour),
+    args: [{ ...input, hour }],
+    workflowIdConflictPolicy: 'FAIL',
+    staticSummary: eventSyncSummary(parsed, hour),
+    typedSearchAttributes: [
+      { key: SYNC_KIND, value: 'event' },
+      { key: EXPORT_HOUR, value: hour },
+      { key: DATA_POINTS, value: 0 },
+    ],
+  });
+}
+
+export interface ScheduleEventSyncOptions {
+  /** The minute past each hour the run starts (default 0). */
+  at?: string;
+  /** How far back missed runs are caught up after an outage (default one day). */
+  catchupWindow?: string;
+  scheduleId?: string;
+  taskQueue?: string;
+  paused?: boolean;
+}
+
+/**
+ * Creates the hourly Schedule of an event sync: each run processes the hour `lagHours` before its nominal time.
+ * Runs that overlap are buffered, so hours are processed one after another, in order; `temporal schedule
+ * backfill` (or `backfillEventSyncs`) replays any past range through it.
+ */
+export async function scheduleEventSync(client: Client, input: EventSyncInput, options: ScheduleEventSyncOptions = {}): Promise<ScheduleHandle> {
+  const parsed = parseEventSyncInput(input);
+  if (parsed.hour !== undefined) throw new InvalidInputError('A scheduled event sync derives each run\'s hour from its nominal time: leave "hour" out');
+  return client.schedule.create({
+    scheduleId: options.scheduleId ?? EVENT_SYNC_SCHEDULE_ID,
+    spec: { cronExpressions: [cronFor('hourly', options.at)] },
+    action: {
+      type: 'startWorkflow',
+      workflowType: 'eventSync',
+      args: [input],
+      taskQueue: options.taskQueue ?? DEFAULT_TASK_QUEUE,
+      workflowId: 'event-sync',
+      staticSummary: eventSyncSummary(parsed),
+      typedSearchAttributes: [{ key: SYNC_KIND, value: 'event' }],
+    },
+    policies: { overlap: ScheduleOverlapPolicy.BUFFER_ALL, catchupWindow: options.catchupWindow ?? '1 day' },
+    state: { paused: options.paused ?? false, note: `hourly event sync, ${parsed.lagHours} h behind` },
+  });
+}
+
+export const EVENT_SYNC_SCHEDULE_ID = 'event-sync-schedule';
+
+export interface BackfillEventSyncsOptions {
+  taskQueue?: string;
+  /** Hours processed at once (default 2). */
+  concurrency?: number;
+  /** Called as each hour finishes. */
+  onHour?: (result: EventSyncResult) => void;
+}
+
+/**
+ * Runs `eventSync` for every hour from `from` through `to` and waits for them all. Safe to repeat: an hour sent
+ * before sends nothing again, and an hour whose run is in progress is waited for.
+ */
+export async function backfillEventSyncs(client: Client, range: { from: string; to: string }, input: EventSyncInput, options: BackfillEventSyncsOptions = {}): Promise<EventSyncResult[]> {
+  const hours = exportHoursBetween(range.from, range.to);
+  if (hours.length === 0) throw new InvalidInputError(`"${range.to}" is before "${range.from}"`);
+  parseEventSyncInput(input);
+  const results: EventSyncResult[] = [];
+  let next = 0;
+  const lane = async () => {
+    while (next < hours.length) {
+      const hour = hours[next++]!;
+      const workflowId = `${eventSyncId(hour)}-backfill-${Date.now()}`;
+      const handle = await startEventSync(client, { ...input, hour, ifRunning: 'wait' }, { taskQueue: options.taskQueue, workflowId });
+      const result = await handle.result();
+      results.push(result);
+      options.onHour?.(result);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(options.concurrency ?? 2, hours.length) }, lane));
+  return results.sort((a, b) => a.hour.localeCompare(b.hour));
+}
+
+/** The live `progress` of a running (or finished) event sync. */
+export async function getEventSyncProgress(client: Client, workflowId: string): Promise<EventSyncProgress> {
+  return client.workflow.getHandle<typeof eventSync>(workflowId).query(eventProgressQuery);
+}
+
+function parseEventSyncInput(input: EventSyncInput): EventSyncOptions {
+  const parsed = eventSyncInputSchema.safeParse(input);
+  if (!parsed.success) throw new InvalidInputError(`Invalid eventSync input:\n${describeInputProblems(parsed.error)}`);
+  return parsed.data;
+}
+
+function eventSyncSummary(options: EventSyncOptions, hour?: string): string {
+  const types = options.eventTypes.length === 0 ? 'ingest only' : options.eventTypes.includes('*') ? 'all events → Braze' : `${options.eventTypes.join(', ')} → Braze`;
+  return `Amplitude events of ${hour ? `hour ${hour}` : `the hour ${options.lagHours} h back`}: activity index, ${types}${options.dryRun ? ' (dry run)' : ''}`;
 }
 
 export class InvalidInputError extends Error {

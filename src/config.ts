@@ -107,6 +107,10 @@ export interface AmplitudeConfig {
   userLookupRate: RateLimit;
   /** How long a cohort export may stay "JOB INPROGRESS" before the run fails. */
   exportMaxWaitMs: number;
+  /** Users whose last event is older than this many days leave the activity index (and their properties with them). */
+  activeWindowDays: number;
+  /** How long the sent-event ledger remembers an event forwarded to Braze (reruns within it never resend it). */
+  sentEventLedgerDays: number;
 }
 
 export interface BrazeConfig {
@@ -275,6 +279,8 @@ const amplitudeVariables = z.object({
   AMPLITUDE_COHORT_DOWNLOAD_QUOTA: wholeNumberAtLeastOne.default(500),
   AMPLITUDE_USER_LOOKUP_RATE: rateLimit.prefault('360/1h'),
   AMPLITUDE_EXPORT_MAX_WAIT: duration.prefault('30m'),
+  ACTIVE_WINDOW_DAYS: wholeNumberAtLeastOne.default(90),
+  EVENT_LEDGER_DAYS: wholeNumberAtLeastOne.default(30),
 });
 
 const brazeRestEndpoint = z
@@ -413,6 +419,8 @@ export function loadAmplitudeConfig(env: Env = environment()): AmplitudeConfig {
     cohortDownloadsPerMonth: values.AMPLITUDE_COHORT_DOWNLOAD_QUOTA,
     userLookupRate: values.AMPLITUDE_USER_LOOKUP_RATE,
     exportMaxWaitMs: values.AMPLITUDE_EXPORT_MAX_WAIT,
+    activeWindowDays: values.ACTIVE_WINDOW_DAYS,
+    sentEventLedgerDays: values.EVENT_LEDGER_DAYS,
   };
 }
 

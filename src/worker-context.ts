@@ -26,6 +26,8 @@ export interface WorkerContext {
   brazeObjectsPerRequest: number;
   cohortDownloadsPerMonth: number;
   cohortExportMaxWaitMs: number;
+  activeWindowDays: number;
+  sentEventLedgerDays: number;
   /** Every vendor request of every page goes through it (shared by the worker's pages, so records batch up). */
   requestLedger: RequestLedger;
   store: StateStore;
@@ -65,6 +67,8 @@ export async function createWorkerContext(config: Pick<AppConfig, 'amplitude' | 
     brazeObjectsPerRequest: braze.objectLimit.maxObjects,
     cohortDownloadsPerMonth: amplitude.cohortDownloadsPerMonth,
     cohortExportMaxWaitMs: amplitude.exportMaxWaitMs,
+    activeWindowDays: amplitude.activeWindowDays,
+    sentEventLedgerDays: amplitude.sentEventLedgerDays,
     requestLedger: new RequestLedger(store),
     store,
   };

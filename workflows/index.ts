@@ -1,2 +1,3 @@
 export { cohortSync } from './cohort-sync.js';
+export { eventSync } from './event-sync.js';
 export { doctor } from './doctor.js';

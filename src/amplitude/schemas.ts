@@ -86,6 +86,8 @@ export const exportedEventSchema = z.looseObject({
   user_properties: stringMap.nullish(),
   groups: stringMap.nullish(),
   uuid: z.string().nullish(),
+  /** The SDK or integration that sent the event, e.g. "Braze" for Currents forwarded into Amplitude. */
+  library: z.string().nullish(),
 });
 export type ExportedEvent = z.output<typeof exportedEventSchema>;
 

@@ -1,7 +1,8 @@
 /**
  * Braze's legacy data-point rules (billing per write, unchanged values included), applied to what we send:
  * each attribute set is 1; an array `add`/`remove` is 1 per value; `inc` is 1; a nested object is 1 per key;
- * each custom event or purchase is 1 plus 1 per property; identifiers and request flags are free.
+ * each custom event is 1 and each purchase 1 per unit, whatever properties they carry; identifiers and request
+ * flags are free.
  */
 
 const FREE_ATTRIBUTE_KEYS = new Set(['external_id', 'user_alias', 'braze_id', '_update_existing_only', '_merge_objects', 'push_tokens']);
@@ -29,9 +30,8 @@ function arrayLength(value: unknown): number {
   return Array.isArray(value) ? value.length : 0;
 }
 
-export function eventObjectDataPoints(event: { properties?: Record<string, unknown> }): number {
-  return 1 + Object.keys(event.properties ?? {}).length;
-}
+/** Each custom event, whatever properties it carries. */
+export const DATA_POINTS_PER_EVENT = 1;
 
 /** Each partner-cohort membership change is one "Amplitude cohort assignment". */
 export function partnerCohortChangeDataPoints(ids: number): number {

@@ -16,5 +16,6 @@ export interface PageRequest {
   firstKey: string;
   /** What the request costs if Braze accepts everything in it. */
   dataPoints: number;
-  send(braze: BrazeClient): Promise<SentChange>;
+  /** Sends it; `requestKey` names this send in the request ledger. */
+  send(braze: BrazeClient, requestKey: string): Promise<SentChange>;
 }

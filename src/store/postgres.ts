@@ -735,7 +735,7 @@ export class PostgresStateStore implements StateStore {
     const rows = await this.#rows<{ n: string }>(RECORD_SENT_REQUESTS, [
       requests.map((request) => request.runId),
       requests.map((request) => requireKey(request.requestKey)),
-      requests.map(({ snapshot }) => (snapshot.added?.length ?? 0) + (snapshot.removed?.length ?? 0)),
+      requests.map(({ snapshot, accepted }) => accepted ?? (snapshot.added?.length ?? 0) + (snapshot.removed?.length ?? 0)),
       requests.map((request) => request.rejected.length),
       requests.map((request) => request.dataPoints),
       requests.map((request) => request.day),

@@ -438,7 +438,7 @@ export class SqliteStateStore implements StateStore {
     const record = this.#db.transaction((): boolean[] =>
       requests.map((request) => {
         const { added = [], removed = [] } = request.snapshot;
-        const accepted = added.length + removed.length;
+        const accepted = request.accepted ?? added.length + removed.length;
         const first = this.#sql.completeOutcome.run(request.runId, requireKey(request.requestKey), accepted, request.rejected.length, request.dataPoints).changes > 0;
         if (!first) return false;
         // One statement per list, not per member: a request carries up to a few hundred members.

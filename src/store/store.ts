@@ -187,6 +187,8 @@ export interface SentRequest extends SendingRequest {
   snapshot: { added?: readonly string[]; removed?: readonly string[] };
   /** Members the vendor refused, with its reason. */
   rejected: readonly MemberFailure[];
+  /** Objects the vendor accepted, when not the snapshot change's size (a kind whose snapshot is kept elsewhere). */
+  accepted?: number;
 }
 
 /** A user's latest activity: when their latest event happened and the user properties it carried. */

@@ -5,48 +5,22 @@
  * count, not on the calls we made.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import type { Worker } from '@temporalio/worker';
-import { createActivities } from '../../activities/index.js';
+import { describe, test } from 'node:test';
 import { startCohortSync } from '../../src/client.js';
 import type { CohortSyncInput } from '../../src/cohort/input.js';
-import { loadConfig } from '../../src/config.js';
-import { startSandboxes, type Sandboxes } from '../../src/sandbox/sandboxes.js';
-import { createWorkerContext, type WorkerContext } from '../../src/worker-context.js';
 import { setBudgetUpdate } from '../../workflows/cohort-sync.js';
 import { brazeMembers, expectedMembers } from './braze-state.js';
 import { changeCohortMembership, waitUntilPaused } from './cohort-sync.js';
 import type { TestStoreKind } from './stores.js';
-import { connectTestEnvironment, createTestWorker, uniqueTaskQueue } from './temporal.js';
+import { WorkerHarness } from './worker-harness.js';
 
 export const SMALL_COHORT = '26umsb5'; // ~1% of users
 export const MEDIUM_COHORT = '3k9x2pq'; // ~10%
 
 /** The sandboxes and a worker on a fresh store of `storeKind`, for the file that creates it. */
-export class CohortSyncHarness {
-  env!: TestWorkflowEnvironment;
-  sandboxes!: Sandboxes;
-  context!: WorkerContext;
-  readonly taskQueue = uniqueTaskQueue('cohort-sync');
-  #worker: Worker | undefined;
-  #workerRun: Promise<void> | undefined;
-
-  constructor(readonly storeKind: TestStoreKind) {
-    before(async () => {
-      this.env = await connectTestEnvironment();
-      this.sandboxes = await startSandboxes({ seed: 11, users: 3_000, dataset: { brazeKnownFraction: 1 }, amplitude: { exportJobDurationMs: 200 } });
-      this.context = await createWorkerContext(loadConfig({ ...this.sandboxes.env, ...(await storeKind.freshEnv()) }));
-      this.#worker = await createTestWorker(this.env, { taskQueue: this.taskQueue, activities: createActivities(this.context) });
-      this.#workerRun = this.#worker.run();
-    });
-    after(async () => {
-      this.#worker?.shutdown();
-      await this.#workerRun;
-      await this.context?.store.close();
-      await this.sandboxes?.close();
-      await this.env?.teardown();
-    });
+export class CohortSyncHarness extends WorkerHarness {
+  constructor(storeKind: TestStoreKind) {
+    super(storeKind, { seed: 11, users: 3_000, dataset: { brazeKnownFraction: 1 }, amplitude: { exportJobDurationMs: 200 } }, { queuePrefix: 'cohort-sync' });
   }
 
   sync = async (input: CohortSyncInput) => {
@@ -62,22 +36,6 @@ export class CohortSyncHarness {
     let count = 0;
     for (const member of this.sandboxes.dataset.cohortMembers(cohortId)) if (!member.userId) count += 1;
     return count;
-  };
-
-  brazeDataPoints = () => this.sandboxes.braze.control.dataPoints().total;
-
-  trackRequests = () => this.sandboxes.braze.control.requestCounts()['POST /users/track'] ?? 0;
-
-  /** Runs `work` against a worker of its own (own task queue and a fresh store of the same kind), configured by `overrides`. */
-  withOwnWorker = async <T>(overrides: Record<string, string>, work: (ownQueue: string) => Promise<T>): Promise<T> => {
-    const ownQueue = uniqueTaskQueue('own-worker');
-    const ownContext = await createWorkerContext(loadConfig({ ...this.sandboxes.env, ...(await this.storeKind.freshEnv()), ...overrides }));
-    const ownWorker = await createTestWorker(this.env, { taskQueue: ownQueue, activities: createActivities(ownContext) });
-    try {
-      return await ownWorker.runUntil(() => work(ownQueue));
-    } finally {
-      await ownContext.store.close();
-    }
   };
 }
 

@@ -1,0 +1,102 @@
+/**
+ * What one exported Amplitude event means for the pipeline, as pure functions: the user it is activity of,
+ * whether it is forwarded to Braze, and the Braze custom event it becomes (properties within Braze's rules).
+ */
+import type { ExportedEvent } from '../amplitude/schemas.js';
+import type { JsonObject, JsonValue } from '../store/store.js';
+import type { EventSelection } from './input.js';
+
+const MAX_STRING_LENGTH = 255;
+const MAX_NESTED_BYTES = 100 * 1024;
+/** Keys Braze refuses in event properties. */
+const RESERVED_PROPERTY_KEYS = new Set(['time', 'event_name']);
+
+/** Amplitude's `YYYY-MM-DD HH:MM:SS[.ffffff]` (UTC) as ms since the epoch, or undefined when unreadable. */
+export function amplitudeTimeMs(time: string): number | undefined {
+  const match = /^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(\.\d+)?Z?$/.exec(time);
+  if (!match) return undefined;
+  const millis = (match[3] ?? '.000').slice(1, 4).padEnd(3, '0');
+  const ms = Date.parse(`${match[1]}T${match[2]}.${millis}Z`);
+  return Number.isNaN(ms) ? undefined : ms;
+}
+
+/** The event's identity across exports, reruns and backfills: its `$insert_id`, else its `uuid`. */
+export function eventKeyOf(event: ExportedEvent): string | undefined {
+  if (event.$insert_id) return `insert:${event.$insert_id}`;
+  return event.uuid ? `uuid:${event.uuid}` : undefined;
+}
+
+/** Whose activity the event is: the user id, else (anonymous users) the device id, else the Amplitude id. */
+export function userKeyOf(event: ExportedEvent): string {
+  if (event.user_id) return `user_id:${event.user_id}`;
+  return event.device_id ? `device_id:${event.device_id}` : `amplitude_id:${event.amplitude_id}`;
+}
+
+/** Events Braze Currents forwarded into Amplitude: streaming them back would loop. */
+export function cameFromBraze(event: ExportedEvent): boolean {
+  return event.event_type.startsWith('[Appboy]') || event.library?.toLowerCase() === 'braze';
+}
+
+/** Whether the selection forwards this event type (with these properties) at all. */
+export function isSelected(event: ExportedEvent, selection: Pick<EventSelection, 'eventTypes' | 'propertyFilters'>): boolean {
+  const { eventTypes, propertyFilters } = selection;
+  if (!(eventTypes.includes('*') || eventTypes.includes(event.event_type))) return false;
+  const filters = propertyFilters[event.event_type] ?? {};
+  return Object.entries(filters).every(([name, allowed]) => allowed.includes(event.event_properties?.[name] as string | number | boolean));
+}
+
+export type EventDecision =
+  | { forward: false; skipReason?: string }
+  | { forward: true; eventKey: string; body: JsonObject; droppedProperties: Record<string, number> };
+
+/**
+ * What happens to one event: not selected (nothing to report), skipped with a reason, or forwarded as this Braze
+ * event object (identifier, name, time, properties) with the properties Braze would refuse dropped and counted.
+ */
+export function decide(event: ExportedEvent, selection: EventSelection): EventDecision {
+  if (!isSelected(event, selection)) return { forward: false };
+  if (cameFromBraze(event)) return { forward: false, skipReason: 'came from Braze (Currents): never streamed back' };
+  const eventKey = eventKeyOf(event);
+  if (eventKey === undefined) return { forward: false, skipReason: 'has neither $insert_id nor uuid, so it cannot be kept from duplicating' };
+  const timeMs = amplitudeTimeMs(event.event_time);
+  if (timeMs === undefined) return { forward: false, skipReason: 'has an unreadable event_time' };
+  const identifier = brazeIdentifierOf(event, selection);
+  if (identifier === undefined) return { forward: false, skipReason: `is anonymous: no ${selection.identifiers.join(' / ')} to address in Braze` };
+  const { properties, dropped } = brazeProperties(event.event_properties ?? {}, selection.eventProperties);
+  const body: JsonObject = { ...identifier, name: event.event_type, time: new Date(timeMs).toISOString() };
+  if (Object.keys(properties).length > 0) body.properties = properties;
+  // An alias-only profile is created only when the flag is explicitly false; an external_id creates unless true.
+  body._update_existing_only = selection.updateExistingOnly;
+  return { forward: true, eventKey, body, droppedProperties: dropped };
+}
+
+function brazeIdentifierOf(event: ExportedEvent, selection: EventSelection): JsonObject | undefined {
+  if (event.user_id) return { external_id: event.user_id };
+  for (const identifier of selection.identifiers) {
+    const aliasName = identifier === 'device_id' ? event.device_id : identifier === 'amplitude_id' ? String(event.amplitude_id) : undefined;
+    if (aliasName) return { user_alias: { alias_name: aliasName, alias_label: selection.aliasLabel ?? `amplitude_${identifier === 'device_id' ? 'device_id' : 'id'}` } };
+  }
+  return undefined;
+}
+
+/** The event properties Braze accepts (optionally only the listed ones), and why the others were dropped. */
+export function brazeProperties(eventProperties: Record<string, unknown>, only?: readonly string[]): { properties: JsonObject; dropped: Record<string, number> } {
+  const properties: JsonObject = {};
+  const dropped: Record<string, number> = {};
+  for (const [key, value] of Object.entries(eventProperties)) {
+    if (only && !only.includes(key)) continue;
+    const problem = propertyProblem(key, value);
+    if (problem === undefined) properties[key] = value as JsonValue;
+    else dropped[problem] = (dropped[problem] ?? 0) + 1;
+  }
+  return { properties, dropped };
+}
+
+function propertyProblem(key: string, value: unknown): string | undefined {
+  if (key === '' || key.startsWith('$') || key.length > MAX_STRING_LENGTH) return 'property name Braze refuses (empty, over 255 characters or starting with $)';
+  if (RESERVED_PROPERTY_KEYS.has(key)) return `property name "${key}" is reserved by Braze`;
+  if (value === null || value === undefined) return 'property without a value';
+  if (typeof value === 'string' && value.length > MAX_STRING_LENGTH) return 'string property over 255 characters';
+  if (typeof value === 'object' && Buffer.byteLength(JSON.stringify(value)) > MAX_NESTED_BYTES) return 'nested property over 100 KB';
+  return undefined;
+}
