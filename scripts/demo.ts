@@ -1,14 +1,16 @@
 /**
  * `npm run demo`: everything on one machine — the embedded Temporal server with its Web UI, the Amplitude and
  * Braze sandboxes seeded with realistic data, and a worker — then a cohort sync, a membership change and a
- * second sync that sends only the delta. Keeps running (so the UI can be explored) until Ctrl-C.
+ * second sync that sends only the delta; then a few hours of Amplitude events ingested (who is active) with one
+ * event type streamed to Braze, and a rerun that sends nothing. Keeps running (so the UI can be explored) until Ctrl-C.
  */
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
-import { startCohortSync } from '../src/client.js';
-import { followProgress, printResult } from '../src/cli/progress.js';
+import { getSyncProgress, startCohortSync, startEventSync } from '../src/client.js';
+import { describeProgress, followProgress, printEventResult, printResult } from '../src/cli/progress.js';
+import { exportHourOf } from '../src/events/input.js';
 import { loadConfig, temporalConnectionOptions } from '../src/config.js';
 import { startSandboxes } from '../src/sandbox/sandboxes.js';
 import { PROJECT_ROOT, resolveTemporalCli } from '../src/temporal/cli.js';
@@ -50,7 +52,7 @@ const connection = await Connection.connect(await temporalConnectionOptions(conf
 const client = new Client({ connection, namespace: config.temporal.namespace });
 const runSync = async () => {
   const handle = await startCohortSync(client, { cohortId: COHORT_ID, identifiers: ['user_id'] }, { taskQueue: config.temporal.taskQueue });
-  const result = await followProgress(client, handle.workflowId, () => handle.result());
+  const result = await followProgress(() => getSyncProgress(client, handle.workflowId), describeProgress, () => handle.result());
   printResult(result);
   return result;
 };
@@ -75,14 +77,31 @@ step(
 );
 const third = await runSync();
 
+const cohortPoints = sandboxes.braze.control.dataPoints().total;
+const STREAMED_EVENT = 'Purchase Completed';
+const demoHours = [5, 4, 3].map((hoursAgo) => exportHourOf(Date.now() - hoursAgo * 3_600_000));
+step(`Event pipeline: ingesting hours ${demoHours.join(', ')} (who is active, latest user properties) and streaming "${STREAMED_EVENT}" to Braze`);
+const syncHour = async (hour: string) => {
+  const handle = await startEventSync(client, { hour, eventTypes: [STREAMED_EVENT] }, { taskQueue: config.temporal.taskQueue, workflowId: `event-sync-${hour}-demo-${Date.now()}` });
+  const result = await handle.result();
+  printEventResult(result);
+  return result;
+};
+let eventsForwarded = 0;
+for (const hour of demoHours) eventsForwarded += (await syncHour(hour)).forwarded;
+step(`Rerunning hour ${demoHours[0]}: every event was sent before, so nothing is sent again`);
+const rerun = await syncHour(demoHours[0]!);
+
 const brazePoints = sandboxes.braze.control.dataPoints().total;
 step('Summary');
 console.log(`  First sync:  ${first.added} users added, ${first.dataPoints} data points, ${first.brazeRequests} Braze requests`);
 console.log(`  Delta sync:  +${third.added} −${third.removed}, ${third.dataPoints} data points (a full resend would cost ${first.added + third.added - third.removed})`);
+console.log(`  Events:      ${eventsForwarded} "${STREAMED_EVENT}" events forwarded; the rerun sent ${rerun.forwarded} (${rerun.alreadySent} already sent)`);
+console.log(`  Data points: ${eventsForwarded} for the events (one each, Braze's own count: ${brazePoints - cohortPoints})`);
 const ours = first.dataPoints + third.dataPoints;
-console.log(`  Braze's own data-point count: ${brazePoints}; ours: ${ours}.`);
-if (ours !== brazePoints) {
-  console.log(`  The ${ours - brazePoints} between them are writes to members Braze does not know: update-only writes change`);
+console.log(`  Cohort syncs: Braze's own data-point count ${cohortPoints}; ours: ${ours}.`);
+if (ours !== cohortPoints) {
+  console.log(`  The ${ours - cohortPoints} between them are writes to members Braze does not know: update-only writes change`);
   console.log('  nothing there, so Braze bills nothing, and its answer does not say which users those were.');
 }
 console.log(`  Temporal UI: ${server.uiUrl}/namespaces/default/workflows`);

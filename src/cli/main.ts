@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { registerCohortCommands } from './cohort.js';
 import { doctorCommand } from './doctor.js';
+import { registerEventCommands } from './events.js';
 import { reportAndExit } from './output.js';
 
 const program = new Command()
@@ -21,5 +22,6 @@ program
   .action(() => import('../worker.js').then((worker) => worker.main()).catch(reportAndExit));
 
 registerCohortCommands(program);
+registerEventCommands(program);
 
 await program.parseAsync();

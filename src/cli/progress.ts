@@ -1,10 +1,9 @@
-/** Live progress of a cohort sync on a terminal, fed by the workflow's `progress` query. */
-import type { Client } from '@temporalio/client';
-import { getSyncProgress } from '../client.js';
+/** Live progress of a sync on a terminal, fed by the workflow's `progress` query. */
 import type { CohortSyncProgress, CohortSyncResult } from '../../workflows/cohort-sync.js';
+import type { EventSyncProgress, EventSyncResult } from '../../workflows/event-sync.js';
 
 /** Polls the `progress` query into a progress bar (a line per phase when not on a terminal) until the run ends. */
-export async function followProgress(client: Client, workflowId: string, result: () => Promise<CohortSyncResult>): Promise<CohortSyncResult> {
+export async function followProgress<P, R>(query: () => Promise<P>, describe: (progress: P) => string, result: () => Promise<R>): Promise<R> {
   const interactive = process.stdout.isTTY;
   let lastLine = '';
   // At most one query at a time, and none left when the caller closes the connection: the SDK would retry a
@@ -12,9 +11,9 @@ export async function followProgress(client: Client, workflowId: string, result:
   let polling: Promise<void> | undefined;
   const timer = setInterval(() => {
     if (polling) return;
-    polling = getSyncProgress(client, workflowId)
+    polling = query()
       .then((progress) => {
-        const line = describeProgress(progress);
+        const line = describe(progress);
         if (line === lastLine) return;
         if (interactive) process.stdout.write(`\r${line.padEnd(lastLine.length)}`);
         else if (line.split(' ')[0] !== lastLine.split(' ')[0]) console.log(line);
@@ -34,7 +33,15 @@ export async function followProgress(client: Client, workflowId: string, result:
 
 export function describeProgress(progress: CohortSyncProgress): string {
   const { totals } = progress;
-  const counts = `+${totals.added} −${totals.removed} · ${totals.failed} failed · ${totals.dataPoints} data points`;
+  return progressLine(progress, `+${totals.added} −${totals.removed} · ${totals.failed} failed · ${totals.dataPoints} data points`);
+}
+
+export function describeEventProgress(progress: EventSyncProgress): string {
+  const { totals } = progress;
+  return progressLine(progress, `hour ${progress.hour} · ${totals.forwarded} forwarded · ${totals.failed} failed · ${totals.dataPoints} data points`);
+}
+
+function progressLine(progress: { phase: string; page: number; pagesTotal: number; pausedReason?: string }, counts: string): string {
   if (progress.phase !== 'applying' && progress.phase !== 'paused') return `${progress.phase} … ${counts}`;
   const width = 24;
   const done = progress.pagesTotal === 0 ? width : Math.round((progress.page / progress.pagesTotal) * width);
@@ -52,4 +59,15 @@ export function printResult(result: CohortSyncResult): void {
   console.log(`${result.dryRun ? 'Dry run' : 'Done'}: ${result.added} added, ${result.removed} removed, ${result.skipped} skipped, ${result.failed} failed${plan}`);
   console.log(`Braze requests: ${result.brazeRequests} · data points: ${result.dataPoints} · Amplitude downloads: ${result.amplitudeDownloads}`);
   for (const [reason, count] of Object.entries({ ...result.skipReasons, ...result.failureReasons })) console.log(`  ${count} × ${reason}`);
+}
+
+export function printEventResult(result: EventSyncResult): void {
+  if (result.runInProgress) {
+    console.log(`Hour ${result.hour}: run ${result.runInProgress} is in progress; this run did nothing.`);
+    return;
+  }
+  const sent = result.dryRun ? `${result.plan?.toSend ?? 0} would be forwarded` : `${result.forwarded} forwarded`;
+  console.log(`${result.dryRun ? 'Dry run' : 'Done'}, hour ${result.hour}: ${result.events} events from ${result.usersActive} users; ${sent}, ${result.alreadySent} already sent, ${result.skipped} skipped, ${result.failed} failed`);
+  console.log(`Braze requests: ${result.brazeRequests} · data points: ${result.dataPoints}${result.unconfirmed ? ` · ${result.unconfirmed} unconfirmed (never resent)` : ''}`);
+  for (const [reason, count] of Object.entries({ ...result.skipReasons, ...result.failureReasons, ...result.droppedProperties })) console.log(`  ${count} × ${reason}`);
 }
