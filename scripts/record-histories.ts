@@ -1,7 +1,8 @@
 /**
- * `npm run record:histories [-- <folder>]`: runs every kind of workflow execution for real — its own Temporal dev
- * server, the sandboxes, a worker — and writes each run's event history to test/histories/<scenario>.json, or
- * <scenario>-<n>.json for the runs of a continue-as-new chain. test/replay.test.ts replays them on the current
+ * `npm run record:histories [-- <folder> [<scenario prefix>]]`: runs every kind of workflow execution for real — its
+ * own Temporal dev server, the sandboxes, a worker — and writes each run's event history to
+ * test/histories/<scenario>.json, or <scenario>-<n>.json for the runs of a continue-as-new chain (only the scenarios
+ * whose name starts with the prefix, when one is given: histories recorded by earlier code stay as they are). test/replay.test.ts replays them on the current
  * workflow code. A small dataset and small pages keep the files small; they hold only synthetic sandbox data.
  */
 import assert from 'node:assert/strict';
@@ -11,8 +12,9 @@ import { join, relative, resolve } from 'node:path';
 import { Client, Connection, WorkflowFailedError, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
-import { runDoctor, startCohortSync } from '../src/client.js';
+import { runDoctor, startCohortSync, startEventSync } from '../src/client.js';
 import type { CohortSyncInput } from '../src/cohort/input.js';
+import { exportHourOf, type EventSyncInput } from '../src/events/input.js';
 import { loadConfig, temporalConnectionOptions } from '../src/config.js';
 import { startSandboxes } from '../src/sandbox/sandboxes.js';
 import { PROJECT_ROOT, resolveTemporalCli } from '../src/temporal/cli.js';
@@ -22,12 +24,14 @@ import { createWorkerContext } from '../src/worker-context.js';
 import { changeCohortMembership, waitForProgress, waitUntilPaused } from '../test/helpers/cohort-sync.js';
 import { HISTORIES_DIR, SANDBOX_KEYS, foundIn } from '../test/helpers/histories.js';
 import { resumeSignal, setBudgetUpdate, type CohortSyncResult } from '../workflows/cohort-sync.js';
+import type { EventSyncResult } from '../workflows/event-sync.js';
 
 const SMALL_COHORT = '26umsb5'; // ~1% of users
 const MEDIUM_COHORT = '3k9x2pq'; // ~10%
 const LARGE_COHORT = '5fh7t0w'; // ~40%: over the sandbox's download size limit below
 
 const outputDir = resolve(process.argv[2] ?? HISTORIES_DIR);
+const onlyPrefix = process.argv[3] ?? '';
 // Failing runs are scenarios here, not news: the worker speaks up only on errors.
 Runtime.install({ logger: new DefaultLogger('ERROR') });
 
@@ -80,6 +84,17 @@ async function expectFailure(handle: WorkflowHandleWithFirstExecutionRunId): Pro
   if (!(failure instanceof WorkflowFailedError)) throw new Error(`${handle.workflowId} was expected to fail`, { cause: failure });
   return firstRunOf(handle);
 }
+
+/** Runs an hour of events to its end and checks it ended as its scenario says. */
+async function eventScenario(scenario: string, input: EventSyncInput, expected: Partial<EventSyncResult> = {}): Promise<FirstRun> {
+  const handle = await startEventSync(client, input, { taskQueue, workflowId: scenario });
+  const result = await handle.result();
+  for (const [key, value] of Object.entries(expected)) assert.deepEqual(result[key as keyof EventSyncResult], value, `${scenario}: ${key}`);
+  return firstRunOf(handle);
+}
+
+/** An hour of the sandbox's events, `hoursAgo` before the recording. */
+const EVENT_HOUR = exportHourOf(Date.now() - 4 * 3_600_000);
 
 interface Scenario {
   name: string;
@@ -153,6 +168,27 @@ const scenarios: Scenario[] = [
   },
   { name: 'vendor-rejected', run: async (name) => expectFailure(await startScenario(name, { cohortId: LARGE_COHORT })) },
   {
+    name: 'event-first-run',
+    run: (name) => eventScenario(name, { hour: EVENT_HOUR, eventTypes: ['*'], identifiers: ['user_id', 'device_id'], pageSize: 2 }, { failed: 0 }),
+  },
+  { name: 'event-rerun', run: (name) => eventScenario(name, { hour: EVENT_HOUR, eventTypes: ['*'], identifiers: ['user_id', 'device_id'] }, { forwarded: 0 }) },
+  { name: 'event-ingest-only', run: (name) => eventScenario(name, { hour: exportHourOf(Date.now() - 5 * 3_600_000) }, { brazeRequests: 0 }) },
+  {
+    name: 'event-budget-raised-by-update',
+    run: async (name) => {
+      const input: EventSyncInput = { hour: exportHourOf(Date.now() - 6 * 3_600_000), eventTypes: ['*'], identifiers: ['user_id', 'device_id'], pageSize: 1, maxDataPoints: 1 };
+      const handle = await startEventSync(client, input, { taskQueue, workflowId: name });
+      await waitUntilPaused(client, handle.workflowId);
+      await handle.executeUpdate(setBudgetUpdate, { args: [{ maxDataPoints: 1_000 }] });
+      await handle.result();
+      return firstRunOf(handle);
+    },
+  },
+  {
+    name: 'event-invalid-input',
+    run: async (name) => expectFailure(await client.workflow.start('eventSync', { taskQueue, workflowId: name, args: [{ hour: 'yesterday', pageSize: 0 }] })),
+  },
+  {
     name: 'doctor',
     run: async () => {
       await runDoctor(client, { taskQueue });
@@ -198,7 +234,7 @@ async function writeHistories(scenario: string, runs: string[]): Promise<void> {
 try {
   await mkdir(outputDir, { recursive: true });
   await worker.runUntil(async () => {
-    for (const { name, run, continuesAsNew } of scenarios) {
+    for (const { name, run, continuesAsNew } of scenarios.filter((scenario) => scenario.name.startsWith(onlyPrefix))) {
       const runs = await historiesOf(await run(name));
       if (continuesAsNew && runs.length < 2) throw new Error(`${name} did not continue as new: lower suggestContinueAsNew or the page size`);
       await writeHistories(name, runs);

@@ -1,170 +1,134 @@
 /**
- * The event sync end to end — real Temporal, a real worker, the sandboxes over HTTP, SQLite: an hour ingested into
- * the activity index and its selected events streamed to Braze exactly once, asserted on the Braze sandbox's own
- * events and data-point count.
+ * The event sync end to end on the SQLite store: the core scenarios (shared with the PostgreSQL file) and the
+ * rest — out-of-order hours, the active window, per-object failures, schedules and backfills.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { WorkflowFailedError } from '@temporalio/client';
-import { startEventSync } from '../src/client.js';
-import { exportHourOf, exportHourStart, type EventSyncInput } from '../src/events/input.js';
+import { ScheduleOverlapPolicy } from '@temporalio/client';
+import { scheduleEventSync } from '../src/client.js';
+import { exportHourOf } from '../src/events/input.js';
 import type { SandboxEvent } from '../src/sandbox/dataset.js';
-import type { UserActivity } from '../src/store/store.js';
+import { EXPORT_HOUR } from '../src/temporal/search-attributes.js';
+import type { eventSync, EventSyncResult } from '../workflows/event-sync.js';
+import { added, coreEventScenarios, countsOf, EventSyncHarness, hoursAgo } from './helpers/event-scenarios.js';
 import { SQLITE } from './helpers/stores.js';
-import { WorkerHarness } from './helpers/worker-harness.js';
 
+const h = new EventSyncHarness(SQLITE);
+
+coreEventScenarios(h);
+
+const { sync, eventsOf, brazeEventCounts } = h;
 const HOUR_MS = 3_600_000;
-const h = new WorkerHarness(SQLITE, { seed: 23, users: 3_000, dataset: { brazeKnownFraction: 1 } }, { queuePrefix: 'event-sync' });
-const hoursAgo = (hours: number) => exportHourOf(Date.now() - hours * HOUR_MS);
+const DAY_HOURS = 24;
+const userKeyOf = (event: SandboxEvent) => (event.user_id ? `user_id:${event.user_id}` : `device_id:${event.device_id}`);
+const timeOf = (event: SandboxEvent) => Date.parse(`${event.event_time.replace(' ', 'T')}Z`);
 
-async function sync(input: EventSyncInput) {
-  const handle = await startEventSync(h.env.client, input, { taskQueue: h.taskQueue, workflowId: `event-sync-${input.hour}-${Math.random()}` });
-  return handle.result();
-}
-
-function eventsOf(hour: string): SandboxEvent[] {
-  return [...h.sandboxes.dataset.eventsInHour(exportHourStart(hour)!)];
-}
-
-/** How many of each custom event each identified Braze user holds: `<external_id> <name>` → count. */
-function brazeEventCounts(): Map<string, number> {
-  const counts = new Map<string, number>();
-  for (const profile of h.sandboxes.braze.control.users()) {
-    for (const [name, summary] of profile.customEvents ?? []) counts.set(`${profile.externalId ?? profile.aliases[0]?.alias_name} ${name}`, summary.count);
-  }
-  return counts;
-}
-
-function countsOf(events: readonly SandboxEvent[], keyOf: (event: SandboxEvent) => string | undefined = (e) => e.user_id ?? undefined): Map<string, number> {
-  const counts = new Map<string, number>();
-  for (const event of events) {
-    const who = keyOf(event);
-    if (who !== undefined) counts.set(`${who} ${event.event_type}`, (counts.get(`${who} ${event.event_type}`) ?? 0) + 1);
-  }
-  return counts;
-}
-
-function added(after: Map<string, number>, before: Map<string, number>): Map<string, number> {
-  const delta = new Map<string, number>();
-  for (const [key, count] of after) if (count !== (before.get(key) ?? 0)) delta.set(key, count - (before.get(key) ?? 0));
-  return delta;
-}
-
-async function activeUsers(): Promise<Map<string, UserActivity>> {
-  const users = new Map<string, UserActivity>();
-  let afterKey: string | undefined;
-  do {
-    const page = await h.context.store.activeUsers({ afterKey, limit: 1_000, sinceMs: 0 });
-    for (const user of page.items) users.set(user.userKey, user);
-    afterKey = page.nextAfterKey;
-  } while (afterKey !== undefined);
-  return users;
-}
-
-describe('event sync: one hour into the activity index and Braze', () => {
-  const hour = hoursAgo(4);
-
-  test('all event types: identified users’ events land once each; anonymous ones are skipped with a reason', async () => {
-    const events = eventsOf(hour);
-    const identified = events.filter((e) => e.user_id);
-    assert.ok(identified.length > 0 && identified.length < events.length, 'the hour has identified and anonymous events');
-    const before = brazeEventCounts();
-    const pointsBefore = h.brazeDataPoints();
-    const result = await sync({ hour, eventTypes: ['*'], pageSize: 20 });
-    assert.equal(result.events, events.length);
-    assert.equal(result.forwarded, identified.length);
-    assert.equal(result.skipped, events.length - identified.length);
-    assert.match(Object.keys(result.skipReasons).join(), /anonymous/);
-    assert.deepEqual(added(brazeEventCounts(), before), countsOf(identified));
-    assert.equal(result.dataPoints, identified.length, 'one data point per event');
-    assert.equal(h.brazeDataPoints() - pointsBefore, result.dataPoints, 'our count equals Braze’s');
-    assert.equal(result.usersActive, new Set(events.map((e) => e.user_id ?? e.device_id)).size);
-  });
-
-  test('a rerun of the hour sends nothing and spends nothing', async () => {
-    const requestsBefore = h.trackRequests();
-    const pointsBefore = h.brazeDataPoints();
-    const result = await sync({ hour, eventTypes: ['*'] });
-    assert.deepEqual([result.forwarded, result.brazeRequests, result.dataPoints], [0, 0, 0]);
-    assert.equal(result.alreadySent, eventsOf(hour).filter((e) => e.user_id).length);
-    assert.equal(h.trackRequests(), requestsBefore);
-    assert.equal(h.brazeDataPoints(), pointsBefore);
-  });
-
-  test('the activity index holds each user’s latest event time and its user properties', async () => {
-    const users = await activeUsers();
-    for (const event of eventsOf(hour)) {
-      const key = event.user_id ? `user_id:${event.user_id}` : `device_id:${event.device_id}`;
-      const user = users.get(key);
-      assert.ok(user, `${key} is in the index`);
-      assert.ok(user.lastEventMs >= Date.parse(event.event_time.replace(' ', 'T') + 'Z'));
+describe('event sync: the activity index over many hours', () => {
+  test('hours processed out of order: each user keeps the latest event by event time, and its properties', async () => {
+    const [newer, older] = [hoursAgo(30), hoursAgo(40)];
+    await sync({ hour: newer });
+    await sync({ hour: older }); // a backfill of an earlier hour, after the later one
+    const latest = new Map<string, SandboxEvent>();
+    for (const event of [...eventsOf(newer), ...eventsOf(older)]) {
+      const seen = latest.get(userKeyOf(event));
+      if (!seen || timeOf(event) > timeOf(seen)) latest.set(userKeyOf(event), event);
+    }
+    const users = await h.activeUsers();
+    for (const [userKey, event] of latest) {
+      const user = users.get(userKey);
+      assert.ok(user, `${userKey} is active`);
+      // The user may also be in hours other tests ingested; never older than their latest here.
+      assert.ok(user.lastEventMs >= timeOf(event));
+      if (user.lastEventMs === timeOf(event)) assert.deepEqual(user.properties, event.user_properties);
     }
   });
 
-  test('ingest only (no event types) records activity and sends nothing', async () => {
-    const other = hoursAgo(5);
-    const requestsBefore = h.trackRequests();
-    const result = await sync({ hour: other });
-    assert.equal(result.events, eventsOf(other).length);
-    assert.deepEqual([result.forwarded, result.skipped, result.brazeRequests], [0, 0, 0]);
-    assert.equal(h.trackRequests(), requestsBefore);
-  });
-
-  test('selected types with a property filter: only those events, with their properties', async () => {
-    const other = hoursAgo(6);
-    const songs = eventsOf(other).filter((e) => e.event_type === 'Song Played');
-    const genre = String(songs.find((e) => e.user_id)?.event_properties.genre);
-    const wanted = songs.filter((e) => e.user_id && e.event_properties.genre === genre);
-    assert.ok(songs.length > wanted.length && wanted.length > 0, 'the hour has matching and other events');
-    const before = brazeEventCounts();
-    const result = await sync({ hour: other, eventTypes: ['Song Played'], propertyFilters: { 'Song Played': { genre: [genre] } } });
-    assert.equal(result.forwarded, wanted.length);
-    assert.deepEqual(added(brazeEventCounts(), before), countsOf(wanted));
-  });
-
-  test('an hour with no data (404) is a normal, empty run', async () => {
-    const result = await sync({ hour: hoursAgo(24 * 200), eventTypes: ['*'] });
-    assert.deepEqual([result.events, result.forwarded, result.brazeRequests], [0, 0, 0]);
-  });
-
-  test('a Braze 5xx/429 storm still delivers every event exactly once', async () => {
-    const other = hoursAgo(7);
-    const identified = eventsOf(other).filter((e) => e.user_id);
-    const before = brazeEventCounts();
-    const pointsBefore = h.brazeDataPoints();
-    h.sandboxes.braze.control.setFaults({ serverErrorRate: 0.3, rateLimitBurstEvery: 4, rateLimitBurstLength: 1 });
-    try {
-      const result = await sync({ hour: other, eventTypes: ['*'], pageSize: 10 });
-      assert.equal(result.forwarded, identified.length);
-      assert.equal(result.unconfirmed, 0);
-      assert.equal(h.brazeDataPoints() - pointsBefore, result.dataPoints);
-    } finally {
-      h.sandboxes.braze.control.setFaults({});
-    }
-    assert.deepEqual(added(brazeEventCounts(), before), countsOf(identified));
-  });
-
-  test('anonymous users are addressed by a device_id alias when asked', async () => {
-    const other = hoursAgo(8);
-    const events = eventsOf(other);
-    const before = brazeEventCounts();
-    const result = await sync({ hour: other, eventTypes: ['*'], identifiers: ['user_id', 'device_id'] });
-    assert.equal(result.skipped, 0);
-    assert.equal(result.forwarded, events.length);
-    assert.deepEqual(added(brazeEventCounts(), before), countsOf(events, (e) => e.user_id ?? e.device_id));
-  });
-
-  test('bad input fails at once, naming each field', async () => {
-    await assert.rejects(
-      sync({ hour: '2026-12-01 10', eventTypes: [''], lagHours: -1 } as EventSyncInput),
-      (error: unknown) => error instanceof Error && /hour/.test(error.message) && /lagHours/.test(error.message),
-    );
-    await assert.rejects(
-      (async () => {
-        const handle = await h.env.client.workflow.start('eventSync', { taskQueue: h.taskQueue, workflowId: `bad-${Date.now()}`, args: [{ hour: 'yesterday', eventTypes: [''] }] });
-        return handle.result();
-      })(),
-      (error: unknown) => error instanceof WorkflowFailedError && /hour/.test(String(error.cause?.message)) && /eventTypes/.test(String(error.cause?.message)),
-    );
+  test('a user last active 91 days ago leaves the window and the store; one who comes back re-enters', async () => {
+    const longAgo = hoursAgo(91 * DAY_HOURS + 2);
+    const result = await sync({ hour: longAgo });
+    assert.ok(result.events > 0 && result.usersPruned > 0, 'the old hour had users, and they were pruned');
+    const users = await h.activeUsers();
+    const gone = eventsOf(longAgo).map(userKeyOf).filter((userKey) => !users.has(userKey));
+    assert.ok(gone.length > 0, 'users active only 91 days ago are not in the index');
+    for (const user of users.values()) assert.ok(user.lastEventMs >= Date.now() - 90 * DAY_HOURS * HOUR_MS - HOUR_MS, 'nobody outside the window stays');
+    // Find a recent hour in which one of them is active again.
+    const returning = [...Array(80).keys()]
+      .map((offset) => hoursAgo(50 + offset))
+      .find((hour) => eventsOf(hour).some((event) => gone.includes(userKeyOf(event))));
+    assert.ok(returning, 'some user who left comes back within the window');
+    await sync({ hour: returning });
+    const back = eventsOf(returning).map(userKeyOf).filter((userKey) => gone.includes(userKey));
+    const now = await h.activeUsers();
+    for (const userKey of back) assert.ok(now.has(userKey), `${userKey} re-entered the window`);
   });
 });
+
+describe('event sync: failures on both vendors', () => {
+  test('Braze’s per-object rejections are mapped to the exact events and reported; the rest are delivered', async () => {
+    const hour = hoursAgo(9);
+    const identified = eventsOf(hour).filter((e) => e.user_id);
+    const blocked = identified[0]!.user_id!;
+    const blockedEvents = identified.filter((e) => e.user_id === blocked).length;
+    h.sandboxes.braze.control.setBlockedExternalIds([blocked]);
+    try {
+      const result = await sync({ hour, eventTypes: ['*'] });
+      assert.equal(result.failed, blockedEvents);
+      assert.equal(result.forwarded, identified.length - blockedEvents);
+      assert.deepEqual(Object.values(result.failureReasons), [blockedEvents]);
+      assert.match(Object.keys(result.failureReasons)[0]!, /blacklisted|disallowed|blocked/i);
+      // Rejected events were answered, not lost in flight: a rerun does not resend them either.
+      const rerun = await sync({ hour, eventTypes: ['*'] });
+      assert.equal(rerun.brazeRequests, 0);
+    } finally {
+      h.sandboxes.braze.control.setBlockedExternalIds([]);
+    }
+  });
+
+  test('an Amplitude 5xx/429 storm on the export still ingests the whole hour once', async () => {
+    const hour = hoursAgo(10);
+    const identified = eventsOf(hour).filter((e) => e.user_id);
+    const before = brazeEventCounts();
+    h.sandboxes.amplitude.control.setFaults({ serverErrorRate: 0.5, rateLimitBurstEvery: 2, rateLimitBurstLength: 1 });
+    try {
+      const result = await sync({ hour, eventTypes: ['*'] });
+      assert.equal(result.events, eventsOf(hour).length);
+      assert.equal(result.forwarded, identified.length);
+    } finally {
+      h.sandboxes.amplitude.control.setFaults({});
+    }
+    assert.deepEqual(added(brazeEventCounts(), before), countsOf(identified));
+  });
+});
+
+describe('event sync: the hourly schedule', () => {
+  test('a scheduled run processes the hour lagHours before its time; a schedule backfill replays past hours in order, once', async () => {
+    const schedule = await scheduleEventSync(h.env.client, { eventTypes: ['*'], lagHours: 3 }, { scheduleId: `events-${Date.now()}`, taskQueue: h.taskQueue, paused: true });
+    try {
+      // Two runs of the hourly schedule, 12 and 11 hours ago: they process the hours 3 hours before each.
+      const nominal = Math.floor(Date.now() / HOUR_MS) * HOUR_MS - 12 * HOUR_MS;
+      const hours = [exportHourOf(nominal - 3 * HOUR_MS), exportHourOf(nominal - 2 * HOUR_MS)];
+      const pointsBefore = h.brazeDataPoints();
+      await schedule.backfill({ start: new Date(nominal - 60_000), end: new Date(nominal + HOUR_MS + 60_000), overlap: ScheduleOverlapPolicy.BUFFER_ALL });
+      const results = await Promise.all(hours.map((hour) => resultOfScheduledRun(schedule.scheduleId, hour)));
+      const expected = hours.map((hour) => eventsOf(hour).filter((e) => e.user_id).length);
+      assert.deepEqual(
+        results.map((r) => [r.hour, r.forwarded]),
+        hours.map((hour, i) => [hour, expected[i]]),
+      );
+      assert.equal(h.brazeDataPoints() - pointsBefore, expected[0]! + expected[1]!);
+    } finally {
+      await schedule.delete();
+    }
+  });
+});
+
+/** Waits for the run a schedule started for `hour` (found by its search attributes) and returns its result. */
+async function resultOfScheduledRun(scheduleId: string, hour: string): Promise<EventSyncResult> {
+  for (let attempt = 0; attempt < 150; attempt++) {
+    for await (const run of h.env.client.workflow.list({ query: `WorkflowType = 'eventSync' AND ${EXPORT_HOUR.name} = '${hour}' AND TemporalScheduledById = '${scheduleId}'` })) {
+      return h.env.client.workflow.getHandle<typeof eventSync>(run.workflowId, run.runId).result();
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new Error(`no scheduled run of hour ${hour}`);
+}
