@@ -3,20 +3,25 @@
  * rest — out-of-order hours, the active window, per-object failures, schedules and backfills.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import { ScheduleOverlapPolicy } from '@temporalio/client';
 import { scheduleEventSync } from '../src/client.js';
-import { exportHourOf } from '../src/events/input.js';
+import { exportHourOf, exportHourStart } from '../src/events/input.js';
 import type { SandboxEvent } from '../src/sandbox/dataset.js';
+import { resolveTemporalCli } from '../src/temporal/cli.js';
 import { EXPORT_HOUR } from '../src/temporal/search-attributes.js';
 import type { eventSync, EventSyncResult } from '../workflows/event-sync.js';
 import { added, coreEventScenarios, countsOf, EventSyncHarness, hoursAgo } from './helpers/event-scenarios.js';
 import { SQLITE } from './helpers/stores.js';
+import { testServerAddress } from './helpers/temporal.js';
 
 const h = new EventSyncHarness(SQLITE);
 
 coreEventScenarios(h);
 
+const run = promisify(execFile);
 const { sync, eventsOf, brazeEventCounts } = h;
 const HOUR_MS = 3_600_000;
 const DAY_HOURS = 24;
@@ -132,3 +137,35 @@ async function resultOfScheduledRun(scheduleId: string, hour: string): Promise<E
   }
   throw new Error(`no scheduled run of hour ${hour}`);
 }
+
+describe('event sync from the Temporal CLI, as the README shows it', () => {
+  const temporal = async (...args: string[]) => {
+    const cli = await resolveTemporalCli({ install: false, allowSdkDownload: false });
+    assert.equal(cli.kind, 'binary');
+    return run(cli.path, [...args, '--address', testServerAddress()]);
+  };
+
+  test('`temporal workflow start`, then `temporal schedule create` and `temporal schedule backfill`', async () => {
+    const hour = hoursAgo(20);
+    const workflowId = `event-sync-${hour}`;
+    await temporal('workflow', 'start', '--task-queue', h.taskQueue, '--type', 'eventSync', '--workflow-id', workflowId, '--input', `{"hour":"${hour}","eventTypes":["Purchase Completed"]}`);
+    const result = await h.env.client.workflow.getHandle<typeof eventSync>(workflowId).result();
+    assert.equal(result.forwarded, eventsOf(hour).filter((e) => e.user_id && e.event_type === 'Purchase Completed').length);
+
+    const scheduleId = `event-sync-schedule-${Date.now()}`;
+    await temporal(
+      'schedule', 'create', '--schedule-id', scheduleId, '--cron', '0 * * * *', '--overlap-policy', 'BufferAll', '--catchup-window', '24h',
+      '--task-queue', h.taskQueue, '--type', 'eventSync', '--workflow-id', 'event-sync', '--input', '{"eventTypes":["Purchase Completed"]}',
+    );
+    try {
+      // The run at `nominal` processes the hour 3 hours before it, which the one-off start above already sent.
+      const nominal = exportHourStart(hour)! + 3 * HOUR_MS;
+      const iso = (ms: number) => new Date(ms).toISOString().replace('.000', '');
+      await temporal('schedule', 'backfill', '--schedule-id', scheduleId, '--overlap-policy', 'BufferAll', '--start-time', iso(nominal - 60_000), '--end-time', iso(nominal + 60_000));
+      const replayed = await resultOfScheduledRun(scheduleId, hour);
+      assert.deepEqual([replayed.forwarded, replayed.alreadySent], [0, result.forwarded], 'a backfilled hour sends nothing twice');
+    } finally {
+      await temporal('schedule', 'delete', '--schedule-id', scheduleId);
+    }
+  });
+});
