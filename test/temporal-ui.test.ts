@@ -1,7 +1,7 @@
 /**
  * The README's "Temporal UI" steps, followed one by one in a real headless Chromium against the dev server's
- * Web UI: the schedule they create, triggered from the UI, runs a real cohort sync and Braze ends up holding the
- * cohort. Needs Debian's chromium (scripts/install-chromium.sh); Playwright never downloads a browser of its own.
+ * Web UI: the schedules they create, triggered from the UI, run a real cohort sync (Braze ends up holding the
+ * cohort) and a real event sync (Braze receives the hour's events). Needs Debian's chromium (scripts/install-chromium.sh); Playwright never downloads a browser of its own.
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -17,7 +17,9 @@ import { createActivities } from '../activities/index.js';
 import { DEFAULT_TASK_QUEUE, loadConfig } from '../src/config.js';
 import { startSandboxes, type Sandboxes } from '../src/sandbox/sandboxes.js';
 import { createWorkerContext, type WorkerContext } from '../src/worker-context.js';
+import { exportHourStart } from '../src/events/input.js';
 import type { cohortSync } from '../workflows/cohort-sync.js';
+import type { eventSync } from '../workflows/event-sync.js';
 import { brazeMembers, expectedMembers } from './helpers/braze-state.js';
 import { connectTestEnvironment, createTestWorker, testUiUrl } from './helpers/temporal.js';
 
@@ -27,6 +29,7 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const COHORT = '26umsb5';
 const SCHEDULE_ID = `cohort-sync-${COHORT}-hourly`;
 const WORKFLOW_ID = `cohort-sync-${COHORT}`;
+const EVENT_SCHEDULE_ID = 'event-sync-schedule';
 const TASK_QUEUE = DEFAULT_TASK_QUEUE;
 // A loaded 2-core machine renders the UI slowly.
 const UI_TIMEOUT_MS = 60_000;
@@ -85,69 +88,121 @@ async function waitForValue(field: Locator, value: string): Promise<void> {
   assert.equal(shown, value);
 }
 
+interface UiSchedule {
+  scheduleId: string;
+  workflowType: string;
+  workflowId: string;
+  input: Record<string, unknown>;
+  /** The README's extra step for event syncs: *Edit Schedule Policies* → *Buffer All*, a one-day window. */
+  bufferAll?: boolean;
+}
+
+/** The README's steps, numbered as there: creates the schedule, opens its page, and checks what the server got. */
+async function createScheduleInUi(page: Page, schedule: UiSchedule): Promise<void> {
+  await page.goto(testUiUrl());
+  // "open Schedules → Create Schedule"
+  await page.getByRole('navigation', { name: 'Primary' }).getByRole('link', { name: 'Schedules', exact: true }).click();
+  await page.getByRole('link', { name: 'Create Schedule' }).click();
+  await page.getByRole('heading', { name: 'Create Schedule', level: 1 }).waitFor();
+  await page.getByLabel('Schedule Name').fill(schedule.scheduleId); // 1
+  await page.getByLabel('Workflow Type').fill(schedule.workflowType); // 2
+  await page.getByLabel('Workflow ID').fill(schedule.workflowId);
+  await page.getByLabel('Task Queue').fill(TASK_QUEUE);
+  const input = page.getByRole('textbox', { name: 'JSON Data' }); // 3
+  await input.fill(JSON.stringify(schedule.input));
+  // Leaving the editor reformats the JSON over more lines: done now, the layout cannot shift under the next click.
+  await input.blur();
+  await page.getByRole('radio', { name: 'json/plain' }).check();
+  await page.getByRole('button', { name: 'Every hour' }).click(); // 4
+  await waitForValue(page.getByRole('textbox', { name: 'Cron expression', exact: true }), '0 * * * *');
+  if (schedule.bufferAll) {
+    await page.getByRole('button', { name: 'Edit Schedule Policies' }).click();
+    await page.getByRole('radio', { name: /^Buffer All/ }).check();
+    await page.getByRole('spinbutton', { name: 'Window' }).fill('1');
+    await page.getByRole('button', { name: 'Update Policies' }).click();
+  }
+  // 5: the UI goes back to the list, where the new schedule's name opens its page.
+  await page.getByRole('button', { name: 'Create Schedule' }).click();
+  await page.getByRole('link', { name: schedule.scheduleId, exact: true }).click();
+  await page.getByRole('heading', { name: schedule.scheduleId, level: 1 }).waitFor();
+
+  // The schedule the server got holds exactly what was typed.
+  const described = await env.client.schedule.getHandle(schedule.scheduleId).describe();
+  assert.equal(described.action.type, 'startWorkflow');
+  assert.deepEqual(
+    [described.action.workflowType, described.action.workflowId, described.action.taskQueue, described.action.args],
+    [schedule.workflowType, schedule.workflowId, TASK_QUEUE, [schedule.input]],
+  );
+  const [calendar] = described.spec.calendars ?? [];
+  assert.deepEqual([calendar?.minute, calendar?.hour], [[{ start: 0, end: 0, step: 1 }], [{ start: 0, end: 23, step: 1 }]]);
+  if (schedule.bufferAll) {
+    assert.equal(described.policies.overlap, 'BUFFER_ALL');
+    assert.equal(described.policies.catchupWindow, 86_400_000);
+  } else {
+    assert.equal(described.policies.overlap, 'SKIP', 'the UI skips overlapping runs by default, as the README says');
+  }
+}
+
+/** "Schedule Actions → Trigger, and Trigger again in the dialog" on the schedule's page runs it now; resolves with the run's workflow id. */
+async function triggerInUi(page: Page, scheduleId: string, workflowId: string): Promise<string> {
+  await page.getByRole('button', { name: 'Schedule Actions' }).click();
+  await page.getByRole('menuitem', { name: 'Trigger' }).click();
+  await page.getByRole('dialog', { name: 'Trigger Immediately' }).getByRole('button', { name: 'Trigger', exact: true }).click();
+  const schedule = env.client.schedule.getHandle(scheduleId);
+  let recentActions = (await schedule.describe()).info.recentActions;
+  for (let i = 0; i < 300 && recentActions.length === 0; i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    recentActions = (await schedule.describe()).info.recentActions;
+  }
+  assert.equal(recentActions.length, 1, 'the trigger started one run');
+  const started = recentActions[0]!.action.workflow.workflowId;
+  assert.ok(started.startsWith(`${workflowId}-`), `${started}: a scheduled run's id is the schedule's workflow id and its time`);
+  return started;
+}
+
+async function deleteSchedule(scheduleId: string): Promise<void> {
+  // Not found when the test failed before the UI created it.
+  await env.client.schedule
+    .getHandle(scheduleId)
+    .delete()
+    .catch((error: unknown) => {
+      if (!(error instanceof ScheduleNotFoundError)) throw error;
+    });
+}
+
 test('a schedule created and triggered in the Web UI as the README says syncs the cohort into Braze', { timeout: 10 * UI_TIMEOUT_MS }, async () => {
   const expected = expectedMembers(sandboxes, COHORT);
   assert.ok(expected.size > 0, 'the cohort has identified members');
   assert.equal(brazeMembers(sandboxes, COHORT).size, 0, 'nobody is in the cohort in Braze before the scheduled run');
-  const schedule = env.client.schedule.getHandle(SCHEDULE_ID);
   try {
+    let workflowId = '';
     await inBrowser(async (page) => {
-      await page.goto(testUiUrl());
-      // "open Schedules → Create Schedule"
-      await page.getByRole('navigation', { name: 'Primary' }).getByRole('link', { name: 'Schedules', exact: true }).click();
-      await page.getByRole('link', { name: 'Create Schedule' }).click();
-      await page.getByRole('heading', { name: 'Create Schedule', level: 1 }).waitFor();
-      // The README's steps, numbered as there.
-      await page.getByLabel('Schedule Name').fill(SCHEDULE_ID); // 1
-      await page.getByLabel('Workflow Type').fill('cohortSync'); // 2
-      await page.getByLabel('Workflow ID').fill(WORKFLOW_ID);
-      await page.getByLabel('Task Queue').fill(TASK_QUEUE);
-      const input = page.getByRole('textbox', { name: 'JSON Data' }); // 3
-      await input.fill(JSON.stringify({ cohortId: COHORT }));
-      // Leaving the editor reformats the JSON over more lines: done now, the layout cannot shift under the next click.
-      await input.blur();
-      await page.getByRole('radio', { name: 'json/plain' }).check();
-      await page.getByRole('button', { name: 'Every hour' }).click(); // 4
-      await waitForValue(page.getByRole('textbox', { name: 'Cron expression', exact: true }), '0 * * * *');
-      // 5: the UI goes back to the list, where the new schedule's name opens its page.
-      await page.getByRole('button', { name: 'Create Schedule' }).click();
-      await page.getByRole('link', { name: SCHEDULE_ID, exact: true }).click();
-      await page.getByRole('heading', { name: SCHEDULE_ID, level: 1 }).waitFor();
-
-      // The schedule the server got holds exactly what was typed.
-      const described = await schedule.describe();
-      assert.equal(described.action.type, 'startWorkflow');
-      assert.deepEqual(
-        [described.action.workflowType, described.action.workflowId, described.action.taskQueue, described.action.args],
-        ['cohortSync', WORKFLOW_ID, TASK_QUEUE, [{ cohortId: COHORT }]],
-      );
-      const [calendar] = described.spec.calendars ?? [];
-      assert.deepEqual([calendar?.minute, calendar?.hour], [[{ start: 0, end: 0, step: 1 }], [{ start: 0, end: 23, step: 1 }]]);
-      assert.equal(described.policies.overlap, 'SKIP', 'the UI skips overlapping runs by default, as the README says');
-
-      // "Schedule Actions → Trigger, and Trigger again in the dialog" on the schedule's page runs it now.
-      await page.getByRole('button', { name: 'Schedule Actions' }).click();
-      await page.getByRole('menuitem', { name: 'Trigger' }).click();
-      await page.getByRole('dialog', { name: 'Trigger Immediately' }).getByRole('button', { name: 'Trigger', exact: true }).click();
+      await createScheduleInUi(page, { scheduleId: SCHEDULE_ID, workflowType: 'cohortSync', workflowId: WORKFLOW_ID, input: { cohortId: COHORT } });
+      workflowId = await triggerInUi(page, SCHEDULE_ID, WORKFLOW_ID);
     });
-
-    let recentActions = (await schedule.describe()).info.recentActions;
-    for (let i = 0; i < 300 && recentActions.length === 0; i++) {
-      await new Promise((r) => setTimeout(r, 200));
-      recentActions = (await schedule.describe()).info.recentActions;
-    }
-    assert.equal(recentActions.length, 1, 'the trigger started one run');
-    const { workflowId } = recentActions[0]!.action.workflow;
-    assert.ok(workflowId.startsWith(`${WORKFLOW_ID}-`), `${workflowId}: a scheduled run's id is the schedule's workflow id and its time`);
     const result = await env.client.workflow.getHandle<typeof cohortSync>(workflowId).result();
-
     assert.deepEqual(brazeMembers(sandboxes, COHORT), expected);
     assert.deepEqual([result.added, result.removed, result.failed, result.amplitudeDownloads], [expected.size, 0, 0, 1]);
     assert.equal(result.dataPoints, sandboxes.braze.control.dataPoints().total);
   } finally {
-    // Not found when the test failed before the UI created it.
-    await schedule.delete().catch((error: unknown) => {
-      if (!(error instanceof ScheduleNotFoundError)) throw error;
+    await deleteSchedule(SCHEDULE_ID);
+  }
+});
+
+test('the hourly event schedule created in the Web UI as the README says streams its hour into Braze', { timeout: 10 * UI_TIMEOUT_MS }, async () => {
+  const input = { eventTypes: ['Purchase Completed'] };
+  const pointsBefore = sandboxes.braze.control.dataPoints().total;
+  try {
+    let workflowId = '';
+    await inBrowser(async (page) => {
+      await createScheduleInUi(page, { scheduleId: EVENT_SCHEDULE_ID, workflowType: 'eventSync', workflowId: 'event-sync', input, bufferAll: true });
+      workflowId = await triggerInUi(page, EVENT_SCHEDULE_ID, 'event-sync');
     });
+    const result = await env.client.workflow.getHandle<typeof eventSync>(workflowId).result();
+    const expected = [...sandboxes.dataset.eventsInHour(exportHourStart(result.hour)!)].filter((e) => e.user_id && e.event_type === 'Purchase Completed');
+    assert.equal(result.forwarded, expected.length);
+    assert.equal(sandboxes.braze.control.dataPoints().total - pointsBefore, expected.length, 'one data point per event, counted by Braze');
+  } finally {
+    await deleteSchedule(EVENT_SCHEDULE_ID);
   }
 });
