@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { ScheduleOverlapPolicy } from '@temporalio/client';
-import { scheduleEventSync } from '../src/client.js';
+import { scheduleEventSync, startEventSync } from '../src/client.js';
 import { exportHourOf, exportHourStart } from '../src/events/input.js';
 import type { SandboxEvent } from '../src/sandbox/dataset.js';
 import { resolveTemporalCli } from '../src/temporal/cli.js';
@@ -65,6 +65,25 @@ describe('event sync: the activity index over many hours', () => {
     const back = eventsOf(returning).map(userKeyOf).filter((userKey) => gone.includes(userKey));
     const now = await h.activeUsers();
     for (const userKey of back) assert.ok(now.has(userKey), `${userKey} re-entered the window`);
+  });
+});
+
+describe('event sync: one run per hour', () => {
+  test('two runs of one hour started together (a manual start and a schedule’s): each event reaches Braze once', async () => {
+    const hour = hoursAgo(11);
+    const identified = eventsOf(hour).filter((e) => e.user_id);
+    const before = brazeEventCounts();
+    const pointsBefore = h.brazeDataPoints();
+    const [manual, scheduled] = await Promise.all([
+      startEventSync(h.env.client, { hour, eventTypes: ['*'], pageSize: 5 }, { taskQueue: h.taskQueue }),
+      startEventSync(h.env.client, { hour, eventTypes: ['*'], pageSize: 5 }, { taskQueue: h.taskQueue, workflowId: `event-sync-${hour}-2026-12-01T00:00:00Z` }),
+    ]);
+    const results = await Promise.all([manual.result(), scheduled.result()]);
+    const skipped = results.filter((result) => result.runInProgress !== undefined);
+    assert.ok(skipped.length <= 1, 'at most one of them stood aside');
+    assert.equal(results.reduce((sum, result) => sum + result.forwarded, 0), identified.length, 'the hour’s events were forwarded once, between them');
+    assert.equal(h.brazeDataPoints() - pointsBefore, identified.length, 'exactly the minimum data points');
+    assert.deepEqual(added(brazeEventCounts(), before), countsOf(identified));
   });
 });
 
