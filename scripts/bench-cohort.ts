@@ -6,13 +6,12 @@
  * Each worker runs in a process of its own, started with the very command of `npm run worker` and a prebuilt
  * workflow bundle (as in production), so its peak RSS (the kernel's high-water mark) is that worker's alone.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { getSyncProgress, startCohortSync } from '../src/client.js';
 import { PROJECT_ROOT } from '../src/temporal/cli.js';
 import type { CohortSyncResult } from '../workflows/cohort-sync.js';
-import { brazeSandboxState, ceilingFigures, peakRssOf, round, startBenchWorld } from './bench-support.js';
+import { brazeSandboxState, ceilingFigures, peakRssOf, round, startBenchWorld, writeFigures } from './bench-support.js';
 
 /** The sandbox's 40% cohort: the dataset is sized so that it has about BENCH_MEMBERS members, and never more
  * than Amplitude's 2M download maximum. */
@@ -85,10 +84,7 @@ try {
       seconds: round(rerun.totalMs / 1000),
     },
   };
-  await mkdir(join(PROJECT_ROOT, 'bench-results'), { recursive: true });
-  await writeFile(resultFile, `${JSON.stringify(figures, null, 2)}\n`);
-  console.log(figures);
-  console.log(`Written to ${resultFile}`);
+  await writeFigures(resultFile, figures);
 } finally {
   await world.stop();
 }

@@ -4,7 +4,6 @@
  * only (the activity index), then again streaming a ~10% subset to Braze under a BENCH_BRAZE_REQUESTS_PER_SECOND
  * ceiling (1,000), then once more unchanged. Writes bench-results/events-<events>[-<store>].json.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
@@ -13,7 +12,7 @@ import type { EventSyncInput } from '../src/events/input.js';
 import { exportHourOf } from '../src/events/input.js';
 import { PROJECT_ROOT } from '../src/temporal/cli.js';
 import type { EventSyncResult } from '../workflows/event-sync.js';
-import { brazeSandboxState, ceilingFigures, peakRssOf, round, startBenchWorld, type BenchWorld } from './bench-support.js';
+import { brazeSandboxState, ceilingFigures, peakRssOf, round, startBenchWorld, writeFigures, type BenchWorld } from './bench-support.js';
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 1_000_000);
 const USERS = Number(process.env.BENCH_USERS ?? 100_000);
@@ -71,10 +70,7 @@ try {
     unchangedRerun: { forwarded: rerun.result.forwarded, alreadySent: rerun.result.alreadySent, brazeRequests: rerun.result.brazeRequests, dataPoints: rerun.result.dataPoints },
     workerPeakRssMB: await Promise.all(world.workerProcesses.map(async (worker) => round((await peakRssOf(worker.pid!)) / 2 ** 20))),
   };
-  await mkdir(join(PROJECT_ROOT, 'bench-results'), { recursive: true });
-  await writeFile(resultFile, `${JSON.stringify(figures, null, 2)}\n`);
-  console.log(figures);
-  console.log(`Written to ${resultFile}`);
+  await writeFigures(resultFile, figures);
 } finally {
   await world.stop();
 }

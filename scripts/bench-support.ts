@@ -4,7 +4,7 @@
  * bundle (as in production), each in a working directory of its own, so each one's peak RSS is its own.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { delimiter, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, Connection } from '@temporalio/client';
@@ -137,6 +137,14 @@ async function buildWorkflowBundle(dir: string): Promise<string> {
   const code = await new Promise<number | null>((resolve) => builder.once('exit', resolve));
   if (code !== 0) throw new Error('building the workflow bundle failed');
   return bundlePath;
+}
+
+/** Writes the figures to `file` (bench-results/…) and prints them. */
+export async function writeFigures(file: string, figures: object): Promise<void> {
+  await mkdir(dirname(file), { recursive: true });
+  await writeFile(file, `${JSON.stringify(figures, null, 2)}\n`);
+  console.log(figures);
+  console.log(`Written to ${file}`);
 }
 
 export function round(value: number): number {

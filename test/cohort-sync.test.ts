@@ -4,21 +4,17 @@
  * failing fast, the Temporal CLI, `ampbraze cohort` and schedules.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { describe, test } from 'node:test';
 import { WorkflowFailedError } from '@temporalio/client';
 import { scheduleCohortSync, startCohortSync } from '../src/client.js';
 import { DEFERRED_DEVICE_LOOKUP } from '../src/cohort/identifiers.js';
 import type { CohortSyncInput } from '../src/cohort/input.js';
-import { resolveTemporalCli } from '../src/temporal/cli.js';
 import type { cohortSync } from '../workflows/cohort-sync.js';
-import { ampbraze } from './helpers/cli.js';
+import { ampbraze, temporal } from './helpers/cli.js';
 import { CohortSyncHarness, coreCohortScenarios, MEDIUM_COHORT, SMALL_COHORT } from './helpers/cohort-scenarios.js';
 import { SQLITE } from './helpers/stores.js';
 import { testServerAddress, uniqueTaskQueue } from './helpers/temporal.js';
 
-const run = promisify(execFile);
 const h = new CohortSyncHarness(SQLITE);
 const { sync, expectedMembers, anonymousMemberCount, brazeMembers, brazeDataPoints, trackRequests, withOwnWorker } = h;
 
@@ -200,11 +196,6 @@ describe('failing fast', () => {
 });
 
 describe('the Temporal CLI, exactly as the README documents it', () => {
-  const temporal = async (...args: string[]) => {
-    const cli = await resolveTemporalCli({ install: false, allowSdkDownload: false });
-    assert.equal(cli.kind, 'binary');
-    return run(cli.path, [...args, '--address', testServerAddress()]);
-  };
 
   test('`temporal workflow start` runs a cohort sync from plain JSON input', async () => {
     const workflowId = uniqueTaskQueue('cli-start');

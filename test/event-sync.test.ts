@@ -3,25 +3,21 @@
  * rest — out-of-order hours, the active window, per-object failures, schedules and backfills.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import { ScheduleOverlapPolicy } from '@temporalio/client';
 import { scheduleEventSync, startEventSync } from '../src/client.js';
 import { exportHourOf, exportHourStart } from '../src/events/input.js';
 import type { SandboxEvent } from '../src/sandbox/dataset.js';
-import { resolveTemporalCli } from '../src/temporal/cli.js';
 import { EXPORT_HOUR } from '../src/temporal/search-attributes.js';
 import type { eventSync, EventSyncResult } from '../workflows/event-sync.js';
+import { temporal } from './helpers/cli.js';
 import { added, coreEventScenarios, countsOf, EventSyncHarness, hoursAgo } from './helpers/event-scenarios.js';
 import { SQLITE } from './helpers/stores.js';
-import { testServerAddress } from './helpers/temporal.js';
 
 const h = new EventSyncHarness(SQLITE);
 
 coreEventScenarios(h);
 
-const run = promisify(execFile);
 const { sync, eventsOf, brazeEventCounts } = h;
 const HOUR_MS = 3_600_000;
 const DAY_HOURS = 24;
@@ -158,11 +154,6 @@ async function resultOfScheduledRun(scheduleId: string, hour: string): Promise<E
 }
 
 describe('event sync from the Temporal CLI, as the README shows it', () => {
-  const temporal = async (...args: string[]) => {
-    const cli = await resolveTemporalCli({ install: false, allowSdkDownload: false });
-    assert.equal(cli.kind, 'binary');
-    return run(cli.path, [...args, '--address', testServerAddress()]);
-  };
 
   test('`temporal workflow start`, then `temporal schedule create` and `temporal schedule backfill`', async () => {
     const hour = hoursAgo(20);

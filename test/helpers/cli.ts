@@ -1,9 +1,12 @@
-/** Runs the real `ampbraze` executable, as a user would, and captures what it printed. */
-import { spawn } from 'node:child_process';
+/** Runs the real `ampbraze` executable and the project's `temporal` CLI, as a user would, and captures what they printed. */
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PROJECT_ROOT } from '../../src/temporal/cli.js';
+import { promisify } from 'node:util';
+import { PROJECT_ROOT, resolveTemporalCli } from '../../src/temporal/cli.js';
+import { testServerAddress } from './temporal.js';
 
 export interface CliResult {
   code: number | null;
@@ -24,4 +27,11 @@ export async function ampbraze(args: string[], envVars: Record<string, string>):
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const code = await new Promise<number | null>((resolveExit) => child.once('exit', resolveExit));
   return { code, stdout, stderr };
+}
+
+/** The project's Temporal CLI against the test server, e.g. `temporal('workflow', 'start', …)`. */
+export async function temporal(...args: string[]): Promise<{ stdout: string; stderr: string }> {
+  const cli = await resolveTemporalCli({ install: false, allowSdkDownload: false });
+  assert.equal(cli.kind, 'binary');
+  return promisify(execFile)(cli.path, [...args, '--address', testServerAddress()]);
 }
