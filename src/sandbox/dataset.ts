@@ -3,6 +3,7 @@
  * function of (seed, index), so a 2,000,000-user dataset costs no memory until a test overrides something.
  */
 import { createRng } from './http-util.js';
+import { formatAmplitudeTime, hash32, hashString, hex, pick, toUnit, uuidFrom } from './seeded.js';
 
 export type PropertyValue = string | number | boolean | string[];
 
@@ -111,25 +112,6 @@ export const DEFAULT_COHORTS: readonly CohortDefinition[] = [
   { id: '5fh7t0w', name: 'Active listeners', memberFraction: 0.4, description: 'Played a song in the last 30 days' },
 ];
 
-/** A fast 32-bit integer hash of a tuple of 32-bit integers (murmur3 finaliser per part). */
-function hash32(...parts: number[]): number {
-  let hash = 0x9e3779b9;
-  for (const part of parts) {
-    hash = Math.imul(hash ^ (part >>> 0), 0x85ebca6b);
-    hash ^= hash >>> 13;
-    hash = Math.imul(hash, 0xc2b2ae35);
-    hash ^= hash >>> 16;
-  }
-  return hash >>> 0;
-}
-
-/** FNV-1a, to turn a string (cohort id, salt) into a hash input. */
-function hashString(text: string): number {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193);
-  return hash >>> 0;
-}
-
 const RECOMMENDED_ITEMS = 10;
 
 /** A plain loop: this runs for every user of a 2M-user dataset, where `Array.from` with a callback is slow. */
@@ -137,20 +119,6 @@ function songIds(rng: () => number, count: number): string[] {
   const ids: string[] = [];
   for (let i = 0; i < count; i++) ids.push(`song-${Math.floor(rng() * 5_000)}`);
   return ids;
-}
-
-const toUnit = (hash: number) => hash / 4294967296;
-const hex = (value: number, digits: number) => (value >>> 0).toString(16).padStart(8, '0').slice(-digits);
-const pick = <T>(rng: () => number, values: readonly T[]): T => values[Math.floor(rng() * values.length)] as T;
-
-function uuidFrom(hashes: [number, number, number], tail: string): string {
-  const [a, b, c] = hashes;
-  return `${hex(a, 8)}-${hex(b, 4)}-4${hex(b >>> 16, 3)}-${'89ab'[c & 3]}${hex(c, 3)}-${tail}`;
-}
-
-/** Amplitude's `YYYY-MM-DD HH:MM:SS.ffffff` (UTC). */
-export function formatAmplitudeTime(ms: number): string {
-  return `${new Date(ms).toISOString().replace('T', ' ').slice(0, 23)}000`;
 }
 
 const USER_SALT = hashString('user');
