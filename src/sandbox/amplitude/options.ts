@@ -38,6 +38,8 @@ export interface AmplitudeSandboxOptions {
   batchEventsPerSecondPerId?: number;
   /** Export API requests whose estimated size exceeds this get a 400. */
   exportMaxBytes?: number;
+  /** An Export API hour with more events is split into files `#0`, `#1`, … of this many events (default 50,000). */
+  exportEventsPerFile?: number;
   faults?: SandboxFaults;
   faultSeed?: number;
 }
@@ -66,5 +68,6 @@ export function resolveOptions(options: AmplitudeSandboxOptions): ResolvedOption
     eventsPerSecondPerId: options.eventsPerSecondPerId ?? 30,
     batchEventsPerSecondPerId: options.batchEventsPerSecondPerId ?? 1_000,
     exportMaxBytes: options.exportMaxBytes ?? 4 * 1024 ** 3,
+    exportEventsPerFile: options.exportEventsPerFile ?? 50_000,
   };
 }

@@ -1,0 +1,115 @@
+/** The sandboxes as an event pipeline sees them, over real HTTP: the Export API's streamed multi-part zip and empty hours. */
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+import { gunzipSync } from 'node:zlib';
+import { strFromU8, unzipSync } from 'fflate';
+import { AmplitudeClient } from '../src/amplitude/client.js';
+import { startAmplitudeSandbox, type AmplitudeSandbox, type AmplitudeSandboxOptions } from '../src/sandbox/amplitude/index.js';
+import { Dataset, type DatasetOptions, type SandboxEvent } from '../src/sandbox/dataset.js';
+
+const API_KEY = 'amp-api-key';
+const SECRET = 'amp-secret';
+const HOUR_MS = 60 * 60 * 1000;
+const NOW = Date.UTC(2026, 2, 10, 12, 30);
+const HOUR = Date.UTC(2026, 2, 10, 9);
+
+const amplitudes: AmplitudeSandbox[] = [];
+after(() => Promise.all(amplitudes.map((sandbox) => sandbox.close())));
+
+async function startAmplitude(datasetOptions: Partial<DatasetOptions> = {}, options: Partial<AmplitudeSandboxOptions> = {}, dataset?: Dataset) {
+  const sandbox = await startAmplitudeSandbox({
+    apiKey: API_KEY,
+    secretKey: SECRET,
+    dataset: dataset ?? new Dataset({ seed: 9, users: 500, now: NOW, ...datasetOptions }),
+    ...options,
+  });
+  amplitudes.push(sandbox);
+  return { sandbox, client: new AmplitudeClient({ apiKey: API_KEY, secretKey: SECRET, apiUrl: sandbox.url, profileApiUrl: sandbox.url, ingestUrl: sandbox.url }) };
+}
+
+/** `YYYYMMDDTHH` for the Export API. */
+function exportHour(ms: number): string {
+  const iso = new Date(ms).toISOString();
+  return `${iso.slice(0, 4)}${iso.slice(5, 7)}${iso.slice(8, 10)}T${iso.slice(11, 13)}`;
+}
+
+function getExport(sandbox: AmplitudeSandbox, query: string): Promise<Response> {
+  return fetch(`${sandbox.url}/api/2/export?${query}`, { headers: { authorization: `Basic ${Buffer.from(`${API_KEY}:${SECRET}`).toString('base64')}` } });
+}
+
+function fetchExport(sandbox: AmplitudeSandbox, start: number, end = start): Promise<Response> {
+  return getExport(sandbox, `start=${exportHour(start)}&end=${exportHour(end)}`);
+}
+
+async function exportedLines(client: AmplitudeClient, hour: number): Promise<Array<Record<string, unknown>>> {
+  const lines = [];
+  for await (const line of client.exportEvents(new Date(hour), new Date(hour))) lines.push(line);
+  return lines;
+}
+
+describe('Amplitude Export API, for an event pipeline', () => {
+  test('a big hour is several files #0…#n, each of exportEventsPerFile events but the last; the client streams them back in order', async () => {
+    const { sandbox, client } = await startAmplitude({ eventsPerHour: 3_000 }, { exportEventsPerFile: 1_000 });
+    const dataset = sandbox.control.dataset;
+    const expected = [...dataset.eventsInHour(HOUR)];
+    const files = unzipSync(new Uint8Array(await (await fetchExport(sandbox, HOUR)).arrayBuffer()));
+    const names = Object.keys(files);
+    const parts = Math.ceil(expected.length / 1_000);
+    assert.ok(parts > 2, `${expected.length} events`);
+    assert.deepEqual(names, Array.from({ length: parts }, (_, part) => `${dataset.appId}/${dataset.appId}_2026-03-10_9#${part}.json.gz`));
+    const linesPerFile = names.map((name) => strFromU8(gunzipSync(files[name] ?? new Uint8Array())).trimEnd().split('\n').length);
+    assert.deepEqual(linesPerFile, [...Array.from({ length: parts - 1 }, () => 1_000), expected.length - (parts - 1) * 1_000]);
+    const lines = await exportedLines(client, HOUR);
+    assert.deepEqual(lines, JSON.parse(JSON.stringify(expected)));
+    for (const field of ['library', 'platform', 'session_id', 'event_id', 'client_event_time', 'server_received_time', 'processed_time', 'user_properties']) {
+      assert.ok(lines.every((line) => field in line), field);
+    }
+  });
+
+  test('several hours stream one after the other, hours without events leave no file', async () => {
+    const { sandbox, client } = await startAmplitude({ now: HOUR + HOUR_MS + 30 * 60_000 });
+    const files = Object.keys(unzipSync(new Uint8Array(await (await fetchExport(sandbox, HOUR - HOUR_MS, HOUR + 5 * HOUR_MS)).arrayBuffer())));
+    assert.deepEqual(files.map((name) => name.replace(/^\d+\/\d+_/, '')), ['2026-03-10_8#0.json.gz', '2026-03-10_9#0.json.gz', '2026-03-10_10#0.json.gz']);
+    const dataset = sandbox.control.dataset;
+    const lines = [];
+    for await (const line of client.exportEvents(new Date(HOUR - HOUR_MS), new Date(HOUR + 5 * HOUR_MS))) lines.push(line.$insert_id);
+    assert.deepEqual(lines, [HOUR - HOUR_MS, HOUR, HOUR + HOUR_MS].flatMap((hour) => [...dataset.eventsInHour(hour)].map((event) => event.$insert_id)));
+  });
+
+  test('the zip is generated as the client reads it, not ahead of it', async () => {
+    let generated = 0;
+    class CountingDataset extends Dataset {
+      override *eventsInHour(hourStartMs: number): Generator<SandboxEvent> {
+        for (const event of super.eventsInHour(hourStartMs)) {
+          generated++;
+          yield event;
+        }
+      }
+    }
+    const dataset = new CountingDataset({ seed: 9, users: 10_000, now: NOW, eventsPerHour: 300_000 });
+    const { sandbox } = await startAmplitude({}, {}, dataset);
+    const response = await fetchExport(sandbox, HOUR);
+    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+    await reader.read();
+    // Once the socket's buffers are full, generation waits for the client.
+    let generatedBefore;
+    do {
+      generatedBefore = generated;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    } while (generated !== generatedBefore);
+    const total = dataset.countEventsInHour(HOUR);
+    assert.ok(generated < total / 4, `${generated} of ${total} events generated while the client paused`);
+    await reader.cancel();
+  });
+
+  test('404 for hours without events: before the 180-day window, from now on, or with no volume', async () => {
+    const { sandbox } = await startAmplitude();
+    assert.equal((await fetchExport(sandbox, NOW - 181 * 24 * HOUR_MS)).status, 404);
+    assert.equal((await fetchExport(sandbox, NOW + HOUR_MS, NOW + 3 * HOUR_MS)).status, 404);
+    const { sandbox: quiet } = await startAmplitude({ eventsPerHour: 0 });
+    const empty = await fetchExport(quiet, HOUR);
+    assert.equal(empty.status, 404);
+    assert.match(await empty.text(), /No data/);
+  });
+
+});
