@@ -1,11 +1,14 @@
-/** The sandboxes as an event pipeline sees them, over real HTTP: the Export API's streamed multi-part zip and empty hours. */
+/**
+ * The sandboxes as an event pipeline sees them, over real HTTP: the Export API's streamed multi-part zip, its empty
+ * hours, and events ingested into Amplitude appearing in the export.
+ */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { strFromU8, unzipSync } from 'fflate';
 import { AmplitudeClient } from '../src/amplitude/client.js';
 import { startAmplitudeSandbox, type AmplitudeSandbox, type AmplitudeSandboxOptions } from '../src/sandbox/amplitude/index.js';
-import { Dataset, type DatasetOptions, type SandboxEvent } from '../src/sandbox/dataset.js';
+import { Dataset, type DatasetOptions, type ExportLine, type SandboxEvent } from '../src/sandbox/dataset.js';
 
 const API_KEY = 'amp-api-key';
 const SECRET = 'amp-secret';
@@ -45,6 +48,10 @@ async function exportedLines(client: AmplitudeClient, hour: number): Promise<Arr
   const lines = [];
   for await (const line of client.exportEvents(new Date(hour), new Date(hour))) lines.push(line);
   return lines;
+}
+
+function postJson(url: string, body: unknown): Promise<Response> {
+  return fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 }
 
 describe('Amplitude Export API, for an event pipeline', () => {
@@ -112,4 +119,50 @@ describe('Amplitude Export API, for an event pipeline', () => {
     assert.match(await empty.text(), /No data/);
   });
 
+  test('events ingested through HTTP V2 and Batch are in the export of the hour they were received in, merged by upload time', async () => {
+    const { sandbox, client } = await startAmplitude({ now: Date.now() + HOUR_MS, eventsPerHour: 600 });
+    const dataset = sandbox.control.dataset;
+    const known = [...dataset.identities()].find((identity) => identity.userId !== null);
+    assert.ok(known?.userId);
+    const currents = {
+      event_type: '[Appboy] Email Opened',
+      user_id: known.userId,
+      insert_id: 'currents-open-1',
+      time: Date.now() - 60_000,
+      library: 'Braze',
+      event_properties: { campaign_id: 'c-1' },
+    };
+    const newcomer = { event_type: '[Appboy] Email Opened', user_id: 'braze-only-user', insert_id: 'currents-open-2', library: 'Braze', user_properties: { plan: 'trial' } };
+    const viaHttpApi = await postJson(`${sandbox.url}/2/httpapi`, { api_key: API_KEY, events: [currents, newcomer] });
+    const { server_upload_time: receivedAt } = (await viaHttpApi.json()) as { server_upload_time: number };
+    assert.equal((await postJson(`${sandbox.url}/batch`, { api_key: API_KEY, events: [{ event_type: 'Song Played', device_id: 'device-batch-1' }] })).status, 200);
+    const hour = Math.floor(receivedAt / HOUR_MS) * HOUR_MS;
+
+    const lines = sandbox.control.exportedEvents(hour);
+    const ingested = [...lines].filter((line) => !line.library.startsWith('amplitude-'));
+    assert.deepEqual(
+      ingested.map((line) => [line.event_type, line.library, line.$insert_id, line.user_id, line.user_properties]),
+      [
+        ['[Appboy] Email Opened', 'Braze', 'currents-open-1', known.userId, {}],
+        ['[Appboy] Email Opened', 'Braze', 'currents-open-2', 'braze-only-user', { plan: 'trial' }],
+        ['Song Played', 'batch/1.0', null, null, {}],
+      ],
+    );
+    const [opened, fromNewcomer] = ingested as [ExportLine, ExportLine];
+    assert.equal(opened.amplitude_id, Number(known.amplitudeId));
+    assert.deepEqual(opened.event_properties, { campaign_id: 'c-1' });
+    assert.equal(Date.parse(`${opened.event_time.replace(' ', 'T').slice(0, 23)}Z`), currents.time);
+    assert.ok(fromNewcomer.amplitude_id >= dataset.firstUnusedAmplitudeId);
+
+    const summary = (await (await fetch(`${sandbox.url}/_sandbox/export/${exportHour(hour)}?events=1`)).json()) as Record<string, unknown>;
+    assert.deepEqual([summary.count, summary.fromDataset, summary.ingested], [dataset.countEventsInHour(hour) + 3, dataset.countEventsInHour(hour), 3]);
+    assert.deepEqual(summary.events, JSON.parse(JSON.stringify([...sandbox.control.exportedEvents(hour)])));
+    assert.ok(!('events' in ((await (await fetch(`${sandbox.url}/_sandbox/export/${exportHour(hour)}`)).json()) as object)));
+    assert.equal((await fetch(`${sandbox.url}/_sandbox/export/2026-03-10`)).status, 400);
+
+    const exported = await exportedLines(client, hour);
+    assert.deepEqual(exported, summary.events);
+    const uploadTimes = exported.map((line) => String(line.server_upload_time));
+    assert.deepEqual(uploadTimes, [...uploadTimes].sort());
+  });
 });

@@ -5,7 +5,7 @@
 import { pipeline, Readable } from 'node:stream';
 import { createGzip } from 'node:zlib';
 import { Zip, ZipPassThrough } from 'fflate';
-import type { SandboxEvent } from '../dataset.js';
+import type { ExportLine } from '../dataset.js';
 import { pipeToResponse, sendText } from '../http-util.js';
 import type { Exchange, SandboxContext } from './context.js';
 
@@ -18,7 +18,8 @@ const TEXT_CHUNK_CHARS = 64 * 1024;
 const GZIP_OPTIONS = { level: 1, chunkSize: 64 * 1024 };
 const HOUR_PARAMETER = /^(\d{4})(\d{2})(\d{2})T(\d{2})$/;
 
-function parseHour(value: string | null): number | undefined {
+/** Epoch ms of a `YYYYMMDDTHH` (UTC) hour, or undefined. */
+export function parseHour(value: string | null): number | undefined {
   const match = value === null ? null : HOUR_PARAMETER.exec(value);
   if (!match) return undefined;
   const [year, month, day, hour] = match.slice(1).map(Number) as [number, number, number, number];
@@ -26,6 +27,21 @@ function parseHour(value: string | null): number | undefined {
   const date = new Date(ms);
   const roundTrips = date.getUTCMonth() === month - 1 && date.getUTCDate() === day && date.getUTCHours() === hour;
   return roundTrips ? ms : undefined;
+}
+
+/** An hour's lines in upload-time order: the dataset's, and those ingested through HTTP V2 / Batch. */
+export function* exportLinesInHour(context: SandboxContext, hourStart: number): Generator<ExportLine> {
+  const ingested = context.ingestion.exportLinesInHour(hourStart);
+  let next = 0;
+  for (const line of context.dataset.eventsInHour(hourStart)) {
+    while (next < ingested.length && (ingested[next] as ExportLine).server_upload_time < line.server_upload_time) yield ingested[next++] as ExportLine;
+    yield line;
+  }
+  yield* ingested.slice(next);
+}
+
+export function countExportLinesInHour(context: SandboxContext, hourStart: number): number {
+  return context.dataset.countEventsInHour(hourStart) + context.ingestion.exportLinesInHour(hourStart).length;
 }
 
 /** Amplitude's file naming: `<app>/<app>_<YYYY-MM-DD>_<H>#<part>.json.gz`. */
@@ -62,9 +78,9 @@ class ZipWriter {
 
 /** An hour's lines, taken a part at a time. */
 class HourLines {
-  private next: IteratorResult<SandboxEvent>;
+  private next: IteratorResult<ExportLine>;
 
-  constructor(private readonly lines: Iterator<SandboxEvent>) {
+  constructor(private readonly lines: Iterator<ExportLine>) {
     this.next = lines.next();
   }
 
@@ -98,7 +114,7 @@ async function* zipChunks(context: SandboxContext, hours: readonly number[]): As
   const zip = new ZipWriter();
   const { appId } = context.dataset;
   for (const hourStart of hours) {
-    const lines = new HourLines(context.dataset.eventsInHour(hourStart));
+    const lines = new HourLines(exportLinesInHour(context, hourStart));
     for (let part = 0; !lines.exhausted; part++) {
       const file = zip.addFile(partFileName(appId, hourStart, part), hourStart);
       for await (const compressed of gzipped(lines.text(context.options.exportEventsPerFile))) {
@@ -124,7 +140,7 @@ export async function exportEvents({ res, url, context }: Exchange): Promise<voi
     return sendText(res, 400, `Raw data export exceeds the size limit of ${context.options.exportMaxBytes} bytes; request a shorter range`);
   }
   const hours = Array.from({ length: hourCount }, (_, offset) => start + offset * HOUR_MS);
-  const firstHourWithData = hours.findIndex((hourStart) => context.dataset.countEventsInHour(hourStart) > 0);
+  const firstHourWithData = hours.findIndex((hourStart) => countExportLinesInHour(context, hourStart) > 0);
   if (firstHourWithData === -1) return sendText(res, 404, 'No data for the requested time range');
   res.writeHead(200, {
     'content-type': 'application/zip',

@@ -3,10 +3,11 @@
  * profile, HTTP V2/Batch, identify), over a seeded Dataset, with the vendor's limits and failure modes.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Dataset } from '../dataset.js';
+import type { Dataset, ExportLine } from '../dataset.js';
 import { closeServer, FaultInjector, listen, sendJson, type SandboxFaults } from '../http-util.js';
 import { CohortExports } from './cohort-exports.js';
 import { sendApiError, type Exchange, type SandboxContext } from './context.js';
+import { countExportLinesInHour, exportLinesInHour } from './export-api.js';
 import { Ingestion, type IngestedEvent } from './ingestion.js';
 import { ConcurrencyGate, FixedWindowCounter } from './limits.js';
 import { resolveOptions, type AmplitudeSandboxOptions } from './options.js';
@@ -24,6 +25,10 @@ export interface AmplitudeSandboxControl {
   /** User Activity requests answered or refused in the current hour. */
   userLookupsThisHour(): number;
   setFaults(faults: SandboxFaults): void;
+  /** What the Export API serves for the hour starting at `hourStartMs`: dataset and ingested lines, in file order. */
+  exportedEvents(hourStartMs: number): Iterable<ExportLine>;
+  /** How many lines `exportedEvents` would give, without building them. */
+  exportedEventCount(hourStartMs: number): number;
   /** Makes every pre-signed `/s3/…` link issued so far expired (the `/file` links stay valid). */
   expireExportLinksNow(): void;
   /** Applies to jobs already running too: 0 completes them all, Infinity never completes. */
@@ -113,6 +118,8 @@ export async function startAmplitudeSandbox(options: AmplitudeSandboxOptions): P
       downloadRequestsThisMonth: () => context.cohortExports.monthlyRequests.count(),
       userLookupsThisHour: () => context.userLookupRequests.count('project'),
       setFaults: (faults) => context.faults.setFaults(faults),
+      exportedEvents: (hourStartMs) => exportLinesInHour(context, hourStartMs),
+      exportedEventCount: (hourStartMs) => countExportLinesInHour(context, hourStartMs),
       expireExportLinksNow: () => context.cohortExports.expireLinksNow(),
       setExportJobDurationMs: (ms) => {
         resolved.exportJobDurationMs = ms;
