@@ -1,12 +1,13 @@
 /**
- * The sandboxes as an event pipeline sees them, over real HTTP: the Export API's streamed multi-part zip, its empty
- * hours, and events ingested into Amplitude appearing in the export.
+ * The sandboxes as an event pipeline sees them, over real HTTP: the Export API's streamed multi-part zip, its 504
+ * fault and empty hours, and events ingested into Amplitude appearing in the export.
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { strFromU8, unzipSync } from 'fflate';
 import { AmplitudeClient } from '../src/amplitude/client.js';
+import { RetryableVendorError } from '../src/errors.js';
 import { startAmplitudeSandbox, type AmplitudeSandbox, type AmplitudeSandboxOptions } from '../src/sandbox/amplitude/index.js';
 import { Dataset, type DatasetOptions, type ExportLine, type SandboxEvent } from '../src/sandbox/dataset.js';
 
@@ -107,6 +108,25 @@ describe('Amplitude Export API, for an event pipeline', () => {
     const total = dataset.countEventsInHour(HOUR);
     assert.ok(generated < total / 4, `${generated} of ${total} events generated while the client paused`);
     await reader.cancel();
+  });
+
+  test('exportTimeouts answers the next n exports 504 with a body, over /_sandbox/faults or the control API; then data again', async () => {
+    const { sandbox, client } = await startAmplitude();
+    const set = await postJson(`${sandbox.url}/_sandbox/faults`, { exportTimeouts: 2 });
+    assert.deepEqual(await set.json(), { faults: { exportTimeouts: 2 } });
+    const timedOut = await fetchExport(sandbox, HOUR);
+    assert.equal(timedOut.status, 504);
+    assert.match(await timedOut.text(), /timeout/);
+    await assert.rejects(exportedLines(client, HOUR), (error: unknown) => error instanceof RetryableVendorError);
+    assert.equal((await fetchExport(sandbox, HOUR)).status, 200);
+    assert.equal((await getExport(sandbox, 'start=2026-03-10&end=20260310T09')).status, 400, 'a bad range is a 400, not a timeout');
+
+    sandbox.control.setFaults({ exportTimeouts: 1, latencyMs: 0 });
+    const state = (await (await fetch(`${sandbox.url}/_sandbox/state`)).json()) as { faults: Record<string, number> };
+    assert.deepEqual(state.faults, { exportTimeouts: 1, latencyMs: 0 });
+    assert.equal((await fetchExport(sandbox, HOUR)).status, 504);
+    assert.equal((await exportedLines(client, HOUR)).length, sandbox.control.exportedEventCount(HOUR));
+    assert.equal((await postJson(`${sandbox.url}/_sandbox/faults`, { exportTimeouts: -1 })).status, 400);
   });
 
   test('404 for hours without events: before the 180-day window, from now on, or with no volume', async () => {

@@ -1,7 +1,7 @@
 /** Unauthenticated `/_sandbox/*` inspection and control endpoints (the sandbox only listens on loopback). */
 import { z } from 'zod';
 import { BodyTooLargeError, InvalidJsonError, readJsonBody, sendJson } from '../http-util.js';
-import type { Exchange } from './context.js';
+import { currentFaults, setFaults, type Exchange } from './context.js';
 import { countExportLinesInHour, exportLinesInHour, parseHour } from './export-api.js';
 
 const MAX_CONTROL_BODY_BYTES = 16 * 1024 * 1024;
@@ -19,6 +19,7 @@ const faultsSchema = z.object({
   rateLimitBurstEvery: z.number().int().nonnegative().optional(),
   rateLimitBurstLength: z.number().int().nonnegative().optional(),
   latencyMs: z.number().nonnegative().optional(),
+  exportTimeouts: z.number().int().nonnegative().optional(),
 });
 
 /** Reads and validates a JSON body, answering 400 itself when it is unusable. */
@@ -39,7 +40,7 @@ export function sandboxState({ res, context }: Exchange): void {
     downloadRequestsThisMonth: context.cohortExports.monthlyRequests.count(),
     ingestedEvents: context.ingestion.count,
     cohorts: context.dataset.cohorts(),
-    faults: context.faults.current,
+    faults: currentFaults(context),
   });
 }
 
@@ -78,6 +79,6 @@ export async function changeCohortMembers(exchange: Exchange, cohortId: string):
 export async function setSandboxFaults(exchange: Exchange): Promise<void> {
   const faults = await readBodyAs(exchange, faultsSchema);
   if (!faults) return;
-  exchange.context.faults.setFaults(faults);
-  sendJson(exchange.res, 200, { faults: exchange.context.faults.current });
+  setFaults(exchange.context, faults);
+  sendJson(exchange.res, 200, { faults: currentFaults(exchange.context) });
 }

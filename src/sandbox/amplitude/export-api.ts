@@ -17,6 +17,8 @@ const TEXT_CHUNK_CHARS = 64 * 1024;
 /** Fast compression in large steps: the sandbox must not be what limits a benchmark reading big hours. */
 const GZIP_OPTIONS = { level: 1, chunkSize: 64 * 1024 };
 const HOUR_PARAMETER = /^(\d{4})(\d{2})(\d{2})T(\d{2})$/;
+/** Amplitude's description of its 504. */
+const TIMEOUT_MESSAGE = 'The amount of data is large causing a timeout. For large amounts of data, the Amazon S3 destination is recommended.';
 
 /** Epoch ms of a `YYYYMMDDTHH` (UTC) hour, or undefined. */
 export function parseHour(value: string | null): number | undefined {
@@ -139,6 +141,7 @@ export async function exportEvents({ res, url, context }: Exchange): Promise<voi
   if (hourCount * context.dataset.maxEventsPerHour * ESTIMATED_EVENT_BYTES > context.options.exportMaxBytes) {
     return sendText(res, 400, `Raw data export exceeds the size limit of ${context.options.exportMaxBytes} bytes; request a shorter range`);
   }
+  if (context.exportTimeouts.take()) return sendText(res, 504, TIMEOUT_MESSAGE);
   const hours = Array.from({ length: hourCount }, (_, offset) => start + offset * HOUR_MS);
   const firstHourWithData = hours.findIndex((hourStart) => countExportLinesInHour(context, hourStart) > 0);
   if (firstHourWithData === -1) return sendText(res, 404, 'No data for the requested time range');

@@ -2,6 +2,11 @@
 import type { Dataset } from '../dataset.js';
 import type { SandboxFaults } from '../http-util.js';
 
+export interface AmplitudeFaults extends SandboxFaults {
+  /** The next this many Export API requests (past the range checks) are answered 504. */
+  exportTimeouts?: number;
+}
+
 export interface AmplitudeSandboxOptions {
   /** 0 (the default) picks a free port. */
   port?: number;
@@ -40,7 +45,7 @@ export interface AmplitudeSandboxOptions {
   exportMaxBytes?: number;
   /** An Export API hour with more events is split into files `#0`, `#1`, … of this many events (default 50,000). */
   exportEventsPerFile?: number;
-  faults?: SandboxFaults;
+  faults?: AmplitudeFaults;
   faultSeed?: number;
 }
 
