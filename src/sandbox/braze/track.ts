@@ -118,17 +118,17 @@ function validateAttributes(object: Record<string, unknown>, identifier: Identif
   };
 }
 
+/** One data point per event, whatever properties it carries. */
 function validateEvent(object: Record<string, unknown>): Accepted['apply'] | string {
   if (!nonEmptyString(object.name)) return "'name' is required";
   const time = parseBrazeTime(object.time);
   if (time === undefined) return "'time' is required and must be an ISO-8601 time";
-  const properties = propertiesOf(object.properties);
-  if (typeof properties === 'string') return properties;
+  const invalidProperties = propertiesError(object.properties);
+  if (invalidProperties) return invalidProperties;
   const name = object.name;
   return (profile, { store, now }) => {
     recordActivity((profile.edit().customEvents ??= new Map<string, ActivitySummary>()), name, clampToNow(time, now), 1);
     store.count('event');
-    store.count('event_property', properties);
   };
 }
 
@@ -140,26 +140,25 @@ function validatePurchase(object: Record<string, unknown>): Accepted['apply'] | 
   if (typeof quantity !== 'number' || !Number.isInteger(quantity) || quantity < 1 || quantity > MAX_QUANTITY) return `'quantity' must be an integer between 1 and ${MAX_QUANTITY}`;
   const time = object.time === undefined ? null : parseBrazeTime(object.time);
   if (time === undefined) return "'time' must be an ISO-8601 time";
-  const properties = propertiesOf(object.properties);
-  if (typeof properties === 'string') return properties;
+  const invalidProperties = propertiesError(object.properties);
+  if (invalidProperties) return invalidProperties;
   const productId = object.product_id;
   return (profile, { store, now }) => {
     recordActivity((profile.edit().purchases ??= new Map<string, ActivitySummary>()), productId, clampToNow(time ?? now.getTime(), now), quantity);
-    // A quantity of n is recorded as n purchases.
+    // A quantity of n is recorded (and billed) as n purchases; properties cost nothing.
     store.count('purchase', quantity);
-    store.count('purchase_property', properties);
   };
 }
 
-/** Validates event or purchase properties and returns how many there are. */
-function propertiesOf(properties: unknown): number | string {
-  if (properties === undefined) return 0;
+/** Why event or purchase properties are refused, if they are. */
+function propertiesError(properties: unknown): string | undefined {
+  if (properties === undefined) return undefined;
   if (!isPlainObject(properties)) return "'properties' must be an object";
   for (const [key, value] of Object.entries(properties)) {
     if (key === '' || key.length > 255 || key.startsWith('$') || key === 'time' || key === 'event_name') return `invalid property key '${key}'`;
     if (typeof value === 'string' && value.length > 255) return `property '${key}' must be at most 255 characters`;
   }
-  return Object.keys(properties).length;
+  return undefined;
 }
 
 /** ISO-8601, or Braze's other accepted form `yyyy-MM-dd'T'HH:mm:ss:SSSZ`; epoch ms, or undefined when invalid. */
