@@ -1,14 +1,16 @@
 /**
  * The sandboxes as an event pipeline sees them, over real HTTP: the Export API's streamed multi-part zip, its 504
- * fault and empty hours, and events ingested into Amplitude appearing in the export.
+ * fault and empty hours, events ingested into Amplitude appearing in the export, and Braze's event log with its
+ * data points and event validation.
  */
 import assert from 'node:assert/strict';
-import { after, describe, test } from 'node:test';
+import { after, before, beforeEach, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { strFromU8, unzipSync } from 'fflate';
 import { AmplitudeClient } from '../src/amplitude/client.js';
 import { RetryableVendorError } from '../src/errors.js';
 import { startAmplitudeSandbox, type AmplitudeSandbox, type AmplitudeSandboxOptions } from '../src/sandbox/amplitude/index.js';
+import { startBrazeSandbox, type BrazeSandbox, type LoggedEvent } from '../src/sandbox/braze/index.js';
 import { Dataset, type DatasetOptions, type ExportLine, type SandboxEvent } from '../src/sandbox/dataset.js';
 
 const API_KEY = 'amp-api-key';
@@ -184,5 +186,80 @@ describe('Amplitude Export API, for an event pipeline', () => {
     assert.deepEqual(exported, summary.events);
     const uploadTimes = exported.map((line) => String(line.server_upload_time));
     assert.deepEqual(uploadTimes, [...uploadTimes].sort());
+  });
+});
+
+describe('Braze event log and data points', () => {
+  const KEY = 'rest-key';
+  const TIME = '2026-01-01T00:00:00.000Z';
+  let braze: BrazeSandbox;
+  before(async () => {
+    braze = await startBrazeSandbox({ apiKeys: [{ key: KEY }], initialUsers: [{ external_id: 'known-1' }, { external_id: 'known-2' }] });
+  });
+  after(() => braze.close());
+  beforeEach(() => braze.control.reset());
+
+  const track = async (body: unknown) => {
+    const response = await fetch(`${braze.url}/users/track`, { method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    return { status: response.status, body: (await response.json()) as { errors?: Array<{ type: string; index: number }> } };
+  };
+  const loggedEvents = async (query = '') => ((await (await fetch(`${braze.url}/_sandbox/events${query}`)).json()) as { events: LoggedEvent[] }).events;
+
+  test('every recorded custom event is logged as sent, with its stored time; filters by name and external_id', async () => {
+    const alias = { alias_name: 'amp-42', alias_label: 'amplitude_id' };
+    const before = Date.now();
+    await track({
+      events: [
+        { external_id: 'known-1', name: 'Song Played', time: TIME, properties: { genre: 'jazz', nested: { a: [1, 2] } }, app_id: 'app-1' },
+        { external_id: 'known-2', name: 'Song Played', time: '2999-01-01T00:00:00Z' },
+        { user_alias: alias, _update_existing_only: false, name: 'Page Viewed', time: TIME },
+        { external_id: 'nobody', _update_existing_only: true, name: 'Page Viewed', time: TIME },
+        { external_id: 'known-1', name: 'Page Viewed', time: TIME, properties: { $bad: 1 } },
+      ],
+    });
+    const events = await loggedEvents();
+    assert.deepEqual(events.map(({ time: _, ...event }) => event), [
+      { external_id: 'known-1', name: 'Song Played', properties: { genre: 'jazz', nested: { a: [1, 2] } }, app_id: 'app-1' },
+      { external_id: 'known-2', name: 'Song Played', properties: {} },
+      { user_alias: alias, name: 'Page Viewed', properties: {} },
+    ]);
+    assert.equal(events[0]?.time, TIME);
+    const clamped = Date.parse(events[1]?.time ?? '');
+    assert.ok(clamped >= before && clamped <= Date.now(), 'a future time is stored as now');
+    assert.deepEqual((await loggedEvents('?name=Song%20Played')).map((event) => 'external_id' in event && event.external_id), ['known-1', 'known-2']);
+    assert.deepEqual((await loggedEvents('?external_id=known-1')).map((event) => event.name), ['Song Played']);
+    assert.deepEqual(await loggedEvents('?external_id=known-1&name=Page%20Viewed'), []);
+    assert.deepEqual(braze.control.events({ name: 'Page Viewed' }), [events[2]]);
+    braze.control.reset();
+    assert.deepEqual(braze.control.events(), []);
+  });
+
+  test('one data point per event and per purchased unit, whatever their properties', async () => {
+    const properties = Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`p${i}`, i]));
+    await track({
+      events: [
+        { external_id: 'known-1', name: 'a', time: TIME, properties },
+        { external_id: 'known-1', name: 'a', time: TIME },
+      ],
+      purchases: [{ external_id: 'known-2', product_id: 'p', currency: 'EUR', price: 1, quantity: 3, properties }],
+    });
+    assert.deepEqual(braze.control.dataPoints(), { total: 5, byKind: { event: 2, purchase: 3 } });
+    const state = (await (await fetch(`${braze.url}/_sandbox/state`)).json()) as { events: number };
+    assert.equal(state.events, 2);
+  });
+
+  test('stays cheap at 100,000 events', async () => {
+    const users = Array.from({ length: 1_000 }, (_, i) => `user-${i}`);
+    const requests = Array.from({ length: Math.ceil(100_000 / 75) }, (_, request) => ({
+      events: Array.from({ length: 75 }, (_, i) => ({ external_id: users[(request * 75 + i) % users.length], name: `e${i % 5}`, time: TIME, properties: { n: i } })),
+    }));
+    for (let next = 0; next < requests.length; next += 8) await Promise.all(requests.slice(next, next + 8).map(track));
+    const all = braze.control.events();
+    assert.equal(all.length, requests.length * 75);
+    const started = performance.now();
+    const filtered = users.slice(0, 200).map((user) => braze.control.events({ externalId: user, name: 'e1' }));
+    assert.ok(performance.now() - started < 200, `${performance.now() - started} ms for 200 filtered reads`);
+    assert.deepEqual(filtered[7], all.filter((event) => 'external_id' in event && event.external_id === 'user-7' && event.name === 'e1'));
+    assert.equal((await loggedEvents('?external_id=user-7')).length, all.filter((event) => 'external_id' in event && event.external_id === 'user-7').length);
   });
 });

@@ -1,9 +1,10 @@
 /**
  * `POST /users/track` as Braze documents it: a size cap that rejects the whole request, per-object errors in a
  * 201 `success` body while valid objects still apply, `_update_existing_only` per identifier kind, and the
- * order attributes → events → purchases.
+ * order attributes → events → purchases. Recorded events also go to the workspace's event log.
  */
 import { applyAttribute, isNested, nestedWriteIsValid, parseAttribute, type AttributeWrite } from './attributes.js';
+import { sentIdentifier, type EventLog } from './event-log.js';
 import { badRequest, isAlias, isPlainObject, nonEmptyString, success, type Reply } from './json-values.js';
 import { recordActivity, type ActivitySummary, type Identifier, type Profile, type ProfileStore } from './profiles.js';
 
@@ -32,13 +33,14 @@ interface Accepted {
 
 interface ApplyContext {
   store: ProfileStore;
+  eventLog: EventLog;
   now: Date;
   maxArrayLength: number;
   /** False when some nested value in the request is invalid: Braze then silently drops every nested write. */
   nestedWritesAllowed: boolean;
 }
 
-export function handleTrack(body: Record<string, unknown>, store: ProfileStore, limits: TrackLimits, now: Date): Reply {
+export function handleTrack(body: Record<string, unknown>, store: ProfileStore, eventLog: EventLog, limits: TrackLimits, now: Date): Reply {
   const arrays: Array<[TrackArray, unknown[]]> = [];
   for (const name of TRACK_ARRAYS) {
     const value = body[name];
@@ -65,7 +67,7 @@ export function handleTrack(body: Record<string, unknown>, store: ProfileStore, 
     counts[`${name}_processed`] = objects.length - errors.filter((e) => e.input_array === name).length;
   }
 
-  const context: ApplyContext = { store, now, maxArrayLength: limits.maxArrayLength, nestedWritesAllowed: nestedWrites.every(nestedWriteIsValid) };
+  const context: ApplyContext = { store, eventLog, now, maxArrayLength: limits.maxArrayLength, nestedWritesAllowed: nestedWrites.every(nestedWriteIsValid) };
   for (const object of accepted) {
     const profile = store.find(object.identifier) ?? (object.createIfMissing ? store.create(object.identifier) : undefined);
     // An update-only write to an unknown user is accepted, changes nothing and costs nothing.
@@ -79,7 +81,7 @@ function validate(array: TrackArray, object: unknown, blocked: ReadonlySet<strin
   const target = targetOf(object);
   if (!target) return MISSING_IDENTIFIER;
   if (target.identifier.kind === 'external_id' && blocked.has(target.identifier.value)) return BLOCKED;
-  const apply = array === 'attributes' ? validateAttributes(object, target.identifier, nestedWrites) : array === 'events' ? validateEvent(object) : validatePurchase(object);
+  const apply = array === 'attributes' ? validateAttributes(object, target.identifier, nestedWrites) : array === 'events' ? validateEvent(object, target.identifier) : validatePurchase(object);
   return typeof apply === 'string' ? apply : { ...target, apply };
 }
 
@@ -119,16 +121,19 @@ function validateAttributes(object: Record<string, unknown>, identifier: Identif
 }
 
 /** One data point per event, whatever properties it carries. */
-function validateEvent(object: Record<string, unknown>): Accepted['apply'] | string {
+function validateEvent(object: Record<string, unknown>, identifier: Identifier): Accepted['apply'] | string {
   if (!nonEmptyString(object.name)) return "'name' is required";
   const time = parseBrazeTime(object.time);
   if (time === undefined) return "'time' is required and must be an ISO-8601 time";
   const invalidProperties = propertiesError(object.properties);
   if (invalidProperties) return invalidProperties;
-  const name = object.name;
-  return (profile, { store, now }) => {
-    recordActivity((profile.edit().customEvents ??= new Map<string, ActivitySummary>()), name, clampToNow(time, now), 1);
+  const { name, app_id: appId } = object;
+  const properties = (object.properties ?? {}) as Record<string, unknown>;
+  return (profile, { store, eventLog, now }) => {
+    const storedTime = clampToNow(time, now);
+    recordActivity((profile.edit().customEvents ??= new Map<string, ActivitySummary>()), name, storedTime, 1);
     store.count('event');
+    eventLog.record({ ...sentIdentifier(identifier), name, time: storedTime, properties, ...(typeof appId === 'string' ? { app_id: appId } : {}) });
   };
 }
 
