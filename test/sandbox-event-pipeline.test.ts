@@ -248,6 +248,35 @@ describe('Braze event log and data points', () => {
     assert.equal(state.events, 2);
   });
 
+  test("Braze's event rules: each offending object is an error entry in a 201, the others are recorded", async () => {
+    const valid = (fields: Record<string, unknown>) => ({ external_id: 'known-1', name: 'ok', time: TIME, ...fields });
+    const big = { blob: { text: 'x'.repeat(200) }, list: Array.from({ length: 600 }, () => 'y'.repeat(200)) };
+    const response = await track({
+      events: [
+        valid({ name: undefined }),
+        valid({ time: undefined }),
+        valid({ time: 'January 1, 2026' }),
+        valid({ time: '1767225600' }),
+        valid({ properties: { '': 1 } }),
+        valid({ properties: { ['k'.repeat(256)]: 1 } }),
+        valid({ properties: { $price: 1 } }),
+        valid({ properties: { time: 'x' } }),
+        valid({ properties: { event_name: 'x' } }),
+        valid({ properties: { note: 'n'.repeat(256) } }),
+        valid({ properties: big }),
+        valid({ properties: 'not-an-object' }),
+        valid({ name: 'braze-format', time: '2026-01-01T00:00:00:000+0000' }),
+        valid({ name: 'offset', time: '2026-01-01T02:00:00+02:00', properties: { k: 'k'.repeat(255), ['n'.repeat(255)]: { deep: [1] } } }),
+        valid({ name: 'date-only', time: '2026-01-01' }),
+      ],
+    });
+    assert.equal(response.status, 201);
+    assert.deepEqual(response.body.errors?.map((error) => error.index), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    assert.match(response.body.errors?.[10]?.type ?? '', /100 KB/);
+    const recorded = await loggedEvents();
+    assert.deepEqual(recorded.map((event) => [event.name, event.time]), [['braze-format', TIME], ['offset', TIME], ['date-only', TIME]]);
+  });
+
   test('stays cheap at 100,000 events', async () => {
     const users = Array.from({ length: 1_000 }, (_, i) => `user-${i}`);
     const requests = Array.from({ length: Math.ceil(100_000 / 75) }, (_, request) => ({

@@ -23,6 +23,11 @@ const MISSING_IDENTIFIER = "'external_id' or 'braze_id' or 'user_alias' is requi
 const BLOCKED = 'provided external_id is blacklisted and disallowed';
 const REQUEST_FLAGS = new Set(['external_id', 'user_alias', 'braze_id', '_update_existing_only', '_merge_objects']);
 const MAX_QUANTITY = 100;
+const MAX_STRING = 255;
+const MAX_NESTED_PROPERTIES_BYTES = 100 * 1024;
+const RESERVED_PROPERTY_KEYS = new Set(['time', 'event_name']);
+/** ISO-8601 dates and date-times (UTC unless an offset is given), and Braze's other form `yyyy-MM-dd'T'HH:mm:ss:SSSZ`. */
+const BRAZE_TIME = /^(\d{4}-\d\d-\d\d)(?:T(\d\d):(\d\d)(?::(\d\d)(?:[.:](\d{1,9}))?)?(Z|[+-]\d\d:?\d\d)?)?$/;
 
 /** A validated object, ready to apply. */
 interface Accepted {
@@ -160,16 +165,21 @@ function propertiesError(properties: unknown): string | undefined {
   if (properties === undefined) return undefined;
   if (!isPlainObject(properties)) return "'properties' must be an object";
   for (const [key, value] of Object.entries(properties)) {
-    if (key === '' || key.length > 255 || key.startsWith('$') || key === 'time' || key === 'event_name') return `invalid property key '${key}'`;
-    if (typeof value === 'string' && value.length > 255) return `property '${key}' must be at most 255 characters`;
+    if (key === '' || key.length > MAX_STRING || key.startsWith('$') || RESERVED_PROPERTY_KEYS.has(key)) return `invalid property key '${key}'`;
+    if (typeof value === 'string' && value.length > MAX_STRING) return `property '${key}' must be at most ${MAX_STRING} characters`;
   }
+  const nested = Object.values(properties).some((value) => typeof value === 'object' && value !== null);
+  if (nested && Buffer.byteLength(JSON.stringify(properties)) > MAX_NESTED_PROPERTIES_BYTES) return "'properties' with nested values must be at most 100 KB";
   return undefined;
 }
 
-/** ISO-8601, or Braze's other accepted form `yyyy-MM-dd'T'HH:mm:ss:SSSZ`; epoch ms, or undefined when invalid. */
+/** Epoch ms of a time Braze accepts (see BRAZE_TIME), or undefined. */
 function parseBrazeTime(value: unknown): number | undefined {
-  if (typeof value !== 'string') return undefined;
-  const parsed = Date.parse(value.replace(/^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d):(\d{3})/, '$1.$2'));
+  const match = typeof value === 'string' ? BRAZE_TIME.exec(value) : null;
+  if (!match) return undefined;
+  const [, date, hours = '00', minutes = '00', seconds = '00', fraction = '0', zone = 'Z'] = match;
+  const offset = zone === 'Z' ? zone : `${zone.slice(0, 3)}:${zone.slice(-2)}`;
+  const parsed = Date.parse(`${date}T${hours}:${minutes}:${seconds}.${fraction.slice(0, 3).padEnd(3, '0')}${offset}`);
   return Number.isNaN(parsed) ? undefined : parsed;
 }
 
