@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Dataset, DEFAULT_COHORTS } from '../src/sandbox/dataset.js';
+import { Dataset, DEFAULT_COHORTS, type SandboxEvent } from '../src/sandbox/dataset.js';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 const HOUR_MS = 60 * 60 * 1000;
@@ -156,12 +156,13 @@ describe('Dataset cohorts', () => {
 describe('Dataset events', () => {
   const dataset = new Dataset({ seed: 11, users: 10_000, now: NOW });
   const hourStart = Math.floor(NOW / HOUR_MS) * HOUR_MS - 3 * HOUR_MS;
+  const uploadTimeOf = (event: SandboxEvent) => amplitudeTimeMs(event.server_upload_time);
 
   test('are deterministic, inside their hour and bounded', () => {
     const events = [...dataset.eventsInHour(hourStart)];
     assert.deepEqual([...dataset.eventsInHour(hourStart)], events);
     assert.ok(events.length > 0 && events.length <= dataset.maxEventsPerHour, `${events.length} events`);
-    const uploadTimes = events.map((event) => Date.parse(`${event.server_upload_time.replace(' ', 'T').slice(0, 23)}Z`));
+    const uploadTimes = events.map(uploadTimeOf);
     assert.ok(uploadTimes.every((time) => time >= hourStart && time < hourStart + HOUR_MS));
     assert.deepEqual(uploadTimes, [...uploadTimes].sort((a, b) => a - b));
     assert.equal(new Set(events.map((event) => event.$insert_id)).size, events.length);
@@ -176,6 +177,126 @@ describe('Dataset events', () => {
     assert.equal([...dataset.eventsInHour(NOW + HOUR_MS)].length, 0);
     assert.equal([...dataset.eventsInHour(NOW - 181 * DAY_MS)].length, 0);
     const currentHour = [...dataset.eventsInHour(Math.floor(NOW / HOUR_MS) * HOUR_MS)];
-    assert.ok(currentHour.every((event) => Date.parse(`${event.server_upload_time.replace(' ', 'T').slice(0, 23)}Z`) < NOW));
+    assert.ok(currentHour.every((event) => uploadTimeOf(event) < NOW));
+  });
+
+  test('countEventsInHour agrees with the events, for full, partial and empty hours', () => {
+    const currentHour = Math.floor(NOW / HOUR_MS) * HOUR_MS;
+    for (const hour of [hourStart, hourStart - 50 * HOUR_MS, currentHour, currentHour + HOUR_MS, NOW - 181 * DAY_MS]) {
+      assert.equal(dataset.countEventsInHour(hour), [...dataset.eventsInHour(hour)].length, new Date(hour).toISOString());
+    }
+    assert.equal(new Dataset({ seed: 11, users: 0, now: NOW }).countEventsInHour(hourStart), 0);
+  });
+
+  test('the default volume stays small; eventsPerHour sets it, roughly, under maxEventsPerHour', () => {
+    assert.equal(dataset.eventsPerHour, 125);
+    assert.ok(new Dataset({ seed: 11, users: 2_000_000, now: NOW }).maxEventsPerHour <= 400);
+    const busy = new Dataset({ seed: 11, users: 5_000, now: NOW, eventsPerHour: 6_000 });
+    const counts = [0, 1, 2, 3].map((back) => busy.countEventsInHour(hourStart - back * HOUR_MS));
+    for (const count of counts) assert.ok(Math.abs(count - 6_000) < 300 && count <= busy.maxEventsPerHour, `${counts.join(', ')} of 6,000 (max ${busy.maxEventsPerHour})`);
+    const sparse = new Dataset({ seed: 11, users: 5_000, now: NOW, eventsPerHour: 10 });
+    const sparseTotal = Array.from({ length: 48 }, (_, back) => sparse.countEventsInHour(hourStart - back * HOUR_MS)).reduce((a, b) => a + b);
+    assert.ok(Math.abs(sparseTotal / 48 - 10) < 2, `${sparseTotal / 48} events an hour on average`);
+  });
+
+  test('are streamed: the first events of a million-event hour come without generating the hour', () => {
+    const huge = new Dataset({ seed: 1, users: 100_000, now: NOW, eventsPerHour: 1_000_000 });
+    const started = performance.now();
+    const first: SandboxEvent[] = [];
+    for (const event of huge.eventsInHour(hourStart)) if (first.push(event) === 20_000) break;
+    // The whole hour takes 50 times as many.
+    assert.ok(performance.now() - started < 3_000, `${performance.now() - started} ms for the first 20,000`);
+    const uploadTimes = first.map(uploadTimeOf);
+    assert.deepEqual(uploadTimes, [...uploadTimes].sort((a, b) => a - b), 'in upload-time order across minutes');
+    assert.ok((uploadTimes.at(-1) ?? 0) >= hourStart + 60_000, 'past the first minute');
+    assert.equal(new Set(first.map((event) => event.$insert_id)).size, first.length);
+  });
+
+  test('carry the fields of an Amplitude export line', () => {
+    const events = [...dataset.eventsInHour(hourStart)];
+    for (const event of events) {
+      assert.match(event.library, /^amplitude-(ts|swift|android-kotlin)\/\d+\.\d+\.\d+$/);
+      assert.ok(['Web', 'iOS', 'Android'].includes(event.platform));
+      assert.ok(Number.isInteger(event.session_id) && event.session_id <= amplitudeTimeMs(event.event_time));
+      assert.ok(Number.isInteger(event.event_id) && event.event_id >= 0);
+      assert.equal(event.client_event_time, event.event_time);
+      assert.equal(event.server_received_time, event.server_upload_time);
+      assert.ok(amplitudeTimeMs(event.processed_time) >= uploadTimeOf(event));
+      assert.match(event.uuid, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      const index = dataset.indexOfAmplitudeId(String(event.amplitude_id)) ?? -1;
+      assert.equal(event.user_id, dataset.identity(index).userId, 'null for anonymous users');
+      assert.equal(event.device_id, dataset.deviceIdOf(index));
+    }
+    assert.ok(events.some((event) => event.user_id === null) && events.some((event) => event.user_id !== null));
+  });
+
+  test("a user's events within a session share its session_id", () => {
+    const busy = new Dataset({ seed: 11, users: 50, now: NOW, eventsPerHour: 2_000, lateEventFraction: 0 });
+    const byUserAndSession = new Map<string, Set<number>>();
+    for (const event of busy.eventsInHour(hourStart)) {
+      const key = `${event.amplitude_id} ${event.session_id}`;
+      const times = byUserAndSession.get(key) ?? new Set();
+      byUserAndSession.set(key, times.add(amplitudeTimeMs(event.event_time)));
+    }
+    const sessions = [...byUserAndSession.values()];
+    assert.ok(sessions.some((times) => times.size > 1), 'several events per session');
+    for (const times of sessions) assert.ok(Math.max(...times) - Math.min(...times) < 30 * 60_000);
+  });
+
+  test('a fraction of events arrive late, up to lateEventMaxHours after they happened; the rest within seconds', () => {
+    const busy = new Dataset({ seed: 11, users: 10_000, now: NOW, eventsPerHour: 40_000 });
+    const delays = [...busy.eventsInHour(hourStart)].map((event) => uploadTimeOf(event) - amplitudeTimeMs(event.event_time));
+    const late = delays.filter((delay) => delay > 5_000);
+    assert.ok(delays.every((delay) => delay >= 0 && delay <= 48 * HOUR_MS));
+    assert.ok(Math.abs(late.length / delays.length - 0.02) < 0.005, `${late.length} late of ${delays.length}`);
+    assert.ok(late.some((delay) => delay > 24 * HOUR_MS), 'some by more than a day');
+    const custom = new Dataset({ seed: 11, users: 10_000, now: NOW, eventsPerHour: 4_000, lateEventFraction: 0.5, lateEventMaxHours: 3 });
+    const customDelays = [...custom.eventsInHour(hourStart)].map((event) => uploadTimeOf(event) - amplitudeTimeMs(event.event_time));
+    assert.ok(customDelays.every((delay) => delay <= 3 * HOUR_MS));
+    assert.ok(Math.abs(customDelays.filter((delay) => delay > 5_000).length / customDelays.length - 0.5) < 0.05);
+  });
+
+  test('user_properties are the user\'s at the event time; level grows by one a day since the first activity', () => {
+    for (const event of dataset.eventsInHour(hourStart)) {
+      const index = dataset.indexOfAmplitudeId(String(event.amplitude_id)) ?? -1;
+      assert.deepEqual(event.user_properties, dataset.userPropertiesAt(index, amplitudeTimeMs(event.event_time)));
+    }
+    const user = dataset.user(42);
+    assert.deepEqual(dataset.userPropertiesAt(42, NOW), user.properties);
+    assert.ok(user.firstSeenAt.getTime() < dataset.eventWindowStart - 48 * HOUR_MS, 'before every event of the user');
+    const levelAt = (time: number) => dataset.userPropertiesAt(42, time).level as number;
+    const firstSeen = user.firstSeenAt.getTime();
+    assert.deepEqual([levelAt(firstSeen), levelAt(firstSeen + DAY_MS - 1), levelAt(firstSeen + DAY_MS), levelAt(firstSeen + 10.5 * DAY_MS)], [0, 0, 1, 10]);
+    const { level: _levelThen, ...seededThen } = dataset.userPropertiesAt(42, NOW - 100 * DAY_MS);
+    const { level: _levelNow, ...seededNow } = user.properties;
+    assert.deepEqual(seededThen, seededNow, 'only level changes over time');
+  });
+
+  test('late events make "the latest by event time" differ from "the last uploaded"', () => {
+    const busy = new Dataset({ seed: 11, users: 200, now: NOW, eventsPerHour: 2_000, lateEventFraction: 0.3 });
+    const lastUploaded = new Map<number, SandboxEvent>();
+    const latest = new Map<number, SandboxEvent>();
+    for (const event of busy.eventsInHour(hourStart)) {
+      lastUploaded.set(event.amplitude_id, event);
+      if (event.event_time > (latest.get(event.amplitude_id)?.event_time ?? '')) latest.set(event.amplitude_id, event);
+    }
+    const differing = [...latest].filter(([id, event]) => event.user_properties.level !== lastUploaded.get(id)?.user_properties.level);
+    assert.ok(differing.length > 0);
+    for (const [id, event] of differing) {
+      const index = busy.indexOfAmplitudeId(String(id)) ?? -1;
+      assert.ok((event.user_properties.level as number) > (lastUploaded.get(id)?.user_properties.level as number));
+      assert.deepEqual(event.user_properties, busy.userPropertiesAt(index, amplitudeTimeMs(event.event_time)));
+    }
+  });
+
+  test('refuse options out of range', () => {
+    assert.throws(() => new Dataset({ seed: 1, users: 10, eventsPerHour: -1 }), /eventsPerHour/);
+    assert.throws(() => new Dataset({ seed: 1, users: 10, lateEventFraction: 1.5 }), /lateEventFraction/);
+    assert.throws(() => new Dataset({ seed: 1, users: 10, lateEventMaxHours: Number.NaN }), /lateEventMaxHours/);
   });
 });
+
+/** Epoch ms of Amplitude's `YYYY-MM-DD HH:MM:SS.ffffff` (UTC). */
+function amplitudeTimeMs(time: string): number {
+  return Date.parse(`${time.replace(' ', 'T').slice(0, 23)}Z`);
+}

@@ -232,20 +232,20 @@ describe('/users/track', () => {
 });
 
 describe('data points (legacy rules)', () => {
-  test('each attribute set costs 1 even when unchanged; array add/remove 1 per value; events 1 + properties', async () => {
+  test('each attribute set costs 1 even when unchanged; array add/remove 1 per value; an event 1 whatever its properties', async () => {
     await track({ attributes: [{ external_id: 'known-1', plan: 'gold' }] });
     await track({ attributes: [{ external_id: 'known-1', plan: 'gold' }] });
     await track({ attributes: [{ external_id: 'known-1', cohorts: { add: ['c1', 'c2'], remove: ['c3'] } }] });
     await track({ events: [{ external_id: 'known-1', name: 'opened', time: TIME, properties: { a: 1, b: 2 } }] });
-    assert.deepEqual(braze.control.dataPoints(), { total: 8, byKind: { attribute: 2, array_add: 2, array_remove: 1, event: 1, event_property: 2 } });
+    assert.deepEqual(braze.control.dataPoints(), { total: 6, byKind: { attribute: 2, array_add: 2, array_remove: 1, event: 1 } });
   });
 
-  test('identifiers and flags are free; inc, a whole-array set and null cost 1; nested objects 1 per key; purchases 1 each + properties', async () => {
+  test('identifiers and flags are free; inc, a whole-array set and null cost 1; nested objects 1 per key; a purchase 1 whatever its properties', async () => {
     await track({
       attributes: [{ external_id: 'known-1', _update_existing_only: true, _merge_objects: true, visits: { inc: 1 }, tags: ['a', 'b'], plan: null, address: { city: 'Paris', geo: { lat: 1, lon: 2 } } }],
       purchases: [{ external_id: 'known-1', product_id: 'p', currency: 'EUR', price: 1, properties: { color: 'red' } }],
     });
-    assert.deepEqual(braze.control.dataPoints(), { total: 8, byKind: { increment: 1, attribute: 2, nested_key: 3, purchase: 1, purchase_property: 1 } });
+    assert.deepEqual(braze.control.dataPoints(), { total: 7, byKind: { increment: 1, attribute: 2, nested_key: 3, purchase: 1 } });
   });
 });
 

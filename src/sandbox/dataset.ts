@@ -2,7 +2,11 @@
  * The deterministic, seeded world both sandboxes share. Every user, cohort membership and event is a pure
  * function of (seed, index), so a 2,000,000-user dataset costs no memory until a test overrides something.
  */
+import { GENRES, HourlyEvents, type SandboxEvent } from './dataset-events.js';
 import { createRng } from './http-util.js';
+import { hash32, hashString, pick, toUnit, uuidFrom } from './seeded.js';
+
+export type { ExportLine, SandboxEvent } from './dataset-events.js';
 
 export type PropertyValue = string | number | boolean | string[];
 
@@ -29,7 +33,10 @@ export interface SandboxIdentity {
 
 export interface SandboxUser extends SandboxIdentity {
   deviceId: string;
+  /** Before the dataset's event window: every event of the user comes after it. */
+  firstSeenAt: Date;
   lastSeenAt: Date;
+  /** As of the dataset's `now` (see `userPropertiesAt`). */
   properties: Record<string, PropertyValue>;
   /** Amplitude returns computations as strings, e.g. "5000000.0". */
   computations: Record<string, string>;
@@ -63,46 +70,35 @@ export interface CohortDefinition {
   description?: string;
 }
 
-/** One event as the Export API writes it (one JSON line). */
-export interface SandboxEvent {
-  $insert_id: string;
-  amplitude_id: number;
-  user_id: string | null;
-  device_id: string;
-  event_type: string;
-  /** Amplitude's `YYYY-MM-DD HH:MM:SS.ffffff` (UTC). */
-  event_time: string;
-  server_upload_time: string;
-  event_properties: Record<string, PropertyValue>;
-  user_properties: Record<string, PropertyValue>;
-  groups: Record<string, never>;
-  uuid: string;
-}
-
 export interface DatasetOptions {
   seed: number;
   users: number;
   identifiedFraction?: number;
   brazeKnownFraction?: number;
-  /** The dataset's "present": users were last seen in the 180 days before it. */
+  /** The dataset's "present": users were last seen, and events uploaded, in the 180 days before it. */
   now?: number;
+  /** Events uploaded per hour, roughly (default: one per 80 users, at most 250). */
+  eventsPerHour?: number;
+  /** Fraction (0..1) of an hour's events that happened up to `lateEventMaxHours` before their upload (default 0.02). */
+  lateEventFraction?: number;
+  /** Default 48. */
+  lateEventMaxHours?: number;
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 const HOUR_MS = 60 * 60 * 1000;
 const LAST_SEEN_SPREAD_MS = 180 * DAY_MS;
+/** First activities spread over the year before the event window (and its late events). */
+const FIRST_SEEN_SPREAD_MS = 365 * DAY_MS;
 const AMPLITUDE_ID_BASE = 356_896_000_000;
 const APP_ID = 187_520;
-const MAX_ACTIVE_USERS_PER_HOUR = 100;
-const MAX_EVENTS_PER_USER_HOUR = 4;
-const USERS_PER_ACTIVE_USER_HOUR = 200;
+const USERS_PER_DEFAULT_HOURLY_EVENT = 80;
+const MAX_DEFAULT_EVENTS_PER_HOUR = 250;
 
 const PLANS = ['free', 'free', 'free', 'premium', 'premium', 'family'] as const;
 const COUNTRIES = ['US', 'GB', 'DE', 'FR', 'BR', 'JP', 'IN', 'CA'] as const;
-const GENRES = ['rock', 'jazz', 'pop', 'classical', 'hip-hop', 'electronic', 'folk', 'metal'] as const;
-const EVENT_TYPES = ['Song Played', 'Page Viewed', 'Playlist Created', 'Purchase Completed'] as const;
 
-/** Property names every user has; `props=1` without `propKeys` exports these. */
+/** The seeded profile properties `props=1` exports without `propKeys` (every user also has `level`, which grows daily). */
 export const USER_PROPERTY_NAMES = ['plan', 'country', 'ltv', 'beta_tester', 'favorite_genres'] as const;
 
 export const DEFAULT_COHORTS: readonly CohortDefinition[] = [
@@ -110,25 +106,6 @@ export const DEFAULT_COHORTS: readonly CohortDefinition[] = [
   { id: '3k9x2pq', name: 'Premium trial candidates', memberFraction: 0.1, description: 'Free plan, active weekly' },
   { id: '5fh7t0w', name: 'Active listeners', memberFraction: 0.4, description: 'Played a song in the last 30 days' },
 ];
-
-/** A fast 32-bit integer hash of a tuple of 32-bit integers (murmur3 finaliser per part). */
-function hash32(...parts: number[]): number {
-  let hash = 0x9e3779b9;
-  for (const part of parts) {
-    hash = Math.imul(hash ^ (part >>> 0), 0x85ebca6b);
-    hash ^= hash >>> 13;
-    hash = Math.imul(hash, 0xc2b2ae35);
-    hash ^= hash >>> 16;
-  }
-  return hash >>> 0;
-}
-
-/** FNV-1a, to turn a string (cohort id, salt) into a hash input. */
-function hashString(text: string): number {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193);
-  return hash >>> 0;
-}
 
 const RECOMMENDED_ITEMS = 10;
 
@@ -139,23 +116,9 @@ function songIds(rng: () => number, count: number): string[] {
   return ids;
 }
 
-const toUnit = (hash: number) => hash / 4294967296;
-const hex = (value: number, digits: number) => (value >>> 0).toString(16).padStart(8, '0').slice(-digits);
-const pick = <T>(rng: () => number, values: readonly T[]): T => values[Math.floor(rng() * values.length)] as T;
-
-function uuidFrom(hashes: [number, number, number], tail: string): string {
-  const [a, b, c] = hashes;
-  return `${hex(a, 8)}-${hex(b, 4)}-4${hex(b >>> 16, 3)}-${'89ab'[c & 3]}${hex(c, 3)}-${tail}`;
-}
-
-/** Amplitude's `YYYY-MM-DD HH:MM:SS.ffffff` (UTC). */
-export function formatAmplitudeTime(ms: number): string {
-  return `${new Date(ms).toISOString().replace('T', ' ').slice(0, 23)}000`;
-}
-
 const USER_SALT = hashString('user');
 const DEVICE_SALT = hashString('device');
-const EVENT_SALT = hashString('event');
+const FIRST_SEEN_SALT = hashString('first-seen');
 
 type MembershipBase =
   | { kind: 'rule'; seed: number; salt: number; fraction: number }
@@ -225,9 +188,13 @@ export class Dataset {
   readonly userCount: number;
   readonly now: number;
   readonly appId = APP_ID;
+  readonly eventsPerHour: number;
+  readonly lateEventFraction: number;
+  readonly lateEventMaxHours: number;
   private readonly identifiedFraction: number;
   private readonly brazeKnownFraction: number;
   private readonly cohortStates = new Map<string, CohortState>();
+  private readonly hourlyEvents: HourlyEvents;
 
   constructor(options: DatasetOptions) {
     if (!Number.isInteger(options.users) || options.users < 0) throw new Error('users must be a non-negative integer');
@@ -236,6 +203,13 @@ export class Dataset {
     this.now = options.now ?? Date.now();
     this.identifiedFraction = options.identifiedFraction ?? 0.8;
     this.brazeKnownFraction = options.brazeKnownFraction ?? 0.9;
+    this.eventsPerHour = options.eventsPerHour ?? Math.min(MAX_DEFAULT_EVENTS_PER_HOUR, Math.ceil(this.userCount / USERS_PER_DEFAULT_HOURLY_EVENT));
+    this.lateEventFraction = options.lateEventFraction ?? 0.02;
+    this.lateEventMaxHours = options.lateEventMaxHours ?? 48;
+    if (!(this.eventsPerHour >= 0 && Number.isFinite(this.eventsPerHour))) throw new Error('eventsPerHour must be a non-negative number');
+    if (!(this.lateEventFraction >= 0 && this.lateEventFraction <= 1)) throw new Error('lateEventFraction must be between 0 and 1');
+    if (!(this.lateEventMaxHours >= 0 && Number.isFinite(this.lateEventMaxHours))) throw new Error('lateEventMaxHours must be a non-negative number');
+    this.hourlyEvents = new HourlyEvents(this);
     for (const definition of DEFAULT_COHORTS) this.defineCohort(definition);
   }
 
@@ -250,29 +224,40 @@ export class Dataset {
   user(index: number): SandboxUser {
     const rng = this.userRng(index);
     const identity = this.drawIdentity(rng, index);
-    const lastSeenAt = new Date(this.now - Math.floor(rng() * LAST_SEEN_SPREAD_MS));
-    const plan = pick(rng, PLANS);
-    const genres = GENRES.filter(() => rng() < 0.3);
-    const purchases = Math.floor(rng() * 40);
-    const ltv = plan === 'free' ? 0 : Math.round(rng() * 50_000) / 100;
+    const { lastSeenAt, purchases, properties } = this.drawProfile(rng, this.levelAt(index, this.now));
     return {
       ...identity,
       deviceId: this.deviceIdOf(index),
+      firstSeenAt: new Date(this.firstSeenAt(index)),
       lastSeenAt,
-      properties: {
-        plan,
-        country: pick(rng, COUNTRIES),
-        ltv,
-        beta_tester: rng() < 0.05,
-        favorite_genres: genres,
-      },
+      properties,
       computations: {
         songs_played_30d: `${Math.floor(rng() * 500)}.0`,
         purchases_90d: `${purchases}.0`,
-        lifetime_spend: `${(ltv * 10_000).toFixed(1)}`,
+        lifetime_spend: `${(properties.ltv * 10_000).toFixed(1)}`,
       },
       recommendations: [this.recommendation(rng, 'rec-top-picks', lastSeenAt), this.recommendation(rng, 'rec-new-releases', lastSeenAt)],
     };
+  }
+
+  /**
+   * A user's properties as they were at `timeMs`, as events of that time carry them: the seeded ones, which never
+   * change, and `level`, the whole days since the user's first activity, which only grows.
+   */
+  userPropertiesAt(index: number, timeMs: number): Record<string, PropertyValue> {
+    const rng = this.userRng(index);
+    this.drawIdentityFlags(rng);
+    return this.drawProfile(rng, this.levelAt(index, timeMs)).properties;
+  }
+
+  /** Epoch ms of the user's first activity. */
+  firstSeenAt(index: number): number {
+    const beforeWindow = LAST_SEEN_SPREAD_MS + this.lateEventMaxHours * HOUR_MS;
+    return this.now - beforeWindow - Math.floor(toUnit(hash32(this.seed, FIRST_SEEN_SALT, index)) * FIRST_SEEN_SPREAD_MS);
+  }
+
+  private levelAt(index: number, timeMs: number): number {
+    return Math.max(0, Math.floor((timeMs - this.firstSeenAt(index)) / DAY_MS));
   }
 
   *users(): Generator<SandboxUser> {
@@ -361,62 +346,33 @@ export class Dataset {
     return this.recompute(cohortId, (membership) => membership.withRemoved(this.indexesOf(amplitudeIds)));
   }
 
-  /** An upper bound on `eventsInHour(…)`, for size estimates. */
-  get maxEventsPerHour(): number {
-    return this.activeUsersPerHour * MAX_EVENTS_PER_USER_HOUR;
+  /** Events are uploaded from here until `now`. */
+  get eventWindowStart(): number {
+    return this.now - LAST_SEEN_SPREAD_MS;
   }
 
-  private get activeUsersPerHour(): number {
-    return Math.min(MAX_ACTIVE_USERS_PER_HOUR, Math.ceil(this.userCount / USERS_PER_ACTIVE_USER_HOUR));
+  /** An upper bound on `eventsInHour(…)`, for size estimates. */
+  get maxEventsPerHour(): number {
+    return this.hourlyEvents.maxPerHour;
   }
 
   /**
-   * The events whose server upload time falls in the hour starting at `hourStartMs`, ordered by upload time:
-   * a bounded number of users sampled per hour, a few events each. None before the 180-day window or after
-   * `now`. The sample ignores `lastSeenAt` so that recent hours, which a sync reads most, are not near-empty.
+   * The events whose server upload time falls in the hour starting at `hourStartMs`, ordered by upload time (and
+   * streamed: a minute's worth is held at a time). Users are sampled per hour, regardless of `lastSeenAt`, so
+   * that recent hours, which a sync reads most, are not near-empty. None before `eventWindowStart` or from `now` on.
    */
-  *eventsInHour(hourStartMs: number): Generator<SandboxEvent> {
-    const hourStart = Math.floor(hourStartMs / HOUR_MS) * HOUR_MS;
-    if (hourStart < this.now - LAST_SEEN_SPREAD_MS || hourStart >= this.now || this.userCount === 0) return;
-    const hourIndex = hourStart / HOUR_MS;
-    const events: SandboxEvent[] = [];
-    for (let slot = 0; slot < this.activeUsersPerHour; slot++) {
-      const rng = createRng(hash32(this.seed, EVENT_SALT, hourIndex, slot));
-      const user = this.user(Math.floor(rng() * this.userCount));
-      const eventCount = 1 + Math.floor(rng() * MAX_EVENTS_PER_USER_HOUR);
-      for (let n = 0; n < eventCount; n++) {
-        const uploadedAt = hourStart + Math.floor(rng() * HOUR_MS);
-        if (uploadedAt >= this.now) continue;
-        events.push(this.event(user, rng, uploadedAt, `${hourIndex}-${slot}-${n}`));
-      }
-    }
-    events.sort((a, b) => a.server_upload_time.localeCompare(b.server_upload_time));
-    yield* events;
+  eventsInHour(hourStartMs: number): Generator<SandboxEvent> {
+    return this.hourlyEvents.inHour(hourStartMs);
   }
 
-  private event(user: SandboxUser, rng: () => number, uploadedAt: number, key: string): SandboxEvent {
-    const eventType = pick(rng, EVENT_TYPES);
-    const eventTime = uploadedAt - Math.floor(rng() * 5_000);
-    const eventProperties: Record<string, PropertyValue> =
-      eventType === 'Purchase Completed'
-        ? { price: Math.round(rng() * 2_000) / 100, sku: `sku-${Math.floor(rng() * 100)}` }
-        : eventType === 'Song Played'
-          ? { genre: pick(rng, GENRES), duration_s: 60 + Math.floor(rng() * 300) }
-          : { path: `/page/${Math.floor(rng() * 20)}` };
-    const uuidHash = hash32(this.seed, hashString(key));
-    return {
-      $insert_id: `sandbox-${this.seed}-${key}`,
-      amplitude_id: AMPLITUDE_ID_BASE + user.index,
-      user_id: user.userId,
-      device_id: user.deviceId,
-      event_type: eventType,
-      event_time: formatAmplitudeTime(eventTime),
-      server_upload_time: formatAmplitudeTime(uploadedAt),
-      event_properties: eventProperties,
-      user_properties: { plan: user.properties.plan as string, country: user.properties.country as string },
-      groups: {},
-      uuid: uuidFrom([uuidHash, hash32(uuidHash, 1), hash32(uuidHash, 2)], hex(hash32(uuidHash, 3), 8) + hex(hash32(uuidHash, 4), 4)),
-    };
+  /** `[...eventsInHour(hourStartMs)].length`, without building the events. */
+  countEventsInHour(hourStartMs: number): number {
+    return this.hourlyEvents.countInHour(hourStartMs);
+  }
+
+  /** Amplitude ids from here on belong to no dataset user, for users first seen by a sandbox. */
+  get firstUnusedAmplitudeId(): number {
+    return AMPLITUDE_ID_BASE + this.userCount;
   }
 
   private userRng(index: number): () => number {
@@ -424,15 +380,31 @@ export class Dataset {
     return createRng(hash32(this.seed, USER_SALT, index));
   }
 
+  /** The draws after the identity: when the user was last seen, and the properties (with `level` as given). */
+  private drawProfile(rng: () => number, level: number) {
+    const lastSeenAt = new Date(this.now - Math.floor(rng() * LAST_SEEN_SPREAD_MS));
+    const plan = pick(rng, PLANS);
+    const genres = GENRES.filter(() => rng() < 0.3);
+    const purchases = Math.floor(rng() * 40);
+    const ltv = plan === 'free' ? 0 : Math.round(rng() * 50_000) / 100;
+    const properties = { plan, country: pick(rng, COUNTRIES), ltv, beta_tester: rng() < 0.05, favorite_genres: genres, level };
+    return { lastSeenAt, purchases, properties };
+  }
+
   /** The first draws of a user's stream, so `identity(i)` and `user(i)` agree without computing the rest. */
   private drawIdentity(rng: () => number, index: number): SandboxIdentity {
-    const identified = rng() < this.identifiedFraction;
+    const { identified, existsInBraze } = this.drawIdentityFlags(rng);
     return {
       index,
       amplitudeId: String(AMPLITUDE_ID_BASE + index),
       userId: identified ? `user-${String(index).padStart(6, '0')}` : null,
-      existsInBraze: rng() < this.brazeKnownFraction,
+      existsInBraze,
     };
+  }
+
+  private drawIdentityFlags(rng: () => number): { identified: boolean; existsInBraze: boolean } {
+    const identified = rng() < this.identifiedFraction;
+    return { identified, existsInBraze: rng() < this.brazeKnownFraction };
   }
 
   private recommendation(rng: () => number, recId: string, lastSeenAt: Date): SandboxRecommendation {

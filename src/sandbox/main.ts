@@ -16,6 +16,9 @@ const sandboxes = await startSandboxes({
   dataset: {
     identifiedFraction: optionalNumber(process.env.SANDBOX_IDENTIFIED_FRACTION),
     brazeKnownFraction: optionalNumber(process.env.SANDBOX_BRAZE_KNOWN_FRACTION),
+    eventsPerHour: optionalNumber(process.env.SANDBOX_EVENTS_PER_HOUR),
+    lateEventFraction: optionalNumber(process.env.SANDBOX_LATE_EVENT_FRACTION),
+    lateEventMaxHours: optionalNumber(process.env.SANDBOX_LATE_EVENT_MAX_HOURS),
   },
 });
 

@@ -4,8 +4,8 @@ import type { Dataset } from '../dataset.js';
 import { sendJson, type FaultInjector } from '../http-util.js';
 import type { CohortExports } from './cohort-exports.js';
 import type { Ingestion } from './ingestion.js';
-import type { FixedWindowCounter } from './limits.js';
-import type { ResolvedOptions } from './options.js';
+import type { Countdown, FixedWindowCounter } from './limits.js';
+import type { AmplitudeFaults, ResolvedOptions } from './options.js';
 import type { ProfileStore } from './profiles.js';
 
 export interface SandboxContext {
@@ -14,6 +14,8 @@ export interface SandboxContext {
   /** The sandbox's own base URL (for pre-signed links); known once the server listens. */
   baseUrl: string;
   faults: FaultInjector;
+  /** The `exportTimeouts` fault, apart from the faults every endpoint shares. */
+  exportTimeouts: Countdown;
   cohortExports: CohortExports;
   profiles: ProfileStore;
   ingestion: Ingestion;
@@ -28,6 +30,16 @@ export interface Exchange {
   res: ServerResponse;
   url: URL;
   context: SandboxContext;
+}
+
+export function setFaults(context: SandboxContext, { exportTimeouts = 0, ...shared }: AmplitudeFaults): void {
+  context.faults.setFaults(shared);
+  context.exportTimeouts.set(exportTimeouts);
+}
+
+export function currentFaults(context: SandboxContext): AmplitudeFaults {
+  const exportTimeouts = context.exportTimeouts.remaining;
+  return { ...context.faults.current, ...(exportTimeouts > 0 ? { exportTimeouts } : {}) };
 }
 
 const ERROR_TYPES: Record<number, string> = {

@@ -1,9 +1,12 @@
 /** Unauthenticated `/_sandbox/*` inspection and control endpoints (the sandbox only listens on loopback). */
 import { z } from 'zod';
 import { BodyTooLargeError, InvalidJsonError, readJsonBody, sendJson } from '../http-util.js';
-import type { Exchange } from './context.js';
+import { currentFaults, setFaults, type Exchange } from './context.js';
+import { countExportLinesInHour, exportLinesInHour, parseHour } from './export-api.js';
 
 const MAX_CONTROL_BODY_BYTES = 16 * 1024 * 1024;
+/** `/_sandbox/export/<hour>?events=1` answers in one JSON body, so only test-sized hours are listed. */
+const MAX_LISTED_EXPORT_LINES = 100_000;
 
 const membershipChangeSchema = z.object({
   set: z.array(z.string()).optional(),
@@ -16,6 +19,7 @@ const faultsSchema = z.object({
   rateLimitBurstEvery: z.number().int().nonnegative().optional(),
   rateLimitBurstLength: z.number().int().nonnegative().optional(),
   latencyMs: z.number().nonnegative().optional(),
+  exportTimeouts: z.number().int().nonnegative().optional(),
 });
 
 /** Reads and validates a JSON body, answering 400 itself when it is unusable. */
@@ -36,12 +40,24 @@ export function sandboxState({ res, context }: Exchange): void {
     downloadRequestsThisMonth: context.cohortExports.monthlyRequests.count(),
     ingestedEvents: context.ingestion.count,
     cohorts: context.dataset.cohorts(),
-    faults: context.faults.current,
+    faults: currentFaults(context),
   });
 }
 
 export function sandboxEvents({ res, context }: Exchange): void {
   sendJson(res, 200, { events: context.ingestion.list() });
+}
+
+/** What the Export API holds for one hour: `{hour, count, fromDataset, ingested}`, plus `events` with `?events=1`. */
+export function exportHour({ res, url, context }: Exchange, hour: string): void {
+  const hourStart = parseHour(hour);
+  if (hourStart === undefined) return sendJson(res, 400, { error: 'the hour must be YYYYMMDDTHH (UTC)' });
+  const count = countExportLinesInHour(context, hourStart);
+  const fromDataset = context.dataset.countEventsInHour(hourStart);
+  const summary = { hour, count, fromDataset, ingested: count - fromDataset };
+  if (url.searchParams.get('events') !== '1') return sendJson(res, 200, summary);
+  if (count > MAX_LISTED_EXPORT_LINES) return sendJson(res, 400, { error: `${count} events are too many to list; the limit is ${MAX_LISTED_EXPORT_LINES}` });
+  sendJson(res, 200, { ...summary, events: [...exportLinesInHour(context, hourStart)] });
 }
 
 export async function changeCohortMembers(exchange: Exchange, cohortId: string): Promise<void> {
@@ -63,6 +79,6 @@ export async function changeCohortMembers(exchange: Exchange, cohortId: string):
 export async function setSandboxFaults(exchange: Exchange): Promise<void> {
   const faults = await readBodyAs(exchange, faultsSchema);
   if (!faults) return;
-  exchange.context.faults.setFaults(faults);
-  sendJson(exchange.res, 200, { faults: exchange.context.faults.current });
+  setFaults(exchange.context, faults);
+  sendJson(exchange.res, 200, { faults: currentFaults(exchange.context) });
 }

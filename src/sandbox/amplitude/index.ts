@@ -3,18 +3,19 @@
  * profile, HTTP V2/Batch, identify), over a seeded Dataset, with the vendor's limits and failure modes.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Dataset } from '../dataset.js';
-import { closeServer, FaultInjector, listen, sendJson, type SandboxFaults } from '../http-util.js';
+import type { Dataset, ExportLine } from '../dataset.js';
+import { closeServer, FaultInjector, listen, sendJson } from '../http-util.js';
 import { CohortExports } from './cohort-exports.js';
-import { sendApiError, type Exchange, type SandboxContext } from './context.js';
+import { sendApiError, setFaults, type Exchange, type SandboxContext } from './context.js';
+import { countExportLinesInHour, exportLinesInHour } from './export-api.js';
 import { Ingestion, type IngestedEvent } from './ingestion.js';
-import { ConcurrencyGate, FixedWindowCounter } from './limits.js';
-import { resolveOptions, type AmplitudeSandboxOptions } from './options.js';
+import { ConcurrencyGate, Countdown, FixedWindowCounter } from './limits.js';
+import { resolveOptions, type AmplitudeFaults, type AmplitudeSandboxOptions } from './options.js';
 import { ProfileStore, type UserIds } from './profiles.js';
 import { matchRoute } from './routes.js';
 import type { UserProperties } from './user-properties.js';
 
-export type { AmplitudeSandboxOptions } from './options.js';
+export type { AmplitudeFaults, AmplitudeSandboxOptions } from './options.js';
 export type { IngestedEvent } from './ingestion.js';
 
 export interface AmplitudeSandboxControl {
@@ -23,7 +24,12 @@ export interface AmplitudeSandboxControl {
   downloadRequestsThisMonth(): number;
   /** User Activity requests answered or refused in the current hour. */
   userLookupsThisHour(): number;
-  setFaults(faults: SandboxFaults): void;
+  /** Replaces every fault, `exportTimeouts` included. */
+  setFaults(faults: AmplitudeFaults): void;
+  /** What the Export API serves for the hour starting at `hourStartMs`: dataset and ingested lines, in file order. */
+  exportedEvents(hourStartMs: number): Iterable<ExportLine>;
+  /** How many lines `exportedEvents` would give, without building them. */
+  exportedEventCount(hourStartMs: number): number;
   /** Makes every pre-signed `/s3/…` link issued so far expired (the `/file` links stay valid). */
   expireExportLinksNow(): void;
   /** Applies to jobs already running too: 0 completes them all, Infinity never completes. */
@@ -56,7 +62,8 @@ export async function startAmplitudeSandbox(options: AmplitudeSandboxOptions): P
     options: resolved,
     dataset: options.dataset,
     baseUrl: '',
-    faults: new FaultInjector(options.faults ?? {}, options.faultSeed ?? 1),
+    faults: new FaultInjector({}, options.faultSeed ?? 1),
+    exportTimeouts: new Countdown(),
     cohortExports: new CohortExports(),
     profiles,
     ingestion: new Ingestion(profiles, {
@@ -66,6 +73,7 @@ export async function startAmplitudeSandbox(options: AmplitudeSandboxOptions): P
     profileRequests: new FixedWindowCounter(60_000),
     userLookupRequests: new FixedWindowCounter(3_600_000),
   };
+  setFaults(context, options.faults ?? {});
   const gates = { dashboard: new ConcurrencyGate(resolved.maxConcurrentRequests), 'user-lookup': new ConcurrencyGate(resolved.userLookupConcurrency) };
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -112,7 +120,9 @@ export async function startAmplitudeSandbox(options: AmplitudeSandboxOptions): P
       ingestedEvents: () => context.ingestion.list(),
       downloadRequestsThisMonth: () => context.cohortExports.monthlyRequests.count(),
       userLookupsThisHour: () => context.userLookupRequests.count('project'),
-      setFaults: (faults) => context.faults.setFaults(faults),
+      setFaults: (faults) => setFaults(context, faults),
+      exportedEvents: (hourStartMs) => exportLinesInHour(context, hourStartMs),
+      exportedEventCount: (hourStartMs) => countExportLinesInHour(context, hourStartMs),
       expireExportLinksNow: () => context.cohortExports.expireLinksNow(),
       setExportJobDurationMs: (ms) => {
         resolved.exportJobDurationMs = ms;

@@ -1,8 +1,11 @@
 /**
  * Events Amplitude accepted through HTTP V2 or Batch: insert_id deduplication per device for 7 days, the
- * per-user/per-device rate limits, and user property updates carried by events.
+ * per-user/per-device rate limits, user property updates carried by events, and the lines the Export API adds
+ * for them to the hour they were received in.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
+import type { ExportLine } from '../dataset.js';
+import { formatAmplitudeTime } from '../seeded.js';
 import { FixedWindowCounter } from './limits.js';
 import type { ProfileStore } from './profiles.js';
 import type { UserProperties } from './user-properties.js';
@@ -31,6 +34,9 @@ export interface RateLimit {
 }
 
 const DEDUP_WINDOW_MS = 7 * 24 * 60 * 60 * 1000;
+const HOUR_MS = 60 * 60 * 1000;
+/** The `library` Amplitude records for events sent without one: `http/2.0` as seen for HTTP V2, Batch's by analogy. */
+const DEFAULT_LIBRARY: Record<IngestEndpoint, string> = { httpapi: 'http/2.0', batch: 'batch/1.0' };
 
 /** Amplitude sets a missing device_id to a hash of the user_id. */
 export function defaultDeviceId(userId: string): string {
@@ -41,6 +47,8 @@ export class Ingestion {
   private readonly events: IngestedEvent[] = [];
   /** `device_id \0 insert_id` → when it was first ingested. */
   private readonly insertIds = new Map<string, number>();
+  /** Hour index → that hour's lines, in upload-time order. */
+  private readonly exportLinesByHour = new Map<number, ExportLine[]>();
   private readonly rateCounters: Record<IngestEndpoint, FixedWindowCounter>;
 
   constructor(
@@ -59,6 +67,11 @@ export class Ingestion {
 
   list(): IngestedEvent[] {
     return [...this.events];
+  }
+
+  /** The Export API lines of the events received in the hour starting at `hourStartMs`, in upload-time order. */
+  exportLinesInHour(hourStartMs: number): readonly ExportLine[] {
+    return this.exportLinesByHour.get(Math.floor(hourStartMs / HOUR_MS)) ?? [];
   }
 
   /** Which ids (and so which events) this request would push over the per-id limit; undefined if none. */
@@ -93,10 +106,21 @@ export class Ingestion {
       for (const key of rateKeys(event)) this.rateCounters[endpoint].add(key, 1, now);
       if (this.isDuplicate(event, now)) continue;
       const ids = { userId: event.user_id as string | undefined, deviceId: event.device_id as string };
-      this.profiles.markSeen(ids);
+      const userKey = this.profiles.markSeen(ids);
       if (event.user_properties) this.profiles.updateProperties(ids, event.user_properties as UserProperties);
       this.events.push({ endpoint, receivedAt: now, event });
+      this.addExportLine(exportLineOf(endpoint, now, event, this.profiles.amplitudeIdOf(userKey)), now);
     }
+  }
+
+  private addExportLine(line: ExportLine, receivedAt: number): void {
+    const hourIndex = Math.floor(receivedAt / HOUR_MS);
+    const lines = this.exportLinesByHour.get(hourIndex) ?? [];
+    this.exportLinesByHour.set(hourIndex, lines);
+    lines.push(line);
+    // Requests are ingested in receive order, unless a caller passes an earlier `now`.
+    const previous = lines[lines.length - 2];
+    if (previous && previous.server_upload_time > line.server_upload_time) lines.sort((a, b) => a.server_upload_time.localeCompare(b.server_upload_time));
   }
 
   private isDuplicate(event: Record<string, unknown>, now: number): boolean {
@@ -107,6 +131,34 @@ export class Ingestion {
     this.insertIds.set(key, now);
     return false;
   }
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** The Export API line of an ingested (validated) event: the fields it was sent with, Amplitude's times and ids. */
+function exportLineOf(endpoint: IngestEndpoint, receivedAt: number, event: Record<string, unknown>, amplitudeId: number): ExportLine {
+  const eventTime = formatAmplitudeTime(typeof event.time === 'number' ? event.time : receivedAt);
+  const received = formatAmplitudeTime(receivedAt);
+  return {
+    $insert_id: typeof event.insert_id === 'string' ? event.insert_id : null,
+    amplitude_id: amplitudeId,
+    user_id: typeof event.user_id === 'string' ? event.user_id : null,
+    device_id: event.device_id as string,
+    event_type: event.event_type as string,
+    event_id: typeof event.event_id === 'number' ? event.event_id : null,
+    session_id: typeof event.session_id === 'number' ? event.session_id : -1,
+    event_time: eventTime,
+    client_event_time: eventTime,
+    server_received_time: received,
+    server_upload_time: received,
+    processed_time: received,
+    library: typeof event.library === 'string' ? event.library : DEFAULT_LIBRARY[endpoint],
+    platform: typeof event.platform === 'string' ? event.platform : null,
+    event_properties: isRecord(event.event_properties) ? event.event_properties : {},
+    user_properties: isRecord(event.user_properties) ? event.user_properties : {},
+    groups: isRecord(event.groups) ? event.groups : {},
+    uuid: randomUUID(),
+  };
 }
 
 function rateKeys(event: Record<string, unknown>): string[] {

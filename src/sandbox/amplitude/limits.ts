@@ -53,6 +53,26 @@ export class MonthlyCounter {
   }
 }
 
+/** How many of the next requests a fault applies to, e.g. export requests that time out. */
+export class Countdown {
+  private left = 0;
+
+  get remaining(): number {
+    return this.left;
+  }
+
+  set(count: number): void {
+    this.left = count;
+  }
+
+  /** True (and one fewer left) while any are left. */
+  take(): boolean {
+    if (this.left === 0) return false;
+    this.left--;
+    return true;
+  }
+}
+
 /** Requests in flight; a slot is held until the response closes, so a streaming download keeps its slot. */
 export class ConcurrencyGate {
   private inFlight = 0;

@@ -2,6 +2,11 @@
 import type { Dataset } from '../dataset.js';
 import type { SandboxFaults } from '../http-util.js';
 
+export interface AmplitudeFaults extends SandboxFaults {
+  /** The next this many Export API requests (past the range checks) are answered 504. */
+  exportTimeouts?: number;
+}
+
 export interface AmplitudeSandboxOptions {
   /** 0 (the default) picks a free port. */
   port?: number;
@@ -38,7 +43,9 @@ export interface AmplitudeSandboxOptions {
   batchEventsPerSecondPerId?: number;
   /** Export API requests whose estimated size exceeds this get a 400. */
   exportMaxBytes?: number;
-  faults?: SandboxFaults;
+  /** An Export API hour with more events is split into files `#0`, `#1`, … of this many events (default 50,000). */
+  exportEventsPerFile?: number;
+  faults?: AmplitudeFaults;
   faultSeed?: number;
 }
 
@@ -66,5 +73,6 @@ export function resolveOptions(options: AmplitudeSandboxOptions): ResolvedOption
     eventsPerSecondPerId: options.eventsPerSecondPerId ?? 30,
     batchEventsPerSecondPerId: options.batchEventsPerSecondPerId ?? 1_000,
     exportMaxBytes: options.exportMaxBytes ?? 4 * 1024 ** 3,
+    exportEventsPerFile: options.exportEventsPerFile ?? 50_000,
   };
 }

@@ -21,6 +21,7 @@ export interface Profile {
 interface SeenUser {
   userId: string | null;
   deviceId: string | null;
+  amplitudeId: number;
 }
 
 export class ProfileStore {
@@ -49,6 +50,11 @@ export class ProfileStore {
     this.propertyOverrides.set(key, applyUserProperties(current, userProperties));
   }
 
+  /** Amplitude's numeric id of the user a canonical key (from `markSeen`) names. */
+  amplitudeIdOf(key: string): number {
+    return this.newUsers.get(key)?.amplitudeId ?? Number(this.dataset.identity(datasetIndex(key)).amplitudeId);
+  }
+
   /** Current properties of a dataset user (overrides included), for the cohort CSV. */
   propertiesAt(index: number): UserProperties {
     return this.propertyOverrides.get(datasetKey(index)) ?? this.dataset.user(index).properties;
@@ -68,20 +74,22 @@ export class ProfileStore {
   private createUser(ids: UserIds): string {
     const key = aliasesOf(ids)[0];
     if (key === undefined) throw new Error('a user needs a user_id or a device_id');
-    this.newUsers.set(key, { userId: ids.userId ?? null, deviceId: ids.deviceId ?? null });
+    const amplitudeId = this.dataset.firstUnusedAmplitudeId + this.newUsers.size;
+    this.newUsers.set(key, { userId: ids.userId ?? null, deviceId: ids.deviceId ?? null, amplitudeId });
     return key;
   }
 
   private profileOf(key: string): Profile {
     const seen = this.newUsers.get(key);
-    if (seen) return { index: undefined, ...seen, properties: this.propertyOverrides.get(key) ?? {} };
-    const user = this.dataset.user(Number(key.slice(DATASET_PREFIX.length)));
+    if (seen) return { index: undefined, userId: seen.userId, deviceId: seen.deviceId, properties: this.propertyOverrides.get(key) ?? {} };
+    const user = this.dataset.user(datasetIndex(key));
     return { index: user.index, userId: user.userId, deviceId: user.deviceId, properties: this.propertiesAt(user.index) };
   }
 }
 
 const DATASET_PREFIX = 'dataset:';
 const datasetKey = (index: number) => `${DATASET_PREFIX}${index}`;
+const datasetIndex = (key: string) => Number(key.slice(DATASET_PREFIX.length));
 
 function aliasesOf(ids: UserIds): string[] {
   return [...(ids.userId ? [`user:${ids.userId}`] : []), ...(ids.deviceId ? [`device:${ids.deviceId}`] : [])];

@@ -7,7 +7,7 @@ import {
   requestCohortExport,
 } from './cohort-api.js';
 import type { Exchange } from './context.js';
-import { changeCohortMembers, sandboxEvents, sandboxState, setSandboxFaults } from './control-api.js';
+import { changeCohortMembers, exportHour, sandboxEvents, sandboxState, setSandboxFaults } from './control-api.js';
 import { exportEvents } from './export-api.js';
 import { identify } from './identify-api.js';
 import { eventUpload } from './ingest-api.js';
@@ -46,6 +46,7 @@ export const ROUTES: readonly Route[] = [
   { methods: ['GET', 'POST'], path: /^\/identify$/, guard: 'vendor', handle: identify },
   { methods: GET, path: /^\/_sandbox\/state$/, guard: 'open', handle: sandboxState },
   { methods: GET, path: /^\/_sandbox\/events$/, guard: 'open', handle: sandboxEvents },
+  { methods: GET, path: /^\/_sandbox\/export\/([^/]+)$/, guard: 'open', handle: exportHour },
   { methods: POST, path: /^\/_sandbox\/cohorts\/([^/]+)\/members$/, guard: 'open', handle: changeCohortMembers },
   { methods: POST, path: /^\/_sandbox\/faults$/, guard: 'open', handle: setSandboxFaults },
 ];

@@ -1,10 +1,12 @@
 /**
  * A faithful local Braze REST API on loopback: Bearer keys with permissions, `/users/track` with its size cap,
  * per-object errors and `X-RateLimit-*` fixed-window limit, export by ids, alias/identify/merge/delete, partner
- * cohorts, fault injection, an independent data-point counter and unauthenticated inspection endpoints.
+ * cohorts, fault injection, an independent data-point counter, a log of recorded custom events and
+ * unauthenticated inspection endpoints.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { BodyTooLargeError, closeServer, createRng, FaultInjector, listen, readBody, sendJson, type SandboxFaults } from '../http-util.js';
+import { EventLog, type EventFilter, type LoggedEvent } from './event-log.js';
 import { isPlainObject, type Reply } from './json-values.js';
 import { PartnerCohorts } from './partner-cohorts.js';
 import { ProfileStore, type DataPointKind, type Profile } from './profiles.js';
@@ -13,6 +15,7 @@ import { compactSeed, loadSeed, type BrazeSeedUser } from './seed.js';
 import { handleTrack, type ObjectLimit } from './track.js';
 import { deleteUsers, exportedProfile, exportIds, identify, merge, newAliases } from './users.js';
 
+export type { EventFilter, LoggedEvent } from './event-log.js';
 export type { BrazeSeedUser } from './seed.js';
 export type { ObjectLimit } from './track.js';
 export type { Profile } from './profiles.js';
@@ -52,6 +55,8 @@ export interface BrazeSandboxControl {
   users(): Iterable<Profile>;
   cohort(cohortId: string): BrazeCohortView | undefined;
   dataPoints(): { total: number; byKind: Partial<Record<DataPointKind, number>> };
+  /** Custom events recorded on profiles since the last reset, in order, optionally only some names or one user. */
+  events(filter?: EventFilter): LoggedEvent[];
   /** By `METHOD /path`, partner paths as `/partners/{partner}/…`. */
   requestCounts(): Record<string, number>;
   setFaults(faults: SandboxFaults): void;
@@ -83,10 +88,11 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
   let blockedExternalIds = new Set<string>();
   let requests = new Map<string, number>();
   let store = new ProfileStore();
+  let eventLog = new EventLog();
   let partner = new PartnerCohorts(store);
 
   const rest: Record<string, { permission: string; handle: Handler }> = {
-    '/users/track': { permission: 'users.track', handle: (body) => handleTrack(body, store, { objectLimit, blockedExternalIds, maxArrayLength }, new Date()) },
+    '/users/track': { permission: 'users.track', handle: (body) => handleTrack(body, store, eventLog, { objectLimit, blockedExternalIds, maxArrayLength }, new Date()) },
     '/users/export/ids': { permission: 'users.export.ids', handle: (body) => exportIds(body, store) },
     '/users/alias/new': { permission: 'users.alias.new', handle: (body) => newAliases(body, store) },
     '/users/identify': { permission: 'users.identify', handle: (body) => identify(body, store) },
@@ -128,13 +134,17 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
     sendJson(res, reply.status, reply.body);
   };
 
-  const inspect = (method: string, path: string, res: ServerResponse, raw: Buffer): void => {
-    const [, , resource, id] = path.split('/').map(decodeURIComponent);
+  const inspect = (method: string, url: URL, res: ServerResponse, raw: Buffer): void => {
+    const [, , resource, id] = url.pathname.split('/').map(decodeURIComponent);
     const body = raw.length === 0 ? {} : parseObject(raw);
     if (!body) return sendJson(res, 400, { message: 'Invalid JSON in request body' });
     if (method === 'GET' && resource === 'state') {
       const cohorts = [...partner.cohorts.values()].map((c) => ({ cohort_id: c.cohortId, name: c.name, members: partner.members(c).length }));
-      return sendJson(res, 200, { users: store.size, dataPoints: control.dataPoints(), requests: control.requestCounts(), trackWindows: rateLimit.history(), cohorts });
+      return sendJson(res, 200, { users: store.size, events: eventLog.size, dataPoints: control.dataPoints(), requests: control.requestCounts(), trackWindows: rateLimit.history(), cohorts });
+    }
+    if (method === 'GET' && resource === 'events') {
+      const filter = { name: url.searchParams.get('name') ?? undefined, externalId: url.searchParams.get('external_id') ?? undefined };
+      return sendJson(res, 200, { events: control.events(filter) });
     }
     if (method === 'GET' && resource === 'users' && id) {
       const profile = store.find({ kind: 'external_id', value: id });
@@ -162,7 +172,8 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
 
   const respond = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const method = req.method ?? 'GET';
-    const path = new URL(req.url ?? '/', 'http://sandbox').pathname;
+    const url = new URL(req.url ?? '/', 'http://sandbox');
+    const path = url.pathname;
     let raw: Buffer;
     try {
       raw = await readBody(req, BODY_LIMIT_BYTES);
@@ -170,7 +181,7 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
       if (error instanceof BodyTooLargeError) return sendJson(res, 413, { message: 'Request Entity Too Large' });
       throw error;
     }
-    if (path.startsWith('/_sandbox/')) return inspect(method, path, res, raw);
+    if (path.startsWith('/_sandbox/')) return inspect(method, url, res, raw);
 
     const endpoint = `${method} ${path.replace(/^\/partners\/[^/]+/, '/partners/{partner}')}`;
     requests.set(endpoint, (requests.get(endpoint) ?? 0) + 1);
@@ -201,6 +212,7 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
       return { cohortId: cohort.cohortId, name: cohort.name, members: members.sort() };
     },
     dataPoints: () => ({ total: store.totalDataPoints(), byKind: Object.fromEntries(store.dataPoints) }),
+    events: (filter) => eventLog.list(filter),
     requestCounts: () => Object.fromEntries(requests),
     setFaults: (next) => faults.setFaults(next),
     setRateLimit: (next) => rateLimit.set(next),
@@ -210,6 +222,7 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
     reset: () => {
       store = new ProfileStore();
       loadSeed(store, seed);
+      eventLog = new EventLog();
       partner = new PartnerCohorts(store);
       requests = new Map();
       blockedExternalIds = new Set(options.blockedExternalIds ?? []);

@@ -19,9 +19,7 @@ export type DataPointKind =
   | 'increment'
   | 'nested_key'
   | 'event'
-  | 'event_property'
   | 'purchase'
-  | 'purchase_property'
   | 'cohort_assignment';
 
 export type Identifier = { kind: 'external_id' | 'braze_id' | 'email' | 'phone' | 'device_id'; value: string } | { kind: 'user_alias'; alias: UserAlias };

@@ -1,9 +1,10 @@
 /**
  * `POST /users/track` as Braze documents it: a size cap that rejects the whole request, per-object errors in a
  * 201 `success` body while valid objects still apply, `_update_existing_only` per identifier kind, and the
- * order attributes → events → purchases.
+ * order attributes → events → purchases. Recorded events also go to the workspace's event log.
  */
 import { applyAttribute, isNested, nestedWriteIsValid, parseAttribute, type AttributeWrite } from './attributes.js';
+import { sentIdentifier, type EventLog } from './event-log.js';
 import { badRequest, isAlias, isPlainObject, nonEmptyString, success, type Reply } from './json-values.js';
 import { recordActivity, type ActivitySummary, type Identifier, type Profile, type ProfileStore } from './profiles.js';
 
@@ -22,6 +23,11 @@ const MISSING_IDENTIFIER = "'external_id' or 'braze_id' or 'user_alias' is requi
 const BLOCKED = 'provided external_id is blacklisted and disallowed';
 const REQUEST_FLAGS = new Set(['external_id', 'user_alias', 'braze_id', '_update_existing_only', '_merge_objects']);
 const MAX_QUANTITY = 100;
+const MAX_STRING = 255;
+const MAX_NESTED_PROPERTIES_BYTES = 100 * 1024;
+const RESERVED_PROPERTY_KEYS = new Set(['time', 'event_name']);
+/** ISO-8601 dates and date-times (UTC unless an offset is given), and Braze's other form `yyyy-MM-dd'T'HH:mm:ss:SSSZ`. */
+const BRAZE_TIME = /^(\d{4}-\d\d-\d\d)(?:T(\d\d):(\d\d)(?::(\d\d)(?:[.:](\d{1,9}))?)?(Z|[+-]\d\d:?\d\d)?)?$/;
 
 /** A validated object, ready to apply. */
 interface Accepted {
@@ -32,13 +38,14 @@ interface Accepted {
 
 interface ApplyContext {
   store: ProfileStore;
+  eventLog: EventLog;
   now: Date;
   maxArrayLength: number;
   /** False when some nested value in the request is invalid: Braze then silently drops every nested write. */
   nestedWritesAllowed: boolean;
 }
 
-export function handleTrack(body: Record<string, unknown>, store: ProfileStore, limits: TrackLimits, now: Date): Reply {
+export function handleTrack(body: Record<string, unknown>, store: ProfileStore, eventLog: EventLog, limits: TrackLimits, now: Date): Reply {
   const arrays: Array<[TrackArray, unknown[]]> = [];
   for (const name of TRACK_ARRAYS) {
     const value = body[name];
@@ -65,7 +72,7 @@ export function handleTrack(body: Record<string, unknown>, store: ProfileStore, 
     counts[`${name}_processed`] = objects.length - errors.filter((e) => e.input_array === name).length;
   }
 
-  const context: ApplyContext = { store, now, maxArrayLength: limits.maxArrayLength, nestedWritesAllowed: nestedWrites.every(nestedWriteIsValid) };
+  const context: ApplyContext = { store, eventLog, now, maxArrayLength: limits.maxArrayLength, nestedWritesAllowed: nestedWrites.every(nestedWriteIsValid) };
   for (const object of accepted) {
     const profile = store.find(object.identifier) ?? (object.createIfMissing ? store.create(object.identifier) : undefined);
     // An update-only write to an unknown user is accepted, changes nothing and costs nothing.
@@ -79,7 +86,7 @@ function validate(array: TrackArray, object: unknown, blocked: ReadonlySet<strin
   const target = targetOf(object);
   if (!target) return MISSING_IDENTIFIER;
   if (target.identifier.kind === 'external_id' && blocked.has(target.identifier.value)) return BLOCKED;
-  const apply = array === 'attributes' ? validateAttributes(object, target.identifier, nestedWrites) : array === 'events' ? validateEvent(object) : validatePurchase(object);
+  const apply = array === 'attributes' ? validateAttributes(object, target.identifier, nestedWrites) : array === 'events' ? validateEvent(object, target.identifier) : validatePurchase(object);
   return typeof apply === 'string' ? apply : { ...target, apply };
 }
 
@@ -118,17 +125,20 @@ function validateAttributes(object: Record<string, unknown>, identifier: Identif
   };
 }
 
-function validateEvent(object: Record<string, unknown>): Accepted['apply'] | string {
+/** One data point per event, whatever properties it carries. */
+function validateEvent(object: Record<string, unknown>, identifier: Identifier): Accepted['apply'] | string {
   if (!nonEmptyString(object.name)) return "'name' is required";
   const time = parseBrazeTime(object.time);
   if (time === undefined) return "'time' is required and must be an ISO-8601 time";
-  const properties = propertiesOf(object.properties);
-  if (typeof properties === 'string') return properties;
-  const name = object.name;
-  return (profile, { store, now }) => {
-    recordActivity((profile.edit().customEvents ??= new Map<string, ActivitySummary>()), name, clampToNow(time, now), 1);
+  const invalidProperties = propertiesError(object.properties);
+  if (invalidProperties) return invalidProperties;
+  const { name, app_id: appId } = object;
+  const properties = (object.properties ?? {}) as Record<string, unknown>;
+  return (profile, { store, eventLog, now }) => {
+    const storedTime = clampToNow(time, now);
+    recordActivity((profile.edit().customEvents ??= new Map<string, ActivitySummary>()), name, storedTime, 1);
     store.count('event');
-    store.count('event_property', properties);
+    eventLog.record({ ...sentIdentifier(identifier), name, time: storedTime, properties, ...(typeof appId === 'string' ? { app_id: appId } : {}) });
   };
 }
 
@@ -140,32 +150,36 @@ function validatePurchase(object: Record<string, unknown>): Accepted['apply'] | 
   if (typeof quantity !== 'number' || !Number.isInteger(quantity) || quantity < 1 || quantity > MAX_QUANTITY) return `'quantity' must be an integer between 1 and ${MAX_QUANTITY}`;
   const time = object.time === undefined ? null : parseBrazeTime(object.time);
   if (time === undefined) return "'time' must be an ISO-8601 time";
-  const properties = propertiesOf(object.properties);
-  if (typeof properties === 'string') return properties;
+  const invalidProperties = propertiesError(object.properties);
+  if (invalidProperties) return invalidProperties;
   const productId = object.product_id;
   return (profile, { store, now }) => {
     recordActivity((profile.edit().purchases ??= new Map<string, ActivitySummary>()), productId, clampToNow(time ?? now.getTime(), now), quantity);
-    // A quantity of n is recorded as n purchases.
+    // A quantity of n is recorded (and billed) as n purchases; properties cost nothing.
     store.count('purchase', quantity);
-    store.count('purchase_property', properties);
   };
 }
 
-/** Validates event or purchase properties and returns how many there are. */
-function propertiesOf(properties: unknown): number | string {
-  if (properties === undefined) return 0;
+/** Why event or purchase properties are refused, if they are. */
+function propertiesError(properties: unknown): string | undefined {
+  if (properties === undefined) return undefined;
   if (!isPlainObject(properties)) return "'properties' must be an object";
   for (const [key, value] of Object.entries(properties)) {
-    if (key === '' || key.length > 255 || key.startsWith('$') || key === 'time' || key === 'event_name') return `invalid property key '${key}'`;
-    if (typeof value === 'string' && value.length > 255) return `property '${key}' must be at most 255 characters`;
+    if (key === '' || key.length > MAX_STRING || key.startsWith('$') || RESERVED_PROPERTY_KEYS.has(key)) return `invalid property key '${key}'`;
+    if (typeof value === 'string' && value.length > MAX_STRING) return `property '${key}' must be at most ${MAX_STRING} characters`;
   }
-  return Object.keys(properties).length;
+  const nested = Object.values(properties).some((value) => typeof value === 'object' && value !== null);
+  if (nested && Buffer.byteLength(JSON.stringify(properties)) > MAX_NESTED_PROPERTIES_BYTES) return "'properties' with nested values must be at most 100 KB";
+  return undefined;
 }
 
-/** ISO-8601, or Braze's other accepted form `yyyy-MM-dd'T'HH:mm:ss:SSSZ`; epoch ms, or undefined when invalid. */
+/** Epoch ms of a time Braze accepts (see BRAZE_TIME), or undefined. */
 function parseBrazeTime(value: unknown): number | undefined {
-  if (typeof value !== 'string') return undefined;
-  const parsed = Date.parse(value.replace(/^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d):(\d{3})/, '$1.$2'));
+  const match = typeof value === 'string' ? BRAZE_TIME.exec(value) : null;
+  if (!match) return undefined;
+  const [, date, hours = '00', minutes = '00', seconds = '00', fraction = '0', zone = 'Z'] = match;
+  const offset = zone === 'Z' ? zone : `${zone.slice(0, 3)}:${zone.slice(-2)}`;
+  const parsed = Date.parse(`${date}T${hours}:${minutes}:${seconds}.${fraction.slice(0, 3).padEnd(3, '0')}${offset}`);
   return Number.isNaN(parsed) ? undefined : parsed;
 }
 
