@@ -3,6 +3,8 @@
  * the final Braze state is exact, at most the pages in flight are sent again, and every data point Braze billed is
  * counted. Killed while staging the cohort
  * file: the next attempt resumes after the rows already staged, and no download quota is spent again (on each store).
+ * Killed while ingesting an hour of events: the next attempt resumes after the committed line, and Braze holds each
+ * event exactly once.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -11,8 +13,10 @@ import { after, before, test } from 'node:test';
 import { defaultPayloadConverter } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { StagedCohort } from '../activities/cohort-sync-types.js';
-import { getSyncProgress, startCohortSync } from '../src/client.js';
+import type { IngestedHour } from '../activities/event-sync-types.js';
+import { getSyncProgress, startCohortSync, startEventSync } from '../src/client.js';
 import { cohortSyncId, cohortSyncInputSchema } from '../src/cohort/input.js';
+import { eventSyncId, exportHourOf, exportHourStart } from '../src/events/input.js';
 import { startSandboxes, type Sandboxes } from '../src/sandbox/sandboxes.js';
 import type { StateStore } from '../src/store/store.js';
 import { freePort } from '../src/temporal/dev-server.js';
@@ -161,4 +165,50 @@ async function completedActivities<T>(workflowId: string, runId: string, activit
     if (payload && scheduledOfType.has(String(completed.scheduledEventId))) results.push(defaultPayloadConverter.fromPayload<T>(payload));
   }
   return results;
+}
+
+test('killed mid-export, another worker resumes the hour after the committed line; Braze holds each event once', async () => {
+  // About 60,000 events in the hour: several seconds of ingestion to land the kill in.
+  const busy = await startSandboxes({ seed: 7, users: 6_000, dataset: { brazeKnownFraction: 1, eventsPerHour: 60_000 } });
+  let store: StateStore | undefined;
+  try {
+    const taskQueue = uniqueTaskQueue('crash-events');
+    const storeEnv = await SQLITE.freshEnv();
+    const first = startWorkerProcess(taskQueue, storeEnv, busy);
+    const hour = exportHourOf(Date.now() - 4 * 3_600_000);
+    const handle = await startEventSync(env.client, { hour, eventTypes: ['*'] }, { taskQueue });
+    const runId = `${eventSyncId(hour)}/${handle.firstExecutionRunId}`;
+
+    let linesAtKill = 0;
+    for (let i = 0; i < 600 && linesAtKill < 4_000; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      store ??= await openStoreFrom(storeEnv);
+      linesAtKill = (await store.stagingCheckpoint(runId))?.rowsConsumed ?? 0;
+    }
+    assert.ok(linesAtKill >= 4_000, 'the first worker had committed some lines');
+    first.kill('SIGKILL');
+    startWorkerProcess(taskQueue, storeEnv, busy);
+    const result = await handle.result();
+
+    const [ingested] = await completedActivities<IngestedHour>(handle.workflowId, handle.firstExecutionRunId, 'ingestEventHour');
+    assert.ok(ingested, 'the hour was ingested');
+    assert.ok(ingested.resumedFromLine >= linesAtKill && ingested.resumedFromLine < ingested.events, `resumed after line ${ingested.resumedFromLine} of ${ingested.events}, killed after ${linesAtKill}`);
+    const expected = busy.dataset.eventsInHour(exportHourStart(hour)!);
+    const identified = [...expected].filter((event) => event.user_id);
+    assert.equal(result.events, ingested.events);
+    assert.equal(result.forwarded, identified.length);
+    // Every identified event exactly once in Braze: the same multiset of (user, name, time, properties).
+    const signature = (who: string | undefined, name: string, time: string, properties: unknown) => `${who} ${name} ${time} ${JSON.stringify(properties ?? {})}`;
+    const sent = busy.braze.control.events().map((event) => signature('external_id' in event ? event.external_id : undefined, event.name, event.time, event.properties)).sort();
+    const wanted = identified.map((event) => signature(event.user_id!, event.event_type, amplitudeIso(event.event_time), event.event_properties)).sort();
+    assert.deepEqual(sent, wanted);
+    assert.equal(busy.braze.control.dataPoints().total, result.dataPoints, 'one data point per event, counted once');
+  } finally {
+    await store?.close();
+    await busy.close();
+  }
+});
+
+function amplitudeIso(time: string): string {
+  return new Date(`${time.replace(' ', 'T').slice(0, 23)}Z`).toISOString();
 }
