@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { gzipSync } from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
-import { zipSync } from 'fflate';
+import { Zip, ZipDeflate, ZipPassThrough, zipSync } from 'fflate';
 import { AmplitudeClient } from '../src/amplitude/client.js';
 import { parseCohortMembers } from '../src/amplitude/cohort-csv.js';
 import { exportArchiveLines } from '../src/amplitude/export-archive.js';
@@ -230,5 +230,23 @@ describe('cohort CSV, gzip and export archive decoding (no HTTP)', () => {
     const lines = [];
     for await (const line of exportArchiveLines(chunked(Buffer.from(zip)))) lines.push(line);
     assert.deepEqual(lines, ['{"n":1}', '{"n":2}', '{"n":3}', '{"n":4}']);
+  });
+
+  test('streamed entries (sizes after the data) whose bytes hold zip signatures are read whole, stored or deflated', async () => {
+    // A local-header signature inside an entry's data: a reader that scans for signatures would cut the file there.
+    const lines = ['first line', 'PK\u0003\u0004 in the middle', 'last line'];
+    const chunks: Uint8Array[] = [];
+    const zip = new Zip((error, chunk) => {
+      if (error) throw error;
+      chunks.push(chunk);
+    });
+    for (const entry of [new ZipPassThrough('stored.json'), new ZipDeflate('deflated.json')]) {
+      zip.add(entry);
+      entry.push(Buffer.from(`${lines.join('\n')}\n`), true);
+    }
+    zip.end();
+    const read = [];
+    for await (const line of exportArchiveLines(chunked(Buffer.concat(chunks)))) read.push(line);
+    assert.deepEqual(read, [...lines, ...lines]);
   });
 });
