@@ -83,6 +83,35 @@ describe('event sync: one run per hour', () => {
   });
 });
 
+describe('event sync: what never goes back to Braze, and what Braze would refuse', () => {
+  test('Currents events forwarded into Amplitude are never streamed back; properties Braze refuses are left out and counted', async () => {
+    const user = [...h.sandboxes.dataset.identities()].find((identity) => identity.userId && identity.existsInBraze)!;
+    const userId = user.userId!;
+    const hour = exportHourOf(Date.now());
+    await h.context.amplitude.ingestEvents(
+      [
+        { event_type: '[Appboy] Email Opened', user_id: userId, insert_id: `loop-1-${Date.now()}`, library: 'Braze' },
+        { event_type: 'Wishlist Shared', user_id: userId, insert_id: `loop-2-${Date.now()}`, library: 'Braze' },
+        {
+          event_type: 'Wishlist Shared',
+          user_id: userId,
+          insert_id: `ours-${Date.now()}`,
+          event_properties: { $internal: 1, time: 'noon', note: 'x'.repeat(300), items: 3 },
+        },
+      ],
+      { api: 'httpapi' },
+    );
+    const result = await sync({ hour, eventTypes: ['*'] });
+    assert.equal(result.skipReasons['came from Braze (Currents): never streamed back'], 2);
+    assert.equal(Object.values(result.droppedProperties).reduce((sum, n) => sum + n, 0), 3);
+    const ours = h.sandboxes.braze.control.events({ externalId: userId }).filter((event) => event.name === 'Wishlist Shared' || event.name.startsWith('[Appboy]'));
+    assert.deepEqual(
+      ours.map((event) => [event.name, event.properties]),
+      [['Wishlist Shared', { items: 3 }]],
+    );
+  });
+});
+
 describe('event sync: failures on both vendors', () => {
   test('Braze’s per-object rejections are mapped to the exact events and reported; the rest are delivered', async () => {
     const hour = hoursAgo(9);
