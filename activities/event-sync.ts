@@ -3,11 +3,12 @@
  * events, then send the staged events through the engine. Each step is idempotent: a retried attempt resumes
  * from what the store holds (the committed line, the sent-event ledger) instead of starting over.
  */
-import { ApplicationFailure, heartbeat } from '@temporalio/activity';
+import { activityInfo, ApplicationFailure, heartbeat } from '@temporalio/activity';
 import type { ExportedEvent } from '../src/amplitude/schemas.js';
 import { amplitudeTimeMs, cameFromBraze, decide, userKeyOf } from '../src/events/amplitude-events.js';
 import { eventPageRequests, type EventLedger } from '../src/events/braze-events.js';
 import { exportHourStart } from '../src/events/input.js';
+import { RetryableVendorError } from '../src/errors.js';
 import { coalesce } from '../src/request-ledger.js';
 import { MAX_ROWS_PER_TRANSACTION, type EventClaim, type StagedEvent, type UserActivity } from '../src/store/store.js';
 import type { WorkerContext } from '../src/worker-context.js';
@@ -19,6 +20,8 @@ import { keepLease, takeLease, type RunRef } from './sync-lease.js';
 /** Lines per store transaction while ingesting. */
 const INGEST_CHUNK_LINES = 2_000;
 const DAY_MS = 86_400_000;
+/** Attempts of an hour's export that Amplitude may time out (504) before the run fails. */
+const EXPORT_TIMEOUT_ATTEMPTS = 4;
 
 export function createEventSyncActivities(context: WorkerContext) {
   const { amplitude, store } = context;
@@ -30,6 +33,24 @@ export function createEventSyncActivities(context: WorkerContext) {
       claim: (requestKey, eventKeys) => claimEvents({ runId: run.runId, requestKey, eventKeys, nowMs: Date.now() }),
       release: (requestKey) => store.releaseEventClaims(run.runId, requestKey),
     };
+  }
+
+  /**
+   * The hour's events. One hour is the smallest range the Export API takes, so it cannot be split further: a
+   * 504 (Amplitude timed out building it) is retried a few times, then fails the run with a message saying so.
+   */
+  async function* exportOfHour(hourStart: number, hour: string) {
+    try {
+      yield* amplitude.exportEvents(new Date(hourStart), new Date(hourStart));
+    } catch (error) {
+      if (!(error instanceof RetryableVendorError && error.status === 504 && activityInfo().attempt >= EXPORT_TIMEOUT_ATTEMPTS)) throw error;
+      throw ApplicationFailure.create({
+        type: 'ExportTimedOut',
+        nonRetryable: true,
+        message: `Amplitude's Export API timed out (504) on hour ${hour} ${EXPORT_TIMEOUT_ATTEMPTS} times in a row; an hour cannot be split further, so try the hour again later (re-running it is safe)`,
+        cause: error,
+      });
+    }
   }
 
   return {
@@ -67,7 +88,7 @@ export function createEventSyncActivities(context: WorkerContext) {
         activity = new Map();
       };
 
-      for await (const event of amplitude.exportEvents(new Date(hourStart), new Date(hourStart))) {
+      for await (const event of exportOfHour(hourStart, hour)) {
         const line = ++ingested.events;
         // A stalled download stops the heartbeats, so the attempt times out and a retry resumes after committedLine.
         heartbeatNow({ committedLine });

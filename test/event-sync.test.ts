@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ScheduleOverlapPolicy } from '@temporalio/client';
+import { ScheduleOverlapPolicy, WorkflowFailedError } from '@temporalio/client';
 import { scheduleEventSync, startEventSync } from '../src/client.js';
 import { exportHourOf, exportHourStart } from '../src/events/input.js';
 import type { SandboxEvent } from '../src/sandbox/dataset.js';
@@ -146,6 +146,25 @@ describe('event sync: failures on both vendors', () => {
       h.sandboxes.amplitude.control.setFaults({});
     }
     assert.deepEqual(added(brazeEventCounts(), before), countsOf(identified));
+  });
+});
+
+describe('event sync: Export API timeouts', () => {
+  test('a few 504s are retried; an hour Amplitude keeps timing out on fails the run saying so', async () => {
+    const hour = hoursAgo(12);
+    h.sandboxes.amplitude.control.setFaults({ exportTimeouts: 2 });
+    const retried = await sync({ hour });
+    assert.equal(retried.events, eventsOf(hour).length);
+    h.sandboxes.amplitude.control.setFaults({ exportTimeouts: 100 });
+    try {
+      await assert.rejects(sync({ hour: hoursAgo(13) }), (error: unknown) => {
+        assert.ok(error instanceof WorkflowFailedError);
+        assert.match(String(error.cause?.message), /timed out \(504\) on hour \d{8}T\d{2} 4 times/);
+        return true;
+      });
+    } finally {
+      h.sandboxes.amplitude.control.setFaults({});
+    }
   });
 });
 

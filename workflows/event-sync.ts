@@ -22,7 +22,7 @@ import { eventSyncId, eventSyncInputSchema, exportHourOf, type EventSyncInput, t
 import { DATA_POINTS, EXPORT_HOUR, SCHEDULED_START_TIME, SYNC_KIND } from '../src/temporal/search-attributes.js';
 import { applyPages, budgetControls, parseWorkflowInput, readableFailure } from './engine.js';
 
-const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: ['VendorRejected', 'InvalidEventSync', 'SyncLeaseLost'] };
+const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: ['VendorRejected', 'InvalidEventSync', 'ExportTimedOut', 'SyncLeaseLost'] };
 const quick = proxyActivities<EventSyncActivities>({ startToCloseTimeout: '2 minutes', retry });
 // Ingestion and pages heartbeat as they go: a dead worker's activity moves to another one within seconds, and
 // resumes from the store (the committed line, the sent-event ledger).
