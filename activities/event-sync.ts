@@ -3,7 +3,7 @@
  * events, then send the staged events through the engine. Each step is idempotent: a retried attempt resumes
  * from what the store holds (the committed line, the sent-event ledger) instead of starting over.
  */
-import { activityInfo, ApplicationFailure, heartbeat } from '@temporalio/activity';
+import { activityInfo, ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
 import type { ExportedEvent } from '../src/amplitude/schemas.js';
 import { amplitudeTimeMs, cameFromBraze, decide, userKeyOf } from '../src/events/amplitude-events.js';
 import { eventPageRequests, type EventLedger } from '../src/events/braze-events.js';
@@ -39,9 +39,9 @@ export function createEventSyncActivities(context: WorkerContext) {
    * The hour's events. One hour is the smallest range the Export API takes, so it cannot be split further: a
    * 504 (Amplitude timed out building it) is retried a few times, then fails the run with a message saying so.
    */
-  async function* exportOfHour(hourStart: number, hour: string) {
+  async function* exportOfHour(hourStart: number, hour: string, onDownload: () => void) {
     try {
-      yield* amplitude.exportEvents(new Date(hourStart), new Date(hourStart));
+      yield* amplitude.exportEvents(new Date(hourStart), new Date(hourStart), { onDownload });
     } catch (error) {
       if (!(error instanceof RetryableVendorError && error.status === 504 && activityInfo().attempt >= EXPORT_TIMEOUT_ATTEMPTS)) throw error;
       throw ApplicationFailure.create({
@@ -81,6 +81,8 @@ export function createEventSyncActivities(context: WorkerContext) {
       let events: StagedEvent[] = [];
       let activity = new Map<string, UserActivity>();
       const commit = async () => {
+        // An attempt Temporal gave up on (a timeout, a cancelled run) stops here rather than racing its retry.
+        Context.current().cancellationSignal.throwIfAborted();
         await keepLease(store, run);
         await store.stageEvents(run.runId, { events, activity: [...activity.values()] }, { rowsConsumed: ingested.events, bytesConsumed: 0 });
         committedLine = ingested.events;
@@ -88,7 +90,8 @@ export function createEventSyncActivities(context: WorkerContext) {
         activity = new Map();
       };
 
-      for await (const event of exportOfHour(hourStart, hour)) {
+      // The archive downloads whole before its first line: heartbeats keep flowing meanwhile.
+      for await (const event of exportOfHour(hourStart, hour, () => heartbeatNow({ committedLine }))) {
         const line = ++ingested.events;
         // A stalled download stops the heartbeats, so the attempt times out and a retry resumes after committedLine.
         heartbeatNow({ committedLine });

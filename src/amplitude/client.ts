@@ -174,8 +174,11 @@ export class AmplitudeClient {
     };
   }
 
-  /** Events uploaded in [start, end] (hour resolution, UTC), streamed from the zip without holding it in memory. */
-  async *exportEvents(start: Date, end: Date): AsyncGenerator<ExportedEvent> {
+  /**
+   * Events uploaded in [start, end] (hour resolution, UTC), streamed from the zip without holding it in memory.
+   * `onDownload` hears of every chunk of the download, which comes whole before the first event.
+   */
+  async *exportEvents(start: Date, end: Date, options: { onDownload?: (bytes: number) => void } = {}): AsyncGenerator<ExportedEvent> {
     const query = new URLSearchParams({ start: exportHour(start), end: exportHour(end) });
     const response = await this.http.send({ method: 'GET', url: this.api('/api/2/export', query), headers: this.basicAuth(), timeoutMs: SLOW_REQUEST_TIMEOUT_MS });
     if (response.status === 404) {
@@ -183,7 +186,14 @@ export class AmplitudeClient {
       return;
     }
     if (response.status !== 200) throw await this.http.failure(response);
-    for await (const line of exportArchiveLines(this.http.bodyChunks(response))) {
+    const chunks = this.http.bodyChunks(response);
+    async function* reported() {
+      for await (const chunk of chunks) {
+        options.onDownload?.(chunk.length);
+        yield chunk;
+      }
+    }
+    for await (const line of exportArchiveLines(reported())) {
       yield this.http.parse(response, exportedEventSchema, safeJson(line));
     }
   }

@@ -131,6 +131,17 @@ export function coreEventScenarios(h: EventSyncHarness): void {
       assert.deepEqual(added(brazeEventCounts(), before), countsOf(wanted));
     });
 
+    test('a dry run ingests the hour and sends nothing; the real run then sends exactly what it planned', async () => {
+      const other = hoursAgo(14);
+      const requestsBefore = h.trackRequests();
+      const dry = await sync({ hour: other, eventTypes: ['*'], dryRun: true });
+      assert.equal(h.trackRequests(), requestsBefore);
+      assert.deepEqual([dry.forwarded, dry.dataPoints], [0, 0]);
+      const real = await sync({ hour: other, eventTypes: ['*'] });
+      assert.equal(real.forwarded, dry.plan?.toSend);
+      assert.equal(real.forwarded, eventsOf(other).filter((e) => e.user_id).length);
+    });
+
     test('an hour with no data (404) is a normal, empty run', async () => {
       const result = await sync({ hour: hoursAgo(24 * 200), eventTypes: ['*'] });
       assert.deepEqual([result.events, result.forwarded, result.brazeRequests], [0, 0, 0]);
