@@ -1,6 +1,7 @@
 /**
  * The event sync end to end on the SQLite store: the core scenarios (shared with the PostgreSQL file) and the
- * rest — out-of-order hours, the active window, per-object failures, schedules and backfills.
+ * rest — out-of-order hours, the active window, the loop guard, per-object failures, timeouts, one run per hour,
+ * schedules and backfills, the Temporal CLI and `ampbraze events`.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -10,9 +11,10 @@ import { exportHourOf, exportHourStart } from '../src/events/input.js';
 import type { SandboxEvent } from '../src/sandbox/dataset.js';
 import { EXPORT_HOUR } from '../src/temporal/search-attributes.js';
 import type { eventSync, EventSyncResult } from '../workflows/event-sync.js';
-import { temporal } from './helpers/cli.js';
+import { ampbraze, temporal } from './helpers/cli.js';
 import { added, coreEventScenarios, countsOf, EventSyncHarness, hoursAgo } from './helpers/event-scenarios.js';
 import { SQLITE } from './helpers/stores.js';
+import { testServerAddress } from './helpers/temporal.js';
 
 const h = new EventSyncHarness(SQLITE);
 
@@ -172,8 +174,8 @@ describe('event sync: the hourly schedule', () => {
   test('a scheduled run processes the hour lagHours before its time; a schedule backfill replays past hours in order, once', async () => {
     const schedule = await scheduleEventSync(h.env.client, { eventTypes: ['*'], lagHours: 3 }, { scheduleId: `events-${Date.now()}`, taskQueue: h.taskQueue, paused: true });
     try {
-      // Two runs of the hourly schedule, 12 and 11 hours ago: they process the hours 3 hours before each.
-      const nominal = Math.floor(Date.now() / HOUR_MS) * HOUR_MS - 12 * HOUR_MS;
+      // Two runs of the hourly schedule, 21 and 20 hours ago: they process the hours 3 hours before each.
+      const nominal = exportHourStart(hoursAgo(21))!;
       const hours = [exportHourOf(nominal - 3 * HOUR_MS), exportHourOf(nominal - 2 * HOUR_MS)];
       const pointsBefore = h.brazeDataPoints();
       await schedule.backfill({ start: new Date(nominal - 60_000), end: new Date(nominal + HOUR_MS + 60_000), overlap: ScheduleOverlapPolicy.BUFFER_ALL });
@@ -224,6 +226,50 @@ describe('event sync from the Temporal CLI, as the README shows it', () => {
       assert.deepEqual([replayed.forwarded, replayed.alreadySent], [0, result.forwarded], 'a backfilled hour sends nothing twice');
     } finally {
       await temporal('schedule', 'delete', '--schedule-id', scheduleId);
+    }
+  });
+});
+
+describe('ampbraze events', () => {
+  const cliEnv = () => ({ TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_TASK_QUEUE: h.taskQueue });
+
+  test('`events sync <hour> --wait` prints the result; `events status` reports the run', async () => {
+    const hour = hoursAgo(15);
+    const expected = eventsOf(hour).filter((e) => e.user_id && e.event_type === 'Page Viewed').length;
+    const synced = await ampbraze(['events', 'sync', hour, '--event-types', 'Page Viewed', '--wait'], cliEnv());
+    assert.equal(synced.code, 0, synced.stderr);
+    assert.match(synced.stdout, new RegExp(`^Started event-sync-${hour}$`, 'm'));
+    assert.match(synced.stdout, new RegExp(`^Done, hour ${hour}: ${eventsOf(hour).length} events from \\d+ users; ${expected} forwarded`, 'm'));
+    const status = await ampbraze(['events', 'status', hour], cliEnv());
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, new RegExp(`^done … hour ${hour} · ${expected} forwarded · 0 failed · ${expected} data points$`, 'm'));
+  });
+
+  test('`events backfill` runs every hour of the range once; repeated, it sends nothing', async () => {
+    const [from, to] = [hoursAgo(18), hoursAgo(16)];
+    const hours = [hoursAgo(18), hoursAgo(17), hoursAgo(16)];
+    const expected = hours.reduce((sum, hour) => sum + eventsOf(hour).filter((e) => e.user_id && e.event_type === 'Playlist Created').length, 0);
+    const pointsBefore = h.brazeDataPoints();
+    const first = await ampbraze(['events', 'backfill', '--from', from, '--to', to, '--event-types', 'Playlist Created'], cliEnv());
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stdout, new RegExp(`^Backfilled 3 hours: ${expected} events forwarded$`, 'm'));
+    const again = await ampbraze(['events', 'backfill', '--from', from, '--to', to, '--event-types', 'Playlist Created'], cliEnv());
+    assert.match(again.stdout, /^Backfilled 3 hours: 0 events forwarded$/m);
+    assert.equal(h.brazeDataPoints() - pointsBefore, expected);
+  });
+
+  test('`events schedule` creates the hourly schedule, buffering overlapping runs', async () => {
+    const created = await ampbraze(['events', 'schedule', '--event-types', 'Purchase Completed', '--at', '15'], cliEnv());
+    assert.equal(created.code, 0, created.stderr);
+    const schedule = h.env.client.schedule.getHandle('event-sync-schedule');
+    try {
+      const described = await schedule.describe();
+      assert.equal(described.policies.overlap, 'BUFFER_ALL');
+      assert.equal(described.action.type === 'startWorkflow' && described.action.workflowType, 'eventSync');
+      const [calendar] = described.spec.calendars ?? [];
+      assert.deepEqual(calendar?.minute, [{ start: 15, end: 15, step: 1 }]);
+    } finally {
+      await schedule.delete();
     }
   });
 });

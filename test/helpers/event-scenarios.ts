@@ -14,7 +14,9 @@ import type { TestStoreKind } from './stores.js';
 import { WorkerHarness } from './worker-harness.js';
 
 const HOUR_MS = 3_600_000;
-export const hoursAgo = (hours: number) => exportHourOf(Date.now() - hours * HOUR_MS);
+/** The start of the hour the test run began in: every test names its hours from it, so no two tests share one. */
+const BASE_MS = Math.floor(Date.now() / HOUR_MS) * HOUR_MS;
+export const hoursAgo = (hours: number) => exportHourOf(BASE_MS - hours * HOUR_MS);
 
 export class EventSyncHarness extends WorkerHarness {
   constructor(storeKind: TestStoreKind) {
