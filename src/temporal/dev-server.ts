@@ -33,7 +33,23 @@ export interface DevServer {
   stop(): Promise<void>;
 }
 
+/** Attempts when a port picked as free was taken before the server bound it (another process got there first). */
+const PORT_RACE_ATTEMPTS = 3;
+
 export async function startDevServer(options: DevServerOptions): Promise<DevServer> {
+  // Only ports we picked ourselves can be picked again.
+  const portsPicked = !options.port || options.uiPort === 0;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startDevServerOnce(options);
+    } catch (error) {
+      const lostRace = /address already in use/.test((error as Error).message);
+      if (!(portsPicked && lostRace && attempt < PORT_RACE_ATTEMPTS)) throw error;
+    }
+  }
+}
+
+async function startDevServerOnce(options: DevServerOptions): Promise<DevServer> {
   const port = options.port || (await freePort());
   const uiPort = options.uiPort === false ? undefined : options.uiPort === 0 ? await freePort() : (options.uiPort ?? port + 1000);
   const uiUrl = uiPort === undefined ? undefined : `http://127.0.0.1:${uiPort}`;
