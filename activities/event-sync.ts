@@ -8,7 +8,7 @@ import type { ExportedEvent } from '../src/amplitude/schemas.js';
 import { amplitudeTimeMs, cameFromBraze, decide, userKeyOf } from '../src/events/amplitude-events.js';
 import { eventPageRequests, type EventLedger } from '../src/events/braze-events.js';
 import { exportHourStart } from '../src/events/input.js';
-import { RetryableVendorError } from '../src/errors.js';
+import { NonRetryableVendorError, RetryableVendorError } from '../src/errors.js';
 import { coalesce } from '../src/request-ledger.js';
 import { MAX_ROWS_PER_TRANSACTION, type EventClaim, type StagedEvent, type UserActivity } from '../src/store/store.js';
 import type { WorkerContext } from '../src/worker-context.js';
@@ -37,19 +37,30 @@ export function createEventSyncActivities(context: WorkerContext) {
 
   /**
    * The hour's events. One hour is the smallest range the Export API takes, so it cannot be split further: a
-   * 504 (Amplitude timed out building it) is retried a few times, then fails the run with a message saying so.
+   * 504 (Amplitude timed out building it) is retried a few times, then fails the run with a message saying so,
+   * and a 400 (the hour is over the export's size limit) fails it at once.
    */
   async function* exportOfHour(hourStart: number, hour: string, onDownload: () => void) {
     try {
       yield* amplitude.exportEvents(new Date(hourStart), new Date(hourStart), { onDownload });
     } catch (error) {
-      if (!(error instanceof RetryableVendorError && error.status === 504 && activityInfo().attempt >= EXPORT_TIMEOUT_ATTEMPTS)) throw error;
-      throw ApplicationFailure.create({
-        type: 'ExportTimedOut',
-        nonRetryable: true,
-        message: `Amplitude's Export API timed out (504) on hour ${hour} ${EXPORT_TIMEOUT_ATTEMPTS} times in a row; an hour cannot be split further, so try the hour again later (re-running it is safe)`,
-        cause: error,
-      });
+      if (error instanceof RetryableVendorError && error.status === 504 && activityInfo().attempt >= EXPORT_TIMEOUT_ATTEMPTS) {
+        throw ApplicationFailure.create({
+          type: 'ExportTimedOut',
+          nonRetryable: true,
+          message: `Amplitude's Export API timed out (504) on hour ${hour} ${EXPORT_TIMEOUT_ATTEMPTS} times in a row; an hour cannot be split further, so try the hour again later (re-running it is safe)`,
+          cause: error,
+        });
+      }
+      if (error instanceof NonRetryableVendorError && error.status === 400) {
+        throw ApplicationFailure.create({
+          type: 'ExportTooLarge',
+          nonRetryable: true,
+          message: `Amplitude's Export API refused hour ${hour} (400: ${error.vendorMessage ?? 'over its size limit'}); an hour is the smallest range it exports, so this hour cannot be read through the Export API (its limit is 4 GB a request)`,
+          cause: error,
+        });
+      }
+      throw error;
     }
   }
 

@@ -170,6 +170,22 @@ describe('event sync: Export API timeouts', () => {
   });
 });
 
+describe('event sync: an hour over the Export API size limit', () => {
+  test('the 400 fails the run at once, with Amplitude\'s message and the hour', async () => {
+    const hour = hoursAgo(26);
+    h.sandboxes.amplitude.control.setExportMaxBytes(1_000);
+    try {
+      await assert.rejects(sync({ hour }), (error: unknown) => {
+        assert.ok(error instanceof WorkflowFailedError);
+        assert.match(String(error.cause?.message), new RegExp(`refused hour ${hour} \\(400: Raw data export exceeds the size limit`));
+        return true;
+      });
+    } finally {
+      h.sandboxes.amplitude.control.setExportMaxBytes(4 * 1024 ** 3);
+    }
+  });
+});
+
 describe('event sync: the hourly schedule', () => {
   test('a scheduled run processes the hour lagHours before its time; a schedule backfill replays past hours in order, once', async () => {
     const schedule = await scheduleEventSync(h.env.client, { eventTypes: ['*'], lagHours: 3 }, { scheduleId: `events-${Date.now()}`, taskQueue: h.taskQueue, paused: true });

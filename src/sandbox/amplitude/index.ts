@@ -34,6 +34,8 @@ export interface AmplitudeSandboxControl {
   expireExportLinksNow(): void;
   /** Applies to jobs already running too: 0 completes them all, Infinity never completes. */
   setExportJobDurationMs(ms: number): void;
+  /** The Export API's size limit from now on (a request estimated above it gets a 400). */
+  setExportMaxBytes(bytes: number): void;
   /** A user's current properties (seeded, then updated by identify and events); undefined if never seen. */
   userProperties(ids: UserIds): UserProperties | undefined;
 }
@@ -126,6 +128,9 @@ export async function startAmplitudeSandbox(options: AmplitudeSandboxOptions): P
       expireExportLinksNow: () => context.cohortExports.expireLinksNow(),
       setExportJobDurationMs: (ms) => {
         resolved.exportJobDurationMs = ms;
+      },
+      setExportMaxBytes: (bytes) => {
+        resolved.exportMaxBytes = bytes;
       },
       userProperties: (ids) => profiles.find(ids)?.properties,
     },
