@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, Connection } from '@temporalio/client';
@@ -30,6 +31,8 @@ export interface BenchWorld {
   config: AppConfig;
   brazeUrl: string;
   workerProcesses: ChildProcess[];
+  /** CPU use of the workers, the sandboxes and the whole machine, sampled through the run. */
+  cpu: CpuSampler;
   /** The store's environment variables, as the workers have them. */
   storeEnv: Record<string, string>;
   stop(): Promise<void>;
@@ -66,13 +69,16 @@ export async function startBenchWorld(options: BenchWorldOptions): Promise<Bench
   );
   const connection = await Connection.connect(await temporalConnectionOptions(config.temporal));
   const client = new Client({ connection, namespace: config.temporal.namespace });
+  const cpu = new CpuSampler({ workers: workerProcesses.map((worker) => worker.pid!), sandboxes: [sandboxProcess.pid!] });
   return {
     client,
     config,
     brazeUrl,
     workerProcesses,
+    cpu,
     storeEnv,
     async stop() {
+      cpu.stop();
       await connection.close();
       for (const child of [...workerProcesses, sandboxProcess]) child.kill('SIGTERM');
       await Promise.all(workerProcesses.map((worker) => new Promise((resolve) => (worker.exitCode === null ? worker.once('exit', resolve) : resolve(null)))));
@@ -85,24 +91,136 @@ export async function startBenchWorld(options: BenchWorldOptions): Promise<Bench
 /** Braze's own count of `/users/track` requests per fixed window, from the sandbox. */
 export interface BrazeSandboxState {
   dataPoints: { total: number };
-  trackWindows: { windowMs: number; granted: number[]; rejected: number[] };
+  trackWindows: { windowMs: number; firstWindowStartMs?: number; granted: number[]; rejected: number[] };
 }
 
 export async function brazeSandboxState(brazeUrl: string): Promise<BrazeSandboxState> {
   return (await (await fetch(`${brazeUrl}/_sandbox/state`)).json()) as BrazeSandboxState;
 }
 
-/** Requests per second and the fraction of the ceiling over the full windows (the first and last are only partly in the run). */
-export function ceilingFigures(state: BrazeSandboxState, ceilingPerWindow: number) {
-  const { granted, windowMs } = state.trackWindows;
-  const fullWindows = granted.length > 2 ? granted.slice(1, -1) : granted;
+/** A stretch of time in which the benchmark sent to Braze, e.g. one run. */
+export interface Span {
+  startMs: number;
+  endMs: number;
+}
+
+/**
+ * Braze's windows from the first to the last with a request, within each span (all of the run without spans); a
+ * window belongs to the span it starts in.
+ */
+function sendingWindows(state: BrazeSandboxState, spans?: readonly Span[]): Array<{ startMs: number; granted: number[] }> {
+  const { windowMs, firstWindowStartMs = 0, granted } = state.trackWindows;
+  const bounds = spans ?? [{ startMs: firstWindowStartMs, endMs: firstWindowStartMs + granted.length * windowMs }];
+  return bounds.flatMap(({ startMs, endMs }) => {
+    const first = Math.max(0, Math.ceil((startMs - firstWindowStartMs) / windowMs));
+    const inSpan = granted.slice(first, Math.ceil((endMs - firstWindowStartMs) / windowMs));
+    const [from, to] = [inSpan.findIndex((n) => n > 0), inSpan.findLastIndex((n) => n > 0)];
+    return from === -1 ? [] : [{ startMs: firstWindowStartMs + (first + from) * windowMs, granted: inSpan.slice(from, to + 1) }];
+  });
+}
+
+/**
+ * Requests per second and the fraction of the ceiling over the full windows of each stretch of sending (its first
+ * and last windows are only partly in it).
+ */
+export function ceilingFigures(state: BrazeSandboxState, ceilingPerWindow: number, spans?: readonly Span[]) {
+  const fullWindows = sendingWindows(state, spans).flatMap(({ granted }) => (granted.length > 2 ? granted.slice(1, -1) : granted));
   const requests = fullWindows.reduce((sum, n) => sum + n, 0);
+  const { windowMs } = state.trackWindows;
   return {
     fullRateWindowsMeasured: fullWindows.length,
     achievedRequestsPerSecond: round(requests / ((fullWindows.length * windowMs) / 1000)),
     fractionOfCeiling: round(requests / (fullWindows.length * ceilingPerWindow)),
     brazeRateLimited429s: state.trackWindows.rejected.reduce((sum, n) => sum + n, 0),
   };
+}
+
+/**
+ * Where the CPU went while Braze received the requests (each stretch of sending, first to last window): cores
+ * busy on the whole machine, in the workers and in the sandboxes, and the workers' CPU time per request. On a
+ * small machine the sandboxes' share is what the vendor's side took, which a real deployment does not pay for.
+ */
+export function cpuWhileSending(cpu: CpuSampler, state: BrazeSandboxState, spans?: readonly Span[]) {
+  const { windowMs } = state.trackWindows;
+  const total = { seconds: 0, requests: 0, machine: 0, workers: 0, sandboxes: 0 };
+  for (const { startMs, granted } of sendingWindows(state, spans)) {
+    const used = cpu.usedBetween(startMs, startMs + granted.length * windowMs);
+    total.seconds += used.seconds;
+    total.requests += granted.reduce((sum, n) => sum + n, 0);
+    total.machine += used.machine;
+    total.workers += used.workers;
+    total.sandboxes += used.sandboxes;
+  }
+  if (total.requests === 0) return undefined;
+  return {
+    machineCores: cpu.machineCores,
+    machineCoresBusy: round(total.machine / total.seconds),
+    workerCoresBusy: round(total.workers / total.seconds),
+    sandboxCoresBusy: round(total.sandboxes / total.seconds),
+    workerCpuMsPerBrazeRequest: round((total.workers * 1000) / total.requests),
+  };
+}
+
+type CpuRole = 'workers' | 'sandboxes' | 'machine';
+
+/** CPU seconds used so far by some processes (with their children), sampled a few times a second (Linux `/proc`). */
+export class CpuSampler {
+  readonly machineCores = availableParallelism();
+  private readonly samples: Array<{ atMs: number } & Record<CpuRole, number>> = [];
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(private readonly pids: Record<Exclude<CpuRole, 'machine'>, number[]>) {
+    this.timer = setInterval(() => void this.sample(), 200);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /** CPU seconds per role between two moments (from the samples nearest them), and the seconds between those. */
+  usedBetween(startMs: number, endMs: number): Record<CpuRole, number> & { seconds: number } {
+    const nearest = (atMs: number) => this.samples.reduce((best, sample) => (Math.abs(sample.atMs - atMs) < Math.abs(best.atMs - atMs) ? sample : best));
+    const [first, last] = [nearest(startMs), nearest(endMs)];
+    return {
+      seconds: (last.atMs - first.atMs) / 1000,
+      workers: last.workers - first.workers,
+      sandboxes: last.sandboxes - first.sandboxes,
+      machine: last.machine - first.machine,
+    };
+  }
+
+  private async sample(): Promise<void> {
+    const atMs = Date.now();
+    const [workers, sandboxes, machine] = await Promise.all([cpuSecondsOfTrees(this.pids.workers), cpuSecondsOfTrees(this.pids.sandboxes), machineBusySeconds()]);
+    this.samples.push({ atMs, workers, sandboxes, machine });
+  }
+}
+
+/** Clock ticks per second of `/proc`'s CPU times (USER_HZ, 100 on Linux). */
+const TICKS_PER_SECOND = 100;
+
+async function cpuSecondsOfTrees(pids: number[]): Promise<number> {
+  const seconds = await Promise.all(pids.map((pid) => cpuSecondsOfTree(pid)));
+  return seconds.reduce((sum, n) => sum + n, 0);
+}
+
+/** User and system CPU of a process and its descendants still running (0 once it is gone). */
+async function cpuSecondsOfTree(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  if (stat === undefined) return 0;
+  // The fields after the command name, which is in parentheses and may hold spaces: utime and stime are 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const own = (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+  const children = await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '');
+  const childPids = children.trim().split(/\s+/).filter(Boolean).map(Number);
+  return own + (await cpuSecondsOfTrees(childPids));
+}
+
+/** Busy CPU time of all cores together, from `/proc/stat`: user, nice, system, irq, softirq and steal. */
+async function machineBusySeconds(): Promise<number> {
+  const [cpuLine] = (await readFile('/proc/stat', 'utf8')).split('\n');
+  const [user, nice, system, , , irq, softirq, steal] = cpuLine!.split(/\s+/).slice(1).map(Number);
+  return [user, nice, system, irq, softirq, steal].reduce((sum: number, n) => sum + (n ?? 0), 0) / TICKS_PER_SECOND;
 }
 
 /** Runs the command of an npm script with `exec`, so the child's pid is the command's own (not npm's or a shell's). */
