@@ -19,7 +19,7 @@ import type {
   StageCohortMembersInput,
   StagedCohort,
 } from './cohort-sync-types.js';
-import { applyRequests, budgetExceeded, closeRun, runWithConcurrency } from './engine.js';
+import { applyRequests, budgetExceeded, closeRun, runWithConcurrency, skipped, skipReasonsOf } from './engine.js';
 import { withVendorFailures } from './failures.js';
 import { keepLease, takeLease, type RunRef } from './sync-lease.js';
 
@@ -29,8 +29,6 @@ const HEARTBEAT_EVERY_ROWS = 500;
 const USER_LOOKUP_CONCURRENCY = 4;
 /** Small jobs finish in seconds, big ones take minutes: poll soon, then every few seconds (as Amplitude's SDK). */
 const EXPORT_POLL_INTERVALS_MS = [500, 1_000, 2_000, 3_000];
-/** Prefix of skip reasons in the run's failure ledger, which also holds Braze's per-user rejections. */
-const SKIPPED = 'skipped:';
 
 export function createCohortSyncActivities(context: WorkerContext) {
   const { amplitude, store } = context;
@@ -205,10 +203,7 @@ export function createCohortSyncActivities(context: WorkerContext) {
         if (chunk.length === STAGE_CHUNK_ROWS) await flush();
       }
       await flush();
-      const skipReasons: Record<string, number> = {};
-      for (const { reason, count } of await store.failureCountsByReason(runId)) {
-        if (reason.startsWith(SKIPPED)) skipReasons[reason.slice(SKIPPED.length + 1)] = count;
-      }
+      const skipReasons = await skipReasonsOf(context, runId);
       const skippedCount = Object.values(skipReasons).reduce((sum, n) => sum + n, 0);
       return { rows: row, resumedFromRow, staged: await store.stagedCount(runId), skipped: skippedCount, skipReasons };
     }),
@@ -256,7 +251,7 @@ export function createCohortSyncActivities(context: WorkerContext) {
     }),
 
     /** Records the run in the ledger, clears its staging, and reports why members failed (from the failure ledger). */
-    finishCohortRun: (input: FinishCohortRunInput): Promise<RunFailures> => closeRun(context, input, SKIPPED),
+    finishCohortRun: (input: FinishCohortRunInput): Promise<RunFailures> => closeRun(context, input),
   };
 }
 
@@ -267,7 +262,7 @@ function describeDuration(ms: number): string {
 }
 
 function skip(member: CohortMemberIds, reason: string): MemberFailure {
-  return { memberKey: `amplitude_id:${member.amplitudeId}`, reason: `${SKIPPED} ${reason}` };
+  return skipped(`amplitude_id:${member.amplitudeId}`, reason);
 }
 
 async function lastSyncedSourceVersion(context: WorkerContext, syncId: string): Promise<string | undefined> {

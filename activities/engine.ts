@@ -7,7 +7,7 @@
 import { activityInfo, Context, heartbeat } from '@temporalio/activity';
 import type { PageRequest, SentChange } from '../src/braze/page-request.js';
 import { RateLimitedError, VendorError } from '../src/errors.js';
-import type { OutcomeTotals, RunStatus, SendingRequest, SentRequest } from '../src/store/store.js';
+import type { MemberFailure, OutcomeTotals, RunStatus, SendingRequest, SentRequest } from '../src/store/store.js';
 import type { WorkerContext } from '../src/worker-context.js';
 import type { RunRef } from './sync-lease.js';
 
@@ -123,6 +123,23 @@ export async function budgetExceeded(context: WorkerContext, budgets: PageBudget
   return undefined;
 }
 
+/** Prefix of skip reasons in the run's failure ledger, which also holds Braze's per-object rejections. */
+const SKIPPED = 'skipped:';
+
+/** A key the run did not send, with why: kept in the failure ledger apart from Braze's rejections. */
+export function skipped(memberKey: string, reason: string): MemberFailure {
+  return { memberKey, reason: `${SKIPPED} ${reason}` };
+}
+
+/** The run's skip reasons so far, counted. */
+export async function skipReasonsOf(context: WorkerContext, runId: string): Promise<Record<string, number>> {
+  const skipReasons: Record<string, number> = {};
+  for (const { reason, count } of await context.store.failureCountsByReason(runId)) {
+    if (reason.startsWith(SKIPPED)) skipReasons[reason.slice(SKIPPED.length + 1)] = count;
+  }
+  return skipReasons;
+}
+
 /** Reasons Braze gave for the keys it rejected in the run, counted (skip reasons, which share the ledger, excluded). */
 export interface RunFailures {
   failed: number;
@@ -137,12 +154,12 @@ export interface CloseRunInput {
 }
 
 /** Records the run's end in the run ledger, clears its staging, frees its lease, and reports its failures. */
-export async function closeRun(context: WorkerContext, input: CloseRunInput, skipReasonPrefix?: string): Promise<RunFailures> {
+export async function closeRun(context: WorkerContext, input: CloseRunInput): Promise<RunFailures> {
   const { store } = context;
   const { runId, syncId } = input.run;
   const failureReasons: Record<string, number> = {};
   for (const { reason, count } of await store.failureCountsByReason(runId)) {
-    if (skipReasonPrefix === undefined || !reason.startsWith(skipReasonPrefix)) failureReasons[reason] = count;
+    if (!reason.startsWith(SKIPPED)) failureReasons[reason] = count;
   }
   const status: RunStatus = input.status === 'failed' ? 'failed' : 'succeeded';
   await store.finishRun({
