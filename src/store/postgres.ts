@@ -14,11 +14,13 @@ import {
   chunks,
   pageLimit,
   plannedPages,
+  planPagesSql,
   requireFormat,
   requireKey,
   requirePageSize,
   requirePoints,
   requireValidPoints,
+  STAGING_TABLES,
   toPage,
   toKeyedPage,
   toPageRange,
@@ -159,6 +161,32 @@ const DIFF_COUNTS = `SELECT
     WHERE s.run_id = $1 AND NOT EXISTS (SELECT 1 FROM snapshot_members m WHERE m.sync_id = $2 AND m.member_key = s.member_key)) AS enter,
    (SELECT count(*) FROM snapshot_members m
     WHERE m.sync_id = $2 AND NOT EXISTS (SELECT 1 FROM staged_members s WHERE s.run_id = $1 AND s.member_key = m.member_key)) AS leave`;
+
+// planPagesSql statements: $1 the run, $2 the page size.
+const PLAN_PLACEHOLDERS = { runId: '$1', pageSize: '$2' };
+const PLAN_ENTER_PAGES = planPagesSql(
+  'enter',
+  {
+    from: 'staged_members s',
+    key: 's.member_key',
+    where: 's.run_id = $1 AND NOT EXISTS (SELECT 1 FROM snapshot_members m WHERE m.sync_id = $3 AND m.member_key = s.member_key)',
+  },
+  PLAN_PLACEHOLDERS,
+);
+const PLAN_LEAVE_PAGES = planPagesSql(
+  'leave',
+  {
+    from: 'snapshot_members m',
+    key: 'm.member_key',
+    where: 'm.sync_id = $3 AND NOT EXISTS (SELECT 1 FROM staged_members s WHERE s.run_id = $1 AND s.member_key = m.member_key)',
+  },
+  PLAN_PLACEHOLDERS,
+);
+const PLAN_EVENT_PAGES = planPagesSql(
+  'event',
+  { from: 'staged_events s', key: 's.event_key', where: 's.run_id = $1 AND NOT EXISTS (SELECT 1 FROM sent_events e WHERE e.event_key = s.event_key)' },
+  PLAN_PLACEHOLDERS,
+);
 
 const RUN_COLUMNS = `run_id AS "runId", sync_id AS "syncId", kind, status, started_at AS "startedAt", finished_at AS "finishedAt",
   source_version AS "sourceVersion", stats`;
@@ -365,12 +393,10 @@ export class PostgresStateStore implements StateStore {
   }
 
   async clearStaging(runId: string): Promise<void> {
-    const deleteChunk = `DELETE FROM staged_members WHERE run_id = $1 AND member_key IN
-      (SELECT member_key FROM staged_members WHERE run_id = $1 ORDER BY member_key LIMIT $2)`;
-    while ((await this.#query(deleteChunk, [runId, MAX_ROWS_PER_TRANSACTION])).rowCount === MAX_ROWS_PER_TRANSACTION) await yieldToEventLoop();
-    const deleteEventChunk = `DELETE FROM staged_events WHERE run_id = $1 AND event_key IN
-      (SELECT event_key FROM staged_events WHERE run_id = $1 ORDER BY event_key LIMIT $2)`;
-    while ((await this.#query(deleteEventChunk, [runId, MAX_ROWS_PER_TRANSACTION])).rowCount === MAX_ROWS_PER_TRANSACTION) await yieldToEventLoop();
+    for (const { table, key } of STAGING_TABLES) {
+      const deleteChunk = `DELETE FROM ${table} WHERE run_id = $1 AND ${key} IN (SELECT ${key} FROM ${table} WHERE run_id = $1 ORDER BY ${key} LIMIT $2)`;
+      while ((await this.#query(deleteChunk, [runId, MAX_ROWS_PER_TRANSACTION])).rowCount === MAX_ROWS_PER_TRANSACTION) await yieldToEventLoop();
+    }
     await this.#query('DELETE FROM staging_checkpoints WHERE run_id = $1', [runId]);
     await this.#query('DELETE FROM plan_pages WHERE run_id = $1', [runId]);
   }
@@ -413,25 +439,8 @@ export class PostgresStateStore implements StateStore {
     requirePageSize(pageSize);
     return this.#transaction(async (client) => {
       await client.query('DELETE FROM plan_pages WHERE run_id = $1', [runId]);
-      // Numbers the diff in key order and keeps the last key of every `pageSize` changes.
-      await client.query(
-        `INSERT INTO plan_pages (run_id, kind, page_no, through_key)
-         SELECT $1, 'enter', page_no, max(member_key) FROM (
-           SELECT s.member_key, (row_number() OVER (ORDER BY s.member_key) - 1) / $2 AS page_no
-           FROM staged_members s
-           WHERE s.run_id = $1 AND NOT EXISTS (SELECT 1 FROM snapshot_members m WHERE m.sync_id = $3 AND m.member_key = s.member_key)
-         ) pages GROUP BY page_no`,
-        [runId, pageSize, syncId],
-      );
-      await client.query(
-        `INSERT INTO plan_pages (run_id, kind, page_no, through_key)
-         SELECT $1, 'leave', page_no, max(member_key) FROM (
-           SELECT m.member_key, (row_number() OVER (ORDER BY m.member_key) - 1) / $2 AS page_no
-           FROM snapshot_members m
-           WHERE m.sync_id = $3 AND NOT EXISTS (SELECT 1 FROM staged_members s WHERE s.run_id = $1 AND s.member_key = m.member_key)
-         ) pages GROUP BY page_no`,
-        [runId, pageSize, syncId],
-      );
+      await client.query(PLAN_ENTER_PAGES, [runId, pageSize, syncId]);
+      await client.query(PLAN_LEAVE_PAGES, [runId, pageSize, syncId]);
       const { rows } = await client.query<DiffCounts>(DIFF_COUNTS, [runId, syncId]);
       return plannedPages(rows[0]!, pageSize);
     });
@@ -478,15 +487,7 @@ export class PostgresStateStore implements StateStore {
     requirePageSize(pageSize);
     return this.#transaction(async (client) => {
       await client.query('DELETE FROM plan_pages WHERE run_id = $1', [runId]);
-      await client.query(
-        `INSERT INTO plan_pages (run_id, kind, page_no, through_key)
-         SELECT $1, 'event', page_no, max(event_key) FROM (
-           SELECT s.event_key, (row_number() OVER (ORDER BY s.event_key) - 1) / $2 AS page_no
-           FROM staged_events s
-           WHERE s.run_id = $1 AND NOT EXISTS (SELECT 1 FROM sent_events e WHERE e.event_key = s.event_key)
-         ) pages GROUP BY page_no`,
-        [runId, pageSize],
-      );
+      await client.query(PLAN_EVENT_PAGES, [runId, pageSize]);
       const { rows } = await client.query<{ count: number }>(
         'SELECT count(*) AS count FROM staged_events s WHERE s.run_id = $1 AND NOT EXISTS (SELECT 1 FROM sent_events e WHERE e.event_key = s.event_key)',
         [runId],

@@ -5,6 +5,7 @@ import {
   type JsonObject,
   type Page,
   type PageRange,
+  type PlanKind,
   type PlannedPages,
   type RateSlotGrant,
   type RateSlotRequest,
@@ -74,6 +75,35 @@ export function plannedPages(counts: DiffCounts, pageSize: number): PlannedPages
     leave: { changes: counts.leave, pages: Math.ceil(counts.leave / pageSize) },
   };
 }
+
+/** Where the rows a plan numbers come from. */
+export interface PlanSource {
+  /** The table and its alias, e.g. `staged_events s`. */
+  from: string;
+  /** The key pages are cut along, e.g. `s.event_key`. */
+  key: string;
+  /** Which of the table's rows the plan covers. */
+  where: string;
+}
+
+/**
+ * The statement every plan kind uses, in both dialects: numbers the source's rows in key order and records the last
+ * key of every `pageSize` rows as a page of `kind`. `runId` and `pageSize` are the dialect's placeholders for them
+ * (the first two parameters); `where` may use more.
+ */
+export function planPagesSql(kind: PlanKind, source: PlanSource, placeholders: { runId: string; pageSize: string }): string {
+  return `INSERT INTO plan_pages (run_id, kind, page_no, through_key)
+    SELECT ${placeholders.runId}, '${kind}', page_no, max(page_key) FROM (
+      SELECT ${source.key} AS page_key, (row_number() OVER (ORDER BY ${source.key}) - 1) / ${placeholders.pageSize} AS page_no
+      FROM ${source.from} WHERE ${source.where}
+    ) pages GROUP BY page_no`;
+}
+
+/** Every table staging a run's rows, with its key: `clearStaging` empties each, a chunk at a time in key order. */
+export const STAGING_TABLES = [
+  { table: 'staged_members', key: 'member_key' },
+  { table: 'staged_events', key: 'event_key' },
+] as const;
 
 /** The range of page `page` from the rows of pages `page - 1` and `page` (the earlier page's last key starts it). */
 export function toPageRange(rows: readonly { pageNo: number; throughKey: string }[], page: number): PageRange | undefined {

@@ -14,11 +14,13 @@ import {
   nextRateWindow,
   pageLimit,
   plannedPages,
+  planPagesSql,
   requireFormat,
   requireKey,
   requirePageSize,
   requirePoints,
   requireValidPoints,
+  STAGING_TABLES,
   toPage,
   toKeyedPage,
   toPageRange,
@@ -70,6 +72,8 @@ import {
 } from './store.js';
 
 const BUSY_TIMEOUT_MS = 10_000;
+/** Placeholders of planPagesSql; the cast keeps the page number an integer division. */
+const PLAN_PLACEHOLDERS = { runId: '?', pageSize: 'CAST(? AS INTEGER)' };
 
 interface RunRow {
   runId: string;
@@ -191,11 +195,8 @@ export class SqliteStateStore implements StateStore {
   }
 
   async clearStaging(runId: string): Promise<void> {
-    while (this.#sql.deleteStagedChunk.run(runId, runId, MAX_ROWS_PER_TRANSACTION).changes === MAX_ROWS_PER_TRANSACTION) {
-      await yieldToEventLoop();
-    }
-    while (this.#sql.deleteStagedEventChunk.run(runId, runId, MAX_ROWS_PER_TRANSACTION).changes === MAX_ROWS_PER_TRANSACTION) {
-      await yieldToEventLoop();
+    for (const deleteChunk of this.#sql.deleteStagedChunks) {
+      while (deleteChunk.run(runId, runId, MAX_ROWS_PER_TRANSACTION).changes === MAX_ROWS_PER_TRANSACTION) await yieldToEventLoop();
     }
     this.#sql.deleteCheckpoint.run(runId);
     this.#sql.deletePlan.run(runId);
@@ -563,9 +564,8 @@ function prepareStatements(db: Database.Database) {
       'SELECT rows_consumed AS rowsConsumed, bytes_consumed AS bytesConsumed FROM staging_checkpoints WHERE run_id = ?',
     ),
     stagedCount: db.prepare<[string], { count: number }>('SELECT count(*) AS count FROM staged_members WHERE run_id = ?'),
-    deleteStagedChunk: db.prepare<[string, string, number]>(
-      `DELETE FROM staged_members WHERE run_id = ? AND member_key IN
-       (SELECT member_key FROM staged_members WHERE run_id = ? ORDER BY member_key LIMIT ?)`,
+    deleteStagedChunks: STAGING_TABLES.map(({ table, key }) =>
+      db.prepare<[string, string, number]>(`DELETE FROM ${table} WHERE run_id = ? AND ${key} IN (SELECT ${key} FROM ${table} WHERE run_id = ? ORDER BY ${key} LIMIT ?)`),
     ),
     deleteCheckpoint: db.prepare<[string]>('DELETE FROM staging_checkpoints WHERE run_id = ?'),
 
@@ -598,22 +598,27 @@ function prepareStatements(db: Database.Database) {
          AND NOT EXISTS (SELECT 1 FROM staged_members s WHERE s.run_id = ? AND s.member_key = m.member_key)
        ORDER BY m.member_key LIMIT ?`,
     ),
-    // Numbers the diff in key order and keeps the last key of every `pageSize` changes.
     planEnterPages: db.prepare<[string, number, string, string]>(
-      `INSERT INTO plan_pages (run_id, kind, page_no, through_key)
-       SELECT ?, 'enter', page_no, max(member_key) FROM (
-         SELECT s.member_key, (row_number() OVER (ORDER BY s.member_key) - 1) / CAST(? AS INTEGER) AS page_no
-         FROM staged_members s
-         WHERE s.run_id = ? AND NOT EXISTS (SELECT 1 FROM snapshot_members m WHERE m.sync_id = ? AND m.member_key = s.member_key)
-       ) GROUP BY page_no`,
+      planPagesSql(
+        'enter',
+        {
+          from: 'staged_members s',
+          key: 's.member_key',
+          where: 's.run_id = ? AND NOT EXISTS (SELECT 1 FROM snapshot_members m WHERE m.sync_id = ? AND m.member_key = s.member_key)',
+        },
+        PLAN_PLACEHOLDERS,
+      ),
     ),
     planLeavePages: db.prepare<[string, number, string, string]>(
-      `INSERT INTO plan_pages (run_id, kind, page_no, through_key)
-       SELECT ?, 'leave', page_no, max(member_key) FROM (
-         SELECT m.member_key, (row_number() OVER (ORDER BY m.member_key) - 1) / CAST(? AS INTEGER) AS page_no
-         FROM snapshot_members m
-         WHERE m.sync_id = ? AND NOT EXISTS (SELECT 1 FROM staged_members s WHERE s.run_id = ? AND s.member_key = m.member_key)
-       ) GROUP BY page_no`,
+      planPagesSql(
+        'leave',
+        {
+          from: 'snapshot_members m',
+          key: 'm.member_key',
+          where: 'm.sync_id = ? AND NOT EXISTS (SELECT 1 FROM staged_members s WHERE s.run_id = ? AND s.member_key = m.member_key)',
+        },
+        PLAN_PLACEHOLDERS,
+      ),
     ),
     plannedPage: db.prepare<[string, string, number, number], { pageNo: number; throughKey: string }>(
       'SELECT page_no AS pageNo, through_key AS throughKey FROM plan_pages WHERE run_id = ? AND kind = ? AND page_no IN (?, ?)',
@@ -628,17 +633,12 @@ function prepareStatements(db: Database.Database) {
        WHERE excluded.last_event_ms > user_activity.last_event_ms`,
     ),
     stagedEventCount: db.prepare<[string], { count: number }>('SELECT count(*) AS count FROM staged_events WHERE run_id = ?'),
-    deleteStagedEventChunk: db.prepare<[string, string, number]>(
-      `DELETE FROM staged_events WHERE run_id = ? AND event_key IN
-       (SELECT event_key FROM staged_events WHERE run_id = ? ORDER BY event_key LIMIT ?)`,
-    ),
     planEventPages: db.prepare<[string, number, string]>(
-      `INSERT INTO plan_pages (run_id, kind, page_no, through_key)
-       SELECT ?, 'event', page_no, max(event_key) FROM (
-         SELECT s.event_key, (row_number() OVER (ORDER BY s.event_key) - 1) / CAST(? AS INTEGER) AS page_no
-         FROM staged_events s
-         WHERE s.run_id = ? AND NOT EXISTS (SELECT 1 FROM sent_events e WHERE e.event_key = s.event_key)
-       ) GROUP BY page_no`,
+      planPagesSql(
+        'event',
+        { from: 'staged_events s', key: 's.event_key', where: 's.run_id = ? AND NOT EXISTS (SELECT 1 FROM sent_events e WHERE e.event_key = s.event_key)' },
+        PLAN_PLACEHOLDERS,
+      ),
     ),
     unsentEventCount: db.prepare<[string], { count: number }>(
       'SELECT count(*) AS count FROM staged_events s WHERE s.run_id = ? AND NOT EXISTS (SELECT 1 FROM sent_events e WHERE e.event_key = s.event_key)',
