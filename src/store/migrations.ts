@@ -349,6 +349,59 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE plan_pages ADD CONSTRAINT plan_pages_kind_check CHECK (kind IN ('enter', 'leave', 'event'));
     `,
   },
+  {
+    version: 7,
+    name: 'trait pipeline: staged attribute changes, attribute snapshots per Braze workspace',
+    sql: `
+      -- Each user's attribute changes of a run (JSON: Braze attribute name -> value, null unsets), keyed like user_activity.
+      CREATE TABLE staged_traits (
+        run_id TEXT NOT NULL,
+        user_key TEXT NOT NULL,
+        changes TEXT NOT NULL,
+        PRIMARY KEY (run_id, user_key)
+      ) WITHOUT ROWID;
+
+      -- The last source key a keyset-paged source (such as the activity index) has consumed; NULL for other sources.
+      ALTER TABLE staging_checkpoints ADD COLUMN after_key TEXT;
+
+      -- attribute_snapshots.sync_id now holds a scope, the Braze workspace (e.g. 'braze-workspace:ab12cd'): every sync
+      -- writing to a workspace shares its users' last accepted values. member_key is the activity index's user_key, so
+      -- pruning a user deletes their rows in every scope through this index.
+      CREATE INDEX attribute_snapshots_by_member ON attribute_snapshots (member_key);
+
+      -- Whether a kind still runs (the trait sync reads the activity index the event sync feeds).
+      CREATE INDEX runs_succeeded_by_kind ON runs (kind, finished_at) WHERE status = 'succeeded';
+
+      -- Planned pages of trait changes too: the kind check is rebuilt again, keeping pages in flight.
+      CREATE TABLE plan_pages_v7 (
+        run_id TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('enter', 'leave', 'event', 'trait')),
+        page_no INTEGER NOT NULL,
+        through_key TEXT NOT NULL,
+        PRIMARY KEY (run_id, kind, page_no)
+      ) WITHOUT ROWID;
+      INSERT INTO plan_pages_v7 SELECT run_id, kind, page_no, through_key FROM plan_pages;
+      DROP TABLE plan_pages;
+      ALTER TABLE plan_pages_v7 RENAME TO plan_pages;
+    `,
+    postgres: `
+      CREATE TABLE staged_traits (
+        run_id TEXT COLLATE "C" NOT NULL,
+        user_key TEXT COLLATE "C" NOT NULL,
+        changes TEXT NOT NULL,
+        PRIMARY KEY (run_id, user_key)
+      );
+
+      ALTER TABLE staging_checkpoints ADD COLUMN after_key TEXT COLLATE "C";
+
+      CREATE INDEX attribute_snapshots_by_member ON attribute_snapshots (member_key);
+
+      CREATE INDEX runs_succeeded_by_kind ON runs (kind, finished_at) WHERE status = 'succeeded';
+
+      ALTER TABLE plan_pages DROP CONSTRAINT plan_pages_kind_check;
+      ALTER TABLE plan_pages ADD CONSTRAINT plan_pages_kind_check CHECK (kind IN ('enter', 'leave', 'event', 'trait'));
+    `,
+  },
 ];
 
 export function currentSchemaVersion(db: Database): number {

@@ -11,6 +11,7 @@ import {
   DAY,
   FIRST_KEY,
   MONTH,
+  checkpointColumns,
   chunks,
   pageLimit,
   plannedPages,
@@ -28,6 +29,8 @@ import {
   toUserActivity,
   toStagedMember,
   toStagedRow,
+  toStagedTraitChange,
+  toStagingCheckpoint,
   yieldToEventLoop,
   type StagedRow,
 } from './shared.js';
@@ -63,6 +66,7 @@ import {
   type SnapshotMember,
   type StagedEvent,
   type StagedMember,
+  type StagedTraitChange,
   type StagingCheckpoint,
   type StateStore,
   type SyncLease,
@@ -107,12 +111,12 @@ const RECORD_REQUESTS_SENDING = `WITH sending AS (
   INSERT INTO data_points (run_id, page_key, day, sync_id, points)
   SELECT run_id, request_key, day, sync_id, points FROM sending ON CONFLICT DO NOTHING`;
 
-// Completes (or inserts) each request's outcome; only those not completed before ("fresh") change the snapshot, the
+// Completes (or inserts) each request's outcome; only those not completed before ("fresh") change the snapshots, the
 // failures and the data points, and their positions are returned. Snapshot rows are written in key order, so
 // overlapping writers cannot deadlock.
 const RECORD_SENT_REQUESTS = `WITH sent AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::bigint[], $6::text[], $7::text[]) WITH ORDINALITY
-      AS t(run_id, request_key, accepted, rejected, points, day, sync_id, n)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::bigint[], $6::text[], $7::text[], $15::text[]) WITH ORDINALITY
+      AS t(run_id, request_key, accepted, rejected, points, day, sync_id, scope, n)
   ), completed AS (
     INSERT INTO request_outcomes AS o (run_id, request_key, accepted, rejected, data_points, completed)
     SELECT run_id, request_key, accepted, rejected, points, true FROM sent
@@ -129,6 +133,19 @@ const RECORD_SENT_REQUESTS = `WITH sent AS (
   ), removed AS (
     DELETE FROM snapshot_members m USING unnest($10::int[], $11::text[]) AS x(n, k) JOIN fresh ON fresh.n = x.n
     WHERE m.sync_id = fresh.sync_id AND m.member_key = x.k
+  ), attribute_changes AS (
+    -- Values set and unset in one list (a NULL value unsets), so that each snapshot row is written once: of a pair
+    -- changed twice in the batch the last change wins, as row by row.
+    SELECT DISTINCT ON (fresh.scope, c.k, c.a) fresh.scope, c.k, c.a, c.v
+    FROM unnest($16::int[], $17::text[], $18::text[], $19::text[]) WITH ORDINALITY AS c(n, k, a, v, i) JOIN fresh ON fresh.n = c.n
+    ORDER BY fresh.scope, c.k, c.a, c.i DESC
+  ), attributes_set AS (
+    INSERT INTO attribute_snapshots (sync_id, member_key, attribute, value)
+    SELECT scope, k, a, v FROM attribute_changes WHERE v IS NOT NULL ORDER BY 1, 2, 3
+    ON CONFLICT (sync_id, member_key, attribute) DO UPDATE SET value = excluded.value
+  ), attributes_unset AS (
+    DELETE FROM attribute_snapshots s USING attribute_changes c
+    WHERE c.v IS NULL AND s.sync_id = c.scope AND s.member_key = c.k AND s.attribute = c.a
   ), failed AS (
     -- Of a member repeated in one batch the last reason wins, as row by row.
     INSERT INTO member_failures (run_id, member_key, reason)
@@ -152,6 +169,16 @@ const ACQUIRE_RATE_SLOTS = `UPDATE rate_windows AS w SET
     window_start_ms = CASE WHEN w.blocked_until_ms > $5::bigint THEN w.window_start_ms ELSE greatest(w.window_start_ms, $2::bigint) END
   WHERE w.limiter_key = $1
   RETURNING last_granted AS granted, window_start_ms AS "windowStartMs", blocked_until_ms AS "blockedUntilMs"`;
+const UPSERT_CHECKPOINT = `INSERT INTO staging_checkpoints (run_id, rows_consumed, bytes_consumed, after_key) VALUES ($1, $2, $3, $4)
+  ON CONFLICT (run_id) DO UPDATE SET rows_consumed = excluded.rows_consumed, bytes_consumed = excluded.bytes_consumed, after_key = excluded.after_key`;
+// One statement, so one transaction. Both deletes probe an index with `= ANY` of an array: as a join, the generic
+// plan of a prepared statement scans the whole table.
+const PRUNE_INACTIVE_USERS = `WITH pruned AS (
+    DELETE FROM user_activity WHERE user_key = ANY (ARRAY(SELECT user_key FROM user_activity WHERE last_event_ms < $1 LIMIT $2)) RETURNING user_key
+  ), snapshots AS (
+    DELETE FROM attribute_snapshots WHERE member_key = ANY (ARRAY(SELECT user_key FROM pruned))
+  )
+  SELECT count(*) AS count FROM pruned`;
 const INSERT_REQUEST_OUTCOME =
   'INSERT INTO request_outcomes (run_id, request_key, accepted, rejected, data_points) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING';
 const INSERT_DATA_POINTS = 'INSERT INTO data_points (run_id, page_key, day, sync_id, points) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING';
@@ -187,9 +214,12 @@ const PLAN_EVENT_PAGES = planPagesSql(
   { from: 'staged_events s', key: 's.event_key', where: 's.run_id = $1 AND NOT EXISTS (SELECT 1 FROM sent_events e WHERE e.event_key = s.event_key)' },
   PLAN_PLACEHOLDERS,
 );
+const PLAN_TRAIT_PAGES = planPagesSql('trait', { from: 'staged_traits s', key: 's.user_key', where: 's.run_id = $1' }, PLAN_PLACEHOLDERS);
 
 const RUN_COLUMNS = `run_id AS "runId", sync_id AS "syncId", kind, status, started_at AS "startedAt", finished_at AS "finishedAt",
   source_version AS "sourceVersion", stats`;
+/** The latest run to finish successfully whose `column` is $1. */
+const lastSucceededRun = (column: 'sync_id' | 'kind') => `SELECT ${RUN_COLUMNS} FROM runs WHERE ${column} = $1 AND status = 'succeeded' ORDER BY finished_at DESC LIMIT 1`;
 
 /** `PostgreSQL host:port/dbname`: where the store is, without user or password. */
 export function describePostgresUrl(url: string): string {
@@ -329,12 +359,12 @@ export class PostgresStateStore implements StateStore {
     return (await this.#one<{ count: number }>('SELECT count(*) AS count FROM snapshot_members WHERE sync_id = $1', [syncId])).count;
   }
 
-  async attributeSnapshots(syncId: string, memberKeys: readonly string[]): Promise<Map<string, Map<string, string>>> {
+  async attributeSnapshots(scope: string, memberKeys: readonly string[]): Promise<Map<string, Map<string, string>>> {
     const snapshots = new Map<string, Map<string, string>>();
     for (const chunk of batches(memberKeys)) {
       const rows = await this.#rows<AttributeSnapshot>(
         'SELECT member_key AS "memberKey", attribute, value FROM attribute_snapshots WHERE sync_id = $1 AND member_key = ANY($2::text[])',
-        [syncId, chunk],
+        [scope, chunk],
       );
       for (const { memberKey, attribute, value } of rows) {
         const attributes = snapshots.get(memberKey) ?? new Map<string, string>();
@@ -345,47 +375,35 @@ export class PostgresStateStore implements StateStore {
     return snapshots;
   }
 
-  async upsertAttributeSnapshots(syncId: string, rows: readonly AttributeSnapshot[]): Promise<void> {
+  async upsertAttributeSnapshots(scope: string, rows: readonly AttributeSnapshot[]): Promise<void> {
     for (const chunk of batches(rows)) {
       // One statement cannot update a row twice: of repeated (member, attribute) pairs the last wins, as row by row.
       await this.#query(
         `INSERT INTO attribute_snapshots (sync_id, member_key, attribute, value)
          SELECT DISTINCT ON (k, a) $1, k, a, v FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS t(k, a, v, n) ORDER BY k, a, n DESC
          ON CONFLICT (sync_id, member_key, attribute) DO UPDATE SET value = excluded.value`,
-        [syncId, chunk.map((row) => requireKey(row.memberKey)), chunk.map((row) => row.attribute), chunk.map((row) => row.value)],
+        [scope, chunk.map((row) => requireKey(row.memberKey)), chunk.map((row) => row.attribute), chunk.map((row) => row.value)],
       );
     }
   }
 
   async stageChunk(runId: string, members: readonly StagedMember[], checkpoint: StagingCheckpoint): Promise<void> {
-    // Only the last transaction carries the checkpoint; rows committed before a crash are re-staged as no-ops.
-    const all = chunks(members);
-    for (const [index, chunk] of all.entries()) {
-      const rows = chunk.map(toStagedRow);
-      await this.#transaction(async (client) => {
-        await client.query(
-          `INSERT INTO staged_members (run_id, member_key, amplitude_id, user_id, device_id, props)
-           SELECT $1, k, a, u, d, p FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS t(k, a, u, d, p, n)
-           ORDER BY n ON CONFLICT DO NOTHING`,
-          [runId, ...stagedColumns(rows)],
-        );
-        if (index === all.length - 1) {
-          await client.query(
-            `INSERT INTO staging_checkpoints (run_id, rows_consumed, bytes_consumed) VALUES ($1, $2, $3)
-             ON CONFLICT (run_id) DO UPDATE SET rows_consumed = excluded.rows_consumed, bytes_consumed = excluded.bytes_consumed`,
-            [runId, checkpoint.rowsConsumed, checkpoint.bytesConsumed],
-          );
-        }
-      });
-    }
+    await this.#stageInTransactions(runId, members, checkpoint, (client, chunk) =>
+      client.query(
+        `INSERT INTO staged_members (run_id, member_key, amplitude_id, user_id, device_id, props)
+         SELECT $1, k, a, u, d, p FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS t(k, a, u, d, p, n)
+         ORDER BY n ON CONFLICT DO NOTHING`,
+        [runId, ...stagedColumns(chunk.map(toStagedRow))],
+      ),
+    );
   }
 
   async stagingCheckpoint(runId: string): Promise<StagingCheckpoint | undefined> {
-    const [row] = await this.#rows<StagingCheckpoint>(
-      'SELECT rows_consumed AS "rowsConsumed", bytes_consumed AS "bytesConsumed" FROM staging_checkpoints WHERE run_id = $1',
+    const [row] = await this.#rows<{ rowsConsumed: number; bytesConsumed: number; afterKey: string | null }>(
+      'SELECT rows_consumed AS "rowsConsumed", bytes_consumed AS "bytesConsumed", after_key AS "afterKey" FROM staging_checkpoints WHERE run_id = $1',
       [runId],
     );
-    return row;
+    return row && toStagingCheckpoint(row);
   }
 
   async stagedCount(runId: string): Promise<number> {
@@ -471,11 +489,7 @@ export class PostgresStateStore implements StateStore {
          WHERE excluded.last_event_ms > a.last_event_ms`,
         [chunk.activity.map((user) => user.userKey), chunk.activity.map((user) => user.lastEventMs), chunk.activity.map((user) => JSON.stringify(user.properties))],
       );
-      await client.query(
-        `INSERT INTO staging_checkpoints (run_id, rows_consumed, bytes_consumed) VALUES ($1, $2, $3)
-         ON CONFLICT (run_id) DO UPDATE SET rows_consumed = excluded.rows_consumed, bytes_consumed = excluded.bytes_consumed`,
-        [runId, checkpoint.rowsConsumed, checkpoint.bytesConsumed],
-      );
+      await client.query(UPSERT_CHECKPOINT, checkpointColumns(runId, checkpoint));
     });
   }
 
@@ -484,17 +498,13 @@ export class PostgresStateStore implements StateStore {
   }
 
   async planEventPages(runId: string, pageSize: number): Promise<{ events: number; pages: number }> {
-    requirePageSize(pageSize);
-    return this.#transaction(async (client) => {
-      await client.query('DELETE FROM plan_pages WHERE run_id = $1', [runId]);
-      await client.query(PLAN_EVENT_PAGES, [runId, pageSize]);
-      const { rows } = await client.query<{ count: number }>(
-        'SELECT count(*) AS count FROM staged_events s WHERE s.run_id = $1 AND NOT EXISTS (SELECT 1 FROM sent_events e WHERE e.event_key = s.event_key)',
-        [runId],
-      );
-      const events = Number(rows[0]!.count);
-      return { events, pages: Math.ceil(events / pageSize) };
-    });
+    const { count, pages } = await this.#planRunPages(
+      runId,
+      pageSize,
+      PLAN_EVENT_PAGES,
+      'SELECT count(*) AS count FROM staged_events s WHERE s.run_id = $1 AND NOT EXISTS (SELECT 1 FROM sent_events e WHERE e.event_key = s.event_key)',
+    );
+    return { events: count, pages };
   }
 
   async unsentEvents(runId: string, options: DiffPageOptions): Promise<Page<StagedEvent>> {
@@ -559,11 +569,7 @@ export class PostgresStateStore implements StateStore {
   }
 
   async pruneInactiveUsers(beforeMs: number, limit: number): Promise<number> {
-    const result = await this.#query(
-      'DELETE FROM user_activity WHERE user_key IN (SELECT user_key FROM user_activity WHERE last_event_ms < $1 LIMIT $2)',
-      [beforeMs, pageLimit(limit)],
-    );
-    return result.rowCount ?? 0;
+    return (await this.#one<{ count: number }>(PRUNE_INACTIVE_USERS, [beforeMs, pageLimit(limit)])).count;
   }
 
   async pruneSentEvents(beforeMs: number, limit: number): Promise<number> {
@@ -572,6 +578,42 @@ export class PostgresStateStore implements StateStore {
       pageLimit(limit),
     ]);
     return result.rowCount ?? 0;
+  }
+
+  async stageTraitChanges(runId: string, rows: readonly StagedTraitChange[], checkpoint: StagingCheckpoint): Promise<void> {
+    // One statement cannot update a row twice: of a user repeated in one chunk the last wins, as row by row.
+    await this.#stageInTransactions(runId, rows, checkpoint, (client, chunk) =>
+      client.query(
+        `INSERT INTO staged_traits (run_id, user_key, changes)
+         SELECT DISTINCT ON (k) $1, k, c FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS t(k, c, n) ORDER BY k, n DESC
+         ON CONFLICT (run_id, user_key) DO UPDATE SET changes = excluded.changes`,
+        [runId, chunk.map((row) => requireKey(row.userKey)), chunk.map((row) => JSON.stringify(row.changes))],
+      ),
+    );
+  }
+
+  stagedTraitCounts(runId: string): Promise<{ users: number; attributes: number }> {
+    return this.#one<{ users: number; attributes: number }>(
+      `SELECT count(*) AS users, coalesce(sum((SELECT count(*) FROM json_object_keys(t.changes::json))), 0)::bigint AS attributes
+       FROM staged_traits t WHERE t.run_id = $1`,
+      [runId],
+    );
+  }
+
+  async planTraitPages(runId: string, pageSize: number): Promise<{ users: number; pages: number }> {
+    const { count, pages } = await this.#planRunPages(runId, pageSize, PLAN_TRAIT_PAGES, 'SELECT count(*) AS count FROM staged_traits WHERE run_id = $1');
+    return { users: count, pages };
+  }
+
+  async stagedTraitChanges(runId: string, options: DiffPageOptions): Promise<Page<StagedTraitChange>> {
+    const limit = pageLimit(options.limit);
+    const values: unknown[] = [runId, options.afterKey ?? FIRST_KEY, limit];
+    const through = options.throughKey === undefined ? '' : `AND user_key <= $${values.push(options.throughKey)}`;
+    const rows = await this.#rows<{ userKey: string; changes: string }>(
+      `SELECT user_key AS "userKey", changes FROM staged_traits WHERE run_id = $1 AND user_key > $2 ${through} ORDER BY user_key LIMIT $3`,
+      values,
+    );
+    return toKeyedPage(rows.map(toStagedTraitChange), limit, (change) => change.userKey);
   }
 
   async startRun(run: RunStart): Promise<void> {
@@ -590,10 +632,12 @@ export class PostgresStateStore implements StateStore {
   }
 
   async lastSuccessfulRun(syncId: string): Promise<RunRecord | undefined> {
-    const [row] = await this.#rows<RunRow>(
-      `SELECT ${RUN_COLUMNS} FROM runs WHERE sync_id = $1 AND status = 'succeeded' ORDER BY finished_at DESC LIMIT 1`,
-      [syncId],
-    );
+    const [row] = await this.#rows<RunRow>(lastSucceededRun('sync_id'), [syncId]);
+    return row && toRunRecord(row);
+  }
+
+  async lastSucceededRunOfKind(kind: string): Promise<RunRecord | undefined> {
+    const [row] = await this.#rows<RunRow>(lastSucceededRun('kind'), [kind]);
     return row && toRunRecord(row);
   }
 
@@ -733,6 +777,11 @@ export class PostgresStateStore implements StateStore {
     const [addedAt, added] = tagged((request) => (request.snapshot.added ?? []).map(requireKey));
     const [removedAt, removed] = tagged((request) => request.snapshot.removed ?? []);
     const [failedAt, failures] = tagged((request) => request.rejected);
+    const [changedAt, attributeChanges] = tagged(({ snapshot: { attributes } }) =>
+      attributes
+        ? [...attributes.set.map((row) => ({ ...row, memberKey: requireKey(row.memberKey) })), ...attributes.unset.map((row) => ({ ...row, value: null }))]
+        : [],
+    );
     const rows = await this.#rows<{ n: string }>(RECORD_SENT_REQUESTS, [
       requests.map((request) => request.runId),
       requests.map((request) => requireKey(request.requestKey)),
@@ -748,6 +797,11 @@ export class PostgresStateStore implements StateStore {
       failedAt,
       failures.map((failure) => requireKey(failure.memberKey)),
       failures.map((failure) => failure.reason),
+      requests.map((request) => request.snapshot.attributes?.scope ?? null),
+      changedAt,
+      attributeChanges.map((change) => change.memberKey),
+      attributeChanges.map((change) => change.attribute),
+      attributeChanges.map((change) => change.value),
     ]);
     const firstTime = new Set(rows.map((row) => Number(row.n)));
     return requests.map((_, index) => firstTime.has(index + 1));
@@ -823,6 +877,37 @@ export class PostgresStateStore implements StateStore {
     const [row] = await this.#rows<Row>(text, values);
     if (!row) throw new Error(`expected one row from: ${text}`);
     return row;
+  }
+
+  /** Replaces the run's plan with the pages `planSql` numbers; `countSql` counts the rows they cover. */
+  async #planRunPages(runId: string, pageSize: number, planSql: string, countSql: string): Promise<{ count: number; pages: number }> {
+    requirePageSize(pageSize);
+    return this.#transaction(async (client) => {
+      await client.query('DELETE FROM plan_pages WHERE run_id = $1', [runId]);
+      await client.query(planSql, [runId, pageSize]);
+      const { rows } = await client.query<{ count: number }>(countSql, [runId]);
+      const count = rows[0]!.count;
+      return { count, pages: Math.ceil(count / pageSize) };
+    });
+  }
+
+  /**
+   * Stages rows in transactions of at most MAX_ROWS_PER_TRANSACTION. Only the last carries the checkpoint: rows
+   * committed before a crash are staged again, to the same effect.
+   */
+  async #stageInTransactions<T>(
+    runId: string,
+    rows: readonly T[],
+    checkpoint: StagingCheckpoint,
+    stage: (client: pg.PoolClient, chunk: readonly T[]) => Promise<unknown>,
+  ): Promise<void> {
+    const all = chunks(rows);
+    for (const [index, chunk] of all.entries()) {
+      await this.#transaction(async (client) => {
+        await stage(client, chunk);
+        if (index === all.length - 1) await client.query(UPSERT_CHECKPOINT, checkpointColumns(runId, checkpoint));
+      });
+    }
   }
 
   /** Runs `work` in one transaction on one connection, again from the start after a serialization failure or deadlock. */

@@ -12,6 +12,8 @@ import {
   type SendingRequest,
   type StagedEvent,
   type StagedMember,
+  type StagedTraitChange,
+  type StagingCheckpoint,
   type UserActivity,
 } from './store.js';
 
@@ -48,6 +50,22 @@ export function toKeyedPage<T>(items: T[], limit: number, keyOf: (item: T) => st
 
 export function toStagedEvent(row: { eventKey: string; body: string }): StagedEvent {
   return { eventKey: row.eventKey, body: JSON.parse(row.body) as JsonObject };
+}
+
+export function toStagedTraitChange(row: { userKey: string; changes: string }): StagedTraitChange {
+  return { userKey: row.userKey, changes: JSON.parse(row.changes) as JsonObject };
+}
+
+/** A checkpoint's columns, in the order both stores' upserts take them. */
+export function checkpointColumns(runId: string, checkpoint: StagingCheckpoint): [string, number, number, string | null] {
+  return [runId, checkpoint.rowsConsumed, checkpoint.bytesConsumed, checkpoint.afterKey ?? null];
+}
+
+/** A checkpoint row as both stores keep it: `afterKey` NULL when the source is not read in key order. */
+export function toStagingCheckpoint(row: { rowsConsumed: number; bytesConsumed: number; afterKey: string | null }): StagingCheckpoint {
+  const checkpoint: StagingCheckpoint = { rowsConsumed: row.rowsConsumed, bytesConsumed: row.bytesConsumed };
+  if (row.afterKey !== null) checkpoint.afterKey = row.afterKey;
+  return checkpoint;
 }
 
 export function toUserActivity(row: { userKey: string; lastEventMs: number; properties: string }): UserActivity {
@@ -103,6 +121,7 @@ export function planPagesSql(kind: PlanKind, source: PlanSource, placeholders: {
 export const STAGING_TABLES = [
   { table: 'staged_members', key: 'member_key' },
   { table: 'staged_events', key: 'event_key' },
+  { table: 'staged_traits', key: 'user_key' },
 ] as const;
 
 /** The range of page `page` from the rows of pages `page - 1` and `page` (the earlier page's last key starts it). */

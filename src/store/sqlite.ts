@@ -10,6 +10,7 @@ import {
   DAY,
   FIRST_KEY,
   MONTH,
+  checkpointColumns,
   chunks,
   nextRateWindow,
   pageLimit,
@@ -28,6 +29,8 @@ import {
   toUserActivity,
   toStagedMember,
   toStagedRow,
+  toStagedTraitChange,
+  toStagingCheckpoint,
   yieldToEventLoop,
   type RateWindowRow,
   type StagedRow,
@@ -64,6 +67,7 @@ import {
   type SnapshotMember,
   type StagedEvent,
   type StagedMember,
+  type StagedTraitChange,
   type StagingCheckpoint,
   type StateStore,
   type SyncLease,
@@ -88,6 +92,10 @@ interface RunRow {
 
 const RUN_COLUMNS =
   'run_id AS runId, sync_id AS syncId, kind, status, started_at AS startedAt, finished_at AS finishedAt, source_version AS sourceVersion, stats';
+/** The latest run to finish successfully whose `column` is the parameter. */
+const lastSucceededRun = (column: 'sync_id' | 'kind') => `SELECT ${RUN_COLUMNS} FROM runs WHERE ${column} = ? AND status = 'succeeded' ORDER BY finished_at DESC LIMIT 1`;
+/** A page of staged trait changes, optionally bounded above by `through`. */
+const stagedTraitPage = (through: string) => `SELECT user_key AS userKey, changes FROM staged_traits WHERE run_id = ? AND user_key > ? ${through} ORDER BY user_key LIMIT ?`;
 
 export function openSqliteStateStore(path: string): SqliteStateStore {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
@@ -156,10 +164,10 @@ export class SqliteStateStore implements StateStore {
     return settle(() => this.#sql.snapshotCount.get(syncId)?.count ?? 0);
   }
 
-  async attributeSnapshots(syncId: string, memberKeys: readonly string[]): Promise<Map<string, Map<string, string>>> {
+  async attributeSnapshots(scope: string, memberKeys: readonly string[]): Promise<Map<string, Map<string, string>>> {
     const snapshots = new Map<string, Map<string, string>>();
     for (const chunk of chunks(memberKeys)) {
-      for (const { memberKey, attribute, value } of this.#sql.attributeSnapshots.all(syncId, JSON.stringify(chunk))) {
+      for (const { memberKey, attribute, value } of this.#sql.attributeSnapshots.all(scope, JSON.stringify(chunk))) {
         const attributes = snapshots.get(memberKey) ?? new Map<string, string>();
         attributes.set(attribute, value);
         snapshots.set(memberKey, attributes);
@@ -169,25 +177,22 @@ export class SqliteStateStore implements StateStore {
     return snapshots;
   }
 
-  async upsertAttributeSnapshots(syncId: string, rows: readonly AttributeSnapshot[]): Promise<void> {
-    await this.#inTransactions(rows, (chunk) => {
-      for (const row of chunk) this.#sql.upsertAttributeSnapshot.run(syncId, requireKey(row.memberKey), row.attribute, row.value);
-    });
+  async upsertAttributeSnapshots(scope: string, rows: readonly AttributeSnapshot[]): Promise<void> {
+    await this.#inTransactions(rows, (chunk) => void this.#sql.upsertAttributeSnapshots.run(scope, attributeSnapshotsJson(chunk)));
   }
 
   async stageChunk(runId: string, rows: readonly StagedMember[], checkpoint: StagingCheckpoint): Promise<void> {
-    // Only the last transaction carries the checkpoint; rows committed before a crash are re-staged as no-ops.
-    await this.#inTransactions(rows, (chunk, isLast) => {
-      for (const member of chunk) {
-        const row = toStagedRow(member);
-        this.#sql.insertStaged.run(runId, row.memberKey, row.amplitudeId, row.userId, row.deviceId, row.props);
-      }
-      if (isLast) this.#sql.upsertCheckpoint.run(runId, checkpoint.rowsConsumed, checkpoint.bytesConsumed);
+    await this.#stageInTransactions(runId, rows, checkpoint, (member) => {
+      const row = toStagedRow(member);
+      this.#sql.insertStaged.run(runId, row.memberKey, row.amplitudeId, row.userId, row.deviceId, row.props);
     });
   }
 
   stagingCheckpoint(runId: string): Promise<StagingCheckpoint | undefined> {
-    return settle(() => this.#sql.checkpoint.get(runId));
+    return settle(() => {
+      const row = this.#sql.checkpoint.get(runId);
+      return row && toStagingCheckpoint(row);
+    });
   }
 
   stagedCount(runId: string): Promise<number> {
@@ -246,7 +251,7 @@ export class SqliteStateStore implements StateStore {
     const apply = this.#db.transaction(() => {
       for (const event of chunk.events) this.#sql.insertStagedEvent.run(runId, requireKey(event.eventKey), JSON.stringify(event.body));
       for (const user of chunk.activity) this.#sql.upsertActivity.run(requireKey(user.userKey), user.lastEventMs, JSON.stringify(user.properties));
-      this.#sql.upsertCheckpoint.run(runId, checkpoint.rowsConsumed, checkpoint.bytesConsumed);
+      this.#sql.upsertCheckpoint.run(...checkpointColumns(runId, checkpoint));
     });
     await settle(() => apply.immediate());
     await yieldToEventLoop();
@@ -256,15 +261,9 @@ export class SqliteStateStore implements StateStore {
     return settle(() => this.#sql.stagedEventCount.get(runId)?.count ?? 0);
   }
 
-  planEventPages(runId: string, pageSize: number): Promise<{ events: number; pages: number }> {
-    requirePageSize(pageSize);
-    const plan = this.#db.transaction(() => {
-      this.#sql.deletePlan.run(runId);
-      this.#sql.planEventPages.run(runId, pageSize, runId);
-      const events = this.#sql.unsentEventCount.get(runId)?.count ?? 0;
-      return { events, pages: Math.ceil(events / pageSize) };
-    });
-    return settle(() => plan());
+  async planEventPages(runId: string, pageSize: number): Promise<{ events: number; pages: number }> {
+    const { count, pages } = await this.#planRunPages(runId, pageSize, this.#sql.planEventPages, this.#sql.unsentEventCount);
+    return { events: count, pages };
   }
 
   async unsentEvents(runId: string, options: DiffPageOptions): Promise<Page<StagedEvent>> {
@@ -299,11 +298,39 @@ export class SqliteStateStore implements StateStore {
   }
 
   pruneInactiveUsers(beforeMs: number, limit: number): Promise<number> {
-    return settle(() => this.#sql.pruneInactiveUsers.run(beforeMs, pageLimit(limit)).changes);
+    const prune = this.#db.transaction((): number => {
+      const userKeys = JSON.stringify(this.#sql.inactiveUsers.all(beforeMs, pageLimit(limit)).map((user) => user.userKey));
+      this.#sql.deleteMembersAttributeSnapshots.run(userKeys);
+      return this.#sql.deleteActivity.run(userKeys).changes;
+    });
+    // IMMEDIATE: the users read are deleted under the same write lock.
+    return settle(() => prune.immediate());
   }
 
   pruneSentEvents(beforeMs: number, limit: number): Promise<number> {
     return settle(() => this.#sql.pruneSentEvents.run(beforeMs, pageLimit(limit)).changes);
+  }
+
+  async stageTraitChanges(runId: string, rows: readonly StagedTraitChange[], checkpoint: StagingCheckpoint): Promise<void> {
+    await this.#stageInTransactions(runId, rows, checkpoint, (row) => void this.#sql.upsertStagedTrait.run(runId, requireKey(row.userKey), JSON.stringify(row.changes)));
+  }
+
+  stagedTraitCounts(runId: string): Promise<{ users: number; attributes: number }> {
+    return settle(() => this.#sql.stagedTraitCounts.get(runId)!);
+  }
+
+  async planTraitPages(runId: string, pageSize: number): Promise<{ users: number; pages: number }> {
+    const { count, pages } = await this.#planRunPages(runId, pageSize, this.#sql.planTraitPages, this.#sql.stagedTraitUsers);
+    return { users: count, pages };
+  }
+
+  async stagedTraitChanges(runId: string, options: DiffPageOptions): Promise<Page<StagedTraitChange>> {
+    const limit = pageLimit(options.limit);
+    const afterKey = options.afterKey ?? FIRST_KEY;
+    const rows =
+      options.throughKey === undefined ? this.#sql.stagedTraits.all(runId, afterKey, limit) : this.#sql.stagedTraitRange.all(runId, afterKey, options.throughKey, limit);
+    await yieldToEventLoop();
+    return toKeyedPage(rows.map(toStagedTraitChange), limit, (change) => change.userKey);
   }
 
   startRun(run: RunStart): Promise<void> {
@@ -326,6 +353,13 @@ export class SqliteStateStore implements StateStore {
   lastSuccessfulRun(syncId: string): Promise<RunRecord | undefined> {
     return settle(() => {
       const row = this.#sql.lastSuccessfulRun.get(syncId);
+      return row && toRunRecord(row);
+    });
+  }
+
+  lastSucceededRunOfKind(kind: string): Promise<RunRecord | undefined> {
+    return settle(() => {
+      const row = this.#sql.lastSucceededRunOfKind.get(kind);
       return row && toRunRecord(row);
     });
   }
@@ -438,13 +472,17 @@ export class SqliteStateStore implements StateStore {
   recordSentRequests(requests: readonly SentRequest[]): Promise<boolean[]> {
     const record = this.#db.transaction((): boolean[] =>
       requests.map((request) => {
-        const { added = [], removed = [] } = request.snapshot;
+        const { added = [], removed = [], attributes } = request.snapshot;
         const accepted = request.accepted ?? added.length + removed.length;
         const first = this.#sql.completeOutcome.run(request.runId, requireKey(request.requestKey), accepted, request.rejected.length, request.dataPoints).changes > 0;
         if (!first) return false;
         // One statement per list, not per member: a request carries up to a few hundred members.
         if (added.length > 0) this.#sql.insertSnapshotMembers.run(request.syncId, JSON.stringify(added.map(requireKey)));
         if (removed.length > 0) this.#sql.deleteSnapshotMembers.run(request.syncId, JSON.stringify(removed));
+        if (attributes && attributes.set.length > 0) this.#sql.upsertAttributeSnapshots.run(attributes.scope, attributeSnapshotsJson(attributes.set));
+        if (attributes && attributes.unset.length > 0) {
+          this.#sql.deleteAttributeSnapshots.run(attributes.scope, JSON.stringify(attributes.unset.map((row) => [row.memberKey, row.attribute])));
+        }
         for (const failure of request.rejected) this.#sql.upsertFailure.run(request.runId, requireKey(failure.memberKey), failure.reason);
         this.#sql.upsertDataPoints.run(request.runId, request.requestKey, request.day, request.syncId, request.dataPoints);
         return true;
@@ -488,6 +526,36 @@ export class SqliteStateStore implements StateStore {
 
   #downloadsIn(month: string): number {
     return this.#sql.downloadsInMonth.get(month)?.count ?? 0;
+  }
+
+  /** Replaces the run's plan with the pages `plan` numbers; `count` counts the rows they cover. */
+  #planRunPages(
+    runId: string,
+    pageSize: number,
+    plan: Database.Statement<[string, number, string]>,
+    count: Database.Statement<[string], { count: number }>,
+  ): Promise<{ count: number; pages: number }> {
+    const replace = this.#db.transaction(() => {
+      this.#sql.deletePlan.run(runId);
+      plan.run(runId, pageSize, runId);
+      const rows = count.get(runId)?.count ?? 0;
+      return { count: rows, pages: Math.ceil(rows / pageSize) };
+    });
+    return settle(() => {
+      requirePageSize(pageSize);
+      return replace();
+    });
+  }
+
+  /**
+   * Stages rows in transactions of at most MAX_ROWS_PER_TRANSACTION. Only the last carries the checkpoint: rows
+   * committed before a crash are staged again, to the same effect.
+   */
+  async #stageInTransactions<T>(runId: string, rows: readonly T[], checkpoint: StagingCheckpoint, stage: (row: T) => void): Promise<void> {
+    await this.#inTransactions(rows, (chunk, isLast) => {
+      for (const row of chunk) stage(row);
+      if (isLast) this.#sql.upsertCheckpoint.run(...checkpointColumns(runId, checkpoint));
+    });
   }
 
   /** Applies `apply` to chunks of at most MAX_ROWS_PER_TRANSACTION items, one transaction each (at least one). */
@@ -547,21 +615,29 @@ function prepareStatements(db: Database.Database) {
       `SELECT member_key AS memberKey, attribute, value FROM attribute_snapshots
        WHERE sync_id = ? AND member_key IN (SELECT value FROM json_each(?))`,
     ),
-    upsertAttributeSnapshot: db.prepare<[string, string, string, string]>(
-      `INSERT INTO attribute_snapshots (sync_id, member_key, attribute, value) VALUES (?, ?, ?, ?)
+    // Rows travel as one JSON array of [member, attribute, value]; of a repeated pair the last wins, as row by row.
+    upsertAttributeSnapshots: db.prepare<[string, string]>(
+      `INSERT INTO attribute_snapshots (sync_id, member_key, attribute, value)
+       SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]') FROM json_each(?) ORDER BY key
        ON CONFLICT (sync_id, member_key, attribute) DO UPDATE SET value = excluded.value`,
     ),
+    deleteAttributeSnapshots: db.prepare<[string, string]>(
+      `DELETE FROM attribute_snapshots WHERE sync_id = ? AND (member_key, attribute) IN
+       (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))`,
+    ),
+    // Every scope's rows of the members, through attribute_snapshots_by_member.
+    deleteMembersAttributeSnapshots: db.prepare<[string]>('DELETE FROM attribute_snapshots WHERE member_key IN (SELECT value FROM json_each(?))'),
 
     insertStaged: db.prepare<[string, string, string, string | null, string | null, string | null]>(
       `INSERT INTO staged_members (run_id, member_key, amplitude_id, user_id, device_id, props) VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT DO NOTHING`,
     ),
-    upsertCheckpoint: db.prepare<[string, number, number]>(
-      `INSERT INTO staging_checkpoints (run_id, rows_consumed, bytes_consumed) VALUES (?, ?, ?)
-       ON CONFLICT (run_id) DO UPDATE SET rows_consumed = excluded.rows_consumed, bytes_consumed = excluded.bytes_consumed`,
+    upsertCheckpoint: db.prepare<[string, number, number, string | null]>(
+      `INSERT INTO staging_checkpoints (run_id, rows_consumed, bytes_consumed, after_key) VALUES (?, ?, ?, ?)
+       ON CONFLICT (run_id) DO UPDATE SET rows_consumed = excluded.rows_consumed, bytes_consumed = excluded.bytes_consumed, after_key = excluded.after_key`,
     ),
-    checkpoint: db.prepare<[string], StagingCheckpoint>(
-      'SELECT rows_consumed AS rowsConsumed, bytes_consumed AS bytesConsumed FROM staging_checkpoints WHERE run_id = ?',
+    checkpoint: db.prepare<[string], { rowsConsumed: number; bytesConsumed: number; afterKey: string | null }>(
+      'SELECT rows_consumed AS rowsConsumed, bytes_consumed AS bytesConsumed, after_key AS afterKey FROM staging_checkpoints WHERE run_id = ?',
     ),
     stagedCount: db.prepare<[string], { count: number }>('SELECT count(*) AS count FROM staged_members WHERE run_id = ?'),
     deleteStagedChunks: STAGING_TABLES.map(({ table, key }) =>
@@ -665,10 +741,19 @@ function prepareStatements(db: Database.Database) {
       `SELECT user_key AS userKey, last_event_ms AS lastEventMs, properties FROM user_activity
        WHERE user_key > ? AND last_event_ms >= ? ORDER BY user_key LIMIT ?`,
     ),
-    pruneInactiveUsers: db.prepare<[number, number]>(
-      'DELETE FROM user_activity WHERE user_key IN (SELECT user_key FROM user_activity WHERE last_event_ms < ? LIMIT ?)',
-    ),
+    inactiveUsers: db.prepare<[number, number], { userKey: string }>('SELECT user_key AS userKey FROM user_activity WHERE last_event_ms < ? LIMIT ?'),
+    deleteActivity: db.prepare<[string]>('DELETE FROM user_activity WHERE user_key IN (SELECT value FROM json_each(?))'),
     pruneSentEvents: db.prepare<[number, number]>('DELETE FROM sent_events WHERE event_key IN (SELECT event_key FROM sent_events WHERE sent_at_ms < ? LIMIT ?)'),
+    upsertStagedTrait: db.prepare<[string, string, string]>(
+      'INSERT INTO staged_traits (run_id, user_key, changes) VALUES (?, ?, ?) ON CONFLICT (run_id, user_key) DO UPDATE SET changes = excluded.changes',
+    ),
+    stagedTraitUsers: db.prepare<[string], { count: number }>('SELECT count(*) AS count FROM staged_traits WHERE run_id = ?'),
+    stagedTraitCounts: db.prepare<[string], { users: number; attributes: number }>(
+      'SELECT count(*) AS users, coalesce(sum((SELECT count(*) FROM json_each(t.changes))), 0) AS attributes FROM staged_traits t WHERE t.run_id = ?',
+    ),
+    planTraitPages: db.prepare<[string, number, string]>(planPagesSql('trait', { from: 'staged_traits s', key: 's.user_key', where: 's.run_id = ?' }, PLAN_PLACEHOLDERS)),
+    stagedTraits: db.prepare<[string, string, number], { userKey: string; changes: string }>(stagedTraitPage('')),
+    stagedTraitRange: db.prepare<[string, string, string, number], { userKey: string; changes: string }>(stagedTraitPage('AND user_key <= ?')),
     syncLease: db.prepare<[string], { holder: string; workflowId: string; expiresAtMs: number }>(
       'SELECT holder, workflow_id AS workflowId, expires_at_ms AS expiresAtMs FROM sync_leases WHERE sync_id = ?',
     ),
@@ -692,9 +777,8 @@ function prepareStatements(db: Database.Database) {
     finishRun: db.prepare<[string, string, string | null, string, string]>(
       `UPDATE runs SET status = ?, finished_at = ?, source_version = coalesce(?, source_version), stats = ? WHERE run_id = ?`,
     ),
-    lastSuccessfulRun: db.prepare<[string], RunRow>(
-      `SELECT ${RUN_COLUMNS} FROM runs WHERE sync_id = ? AND status = 'succeeded' ORDER BY finished_at DESC LIMIT 1`,
-    ),
+    lastSuccessfulRun: db.prepare<[string], RunRow>(lastSucceededRun('sync_id')),
+    lastSucceededRunOfKind: db.prepare<[string], RunRow>(lastSucceededRun('kind')),
     recentRuns: db.prepare<[number], RunRow>(`SELECT ${RUN_COLUMNS} FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?`),
     recentRunsOfSync: db.prepare<[string, number], RunRow>(
       `SELECT ${RUN_COLUMNS} FROM runs WHERE sync_id = ? ORDER BY started_at DESC, run_id DESC LIMIT ?`,
@@ -736,6 +820,11 @@ function prepareStatements(db: Database.Database) {
       'SELECT reason, count(*) AS count FROM member_failures WHERE run_id = ? GROUP BY reason ORDER BY count DESC, reason',
     ),
   };
+}
+
+/** Attribute snapshot rows as the JSON array of [member, attribute, value] the upsert statement reads. */
+function attributeSnapshotsJson(rows: readonly AttributeSnapshot[]): string {
+  return JSON.stringify(rows.map((row) => [requireKey(row.memberKey), row.attribute, row.value]));
 }
 
 /** Runs synchronous SQLite work so that any error, too, arrives as a rejected promise. */

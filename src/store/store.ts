@@ -31,6 +31,16 @@ export interface SnapshotMember {
 export interface StagingCheckpoint {
   rowsConsumed: number;
   bytesConsumed: number;
+  /** The last source key consumed, for a source read in key order (keyset paging); absent for others. */
+  afterKey?: string;
+}
+
+/** One user's attribute changes staged by a trait run: what Braze should get. */
+export interface StagedTraitChange {
+  /** `user_id:<id>`, as in the activity index. */
+  userKey: string;
+  /** Braze attribute name → the value to write; null unsets it. */
+  changes: JsonObject;
 }
 
 export interface PageOptions {
@@ -53,8 +63,8 @@ export interface Page<T> {
 
 /** `enter`: staged but not in the snapshot. `leave`: in the snapshot but not staged. */
 export type DiffKind = 'enter' | 'leave';
-/** What a planned page holds: membership changes, or events to send. */
-export type PlanKind = DiffKind | 'event';
+/** What a planned page holds: membership changes, events to send, or users' attribute changes. */
+export type PlanKind = DiffKind | 'event' | 'trait';
 
 export interface DiffCounts {
   enter: number;
@@ -78,8 +88,17 @@ export interface PageRange {
 export interface AttributeSnapshot {
   memberKey: string;
   attribute: string;
-  /** The last value sent, as JSON or a hash of it. */
+  /** The last value Braze accepted, as JSON text. */
   value: string;
+}
+
+/** What a request Braze accepted did to the attribute snapshot of a scope (see `StateStore.attributeSnapshots`). */
+export interface AttributeSnapshotChanges {
+  scope: string;
+  /** Values written. */
+  set: readonly AttributeSnapshot[];
+  /** Attributes unset: they leave the snapshot. */
+  unset: ReadonlyArray<{ memberKey: string; attribute: string }>;
 }
 
 export type RunStatus = 'running' | 'succeeded' | 'failed' | 'cancelled';
@@ -183,8 +202,11 @@ export interface SendingRequest {
 
 /** What a sent request did: its snapshot change, the members refused, and the data points it actually cost. */
 export interface SentRequest extends SendingRequest {
-  /** Members the vendor accepted, entering (`added`) or leaving (`removed`) the sync's snapshot. */
-  snapshot: { added?: readonly string[]; removed?: readonly string[] };
+  /**
+   * Members the vendor accepted, entering (`added`) or leaving (`removed`) the sync's snapshot, and the attribute
+   * values it accepted (`attributes`, applied to that scope's attribute snapshot).
+   */
+  snapshot: { added?: readonly string[]; removed?: readonly string[]; attributes?: AttributeSnapshotChanges };
   /** Members the vendor refused, with its reason. */
   rejected: readonly MemberFailure[];
   /** Objects the vendor accepted, when not the snapshot change's size (a kind whose snapshot is kept elsewhere). */
@@ -256,15 +278,19 @@ export interface StateStore {
   snapshotMembers(syncId: string, options: PageOptions): Promise<Page<SnapshotMember>>;
   snapshotCount(syncId: string): Promise<number>;
 
-  /** Last values sent per member and attribute, for the given members (absent members are omitted). */
-  attributeSnapshots(syncId: string, memberKeys: readonly string[]): Promise<Map<string, Map<string, string>>>;
-  upsertAttributeSnapshots(syncId: string, rows: readonly AttributeSnapshot[]): Promise<void>;
+  /**
+   * The last values Braze accepted per member and attribute, for the given members (absent members are omitted), in a
+   * scope: the Braze workspace (e.g. `braze-workspace:ab12cd`), whose users' attributes every sync writing to it shares.
+   */
+  attributeSnapshots(scope: string, memberKeys: readonly string[]): Promise<Map<string, Map<string, string>>>;
+  /** Records values Braze accepted in a scope (see `attributeSnapshots`); of repeated (member, attribute) pairs the last wins. */
+  upsertAttributeSnapshots(scope: string, rows: readonly AttributeSnapshot[]): Promise<void>;
 
   /** Stages rows and records the checkpoint after them in the same transaction. The first row for a key wins. */
   stageChunk(runId: string, rows: readonly StagedMember[], checkpoint: StagingCheckpoint): Promise<void>;
   stagingCheckpoint(runId: string): Promise<StagingCheckpoint | undefined>;
   stagedCount(runId: string): Promise<number>;
-  /** Removes the run's staged rows and events, staging checkpoint and planned pages. */
+  /** Removes the run's staged rows, events and trait changes, staging checkpoint and planned pages. */
   clearStaging(runId: string): Promise<void>;
 
   diffPage(runId: string, syncId: string, options: DiffPageOptions & { kind: 'enter' }): Promise<Page<StagedMember>>;
@@ -302,15 +328,33 @@ export interface StateStore {
   unconfirmedEventCount(runId: string): Promise<number>;
   /** Users active at or after `sinceMs`, in key order. */
   activeUsers(options: PageOptions & { sinceMs: number }): Promise<Page<UserActivity>>;
-  /** Deletes up to `limit` users last active before `beforeMs`; resolves with how many it deleted. */
+  /**
+   * Deletes up to `limit` users last active before `beforeMs`, with their attribute snapshot rows in every scope, in one
+   * transaction: the snapshot covers the activity window only, so a user who returns gets their values sent afresh.
+   * Resolves with how many users it deleted.
+   */
   pruneInactiveUsers(beforeMs: number, limit: number): Promise<number>;
   /** Deletes up to `limit` sent-event ledger entries older than `beforeMs`; resolves with how many it deleted. */
   pruneSentEvents(beforeMs: number, limit: number): Promise<number>;
+
+  /**
+   * Stages users' attribute changes (a user staged again replaces its changes) and records the checkpoint after them,
+   * in transactions of at most MAX_ROWS_PER_TRANSACTION rows, the checkpoint with the last.
+   */
+  stageTraitChanges(runId: string, rows: readonly StagedTraitChange[], checkpoint: StagingCheckpoint): Promise<void>;
+  /** Users staged, and the attribute changes they carry in all. */
+  stagedTraitCounts(runId: string): Promise<{ users: number; attributes: number }>;
+  /** Cuts the run's staged users into numbered pages of `pageSize` users in key order (kind `trait`); replaces an earlier plan of the run. */
+  planTraitPages(runId: string, pageSize: number): Promise<{ users: number; pages: number }>;
+  /** Staged users of the run with their changes, in key order. */
+  stagedTraitChanges(runId: string, options: DiffPageOptions): Promise<Page<StagedTraitChange>>;
 
   /** Records a run as running; a retried start of the same run is a no-op. */
   startRun(run: RunStart): Promise<void>;
   finishRun(finish: RunFinish): Promise<void>;
   lastSuccessfulRun(syncId: string): Promise<RunRecord | undefined>;
+  /** The latest run of a kind (e.g. `event`) to finish successfully, of any sync: tells whether that kind still runs (the event sync feeds the activity index). */
+  lastSucceededRunOfKind(kind: string): Promise<RunRecord | undefined>;
   /** Newest first. */
   recentRuns(options: { syncId?: string; limit: number }): Promise<RunRecord[]>;
 
