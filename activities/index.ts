@@ -2,6 +2,7 @@ import type { WorkerContext } from '../src/worker-context.js';
 import { createCohortSyncActivities } from './cohort-sync.js';
 import { createDoctorActivities } from './doctor.js';
 import { createEventSyncActivities } from './event-sync.js';
+import { createTraitSyncActivities } from './trait-sync.js';
 
 /** Every activity the worker registers, bound to the worker's clients and store. */
 export function createActivities(context: WorkerContext) {
@@ -9,5 +10,6 @@ export function createActivities(context: WorkerContext) {
     ...createDoctorActivities(context),
     ...createCohortSyncActivities(context),
     ...createEventSyncActivities(context),
+    ...createTraitSyncActivities(context),
   };
 }

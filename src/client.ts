@@ -4,15 +4,18 @@
  */
 import { ScheduleOverlapPolicy, type Client, type ScheduleHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import proto from '@temporalio/proto';
+import type { z } from 'zod';
 import type { DoctorReport } from '../activities/doctor.js';
 import { progressQuery, type CohortSyncProgress } from '../workflows/cohort-sync.js';
 import { eventProgressQuery, type EventSyncProgress, type EventSyncResult } from '../workflows/event-sync.js';
-import type { cohortSync, doctor, eventSync } from '../workflows/index.js';
+import type { cohortSync, doctor, eventSync, traitSync } from '../workflows/index.js';
+import { traitProgressQuery, type TraitSyncProgress } from '../workflows/trait-sync.js';
 import { cohortSyncId, cohortSyncInputSchema, type CohortSyncInput, type CohortSyncOptions } from './cohort/input.js';
 import { describeInputProblems } from './input-problems.js';
 import { DEFAULT_TASK_QUEUE } from './config.js';
 import { eventSyncId, eventSyncInputSchema, exportHourOf, exportHoursBetween, type EventSyncInput, type EventSyncOptions } from './events/input.js';
 import { COHORT_ID, DATA_POINTS, EXPORT_HOUR, SYNC_KIND } from './temporal/search-attributes.js';
+import { propertyAttributes, traitSyncId, traitSyncInputSchema, type TraitSyncInput, type TraitSyncOptions } from './traits/input.js';
 
 export { DEFAULT_TASK_QUEUE };
 
@@ -267,9 +270,7 @@ export async function getEventSyncProgress(client: Client, workflowId: string): 
 }
 
 function parseEventSyncInput(input: EventSyncInput): EventSyncOptions {
-  const parsed = eventSyncInputSchema.safeParse(input);
-  if (!parsed.success) throw new InvalidInputError(`Invalid eventSync input:\n${describeInputProblems(parsed.error)}`);
-  return parsed.data;
+  return parseInput(eventSyncInputSchema, input, 'eventSync');
 }
 
 function eventSyncSummary(options: EventSyncOptions, hour?: string): string {
@@ -277,13 +278,70 @@ function eventSyncSummary(options: EventSyncOptions, hour?: string): string {
   return `Amplitude events of ${hour ? `hour ${hour}` : `the hour ${options.lagHours} h back`}: activity index, ${types}${options.dryRun ? ' (dry run)' : ''}`;
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Trait sync
+
+/** Starts a `traitSync` run; its workflow id is the sync's id (`trait-sync-<name or hash>`), so runs never overlap. */
+export async function startTraitSync(client: Client, input: TraitSyncInput, options: StartCohortSyncOptions = {}): Promise<WorkflowHandleWithFirstExecutionRunId<typeof traitSync>> {
+  const parsed = parseInput(traitSyncInputSchema, input, 'traitSync');
+  return client.workflow.start<typeof traitSync>('traitSync', {
+    taskQueue: options.taskQueue ?? DEFAULT_TASK_QUEUE,
+    workflowId: options.workflowId ?? traitSyncId(parsed),
+    args: [input],
+    workflowIdConflictPolicy: 'FAIL',
+    staticSummary: traitSyncSummary(parsed),
+    typedSearchAttributes: [
+      { key: SYNC_KIND, value: 'trait' },
+      { key: DATA_POINTS, value: 0 },
+    ],
+  });
+}
+
+export type ScheduleTraitSyncOptions = Omit<ScheduleCohortSyncOptions, 'cadence'> & { cadence: 'hourly' | 'daily' };
+
+/** Creates a Temporal Schedule for a trait sync (hourly or daily, optionally pinned): overlapping runs are skipped. */
+export async function scheduleTraitSync(client: Client, input: TraitSyncInput, options: ScheduleTraitSyncOptions): Promise<ScheduleHandle> {
+  const parsed = parseInput(traitSyncInputSchema, input, 'traitSync');
+  const syncId = traitSyncId(parsed);
+  return client.schedule.create({
+    scheduleId: options.scheduleId ?? `${syncId}-schedule`,
+    spec: { cronExpressions: [cronFor(options.cadence, options.at)], timezone: options.timeZone },
+    action: {
+      type: 'startWorkflow',
+      workflowType: 'traitSync',
+      args: [input],
+      taskQueue: options.taskQueue ?? DEFAULT_TASK_QUEUE,
+      workflowId: syncId,
+      staticSummary: traitSyncSummary(parsed),
+      typedSearchAttributes: [{ key: SYNC_KIND, value: 'trait' }],
+    },
+    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: CATCHUP_WINDOW[options.cadence] },
+    state: { paused: options.paused ?? false, note: `${options.cadence} trait sync ${syncId}` },
+  });
+}
+
+/** The live `progress` of a running (or finished) trait sync. */
+export async function getTraitSyncProgress(client: Client, workflowId: string): Promise<TraitSyncProgress> {
+  return client.workflow.getHandle<typeof traitSync>(workflowId).query(traitProgressQuery);
+}
+
+function traitSyncSummary(options: TraitSyncOptions): string {
+  const attributes = propertyAttributes(options).map(([property, attribute]) => (property === attribute ? property : `${property} → ${attribute}`));
+  return `Amplitude user properties ${attributes.join(', ')} → Braze custom attributes, users active in ${options.windowDays} days${options.dryRun ? ' (dry run)' : ''}`;
+}
+
 export class InvalidInputError extends Error {
   override readonly name = 'InvalidInputError';
 }
 
 function parseCohortSyncInput(input: CohortSyncInput): CohortSyncOptions {
-  const parsed = cohortSyncInputSchema.safeParse(input);
-  if (!parsed.success) throw new InvalidInputError(`Invalid cohortSync input:\n${describeInputProblems(parsed.error)}`);
+  return parseInput(cohortSyncInputSchema, input, 'cohortSync');
+}
+
+/** Validates a workflow input here, before anything starts, with the message the workflow itself would give. */
+function parseInput<S extends z.ZodType>(schema: S, input: unknown, workflowType: string): z.output<S> {
+  const parsed = schema.safeParse(input);
+  if (!parsed.success) throw new InvalidInputError(`Invalid ${workflowType} input:\n${describeInputProblems(parsed.error)}`);
   return parsed.data;
 }
 

@@ -111,6 +111,8 @@ export interface AmplitudeConfig {
   activeWindowDays: number;
   /** How long the sent-event ledger remembers an event forwarded to Braze (reruns within it never resend it). */
   sentEventLedgerDays: number;
+  /** A trait sync refuses an activity index no event sync has fed for longer than this (a stale audience). */
+  activityIndexMaxAgeMs: number;
 }
 
 export interface BrazeConfig {
@@ -122,6 +124,12 @@ export interface BrazeConfig {
   objectLimit: BrazeObjectLimit;
   /** The workspace's `/users/track` limit, shared by every worker. */
   rateLimit: RateLimit;
+  /**
+   * Names the workspace whose attribute values the store remembers (every trait sync writing to it shares
+   * them): `<REST endpoint host>:<BRAZE_WORKSPACE or "default">`. Set BRAZE_WORKSPACE when one store serves
+   * several workspaces of one Braze instance.
+   */
+  workspace: string;
 }
 
 export interface BrazePartnerConfig {
@@ -281,6 +289,7 @@ const amplitudeVariables = z.object({
   AMPLITUDE_EXPORT_MAX_WAIT: duration.prefault('30m'),
   ACTIVE_WINDOW_DAYS: wholeNumberAtLeastOne.default(90),
   EVENT_LEDGER_DAYS: wholeNumberAtLeastOne.default(30),
+  ACTIVITY_INDEX_MAX_AGE: duration.prefault('6h'),
 });
 
 const brazeRestEndpoint = z
@@ -315,6 +324,10 @@ const brazeVariables = z.object({
     .optional(),
   BRAZE_OBJECT_LIMIT: brazeObjectLimit.prefault('per_array:75'),
   BRAZE_RATE_LIMIT: rateLimit.prefault('3000/3s'),
+  BRAZE_WORKSPACE: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/, 'must be a short name (letters, digits, "-" and "_")')
+    .default('default'),
 });
 
 const POSTGRES_URL = /^postgres(ql)?:\/\//i;
@@ -421,6 +434,7 @@ export function loadAmplitudeConfig(env: Env = environment()): AmplitudeConfig {
     exportMaxWaitMs: values.AMPLITUDE_EXPORT_MAX_WAIT,
     activeWindowDays: values.ACTIVE_WINDOW_DAYS,
     sentEventLedgerDays: values.EVENT_LEDGER_DAYS,
+    activityIndexMaxAgeMs: values.ACTIVITY_INDEX_MAX_AGE,
   };
 }
 
@@ -434,6 +448,7 @@ export function loadBrazeConfig(env: Env = environment()): BrazeConfig {
     partner: name && partnerApiKey && dataImportKey ? { name, partnerApiKey, dataImportKey } : undefined,
     objectLimit: values.BRAZE_OBJECT_LIMIT,
     rateLimit: values.BRAZE_RATE_LIMIT,
+    workspace: `${new URL(values.BRAZE_REST_ENDPOINT).host}:${values.BRAZE_WORKSPACE}`,
   };
 }
 

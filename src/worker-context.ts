@@ -28,6 +28,9 @@ export interface WorkerContext {
   cohortExportMaxWaitMs: number;
   activeWindowDays: number;
   sentEventLedgerDays: number;
+  activityIndexMaxAgeMs: number;
+  /** The scope of the attribute snapshot: the Braze workspace. */
+  brazeWorkspace: string;
   /** Every vendor request of every page goes through it (shared by the worker's pages, so records batch up). */
   requestLedger: RequestLedger;
   store: StateStore;
@@ -69,6 +72,8 @@ export async function createWorkerContext(config: Pick<AppConfig, 'amplitude' | 
     cohortExportMaxWaitMs: amplitude.exportMaxWaitMs,
     activeWindowDays: amplitude.activeWindowDays,
     sentEventLedgerDays: amplitude.sentEventLedgerDays,
+    activityIndexMaxAgeMs: amplitude.activityIndexMaxAgeMs,
+    brazeWorkspace: braze.workspace,
     requestLedger: new RequestLedger(store),
     store,
   };

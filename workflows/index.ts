@@ -1,3 +1,4 @@
 export { cohortSync } from './cohort-sync.js';
 export { eventSync } from './event-sync.js';
+export { traitSync } from './trait-sync.js';
 export { doctor } from './doctor.js';

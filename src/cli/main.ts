@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { registerCohortCommands } from './cohort.js';
 import { doctorCommand } from './doctor.js';
 import { registerEventCommands } from './events.js';
+import { registerTraitCommands } from './traits.js';
 import { reportAndExit } from './output.js';
 
 const program = new Command()
@@ -23,5 +24,6 @@ program
 
 registerCohortCommands(program);
 registerEventCommands(program);
+registerTraitCommands(program);
 
 await program.parseAsync();

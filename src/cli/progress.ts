@@ -1,6 +1,7 @@
 /** Live progress of a sync on a terminal, fed by the workflow's `progress` query. */
 import type { CohortSyncProgress, CohortSyncResult } from '../../workflows/cohort-sync.js';
 import type { EventSyncProgress, EventSyncResult } from '../../workflows/event-sync.js';
+import type { TraitSyncProgress, TraitSyncResult } from '../../workflows/trait-sync.js';
 
 /** Polls the `progress` query into a progress bar (a line per phase when not on a terminal) until the run ends. */
 export async function followProgress<P, R>(query: () => Promise<P>, describe: (progress: P) => string, result: () => Promise<R>): Promise<R> {
@@ -70,4 +71,20 @@ export function printEventResult(result: EventSyncResult): void {
   console.log(`${result.dryRun ? 'Dry run' : 'Done'}, hour ${result.hour}: ${result.events} events from ${result.usersActive} users; ${sent}, ${result.alreadySent} already sent, ${result.skipped} skipped, ${result.failed} failed`);
   console.log(`Braze requests: ${result.brazeRequests} · data points: ${result.dataPoints}${result.unconfirmed ? ` · ${result.unconfirmed} unconfirmed (never resent)` : ''}`);
   for (const [reason, count] of Object.entries({ ...result.skipReasons, ...result.failureReasons, ...result.droppedProperties })) console.log(`  ${count} × ${reason}`);
+}
+
+export function describeTraitProgress(progress: TraitSyncProgress): string {
+  const { totals } = progress;
+  return progressLine(progress, `${totals.written} users written · ${totals.failed} failed · ${totals.dataPoints} data points`);
+}
+
+export function printTraitResult(result: TraitSyncResult): void {
+  if (result.runInProgress) {
+    console.log(`Run ${result.runInProgress} of ${result.syncId} is in progress; this run did nothing.`);
+    return;
+  }
+  const values = `${result.set} values ${result.dryRun ? 'to set' : 'set'}, ${result.unset} ${result.dryRun ? 'to unset' : 'unset'}`;
+  console.log(`${result.dryRun ? 'Dry run' : 'Done'}, ${result.syncId}: ${result.users} users in the window (${result.created} new, ${result.updated} updated, ${result.unchanged} unchanged); ${values}, ${result.skipped} skipped, ${result.failed} failed`);
+  console.log(`Braze requests: ${result.brazeRequests} · data points: ${result.dataPoints}${result.dryRun ? ` (predicted: ${result.set + result.unset})` : ''}`);
+  for (const [reason, count] of Object.entries({ ...result.skipReasons, ...result.failureReasons })) console.log(`  ${count} × ${reason}`);
 }

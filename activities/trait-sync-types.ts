@@ -1,0 +1,52 @@
+/**
+ * The shapes that cross between the `traitSync` workflow and its activities. They are kept in history, so they
+ * carry references and counts only: no secrets, no user ids, no property values.
+ */
+import type { TraitSelection } from '../src/traits/input.js';
+import type { CloseRunInput, PageBudgets } from './engine.js';
+import type { RunRef } from './sync-lease.js';
+
+export type { PageOutcome, RunFailures } from './engine.js';
+
+export interface PrepareTraitRunInput {
+  run: RunRef;
+  ifRunning: 'skip' | 'wait';
+  windowDays: number;
+}
+
+export interface StageTraitChangesInput {
+  run: RunRef;
+  selection: TraitSelection;
+  windowDays: number;
+}
+
+/** The audience as the run found it, and what it staged to send. */
+export interface StagedTraits {
+  /** Users in the window with a user id: the users the sync considers. */
+  users: number;
+  /** Of them, users whose attributes Braze holds already as they should be. */
+  unchanged: number;
+  /** Users to write whom the workspace's snapshot has never seen (Braze creates those it does not have). */
+  created: number;
+  /** Users to write who had values before. */
+  updated: number;
+  /** Attribute values to write, and values to unset (`null`): one data point each. */
+  set: number;
+  unset: number;
+  /** Users not synced, and attribute values not sent, counted by reason. */
+  skipReasons: Record<string, number>;
+}
+
+export interface TraitPlan {
+  users: number;
+  pages: number;
+  /** The most one page can cost: what each page in flight holds back from the budgets. */
+  maxPageDataPoints: number;
+}
+
+export interface ApplyTraitPageInput extends PageBudgets {
+  run: RunRef;
+  page: number;
+}
+
+export type FinishTraitRunInput = CloseRunInput;

@@ -1,0 +1,165 @@
+/**
+ * The trait sync's I/O steps: read the audience and its latest user properties from the activity index that
+ * `eventSync` feeds, stage each user's changed attributes (against the values the workspace's Braze last
+ * accepted), and send them through the engine. Each step is idempotent: a retried attempt resumes from what the
+ * store holds (the staged users, the attribute snapshot) instead of starting over.
+ */
+import { ApplicationFailure, heartbeat } from '@temporalio/activity';
+import { MAX_ROWS_PER_TRANSACTION, type JsonObject, type MemberFailure, type StagedTraitChange } from '../src/store/store.js';
+import { acceptedSnapshot, externalIdOf, traitPageRequests } from '../src/traits/braze-attributes.js';
+import { attributeChanges, desiredAttributes, stillToSend } from '../src/traits/values.js';
+import type { WorkerContext } from '../src/worker-context.js';
+import { applyRequests, budgetExceeded, closeRun, skipped, skipReasonsOf, type PageOutcome, type RunFailures } from './engine.js';
+import type { ApplyTraitPageInput, FinishTraitRunInput, PrepareTraitRunInput, StagedTraits, StageTraitChangesInput, TraitPlan } from './trait-sync-types.js';
+import { withVendorFailures } from './failures.js';
+import { keepLease, takeLease, type RunRef } from './sync-lease.js';
+
+const DAY_MS = 86_400_000;
+/** Users read from the activity index per store round trip (and staged per transaction). */
+const STAGE_CHUNK_USERS = 1_000;
+const OUT_OF_WINDOW = 'last active before the window';
+const NO_USER_ID = 'anonymous: no user id to address in Braze (a trait sync writes by user id only)';
+
+export function createTraitSyncActivities(context: WorkerContext) {
+  const { store } = context;
+  const scope = context.brazeWorkspace;
+
+  return {
+    /**
+     * Takes the sync's lease (or reports the run that has it) and records the run as started, once the activity
+     * index is known to be fresh: a stale index would sync a stale audience.
+     */
+    prepareTraitRun: async (input: PrepareTraitRunInput): Promise<{ status: 'ready' } | { status: 'busy'; runInProgress: string }> => {
+      if (input.windowDays > context.activeWindowDays) {
+        throw ApplicationFailure.nonRetryable(
+          `windowDays is ${input.windowDays}, but the activity index keeps users active in the last ${context.activeWindowDays} days (ACTIVE_WINDOW_DAYS): lower windowDays or raise ACTIVE_WINDOW_DAYS on the workers`,
+          'InvalidTraitSync',
+        );
+      }
+      const lastFed = await store.lastSucceededRunOfKind('event');
+      const ageMs = lastFed?.finishedAt ? Date.now() - lastFed.finishedAt.getTime() : undefined;
+      if (ageMs === undefined || ageMs > context.activityIndexMaxAgeMs) {
+        const when = ageMs === undefined ? 'no event sync has fed it yet' : `the last event sync finished ${describeAge(ageMs)} ago`;
+        throw ApplicationFailure.create({
+          type: 'ActivityIndexStale',
+          nonRetryable: true,
+          message: `The activity index is stale (${when}; ACTIVITY_INDEX_MAX_AGE is ${describeAge(context.activityIndexMaxAgeMs)}), so the audience and its properties would be out of date. Start the hourly ingestion with "ampbraze events schedule" (and "ampbraze events backfill --from … --to …" for past hours), then run this sync again.`,
+        });
+      }
+      const lease = await takeLease(store, input.run, input.ifRunning);
+      if (!lease.held) return { status: 'busy', runInProgress: lease.runInProgress };
+      await store.startRun({ runId: input.run.runId, syncId: input.run.syncId, kind: 'trait', startedAt: new Date() });
+      return { status: 'ready' };
+    },
+
+    /**
+     * Pages through the activity index: users active in the window with a user id are the audience, and each
+     * one's changed attributes are staged. Users up to the committed checkpoint are read again (to count the
+     * whole audience) but not staged again, so a retried attempt resumes where the last one committed.
+     */
+    stageTraitChanges: async (input: StageTraitChangesInput): Promise<StagedTraits> => {
+      const { run, selection } = input;
+      await keepLease(store, run);
+      const windowStartMs = Date.now() - input.windowDays * DAY_MS;
+      const committedThrough = (await store.stagingCheckpoint(run.runId))?.afterKey;
+      const staged: StagedTraits = { users: 0, unchanged: 0, created: 0, updated: 0, set: 0, unset: 0, skipReasons: {} };
+      const skip = (reason: string) => (staged.skipReasons[reason] = (staged.skipReasons[reason] ?? 0) + 1);
+      let afterKey: string | undefined;
+      do {
+        const page = await store.activeUsers({ afterKey, limit: STAGE_CHUNK_USERS, sinceMs: 0 });
+        const audience = page.items.filter((user) => {
+          if (user.lastEventMs < windowStartMs) skip(OUT_OF_WINDOW);
+          else if (externalIdOf(user.userKey) === undefined) skip(NO_USER_ID);
+          else return true;
+          return false;
+        });
+        const sent = await store.attributeSnapshots(scope, audience.map((user) => user.userKey));
+        const rows: StagedTraitChange[] = [];
+        const rejectedValues: MemberFailure[] = [];
+        for (const user of audience) {
+          staged.users += 1;
+          const desired = desiredAttributes(user.properties, selection);
+          for (const [attribute, problem] of desired.problems) rejectedValues.push(skipped(`${user.userKey}#${attribute}`, `"${attribute}" is ${problem}`));
+          const changes = attributeChanges(desired, sent.get(user.userKey), selection);
+          const written = Object.values(changes);
+          if (written.length === 0) {
+            staged.unchanged += 1;
+            continue;
+          }
+          if (sent.has(user.userKey)) staged.updated += 1;
+          else staged.created += 1;
+          staged.unset += written.filter((value) => value === null).length;
+          staged.set += written.filter((value) => value !== null).length;
+          rows.push({ userKey: user.userKey, changes });
+        }
+        afterKey = page.nextAfterKey;
+        const lastKey = page.items.at(-1)?.userKey;
+        if (lastKey !== undefined && !(committedThrough !== undefined && lastKey <= committedThrough)) {
+          await keepLease(store, run);
+          await store.recordFailures(run.runId, rejectedValues);
+          await store.stageTraitChanges(run.runId, rows, { rowsConsumed: staged.users, bytesConsumed: 0, afterKey: lastKey });
+        }
+        heartbeat();
+      } while (afterKey !== undefined);
+      for (const [reason, count] of Object.entries(await skipReasonsOf(context, run.runId))) staged.skipReasons[reason] = count;
+      return staged;
+    },
+
+    /** Cuts the staged users into numbered pages. */
+    planTraitRun: async (input: { run: RunRef; pageSize: number; attributesPerUser: number }): Promise<TraitPlan> => {
+      await keepLease(store, input.run);
+      const { users, pages } = await store.planTraitPages(input.run.runId, input.pageSize);
+      return { users, pages, maxPageDataPoints: Math.min(input.pageSize, users) * input.attributesPerUser };
+    },
+
+    /**
+     * Sends what is left of one planned page. Changes are checked again against the snapshot just before they
+     * go: a value another sync (or an earlier attempt of this page) has written since is not paid for twice.
+     */
+    applyTraitPage: withVendorFailures(async (input: ApplyTraitPageInput): Promise<PageOutcome> => {
+      const { run } = input;
+      await keepLease(store, run);
+      const range = await store.plannedPage(run.runId, 'trait', input.page);
+      if (!range) throw ApplicationFailure.nonRetryable(`Run ${run.runId} planned no trait page ${input.page}`, 'InvalidTraitSync');
+      const staged: StagedTraitChange[] = [];
+      let afterKey = range.afterKey;
+      do {
+        const page = await store.stagedTraitChanges(run.runId, { afterKey, throughKey: range.throughKey, limit: MAX_ROWS_PER_TRANSACTION });
+        staged.push(...page.items);
+        afterKey = page.nextAfterKey;
+      } while (afterKey !== undefined);
+      const sentNow = await store.attributeSnapshots(scope, staged.map((user) => user.userKey));
+      const changesOf = new Map<string, JsonObject>();
+      const toSend = staged.flatMap((user) => {
+        const changes = stillToSend(user.changes, sentNow.get(user.userKey));
+        if (Object.keys(changes).length === 0) return [];
+        changesOf.set(user.userKey, changes);
+        return [{ userKey: user.userKey, changes }];
+      });
+      const requests = traitPageRequests(toSend, context.brazeObjectsPerRequest);
+      const pageDataPoints = requests.reduce((sum, request) => sum + request.dataPoints, 0);
+      const pageOutcome: PageOutcome = { status: 'applied', accepted: 0, failed: 0, dataPoints: 0, brazeRequests: 0, pageDataPoints };
+      const overBudget = await budgetExceeded(context, input, pageDataPoints);
+      if (overBudget) return { ...pageOutcome, status: 'over_budget', budget: overBudget };
+      const totals = await applyRequests(context, {
+        run,
+        pagePrefix: `trait:${input.page}|`,
+        requests,
+        rateLimited: true,
+        syncKind: 'trait',
+        snapshotOf: (sent) => ({ attributes: acceptedSnapshot(scope, sent.accepted, changesOf) }),
+      });
+      return { ...pageOutcome, accepted: totals.accepted, failed: totals.rejected, dataPoints: totals.dataPoints, brazeRequests: totals.requests };
+    }),
+
+    /** Records the run, clears its staging, frees the sync, and reports Braze's rejections. */
+    finishTraitRun: (input: FinishTraitRunInput): Promise<RunFailures> => closeRun(context, input),
+  };
+}
+
+export type TraitSyncActivities = ReturnType<typeof createTraitSyncActivities>;
+
+function describeAge(ms: number): string {
+  const hours = ms / 3_600_000;
+  return hours >= 48 ? `${Math.round(hours / 24)} days` : hours >= 1 ? `${Math.round(hours)} hours` : `${Math.round(ms / 60_000)} minutes`;
+}

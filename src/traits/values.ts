@@ -1,0 +1,126 @@
+/**
+ * What a user's Amplitude properties mean as Braze custom attributes, as pure functions: each value mapped to
+ * a Braze type faithfully (or to the type the sync asks for), values Braze would reject named with the reason,
+ * and the changes against the values Braze last accepted — only those are sent.
+ */
+import type { JsonObject, JsonValue } from '../store/store.js';
+import { propertyAttributes, type AttributeType, type TraitSelection } from './input.js';
+
+const MAX_STRING_LENGTH = 255;
+const NUMERIC_STRING = /^-?\d+(\.\d+)?([eE][-+]?\d+)?$/;
+/** Amplitude's `YYYY-MM-DD HH:MM:SS[.ffffff]` and ISO-8601 dates or date-times. */
+const TIME_STRING = /^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/;
+/** Braze stores a time outside these years as a string. */
+const [MIN_YEAR, MAX_YEAR] = [0, 3000];
+
+export type MappedValue = { value: JsonValue } | { problem: string };
+
+/** One Amplitude value as the Braze value to send (a string, number, boolean, ISO time or string array), or why not. */
+export function brazeValue(value: JsonValue, type: AttributeType | undefined): MappedValue {
+  switch (type) {
+    case undefined:
+      return faithful(value);
+    case 'string':
+      if (typeof value === 'number' || typeof value === 'boolean') return { value: String(value) };
+      return typeof value === 'string' ? checkedString(value) : mismatch(value, type);
+    case 'number': {
+      const number = typeof value === 'string' && NUMERIC_STRING.test(value.trim()) ? Number(value) : value;
+      return typeof number === 'number' && Number.isFinite(number) ? { value: number } : mismatch(value, type);
+    }
+    case 'boolean':
+      if (typeof value === 'boolean') return { value };
+      return value === 'true' || value === 'false' ? { value: value === 'true' } : mismatch(value, type);
+    case 'time':
+      return timeValue(value);
+  }
+}
+
+function faithful(value: JsonValue): MappedValue {
+  if (typeof value === 'string') return checkedString(value);
+  if (typeof value === 'number') return Number.isFinite(value) ? { value } : { problem: 'a number Braze cannot store' };
+  if (typeof value === 'boolean') return { value };
+  if (Array.isArray(value)) {
+    // Braze arrays hold strings: numbers and booleans are written as their text.
+    const items: string[] = [];
+    for (const item of value) {
+      if (item === null || typeof item === 'object') return { problem: 'an array of objects or arrays (not a Braze string array)' };
+      const text = String(item);
+      if (text.length > MAX_STRING_LENGTH) return { problem: `an array item over ${MAX_STRING_LENGTH} characters` };
+      items.push(text);
+    }
+    return { value: items };
+  }
+  return { problem: 'an object (nested attributes are not synced)' };
+}
+
+function checkedString(value: string): MappedValue {
+  return value.length > MAX_STRING_LENGTH ? { problem: `a string over ${MAX_STRING_LENGTH} characters` } : { value };
+}
+
+function timeValue(value: JsonValue): MappedValue {
+  let ms: number | undefined;
+  if (typeof value === 'number' && Number.isFinite(value)) ms = value;
+  else if (typeof value === 'string' && TIME_STRING.test(value.trim())) ms = Date.parse(value.trim().replace(' ', 'T').replace(/(T[\d:.]+)$/, '$1Z'));
+  if (ms === undefined || Number.isNaN(ms)) return mismatch(value, 'time');
+  const year = new Date(ms).getUTCFullYear();
+  if (year < MIN_YEAR || year > MAX_YEAR) return { problem: `a time in the year ${year}, which Braze would store as a string` };
+  return { value: new Date(ms).toISOString() };
+}
+
+function mismatch(value: JsonValue, type: AttributeType): MappedValue {
+  const found = Array.isArray(value) ? 'an array' : value === null ? 'null' : `a ${typeof value}`;
+  return { problem: `${found} where the sync's type is ${type}` };
+}
+
+/** A user's attributes: the values to write, and the attributes whose value Braze would reject (with why). */
+export interface DesiredAttributes {
+  values: Map<string, JsonValue>;
+  problems: Map<string, string>;
+}
+
+/** What the sync wants Braze to hold for a user with these Amplitude user properties. */
+export function desiredAttributes(properties: JsonObject, selection: TraitSelection): DesiredAttributes {
+  const desired: DesiredAttributes = { values: new Map(), problems: new Map() };
+  for (const [property, attribute] of propertyAttributes(selection)) {
+    const value = properties[property];
+    if (value === undefined || value === null) continue;
+    const mapped = brazeValue(value, selection.types[attribute]);
+    if ('value' in mapped) desired.values.set(attribute, mapped.value);
+    else desired.problems.set(attribute, mapped.problem);
+  }
+  return desired;
+}
+
+/** How a value is kept in the attribute snapshot (and compared with it). */
+export function snapshotValue(value: JsonValue): string {
+  return JSON.stringify(value);
+}
+
+/**
+ * The writes that bring Braze from what it last accepted (`sent`, attribute → snapshot value) to `desired`:
+ * changed values, and `null` for a value that disappeared when the sync unsets. An attribute whose new value
+ * Braze would reject is left as it is (and reported), never unset.
+ */
+export function attributeChanges(desired: DesiredAttributes, sent: ReadonlyMap<string, string> | undefined, selection: TraitSelection): JsonObject {
+  const changes: JsonObject = {};
+  for (const [, attribute] of propertyAttributes(selection)) {
+    const value = desired.values.get(attribute);
+    const last = sent?.get(attribute);
+    if (value !== undefined) {
+      if (last !== snapshotValue(value)) changes[attribute] = value;
+    } else if (last !== undefined && selection.onMissing === 'unset' && !desired.problems.has(attribute)) {
+      changes[attribute] = null;
+    }
+  }
+  return changes;
+}
+
+/** The staged changes still needed against the snapshot as it is now: a value written since is not sent again. */
+export function stillToSend(changes: JsonObject, sentNow: ReadonlyMap<string, string> | undefined): JsonObject {
+  const needed: JsonObject = {};
+  for (const [attribute, value] of Object.entries(changes)) {
+    const last = sentNow?.get(attribute);
+    if (value === null ? last !== undefined : last !== snapshotValue(value)) needed[attribute] = value;
+  }
+  return needed;
+}

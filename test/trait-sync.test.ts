@@ -1,0 +1,127 @@
+/**
+ * The trait sync end to end on the SQLite store: the core scenarios (shared with the PostgreSQL file) and the
+ * rest — refused inputs, a stale activity index, the window, values Braze would reject and Braze's per-object
+ * errors, the Temporal CLI and `ampbraze traits`.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { WorkflowFailedError } from '@temporalio/client';
+import { InvalidInputError, startTraitSync } from '../src/client.js';
+import type { traitSync } from '../workflows/trait-sync.js';
+import { ampbraze, temporal } from './helpers/cli.js';
+import { hoursAgo } from './helpers/event-scenarios.js';
+import { SQLITE } from './helpers/stores.js';
+import { testServerAddress } from './helpers/temporal.js';
+import { coreTraitScenarios, prefixed, PROPERTIES, TraitSyncHarness } from './helpers/trait-scenarios.js';
+
+const h = new TraitSyncHarness(SQLITE);
+
+coreTraitScenarios(h);
+
+const DAY_HOURS = 24;
+
+describe('trait sync: refused before anything is read', () => {
+  test('a standard profile field fails the run at once, naming it and the ways out (also typed into the Temporal UI)', async () => {
+    await assert.rejects(startTraitSync(h.env.client, { properties: ['email'] }, { taskQueue: h.taskQueue }), InvalidInputError);
+    const handle = await h.env.client.workflow.start<typeof traitSync>('traitSync', { taskQueue: h.taskQueue, workflowId: `trait-bad-${Date.now()}`, args: [{ properties: ['plan', 'email'] }] });
+    await assert.rejects(handle.result(), (error: unknown) => {
+      assert.ok(error instanceof WorkflowFailedError);
+      assert.match(String(error.cause?.message), /Invalid traitSync input:\n {2}properties: "email" is a Braze standard profile field: prefix the attributes/);
+      return true;
+    });
+  });
+
+  test('an activity index no event sync has fed fails the run, saying how to start ingestion', async () => {
+    await h.withOwnWorker({}, async (ownQueue) => {
+      const handle = await startTraitSync(h.env.client, { properties: ['plan'] }, { taskQueue: ownQueue, workflowId: `trait-stale-${Date.now()}` });
+      await assert.rejects(handle.result(), (error: unknown) => {
+        assert.ok(error instanceof WorkflowFailedError);
+        assert.match(String(error.cause?.message), /The activity index is stale \(no event sync has fed it yet.*"ampbraze events schedule"/s);
+        return true;
+      });
+    });
+  });
+});
+
+describe('trait sync: the window, and what Braze would not take', () => {
+  test('a user last active before the window is not synced; once they come back, they are', async () => {
+    await h.ingest(hoursAgo(10 * DAY_HOURS));
+    const weekAgo = Date.now() - 7 * DAY_HOURS * 3_600_000;
+    const outside = (await h.indexedUsers()).filter((user) => user.lastEventMs < weekAgo);
+    const away = [...(await h.identifiedUsers()).entries()].filter(([userId]) => outside.some((user) => user.userKey === `user_id:${userId}`));
+    assert.ok(away.length > 0, 'some users were last active 10 days ago');
+    const input = { name: 'window', properties: ['plan'], attributePrefix: 'window_', windowDays: 7 };
+    const first = await h.sync(input);
+    assert.equal(first.skipReasons['last active before the window'], outside.length);
+    const [userId, properties] = away[0]!;
+    assert.equal(h.brazeAttributes(userId)?.window_plan, undefined, 'not synced while away');
+
+    await h.changeProperties(userId, properties); // they come back: a new event today
+    const second = await h.sync(input);
+    assert.deepEqual([second.created, second.dataPoints], [1, 1]);
+    assert.equal(h.brazeAttributes(userId)?.window_plan, properties.plan);
+  });
+
+  test('an over-long string and a type mismatch are reported per user; Braze’s own rejections map to the user', async () => {
+    const users = [...(await h.identifiedUsers(Date.now() - 7 * DAY_HOURS * 3_600_000)).entries()];
+    const [longUser, longProperties] = users[0]!;
+    const [blockedUser] = users[1]!;
+    await h.changeProperties(longUser, { ...longProperties, plan: 'x'.repeat(300) });
+    h.sandboxes.braze.control.setBlockedExternalIds([blockedUser]);
+    try {
+      const result = await h.sync({ name: 'rejects', properties: ['plan', 'level'], attributePrefix: 'rejects_', types: { rejects_level: 'boolean' } });
+      assert.equal(result.skipReasons['"rejects_plan" is a string over 255 characters'], 1);
+      assert.equal(result.skipReasons["\"rejects_level\" is a number where the sync's type is boolean"], result.users, 'every level is a number');
+      assert.deepEqual(result.failureReasons, { 'provided external_id is blacklisted and disallowed': 1 });
+      assert.equal(h.brazeAttributes(longUser)?.rejects_plan, undefined, 'the over-long value is not cut and sent');
+      assert.equal(h.brazeAttributes(blockedUser)?.rejects_plan, undefined);
+    } finally {
+      h.sandboxes.braze.control.setBlockedExternalIds([]);
+    }
+    const retried = await h.sync({ name: 'rejects', properties: ['plan', 'level'], attributePrefix: 'rejects_', types: { rejects_level: 'boolean' } });
+    assert.deepEqual([retried.written, retried.failed], [1, 0], 'the user Braze refused is sent again next run, and only they');
+  });
+});
+
+describe('trait sync from the Temporal CLI and ampbraze, as the README shows it', () => {
+  const cliEnv = () => ({ TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_TASK_QUEUE: h.taskQueue });
+
+  test('`temporal workflow start` with the input as JSON', async () => {
+    const workflowId = `trait-sync-cli-${Date.now()}`;
+    await temporal('workflow', 'start', '--task-queue', h.taskQueue, '--type', 'traitSync', '--workflow-id', workflowId, '--input', '{"name":"cli","properties":["plan","ltv"],"attributePrefix":"cli_"}');
+    const result = await h.env.client.workflow.getHandle<typeof traitSync>(workflowId).result();
+    assert.ok(result.written > 0 && result.failed === 0);
+    assert.equal(result.written, result.created + result.updated, 'a new attribute for every user with a value Braze takes');
+  });
+
+  test('`traits sync --wait` prints the result; `traits status` reports the run', async () => {
+    const users = await h.identifiedUsers();
+    const flags = ['--properties', PROPERTIES.join(','), '--prefix', 'cli2_', '--name', 'cli2'];
+    const synced = await ampbraze(['traits', 'sync', ...flags, '--wait'], cliEnv());
+    assert.equal(synced.code, 0, synced.stderr);
+    assert.match(synced.stdout, /^Started trait-sync-cli2$/m);
+    const counts = new RegExp(`^Done, trait-sync-cli2: ${users.size} users in the window \\((\\d+) new, (\\d+) updated, 0 unchanged\\)`, 'm').exec(synced.stdout);
+    assert.ok(counts, synced.stdout);
+    assert.equal(Number(counts[1]) + Number(counts[2]), users.size, 'every user gets the new attributes');
+    const status = await ampbraze(['traits', 'status', ...flags], cliEnv());
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, new RegExp(`^done … ${users.size} users written · 0 failed · \\d+ data points$`, 'm'));
+    const [userId, properties] = [...users].find(([, values]) => typeof values.plan === 'string' && values.plan.length <= 255)!;
+    assert.deepEqual(h.brazeAttributes(userId), { ...h.brazeAttributes(userId), ...prefixed(properties, 'cli2_') });
+  });
+
+  test('`traits schedule` creates a daily schedule pinned to a time, skipping overlapping runs', async () => {
+    const created = await ampbraze(['traits', 'schedule', '--properties', 'plan', '--name', 'nightly', '--cadence', 'daily', '--at', '04:30'], cliEnv());
+    assert.equal(created.code, 0, created.stderr);
+    const schedule = h.env.client.schedule.getHandle('trait-sync-nightly-schedule');
+    try {
+      const described = await schedule.describe();
+      assert.equal(described.policies.overlap, 'SKIP');
+      assert.equal(described.action.type === 'startWorkflow' && described.action.workflowType, 'traitSync');
+      const [calendar] = described.spec.calendars ?? [];
+      assert.deepEqual([calendar?.hour, calendar?.minute], [[{ start: 4, end: 4, step: 1 }], [{ start: 30, end: 30, step: 1 }]]);
+    } finally {
+      await schedule.delete();
+    }
+  });
+});

@@ -1,0 +1,175 @@
+/**
+ * `traitSync`: Amplitude user properties → Braze custom attributes of the same name (or as configured) for the
+ * users active in the window, creating the Braze users it needs and sending only values that changed since
+ * Braze last accepted them. The workflow only orchestrates; every step is an idempotent activity over the store.
+ */
+import {
+  ContinueAsNew,
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  defineQuery,
+  proxyActivities,
+  setCurrentDetails,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { RunRef } from '../activities/sync-lease.js';
+import type { TraitSyncActivities } from '../activities/trait-sync.js';
+import type { PageOutcome, StagedTraits, TraitPlan } from '../activities/trait-sync-types.js';
+import { DATA_POINTS, SYNC_KIND } from '../src/temporal/search-attributes.js';
+import { traitSyncId, traitSyncInputSchema, type TraitSyncInput, type TraitSyncOptions } from '../src/traits/input.js';
+import { applyPages, budgetControls, parseWorkflowInput, readableFailure } from './engine.js';
+
+const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: ['VendorRejected', 'InvalidTraitSync', 'ActivityIndexStale', 'SyncLeaseLost'] };
+const quick = proxyActivities<TraitSyncActivities>({ startToCloseTimeout: '2 minutes', retry });
+// Staging and pages heartbeat as they go: a dead worker's activity moves to another one within seconds, and
+// resumes from the store (the staged users, the attribute snapshot).
+const streaming = proxyActivities<TraitSyncActivities>({ startToCloseTimeout: '2 hours', heartbeatTimeout: '20 seconds', retry });
+const pages = proxyActivities<TraitSyncActivities>({ startToCloseTimeout: '10 minutes', heartbeatTimeout: '20 seconds', retry });
+
+export interface TraitSyncTotals {
+  /** Users whose changes Braze accepted. */
+  written: number;
+  failed: number;
+  failureReasons: Record<string, number>;
+  dataPoints: number;
+  brazeRequests: number;
+}
+
+export interface TraitSyncResult extends TraitSyncTotals, Omit<StagedTraits, 'skipReasons'> {
+  syncId: string;
+  dryRun: boolean;
+  /** Set when this run did nothing because another run of the same sync was in progress. */
+  runInProgress?: string;
+  /** Users not synced and values not sent, in all and by reason. */
+  skipped: number;
+  skipReasons: Record<string, number>;
+  /** The Amplitude User Profile API is not used by property syncs. */
+  profileApiRequests: number;
+  plan?: TraitPlan;
+}
+
+export interface TraitSyncProgress {
+  phase: 'preparing' | 'staging' | 'planning' | 'applying' | 'paused' | 'finishing' | 'done';
+  page: number;
+  pagesTotal: number;
+  totals: TraitSyncTotals;
+  pausedReason?: string;
+}
+
+/** Where a continued-as-new run picks up: everything else is in the store. */
+export interface TraitSyncCheckpoint {
+  runId: string;
+  staged: StagedTraits;
+  plan: TraitPlan;
+  nextPage: number;
+  totals: TraitSyncTotals;
+}
+
+export const traitProgressQuery = defineQuery<TraitSyncProgress>('progress');
+
+export async function traitSync(input: TraitSyncInput, checkpoint?: TraitSyncCheckpoint): Promise<TraitSyncResult> {
+  const options: TraitSyncOptions = parseWorkflowInput(traitSyncInputSchema, input, 'traitSync', 'InvalidTraitSync');
+  const syncId = traitSyncId(options);
+  const run: RunRef = { syncId, runId: checkpoint?.runId ?? `${syncId}/${workflowInfo().runId}`, workflowId: workflowInfo().workflowId };
+  const totals: TraitSyncTotals = checkpoint?.totals ?? { written: 0, failed: 0, failureReasons: {}, dataPoints: 0, brazeRequests: 0 };
+  const controls = budgetControls({ maxDataPoints: options.maxDataPoints, maxDataPointsPerDay: options.maxDataPointsPerDay });
+  const progress: TraitSyncProgress = { phase: 'preparing', page: checkpoint?.nextPage ?? 0, pagesTotal: checkpoint?.plan.pages ?? 0, totals };
+  setHandler(traitProgressQuery, () => progress);
+  upsertSearchAttributes([
+    { key: SYNC_KIND, value: 'trait' },
+    { key: DATA_POINTS, value: totals.dataPoints },
+  ]);
+
+  // A run refused while preparing (a stale activity index, another run in progress) was never recorded.
+  let started = checkpoint !== undefined;
+  try {
+    return await syncTraits();
+  } catch (error) {
+    if (error instanceof ContinueAsNew) throw error;
+    if (started) await quick.finishTraitRun({ run, status: 'failed', stats: { ...totals } }).catch(() => undefined);
+    throw readableFailure(error, 'TraitSyncFailed');
+  }
+
+  async function syncTraits(): Promise<TraitSyncResult> {
+    let state = checkpoint;
+    if (!state) {
+      const prepared = await quick.prepareTraitRun({ run, ifRunning: options.ifRunning, windowDays: options.windowDays });
+      started = prepared.status === 'ready';
+      if (prepared.status === 'busy') {
+        progress.phase = 'done';
+        setCurrentDetails(`Skipped: run ${prepared.runInProgress} of this sync is in progress; nothing was read or sent`);
+        return { ...resultOf(emptyStaged()), runInProgress: prepared.runInProgress };
+      }
+      progress.phase = 'staging';
+      setCurrentDetails(`Reading the users active in the last ${options.windowDays} days and what changed for them`);
+      const { properties, attributePrefix, rename, types, onMissing } = options;
+      const staged = await streaming.stageTraitChanges({ run, selection: { properties, attributePrefix, rename, types, onMissing }, windowDays: options.windowDays });
+      progress.phase = 'planning';
+      const plan = await quick.planTraitRun({ run, pageSize: options.pageSize, attributesPerUser: properties.length });
+      state = { runId: run.runId, staged, plan, nextPage: 0, totals };
+      if (options.dryRun) return finish('dry_run', state);
+    }
+    progress.pagesTotal = state.plan.pages;
+    const current = state;
+    await applyPages(
+      {
+        pageCount: current.plan.pages,
+        nextPage: current.nextPage,
+        pagesInFlight: options.pagesInFlight,
+        maxPageDataPoints: current.plan.maxPageDataPoints,
+        apply: (page, inFlightDataPoints, ignoreBudgets) =>
+          pages.applyTraitPage({
+            run,
+            page,
+            runBudgetRemaining: ignoreBudgets || controls.budgets.maxDataPoints === undefined ? undefined : controls.budgets.maxDataPoints - totals.dataPoints,
+            maxDataPointsPerDay: ignoreBudgets ? undefined : controls.budgets.maxDataPointsPerDay,
+            inFlightDataPoints,
+          }),
+        applied: (_page, outcome) => addPage(outcome),
+        continueAsNew: (nextPage) => continueAsNew<typeof traitSync>({ ...input, ...controls.defined() }, { ...current, nextPage, totals }),
+      },
+      controls,
+      progress,
+    );
+    return finish('succeeded', current);
+  }
+
+  async function finish(status: 'succeeded' | 'dry_run', state: TraitSyncCheckpoint): Promise<TraitSyncResult> {
+    progress.phase = 'finishing';
+    const result: TraitSyncResult = { ...resultOf(state.staged), plan: state.plan };
+    const { failed, failureReasons } = await quick.finishTraitRun({ run, status, stats: { ...result } });
+    Object.assign(result, { failed, failureReasons });
+    progress.phase = 'done';
+    setCurrentDetails(describeResult(result));
+    await condition(allHandlersFinished);
+    return result;
+  }
+
+  function resultOf(staged: StagedTraits): TraitSyncResult {
+    const skipped = Object.values(staged.skipReasons).reduce((sum, n) => sum + n, 0);
+    return { syncId, dryRun: options.dryRun, ...staged, skipped, profileApiRequests: 0, ...totals };
+  }
+
+  function addPage(outcome: PageOutcome): void {
+    totals.written += outcome.accepted;
+    totals.failed += outcome.failed;
+    totals.dataPoints += outcome.dataPoints;
+    totals.brazeRequests += outcome.brazeRequests;
+    progress.page += 1;
+    upsertSearchAttributes([{ key: DATA_POINTS, value: totals.dataPoints }]);
+    setCurrentDetails(`Page ${progress.page} of ${progress.pagesTotal}: ${totals.written} users written, ${totals.failed} failed, ${totals.dataPoints} data points`);
+  }
+}
+
+function emptyStaged(): StagedTraits {
+  return { users: 0, unchanged: 0, created: 0, updated: 0, set: 0, unset: 0, skipReasons: {} };
+}
+
+function describeResult(result: TraitSyncResult): string {
+  const read = `${result.users} users in the window: ${result.created} new, ${result.updated} updated, ${result.unchanged} unchanged`;
+  if (result.dryRun) return `Dry run, ${read}; ${result.set} values would be set and ${result.unset} unset, ${result.skipped} skipped`;
+  return `Done, ${read}; ${result.written} users written, ${result.unset} values unset, ${result.skipped} skipped, ${result.failed} failed, ${result.dataPoints} data points`;
+}
