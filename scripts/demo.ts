@@ -2,14 +2,15 @@
  * `npm run demo`: everything on one machine — the embedded Temporal server with its Web UI, the Amplitude and
  * Braze sandboxes seeded with realistic data, and a worker — then a cohort sync, a membership change and a
  * second sync that sends only the delta; then a few hours of Amplitude events ingested (who is active) with one
- * event type streamed to Braze, and a rerun that sends nothing. Keeps running (so the UI can be explored) until Ctrl-C.
+ * event type streamed to Braze, and a rerun that sends nothing; then a trait sync of user properties that creates
+ * users, one property change, and a rerun that sends only it. Keeps running (so the UI can be explored) until Ctrl-C.
  */
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
-import { getSyncProgress, startCohortSync, startEventSync } from '../src/client.js';
-import { describeProgress, followProgress, printEventResult, printResult } from '../src/cli/progress.js';
+import { getSyncProgress, getTraitSyncProgress, startCohortSync, startEventSync, startTraitSync } from '../src/client.js';
+import { describeProgress, describeTraitProgress, followProgress, printEventResult, printResult, printTraitResult } from '../src/cli/progress.js';
 import { exportHourOf } from '../src/events/input.js';
 import { loadConfig, temporalConnectionOptions } from '../src/config.js';
 import { startSandboxes } from '../src/sandbox/sandboxes.js';
@@ -91,13 +92,42 @@ let eventsForwarded = 0;
 for (const hour of demoHours) eventsForwarded += (await syncHour(hour)).forwarded;
 step(`Rerunning hour ${demoHours[0]}: every event was sent before, so nothing is sent again`);
 const rerun = await syncHour(demoHours[0]!);
+const eventPoints = sandboxes.braze.control.dataPoints().total - cohortPoints;
+
+const currentHour = exportHourOf(Date.now());
+const ingestCurrentHour = async () => (await startEventSync(client, { hour: currentHour }, { taskQueue: config.temporal.taskQueue, workflowId: `event-sync-${currentHour}-demo-${Date.now()}` })).result();
+await ingestCurrentHour();
+const TRAITS = { name: 'demo', properties: ['plan', 'ltv', 'level', 'favorite_genres', 'country'], attributePrefix: 'amp_' };
+const runTraitSync = async () => {
+  const handle = await startTraitSync(client, TRAITS, { taskQueue: config.temporal.taskQueue, workflowId: `trait-sync-demo-${Date.now()}` });
+  const result = await followProgress(() => getTraitSyncProgress(client, handle.workflowId), describeTraitProgress, () => handle.result());
+  printTraitResult(result);
+  return result;
+};
+step(`Trait sync: the active users' ${TRAITS.properties.join(', ')} become Braze custom attributes amp_… (users Braze lacks are created)`);
+const brazeUserCount = () => [...sandboxes.braze.control.users()].length;
+const brazeUsersBefore = brazeUserCount();
+const traitsFirst = await runTraitSync();
+const brazeUsersCreated = brazeUserCount() - brazeUsersBefore;
+const { items: indexed } = await context.store.activeUsers({ limit: 100, sinceMs: 0 });
+const changed = indexed.find((user) => user.userKey.startsWith('user_id:'))!;
+const userId = changed.userKey.slice('user_id:'.length);
+const newPlan = changed.properties.plan === 'premium' ? 'family' : 'premium';
+await context.amplitude.ingestEvents([{ event_type: 'Plan Changed', user_id: userId, user_properties: { ...changed.properties, plan: newPlan }, insert_id: `demo-plan-${Date.now()}` }], { api: 'httpapi' });
+await ingestCurrentHour();
+step(`${userId} changed plan to "${newPlan}" in Amplitude (ingested with the current hour); the trait sync sends only that value`);
+const pointsBeforeChange = sandboxes.braze.control.dataPoints().total;
+const traitsSecond = await runTraitSync();
+const changePoints = sandboxes.braze.control.dataPoints().total - pointsBeforeChange;
 
 const brazePoints = sandboxes.braze.control.dataPoints().total;
 step('Summary');
 console.log(`  First sync:  ${first.added} users added, ${first.dataPoints} data points, ${first.brazeRequests} Braze requests`);
 console.log(`  Delta sync:  +${third.added} −${third.removed}, ${third.dataPoints} data points (a full resend would cost ${first.added + third.added - third.removed})`);
 console.log(`  Events:      ${eventsForwarded} "${STREAMED_EVENT}" events forwarded; the rerun sent ${rerun.forwarded} (${rerun.alreadySent} already sent)`);
-console.log(`  Data points: ${eventsForwarded} for the events (one each, Braze's own count: ${brazePoints - cohortPoints})`);
+console.log(`  Data points: ${eventsForwarded} for the events (one each, Braze's own count: ${eventPoints})`);
+console.log(`  Traits:      ${traitsFirst.users} users written (${brazeUsersCreated} created in Braze), ${traitsFirst.dataPoints} data points; after one change: ${traitsSecond.set} value, ${traitsSecond.dataPoints} data point (Braze's own count: ${changePoints})`);
+console.log(`  All syncs:   ${brazePoints} data points by Braze's own count`);
 const ours = first.dataPoints + third.dataPoints;
 console.log(`  Cohort syncs: Braze's own data-point count ${cohortPoints}; ours: ${ours}.`);
 if (ours !== cohortPoints) {
