@@ -12,11 +12,12 @@ import { join, relative, resolve } from 'node:path';
 import { Client, Connection, WorkflowFailedError, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
-import { runDoctor, startCohortSync, startEventSync } from '../src/client.js';
+import { runDoctor, startCohortSync, startEventSync, startTraitSync } from '../src/client.js';
 import type { CohortSyncInput } from '../src/cohort/input.js';
 import { exportHourOf, type EventSyncInput } from '../src/events/input.js';
 import { loadConfig, temporalConnectionOptions } from '../src/config.js';
 import { startSandboxes } from '../src/sandbox/sandboxes.js';
+import type { TraitSyncInput } from '../src/traits/input.js';
 import { PROJECT_ROOT, resolveTemporalCli } from '../src/temporal/cli.js';
 import { startDevServer } from '../src/temporal/dev-server.js';
 import { createSyncWorker } from '../src/worker.js';
@@ -25,6 +26,7 @@ import { changeCohortMembership, waitForProgress, waitUntilPaused } from '../tes
 import { HISTORIES_DIR, SANDBOX_KEYS, foundIn } from '../test/helpers/histories.js';
 import { resumeSignal, setBudgetUpdate, type CohortSyncResult } from '../workflows/cohort-sync.js';
 import type { EventSyncResult } from '../workflows/event-sync.js';
+import type { TraitSyncResult } from '../workflows/trait-sync.js';
 
 const SMALL_COHORT = '26umsb5'; // ~1% of users
 const MEDIUM_COHORT = '3k9x2pq'; // ~10%
@@ -92,6 +94,16 @@ async function eventScenario(scenario: string, input: EventSyncInput, expected: 
   for (const [key, value] of Object.entries(expected)) assert.deepEqual(result[key as keyof EventSyncResult], value, `${scenario}: ${key}`);
   return firstRunOf(handle);
 }
+
+/** Runs a trait sync to its end and checks it ended as its scenario says. */
+async function traitScenario(scenario: string, input: TraitSyncInput, expected: Partial<TraitSyncResult> = {}): Promise<FirstRun> {
+  const handle = await startTraitSync(client, input, { taskQueue, workflowId: scenario });
+  const result = await handle.result();
+  for (const [key, value] of Object.entries(expected)) assert.deepEqual(result[key as keyof TraitSyncResult], value, `${scenario}: ${key}`);
+  return firstRunOf(handle);
+}
+
+const TRAIT_SYNC: TraitSyncInput = { name: 'recorded', properties: ['plan', 'ltv', 'level'], attributePrefix: 'amp_' };
 
 /** An hour of the sandbox's events, `hoursAgo` before the recording. */
 const EVENT_HOUR = exportHourOf(Date.now() - 4 * 3_600_000);
@@ -187,6 +199,20 @@ const scenarios: Scenario[] = [
   {
     name: 'event-invalid-input',
     run: async (name) => expectFailure(await client.workflow.start('eventSync', { taskQueue, workflowId: name, args: [{ hour: 'yesterday', pageSize: 0 }] })),
+  },
+  {
+    name: 'trait-first-run',
+    run: async (name) => {
+      // The activity index must be fed (and fresh) first, as in a deployment: an ingest-only hour.
+      await (await startEventSync(client, { hour: exportHourOf(Date.now() - 7 * 3_600_000) }, { taskQueue, workflowId: `${name}-ingest` })).result();
+      return traitScenario(name, { ...TRAIT_SYNC, pageSize: 2 }, { failed: 0 });
+    },
+  },
+  { name: 'trait-unchanged-rerun', run: (name) => traitScenario(name, TRAIT_SYNC, { brazeRequests: 0, dataPoints: 0 }) },
+  { name: 'trait-dry-run', run: (name) => traitScenario(name, { ...TRAIT_SYNC, attributePrefix: 'planned_', dryRun: true }, { dataPoints: 0 }) },
+  {
+    name: 'trait-invalid-input',
+    run: async (name) => expectFailure(await client.workflow.start('traitSync', { taskQueue, workflowId: name, args: [{ properties: ['email'], windowDays: 0 }] })),
   },
   {
     name: 'doctor',

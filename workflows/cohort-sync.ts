@@ -19,24 +19,13 @@ import type { ChangeKind, CohortPlan, PageOutcome, RunRef } from '../activities/
 import { DEFERRED_DEVICE_LOOKUP } from '../src/cohort/identifiers.js';
 import { cohortSyncId, cohortSyncInputSchema, type CohortSyncInput, type CohortSyncOptions } from '../src/cohort/input.js';
 import { COHORT_ID, DATA_POINTS, SYNC_KIND } from '../src/temporal/search-attributes.js';
-import { applyPages, budgetControls, parseWorkflowInput, readableFailure } from './engine.js';
+import { applyPages, budgetControls, parseWorkflowInput, readableFailure, syncActivities } from './engine.js';
 
 export { resumeSignal, setBudgetUpdate } from './engine.js';
 
-const retry = {
-  initialInterval: '1s',
-  backoffCoefficient: 2,
-  maximumInterval: '1 minute',
-  nonRetryableErrorTypes: ['VendorRejected', 'InvalidCohortSync', 'QuotaExhausted', 'ExportTimedOut', 'SyncLeaseLost'],
-};
-
-const quick = proxyActivities<CohortSyncActivities>({ startToCloseTimeout: '2 minutes', retry });
+const { retry, quick, streaming, pages } = syncActivities<CohortSyncActivities>(['InvalidCohortSync', 'QuotaExhausted', 'ExportTimedOut']);
 // The export wait ends itself at AMPLITUDE_EXPORT_MAX_WAIT with a readable failure; this only catches a hang.
 const exportWait = proxyActivities<CohortSyncActivities>({ startToCloseTimeout: '3 hours', heartbeatTimeout: '1 minute', retry });
-// Staging and pages heartbeat every few hundred rows or every Braze request: a short heartbeat timeout hands a
-// dead worker's activity to another one quickly, which resumes from the checkpoint in the store.
-const streaming = proxyActivities<CohortSyncActivities>({ startToCloseTimeout: '2 hours', heartbeatTimeout: '20 seconds', retry });
-const pages = proxyActivities<CohortSyncActivities>({ startToCloseTimeout: '10 minutes', heartbeatTimeout: '20 seconds', retry });
 
 export interface CohortSyncTotals {
   added: number;

@@ -11,6 +11,7 @@ import {
   condition,
   defineSignal,
   defineUpdate,
+  proxyActivities,
   setCurrentDetails,
   setHandler,
   workflowInfo,
@@ -34,6 +35,21 @@ export function parseWorkflowInput<S extends z.ZodType>(schema: S, input: unknow
   const parsed = schema.safeParse(input);
   if (parsed.success) return parsed.data;
   throw ApplicationFailure.create({ type: failureType, nonRetryable: true, message: `Invalid ${workflowType} input:\n${describeInputProblems(parsed.error)}` });
+}
+
+/**
+ * The activity proxies every sync kind uses: quick steps, streams (staging) and pages. Streams and pages
+ * heartbeat as they go, so a dead worker's activity moves to another one within seconds and resumes from the
+ * store. `nonRetryableErrorTypes` adds the kind's own failures to the ones every kind shares.
+ */
+export function syncActivities<A extends object>(nonRetryableErrorTypes: readonly string[]) {
+  const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: ['VendorRejected', 'SyncLeaseLost', ...nonRetryableErrorTypes] };
+  return {
+    retry,
+    quick: proxyActivities<A>({ startToCloseTimeout: '2 minutes', retry }),
+    streaming: proxyActivities<A>({ startToCloseTimeout: '2 hours', heartbeatTimeout: '20 seconds', retry }),
+    pages: proxyActivities<A>({ startToCloseTimeout: '10 minutes', heartbeatTimeout: '20 seconds', retry }),
+  };
 }
 
 /** The part of a workflow's `progress` the apply loop writes. */

@@ -9,7 +9,6 @@ import {
   condition,
   continueAsNew,
   defineQuery,
-  proxyActivities,
   setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
@@ -20,14 +19,9 @@ import type { EventPlan, IngestedHour, PageOutcome } from '../activities/event-s
 import type { RunRef } from '../activities/sync-lease.js';
 import { eventSyncId, eventSyncInputSchema, exportHourOf, type EventSyncInput, type EventSyncOptions } from '../src/events/input.js';
 import { DATA_POINTS, EXPORT_HOUR, SCHEDULED_START_TIME, SYNC_KIND } from '../src/temporal/search-attributes.js';
-import { applyPages, budgetControls, parseWorkflowInput, readableFailure } from './engine.js';
+import { applyPages, budgetControls, parseWorkflowInput, readableFailure, syncActivities } from './engine.js';
 
-const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: ['VendorRejected', 'InvalidEventSync', 'ExportTimedOut', 'SyncLeaseLost'] };
-const quick = proxyActivities<EventSyncActivities>({ startToCloseTimeout: '2 minutes', retry });
-// Ingestion and pages heartbeat as they go: a dead worker's activity moves to another one within seconds, and
-// resumes from the store (the committed line, the sent-event ledger).
-const streaming = proxyActivities<EventSyncActivities>({ startToCloseTimeout: '2 hours', heartbeatTimeout: '20 seconds', retry });
-const pages = proxyActivities<EventSyncActivities>({ startToCloseTimeout: '10 minutes', heartbeatTimeout: '20 seconds', retry });
+const { quick, streaming, pages } = syncActivities<EventSyncActivities>(['InvalidEventSync', 'ExportTimedOut']);
 
 export interface EventSyncTotals {
   forwarded: number;

@@ -9,7 +9,6 @@ import {
   condition,
   continueAsNew,
   defineQuery,
-  proxyActivities,
   setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
@@ -20,14 +19,9 @@ import type { TraitSyncActivities } from '../activities/trait-sync.js';
 import type { PageOutcome, StagedTraits, TraitPlan } from '../activities/trait-sync-types.js';
 import { DATA_POINTS, SYNC_KIND } from '../src/temporal/search-attributes.js';
 import { traitSyncId, traitSyncInputSchema, type TraitSyncInput, type TraitSyncOptions } from '../src/traits/input.js';
-import { applyPages, budgetControls, parseWorkflowInput, readableFailure } from './engine.js';
+import { applyPages, budgetControls, parseWorkflowInput, readableFailure, syncActivities } from './engine.js';
 
-const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: ['VendorRejected', 'InvalidTraitSync', 'ActivityIndexStale', 'SyncLeaseLost'] };
-const quick = proxyActivities<TraitSyncActivities>({ startToCloseTimeout: '2 minutes', retry });
-// Staging and pages heartbeat as they go: a dead worker's activity moves to another one within seconds, and
-// resumes from the store (the staged users, the attribute snapshot).
-const streaming = proxyActivities<TraitSyncActivities>({ startToCloseTimeout: '2 hours', heartbeatTimeout: '20 seconds', retry });
-const pages = proxyActivities<TraitSyncActivities>({ startToCloseTimeout: '10 minutes', heartbeatTimeout: '20 seconds', retry });
+const { quick, streaming, pages } = syncActivities<TraitSyncActivities>(['InvalidTraitSync', 'ActivityIndexStale']);
 
 export interface TraitSyncTotals {
   /** Users whose changes Braze accepted. */
