@@ -3,6 +3,7 @@
  * schedule, or passes to `startCohortSync`. Validated at the top of the workflow, so it must stay free of I/O.
  */
 import { z } from 'zod';
+import { runInputFields } from '../sync-input.js';
 
 export const IDENTIFIERS = ['user_id', 'user_alias', 'device_id'] as const;
 const DEFAULT_ATTRIBUTE_NAME = 'amplitude_cohorts';
@@ -24,18 +25,7 @@ export const cohortSyncInputSchema = z
     /** `user_alias`: the alias label, and whether the alias name is the Amplitude id or the user id. */
     aliasLabel: z.string().regex(/^[^:]+$/, 'must be non-empty and contain no ":"').max(255).default('amplitude_id'),
     aliasNameFrom: z.enum(['amplitude_id', 'user_id']).default('amplitude_id'),
-    /** Compute the plan (who enters, who leaves, predicted data points) and send nothing. */
-    dryRun: z.boolean().default(false),
-    /** Data points this run may spend; the run pauses (it does not fail) before a page would exceed it. */
-    maxDataPoints: z.number().int().positive().optional(),
-    /** Data points all syncs together may spend per UTC day. */
-    maxDataPointsPerDay: z.number().int().positive().optional(),
-    /** Users per page: one page is one activity, sent as several Braze requests. */
-    pageSize: z.number().int().min(1).max(10_000).default(1_000),
-    /** Pages applied at once: more fill a high Braze rate limit; the shared limiter still holds the ceiling. */
-    pagesInFlight: z.number().int().min(1).max(32).default(4),
-    /** When another run of this sync is in progress: `skip` ends at once (sending nothing), `wait` waits its turn. */
-    ifRunning: z.enum(['skip', 'wait']).default('skip'),
+    ...runInputFields(1_000),
     /** Download again even if the cohort's `lastComputed` has not moved. */
     force: z.boolean().default(false),
   })

@@ -3,6 +3,7 @@
  * selected ones forwarded to Braze as custom events). Validated at the top of the workflow, so free of I/O.
  */
 import { z } from 'zod';
+import { runInputFields } from '../sync-input.js';
 
 /** Amplitude's Export API hour, `YYYYMMDDTHH` (UTC). */
 export const EXPORT_HOUR = /^(\d{4})(\d{2})(\d{2})T(\d{2})$/;
@@ -66,15 +67,8 @@ export const eventSyncInputSchema = z.strictObject({
   aliasLabel: z.string().regex(/^[^:]+$/, 'must be non-empty and contain no ":"').max(255).optional(),
   /** `true`: never create Braze users (Amplitude's own stream creates them, so the default is `false`). */
   updateExistingOnly: z.boolean().default(false),
-  /** Ingest the hour and report what would be sent; send nothing. */
-  dryRun: z.boolean().default(false),
-  maxDataPoints: z.number().int().positive().optional(),
-  maxDataPointsPerDay: z.number().int().positive().optional(),
-  /** Events per page: one page is one activity, sent as several Braze requests. */
-  pageSize: z.number().int().min(1).max(10_000).default(5_000),
-  pagesInFlight: z.number().int().min(1).max(32).default(4),
-  /** When another run of this hour is in progress: `skip` ends at once, `wait` waits its turn. */
-  ifRunning: z.enum(['skip', 'wait']).default('skip'),
+  // A dry run still ingests the hour (the activity index is not a Braze write).
+  ...runInputFields(5_000),
 });
 
 export type EventSyncInput = z.input<typeof eventSyncInputSchema>;

@@ -3,6 +3,7 @@
  * the users active in the window. Validated at the top of the workflow, so free of I/O.
  */
 import { z } from 'zod';
+import { runInputFields } from '../sync-input.js';
 
 /**
  * Braze's standard profile fields: written as custom attributes of the same name they would change the
@@ -61,15 +62,7 @@ export const traitSyncInputSchema = z
     windowDays: z.number().int().min(1).max(365).default(90),
     /** Allow attributes named like Braze's standard profile fields (`email`, `country`, …). */
     standardFields: z.boolean().default(false),
-    /** Plan and report what would be sent; send nothing. */
-    dryRun: z.boolean().default(false),
-    maxDataPoints: z.number().int().positive().optional(),
-    maxDataPointsPerDay: z.number().int().positive().optional(),
-    /** Users per page: one page is one activity, sent as several Braze requests. */
-    pageSize: z.number().int().min(1).max(10_000).default(1_000),
-    pagesInFlight: z.number().int().min(1).max(32).default(4),
-    /** When another run of this sync is in progress: `skip` ends at once, `wait` waits its turn. */
-    ifRunning: z.enum(['skip', 'wait']).default('skip'),
+    ...runInputFields(1_000),
   })
   .superRefine((input, ctx) => {
     const names = attributeNames(input);
