@@ -3,7 +3,13 @@
  * holds (staging checkpoint, committed snapshot, counted data points) instead of starting over.
  */
 import { activityInfo, ApplicationFailure, heartbeat, sleep } from '@temporalio/activity';
-import { addressOf, DEFERRED_DEVICE_LOOKUP, resolveMember, type CohortMemberIds, type MemberResolution } from '../src/cohort/identifiers.js';
+import {
+  addressOf,
+  DEFERRED_DEVICE_LOOKUP,
+  resolveMember,
+  type CohortMemberIds,
+  type MemberResolution,
+} from '../src/cohort/identifiers.js';
 import { cohortPageRequests } from '../src/cohort/braze-changes.js';
 import { RateLimitedError } from '../src/errors.js';
 import { MAX_ROWS_PER_TRANSACTION, type AmplitudeDeviceId, type MemberFailure, type StagedMember } from '../src/store/store.js';
@@ -39,7 +45,8 @@ export function createCohortSyncActivities(context: WorkerContext) {
     const skipped: MemberFailure[] = [];
     const needDevice: CohortMemberIds[] = [];
     const place = (member: CohortMemberIds, resolution: MemberResolution) => {
-      if ('memberKey' in resolution) staged.push({ memberKey: resolution.memberKey, amplitudeId: member.amplitudeId, userId: member.userId ?? undefined });
+      if ('memberKey' in resolution)
+        staged.push({ memberKey: resolution.memberKey, amplitudeId: member.amplitudeId, userId: member.userId ?? undefined });
       else skipped.push(skip(member, 'skipReason' in resolution ? resolution.skipReason : DEFERRED_DEVICE_LOOKUP));
     };
     for (const member of members) {
@@ -89,7 +96,9 @@ export function createCohortSyncActivities(context: WorkerContext) {
     do {
       const options = { afterKey, throughKey: range.throughKey, limit: MAX_ROWS_PER_TRANSACTION };
       const { items, nextAfterKey } =
-        input.kind === 'enter' ? await store.diffPage(runId, syncId, { ...options, kind: 'enter' }) : await store.diffPage(runId, syncId, { ...options, kind: 'leave' });
+        input.kind === 'enter'
+          ? await store.diffPage(runId, syncId, { ...options, kind: 'enter' })
+          : await store.diffPage(runId, syncId, { ...options, kind: 'leave' });
       for (const item of items) keys.push(item.memberKey);
       afterKey = nextAfterKey;
     } while (afterKey !== undefined);
@@ -109,7 +118,11 @@ export function createCohortSyncActivities(context: WorkerContext) {
       await store.startRun({ runId: run.runId, syncId: run.syncId, kind: 'cohort', startedAt: new Date() });
       const cohort = (await amplitude.listCohorts()).find((c) => c.id === input.cohortId);
       if (!cohort) {
-        throw ApplicationFailure.create({ type: 'InvalidCohortSync', nonRetryable: true, message: `Amplitude has no cohort "${input.cohortId}" visible to this project` });
+        throw ApplicationFailure.create({
+          type: 'InvalidCohortSync',
+          nonRetryable: true,
+          message: `Amplitude has no cohort "${input.cohortId}" visible to this project`,
+        });
       }
       const lastSource = await lastSyncedSourceVersion(context, run.syncId);
       if (!input.force && lastSource === String(cohort.lastComputed)) {
@@ -122,12 +135,22 @@ export function createCohortSyncActivities(context: WorkerContext) {
           message: 'target "partner_cohort" needs BRAZE_PARTNER_NAME, BRAZE_PARTNER_API_KEY and BRAZE_DATA_IMPORT_KEY on the workers',
         });
       }
-      return { status: 'changed', cohortName: cohort.name, lastComputed: cohort.lastComputed, createdAt: cohort.createdAt ?? cohort.lastComputed, size: cohort.size ?? 0 };
+      return {
+        status: 'changed',
+        cohortName: cohort.name,
+        lastComputed: cohort.lastComputed,
+        createdAt: cohort.createdAt ?? cohort.lastComputed,
+        size: cohort.size ?? 0,
+      };
     }),
 
     /** Creates the native Braze cohort ("[Amplitude] <name>: <id>"), or renames it; safe to repeat. */
     ensurePartnerCohort: withVendorFailures(async (input: { cohortId: string; cohortName: string; createdAt: number }): Promise<void> => {
-      await context.braze.createOrRenamePartnerCohort({ cohortId: input.cohortId, name: input.cohortName, createdAt: new Date(input.createdAt * 1000).toISOString() });
+      await context.braze.createOrRenamePartnerCohort({
+        cohortId: input.cohortId,
+        name: input.cohortName,
+        createdAt: new Date(input.createdAt * 1000).toISOString(),
+      });
     }),
 
     /** Spends one download from the monthly quota (once per run, however often retried) and requests the export. */
@@ -247,7 +270,13 @@ export function createCohortSyncActivities(context: WorkerContext) {
         syncKind: 'cohort',
         snapshotOf: (sent) => (input.kind === 'enter' ? { added: sent.accepted } : { removed: sent.accepted }),
       });
-      return { ...pageOutcome, accepted: totals.accepted, failed: totals.rejected, dataPoints: totals.dataPoints, brazeRequests: totals.requests };
+      return {
+        ...pageOutcome,
+        accepted: totals.accepted,
+        failed: totals.rejected,
+        dataPoints: totals.dataPoints,
+        brazeRequests: totals.requests,
+      };
     }),
 
     /** Records the run in the ledger, clears its staging, and reports why members failed (from the failure ledger). */

@@ -55,7 +55,11 @@ export function createDoctorActivities(context: WorkerContext) {
 
     async checkAmplitudeProfileApi(): Promise<CheckResult> {
       if (!context.amplitudeProfileApiAvailable) {
-        return { name: 'Amplitude User Profile API', status: 'skipped', detail: 'not available in the EU region (set AMPLITUDE_PROFILE_API_URL to override)' };
+        return {
+          name: 'Amplitude User Profile API',
+          status: 'skipped',
+          detail: 'not available in the EU region (set AMPLITUDE_PROFILE_API_URL to override)',
+        };
       }
       return check('Amplitude User Profile API', async () => {
         // An unknown user id proves the key works without reading anyone's profile.

@@ -113,7 +113,11 @@ async function sendAndRecord(
 }
 
 /** Whether sending the page, with what the run's other pages in flight may still spend, would exceed a budget. */
-export async function budgetExceeded(context: WorkerContext, budgets: PageBudgets, pageDataPoints: number): Promise<'run' | 'day' | undefined> {
+export async function budgetExceeded(
+  context: WorkerContext,
+  budgets: PageBudgets,
+  pageDataPoints: number,
+): Promise<'run' | 'day' | undefined> {
   const atMost = pageDataPoints + budgets.inFlightDataPoints;
   if (budgets.runBudgetRemaining !== undefined && atMost > budgets.runBudgetRemaining) return 'run';
   if (budgets.maxDataPointsPerDay !== undefined) {

@@ -13,7 +13,14 @@ import { coalesce } from '../src/request-ledger.js';
 import { MAX_ROWS_PER_TRANSACTION, type EventClaim, type StagedEvent, type UserActivity } from '../src/store/store.js';
 import type { WorkerContext } from '../src/worker-context.js';
 import { applyRequests, budgetExceeded, closeRun, throttledHeartbeat, type PageOutcome, type RunFailures } from './engine.js';
-import type { ApplyEventPageInput, EventPlan, FinishEventRunInput, IngestedHour, IngestEventHourInput, PrunedStore } from './event-sync-types.js';
+import type {
+  ApplyEventPageInput,
+  EventPlan,
+  FinishEventRunInput,
+  IngestedHour,
+  IngestEventHourInput,
+  PrunedStore,
+} from './event-sync-types.js';
 import { withVendorFailures } from './failures.js';
 import { keepLease, takeLease, type RunRef } from './sync-lease.js';
 
@@ -66,7 +73,10 @@ export function createEventSyncActivities(context: WorkerContext) {
 
   return {
     /** Takes the hour's lease (or reports the run that has it) and records the run as started. */
-    prepareEventRun: async (input: { run: RunRef; ifRunning: 'skip' | 'wait' }): Promise<{ status: 'ready' } | { status: 'busy'; runInProgress: string }> => {
+    prepareEventRun: async (input: {
+      run: RunRef;
+      ifRunning: 'skip' | 'wait';
+    }): Promise<{ status: 'ready' } | { status: 'busy'; runInProgress: string }> => {
       const lease = await takeLease(store, input.run, input.ifRunning);
       if (!lease.held) return { status: 'busy', runInProgress: lease.runInProgress };
       await store.startRun({ runId: input.run.runId, syncId: input.run.syncId, kind: 'event', startedAt: new Date() });
@@ -95,7 +105,11 @@ export function createEventSyncActivities(context: WorkerContext) {
         // An attempt Temporal gave up on (a timeout, a cancelled run) stops here rather than racing its retry.
         Context.current().cancellationSignal.throwIfAborted();
         await keepLease(store, run);
-        await store.stageEvents(run.runId, { events, activity: [...activity.values()] }, { rowsConsumed: ingested.events, bytesConsumed: 0 });
+        await store.stageEvents(
+          run.runId,
+          { events, activity: [...activity.values()] },
+          { rowsConsumed: ingested.events, bytesConsumed: 0 },
+        );
         committedLine = ingested.events;
         events = [];
         activity = new Map();
@@ -156,8 +170,21 @@ export function createEventSyncActivities(context: WorkerContext) {
       const overBudget = await budgetExceeded(context, input, pageDataPoints);
       if (overBudget) return { ...pageOutcome, status: 'over_budget', budget: overBudget };
       // The sent-event ledger, claimed before each request, is this kind's snapshot: nothing more to record.
-      const totals = await applyRequests(context, { run, pagePrefix: `event:${input.page}|`, requests, rateLimited: true, syncKind: 'event', snapshotOf: () => ({}) });
-      return { ...pageOutcome, accepted: totals.accepted, failed: totals.rejected, dataPoints: totals.dataPoints, brazeRequests: totals.requests };
+      const totals = await applyRequests(context, {
+        run,
+        pagePrefix: `event:${input.page}|`,
+        requests,
+        rateLimited: true,
+        syncKind: 'event',
+        snapshotOf: () => ({}),
+      });
+      return {
+        ...pageOutcome,
+        accepted: totals.accepted,
+        failed: totals.rejected,
+        dataPoints: totals.dataPoints,
+        brazeRequests: totals.requests,
+      };
     }),
 
     /**
@@ -166,8 +193,12 @@ export function createEventSyncActivities(context: WorkerContext) {
      */
     pruneEventStore: async (): Promise<PrunedStore> => {
       const now = Date.now();
-      const usersPruned = await inBatches(() => store.pruneInactiveUsers(now - context.activeWindowDays * DAY_MS, MAX_ROWS_PER_TRANSACTION));
-      const sentEventsPruned = await inBatches(() => store.pruneSentEvents(now - context.sentEventLedgerDays * DAY_MS, MAX_ROWS_PER_TRANSACTION));
+      const usersPruned = await inBatches(() =>
+        store.pruneInactiveUsers(now - context.activeWindowDays * DAY_MS, MAX_ROWS_PER_TRANSACTION),
+      );
+      const sentEventsPruned = await inBatches(() =>
+        store.pruneSentEvents(now - context.sentEventLedgerDays * DAY_MS, MAX_ROWS_PER_TRANSACTION),
+      );
       return { usersPruned, sentEventsPruned };
     },
 

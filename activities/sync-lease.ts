@@ -18,8 +18,17 @@ export interface RunRef {
 }
 
 /** Takes or renews the lease; resolves with the workflow id of the run in progress when another run has it. */
-export async function claimLease(store: StateStore, run: RunRef): Promise<{ held: true } | { held: false; runInProgress: string; expiresAtMs: number }> {
-  const lease = await store.claimSyncLease({ syncId: run.syncId, holder: run.runId, workflowId: run.workflowId, ttlMs: SYNC_LEASE_TTL_MS, nowMs: Date.now() });
+export async function claimLease(
+  store: StateStore,
+  run: RunRef,
+): Promise<{ held: true } | { held: false; runInProgress: string; expiresAtMs: number }> {
+  const lease = await store.claimSyncLease({
+    syncId: run.syncId,
+    holder: run.runId,
+    workflowId: run.workflowId,
+    ttlMs: SYNC_LEASE_TTL_MS,
+    nowMs: Date.now(),
+  });
   return lease.held ? lease : { held: false, runInProgress: lease.workflowId, expiresAtMs: lease.expiresAtMs };
 }
 
@@ -43,7 +52,11 @@ const LEASE_WAIT_POLL_MS = Math.min(5_000, SYNC_LEASE_TTL_MS);
  * workflow id (this run then sends nothing), `wait` fails the attempt so that Temporal retries it until the
  * lease is free (no history grows while waiting).
  */
-export async function takeLease(store: StateStore, run: RunRef, ifRunning: 'skip' | 'wait'): Promise<{ held: true } | { held: false; runInProgress: string }> {
+export async function takeLease(
+  store: StateStore,
+  run: RunRef,
+  ifRunning: 'skip' | 'wait',
+): Promise<{ held: true } | { held: false; runInProgress: string }> {
   const lease = await claimLease(store, run);
   if (lease.held || ifRunning === 'skip') return lease;
   throw ApplicationFailure.create({

@@ -10,7 +10,14 @@ import { acceptedSnapshot, externalIdOf, traitPageRequests } from '../src/traits
 import { attributeChanges, desiredAttributes, stillToSend } from '../src/traits/values.js';
 import type { WorkerContext } from '../src/worker-context.js';
 import { applyRequests, budgetExceeded, closeRun, skipped, skipReasonsOf, type PageOutcome, type RunFailures } from './engine.js';
-import type { ApplyTraitPageInput, FinishTraitRunInput, PrepareTraitRunInput, StagedTraits, StageTraitChangesInput, TraitPlan } from './trait-sync-types.js';
+import type {
+  ApplyTraitPageInput,
+  FinishTraitRunInput,
+  PrepareTraitRunInput,
+  StagedTraits,
+  StageTraitChangesInput,
+  TraitPlan,
+} from './trait-sync-types.js';
 import { withVendorFailures } from './failures.js';
 import { keepLease, takeLease, type RunRef } from './sync-lease.js';
 
@@ -73,13 +80,17 @@ export function createTraitSyncActivities(context: WorkerContext) {
           else return true;
           return false;
         });
-        const sent = await store.attributeSnapshots(scope, audience.map((user) => user.userKey));
+        const sent = await store.attributeSnapshots(
+          scope,
+          audience.map((user) => user.userKey),
+        );
         const rows: StagedTraitChange[] = [];
         const rejectedValues: MemberFailure[] = [];
         for (const user of audience) {
           staged.users += 1;
           const desired = desiredAttributes(user.properties, selection);
-          for (const [attribute, problem] of desired.problems) rejectedValues.push(skipped(`${user.userKey}#${attribute}`, `"${attribute}" is ${problem}`));
+          for (const [attribute, problem] of desired.problems)
+            rejectedValues.push(skipped(`${user.userKey}#${attribute}`, `"${attribute}" is ${problem}`));
           const changes = attributeChanges(desired, sent.get(user.userKey), selection);
           const written = Object.values(changes);
           if (written.length === 0) {
@@ -128,7 +139,10 @@ export function createTraitSyncActivities(context: WorkerContext) {
         staged.push(...page.items);
         afterKey = page.nextAfterKey;
       } while (afterKey !== undefined);
-      const sentNow = await store.attributeSnapshots(scope, staged.map((user) => user.userKey));
+      const sentNow = await store.attributeSnapshots(
+        scope,
+        staged.map((user) => user.userKey),
+      );
       const changesOf = new Map<string, JsonObject>();
       const toSend = staged.flatMap((user) => {
         const changes = stillToSend(user.changes, sentNow.get(user.userKey));
@@ -149,7 +163,13 @@ export function createTraitSyncActivities(context: WorkerContext) {
         syncKind: 'trait',
         snapshotOf: (sent) => ({ attributes: acceptedSnapshot(scope, sent.accepted, changesOf) }),
       });
-      return { ...pageOutcome, accepted: totals.accepted, failed: totals.rejected, dataPoints: totals.dataPoints, brazeRequests: totals.requests };
+      return {
+        ...pageOutcome,
+        accepted: totals.accepted,
+        failed: totals.rejected,
+        dataPoints: totals.dataPoints,
+        brazeRequests: totals.requests,
+      };
     }),
 
     /** Records the run, clears its staging, frees the sync, and reports Braze's rejections. */

@@ -94,7 +94,11 @@ process.exit(0);
 /** One run: its result, its wall time, the time spent applying pages, and its history events across continue-as-new. */
 async function timedSync(): Promise<{ result: CohortSyncResult; totalMs: number; applyMs: number; historyEvents: number }> {
   const started = Date.now();
-  const handle = await startCohortSync(client, { cohortId: COHORT_ID, pageSize: PAGE_SIZE, pagesInFlight: PAGES_IN_FLIGHT }, { taskQueue: config.temporal.taskQueue });
+  const handle = await startCohortSync(
+    client,
+    { cohortId: COHORT_ID, pageSize: PAGE_SIZE, pagesInFlight: PAGES_IN_FLIGHT },
+    { taskQueue: config.temporal.taskQueue },
+  );
   let applyingSince: number | undefined;
   const watcher = (async () => {
     while (applyingSince === undefined) {

@@ -14,7 +14,17 @@ import type { EventSyncInput } from '../src/events/input.js';
 import { exportHourOf } from '../src/events/input.js';
 import { PROJECT_ROOT } from '../src/temporal/cli.js';
 import type { EventSyncResult } from '../workflows/event-sync.js';
-import { brazeSandboxState, ceilingFigures, cpuWhileSending, peakRssOf, round, startBenchWorld, writeFigures, type BenchWorld, type Span } from './bench-support.js';
+import {
+  brazeSandboxState,
+  ceilingFigures,
+  cpuWhileSending,
+  peakRssOf,
+  round,
+  startBenchWorld,
+  writeFigures,
+  type BenchWorld,
+  type Span,
+} from './bench-support.js';
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 1_000_000);
 const USERS = Number(process.env.BENCH_USERS ?? 100_000);
@@ -98,7 +108,11 @@ async function timedPass(selection: EventSyncInput): Promise<{ result: PassTotal
   const runs: Span[] = [];
   for (const hour of HOURS) {
     const startMs = Date.now();
-    const handle = await startEventSync(world.client, { hour, ...selection }, { taskQueue: world.config.temporal.taskQueue, workflowId: `bench-${hour}-${startMs}` });
+    const handle = await startEventSync(
+      world.client,
+      { hour, ...selection },
+      { taskQueue: world.config.temporal.taskQueue, workflowId: `bench-${hour}-${startMs}` },
+    );
     const hourResult = await handle.result();
     runs.push({ startMs, endMs: Date.now() });
     for (const key of Object.keys(result) as Array<keyof PassTotals>) result[key] += hourResult[key];
@@ -112,7 +126,9 @@ async function activityIndexSize({ storeEnv }: BenchWorld): Promise<{ users: num
     const client = new pg.Client({ connectionString: storeEnv.STATE_STORE_URL });
     await client.connect();
     try {
-      const { rows } = await client.query<{ users: string; bytes: string }>(`SELECT count(*) AS users, pg_total_relation_size('user_activity') AS bytes FROM user_activity`);
+      const { rows } = await client.query<{ users: string; bytes: string }>(
+        `SELECT count(*) AS users, pg_total_relation_size('user_activity') AS bytes FROM user_activity`,
+      );
       return { users: Number(rows[0]!.users), bytes: Number(rows[0]!.bytes) };
     } finally {
       await client.end();
@@ -121,7 +137,9 @@ async function activityIndexSize({ storeEnv }: BenchWorld): Promise<{ users: num
   const db = new Database(storeEnv.STATE_DB, { readonly: true });
   try {
     const { users } = db.prepare<[], { users: number }>(`SELECT count(*) AS users FROM user_activity`).get()!;
-    const row = db.prepare<[], { bytes: number }>(`SELECT sum(pgsize) AS bytes FROM dbstat WHERE name IN ('user_activity', 'user_activity_by_time')`).get();
+    const row = db
+      .prepare<[], { bytes: number }>(`SELECT sum(pgsize) AS bytes FROM dbstat WHERE name IN ('user_activity', 'user_activity_by_time')`)
+      .get();
     return { users, bytes: row?.bytes ?? 0 };
   } finally {
     db.close();

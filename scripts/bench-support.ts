@@ -45,7 +45,12 @@ export async function startBenchWorld(options: BenchWorldOptions): Promise<Bench
   const server = await startDevServer({ cli: await resolveTemporalCli(), uiPort: false });
   const postgres = options.store === 'postgres' ? await startPostgresServer() : undefined;
   const sandboxEnvFile = join(dir, 'sandbox.env');
-  const sandboxProcess = spawnNpmScript('sandbox', { ...options.sandboxEnv, AMPLITUDE_SANDBOX_PORT: '0', BRAZE_SANDBOX_PORT: '0', SANDBOX_ENV_FILE: sandboxEnvFile });
+  const sandboxProcess = spawnNpmScript('sandbox', {
+    ...options.sandboxEnv,
+    AMPLITUDE_SANDBOX_PORT: '0',
+    BRAZE_SANDBOX_PORT: '0',
+    SANDBOX_ENV_FILE: sandboxEnvFile,
+  });
   const sandboxEnv = await readSandboxEnv(sandboxEnvFile);
   const brazeUrl = sandboxEnv.BRAZE_REST_ENDPOINT!;
   await fetch(`${brazeUrl}/_sandbox/rate-limit`, { method: 'POST', body: JSON.stringify(rateCeiling) });
@@ -81,7 +86,11 @@ export async function startBenchWorld(options: BenchWorldOptions): Promise<Bench
       cpu.stop();
       await connection.close();
       for (const child of [...workerProcesses, sandboxProcess]) child.kill('SIGTERM');
-      await Promise.all(workerProcesses.map((worker) => new Promise((resolve) => (worker.exitCode === null ? worker.once('exit', resolve) : resolve(null)))));
+      await Promise.all(
+        workerProcesses.map(
+          (worker) => new Promise((resolve) => (worker.exitCode === null ? worker.once('exit', resolve) : resolve(null))),
+        ),
+      );
       await postgres?.stop();
       await server.stop();
     },
@@ -179,7 +188,8 @@ export class CpuSampler {
 
   /** CPU seconds per role between two moments (from the samples nearest them), and the seconds between those. */
   usedBetween(startMs: number, endMs: number): Record<CpuRole, number> & { seconds: number } {
-    const nearest = (atMs: number) => this.samples.reduce((best, sample) => (Math.abs(sample.atMs - atMs) < Math.abs(best.atMs - atMs) ? sample : best));
+    const nearest = (atMs: number) =>
+      this.samples.reduce((best, sample) => (Math.abs(sample.atMs - atMs) < Math.abs(best.atMs - atMs) ? sample : best));
     const [first, last] = [nearest(startMs), nearest(endMs)];
     return {
       seconds: (last.atMs - first.atMs) / 1000,
@@ -191,7 +201,11 @@ export class CpuSampler {
 
   private async sample(): Promise<void> {
     const atMs = Date.now();
-    const [workers, sandboxes, machine] = await Promise.all([cpuSecondsOfTrees(this.pids.workers), cpuSecondsOfTrees(this.pids.sandboxes), machineBusySeconds()]);
+    const [workers, sandboxes, machine] = await Promise.all([
+      cpuSecondsOfTrees(this.pids.workers),
+      cpuSecondsOfTrees(this.pids.sandboxes),
+      machineBusySeconds(),
+    ]);
     this.samples.push({ atMs, workers, sandboxes, machine });
   }
 }
@@ -224,11 +238,20 @@ async function machineBusySeconds(): Promise<number> {
 }
 
 /** Runs the command of an npm script with `exec`, so the child's pid is the command's own (not npm's or a shell's). */
-export function spawnNpmScript(name: keyof typeof packageJson.scripts, env: Record<string, string> = {}, args: string[] = [], cwd = PROJECT_ROOT) {
+export function spawnNpmScript(
+  name: keyof typeof packageJson.scripts,
+  env: Record<string, string> = {},
+  args: string[] = [],
+  cwd = PROJECT_ROOT,
+) {
   // Run from elsewhere, the script's relative paths must still resolve inside the project.
   const command = [packageJson.scripts[name].replace(' src/', ` ${PROJECT_ROOT}/src/`), ...args].join(' ');
   const path = [join(PROJECT_ROOT, 'node_modules', '.bin'), dirname(process.execPath), process.env.PATH].join(delimiter);
-  return spawn('sh', ['-c', `exec ${command}`], { cwd, stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...env, PATH: path } });
+  return spawn('sh', ['-c', `exec ${command}`], {
+    cwd,
+    stdio: ['ignore', 'ignore', 'inherit'],
+    env: { ...process.env, ...env, PATH: path },
+  });
 }
 
 /** The process's peak resident set so far (Linux `VmHWM`), in bytes. */
@@ -242,7 +265,13 @@ export async function peakRssOf(pid: number): Promise<number> {
 async function readSandboxEnv(envFile: string): Promise<Record<string, string>> {
   for (let waited = 0; waited < 300_000; waited += 250) {
     const text = await readFile(envFile, 'utf8').catch(() => undefined);
-    if (text) return Object.fromEntries(text.trim().split('\n').map((line) => line.split(/=(.*)/s).slice(0, 2) as [string, string]));
+    if (text)
+      return Object.fromEntries(
+        text
+          .trim()
+          .split('\n')
+          .map((line) => line.split(/=(.*)/s).slice(0, 2) as [string, string]),
+      );
     await sleep(250);
   }
   throw new Error('the sandboxes did not start within 5 minutes');

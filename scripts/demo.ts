@@ -10,7 +10,14 @@ import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { getSyncProgress, getTraitSyncProgress, startCohortSync, startEventSync, startTraitSync } from '../src/client.js';
-import { describeProgress, describeTraitProgress, followProgress, printEventResult, printResult, printTraitResult } from '../src/cli/progress.js';
+import {
+  describeProgress,
+  describeTraitProgress,
+  followProgress,
+  printEventResult,
+  printResult,
+  printTraitResult,
+} from '../src/cli/progress.js';
 import { exportHourOf } from '../src/events/input.js';
 import { loadConfig, temporalConnectionOptions } from '../src/config.js';
 import { startSandboxes } from '../src/sandbox/sandboxes.js';
@@ -53,7 +60,11 @@ const connection = await Connection.connect(await temporalConnectionOptions(conf
 const client = new Client({ connection, namespace: config.temporal.namespace });
 const runSync = async () => {
   const handle = await startCohortSync(client, { cohortId: COHORT_ID, identifiers: ['user_id'] }, { taskQueue: config.temporal.taskQueue });
-  const result = await followProgress(() => getSyncProgress(client, handle.workflowId), describeProgress, () => handle.result());
+  const result = await followProgress(
+    () => getSyncProgress(client, handle.workflowId),
+    describeProgress,
+    () => handle.result(),
+  );
   printResult(result);
   return result;
 };
@@ -67,9 +78,14 @@ await runSync();
 const members = [...sandboxes.dataset.cohortMembers(COHORT_ID)];
 const leavers = members.slice(0, 40);
 const leaving = leavers.map((m) => m.amplitudeId);
-const entering = [...sandboxes.dataset.identities()].filter((u) => !sandboxes.dataset.cohortIdsOf(u.index).includes(COHORT_ID)).slice(0, 60);
+const entering = [...sandboxes.dataset.identities()]
+  .filter((u) => !sandboxes.dataset.cohortIdsOf(u.index).includes(COHORT_ID))
+  .slice(0, 60);
 sandboxes.dataset.removeCohortMembers(COHORT_ID, leaving);
-sandboxes.dataset.addCohortMembers(COHORT_ID, entering.map((u) => u.amplitudeId));
+sandboxes.dataset.addCohortMembers(
+  COHORT_ID,
+  entering.map((u) => u.amplitudeId),
+);
 const identifiedLeaving = leavers.filter((m) => m.userId).length;
 const identifiedEntering = entering.filter((u) => u.userId).length;
 step(
@@ -81,9 +97,15 @@ const third = await runSync();
 const cohortPoints = sandboxes.braze.control.dataPoints().total;
 const STREAMED_EVENT = 'Purchase Completed';
 const demoHours = [5, 4, 3].map((hoursAgo) => exportHourOf(Date.now() - hoursAgo * 3_600_000));
-step(`Event pipeline: ingesting hours ${demoHours.join(', ')} (who is active, latest user properties) and streaming "${STREAMED_EVENT}" to Braze`);
+step(
+  `Event pipeline: ingesting hours ${demoHours.join(', ')} (who is active, latest user properties) and streaming "${STREAMED_EVENT}" to Braze`,
+);
 const syncHour = async (hour: string) => {
-  const handle = await startEventSync(client, { hour, eventTypes: [STREAMED_EVENT] }, { taskQueue: config.temporal.taskQueue, workflowId: `event-sync-${hour}-demo-${Date.now()}` });
+  const handle = await startEventSync(
+    client,
+    { hour, eventTypes: [STREAMED_EVENT] },
+    { taskQueue: config.temporal.taskQueue, workflowId: `event-sync-${hour}-demo-${Date.now()}` },
+  );
   const result = await handle.result();
   printEventResult(result);
   return result;
@@ -95,12 +117,26 @@ const rerun = await syncHour(demoHours[0]!);
 const eventPoints = sandboxes.braze.control.dataPoints().total - cohortPoints;
 
 const currentHour = exportHourOf(Date.now());
-const ingestCurrentHour = async () => (await startEventSync(client, { hour: currentHour }, { taskQueue: config.temporal.taskQueue, workflowId: `event-sync-${currentHour}-demo-${Date.now()}` })).result();
+const ingestCurrentHour = async () =>
+  (
+    await startEventSync(
+      client,
+      { hour: currentHour },
+      { taskQueue: config.temporal.taskQueue, workflowId: `event-sync-${currentHour}-demo-${Date.now()}` },
+    )
+  ).result();
 await ingestCurrentHour();
 const TRAITS = { name: 'demo', properties: ['plan', 'ltv', 'level', 'favorite_genres', 'country'], attributePrefix: 'amp_' };
 const runTraitSync = async () => {
-  const handle = await startTraitSync(client, TRAITS, { taskQueue: config.temporal.taskQueue, workflowId: `trait-sync-demo-${Date.now()}` });
-  const result = await followProgress(() => getTraitSyncProgress(client, handle.workflowId), describeTraitProgress, () => handle.result());
+  const handle = await startTraitSync(client, TRAITS, {
+    taskQueue: config.temporal.taskQueue,
+    workflowId: `trait-sync-demo-${Date.now()}`,
+  });
+  const result = await followProgress(
+    () => getTraitSyncProgress(client, handle.workflowId),
+    describeTraitProgress,
+    () => handle.result(),
+  );
   printTraitResult(result);
   return result;
 };
@@ -113,7 +149,17 @@ const { items: indexed } = await context.store.activeUsers({ limit: 100, sinceMs
 const changed = indexed.find((user) => user.userKey.startsWith('user_id:'))!;
 const userId = changed.userKey.slice('user_id:'.length);
 const newPlan = changed.properties.plan === 'premium' ? 'family' : 'premium';
-await context.amplitude.ingestEvents([{ event_type: 'Plan Changed', user_id: userId, user_properties: { ...changed.properties, plan: newPlan }, insert_id: `demo-plan-${Date.now()}` }], { api: 'httpapi' });
+await context.amplitude.ingestEvents(
+  [
+    {
+      event_type: 'Plan Changed',
+      user_id: userId,
+      user_properties: { ...changed.properties, plan: newPlan },
+      insert_id: `demo-plan-${Date.now()}`,
+    },
+  ],
+  { api: 'httpapi' },
+);
 await ingestCurrentHour();
 step(`${userId} changed plan to "${newPlan}" in Amplitude (ingested with the current hour); the trait sync sends only that value`);
 const pointsBeforeChange = sandboxes.braze.control.dataPoints().total;
@@ -123,10 +169,16 @@ const changePoints = sandboxes.braze.control.dataPoints().total - pointsBeforeCh
 const brazePoints = sandboxes.braze.control.dataPoints().total;
 step('Summary');
 console.log(`  First sync:  ${first.added} users added, ${first.dataPoints} data points, ${first.brazeRequests} Braze requests`);
-console.log(`  Delta sync:  +${third.added} −${third.removed}, ${third.dataPoints} data points (a full resend would cost ${first.added + third.added - third.removed})`);
-console.log(`  Events:      ${eventsForwarded} "${STREAMED_EVENT}" events forwarded; the rerun sent ${rerun.forwarded} (${rerun.alreadySent} already sent)`);
+console.log(
+  `  Delta sync:  +${third.added} −${third.removed}, ${third.dataPoints} data points (a full resend would cost ${first.added + third.added - third.removed})`,
+);
+console.log(
+  `  Events:      ${eventsForwarded} "${STREAMED_EVENT}" events forwarded; the rerun sent ${rerun.forwarded} (${rerun.alreadySent} already sent)`,
+);
 console.log(`  Data points: ${eventsForwarded} for the events (one each, Braze's own count: ${eventPoints})`);
-console.log(`  Traits:      ${traitsFirst.users} users written (${brazeUsersCreated} created in Braze), ${traitsFirst.dataPoints} data points; after one change: ${traitsSecond.set} value, ${traitsSecond.dataPoints} data point (Braze's own count: ${changePoints})`);
+console.log(
+  `  Traits:      ${traitsFirst.users} users written (${brazeUsersCreated} created in Braze), ${traitsFirst.dataPoints} data points; after one change: ${traitsSecond.set} value, ${traitsSecond.dataPoints} data point (Braze's own count: ${changePoints})`,
+);
 console.log(`  All syncs:   ${brazePoints} data points by Braze's own count`);
 const ours = first.dataPoints + third.dataPoints;
 console.log(`  Cohort syncs: Braze's own data-point count ${cohortPoints}; ours: ${ours}.`);

@@ -74,7 +74,8 @@ function startScenario(scenario: string, input: CohortSyncInput) {
 async function syncScenario(scenario: string, input: CohortSyncInput, expected: Partial<CohortSyncResult> = {}): Promise<FirstRun> {
   const handle = await startScenario(scenario, input);
   const result = await handle.result();
-  for (const [key, value] of Object.entries(expected)) assert.deepEqual(result[key as keyof CohortSyncResult], value, `${scenario}: ${key}`);
+  for (const [key, value] of Object.entries(expected))
+    assert.deepEqual(result[key as keyof CohortSyncResult], value, `${scenario}: ${key}`);
   return firstRunOf(handle);
 }
 
@@ -145,8 +146,12 @@ const scenarios: Scenario[] = [
     run: async (name) => {
       const handle = await startScenario(name, { cohortId: SMALL_COHORT, attributeName: 'resumed_cohorts', pageSize: 2, maxDataPoints: 2 });
       // A resume lifts the budget for one page only: the run pauses again at each later page, to the end.
-      for (let page = -1; ; ) {
-        const progress = await waitForProgress(client, handle.workflowId, (p) => p.phase === 'done' || (p.phase === 'paused' && p.page > page));
+      for (let page = -1; ;) {
+        const progress = await waitForProgress(
+          client,
+          handle.workflowId,
+          (p) => p.phase === 'done' || (p.phase === 'paused' && p.page > page),
+        );
         if (progress.phase === 'done') break;
         if (progress.phase !== 'paused') throw new Error(`${name} is neither paused nor done: ${progress.phase}`);
         await handle.signal(resumeSignal);
@@ -181,14 +186,27 @@ const scenarios: Scenario[] = [
   { name: 'vendor-rejected', run: async (name) => expectFailure(await startScenario(name, { cohortId: LARGE_COHORT })) },
   {
     name: 'event-first-run',
-    run: (name) => eventScenario(name, { hour: EVENT_HOUR, eventTypes: ['*'], identifiers: ['user_id', 'device_id'], pageSize: 2 }, { failed: 0 }),
+    run: (name) =>
+      eventScenario(name, { hour: EVENT_HOUR, eventTypes: ['*'], identifiers: ['user_id', 'device_id'], pageSize: 2 }, { failed: 0 }),
   },
-  { name: 'event-rerun', run: (name) => eventScenario(name, { hour: EVENT_HOUR, eventTypes: ['*'], identifiers: ['user_id', 'device_id'] }, { forwarded: 0 }) },
-  { name: 'event-ingest-only', run: (name) => eventScenario(name, { hour: exportHourOf(Date.now() - 5 * 3_600_000) }, { brazeRequests: 0 }) },
+  {
+    name: 'event-rerun',
+    run: (name) => eventScenario(name, { hour: EVENT_HOUR, eventTypes: ['*'], identifiers: ['user_id', 'device_id'] }, { forwarded: 0 }),
+  },
+  {
+    name: 'event-ingest-only',
+    run: (name) => eventScenario(name, { hour: exportHourOf(Date.now() - 5 * 3_600_000) }, { brazeRequests: 0 }),
+  },
   {
     name: 'event-budget-raised-by-update',
     run: async (name) => {
-      const input: EventSyncInput = { hour: exportHourOf(Date.now() - 6 * 3_600_000), eventTypes: ['*'], identifiers: ['user_id', 'device_id'], pageSize: 1, maxDataPoints: 1 };
+      const input: EventSyncInput = {
+        hour: exportHourOf(Date.now() - 6 * 3_600_000),
+        eventTypes: ['*'],
+        identifiers: ['user_id', 'device_id'],
+        pageSize: 1,
+        maxDataPoints: 1,
+      };
       const handle = await startEventSync(client, input, { taskQueue, workflowId: name });
       await waitUntilPaused(client, handle.workflowId);
       await handle.executeUpdate(setBudgetUpdate, { args: [{ maxDataPoints: 1_000 }] });
@@ -198,21 +216,30 @@ const scenarios: Scenario[] = [
   },
   {
     name: 'event-invalid-input',
-    run: async (name) => expectFailure(await client.workflow.start('eventSync', { taskQueue, workflowId: name, args: [{ hour: 'yesterday', pageSize: 0 }] })),
+    run: async (name) =>
+      expectFailure(await client.workflow.start('eventSync', { taskQueue, workflowId: name, args: [{ hour: 'yesterday', pageSize: 0 }] })),
   },
   {
     name: 'trait-first-run',
     run: async (name) => {
       // The activity index must be fed (and fresh) first, as in a deployment: an ingest-only hour.
-      await (await startEventSync(client, { hour: exportHourOf(Date.now() - 7 * 3_600_000) }, { taskQueue, workflowId: `${name}-ingest` })).result();
+      await (
+        await startEventSync(client, { hour: exportHourOf(Date.now() - 7 * 3_600_000) }, { taskQueue, workflowId: `${name}-ingest` })
+      ).result();
       return traitScenario(name, { ...TRAIT_SYNC, pageSize: 2 }, { failed: 0 });
     },
   },
   { name: 'trait-unchanged-rerun', run: (name) => traitScenario(name, TRAIT_SYNC, { brazeRequests: 0, dataPoints: 0 }) },
-  { name: 'trait-dry-run', run: (name) => traitScenario(name, { ...TRAIT_SYNC, attributePrefix: 'planned_', dryRun: true }, { dataPoints: 0 }) },
+  {
+    name: 'trait-dry-run',
+    run: (name) => traitScenario(name, { ...TRAIT_SYNC, attributePrefix: 'planned_', dryRun: true }, { dataPoints: 0 }),
+  },
   {
     name: 'trait-invalid-input',
-    run: async (name) => expectFailure(await client.workflow.start('traitSync', { taskQueue, workflowId: name, args: [{ properties: ['email'], windowDays: 0 }] })),
+    run: async (name) =>
+      expectFailure(
+        await client.workflow.start('traitSync', { taskQueue, workflowId: name, args: [{ properties: ['email'], windowDays: 0 }] }),
+      ),
   },
   {
     name: 'doctor',
@@ -235,7 +262,7 @@ async function listedRun(query: string): Promise<FirstRun> {
 /** Every run of the chain that starts at `first`, following continue-as-new to the last one. */
 async function historiesOf(first: FirstRun): Promise<string[]> {
   const runs: string[] = [];
-  for (let runId: string | null | undefined = first.runId; runId; ) {
+  for (let runId: string | null | undefined = first.runId; runId;) {
     const history = await client.workflow.getHandle(first.workflowId, runId).fetchHistory();
     // Stack traces of failures name source files: relative to the project, as in the repository.
     runs.push(historyToJSON(history).replaceAll(`${PROJECT_ROOT}/`, ''));
@@ -262,7 +289,8 @@ try {
   await worker.runUntil(async () => {
     for (const { name, run, continuesAsNew } of scenarios.filter((scenario) => scenario.name.startsWith(onlyPrefix))) {
       const runs = await historiesOf(await run(name));
-      if (continuesAsNew && runs.length < 2) throw new Error(`${name} did not continue as new: lower suggestContinueAsNew or the page size`);
+      if (continuesAsNew && runs.length < 2)
+        throw new Error(`${name} did not continue as new: lower suggestContinueAsNew or the page size`);
       await writeHistories(name, runs);
     }
   });

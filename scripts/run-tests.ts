@@ -14,7 +14,13 @@ import { startDevServer } from '../src/temporal/dev-server.js';
 
 const testDir = join(PROJECT_ROOT, 'test');
 const only = process.argv.slice(2);
-const files = only.length > 0 ? only : (await readdir(testDir)).filter((f) => f.endsWith('.test.ts')).sort().map((f) => join('test', f));
+const files =
+  only.length > 0
+    ? only
+    : (await readdir(testDir))
+        .filter((f) => f.endsWith('.test.ts'))
+        .sort()
+        .map((f) => join('test', f));
 
 const postgres = await startPostgresServer();
 console.error(`PostgreSQL for the tests: ${postgres.url}`);
@@ -31,20 +37,35 @@ async function runWithTemporal(env: Record<string, string>): Promise<number> {
   // A low continue-as-new suggestion makes multi-page syncs continue as new within the tests.
   // The Web UI is on for test/temporal-ui.test.ts, which follows the README's UI steps in a browser.
   const server = await startDevServer({ cli, uiPort: 0, dynamicConfig: { 'limit.historyCount.suggestContinueAsNew': 60 } });
-  console.error(`Temporal dev server for the tests: ${server.address}, Web UI ${server.uiUrl} (${cli.kind === 'binary' ? cli.path : cli.source})`);
+  console.error(
+    `Temporal dev server for the tests: ${server.address}, Web UI ${server.uiUrl} (${cli.kind === 'binary' ? cli.path : cli.source})`,
+  );
   try {
     const bundlePath = join(PROJECT_ROOT, 'data', 'test', 'workflow-bundle.js');
     await mkdir(join(PROJECT_ROOT, 'data', 'test'), { recursive: true });
     const { code } = await bundleWorkflowCode({
       workflowsPath: join(PROJECT_ROOT, 'workflows', 'index.ts'),
-      logger: { info: () => undefined, warn: console.warn, error: console.error, debug: () => undefined, trace: () => undefined, log: () => undefined },
+      logger: {
+        info: () => undefined,
+        warn: console.warn,
+        error: console.error,
+        debug: () => undefined,
+        trace: () => undefined,
+        log: () => undefined,
+      },
     });
     await writeFile(bundlePath, code);
 
     const runner = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...files], {
       stdio: 'inherit',
       cwd: PROJECT_ROOT,
-      env: { ...process.env, ...env, TEST_TEMPORAL_ADDRESS: server.address, TEST_TEMPORAL_UI_URL: server.uiUrl, TEST_WORKFLOW_BUNDLE: bundlePath },
+      env: {
+        ...process.env,
+        ...env,
+        TEST_TEMPORAL_ADDRESS: server.address,
+        TEST_TEMPORAL_UI_URL: server.uiUrl,
+        TEST_WORKFLOW_BUNDLE: bundlePath,
+      },
     });
     return await new Promise<number>((resolveExit) => runner.once('exit', (code, signal) => resolveExit(code ?? (signal ? 1 : 0))));
   } finally {

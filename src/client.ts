@@ -13,7 +13,14 @@ import { traitProgressQuery, type TraitSyncProgress } from '../workflows/trait-s
 import { cohortSyncId, cohortSyncInputSchema, type CohortSyncInput, type CohortSyncOptions } from './cohort/input.js';
 import { describeInputProblems } from './input-problems.js';
 import { DEFAULT_TASK_QUEUE } from './config.js';
-import { eventSyncId, eventSyncInputSchema, exportHourOf, exportHoursBetween, type EventSyncInput, type EventSyncOptions } from './events/input.js';
+import {
+  eventSyncId,
+  eventSyncInputSchema,
+  exportHourOf,
+  exportHoursBetween,
+  type EventSyncInput,
+  type EventSyncOptions,
+} from './events/input.js';
 import { COHORT_ID, DATA_POINTS, EXPORT_HOUR, SYNC_KIND } from './temporal/search-attributes.js';
 import { propertyAttributes, traitSyncId, traitSyncInputSchema, type TraitSyncInput, type TraitSyncOptions } from './traits/input.js';
 
@@ -103,7 +110,11 @@ export interface ScheduleCohortSyncOptions {
 }
 
 /** Creates a Temporal Schedule for a cohort sync: overlapping runs are skipped, missed runs caught up within one period. */
-export async function scheduleCohortSync(client: Client, input: CohortSyncInput, options: ScheduleCohortSyncOptions): Promise<ScheduleHandle> {
+export async function scheduleCohortSync(
+  client: Client,
+  input: CohortSyncInput,
+  options: ScheduleCohortSyncOptions,
+): Promise<ScheduleHandle> {
   const parsed = parseCohortSyncInput(input);
   const syncId = cohortSyncId(parsed);
   return client.schedule.create({
@@ -151,14 +162,20 @@ export function cronFor(cadence: Cadence, at?: string): string {
  * The workflow id of a sync's newest run, however it was started: the sync id itself (`temporal workflow start`,
  * `startCohortSync`) or the sync id plus the timestamp a Schedule appends. Undefined when visibility knows none yet.
  */
-export async function latestCohortSyncRun(client: Client, sync: Pick<CohortSyncOptions, 'cohortId' | 'target' | 'attributeName'>): Promise<string | undefined> {
+export async function latestCohortSyncRun(
+  client: Client,
+  sync: Pick<CohortSyncOptions, 'cohortId' | 'target' | 'attributeName'>,
+): Promise<string | undefined> {
   const syncId = cohortSyncId(sync);
   const scheduled = new RegExp(`^${syncId.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-\\d{4}-\\d{2}-\\d{2}T`);
   const cohortId = sync.cohortId.replaceAll("'", "\\'");
   let newest: { workflowId: string; startTime: Date } | undefined;
   let seen = 0;
   // Visibility lists running runs and then the newest closed ones first: the first page is enough.
-  for await (const run of client.workflow.list({ query: `WorkflowType = 'cohortSync' AND ${COHORT_ID.name} = '${cohortId}'`, pageSize: 100 })) {
+  for await (const run of client.workflow.list({
+    query: `WorkflowType = 'cohortSync' AND ${COHORT_ID.name} = '${cohortId}'`,
+    pageSize: 100,
+  })) {
     const ofThisSync = run.workflowId === syncId || scheduled.test(run.workflowId);
     if (ofThisSync && (!newest || run.startTime > newest.startTime)) newest = { workflowId: run.workflowId, startTime: run.startTime };
     if (++seen === 100) break;
@@ -178,7 +195,11 @@ export async function getSyncProgress(client: Client, workflowId: string): Promi
  * Starts an `eventSync` run of one hour (input `hour`, or by default the latest hour whose export is available:
  * now minus `lagHours`). Its workflow id is `event-sync-<hour>`, so two starts of one hour never overlap.
  */
-export async function startEventSync(client: Client, input: EventSyncInput, options: StartCohortSyncOptions = {}): Promise<WorkflowHandleWithFirstExecutionRunId<typeof eventSync>> {
+export async function startEventSync(
+  client: Client,
+  input: EventSyncInput,
+  options: StartCohortSyncOptions = {},
+): Promise<WorkflowHandleWithFirstExecutionRunId<typeof eventSync>> {
   const parsed = parseEventSyncInput(input);
   const hour = parsed.hour ?? exportHourOf(Date.now() - parsed.lagHours * 3_600_000);
   return client.workflow.start<typeof eventSync>('eventSync', {
@@ -210,9 +231,14 @@ export interface ScheduleEventSyncOptions {
  * Runs that overlap are buffered, so hours are processed one after another, in order; `temporal schedule
  * backfill` (or `backfillEventSyncs`) replays any past range through it.
  */
-export async function scheduleEventSync(client: Client, input: EventSyncInput, options: ScheduleEventSyncOptions = {}): Promise<ScheduleHandle> {
+export async function scheduleEventSync(
+  client: Client,
+  input: EventSyncInput,
+  options: ScheduleEventSyncOptions = {},
+): Promise<ScheduleHandle> {
   const parsed = parseEventSyncInput(input);
-  if (parsed.hour !== undefined) throw new InvalidInputError('A scheduled event sync derives each run\'s hour from its nominal time: leave "hour" out');
+  if (parsed.hour !== undefined)
+    throw new InvalidInputError('A scheduled event sync derives each run\'s hour from its nominal time: leave "hour" out');
   return client.schedule.create({
     scheduleId: options.scheduleId ?? EVENT_SYNC_SCHEDULE_ID,
     spec: { cronExpressions: [cronFor('hourly', options.at)] },
@@ -244,7 +270,12 @@ export interface BackfillEventSyncsOptions {
  * Runs `eventSync` for every hour from `from` through `to` and waits for them all. Safe to repeat: an hour sent
  * before sends nothing again, and an hour whose run is in progress is waited for.
  */
-export async function backfillEventSyncs(client: Client, range: { from: string; to: string }, input: EventSyncInput, options: BackfillEventSyncsOptions = {}): Promise<EventSyncResult[]> {
+export async function backfillEventSyncs(
+  client: Client,
+  range: { from: string; to: string },
+  input: EventSyncInput,
+  options: BackfillEventSyncsOptions = {},
+): Promise<EventSyncResult[]> {
   const hours = exportHoursBetween(range.from, range.to);
   if (hours.length === 0) throw new InvalidInputError(`"${range.to}" is before "${range.from}"`);
   parseEventSyncInput(input);
@@ -274,7 +305,12 @@ function parseEventSyncInput(input: EventSyncInput): EventSyncOptions {
 }
 
 function eventSyncSummary(options: EventSyncOptions, hour?: string): string {
-  const types = options.eventTypes.length === 0 ? 'ingest only' : options.eventTypes.includes('*') ? 'all events → Braze' : `${options.eventTypes.join(', ')} → Braze`;
+  const types =
+    options.eventTypes.length === 0
+      ? 'ingest only'
+      : options.eventTypes.includes('*')
+        ? 'all events → Braze'
+        : `${options.eventTypes.join(', ')} → Braze`;
   return `Amplitude events of ${hour ? `hour ${hour}` : `the hour ${options.lagHours} h back`}: activity index, ${types}${options.dryRun ? ' (dry run)' : ''}`;
 }
 
@@ -282,7 +318,11 @@ function eventSyncSummary(options: EventSyncOptions, hour?: string): string {
 // Trait sync
 
 /** Starts a `traitSync` run; its workflow id is the sync's id (`trait-sync-<name or hash>`), so runs never overlap. */
-export async function startTraitSync(client: Client, input: TraitSyncInput, options: StartCohortSyncOptions = {}): Promise<WorkflowHandleWithFirstExecutionRunId<typeof traitSync>> {
+export async function startTraitSync(
+  client: Client,
+  input: TraitSyncInput,
+  options: StartCohortSyncOptions = {},
+): Promise<WorkflowHandleWithFirstExecutionRunId<typeof traitSync>> {
   const parsed = parseInput(traitSyncInputSchema, input, 'traitSync');
   return client.workflow.start<typeof traitSync>('traitSync', {
     taskQueue: options.taskQueue ?? DEFAULT_TASK_QUEUE,
@@ -326,7 +366,9 @@ export async function getTraitSyncProgress(client: Client, workflowId: string): 
 }
 
 function traitSyncSummary(options: TraitSyncOptions): string {
-  const attributes = propertyAttributes(options).map(([property, attribute]) => (property === attribute ? property : `${property} → ${attribute}`));
+  const attributes = propertyAttributes(options).map(([property, attribute]) =>
+    property === attribute ? property : `${property} → ${attribute}`,
+  );
   return `Amplitude user properties ${attributes.join(', ')} → Braze custom attributes, users active in ${options.windowDays} days${options.dryRun ? ' (dry run)' : ''}`;
 }
 

@@ -339,7 +339,10 @@ const storeVariables = z.object({
     .default('data/state.db'),
   STATE_STORE_URL: z
     .string()
-    .refine((value) => POSTGRES_URL.test(value) && URL.canParse(value), 'must be a PostgreSQL URL such as postgres://user:password@host:5432/dbname')
+    .refine(
+      (value) => POSTGRES_URL.test(value) && URL.canParse(value),
+      'must be a PostgreSQL URL such as postgres://user:password@host:5432/dbname',
+    )
     .transform((value) => new Secret(value))
     .optional(),
 });
@@ -359,31 +362,46 @@ function setVariables(env: Env): SetVariables {
 }
 
 /** Parses one section and throws every field problem plus `combinationProblems` together. */
-function parseVariables<Schema extends z.ZodType>(schema: Schema, set: SetVariables, combinationProblems: ConfigProblem[] = []): z.output<Schema> {
+function parseVariables<Schema extends z.ZodType>(
+  schema: Schema,
+  set: SetVariables,
+  combinationProblems: ConfigProblem[] = [],
+): z.output<Schema> {
   const result = schema.safeParse(set);
-  const fieldProblems = result.success ? [] : result.error.issues.map((issue) => ({ variable: String(issue.path[0]), message: issue.message }));
+  const fieldProblems = result.success
+    ? []
+    : result.error.issues.map((issue) => ({ variable: String(issue.path[0]), message: issue.message }));
   const problems = [...fieldProblems, ...combinationProblems];
   if (!result.success || problems.length > 0) throw new ConfigError(problems);
   return result.data;
 }
 
 function grpcHeaderName(variable: string): string | undefined {
-  return variable.startsWith(GRPC_METADATA_PREFIX) ? variable.slice(GRPC_METADATA_PREFIX.length).toLowerCase().replaceAll('_', '-') : undefined;
+  return variable.startsWith(GRPC_METADATA_PREFIX)
+    ? variable.slice(GRPC_METADATA_PREFIX.length).toLowerCase().replaceAll('_', '-')
+    : undefined;
 }
 
 function temporalCombinationProblems(set: SetVariables): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
   const pair = ['TEMPORAL_TLS_CLIENT_CERT_PATH', 'TEMPORAL_TLS_CLIENT_KEY_PATH'] as const;
   for (const [present, missing] of [pair, [pair[1], pair[0]]] as const) {
-    if (set[present] && !set[missing]) problems.push({ variable: missing, message: `is required when ${present} is set (mTLS needs both)` });
+    if (set[present] && !set[missing])
+      problems.push({ variable: missing, message: `is required when ${present} is set (mTLS needs both)` });
   }
   const tls = booleanFlag.safeParse(set.TEMPORAL_TLS);
   const tlsSettings = TEMPORAL_TLS_SETTINGS.filter((name) => set[name]);
   if (tls.success && !tls.data && tlsSettings.length > 0) {
-    problems.push({ variable: 'TEMPORAL_TLS', message: `is false, but ${tlsSettings.join(', ')} ${tlsSettings.length === 1 ? 'is' : 'are'} set: enable TLS or unset them` });
+    problems.push({
+      variable: 'TEMPORAL_TLS',
+      message: `is false, but ${tlsSettings.join(', ')} ${tlsSettings.length === 1 ? 'is' : 'are'} set: enable TLS or unset them`,
+    });
   }
   if (set.TEMPORAL_API_KEY && Object.keys(set).some((name) => grpcHeaderName(name) === 'authorization')) {
-    problems.push({ variable: `${GRPC_METADATA_PREFIX}AUTHORIZATION`, message: 'cannot be combined with TEMPORAL_API_KEY (both set the authorization header)' });
+    problems.push({
+      variable: `${GRPC_METADATA_PREFIX}AUTHORIZATION`,
+      message: 'cannot be combined with TEMPORAL_API_KEY (both set the authorization header)',
+    });
   }
   return problems;
 }
@@ -394,7 +412,8 @@ export function loadTemporalConfig(env: Env = environment()): TemporalConfig {
   const certPath = values.TEMPORAL_TLS_CLIENT_CERT_PATH;
   const keyPath = values.TEMPORAL_TLS_CLIENT_KEY_PATH;
   // As in @temporalio/envconfig: an API key or any TLS setting implies TLS unless TEMPORAL_TLS says otherwise.
-  const tlsEnabled = values.TEMPORAL_TLS ?? (values.TEMPORAL_API_KEY !== undefined || TEMPORAL_TLS_SETTINGS.some((name) => values[name] !== undefined));
+  const tlsEnabled =
+    values.TEMPORAL_TLS ?? (values.TEMPORAL_API_KEY !== undefined || TEMPORAL_TLS_SETTINGS.some((name) => values[name] !== undefined));
   const grpcMetadata: Record<string, Secret> = {};
   for (const [name, value] of Object.entries(set)) {
     const header = grpcHeaderName(name);
@@ -454,7 +473,10 @@ export function loadBrazeConfig(env: Env = environment()): BrazeConfig {
 
 export function loadStoreConfig(env: Env = environment()): StoreConfig {
   const set = setVariables(env);
-  const both = set.STATE_DB && set.STATE_STORE_URL ? [{ variable: 'STATE_STORE_URL', message: 'cannot be combined with STATE_DB: set only one store' }] : [];
+  const both =
+    set.STATE_DB && set.STATE_STORE_URL
+      ? [{ variable: 'STATE_STORE_URL', message: 'cannot be combined with STATE_DB: set only one store' }]
+      : [];
   const values = parseVariables(storeVariables, set, both);
   return values.STATE_STORE_URL ? { kind: 'postgres', url: values.STATE_STORE_URL } : { kind: 'sqlite', path: values.STATE_DB };
 }
@@ -491,7 +513,8 @@ export function redactedConfig<T>(config: T): Redacted<T> {
 
 function redact(value: unknown): unknown {
   if (value instanceof Secret) return REDACTED;
-  if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([key, inner]) => [key, redact(inner)]));
+  if (value !== null && typeof value === 'object')
+    return Object.fromEntries(Object.entries(value).map(([key, inner]) => [key, redact(inner)]));
   return value;
 }
 

@@ -78,7 +78,8 @@ const MIN_RATE_LIMIT_DELAY_MS = 1_000;
 
 /** How long a 429 tells us to wait: `Retry-After`, then `X-RateLimit-Reset`, then the vendor's documented default. */
 export function rateLimitDelayMs(vendor: Vendor, endpoint: string, headers: ResponseHeaders, now: number): number {
-  const fromHeaders = retryAfterMs(headerValue(headers, 'retry-after'), now) ?? rateLimitResetMs(headerValue(headers, 'x-ratelimit-reset'), now);
+  const fromHeaders =
+    retryAfterMs(headerValue(headers, 'retry-after'), now) ?? rateLimitResetMs(headerValue(headers, 'x-ratelimit-reset'), now);
   return fromHeaders === undefined ? defaultRateLimitDelayMs(vendor, endpoint) : Math.max(MIN_RATE_LIMIT_DELAY_MS, fromHeaders);
 }
 
@@ -207,7 +208,11 @@ export class VendorHttp {
   }
 
   /** Sends the request, expects one of `statuses`, and validates the JSON body. */
-  async requestJson<S extends z.ZodType>(vendorRequest: VendorRequest, statuses: readonly number[], schema: S): Promise<{ response: VendorResponse; body: z.output<S> }> {
+  async requestJson<S extends z.ZodType>(
+    vendorRequest: VendorRequest,
+    statuses: readonly number[],
+    schema: S,
+  ): Promise<{ response: VendorResponse; body: z.output<S> }> {
     const response = await this.send(vendorRequest);
     if (!statuses.includes(response.status)) throw await this.failure(response);
     return { response, body: await this.readJson(response, schema) };

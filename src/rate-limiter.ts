@@ -76,7 +76,13 @@ export class SharedRateLimiter {
       this.spare.slots -= granted;
       return { granted, retryAtMs: windowEndMs };
     }
-    const grant = await this.store.acquireRateSlots({ key: this.key, requested: requested + extra, limit: this.limit.requests, windowMs, nowMs });
+    const grant = await this.store.acquireRateSlots({
+      key: this.key,
+      requested: requested + extra,
+      limit: this.limit.requests,
+      windowMs,
+      nowMs,
+    });
     const granted = Math.min(requested, grant.granted);
     // Spare slots are only good in the window the store counted them in; those left over when it ends go unused.
     // Callers that went to the store at the same time all keep theirs.

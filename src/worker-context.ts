@@ -52,7 +52,11 @@ export async function createWorkerContext(config: Pick<AppConfig, 'amplitude' | 
       ingestUrl: amplitude.ingestUrl,
     }),
     amplitudeProfileApiAvailable: amplitude.profileApiUrl !== undefined,
-    amplitudeUserLookups: new SharedRateLimiter(store, `amplitude:${new URL(amplitude.apiUrl).host}:/api/2/useractivity`, amplitude.userLookupRate),
+    amplitudeUserLookups: new SharedRateLimiter(
+      store,
+      `amplitude:${new URL(amplitude.apiUrl).host}:/api/2/useractivity`,
+      amplitude.userLookupRate,
+    ),
     braze: new BrazeClient({
       restEndpoint: braze.restEndpoint,
       apiKey: braze.apiKey.reveal(),

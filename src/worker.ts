@@ -28,7 +28,9 @@ export function createSyncWorker(
     // SIGTERM/SIGINT (the SDK's default shutdown signals) stop polling at once; running activities get this long
     // to finish, then are cancelled and retried elsewhere from their checkpoints, so a rolling deploy loses nothing.
     shutdownGraceTime: temporal.workerShutdownGraceMs,
-    ...(workflowBundlePath ? { workflowBundle: { codePath: workflowBundlePath } } : { workflowsPath: join(PROJECT_ROOT, 'workflows', 'index.ts') }),
+    ...(workflowBundlePath
+      ? { workflowBundle: { codePath: workflowBundlePath } }
+      : { workflowsPath: join(PROJECT_ROOT, 'workflows', 'index.ts') }),
     activities: createActivities(context),
   });
 }
@@ -40,7 +42,9 @@ export async function main(): Promise<void> {
   const context = await createWorkerContext(config);
   const connection = await NativeConnection.connect(await temporalConnectionOptions(config.temporal));
   const worker = await createSyncWorker(connection, config.temporal, context);
-  console.log(`Worker ${context.workerIdentity} polling task queue "${config.temporal.taskQueue}" at ${config.temporal.address}. Ctrl-C to stop.`);
+  console.log(
+    `Worker ${context.workerIdentity} polling task queue "${config.temporal.taskQueue}" at ${config.temporal.address}. Ctrl-C to stop.`,
+  );
   if (metricsAddress) console.log(`Metrics for Prometheus at http://${metricsAddress}/metrics`);
   try {
     await worker.run();

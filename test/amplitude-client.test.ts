@@ -24,7 +24,13 @@ const dataset = new Dataset({ seed: 3, users: 2_000, now: Date.UTC(2026, 10, 1) 
 const sandboxes: Array<{ close(): Promise<void> }> = [];
 
 async function sandboxAndClient(options: Partial<AmplitudeSandboxOptions> = {}, credentials = { apiKey: API_KEY, secretKey: SECRET }) {
-  const sandbox: AmplitudeSandbox = await startAmplitudeSandbox({ apiKey: API_KEY, secretKey: SECRET, dataset, exportJobDurationMs: 50, ...options });
+  const sandbox: AmplitudeSandbox = await startAmplitudeSandbox({
+    apiKey: API_KEY,
+    secretKey: SECRET,
+    dataset,
+    exportJobDurationMs: 50,
+    ...options,
+  });
   sandboxes.push(sandbox);
   const client = new AmplitudeClient({ ...credentials, apiUrl: sandbox.url, profileApiUrl: sandbox.url, ingestUrl: sandbox.url });
   return { sandbox, client };
@@ -45,7 +51,10 @@ async function startSlowFirstDownloadProxy(targetUrl: string, delayMs: number): 
       }
       const upstream = forward(`${targetUrl}${req.url}`, { method: req.method, headers: req.headers }, (answer) => {
         const location = answer.headers.location;
-        res.writeHead(answer.statusCode ?? 502, { ...answer.headers, ...(location && { location: location.replace(targetUrl, proxyUrl) }) });
+        res.writeHead(answer.statusCode ?? 502, {
+          ...answer.headers,
+          ...(location && { location: location.replace(targetUrl, proxyUrl) }),
+        });
         answer.pipe(res);
       });
       req.pipe(upstream);
@@ -84,31 +93,60 @@ describe('cohort export', () => {
     const cohorts = await plain.client.listCohorts();
     assert.ok(cohorts.some((c) => c.id === COHORT && typeof c.lastComputed === 'number'));
     const got = await members(plain.client, await exportCohort(plain.client));
-    assert.deepEqual(got.map(({ amplitudeId, userId }) => ({ amplitudeId, userId })), expectedMembers());
-    assert.ok(got.some((m) => m.userId === null), 'the cohort has anonymous members');
+    assert.deepEqual(
+      got.map(({ amplitudeId, userId }) => ({ amplitudeId, userId })),
+      expectedMembers(),
+    );
+    assert.ok(
+      got.some((m) => m.userId === null),
+      'the cohort has anonymous members',
+    );
   });
 
   test('a gzipped file from a 302 pre-signed link, with tab-prefixed values and a duplicate header', async () => {
-    const { client } = await sandboxAndClient({ gzipFiles: true, inlineFileMaxBytes: 100, tabPrefixValues: true, duplicateAmplitudeIdHeader: true });
+    const { client } = await sandboxAndClient({
+      gzipFiles: true,
+      inlineFileMaxBytes: 100,
+      tabPrefixValues: true,
+      duplicateAmplitudeIdHeader: true,
+    });
     const got = await members(client, await exportCohort(client));
-    assert.deepEqual(got.map(({ amplitudeId, userId }) => ({ amplitudeId, userId })), expectedMembers());
+    assert.deepEqual(
+      got.map(({ amplitudeId, userId }) => ({ amplitudeId, userId })),
+      expectedMembers(),
+    );
   });
 
   test('a 302 to a link that expired before the download is retryable, and the retry gets a fresh link', async () => {
     const { sandbox } = await sandboxAndClient({ inlineFileMaxBytes: 100, presignedUrlTtlMs: 150 });
     const proxyUrl = await startSlowFirstDownloadProxy(sandbox.url, 400);
-    const client = new AmplitudeClient({ apiKey: API_KEY, secretKey: SECRET, apiUrl: proxyUrl, profileApiUrl: proxyUrl, ingestUrl: proxyUrl });
+    const client = new AmplitudeClient({
+      apiKey: API_KEY,
+      secretKey: SECRET,
+      apiUrl: proxyUrl,
+      profileApiUrl: proxyUrl,
+      ingestUrl: proxyUrl,
+    });
     const requestId = await exportCohort(client);
-    await assert.rejects(members(client, requestId), (error: unknown) => error instanceof RetryableVendorError && error.status === 403 && /expired/.test(error.message));
+    await assert.rejects(
+      members(client, requestId),
+      (error: unknown) => error instanceof RetryableVendorError && error.status === 403 && /expired/.test(error.message),
+    );
     const retried = await members(client, requestId);
-    assert.deepEqual(retried.map(({ amplitudeId, userId }) => ({ amplitudeId, userId })), expectedMembers());
+    assert.deepEqual(
+      retried.map(({ amplitudeId, userId }) => ({ amplitudeId, userId })),
+      expectedMembers(),
+    );
   });
 
   test('the monthly download quota answers 429 as a rate limit; an unknown cohort is non-retryable', async () => {
     const { client } = await sandboxAndClient({ monthlyDownloadQuota: 1 });
     await client.requestCohortExport(COHORT);
     await assert.rejects(client.requestCohortExport(COHORT), RateLimitedError);
-    await assert.rejects(plain.client.requestCohortExport('no-such-cohort'), (error: unknown) => error instanceof NonRetryableVendorError && error.status === 404);
+    await assert.rejects(
+      plain.client.requestCohortExport('no-such-cohort'),
+      (error: unknown) => error instanceof NonRetryableVendorError && error.status === 404,
+    );
   });
 
   test('wrong credentials: 401, non-retryable, the secret never echoed', async () => {
@@ -125,8 +163,17 @@ describe('cohort export', () => {
     const { client } = await sandboxAndClient({ faults: { serverErrorRate: 1 } });
     await assert.rejects(client.listCohorts(), (error: unknown) => error instanceof RetryableVendorError && error.status === 500);
     const closedUrl = `http://127.0.0.1:${await freePort()}`;
-    const closed = new AmplitudeClient({ apiKey: API_KEY, secretKey: SECRET, apiUrl: closedUrl, profileApiUrl: closedUrl, ingestUrl: closedUrl });
-    await assert.rejects(closed.listCohorts(), (error: unknown) => error instanceof RetryableVendorError && /ECONNREFUSED/.test(error.message));
+    const closed = new AmplitudeClient({
+      apiKey: API_KEY,
+      secretKey: SECRET,
+      apiUrl: closedUrl,
+      profileApiUrl: closedUrl,
+      ingestUrl: closedUrl,
+    });
+    await assert.rejects(
+      closed.listCohorts(),
+      (error: unknown) => error instanceof RetryableVendorError && /ECONNREFUSED/.test(error.message),
+    );
   });
 });
 
@@ -138,12 +185,18 @@ describe('profile, export and ingestion', () => {
 
   test('a user profile with properties and computations; an unknown user is null; a wrong key is 401', async () => {
     const user = [...dataset.users()].find((u) => u.userId)!;
-    const profile = await plain.client.getUserProfile({ userId: user.userId! }, { ampProps: true, computations: true, recommendations: true });
+    const profile = await plain.client.getUserProfile(
+      { userId: user.userId! },
+      { ampProps: true, computations: true, recommendations: true },
+    );
     assert.equal(profile?.userId, user.userId);
     assert.equal(profile?.properties.plan, user.properties.plan);
     assert.equal(await plain.client.getUserProfile({ userId: 'never-seen-user' }, {}), null);
     const { client: wrong } = await sandboxAndClient({}, { apiKey: API_KEY, secretKey: 'nope' });
-    await assert.rejects(wrong.getUserProfile({ userId: user.userId! }, {}), (error: unknown) => error instanceof NonRetryableVendorError && /Invalid Api-Key/.test(error.message));
+    await assert.rejects(
+      wrong.getUserProfile({ userId: user.userId! }, {}),
+      (error: unknown) => error instanceof NonRetryableVendorError && /Invalid Api-Key/.test(error.message),
+    );
   });
 
   test("a user's device ids from the User Activity API; unknown users have none; over the hourly limit is a rate limit", async () => {
@@ -151,14 +204,20 @@ describe('profile, export and ingestion', () => {
     const anonymous = dataset.identity(5);
     assert.deepEqual(await client.getUserDeviceIds(anonymous.amplitudeId), [dataset.deviceIdOf(5)]);
     assert.deepEqual(await client.getUserDeviceIds('42'), []);
-    await assert.rejects(client.getUserDeviceIds(anonymous.amplitudeId), (error: unknown) => error instanceof RateLimitedError && /2 queries per hour/.test(error.message));
+    await assert.rejects(
+      client.getUserDeviceIds(anonymous.amplitudeId),
+      (error: unknown) => error instanceof RateLimitedError && /2 queries per hour/.test(error.message),
+    );
   });
 
   test('the Export API zip of gzipped JSON lines is streamed into events', async () => {
     const hour = Date.UTC(2026, 9, 31, 12);
     const events = [];
     for await (const event of plain.client.exportEvents(new Date(hour), new Date(hour))) events.push(event);
-    assert.deepEqual(events.map((e) => e.$insert_id), [...dataset.eventsInHour(hour)].map((e) => e.$insert_id));
+    assert.deepEqual(
+      events.map((e) => e.$insert_id),
+      [...dataset.eventsInHour(hour)].map((e) => e.$insert_id),
+    );
     assert.ok(events.length > 0);
   });
 
@@ -171,8 +230,17 @@ describe('profile, export and ingestion', () => {
       { event_type: 'opened', user_id: 'user-000003', time, insert_id: 'a-4' },
     ];
     const result = await plain.client.ingestEvents(events, { api: 'httpapi' });
-    assert.deepEqual(result.rejected.map((r) => [r.index, r.object.insert_id]), [[1, 'a-2'], [2, 'a-3']]);
-    assert.deepEqual(result.accepted.map((e) => e.insert_id), ['a-1', 'a-4']);
+    assert.deepEqual(
+      result.rejected.map((r) => [r.index, r.object.insert_id]),
+      [
+        [1, 'a-2'],
+        [2, 'a-3'],
+      ],
+    );
+    assert.deepEqual(
+      result.accepted.map((e) => e.insert_id),
+      ['a-1', 'a-4'],
+    );
     await plain.client.ingestEvents([events[0]!], { api: 'httpapi' });
     const stored = plain.sandbox.control.ingestedEvents().filter((e) => e.event.insert_id === 'a-1');
     assert.equal(stored.length, 1, 'the repeat was deduplicated');
@@ -180,24 +248,35 @@ describe('profile, export and ingestion', () => {
 
   test('a request-level ingestion error is non-retryable with Amplitude’s message', async () => {
     const { client } = await sandboxAndClient({}, { apiKey: 'bad-api-key', secretKey: SECRET });
-    await assert.rejects(client.ingestEvents([{ event_type: 'x', user_id: 'user-000001' }], { api: 'batch' }), (error: unknown) => error instanceof NonRetryableVendorError && /Invalid API key/i.test(error.message));
+    await assert.rejects(
+      client.ingestEvents([{ event_type: 'x', user_id: 'user-000001' }], { api: 'batch' }),
+      (error: unknown) => error instanceof NonRetryableVendorError && /Invalid API key/i.test(error.message),
+    );
   });
 
   test('ingestion: a throttled id is a rate limit (30 s on HTTP V2), too many events is non-retryable "payload too large"', async () => {
     const time = Date.UTC(2026, 10, 1);
     const burst = Array.from({ length: 31 }, (_, i) => ({ event_type: 'tick', user_id: 'user-000009', time, insert_id: `burst-${i}` }));
-    await assert.rejects(plain.client.ingestEvents(burst, { api: 'httpapi' }), (error: unknown) => error instanceof RateLimitedError && error.retryAfterMs === 30_000);
+    await assert.rejects(
+      plain.client.ingestEvents(burst, { api: 'httpapi' }),
+      (error: unknown) => error instanceof RateLimitedError && error.retryAfterMs === 30_000,
+    );
     const tooMany = Array.from({ length: 2_001 }, (_, i) => ({ event_type: 'tick', user_id: `user-${String(i).padStart(6, '0')}`, time }));
-    await assert.rejects(plain.client.ingestEvents(tooMany, { api: 'batch' }), (error: unknown) => error instanceof NonRetryableVendorError && error.status === 413 && /payload too large/i.test(error.message));
+    await assert.rejects(
+      plain.client.ingestEvents(tooMany, { api: 'batch' }),
+      (error: unknown) => error instanceof NonRetryableVendorError && error.status === 413 && /payload too large/i.test(error.message),
+    );
   });
 });
 
 describe('cohort CSV, gzip and export archive decoding (no HTTP)', () => {
   /** The text as a stream of 7-byte chunks, so quotes, tabs and line ends straddle chunk boundaries. */
-  const chunked = (bytes: Buffer) => Readable.from(Array.from({ length: Math.ceil(bytes.length / 7) }, (_, i) => bytes.subarray(i * 7, i * 7 + 7)));
+  const chunked = (bytes: Buffer) =>
+    Readable.from(Array.from({ length: Math.ceil(bytes.length / 7) }, (_, i) => bytes.subarray(i * 7, i * 7 + 7)));
 
   test('tab prefixes are stripped, a repeated header keeps its first column, an empty user_id is null', async () => {
-    const csv = '"\tamplitude_id","\tuser_id","\tamplitude_id","\tplan"\n"\t356896327775","\t","\t356896327775","\tfree"\n"\t356896327776","\tuser-1","\t356896327776","\t"\n';
+    const csv =
+      '"\tamplitude_id","\tuser_id","\tamplitude_id","\tplan"\n"\t356896327775","\t","\t356896327775","\tfree"\n"\t356896327776","\tuser-1","\t356896327776","\t"\n';
     const got = [];
     for await (const member of parseCohortMembers(chunked(Buffer.from(csv)))) got.push(member);
     assert.deepEqual(got, [
@@ -208,7 +287,8 @@ describe('cohort CSV, gzip and export archive decoding (no HTTP)', () => {
 
   test('a CSV without an amplitude_id column is an error, not an empty cohort', async () => {
     await assert.rejects(async () => {
-      for await (const member of parseCohortMembers(Readable.from([Buffer.from('"user_id"\n"u1"\n')]))) assert.fail(`unexpected ${member.amplitudeId}`);
+      for await (const member of parseCohortMembers(Readable.from([Buffer.from('"user_id"\n"u1"\n')])))
+        assert.fail(`unexpected ${member.amplitudeId}`);
     }, /no amplitude_id column/);
   });
 

@@ -102,7 +102,10 @@ test('401 and 403 are non-retryable with the vendor’s own message, and never e
     return true;
   });
   const noExport = new BrazeClient({ restEndpoint: braze.url, apiKey: 'no-export' });
-  await assert.rejects(noExport.ping(), (error: unknown) => error instanceof NonRetryableVendorError && error.status === 403 && /Access Denied/.test(error.message));
+  await assert.rejects(
+    noExport.ping(),
+    (error: unknown) => error instanceof NonRetryableVendorError && error.status === 403 && /Access Denied/.test(error.message),
+  );
 });
 
 test('export by ids batches by 50 and reports unknown ids', async () => {
@@ -117,18 +120,31 @@ test('partner cohorts: create, change members, split at 1,000 ids, 401 without e
   await client.createOrRenamePartnerCohort({ cohortId: 'c1', name: 'Power users', createdAt: '2026-01-01T00:00:00Z' });
   await client.updatePartnerCohortUsers({ cohortId: 'c1', changes: [{ userIds: ['user-1', 'user-2'], shouldRemove: false }] });
   assert.deepEqual(braze.control.cohort('c1')?.members, ['user-1', 'user-2']);
-  const split = await client.updatePartnerCohortUsers({ cohortId: 'c1', changes: [{ userIds: Array.from({ length: 1_001 }, (_, i) => `u${i}`), shouldRemove: false }] });
+  const split = await client.updatePartnerCohortUsers({
+    cohortId: 'c1',
+    changes: [{ userIds: Array.from({ length: 1_001 }, (_, i) => `u${i}`), shouldRemove: false }],
+  });
   assert.equal(split.requests, 2, 'no request carries more than 1,000 ids (the sandbox would answer 400)');
   const wrongSecret = new BrazeClient({ restEndpoint: braze.url, apiKey: KEY, partner: { ...partner, dataImportKey: 'wrong' } });
-  await assert.rejects(wrongSecret.createOrRenamePartnerCohort({ cohortId: 'c2', name: 'n', createdAt: '2026-01-01T00:00:00Z' }), (error: unknown) => {
-    assert.ok(error instanceof NonRetryableVendorError && error.status === 401);
-    assert.doesNotMatch(error.message, /wrong|partner-key/);
-    return true;
+  await assert.rejects(
+    wrongSecret.createOrRenamePartnerCohort({ cohortId: 'c2', name: 'n', createdAt: '2026-01-01T00:00:00Z' }),
+    (error: unknown) => {
+      assert.ok(error instanceof NonRetryableVendorError && error.status === 401);
+      assert.doesNotMatch(error.message, /wrong|partner-key/);
+      return true;
+    },
+  );
+  const locked = await startBrazeSandbox({
+    apiKeys: [{ key: KEY }],
+    partner: { name: 'amplitude', partnerApiKey: 'partner-key', dataImportKeys: ['import-key'] },
+    partnerLockedRate: 1,
   });
-  const locked = await startBrazeSandbox({ apiKeys: [{ key: KEY }], partner: { name: 'amplitude', partnerApiKey: 'partner-key', dataImportKeys: ['import-key'] }, partnerLockedRate: 1 });
   try {
     const lockedClient = new BrazeClient({ restEndpoint: locked.url, apiKey: KEY, partner });
-    await assert.rejects(lockedClient.createOrRenamePartnerCohort({ cohortId: 'c', name: 'n', createdAt: '2026-01-01T00:00:00Z' }), RetryableVendorError);
+    await assert.rejects(
+      lockedClient.createOrRenamePartnerCohort({ cohortId: 'c', name: 'n', createdAt: '2026-01-01T00:00:00Z' }),
+      RetryableVendorError,
+    );
   } finally {
     await locked.close();
   }
@@ -139,14 +155,36 @@ describe('request splitting (pure)', () => {
 
   test('per_array: each array is cut at the limit independently, with caller indexes kept', () => {
     const chunks = chunkTrackPayload({ attributes: objects('a', 160), events: objects('e', 10) }, { mode: 'per_array', max: 75 });
-    assert.deepEqual(chunks.map((c) => [c.payload.attributes?.length, c.payload.events?.length]), [[75, 10], [75, undefined], [10, undefined]]);
-    assert.deepEqual(chunks[2]!.callerIndexes.attributes, Array.from({ length: 10 }, (_, i) => 150 + i));
+    assert.deepEqual(
+      chunks.map((c) => [c.payload.attributes?.length, c.payload.events?.length]),
+      [
+        [75, 10],
+        [75, undefined],
+        [10, undefined],
+      ],
+    );
+    assert.deepEqual(
+      chunks[2]!.callerIndexes.attributes,
+      Array.from({ length: 10 }, (_, i) => 150 + i),
+    );
   });
 
   test('combined: all arrays together stay within the limit, in attributes → events → purchases order', () => {
-    const chunks = chunkTrackPayload({ attributes: objects('a', 30), events: objects('e', 30), purchases: objects('p', 5) }, { mode: 'combined', max: 50 });
-    assert.deepEqual(chunks.map((c) => [c.payload.attributes?.length, c.payload.events?.length, c.payload.purchases?.length]), [[30, 20, undefined], [undefined, 10, 5]]);
-    assert.deepEqual(chunks[1]!.callerIndexes.events, Array.from({ length: 10 }, (_, i) => 20 + i));
+    const chunks = chunkTrackPayload(
+      { attributes: objects('a', 30), events: objects('e', 30), purchases: objects('p', 5) },
+      { mode: 'combined', max: 50 },
+    );
+    assert.deepEqual(
+      chunks.map((c) => [c.payload.attributes?.length, c.payload.events?.length, c.payload.purchases?.length]),
+      [
+        [30, 20, undefined],
+        [undefined, 10, 5],
+      ],
+    );
+    assert.deepEqual(
+      chunks[1]!.callerIndexes.events,
+      Array.from({ length: 10 }, (_, i) => 20 + i),
+    );
   });
 
   test('partner cohort changes are packed into requests of at most 1,000 ids across all entries, order kept', () => {
@@ -156,11 +194,27 @@ describe('request splitting (pure)', () => {
       { userIds: ids('u', 900), deviceIds: ids('d', 200), shouldRemove: false },
       { userIds: ids('r', 700), aliases, shouldRemove: true },
     ]);
-    const count = (c: { userIds?: string[]; deviceIds?: string[]; aliases?: unknown[] }) => (c.userIds?.length ?? 0) + (c.deviceIds?.length ?? 0) + (c.aliases?.length ?? 0);
-    assert.deepEqual(requests.map((r) => r.reduce((n, c) => n + count(c), 0)), [1_000, 1_000, 100]);
-    assert.deepEqual(requests[0]!.map((c) => [c.userIds?.length, c.deviceIds?.length, c.shouldRemove]), [[900, 100, false]]);
-    assert.deepEqual(requests[1]!.map((c) => [c.userIds?.length, c.deviceIds?.length, c.aliases?.length, c.shouldRemove]), [[undefined, 100, undefined, false], [700, undefined, 200, true]]);
-    assert.deepEqual(requests.flat().flatMap((c) => c.userIds ?? []), [...ids('u', 900), ...ids('r', 700)]);
+    const count = (c: { userIds?: string[]; deviceIds?: string[]; aliases?: unknown[] }) =>
+      (c.userIds?.length ?? 0) + (c.deviceIds?.length ?? 0) + (c.aliases?.length ?? 0);
+    assert.deepEqual(
+      requests.map((r) => r.reduce((n, c) => n + count(c), 0)),
+      [1_000, 1_000, 100],
+    );
+    assert.deepEqual(
+      requests[0]!.map((c) => [c.userIds?.length, c.deviceIds?.length, c.shouldRemove]),
+      [[900, 100, false]],
+    );
+    assert.deepEqual(
+      requests[1]!.map((c) => [c.userIds?.length, c.deviceIds?.length, c.aliases?.length, c.shouldRemove]),
+      [
+        [undefined, 100, undefined, false],
+        [700, undefined, 200, true],
+      ],
+    );
+    assert.deepEqual(
+      requests.flat().flatMap((c) => c.userIds ?? []),
+      [...ids('u', 900), ...ids('r', 700)],
+    );
     assert.deepEqual(requests[2]![0]!.aliases, aliases.slice(200));
   });
 });

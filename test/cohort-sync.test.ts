@@ -41,12 +41,20 @@ describe('cohort sync into a custom-attribute array: fallbacks, storms, long run
     } finally {
       h.sandboxes.amplitude.control.setFaults({});
     }
-    assert.equal(h.sandboxes.amplitude.control.downloadRequestsThisMonth() - downloadsBefore, 1, 'failed calls were retried, not re-requested');
+    assert.equal(
+      h.sandboxes.amplitude.control.downloadRequestsThisMonth() - downloadsBefore,
+      1,
+      'failed calls were retried, not re-requested',
+    );
     assert.deepEqual(brazeMembers(MEDIUM_COHORT, 'amplitude_storm_cohorts'), expectedMembers(MEDIUM_COHORT));
   });
 
   test('a long run continues as new with its cursor and totals, and still ends exact', async () => {
-    const handle = await startCohortSync(h.env.client, { cohortId: MEDIUM_COHORT, attributeName: 'long_cohorts', pageSize: 15 }, { taskQueue: h.taskQueue });
+    const handle = await startCohortSync(
+      h.env.client,
+      { cohortId: MEDIUM_COHORT, attributeName: 'long_cohorts', pageSize: 15 },
+      { taskQueue: h.taskQueue },
+    );
     const result = await handle.result();
     let runs = 0;
     // Visibility lags behind the runs themselves, even on the dev server.
@@ -118,7 +126,9 @@ describe('the device_id fallback (partner target)', () => {
     assert.equal(lookups() - lookupsBefore, anonymousMemberCount(cohort.id), 'one lookup per anonymous member');
     assert.deepEqual(partnerMembers(cohort.id), expectedPartnerMembers(cohort.id));
 
-    const newcomer = [...h.sandboxes.dataset.identities()].find((user) => !user.userId && !h.sandboxes.dataset.cohortIdsOf(user.index).includes(cohort.id))!;
+    const newcomer = [...h.sandboxes.dataset.identities()].find(
+      (user) => !user.userId && !h.sandboxes.dataset.cohortIdsOf(user.index).includes(cohort.id),
+    )!;
     h.sandboxes.dataset.addCohortMembers(cohort.id, [newcomer.amplitudeId]);
     const second = await sync(input);
     assert.deepEqual([second.added, second.removed, second.skipped], [1, 0, 0]);
@@ -143,8 +153,14 @@ describe('the device_id fallback (partner target)', () => {
     });
     assert.deepEqual(runs[0]?.skipReasons, { [DEFERRED_DEVICE_LOOKUP]: anonymous - 4 }, 'four lookups fit in the first window');
     assert.equal(runs.at(-1)?.skipped, 0, 'later runs looked up the rest');
-    assert.ok(runs.every((run) => !run.unchanged), 'a run with deferred lookups does not let the next one skip the download');
-    assert.equal(runs.reduce((sum, run) => sum + run.added, 0), cohort.size);
+    assert.ok(
+      runs.every((run) => !run.unchanged),
+      'a run with deferred lookups does not let the next one skip the download',
+    );
+    assert.equal(
+      runs.reduce((sum, run) => sum + run.added, 0),
+      cohort.size,
+    );
     assert.deepEqual(partnerMembers(cohort.id), expectedPartnerMembers(cohort.id));
   });
 });
@@ -168,7 +184,9 @@ describe('failing fast', () => {
 
   test('an exhausted download quota fails with a readable message instead of spending the last downloads', async () => {
     await withOwnWorker({ AMPLITUDE_COHORT_DOWNLOAD_QUOTA: '1' }, async (ownQueue) => {
-      await startCohortSync(h.env.client, { cohortId: SMALL_COHORT, attributeName: 'quota_a' }, { taskQueue: ownQueue }).then((h) => h.result());
+      await startCohortSync(h.env.client, { cohortId: SMALL_COHORT, attributeName: 'quota_a' }, { taskQueue: ownQueue }).then((h) =>
+        h.result(),
+      );
       const second = await startCohortSync(h.env.client, { cohortId: SMALL_COHORT, attributeName: 'quota_b' }, { taskQueue: ownQueue });
       await assert.rejects(second.result(), (error: unknown) => {
         assert.ok(error instanceof WorkflowFailedError);
@@ -182,7 +200,11 @@ describe('failing fast', () => {
     h.sandboxes.amplitude.control.setExportJobDurationMs(Infinity);
     try {
       await withOwnWorker({ AMPLITUDE_EXPORT_MAX_WAIT: '2s' }, async (ownQueue) => {
-        const handle = await startCohortSync(h.env.client, { cohortId: SMALL_COHORT, attributeName: 'stuck_cohorts' }, { taskQueue: ownQueue });
+        const handle = await startCohortSync(
+          h.env.client,
+          { cohortId: SMALL_COHORT, attributeName: 'stuck_cohorts' },
+          { taskQueue: ownQueue },
+        );
         await assert.rejects(handle.result(), (error: unknown) => {
           assert.ok(error instanceof WorkflowFailedError);
           assert.match((error.cause as Error).message, /^Amplitude has not finished exporting cohort "26umsb5" after 2 seconds \(request /);
@@ -196,10 +218,20 @@ describe('failing fast', () => {
 });
 
 describe('the Temporal CLI, exactly as the README documents it', () => {
-
   test('`temporal workflow start` runs a cohort sync from plain JSON input', async () => {
     const workflowId = uniqueTaskQueue('cli-start');
-    await temporal('workflow', 'start', '--task-queue', h.taskQueue, '--type', 'cohortSync', '--workflow-id', workflowId, '--input', `{"cohortId":"${SMALL_COHORT}","attributeName":"cli_cohorts"}`);
+    await temporal(
+      'workflow',
+      'start',
+      '--task-queue',
+      h.taskQueue,
+      '--type',
+      'cohortSync',
+      '--workflow-id',
+      workflowId,
+      '--input',
+      `{"cohortId":"${SMALL_COHORT}","attributeName":"cli_cohorts"}`,
+    );
     const result = await h.env.client.workflow.getHandle<typeof cohortSync>(workflowId).result();
     assert.equal(result.added, expectedMembers(SMALL_COHORT).size);
     assert.deepEqual(brazeMembers(SMALL_COHORT, 'cli_cohorts'), expectedMembers(SMALL_COHORT));
@@ -208,8 +240,24 @@ describe('the Temporal CLI, exactly as the README documents it', () => {
   test('`temporal schedule create` with a cron spec and the skip overlap policy', async () => {
     const scheduleId = uniqueTaskQueue('cli-schedule');
     await temporal(
-      'schedule', 'create', '--schedule-id', scheduleId, '--cron', '0 * * * *', '--overlap-policy', 'Skip', '--catchup-window', '1h',
-      '--task-queue', h.taskQueue, '--type', 'cohortSync', '--workflow-id', `cohort-sync-${SMALL_COHORT}`, '--input', `{"cohortId":"${SMALL_COHORT}"}`,
+      'schedule',
+      'create',
+      '--schedule-id',
+      scheduleId,
+      '--cron',
+      '0 * * * *',
+      '--overlap-policy',
+      'Skip',
+      '--catchup-window',
+      '1h',
+      '--task-queue',
+      h.taskQueue,
+      '--type',
+      'cohortSync',
+      '--workflow-id',
+      `cohort-sync-${SMALL_COHORT}`,
+      '--input',
+      `{"cohortId":"${SMALL_COHORT}"}`,
     );
     const schedule = h.env.client.schedule.getHandle(scheduleId);
     try {
@@ -229,7 +277,10 @@ describe('`ampbraze cohort` commands', () => {
     h.sandboxes.braze.control.setFaults({ latencyMs: 100 }); // pages slow enough for the progress poll to see them
     let synced;
     try {
-      synced = await ampbraze(['cohort', 'sync', MEDIUM_COHORT, '--attribute', 'cli_wait_cohorts', '--page-size', '20', '--wait'], cliEnv());
+      synced = await ampbraze(
+        ['cohort', 'sync', MEDIUM_COHORT, '--attribute', 'cli_wait_cohorts', '--page-size', '20', '--wait'],
+        cliEnv(),
+      );
     } finally {
       h.sandboxes.braze.control.setFaults({});
     }
@@ -246,7 +297,19 @@ describe('`ampbraze cohort` commands', () => {
   });
 
   test('`cohort schedule` creates a daily schedule pinned to a local time of day', async () => {
-    const args = ['cohort', 'schedule', SMALL_COHORT, '--attribute', 'cli_scheduled', '--cadence', 'daily', '--at', '02:30', '--time-zone', 'Europe/Paris'];
+    const args = [
+      'cohort',
+      'schedule',
+      SMALL_COHORT,
+      '--attribute',
+      'cli_scheduled',
+      '--cadence',
+      'daily',
+      '--at',
+      '02:30',
+      '--time-zone',
+      'Europe/Paris',
+    ];
     const created = await ampbraze(args, cliEnv());
     assert.equal(created.code, 0, created.stderr);
     const scheduleId = 'cohort-sync-26umsb5-attribute-cli_scheduled-schedule';
@@ -271,15 +334,21 @@ describe('`ampbraze cohort` commands', () => {
 
 describe('schedules', () => {
   test('create, trigger, pause and delete through the client API', async () => {
-    const schedule = await scheduleCohortSync(h.env.client, { cohortId: SMALL_COHORT, attributeName: 'scheduled_cohorts' }, { cadence: 'daily', at: '02:30', taskQueue: h.taskQueue });
+    const schedule = await scheduleCohortSync(
+      h.env.client,
+      { cohortId: SMALL_COHORT, attributeName: 'scheduled_cohorts' },
+      { cadence: 'daily', at: '02:30', taskQueue: h.taskQueue },
+    );
     try {
       const described = await schedule.describe();
       const [calendar] = described.spec.calendars ?? [];
       assert.deepEqual([calendar?.hour, calendar?.minute], [[{ start: 2, end: 2, step: 1 }], [{ start: 30, end: 30, step: 1 }]]);
       assert.equal(described.policies.overlap, 'SKIP');
       await schedule.trigger();
-      for (let i = 0; i < 100 && brazeMembers(SMALL_COHORT, 'scheduled_cohorts').size === 0; i++) await new Promise((r) => setTimeout(r, 200));
-      for (let i = 0; i < 100 && (await schedule.describe()).info.runningActions.length > 0; i++) await new Promise((r) => setTimeout(r, 200));
+      for (let i = 0; i < 100 && brazeMembers(SMALL_COHORT, 'scheduled_cohorts').size === 0; i++)
+        await new Promise((r) => setTimeout(r, 200));
+      for (let i = 0; i < 100 && (await schedule.describe()).info.runningActions.length > 0; i++)
+        await new Promise((r) => setTimeout(r, 200));
       assert.deepEqual(brazeMembers(SMALL_COHORT, 'scheduled_cohorts'), expectedMembers(SMALL_COHORT));
       await schedule.pause('maintenance');
       assert.equal((await schedule.describe()).state.paused, true);

@@ -42,8 +42,16 @@ describe('loadConfig', () => {
   void test('applies the documented defaults', () => {
     const config = loadConfig(minimalEnv);
     assert.deepEqual(config.temporal, {
-      address: 'localhost:7233', namespace: 'default', taskQueue: 'amplitude-braze-sync', apiKey: undefined, tls: undefined, grpcMetadata: {}, workerPrometheusAddress: undefined,
-      workerMaxConcurrentActivities: 20, workerShutdownGraceMs: 30_000 });
+      address: 'localhost:7233',
+      namespace: 'default',
+      taskQueue: 'amplitude-braze-sync',
+      apiKey: undefined,
+      tls: undefined,
+      grpcMetadata: {},
+      workerPrometheusAddress: undefined,
+      workerMaxConcurrentActivities: 20,
+      workerShutdownGraceMs: 30_000,
+    });
     assert.equal(config.amplitude.region, 'us');
     assert.equal(config.amplitude.apiUrl, 'https://amplitude.com');
     assert.equal(config.amplitude.profileApiUrl, 'https://profile-api.amplitude.com');
@@ -63,7 +71,10 @@ describe('loadConfig', () => {
     const config = loadConfig({ ...minimalEnv, WORKER_MAX_CONCURRENT_ACTIVITIES: '8', WORKER_SHUTDOWN_GRACE: '2m' });
     assert.deepEqual([config.temporal.workerMaxConcurrentActivities, config.temporal.workerShutdownGraceMs], [8, 120_000]);
     const problems = problemsOf(() => loadConfig({ ...minimalEnv, WORKER_MAX_CONCURRENT_ACTIVITIES: '0', WORKER_SHUTDOWN_GRACE: 'soon' }));
-    assert.deepEqual(problems.map((problem) => problem.variable), ['WORKER_MAX_CONCURRENT_ACTIVITIES', 'WORKER_SHUTDOWN_GRACE']);
+    assert.deepEqual(
+      problems.map((problem) => problem.variable),
+      ['WORKER_MAX_CONCURRENT_ACTIVITIES', 'WORKER_SHUTDOWN_GRACE'],
+    );
   });
 
   void test('treats empty and blank values as unset', () => {
@@ -93,16 +104,33 @@ describe('loadConfig', () => {
     const message = messageOf(() => loadBrazeConfig({ ...minimalEnv, BRAZE_API_KEY: `"${SECRETS.BRAZE_API_KEY}"` }));
     assert.match(message, /BRAZE_API_KEY: is wrapped in quotes; remove them \(Braze answers 401 for a quoted key\)/);
     assert.ok(!message.includes(SECRETS.BRAZE_API_KEY));
-    assert.equal(problemsOf(() => loadAmplitudeConfig({ ...minimalEnv, AMPLITUDE_SECRET_KEY: `'${SECRETS.AMPLITUDE_SECRET_KEY}'` }))[0]?.variable, 'AMPLITUDE_SECRET_KEY');
+    assert.equal(
+      problemsOf(() => loadAmplitudeConfig({ ...minimalEnv, AMPLITUDE_SECRET_KEY: `'${SECRETS.AMPLITUDE_SECRET_KEY}'` }))[0]?.variable,
+      'AMPLITUDE_SECRET_KEY',
+    );
   });
 
   void test('never shows a secret in an error, in redactedConfig, in JSON or in console output', () => {
-    const partnerSecrets = { BRAZE_PARTNER_API_KEY: 'partner-key-s3cr3t', BRAZE_DATA_IMPORT_KEY: 'data-import-s3cr3t', TEMPORAL_API_KEY: 'temporal-key-s3cr3t' };
-    const env = { ...minimalEnv, ...partnerSecrets, BRAZE_PARTNER_NAME: 'amplitude', TEMPORAL_GRPC_META_X_TENANT_TOKEN: 'grpc-meta-s3cr3t' };
+    const partnerSecrets = {
+      BRAZE_PARTNER_API_KEY: 'partner-key-s3cr3t',
+      BRAZE_DATA_IMPORT_KEY: 'data-import-s3cr3t',
+      TEMPORAL_API_KEY: 'temporal-key-s3cr3t',
+    };
+    const env = {
+      ...minimalEnv,
+      ...partnerSecrets,
+      BRAZE_PARTNER_NAME: 'amplitude',
+      TEMPORAL_GRPC_META_X_TENANT_TOKEN: 'grpc-meta-s3cr3t',
+    };
     const allSecrets = [...Object.values(SECRETS), ...Object.values(partnerSecrets), 'grpc-meta-s3cr3t'];
 
     const config = loadConfig(env);
-    const renderings = [JSON.stringify(redactedConfig(config)), JSON.stringify(config), inspect(config, { depth: 10 }), String(config.braze.apiKey)];
+    const renderings = [
+      JSON.stringify(redactedConfig(config)),
+      JSON.stringify(config),
+      inspect(config, { depth: 10 }),
+      String(config.braze.apiKey),
+    ];
     for (const rendering of renderings) {
       for (const secret of allSecrets) assert.ok(!rendering.includes(secret), `${secret} leaked into ${rendering}`);
     }
@@ -112,7 +140,12 @@ describe('loadConfig', () => {
     assert.equal(redacted.temporal.grpcMetadata['x-tenant-token'], '***');
     assert.equal(redacted.braze.restEndpoint, 'https://rest.iad-01.braze.com');
 
-    const broken = { ...env, AMPLITUDE_REGION: 'nowhere', BRAZE_API_KEY: `"${SECRETS.BRAZE_API_KEY}"`, STATE_DB: 'postgres://user:db-password-s3cr3t@db/state' };
+    const broken = {
+      ...env,
+      AMPLITUDE_REGION: 'nowhere',
+      BRAZE_API_KEY: `"${SECRETS.BRAZE_API_KEY}"`,
+      STATE_DB: 'postgres://user:db-password-s3cr3t@db/state',
+    };
     const message = messageOf(() => loadConfig(broken));
     for (const secret of [...allSecrets, 'db-password-s3cr3t']) assert.ok(!message.includes(secret), `${secret} leaked into the error`);
   });
@@ -132,7 +165,11 @@ describe('loadConfig', () => {
   void test('enables partner cohorts only when name, partner key and data import key are all set', () => {
     const partnerVariables = { BRAZE_PARTNER_NAME: 'amplitude', BRAZE_PARTNER_API_KEY: 'partner-key', BRAZE_DATA_IMPORT_KEY: 'import-key' };
     for (const left of Object.keys(partnerVariables)) {
-      assert.equal(loadBrazeConfig({ ...minimalEnv, ...partnerVariables, [left]: undefined }).partner, undefined, `partner without ${left}`);
+      assert.equal(
+        loadBrazeConfig({ ...minimalEnv, ...partnerVariables, [left]: undefined }).partner,
+        undefined,
+        `partner without ${left}`,
+      );
     }
     const partner = loadBrazeConfig({ ...minimalEnv, ...partnerVariables }).partner;
     assert.equal(partner?.name, 'amplitude');
@@ -175,7 +212,8 @@ describe('loadStoreConfig', () => {
     const url = 'postgresql://sync:db-password-s3cr3t@db.internal:6432/state';
     const postgres = loadStoreConfig({ STATE_STORE_URL: url, STATE_DB: '  ' });
     assert.equal(postgres.kind === 'postgres' && postgres.url.reveal(), url);
-    for (const rendering of [JSON.stringify(postgres), inspect(postgres), JSON.stringify(redactedConfig(postgres))]) assert.doesNotMatch(rendering, /s3cr3t/);
+    for (const rendering of [JSON.stringify(postgres), inspect(postgres), JSON.stringify(redactedConfig(postgres))])
+      assert.doesNotMatch(rendering, /s3cr3t/);
   });
 
   void test('refuses a PostgreSQL URL in STATE_DB, a non-PostgreSQL STATE_STORE_URL, and both set, without echoing the URL', () => {
@@ -202,7 +240,11 @@ describe('loadTemporalConfig', () => {
   });
 
   void test('needs no vendor credentials', () => {
-    const config = loadTemporalConfig({ TEMPORAL_ADDRESS: 'temporal.internal:7233', TEMPORAL_NAMESPACE: 'prod', TEMPORAL_TASK_QUEUE: 'syncs' });
+    const config = loadTemporalConfig({
+      TEMPORAL_ADDRESS: 'temporal.internal:7233',
+      TEMPORAL_NAMESPACE: 'prod',
+      TEMPORAL_TASK_QUEUE: 'syncs',
+    });
     assert.equal(config.address, 'temporal.internal:7233');
     assert.equal(config.namespace, 'prod');
     assert.equal(config.taskQueue, 'syncs');
@@ -222,7 +264,12 @@ describe('loadTemporalConfig', () => {
 
   void test('reports TLS settings that contradict each other', () => {
     const problems = problemsOf(() =>
-      loadTemporalConfig({ TEMPORAL_TLS: 'false', TEMPORAL_TLS_CLIENT_CERT_PATH: 'client.pem', TEMPORAL_ADDRESS: 'http://localhost:7233', TEMPORAL_TLS_DISABLE_HOST_VERIFICATION: 'true' }),
+      loadTemporalConfig({
+        TEMPORAL_TLS: 'false',
+        TEMPORAL_TLS_CLIENT_CERT_PATH: 'client.pem',
+        TEMPORAL_ADDRESS: 'http://localhost:7233',
+        TEMPORAL_TLS_DISABLE_HOST_VERIFICATION: 'true',
+      }),
     );
     assert.deepEqual(
       problems.map((problem) => problem.variable),

@@ -99,7 +99,23 @@ describe('Dataset cohorts', () => {
       DEFAULT_COHORTS.map((definition) => definition.id),
     );
     for (const cohort of cohorts) {
-      for (const field of ['id', 'appId', 'name', 'description', 'size', 'lastComputed', 'lastMod', 'createdAt', 'archived', 'hidden', 'published', 'finished', 'type', 'owners', 'viewers']) {
+      for (const field of [
+        'id',
+        'appId',
+        'name',
+        'description',
+        'size',
+        'lastComputed',
+        'lastMod',
+        'createdAt',
+        'archived',
+        'hidden',
+        'published',
+        'finished',
+        'type',
+        'owners',
+        'viewers',
+      ]) {
         assert.ok(field in cohort, `${cohort.id} has ${field}`);
       }
       assert.ok(cohort.createdAt < 1e11 && cohort.lastComputed < 1e11, 'times are epoch seconds');
@@ -108,7 +124,10 @@ describe('Dataset cohorts', () => {
       assert.ok(Math.abs(fraction - (definition?.memberFraction ?? -1)) < 0.02, `${cohort.id} fraction ${fraction}`);
       const members = [...dataset.cohortMembers(cohort.id)];
       assert.equal(members.length, cohort.size);
-      assert.ok(members.some((member) => member.userId === null), 'anonymous members are included');
+      assert.ok(
+        members.some((member) => member.userId === null),
+        'anonymous members are included',
+      );
     }
   });
 
@@ -130,10 +149,16 @@ describe('Dataset cohorts', () => {
     const ruleSize = dataset.cohort('5fh7t0w')?.size;
 
     dataset.setCohortMembers('5fh7t0w', ids);
-    assert.deepEqual([...dataset.cohortMembers('5fh7t0w')].map((member) => member.index), [5, 9, 700]);
+    assert.deepEqual(
+      [...dataset.cohortMembers('5fh7t0w')].map((member) => member.index),
+      [5, 9, 700],
+    );
     dataset.addCohortMembers('5fh7t0w', [dataset.user(3).amplitudeId]);
     dataset.removeCohortMembers('5fh7t0w', [ids[1] ?? '']);
-    assert.deepEqual([...dataset.cohortMembers('5fh7t0w')].map((member) => member.index), [3, 5, 700]);
+    assert.deepEqual(
+      [...dataset.cohortMembers('5fh7t0w')].map((member) => member.index),
+      [3, 5, 700],
+    );
     assert.equal(dataset.cohort('5fh7t0w')?.size, 3);
     assert.equal(ruleBased?.size, ruleSize, 'the earlier membership is unchanged');
 
@@ -164,7 +189,10 @@ describe('Dataset events', () => {
     assert.ok(events.length > 0 && events.length <= dataset.maxEventsPerHour, `${events.length} events`);
     const uploadTimes = events.map(uploadTimeOf);
     assert.ok(uploadTimes.every((time) => time >= hourStart && time < hourStart + HOUR_MS));
-    assert.deepEqual(uploadTimes, [...uploadTimes].sort((a, b) => a - b));
+    assert.deepEqual(
+      uploadTimes,
+      [...uploadTimes].sort((a, b) => a - b),
+    );
     assert.equal(new Set(events.map((event) => event.$insert_id)).size, events.length);
     const [event] = events;
     assert.ok(event);
@@ -193,9 +221,15 @@ describe('Dataset events', () => {
     assert.ok(new Dataset({ seed: 11, users: 2_000_000, now: NOW }).maxEventsPerHour <= 400);
     const busy = new Dataset({ seed: 11, users: 5_000, now: NOW, eventsPerHour: 6_000 });
     const counts = [0, 1, 2, 3].map((back) => busy.countEventsInHour(hourStart - back * HOUR_MS));
-    for (const count of counts) assert.ok(Math.abs(count - 6_000) < 300 && count <= busy.maxEventsPerHour, `${counts.join(', ')} of 6,000 (max ${busy.maxEventsPerHour})`);
+    for (const count of counts)
+      assert.ok(
+        Math.abs(count - 6_000) < 300 && count <= busy.maxEventsPerHour,
+        `${counts.join(', ')} of 6,000 (max ${busy.maxEventsPerHour})`,
+      );
     const sparse = new Dataset({ seed: 11, users: 5_000, now: NOW, eventsPerHour: 10 });
-    const sparseTotal = Array.from({ length: 48 }, (_, back) => sparse.countEventsInHour(hourStart - back * HOUR_MS)).reduce((a, b) => a + b);
+    const sparseTotal = Array.from({ length: 48 }, (_, back) => sparse.countEventsInHour(hourStart - back * HOUR_MS)).reduce(
+      (a, b) => a + b,
+    );
     assert.ok(Math.abs(sparseTotal / 48 - 10) < 2, `${sparseTotal / 48} events an hour on average`);
   });
 
@@ -207,7 +241,11 @@ describe('Dataset events', () => {
     // The whole hour takes 50 times as many.
     assert.ok(performance.now() - started < 3_000, `${performance.now() - started} ms for the first 20,000`);
     const uploadTimes = first.map(uploadTimeOf);
-    assert.deepEqual(uploadTimes, [...uploadTimes].sort((a, b) => a - b), 'in upload-time order across minutes');
+    assert.deepEqual(
+      uploadTimes,
+      [...uploadTimes].sort((a, b) => a - b),
+      'in upload-time order across minutes',
+    );
     assert.ok((uploadTimes.at(-1) ?? 0) >= hourStart + 60_000, 'past the first minute');
     assert.equal(new Set(first.map((event) => event.$insert_id)).size, first.length);
   });
@@ -239,7 +277,10 @@ describe('Dataset events', () => {
       byUserAndSession.set(key, times.add(amplitudeTimeMs(event.event_time)));
     }
     const sessions = [...byUserAndSession.values()];
-    assert.ok(sessions.some((times) => times.size > 1), 'several events per session');
+    assert.ok(
+      sessions.some((times) => times.size > 1),
+      'several events per session',
+    );
     for (const times of sessions) assert.ok(Math.max(...times) - Math.min(...times) < 30 * 60_000);
   });
 
@@ -249,14 +290,17 @@ describe('Dataset events', () => {
     const late = delays.filter((delay) => delay > 5_000);
     assert.ok(delays.every((delay) => delay >= 0 && delay <= 48 * HOUR_MS));
     assert.ok(Math.abs(late.length / delays.length - 0.02) < 0.005, `${late.length} late of ${delays.length}`);
-    assert.ok(late.some((delay) => delay > 24 * HOUR_MS), 'some by more than a day');
+    assert.ok(
+      late.some((delay) => delay > 24 * HOUR_MS),
+      'some by more than a day',
+    );
     const custom = new Dataset({ seed: 11, users: 10_000, now: NOW, eventsPerHour: 4_000, lateEventFraction: 0.5, lateEventMaxHours: 3 });
     const customDelays = [...custom.eventsInHour(hourStart)].map((event) => uploadTimeOf(event) - amplitudeTimeMs(event.event_time));
     assert.ok(customDelays.every((delay) => delay <= 3 * HOUR_MS));
     assert.ok(Math.abs(customDelays.filter((delay) => delay > 5_000).length / customDelays.length - 0.5) < 0.05);
   });
 
-  test('user_properties are the user\'s at the event time; level grows by one a day since the first activity', () => {
+  test("user_properties are the user's at the event time; level grows by one a day since the first activity", () => {
     for (const event of dataset.eventsInHour(hourStart)) {
       const index = dataset.indexOfAmplitudeId(String(event.amplitude_id)) ?? -1;
       assert.deepEqual(event.user_properties, dataset.userPropertiesAt(index, amplitudeTimeMs(event.event_time)));
@@ -266,7 +310,10 @@ describe('Dataset events', () => {
     assert.ok(user.firstSeenAt.getTime() < dataset.eventWindowStart - 48 * HOUR_MS, 'before every event of the user');
     const levelAt = (time: number) => dataset.userPropertiesAt(42, time).level as number;
     const firstSeen = user.firstSeenAt.getTime();
-    assert.deepEqual([levelAt(firstSeen), levelAt(firstSeen + DAY_MS - 1), levelAt(firstSeen + DAY_MS), levelAt(firstSeen + 10.5 * DAY_MS)], [0, 0, 1, 10]);
+    assert.deepEqual(
+      [levelAt(firstSeen), levelAt(firstSeen + DAY_MS - 1), levelAt(firstSeen + DAY_MS), levelAt(firstSeen + 10.5 * DAY_MS)],
+      [0, 0, 1, 10],
+    );
     const { level: _levelThen, ...seededThen } = dataset.userPropertiesAt(42, NOW - 100 * DAY_MS);
     const { level: _levelNow, ...seededNow } = user.properties;
     assert.deepEqual(seededThen, seededNow, 'only level changes over time');

@@ -117,7 +117,10 @@ describe('doctor workflow', () => {
     assert.equal(braze.status, 'failed');
     assert.match(braze.detail, /401/);
     assert.doesNotMatch(braze.detail, /not-the-right-key/, 'the key must never be echoed');
-    assert.deepEqual(report.checks.filter((c) => c.status === 'failed').map((c) => c.name), ['Braze REST API']);
+    assert.deepEqual(
+      report.checks.filter((c) => c.status === 'failed').map((c) => c.name),
+      ['Braze REST API'],
+    );
   });
 
   test('a wrong Amplitude secret fails the Amplitude checks', async () => {
@@ -170,7 +173,11 @@ describe('ampbraze CLI', () => {
   });
 
   test('bad configuration: one readable error listing every problem, no stack trace', async () => {
-    const result = await ampbraze(['worker'], { AMPLITUDE_REGION: 'mars', BRAZE_REST_ENDPOINT: 'not a url', BRAZE_API_KEY: '"quoted-key"' });
+    const result = await ampbraze(['worker'], {
+      AMPLITUDE_REGION: 'mars',
+      BRAZE_REST_ENDPOINT: 'not a url',
+      BRAZE_API_KEY: '"quoted-key"',
+    });
     assert.equal(result.code, 2, result.stdout + result.stderr);
     for (const variable of ['AMPLITUDE_API_KEY', 'AMPLITUDE_SECRET_KEY', 'AMPLITUDE_REGION', 'BRAZE_REST_ENDPOINT', 'BRAZE_API_KEY']) {
       assert.match(result.stderr, new RegExp(`${variable}:`), `${variable} not reported`);

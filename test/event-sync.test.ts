@@ -51,16 +51,21 @@ describe('event sync: the activity index over many hours', () => {
     const result = await sync({ hour: longAgo });
     assert.ok(result.events > 0 && result.usersPruned > 0, 'the old hour had users, and they were pruned');
     const users = await h.activeUsers();
-    const gone = eventsOf(longAgo).map(userKeyOf).filter((userKey) => !users.has(userKey));
+    const gone = eventsOf(longAgo)
+      .map(userKeyOf)
+      .filter((userKey) => !users.has(userKey));
     assert.ok(gone.length > 0, 'users active only 91 days ago are not in the index');
-    for (const user of users.values()) assert.ok(user.lastEventMs >= Date.now() - 90 * DAY_HOURS * HOUR_MS - HOUR_MS, 'nobody outside the window stays');
+    for (const user of users.values())
+      assert.ok(user.lastEventMs >= Date.now() - 90 * DAY_HOURS * HOUR_MS - HOUR_MS, 'nobody outside the window stays');
     // Find a recent hour in which one of them is active again.
     const returning = [...Array(80).keys()]
       .map((offset) => hoursAgo(50 + offset))
       .find((hour) => eventsOf(hour).some((event) => gone.includes(userKeyOf(event))));
     assert.ok(returning, 'some user who left comes back within the window');
     await sync({ hour: returning });
-    const back = eventsOf(returning).map(userKeyOf).filter((userKey) => gone.includes(userKey));
+    const back = eventsOf(returning)
+      .map(userKeyOf)
+      .filter((userKey) => gone.includes(userKey));
     const now = await h.activeUsers();
     for (const userKey of back) assert.ok(now.has(userKey), `${userKey} re-entered the window`);
   });
@@ -74,12 +79,20 @@ describe('event sync: one run per hour', () => {
     const pointsBefore = h.brazeDataPoints();
     const [manual, scheduled] = await Promise.all([
       startEventSync(h.env.client, { hour, eventTypes: ['*'], pageSize: 5 }, { taskQueue: h.taskQueue }),
-      startEventSync(h.env.client, { hour, eventTypes: ['*'], pageSize: 5 }, { taskQueue: h.taskQueue, workflowId: `event-sync-${hour}-2026-12-01T00:00:00Z` }),
+      startEventSync(
+        h.env.client,
+        { hour, eventTypes: ['*'], pageSize: 5 },
+        { taskQueue: h.taskQueue, workflowId: `event-sync-${hour}-2026-12-01T00:00:00Z` },
+      ),
     ]);
     const results = await Promise.all([manual.result(), scheduled.result()]);
     const skipped = results.filter((result) => result.runInProgress !== undefined);
     assert.ok(skipped.length <= 1, 'at most one of them stood aside');
-    assert.equal(results.reduce((sum, result) => sum + result.forwarded, 0), identified.length, 'the hour’s events were forwarded once, between them');
+    assert.equal(
+      results.reduce((sum, result) => sum + result.forwarded, 0),
+      identified.length,
+      'the hour’s events were forwarded once, between them',
+    );
     assert.equal(h.brazeDataPoints() - pointsBefore, identified.length, 'exactly the minimum data points');
     assert.deepEqual(added(brazeEventCounts(), before), countsOf(identified));
   });
@@ -105,8 +118,13 @@ describe('event sync: what never goes back to Braze, and what Braze would refuse
     );
     const result = await sync({ hour, eventTypes: ['*'] });
     assert.equal(result.skipReasons['came from Braze (Currents): never streamed back'], 2);
-    assert.equal(Object.values(result.droppedProperties).reduce((sum, n) => sum + n, 0), 3);
-    const ours = h.sandboxes.braze.control.events({ externalId: userId }).filter((event) => event.name === 'Wishlist Shared' || event.name.startsWith('[Appboy]'));
+    assert.equal(
+      Object.values(result.droppedProperties).reduce((sum, n) => sum + n, 0),
+      3,
+    );
+    const ours = h.sandboxes.braze.control
+      .events({ externalId: userId })
+      .filter((event) => event.name === 'Wishlist Shared' || event.name.startsWith('[Appboy]'));
     assert.deepEqual(
       ours.map((event) => [event.name, event.properties]),
       [['Wishlist Shared', { items: 3 }]],
@@ -171,7 +189,7 @@ describe('event sync: Export API timeouts', () => {
 });
 
 describe('event sync: an hour over the Export API size limit', () => {
-  test('the 400 fails the run at once, with Amplitude\'s message and the hour', async () => {
+  test("the 400 fails the run at once, with Amplitude's message and the hour", async () => {
     const hour = hoursAgo(26);
     h.sandboxes.amplitude.control.setExportMaxBytes(1_000);
     try {
@@ -188,13 +206,21 @@ describe('event sync: an hour over the Export API size limit', () => {
 
 describe('event sync: the hourly schedule', () => {
   test('a scheduled run processes the hour lagHours before its time; a schedule backfill replays past hours in order, once', async () => {
-    const schedule = await scheduleEventSync(h.env.client, { eventTypes: ['*'], lagHours: 3 }, { scheduleId: `events-${Date.now()}`, taskQueue: h.taskQueue, paused: true });
+    const schedule = await scheduleEventSync(
+      h.env.client,
+      { eventTypes: ['*'], lagHours: 3 },
+      { scheduleId: `events-${Date.now()}`, taskQueue: h.taskQueue, paused: true },
+    );
     try {
       // Two runs of the hourly schedule, 21 and 20 hours ago: they process the hours 3 hours before each.
       const nominal = exportHourStart(hoursAgo(21))!;
       const hours = [exportHourOf(nominal - 3 * HOUR_MS), exportHourOf(nominal - 2 * HOUR_MS)];
       const pointsBefore = h.brazeDataPoints();
-      await schedule.backfill({ start: new Date(nominal - 60_000), end: new Date(nominal + HOUR_MS + 60_000), overlap: ScheduleOverlapPolicy.BUFFER_ALL });
+      await schedule.backfill({
+        start: new Date(nominal - 60_000),
+        end: new Date(nominal + HOUR_MS + 60_000),
+        overlap: ScheduleOverlapPolicy.BUFFER_ALL,
+      });
       const results = await Promise.all(hours.map((hour) => resultOfScheduledRun(schedule.scheduleId, hour)));
       const expected = hours.map((hour) => eventsOf(hour).filter((e) => e.user_id).length);
       assert.deepEqual(
@@ -211,7 +237,9 @@ describe('event sync: the hourly schedule', () => {
 /** Waits for the run a schedule started for `hour` (found by its search attributes) and returns its result. */
 async function resultOfScheduledRun(scheduleId: string, hour: string): Promise<EventSyncResult> {
   for (let attempt = 0; attempt < 150; attempt++) {
-    for await (const run of h.env.client.workflow.list({ query: `WorkflowType = 'eventSync' AND ${EXPORT_HOUR.name} = '${hour}' AND TemporalScheduledById = '${scheduleId}'` })) {
+    for await (const run of h.env.client.workflow.list({
+      query: `WorkflowType = 'eventSync' AND ${EXPORT_HOUR.name} = '${hour}' AND TemporalScheduledById = '${scheduleId}'`,
+    })) {
       return h.env.client.workflow.getHandle<typeof eventSync>(run.workflowId, run.runId).result();
     }
     await new Promise((resolve) => setTimeout(resolve, 200));
@@ -220,24 +248,61 @@ async function resultOfScheduledRun(scheduleId: string, hour: string): Promise<E
 }
 
 describe('event sync from the Temporal CLI, as the README shows it', () => {
-
   test('`temporal workflow start`, then `temporal schedule create` and `temporal schedule backfill`', async () => {
     const hour = hoursAgo(20);
     const workflowId = `event-sync-${hour}`;
-    await temporal('workflow', 'start', '--task-queue', h.taskQueue, '--type', 'eventSync', '--workflow-id', workflowId, '--input', `{"hour":"${hour}","eventTypes":["Purchase Completed"]}`);
+    await temporal(
+      'workflow',
+      'start',
+      '--task-queue',
+      h.taskQueue,
+      '--type',
+      'eventSync',
+      '--workflow-id',
+      workflowId,
+      '--input',
+      `{"hour":"${hour}","eventTypes":["Purchase Completed"]}`,
+    );
     const result = await h.env.client.workflow.getHandle<typeof eventSync>(workflowId).result();
     assert.equal(result.forwarded, eventsOf(hour).filter((e) => e.user_id && e.event_type === 'Purchase Completed').length);
 
     const scheduleId = `event-sync-schedule-${Date.now()}`;
     await temporal(
-      'schedule', 'create', '--schedule-id', scheduleId, '--cron', '0 * * * *', '--overlap-policy', 'BufferAll', '--catchup-window', '24h',
-      '--task-queue', h.taskQueue, '--type', 'eventSync', '--workflow-id', 'event-sync', '--input', '{"eventTypes":["Purchase Completed"]}',
+      'schedule',
+      'create',
+      '--schedule-id',
+      scheduleId,
+      '--cron',
+      '0 * * * *',
+      '--overlap-policy',
+      'BufferAll',
+      '--catchup-window',
+      '24h',
+      '--task-queue',
+      h.taskQueue,
+      '--type',
+      'eventSync',
+      '--workflow-id',
+      'event-sync',
+      '--input',
+      '{"eventTypes":["Purchase Completed"]}',
     );
     try {
       // The run at `nominal` processes the hour 3 hours before it, which the one-off start above already sent.
       const nominal = exportHourStart(hour)! + 3 * HOUR_MS;
       const iso = (ms: number) => new Date(ms).toISOString().replace('.000', '');
-      await temporal('schedule', 'backfill', '--schedule-id', scheduleId, '--overlap-policy', 'BufferAll', '--start-time', iso(nominal - 60_000), '--end-time', iso(nominal + 60_000));
+      await temporal(
+        'schedule',
+        'backfill',
+        '--schedule-id',
+        scheduleId,
+        '--overlap-policy',
+        'BufferAll',
+        '--start-time',
+        iso(nominal - 60_000),
+        '--end-time',
+        iso(nominal + 60_000),
+      );
       const replayed = await resultOfScheduledRun(scheduleId, hour);
       assert.deepEqual([replayed.forwarded, replayed.alreadySent], [0, result.forwarded], 'a backfilled hour sends nothing twice');
     } finally {
@@ -255,7 +320,10 @@ describe('ampbraze events', () => {
     const synced = await ampbraze(['events', 'sync', hour, '--event-types', 'Page Viewed', '--wait'], cliEnv());
     assert.equal(synced.code, 0, synced.stderr);
     assert.match(synced.stdout, new RegExp(`^Started event-sync-${hour}$`, 'm'));
-    assert.match(synced.stdout, new RegExp(`^Done, hour ${hour}: ${eventsOf(hour).length} events from \\d+ users; ${expected} forwarded`, 'm'));
+    assert.match(
+      synced.stdout,
+      new RegExp(`^Done, hour ${hour}: ${eventsOf(hour).length} events from \\d+ users; ${expected} forwarded`, 'm'),
+    );
     const status = await ampbraze(['events', 'status', hour], cliEnv());
     assert.equal(status.code, 0, status.stderr);
     assert.match(status.stdout, new RegExp(`^done … hour ${hour} · ${expected} forwarded · 0 failed · ${expected} data points$`, 'm'));
@@ -264,7 +332,10 @@ describe('ampbraze events', () => {
   test('`events backfill` runs every hour of the range once; repeated, it sends nothing', async () => {
     const [from, to] = [hoursAgo(18), hoursAgo(16)];
     const hours = [hoursAgo(18), hoursAgo(17), hoursAgo(16)];
-    const expected = hours.reduce((sum, hour) => sum + eventsOf(hour).filter((e) => e.user_id && e.event_type === 'Playlist Created').length, 0);
+    const expected = hours.reduce(
+      (sum, hour) => sum + eventsOf(hour).filter((e) => e.user_id && e.event_type === 'Playlist Created').length,
+      0,
+    );
     const pointsBefore = h.brazeDataPoints();
     const first = await ampbraze(['events', 'backfill', '--from', from, '--to', to, '--event-types', 'Playlist Created'], cliEnv());
     assert.equal(first.code, 0, first.stderr);

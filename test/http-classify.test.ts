@@ -6,7 +6,15 @@ import { classifyHttpError, extractVendorMessage, type HttpErrorInput } from '..
 const NOW = Date.UTC(2026, 0, 15, 12, 0, 0);
 
 function classify(overrides: Partial<HttpErrorInput>) {
-  return classifyHttpError({ vendor: 'braze', endpoint: 'POST /users/track', status: 500, headers: {}, bodyText: '', now: NOW, ...overrides });
+  return classifyHttpError({
+    vendor: 'braze',
+    endpoint: 'POST /users/track',
+    status: 500,
+    headers: {},
+    bodyText: '',
+    now: NOW,
+    ...overrides,
+  });
 }
 
 describe('classifyHttpError', () => {

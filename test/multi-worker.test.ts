@@ -32,7 +32,12 @@ const outputs = new Map<ChildProcess, string>();
 
 before(async () => {
   env = await connectTestEnvironment();
-  sandboxes = await startSandboxes({ seed: 31, users: 12_000, dataset: { brazeKnownFraction: 1 }, amplitude: { exportJobDurationMs: 100 } });
+  sandboxes = await startSandboxes({
+    seed: 31,
+    users: 12_000,
+    dataset: { brazeKnownFraction: 1 },
+    amplitude: { exportJobDurationMs: 100 },
+  });
   // A low ceiling stretches the apply phase over several seconds, and makes the limiter work for its living.
   sandboxes.braze.control.setRateLimit(RATE_LIMIT);
   sandboxes.braze.control.setFaults({ latencyMs: 20 });
@@ -89,9 +94,16 @@ test('three workers on PostgreSQL, one killed and one stopped mid-apply: exact s
   const taskQueue = uniqueTaskQueue('three-workers');
   const storeEnv = await POSTGRES.freshEnv();
   const started = await Promise.all([1, 2, 3].map(() => startWorker(taskQueue, storeEnv)));
-  const [pointsBefore, requestsBefore] = [sandboxes.braze.control.dataPoints().total, sandboxes.braze.control.requestCounts()['POST /users/track'] ?? 0];
+  const [pointsBefore, requestsBefore] = [
+    sandboxes.braze.control.dataPoints().total,
+    sandboxes.braze.control.requestCounts()['POST /users/track'] ?? 0,
+  ];
 
-  const handle = await startCohortSync(env.client, { cohortId: COHORT, pageSize: 300, pagesInFlight: PAGES_IN_FLIGHT }, { taskQueue, workflowId: taskQueue });
+  const handle = await startCohortSync(
+    env.client,
+    { cohortId: COHORT, pageSize: 300, pagesInFlight: PAGES_IN_FLIGHT },
+    { taskQueue, workflowId: taskQueue },
+  );
   after(() => handle.terminate().catch(() => undefined)); // a failed assertion must not leave the run going
   const killedPid = await pidApplyingPages(handle.workflowId, started);
   const killed = started.find((worker) => worker.pid === killedPid)!;
@@ -114,10 +126,18 @@ test('three workers on PostgreSQL, one killed and one stopped mid-apply: exact s
   const inFlightAtMost = PAGES_IN_FLIGHT * BRAZE_REQUESTS_PER_PAGE_IN_FLIGHT;
   const billed = sandboxes.braze.control.dataPoints().total - pointsBefore;
   const received = (sandboxes.braze.control.requestCounts()['POST /users/track'] ?? 0) - requestsBefore;
-  assert.ok(result.dataPoints >= billed && result.dataPoints - billed <= inFlightAtMost * 75, `${result.dataPoints} data points counted, ${billed} billed`);
-  assert.ok(result.brazeRequests >= received && result.brazeRequests - received <= inFlightAtMost, `${result.brazeRequests} requests counted, ${received} received`);
+  assert.ok(
+    result.dataPoints >= billed && result.dataPoints - billed <= inFlightAtMost * 75,
+    `${result.dataPoints} data points counted, ${billed} billed`,
+  );
+  assert.ok(
+    result.brazeRequests >= received && result.brazeRequests - received <= inFlightAtMost,
+    `${result.brazeRequests} requests counted, ${received} received`,
+  );
 
-  const state = (await (await fetch(`${sandboxes.env.BRAZE_REST_ENDPOINT}/_sandbox/state`)).json()) as { trackWindows: { granted: number[]; rejected: number[] } };
+  const state = (await (await fetch(`${sandboxes.env.BRAZE_REST_ENDPOINT}/_sandbox/state`)).json()) as {
+    trackWindows: { granted: number[]; rejected: number[] };
+  };
   assert.ok(state.trackWindows.granted.length >= 3, 'the run spanned several rate windows');
   assert.ok(Math.max(...state.trackWindows.granted) <= RATE_LIMIT.requests);
   assert.deepEqual(

@@ -20,8 +20,14 @@ describe('recorded workflow histories', () => {
   test('cover every workflow type the worker registers', () => {
     assert.ok(histories.length > 0, 'no recorded histories: run `npm run record:histories`');
     const recorded = new Set(histories.map(({ json }) => workflowTypeOf(json)));
-    const types = Object.entries(workflows).filter(([, value]) => typeof value === 'function').map(([name]) => name);
-    assert.deepEqual(types.filter((type) => !recorded.has(type)), [], 'workflow types without a recorded history: run `npm run record:histories`');
+    const types = Object.entries(workflows)
+      .filter(([, value]) => typeof value === 'function')
+      .map(([name]) => name);
+    assert.deepEqual(
+      types.filter((type) => !recorded.has(type)),
+      [],
+      'workflow types without a recorded history: run `npm run record:histories`',
+    );
   });
 
   test('hold no API key and no path of the machine that recorded them', () => {
@@ -50,10 +56,13 @@ describe('recorded workflow histories', () => {
       workflowsPath: join(PROJECT_ROOT, 'test', 'fixtures', 'reordered-workflows.ts'),
       logger: Runtime.instance().logger,
     });
-    await assert.rejects(Worker.runReplayHistory({ workflowBundle: { code } }, JSON.parse(recorded.json), recorded.file), (error: unknown) => {
-      assert.ok(error instanceof DeterminismViolationError, `expected a DeterminismViolationError, got ${String(error)}`);
-      assert.match(error.message, /prepareCohortRun/, 'the error names the activity the history expected');
-      return true;
-    });
+    await assert.rejects(
+      Worker.runReplayHistory({ workflowBundle: { code } }, JSON.parse(recorded.json), recorded.file),
+      (error: unknown) => {
+        assert.ok(error instanceof DeterminismViolationError, `expected a DeterminismViolationError, got ${String(error)}`);
+        assert.match(error.message, /prepareCohortRun/, 'the error names the activity the history expected');
+        return true;
+      },
+    );
   });
 });

@@ -15,9 +15,14 @@ test('calls made in the same moment share one flush, and each gets its own resul
 
 test('a failed flush fails every call in it, and the next calls flush afresh', async () => {
   let fail = true;
-  const record = coalesce((items: string[]) => (fail ? Promise.reject(new Error('store unavailable')) : Promise.resolve(items.map(() => true))));
+  const record = coalesce((items: string[]) =>
+    fail ? Promise.reject(new Error('store unavailable')) : Promise.resolve(items.map(() => true)),
+  );
   const results = await Promise.allSettled([record('a'), record('b')]);
-  assert.deepEqual(results.map((result) => result.status), ['rejected', 'rejected']);
+  assert.deepEqual(
+    results.map((result) => result.status),
+    ['rejected', 'rejected'],
+  );
   fail = false;
   assert.equal(await record('c'), true);
 });

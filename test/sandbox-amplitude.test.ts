@@ -81,7 +81,23 @@ describe('Amplitude sandbox: auth and cohort list', () => {
       [SMALL_COHORT, MEDIUM_COHORT, LARGE_COHORT],
     );
     for (const cohort of cohorts) {
-      for (const field of ['appId', 'name', 'description', 'size', 'lastComputed', 'lastMod', 'createdAt', 'archived', 'hidden', 'published', 'finished', 'type', 'owners', 'viewers', 'syncMetadata']) {
+      for (const field of [
+        'appId',
+        'name',
+        'description',
+        'size',
+        'lastComputed',
+        'lastMod',
+        'createdAt',
+        'archived',
+        'hidden',
+        'published',
+        'finished',
+        'type',
+        'owners',
+        'viewers',
+        'syncMetadata',
+      ]) {
         assert.ok(field in cohort, `${String(cohort.id)} has ${field}`);
       }
       assert.ok((cohort.lastComputed as number) < 1e11 && (cohort.createdAt as number) < 1e11);
@@ -131,11 +147,17 @@ describe('Amplitude sandbox: cohort export', () => {
     const text = await response.text();
     const lines = text.trimEnd().split('\n');
     assert.equal(lines[0], '"amplitude_id","user_id"');
-    assert.ok(lines.slice(1).every((line) => /^"\d+","(user-\d{6})?"$/.test(line)), 'every field is quoted');
+    assert.ok(
+      lines.slice(1).every((line) => /^"\d+","(user-\d{6})?"$/.test(line)),
+      'every field is quoted',
+    );
     const dataset = sandbox.control.dataset;
     const expected = [...dataset.cohortMembers(MEDIUM_COHORT)].map((member) => `"${member.amplitudeId}","${member.userId ?? ''}"`);
     assert.deepEqual(lines.slice(1), expected);
-    assert.ok(lines.some((line) => line.endsWith(',""')), 'has anonymous members');
+    assert.ok(
+      lines.some((line) => line.endsWith(',""')),
+      'has anonymous members',
+    );
   });
 
   test('props=1 adds one column per property; propKeys selects them', async () => {
@@ -302,7 +324,10 @@ describe('Amplitude sandbox: User Profile API', () => {
     const dataset = sandbox.control.dataset;
     const user = [...dataset.users()].find((candidate) => candidate.userId !== null && dataset.cohortIdsOf(candidate.index).length > 0);
     assert.ok(user?.userId);
-    const response = await profile(sandbox, `user_id=${user.userId}&get_amp_props=true&get_computations=true&get_recs=true&get_cohort_ids=true`);
+    const response = await profile(
+      sandbox,
+      `user_id=${user.userId}&get_amp_props=true&get_computations=true&get_recs=true&get_cohort_ids=true`,
+    );
     assert.equal(response.status, 200);
     const { userData } = (await response.json()) as { userData: Record<string, unknown> };
     assert.equal(userData.user_id, user.userId);
@@ -313,7 +338,10 @@ describe('Amplitude sandbox: User Profile API', () => {
     assert.deepEqual(userData.recommendations, user.recommendations);
     assert.equal(userData.propensities, null);
 
-    const filtered = await profile(sandbox, `device_id=${user.deviceId}&get_computations=true&comp_id=purchases_90d&get_recs=true&rec_id=rec-new-releases`);
+    const filtered = await profile(
+      sandbox,
+      `device_id=${user.deviceId}&get_computations=true&comp_id=purchases_90d&get_recs=true&rec_id=rec-new-releases`,
+    );
     const filteredData = ((await filtered.json()) as { userData: Record<string, unknown> }).userData;
     assert.deepEqual(filteredData.amp_props, { purchases_90d: user.computations.purchases_90d });
     assert.deepEqual(
@@ -388,10 +416,22 @@ describe('Amplitude sandbox: Export API', () => {
       const hourStart = firstHour + offset * HOUR_MS;
       const hourOfDay = new Date(hourStart).getUTCHours();
       assert.match(name, new RegExp(`^\\d+/\\d+_${new Date(hourStart).toISOString().slice(0, 10)}_${hourOfDay}#0\\.json\\.gz$`));
-      const lines = strFromU8(gunzipSync(files[name] ?? new Uint8Array())).trimEnd().split('\n');
+      const lines = strFromU8(gunzipSync(files[name] ?? new Uint8Array()))
+        .trimEnd()
+        .split('\n');
       const events = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
       assert.deepEqual(events, [...dataset.eventsInHour(hourStart)]);
-      for (const field of ['$insert_id', 'amplitude_id', 'user_id', 'device_id', 'event_type', 'event_time', 'server_upload_time', 'event_properties', 'uuid']) {
+      for (const field of [
+        '$insert_id',
+        'amplitude_id',
+        'user_id',
+        'device_id',
+        'event_type',
+        'event_time',
+        'server_upload_time',
+        'event_properties',
+        'uuid',
+      ]) {
         assert.ok(field in (events[0] ?? {}), field);
       }
     }
@@ -419,11 +459,20 @@ describe('Amplitude sandbox: HTTP V2 and Batch', () => {
     const wrongKey = await postJson(sandbox, '/2/httpapi', { api_key: 'nope', events: [event({ user_id: 'user-x1' })] });
     assert.equal(wrongKey.status, 400);
     assert.equal(((await wrongKey.json()) as { error: string }).error, 'Invalid API key');
-    const tooMany = await postJson(sandbox, '/2/httpapi', { api_key: API_KEY, events: Array.from({ length: 2_001 }, () => event({ user_id: 'user-x1' })) });
+    const tooMany = await postJson(sandbox, '/2/httpapi', {
+      api_key: API_KEY,
+      events: Array.from({ length: 2_001 }, () => event({ user_id: 'user-x1' })),
+    });
     assert.equal(tooMany.status, 413);
-    const tooBig = await postJson(sandbox, '/2/httpapi', { api_key: API_KEY, events: [event({ user_id: 'user-x1', padding: 'x'.repeat(1_100_000) })] });
+    const tooBig = await postJson(sandbox, '/2/httpapi', {
+      api_key: API_KEY,
+      events: [event({ user_id: 'user-x1', padding: 'x'.repeat(1_100_000) })],
+    });
     assert.equal(tooBig.status, 413);
-    const batchAcceptsIt = await postJson(sandbox, '/batch', { api_key: API_KEY, events: [event({ user_id: 'user-x1', padding: 'x'.repeat(1_100_000) })] });
+    const batchAcceptsIt = await postJson(sandbox, '/batch', {
+      api_key: API_KEY,
+      events: [event({ user_id: 'user-x1', padding: 'x'.repeat(1_100_000) })],
+    });
     assert.equal(batchAcceptsIt.status, 200);
   });
 
@@ -448,7 +497,11 @@ describe('Amplitude sandbox: HTTP V2 and Batch', () => {
     assert.deepEqual(body.events_with_missing_fields, { event_type: [4], device_id: [5] });
     assert.equal(sandbox.control.ingestedEvents().length, 0);
 
-    const lowered = await postJson(sandbox, '/2/httpapi', { api_key: API_KEY, events: [event({ user_id: 'abc' })], options: { min_id_length: 3 } });
+    const lowered = await postJson(sandbox, '/2/httpapi', {
+      api_key: API_KEY,
+      events: [event({ user_id: 'abc' })],
+      options: { min_id_length: 3 },
+    });
     assert.equal(lowered.status, 200);
   });
 
@@ -471,9 +524,15 @@ describe('Amplitude sandbox: HTTP V2 and Batch', () => {
     const sandbox = await startSandbox();
     const send = (events: unknown[]) => postJson(sandbox, '/2/httpapi', { api_key: API_KEY, events });
     assert.equal((await send([event({ device_id: 'device-one', insert_id: 'insert-1' })])).status, 200);
-    assert.equal((await send([event({ device_id: 'device-one', insert_id: 'insert-1' }), event({ device_id: 'device-one', insert_id: 'insert-1' })])).status, 200);
+    assert.equal(
+      (await send([event({ device_id: 'device-one', insert_id: 'insert-1' }), event({ device_id: 'device-one', insert_id: 'insert-1' })]))
+        .status,
+      200,
+    );
     assert.equal((await send([event({ device_id: 'device-two', insert_id: 'insert-1' })])).status, 200);
-    const ingested = sandbox.control.ingestedEvents().map((ingestedEvent) => `${String(ingestedEvent.event.device_id)}/${String(ingestedEvent.event.insert_id)}`);
+    const ingested = sandbox.control
+      .ingestedEvents()
+      .map((ingestedEvent) => `${String(ingestedEvent.event.device_id)}/${String(ingestedEvent.event.insert_id)}`);
     assert.deepEqual(ingested, ['device-one/insert-1', 'device-two/insert-1']);
     const events = (await (await fetch(`${sandbox.url}/_sandbox/events`)).json()) as { events: unknown[] };
     assert.equal(events.events.length, 2);
@@ -481,7 +540,10 @@ describe('Amplitude sandbox: HTTP V2 and Batch', () => {
 
   test('per-id rate limit: 429 with throttled maps, nothing ingested', async () => {
     const sandbox = await startSandbox({ eventsPerSecondPerId: 5 });
-    const events = [...Array.from({ length: 6 }, () => event({ user_id: 'user-busy', device_id: 'device-busy' })), event({ user_id: 'user-calm' })];
+    const events = [
+      ...Array.from({ length: 6 }, () => event({ user_id: 'user-busy', device_id: 'device-busy' })),
+      event({ user_id: 'user-calm' }),
+    ];
     const response = await postJson(sandbox, '/2/httpapi', { api_key: API_KEY, events });
     assert.equal(response.status, 429);
     const body = (await response.json()) as Record<string, unknown>;
@@ -554,7 +616,10 @@ describe('Amplitude sandbox: fault injection and control', () => {
     assert.equal(set.status, 200);
     assert.deepEqual(await statusesOf(sandbox), [200, 200, 429, 200, 200, 429, 200, 200, 429, 200, 200, 429]);
     sandbox.control.setFaults({});
-    assert.deepEqual(await statusesOf(sandbox), Array.from({ length: 12 }, () => 200));
+    assert.deepEqual(
+      await statusesOf(sandbox),
+      Array.from({ length: 12 }, () => 200),
+    );
     assert.equal((await postJson(sandbox, '/_sandbox/faults', { serverErrorRate: 2 })).status, 400);
   });
 
@@ -572,7 +637,10 @@ describe('Amplitude sandbox: fault injection and control', () => {
 
   test('/_sandbox/state and membership changes', async () => {
     const sandbox = await startSandbox();
-    const before = (await (await fetch(`${sandbox.url}/_sandbox/state`)).json()) as { cohorts: Array<{ id: string; lastComputed: number }>; ingestedEvents: number };
+    const before = (await (await fetch(`${sandbox.url}/_sandbox/state`)).json()) as {
+      cohorts: Array<{ id: string; lastComputed: number }>;
+      ingestedEvents: number;
+    };
     assert.equal(before.ingestedEvents, 0);
     const ids = [3, 4, 5].map((index) => sandbox.control.dataset.user(index).amplitudeId);
     const response = await postJson(sandbox, `/_sandbox/cohorts/${MEDIUM_COHORT}/members`, { set: ids, remove: [ids[0]] });

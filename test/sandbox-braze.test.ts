@@ -104,7 +104,10 @@ describe('/users/track', () => {
     assert.equal(response.status, 201);
     assert.equal(response.body.message, 'success');
     const errors = response.body.errors as Array<{ type: string; input_array: string; index: number }>;
-    assert.deepEqual(errors.map((e) => `${e.input_array}[${e.index}]`), ['attributes[1]', 'attributes[2]', 'attributes[4]', 'attributes[5]', 'events[1]', 'events[2]', 'events[3]', 'purchases[0]']);
+    assert.deepEqual(
+      errors.map((e) => `${e.input_array}[${e.index}]`),
+      ['attributes[1]', 'attributes[2]', 'attributes[4]', 'attributes[5]', 'events[1]', 'events[2]', 'events[3]', 'purchases[0]'],
+    );
     assert.equal(errors[0]!.type, "'external_id' or 'braze_id' or 'user_alias' is required");
     assert.equal(errors[1]!.type, 'provided external_id is blacklisted and disallowed');
     assert.deepEqual([response.body.attributes_processed, response.body.events_processed, response.body.purchases_processed], [2, 1, 0]);
@@ -120,18 +123,38 @@ describe('/users/track', () => {
   });
 
   test('_update_existing_only: external_id and email create unless true; an alias creates only when explicitly false', async () => {
-    const id = (externalId: string, flag?: boolean) => ({ external_id: externalId, a: 1, ...(flag === undefined ? {} : { _update_existing_only: flag }) });
+    const id = (externalId: string, flag?: boolean) => ({
+      external_id: externalId,
+      a: 1,
+      ...(flag === undefined ? {} : { _update_existing_only: flag }),
+    });
     await track({ attributes: [id('ext-omitted'), id('ext-true', true), id('ext-false', false)] });
-    assert.deepEqual(['ext-omitted', 'ext-true', 'ext-false'].map((e) => braze.control.user(e) !== undefined), [true, false, true]);
+    assert.deepEqual(
+      ['ext-omitted', 'ext-true', 'ext-false'].map((e) => braze.control.user(e) !== undefined),
+      [true, false, true],
+    );
 
-    const alias = (name: string, flag?: boolean) => ({ user_alias: { alias_name: name, alias_label: 'amplitude_id' }, a: 1, ...(flag === undefined ? {} : { _update_existing_only: flag }) });
+    const alias = (name: string, flag?: boolean) => ({
+      user_alias: { alias_name: name, alias_label: 'amplitude_id' },
+      a: 1,
+      ...(flag === undefined ? {} : { _update_existing_only: flag }),
+    });
     await track({ attributes: [alias('omitted'), alias('true', true), alias('false', false)] });
     const aliased = [...braze.control.users()].flatMap((p) => p.aliases.map((a) => a.alias_name));
     assert.deepEqual(aliased, ['false']);
     await track({ attributes: [{ ...alias('false'), b: 2 }] });
-    assert.equal([...braze.control.users()].find((p) => p.aliases.length > 0)?.customAttributes?.get('b'), 2, 'an existing alias is updated');
+    assert.equal(
+      [...braze.control.users()].find((p) => p.aliases.length > 0)?.customAttributes?.get('b'),
+      2,
+      'an existing alias is updated',
+    );
 
-    await track({ attributes: [{ email: 'new@example.com', a: 1 }, { email: 'other@example.com', a: 1, _update_existing_only: true }] });
+    await track({
+      attributes: [
+        { email: 'new@example.com', a: 1 },
+        { email: 'other@example.com', a: 1, _update_existing_only: true },
+      ],
+    });
     const emails = [...braze.control.users()].map((p) => p.standardAttributes?.get('email')).filter(Boolean);
     assert.deepEqual(emails, ['new@example.com']);
   });
@@ -164,17 +187,34 @@ describe('/users/track', () => {
   });
 
   test('arrays of objects apply $add → $remove → $update; one invalid nested value drops every nested write in the request', async () => {
-    await track({ attributes: [{ external_id: 'known-1', pets: [{ id: 1, name: 'Rex' }, { id: 2, name: 'Tom' }] }] });
+    await track({
+      attributes: [
+        {
+          external_id: 'known-1',
+          pets: [
+            { id: 1, name: 'Rex' },
+            { id: 2, name: 'Tom' },
+          ],
+        },
+      ],
+    });
     await track({
       attributes: [
         {
           external_id: 'known-1',
           _merge_objects: true,
-          pets: { $add: [{ id: 3, name: 'Kit' }], $remove: [{ $identifier_key: 'id', $identifier_value: 2 }], $update: [{ $identifier_key: 'id', $identifier_value: 3, $new_object: { age: 1 } }] },
+          pets: {
+            $add: [{ id: 3, name: 'Kit' }],
+            $remove: [{ $identifier_key: 'id', $identifier_value: 2 }],
+            $update: [{ $identifier_key: 'id', $identifier_value: 3, $new_object: { age: 1 } }],
+          },
         },
       ],
     });
-    assert.deepEqual(attributesOf('known-1').pets, [{ id: 1, name: 'Rex' }, { id: 3, name: 'Kit', age: 1 }]);
+    assert.deepEqual(attributesOf('known-1').pets, [
+      { id: 1, name: 'Rex' },
+      { id: 3, name: 'Kit', age: 1 },
+    ]);
 
     const response = await track({
       attributes: [
@@ -200,7 +240,10 @@ describe('/users/track', () => {
   test('events are not deduplicated and a future time is clamped to now; purchases count their quantity', async () => {
     const event = { external_id: 'known-1', name: 'opened', time: '2999-01-01T00:00:00Z' };
     const before = Date.now();
-    await track({ events: [event, event], purchases: [{ external_id: 'known-1', product_id: 'book', currency: 'EUR', price: 5, quantity: 3, time: TIME }] });
+    await track({
+      events: [event, event],
+      purchases: [{ external_id: 'known-1', product_id: 'book', currency: 'EUR', price: 5, quantity: 3, time: TIME }],
+    });
     const opened = braze.control.user('known-1')?.customEvents?.get('opened');
     assert.equal(opened?.count, 2);
     assert.ok(Date.parse(opened.last) >= before && Date.parse(opened.last) <= Date.now());
@@ -213,18 +256,35 @@ describe('/users/track', () => {
     await new Promise((r) => setTimeout(r, 1_000 - (Date.now() % 1_000) + 20));
     const responses = [];
     for (let i = 0; i < 3; i++) responses.push(await track({ attributes: [{ external_id: 'known-1', n: i }] }));
-    assert.deepEqual(responses.map((r) => r.status), [201, 201, 429]);
-    assert.deepEqual(responses.map((r) => r.headers.get('x-ratelimit-limit')), ['2', '2', '2']);
-    assert.deepEqual(responses.map((r) => r.headers.get('x-ratelimit-remaining')), ['1', '0', '0']);
+    assert.deepEqual(
+      responses.map((r) => r.status),
+      [201, 201, 429],
+    );
+    assert.deepEqual(
+      responses.map((r) => r.headers.get('x-ratelimit-limit')),
+      ['2', '2', '2'],
+    );
+    assert.deepEqual(
+      responses.map((r) => r.headers.get('x-ratelimit-remaining')),
+      ['1', '0', '0'],
+    );
     assert.equal(responses[2]!.headers.get('retry-after'), null);
     const resetMs = Number(responses[2]!.headers.get('x-ratelimit-reset')) * 1000;
     assert.ok(resetMs > Date.now() && resetMs <= Date.now() + 1_000);
     assert.equal(attributesOf('known-1').n, 1);
-    const cohortCall = await post(`/partners/${partner.name}/cohorts`, { partner_api_key: partner.partnerApiKey, client_secret: 'import-key', cohort_id: 'c', name: 'n', created_at: TIME });
+    const cohortCall = await post(`/partners/${partner.name}/cohorts`, {
+      partner_api_key: partner.partnerApiKey,
+      client_secret: 'import-key',
+      cohort_id: 'c',
+      name: 'n',
+      created_at: TIME,
+    });
     assert.equal(cohortCall.status, 201, 'partner endpoints are outside the /users/track limit');
     await new Promise((r) => setTimeout(r, resetMs - Date.now() + 20));
     assert.equal((await track({ attributes: [{ external_id: 'known-1', n: 9 }] })).status, 201);
-    const state = (await (await fetch(`${braze.url}/_sandbox/state`)).json()) as { trackWindows: { windowMs: number; granted: number[]; rejected: number[] } };
+    const state = (await (await fetch(`${braze.url}/_sandbox/state`)).json()) as {
+      trackWindows: { windowMs: number; granted: number[]; rejected: number[] };
+    };
     assert.deepEqual(state.trackWindows.granted, [2, 1], 'requests granted per window, the refused one not counted');
     assert.deepEqual(state.trackWindows.rejected, [1, 0], 'the refused one counted in its own window');
     assert.equal(state.trackWindows.windowMs, 1_000);
@@ -242,7 +302,17 @@ describe('data points (legacy rules)', () => {
 
   test('identifiers and flags are free; inc, a whole-array set and null cost 1; nested objects 1 per key; a purchase 1 whatever its properties', async () => {
     await track({
-      attributes: [{ external_id: 'known-1', _update_existing_only: true, _merge_objects: true, visits: { inc: 1 }, tags: ['a', 'b'], plan: null, address: { city: 'Paris', geo: { lat: 1, lon: 2 } } }],
+      attributes: [
+        {
+          external_id: 'known-1',
+          _update_existing_only: true,
+          _merge_objects: true,
+          visits: { inc: 1 },
+          tags: ['a', 'b'],
+          plan: null,
+          address: { city: 'Paris', geo: { lat: 1, lon: 2 } },
+        },
+      ],
       purchases: [{ external_id: 'known-1', product_id: 'p', currency: 'EUR', price: 1, properties: { color: 'red' } }],
     });
     assert.deepEqual(braze.control.dataPoints(), { total: 7, byKind: { increment: 1, attribute: 2, nested_key: 3, purchase: 1 } });
@@ -251,11 +321,17 @@ describe('data points (legacy rules)', () => {
 
 describe('identity endpoints', () => {
   test('export/ids returns profiles (limited to fields_to_export) and invalid ids; more than 50 ids → 400', async () => {
-    await track({ attributes: [{ external_id: 'known-1', plan: 'gold' }], events: [{ external_id: 'known-1', name: 'opened', time: TIME }] });
+    await track({
+      attributes: [{ external_id: 'known-1', plan: 'gold' }],
+      events: [{ external_id: 'known-1', name: 'opened', time: TIME }],
+    });
     const response = await post('/users/export/ids', { external_ids: ['known-1', 'missing'] });
     assert.equal(response.status, 201);
     const [user] = response.body.users as Array<Record<string, unknown>>;
-    assert.deepEqual([user?.external_id, user?.custom_attributes, user?.custom_events], ['known-1', { plan: 'gold' }, [{ name: 'opened', first: TIME, last: TIME, count: 1 }]]);
+    assert.deepEqual(
+      [user?.external_id, user?.custom_attributes, user?.custom_events],
+      ['known-1', { plan: 'gold' }, [{ name: 'opened', first: TIME, last: TIME, count: 1 }]],
+    );
     assert.match(String(user?.braze_id), /^[0-9a-f]{24}$/);
     assert.deepEqual(response.body.invalid_user_ids, ['missing']);
     const limited = await post('/users/export/ids', { external_ids: ['known-1'], fields_to_export: ['external_id', 'custom_attributes'] });
@@ -277,7 +353,10 @@ describe('identity endpoints', () => {
     assert.equal(response.status, 201);
     assert.deepEqual(braze.control.user('known-1')?.aliases, [{ alias_name: 'amp-1', alias_label: label }]);
     assert.equal(braze.control.user('nobody'), undefined);
-    assert.deepEqual([...braze.control.users()].filter((p) => !p.identified && p.aliases.length > 0).map((p) => p.aliases[0]?.alias_name), ['amp-anon']);
+    assert.deepEqual(
+      [...braze.control.users()].filter((p) => !p.identified && p.aliases.length > 0).map((p) => p.aliases[0]?.alias_name),
+      ['amp-anon'],
+    );
   });
 
   test('identify merges exclusive fields into the known user, or gives the alias the external_id; same label → no merge', async () => {
@@ -300,14 +379,24 @@ describe('identity endpoints', () => {
     });
     assert.equal(response.status, 201);
     assert.deepEqual(attributesOf('known-1'), { plan: 'known-plan', only_on_alias: true });
-    assert.deepEqual(braze.control.user('known-1')?.aliases.map((a) => a.alias_name), ['a1']);
+    assert.deepEqual(
+      braze.control.user('known-1')?.aliases.map((a) => a.alias_name),
+      ['a1'],
+    );
     assert.equal(attributesOf('brand-new').x, 1);
     assert.equal(attributesOf('known-2').y, undefined, 'known-2 already has an amplitude_id alias');
   });
 
   test('merge (202) folds one user into another; delete removes users and is free', async () => {
-    await track({ attributes: [{ external_id: 'known-1', a: 1 }, { external_id: 'known-2', b: 2 }] });
-    const merged = await post('/users/merge', { merge_updates: [{ identifier_to_merge: { external_id: 'known-2' }, identifier_to_keep: { external_id: 'known-1' } }] });
+    await track({
+      attributes: [
+        { external_id: 'known-1', a: 1 },
+        { external_id: 'known-2', b: 2 },
+      ],
+    });
+    const merged = await post('/users/merge', {
+      merge_updates: [{ identifier_to_merge: { external_id: 'known-2' }, identifier_to_keep: { external_id: 'known-1' } }],
+    });
     assert.equal(merged.status, 202);
     assert.deepEqual(attributesOf('known-1'), { a: 1, b: 2 });
     assert.equal(braze.control.user('known-2'), undefined);
@@ -323,8 +412,10 @@ describe('identity endpoints', () => {
 describe('partner cohorts', () => {
   const base = { partner_api_key: partner.partnerApiKey, client_secret: 'import-key' };
   const cohortsPath = `/partners/${partner.name}/cohorts`;
-  const createCohort = (cohortId: string, name = 'Power users') => post(cohortsPath, { ...base, cohort_id: cohortId, name, created_at: TIME });
-  const changeUsers = (cohortId: string, cohortChanges: unknown[]) => post(`${cohortsPath}/users`, { ...base, cohort_id: cohortId, cohort_changes: cohortChanges });
+  const createCohort = (cohortId: string, name = 'Power users') =>
+    post(cohortsPath, { ...base, cohort_id: cohortId, name, created_at: TIME });
+  const changeUsers = (cohortId: string, cohortChanges: unknown[]) =>
+    post(`${cohortsPath}/users`, { ...base, cohort_id: cohortId, cohort_changes: cohortChanges });
 
   test('create, rename, add and remove existing users only; never creates users; billed per assignment', async () => {
     assert.equal((await createCohort('c1')).status, 201);
@@ -350,11 +441,17 @@ describe('partner cohorts', () => {
 
   test('more than 1,000 ids → 400; unknown cohort → 400; wrong keys → 401; missing fields → 400 with the documented messages', async () => {
     await createCohort('c1');
-    const tooMany = await changeUsers('c1', [{ user_ids: Array.from({ length: 600 }, (_, i) => `u${i}`) }, { device_ids: Array.from({ length: 401 }, (_, i) => `d${i}`), should_remove: true }]);
+    const tooMany = await changeUsers('c1', [
+      { user_ids: Array.from({ length: 600 }, (_, i) => `u${i}`) },
+      { device_ids: Array.from({ length: 401 }, (_, i) => `d${i}`), should_remove: true },
+    ]);
     assert.deepEqual([tooMany.status, tooMany.body.message], [400, 'Only 1,000 user_ids, device_ids, and aliases are allowed per request']);
     assert.equal((await changeUsers('nope', [{ user_ids: ['known-1'] }])).status, 400);
     assert.equal((await post(cohortsPath, { ...base, client_secret: 'wrong', cohort_id: 'c2', name: 'n', created_at: TIME })).status, 401);
-    assert.equal((await post(cohortsPath, { ...base, partner_api_key: 'wrong', cohort_id: 'c2', name: 'n', created_at: TIME })).status, 401);
+    assert.equal(
+      (await post(cohortsPath, { ...base, partner_api_key: 'wrong', cohort_id: 'c2', name: 'n', created_at: TIME })).status,
+      401,
+    );
     const missingName = await post(cohortsPath, { ...base, cohort_id: 'c3', name: '', created_at: TIME });
     assert.deepEqual([missingName.status, missingName.body.message], [400, 'name must be a non-empty string']);
     const badTime = await post(cohortsPath, { ...base, cohort_id: 'c3', name: 'n', created_at: 'yesterday' });
@@ -389,7 +486,10 @@ describe('fault injection, inspection and reset', () => {
   });
 
   test('429 bursts over HTTP control apply nothing; the rate limit and reset are controllable over HTTP', async () => {
-    await fetch(`${braze.url}/_sandbox/faults`, { method: 'POST', body: JSON.stringify({ rateLimitBurstEvery: 2, rateLimitBurstLength: 1 }) });
+    await fetch(`${braze.url}/_sandbox/faults`, {
+      method: 'POST',
+      body: JSON.stringify({ rateLimitBurstEvery: 2, rateLimitBurstLength: 1 }),
+    });
     const statuses = [];
     for (let i = 0; i < 4; i++) statuses.push((await track({ attributes: [{ external_id: 'known-1', n: i }] })).status);
     assert.deepEqual(statuses, [201, 429, 201, 429]);
@@ -411,8 +511,13 @@ describe('fault injection, inspection and reset', () => {
       for (let i = 0; i < 100_000; i++) yield { external_id: `seed-${i}` };
     }
     await withSandbox({ initialUsers: seed() }, async (large) => {
-      await postTo(large.url, '/users/track', { attributes: [{ external_id: 'seed-7', plan: 'gold' }, { external_id: 'extra', plan: 'gold' }] });
-      assert.equal((await (await fetch(`${large.url}/_sandbox/state`)).json() as { users: number }).users, 100_001);
+      await postTo(large.url, '/users/track', {
+        attributes: [
+          { external_id: 'seed-7', plan: 'gold' },
+          { external_id: 'extra', plan: 'gold' },
+        ],
+      });
+      assert.equal(((await (await fetch(`${large.url}/_sandbox/state`)).json()) as { users: number }).users, 100_001);
       large.control.reset();
       assert.equal([...large.control.users()].length, 100_000);
       assert.equal(large.control.user('seed-7')?.customAttributes, undefined);

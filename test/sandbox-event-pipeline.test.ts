@@ -22,7 +22,11 @@ const HOUR = Date.UTC(2026, 2, 10, 9);
 const amplitudes: AmplitudeSandbox[] = [];
 after(() => Promise.all(amplitudes.map((sandbox) => sandbox.close())));
 
-async function startAmplitude(datasetOptions: Partial<DatasetOptions> = {}, options: Partial<AmplitudeSandboxOptions> = {}, dataset?: Dataset) {
+async function startAmplitude(
+  datasetOptions: Partial<DatasetOptions> = {},
+  options: Partial<AmplitudeSandboxOptions> = {},
+  dataset?: Dataset,
+) {
   const sandbox = await startAmplitudeSandbox({
     apiKey: API_KEY,
     secretKey: SECRET,
@@ -30,7 +34,16 @@ async function startAmplitude(datasetOptions: Partial<DatasetOptions> = {}, opti
     ...options,
   });
   amplitudes.push(sandbox);
-  return { sandbox, client: new AmplitudeClient({ apiKey: API_KEY, secretKey: SECRET, apiUrl: sandbox.url, profileApiUrl: sandbox.url, ingestUrl: sandbox.url }) };
+  return {
+    sandbox,
+    client: new AmplitudeClient({
+      apiKey: API_KEY,
+      secretKey: SECRET,
+      apiUrl: sandbox.url,
+      profileApiUrl: sandbox.url,
+      ingestUrl: sandbox.url,
+    }),
+  };
 }
 
 /** `YYYYMMDDTHH` for the Export API. */
@@ -40,7 +53,9 @@ function exportHour(ms: number): string {
 }
 
 function getExport(sandbox: AmplitudeSandbox, query: string): Promise<Response> {
-  return fetch(`${sandbox.url}/api/2/export?${query}`, { headers: { authorization: `Basic ${Buffer.from(`${API_KEY}:${SECRET}`).toString('base64')}` } });
+  return fetch(`${sandbox.url}/api/2/export?${query}`, {
+    headers: { authorization: `Basic ${Buffer.from(`${API_KEY}:${SECRET}`).toString('base64')}` },
+  });
 }
 
 function fetchExport(sandbox: AmplitudeSandbox, start: number, end = start): Promise<Response> {
@@ -66,24 +81,52 @@ describe('Amplitude Export API, for an event pipeline', () => {
     const names = Object.keys(files);
     const parts = Math.ceil(expected.length / 1_000);
     assert.ok(parts > 2, `${expected.length} events`);
-    assert.deepEqual(names, Array.from({ length: parts }, (_, part) => `${dataset.appId}/${dataset.appId}_2026-03-10_9#${part}.json.gz`));
-    const linesPerFile = names.map((name) => strFromU8(gunzipSync(files[name] ?? new Uint8Array())).trimEnd().split('\n').length);
+    assert.deepEqual(
+      names,
+      Array.from({ length: parts }, (_, part) => `${dataset.appId}/${dataset.appId}_2026-03-10_9#${part}.json.gz`),
+    );
+    const linesPerFile = names.map(
+      (name) =>
+        strFromU8(gunzipSync(files[name] ?? new Uint8Array()))
+          .trimEnd()
+          .split('\n').length,
+    );
     assert.deepEqual(linesPerFile, [...Array.from({ length: parts - 1 }, () => 1_000), expected.length - (parts - 1) * 1_000]);
     const lines = await exportedLines(client, HOUR);
     assert.deepEqual(lines, JSON.parse(JSON.stringify(expected)));
-    for (const field of ['library', 'platform', 'session_id', 'event_id', 'client_event_time', 'server_received_time', 'processed_time', 'user_properties']) {
-      assert.ok(lines.every((line) => field in line), field);
+    for (const field of [
+      'library',
+      'platform',
+      'session_id',
+      'event_id',
+      'client_event_time',
+      'server_received_time',
+      'processed_time',
+      'user_properties',
+    ]) {
+      assert.ok(
+        lines.every((line) => field in line),
+        field,
+      );
     }
   });
 
   test('several hours stream one after the other, hours without events leave no file', async () => {
     const { sandbox, client } = await startAmplitude({ now: HOUR + HOUR_MS + 30 * 60_000 });
-    const files = Object.keys(unzipSync(new Uint8Array(await (await fetchExport(sandbox, HOUR - HOUR_MS, HOUR + 5 * HOUR_MS)).arrayBuffer())));
-    assert.deepEqual(files.map((name) => name.replace(/^\d+\/\d+_/, '')), ['2026-03-10_8#0.json.gz', '2026-03-10_9#0.json.gz', '2026-03-10_10#0.json.gz']);
+    const files = Object.keys(
+      unzipSync(new Uint8Array(await (await fetchExport(sandbox, HOUR - HOUR_MS, HOUR + 5 * HOUR_MS)).arrayBuffer())),
+    );
+    assert.deepEqual(
+      files.map((name) => name.replace(/^\d+\/\d+_/, '')),
+      ['2026-03-10_8#0.json.gz', '2026-03-10_9#0.json.gz', '2026-03-10_10#0.json.gz'],
+    );
     const dataset = sandbox.control.dataset;
     const lines = [];
     for await (const line of client.exportEvents(new Date(HOUR - HOUR_MS), new Date(HOUR + 5 * HOUR_MS))) lines.push(line.$insert_id);
-    assert.deepEqual(lines, [HOUR - HOUR_MS, HOUR, HOUR + HOUR_MS].flatMap((hour) => [...dataset.eventsInHour(hour)].map((event) => event.$insert_id)));
+    assert.deepEqual(
+      lines,
+      [HOUR - HOUR_MS, HOUR, HOUR + HOUR_MS].flatMap((hour) => [...dataset.eventsInHour(hour)].map((event) => event.$insert_id)),
+    );
   });
 
   test('the zip is generated as the client reads it, not ahead of it', async () => {
@@ -154,10 +197,20 @@ describe('Amplitude Export API, for an event pipeline', () => {
       library: 'Braze',
       event_properties: { campaign_id: 'c-1' },
     };
-    const newcomer = { event_type: '[Appboy] Email Opened', user_id: 'braze-only-user', insert_id: 'currents-open-2', library: 'Braze', user_properties: { plan: 'trial' } };
+    const newcomer = {
+      event_type: '[Appboy] Email Opened',
+      user_id: 'braze-only-user',
+      insert_id: 'currents-open-2',
+      library: 'Braze',
+      user_properties: { plan: 'trial' },
+    };
     const viaHttpApi = await postJson(`${sandbox.url}/2/httpapi`, { api_key: API_KEY, events: [currents, newcomer] });
     const { server_upload_time: receivedAt } = (await viaHttpApi.json()) as { server_upload_time: number };
-    assert.equal((await postJson(`${sandbox.url}/batch`, { api_key: API_KEY, events: [{ event_type: 'Song Played', device_id: 'device-batch-1' }] })).status, 200);
+    assert.equal(
+      (await postJson(`${sandbox.url}/batch`, { api_key: API_KEY, events: [{ event_type: 'Song Played', device_id: 'device-batch-1' }] }))
+        .status,
+      200,
+    );
     const hour = Math.floor(receivedAt / HOUR_MS) * HOUR_MS;
 
     const lines = sandbox.control.exportedEvents(hour);
@@ -177,7 +230,10 @@ describe('Amplitude Export API, for an event pipeline', () => {
     assert.ok(fromNewcomer.amplitude_id >= dataset.firstUnusedAmplitudeId);
 
     const summary = (await (await fetch(`${sandbox.url}/_sandbox/export/${exportHour(hour)}?events=1`)).json()) as Record<string, unknown>;
-    assert.deepEqual([summary.count, summary.fromDataset, summary.ingested], [dataset.countEventsInHour(hour) + 3, dataset.countEventsInHour(hour), 3]);
+    assert.deepEqual(
+      [summary.count, summary.fromDataset, summary.ingested],
+      [dataset.countEventsInHour(hour) + 3, dataset.countEventsInHour(hour), 3],
+    );
     assert.deepEqual(summary.events, JSON.parse(JSON.stringify([...sandbox.control.exportedEvents(hour)])));
     assert.ok(!('events' in ((await (await fetch(`${sandbox.url}/_sandbox/export/${exportHour(hour)}`)).json()) as object)));
     assert.equal((await fetch(`${sandbox.url}/_sandbox/export/2026-03-10`)).status, 400);
@@ -200,10 +256,15 @@ describe('Braze event log and data points', () => {
   beforeEach(() => braze.control.reset());
 
   const track = async (body: unknown) => {
-    const response = await fetch(`${braze.url}/users/track`, { method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const response = await fetch(`${braze.url}/users/track`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
     return { status: response.status, body: (await response.json()) as { errors?: Array<{ type: string; index: number }> } };
   };
-  const loggedEvents = async (query = '') => ((await (await fetch(`${braze.url}/_sandbox/events${query}`)).json()) as { events: LoggedEvent[] }).events;
+  const loggedEvents = async (query = '') =>
+    ((await (await fetch(`${braze.url}/_sandbox/events${query}`)).json()) as { events: LoggedEvent[] }).events;
 
   test('every recorded custom event is logged as sent, with its stored time; filters by name and external_id', async () => {
     const alias = { alias_name: 'amp-42', alias_label: 'amplitude_id' };
@@ -218,16 +279,25 @@ describe('Braze event log and data points', () => {
       ],
     });
     const events = await loggedEvents();
-    assert.deepEqual(events.map(({ time: _, ...event }) => event), [
-      { external_id: 'known-1', name: 'Song Played', properties: { genre: 'jazz', nested: { a: [1, 2] } }, app_id: 'app-1' },
-      { external_id: 'known-2', name: 'Song Played', properties: {} },
-      { user_alias: alias, name: 'Page Viewed', properties: {} },
-    ]);
+    assert.deepEqual(
+      events.map(({ time: _, ...event }) => event),
+      [
+        { external_id: 'known-1', name: 'Song Played', properties: { genre: 'jazz', nested: { a: [1, 2] } }, app_id: 'app-1' },
+        { external_id: 'known-2', name: 'Song Played', properties: {} },
+        { user_alias: alias, name: 'Page Viewed', properties: {} },
+      ],
+    );
     assert.equal(events[0]?.time, TIME);
     const clamped = Date.parse(events[1]?.time ?? '');
     assert.ok(clamped >= before && clamped <= Date.now(), 'a future time is stored as now');
-    assert.deepEqual((await loggedEvents('?name=Song%20Played')).map((event) => 'external_id' in event && event.external_id), ['known-1', 'known-2']);
-    assert.deepEqual((await loggedEvents('?external_id=known-1')).map((event) => event.name), ['Song Played']);
+    assert.deepEqual(
+      (await loggedEvents('?name=Song%20Played')).map((event) => 'external_id' in event && event.external_id),
+      ['known-1', 'known-2'],
+    );
+    assert.deepEqual(
+      (await loggedEvents('?external_id=known-1')).map((event) => event.name),
+      ['Song Played'],
+    );
     assert.deepEqual(await loggedEvents('?external_id=known-1&name=Page%20Viewed'), []);
     assert.deepEqual(braze.control.events({ name: 'Page Viewed' }), [events[2]]);
     braze.control.reset();
@@ -271,16 +341,31 @@ describe('Braze event log and data points', () => {
       ],
     });
     assert.equal(response.status, 201);
-    assert.deepEqual(response.body.errors?.map((error) => error.index), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    assert.deepEqual(
+      response.body.errors?.map((error) => error.index),
+      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+    );
     assert.match(response.body.errors?.[10]?.type ?? '', /100 KB/);
     const recorded = await loggedEvents();
-    assert.deepEqual(recorded.map((event) => [event.name, event.time]), [['braze-format', TIME], ['offset', TIME], ['date-only', TIME]]);
+    assert.deepEqual(
+      recorded.map((event) => [event.name, event.time]),
+      [
+        ['braze-format', TIME],
+        ['offset', TIME],
+        ['date-only', TIME],
+      ],
+    );
   });
 
   test('stays cheap at 100,000 events', async () => {
     const users = Array.from({ length: 1_000 }, (_, i) => `user-${i}`);
     const requests = Array.from({ length: Math.ceil(100_000 / 75) }, (_, request) => ({
-      events: Array.from({ length: 75 }, (_, i) => ({ external_id: users[(request * 75 + i) % users.length], name: `e${i % 5}`, time: TIME, properties: { n: i } })),
+      events: Array.from({ length: 75 }, (_, i) => ({
+        external_id: users[(request * 75 + i) % users.length],
+        name: `e${i % 5}`,
+        time: TIME,
+        properties: { n: i },
+      })),
     }));
     for (let next = 0; next < requests.length; next += 8) await Promise.all(requests.slice(next, next + 8).map(track));
     const all = braze.control.events();
@@ -288,7 +373,13 @@ describe('Braze event log and data points', () => {
     const started = performance.now();
     const filtered = users.slice(0, 200).map((user) => braze.control.events({ externalId: user, name: 'e1' }));
     assert.ok(performance.now() - started < 200, `${performance.now() - started} ms for 200 filtered reads`);
-    assert.deepEqual(filtered[7], all.filter((event) => 'external_id' in event && event.external_id === 'user-7' && event.name === 'e1'));
-    assert.equal((await loggedEvents('?external_id=user-7')).length, all.filter((event) => 'external_id' in event && event.external_id === 'user-7').length);
+    assert.deepEqual(
+      filtered[7],
+      all.filter((event) => 'external_id' in event && event.external_id === 'user-7' && event.name === 'e1'),
+    );
+    assert.equal(
+      (await loggedEvents('?external_id=user-7')).length,
+      all.filter((event) => 'external_id' in event && event.external_id === 'user-7').length,
+    );
   });
 });

@@ -30,7 +30,10 @@ forEachStore((kind) => {
     let afterKey = pageRange.afterKey;
     for (;;) {
       const options = { afterKey, throughKey: pageRange.throughKey, limit: 700 };
-      const { items, nextAfterKey } = kind === 'enter' ? await store.diffPage(runId, syncId, { ...options, kind }) : await store.diffPage(runId, syncId, { ...options, kind });
+      const { items, nextAfterKey } =
+        kind === 'enter'
+          ? await store.diffPage(runId, syncId, { ...options, kind })
+          : await store.diffPage(runId, syncId, { ...options, kind });
       keys.push(...items.map((item) => item.memberKey));
       if (nextAfterKey === undefined) return keys;
       afterKey = nextAfterKey;
@@ -76,7 +79,10 @@ forEachStore((kind) => {
     });
 
     void test('an empty diff plans no pages', async () => {
-      assert.deepEqual(await store.planPages('run-empty', 'sync-empty', 10), { enter: { changes: 0, pages: 0 }, leave: { changes: 0, pages: 0 } });
+      assert.deepEqual(await store.planPages('run-empty', 'sync-empty', 10), {
+        enter: { changes: 0, pages: 0 },
+        leave: { changes: 0, pages: 0 },
+      });
       assert.equal(await store.plannedPage('run-empty', 'enter', 0), undefined);
     });
   });
@@ -91,7 +97,12 @@ forEachStore((kind) => {
       assert.deepEqual(await store.requestOutcomeTotals('run-sent', 'enter:'), { requests: 2, accepted: 0, rejected: 0, dataPoints: 8 });
       assert.equal(await store.dataPointsOnDay('2025-07-01', 'sync-sent'), 8);
 
-      const sent = { ...pending, snapshot: { added: ['ext:a', 'ext:b'] }, rejected: [{ memberKey: 'ext:c', reason: 'Invalid external_id' }], dataPoints: 2 };
+      const sent = {
+        ...pending,
+        snapshot: { added: ['ext:a', 'ext:b'] },
+        rejected: [{ memberKey: 'ext:c', reason: 'Invalid external_id' }],
+        dataPoints: 2,
+      };
       const refused = { ...pending, requestKey: 'enter:0|ext:x@1#0', snapshot: {}, rejected: [], dataPoints: 0 }; // e.g. a 429
       assert.deepEqual(await store.recordSentRequests([sent, refused]), [true, true]);
       assert.deepEqual(await store.recordSentRequests([sent]), [false], 'a retried attempt adds nothing');
@@ -110,9 +121,16 @@ forEachStore((kind) => {
       const request = { syncId: 'sync-sent-race', runId: 'run-sent-race', requestKey: 'enter:0|ext:a#0', day: '2025-07-02', dataPoints: 1 };
       await store.recordRequestsSending([{ ...request, dataPoints: 2 }]);
       const sent = { ...request, snapshot: { added: ['ext:a'] }, rejected: [] };
-      const recorded = (await runStoreProcesses(env, range(3).map(() => ({ task: 'sent' as const, request: sent })))) as boolean[];
+      const recorded = (await runStoreProcesses(
+        env,
+        range(3).map(() => ({ task: 'sent' as const, request: sent })),
+      )) as boolean[];
       assert.deepEqual([...recorded].sort(), [false, false, true]);
-      assert.equal(await store.dataPointsOnDay('2025-07-02', 'sync-sent-race'), 1, 'the actual cost replaced the one counted before sending');
+      assert.equal(
+        await store.dataPointsOnDay('2025-07-02', 'sync-sent-race'),
+        1,
+        'the actual cost replaced the one counted before sending',
+      );
       assert.deepEqual(await store.requestOutcomeTotals('run-sent-race', ''), { requests: 1, accepted: 1, rejected: 0, dataPoints: 1 });
     });
   });
@@ -128,13 +146,24 @@ forEachStore((kind) => {
         workflowId: 'wf-a',
         expiresAtMs: 11_000,
       });
-      assert.deepEqual(await store.claimSyncLease({ ...claim, holder: 'run-a', workflowId: 'wf-a', nowMs: 10_900 }), { held: true }, 'renewed');
-      assert.equal((await store.claimSyncLease({ ...claim, holder: 'run-b', workflowId: 'wf-b', nowMs: 11_500 })).held, false, 'renewal extended it');
+      assert.deepEqual(
+        await store.claimSyncLease({ ...claim, holder: 'run-a', workflowId: 'wf-a', nowMs: 10_900 }),
+        { held: true },
+        'renewed',
+      );
+      assert.equal(
+        (await store.claimSyncLease({ ...claim, holder: 'run-b', workflowId: 'wf-b', nowMs: 11_500 })).held,
+        false,
+        'renewal extended it',
+      );
       await store.releaseSyncLease('sync-lease', 'run-b'); // not the holder: no effect
       assert.equal((await store.claimSyncLease({ ...claim, holder: 'run-b', workflowId: 'wf-b', nowMs: 11_600 })).held, false);
       await store.releaseSyncLease('sync-lease', 'run-a');
       assert.deepEqual(await store.claimSyncLease({ ...claim, holder: 'run-b', workflowId: 'wf-b', nowMs: 11_700 }), { held: true });
-      assert.equal((await store.claimSyncLease({ ...claim, syncId: 'sync-other', holder: 'run-c', workflowId: 'wf-c', nowMs: 11_700 })).held, true);
+      assert.equal(
+        (await store.claimSyncLease({ ...claim, syncId: 'sync-other', holder: 'run-c', workflowId: 'wf-c', nowMs: 11_700 })).held,
+        true,
+      );
     });
 
     void test('an expired lease is taken over, and its old holder is fenced off', async () => {
@@ -150,12 +179,22 @@ forEachStore((kind) => {
     });
 
     void test('claimants racing for a free lease: exactly one wins', async () => {
-      const results = await Promise.all(range(8).map((index) => store.claimSyncLease({ ...claim, syncId: 'sync-race', holder: `run-${index}`, workflowId: `wf-${index}`, nowMs: 5 })));
+      const results = await Promise.all(
+        range(8).map((index) =>
+          store.claimSyncLease({ ...claim, syncId: 'sync-race', holder: `run-${index}`, workflowId: `wf-${index}`, nowMs: 5 }),
+        ),
+      );
       assert.equal(results.filter((result) => result.held).length, 1);
     });
 
     void test('worker processes racing for a free lease: exactly one wins', async () => {
-      const claimOf = (index: number) => ({ ...claim, syncId: 'sync-process-race', holder: `run-${index}`, workflowId: `wf-${index}`, nowMs: 5 });
+      const claimOf = (index: number) => ({
+        ...claim,
+        syncId: 'sync-process-race',
+        holder: `run-${index}`,
+        workflowId: `wf-${index}`,
+        nowMs: 5,
+      });
       const tasks = range(4).map((index) => ({ task: 'lease' as const, claim: claimOf(index) }));
       const held = (await runStoreProcesses(env, tasks)) as boolean[];
       assert.equal(held.filter(Boolean).length, 1);

@@ -10,7 +10,10 @@ import { forEachStore, openFreshStore } from './helpers/stores.js';
 
 const HOUR = 3_600_000;
 const eventKey = (index: number) => `insert:${String(index).padStart(6, '0')}`;
-const event = (index: number): StagedEvent => ({ eventKey: eventKey(index), body: { name: 'Song Played', time: new Date(index * 1000).toISOString(), n: index } });
+const event = (index: number): StagedEvent => ({
+  eventKey: eventKey(index),
+  body: { name: 'Song Played', time: new Date(index * 1000).toISOString(), n: index },
+});
 const range = (count: number) => Array.from({ length: count }, (_, index) => index);
 
 forEachStore((kind) => {
@@ -36,9 +39,17 @@ forEachStore((kind) => {
   describe('activity index', () => {
     test('keeps each user’s latest event by event time, whatever order hours are processed in', async () => {
       const checkpoint = { rowsConsumed: 1, bytesConsumed: 0 };
-      await store.stageEvents('hour-2', { events: [], activity: [{ userKey: 'user_id:a', lastEventMs: 2 * HOUR, properties: { plan: 'premium' } }] }, checkpoint);
+      await store.stageEvents(
+        'hour-2',
+        { events: [], activity: [{ userKey: 'user_id:a', lastEventMs: 2 * HOUR, properties: { plan: 'premium' } }] },
+        checkpoint,
+      );
       // An earlier hour processed late (a backfill) must not overwrite the newer values.
-      await store.stageEvents('hour-1', { events: [], activity: [{ userKey: 'user_id:a', lastEventMs: 1 * HOUR, properties: { plan: 'free' } }] }, checkpoint);
+      await store.stageEvents(
+        'hour-1',
+        { events: [], activity: [{ userKey: 'user_id:a', lastEventMs: 1 * HOUR, properties: { plan: 'free' } }] },
+        checkpoint,
+      );
       await store.stageEvents(
         'hour-3',
         {
@@ -82,9 +93,15 @@ forEachStore((kind) => {
     test('plans pages of the events not sent yet, and a page reads only what is still unsent', async () => {
       await store.stageEvents('run-1', { events: range(10).map(event), activity: [] }, { rowsConsumed: 10, bytesConsumed: 0 });
       // Staged again (a retried attempt): the first body wins, nothing doubles.
-      await store.stageEvents('run-1', { events: [{ eventKey: eventKey(0), body: { name: 'other' } }], activity: [] }, { rowsConsumed: 10, bytesConsumed: 0 });
+      await store.stageEvents(
+        'run-1',
+        { events: [{ eventKey: eventKey(0), body: { name: 'other' } }], activity: [] },
+        { rowsConsumed: 10, bytesConsumed: 0 },
+      );
       assert.equal(await store.stagedEventCount('run-1'), 10);
-      const [claimed] = await store.claimEvents([{ runId: 'earlier', requestKey: 'event:0|x@1#0', eventKeys: [eventKey(1), eventKey(2)], nowMs: 1 }]);
+      const [claimed] = await store.claimEvents([
+        { runId: 'earlier', requestKey: 'event:0|x@1#0', eventKeys: [eventKey(1), eventKey(2)], nowMs: 1 },
+      ]);
       assert.deepEqual(claimed, [eventKey(1), eventKey(2)]);
 
       assert.deepEqual(await store.planEventPages('run-1', 3), { events: 8, pages: 3 });
@@ -94,7 +111,14 @@ forEachStore((kind) => {
         assert.ok(pageRange);
         pages.push((await store.unsentEvents('run-1', { ...pageRange, limit: 100 })).items.map((item) => item.eventKey));
       }
-      assert.deepEqual(pages, [[0, 3, 4], [5, 6, 7], [8, 9]].map((page) => page.map(eventKey)));
+      assert.deepEqual(
+        pages,
+        [
+          [0, 3, 4],
+          [5, 6, 7],
+          [8, 9],
+        ].map((page) => page.map(eventKey)),
+      );
       assert.equal(await store.plannedPage('run-1', 'event', 3), undefined);
       const [first] = (await store.unsentEvents('run-1', { limit: 1 })).items;
       assert.deepEqual(first, event(0));
@@ -113,14 +137,18 @@ forEachStore((kind) => {
       assert.equal(await store.unconfirmedEventCount('run-1'), 1);
       await store.releaseEventClaims('run-1', 'event:0|b@1#0');
       assert.equal(await store.unconfirmedEventCount('run-1'), 0);
-      assert.deepEqual(await store.claimEvents([{ runId: 'run-2', requestKey: 'event:0|c@1#0', eventKeys: [eventKey(4)], nowMs: 20 }]), [[eventKey(4)]]);
+      assert.deepEqual(await store.claimEvents([{ runId: 'run-2', requestKey: 'event:0|c@1#0', eventKeys: [eventKey(4)], nowMs: 20 }]), [
+        [eventKey(4)],
+      ]);
     });
 
     test('the ledger is pruned by age, a bounded batch at a time; staging is cleared with the run', async () => {
       assert.equal(await store.pruneSentEvents(15, 2), 2);
       assert.equal(await store.pruneSentEvents(15, 2), 2);
       assert.equal(await store.pruneSentEvents(15, 2), 0);
-      assert.deepEqual(await store.claimEvents([{ runId: 'run-3', requestKey: 'k', eventKeys: [eventKey(0), eventKey(4)], nowMs: 30 }]), [[eventKey(0)]]);
+      assert.deepEqual(await store.claimEvents([{ runId: 'run-3', requestKey: 'k', eventKeys: [eventKey(0), eventKey(4)], nowMs: 30 }]), [
+        [eventKey(0)],
+      ]);
       await store.clearStaging('run-1');
       assert.equal(await store.stagedEventCount('run-1'), 0);
       assert.equal(await store.plannedPage('run-1', 'event', 0), undefined);

@@ -12,9 +12,13 @@ const HOUR = 3_600_000;
 const WORKSPACE = 'braze-workspace:ab12cd';
 const OTHER_WORKSPACE = 'braze-workspace:ef34gh';
 const userKey = (index: number) => `user_id:u${String(index).padStart(4, '0')}`;
-const change = (index: number): StagedTraitChange => ({ userKey: userKey(index), changes: { plan: 'premium', seats: index, churned: null } });
+const change = (index: number): StagedTraitChange => ({
+  userKey: userKey(index),
+  changes: { plan: 'premium', seats: index, churned: null },
+});
 const range = (count: number) => Array.from({ length: count }, (_, index) => index);
-const snapshotsOf = (snapshots: Map<string, Map<string, string>>) => Object.fromEntries([...snapshots].map(([key, values]) => [key, Object.fromEntries(values)]));
+const snapshotsOf = (snapshots: Map<string, Map<string, string>>) =>
+  Object.fromEntries([...snapshots].map(([key, values]) => [key, Object.fromEntries(values)]));
 
 forEachStore((kind) => {
   let store: StateStore;
@@ -51,7 +55,10 @@ forEachStore((kind) => {
         assert.ok(pageRange);
         pages.push((await store.stagedTraitChanges('traits-1', { ...pageRange, limit: 100 })).items.map((item) => item.userKey));
       }
-      assert.deepEqual(pages, [[0, 1, 2], [3, 4, 5], [6]].map((page) => page.map(userKey)));
+      assert.deepEqual(
+        pages,
+        [[0, 1, 2], [3, 4, 5], [6]].map((page) => page.map(userKey)),
+      );
       assert.equal(await store.plannedPage('traits-1', 'trait', 3), undefined);
       assert.deepEqual(await store.plannedPage('traits-1', 'trait', 1), { afterKey: userKey(2), throughKey: userKey(5) });
 
@@ -110,7 +117,9 @@ forEachStore((kind) => {
         'user_id:b': { plan: '"free"', seats: '4' },
       };
       assert.deepEqual(snapshotsOf(await store.attributeSnapshots(WORKSPACE, ['user_id:a', 'user_id:b', 'user_id:c'])), expected);
-      assert.deepEqual(snapshotsOf(await store.attributeSnapshots(OTHER_WORKSPACE, ['user_id:a', 'user_id:b'])), { 'user_id:a': { churned: 'false' } });
+      assert.deepEqual(snapshotsOf(await store.attributeSnapshots(OTHER_WORKSPACE, ['user_id:a', 'user_id:b'])), {
+        'user_id:a': { churned: 'false' },
+      });
       assert.deepEqual(await store.requestOutcomeTotals('traits-2', 'trait:'), { requests: 1, accepted: 2, rejected: 0, dataPoints: 4 });
 
       // Recorded again (a retried attempt) with other values: nothing changes.
@@ -132,7 +141,11 @@ forEachStore((kind) => {
           set: [{ memberKey: 'user_id:c', attribute: 'plan', value: '"premium"' }],
           unset: [{ memberKey: 'user_id:b', attribute: 'seats' }],
         }),
-        request('trait:1|c@1#0', { scope: WORKSPACE, set: [{ memberKey: 'user_id:b', attribute: 'seats', value: '5' }], unset: [{ memberKey: 'user_id:a', attribute: 'plan' }] }),
+        request('trait:1|c@1#0', {
+          scope: WORKSPACE,
+          set: [{ memberKey: 'user_id:b', attribute: 'seats', value: '5' }],
+          unset: [{ memberKey: 'user_id:a', attribute: 'plan' }],
+        }),
       ]);
       assert.deepEqual(results, [true, true, true]);
       assert.deepEqual(snapshotsOf(await store.attributeSnapshots(WORKSPACE, ['user_id:a', 'user_id:b', 'user_id:c'])), {

@@ -18,11 +18,17 @@ import { forEachStore, openFreshStore, openStoreFrom } from './helpers/stores.js
 
 const key = (index: number) => `ext:user-${String(index).padStart(6, '0')}`;
 const range = (count: number) => Array.from({ length: count }, (_, index) => index);
-const member = (index: number): StagedMember => ({ memberKey: key(index), amplitudeId: String(1_000_000 + index), userId: `user-${index}` });
+const member = (index: number): StagedMember => ({
+  memberKey: key(index),
+  amplitudeId: String(1_000_000 + index),
+  userId: `user-${index}`,
+});
 const probeTable = 'CREATE TABLE migration_probe (id INTEGER PRIMARY KEY)';
 const probeMigration = { version: 1_000, name: 'test table', sql: probeTable, postgres: probeTable };
 
-async function collectPages<T extends { memberKey: string }>(fetch: (afterKey: string | undefined) => Promise<{ items: T[]; nextAfterKey: string | undefined }>) {
+async function collectPages<T extends { memberKey: string }>(
+  fetch: (afterKey: string | undefined) => Promise<{ items: T[]; nextAfterKey: string | undefined }>,
+) {
   const items: T[] = [];
   let afterKey: string | undefined;
   do {
@@ -66,7 +72,10 @@ describe('SQLite migrations', () => {
   void test('refuse an out-of-order list', () => {
     const db = new Database(':memory:');
     try {
-      assert.throws(() => applyMigrations(db, [...MIGRATIONS, { version: 0, name: 'late', sql: '', postgres: '' }]), /increasing version order/);
+      assert.throws(
+        () => applyMigrations(db, [...MIGRATIONS, { version: 0, name: 'late', sql: '', postgres: '' }]),
+        /increasing version order/,
+      );
     } finally {
       db.close();
     }
@@ -78,7 +87,10 @@ describe('PostgreSQL migrations', () => {
     const url = await createTestDatabase();
     const stores = await Promise.all(range(10).map(() => openStoreFrom({ STATE_STORE_URL: url })));
     try {
-      assert.deepEqual(await Promise.all(stores.map((store) => store.schemaVersion())), range(10).map(() => MIGRATIONS.at(-1)?.version));
+      assert.deepEqual(
+        await Promise.all(stores.map((store) => store.schemaVersion())),
+        range(10).map(() => MIGRATIONS.at(-1)?.version),
+      );
     } finally {
       await Promise.all(stores.map((store) => store.close()));
     }
@@ -87,7 +99,10 @@ describe('PostgreSQL migrations', () => {
       const { rows } = await pool.query<{ version: number; n: string }>(
         'SELECT version, count(*) AS n FROM schema_migrations GROUP BY version ORDER BY version',
       );
-      assert.deepEqual(rows.map((row) => [row.version, Number(row.n)]), MIGRATIONS.map((migration) => [migration.version, 1]));
+      assert.deepEqual(
+        rows.map((row) => [row.version, Number(row.n)]),
+        MIGRATIONS.map((migration) => [migration.version, 1]),
+      );
     } finally {
       await pool.end();
     }
@@ -142,11 +157,22 @@ describe('PostgreSQL under contention', () => {
     try {
       const runIds = (worker: number) => range(12).map((i) => `s${worker}-${i}`);
       const reservations = range(4).map((worker) => ({ task: 'reserve' as const, month: '2025-08', limit: 30, runIds: runIds(worker) }));
-      const limiters = range(2).map(() => ({ task: 'limiter' as const, key: 'serializable', limit: { requests: 10, windowMs: 100 }, amounts: [3, 3, 3] }));
+      const limiters = range(2).map(() => ({
+        task: 'limiter' as const,
+        key: 'serializable',
+        limit: { requests: 10, windowMs: 100 },
+        amounts: [3, 3, 3],
+      }));
       const [a, b, c, d, ...grants] = await runStoreProcesses(env, [...reservations, ...limiters]);
-      assert.equal([a, b, c, d].reduce((sum: number, won) => sum + (won as number), 0), 30);
+      assert.equal(
+        [a, b, c, d].reduce((sum: number, won) => sum + (won as number), 0),
+        30,
+      );
       assert.equal(await store.cohortDownloadsInMonth('2025-08'), 30);
-      assert.equal((grants as [number, number][][]).flat().reduce((sum, [, granted]) => sum + granted, 0), 18);
+      assert.equal(
+        (grants as [number, number][][]).flat().reduce((sum, [, granted]) => sum + granted, 0),
+        18,
+      );
     } finally {
       await store.close();
     }
@@ -193,7 +219,11 @@ forEachStore((kind) => {
       assert.deepEqual(items, [member(99), { ...member(100), props: { retried: true } }, { ...member(101), props: { retried: true } }]);
 
       // A chunk larger than one transaction still lands whole, with its checkpoint.
-      await store.stageChunk('run-stage', range(12_000).map((index) => member(1_000 + index)), { rowsConsumed: 12_150, bytesConsumed: 500_000 });
+      await store.stageChunk(
+        'run-stage',
+        range(12_000).map((index) => member(1_000 + index)),
+        { rowsConsumed: 12_150, bytesConsumed: 500_000 },
+      );
       assert.equal(await store.stagedCount('run-stage'), 12_150);
 
       await store.clearStaging('run-stage');
@@ -272,7 +302,13 @@ forEachStore((kind) => {
     void test('the run ledger finds the last successful run with its source version', async () => {
       assert.equal(await store.lastSuccessfulRun('sync-runs'), undefined);
       await store.startRun({ runId: 'r1', syncId: 'sync-runs', kind: 'cohort', startedAt: new Date('2025-03-01T00:00:00Z') });
-      await store.finishRun({ runId: 'r1', status: 'succeeded', finishedAt: new Date('2025-03-01T00:05:00Z'), stats: { entered: 10 }, sourceVersion: 'lc-1' });
+      await store.finishRun({
+        runId: 'r1',
+        status: 'succeeded',
+        finishedAt: new Date('2025-03-01T00:05:00Z'),
+        stats: { entered: 10 },
+        sourceVersion: 'lc-1',
+      });
       await store.startRun({ runId: 'r2', syncId: 'sync-runs', kind: 'cohort', startedAt: new Date('2025-03-02T00:00:00Z') });
       await store.finishRun({ runId: 'r2', status: 'failed', finishedAt: new Date('2025-03-02T00:01:00Z'), stats: { error: 'boom' } });
       await store.startRun({ runId: 'r3', syncId: 'sync-runs', kind: 'cohort', startedAt: new Date('2025-03-03T00:00:00Z') });
@@ -299,7 +335,10 @@ forEachStore((kind) => {
         ],
       );
       assert.equal((await store.recentRuns({ limit: 1 }))[0]?.runId, 'r3');
-      await assert.rejects(store.finishRun({ runId: 'never-started', status: 'succeeded', finishedAt: new Date(), stats: {} }), /never started/);
+      await assert.rejects(
+        store.finishRun({ runId: 'never-started', status: 'succeeded', finishedAt: new Date(), stats: {} }),
+        /never started/,
+      );
     });
 
     void test('data points count once per run page', async () => {
@@ -325,7 +364,10 @@ forEachStore((kind) => {
       // The run that already holds a reservation keeps it even at the limit.
       assert.deepEqual(await store.reserveCohortDownload({ month, limit: 2, cohortId: 'c2', runId: 'q2' }), { ok: true, used: 2 });
       assert.equal(await store.cohortDownloadsInMonth(month), 2);
-      assert.deepEqual(await store.reserveCohortDownload({ month: '2025-05', limit: 2, cohortId: 'c3', runId: 'q3' }), { ok: true, used: 1 });
+      assert.deepEqual(await store.reserveCohortDownload({ month: '2025-05', limit: 2, cohortId: 'c3', runId: 'q3' }), {
+        ok: true,
+        used: 1,
+      });
     });
 
     void test('failures keep the vendor reason per member and count by reason', async () => {
@@ -401,7 +443,10 @@ forEachStore((kind) => {
     void test('a request outcome recorded by two processes at once counts once', async () => {
       const { store, env } = await openFreshStore(kind);
       try {
-        const recorded = await runStoreProcesses(env, range(3).map(() => ({ task: 'outcome' as const, runId: 'run-o', requestKey: 'enter:0:0' })));
+        const recorded = await runStoreProcesses(
+          env,
+          range(3).map(() => ({ task: 'outcome' as const, runId: 'run-o', requestKey: 'enter:0:0' })),
+        );
         assert.deepEqual([...recorded].sort(), [false, false, true]);
         assert.deepEqual(await store.requestOutcomeTotals('run-o', 'enter:'), { requests: 1, accepted: 3, rejected: 1, dataPoints: 4 });
       } finally {

@@ -55,7 +55,12 @@ forEachStore((kind) => {
     taskQueue = uniqueTaskQueue('sync-lease');
     env = await connectTestEnvironment();
     // A slow export keeps the first run busy long enough for the second to find it in progress.
-    sandboxes = await startSandboxes({ seed: 23, users: 2_000, dataset: { brazeKnownFraction: 1 }, amplitude: { exportJobDurationMs: 1_500 } });
+    sandboxes = await startSandboxes({
+      seed: 23,
+      users: 2_000,
+      dataset: { brazeKnownFraction: 1 },
+      amplitude: { exportJobDurationMs: 1_500 },
+    });
     context = await createWorkerContext(loadConfig({ ...sandboxes.env, ...(await kind.freshEnv()) }));
     worker = await createTestWorker(env, { taskQueue, activities: createActivities(context) });
     workerRun = worker.run();
@@ -72,9 +77,16 @@ forEachStore((kind) => {
   test('a schedule and a manual start racing: one run sends, the other sends nothing and names it', async () => {
     const attributeName = 'raced_cohorts';
     const [pointsBefore, downloadsBefore] = [brazeDataPoints(), downloads()];
-    const schedule = await scheduleCohortSync(env.client, { cohortId: COHORT, attributeName }, { cadence: 'daily', taskQueue, paused: true });
+    const schedule = await scheduleCohortSync(
+      env.client,
+      { cohortId: COHORT, attributeName },
+      { cadence: 'daily', taskQueue, paused: true },
+    );
     try {
-      const [, manual] = await Promise.all([schedule.trigger(), startCohortSync(env.client, { cohortId: COHORT, attributeName }, { taskQueue })]);
+      const [, manual] = await Promise.all([
+        schedule.trigger(),
+        startCohortSync(env.client, { cohortId: COHORT, attributeName }, { taskQueue }),
+      ]);
       const [scheduled, manualResult] = await Promise.all([scheduledRunResult(schedule.scheduleId), manual.result()]);
       assert.notEqual(scheduled.workflowId, manual.workflowId, 'the schedule appended a timestamp to the id');
 
@@ -102,8 +114,13 @@ forEachStore((kind) => {
     const [pointsBefore, downloadsBefore] = [brazeDataPoints(), downloads()];
     const first = await startCohortSync(env.client, { cohortId: COHORT, attributeName }, { taskQueue });
     // The first run holds the lease once it is exporting (the export takes 1.5 s).
-    for (let i = 0; i < 100 && (await getSyncProgress(env.client, first.workflowId).catch(() => undefined))?.phase !== 'exporting'; i++) await sleep(50);
-    const second = await startCohortSync(env.client, { cohortId: COHORT, attributeName, ifRunning: 'wait' }, { taskQueue, workflowId: `${first.workflowId}-manual` });
+    for (let i = 0; i < 100 && (await getSyncProgress(env.client, first.workflowId).catch(() => undefined))?.phase !== 'exporting'; i++)
+      await sleep(50);
+    const second = await startCohortSync(
+      env.client,
+      { cohortId: COHORT, attributeName, ifRunning: 'wait' },
+      { taskQueue, workflowId: `${first.workflowId}-manual` },
+    );
     const [firstResult, secondResult] = await Promise.all([first.result(), second.result()]);
     assert.equal(firstResult.added, identifiedMembers(attributeName));
     assert.equal(secondResult.runInProgress, undefined);
@@ -114,7 +131,11 @@ forEachStore((kind) => {
 
   test('`ampbraze cohort status` finds the newest run, also when a schedule started it', async () => {
     const attributeName = 'status_cohorts';
-    const schedule = await scheduleCohortSync(env.client, { cohortId: COHORT, attributeName }, { cadence: 'daily', taskQueue, paused: true });
+    const schedule = await scheduleCohortSync(
+      env.client,
+      { cohortId: COHORT, attributeName },
+      { cadence: 'daily', taskQueue, paused: true },
+    );
     try {
       await schedule.trigger();
       const { workflowId, result } = await scheduledRunResult(schedule.scheduleId);
@@ -122,7 +143,10 @@ forEachStore((kind) => {
       let status = { code: null as number | null, stdout: '', stderr: '' };
       // Visibility is eventually consistent: the run shows up in listings a moment after it started.
       for (let i = 0; i < 50 && !status.stdout.includes(workflowId); i++) {
-        status = await ampbraze(['cohort', 'status', COHORT, '--attribute', attributeName], { TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_TASK_QUEUE: taskQueue });
+        status = await ampbraze(['cohort', 'status', COHORT, '--attribute', attributeName], {
+          TEMPORAL_ADDRESS: testServerAddress(),
+          TEMPORAL_TASK_QUEUE: taskQueue,
+        });
         if (!status.stdout.includes(workflowId)) await sleep(200);
       }
       assert.equal(status.code, 0, status.stderr);

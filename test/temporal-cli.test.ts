@@ -21,7 +21,10 @@ test('TEMPORAL_CLI_PATH wins over PATH', async () => {
 });
 
 test('a TEMPORAL_CLI_PATH that is not executable is an error, not a silent fallback', async () => {
-  await assert.rejects(resolveTemporalCli({ env: { TEMPORAL_CLI_PATH: '/nonexistent/temporal' }, install: false }), TemporalCliNotFoundError);
+  await assert.rejects(
+    resolveTemporalCli({ env: { TEMPORAL_CLI_PATH: '/nonexistent/temporal' }, install: false }),
+    TemporalCliNotFoundError,
+  );
 });
 
 test('`temporal` on PATH is found', async () => {

@@ -170,39 +170,64 @@ async function deleteSchedule(scheduleId: string): Promise<void> {
     });
 }
 
-test('a schedule created and triggered in the Web UI as the README says syncs the cohort into Braze', { timeout: 10 * UI_TIMEOUT_MS }, async () => {
-  const expected = expectedMembers(sandboxes, COHORT);
-  assert.ok(expected.size > 0, 'the cohort has identified members');
-  assert.equal(brazeMembers(sandboxes, COHORT).size, 0, 'nobody is in the cohort in Braze before the scheduled run');
-  try {
-    let workflowId = '';
-    await inBrowser(async (page) => {
-      await createScheduleInUi(page, { scheduleId: SCHEDULE_ID, workflowType: 'cohortSync', workflowId: WORKFLOW_ID, input: { cohortId: COHORT } });
-      workflowId = await triggerInUi(page, SCHEDULE_ID, WORKFLOW_ID);
-    });
-    const result = await env.client.workflow.getHandle<typeof cohortSync>(workflowId).result();
-    assert.deepEqual(brazeMembers(sandboxes, COHORT), expected);
-    assert.deepEqual([result.added, result.removed, result.failed, result.amplitudeDownloads], [expected.size, 0, 0, 1]);
-    assert.equal(result.dataPoints, sandboxes.braze.control.dataPoints().total);
-  } finally {
-    await deleteSchedule(SCHEDULE_ID);
-  }
-});
+test(
+  'a schedule created and triggered in the Web UI as the README says syncs the cohort into Braze',
+  { timeout: 10 * UI_TIMEOUT_MS },
+  async () => {
+    const expected = expectedMembers(sandboxes, COHORT);
+    assert.ok(expected.size > 0, 'the cohort has identified members');
+    assert.equal(brazeMembers(sandboxes, COHORT).size, 0, 'nobody is in the cohort in Braze before the scheduled run');
+    try {
+      let workflowId = '';
+      await inBrowser(async (page) => {
+        await createScheduleInUi(page, {
+          scheduleId: SCHEDULE_ID,
+          workflowType: 'cohortSync',
+          workflowId: WORKFLOW_ID,
+          input: { cohortId: COHORT },
+        });
+        workflowId = await triggerInUi(page, SCHEDULE_ID, WORKFLOW_ID);
+      });
+      const result = await env.client.workflow.getHandle<typeof cohortSync>(workflowId).result();
+      assert.deepEqual(brazeMembers(sandboxes, COHORT), expected);
+      assert.deepEqual([result.added, result.removed, result.failed, result.amplitudeDownloads], [expected.size, 0, 0, 1]);
+      assert.equal(result.dataPoints, sandboxes.braze.control.dataPoints().total);
+    } finally {
+      await deleteSchedule(SCHEDULE_ID);
+    }
+  },
+);
 
-test('the hourly event schedule created in the Web UI as the README says streams its hour into Braze', { timeout: 10 * UI_TIMEOUT_MS }, async () => {
-  const input = { eventTypes: ['Purchase Completed'] };
-  const pointsBefore = sandboxes.braze.control.dataPoints().total;
-  try {
-    let workflowId = '';
-    await inBrowser(async (page) => {
-      await createScheduleInUi(page, { scheduleId: EVENT_SCHEDULE_ID, workflowType: 'eventSync', workflowId: 'event-sync', input, bufferAll: true });
-      workflowId = await triggerInUi(page, EVENT_SCHEDULE_ID, 'event-sync');
-    });
-    const result = await env.client.workflow.getHandle<typeof eventSync>(workflowId).result();
-    const expected = [...sandboxes.dataset.eventsInHour(exportHourStart(result.hour)!)].filter((e) => e.user_id && e.event_type === 'Purchase Completed');
-    assert.equal(result.forwarded, expected.length);
-    assert.equal(sandboxes.braze.control.dataPoints().total - pointsBefore, expected.length, 'one data point per event, counted by Braze');
-  } finally {
-    await deleteSchedule(EVENT_SCHEDULE_ID);
-  }
-});
+test(
+  'the hourly event schedule created in the Web UI as the README says streams its hour into Braze',
+  { timeout: 10 * UI_TIMEOUT_MS },
+  async () => {
+    const input = { eventTypes: ['Purchase Completed'] };
+    const pointsBefore = sandboxes.braze.control.dataPoints().total;
+    try {
+      let workflowId = '';
+      await inBrowser(async (page) => {
+        await createScheduleInUi(page, {
+          scheduleId: EVENT_SCHEDULE_ID,
+          workflowType: 'eventSync',
+          workflowId: 'event-sync',
+          input,
+          bufferAll: true,
+        });
+        workflowId = await triggerInUi(page, EVENT_SCHEDULE_ID, 'event-sync');
+      });
+      const result = await env.client.workflow.getHandle<typeof eventSync>(workflowId).result();
+      const expected = [...sandboxes.dataset.eventsInHour(exportHourStart(result.hour)!)].filter(
+        (e) => e.user_id && e.event_type === 'Purchase Completed',
+      );
+      assert.equal(result.forwarded, expected.length);
+      assert.equal(
+        sandboxes.braze.control.dataPoints().total - pointsBefore,
+        expected.length,
+        'one data point per event, counted by Braze',
+      );
+    } finally {
+      await deleteSchedule(EVENT_SCHEDULE_ID);
+    }
+  },
+);

@@ -23,20 +23,34 @@ const DAY_HOURS = 24;
 describe('trait sync: refused before anything is read', () => {
   test('a standard profile field fails the run at once, naming it and the ways out (also typed into the Temporal UI)', async () => {
     await assert.rejects(startTraitSync(h.env.client, { properties: ['email'] }, { taskQueue: h.taskQueue }), InvalidInputError);
-    const handle = await h.env.client.workflow.start<typeof traitSync>('traitSync', { taskQueue: h.taskQueue, workflowId: `trait-bad-${Date.now()}`, args: [{ properties: ['plan', 'email'] }] });
+    const handle = await h.env.client.workflow.start<typeof traitSync>('traitSync', {
+      taskQueue: h.taskQueue,
+      workflowId: `trait-bad-${Date.now()}`,
+      args: [{ properties: ['plan', 'email'] }],
+    });
     await assert.rejects(handle.result(), (error: unknown) => {
       assert.ok(error instanceof WorkflowFailedError);
-      assert.match(String(error.cause?.message), /Invalid traitSync input:\n {2}properties: "email" is a Braze standard profile field: prefix the attributes/);
+      assert.match(
+        String(error.cause?.message),
+        /Invalid traitSync input:\n {2}properties: "email" is a Braze standard profile field: prefix the attributes/,
+      );
       return true;
     });
   });
 
   test('an activity index no event sync has fed fails the run, saying how to start ingestion', async () => {
     await h.withOwnWorker({}, async (ownQueue) => {
-      const handle = await startTraitSync(h.env.client, { properties: ['plan'] }, { taskQueue: ownQueue, workflowId: `trait-stale-${Date.now()}` });
+      const handle = await startTraitSync(
+        h.env.client,
+        { properties: ['plan'] },
+        { taskQueue: ownQueue, workflowId: `trait-stale-${Date.now()}` },
+      );
       await assert.rejects(handle.result(), (error: unknown) => {
         assert.ok(error instanceof WorkflowFailedError);
-        assert.match(String(error.cause?.message), /The activity index is stale \(no event sync has fed it yet.*"ampbraze events schedule"/s);
+        assert.match(
+          String(error.cause?.message),
+          /The activity index is stale \(no event sync has fed it yet.*"ampbraze events schedule"/s,
+        );
         return true;
       });
     });
@@ -48,7 +62,9 @@ describe('trait sync: the window, and what Braze would not take', () => {
     await h.ingest(hoursAgo(10 * DAY_HOURS));
     const weekAgo = Date.now() - 7 * DAY_HOURS * 3_600_000;
     const outside = (await h.indexedUsers()).filter((user) => user.lastEventMs < weekAgo);
-    const away = [...(await h.identifiedUsers()).entries()].filter(([userId]) => outside.some((user) => user.userKey === `user_id:${userId}`));
+    const away = [...(await h.identifiedUsers()).entries()].filter(([userId]) =>
+      outside.some((user) => user.userKey === `user_id:${userId}`),
+    );
     assert.ok(away.length > 0, 'some users were last active 10 days ago');
     const input = { name: 'window', properties: ['plan'], attributePrefix: 'window_', windowDays: 7 };
     const first = await h.sync(input);
@@ -69,16 +85,30 @@ describe('trait sync: the window, and what Braze would not take', () => {
     await h.changeProperties(longUser, { ...longProperties, plan: 'x'.repeat(300) });
     h.sandboxes.braze.control.setBlockedExternalIds([blockedUser]);
     try {
-      const result = await h.sync({ name: 'rejects', properties: ['plan', 'level'], attributePrefix: 'rejects_', types: { rejects_level: 'boolean' } });
+      const result = await h.sync({
+        name: 'rejects',
+        properties: ['plan', 'level'],
+        attributePrefix: 'rejects_',
+        types: { rejects_level: 'boolean' },
+      });
       assert.equal(result.skipReasons['"rejects_plan" is a string over 255 characters'], 1);
-      assert.equal(result.skipReasons["\"rejects_level\" is a number where the sync's type is boolean"], result.users, 'every level is a number');
+      assert.equal(
+        result.skipReasons['"rejects_level" is a number where the sync\'s type is boolean'],
+        result.users,
+        'every level is a number',
+      );
       assert.deepEqual(result.failureReasons, { 'provided external_id is blacklisted and disallowed': 1 });
       assert.equal(h.brazeAttributes(longUser)?.rejects_plan, undefined, 'the over-long value is not cut and sent');
       assert.equal(h.brazeAttributes(blockedUser)?.rejects_plan, undefined);
     } finally {
       h.sandboxes.braze.control.setBlockedExternalIds([]);
     }
-    const retried = await h.sync({ name: 'rejects', properties: ['plan', 'level'], attributePrefix: 'rejects_', types: { rejects_level: 'boolean' } });
+    const retried = await h.sync({
+      name: 'rejects',
+      properties: ['plan', 'level'],
+      attributePrefix: 'rejects_',
+      types: { rejects_level: 'boolean' },
+    });
     assert.deepEqual([retried.written, retried.failed], [1, 0], 'the user Braze refused is sent again next run, and only they');
   });
 });
@@ -88,7 +118,18 @@ describe('trait sync from the Temporal CLI and ampbraze, as the README shows it'
 
   test('`temporal workflow start` with the input as JSON', async () => {
     const workflowId = `trait-sync-cli-${Date.now()}`;
-    await temporal('workflow', 'start', '--task-queue', h.taskQueue, '--type', 'traitSync', '--workflow-id', workflowId, '--input', '{"name":"cli","properties":["plan","ltv"],"attributePrefix":"cli_"}');
+    await temporal(
+      'workflow',
+      'start',
+      '--task-queue',
+      h.taskQueue,
+      '--type',
+      'traitSync',
+      '--workflow-id',
+      workflowId,
+      '--input',
+      '{"name":"cli","properties":["plan","ltv"],"attributePrefix":"cli_"}',
+    );
     const result = await h.env.client.workflow.getHandle<typeof traitSync>(workflowId).result();
     assert.ok(result.written > 0 && result.failed === 0);
     assert.equal(result.written, result.created + result.updated, 'a new attribute for every user with a value Braze takes');
@@ -100,7 +141,10 @@ describe('trait sync from the Temporal CLI and ampbraze, as the README shows it'
     const synced = await ampbraze(['traits', 'sync', ...flags, '--wait'], cliEnv());
     assert.equal(synced.code, 0, synced.stderr);
     assert.match(synced.stdout, /^Started trait-sync-cli2$/m);
-    const counts = new RegExp(`^Done, trait-sync-cli2: ${users.size} users in the window \\((\\d+) new, (\\d+) updated, 0 unchanged\\)`, 'm').exec(synced.stdout);
+    const counts = new RegExp(
+      `^Done, trait-sync-cli2: ${users.size} users in the window \\((\\d+) new, (\\d+) updated, 0 unchanged\\)`,
+      'm',
+    ).exec(synced.stdout);
     assert.ok(counts, synced.stdout);
     assert.equal(Number(counts[1]) + Number(counts[2]), users.size, 'every user gets the new attributes');
     const status = await ampbraze(['traits', 'status', ...flags], cliEnv());
@@ -111,7 +155,10 @@ describe('trait sync from the Temporal CLI and ampbraze, as the README shows it'
   });
 
   test('`traits schedule` creates a daily schedule pinned to a time, skipping overlapping runs', async () => {
-    const created = await ampbraze(['traits', 'schedule', '--properties', 'plan', '--name', 'nightly', '--cadence', 'daily', '--at', '04:30'], cliEnv());
+    const created = await ampbraze(
+      ['traits', 'schedule', '--properties', 'plan', '--name', 'nightly', '--cadence', 'daily', '--at', '04:30'],
+      cliEnv(),
+    );
     assert.equal(created.code, 0, created.stderr);
     const schedule = h.env.client.schedule.getHandle('trait-sync-nightly-schedule');
     try {

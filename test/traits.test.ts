@@ -26,12 +26,22 @@ describe('trait sync input', () => {
 
   test('identifiers are never attributes, and two properties may not write one attribute', () => {
     assert.match(problems({ properties: ['external_id'], standardFields: true }), /"external_id" is a Braze identifier/);
-    assert.match(problems({ properties: ['plan', 'tier'], rename: { tier: 'plan' } }), /"plan" and "tier" would both write the attribute "plan"/);
+    assert.match(
+      problems({ properties: ['plan', 'tier'], rename: { tier: 'plan' } }),
+      /"plan" and "tier" would both write the attribute "plan"/,
+    );
   });
 
   test('every field problem is named: no properties, unknown rename and type keys, unknown fields', () => {
-    const message = problems({ properties: [], rename: { nope: 'x' }, types: { missing: 'number' }, windowDays: 0, extra: true } as unknown as TraitSyncInput);
-    for (const field of ['properties', 'rename.nope', 'types.missing', 'windowDays', '(input)']) assert.match(message, new RegExp(`^  ${field.replace(/[.()]/g, '\\$&')}:`, 'm'));
+    const message = problems({
+      properties: [],
+      rename: { nope: 'x' },
+      types: { missing: 'number' },
+      windowDays: 0,
+      extra: true,
+    } as unknown as TraitSyncInput);
+    for (const field of ['properties', 'rename.nope', 'types.missing', 'windowDays', '(input)'])
+      assert.match(message, new RegExp(`^  ${field.replace(/[.()]/g, '\\$&')}:`, 'm'));
   });
 
   test('the sync id is stable for the same selection in any order, and follows a name', () => {
@@ -72,7 +82,8 @@ describe('Amplitude values as Braze values', () => {
 
 describe('changes against the snapshot', () => {
   const sync = selection({ properties: ['plan', 'seats', 'bio'], types: { seats: 'number' } });
-  const sent = (values: Record<string, unknown>) => new Map(Object.entries(values).map(([attribute, value]) => [attribute, snapshotValue(value as never)]));
+  const sent = (values: Record<string, unknown>) =>
+    new Map(Object.entries(values).map(([attribute, value]) => [attribute, snapshotValue(value as never)]));
 
   test('a first write sends every value; an unchanged user sends nothing', () => {
     const desired = desiredAttributes({ plan: 'pro', seats: '3', other: 'ignored' }, sync);
@@ -84,7 +95,9 @@ describe('changes against the snapshot', () => {
     const desired = desiredAttributes({ plan: 'team' }, sync);
     assert.deepEqual(attributeChanges(desired, sent({ plan: 'pro', seats: 3 }), sync), { plan: 'team', seats: null });
     const keeping = selection({ properties: ['plan', 'seats'], onMissing: 'keep' });
-    assert.deepEqual(attributeChanges(desiredAttributes({ plan: 'team' }, keeping), sent({ plan: 'pro', seats: 3 }), keeping), { plan: 'team' });
+    assert.deepEqual(attributeChanges(desiredAttributes({ plan: 'team' }, keeping), sent({ plan: 'pro', seats: 3 }), keeping), {
+      plan: 'team',
+    });
   });
 
   test('a value Braze would reject is reported and leaves the attribute as it is (never unset)', () => {
@@ -99,7 +112,10 @@ describe('changes against the snapshot', () => {
 });
 
 describe('attribute requests', () => {
-  const changes = Array.from({ length: 80 }, (_, i) => ({ userKey: `user_id:u${i}`, changes: { plan: 'pro', seats: i % 2 === 0 ? null : i } }));
+  const changes = Array.from({ length: 80 }, (_, i) => ({
+    userKey: `user_id:u${i}`,
+    changes: { plan: 'pro', seats: i % 2 === 0 ? null : i },
+  }));
 
   test('objects by external_id that create users, at most the object limit per request, priced one point per write', () => {
     const requests = traitPageRequests(changes, 75);

@@ -44,9 +44,21 @@ after(async () => {
 });
 
 /** The real worker entry point, as its own process. */
-function startWorkerProcess(taskQueue: string, storeEnv: StoreEnv, vendors: Sandboxes = sandboxes, extraEnv: Record<string, string> = {}): ChildProcess {
+function startWorkerProcess(
+  taskQueue: string,
+  storeEnv: StoreEnv,
+  vendors: Sandboxes = sandboxes,
+  extraEnv: Record<string, string> = {},
+): ChildProcess {
   const worker = spawn(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'src', 'worker.ts')], {
-    env: { ...process.env, ...vendors.env, TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_TASK_QUEUE: taskQueue, ...storeEnv, ...extraEnv },
+    env: {
+      ...process.env,
+      ...vendors.env,
+      TEMPORAL_ADDRESS: testServerAddress(),
+      TEMPORAL_TASK_QUEUE: taskQueue,
+      ...storeEnv,
+      ...extraEnv,
+    },
     stdio: 'ignore',
   });
   workers.push(worker);
@@ -83,13 +95,22 @@ test('killed mid-apply, another worker finishes: exact state, at most the pages 
   const minimumRequests = Math.ceil(expected.size / 75);
   const requestsPerPage = Math.ceil(PAGE_SIZE / 75);
   const sent = sandboxes.braze.control.requestCounts()['POST /users/track'] ?? 0;
-  assert.ok(sent <= minimumRequests + pagesInFlight * requestsPerPage, `sent ${sent} requests, ${minimumRequests} needed: at most the pages in flight again`);
+  assert.ok(
+    sent <= minimumRequests + pagesInFlight * requestsPerPage,
+    `sent ${sent} requests, ${minimumRequests} needed: at most the pages in flight again`,
+  );
   // Requests cut off by the kill were recorded before they went, so what Braze billed for them is counted too;
   // those recorded but not yet sent when it landed are counted as well (at most one per request in flight).
   const inFlightAtMost = pagesInFlight * 8;
   const billed = sandboxes.braze.control.dataPoints().total;
-  assert.ok(result.brazeRequests >= sent && result.brazeRequests - sent <= inFlightAtMost, `${result.brazeRequests} requests counted, ${sent} received`);
-  assert.ok(result.dataPoints >= billed && result.dataPoints - billed <= inFlightAtMost * 75, `${result.dataPoints} data points counted, ${billed} billed`);
+  assert.ok(
+    result.brazeRequests >= sent && result.brazeRequests - sent <= inFlightAtMost,
+    `${result.brazeRequests} requests counted, ${sent} received`,
+  );
+  assert.ok(
+    result.dataPoints >= billed && result.dataPoints - billed <= inFlightAtMost * 75,
+    `${result.dataPoints} data points counted, ${billed} billed`,
+  );
 });
 
 forEachStore((kind) => {
@@ -123,7 +144,10 @@ forEachStore((kind) => {
       const staging = await completedActivities<StagedCohort>(handle.workflowId, handle.firstExecutionRunId, 'stageCohortMembers');
       assert.equal(staging.length, 1);
       const { rows, resumedFromRow, staged, skipped } = staging[0]!;
-      assert.ok(resumedFromRow >= rowsAtKill && resumedFromRow < rows, `resumed at row ${resumedFromRow} of ${rows}, killed after ${rowsAtKill}`);
+      assert.ok(
+        resumedFromRow >= rowsAtKill && resumedFromRow < rows,
+        `resumed at row ${resumedFromRow} of ${rows}, killed after ${rowsAtKill}`,
+      );
       const expected = expectedMembers(slow, COHORT);
       assert.equal(staged, expected.size, 'each member staged once');
       assert.equal(staged + skipped, rows);
@@ -192,15 +216,24 @@ test('killed mid-export, another worker resumes the hour after the committed lin
 
     const [ingested] = await completedActivities<IngestedHour>(handle.workflowId, handle.firstExecutionRunId, 'ingestEventHour');
     assert.ok(ingested, 'the hour was ingested');
-    assert.ok(ingested.resumedFromLine >= linesAtKill && ingested.resumedFromLine < ingested.events, `resumed after line ${ingested.resumedFromLine} of ${ingested.events}, killed after ${linesAtKill}`);
+    assert.ok(
+      ingested.resumedFromLine >= linesAtKill && ingested.resumedFromLine < ingested.events,
+      `resumed after line ${ingested.resumedFromLine} of ${ingested.events}, killed after ${linesAtKill}`,
+    );
     const expected = busy.dataset.eventsInHour(exportHourStart(hour)!);
     const identified = [...expected].filter((event) => event.user_id);
     assert.equal(result.events, ingested.events);
     assert.equal(result.forwarded, identified.length);
     // Every identified event exactly once in Braze: the same multiset of (user, name, time, properties).
-    const signature = (who: string | undefined, name: string, time: string, properties: unknown) => `${who} ${name} ${time} ${JSON.stringify(properties ?? {})}`;
-    const sent = busy.braze.control.events().map((event) => signature('external_id' in event ? event.external_id : undefined, event.name, event.time, event.properties)).sort();
-    const wanted = identified.map((event) => signature(event.user_id!, event.event_type, amplitudeIso(event.event_time), event.event_properties)).sort();
+    const signature = (who: string | undefined, name: string, time: string, properties: unknown) =>
+      `${who} ${name} ${time} ${JSON.stringify(properties ?? {})}`;
+    const sent = busy.braze.control
+      .events()
+      .map((event) => signature('external_id' in event ? event.external_id : undefined, event.name, event.time, event.properties))
+      .sort();
+    const wanted = identified
+      .map((event) => signature(event.user_id!, event.event_type, amplitudeIso(event.event_time), event.event_properties))
+      .sort();
     assert.deepEqual(sent, wanted);
     assert.equal(busy.braze.control.dataPoints().total, result.dataPoints, 'one data point per event, counted once');
   } finally {

@@ -83,7 +83,13 @@ export async function cohortSync(input: CohortSyncInput, checkpoint?: CohortSync
   const totals: CohortSyncTotals = checkpoint?.totals ?? emptyTotals();
   const controls = budgetControls({ maxDataPoints: options.maxDataPoints, maxDataPointsPerDay: options.maxDataPointsPerDay });
   const { budgets } = controls;
-  const progress: CohortSyncProgress = { phase: 'preparing', cohortId: options.cohortId, page: checkpoint?.nextPage ?? 0, pagesTotal: 0, totals };
+  const progress: CohortSyncProgress = {
+    phase: 'preparing',
+    cohortId: options.cohortId,
+    page: checkpoint?.nextPage ?? 0,
+    pagesTotal: 0,
+    totals,
+  };
 
   setHandler(progressQuery, () => progress);
   upsertSearchAttributes([
@@ -139,7 +145,15 @@ export async function cohortSync(input: CohortSyncInput, checkpoint?: CohortSync
 
       progress.phase = 'planning';
       const plan = await quick.planCohortRun({ run, pageSize: options.pageSize });
-      state = { runId, cohortName: prepared.cohortName, sourceVersion: String(prepared.lastComputed), plan, skipReasons: staged.skipReasons, nextPage: 0, totals };
+      state = {
+        runId,
+        cohortName: prepared.cohortName,
+        sourceVersion: String(prepared.lastComputed),
+        plan,
+        skipReasons: staged.skipReasons,
+        nextPage: 0,
+        totals,
+      };
       if (options.dryRun) {
         const result = resultOf(options, syncId, prepared.cohortName, totals, { unchanged: false, plan, skipReasons: staged.skipReasons });
         return finish('dry_run', result);
@@ -151,7 +165,11 @@ export async function cohortSync(input: CohortSyncInput, checkpoint?: CohortSync
 
     await applyPlannedPages(state);
 
-    const result = resultOf(options, syncId, state.cohortName, totals, { unchanged: false, plan: state.plan, skipReasons: state.skipReasons });
+    const result = resultOf(options, syncId, state.cohortName, totals, {
+      unchanged: false,
+      plan: state.plan,
+      skipReasons: state.skipReasons,
+    });
     // With members Braze rejected or device ids still to look up, the source is not fully synced: the next run
     // must not skip the download.
     const complete = totals.failed === 0 && state.skipReasons[DEFERRED_DEVICE_LOOKUP] === undefined;

@@ -34,7 +34,11 @@ export const resumeSignal = defineSignal('resume');
 export function parseWorkflowInput<S extends z.ZodType>(schema: S, input: unknown, workflowType: string, failureType: string): z.output<S> {
   const parsed = schema.safeParse(input);
   if (parsed.success) return parsed.data;
-  throw ApplicationFailure.create({ type: failureType, nonRetryable: true, message: `Invalid ${workflowType} input:\n${describeInputProblems(parsed.error)}` });
+  throw ApplicationFailure.create({
+    type: failureType,
+    nonRetryable: true,
+    message: `Invalid ${workflowType} input:\n${describeInputProblems(parsed.error)}`,
+  });
 }
 
 /**
@@ -43,7 +47,12 @@ export function parseWorkflowInput<S extends z.ZodType>(schema: S, input: unknow
  * store. `nonRetryableErrorTypes` adds the kind's own failures to the ones every kind shares.
  */
 export function syncActivities<A extends object>(nonRetryableErrorTypes: readonly string[]) {
-  const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: ['VendorRejected', 'SyncLeaseLost', ...nonRetryableErrorTypes] };
+  const retry = {
+    initialInterval: '1s',
+    backoffCoefficient: 2,
+    maximumInterval: '1 minute',
+    nonRetryableErrorTypes: ['VendorRejected', 'SyncLeaseLost', ...nonRetryableErrorTypes],
+  };
   return {
     retry,
     quick: proxyActivities<A>({ startToCloseTimeout: '2 minutes', retry }),
@@ -93,7 +102,10 @@ export function budgetControls(initial: Budgets) {
       progress.pausedReason = `the next page costs ${outcome.pageDataPoints} data points, over the ${outcome.budget === 'day' ? 'daily' : 'run'} budget`;
       setCurrentDetails(`Paused: ${progress.pausedReason}. Raise the budget (update "setBudget") or signal "resume".`);
       const untilMidnight = outcome.budget === 'day' ? msUntilNextUtcDay() : undefined;
-      await condition(() => resumeOnce || before.maxDataPoints !== budgets.maxDataPoints || before.maxDataPointsPerDay !== budgets.maxDataPointsPerDay, untilMidnight ?? '3650 days');
+      await condition(
+        () => resumeOnce || before.maxDataPoints !== budgets.maxDataPoints || before.maxDataPointsPerDay !== budgets.maxDataPointsPerDay,
+        untilMidnight ?? '3650 days',
+      );
       progress.phase = 'applying';
       progress.pausedReason = undefined;
     },
@@ -143,7 +155,12 @@ export async function applyPages(window: PageWindow, controls: BudgetControls, p
   };
 
   for (;;) {
-    while (inFlight.size < window.pagesInFlight && refused.length === 0 && next < window.pageCount && !workflowInfo().continueAsNewSuggested) {
+    while (
+      inFlight.size < window.pagesInFlight &&
+      refused.length === 0 &&
+      next < window.pageCount &&
+      !workflowInfo().continueAsNewSuggested
+    ) {
       launch(next++);
     }
     if (inFlight.size > 0) {

@@ -80,7 +80,13 @@ export async function eventSync(input: EventSyncInput = {}, checkpoint?: EventSy
   const run: RunRef = { syncId, runId: checkpoint?.runId ?? `${syncId}/${workflowInfo().runId}`, workflowId: workflowInfo().workflowId };
   const totals: EventSyncTotals = checkpoint?.totals ?? { forwarded: 0, failed: 0, failureReasons: {}, dataPoints: 0, brazeRequests: 0 };
   const controls = budgetControls({ maxDataPoints: options.maxDataPoints, maxDataPointsPerDay: options.maxDataPointsPerDay });
-  const progress: EventSyncProgress = { phase: 'preparing', hour, page: checkpoint?.nextPage ?? 0, pagesTotal: checkpoint?.plan.pages ?? 0, totals };
+  const progress: EventSyncProgress = {
+    phase: 'preparing',
+    hour,
+    page: checkpoint?.nextPage ?? 0,
+    pagesTotal: checkpoint?.plan.pages ?? 0,
+    totals,
+  };
   setHandler(eventProgressQuery, () => progress);
   upsertSearchAttributes([
     { key: SYNC_KIND, value: 'event' },
@@ -127,12 +133,16 @@ export async function eventSync(input: EventSyncInput = {}, checkpoint?: EventSy
           pages.applyEventPage({
             run,
             page,
-            runBudgetRemaining: ignoreBudgets || controls.budgets.maxDataPoints === undefined ? undefined : controls.budgets.maxDataPoints - totals.dataPoints,
+            runBudgetRemaining:
+              ignoreBudgets || controls.budgets.maxDataPoints === undefined
+                ? undefined
+                : controls.budgets.maxDataPoints - totals.dataPoints,
             maxDataPointsPerDay: ignoreBudgets ? undefined : controls.budgets.maxDataPointsPerDay,
             inFlightDataPoints,
           }),
         applied: (_page, outcome) => addPage(outcome),
-        continueAsNew: (nextPage) => continueAsNew<typeof eventSync>({ ...input, hour, ...controls.defined() }, { ...current, nextPage, totals }),
+        continueAsNew: (nextPage) =>
+          continueAsNew<typeof eventSync>({ ...input, hour, ...controls.defined() }, { ...current, nextPage, totals }),
       },
       controls,
       progress,
@@ -143,7 +153,13 @@ export async function eventSync(input: EventSyncInput = {}, checkpoint?: EventSy
   async function finish(status: 'succeeded' | 'dry_run', state: EventSyncCheckpoint): Promise<EventSyncResult> {
     progress.phase = 'finishing';
     const { usersPruned } = await quick.pruneEventStore();
-    const result: EventSyncResult = { ...emptyResult(), ...resultOf(state.ingested), plan: state.plan, alreadySent: state.plan.alreadySent, usersPruned };
+    const result: EventSyncResult = {
+      ...emptyResult(),
+      ...resultOf(state.ingested),
+      plan: state.plan,
+      alreadySent: state.plan.alreadySent,
+      usersPruned,
+    };
     const { failed, failureReasons, unconfirmed } = await quick.finishEventRun({ run, status, sourceVersion: hour, stats: { ...result } });
     Object.assign(result, { failed, failureReasons, unconfirmed });
     progress.phase = 'done';
@@ -153,7 +169,16 @@ export async function eventSync(input: EventSyncInput = {}, checkpoint?: EventSy
   }
 
   function emptyResult(): EventSyncResult {
-    const nothing = { events: 0, usersActive: 0, skipped: 0, skipReasons: {}, droppedProperties: {}, alreadySent: 0, unconfirmed: 0, usersPruned: 0 };
+    const nothing = {
+      events: 0,
+      usersActive: 0,
+      skipped: 0,
+      skipReasons: {},
+      droppedProperties: {},
+      alreadySent: 0,
+      unconfirmed: 0,
+      usersPruned: 0,
+    };
     return { syncId, hour, dryRun: options.dryRun, ...nothing, ...totals };
   }
 
@@ -164,7 +189,9 @@ export async function eventSync(input: EventSyncInput = {}, checkpoint?: EventSy
     totals.brazeRequests += outcome.brazeRequests;
     progress.page += 1;
     upsertSearchAttributes([{ key: DATA_POINTS, value: totals.dataPoints }]);
-    setCurrentDetails(`Page ${progress.page} of ${progress.pagesTotal}: ${totals.forwarded} events forwarded, ${totals.failed} failed, ${totals.dataPoints} data points`);
+    setCurrentDetails(
+      `Page ${progress.page} of ${progress.pagesTotal}: ${totals.forwarded} events forwarded, ${totals.failed} failed, ${totals.dataPoints} data points`,
+    );
   }
 }
 
@@ -175,9 +202,17 @@ function hourToProcess(lagHours: number): string {
   return exportHourOf(nominalMs - lagHours * 3_600_000);
 }
 
-function resultOf(ingested: IngestedHour): Pick<EventSyncResult, 'events' | 'usersActive' | 'skipped' | 'skipReasons' | 'droppedProperties'> {
+function resultOf(
+  ingested: IngestedHour,
+): Pick<EventSyncResult, 'events' | 'usersActive' | 'skipped' | 'skipReasons' | 'droppedProperties'> {
   const skipped = Object.values(ingested.skipReasons).reduce((sum, n) => sum + n, 0);
-  return { events: ingested.events, usersActive: ingested.usersActive, skipped, skipReasons: ingested.skipReasons, droppedProperties: ingested.droppedProperties };
+  return {
+    events: ingested.events,
+    usersActive: ingested.usersActive,
+    skipped,
+    skipReasons: ingested.skipReasons,
+    droppedProperties: ingested.droppedProperties,
+  };
 }
 
 function describeResult(result: EventSyncResult): string {

@@ -70,7 +70,12 @@ export async function traitSync(input: TraitSyncInput, checkpoint?: TraitSyncChe
   const run: RunRef = { syncId, runId: checkpoint?.runId ?? `${syncId}/${workflowInfo().runId}`, workflowId: workflowInfo().workflowId };
   const totals: TraitSyncTotals = checkpoint?.totals ?? { written: 0, failed: 0, failureReasons: {}, dataPoints: 0, brazeRequests: 0 };
   const controls = budgetControls({ maxDataPoints: options.maxDataPoints, maxDataPointsPerDay: options.maxDataPointsPerDay });
-  const progress: TraitSyncProgress = { phase: 'preparing', page: checkpoint?.nextPage ?? 0, pagesTotal: checkpoint?.plan.pages ?? 0, totals };
+  const progress: TraitSyncProgress = {
+    phase: 'preparing',
+    page: checkpoint?.nextPage ?? 0,
+    pagesTotal: checkpoint?.plan.pages ?? 0,
+    totals,
+  };
   setHandler(traitProgressQuery, () => progress);
   upsertSearchAttributes([
     { key: SYNC_KIND, value: 'trait' },
@@ -100,7 +105,11 @@ export async function traitSync(input: TraitSyncInput, checkpoint?: TraitSyncChe
       progress.phase = 'staging';
       setCurrentDetails(`Reading the users active in the last ${options.windowDays} days and what changed for them`);
       const { properties, attributePrefix, rename, types, onMissing } = options;
-      const staged = await streaming.stageTraitChanges({ run, selection: { properties, attributePrefix, rename, types, onMissing }, windowDays: options.windowDays });
+      const staged = await streaming.stageTraitChanges({
+        run,
+        selection: { properties, attributePrefix, rename, types, onMissing },
+        windowDays: options.windowDays,
+      });
       progress.phase = 'planning';
       const plan = await quick.planTraitRun({ run, pageSize: options.pageSize, attributesPerUser: properties.length });
       state = { runId: run.runId, staged, plan, nextPage: 0, totals };
@@ -118,7 +127,10 @@ export async function traitSync(input: TraitSyncInput, checkpoint?: TraitSyncChe
           pages.applyTraitPage({
             run,
             page,
-            runBudgetRemaining: ignoreBudgets || controls.budgets.maxDataPoints === undefined ? undefined : controls.budgets.maxDataPoints - totals.dataPoints,
+            runBudgetRemaining:
+              ignoreBudgets || controls.budgets.maxDataPoints === undefined
+                ? undefined
+                : controls.budgets.maxDataPoints - totals.dataPoints,
             maxDataPointsPerDay: ignoreBudgets ? undefined : controls.budgets.maxDataPointsPerDay,
             inFlightDataPoints,
           }),
@@ -154,7 +166,9 @@ export async function traitSync(input: TraitSyncInput, checkpoint?: TraitSyncChe
     totals.brazeRequests += outcome.brazeRequests;
     progress.page += 1;
     upsertSearchAttributes([{ key: DATA_POINTS, value: totals.dataPoints }]);
-    setCurrentDetails(`Page ${progress.page} of ${progress.pagesTotal}: ${totals.written} users written, ${totals.failed} failed, ${totals.dataPoints} data points`);
+    setCurrentDetails(
+      `Page ${progress.page} of ${progress.pagesTotal}: ${totals.written} users written, ${totals.failed} failed, ${totals.dataPoints} data points`,
+    );
   }
 }
 

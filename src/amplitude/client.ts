@@ -57,20 +57,36 @@ export class AmplitudeClient {
 
   constructor(private readonly config: AmplitudeClientConfig) {
     this.basicCredentials = Buffer.from(`${config.apiKey}:${config.secretKey}`).toString('base64');
-    this.http = new VendorHttp({ vendor: 'amplitude', timeoutMs: config.requestTimeoutMs, secrets: [config.apiKey, config.secretKey, this.basicCredentials] });
+    this.http = new VendorHttp({
+      vendor: 'amplitude',
+      timeoutMs: config.requestTimeoutMs,
+      secrets: [config.apiKey, config.secretKey, this.basicCredentials],
+    });
   }
 
   async listCohorts(): Promise<AmplitudeCohort[]> {
-    const { body } = await this.http.requestJson({ method: 'GET', url: this.api('/api/3/cohorts'), headers: this.basicAuth() }, [200], cohortListSchema);
+    const { body } = await this.http.requestJson(
+      { method: 'GET', url: this.api('/api/3/cohorts'), headers: this.basicAuth() },
+      [200],
+      cohortListSchema,
+    );
     return body.cohorts;
   }
 
   /** Starts an export job (each call spends one of the monthly downloads). */
-  async requestCohortExport(cohortId: string, options: { props?: boolean; propKeys?: string[] } = {}): Promise<{ requestId: string; cohortId: string }> {
+  async requestCohortExport(
+    cohortId: string,
+    options: { props?: boolean; propKeys?: string[] } = {},
+  ): Promise<{ requestId: string; cohortId: string }> {
     const query = new URLSearchParams({ props: options.props ? '1' : '0' });
     for (const key of options.propKeys ?? []) query.append('propKeys', key);
     const { body } = await this.http.requestJson(
-      { method: 'GET', url: this.api(`/api/5/cohorts/request/${encodeURIComponent(cohortId)}`, query), endpoint: 'GET /api/5/cohorts/request/:id', headers: this.basicAuth() },
+      {
+        method: 'GET',
+        url: this.api(`/api/5/cohorts/request/${encodeURIComponent(cohortId)}`, query),
+        endpoint: 'GET /api/5/cohorts/request/:id',
+        headers: this.basicAuth(),
+      },
       [200, 202],
       cohortExportRequestSchema,
     );
@@ -80,7 +96,12 @@ export class AmplitudeClient {
   /** 202 while the job runs, 200 once complete: Amplitude documents no failure status, so we key off the code. */
   async getCohortExportStatus(requestId: string): Promise<'in_progress' | 'completed'> {
     const { response } = await this.http.requestJson(
-      { method: 'GET', url: this.api(`/api/5/cohorts/request-status/${encodeURIComponent(requestId)}`), endpoint: 'GET /api/5/cohorts/request-status/:id', headers: this.basicAuth() },
+      {
+        method: 'GET',
+        url: this.api(`/api/5/cohorts/request-status/${encodeURIComponent(requestId)}`),
+        endpoint: 'GET /api/5/cohorts/request-status/:id',
+        headers: this.basicAuth(),
+      },
       [200, 202],
       cohortExportStatusSchema,
     );
@@ -105,10 +126,18 @@ export class AmplitudeClient {
       await response.body.dump();
       if (typeof location !== 'string') throw this.http.invalidResponse(response, 'a redirect without a Location');
       // The pre-signed link carries its own authorization: never send our Basic credentials to it.
-      response = await this.http.send({ method: 'GET', url: new URL(location, this.config.apiUrl), endpoint: 'GET <pre-signed cohort file link>', timeoutMs: SLOW_REQUEST_TIMEOUT_MS });
+      response = await this.http.send({
+        method: 'GET',
+        url: new URL(location, this.config.apiUrl),
+        endpoint: 'GET <pre-signed cohort file link>',
+        timeoutMs: SLOW_REQUEST_TIMEOUT_MS,
+      });
       if (response.status === 403) {
         await response.body.dump();
-        throw new RetryableVendorError({ vendor: 'amplitude', endpoint: response.endpoint, status: 403 }, 'pre-signed link expired before the download started (retrying fetches a fresh one)');
+        throw new RetryableVendorError(
+          { vendor: 'amplitude', endpoint: response.endpoint, status: 403 },
+          'pre-signed link expired before the download started (retrying fetches a fresh one)',
+        );
       }
     }
     if (response.status !== 200) throw await this.http.failure(response);
@@ -123,7 +152,10 @@ export class AmplitudeClient {
     } catch (error) {
       throw error instanceof RetryableVendorError || error instanceof NonRetryableVendorError
         ? error
-        : new RetryableVendorError({ vendor: 'amplitude', endpoint: 'GET /api/5/cohorts/request/:id/file' }, `cohort file could not be read (${(error as Error).message}; retryable)`);
+        : new RetryableVendorError(
+            { vendor: 'amplitude', endpoint: 'GET /api/5/cohorts/request/:id/file' },
+            `cohort file could not be read (${(error as Error).message}; retryable)`,
+          );
     }
   }
 
@@ -133,7 +165,12 @@ export class AmplitudeClient {
    */
   async getUserDeviceIds(amplitudeId: string): Promise<string[]> {
     const query = new URLSearchParams({ user: amplitudeId, limit: '1' });
-    const request = { method: 'GET', url: this.api('/api/2/useractivity', query), endpoint: 'GET /api/2/useractivity', headers: this.basicAuth() } as const;
+    const request = {
+      method: 'GET',
+      url: this.api('/api/2/useractivity', query),
+      endpoint: 'GET /api/2/useractivity',
+      headers: this.basicAuth(),
+    } as const;
     const response = await this.http.send(request);
     if (response.status === 404) {
       await response.body.dump();
@@ -180,7 +217,12 @@ export class AmplitudeClient {
    */
   async *exportEvents(start: Date, end: Date, options: { onDownload?: (bytes: number) => void } = {}): AsyncGenerator<ExportedEvent> {
     const query = new URLSearchParams({ start: exportHour(start), end: exportHour(end) });
-    const response = await this.http.send({ method: 'GET', url: this.api('/api/2/export', query), headers: this.basicAuth(), timeoutMs: SLOW_REQUEST_TIMEOUT_MS });
+    const response = await this.http.send({
+      method: 'GET',
+      url: this.api('/api/2/export', query),
+      headers: this.basicAuth(),
+      timeoutMs: SLOW_REQUEST_TIMEOUT_MS,
+    });
     if (response.status === 404) {
       await response.body.dump(); // no data in the range
       return;
@@ -202,7 +244,10 @@ export class AmplitudeClient {
    * Ingests events. On a 400 that names offending events by index, those events are rejected with the field
    * Amplitude named and the rest are sent again once; request-level errors are non-retryable.
    */
-  async ingestEvents(events: readonly AmplitudeEvent[], options: { api: IngestApi; minIdLength?: number }): Promise<PartialResult<AmplitudeEvent>> {
+  async ingestEvents(
+    events: readonly AmplitudeEvent[],
+    options: { api: IngestApi; minIdLength?: number },
+  ): Promise<PartialResult<AmplitudeEvent>> {
     const result: PartialResult<AmplitudeEvent> = { accepted: [], rejected: [] };
     let pending = events.map((event, index) => ({ event, index }));
     for (let attempt = 0; attempt < 2 && pending.length > 0; attempt++) {
@@ -221,7 +266,8 @@ export class AmplitudeClient {
         result.accepted.push(...pending.map((p) => p.event));
         return result;
       }
-      const badEvents = response.status === 400 ? offendingEvents(ingestBadRequestSchema.safeParse(safeJson(text)).data) : new Map<number, string>();
+      const badEvents =
+        response.status === 400 ? offendingEvents(ingestBadRequestSchema.safeParse(safeJson(text)).data) : new Map<number, string>();
       if (badEvents.size === 0) throw this.http.classify(response, text);
       for (const [sentIndex, reason] of badEvents) {
         const entry = pending[sentIndex];
@@ -231,7 +277,10 @@ export class AmplitudeClient {
       pending = pending.filter((_, sentIndex) => !badEvents.has(sentIndex));
     }
     if (pending.length > 0) {
-      throw new NonRetryableVendorError({ vendor: 'amplitude', endpoint: `POST /${options.api === 'httpapi' ? '2/httpapi' : 'batch'}` }, 'rejected events again after the offending ones were removed');
+      throw new NonRetryableVendorError(
+        { vendor: 'amplitude', endpoint: `POST /${options.api === 'httpapi' ? '2/httpapi' : 'batch'}` },
+        'rejected events again after the offending ones were removed',
+      );
     }
     return result;
   }
@@ -248,8 +297,10 @@ export class AmplitudeClient {
 /** Event index → reason, from the 400's `events_with_invalid_fields` / `events_with_missing_fields` maps. */
 function offendingEvents(body: IngestBadRequest | undefined): Map<number, string> {
   const reasons = new Map<number, string>();
-  for (const [field, indexes] of Object.entries(body?.events_with_invalid_fields ?? {})) for (const i of indexes) reasons.set(i, `invalid ${field}`);
-  for (const [field, indexes] of Object.entries(body?.events_with_missing_fields ?? {})) for (const i of indexes) reasons.set(i, `missing ${field}`);
+  for (const [field, indexes] of Object.entries(body?.events_with_invalid_fields ?? {}))
+    for (const i of indexes) reasons.set(i, `invalid ${field}`);
+  for (const [field, indexes] of Object.entries(body?.events_with_missing_fields ?? {}))
+    for (const i of indexes) reasons.set(i, `missing ${field}`);
   for (const i of body?.silenced_events ?? []) reasons.set(i, 'silenced device');
   return reasons;
 }

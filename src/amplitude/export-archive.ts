@@ -48,7 +48,8 @@ export async function* exportArchiveLines(zipChunks: AsyncIterable<Uint8Array>, 
         if (entry.compressedSize === 0) continue;
         const stages: Transform[] = [];
         if (entry.method === DEFLATED) stages.push(createInflateRaw());
-        else if (entry.method !== STORED) throw new CorruptArchiveError(`${entry.name}: unsupported zip compression method ${entry.method}`);
+        else if (entry.method !== STORED)
+          throw new CorruptArchiveError(`${entry.name}: unsupported zip compression method ${entry.method}`);
         if (entry.name.endsWith('.gz')) stages.push(createGunzip());
         const start = await dataOffset(file, entry);
         const source = createReadStream(path, { start, end: start + entry.compressedSize - 1 });
@@ -99,9 +100,18 @@ async function centralDirectory(file: FileHandle): Promise<Entry[]> {
     const extraLength = directory.readUInt16LE(at + 30);
     const commentLength = directory.readUInt16LE(at + 32);
     const name = directory.toString('utf8', at + 46, at + 46 + nameLength);
-    const sizes = { compressedSize: directory.readUInt32LE(at + 20), uncompressedSize: directory.readUInt32LE(at + 24), localHeaderOffset: directory.readUInt32LE(at + 42) };
+    const sizes = {
+      compressedSize: directory.readUInt32LE(at + 20),
+      uncompressedSize: directory.readUInt32LE(at + 24),
+      localHeaderOffset: directory.readUInt32LE(at + 42),
+    };
     widenFromZip64Extra(directory.subarray(at + 46 + nameLength, at + 46 + nameLength + extraLength), sizes);
-    entries.push({ name, method: directory.readUInt16LE(at + 10), compressedSize: sizes.compressedSize, localHeaderOffset: sizes.localHeaderOffset });
+    entries.push({
+      name,
+      method: directory.readUInt16LE(at + 10),
+      compressedSize: sizes.compressedSize,
+      localHeaderOffset: sizes.localHeaderOffset,
+    });
     at += 46 + nameLength + extraLength + commentLength;
   }
   return entries;

@@ -34,7 +34,10 @@ export function chunkTrackPayload(payload: TrackPayload, limit: BrazeObjectLimit
   for (const name of TRACK_ARRAYS) {
     (payload[name] ?? []).forEach((object, index) => {
       const position = limit.mode === 'per_array' ? index : combinedPosition++;
-      const chunk = (chunks[Math.floor(position / limit.max)] ??= { payload: {}, callerIndexes: { attributes: [], events: [], purchases: [] } });
+      const chunk = (chunks[Math.floor(position / limit.max)] ??= {
+        payload: {},
+        callerIndexes: { attributes: [], events: [], purchases: [] },
+      });
       (chunk.payload[name] ??= []).push(object);
       chunk.callerIndexes[name].push(index);
     });
@@ -77,13 +80,16 @@ function sliceOfChange(change: PartnerCohortChange, start: number, end: number):
 }
 
 /** Packs changes, in order, into requests of at most `maxIds` ids counted across all their entries. */
-export function splitPartnerCohortChanges(changes: readonly PartnerCohortChange[], maxIds = PARTNER_IDS_PER_REQUEST): PartnerCohortChange[][] {
+export function splitPartnerCohortChanges(
+  changes: readonly PartnerCohortChange[],
+  maxIds = PARTNER_IDS_PER_REQUEST,
+): PartnerCohortChange[][] {
   const requests: PartnerCohortChange[][] = [];
   let current: PartnerCohortChange[] = [];
   let room = maxIds;
   for (const change of changes) {
     const size = idCount(change);
-    for (let start = 0; start < size; ) {
+    for (let start = 0; start < size;) {
       if (room === 0) {
         requests.push(current);
         current = [];

@@ -64,7 +64,9 @@ export class BrazeClient {
   /** One `/users/track` request, which must fit the object limit (see `trackAll` for any size). */
   async track(payload: TrackPayload): Promise<TrackResult> {
     if (!fitsObjectLimit(payload, this.objectLimit)) {
-      throw new Error(`a /users/track request must fit the ${this.objectLimit.mode} limit of ${this.objectLimit.max} objects; split it first`);
+      throw new Error(
+        `a /users/track request must fit the ${this.objectLimit.mode} limit of ${this.objectLimit.max} objects; split it first`,
+      );
     }
     const { response, body } = await this.http.requestJson(
       { method: 'POST', url: this.url('/users/track'), headers: this.auth(), body: JSON.stringify(payload) },
@@ -76,7 +78,10 @@ export class BrazeClient {
       const sent = error.input_array === undefined ? undefined : payload[error.input_array];
       if (error.input_array === undefined || error.index === undefined || sent === undefined || error.index >= sent.length) {
         // An error Braze did not pin to an object we sent: calling the rest delivered would drop data silently.
-        throw new NonRetryableVendorError({ vendor: 'braze', endpoint: response.endpoint, status: response.status, vendorMessage: error.type }, 'reported an error for no object sent');
+        throw new NonRetryableVendorError(
+          { vendor: 'braze', endpoint: response.endpoint, status: response.status, vendorMessage: error.type },
+          'reported an error for no object sent',
+        );
       }
       const rejected = rejectedByArray.get(error.input_array) ?? new Map<number, string>();
       rejected.set(error.index, error.type);
@@ -92,7 +97,12 @@ export class BrazeClient {
       });
       return result;
     };
-    return { attributes: partial('attributes'), events: partial('events'), purchases: partial('purchases'), rateLimit: rateLimitState(response.headers) };
+    return {
+      attributes: partial('attributes'),
+      events: partial('events'),
+      purchases: partial('purchases'),
+      rateLimit: rateLimitState(response.headers),
+    };
   }
 
   /**
@@ -110,7 +120,8 @@ export class BrazeClient {
       const result = await this.track(chunk.payload);
       for (const name of TRACK_ARRAYS) {
         merged[name].accepted.push(...result[name].accepted);
-        for (const rejected of result[name].rejected) merged[name].rejected.push({ ...rejected, index: chunk.callerIndexes[name][rejected.index]! });
+        for (const rejected of result[name].rejected)
+          merged[name].rejected.push({ ...rejected, index: chunk.callerIndexes[name][rejected.index]! });
       }
       merged.rateLimit = result.rateLimit;
     }
@@ -118,7 +129,11 @@ export class BrazeClient {
   }
 
   /** Profiles by external id and/or alias, ≤50 identifiers per request (larger inputs are batched). */
-  async exportUsersByIds(query: { externalIds?: readonly string[]; userAliases?: readonly UserAlias[]; fieldsToExport?: readonly string[] }): Promise<{ users: BrazeExportedUser[]; invalidUserIds: string[] }> {
+  async exportUsersByIds(query: {
+    externalIds?: readonly string[];
+    userAliases?: readonly UserAlias[];
+    fieldsToExport?: readonly string[];
+  }): Promise<{ users: BrazeExportedUser[]; invalidUserIds: string[] }> {
     const identifiers = [
       ...(query.externalIds ?? []).map((externalId) => ({ externalId })),
       ...(query.userAliases ?? []).map((alias) => ({ alias: { alias_name: alias.aliasName, alias_label: alias.aliasLabel } })),

@@ -8,7 +8,9 @@ export type TrackArray = (typeof TRACK_ARRAYS)[number];
 export const trackResponseSchema = z.looseObject({
   message: z.string(),
   errors: z
-    .array(z.looseObject({ type: z.string(), input_array: z.enum(TRACK_ARRAYS).optional(), index: z.number().int().nonnegative().optional() }))
+    .array(
+      z.looseObject({ type: z.string(), input_array: z.enum(TRACK_ARRAYS).optional(), index: z.number().int().nonnegative().optional() }),
+    )
     .optional(),
 });
 

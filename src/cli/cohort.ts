@@ -55,7 +55,14 @@ export function registerCohortCommands(program: Command): void {
       withTemporalClient(async (client, config) => {
         const handle = await startCohortSync(client, syncInput(cohortId, flags), { taskQueue: config.taskQueue });
         console.log(`Started ${handle.workflowId}`);
-        if (flags.wait) printResult(await followProgress(() => getSyncProgress(client, handle.workflowId), describeProgress, () => handle.result()));
+        if (flags.wait)
+          printResult(
+            await followProgress(
+              () => getSyncProgress(client, handle.workflowId),
+              describeProgress,
+              () => handle.result(),
+            ),
+          );
       }).catch(reportAndExit),
     );
 

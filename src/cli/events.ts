@@ -48,11 +48,20 @@ export function registerEventCommands(program: Command): void {
       withTemporalClient(async (client, config) => {
         const handle = await startEventSync(client, { ...eventInput(flags), ...(hour && { hour }) }, { taskQueue: config.taskQueue });
         console.log(`Started ${handle.workflowId}`);
-        if (flags.wait) printEventResult(await followProgress(() => getEventSyncProgress(client, handle.workflowId), describeEventProgress, () => handle.result()));
+        if (flags.wait)
+          printEventResult(
+            await followProgress(
+              () => getEventSyncProgress(client, handle.workflowId),
+              describeEventProgress,
+              () => handle.result(),
+            ),
+          );
       }).catch(reportAndExit),
     );
 
-  withEventOptions(events.command('backfill').description('process every hour of a past range, in order; safe to repeat (nothing is sent twice)'))
+  withEventOptions(
+    events.command('backfill').description('process every hour of a past range, in order; safe to repeat (nothing is sent twice)'),
+  )
     .requiredOption('--from <hour>', 'first hour, YYYYMMDDTHH (UTC)')
     .requiredOption('--to <hour>', 'last hour, YYYYMMDDTHH (UTC)')
     .option('--concurrency <n>', 'hours processed at once', '2')

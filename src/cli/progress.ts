@@ -4,7 +4,11 @@ import type { EventSyncProgress, EventSyncResult } from '../../workflows/event-s
 import type { TraitSyncProgress, TraitSyncResult } from '../../workflows/trait-sync.js';
 
 /** Polls the `progress` query into a progress bar (a line per phase when not on a terminal) until the run ends. */
-export async function followProgress<P, R>(query: () => Promise<P>, describe: (progress: P) => string, result: () => Promise<R>): Promise<R> {
+export async function followProgress<P, R>(
+  query: () => Promise<P>,
+  describe: (progress: P) => string,
+  result: () => Promise<R>,
+): Promise<R> {
   const interactive = process.stdout.isTTY;
   let lastLine = '';
   // At most one query at a time, and none left when the caller closes the connection: the SDK would retry a
@@ -39,7 +43,10 @@ export function describeProgress(progress: CohortSyncProgress): string {
 
 export function describeEventProgress(progress: EventSyncProgress): string {
   const { totals } = progress;
-  return progressLine(progress, `hour ${progress.hour} · ${totals.forwarded} forwarded · ${totals.failed} failed · ${totals.dataPoints} data points`);
+  return progressLine(
+    progress,
+    `hour ${progress.hour} · ${totals.forwarded} forwarded · ${totals.failed} failed · ${totals.dataPoints} data points`,
+  );
 }
 
 function progressLine(progress: { phase: string; page: number; pagesTotal: number; pausedReason?: string }, counts: string): string {
@@ -56,9 +63,15 @@ export function printResult(result: CohortSyncResult): void {
     console.log(`Cohort "${result.cohortName}" is unchanged since the last run: nothing downloaded, nothing sent.`);
     return;
   }
-  const plan = result.plan ? ` (plan: ${result.plan.enter} enter, ${result.plan.leave} leave, ${result.plan.predictedDataPoints} data points)` : '';
-  console.log(`${result.dryRun ? 'Dry run' : 'Done'}: ${result.added} added, ${result.removed} removed, ${result.skipped} skipped, ${result.failed} failed${plan}`);
-  console.log(`Braze requests: ${result.brazeRequests} · data points: ${result.dataPoints} · Amplitude downloads: ${result.amplitudeDownloads}`);
+  const plan = result.plan
+    ? ` (plan: ${result.plan.enter} enter, ${result.plan.leave} leave, ${result.plan.predictedDataPoints} data points)`
+    : '';
+  console.log(
+    `${result.dryRun ? 'Dry run' : 'Done'}: ${result.added} added, ${result.removed} removed, ${result.skipped} skipped, ${result.failed} failed${plan}`,
+  );
+  console.log(
+    `Braze requests: ${result.brazeRequests} · data points: ${result.dataPoints} · Amplitude downloads: ${result.amplitudeDownloads}`,
+  );
   for (const [reason, count] of Object.entries({ ...result.skipReasons, ...result.failureReasons })) console.log(`  ${count} × ${reason}`);
 }
 
@@ -68,9 +81,14 @@ export function printEventResult(result: EventSyncResult): void {
     return;
   }
   const sent = result.dryRun ? `${result.plan?.toSend ?? 0} would be forwarded` : `${result.forwarded} forwarded`;
-  console.log(`${result.dryRun ? 'Dry run' : 'Done'}, hour ${result.hour}: ${result.events} events from ${result.usersActive} users; ${sent}, ${result.alreadySent} already sent, ${result.skipped} skipped, ${result.failed} failed`);
-  console.log(`Braze requests: ${result.brazeRequests} · data points: ${result.dataPoints}${result.unconfirmed ? ` · ${result.unconfirmed} unconfirmed (never resent)` : ''}`);
-  for (const [reason, count] of Object.entries({ ...result.skipReasons, ...result.failureReasons, ...result.droppedProperties })) console.log(`  ${count} × ${reason}`);
+  console.log(
+    `${result.dryRun ? 'Dry run' : 'Done'}, hour ${result.hour}: ${result.events} events from ${result.usersActive} users; ${sent}, ${result.alreadySent} already sent, ${result.skipped} skipped, ${result.failed} failed`,
+  );
+  console.log(
+    `Braze requests: ${result.brazeRequests} · data points: ${result.dataPoints}${result.unconfirmed ? ` · ${result.unconfirmed} unconfirmed (never resent)` : ''}`,
+  );
+  for (const [reason, count] of Object.entries({ ...result.skipReasons, ...result.failureReasons, ...result.droppedProperties }))
+    console.log(`  ${count} × ${reason}`);
 }
 
 export function describeTraitProgress(progress: TraitSyncProgress): string {
@@ -84,7 +102,11 @@ export function printTraitResult(result: TraitSyncResult): void {
     return;
   }
   const values = `${result.set} values ${result.dryRun ? 'to set' : 'set'}, ${result.unset} ${result.dryRun ? 'to unset' : 'unset'}`;
-  console.log(`${result.dryRun ? 'Dry run' : 'Done'}, ${result.syncId}: ${result.users} users in the window (${result.created} new, ${result.updated} updated, ${result.unchanged} unchanged); ${values}, ${result.skipped} skipped, ${result.failed} failed`);
-  console.log(`Braze requests: ${result.brazeRequests} · data points: ${result.dataPoints}${result.dryRun ? ` (predicted: ${result.set + result.unset})` : ''}`);
+  console.log(
+    `${result.dryRun ? 'Dry run' : 'Done'}, ${result.syncId}: ${result.users} users in the window (${result.created} new, ${result.updated} updated, ${result.unchanged} unchanged); ${values}, ${result.skipped} skipped, ${result.failed} failed`,
+  );
+  console.log(
+    `Braze requests: ${result.brazeRequests} · data points: ${result.dataPoints}${result.dryRun ? ` (predicted: ${result.set + result.unset})` : ''}`,
+  );
   for (const [reason, count] of Object.entries({ ...result.skipReasons, ...result.failureReasons })) console.log(`  ${count} × ${reason}`);
 }

@@ -8,7 +8,9 @@ export async function withTemporalClient<T>(body: (client: Client, config: Tempo
   try {
     connection = await Connection.connect({ ...(await temporalConnectionOptions(config)), connectTimeout: 10_000 });
   } catch (error) {
-    throw new Error(`cannot reach Temporal at ${config.address} (${(error as Error).message}). Is \`npm run temporal\` running, or TEMPORAL_ADDRESS right?`);
+    throw new Error(
+      `cannot reach Temporal at ${config.address} (${(error as Error).message}). Is \`npm run temporal\` running, or TEMPORAL_ADDRESS right?`,
+    );
   }
   try {
     return await body(new Client({ connection, namespace: config.namespace }), config);

@@ -59,7 +59,14 @@ export function registerTraitCommands(program: Command): void {
       withTemporalClient(async (client, config) => {
         const handle = await startTraitSync(client, traitInput(flags), { taskQueue: config.taskQueue });
         console.log(`Started ${handle.workflowId}`);
-        if (flags.wait) printTraitResult(await followProgress(() => getTraitSyncProgress(client, handle.workflowId), describeTraitProgress, () => handle.result()));
+        if (flags.wait)
+          printTraitResult(
+            await followProgress(
+              () => getTraitSyncProgress(client, handle.workflowId),
+              describeTraitProgress,
+              () => handle.result(),
+            ),
+          );
       }).catch(reportAndExit),
     );
 
@@ -69,12 +76,19 @@ export function registerTraitCommands(program: Command): void {
     .option('--time-zone <zone>', 'IANA time zone for --at (default UTC)')
     .action((flags: TraitFlags & { cadence: 'hourly' | 'daily'; at?: string; timeZone?: string }) =>
       withTemporalClient(async (client, config) => {
-        const schedule = await scheduleTraitSync(client, traitInput(flags), { cadence: flags.cadence, at: flags.at, timeZone: flags.timeZone, taskQueue: config.taskQueue });
+        const schedule = await scheduleTraitSync(client, traitInput(flags), {
+          cadence: flags.cadence,
+          at: flags.at,
+          timeZone: flags.timeZone,
+          taskQueue: config.taskQueue,
+        });
         console.log(`Created schedule ${schedule.scheduleId} (${flags.cadence}${flags.at ? ` at ${flags.at}` : ''})`);
       }).catch(reportAndExit),
     );
 
-  withTraitOptions(traits.command('status').description('show the progress of the one-off run of a trait sync (named by the same flags)')).action((flags: TraitFlags) =>
+  withTraitOptions(
+    traits.command('status').description('show the progress of the one-off run of a trait sync (named by the same flags)'),
+  ).action((flags: TraitFlags) =>
     withTemporalClient(async (client) => {
       console.log(describeTraitProgress(await getTraitSyncProgress(client, traitSyncId(traitSyncInputSchema.parse(traitInput(flags))))));
     }).catch(reportAndExit),

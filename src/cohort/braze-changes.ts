@@ -26,7 +26,11 @@ export interface Member {
   address: BrazeAddress;
 }
 
-export function cohortPageRequests(members: readonly Member[], change: CohortChangeTarget, objectsPerRequest: number): CohortChangeRequest[] {
+export function cohortPageRequests(
+  members: readonly Member[],
+  change: CohortChangeTarget,
+  objectsPerRequest: number,
+): CohortChangeRequest[] {
   return change.target === 'attribute'
     ? chunk(members, objectsPerRequest).map((group) => attributeRequest(group, change))
     : chunk(members, PARTNER_IDS_PER_REQUEST).map((group) => partnerRequest(group, change));
@@ -34,7 +38,11 @@ export function cohortPageRequests(members: readonly Member[], change: CohortCha
 
 function attributeRequest(members: Member[], change: CohortChangeTarget): CohortChangeRequest {
   const operation = change.kind === 'enter' ? { add: [change.cohortId] } : { remove: [change.cohortId] };
-  const objects = members.map(({ address }) => ({ ...trackIdentifier(address), _update_existing_only: true, [change.attributeName]: operation }));
+  const objects = members.map(({ address }) => ({
+    ...trackIdentifier(address),
+    _update_existing_only: true,
+    [change.attributeName]: operation,
+  }));
   const pointsPerObject = objects.map(attributeObjectDataPoints);
   return {
     firstKey: members[0]!.memberKey,

@@ -23,7 +23,11 @@ export const cohortSyncInputSchema = z
     /** Braze identifiers to try in priority order; a member none of them can address is skipped with a reason. */
     identifiers: z.array(z.enum(IDENTIFIERS)).min(1).default(['user_id']),
     /** `user_alias`: the alias label, and whether the alias name is the Amplitude id or the user id. */
-    aliasLabel: z.string().regex(/^[^:]+$/, 'must be non-empty and contain no ":"').max(255).default('amplitude_id'),
+    aliasLabel: z
+      .string()
+      .regex(/^[^:]+$/, 'must be non-empty and contain no ":"')
+      .max(255)
+      .default('amplitude_id'),
     aliasNameFrom: z.enum(['amplitude_id', 'user_id']).default('amplitude_id'),
     ...runInputFields(1_000),
     /** Download again even if the cohort's `lastComputed` has not moved. */

@@ -57,11 +57,13 @@ export function decide(event: ExportedEvent, selection: EventSelection): EventDe
   if (!isSelected(event, selection)) return { forward: false };
   if (cameFromBraze(event)) return { forward: false, skipReason: 'came from Braze (Currents): never streamed back' };
   const eventKey = eventKeyOf(event);
-  if (eventKey === undefined) return { forward: false, skipReason: 'has neither $insert_id nor uuid, so it cannot be kept from duplicating' };
+  if (eventKey === undefined)
+    return { forward: false, skipReason: 'has neither $insert_id nor uuid, so it cannot be kept from duplicating' };
   const timeMs = amplitudeTimeMs(event.event_time);
   if (timeMs === undefined) return { forward: false, skipReason: 'has an unreadable event_time' };
   const identifier = brazeIdentifierOf(event, selection);
-  if (identifier === undefined) return { forward: false, skipReason: `is anonymous: no ${selection.identifiers.join(' / ')} to address in Braze` };
+  if (identifier === undefined)
+    return { forward: false, skipReason: `is anonymous: no ${selection.identifiers.join(' / ')} to address in Braze` };
   const { properties, dropped } = brazeProperties(event.event_properties ?? {}, selection.eventProperties);
   const body: JsonObject = { ...identifier, name: event.event_type, time: new Date(timeMs).toISOString() };
   if (Object.keys(properties).length > 0) body.properties = properties;
@@ -74,13 +76,22 @@ function brazeIdentifierOf(event: ExportedEvent, selection: EventSelection): Jso
   if (event.user_id) return { external_id: event.user_id };
   for (const identifier of selection.identifiers) {
     const aliasName = identifier === 'device_id' ? event.device_id : identifier === 'amplitude_id' ? String(event.amplitude_id) : undefined;
-    if (aliasName) return { user_alias: { alias_name: aliasName, alias_label: selection.aliasLabel ?? `amplitude_${identifier === 'device_id' ? 'device_id' : 'id'}` } };
+    if (aliasName)
+      return {
+        user_alias: {
+          alias_name: aliasName,
+          alias_label: selection.aliasLabel ?? `amplitude_${identifier === 'device_id' ? 'device_id' : 'id'}`,
+        },
+      };
   }
   return undefined;
 }
 
 /** The event properties Braze accepts (optionally only the listed ones), and why the others were dropped. */
-export function brazeProperties(eventProperties: Record<string, unknown>, only?: readonly string[]): { properties: JsonObject; dropped: Record<string, number> } {
+export function brazeProperties(
+  eventProperties: Record<string, unknown>,
+  only?: readonly string[],
+): { properties: JsonObject; dropped: Record<string, number> } {
   const properties: JsonObject = {};
   const dropped: Record<string, number> = {};
   for (const [key, value] of Object.entries(eventProperties)) {
@@ -93,7 +104,8 @@ export function brazeProperties(eventProperties: Record<string, unknown>, only?:
 }
 
 function propertyProblem(key: string, value: unknown): string | undefined {
-  if (key === '' || key.startsWith('$') || key.length > MAX_STRING_LENGTH) return 'property name Braze refuses (empty, over 255 characters or starting with $)';
+  if (key === '' || key.startsWith('$') || key.length > MAX_STRING_LENGTH)
+    return 'property name Braze refuses (empty, over 255 characters or starting with $)';
   if (RESERVED_PROPERTY_KEYS.has(key)) return `property name "${key}" is reserved by Braze`;
   if (value === null || value === undefined) return 'property without a value';
   if (typeof value === 'string' && value.length > MAX_STRING_LENGTH) return 'string property over 255 characters';

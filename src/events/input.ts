@@ -64,7 +64,11 @@ export const eventSyncInputSchema = z.strictObject({
     .refine((ids) => ids[0] === 'user_id', 'must start with "user_id" (an alias is only for users without one)')
     .refine((ids) => new Set(ids).size === ids.length, 'each identifier may appear once'),
   /** The user alias label for anonymous users (default: `amplitude_device_id` or `amplitude_id`). */
-  aliasLabel: z.string().regex(/^[^:]+$/, 'must be non-empty and contain no ":"').max(255).optional(),
+  aliasLabel: z
+    .string()
+    .regex(/^[^:]+$/, 'must be non-empty and contain no ":"')
+    .max(255)
+    .optional(),
   /** `true`: never create Braze users (Amplitude's own stream creates them, so the default is `false`). */
   updateExistingOnly: z.boolean().default(false),
   // A dry run still ingests the hour (the activity index is not a Braze write).
@@ -73,7 +77,10 @@ export const eventSyncInputSchema = z.strictObject({
 
 export type EventSyncInput = z.input<typeof eventSyncInputSchema>;
 export type EventSyncOptions = z.output<typeof eventSyncInputSchema>;
-export type EventSelection = Pick<EventSyncOptions, 'eventTypes' | 'propertyFilters' | 'eventProperties' | 'identifiers' | 'aliasLabel' | 'updateExistingOnly'>;
+export type EventSelection = Pick<
+  EventSyncOptions,
+  'eventTypes' | 'propertyFilters' | 'eventProperties' | 'identifiers' | 'aliasLabel' | 'updateExistingOnly'
+>;
 
 /** The sync of one hour, and its one-off workflow id: whatever the id a run has, the hour's lease is this. */
 export function eventSyncId(hour: string): string {

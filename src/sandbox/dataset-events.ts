@@ -111,7 +111,8 @@ export class HourlyEvents {
   private *minutesWithEvents(hourStartMs: number): Generator<number> {
     const hourStart = Math.floor(hourStartMs / HOUR_MS) * HOUR_MS;
     if (hourStart < this.dataset.eventWindowStart || this.activeUsersPerHour === 0) return;
-    for (let minuteStart = hourStart; minuteStart < hourStart + HOUR_MS && minuteStart < this.dataset.now; minuteStart += MINUTE_MS) yield minuteStart;
+    for (let minuteStart = hourStart; minuteStart < hourStart + HOUR_MS && minuteStart < this.dataset.now; minuteStart += MINUTE_MS)
+      yield minuteStart;
   }
 
   /** The mean ±20%, rounded at random so that the mean holds even below one event a minute. */

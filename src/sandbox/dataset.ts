@@ -120,9 +120,7 @@ const USER_SALT = hashString('user');
 const DEVICE_SALT = hashString('device');
 const FIRST_SEEN_SALT = hashString('first-seen');
 
-type MembershipBase =
-  | { kind: 'rule'; seed: number; salt: number; fraction: number }
-  | { kind: 'explicit'; members: ReadonlySet<number> };
+type MembershipBase = { kind: 'rule'; seed: number; salt: number; fraction: number } | { kind: 'explicit'; members: ReadonlySet<number> };
 
 /** Which users are in a cohort: a hash rule or an explicit set, plus explicit additions and removals. Immutable. */
 export class CohortMembership {
@@ -203,12 +201,14 @@ export class Dataset {
     this.now = options.now ?? Date.now();
     this.identifiedFraction = options.identifiedFraction ?? 0.8;
     this.brazeKnownFraction = options.brazeKnownFraction ?? 0.9;
-    this.eventsPerHour = options.eventsPerHour ?? Math.min(MAX_DEFAULT_EVENTS_PER_HOUR, Math.ceil(this.userCount / USERS_PER_DEFAULT_HOURLY_EVENT));
+    this.eventsPerHour =
+      options.eventsPerHour ?? Math.min(MAX_DEFAULT_EVENTS_PER_HOUR, Math.ceil(this.userCount / USERS_PER_DEFAULT_HOURLY_EVENT));
     this.lateEventFraction = options.lateEventFraction ?? 0.02;
     this.lateEventMaxHours = options.lateEventMaxHours ?? 48;
     if (!(this.eventsPerHour >= 0 && Number.isFinite(this.eventsPerHour))) throw new Error('eventsPerHour must be a non-negative number');
     if (!(this.lateEventFraction >= 0 && this.lateEventFraction <= 1)) throw new Error('lateEventFraction must be between 0 and 1');
-    if (!(this.lateEventMaxHours >= 0 && Number.isFinite(this.lateEventMaxHours))) throw new Error('lateEventMaxHours must be a non-negative number');
+    if (!(this.lateEventMaxHours >= 0 && Number.isFinite(this.lateEventMaxHours)))
+      throw new Error('lateEventMaxHours must be a non-negative number');
     this.hourlyEvents = new HourlyEvents(this);
     for (const definition of DEFAULT_COHORTS) this.defineCohort(definition);
   }

@@ -54,7 +54,11 @@ export async function startSandboxes(options: SandboxesOptions): Promise<Sandbox
     apiKeys: [{ key: credentials.brazeApiKey }],
     initialUsers: brazeProfilesOf(dataset),
     partner: partner
-      ? { name: credentials.brazePartnerName, partnerApiKey: credentials.brazePartnerApiKey, dataImportKeys: [credentials.brazeDataImportKey] }
+      ? {
+          name: credentials.brazePartnerName,
+          partnerApiKey: credentials.brazePartnerApiKey,
+          dataImportKeys: [credentials.brazeDataImportKey],
+        }
       : undefined,
     ...options.braze,
   });

@@ -423,7 +423,9 @@ export function latestVersionOf(migrations: readonly Migration[]): number {
 /** Refuses to run against a schema this build does not know. */
 export function requireKnownSchema(existing: number, latestKnown: number): void {
   if (existing > latestKnown) {
-    throw new Error(`The state store has schema version ${existing}, newer than this build knows (${latestKnown}): upgrade amplitude-braze-sync`);
+    throw new Error(
+      `The state store has schema version ${existing}, newer than this build knows (${latestKnown}): upgrade amplitude-braze-sync`,
+    );
   }
 }
 

@@ -33,7 +33,8 @@ export function findPostgresBinDir(): string | undefined {
 export function installPostgres(log: (line: string) => void): string {
   const found = findPostgresBinDir();
   if (found) return found;
-  if (process.getuid?.() !== 0) throw new Error('PostgreSQL is not installed: run `apt-get install postgresql` as root (or this command as root)');
+  if (process.getuid?.() !== 0)
+    throw new Error('PostgreSQL is not installed: run `apt-get install postgresql` as root (or this command as root)');
   log('Installing PostgreSQL (apt-get install postgresql) …');
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   execFileSync('apt-get', ['update'], { stdio: ['ignore', 'ignore', 'inherit'], env });
@@ -102,7 +103,11 @@ async function unprivilegedUser(dir: string): Promise<{ uid: number; gid: number
   if (process.getuid?.() !== 0) return undefined;
   const idOf = (flag: '-u' | '-g') => {
     try {
-      return Number(execFileSync('id', [flag, SUPERUSER], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim());
+      return Number(
+        execFileSync('id', [flag, SUPERUSER], { stdio: ['ignore', 'pipe', 'ignore'] })
+          .toString()
+          .trim(),
+      );
     } catch {
       throw new Error('PostgreSQL refuses to run as root, and there is no `postgres` user to run it as (run `npm run postgres:install`)');
     }
@@ -129,4 +134,3 @@ async function waitUntilReady(url: string, child: ChildProcess, timeoutMs: numbe
   }
   throw new Error(`postgres did not accept connections within ${timeoutMs / 1000}s`);
 }
-

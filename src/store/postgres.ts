@@ -181,7 +181,8 @@ const PRUNE_INACTIVE_USERS = `WITH pruned AS (
   SELECT count(*) AS count FROM pruned`;
 const INSERT_REQUEST_OUTCOME =
   'INSERT INTO request_outcomes (run_id, request_key, accepted, rejected, data_points) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING';
-const INSERT_DATA_POINTS = 'INSERT INTO data_points (run_id, page_key, day, sync_id, points) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING';
+const INSERT_DATA_POINTS =
+  'INSERT INTO data_points (run_id, page_key, day, sync_id, points) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING';
 
 const DIFF_COUNTS = `SELECT
    (SELECT count(*) FROM staged_members s
@@ -211,7 +212,11 @@ const PLAN_LEAVE_PAGES = planPagesSql(
 );
 const PLAN_EVENT_PAGES = planPagesSql(
   'event',
-  { from: 'staged_events s', key: 's.event_key', where: 's.run_id = $1 AND NOT EXISTS (SELECT 1 FROM sent_events e WHERE e.event_key = s.event_key)' },
+  {
+    from: 'staged_events s',
+    key: 's.event_key',
+    where: 's.run_id = $1 AND NOT EXISTS (SELECT 1 FROM sent_events e WHERE e.event_key = s.event_key)',
+  },
   PLAN_PLACEHOLDERS,
 );
 const PLAN_TRAIT_PAGES = planPagesSql('trait', { from: 'staged_traits s', key: 's.user_key', where: 's.run_id = $1' }, PLAN_PLACEHOLDERS);
@@ -219,7 +224,8 @@ const PLAN_TRAIT_PAGES = planPagesSql('trait', { from: 'staged_traits s', key: '
 const RUN_COLUMNS = `run_id AS "runId", sync_id AS "syncId", kind, status, started_at AS "startedAt", finished_at AS "finishedAt",
   source_version AS "sourceVersion", stats`;
 /** The latest run to finish successfully whose `column` is $1. */
-const lastSucceededRun = (column: 'sync_id' | 'kind') => `SELECT ${RUN_COLUMNS} FROM runs WHERE ${column} = $1 AND status = 'succeeded' ORDER BY finished_at DESC LIMIT 1`;
+const lastSucceededRun = (column: 'sync_id' | 'kind') =>
+  `SELECT ${RUN_COLUMNS} FROM runs WHERE ${column} = $1 AND status = 'succeeded' ORDER BY finished_at DESC LIMIT 1`;
 
 /** `PostgreSQL host:port/dbname`: where the store is, without user or password. */
 export function describePostgresUrl(url: string): string {
@@ -255,7 +261,9 @@ export async function openPostgresStateStore(url: string): Promise<PostgresState
     max: 10,
     application_name: 'amplitude-braze-sync',
     // Counts and milliseconds are BIGINT; every value we store fits a double exactly.
-    types: { getTypeParser: (oid, format) => (oid === pg.types.builtins.INT8 ? Number : (pg.types.getTypeParser(oid, format) as TextParser)) },
+    types: {
+      getTypeParser: (oid, format) => (oid === pg.types.builtins.INT8 ? Number : (pg.types.getTypeParser(oid, format) as TextParser)),
+    },
   });
   // An idle connection the server dropped: the pool replaces it, and the next query reports any real outage.
   pool.on('error', () => undefined);
@@ -291,7 +299,10 @@ export async function applyPostgresMigrations(pool: pg.Pool, migrations: readonl
         await client.query('BEGIN');
         try {
           await client.query(migration.postgres);
-          await client.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, now())', [migration.version, migration.name]);
+          await client.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, now())', [
+            migration.version,
+            migration.name,
+          ]);
           await client.query('COMMIT');
         } catch (error) {
           await client.query('ROLLBACK');
@@ -413,7 +424,8 @@ export class PostgresStateStore implements StateStore {
   async clearStaging(runId: string): Promise<void> {
     for (const { table, key } of STAGING_TABLES) {
       const deleteChunk = `DELETE FROM ${table} WHERE run_id = $1 AND ${key} IN (SELECT ${key} FROM ${table} WHERE run_id = $1 ORDER BY ${key} LIMIT $2)`;
-      while ((await this.#query(deleteChunk, [runId, MAX_ROWS_PER_TRANSACTION])).rowCount === MAX_ROWS_PER_TRANSACTION) await yieldToEventLoop();
+      while ((await this.#query(deleteChunk, [runId, MAX_ROWS_PER_TRANSACTION])).rowCount === MAX_ROWS_PER_TRANSACTION)
+        await yieldToEventLoop();
     }
     await this.#query('DELETE FROM staging_checkpoints WHERE run_id = $1', [runId]);
     await this.#query('DELETE FROM plan_pages WHERE run_id = $1', [runId]);
@@ -421,10 +433,19 @@ export class PostgresStateStore implements StateStore {
 
   diffPage(runId: string, syncId: string, options: DiffPageOptions & { kind: 'enter' }): Promise<Page<StagedMember>>;
   diffPage(runId: string, syncId: string, options: DiffPageOptions & { kind: 'leave' }): Promise<Page<SnapshotMember>>;
-  async diffPage(runId: string, syncId: string, options: DiffPageOptions & { kind: DiffKind }): Promise<Page<StagedMember> | Page<SnapshotMember>> {
+  async diffPage(
+    runId: string,
+    syncId: string,
+    options: DiffPageOptions & { kind: DiffKind },
+  ): Promise<Page<StagedMember> | Page<SnapshotMember>> {
     const limit = pageLimit(options.limit);
     const { throughKey } = options;
-    const values = [options.kind === 'leave' ? syncId : runId, options.afterKey ?? FIRST_KEY, options.kind === 'leave' ? runId : syncId, limit];
+    const values = [
+      options.kind === 'leave' ? syncId : runId,
+      options.afterKey ?? FIRST_KEY,
+      options.kind === 'leave' ? runId : syncId,
+      limit,
+    ];
     // A planned page's range ends at its last key; the bound is left out (not NULL-tested) so the plan stays a plain range scan.
     const through = (column: string) => (throughKey === undefined ? '' : `AND ${column} <= $${values.push(throughKey)}`);
     // Both sides walk a primary key in key order and probe the other side's primary key.
@@ -472,7 +493,11 @@ export class PostgresStateStore implements StateStore {
     return toPageRange(rows, page);
   }
 
-  async stageEvents(runId: string, chunk: { events: readonly StagedEvent[]; activity: readonly UserActivity[] }, checkpoint: StagingCheckpoint): Promise<void> {
+  async stageEvents(
+    runId: string,
+    chunk: { events: readonly StagedEvent[]; activity: readonly UserActivity[] },
+    checkpoint: StagingCheckpoint,
+  ): Promise<void> {
     chunk.events.forEach((event) => requireKey(event.eventKey));
     chunk.activity.forEach((user) => requireKey(user.userKey));
     await this.#transaction(async (client) => {
@@ -487,7 +512,11 @@ export class PostgresStateStore implements StateStore {
          SELECT DISTINCT ON (k) k, t, p FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u(k, t, p) ORDER BY k, t DESC
          ON CONFLICT (user_key) DO UPDATE SET last_event_ms = excluded.last_event_ms, properties = excluded.properties
          WHERE excluded.last_event_ms > a.last_event_ms`,
-        [chunk.activity.map((user) => user.userKey), chunk.activity.map((user) => user.lastEventMs), chunk.activity.map((user) => JSON.stringify(user.properties))],
+        [
+          chunk.activity.map((user) => user.userKey),
+          chunk.activity.map((user) => user.lastEventMs),
+          chunk.activity.map((user) => JSON.stringify(user.properties)),
+        ],
       );
       await client.query(UPSERT_CHECKPOINT, checkpointColumns(runId, checkpoint));
     });
@@ -573,10 +602,10 @@ export class PostgresStateStore implements StateStore {
   }
 
   async pruneSentEvents(beforeMs: number, limit: number): Promise<number> {
-    const result = await this.#query('DELETE FROM sent_events WHERE event_key IN (SELECT event_key FROM sent_events WHERE sent_at_ms < $1 LIMIT $2)', [
-      beforeMs,
-      pageLimit(limit),
-    ]);
+    const result = await this.#query(
+      'DELETE FROM sent_events WHERE event_key IN (SELECT event_key FROM sent_events WHERE sent_at_ms < $1 LIMIT $2)',
+      [beforeMs, pageLimit(limit)],
+    );
     return result.rowCount ?? 0;
   }
 
@@ -601,7 +630,12 @@ export class PostgresStateStore implements StateStore {
   }
 
   async planTraitPages(runId: string, pageSize: number): Promise<{ users: number; pages: number }> {
-    const { count, pages } = await this.#planRunPages(runId, pageSize, PLAN_TRAIT_PAGES, 'SELECT count(*) AS count FROM staged_traits WHERE run_id = $1');
+    const { count, pages } = await this.#planRunPages(
+      runId,
+      pageSize,
+      PLAN_TRAIT_PAGES,
+      'SELECT count(*) AS count FROM staged_traits WHERE run_id = $1',
+    );
     return { users: count, pages };
   }
 
@@ -665,10 +699,10 @@ export class PostgresStateStore implements StateStore {
     const row =
       syncId === undefined
         ? await this.#one<{ total: number }>('SELECT coalesce(sum(points), 0)::bigint AS total FROM data_points WHERE day = $1', [day])
-        : await this.#one<{ total: number }>('SELECT coalesce(sum(points), 0)::bigint AS total FROM data_points WHERE day = $1 AND sync_id = $2', [
-            day,
-            syncId,
-          ]);
+        : await this.#one<{ total: number }>(
+            'SELECT coalesce(sum(points), 0)::bigint AS total FROM data_points WHERE day = $1 AND sync_id = $2',
+            [day, syncId],
+          );
     return row.total;
   }
 
@@ -679,7 +713,8 @@ export class PostgresStateStore implements StateStore {
       // Reservations of one month queue on this lock, so the count and the insert below cannot interleave.
       await client.query(`SELECT pg_advisory_xact_lock(hashtext('cohort_downloads:' || $1))`, [month]);
       const downloadsIn = async (inMonth: string) =>
-        (await client.query<{ count: number }>('SELECT count(*) AS count FROM cohort_downloads WHERE month = $1', [inMonth])).rows[0]?.count ?? 0;
+        (await client.query<{ count: number }>('SELECT count(*) AS count FROM cohort_downloads WHERE month = $1', [inMonth])).rows[0]
+          ?.count ?? 0;
       const earlierReservation = async () => {
         const sql = 'SELECT month FROM cohort_downloads WHERE run_id = $1 AND cohort_id = $2';
         const { rows } = await client.query<{ month: string }>(sql, [runId, cohortId]);
@@ -729,7 +764,11 @@ export class PostgresStateStore implements StateStore {
 
   async recordFailures(runId: string, failures: readonly MemberFailure[]): Promise<void> {
     for (const chunk of batches(failures)) {
-      await this.#query(UPSERT_FAILURES, [runId, chunk.map((failure) => requireKey(failure.memberKey)), chunk.map((failure) => failure.reason)]);
+      await this.#query(UPSERT_FAILURES, [
+        runId,
+        chunk.map((failure) => requireKey(failure.memberKey)),
+        chunk.map((failure) => failure.reason),
+      ]);
     }
   }
 
@@ -761,7 +800,13 @@ export class PostgresStateStore implements StateStore {
     requests.forEach(requireValidPoints);
     if (requests.length === 0) return;
     const column = <K extends keyof SendingRequest>(key: K) => requests.map((request) => request[key]);
-    await this.#query(RECORD_REQUESTS_SENDING, [column('runId'), requests.map((r) => requireKey(r.requestKey)), column('dataPoints'), column('day'), column('syncId')]);
+    await this.#query(RECORD_REQUESTS_SENDING, [
+      column('runId'),
+      requests.map((r) => requireKey(r.requestKey)),
+      column('dataPoints'),
+      column('day'),
+      column('syncId'),
+    ]);
   }
 
   async recordSentRequests(requests: readonly SentRequest[]): Promise<boolean[]> {
@@ -779,7 +824,10 @@ export class PostgresStateStore implements StateStore {
     const [failedAt, failures] = tagged((request) => request.rejected);
     const [changedAt, attributeChanges] = tagged(({ snapshot: { attributes } }) =>
       attributes
-        ? [...attributes.set.map((row) => ({ ...row, memberKey: requireKey(row.memberKey) })), ...attributes.unset.map((row) => ({ ...row, value: null }))]
+        ? [
+            ...attributes.set.map((row) => ({ ...row, memberKey: requireKey(row.memberKey) })),
+            ...attributes.unset.map((row) => ({ ...row, value: null })),
+          ]
         : [],
     );
     const rows = await this.#rows<{ n: string }>(RECORD_SENT_REQUESTS, [
@@ -823,7 +871,13 @@ export class PostgresStateStore implements StateStore {
     // do not queue behind each other's round trips. Its SET expressions all read the row as it was (see
     // nextRateWindow for the same rule in JavaScript): windows only move forward, a blocked limit grants nothing.
     const take = () =>
-      this.#rows<{ granted: string; windowStartMs: string; blockedUntilMs: string }>(ACQUIRE_RATE_SLOTS, [key, nowMs - (nowMs % windowMs), requested, limit, nowMs]);
+      this.#rows<{ granted: string; windowStartMs: string; blockedUntilMs: string }>(ACQUIRE_RATE_SLOTS, [
+        key,
+        nowMs - (nowMs % windowMs),
+        requested,
+        limit,
+        nowMs,
+      ]);
     let [row] = await take();
     if (!row) {
       await this.#query('INSERT INTO rate_windows (limiter_key, window_start_ms, used) VALUES ($1, 0, 0) ON CONFLICT DO NOTHING', [key]);

@@ -29,7 +29,8 @@ export function yieldToEventLoop(): Promise<void> {
 /** Splits into chunks of at most MAX_ROWS_PER_TRANSACTION; an empty input gives one empty chunk. */
 export function chunks<T>(items: readonly T[]): (readonly T[])[] {
   const result: (readonly T[])[] = [];
-  for (let start = 0; start < items.length; start += MAX_ROWS_PER_TRANSACTION) result.push(items.slice(start, start + MAX_ROWS_PER_TRANSACTION));
+  for (let start = 0; start < items.length; start += MAX_ROWS_PER_TRANSACTION)
+    result.push(items.slice(start, start + MAX_ROWS_PER_TRANSACTION));
   return result.length > 0 ? result : [[]];
 }
 

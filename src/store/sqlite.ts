@@ -93,9 +93,11 @@ interface RunRow {
 const RUN_COLUMNS =
   'run_id AS runId, sync_id AS syncId, kind, status, started_at AS startedAt, finished_at AS finishedAt, source_version AS sourceVersion, stats';
 /** The latest run to finish successfully whose `column` is the parameter. */
-const lastSucceededRun = (column: 'sync_id' | 'kind') => `SELECT ${RUN_COLUMNS} FROM runs WHERE ${column} = ? AND status = 'succeeded' ORDER BY finished_at DESC LIMIT 1`;
+const lastSucceededRun = (column: 'sync_id' | 'kind') =>
+  `SELECT ${RUN_COLUMNS} FROM runs WHERE ${column} = ? AND status = 'succeeded' ORDER BY finished_at DESC LIMIT 1`;
 /** A page of staged trait changes, optionally bounded above by `through`. */
-const stagedTraitPage = (through: string) => `SELECT user_key AS userKey, changes FROM staged_traits WHERE run_id = ? AND user_key > ? ${through} ORDER BY user_key LIMIT ?`;
+const stagedTraitPage = (through: string) =>
+  `SELECT user_key AS userKey, changes FROM staged_traits WHERE run_id = ? AND user_key > ? ${through} ORDER BY user_key LIMIT ?`;
 
 export function openSqliteStateStore(path: string): SqliteStateStore {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
@@ -209,15 +211,25 @@ export class SqliteStateStore implements StateStore {
 
   diffPage(runId: string, syncId: string, options: DiffPageOptions & { kind: 'enter' }): Promise<Page<StagedMember>>;
   diffPage(runId: string, syncId: string, options: DiffPageOptions & { kind: 'leave' }): Promise<Page<SnapshotMember>>;
-  async diffPage(runId: string, syncId: string, options: DiffPageOptions & { kind: DiffKind }): Promise<Page<StagedMember> | Page<SnapshotMember>> {
+  async diffPage(
+    runId: string,
+    syncId: string,
+    options: DiffPageOptions & { kind: DiffKind },
+  ): Promise<Page<StagedMember> | Page<SnapshotMember>> {
     const limit = pageLimit(options.limit);
     const afterKey = options.afterKey ?? FIRST_KEY;
     const { throughKey } = options;
     let rows;
     if (options.kind === 'leave') {
-      rows = throughKey === undefined ? this.#sql.leavePage.all(syncId, afterKey, runId, limit) : this.#sql.leaveRange.all(syncId, afterKey, throughKey, runId, limit);
+      rows =
+        throughKey === undefined
+          ? this.#sql.leavePage.all(syncId, afterKey, runId, limit)
+          : this.#sql.leaveRange.all(syncId, afterKey, throughKey, runId, limit);
     } else {
-      const staged = throughKey === undefined ? this.#sql.enterPage.all(runId, afterKey, syncId, limit) : this.#sql.enterRange.all(runId, afterKey, throughKey, syncId, limit);
+      const staged =
+        throughKey === undefined
+          ? this.#sql.enterPage.all(runId, afterKey, syncId, limit)
+          : this.#sql.enterRange.all(runId, afterKey, throughKey, syncId, limit);
       rows = staged.map(toStagedMember);
     }
     await yieldToEventLoop();
@@ -237,7 +249,10 @@ export class SqliteStateStore implements StateStore {
       this.#sql.deletePlan.run(runId);
       this.#sql.planEnterPages.run(runId, pageSize, runId, syncId);
       this.#sql.planLeavePages.run(runId, pageSize, syncId, runId);
-      const counts = { enter: this.#sql.enterCount.get(runId, syncId)?.count ?? 0, leave: this.#sql.leaveCount.get(syncId, runId)?.count ?? 0 };
+      const counts = {
+        enter: this.#sql.enterCount.get(runId, syncId)?.count ?? 0,
+        leave: this.#sql.leaveCount.get(syncId, runId)?.count ?? 0,
+      };
       return plannedPages(counts, pageSize);
     });
     return settle(() => plan());
@@ -247,10 +262,15 @@ export class SqliteStateStore implements StateStore {
     return settle(() => toPageRange(this.#sql.plannedPage.all(runId, kind, page - 1, page), page));
   }
 
-  async stageEvents(runId: string, chunk: { events: readonly StagedEvent[]; activity: readonly UserActivity[] }, checkpoint: StagingCheckpoint): Promise<void> {
+  async stageEvents(
+    runId: string,
+    chunk: { events: readonly StagedEvent[]; activity: readonly UserActivity[] },
+    checkpoint: StagingCheckpoint,
+  ): Promise<void> {
     const apply = this.#db.transaction(() => {
       for (const event of chunk.events) this.#sql.insertStagedEvent.run(runId, requireKey(event.eventKey), JSON.stringify(event.body));
-      for (const user of chunk.activity) this.#sql.upsertActivity.run(requireKey(user.userKey), user.lastEventMs, JSON.stringify(user.properties));
+      for (const user of chunk.activity)
+        this.#sql.upsertActivity.run(requireKey(user.userKey), user.lastEventMs, JSON.stringify(user.properties));
       this.#sql.upsertCheckpoint.run(...checkpointColumns(runId, checkpoint));
     });
     await settle(() => apply.immediate());
@@ -270,14 +290,18 @@ export class SqliteStateStore implements StateStore {
     const limit = pageLimit(options.limit);
     const afterKey = options.afterKey ?? FIRST_KEY;
     const rows =
-      options.throughKey === undefined ? this.#sql.unsentEvents.all(runId, afterKey, limit) : this.#sql.unsentEventRange.all(runId, afterKey, options.throughKey, limit);
+      options.throughKey === undefined
+        ? this.#sql.unsentEvents.all(runId, afterKey, limit)
+        : this.#sql.unsentEventRange.all(runId, afterKey, options.throughKey, limit);
     await yieldToEventLoop();
     return toKeyedPage(rows.map(toStagedEvent), limit, (event) => event.eventKey);
   }
 
   claimEvents(claims: readonly EventClaim[]): Promise<string[][]> {
     const claim = this.#db.transaction(() =>
-      claims.map(({ runId, requestKey, eventKeys, nowMs }) => eventKeys.filter((key) => this.#sql.claimEvent.run(requireKey(key), runId, requestKey, nowMs).changes === 1)),
+      claims.map(({ runId, requestKey, eventKeys, nowMs }) =>
+        eventKeys.filter((key) => this.#sql.claimEvent.run(requireKey(key), runId, requestKey, nowMs).changes === 1),
+      ),
     );
     return settle(() => claim.immediate());
   }
@@ -312,7 +336,12 @@ export class SqliteStateStore implements StateStore {
   }
 
   async stageTraitChanges(runId: string, rows: readonly StagedTraitChange[], checkpoint: StagingCheckpoint): Promise<void> {
-    await this.#stageInTransactions(runId, rows, checkpoint, (row) => void this.#sql.upsertStagedTrait.run(runId, requireKey(row.userKey), JSON.stringify(row.changes)));
+    await this.#stageInTransactions(
+      runId,
+      rows,
+      checkpoint,
+      (row) => void this.#sql.upsertStagedTrait.run(runId, requireKey(row.userKey), JSON.stringify(row.changes)),
+    );
   }
 
   stagedTraitCounts(runId: string): Promise<{ users: number; attributes: number }> {
@@ -328,7 +357,9 @@ export class SqliteStateStore implements StateStore {
     const limit = pageLimit(options.limit);
     const afterKey = options.afterKey ?? FIRST_KEY;
     const rows =
-      options.throughKey === undefined ? this.#sql.stagedTraits.all(runId, afterKey, limit) : this.#sql.stagedTraitRange.all(runId, afterKey, options.throughKey, limit);
+      options.throughKey === undefined
+        ? this.#sql.stagedTraits.all(runId, afterKey, limit)
+        : this.#sql.stagedTraitRange.all(runId, afterKey, options.throughKey, limit);
     await yieldToEventLoop();
     return toKeyedPage(rows.map(toStagedTraitChange), limit, (change) => change.userKey);
   }
@@ -447,7 +478,14 @@ export class SqliteStateStore implements StateStore {
 
   recordRequestOutcome(outcome: RequestOutcome): Promise<boolean> {
     return settle(
-      () => this.#sql.insertRequestOutcome.run(outcome.runId, requireKey(outcome.requestKey), outcome.accepted, outcome.rejected, outcome.dataPoints).changes > 0,
+      () =>
+        this.#sql.insertRequestOutcome.run(
+          outcome.runId,
+          requireKey(outcome.requestKey),
+          outcome.accepted,
+          outcome.rejected,
+          outcome.dataPoints,
+        ).changes > 0,
     );
   }
 
@@ -474,14 +512,25 @@ export class SqliteStateStore implements StateStore {
       requests.map((request) => {
         const { added = [], removed = [], attributes } = request.snapshot;
         const accepted = request.accepted ?? added.length + removed.length;
-        const first = this.#sql.completeOutcome.run(request.runId, requireKey(request.requestKey), accepted, request.rejected.length, request.dataPoints).changes > 0;
+        const first =
+          this.#sql.completeOutcome.run(
+            request.runId,
+            requireKey(request.requestKey),
+            accepted,
+            request.rejected.length,
+            request.dataPoints,
+          ).changes > 0;
         if (!first) return false;
         // One statement per list, not per member: a request carries up to a few hundred members.
         if (added.length > 0) this.#sql.insertSnapshotMembers.run(request.syncId, JSON.stringify(added.map(requireKey)));
         if (removed.length > 0) this.#sql.deleteSnapshotMembers.run(request.syncId, JSON.stringify(removed));
-        if (attributes && attributes.set.length > 0) this.#sql.upsertAttributeSnapshots.run(attributes.scope, attributeSnapshotsJson(attributes.set));
+        if (attributes && attributes.set.length > 0)
+          this.#sql.upsertAttributeSnapshots.run(attributes.scope, attributeSnapshotsJson(attributes.set));
         if (attributes && attributes.unset.length > 0) {
-          this.#sql.deleteAttributeSnapshots.run(attributes.scope, JSON.stringify(attributes.unset.map((row) => [row.memberKey, row.attribute])));
+          this.#sql.deleteAttributeSnapshots.run(
+            attributes.scope,
+            JSON.stringify(attributes.unset.map((row) => [row.memberKey, row.attribute])),
+          );
         }
         for (const failure of request.rejected) this.#sql.upsertFailure.run(request.runId, requireKey(failure.memberKey), failure.reason);
         this.#sql.upsertDataPoints.run(request.runId, request.requestKey, request.day, request.syncId, request.dataPoints);
@@ -570,7 +619,9 @@ export class SqliteStateStore implements StateStore {
 
 function prepareStatements(db: Database.Database) {
   return {
-    writeProbe: db.prepare(`INSERT INTO rate_windows (limiter_key, window_start_ms, used) VALUES ('write-probe', 0, 0) ON CONFLICT DO NOTHING`),
+    writeProbe: db.prepare(
+      `INSERT INTO rate_windows (limiter_key, window_start_ms, used) VALUES ('write-probe', 0, 0) ON CONFLICT DO NOTHING`,
+    ),
     insertPendingOutcome: db.prepare<[string, string, number]>(
       'INSERT INTO request_outcomes (run_id, request_key, accepted, rejected, data_points, completed) VALUES (?, ?, 0, 0, ?, 0) ON CONFLICT DO NOTHING',
     ),
@@ -600,12 +651,16 @@ function prepareStatements(db: Database.Database) {
       `INSERT INTO rate_windows (limiter_key, window_start_ms, used, blocked_until_ms) VALUES (?, 0, 0, ?)
        ON CONFLICT (limiter_key) DO UPDATE SET blocked_until_ms = max(blocked_until_ms, excluded.blocked_until_ms)`,
     ),
-    insertSnapshotMember: db.prepare<[string, string]>('INSERT INTO snapshot_members (sync_id, member_key) VALUES (?, ?) ON CONFLICT DO NOTHING'),
+    insertSnapshotMember: db.prepare<[string, string]>(
+      'INSERT INTO snapshot_members (sync_id, member_key) VALUES (?, ?) ON CONFLICT DO NOTHING',
+    ),
     deleteSnapshotMember: db.prepare<[string, string]>('DELETE FROM snapshot_members WHERE sync_id = ? AND member_key = ?'),
     insertSnapshotMembers: db.prepare<[string, string]>(
       'INSERT INTO snapshot_members (sync_id, member_key) SELECT ?, value FROM json_each(?) WHERE true ON CONFLICT DO NOTHING',
     ),
-    deleteSnapshotMembers: db.prepare<[string, string]>('DELETE FROM snapshot_members WHERE sync_id = ? AND member_key IN (SELECT value FROM json_each(?))'),
+    deleteSnapshotMembers: db.prepare<[string, string]>(
+      'DELETE FROM snapshot_members WHERE sync_id = ? AND member_key IN (SELECT value FROM json_each(?))',
+    ),
     snapshotPage: db.prepare<[string, string, number], SnapshotMember>(
       'SELECT member_key AS memberKey FROM snapshot_members WHERE sync_id = ? AND member_key > ? ORDER BY member_key LIMIT ?',
     ),
@@ -626,7 +681,9 @@ function prepareStatements(db: Database.Database) {
        (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))`,
     ),
     // Every scope's rows of the members, through attribute_snapshots_by_member.
-    deleteMembersAttributeSnapshots: db.prepare<[string]>('DELETE FROM attribute_snapshots WHERE member_key IN (SELECT value FROM json_each(?))'),
+    deleteMembersAttributeSnapshots: db.prepare<[string]>(
+      'DELETE FROM attribute_snapshots WHERE member_key IN (SELECT value FROM json_each(?))',
+    ),
 
     insertStaged: db.prepare<[string, string, string, string | null, string | null, string | null]>(
       `INSERT INTO staged_members (run_id, member_key, amplitude_id, user_id, device_id, props) VALUES (?, ?, ?, ?, ?, ?)
@@ -641,7 +698,9 @@ function prepareStatements(db: Database.Database) {
     ),
     stagedCount: db.prepare<[string], { count: number }>('SELECT count(*) AS count FROM staged_members WHERE run_id = ?'),
     deleteStagedChunks: STAGING_TABLES.map(({ table, key }) =>
-      db.prepare<[string, string, number]>(`DELETE FROM ${table} WHERE run_id = ? AND ${key} IN (SELECT ${key} FROM ${table} WHERE run_id = ? ORDER BY ${key} LIMIT ?)`),
+      db.prepare<[string, string, number]>(
+        `DELETE FROM ${table} WHERE run_id = ? AND ${key} IN (SELECT ${key} FROM ${table} WHERE run_id = ? ORDER BY ${key} LIMIT ?)`,
+      ),
     ),
     deleteCheckpoint: db.prepare<[string]>('DELETE FROM staging_checkpoints WHERE run_id = ?'),
 
@@ -701,7 +760,9 @@ function prepareStatements(db: Database.Database) {
     ),
     deletePlan: db.prepare<[string]>('DELETE FROM plan_pages WHERE run_id = ?'),
 
-    insertStagedEvent: db.prepare<[string, string, string]>('INSERT INTO staged_events (run_id, event_key, body) VALUES (?, ?, ?) ON CONFLICT DO NOTHING'),
+    insertStagedEvent: db.prepare<[string, string, string]>(
+      'INSERT INTO staged_events (run_id, event_key, body) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
+    ),
     // A user's latest event by event time wins; an older one (an hour processed late) changes nothing.
     upsertActivity: db.prepare<[string, number, string]>(
       `INSERT INTO user_activity (user_key, last_event_ms, properties) VALUES (?, ?, ?)
@@ -712,7 +773,11 @@ function prepareStatements(db: Database.Database) {
     planEventPages: db.prepare<[string, number, string]>(
       planPagesSql(
         'event',
-        { from: 'staged_events s', key: 's.event_key', where: 's.run_id = ? AND NOT EXISTS (SELECT 1 FROM sent_events e WHERE e.event_key = s.event_key)' },
+        {
+          from: 'staged_events s',
+          key: 's.event_key',
+          where: 's.run_id = ? AND NOT EXISTS (SELECT 1 FROM sent_events e WHERE e.event_key = s.event_key)',
+        },
         PLAN_PLACEHOLDERS,
       ),
     ),
@@ -741,9 +806,13 @@ function prepareStatements(db: Database.Database) {
       `SELECT user_key AS userKey, last_event_ms AS lastEventMs, properties FROM user_activity
        WHERE user_key > ? AND last_event_ms >= ? ORDER BY user_key LIMIT ?`,
     ),
-    inactiveUsers: db.prepare<[number, number], { userKey: string }>('SELECT user_key AS userKey FROM user_activity WHERE last_event_ms < ? LIMIT ?'),
+    inactiveUsers: db.prepare<[number, number], { userKey: string }>(
+      'SELECT user_key AS userKey FROM user_activity WHERE last_event_ms < ? LIMIT ?',
+    ),
     deleteActivity: db.prepare<[string]>('DELETE FROM user_activity WHERE user_key IN (SELECT value FROM json_each(?))'),
-    pruneSentEvents: db.prepare<[number, number]>('DELETE FROM sent_events WHERE event_key IN (SELECT event_key FROM sent_events WHERE sent_at_ms < ? LIMIT ?)'),
+    pruneSentEvents: db.prepare<[number, number]>(
+      'DELETE FROM sent_events WHERE event_key IN (SELECT event_key FROM sent_events WHERE sent_at_ms < ? LIMIT ?)',
+    ),
     upsertStagedTrait: db.prepare<[string, string, string]>(
       'INSERT INTO staged_traits (run_id, user_key, changes) VALUES (?, ?, ?) ON CONFLICT (run_id, user_key) DO UPDATE SET changes = excluded.changes',
     ),
@@ -751,9 +820,13 @@ function prepareStatements(db: Database.Database) {
     stagedTraitCounts: db.prepare<[string], { users: number; attributes: number }>(
       'SELECT count(*) AS users, coalesce(sum((SELECT count(*) FROM json_each(t.changes))), 0) AS attributes FROM staged_traits t WHERE t.run_id = ?',
     ),
-    planTraitPages: db.prepare<[string, number, string]>(planPagesSql('trait', { from: 'staged_traits s', key: 's.user_key', where: 's.run_id = ?' }, PLAN_PLACEHOLDERS)),
+    planTraitPages: db.prepare<[string, number, string]>(
+      planPagesSql('trait', { from: 'staged_traits s', key: 's.user_key', where: 's.run_id = ?' }, PLAN_PLACEHOLDERS),
+    ),
     stagedTraits: db.prepare<[string, string, number], { userKey: string; changes: string }>(stagedTraitPage('')),
-    stagedTraitRange: db.prepare<[string, string, string, number], { userKey: string; changes: string }>(stagedTraitPage('AND user_key <= ?')),
+    stagedTraitRange: db.prepare<[string, string, string, number], { userKey: string; changes: string }>(
+      stagedTraitPage('AND user_key <= ?'),
+    ),
     syncLease: db.prepare<[string], { holder: string; workflowId: string; expiresAtMs: number }>(
       'SELECT holder, workflow_id AS workflowId, expires_at_ms AS expiresAtMs FROM sync_leases WHERE sync_id = ?',
     ),
@@ -796,7 +869,9 @@ function prepareStatements(db: Database.Database) {
       'SELECT coalesce(sum(points), 0) AS total FROM data_points WHERE day = ? AND sync_id = ?',
     ),
 
-    findReservation: db.prepare<[string, string], { month: string }>('SELECT month FROM cohort_downloads WHERE run_id = ? AND cohort_id = ?'),
+    findReservation: db.prepare<[string, string], { month: string }>(
+      'SELECT month FROM cohort_downloads WHERE run_id = ? AND cohort_id = ?',
+    ),
     downloadsInMonth: db.prepare<[string], { count: number }>('SELECT count(*) AS count FROM cohort_downloads WHERE month = ?'),
     insertReservation: db.prepare<[string, string, string, string]>(
       'INSERT INTO cohort_downloads (run_id, cohort_id, month, reserved_at) VALUES (?, ?, ?, ?)',

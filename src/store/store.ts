@@ -311,7 +311,11 @@ export interface StateStore {
    * latest event by event time wins, so an hour processed late never overwrites newer values), and records the
    * checkpoint after them, in one transaction.
    */
-  stageEvents(runId: string, chunk: { events: readonly StagedEvent[]; activity: readonly UserActivity[] }, checkpoint: StagingCheckpoint): Promise<void>;
+  stageEvents(
+    runId: string,
+    chunk: { events: readonly StagedEvent[]; activity: readonly UserActivity[] },
+    checkpoint: StagingCheckpoint,
+  ): Promise<void>;
   stagedEventCount(runId: string): Promise<number>;
   /** Cuts the run's staged events not yet in the sent-event ledger into numbered pages (kind `event`). */
   planEventPages(runId: string, pageSize: number): Promise<{ events: number; pages: number }>;

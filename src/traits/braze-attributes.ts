@@ -47,7 +47,11 @@ function attributesRequest(users: readonly StagedTraitChange[]): PageRequest {
 }
 
 /** What the accepted users' writes change in the workspace's attribute snapshot: values set, attributes unset. */
-export function acceptedSnapshot(scope: string, accepted: readonly string[], changesOf: ReadonlyMap<string, JsonObject>): NonNullable<SentRequest['snapshot']['attributes']> {
+export function acceptedSnapshot(
+  scope: string,
+  accepted: readonly string[],
+  changesOf: ReadonlyMap<string, JsonObject>,
+): NonNullable<SentRequest['snapshot']['attributes']> {
   const set: AttributeSnapshot[] = [];
   const unset: Array<{ memberKey: string; attribute: string }> = [];
   for (const memberKey of accepted) {

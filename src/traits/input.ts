@@ -66,21 +66,32 @@ export const traitSyncInputSchema = z
   })
   .superRefine((input, ctx) => {
     const names = attributeNames(input);
-    if (new Set(input.properties).size !== input.properties.length) ctx.addIssue({ code: 'custom', path: ['properties'], message: 'each property may appear once' });
+    if (new Set(input.properties).size !== input.properties.length)
+      ctx.addIssue({ code: 'custom', path: ['properties'], message: 'each property may appear once' });
     for (const property of Object.keys(input.rename)) {
-      if (!input.properties.includes(property)) ctx.addIssue({ code: 'custom', path: ['rename', property], message: `"${property}" is not one of the properties synced` });
+      if (!input.properties.includes(property))
+        ctx.addIssue({ code: 'custom', path: ['rename', property], message: `"${property}" is not one of the properties synced` });
     }
     for (const attribute of Object.keys(input.types)) {
       if (!names.has(attribute)) {
-        ctx.addIssue({ code: 'custom', path: ['types', attribute], message: `"${attribute}" is not an attribute this sync writes (${[...names].join(', ')})` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['types', attribute],
+          message: `"${attribute}" is not an attribute this sync writes (${[...names].join(', ')})`,
+        });
       }
     }
     const written = new Map<string, string>();
     for (const [property, attribute] of propertyAttributes(input)) {
       const problem = attributeName.safeParse(attribute).error?.issues[0]?.message;
-      if (problem) ctx.addIssue({ code: 'custom', path: ['properties'], message: `the attribute "${attribute}" for "${property}" ${problem}` });
+      if (problem)
+        ctx.addIssue({ code: 'custom', path: ['properties'], message: `the attribute "${attribute}" for "${property}" ${problem}` });
       if (RESERVED_NAMES.has(attribute)) {
-        ctx.addIssue({ code: 'custom', path: ['properties'], message: `"${attribute}" is a Braze identifier, not an attribute: rename it (rename) or prefix it (attributePrefix)` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['properties'],
+          message: `"${attribute}" is a Braze identifier, not an attribute: rename it (rename) or prefix it (attributePrefix)`,
+        });
       } else if (STANDARD_PROFILE_FIELDS.has(attribute) && !input.standardFields) {
         ctx.addIssue({
           code: 'custom',
@@ -89,7 +100,12 @@ export const traitSyncInputSchema = z
         });
       }
       const earlier = written.get(attribute);
-      if (earlier !== undefined) ctx.addIssue({ code: 'custom', path: ['properties'], message: `"${earlier}" and "${property}" would both write the attribute "${attribute}"` });
+      if (earlier !== undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['properties'],
+          message: `"${earlier}" and "${property}" would both write the attribute "${attribute}"`,
+        });
       written.set(attribute, property);
     }
   });
@@ -99,7 +115,9 @@ export type TraitSyncOptions = z.output<typeof traitSyncInputSchema>;
 export type TraitSelection = Pick<TraitSyncOptions, 'properties' | 'attributePrefix' | 'rename' | 'types' | 'onMissing'>;
 
 /** Each Amplitude property with the Braze attribute it writes. */
-export function propertyAttributes(selection: Pick<TraitSyncOptions, 'properties' | 'attributePrefix' | 'rename'>): Array<[string, string]> {
+export function propertyAttributes(
+  selection: Pick<TraitSyncOptions, 'properties' | 'attributePrefix' | 'rename'>,
+): Array<[string, string]> {
   return selection.properties.map((property) => [property, selection.rename[property] ?? `${selection.attributePrefix}${property}`]);
 }
 

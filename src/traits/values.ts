@@ -60,7 +60,13 @@ function checkedString(value: string): MappedValue {
 function timeValue(value: JsonValue): MappedValue {
   let ms: number | undefined;
   if (typeof value === 'number' && Number.isFinite(value)) ms = value;
-  else if (typeof value === 'string' && TIME_STRING.test(value.trim())) ms = Date.parse(value.trim().replace(' ', 'T').replace(/(T[\d:.]+)$/, '$1Z'));
+  else if (typeof value === 'string' && TIME_STRING.test(value.trim()))
+    ms = Date.parse(
+      value
+        .trim()
+        .replace(' ', 'T')
+        .replace(/(T[\d:.]+)$/, '$1Z'),
+    );
   if (ms === undefined || Number.isNaN(ms)) return mismatch(value, 'time');
   const year = new Date(ms).getUTCFullYear();
   if (year < MIN_YEAR || year > MAX_YEAR) return { problem: `a time in the year ${year}, which Braze would store as a string` };
@@ -101,7 +107,11 @@ export function snapshotValue(value: JsonValue): string {
  * changed values, and `null` for a value that disappeared when the sync unsets. An attribute whose new value
  * Braze would reject is left as it is (and reported), never unset.
  */
-export function attributeChanges(desired: DesiredAttributes, sent: ReadonlyMap<string, string> | undefined, selection: TraitSelection): JsonObject {
+export function attributeChanges(
+  desired: DesiredAttributes,
+  sent: ReadonlyMap<string, string> | undefined,
+  selection: TraitSelection,
+): JsonObject {
   const changes: JsonObject = {};
   for (const [, attribute] of propertyAttributes(selection)) {
     const value = desired.values.get(attribute);

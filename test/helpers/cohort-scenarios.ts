@@ -20,7 +20,11 @@ export const MEDIUM_COHORT = '3k9x2pq'; // ~10%
 /** The sandboxes and a worker on a fresh store of `storeKind`, for the file that creates it. */
 export class CohortSyncHarness extends WorkerHarness {
   constructor(storeKind: TestStoreKind) {
-    super(storeKind, { seed: 11, users: 3_000, dataset: { brazeKnownFraction: 1 }, amplitude: { exportJobDurationMs: 200 } }, { queuePrefix: 'cohort-sync' });
+    super(
+      storeKind,
+      { seed: 11, users: 3_000, dataset: { brazeKnownFraction: 1 }, amplitude: { exportJobDurationMs: 200 } },
+      { queuePrefix: 'cohort-sync' },
+    );
   }
 
   sync = async (input: CohortSyncInput) => {
@@ -77,7 +81,7 @@ export function coreCohortScenarios(h: CohortSyncHarness): void {
 
     test('a membership change sends exactly who entered and who left', async () => {
       changeCohortMembership(h.sandboxes.dataset, MEDIUM_COHORT, { leave: 5, enter: 7 });
-    const pointsBefore = brazeDataPoints();
+      const pointsBefore = brazeDataPoints();
 
       const result = await sync({ cohortId: MEDIUM_COHORT, pageSize: 100 });
       assert.deepEqual([result.added, result.removed, result.failed], [7, 5, 0]);
@@ -95,7 +99,10 @@ export function coreCohortScenarios(h: CohortSyncHarness): void {
         assert.equal(first.failed, 3);
         assert.deepEqual(first.failureReasons, { 'provided external_id is blacklisted and disallowed': 3 });
         const synced = brazeMembers(SMALL_COHORT, 'blocked_cohorts');
-        assert.deepEqual([...synced].filter((id) => blocked.includes(id)), []);
+        assert.deepEqual(
+          [...synced].filter((id) => blocked.includes(id)),
+          [],
+        );
         assert.equal(synced.size, expectedMembers(SMALL_COHORT).size - 3);
       } finally {
         h.sandboxes.braze.control.setBlockedExternalIds([]);
@@ -123,7 +130,11 @@ export function coreCohortScenarios(h: CohortSyncHarness): void {
     });
 
     test('over its budget a run pauses (not fails), reports why, and finishes once the budget is raised', async () => {
-      const handle = await startCohortSync(h.env.client, { cohortId: MEDIUM_COHORT, attributeName: 'budget_cohorts', pageSize: 50, maxDataPoints: 120 }, { taskQueue: h.taskQueue });
+      const handle = await startCohortSync(
+        h.env.client,
+        { cohortId: MEDIUM_COHORT, attributeName: 'budget_cohorts', pageSize: 50, maxDataPoints: 120 },
+        { taskQueue: h.taskQueue },
+      );
       const progress = await waitUntilPaused(h.env.client, handle.workflowId);
       assert.match(progress.pausedReason ?? '', /over the run budget/);
       assert.equal(progress.totals.dataPoints, 100, 'two pages of 50 fit in 120, the third does not');

@@ -14,8 +14,14 @@ export function changeCohortMembership(dataset: Dataset, cohortId: string, count
   const memberIds = new Set(members.map((m) => m.amplitudeId));
   const leaving = members.filter((m) => m.userId).slice(0, counts.leave);
   const entering = [...dataset.identities()].filter((u) => u.userId && !memberIds.has(u.amplitudeId)).slice(0, counts.enter);
-  dataset.removeCohortMembers(cohortId, leaving.map((m) => m.amplitudeId));
-  dataset.addCohortMembers(cohortId, entering.map((u) => u.amplitudeId));
+  dataset.removeCohortMembers(
+    cohortId,
+    leaving.map((m) => m.amplitudeId),
+  );
+  dataset.addCohortMembers(
+    cohortId,
+    entering.map((u) => u.amplitudeId),
+  );
 }
 
 /** Polls the progress query until `reached` holds (or gives up after 20 s and returns the last progress). */

@@ -25,7 +25,10 @@ export class EventSyncHarness extends WorkerHarness {
 
   /** Runs the hour under a workflow id of its own (as a rerun or a backfill would) and waits for its result. */
   sync = async (input: EventSyncInput) => {
-    const handle = await startEventSync(this.env.client, input, { taskQueue: this.taskQueue, workflowId: `event-sync-${input.hour}-${Math.random()}` });
+    const handle = await startEventSync(this.env.client, input, {
+      taskQueue: this.taskQueue,
+      workflowId: `event-sync-${input.hour}-${Math.random()}`,
+    });
     return handle.result();
   };
 
@@ -35,7 +38,8 @@ export class EventSyncHarness extends WorkerHarness {
   brazeEventCounts = (): Map<string, number> => {
     const counts = new Map<string, number>();
     for (const profile of this.sandboxes.braze.control.users()) {
-      for (const [name, summary] of profile.customEvents ?? []) counts.set(`${profile.externalId ?? profile.aliases[0]?.alias_name} ${name}`, summary.count);
+      for (const [name, summary] of profile.customEvents ?? [])
+        counts.set(`${profile.externalId ?? profile.aliases[0]?.alias_name} ${name}`, summary.count);
     }
     return counts;
   };
@@ -52,7 +56,10 @@ export class EventSyncHarness extends WorkerHarness {
   };
 }
 
-export function countsOf(events: readonly SandboxEvent[], keyOf: (event: SandboxEvent) => string | undefined = (e) => e.user_id ?? undefined): Map<string, number> {
+export function countsOf(
+  events: readonly SandboxEvent[],
+  keyOf: (event: SandboxEvent) => string | undefined = (e) => e.user_id ?? undefined,
+): Map<string, number> {
   const counts = new Map<string, number>();
   for (const event of events) {
     const who = keyOf(event);
@@ -66,7 +73,6 @@ export function added(after: Map<string, number>, before: Map<string, number>): 
   for (const [key, count] of after) if (count !== (before.get(key) ?? 0)) delta.set(key, count - (before.get(key) ?? 0));
   return delta;
 }
-
 
 /** What every store must get right: one hour end to end, reruns, ingest only, filters, empty hours, storms, aliases. */
 export function coreEventScenarios(h: EventSyncHarness): void {
@@ -173,7 +179,10 @@ export function coreEventScenarios(h: EventSyncHarness): void {
       const result = await sync({ hour: other, eventTypes: ['*'], identifiers: ['user_id', 'device_id'] });
       assert.equal(result.skipped, 0);
       assert.equal(result.forwarded, events.length);
-      assert.deepEqual(added(brazeEventCounts(), before), countsOf(events, (e) => e.user_id ?? e.device_id));
+      assert.deepEqual(
+        added(brazeEventCounts(), before),
+        countsOf(events, (e) => e.user_id ?? e.device_id),
+      );
     });
 
     test('bad input fails at once, naming each field', async () => {
@@ -184,10 +193,17 @@ export function coreEventScenarios(h: EventSyncHarness): void {
       await assert.rejects(
         (async () => {
           // As typed into the Temporal UI or `temporal workflow start`: nothing checks it before the workflow does.
-          const handle = await h.env.client.workflow.start('eventSync', { taskQueue: h.taskQueue, workflowId: `bad-${Date.now()}`, args: [{ hour: 'yesterday', eventTypes: [''] }] });
+          const handle = await h.env.client.workflow.start('eventSync', {
+            taskQueue: h.taskQueue,
+            workflowId: `bad-${Date.now()}`,
+            args: [{ hour: 'yesterday', eventTypes: [''] }],
+          });
           await handle.result();
         })(),
-        (error: unknown) => error instanceof WorkflowFailedError && /hour/.test(String(error.cause?.message)) && /eventTypes/.test(String(error.cause?.message)),
+        (error: unknown) =>
+          error instanceof WorkflowFailedError &&
+          /hour/.test(String(error.cause?.message)) &&
+          /eventTypes/.test(String(error.cause?.message)),
       );
     });
   });

@@ -29,7 +29,9 @@ export function workflowTypeOf(json: string): string | undefined {
 }
 
 /** The sandbox's API keys, by name: none may ever appear in a history (keys stay with the workers). */
-export const SANDBOX_KEYS: Record<string, string> = Object.fromEntries(Object.entries(SANDBOX_CREDENTIALS).filter(([name]) => name.endsWith('Key')));
+export const SANDBOX_KEYS: Record<string, string> = Object.fromEntries(
+  Object.entries(SANDBOX_CREDENTIALS).filter(([name]) => name.endsWith('Key')),
+);
 
 /** The names of the `needles` a history holds, in plain text or inside a payload (base64 JSON). */
 export function foundIn(json: string, needles: Record<string, string>): string[] {

@@ -28,12 +28,19 @@ export class TraitSyncHarness extends WorkerHarness {
 
   /** Feeds the activity index the way production does: an event sync of the hour (ingest only). */
   ingest = async (hour: string) => {
-    const handle = await startEventSync(this.env.client, { hour }, { taskQueue: this.taskQueue, workflowId: `ingest-${hour}-${Math.random()}` });
+    const handle = await startEventSync(
+      this.env.client,
+      { hour },
+      { taskQueue: this.taskQueue, workflowId: `ingest-${hour}-${Math.random()}` },
+    );
     return handle.result();
   };
 
   sync = async (input: TraitSyncInput): Promise<TraitSyncResult> => {
-    const handle = await startTraitSync(this.env.client, input, { taskQueue: this.taskQueue, workflowId: `trait-sync-test-${Math.random()}` });
+    const handle = await startTraitSync(this.env.client, input, {
+      taskQueue: this.taskQueue,
+      workflowId: `trait-sync-test-${Math.random()}`,
+    });
     return handle.result();
   };
 
@@ -66,7 +73,10 @@ export class TraitSyncHarness extends WorkerHarness {
    * carries them), then the current hour ingested again: the user's latest properties become these.
    */
   changeProperties = async (userId: string, properties: JsonObject) => {
-    const sent = await this.context.amplitude.ingestEvents([{ event_type: 'Profile Updated', user_id: userId, user_properties: properties, insert_id: `change-${Math.random()}` }], { api: 'httpapi' });
+    const sent = await this.context.amplitude.ingestEvents(
+      [{ event_type: 'Profile Updated', user_id: userId, user_properties: properties, insert_id: `change-${Math.random()}` }],
+      { api: 'httpapi' },
+    );
     assert.equal(sent.rejected.length, 0);
     await this.ingest(exportHourOf(Date.now()));
   };
@@ -74,7 +84,12 @@ export class TraitSyncHarness extends WorkerHarness {
 
 /** What the sandbox's properties become as attributes under a prefix. */
 export function prefixed(properties: JsonObject, prefix = 'amp_'): Record<string, unknown> {
-  return Object.fromEntries(PROPERTIES.filter((name) => properties[name] !== undefined && properties[name] !== null).map((name) => [`${prefix}${name}`, properties[name]]));
+  return Object.fromEntries(
+    PROPERTIES.filter((name) => properties[name] !== undefined && properties[name] !== null).map((name) => [
+      `${prefix}${name}`,
+      properties[name],
+    ]),
+  );
 }
 
 /** What every store must get right: first run, unchanged rerun, one change, one vanished value, dry run, budgets. */
@@ -93,11 +108,15 @@ export function coreTraitScenarios(h: TraitSyncHarness): void {
       assert.equal(result.users, users.size);
       assert.equal(result.created, users.size, 'no user was in the snapshot before');
       assert.equal(result.written, users.size);
-      for (const [userId, properties] of users) assert.deepEqual(h.brazeAttributes(userId), prefixed(properties), `attributes of ${userId}`);
+      for (const [userId, properties] of users)
+        assert.deepEqual(h.brazeAttributes(userId), prefixed(properties), `attributes of ${userId}`);
       const expectedPoints = [...users.values()].reduce((sum, properties) => sum + Object.keys(prefixed(properties)).length, 0);
       assert.equal(result.dataPoints, expectedPoints, 'one data point per attribute written');
       assert.equal(h.brazeDataPoints() - pointsBefore, result.dataPoints, 'our count equals Braze’s');
-      assert.ok(Object.keys(result.skipReasons).some((reason) => /anonymous/.test(reason)), 'anonymous users are skipped with a reason');
+      assert.ok(
+        Object.keys(result.skipReasons).some((reason) => /anonymous/.test(reason)),
+        'anonymous users are skipped with a reason',
+      );
     });
 
     test('an unchanged rerun sends nothing and spends nothing', async () => {
@@ -111,7 +130,11 @@ export function coreTraitScenarios(h: TraitSyncHarness): void {
       const [userId, properties] = [...(await h.identifiedUsers())][0]!;
       await h.changeProperties(userId, { ...properties, plan: properties.plan === 'premium' ? 'free' : 'premium' });
       const dryRun = await h.sync({ ...input, dryRun: true });
-      assert.deepEqual([dryRun.set, dryRun.unset, dryRun.dataPoints, dryRun.brazeRequests], [1, 0, 0, 0], 'the dry run predicts one write and sends nothing');
+      assert.deepEqual(
+        [dryRun.set, dryRun.unset, dryRun.dataPoints, dryRun.brazeRequests],
+        [1, 0, 0, 0],
+        'the dry run predicts one write and sends nothing',
+      );
 
       let pointsBefore = h.brazeDataPoints();
       let result = await h.sync(input);
@@ -129,7 +152,13 @@ export function coreTraitScenarios(h: TraitSyncHarness): void {
     });
 
     test('over its budget a run pauses, and finishes once the budget is raised', async () => {
-      const budgeted: TraitSyncInput = { name: 'budget', properties: ['plan'], attributePrefix: 'budget_', pageSize: 10, maxDataPoints: 25 };
+      const budgeted: TraitSyncInput = {
+        name: 'budget',
+        properties: ['plan'],
+        attributePrefix: 'budget_',
+        pageSize: 10,
+        maxDataPoints: 25,
+      };
       const handle = await startTraitSync(h.env.client, budgeted, { taskQueue: h.taskQueue, workflowId: `trait-budget-${Math.random()}` });
       const progress = await waitUntilPaused(h.env.client, handle.workflowId);
       assert.match(progress.pausedReason ?? '', /over the run budget/);

@@ -29,7 +29,9 @@ export class WorkerHarness {
     before(async () => {
       this.env = await connectTestEnvironment();
       this.sandboxes = await startSandboxes(sandboxOptions);
-      this.context = await createWorkerContext(loadConfig({ ...this.sandboxes.env, ...(await storeKind.freshEnv()), ...options.workerEnv }));
+      this.context = await createWorkerContext(
+        loadConfig({ ...this.sandboxes.env, ...(await storeKind.freshEnv()), ...options.workerEnv }),
+      );
       this.#worker = await createTestWorker(this.env, { taskQueue: this.taskQueue, activities: createActivities(this.context) });
       this.#workerRun = this.#worker.run();
     });

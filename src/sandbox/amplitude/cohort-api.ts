@@ -27,7 +27,11 @@ export function requestCohortExport({ res, url, context }: Exchange, cohortId: s
     return;
   }
   if (cohortExports.perCohortRequests.count(cohortId) >= options.perCohortRequestsPer10Min) {
-    sendApiError(res, 429, `Cohort download limit reached for cohort ${cohortId}: ${options.perCohortRequestsPer10Min} requests per 10 minutes`);
+    sendApiError(
+      res,
+      429,
+      `Cohort download limit reached for cohort ${cohortId}: ${options.perCohortRequestsPer10Min} requests per 10 minutes`,
+    );
     return;
   }
   cohortExports.perCohortRequests.add(cohortId);

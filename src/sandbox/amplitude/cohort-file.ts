@@ -39,7 +39,9 @@ export function* cohortCsvChunks(job: CohortExport, dataset: Dataset, profiles: 
   let chunk = `${[...idColumns, ...job.propertyColumns].map(quote).join(',')}\n`;
   for (const index of job.membership.indexes()) {
     const member = dataset.identity(index);
-    const ids = style.duplicateAmplitudeIdHeader ? [member.amplitudeId, member.userId, member.amplitudeId] : [member.amplitudeId, member.userId];
+    const ids = style.duplicateAmplitudeIdHeader
+      ? [member.amplitudeId, member.userId, member.amplitudeId]
+      : [member.amplitudeId, member.userId];
     const properties = job.propertyColumns.length > 0 ? profiles.propertiesAt(index) : {};
     const row = [...ids.map(cell), ...job.propertyColumns.map((column) => cell(properties[column]))];
     chunk += `${row.join(',')}\n`;
@@ -56,13 +58,21 @@ export interface FileDelivery {
   bytesPerSecond: number;
 }
 
-export async function streamCohortFile(res: ServerResponse, chunks: Iterable<string>, delivery: FileDelivery, filename: string): Promise<void> {
+export async function streamCohortFile(
+  res: ServerResponse,
+  chunks: Iterable<string>,
+  delivery: FileDelivery,
+  filename: string,
+): Promise<void> {
   res.writeHead(200, {
     'content-type': 'text/csv; charset=utf-8',
     'content-disposition': `attachment; filename="${filename}"`,
     ...(delivery.gzip ? { 'content-encoding': 'gzip' } : {}),
   });
   const source = Readable.from(chunks);
-  const transforms = [...(delivery.gzip ? [createGzip()] : []), ...(Number.isFinite(delivery.bytesPerSecond) ? [throttle(delivery.bytesPerSecond)] : [])];
+  const transforms = [
+    ...(delivery.gzip ? [createGzip()] : []),
+    ...(Number.isFinite(delivery.bytesPerSecond) ? [throttle(delivery.bytesPerSecond)] : []),
+  ];
   await pipeToResponse(res, source, ...transforms);
 }

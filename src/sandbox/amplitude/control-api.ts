@@ -56,7 +56,8 @@ export function exportHour({ res, url, context }: Exchange, hour: string): void 
   const fromDataset = context.dataset.countEventsInHour(hourStart);
   const summary = { hour, count, fromDataset, ingested: count - fromDataset };
   if (url.searchParams.get('events') !== '1') return sendJson(res, 200, summary);
-  if (count > MAX_LISTED_EXPORT_LINES) return sendJson(res, 400, { error: `${count} events are too many to list; the limit is ${MAX_LISTED_EXPORT_LINES}` });
+  if (count > MAX_LISTED_EXPORT_LINES)
+    return sendJson(res, 400, { error: `${count} events are too many to list; the limit is ${MAX_LISTED_EXPORT_LINES}` });
   sendJson(res, 200, { ...summary, events: [...exportLinesInHour(context, hourStart)] });
 }
 

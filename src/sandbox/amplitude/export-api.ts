@@ -18,7 +18,8 @@ const TEXT_CHUNK_CHARS = 64 * 1024;
 const GZIP_OPTIONS = { level: 1, chunkSize: 64 * 1024 };
 const HOUR_PARAMETER = /^(\d{4})(\d{2})(\d{2})T(\d{2})$/;
 /** Amplitude's description of its 504. */
-const TIMEOUT_MESSAGE = 'The amount of data is large causing a timeout. For large amounts of data, the Amazon S3 destination is recommended.';
+const TIMEOUT_MESSAGE =
+  'The amount of data is large causing a timeout. For large amounts of data, the Amazon S3 destination is recommended.';
 
 /** Epoch ms of a `YYYYMMDDTHH` (UTC) hour, or undefined. */
 export function parseHour(value: string | null): number | undefined {
@@ -36,7 +37,8 @@ export function* exportLinesInHour(context: SandboxContext, hourStart: number): 
   const ingested = context.ingestion.exportLinesInHour(hourStart);
   let next = 0;
   for (const line of context.dataset.eventsInHour(hourStart)) {
-    while (next < ingested.length && (ingested[next] as ExportLine).server_upload_time < line.server_upload_time) yield ingested[next++] as ExportLine;
+    while (next < ingested.length && (ingested[next] as ExportLine).server_upload_time < line.server_upload_time)
+      yield ingested[next++] as ExportLine;
     yield line;
   }
   yield* ingested.slice(next);

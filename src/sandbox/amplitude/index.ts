@@ -76,7 +76,10 @@ export async function startAmplitudeSandbox(options: AmplitudeSandboxOptions): P
     userLookupRequests: new FixedWindowCounter(3_600_000),
   };
   setFaults(context, options.faults ?? {});
-  const gates = { dashboard: new ConcurrencyGate(resolved.maxConcurrentRequests), 'user-lookup': new ConcurrencyGate(resolved.userLookupConcurrency) };
+  const gates = {
+    dashboard: new ConcurrencyGate(resolved.maxConcurrentRequests),
+    'user-lookup': new ConcurrencyGate(resolved.userLookupConcurrency),
+  };
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', context.baseUrl);

@@ -97,7 +97,12 @@ export class Ingestion {
           .filter(([key, total]) => key.startsWith(prefix) && total > limit)
           .map(([key, total]) => [key.slice(prefix.length), total / (windowMs / 1000)]),
       );
-    return { epsThreshold: eventsPerSecondPerId, throttledUsers: ratesOver('user:'), throttledDevices: ratesOver('device:'), throttledEvents };
+    return {
+      epsThreshold: eventsPerSecondPerId,
+      throttledUsers: ratesOver('user:'),
+      throttledDevices: ratesOver('device:'),
+      throttledEvents,
+    };
   }
 
   /** Stores the events (already validated, device_id set), skipping insert_id repeats. */
@@ -120,7 +125,8 @@ export class Ingestion {
     lines.push(line);
     // Requests are ingested in receive order, unless a caller passes an earlier `now`.
     const previous = lines[lines.length - 2];
-    if (previous && previous.server_upload_time > line.server_upload_time) lines.sort((a, b) => a.server_upload_time.localeCompare(b.server_upload_time));
+    if (previous && previous.server_upload_time > line.server_upload_time)
+      lines.sort((a, b) => a.server_upload_time.localeCompare(b.server_upload_time));
   }
 
   private isDuplicate(event: Record<string, unknown>, now: number): boolean {

@@ -1,11 +1,5 @@
 /** Which handler serves each path, and what stands in front of it (faults, Basic auth, the concurrency limit). */
-import {
-  cohortExportFile,
-  cohortExportStatus,
-  listCohorts,
-  presignedCohortFile,
-  requestCohortExport,
-} from './cohort-api.js';
+import { cohortExportFile, cohortExportStatus, listCohorts, presignedCohortFile, requestCohortExport } from './cohort-api.js';
 import type { Exchange } from './context.js';
 import { changeCohortMembers, exportHour, sandboxEvents, sandboxState, setSandboxFaults } from './control-api.js';
 import { exportEvents } from './export-api.js';

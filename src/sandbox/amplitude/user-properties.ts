@@ -59,7 +59,8 @@ export function validateUserProperties(userProperties: unknown): asserts userPro
   }
   for (const key of operationKeys) {
     if (key !== '$clearAll' && !(key in OPERATIONS)) throw new InvalidUserPropertiesError(`unknown user property operation ${key}`);
-    if (key !== '$clearAll' && !isRecord(userProperties[key])) throw new InvalidUserPropertiesError(`${key} must map property names to values`);
+    if (key !== '$clearAll' && !isRecord(userProperties[key]))
+      throw new InvalidUserPropertiesError(`${key} must map property names to values`);
   }
 }
 

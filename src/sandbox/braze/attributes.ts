@@ -8,10 +8,29 @@ import type { DataPointKind, Profile, ProfileStore } from './profiles.js';
 
 /** Braze's standard profile fields: stored apart from custom attributes (and billed the same). */
 export const STANDARD_FIELDS = new Set([
-  'country', 'current_location', 'date_of_first_session', 'date_of_last_session', 'dob', 'email', 'email_subscribe',
-  'email_open_tracking_disabled', 'email_click_tracking_disabled', 'facebook', 'first_name', 'gender', 'home_city',
-  'image_url', 'language', 'last_name', 'marked_email_as_spam_at', 'phone', 'push_subscribe', 'push_tokens', 'time_zone',
-  'twitter', 'subscription_groups',
+  'country',
+  'current_location',
+  'date_of_first_session',
+  'date_of_last_session',
+  'dob',
+  'email',
+  'email_subscribe',
+  'email_open_tracking_disabled',
+  'email_click_tracking_disabled',
+  'facebook',
+  'first_name',
+  'gender',
+  'home_city',
+  'image_url',
+  'language',
+  'last_name',
+  'marked_email_as_spam_at',
+  'phone',
+  'push_subscribe',
+  'push_tokens',
+  'time_zone',
+  'twitter',
+  'subscription_groups',
 ]);
 
 const MAX_STRING = 255;
@@ -42,7 +61,8 @@ export function parseAttribute(key: string, value: unknown): AttributeWrite | st
   if (key.startsWith('$')) return `attribute key '${key}' must not start with '$'`;
   if (key.length > MAX_STRING) return `attribute key '${key.slice(0, 20)}…' is longer than ${MAX_STRING} characters`;
   if (value === null) return { kind: 'unset' };
-  if (typeof value === 'string') return value.length > MAX_STRING ? `'${key}' must be a string of at most ${MAX_STRING} characters` : { kind: 'scalar', value };
+  if (typeof value === 'string')
+    return value.length > MAX_STRING ? `'${key}' must be a string of at most ${MAX_STRING} characters` : { kind: 'scalar', value };
   if (typeof value === 'number' || typeof value === 'boolean') return { kind: 'scalar', value };
   if (Array.isArray(value)) return parseArray(key, value);
   if (!isPlainObject(value)) return `'${key}' has an unsupported value`;
@@ -51,7 +71,9 @@ export function parseAttribute(key: string, value: unknown): AttributeWrite | st
   if (keys.length > 0 && keys.every((k) => (k === 'add' || k === 'remove') && Array.isArray(value[k]))) {
     const add = (value.add as unknown[] | undefined) ?? [];
     const remove = (value.remove as unknown[] | undefined) ?? [];
-    return [...add, ...remove].some((item) => !isArrayValue(item)) ? `'${key}' array values must be strings or numbers of at most ${MAX_STRING} characters` : { kind: 'array_change', add, remove };
+    return [...add, ...remove].some((item) => !isArrayValue(item))
+      ? `'${key}' array values must be strings or numbers of at most ${MAX_STRING} characters`
+      : { kind: 'array_change', add, remove };
   }
   if (keys.length > 0 && keys.every((k) => k === '$add' || k === '$remove' || k === '$update')) return parseObjectArrayChange(key, value);
   return { kind: 'object', value };
@@ -59,7 +81,9 @@ export function parseAttribute(key: string, value: unknown): AttributeWrite | st
 
 function parseArray(key: string, items: unknown[]): AttributeWrite | string {
   if (items.length > 0 && items.every(isPlainObject)) return { kind: 'object_array', items };
-  return items.every(isArrayValue) ? { kind: 'array', items } : `'${key}' array values must be strings or numbers of at most ${MAX_STRING} characters`;
+  return items.every(isArrayValue)
+    ? { kind: 'array', items }
+    : `'${key}' array values must be strings or numbers of at most ${MAX_STRING} characters`;
 }
 
 function parseObjectArrayChange(key: string, change: Json): AttributeWrite | string {
@@ -68,14 +92,21 @@ function parseObjectArrayChange(key: string, change: Json): AttributeWrite | str
   const invalid = `'${key}' has an invalid array-of-objects change`;
   if (!Array.isArray(add) || !Array.isArray(remove) || !Array.isArray(update) || !add.every(isPlainObject)) return invalid;
   const identified = (item: unknown): IdentifiedItem | undefined =>
-    isPlainObject(item) && typeof item.$identifier_key === 'string' && item.$identifier_value !== undefined ? { key: item.$identifier_key, value: item.$identifier_value } : undefined;
+    isPlainObject(item) && typeof item.$identifier_key === 'string' && item.$identifier_value !== undefined
+      ? { key: item.$identifier_key, value: item.$identifier_value }
+      : undefined;
   const removals = remove.map(identified);
   const updates = update.map((item) => {
     const target = identified(item);
     return target && isPlainObject(item) && isPlainObject(item.$new_object) ? { ...target, patch: item.$new_object } : undefined;
   });
   if (removals.includes(undefined) || updates.includes(undefined)) return invalid;
-  return { kind: 'object_array_change', add, remove: removals as IdentifiedItem[], update: updates as Array<IdentifiedItem & { patch: Json }> };
+  return {
+    kind: 'object_array_change',
+    add,
+    remove: removals as IdentifiedItem[],
+    update: updates as Array<IdentifiedItem & { patch: Json }>,
+  };
 }
 
 function isArrayValue(item: unknown): boolean {
@@ -107,7 +138,13 @@ function nestedValueIsValid(value: unknown): boolean {
 }
 
 /** Applies a parsed write to the profile and bills it. */
-export function applyAttribute(store: ProfileStore, profile: Profile, key: string, write: AttributeWrite, options: { mergeObjects: boolean; maxArrayLength: number }): void {
+export function applyAttribute(
+  store: ProfileStore,
+  profile: Profile,
+  key: string,
+  write: AttributeWrite,
+  options: { mergeObjects: boolean; maxArrayLength: number },
+): void {
   const standard = STANDARD_FIELDS.has(key);
   const current = (standard ? profile.standardAttributes : profile.customAttributes)?.get(key);
   const { value, costs } = nextValue(write, current, options);
@@ -117,7 +154,11 @@ export function applyAttribute(store: ProfileStore, profile: Profile, key: strin
   for (const [kind, points] of costs) store.count(kind, points);
 }
 
-function nextValue(write: AttributeWrite, current: unknown, options: { mergeObjects: boolean; maxArrayLength: number }): { value: unknown; costs: Array<[DataPointKind, number]> } {
+function nextValue(
+  write: AttributeWrite,
+  current: unknown,
+  options: { mergeObjects: boolean; maxArrayLength: number },
+): { value: unknown; costs: Array<[DataPointKind, number]> } {
   const keepLast = (items: unknown[]) => items.slice(Math.max(0, items.length - options.maxArrayLength));
   switch (write.kind) {
     case 'unset':
@@ -136,7 +177,13 @@ function nextValue(write: AttributeWrite, current: unknown, options: { mergeObje
         items.push(item);
       }
       const remaining = items.filter((item) => !write.remove.includes(item));
-      return { value: keepLast(remaining), costs: [['array_add', write.add.length], ['array_remove', write.remove.length]] };
+      return {
+        value: keepLast(remaining),
+        costs: [
+          ['array_add', write.add.length],
+          ['array_remove', write.remove.length],
+        ],
+      };
     }
     case 'object': {
       const value = options.mergeObjects && isPlainObject(current) ? deepMerge(current, write.value) : structuredClone(write.value);

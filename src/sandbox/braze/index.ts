@@ -20,7 +20,14 @@ export type { BrazeSeedUser } from './seed.js';
 export type { ObjectLimit } from './track.js';
 export type { Profile } from './profiles.js';
 
-export const ALL_PERMISSIONS = ['users.track', 'users.export.ids', 'users.alias.new', 'users.identify', 'users.merge', 'users.delete'] as const;
+export const ALL_PERMISSIONS = [
+  'users.track',
+  'users.export.ids',
+  'users.alias.new',
+  'users.identify',
+  'users.merge',
+  'users.delete',
+] as const;
 
 export interface BrazeSandboxOptions {
   port?: number;
@@ -92,7 +99,10 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
   let partner = new PartnerCohorts(store);
 
   const rest: Record<string, { permission: string; handle: Handler }> = {
-    '/users/track': { permission: 'users.track', handle: (body) => handleTrack(body, store, eventLog, { objectLimit, blockedExternalIds, maxArrayLength }, new Date()) },
+    '/users/track': {
+      permission: 'users.track',
+      handle: (body) => handleTrack(body, store, eventLog, { objectLimit, blockedExternalIds, maxArrayLength }, new Date()),
+    },
     '/users/export/ids': { permission: 'users.export.ids', handle: (body) => exportIds(body, store) },
     '/users/alias/new': { permission: 'users.alias.new', handle: (body) => newAliases(body, store) },
     '/users/identify': { permission: 'users.identify', handle: (body) => identify(body, store) },
@@ -123,7 +133,12 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
   };
 
   /** Keys travel in the body: `partner_api_key` and `client_secret` (the workspace's Data Import Key). */
-  const respondPartner = (res: ServerResponse, handler: Handler, raw: Buffer, keys: { partnerApiKey: string; dataImportKeys: string[] }): void => {
+  const respondPartner = (
+    res: ServerResponse,
+    handler: Handler,
+    raw: Buffer,
+    keys: { partnerApiKey: string; dataImportKeys: string[] },
+  ): void => {
     const body = parseObject(raw);
     if (!body) return sendJson(res, 400, { message: 'Invalid JSON in request body' });
     if (body.partner_api_key !== keys.partnerApiKey || !keys.dataImportKeys.includes(String(body.client_secret))) {
@@ -139,8 +154,19 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
     const body = raw.length === 0 ? {} : parseObject(raw);
     if (!body) return sendJson(res, 400, { message: 'Invalid JSON in request body' });
     if (method === 'GET' && resource === 'state') {
-      const cohorts = [...partner.cohorts.values()].map((c) => ({ cohort_id: c.cohortId, name: c.name, members: partner.members(c).length }));
-      return sendJson(res, 200, { users: store.size, events: eventLog.size, dataPoints: control.dataPoints(), requests: control.requestCounts(), trackWindows: rateLimit.history(), cohorts });
+      const cohorts = [...partner.cohorts.values()].map((c) => ({
+        cohort_id: c.cohortId,
+        name: c.name,
+        members: partner.members(c).length,
+      }));
+      return sendJson(res, 200, {
+        users: store.size,
+        events: eventLog.size,
+        dataPoints: control.dataPoints(),
+        requests: control.requestCounts(),
+        trackWindows: rateLimit.history(),
+        cohorts,
+      });
     }
     if (method === 'GET' && resource === 'events') {
       const filter = { name: url.searchParams.get('name') ?? undefined, externalId: url.searchParams.get('external_id') ?? undefined };
@@ -159,7 +185,8 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
       return sendJson(res, 200, faults.current);
     }
     if (method === 'POST' && resource === 'rate-limit') {
-      if (!isPositive(body.requests) || !isPositive(body.windowMs)) return sendJson(res, 400, { message: 'requests and windowMs must be positive numbers' });
+      if (!isPositive(body.requests) || !isPositive(body.windowMs))
+        return sendJson(res, 400, { message: 'requests and windowMs must be positive numbers' });
       control.setRateLimit({ requests: body.requests, windowMs: body.windowMs });
       return sendJson(res, 200, rateLimit.current);
     }
@@ -191,7 +218,8 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
     if (faults.maybeFail(res)) return; // an injected 5xx or 429 applies nothing
     if (method !== 'POST') return sendJson(res, 404, { message: 'Not Found' });
     const partnerPrefix = options.partner && `/partners/${options.partner.name}`;
-    const partnerHandler = partnerPrefix && path.startsWith(`${partnerPrefix}/`) ? partnerRoutes[path.slice(partnerPrefix.length)] : undefined;
+    const partnerHandler =
+      partnerPrefix && path.startsWith(`${partnerPrefix}/`) ? partnerRoutes[path.slice(partnerPrefix.length)] : undefined;
     if (options.partner && partnerHandler) return respondPartner(res, partnerHandler, raw, options.partner);
     respondRest(req, res, path, raw);
   };
@@ -246,7 +274,9 @@ function parseObject(raw: Buffer): Record<string, unknown> | undefined {
 }
 
 function faultsOf(body: Record<string, unknown>): SandboxFaults {
-  const numeric = (['serverErrorRate', 'rateLimitBurstEvery', 'rateLimitBurstLength', 'latencyMs'] as const).filter((key) => typeof body[key] === 'number');
+  const numeric = (['serverErrorRate', 'rateLimitBurstEvery', 'rateLimitBurstLength', 'latencyMs'] as const).filter(
+    (key) => typeof body[key] === 'number',
+  );
   return Object.fromEntries(numeric.map((key) => [key, body[key]]));
 }
 

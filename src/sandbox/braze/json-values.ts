@@ -16,7 +16,13 @@ export function isPlainObject(value: unknown): value is Record<string, unknown> 
 }
 
 export function isAlias(value: unknown): value is UserAlias {
-  return isPlainObject(value) && typeof value.alias_name === 'string' && typeof value.alias_label === 'string' && value.alias_name !== '' && value.alias_label !== '';
+  return (
+    isPlainObject(value) &&
+    typeof value.alias_name === 'string' &&
+    typeof value.alias_label === 'string' &&
+    value.alias_name !== '' &&
+    value.alias_label !== ''
+  );
 }
 
 export function nonEmptyString(value: unknown): value is string {

@@ -24,7 +24,8 @@ export class PartnerCohorts {
   upsertCohort(body: Record<string, unknown>): Reply {
     if (typeof body.cohort_id !== 'string' || body.cohort_id === '') return badRequest('cohort_id must be a valid string');
     if (typeof body.name !== 'string' || body.name.trim() === '') return badRequest('name must be a non-empty string');
-    if (typeof body.created_at !== 'string' || Number.isNaN(Date.parse(body.created_at))) return badRequest('created_at must be a valid time as an ISO-8601 string');
+    if (typeof body.created_at !== 'string' || Number.isNaN(Date.parse(body.created_at)))
+      return badRequest('created_at must be a valid time as an ISO-8601 string');
     const existing = this.cohorts.get(body.cohort_id);
     if (existing) existing.name = body.name;
     else this.cohorts.set(body.cohort_id, { cohortId: body.cohort_id, name: body.name, createdAt: body.created_at, members: new Set() });

@@ -13,16 +13,10 @@ export interface ActivitySummary {
 }
 
 export type DataPointKind =
-  | 'attribute'
-  | 'array_add'
-  | 'array_remove'
-  | 'increment'
-  | 'nested_key'
-  | 'event'
-  | 'purchase'
-  | 'cohort_assignment';
+  'attribute' | 'array_add' | 'array_remove' | 'increment' | 'nested_key' | 'event' | 'purchase' | 'cohort_assignment';
 
-export type Identifier = { kind: 'external_id' | 'braze_id' | 'email' | 'phone' | 'device_id'; value: string } | { kind: 'user_alias'; alias: UserAlias };
+export type Identifier =
+  { kind: 'external_id' | 'braze_id' | 'email' | 'phone' | 'device_id'; value: string } | { kind: 'user_alias'; alias: UserAlias };
 
 const NO_ALIASES: readonly UserAlias[] = Object.freeze([]);
 const NO_DEVICES: readonly string[] = Object.freeze([]);
@@ -144,7 +138,8 @@ export class ProfileStore {
     this.live += 1;
     if (identifier?.kind === 'external_id') this.setExternalId(profile, identifier.value);
     else if (identifier?.kind === 'user_alias') this.addAlias(profile, identifier.alias);
-    else if (identifier?.kind === 'email' || identifier?.kind === 'phone') this.setStandardAttribute(profile, identifier.kind, identifier.value);
+    else if (identifier?.kind === 'email' || identifier?.kind === 'phone')
+      this.setStandardAttribute(profile, identifier.kind, identifier.value);
     else if (identifier?.kind === 'device_id') this.addDevice(profile, identifier.value);
     return profile;
   }
@@ -186,7 +181,10 @@ export class ProfileStore {
     if (profile.externalId !== undefined) this.byExternalId.delete(profile.externalId);
     for (const alias of profile.aliases) this.byAlias.delete(aliasKey(alias));
     for (const deviceId of profile.deviceIds) this.byDevice.delete(deviceId);
-    for (const [key, index] of [['email', this.byEmail], ['phone', this.byPhone]] as const) {
+    for (const [key, index] of [
+      ['email', this.byEmail],
+      ['phone', this.byPhone],
+    ] as const) {
       const value = profile.standardAttributes?.get(key);
       if (typeof value === 'string' && index.get(value) === profile) index.delete(value);
     }
@@ -226,14 +224,20 @@ function aliasKey(alias: UserAlias): string {
   return `${alias.alias_label}\u0000${alias.alias_name}`;
 }
 
-function fillMissing(target: Map<string, unknown> | undefined, source: ReadonlyMap<string, unknown> | undefined): Map<string, unknown> | undefined {
+function fillMissing(
+  target: Map<string, unknown> | undefined,
+  source: ReadonlyMap<string, unknown> | undefined,
+): Map<string, unknown> | undefined {
   if (!source) return target;
   const filled = target ?? new Map<string, unknown>();
   for (const [key, value] of source) if (!filled.has(key)) filled.set(key, value);
   return filled;
 }
 
-function combineSummaries(target: Map<string, ActivitySummary> | undefined, source: ReadonlyMap<string, ActivitySummary> | undefined): Map<string, ActivitySummary> | undefined {
+function combineSummaries(
+  target: Map<string, ActivitySummary> | undefined,
+  source: ReadonlyMap<string, ActivitySummary> | undefined,
+): Map<string, ActivitySummary> | undefined {
   if (!source) return target;
   const combined = target ?? new Map<string, ActivitySummary>();
   for (const [name, summary] of source) {

@@ -41,8 +41,14 @@ export class FixedWindowRateLimit {
     const indexes = [...this.grantedByWindow.keys(), ...this.rejectedByWindow.keys()];
     if (indexes.length === 0) return { windowMs: this.limit.windowMs, firstWindowStartMs: undefined, granted: [], rejected: [] };
     const [first, last] = [Math.min(...indexes), Math.max(...indexes)];
-    const perWindow = (counts: Map<number, number>) => Array.from({ length: last - first + 1 }, (_, offset) => counts.get(first + offset) ?? 0);
-    return { windowMs: this.limit.windowMs, firstWindowStartMs: first * this.limit.windowMs, granted: perWindow(this.grantedByWindow), rejected: perWindow(this.rejectedByWindow) };
+    const perWindow = (counts: Map<number, number>) =>
+      Array.from({ length: last - first + 1 }, (_, offset) => counts.get(first + offset) ?? 0);
+    return {
+      windowMs: this.limit.windowMs,
+      firstWindowStartMs: first * this.limit.windowMs,
+      granted: perWindow(this.grantedByWindow),
+      rejected: perWindow(this.rejectedByWindow),
+    };
   }
 
   /** Consumes one request of the current window when any is left. */

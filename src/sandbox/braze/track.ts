@@ -72,7 +72,13 @@ export function handleTrack(body: Record<string, unknown>, store: ProfileStore, 
     counts[`${name}_processed`] = objects.length - errors.filter((e) => e.input_array === name).length;
   }
 
-  const context: ApplyContext = { store, eventLog, now, maxArrayLength: limits.maxArrayLength, nestedWritesAllowed: nestedWrites.every(nestedWriteIsValid) };
+  const context: ApplyContext = {
+    store,
+    eventLog,
+    now,
+    maxArrayLength: limits.maxArrayLength,
+    nestedWritesAllowed: nestedWrites.every(nestedWriteIsValid),
+  };
   for (const object of accepted) {
     const profile = store.find(object.identifier) ?? (object.createIfMissing ? store.create(object.identifier) : undefined);
     // An update-only write to an unknown user is accepted, changes nothing and costs nothing.
@@ -86,7 +92,12 @@ function validate(array: TrackArray, object: unknown, blocked: ReadonlySet<strin
   const target = targetOf(object);
   if (!target) return MISSING_IDENTIFIER;
   if (target.identifier.kind === 'external_id' && blocked.has(target.identifier.value)) return BLOCKED;
-  const apply = array === 'attributes' ? validateAttributes(object, target.identifier, nestedWrites) : array === 'events' ? validateEvent(object, target.identifier) : validatePurchase(object);
+  const apply =
+    array === 'attributes'
+      ? validateAttributes(object, target.identifier, nestedWrites)
+      : array === 'events'
+        ? validateEvent(object, target.identifier)
+        : validatePurchase(object);
   return typeof apply === 'string' ? apply : { ...target, apply };
 }
 
@@ -96,7 +107,8 @@ function validate(array: TrackArray, object: unknown, blocked: ReadonlySet<strin
  */
 function targetOf(object: Record<string, unknown>): { identifier: Identifier; createIfMissing: boolean } | undefined {
   const updateOnly = object._update_existing_only;
-  if (nonEmptyString(object.external_id)) return { identifier: { kind: 'external_id', value: object.external_id }, createIfMissing: updateOnly !== true };
+  if (nonEmptyString(object.external_id))
+    return { identifier: { kind: 'external_id', value: object.external_id }, createIfMissing: updateOnly !== true };
   if (isAlias(object.user_alias)) {
     const { alias_name, alias_label } = object.user_alias;
     return { identifier: { kind: 'user_alias', alias: { alias_name, alias_label } }, createIfMissing: updateOnly === false };
@@ -107,7 +119,11 @@ function targetOf(object: Record<string, unknown>): { identifier: Identifier; cr
   return undefined;
 }
 
-function validateAttributes(object: Record<string, unknown>, identifier: Identifier, nestedWrites: AttributeWrite[]): Accepted['apply'] | string {
+function validateAttributes(
+  object: Record<string, unknown>,
+  identifier: Identifier,
+  nestedWrites: AttributeWrite[],
+): Accepted['apply'] | string {
   if ('app_id' in object) return "'app_id' is not allowed on attribute objects";
   const writes: Array<[string, AttributeWrite]> = [];
   for (const [key, value] of Object.entries(object)) {
@@ -138,23 +154,36 @@ function validateEvent(object: Record<string, unknown>, identifier: Identifier):
     const storedTime = clampToNow(time, now);
     recordActivity((profile.edit().customEvents ??= new Map<string, ActivitySummary>()), name, storedTime, 1);
     store.count('event');
-    eventLog.record({ ...sentIdentifier(identifier), name, time: storedTime, properties, ...(typeof appId === 'string' ? { app_id: appId } : {}) });
+    eventLog.record({
+      ...sentIdentifier(identifier),
+      name,
+      time: storedTime,
+      properties,
+      ...(typeof appId === 'string' ? { app_id: appId } : {}),
+    });
   };
 }
 
 function validatePurchase(object: Record<string, unknown>): Accepted['apply'] | string {
-  if (!nonEmptyString(object.product_id) || object.product_id.length > 255) return "'product_id' is required and must be at most 255 characters";
+  if (!nonEmptyString(object.product_id) || object.product_id.length > 255)
+    return "'product_id' is required and must be at most 255 characters";
   if (typeof object.currency !== 'string' || !/^[A-Z]{3}$/.test(object.currency)) return "'currency' must be an ISO-4217 code";
   if (typeof object.price !== 'number') return "'price' is required";
   const quantity = object.quantity ?? 1;
-  if (typeof quantity !== 'number' || !Number.isInteger(quantity) || quantity < 1 || quantity > MAX_QUANTITY) return `'quantity' must be an integer between 1 and ${MAX_QUANTITY}`;
+  if (typeof quantity !== 'number' || !Number.isInteger(quantity) || quantity < 1 || quantity > MAX_QUANTITY)
+    return `'quantity' must be an integer between 1 and ${MAX_QUANTITY}`;
   const time = object.time === undefined ? null : parseBrazeTime(object.time);
   if (time === undefined) return "'time' must be an ISO-8601 time";
   const invalidProperties = propertiesError(object.properties);
   if (invalidProperties) return invalidProperties;
   const productId = object.product_id;
   return (profile, { store, now }) => {
-    recordActivity((profile.edit().purchases ??= new Map<string, ActivitySummary>()), productId, clampToNow(time ?? now.getTime(), now), quantity);
+    recordActivity(
+      (profile.edit().purchases ??= new Map<string, ActivitySummary>()),
+      productId,
+      clampToNow(time ?? now.getTime(), now),
+      quantity,
+    );
     // A quantity of n is recorded (and billed) as n purchases; properties cost nothing.
     store.count('purchase', quantity);
   };
@@ -165,11 +194,13 @@ function propertiesError(properties: unknown): string | undefined {
   if (properties === undefined) return undefined;
   if (!isPlainObject(properties)) return "'properties' must be an object";
   for (const [key, value] of Object.entries(properties)) {
-    if (key === '' || key.length > MAX_STRING || key.startsWith('$') || RESERVED_PROPERTY_KEYS.has(key)) return `invalid property key '${key}'`;
+    if (key === '' || key.length > MAX_STRING || key.startsWith('$') || RESERVED_PROPERTY_KEYS.has(key))
+      return `invalid property key '${key}'`;
     if (typeof value === 'string' && value.length > MAX_STRING) return `property '${key}' must be at most ${MAX_STRING} characters`;
   }
   const nested = Object.values(properties).some((value) => typeof value === 'object' && value !== null);
-  if (nested && Buffer.byteLength(JSON.stringify(properties)) > MAX_NESTED_PROPERTIES_BYTES) return "'properties' with nested values must be at most 100 KB";
+  if (nested && Buffer.byteLength(JSON.stringify(properties)) > MAX_NESTED_PROPERTIES_BYTES)
+    return "'properties' with nested values must be at most 100 KB";
   return undefined;
 }
 

@@ -17,9 +17,14 @@ export function exportIds(body: Record<string, unknown>, store: ProfileStore): R
     const value = body[field];
     return nonEmptyString(value) ? [{ kind: field === 'email_address' ? 'email' : field, value }] : [];
   });
-  const identifiers: Identifier[] = [...externalIds.map((value) => ({ kind: 'external_id' as const, value })), ...aliases.map((alias) => ({ kind: 'user_alias' as const, alias })), ...single];
+  const identifiers: Identifier[] = [
+    ...externalIds.map((value) => ({ kind: 'external_id' as const, value })),
+    ...aliases.map((alias) => ({ kind: 'user_alias' as const, alias })),
+    ...single,
+  ];
   if (identifiers.length === 0) return badRequest('Provide external_ids, user_aliases, braze_id, device_id, email_address or phone');
-  if (body.fields_to_export !== undefined && !Array.isArray(body.fields_to_export)) return badRequest("'fields_to_export' must be an array of field names");
+  if (body.fields_to_export !== undefined && !Array.isArray(body.fields_to_export))
+    return badRequest("'fields_to_export' must be an array of field names");
   const fields = body.fields_to_export === undefined ? undefined : new Set(stringsOf(body.fields_to_export));
 
   const users = new Map<Profile, Record<string, unknown>>();
@@ -75,7 +80,8 @@ export function merge(body: Record<string, unknown>, store: ProfileStore): Reply
   const updates = Array.isArray(body.merge_updates) ? body.merge_updates : [];
   if (updates.length > MAX_IDENTIFIERS) return tooMany('merge_updates');
   const pairs = updates.map((u) => (isPlainObject(u) ? [identifierOf(u.identifier_to_merge), identifierOf(u.identifier_to_keep)] : []));
-  if (!pairs.every(([from, into]) => from && into)) return badRequest("Each merge update needs 'identifier_to_merge' and 'identifier_to_keep'");
+  if (!pairs.every(([from, into]) => from && into))
+    return badRequest("Each merge update needs 'identifier_to_merge' and 'identifier_to_keep'");
   for (const [from, into] of pairs as Array<[Identifier, Identifier]>) {
     const merged = store.find(from);
     const kept = store.find(into);
@@ -119,7 +125,8 @@ function identifierOf(value: unknown): Identifier | undefined {
 
 /** The `/users/export/ids` shape, optionally limited to `fields_to_export`. */
 export function exportedProfile(profile: Profile, fields?: ReadonlySet<string>): Record<string, unknown> {
-  const summaries = (map: ReadonlyMap<string, ActivitySummary> | undefined) => [...(map ?? [])].map(([name, summary]) => ({ name, ...summary }));
+  const summaries = (map: ReadonlyMap<string, ActivitySummary> | undefined) =>
+    [...(map ?? [])].map(([name, summary]) => ({ name, ...summary }));
   const full: Record<string, unknown> = {
     external_id: profile.externalId,
     user_aliases: profile.aliases,
