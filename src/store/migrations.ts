@@ -402,6 +402,37 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE plan_pages ADD CONSTRAINT plan_pages_kind_check CHECK (kind IN ('enter', 'leave', 'event', 'trait'));
     `,
   },
+  {
+    version: 8,
+    name: 'profile fetches of trait syncs',
+    sql: `
+      -- What each trait sync fetched from Amplitude's User Profile API per user, and when (JSON values): the API allows
+      -- 600 requests a minute for a whole organisation, so a pass over a large audience spans runs, and a run fetches
+      -- only users with new activity and the stalest. user_key is the activity index's.
+      CREATE TABLE profile_fetches (
+        sync_id TEXT NOT NULL,
+        user_key TEXT NOT NULL,
+        fetched_at_ms INTEGER NOT NULL,
+        "values" TEXT NOT NULL,
+        PRIMARY KEY (sync_id, user_key)
+      ) WITHOUT ROWID;
+      -- A sync's fetches stalest first, in the queue's order.
+      CREATE INDEX profile_fetches_by_time ON profile_fetches (sync_id, fetched_at_ms, user_key);
+      -- Pruning a user deletes their fetches of every sync through this index.
+      CREATE INDEX profile_fetches_by_user ON profile_fetches (user_key);
+    `,
+    postgres: `
+      CREATE TABLE profile_fetches (
+        sync_id TEXT COLLATE "C" NOT NULL,
+        user_key TEXT COLLATE "C" NOT NULL,
+        fetched_at_ms BIGINT NOT NULL,
+        "values" TEXT NOT NULL,
+        PRIMARY KEY (sync_id, user_key)
+      );
+      CREATE INDEX profile_fetches_by_time ON profile_fetches (sync_id, fetched_at_ms, user_key);
+      CREATE INDEX profile_fetches_by_user ON profile_fetches (user_key);
+    `,
+  },
 ];
 
 export function currentSchemaVersion(db: Database): number {

@@ -16,6 +16,8 @@ import {
   pageLimit,
   plannedPages,
   planPagesSql,
+  profileFetchCountsSql,
+  profileFetchQueueSql,
   requireFormat,
   requireKey,
   requirePageSize,
@@ -25,13 +27,18 @@ import {
   toPage,
   toKeyedPage,
   toPageRange,
+  toProfileFetch,
+  toProfileQueueEntry,
   toStagedEvent,
   toUserActivity,
   toStagedMember,
   toStagedRow,
   toStagedTraitChange,
   toStagingCheckpoint,
+  USER_TABLES,
   yieldToEventLoop,
+  type ProfileFetchRow,
+  type ProfileQueueRow,
   type StagedRow,
 } from './shared.js';
 import {
@@ -52,6 +59,9 @@ import {
   type PageRange,
   type PlanKind,
   type PlannedPages,
+  type ProfileFetch,
+  type ProfileFetchCounts,
+  type ProfileQueueEntry,
   type RateSlotGrant,
   type RateSlotRequest,
   type ReasonCount,
@@ -171,14 +181,14 @@ const ACQUIRE_RATE_SLOTS = `UPDATE rate_windows AS w SET
   RETURNING last_granted AS granted, window_start_ms AS "windowStartMs", blocked_until_ms AS "blockedUntilMs"`;
 const UPSERT_CHECKPOINT = `INSERT INTO staging_checkpoints (run_id, rows_consumed, bytes_consumed, after_key) VALUES ($1, $2, $3, $4)
   ON CONFLICT (run_id) DO UPDATE SET rows_consumed = excluded.rows_consumed, bytes_consumed = excluded.bytes_consumed, after_key = excluded.after_key`;
-// One statement, so one transaction. Both deletes probe an index with `= ANY` of an array: as a join, the generic
+// One statement, so one transaction. Every delete probes an index with `= ANY` of an array: as a join, the generic
 // plan of a prepared statement scans the whole table.
 const PRUNE_INACTIVE_USERS = `WITH pruned AS (
     DELETE FROM user_activity WHERE user_key = ANY (ARRAY(SELECT user_key FROM user_activity WHERE last_event_ms < $1 LIMIT $2)) RETURNING user_key
-  ), snapshots AS (
-    DELETE FROM attribute_snapshots WHERE member_key = ANY (ARRAY(SELECT user_key FROM pruned))
-  )
+  ), ${USER_TABLES.map(({ table, key }) => `${table}_pruned AS (DELETE FROM ${table} WHERE ${key} = ANY (ARRAY(SELECT user_key FROM pruned)))`).join(', ')}
   SELECT count(*) AS count FROM pruned`;
+const PROFILE_FETCH_QUEUE = profileFetchQueueSql({ syncId: '$1', sinceMs: '$2', limit: '$3' });
+const PROFILE_FETCH_COUNTS = profileFetchCountsSql({ syncId: '$1', sinceMs: '$2', fetchedSinceMs: '$3' });
 const INSERT_REQUEST_OUTCOME =
   'INSERT INTO request_outcomes (run_id, request_key, accepted, rejected, data_points) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING';
 const INSERT_DATA_POINTS =
@@ -648,6 +658,44 @@ export class PostgresStateStore implements StateStore {
       values,
     );
     return toKeyedPage(rows.map(toStagedTraitChange), limit, (change) => change.userKey);
+  }
+
+  async profileFetchQueue(syncId: string, options: { sinceMs: number; limit: number }): Promise<ProfileQueueEntry[]> {
+    const rows = await this.#rows<ProfileQueueRow>(PROFILE_FETCH_QUEUE, [syncId, options.sinceMs, pageLimit(options.limit)]);
+    return rows.map(toProfileQueueEntry);
+  }
+
+  async recordProfileFetches(syncId: string, fetches: readonly ProfileFetch[]): Promise<void> {
+    for (const chunk of batches(fetches)) {
+      // One statement cannot update a row twice: of a user repeated in one batch the last wins, as row by row.
+      await this.#query(
+        `INSERT INTO profile_fetches (sync_id, user_key, fetched_at_ms, "values")
+         SELECT DISTINCT ON (k) $1, k, t, v FROM unnest($2::text[], $3::bigint[], $4::text[]) WITH ORDINALITY AS f(k, t, v, n) ORDER BY k, n DESC
+         ON CONFLICT (sync_id, user_key) DO UPDATE SET fetched_at_ms = excluded.fetched_at_ms, "values" = excluded."values"`,
+        [
+          syncId,
+          chunk.map((profile) => requireKey(profile.userKey)),
+          chunk.map((profile) => profile.fetchedAtMs),
+          chunk.map((profile) => JSON.stringify(profile.values)),
+        ],
+      );
+    }
+  }
+
+  async profileFetches(syncId: string, userKeys: readonly string[]): Promise<Map<string, ProfileFetch>> {
+    const fetches = new Map<string, ProfileFetch>();
+    for (const chunk of batches(userKeys)) {
+      const rows = await this.#rows<ProfileFetchRow>(
+        `SELECT user_key AS "userKey", fetched_at_ms AS "fetchedAtMs", "values" FROM profile_fetches WHERE sync_id = $1 AND user_key = ANY($2::text[])`,
+        [syncId, chunk],
+      );
+      for (const row of rows) fetches.set(row.userKey, toProfileFetch(row));
+    }
+    return fetches;
+  }
+
+  profileFetchCounts(syncId: string, options: { sinceMs: number; fetchedSinceMs: number }): Promise<ProfileFetchCounts> {
+    return this.#one<ProfileFetchCounts>(PROFILE_FETCH_COUNTS, [syncId, options.sinceMs, options.fetchedSinceMs]);
   }
 
   async startRun(run: RunStart): Promise<void> {

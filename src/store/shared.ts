@@ -7,6 +7,8 @@ import {
   type PageRange,
   type PlanKind,
   type PlannedPages,
+  type ProfileFetch,
+  type ProfileQueueEntry,
   type RateSlotGrant,
   type RateSlotRequest,
   type SendingRequest,
@@ -73,6 +75,30 @@ export function toUserActivity(row: { userKey: string; lastEventMs: number; prop
   return { userKey: row.userKey, lastEventMs: Number(row.lastEventMs), properties: JSON.parse(row.properties) as JsonObject };
 }
 
+/** A profile fetch as both stores keep it: values as JSON text. */
+export interface ProfileFetchRow {
+  userKey: string;
+  fetchedAtMs: number;
+  values: string;
+}
+
+export function toProfileFetch(row: ProfileFetchRow): ProfileFetch {
+  return { userKey: row.userKey, fetchedAtMs: Number(row.fetchedAtMs), values: JSON.parse(row.values) as JsonObject };
+}
+
+/** A row of `profileFetchQueueSql`: `fetchedAtMs` NULL for a user never fetched. */
+export interface ProfileQueueRow {
+  userKey: string;
+  lastEventMs: number;
+  fetchedAtMs: number | null;
+}
+
+export function toProfileQueueEntry(row: ProfileQueueRow): ProfileQueueEntry {
+  const entry: ProfileQueueEntry = { userKey: row.userKey, lastEventMs: Number(row.lastEventMs) };
+  if (row.fetchedAtMs !== null) entry.fetchedAtMs = Number(row.fetchedAtMs);
+  return entry;
+}
+
 export function requireKey(memberKey: string): string {
   // An empty key equals FIRST_KEY, so keyset paging (`member_key > afterKey`) would never return it.
   if (memberKey === '') throw new RangeError('memberKey must not be empty');
@@ -124,6 +150,57 @@ export const STAGING_TABLES = [
   { table: 'staged_events', key: 'event_key' },
   { table: 'staged_traits', key: 'user_key' },
 ] as const;
+
+/**
+ * Every table keeping rows of an activity-index user besides the index itself, with the column holding the user's key:
+ * pruning a user deletes their rows from each, in its transaction, through an index on that column.
+ */
+export const USER_TABLES = [
+  { table: 'attribute_snapshots', key: 'member_key' },
+  { table: 'profile_fetches', key: 'user_key' },
+] as const;
+
+/** Identified users' keys (`user_id:…`) as a range an index can walk: ';' is the byte after ':'. */
+const identified = (column: string) => `${column} >= 'user_id:' AND ${column} < 'user_id;'`;
+
+/**
+ * The statement of `StateStore.profileFetchQueue` in both dialects, given the dialect's placeholders. The users due
+ * (never fetched, or active since) walk the activity index in key order, probing the sync's fetches; only if they do not
+ * fill the limit do the rest walk the sync's fetches stalest first, probing the activity index.
+ */
+export function profileFetchQueueSql({ syncId, sinceMs, limit }: { syncId: string; sinceMs: string; limit: string }): string {
+  return `WITH due AS (
+      SELECT a.user_key, a.last_event_ms, f.fetched_at_ms
+      FROM user_activity a LEFT JOIN profile_fetches f ON f.sync_id = ${syncId} AND f.user_key = a.user_key
+      WHERE ${identified('a.user_key')} AND a.last_event_ms >= ${sinceMs} AND (f.fetched_at_ms IS NULL OR a.last_event_ms > f.fetched_at_ms)
+      ORDER BY a.user_key LIMIT ${limit}
+    ), stale AS (
+      SELECT f.user_key, a.last_event_ms, f.fetched_at_ms
+      FROM profile_fetches f JOIN user_activity a ON a.user_key = f.user_key
+      WHERE f.sync_id = ${syncId} AND ${identified('f.user_key')} AND a.last_event_ms >= ${sinceMs} AND a.last_event_ms <= f.fetched_at_ms
+      ORDER BY f.fetched_at_ms, f.user_key LIMIT ${limit} - (SELECT count(*) FROM due)
+    )
+    -- The due first, in key order; then the rest, stalest first.
+    SELECT 0 AS part, 0 AS part_order, user_key AS "userKey", last_event_ms AS "lastEventMs", fetched_at_ms AS "fetchedAtMs" FROM due
+    UNION ALL
+    SELECT 1, fetched_at_ms, user_key, last_event_ms, fetched_at_ms FROM stale
+    ORDER BY part, part_order, "userKey"`;
+}
+
+/** The statement of `StateStore.profileFetchCounts` in both dialects, given the dialect's placeholders. */
+export function profileFetchCountsSql({
+  syncId,
+  sinceMs,
+  fetchedSinceMs,
+}: {
+  syncId: string;
+  sinceMs: string;
+  fetchedSinceMs: string;
+}): string {
+  return `SELECT count(*) AS audience, count(f.user_key) AS fetched, count(CASE WHEN f.fetched_at_ms >= ${fetchedSinceMs} THEN 1 END) AS "fetchedSince"
+    FROM user_activity a LEFT JOIN profile_fetches f ON f.sync_id = ${syncId} AND f.user_key = a.user_key
+    WHERE ${identified('a.user_key')} AND a.last_event_ms >= ${sinceMs}`;
+}
 
 /** The range of page `page` from the rows of pages `page - 1` and `page` (the earlier page's last key starts it). */
 export function toPageRange(rows: readonly { pageNo: number; throughKey: string }[], page: number): PageRange | undefined {

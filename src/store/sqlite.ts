@@ -16,6 +16,8 @@ import {
   pageLimit,
   plannedPages,
   planPagesSql,
+  profileFetchCountsSql,
+  profileFetchQueueSql,
   requireFormat,
   requireKey,
   requirePageSize,
@@ -25,13 +27,18 @@ import {
   toPage,
   toKeyedPage,
   toPageRange,
+  toProfileFetch,
+  toProfileQueueEntry,
   toStagedEvent,
   toUserActivity,
   toStagedMember,
   toStagedRow,
   toStagedTraitChange,
   toStagingCheckpoint,
+  USER_TABLES,
   yieldToEventLoop,
+  type ProfileFetchRow,
+  type ProfileQueueRow,
   type RateWindowRow,
   type StagedRow,
 } from './shared.js';
@@ -53,6 +60,9 @@ import {
   type PageRange,
   type PlanKind,
   type PlannedPages,
+  type ProfileFetch,
+  type ProfileFetchCounts,
+  type ProfileQueueEntry,
   type RateSlotGrant,
   type RateSlotRequest,
   type ReasonCount,
@@ -324,7 +334,7 @@ export class SqliteStateStore implements StateStore {
   pruneInactiveUsers(beforeMs: number, limit: number): Promise<number> {
     const prune = this.#db.transaction((): number => {
       const userKeys = JSON.stringify(this.#sql.inactiveUsers.all(beforeMs, pageLimit(limit)).map((user) => user.userKey));
-      this.#sql.deleteMembersAttributeSnapshots.run(userKeys);
+      for (const deleteUsersRows of this.#sql.deleteUsersRows) deleteUsersRows.run(userKeys);
       return this.#sql.deleteActivity.run(userKeys).changes;
     });
     // IMMEDIATE: the users read are deleted under the same write lock.
@@ -362,6 +372,32 @@ export class SqliteStateStore implements StateStore {
         : this.#sql.stagedTraitRange.all(runId, afterKey, options.throughKey, limit);
     await yieldToEventLoop();
     return toKeyedPage(rows.map(toStagedTraitChange), limit, (change) => change.userKey);
+  }
+
+  async profileFetchQueue(syncId: string, options: { sinceMs: number; limit: number }): Promise<ProfileQueueEntry[]> {
+    const rows = this.#sql.profileFetchQueue.all({ syncId, sinceMs: options.sinceMs, limit: pageLimit(options.limit) });
+    await yieldToEventLoop();
+    return rows.map(toProfileQueueEntry);
+  }
+
+  async recordProfileFetches(syncId: string, fetches: readonly ProfileFetch[]): Promise<void> {
+    await this.#inTransactions(fetches, (chunk) => {
+      for (const profile of chunk)
+        this.#sql.upsertProfileFetch.run(syncId, requireKey(profile.userKey), profile.fetchedAtMs, JSON.stringify(profile.values));
+    });
+  }
+
+  async profileFetches(syncId: string, userKeys: readonly string[]): Promise<Map<string, ProfileFetch>> {
+    const fetches = new Map<string, ProfileFetch>();
+    for (const chunk of chunks(userKeys)) {
+      for (const row of this.#sql.profileFetches.all(syncId, JSON.stringify(chunk))) fetches.set(row.userKey, toProfileFetch(row));
+      await yieldToEventLoop();
+    }
+    return fetches;
+  }
+
+  profileFetchCounts(syncId: string, options: { sinceMs: number; fetchedSinceMs: number }): Promise<ProfileFetchCounts> {
+    return settle(() => this.#sql.profileFetchCounts.get({ syncId, ...options })!);
   }
 
   startRun(run: RunStart): Promise<void> {
@@ -680,10 +716,6 @@ function prepareStatements(db: Database.Database) {
       `DELETE FROM attribute_snapshots WHERE sync_id = ? AND (member_key, attribute) IN
        (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))`,
     ),
-    // Every scope's rows of the members, through attribute_snapshots_by_member.
-    deleteMembersAttributeSnapshots: db.prepare<[string]>(
-      'DELETE FROM attribute_snapshots WHERE member_key IN (SELECT value FROM json_each(?))',
-    ),
 
     insertStaged: db.prepare<[string, string, string, string | null, string | null, string | null]>(
       `INSERT INTO staged_members (run_id, member_key, amplitude_id, user_id, device_id, props) VALUES (?, ?, ?, ?, ?, ?)
@@ -810,6 +842,10 @@ function prepareStatements(db: Database.Database) {
       'SELECT user_key AS userKey FROM user_activity WHERE last_event_ms < ? LIMIT ?',
     ),
     deleteActivity: db.prepare<[string]>('DELETE FROM user_activity WHERE user_key IN (SELECT value FROM json_each(?))'),
+    // The users' rows in every scope and sync, through each table's index on the user's key.
+    deleteUsersRows: USER_TABLES.map(({ table, key }) =>
+      db.prepare<[string]>(`DELETE FROM ${table} WHERE ${key} IN (SELECT value FROM json_each(?))`),
+    ),
     pruneSentEvents: db.prepare<[number, number]>(
       'DELETE FROM sent_events WHERE event_key IN (SELECT event_key FROM sent_events WHERE sent_at_ms < ? LIMIT ?)',
     ),
@@ -826,6 +862,21 @@ function prepareStatements(db: Database.Database) {
     stagedTraits: db.prepare<[string, string, number], { userKey: string; changes: string }>(stagedTraitPage('')),
     stagedTraitRange: db.prepare<[string, string, string, number], { userKey: string; changes: string }>(
       stagedTraitPage('AND user_key <= ?'),
+    ),
+    // Named parameters: the shared statements use some more than once.
+    profileFetchQueue: db.prepare<{ syncId: string; sinceMs: number; limit: number }, ProfileQueueRow>(
+      profileFetchQueueSql({ syncId: '@syncId', sinceMs: '@sinceMs', limit: '@limit' }),
+    ),
+    upsertProfileFetch: db.prepare<[string, string, number, string]>(
+      `INSERT INTO profile_fetches (sync_id, user_key, fetched_at_ms, "values") VALUES (?, ?, ?, ?)
+       ON CONFLICT (sync_id, user_key) DO UPDATE SET fetched_at_ms = excluded.fetched_at_ms, "values" = excluded."values"`,
+    ),
+    profileFetches: db.prepare<[string, string], ProfileFetchRow>(
+      `SELECT user_key AS userKey, fetched_at_ms AS fetchedAtMs, "values" FROM profile_fetches
+       WHERE sync_id = ? AND user_key IN (SELECT value FROM json_each(?))`,
+    ),
+    profileFetchCounts: db.prepare<{ syncId: string; sinceMs: number; fetchedSinceMs: number }, ProfileFetchCounts>(
+      profileFetchCountsSql({ syncId: '@syncId', sinceMs: '@sinceMs', fetchedSinceMs: '@fetchedSinceMs' }),
     ),
     syncLease: db.prepare<[string], { holder: string; workflowId: string; expiresAtMs: number }>(
       'SELECT holder, workflow_id AS workflowId, expires_at_ms AS expiresAtMs FROM sync_leases WHERE sync_id = ?',

@@ -221,6 +221,30 @@ export interface UserActivity {
   properties: JsonObject;
 }
 
+/** A user's values fetched from Amplitude's User Profile API for one trait sync. */
+export interface ProfileFetch {
+  /** `user_id:<id>`, as in the activity index. */
+  userKey: string;
+  fetchedAtMs: number;
+  /** What the sync took from the profile (e.g. computations and recommendations by id). */
+  values: JsonObject;
+}
+
+/** An identified user whose profile a trait sync should fetch (see `StateStore.profileFetchQueue`). */
+export interface ProfileQueueEntry {
+  userKey: string;
+  lastEventMs: number;
+  /** When the sync last fetched this user; undefined if never. */
+  fetchedAtMs?: number;
+}
+
+/** Of the identified users active in a window: how many there are, and how many a trait sync fetched (ever, and lately). */
+export interface ProfileFetchCounts {
+  audience: number;
+  fetched: number;
+  fetchedSince: number;
+}
+
 /** One Amplitude event staged to go to Braze: the Braze event object, keyed by the Amplitude event. */
 export interface StagedEvent {
   /** `insert:<$insert_id>` (or `uuid:<uuid>` where it is missing): unique per Amplitude event. */
@@ -333,9 +357,9 @@ export interface StateStore {
   /** Users active at or after `sinceMs`, in key order. */
   activeUsers(options: PageOptions & { sinceMs: number }): Promise<Page<UserActivity>>;
   /**
-   * Deletes up to `limit` users last active before `beforeMs`, with their attribute snapshot rows in every scope, in one
-   * transaction: the snapshot covers the activity window only, so a user who returns gets their values sent afresh.
-   * Resolves with how many users it deleted.
+   * Deletes up to `limit` users last active before `beforeMs`, with their attribute snapshot rows in every scope and their
+   * profile fetches of every sync, in one transaction: both cover the activity window only, so a user who returns gets
+   * their profile fetched and their values sent afresh. Resolves with how many users it deleted.
    */
   pruneInactiveUsers(beforeMs: number, limit: number): Promise<number>;
   /** Deletes up to `limit` sent-event ledger entries older than `beforeMs`; resolves with how many it deleted. */
@@ -352,6 +376,23 @@ export interface StateStore {
   planTraitPages(runId: string, pageSize: number): Promise<{ users: number; pages: number }>;
   /** Staged users of the run with their changes, in key order. */
   stagedTraitChanges(runId: string, options: DiffPageOptions): Promise<Page<StagedTraitChange>>;
+
+  /**
+   * The identified users (`user_id:` keys) of the activity index active at or after `sinceMs`, in the order a trait sync
+   * should fetch their profiles (Amplitude's User Profile API allows 600 requests a minute per organisation, so a pass
+   * spans runs): first those it never fetched or that were active since their fetch, in key order; then the rest, stalest
+   * fetch first (ties in key order). At most `limit` (capped at MAX_ROWS_PER_TRANSACTION).
+   */
+  profileFetchQueue(syncId: string, options: { sinceMs: number; limit: number }): Promise<ProfileQueueEntry[]>;
+  /** Records what a trait sync fetched; a user recorded again (or repeated in `fetches`, the last wins) replaces its fetch. */
+  recordProfileFetches(syncId: string, fetches: readonly ProfileFetch[]): Promise<void>;
+  /** The recorded fetches of these users by a trait sync (users never fetched are absent). */
+  profileFetches(syncId: string, userKeys: readonly string[]): Promise<Map<string, ProfileFetch>>;
+  /**
+   * Of the identified users active at or after `sinceMs`: how many there are, how many the sync ever fetched, and how
+   * many it fetched at or after `fetchedSinceMs`.
+   */
+  profileFetchCounts(syncId: string, options: { sinceMs: number; fetchedSinceMs: number }): Promise<ProfileFetchCounts>;
 
   /** Records a run as running; a retried start of the same run is a no-op. */
   startRun(run: RunStart): Promise<void>;
