@@ -14,6 +14,26 @@ export interface PrepareTraitRunInput {
   windowDays: number;
 }
 
+export interface FetchProfilesInput {
+  run: RunRef;
+  selection: TraitSelection;
+  windowDays: number;
+  /** Profile API requests this run may make, all its attempts together. */
+  maxFetches: number;
+  /** When the run began: fetches since then are this run's. */
+  runStartedMs: number;
+}
+
+/** What the run asked of the User Profile API, and how fresh the audience's profiles are now. */
+export interface FetchedProfiles {
+  profileApiRequests: number;
+  /** Users in the window with a user id. */
+  audience: number;
+  /** Of them, users whose profile the sync has ever fetched, and fetched within the last 24 hours. */
+  fetched: number;
+  fetchedWithin24h: number;
+}
+
 export interface StageTraitChangesInput {
   run: RunRef;
   selection: TraitSelection;

@@ -4,14 +4,37 @@
  * accepted), and send them through the engine. Each step is idempotent: a retried attempt resumes from what the
  * store holds (the staged users, the attribute snapshot) instead of starting over.
  */
-import { ApplicationFailure, heartbeat } from '@temporalio/activity';
-import { MAX_ROWS_PER_TRANSACTION, type JsonObject, type MemberFailure, type StagedTraitChange } from '../src/store/store.js';
+import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
+import type { AmplitudeUserProfile } from '../src/amplitude/schemas.js';
+import { RateLimitedError } from '../src/errors.js';
+import { coalesce } from '../src/request-ledger.js';
+import {
+  MAX_ROWS_PER_TRANSACTION,
+  type JsonObject,
+  type JsonValue,
+  type MemberFailure,
+  type ProfileFetch,
+  type StagedTraitChange,
+} from '../src/store/store.js';
 import { acceptedSnapshot, externalIdOf, traitPageRequests } from '../src/traits/braze-attributes.js';
-import { attributeChanges, desiredAttributes, stillToSend } from '../src/traits/values.js';
+import { readsProfiles, type TraitSelection } from '../src/traits/input.js';
+import { attributeChanges, desiredAttributes, stillToSend, type ProfileValues } from '../src/traits/values.js';
 import type { WorkerContext } from '../src/worker-context.js';
-import { applyRequests, budgetExceeded, closeRun, skipped, skipReasonsOf, type PageOutcome, type RunFailures } from './engine.js';
+import {
+  applyRequests,
+  budgetExceeded,
+  closeRun,
+  runWithConcurrency,
+  skipped,
+  skipReasonsOf,
+  throttledHeartbeat,
+  type PageOutcome,
+  type RunFailures,
+} from './engine.js';
 import type {
   ApplyTraitPageInput,
+  FetchedProfiles,
+  FetchProfilesInput,
   FinishTraitRunInput,
   PrepareTraitRunInput,
   StagedTraits,
@@ -25,6 +48,11 @@ const DAY_MS = 86_400_000;
 /** Users read from the activity index per store round trip (and staged per transaction). */
 const STAGE_CHUNK_USERS = 1_000;
 const OUT_OF_WINDOW = 'last active before the window';
+/** Users taken from the fetch queue at a time, and profiles fetched at once (the limiter paces them). */
+const PROFILE_QUEUE_BATCH = 1_000;
+const PROFILE_CONCURRENCY = 4;
+/** The freshness reported: users whose profile was fetched within this long. */
+const FRESH_WITHIN_MS = DAY_MS;
 const NO_USER_ID = 'anonymous: no user id to address in Braze (a trait sync writes by user id only)';
 
 export function createTraitSyncActivities(context: WorkerContext) {
@@ -80,15 +108,14 @@ export function createTraitSyncActivities(context: WorkerContext) {
           else return true;
           return false;
         });
-        const sent = await store.attributeSnapshots(
-          scope,
-          audience.map((user) => user.userKey),
-        );
+        const userKeys = audience.map((user) => user.userKey);
+        const sent = await store.attributeSnapshots(scope, userKeys);
+        const profiles = readsProfiles(selection) ? await store.profileFetches(run.syncId, userKeys) : new Map<string, ProfileFetch>();
         const rows: StagedTraitChange[] = [];
         const rejectedValues: MemberFailure[] = [];
         for (const user of audience) {
           staged.users += 1;
-          const desired = desiredAttributes(user.properties, selection);
+          const desired = desiredAttributes(user.properties, selection, profiles.get(user.userKey)?.values as ProfileValues | undefined);
           for (const [attribute, problem] of desired.problems)
             rejectedValues.push(skipped(`${user.userKey}#${attribute}`, `"${attribute}" is ${problem}`));
           const changes = attributeChanges(desired, sent.get(user.userKey), selection);
@@ -115,6 +142,64 @@ export function createTraitSyncActivities(context: WorkerContext) {
       for (const [reason, count] of Object.entries(await skipReasonsOf(context, run.runId))) staged.skipReasons[reason] = count;
       return staged;
     },
+
+    /**
+     * Fetches the audience's computations and recommendations from the User Profile API within the project's
+     * share of its limit (shared by every worker and sync through the store): users never fetched or active
+     * since their fetch first, then the stalest, at most `maxFetches` per run. Each answer is recorded as it
+     * comes, so a retried attempt (a killed worker) or the next run never fetches a finished user again.
+     */
+    fetchProfiles: withVendorFailures(async (input: FetchProfilesInput): Promise<FetchedProfiles> => {
+      const { run, selection } = input;
+      await keepLease(store, run);
+      const windowStartMs = Date.now() - input.windowDays * DAY_MS;
+      const counts = await store.profileFetchCounts(run.syncId, { sinceMs: windowStartMs, fetchedSinceMs: input.runStartedMs });
+      let remaining = input.maxFetches - counts.fetchedSince;
+      let requests = 0;
+      const heartbeatNow = throttledHeartbeat();
+      const record = coalesce(async (fetches: ProfileFetch[]) => {
+        await store.recordProfileFetches(run.syncId, fetches);
+        return fetches.map(() => undefined);
+      });
+      const options = {
+        computations: selection.computations.length > 0,
+        compIds: selection.computations,
+        recommendations: selection.recommendations.length > 0,
+        recIds: selection.recommendations.map((rec) => rec.id),
+      };
+      while (remaining > 0) {
+        const queue = await store.profileFetchQueue(run.syncId, {
+          sinceMs: windowStartMs,
+          limit: Math.min(remaining, PROFILE_QUEUE_BATCH),
+        });
+        // Past the users that need a fetch come the stalest: never those this run fetched already.
+        const due = queue.filter((entry) => entry.fetchedAtMs === undefined || entry.fetchedAtMs < input.runStartedMs);
+        if (due.length === 0) break;
+        await keepLease(store, run);
+        await runWithConcurrency(due, PROFILE_CONCURRENCY, async (entry) => {
+          await context.amplitudeProfiles.acquire(1, { signal: Context.current().cancellationSignal, whileWaiting: () => heartbeat() });
+          requests += 1;
+          const profile = await context.amplitude
+            .getUserProfile({ userId: externalIdOf(entry.userKey)! }, options)
+            .catch(async (error: unknown) => {
+              // Others share the organisation's limit: when Amplitude says it is exhausted, every worker waits.
+              if (error instanceof RateLimitedError)
+                await context.amplitudeProfiles.observe({ remaining: 0, resetAtMs: Date.now() + error.retryAfterMs });
+              throw error;
+            });
+          await record({
+            userKey: entry.userKey,
+            fetchedAtMs: Date.now(),
+            values: profileValuesOf(profile, selection) as unknown as JsonObject,
+          });
+          heartbeatNow();
+        });
+        remaining -= due.length;
+        if (due.length < queue.length) break;
+      }
+      const fresh = await store.profileFetchCounts(run.syncId, { sinceMs: windowStartMs, fetchedSinceMs: Date.now() - FRESH_WITHIN_MS });
+      return { profileApiRequests: requests, audience: fresh.audience, fetched: fresh.fetched, fetchedWithin24h: fresh.fetchedSince };
+    }),
 
     /** Cuts the staged users into numbered pages. */
     planTraitRun: async (input: { run: RunRef; pageSize: number; attributesPerUser: number }): Promise<TraitPlan> => {
@@ -182,4 +267,23 @@ export type TraitSyncActivities = ReturnType<typeof createTraitSyncActivities>;
 function describeAge(ms: number): string {
   const hours = ms / 3_600_000;
   return hours >= 48 ? `${Math.round(hours / 24)} days` : hours >= 1 ? `${Math.round(hours)} hours` : `${Math.round(ms / 60_000)} minutes`;
+}
+
+/** What the sync keeps of a user's profile: its computations and recommendations (an unknown user has none). */
+function profileValuesOf(
+  profile: AmplitudeUserProfile | null,
+  selection: Pick<TraitSelection, 'computations' | 'recommendations'>,
+): ProfileValues {
+  const values: ProfileValues = { computations: {}, recommendations: {} };
+  for (const id of selection.computations) {
+    const value = profile?.properties[id];
+    values.computations[id] = typeof value === 'string' ? value : value === undefined || value === null ? null : JSON.stringify(value);
+  }
+  for (const { id } of selection.recommendations) {
+    const recommendation = profile?.recommendations?.find((rec) => rec.recId === id);
+    values.recommendations[id] = recommendation
+      ? { items: recommendation.items as JsonValue[], isControl: recommendation.isControl }
+      : null;
+  }
+  return values;
 }

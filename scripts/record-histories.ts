@@ -229,6 +229,21 @@ const scenarios: Scenario[] = [
       return traitScenario(name, { ...TRAIT_SYNC, pageSize: 2 }, { failed: 0 });
     },
   },
+  {
+    name: 'trait-profiles',
+    run: async (name) => {
+      await (
+        await startEventSync(client, { hour: exportHourOf(Date.now() - 8 * 3_600_000) }, { taskQueue, workflowId: `${name}-ingest` })
+      ).result();
+      const input: TraitSyncInput = {
+        name: 'recorded-profiles',
+        computations: ['lifetime_spend'],
+        recommendations: [{ id: 'rec-top-picks', attribute: 'top_picks' }],
+        maxProfileFetches: 20,
+      };
+      return traitScenario(name, input, { failed: 0 });
+    },
+  },
   { name: 'trait-unchanged-rerun', run: (name) => traitScenario(name, TRAIT_SYNC, { brazeRequests: 0, dataPoints: 0 }) },
   {
     name: 'trait-dry-run',

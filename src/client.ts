@@ -22,7 +22,7 @@ import {
   type EventSyncOptions,
 } from './events/input.js';
 import { COHORT_ID, DATA_POINTS, EXPORT_HOUR, SYNC_KIND } from './temporal/search-attributes.js';
-import { propertyAttributes, traitSyncId, traitSyncInputSchema, type TraitSyncInput, type TraitSyncOptions } from './traits/input.js';
+import { traitAttributes, traitSyncId, traitSyncInputSchema, type TraitSyncInput, type TraitSyncOptions } from './traits/input.js';
 
 export { DEFAULT_TASK_QUEUE };
 
@@ -366,10 +366,8 @@ export async function getTraitSyncProgress(client: Client, workflowId: string): 
 }
 
 function traitSyncSummary(options: TraitSyncOptions): string {
-  const attributes = propertyAttributes(options).map(([property, attribute]) =>
-    property === attribute ? property : `${property} → ${attribute}`,
-  );
-  return `Amplitude user properties ${attributes.join(', ')} → Braze custom attributes, users active in ${options.windowDays} days${options.dryRun ? ' (dry run)' : ''}`;
+  const attributes = traitAttributes(options).map(({ key, attribute }) => (key === attribute ? key : `${key} → ${attribute}`));
+  return `Amplitude ${attributes.join(', ')} → Braze custom attributes, users active in ${options.windowDays} days${options.dryRun ? ' (dry run)' : ''}`;
 }
 
 export class InvalidInputError extends Error {

@@ -105,6 +105,8 @@ export interface AmplitudeConfig {
   cohortDownloadsPerMonth: number;
   /** The User Activity API's limit (device ids of anonymous cohort members), shared by every worker. */
   userLookupRate: RateLimit;
+  /** This project's share of the organisation's User Profile API limit (600/min), shared by every worker and sync. */
+  profileRate: RateLimit;
   /** How long a cohort export may stay "JOB INPROGRESS" before the run fails. */
   exportMaxWaitMs: number;
   /** Users whose last event is older than this many days leave the activity index (and their properties with them). */
@@ -286,6 +288,7 @@ const amplitudeVariables = z.object({
   AMPLITUDE_INGEST_URL: httpUrl.optional(),
   AMPLITUDE_COHORT_DOWNLOAD_QUOTA: wholeNumberAtLeastOne.default(500),
   AMPLITUDE_USER_LOOKUP_RATE: rateLimit.prefault('360/1h'),
+  AMPLITUDE_PROFILE_RATE: rateLimit.prefault('300/1m'),
   AMPLITUDE_EXPORT_MAX_WAIT: duration.prefault('30m'),
   ACTIVE_WINDOW_DAYS: wholeNumberAtLeastOne.default(90),
   EVENT_LEDGER_DAYS: wholeNumberAtLeastOne.default(30),
@@ -450,6 +453,7 @@ export function loadAmplitudeConfig(env: Env = environment()): AmplitudeConfig {
     ingestUrl: values.AMPLITUDE_INGEST_URL ?? regionUrls.ingestUrl,
     cohortDownloadsPerMonth: values.AMPLITUDE_COHORT_DOWNLOAD_QUOTA,
     userLookupRate: values.AMPLITUDE_USER_LOOKUP_RATE,
+    profileRate: values.AMPLITUDE_PROFILE_RATE,
     exportMaxWaitMs: values.AMPLITUDE_EXPORT_MAX_WAIT,
     activeWindowDays: values.ACTIVE_WINDOW_DAYS,
     sentEventLedgerDays: values.EVENT_LEDGER_DAYS,

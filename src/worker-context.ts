@@ -17,6 +17,8 @@ export interface WorkerContext {
   amplitudeProfileApiAvailable: boolean;
   /** The User Activity API's limit (device-id lookups), shared through the store by every worker. */
   amplitudeUserLookups: SharedRateLimiter;
+  /** The project's share of the User Profile API limit, shared through the store by every worker and sync. */
+  amplitudeProfiles: SharedRateLimiter;
   braze: BrazeClient;
   brazePartnerConfigured: boolean;
   /** `/users/track` requests in flight per page activity. */
@@ -56,6 +58,11 @@ export async function createWorkerContext(config: Pick<AppConfig, 'amplitude' | 
       store,
       `amplitude:${new URL(amplitude.apiUrl).host}:/api/2/useractivity`,
       amplitude.userLookupRate,
+    ),
+    amplitudeProfiles: new SharedRateLimiter(
+      store,
+      `amplitude:${new URL(amplitude.profileApiUrl ?? amplitude.apiUrl).host}:/v1/userprofile`,
+      amplitude.profileRate,
     ),
     braze: new BrazeClient({
       restEndpoint: braze.restEndpoint,

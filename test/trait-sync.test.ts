@@ -113,6 +113,47 @@ describe('trait sync: the window, and what Braze would not take', () => {
   });
 });
 
+describe('trait sync: computations and recommendations through the User Profile API', () => {
+  test('computations become numbers, recommendations string arrays (a default for the control group); runs span the audience within the limit', async () => {
+    const input = {
+      name: 'profiles',
+      computations: ['lifetime_spend', 'songs_played_30d'],
+      recommendations: [{ id: 'rec-top-picks', attribute: 'top_picks', controlDefault: ['editors-choice'] }],
+      maxProfileFetches: 200,
+    };
+    const audience = (await h.identifiedUsers(Date.now() - 90 * DAY_HOURS * 3_600_000)).size;
+    assert.ok(audience > 200 && audience < 400, `an audience that takes two runs of 200 fetches (${audience})`);
+    const before = h.sandboxes.amplitude.control.profileRequestTotals();
+
+    const first = await h.sync(input);
+    assert.equal(first.profileApiRequests, 200);
+    assert.deepEqual(first.profiles, { audience, fetched: 200, fetchedWithin24h: 200 });
+    assert.equal(first.created + first.updated, 200, 'only fetched users get profile attributes');
+    // The next run fetches the users never fetched first, then refreshes the stalest: nobody twice in a run.
+    const second = await h.sync(input);
+    assert.equal(second.profileApiRequests, 200);
+    assert.deepEqual(second.profiles, { audience, fetched: audience, fetchedWithin24h: audience });
+    const after = h.sandboxes.amplitude.control.profileRequestTotals();
+    assert.deepEqual(
+      [after.answered - before.answered, after.refused - before.refused],
+      [400, 0],
+      'every request answered, none over the limit',
+    );
+
+    for (const userId of (await h.identifiedUsers()).keys()) {
+      const user = h.sandboxes.dataset.user(h.sandboxes.dataset.indexOfUserId(userId)!);
+      const attributes = h.brazeAttributes(userId) ?? {};
+      if (!('lifetime_spend' in attributes)) continue; // last active before the 90 days, or a profile Amplitude lacks
+      assert.equal(attributes.lifetime_spend, Number(user.computations.lifetime_spend));
+      assert.equal(attributes.songs_played_30d, Number(user.computations.songs_played_30d));
+      const picks = user.recommendations.find((rec) => rec.rec_id === 'rec-top-picks')!;
+      assert.deepEqual(attributes.top_picks, picks.is_control ? ['editors-choice'] : [...new Set(picks.items)]);
+    }
+    const rerun = await h.sync({ ...input, maxProfileFetches: 1 });
+    assert.deepEqual([rerun.profileApiRequests, rerun.dataPoints], [1, 0], 'an unchanged profile writes nothing');
+  });
+});
+
 describe('trait sync from the Temporal CLI and ampbraze, as the README shows it', () => {
   const cliEnv = () => ({ TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_TASK_QUEUE: h.taskQueue });
 

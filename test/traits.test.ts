@@ -58,7 +58,7 @@ describe('Amplitude values as Braze values', () => {
     assert.deepEqual(brazeValue('pro', undefined), { value: 'pro' });
     assert.deepEqual(brazeValue(42.5, undefined), { value: 42.5 });
     assert.deepEqual(brazeValue(false, undefined), { value: false });
-    assert.deepEqual(brazeValue(['a', 2, true], undefined), { value: ['a', '2', 'true'] });
+    assert.deepEqual(brazeValue(['a', 2, true, 'a'], undefined), { value: ['a', '2', 'true'] }, 'unique, as Braze keeps them');
     assert.deepEqual(brazeValue('12', undefined), { value: '12' }, 'a numeric string stays a string unless typed');
   });
 

@@ -4,7 +4,7 @@
  * counted. Killed while staging the cohort
  * file: the next attempt resumes after the rows already staged, and no download quota is spent again (on each store).
  * Killed while ingesting an hour of events: the next attempt resumes after the committed line, and Braze holds each
- * event exactly once.
+ * event exactly once. Killed while fetching User Profile API answers: the next attempt fetches only the users left.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -14,11 +14,12 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { StagedCohort } from '../activities/cohort-sync-types.js';
 import type { IngestedHour } from '../activities/event-sync-types.js';
-import { getSyncProgress, startCohortSync, startEventSync } from '../src/client.js';
+import { getSyncProgress, startCohortSync, startEventSync, startTraitSync } from '../src/client.js';
 import { cohortSyncId, cohortSyncInputSchema } from '../src/cohort/input.js';
 import { eventSyncId, exportHourOf, exportHourStart } from '../src/events/input.js';
 import { startSandboxes, type Sandboxes } from '../src/sandbox/sandboxes.js';
 import type { StateStore } from '../src/store/store.js';
+import { traitSyncId, traitSyncInputSchema } from '../src/traits/input.js';
 import { freePort } from '../src/temporal/dev-server.js';
 import { PROJECT_ROOT } from '../src/temporal/cli.js';
 import { brazeMembers, expectedMembers } from './helpers/braze-state.js';
@@ -245,3 +246,47 @@ test('killed mid-export, another worker resumes the hour after the committed lin
 function amplitudeIso(time: string): string {
   return new Date(`${time.replace(' ', 'T').slice(0, 23)}Z`).toISOString();
 }
+
+test('killed while fetching profiles, another worker resumes without fetching the finished users again', async () => {
+  const busy = await startSandboxes({
+    seed: 9,
+    users: 3_000,
+    dataset: { eventsPerHour: 800 },
+    amplitude: { profileRequestsPerMinute: 6_000 },
+  });
+  let store: StateStore | undefined;
+  try {
+    const taskQueue = uniqueTaskQueue('crash-profiles');
+    const storeEnv = await SQLITE.freshEnv();
+    // Slow enough to land the kill mid-fetch: 20 profiles a second.
+    const workerEnv = { AMPLITUDE_PROFILE_RATE: '20/1s' };
+    const first = startWorkerProcess(taskQueue, storeEnv, busy, workerEnv);
+    await (await startEventSync(env.client, { hour: exportHourOf(Date.now() - 4 * 3_600_000) }, { taskQueue })).result();
+    const input = { name: 'crash', computations: ['lifetime_spend'] };
+    const handle = await startTraitSync(env.client, input, { taskQueue });
+    const syncId = traitSyncId(traitSyncInputSchema.parse(input));
+
+    let fetchedAtKill = 0;
+    for (let i = 0; i < 600 && fetchedAtKill < 60; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      store ??= await openStoreFrom(storeEnv);
+      fetchedAtKill = (await store.profileFetchCounts(syncId, { sinceMs: 0, fetchedSinceMs: 0 })).fetched;
+    }
+    assert.ok(fetchedAtKill >= 60, 'the first worker had fetched some profiles');
+    first.kill('SIGKILL');
+    startWorkerProcess(taskQueue, storeEnv, busy, workerEnv);
+    const result = await handle.result();
+
+    const audience = result.profiles!.audience;
+    assert.ok(audience > fetchedAtKill, `the kill came before the end (${fetchedAtKill} of ${audience})`);
+    assert.equal(result.profiles!.fetched, audience);
+    // Only the requests in flight at the kill (answered but not yet recorded) can go again.
+    const { answered, refused } = busy.amplitude.control.profileRequestTotals();
+    assert.ok(answered >= audience && answered <= audience + 4, `${answered} requests for ${audience} users`);
+    assert.equal(refused, 0);
+    assert.equal(result.written, audience, 'every user got the computation, once');
+  } finally {
+    await store?.close();
+    await busy.close();
+  }
+});

@@ -16,9 +16,16 @@ import {
 } from '@temporalio/workflow';
 import type { RunRef } from '../activities/sync-lease.js';
 import type { TraitSyncActivities } from '../activities/trait-sync.js';
-import type { PageOutcome, StagedTraits, TraitPlan } from '../activities/trait-sync-types.js';
+import type { FetchedProfiles, PageOutcome, StagedTraits, TraitPlan } from '../activities/trait-sync-types.js';
 import { DATA_POINTS, SYNC_KIND } from '../src/temporal/search-attributes.js';
-import { traitSyncId, traitSyncInputSchema, type TraitSyncInput, type TraitSyncOptions } from '../src/traits/input.js';
+import {
+  readsProfiles,
+  traitAttributes,
+  traitSyncId,
+  traitSyncInputSchema,
+  type TraitSyncInput,
+  type TraitSyncOptions,
+} from '../src/traits/input.js';
 import { applyPages, budgetControls, parseWorkflowInput, readableFailure, syncActivities } from './engine.js';
 
 const { quick, streaming, pages } = syncActivities<TraitSyncActivities>(['InvalidTraitSync', 'ActivityIndexStale']);
@@ -40,13 +47,15 @@ export interface TraitSyncResult extends TraitSyncTotals, Omit<StagedTraits, 'sk
   /** Users not synced and values not sent, in all and by reason. */
   skipped: number;
   skipReasons: Record<string, number>;
-  /** The Amplitude User Profile API is not used by property syncs. */
+  /** User Profile API requests (computations and recommendations; property syncs make none). */
   profileApiRequests: number;
+  /** How fresh the audience's profiles are: fetched ever and within the last 24 hours, of all. */
+  profiles?: Omit<FetchedProfiles, 'profileApiRequests'>;
   plan?: TraitPlan;
 }
 
 export interface TraitSyncProgress {
-  phase: 'preparing' | 'staging' | 'planning' | 'applying' | 'paused' | 'finishing' | 'done';
+  phase: 'preparing' | 'fetching' | 'staging' | 'planning' | 'applying' | 'paused' | 'finishing' | 'done';
   page: number;
   pagesTotal: number;
   totals: TraitSyncTotals;
@@ -56,6 +65,7 @@ export interface TraitSyncProgress {
 /** Where a continued-as-new run picks up: everything else is in the store. */
 export interface TraitSyncCheckpoint {
   runId: string;
+  profiles?: FetchedProfiles;
   staged: StagedTraits;
   plan: TraitPlan;
   nextPage: number;
@@ -102,17 +112,29 @@ export async function traitSync(input: TraitSyncInput, checkpoint?: TraitSyncChe
         setCurrentDetails(`Skipped: run ${prepared.runInProgress} of this sync is in progress; nothing was read or sent`);
         return { ...resultOf(emptyStaged()), runInProgress: prepared.runInProgress };
       }
+      const { properties, computations, recommendations, attributePrefix, rename, types, onMissing, windowDays } = options;
+      const selection = { properties, computations, recommendations, attributePrefix, rename, types, onMissing };
+      let profiles: FetchedProfiles | undefined;
+      if (readsProfiles(options)) {
+        progress.phase = 'fetching';
+        setCurrentDetails(
+          `Fetching computations and recommendations from Amplitude's User Profile API (at most ${options.maxProfileFetches})`,
+        );
+        profiles = await streaming.fetchProfiles({
+          run,
+          selection,
+          windowDays,
+          maxFetches: options.maxProfileFetches,
+          runStartedMs: Date.now(),
+        });
+      }
       progress.phase = 'staging';
-      setCurrentDetails(`Reading the users active in the last ${options.windowDays} days and what changed for them`);
-      const { properties, attributePrefix, rename, types, onMissing } = options;
-      const staged = await streaming.stageTraitChanges({
-        run,
-        selection: { properties, attributePrefix, rename, types, onMissing },
-        windowDays: options.windowDays,
-      });
+      setCurrentDetails(`Reading the users active in the last ${windowDays} days and what changed for them`);
+      const staged = await streaming.stageTraitChanges({ run, selection, windowDays });
       progress.phase = 'planning';
-      const plan = await quick.planTraitRun({ run, pageSize: options.pageSize, attributesPerUser: properties.length });
-      state = { runId: run.runId, staged, plan, nextPage: 0, totals };
+      const attributesPerUser = traitAttributes(options).length;
+      const plan = await quick.planTraitRun({ run, pageSize: options.pageSize, attributesPerUser });
+      state = { runId: run.runId, profiles, staged, plan, nextPage: 0, totals };
       if (options.dryRun) return finish('dry_run', state);
     }
     progress.pagesTotal = state.plan.pages;
@@ -146,6 +168,10 @@ export async function traitSync(input: TraitSyncInput, checkpoint?: TraitSyncChe
   async function finish(status: 'succeeded' | 'dry_run', state: TraitSyncCheckpoint): Promise<TraitSyncResult> {
     progress.phase = 'finishing';
     const result: TraitSyncResult = { ...resultOf(state.staged), plan: state.plan };
+    if (state.profiles) {
+      const { profileApiRequests, ...freshness } = state.profiles;
+      Object.assign(result, { profileApiRequests, profiles: freshness });
+    }
     const { failed, failureReasons } = await quick.finishTraitRun({ run, status, stats: { ...result } });
     Object.assign(result, { failed, failureReasons });
     progress.phase = 'done';
@@ -179,5 +205,8 @@ function emptyStaged(): StagedTraits {
 function describeResult(result: TraitSyncResult): string {
   const read = `${result.users} users in the window: ${result.created} new, ${result.updated} updated, ${result.unchanged} unchanged`;
   if (result.dryRun) return `Dry run, ${read}; ${result.set} values would be set and ${result.unset} unset, ${result.skipped} skipped`;
-  return `Done, ${read}; ${result.written} users written, ${result.unset} values unset, ${result.skipped} skipped, ${result.failed} failed, ${result.dataPoints} data points`;
+  const profiles = result.profiles
+    ? `; profiles fetched: ${result.profiles.fetched} of ${result.profiles.audience} (${result.profileApiRequests} requests)`
+    : '';
+  return `Done, ${read}; ${result.written} users written, ${result.unset} values unset, ${result.skipped} skipped, ${result.failed} failed, ${result.dataPoints} data points${profiles}`;
 }

@@ -108,5 +108,11 @@ export function printTraitResult(result: TraitSyncResult): void {
   console.log(
     `Braze requests: ${result.brazeRequests} · data points: ${result.dataPoints}${result.dryRun ? ` (predicted: ${result.set + result.unset})` : ''}`,
   );
+  if (result.profiles) {
+    const { audience, fetched, fetchedWithin24h } = result.profiles;
+    console.log(
+      `User Profile API requests: ${result.profileApiRequests} · profiles fetched: ${fetched} of ${audience} users, ${fetchedWithin24h} within 24 h`,
+    );
+  }
   for (const [reason, count] of Object.entries({ ...result.skipReasons, ...result.failureReasons })) console.log(`  ${count} × ${reason}`);
 }

@@ -8,6 +8,7 @@ import { withTemporalClient } from './temporal-client.js';
 
 interface TraitFlags {
   properties?: string;
+  computations?: string;
   input?: string;
   name?: string;
   prefix?: string;
@@ -24,7 +25,8 @@ function traitInput(flags: TraitFlags): TraitSyncInput {
   const base = flags.input ? (JSON.parse(flags.input) as Partial<TraitSyncInput>) : {};
   return {
     ...base,
-    properties: flags.properties ? flags.properties.split(',').map((name) => name.trim()) : (base.properties ?? []),
+    ...(flags.properties && { properties: list(flags.properties) }),
+    ...(flags.computations && { computations: list(flags.computations) }),
     ...(flags.name && { name: flags.name }),
     ...(flags.prefix && { attributePrefix: flags.prefix }),
     ...(flags.windowDays && { windowDays: Number(flags.windowDays) }),
@@ -36,10 +38,15 @@ function traitInput(flags: TraitFlags): TraitSyncInput {
   };
 }
 
+function list(names: string): string[] {
+  return names.split(',').map((name) => name.trim());
+}
+
 function withTraitOptions(command: Command): Command {
   return command
     .option('--properties <list>', 'Amplitude user properties to sync, comma-separated (each becomes a custom attribute)')
-    .option('--input <json>', 'the whole traitSync input as JSON (e.g. with "rename" and "types"); flags override it')
+    .option('--computations <list>', 'Amplitude computation ids to sync, comma-separated (through the User Profile API)')
+    .option('--input <json>', 'the whole traitSync input as JSON (e.g. with "recommendations", "rename", "types"); flags override it')
     .option('--name <name>', 'name the sync (its id becomes trait-sync-<name>)')
     .option('--prefix <prefix>', 'put before every attribute name, e.g. amp_')
     .option('--window-days <n>', 'sync users active in this many days (default 90)')

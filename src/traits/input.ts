@@ -40,6 +40,17 @@ const attributeName = z
   .max(255, 'must be at most 255 characters')
   .refine((name) => !name.startsWith('$'), 'must not start with "$" (Braze refuses it)');
 
+const recommendationInput = z.strictObject({
+  /** The Amplitude recommendation id. */
+  id: z.string().trim().min(1, 'the recommendation id is required'),
+  /** The Braze string-array attribute that gets the recommended items. */
+  attribute: attributeName,
+  /** What a control-group user gets instead of the items (default: the attribute is unset). */
+  controlDefault: z.array(z.string().max(255)).optional(),
+});
+
+const names = (what: string) => z.array(z.string().trim().min(1, `${what} must not be empty`)).default([]);
+
 export const traitSyncInputSchema = z
   .strictObject({
     /** Names the sync (its id is `trait-sync-<name>`); default: a hash of what it writes. */
@@ -49,12 +60,16 @@ export const traitSyncInputSchema = z
       .max(100)
       .optional(),
     /** Amplitude user property names, e.g. `["plan", "lifetime_value"]`: each becomes a custom attribute. */
-    properties: z.array(z.string().trim().min(1, 'property names must not be empty')).min(1, 'name at least one Amplitude user property'),
-    /** Put before every attribute name, e.g. `amp_` (default: none, the same name as in Amplitude). */
+    properties: names('property names'),
+    /** Amplitude computation ids (read through the User Profile API): each becomes a custom attribute. */
+    computations: names('computation ids'),
+    /** Amplitude recommendations (User Profile API): each one's items become a string-array attribute. */
+    recommendations: z.array(recommendationInput).default([]),
+    /** Put before every property and computation attribute name, e.g. `amp_` (default: none, the same name). */
     attributePrefix: z.string().default(''),
-    /** Per Amplitude property, the Braze attribute name to use instead (no prefix added). */
+    /** Per Amplitude property or computation id, the Braze attribute name to use instead (no prefix added). */
     rename: z.record(z.string(), attributeName).default({}),
-    /** Per Braze attribute, the type to send; default: faithful to the Amplitude value. */
+    /** Per Braze attribute, the type to send; default: faithful to the Amplitude value (computations: numbers). */
     types: z.record(z.string(), z.enum(ATTRIBUTE_TYPES)).default({}),
     /** When a user's value disappears: `unset` sends `null` once; `keep` leaves Braze's value as it is. */
     onMissing: z.enum(['unset', 'keep']).default('unset'),
@@ -62,77 +77,107 @@ export const traitSyncInputSchema = z
     windowDays: z.number().int().min(1).max(365).default(90),
     /** Allow attributes named like Braze's standard profile fields (`email`, `country`, …). */
     standardFields: z.boolean().default(false),
+    /**
+     * User Profile API requests one run may make (computations and recommendations): a large audience is
+     * fetched over several runs, users with new activity first and then the stalest.
+     */
+    maxProfileFetches: z.number().int().min(1).default(9_000),
     ...runInputFields(1_000),
   })
   .superRefine((input, ctx) => {
-    const names = attributeNames(input);
-    if (new Set(input.properties).size !== input.properties.length)
-      ctx.addIssue({ code: 'custom', path: ['properties'], message: 'each property may appear once' });
-    for (const property of Object.keys(input.rename)) {
-      if (!input.properties.includes(property))
-        ctx.addIssue({ code: 'custom', path: ['rename', property], message: `"${property}" is not one of the properties synced` });
+    const issue = (path: Array<string | number>, message: string) => ctx.addIssue({ code: 'custom', path, message });
+    if (input.properties.length + input.computations.length + input.recommendations.length === 0) {
+      issue(['properties'], 'name at least one Amplitude user property (or computation, or recommendation) to sync');
     }
+    for (const [field, ids] of [
+      ['properties', input.properties],
+      ['computations', input.computations],
+      ['recommendations', input.recommendations.map((rec) => rec.id)],
+    ] as const) {
+      if (new Set(ids).size !== ids.length) issue([field], 'each may appear once');
+    }
+    for (const key of Object.keys(input.rename)) {
+      if (!input.properties.includes(key) && !input.computations.includes(key)) {
+        issue(['rename', key], `"${key}" is not one of the properties or computations synced`);
+      }
+    }
+    const attributes = traitAttributes(input);
     for (const attribute of Object.keys(input.types)) {
-      if (!names.has(attribute)) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['types', attribute],
-          message: `"${attribute}" is not an attribute this sync writes (${[...names].join(', ')})`,
-        });
+      if (!attributes.some((written) => written.attribute === attribute)) {
+        issue(
+          ['types', attribute],
+          `"${attribute}" is not an attribute this sync writes (${attributes.map((a) => a.attribute).join(', ')})`,
+        );
       }
     }
     const written = new Map<string, string>();
-    for (const [property, attribute] of propertyAttributes(input)) {
+    for (const { source, key, attribute } of attributes) {
+      const field = source === 'property' ? 'properties' : source === 'computation' ? 'computations' : 'recommendations';
       const problem = attributeName.safeParse(attribute).error?.issues[0]?.message;
-      if (problem)
-        ctx.addIssue({ code: 'custom', path: ['properties'], message: `the attribute "${attribute}" for "${property}" ${problem}` });
+      if (problem) issue([field], `the attribute "${attribute}" for "${key}" ${problem}`);
       if (RESERVED_NAMES.has(attribute)) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['properties'],
-          message: `"${attribute}" is a Braze identifier, not an attribute: rename it (rename) or prefix it (attributePrefix)`,
-        });
+        issue([field], `"${attribute}" is a Braze identifier, not an attribute: rename it (rename) or prefix it (attributePrefix)`);
       } else if (STANDARD_PROFILE_FIELDS.has(attribute) && !input.standardFields) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['properties'],
-          message: `"${attribute}" is a Braze standard profile field: prefix the attributes (e.g. "attributePrefix": "amp_"), rename it ("rename": {"${property}": "amp_${property}"}), or set "standardFields": true to write the profile field`,
-        });
+        issue(
+          [field],
+          `"${attribute}" is a Braze standard profile field: prefix the attributes (e.g. "attributePrefix": "amp_"), rename it ("rename": {"${key}": "amp_${key}"}), or set "standardFields": true to write the profile field`,
+        );
       }
       const earlier = written.get(attribute);
-      if (earlier !== undefined)
-        ctx.addIssue({
-          code: 'custom',
-          path: ['properties'],
-          message: `"${earlier}" and "${property}" would both write the attribute "${attribute}"`,
-        });
-      written.set(attribute, property);
+      if (earlier !== undefined) issue([field], `"${earlier}" and "${key}" would both write the attribute "${attribute}"`);
+      written.set(attribute, key);
     }
   });
 
 export type TraitSyncInput = z.input<typeof traitSyncInputSchema>;
 export type TraitSyncOptions = z.output<typeof traitSyncInputSchema>;
-export type TraitSelection = Pick<TraitSyncOptions, 'properties' | 'attributePrefix' | 'rename' | 'types' | 'onMissing'>;
+export type TraitSelection = Pick<
+  TraitSyncOptions,
+  'properties' | 'computations' | 'recommendations' | 'attributePrefix' | 'rename' | 'types' | 'onMissing'
+>;
+type AttributeSources = Pick<TraitSyncOptions, 'properties' | 'computations' | 'recommendations' | 'attributePrefix' | 'rename'>;
 
-/** Each Amplitude property with the Braze attribute it writes. */
-export function propertyAttributes(
-  selection: Pick<TraitSyncOptions, 'properties' | 'attributePrefix' | 'rename'>,
-): Array<[string, string]> {
-  return selection.properties.map((property) => [property, selection.rename[property] ?? `${selection.attributePrefix}${property}`]);
+/** One attribute the sync writes, and where its value comes from. */
+export interface TraitAttribute {
+  /** `property`: the activity index; `computation` and `recommendation`: the User Profile API. */
+  source: 'property' | 'computation' | 'recommendation';
+  /** The Amplitude property name, computation id or recommendation id. */
+  key: string;
+  attribute: string;
+  /** Recommendations: what a control-group user gets (undefined: unset). */
+  controlDefault?: string[];
 }
 
-function attributeNames(selection: Pick<TraitSyncOptions, 'properties' | 'attributePrefix' | 'rename'>): Set<string> {
-  return new Set(propertyAttributes(selection).map(([, attribute]) => attribute));
+/** Every attribute the sync writes, with its source. */
+export function traitAttributes(selection: AttributeSources): TraitAttribute[] {
+  const named = (key: string) => selection.rename[key] ?? `${selection.attributePrefix}${key}`;
+  return [
+    ...selection.properties.map((key) => ({ source: 'property' as const, key, attribute: named(key) })),
+    ...selection.computations.map((key) => ({ source: 'computation' as const, key, attribute: named(key) })),
+    ...selection.recommendations.map((rec) => ({
+      source: 'recommendation' as const,
+      key: rec.id,
+      attribute: rec.attribute,
+      ...(rec.controlDefault && { controlDefault: rec.controlDefault }),
+    })),
+  ];
+}
+
+/** Whether the sync needs Amplitude's User Profile API (computations or recommendations). */
+export function readsProfiles(selection: Pick<TraitSyncOptions, 'computations' | 'recommendations'>): boolean {
+  return selection.computations.length + selection.recommendations.length > 0;
 }
 
 /**
  * The sync's stable identity and one-off workflow id: `trait-sync-<name>`, or `trait-sync-<hash>` of the
  * attributes it writes and where their values come from, so the same selection is always the same sync.
  */
-export function traitSyncId(options: Pick<TraitSyncOptions, 'name' | 'properties' | 'attributePrefix' | 'rename'>): string {
+export function traitSyncId(options: AttributeSources & Pick<TraitSyncOptions, 'name'>): string {
   if (options.name !== undefined) return `trait-sync-${options.name}`;
-  const pairs = propertyAttributes(options).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return `trait-sync-${fnv1a(JSON.stringify(pairs))}`;
+  const written = traitAttributes(options)
+    .map(({ source, key, attribute }) => `${source}:${key}>${attribute}`)
+    .sort();
+  return `trait-sync-${fnv1a(JSON.stringify(written))}`;
 }
 
 /** FNV-1a, 32 bits, as 8 hex digits: a short stable name, not a security measure (and free of Node APIs). */

@@ -4,7 +4,7 @@
  * and the changes against the values Braze last accepted — only those are sent.
  */
 import type { JsonObject, JsonValue } from '../store/store.js';
-import { propertyAttributes, type AttributeType, type TraitSelection } from './input.js';
+import { traitAttributes, type AttributeType, type TraitSelection } from './input.js';
 
 const MAX_STRING_LENGTH = 255;
 const NUMERIC_STRING = /^-?\d+(\.\d+)?([eE][-+]?\d+)?$/;
@@ -40,13 +40,13 @@ function faithful(value: JsonValue): MappedValue {
   if (typeof value === 'number') return Number.isFinite(value) ? { value } : { problem: 'a number Braze cannot store' };
   if (typeof value === 'boolean') return { value };
   if (Array.isArray(value)) {
-    // Braze arrays hold strings: numbers and booleans are written as their text.
+    // Braze arrays hold unique strings: numbers and booleans are written as their text, a repeat is left out.
     const items: string[] = [];
     for (const item of value) {
       if (item === null || typeof item === 'object') return { problem: 'an array of objects or arrays (not a Braze string array)' };
       const text = String(item);
       if (text.length > MAX_STRING_LENGTH) return { problem: `an array item over ${MAX_STRING_LENGTH} characters` };
-      items.push(text);
+      if (!items.includes(text)) items.push(text);
     }
     return { value: items };
   }
@@ -78,19 +78,51 @@ function mismatch(value: JsonValue, type: AttributeType): MappedValue {
   return { problem: `${found} where the sync's type is ${type}` };
 }
 
-/** A user's attributes: the values to write, and the attributes whose value Braze would reject (with why). */
+/**
+ * A user's attributes: the values to write, the attributes whose value Braze would reject (with why), and the
+ * attributes whose source has not been read for the user yet (a profile not fetched): those are left alone.
+ */
 export interface DesiredAttributes {
   values: Map<string, JsonValue>;
   problems: Map<string, string>;
+  unknown: Set<string>;
 }
 
-/** What the sync wants Braze to hold for a user with these Amplitude user properties. */
-export function desiredAttributes(properties: JsonObject, selection: TraitSelection): DesiredAttributes {
-  const desired: DesiredAttributes = { values: new Map(), problems: new Map() };
-  for (const [property, attribute] of propertyAttributes(selection)) {
-    const value = properties[property];
-    if (value === undefined || value === null) continue;
-    const mapped = brazeValue(value, selection.types[attribute]);
+/**
+ * What a user's User Profile API answer holds for a sync: computations by id (Amplitude sends them as strings)
+ * and recommendations by id (null when the profile has none of that id).
+ */
+export interface ProfileValues {
+  computations: Record<string, string | null>;
+  recommendations: Record<string, { items: JsonValue[]; isControl: boolean } | null>;
+}
+
+/**
+ * What the sync wants Braze to hold for a user with these Amplitude user properties and (for computations and
+ * recommendations) this profile, undefined while the user's profile has not been fetched.
+ */
+export function desiredAttributes(properties: JsonObject, selection: TraitSelection, profile?: ProfileValues): DesiredAttributes {
+  const desired: DesiredAttributes = { values: new Map(), problems: new Map(), unknown: new Set() };
+  for (const { source, key, attribute, controlDefault } of traitAttributes(selection)) {
+    if (source !== 'property' && profile === undefined) {
+      desired.unknown.add(attribute);
+      continue;
+    }
+    let mapped: MappedValue | undefined;
+    if (source === 'property') {
+      const value = properties[key];
+      if (value !== undefined && value !== null) mapped = brazeValue(value, selection.types[attribute]);
+    } else if (source === 'computation') {
+      const value = profile!.computations[key];
+      // Computations arrive as strings ("5000000.0"): numeric ones are numbers unless the sync types them.
+      if (value !== undefined && value !== null)
+        mapped = brazeValue(value, selection.types[attribute] ?? (NUMERIC_STRING.test(value) ? 'number' : undefined));
+    } else {
+      const recommendation = profile!.recommendations[key];
+      const items = recommendation?.isControl ? controlDefault : recommendation?.items;
+      if (items !== undefined) mapped = brazeValue(items, undefined);
+    }
+    if (mapped === undefined) continue;
     if ('value' in mapped) desired.values.set(attribute, mapped.value);
     else desired.problems.set(attribute, mapped.problem);
   }
@@ -105,7 +137,7 @@ export function snapshotValue(value: JsonValue): string {
 /**
  * The writes that bring Braze from what it last accepted (`sent`, attribute → snapshot value) to `desired`:
  * changed values, and `null` for a value that disappeared when the sync unsets. An attribute whose new value
- * Braze would reject is left as it is (and reported), never unset.
+ * Braze would reject is left as it is (and reported), never unset; so is one whose source is not read yet.
  */
 export function attributeChanges(
   desired: DesiredAttributes,
@@ -113,7 +145,8 @@ export function attributeChanges(
   selection: TraitSelection,
 ): JsonObject {
   const changes: JsonObject = {};
-  for (const [, attribute] of propertyAttributes(selection)) {
+  for (const { attribute } of traitAttributes(selection)) {
+    if (desired.unknown.has(attribute)) continue;
     const value = desired.values.get(attribute);
     const last = sent?.get(attribute);
     if (value !== undefined) {

@@ -20,10 +20,23 @@ import { WorkerHarness } from './worker-harness.js';
 /** Every property the sandbox's users carry; `country` is a Braze standard field, so the sync prefixes them all. */
 export const PROPERTIES = ['plan', 'country', 'ltv', 'beta_tester', 'favorite_genres', 'level'];
 
+/** The sandbox's User Profile API requests per minute, all of which the workers may use. */
+export const PROFILE_LIMIT = 300;
+
 export class TraitSyncHarness extends WorkerHarness {
   constructor(storeKind: TestStoreKind) {
     // Half the users are unknown to Braze: the sync creates them.
-    super(storeKind, { seed: 41, users: 1_500, dataset: { brazeKnownFraction: 0.5, eventsPerHour: 400 } }, { queuePrefix: 'trait-sync' });
+    // The Profile API's limit is lowered, with the workers' share of it, so that fetches span its minutes.
+    super(
+      storeKind,
+      {
+        seed: 41,
+        users: 1_500,
+        dataset: { brazeKnownFraction: 0.5, eventsPerHour: 400 },
+        amplitude: { profileRequestsPerMinute: PROFILE_LIMIT },
+      },
+      { queuePrefix: 'trait-sync', workerEnv: { AMPLITUDE_PROFILE_RATE: `${PROFILE_LIMIT}/1m` } },
+    );
   }
 
   /** Feeds the activity index the way production does: an event sync of the hour (ingest only). */

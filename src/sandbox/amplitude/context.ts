@@ -21,6 +21,8 @@ export interface SandboxContext {
   ingestion: Ingestion;
   /** Profile API requests per minute, org-wide. */
   profileRequests: FixedWindowCounter;
+  /** Every User Profile API request so far: answered, and refused for the per-minute limit (429). */
+  profileRequestTotals: { answered: number; refused: number };
   /** User Activity requests per hour, project-wide. */
   userLookupRequests: FixedWindowCounter;
 }

@@ -22,6 +22,8 @@ export interface AmplitudeSandboxControl {
   readonly dataset: Dataset;
   ingestedEvents(): IngestedEvent[];
   downloadRequestsThisMonth(): number;
+  /** User Profile API requests so far: answered, and refused (429) for the per-minute limit. */
+  profileRequestTotals(): { answered: number; refused: number };
   /** User Activity requests answered or refused in the current hour. */
   userLookupsThisHour(): number;
   /** Replaces every fault, `exportTimeouts` included. */
@@ -73,6 +75,7 @@ export async function startAmplitudeSandbox(options: AmplitudeSandboxOptions): P
       batch: { eventsPerSecondPerId: resolved.batchEventsPerSecondPerId, windowMs: BATCH_RATE_WINDOW_MS },
     }),
     profileRequests: new FixedWindowCounter(60_000),
+    profileRequestTotals: { answered: 0, refused: 0 },
     userLookupRequests: new FixedWindowCounter(3_600_000),
   };
   setFaults(context, options.faults ?? {});
@@ -125,6 +128,7 @@ export async function startAmplitudeSandbox(options: AmplitudeSandboxOptions): P
       ingestedEvents: () => context.ingestion.list(),
       downloadRequestsThisMonth: () => context.cohortExports.monthlyRequests.count(),
       userLookupsThisHour: () => context.userLookupRequests.count('project'),
+      profileRequestTotals: () => ({ ...context.profileRequestTotals }),
       setFaults: (faults) => setFaults(context, faults),
       exportedEvents: (hourStartMs) => exportLinesInHour(context, hourStartMs),
       exportedEventCount: (hourStartMs) => countExportLinesInHour(context, hourStartMs),

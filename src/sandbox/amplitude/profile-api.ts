@@ -25,9 +25,11 @@ export function userProfile({ req, res, url, context }: Exchange): void {
     return;
   }
   if (context.profileRequests.add('org') > context.options.profileRequestsPerMinute) {
+    context.profileRequestTotals.refused += 1;
     sendJson(res, 429, { error: PROFILE_RATE_LIMIT_ERROR });
     return;
   }
+  context.profileRequestTotals.answered += 1;
   const params = url.searchParams;
   const userId = params.get('user_id');
   const deviceId = params.get('device_id');
