@@ -5,7 +5,7 @@
  * accepted request changes in its snapshot.
  */
 import { activityInfo, Context, heartbeat } from '@temporalio/activity';
-import type { PageRequest, SentChange } from '../src/braze/page-request.js';
+import type { BrazeEndpoints, PageRequest, SentChange } from '../src/braze/page-request.js';
 import { RateLimitedError, VendorError } from '../src/errors.js';
 import type { MemberFailure, OutcomeTotals, RunStatus, SendingRequest, SentRequest } from '../src/store/store.js';
 import type { WorkerContext } from '../src/worker-context.js';
@@ -71,9 +71,9 @@ export async function applyRequests<R extends PageRequest>(context: WorkerContex
 
 /**
  * Sends one request, recorded in the request ledger before it goes and again with what it did. A rate-limited
- * request waits for a slot of the workspace limit shared by every worker; a 429 all the same (other
- * integrations write to the workspace too) blocks the limit for everyone until Braze's reset, and the request
- * goes again under a key of its own. `first` is false when the request was recorded before.
+ * request waits for a slot of the workspace limit shared by every worker, right before its HTTP call; a 429 all
+ * the same (other integrations write to the workspace too) blocks the limit for everyone until Braze's reset,
+ * and the request goes again under a key of its own. `first` is false when the request was recorded before.
  */
 async function sendAndRecord(
   context: WorkerContext,
@@ -82,13 +82,13 @@ async function sendAndRecord(
   input: Pick<ApplyRequestsInput<PageRequest>, 'rateLimited' | 'snapshotOf'>,
 ): Promise<SentChange & { first: boolean }> {
   const limiter = context.brazeLimiter;
+  const braze = input.rateLimited ? pacedBraze(context) : context.braze;
   for (let resend = 0; ; resend++) {
-    if (input.rateLimited) await limiter.acquire(1, { signal: Context.current().cancellationSignal, whileWaiting: () => heartbeat() });
     const thisSend = { ...pending, requestKey: `${pending.requestKey}#${resend}` };
     await context.requestLedger.sending(thisSend);
     let sent: SentChange;
     try {
-      sent = await request.send(context.braze, thisSend.requestKey);
+      sent = await request.send(braze, thisSend.requestKey);
     } catch (error) {
       // Answered with an error status, Braze changed and billed nothing; without an answer, it may have.
       if (error instanceof VendorError && error.status !== undefined && error.status >= 400) {
@@ -110,6 +110,20 @@ async function sendAndRecord(
     });
     return { ...sent, first };
   }
+}
+
+/**
+ * Braze's endpoints with `track` taking a slot of the workspace's shared limit just before each call: a slot
+ * taken before the ledger writes could arrive in the next window, on top of that window's full allowance.
+ */
+function pacedBraze(context: WorkerContext): BrazeEndpoints {
+  return {
+    track: async (payload) => {
+      await context.brazeLimiter.acquire(1, { signal: Context.current().cancellationSignal, whileWaiting: () => heartbeat() });
+      return context.braze.track(payload);
+    },
+    updatePartnerCohortUsers: (update) => context.braze.updatePartnerCohortUsers(update),
+  };
 }
 
 /** Whether sending the page, with what the run's other pages in flight may still spend, would exceed a budget. */

@@ -11,11 +11,17 @@ export interface SentChange {
   rateLimit?: RateLimitState;
 }
 
+/**
+ * The Braze endpoints a page request calls. The engine paces `track` by the workspace's shared limit right before
+ * each call: a slot taken earlier (before the ledger write) could arrive in the next window, over its limit.
+ */
+export type BrazeEndpoints = Pick<BrazeClient, 'track' | 'updatePartnerCohortUsers'>;
+
 export interface PageRequest {
   /** The first key it carries: a stable name for the request within its page. */
   firstKey: string;
   /** What the request costs if Braze accepts everything in it. */
   dataPoints: number;
   /** Sends it; `requestKey` names this send in the request ledger. */
-  send(braze: BrazeClient, requestKey: string): Promise<SentChange>;
+  send(braze: BrazeEndpoints, requestKey: string): Promise<SentChange>;
 }
