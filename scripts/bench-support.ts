@@ -24,6 +24,8 @@ export interface BenchWorldOptions {
   rateCeiling: { requests: number; windowMs: number };
   store: 'sqlite' | 'postgres';
   workers: number;
+  /** More of the workers' environment, e.g. a rate share. */
+  workerEnv?: Record<string, string>;
 }
 
 export interface BenchWorld {
@@ -62,6 +64,7 @@ export async function startBenchWorld(options: BenchWorldOptions): Promise<Bench
     TEMPORAL_ADDRESS: server.address,
     BRAZE_RATE_LIMIT: `${rateCeiling.requests}/${rateCeiling.windowMs / 1000}s`,
     WORKFLOW_BUNDLE_PATH: await buildWorkflowBundle(dir),
+    ...options.workerEnv,
   };
   const config = loadConfig(workerEnv);
   // Each in a working directory of its own, as on separate hosts.

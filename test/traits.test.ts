@@ -111,6 +111,50 @@ describe('changes against the snapshot', () => {
   });
 });
 
+describe('computations and recommendations', () => {
+  const sync = selection({
+    computations: ['ltv_90d', 'segment'],
+    recommendations: [
+      { id: 'rec-1', attribute: 'picks' },
+      { id: 'rec-2', attribute: 'more_picks', controlDefault: ['house'] },
+    ],
+    attributePrefix: 'amp_',
+  });
+
+  test('computations become numbers when numeric; recommendation items a string array, a control-group default or unset', () => {
+    const desired = desiredAttributes({}, sync, {
+      computations: { ltv_90d: '5000000.0', segment: 'whales' },
+      recommendations: { 'rec-1': { items: ['a', 'b'], isControl: false }, 'rec-2': { items: ['x'], isControl: true } },
+    });
+    assert.deepEqual(Object.fromEntries(desired.values), {
+      amp_ltv_90d: 5_000_000,
+      amp_segment: 'whales',
+      picks: ['a', 'b'],
+      more_picks: ['house'],
+    });
+    const control = desiredAttributes({}, sync, {
+      computations: {},
+      recommendations: { 'rec-1': { items: ['a'], isControl: true }, 'rec-2': null },
+    });
+    assert.deepEqual(
+      attributeChanges(control, new Map([['picks', '["a"]']]), sync),
+      { picks: null },
+      'a control-group user without a default is unset',
+    );
+  });
+
+  test('before a user’s profile is fetched, their profile attributes are left alone (never unset)', () => {
+    const desired = desiredAttributes({}, sync, undefined);
+    assert.deepEqual([...desired.unknown].sort(), ['amp_ltv_90d', 'amp_segment', 'more_picks', 'picks']);
+    assert.deepEqual(attributeChanges(desired, new Map([['amp_segment', '"whales"']]), sync), {});
+  });
+
+  test('a sync needs at least one source, and its id covers every source', () => {
+    assert.match(problems({}), /name at least one Amplitude user property \(or computation, or recommendation\)/);
+    assert.notEqual(traitSyncId(selection({ computations: ['a'] })), traitSyncId(selection({ properties: ['a'] })));
+  });
+});
+
 describe('attribute requests', () => {
   const changes = Array.from({ length: 80 }, (_, i) => ({
     userKey: `user_id:u${i}`,

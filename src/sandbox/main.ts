@@ -13,6 +13,7 @@ const sandboxes = await startSandboxes({
   users: Number(process.env.SANDBOX_USERS ?? 10_000),
   amplitudePort: Number(process.env.AMPLITUDE_SANDBOX_PORT ?? 8281),
   brazePort: Number(process.env.BRAZE_SANDBOX_PORT ?? 8282),
+  amplitude: { profileRequestsPerMinute: optionalNumber(process.env.SANDBOX_PROFILE_REQUESTS_PER_MINUTE) },
   dataset: {
     identifiedFraction: optionalNumber(process.env.SANDBOX_IDENTIFIED_FRACTION),
     brazeKnownFraction: optionalNumber(process.env.SANDBOX_BRAZE_KNOWN_FRACTION),

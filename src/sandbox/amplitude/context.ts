@@ -23,6 +23,8 @@ export interface SandboxContext {
   profileRequests: FixedWindowCounter;
   /** Every User Profile API request so far: answered, and refused for the per-minute limit (429). */
   profileRequestTotals: { answered: number; refused: number };
+  /** Answered User Profile API requests per minute (epoch minute → count): what a benchmark compares with the limit. */
+  profileRequestsByMinute: Map<number, number>;
   /** User Activity requests per hour, project-wide. */
   userLookupRequests: FixedWindowCounter;
 }

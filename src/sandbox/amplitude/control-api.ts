@@ -41,6 +41,11 @@ export function sandboxState({ res, context }: Exchange): void {
     ingestedEvents: context.ingestion.count,
     cohorts: context.dataset.cohorts(),
     faults: currentFaults(context),
+    profileRequests: {
+      ...context.profileRequestTotals,
+      limitPerMinute: context.options.profileRequestsPerMinute,
+      byMinute: minuteHistory(context.profileRequestsByMinute),
+    },
   });
 }
 
@@ -82,4 +87,15 @@ export async function setSandboxFaults(exchange: Exchange): Promise<void> {
   if (!faults) return;
   setFaults(exchange.context, faults);
   sendJson(exchange.res, 200, { faults: currentFaults(exchange.context) });
+}
+
+/** Counts per epoch minute from the first to the last with any, zeros included. */
+function minuteHistory(counts: ReadonlyMap<number, number>): { firstMinuteStartMs?: number; answered: number[] } {
+  if (counts.size === 0) return { answered: [] };
+  const minutes = [...counts.keys()];
+  const [first, last] = [Math.min(...minutes), Math.max(...minutes)];
+  return {
+    firstMinuteStartMs: first * 60_000,
+    answered: Array.from({ length: last - first + 1 }, (_, offset) => counts.get(first + offset) ?? 0),
+  };
 }

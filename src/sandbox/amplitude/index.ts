@@ -76,6 +76,7 @@ export async function startAmplitudeSandbox(options: AmplitudeSandboxOptions): P
     }),
     profileRequests: new FixedWindowCounter(60_000),
     profileRequestTotals: { answered: 0, refused: 0 },
+    profileRequestsByMinute: new Map(),
     userLookupRequests: new FixedWindowCounter(3_600_000),
   };
   setFaults(context, options.faults ?? {});

@@ -30,6 +30,8 @@ export function userProfile({ req, res, url, context }: Exchange): void {
     return;
   }
   context.profileRequestTotals.answered += 1;
+  const minute = Math.floor(Date.now() / 60_000);
+  context.profileRequestsByMinute.set(minute, (context.profileRequestsByMinute.get(minute) ?? 0) + 1);
   const params = url.searchParams;
   const userId = params.get('user_id');
   const deviceId = params.get('device_id');
