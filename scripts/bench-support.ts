@@ -117,15 +117,18 @@ export interface Span {
 }
 
 /**
- * Braze's windows from the first to the last with a request, within each span (all of the run without spans); a
- * window belongs to the span it starts in.
+ * Braze's windows from the first to the last with a request, within each span (all of the run without spans,
+ * spans in time order); a window belongs to the first span it overlaps.
  */
 function sendingWindows(state: BrazeSandboxState, spans?: readonly Span[]): Array<{ startMs: number; granted: number[] }> {
   const { windowMs, firstWindowStartMs = 0, granted } = state.trackWindows;
   const bounds = spans ?? [{ startMs: firstWindowStartMs, endMs: firstWindowStartMs + granted.length * windowMs }];
+  let unassigned = 0;
   return bounds.flatMap(({ startMs, endMs }) => {
-    const first = Math.max(0, Math.ceil((startMs - firstWindowStartMs) / windowMs));
-    const inSpan = granted.slice(first, Math.ceil((endMs - firstWindowStartMs) / windowMs));
+    const first = Math.max(unassigned, Math.floor((startMs - firstWindowStartMs) / windowMs));
+    const end = Math.max(first, Math.ceil((endMs - firstWindowStartMs) / windowMs));
+    unassigned = end;
+    const inSpan = granted.slice(first, end);
     const [from, to] = [inSpan.findIndex((n) => n > 0), inSpan.findLastIndex((n) => n > 0)];
     return from === -1 ? [] : [{ startMs: firstWindowStartMs + (first + from) * windowMs, granted: inSpan.slice(from, to + 1) }];
   });
