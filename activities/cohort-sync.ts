@@ -12,7 +12,7 @@ import {
 } from '../src/cohort/identifiers.js';
 import { cohortPageRequests } from '../src/cohort/braze-changes.js';
 import { RateLimitedError } from '../src/errors.js';
-import { MAX_ROWS_PER_TRANSACTION, type AmplitudeDeviceId, type MemberFailure, type StagedMember } from '../src/store/store.js';
+import type { AmplitudeDeviceId, MemberFailure, StagedMember } from '../src/store/store.js';
 import type { WorkerContext } from '../src/worker-context.js';
 import type {
   ApplyCohortPageInput,
@@ -25,7 +25,7 @@ import type {
   StageCohortMembersInput,
   StagedCohort,
 } from './cohort-sync-types.js';
-import { applyRequests, budgetExceeded, closeRun, runWithConcurrency, skipped, skipReasonsOf } from './engine.js';
+import { applyPage, closeRun, readPlannedPage, runWithConcurrency, skipped, skipReasonsOf } from './engine.js';
 import { withVendorFailures } from './failures.js';
 import { keepLease, takeLease, type RunRef } from './sync-lease.js';
 
@@ -89,20 +89,13 @@ export function createCohortSyncActivities(context: WorkerContext) {
   /** The keys of a planned page still in the diff: all of them on a first attempt, what is left on a retry. */
   async function remainingPageMembers(input: ApplyCohortPageInput): Promise<string[]> {
     const { runId, syncId } = input.run;
-    const range = await store.plannedPage(runId, input.kind, input.page);
-    if (!range) throw ApplicationFailure.nonRetryable(`Run ${runId} planned no "${input.kind}" page ${input.page}`, 'InvalidCohortSync');
-    const keys: string[] = [];
-    let afterKey = range.afterKey;
-    do {
-      const options = { afterKey, throughKey: range.throughKey, limit: MAX_ROWS_PER_TRANSACTION };
-      const { items, nextAfterKey } =
-        input.kind === 'enter'
-          ? await store.diffPage(runId, syncId, { ...options, kind: 'enter' })
-          : await store.diffPage(runId, syncId, { ...options, kind: 'leave' });
-      for (const item of items) keys.push(item.memberKey);
-      afterKey = nextAfterKey;
-    } while (afterKey !== undefined);
-    return keys;
+    const plan = { kind: input.kind, page: input.page, failureType: 'InvalidCohortSync' };
+    const members = await readPlannedPage<{ memberKey: string }>(context, input.run, plan, (options) =>
+      input.kind === 'enter'
+        ? store.diffPage(runId, syncId, { ...options, kind: 'enter' })
+        : store.diffPage(runId, syncId, { ...options, kind: 'leave' }),
+    );
+    return members.map((member) => member.memberKey);
   }
 
   return {
@@ -255,28 +248,15 @@ export function createCohortSyncActivities(context: WorkerContext) {
       const { run } = input;
       await keepLease(store, run);
       const members = (await remainingPageMembers(input)).map((memberKey) => ({ memberKey, address: addressOf(memberKey) }));
-      const requests = cohortPageRequests(members, input, context.brazeObjectsPerRequest);
-      const pageDataPoints = requests.reduce((sum, request) => sum + request.dataPoints, 0);
-      const overBudget = await budgetExceeded(context, input, pageDataPoints);
-      const pageOutcome: PageOutcome = { status: 'applied', accepted: 0, failed: 0, dataPoints: 0, brazeRequests: 0, pageDataPoints };
-      if (overBudget) return { ...pageOutcome, status: 'over_budget', budget: overBudget };
-
-      const totals = await applyRequests(context, {
+      return applyPage(context, input, {
         run,
         pagePrefix: `${input.kind}:${input.page}|`,
-        requests,
+        requests: cohortPageRequests(members, input, context.brazeObjectsPerRequest),
         // Partner cohort calls do not count toward the REST limits.
         rateLimited: input.target === 'attribute',
         syncKind: 'cohort',
         snapshotOf: (sent) => (input.kind === 'enter' ? { added: sent.accepted } : { removed: sent.accepted }),
       });
-      return {
-        ...pageOutcome,
-        accepted: totals.accepted,
-        failed: totals.rejected,
-        dataPoints: totals.dataPoints,
-        brazeRequests: totals.requests,
-      };
     }),
 
     /** Records the run in the ledger, clears its staging, and reports why members failed (from the failure ledger). */

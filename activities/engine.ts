@@ -4,10 +4,20 @@
  * heartbeats, the data-point metric and the budget check. A sync kind supplies only its requests and what an
  * accepted request changes in its snapshot.
  */
-import { activityInfo, Context, heartbeat } from '@temporalio/activity';
+import { activityInfo, ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
 import type { BrazeEndpoints, PageRequest, SentChange } from '../src/braze/page-request.js';
 import { RateLimitedError, VendorError } from '../src/errors.js';
-import type { MemberFailure, OutcomeTotals, RunStatus, SendingRequest, SentRequest } from '../src/store/store.js';
+import {
+  MAX_ROWS_PER_TRANSACTION,
+  type DiffPageOptions,
+  type MemberFailure,
+  type OutcomeTotals,
+  type Page,
+  type PlanKind,
+  type RunStatus,
+  type SendingRequest,
+  type SentRequest,
+} from '../src/store/store.js';
 import type { WorkerContext } from '../src/worker-context.js';
 import type { RunRef } from './sync-lease.js';
 
@@ -47,6 +57,51 @@ export interface PageBudgets {
   maxDataPointsPerDay?: number;
   /** Data points the run's other pages in flight may still spend: held back from both budgets. */
   inFlightDataPoints: number;
+}
+
+/**
+ * Everything of one planned page that `read` still returns (keyset pages of the planned key range): what a
+ * retried attempt reads again is only what earlier attempts have not done.
+ */
+export async function readPlannedPage<T>(
+  context: WorkerContext,
+  run: RunRef,
+  plan: { kind: PlanKind; page: number; failureType: string },
+  read: (options: DiffPageOptions) => Promise<Page<T>>,
+): Promise<T[]> {
+  const range = await context.store.plannedPage(run.runId, plan.kind, plan.page);
+  if (!range) throw ApplicationFailure.nonRetryable(`Run ${run.runId} planned no ${plan.kind} page ${plan.page}`, plan.failureType);
+  const items: T[] = [];
+  let afterKey = range.afterKey;
+  do {
+    const page = await read({ afterKey, throughKey: range.throughKey, limit: MAX_ROWS_PER_TRANSACTION });
+    items.push(...page.items);
+    afterKey = page.nextAfterKey;
+  } while (afterKey !== undefined);
+  return items;
+}
+
+/**
+ * Applies one page within its budgets: nothing is sent when the page (with the others in flight) would exceed
+ * one, else its requests go through `applyRequests` and the outcome has the page's totals from the ledger.
+ */
+export async function applyPage<R extends PageRequest>(
+  context: WorkerContext,
+  budgets: PageBudgets,
+  input: ApplyRequestsInput<R>,
+): Promise<PageOutcome> {
+  const pageDataPoints = input.requests.reduce((sum, request) => sum + request.dataPoints, 0);
+  const pageOutcome: PageOutcome = { status: 'applied', accepted: 0, failed: 0, dataPoints: 0, brazeRequests: 0, pageDataPoints };
+  const overBudget = await budgetExceeded(context, budgets, pageDataPoints);
+  if (overBudget) return { ...pageOutcome, status: 'over_budget', budget: overBudget };
+  const totals = await applyRequests(context, input);
+  return {
+    ...pageOutcome,
+    accepted: totals.accepted,
+    failed: totals.rejected,
+    dataPoints: totals.dataPoints,
+    brazeRequests: totals.requests,
+  };
 }
 
 /**
@@ -127,11 +182,7 @@ function pacedBraze(context: WorkerContext): BrazeEndpoints {
 }
 
 /** Whether sending the page, with what the run's other pages in flight may still spend, would exceed a budget. */
-export async function budgetExceeded(
-  context: WorkerContext,
-  budgets: PageBudgets,
-  pageDataPoints: number,
-): Promise<'run' | 'day' | undefined> {
+async function budgetExceeded(context: WorkerContext, budgets: PageBudgets, pageDataPoints: number): Promise<'run' | 'day' | undefined> {
   const atMost = pageDataPoints + budgets.inFlightDataPoints;
   if (budgets.runBudgetRemaining !== undefined && atMost > budgets.runBudgetRemaining) return 'run';
   if (budgets.maxDataPointsPerDay !== undefined) {

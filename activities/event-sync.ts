@@ -12,7 +12,7 @@ import { NonRetryableVendorError, RetryableVendorError } from '../src/errors.js'
 import { coalesce } from '../src/request-ledger.js';
 import { MAX_ROWS_PER_TRANSACTION, type EventClaim, type StagedEvent, type UserActivity } from '../src/store/store.js';
 import type { WorkerContext } from '../src/worker-context.js';
-import { applyRequests, budgetExceeded, closeRun, throttledHeartbeat, type PageOutcome, type RunFailures } from './engine.js';
+import { applyPage, closeRun, readPlannedPage, throttledHeartbeat, type PageOutcome, type RunFailures } from './engine.js';
 import type {
   ApplyEventPageInput,
   EventPlan,
@@ -155,36 +155,18 @@ export function createEventSyncActivities(context: WorkerContext) {
     applyEventPage: withVendorFailures(async (input: ApplyEventPageInput): Promise<PageOutcome> => {
       const { run } = input;
       await keepLease(store, run);
-      const range = await store.plannedPage(run.runId, 'event', input.page);
-      if (!range) throw ApplicationFailure.nonRetryable(`Run ${run.runId} planned no event page ${input.page}`, 'InvalidEventSync');
-      const events: StagedEvent[] = [];
-      let afterKey = range.afterKey;
-      do {
-        const page = await store.unsentEvents(run.runId, { afterKey, throughKey: range.throughKey, limit: MAX_ROWS_PER_TRANSACTION });
-        events.push(...page.items);
-        afterKey = page.nextAfterKey;
-      } while (afterKey !== undefined);
-      const requests = eventPageRequests(events, context.brazeObjectsPerRequest, ledgerFor(run));
-      const pageDataPoints = requests.reduce((sum, request) => sum + request.dataPoints, 0);
-      const pageOutcome: PageOutcome = { status: 'applied', accepted: 0, failed: 0, dataPoints: 0, brazeRequests: 0, pageDataPoints };
-      const overBudget = await budgetExceeded(context, input, pageDataPoints);
-      if (overBudget) return { ...pageOutcome, status: 'over_budget', budget: overBudget };
+      const events = await readPlannedPage(context, run, { kind: 'event', page: input.page, failureType: 'InvalidEventSync' }, (options) =>
+        store.unsentEvents(run.runId, options),
+      );
       // The sent-event ledger, claimed before each request, is this kind's snapshot: nothing more to record.
-      const totals = await applyRequests(context, {
+      return applyPage(context, input, {
         run,
         pagePrefix: `event:${input.page}|`,
-        requests,
+        requests: eventPageRequests(events, context.brazeObjectsPerRequest, ledgerFor(run)),
         rateLimited: true,
         syncKind: 'event',
         snapshotOf: () => ({}),
       });
-      return {
-        ...pageOutcome,
-        accepted: totals.accepted,
-        failed: totals.rejected,
-        dataPoints: totals.dataPoints,
-        brazeRequests: totals.requests,
-      };
     }),
 
     /**

@@ -8,22 +8,15 @@ import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
 import type { AmplitudeUserProfile } from '../src/amplitude/schemas.js';
 import { RateLimitedError } from '../src/errors.js';
 import { coalesce } from '../src/request-ledger.js';
-import {
-  MAX_ROWS_PER_TRANSACTION,
-  type JsonObject,
-  type JsonValue,
-  type MemberFailure,
-  type ProfileFetch,
-  type StagedTraitChange,
-} from '../src/store/store.js';
+import type { JsonObject, JsonValue, MemberFailure, ProfileFetch, StagedTraitChange } from '../src/store/store.js';
 import { acceptedSnapshot, externalIdOf, traitPageRequests } from '../src/traits/braze-attributes.js';
 import { readsProfiles, type TraitSelection } from '../src/traits/input.js';
 import { attributeChanges, desiredAttributes, stillToSend, type ProfileValues } from '../src/traits/values.js';
 import type { WorkerContext } from '../src/worker-context.js';
 import {
-  applyRequests,
-  budgetExceeded,
+  applyPage,
   closeRun,
+  readPlannedPage,
   runWithConcurrency,
   skipped,
   skipReasonsOf,
@@ -215,15 +208,9 @@ export function createTraitSyncActivities(context: WorkerContext) {
     applyTraitPage: withVendorFailures(async (input: ApplyTraitPageInput): Promise<PageOutcome> => {
       const { run } = input;
       await keepLease(store, run);
-      const range = await store.plannedPage(run.runId, 'trait', input.page);
-      if (!range) throw ApplicationFailure.nonRetryable(`Run ${run.runId} planned no trait page ${input.page}`, 'InvalidTraitSync');
-      const staged: StagedTraitChange[] = [];
-      let afterKey = range.afterKey;
-      do {
-        const page = await store.stagedTraitChanges(run.runId, { afterKey, throughKey: range.throughKey, limit: MAX_ROWS_PER_TRANSACTION });
-        staged.push(...page.items);
-        afterKey = page.nextAfterKey;
-      } while (afterKey !== undefined);
+      const staged = await readPlannedPage(context, run, { kind: 'trait', page: input.page, failureType: 'InvalidTraitSync' }, (options) =>
+        store.stagedTraitChanges(run.runId, options),
+      );
       const sentNow = await store.attributeSnapshots(
         scope,
         staged.map((user) => user.userKey),
@@ -235,26 +222,14 @@ export function createTraitSyncActivities(context: WorkerContext) {
         changesOf.set(user.userKey, changes);
         return [{ userKey: user.userKey, changes }];
       });
-      const requests = traitPageRequests(toSend, context.brazeObjectsPerRequest);
-      const pageDataPoints = requests.reduce((sum, request) => sum + request.dataPoints, 0);
-      const pageOutcome: PageOutcome = { status: 'applied', accepted: 0, failed: 0, dataPoints: 0, brazeRequests: 0, pageDataPoints };
-      const overBudget = await budgetExceeded(context, input, pageDataPoints);
-      if (overBudget) return { ...pageOutcome, status: 'over_budget', budget: overBudget };
-      const totals = await applyRequests(context, {
+      return applyPage(context, input, {
         run,
         pagePrefix: `trait:${input.page}|`,
-        requests,
+        requests: traitPageRequests(toSend, context.brazeObjectsPerRequest),
         rateLimited: true,
         syncKind: 'trait',
         snapshotOf: (sent) => ({ attributes: acceptedSnapshot(scope, sent.accepted, changesOf) }),
       });
-      return {
-        ...pageOutcome,
-        accepted: totals.accepted,
-        failed: totals.rejected,
-        dataPoints: totals.dataPoints,
-        brazeRequests: totals.requests,
-      };
     }),
 
     /** Records the run, clears its staging, frees the sync, and reports Braze's rejections. */

@@ -82,7 +82,6 @@ export async function cohortSync(input: CohortSyncInput, checkpoint?: CohortSync
   const run: RunRef = { syncId, runId, workflowId: workflowInfo().workflowId };
   const totals: CohortSyncTotals = checkpoint?.totals ?? emptyTotals();
   const controls = budgetControls({ maxDataPoints: options.maxDataPoints, maxDataPointsPerDay: options.maxDataPointsPerDay });
-  const { budgets } = controls;
   const progress: CohortSyncProgress = {
     phase: 'preparing',
     cohortId: options.cohortId,
@@ -205,9 +204,7 @@ export async function cohortSync(input: CohortSyncInput, checkpoint?: CohortSync
       target: options.target,
       attributeName: options.attributeName,
       ...page,
-      runBudgetRemaining: ignoreBudgets || budgets.maxDataPoints === undefined ? undefined : budgets.maxDataPoints - totals.dataPoints,
-      maxDataPointsPerDay: ignoreBudgets ? undefined : budgets.maxDataPointsPerDay,
-      inFlightDataPoints,
+      ...controls.pageBudgets(totals.dataPoints, inFlightDataPoints, ignoreBudgets),
     });
   }
 

@@ -17,7 +17,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { z } from 'zod';
-import type { PageOutcome } from '../activities/engine.js';
+import type { PageBudgets, PageOutcome } from '../activities/engine.js';
 import { describeInputProblems } from '../src/input-problems.js';
 
 export interface Budgets {
@@ -108,6 +108,15 @@ export function budgetControls(initial: Budgets) {
       );
       progress.phase = 'applying';
       progress.pausedReason = undefined;
+    },
+    /**
+     * What a page is checked against: what is left of the run's budget after `spent`, the daily budget, and what
+     * the other pages in flight may still spend; nothing when the page goes whatever the budget (a resume).
+     */
+    pageBudgets(spent: number, inFlightDataPoints: number, ignoreBudgets: boolean): PageBudgets {
+      if (ignoreBudgets) return { inFlightDataPoints };
+      const runBudgetRemaining = budgets.maxDataPoints === undefined ? undefined : budgets.maxDataPoints - spent;
+      return { runBudgetRemaining, maxDataPointsPerDay: budgets.maxDataPointsPerDay, inFlightDataPoints };
     },
     /** The budgets set, for the next run's input: budgets raised by an update live in this run only. */
     defined(): Budgets {

@@ -130,16 +130,7 @@ export async function eventSync(input: EventSyncInput = {}, checkpoint?: EventSy
         pagesInFlight: options.pagesInFlight,
         maxPageDataPoints: current.plan.maxPageDataPoints,
         apply: (page, inFlightDataPoints, ignoreBudgets) =>
-          pages.applyEventPage({
-            run,
-            page,
-            runBudgetRemaining:
-              ignoreBudgets || controls.budgets.maxDataPoints === undefined
-                ? undefined
-                : controls.budgets.maxDataPoints - totals.dataPoints,
-            maxDataPointsPerDay: ignoreBudgets ? undefined : controls.budgets.maxDataPointsPerDay,
-            inFlightDataPoints,
-          }),
+          pages.applyEventPage({ run, page, ...controls.pageBudgets(totals.dataPoints, inFlightDataPoints, ignoreBudgets) }),
         applied: (_page, outcome) => addPage(outcome),
         continueAsNew: (nextPage) =>
           continueAsNew<typeof eventSync>({ ...input, hour, ...controls.defined() }, { ...current, nextPage, totals }),

@@ -146,16 +146,7 @@ export async function traitSync(input: TraitSyncInput, checkpoint?: TraitSyncChe
         pagesInFlight: options.pagesInFlight,
         maxPageDataPoints: current.plan.maxPageDataPoints,
         apply: (page, inFlightDataPoints, ignoreBudgets) =>
-          pages.applyTraitPage({
-            run,
-            page,
-            runBudgetRemaining:
-              ignoreBudgets || controls.budgets.maxDataPoints === undefined
-                ? undefined
-                : controls.budgets.maxDataPoints - totals.dataPoints,
-            maxDataPointsPerDay: ignoreBudgets ? undefined : controls.budgets.maxDataPointsPerDay,
-            inFlightDataPoints,
-          }),
+          pages.applyTraitPage({ run, page, ...controls.pageBudgets(totals.dataPoints, inFlightDataPoints, ignoreBudgets) }),
         applied: (_page, outcome) => addPage(outcome),
         continueAsNew: (nextPage) => continueAsNew<typeof traitSync>({ ...input, ...controls.defined() }, { ...current, nextPage, totals }),
       },
