@@ -151,7 +151,10 @@ describe('the device_id fallback (partner target)', () => {
       }
       return results;
     });
-    assert.deepEqual(runs[0]?.skipReasons, { [DEFERRED_DEVICE_LOOKUP]: anonymous - 4 }, 'four lookups fit in the first window');
+    // At most four lookups fit in the first window (none when the run lands in the window's last moments).
+    const deferred = runs[0]?.skipReasons[DEFERRED_DEVICE_LOOKUP] ?? 0;
+    assert.deepEqual(Object.keys(runs[0]?.skipReasons ?? {}), [DEFERRED_DEVICE_LOOKUP]);
+    assert.ok(deferred >= anonymous - 4 && deferred > 0, `${deferred} of ${anonymous} lookups deferred by the first run`);
     assert.equal(runs.at(-1)?.skipped, 0, 'later runs looked up the rest');
     assert.ok(
       runs.every((run) => !run.unchanged),
