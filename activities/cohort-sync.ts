@@ -2,7 +2,7 @@
  * The cohort sync's I/O steps. Each is idempotent: a retried attempt resumes from what the store already
  * holds (staging checkpoint, committed snapshot, counted data points) instead of starting over.
  */
-import { activityInfo, ApplicationFailure, heartbeat, sleep } from '@temporalio/activity';
+import { ApplicationFailure, heartbeat } from '@temporalio/activity';
 import {
   addressOf,
   DEFERRED_DEVICE_LOOKUP,
@@ -25,7 +25,8 @@ import type {
   StageCohortMembersInput,
   StagedCohort,
 } from './cohort-sync-types.js';
-import { applyPage, closeRun, readPlannedPage, runWithConcurrency, skipped, skipReasonsOf } from './engine.js';
+import { findCohort } from './cohort-export.js';
+import { applyPage, closeRun, lastSyncedSourceVersion, readPlannedPage, runWithConcurrency, skipped, skipReasonsOf } from './engine.js';
 import { withVendorFailures } from './failures.js';
 import { keepLease, takeLease, type RunRef } from './sync-lease.js';
 
@@ -33,8 +34,6 @@ const STAGE_CHUNK_ROWS = 2_000;
 const HEARTBEAT_EVERY_ROWS = 500;
 /** The User Activity API allows 10 concurrent requests per project; leave room for other tools. */
 const USER_LOOKUP_CONCURRENCY = 4;
-/** Small jobs finish in seconds, big ones take minutes: poll soon, then every few seconds (as Amplitude's SDK). */
-const EXPORT_POLL_INTERVALS_MS = [500, 1_000, 2_000, 3_000];
 
 export function createCohortSyncActivities(context: WorkerContext) {
   const { amplitude, store } = context;
@@ -109,14 +108,7 @@ export function createCohortSyncActivities(context: WorkerContext) {
       if (!lease.held) return { status: 'busy', runInProgress: lease.runInProgress };
       // Recorded before anything can fail, so that finishing the run (which frees the lease) always finds it.
       await store.startRun({ runId: run.runId, syncId: run.syncId, kind: 'cohort', startedAt: new Date() });
-      const cohort = (await amplitude.listCohorts()).find((c) => c.id === input.cohortId);
-      if (!cohort) {
-        throw ApplicationFailure.create({
-          type: 'InvalidCohortSync',
-          nonRetryable: true,
-          message: `Amplitude has no cohort "${input.cohortId}" visible to this project`,
-        });
-      }
+      const cohort = await findCohort(context, input.cohortId, 'InvalidCohortSync');
       const lastSource = await lastSyncedSourceVersion(context, run.syncId);
       if (!input.force && lastSource === String(cohort.lastComputed)) {
         return { status: 'unchanged', cohortName: cohort.name, lastComputed: cohort.lastComputed };
@@ -144,49 +136,6 @@ export function createCohortSyncActivities(context: WorkerContext) {
         name: input.cohortName,
         createdAt: new Date(input.createdAt * 1000).toISOString(),
       });
-    }),
-
-    /** Spends one download from the monthly quota (once per run, however often retried) and requests the export. */
-    requestCohortExport: withVendorFailures(async (input: { run: RunRef; cohortId: string }): Promise<{ requestId: string }> => {
-      await keepLease(store, input.run);
-      const month = new Date().toISOString().slice(0, 7);
-      const limit = context.cohortDownloadsPerMonth;
-      const reservation = await store.reserveCohortDownload({ month, limit, cohortId: input.cohortId, runId: input.run.runId });
-      if (!reservation.ok) {
-        throw ApplicationFailure.create({
-          type: 'QuotaExhausted',
-          nonRetryable: true,
-          message: `Amplitude cohort download quota exhausted: ${reservation.used} of ${limit} downloads used in ${month}. Raise AMPLITUDE_COHORT_DOWNLOAD_QUOTA if your plan allows more.`,
-        });
-      }
-      const { requestId } = await amplitude.requestCohortExport(input.cohortId, { props: false });
-      return { requestId };
-    }),
-
-    /**
-     * Polls the export until Amplitude reports it complete; a 429 on the status call means wait, not fail.
-     * Amplitude documents no failure status, so a job still running at the deadline fails the run instead.
-     */
-    waitForCohortExport: withVendorFailures(async (input: { run: RunRef; requestId: string; cohortId: string }): Promise<void> => {
-      // From the first attempt's scheduling: a retried attempt keeps the same deadline.
-      const deadline = activityInfo().scheduledTimestampMs + context.cohortExportMaxWaitMs;
-      for (let poll = 0; ; poll++) {
-        heartbeat();
-        await keepLease(store, input.run);
-        const status = await amplitude.getCohortExportStatus(input.requestId).catch((error: unknown) => {
-          if (error instanceof RateLimitedError) return 'in_progress' as const;
-          throw error;
-        });
-        if (status === 'completed') return;
-        if (Date.now() >= deadline) {
-          throw ApplicationFailure.create({
-            type: 'ExportTimedOut',
-            nonRetryable: true,
-            message: `Amplitude has not finished exporting cohort "${input.cohortId}" after ${describeDuration(context.cohortExportMaxWaitMs)} (request ${input.requestId}); the next run requests a new export. AMPLITUDE_EXPORT_MAX_WAIT sets the limit.`,
-          });
-        }
-        await sleep(EXPORT_POLL_INTERVALS_MS[Math.min(poll, EXPORT_POLL_INTERVALS_MS.length - 1)]!); // throws when cancelled
-      }
     }),
 
     /**
@@ -266,15 +215,6 @@ export function createCohortSyncActivities(context: WorkerContext) {
 
 export type CohortSyncActivities = ReturnType<typeof createCohortSyncActivities>;
 
-function describeDuration(ms: number): string {
-  return ms >= 60_000 ? `${Math.round(ms / 60_000)} minutes` : `${Math.round(ms / 1000)} seconds`;
-}
-
 function skip(member: CohortMemberIds, reason: string): MemberFailure {
   return skipped(`amplitude_id:${member.amplitudeId}`, reason);
-}
-
-async function lastSyncedSourceVersion(context: WorkerContext, syncId: string): Promise<string | undefined> {
-  const runs = await context.store.recentRuns({ syncId, limit: 20 });
-  return runs.find((run) => run.status === 'succeeded' && run.sourceVersion !== undefined)?.sourceVersion;
 }

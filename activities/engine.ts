@@ -222,6 +222,12 @@ export interface CloseRunInput {
   stats: Record<string, unknown>;
 }
 
+/** The source version (cohort `lastComputed`, …) the sync's last complete success synced, if any. */
+export async function lastSyncedSourceVersion(context: WorkerContext, syncId: string): Promise<string | undefined> {
+  const runs = await context.store.recentRuns({ syncId, limit: 20 });
+  return runs.find((run) => run.status === 'succeeded' && run.sourceVersion !== undefined)?.sourceVersion;
+}
+
 /** Records the run's end in the run ledger, clears its staging, frees its lease, and reports its failures. */
 export async function closeRun(context: WorkerContext, input: CloseRunInput): Promise<RunFailures> {
   const { store } = context;

@@ -1,4 +1,5 @@
 import type { WorkerContext } from '../src/worker-context.js';
+import { createCohortExportActivities } from './cohort-export.js';
 import { createCohortSyncActivities } from './cohort-sync.js';
 import { createDoctorActivities } from './doctor.js';
 import { createEventSyncActivities } from './event-sync.js';
@@ -8,6 +9,7 @@ import { createTraitSyncActivities } from './trait-sync.js';
 export function createActivities(context: WorkerContext) {
   return {
     ...createDoctorActivities(context),
+    ...createCohortExportActivities(context),
     ...createCohortSyncActivities(context),
     ...createEventSyncActivities(context),
     ...createTraitSyncActivities(context),

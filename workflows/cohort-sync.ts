@@ -8,12 +8,12 @@ import {
   condition,
   continueAsNew,
   defineQuery,
-  proxyActivities,
   setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
+import type { CohortExportActivities } from '../activities/cohort-export.js';
 import type { CohortSyncActivities } from '../activities/cohort-sync.js';
 import type { ChangeKind, CohortPlan, PageOutcome, RunRef } from '../activities/cohort-sync-types.js';
 import { DEFERRED_DEVICE_LOOKUP } from '../src/cohort/identifiers.js';
@@ -23,9 +23,11 @@ import { applyPages, budgetControls, parseWorkflowInput, readableFailure, syncAc
 
 export { resumeSignal, setBudgetUpdate } from './engine.js';
 
-const { retry, quick, streaming, pages } = syncActivities<CohortSyncActivities>(['InvalidCohortSync', 'QuotaExhausted', 'ExportTimedOut']);
-// The export wait ends itself at AMPLITUDE_EXPORT_MAX_WAIT with a readable failure; this only catches a hang.
-const exportWait = proxyActivities<CohortSyncActivities>({ startToCloseTimeout: '3 hours', heartbeatTimeout: '1 minute', retry });
+const { quick, streaming, pages, jobWait } = syncActivities<CohortSyncActivities & CohortExportActivities>([
+  'InvalidCohortSync',
+  'QuotaExhausted',
+  'ExportTimedOut',
+]);
 
 export interface CohortSyncTotals {
   added: number;
@@ -134,7 +136,7 @@ export async function cohortSync(input: CohortSyncInput, checkpoint?: CohortSync
       setCurrentDetails(`Exporting cohort "${prepared.cohortName}" (${prepared.size} members) from Amplitude`);
       const { requestId } = await quick.requestCohortExport({ run, cohortId });
       totals.amplitudeDownloads += 1;
-      await exportWait.waitForCohortExport({ run, requestId, cohortId });
+      await jobWait.waitForCohortExport({ run, requestId, cohortId });
 
       progress.phase = 'staging';
       setCurrentDetails(`Staging cohort "${prepared.cohortName}" members`);

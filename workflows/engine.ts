@@ -58,6 +58,8 @@ export function syncActivities<A extends object>(nonRetryableErrorTypes: readonl
     quick: proxyActivities<A>({ startToCloseTimeout: '2 minutes', retry }),
     streaming: proxyActivities<A>({ startToCloseTimeout: '2 hours', heartbeatTimeout: '20 seconds', retry }),
     pages: proxyActivities<A>({ startToCloseTimeout: '10 minutes', heartbeatTimeout: '20 seconds', retry }),
+    // A vendor job's wait (a cohort export) ends itself with a readable failure at its limit; this only catches a hang.
+    jobWait: proxyActivities<A>({ startToCloseTimeout: '3 hours', heartbeatTimeout: '1 minute', retry }),
   };
 }
 
