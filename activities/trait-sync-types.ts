@@ -12,7 +12,17 @@ export interface PrepareTraitRunInput {
   run: RunRef;
   ifRunning: 'skip' | 'wait';
   windowDays: number;
+  /** The audience is this cohort's members instead of the activity index's users. */
+  audienceCohortId?: string;
+  /** `selectionFingerprint` of what the sync writes: part of the cohort source version. */
+  selectionFingerprint: string;
 }
+
+export type PreparedTraitRun =
+  | { status: 'busy'; runInProgress: string }
+  | { status: 'ready'; audience: 'activity index' }
+  /** A cohort audience: download it (as `sourceVersion`), or not when the last success synced this version. */
+  | { status: 'ready' | 'unchanged'; audience: 'cohort'; cohortName: string; size: number; sourceVersion: string };
 
 export interface FetchProfilesInput {
   run: RunRef;
@@ -38,11 +48,13 @@ export interface StageTraitChangesInput {
   run: RunRef;
   selection: TraitSelection;
   windowDays: number;
+  /** A completed export of the audience cohort (with the properties as columns): the audience instead of the index. */
+  cohortExport?: { requestId: string };
 }
 
 /** The audience as the run found it, and what it staged to send. */
 export interface StagedTraits {
-  /** Users in the window with a user id: the users the sync considers. */
+  /** Users in the window (or the audience cohort) with a user id: the users the sync considers. */
   users: number;
   /** Of them, users whose attributes Braze holds already as they should be. */
   unchanged: number;

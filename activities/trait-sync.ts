@@ -8,14 +8,16 @@ import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
 import type { AmplitudeUserProfile } from '../src/amplitude/schemas.js';
 import { RateLimitedError } from '../src/errors.js';
 import { coalesce } from '../src/request-ledger.js';
-import type { JsonObject, JsonValue, MemberFailure, ProfileFetch, StagedTraitChange } from '../src/store/store.js';
-import { acceptedSnapshot, externalIdOf, traitPageRequests } from '../src/traits/braze-attributes.js';
+import type { JsonObject, JsonValue, MemberFailure, ProfileFetch, StagedTraitChange, StagingCheckpoint } from '../src/store/store.js';
+import { acceptedSnapshot, externalIdOf, traitPageRequests, userKeyOfUserId } from '../src/traits/braze-attributes.js';
 import { readsProfiles, type TraitSelection } from '../src/traits/input.js';
-import { attributeChanges, desiredAttributes, stillToSend, type ProfileValues } from '../src/traits/values.js';
+import { attributeChanges, cohortFileProperties, desiredAttributes, stillToSend, type ProfileValues } from '../src/traits/values.js';
 import type { WorkerContext } from '../src/worker-context.js';
+import { findCohort } from './cohort-export.js';
 import {
   applyPage,
   closeRun,
+  lastSyncedSourceVersion,
   readPlannedPage,
   runWithConcurrency,
   skipped,
@@ -30,6 +32,7 @@ import type {
   FetchProfilesInput,
   FinishTraitRunInput,
   PrepareTraitRunInput,
+  PreparedTraitRun,
   StagedTraits,
   StageTraitChangesInput,
   TraitPlan,
@@ -40,6 +43,7 @@ import { keepLease, takeLease, type RunRef } from './sync-lease.js';
 const DAY_MS = 86_400_000;
 /** Users read from the activity index per store round trip (and staged per transaction). */
 const STAGE_CHUNK_USERS = 1_000;
+const HEARTBEAT_EVERY_ROWS = 500;
 const OUT_OF_WINDOW = 'last active before the window';
 /** Users taken from the fetch queue at a time, and profiles fetched at once (the limiter paces them). */
 const PROFILE_QUEUE_BATCH = 1_000;
@@ -52,89 +56,141 @@ export function createTraitSyncActivities(context: WorkerContext) {
   const { store } = context;
   const scope = context.brazeWorkspace;
 
+  /** The activity index is the audience: refuses to sync it when no event sync has fed it for too long. */
+  async function checkActivityIndex(input: PrepareTraitRunInput): Promise<{ audience: 'activity index' }> {
+    if (input.windowDays > context.activeWindowDays) {
+      throw ApplicationFailure.nonRetryable(
+        `windowDays is ${input.windowDays}, but the activity index keeps users active in the last ${context.activeWindowDays} days (ACTIVE_WINDOW_DAYS): lower windowDays or raise ACTIVE_WINDOW_DAYS on the workers`,
+        'InvalidTraitSync',
+      );
+    }
+    const lastFed = await store.lastSucceededRunOfKind('event');
+    const ageMs = lastFed?.finishedAt ? Date.now() - lastFed.finishedAt.getTime() : undefined;
+    if (ageMs === undefined || ageMs > context.activityIndexMaxAgeMs) {
+      const when = ageMs === undefined ? 'no event sync has fed it yet' : `the last event sync finished ${describeAge(ageMs)} ago`;
+      throw ApplicationFailure.create({
+        type: 'ActivityIndexStale',
+        nonRetryable: true,
+        message: `The activity index is stale (${when}; ACTIVITY_INDEX_MAX_AGE is ${describeAge(context.activityIndexMaxAgeMs)}), so the audience and its properties would be out of date. Start the hourly ingestion with "ampbraze events schedule" (and "ampbraze events backfill --from … --to …" for past hours), or give the sync an audience cohort (audienceCohortId); then run this sync again.`,
+      });
+    }
+    return { audience: 'activity index' };
+  }
+
+  /** A cohort is the audience: its listing says which version a download would get (the quota is spent later). */
+  async function audienceCohort(input: PrepareTraitRunInput) {
+    const cohort = await findCohort(context, input.audienceCohortId!, 'InvalidTraitSync');
+    const sourceVersion = `${cohort.lastComputed}:${input.selectionFingerprint}`;
+    return { audience: 'cohort' as const, cohortName: cohort.name, size: cohort.size ?? 0, sourceVersion };
+  }
+
+  /** Pages through the activity index: the users active in the window with a user id are the audience. */
+  async function stageIndexAudience(input: StageTraitChangesInput, skip: (reason: string) => void, stage: StageUsers): Promise<void> {
+    const windowStartMs = Date.now() - input.windowDays * DAY_MS;
+    let afterKey: string | undefined;
+    let read = 0;
+    do {
+      const page = await store.activeUsers({ afterKey, limit: STAGE_CHUNK_USERS, sinceMs: 0 });
+      read += page.items.length;
+      const audience = page.items.filter((user) => {
+        if (user.lastEventMs < windowStartMs) skip(OUT_OF_WINDOW);
+        else if (externalIdOf(user.userKey) === undefined) skip(NO_USER_ID);
+        else return true;
+        return false;
+      });
+      afterKey = page.nextAfterKey;
+      const lastKey = page.items.at(-1)?.userKey;
+      if (lastKey !== undefined) await stage(audience, { rowsConsumed: read, bytesConsumed: 0, afterKey: lastKey });
+      heartbeat();
+    } while (afterKey !== undefined);
+  }
+
+  /** Streams the audience cohort's export: its members with a user id, and their properties from its columns. */
+  async function stageCohortAudience(requestId: string, skip: (reason: string) => void, stage: StageUsers): Promise<void> {
+    let row = 0;
+    let chunk: AudienceUser[] = [];
+    for await (const member of context.amplitude.streamCohortMembers(requestId)) {
+      row += 1;
+      if (row % HEARTBEAT_EVERY_ROWS === 0) heartbeat();
+      if (member.userId === null) skip(NO_USER_ID);
+      else chunk.push({ userKey: userKeyOfUserId(member.userId), properties: cohortFileProperties(member.properties) });
+      if (chunk.length === STAGE_CHUNK_USERS) {
+        await stage(chunk, { rowsConsumed: row, bytesConsumed: 0 });
+        chunk = [];
+      }
+    }
+    await stage(chunk, { rowsConsumed: row, bytesConsumed: 0 });
+  }
+
+  /** Counts one chunk of the audience into `staged`, and what its users need written (against the attribute snapshot). */
+  async function changesOf(input: StageTraitChangesInput, users: readonly AudienceUser[], staged: StagedTraits) {
+    const { run, selection } = input;
+    const userKeys = users.map((user) => user.userKey);
+    const sent = await store.attributeSnapshots(scope, userKeys);
+    const profiles = readsProfiles(selection) ? await store.profileFetches(run.syncId, userKeys) : new Map<string, ProfileFetch>();
+    const rows: StagedTraitChange[] = [];
+    const rejectedValues: MemberFailure[] = [];
+    for (const user of users) {
+      staged.users += 1;
+      const desired = desiredAttributes(user.properties, selection, profiles.get(user.userKey)?.values as ProfileValues | undefined);
+      for (const [attribute, problem] of desired.problems)
+        rejectedValues.push(skipped(`${user.userKey}#${attribute}`, `"${attribute}" is ${problem}`));
+      const changes = attributeChanges(desired, sent.get(user.userKey), selection);
+      const written = Object.values(changes);
+      if (written.length === 0) {
+        staged.unchanged += 1;
+        continue;
+      }
+      if (sent.has(user.userKey)) staged.updated += 1;
+      else staged.created += 1;
+      staged.unset += written.filter((value) => value === null).length;
+      staged.set += written.filter((value) => value !== null).length;
+      rows.push({ userKey: user.userKey, changes });
+    }
+    return { changes: rows, rejectedValues };
+  }
+
   return {
     /**
      * Takes the sync's lease (or reports the run that has it) and records the run as started, once the activity
      * index is known to be fresh: a stale index would sync a stale audience.
      */
-    prepareTraitRun: async (input: PrepareTraitRunInput): Promise<{ status: 'ready' } | { status: 'busy'; runInProgress: string }> => {
-      if (input.windowDays > context.activeWindowDays) {
-        throw ApplicationFailure.nonRetryable(
-          `windowDays is ${input.windowDays}, but the activity index keeps users active in the last ${context.activeWindowDays} days (ACTIVE_WINDOW_DAYS): lower windowDays or raise ACTIVE_WINDOW_DAYS on the workers`,
-          'InvalidTraitSync',
-        );
-      }
-      const lastFed = await store.lastSucceededRunOfKind('event');
-      const ageMs = lastFed?.finishedAt ? Date.now() - lastFed.finishedAt.getTime() : undefined;
-      if (ageMs === undefined || ageMs > context.activityIndexMaxAgeMs) {
-        const when = ageMs === undefined ? 'no event sync has fed it yet' : `the last event sync finished ${describeAge(ageMs)} ago`;
-        throw ApplicationFailure.create({
-          type: 'ActivityIndexStale',
-          nonRetryable: true,
-          message: `The activity index is stale (${when}; ACTIVITY_INDEX_MAX_AGE is ${describeAge(context.activityIndexMaxAgeMs)}), so the audience and its properties would be out of date. Start the hourly ingestion with "ampbraze events schedule" (and "ampbraze events backfill --from … --to …" for past hours), then run this sync again.`,
-        });
-      }
+    prepareTraitRun: async (input: PrepareTraitRunInput): Promise<PreparedTraitRun> => {
+      // Checked before the lease is taken: a refused run holds nothing to release.
+      const audience = input.audienceCohortId === undefined ? await checkActivityIndex(input) : await audienceCohort(input);
       const lease = await takeLease(store, input.run, input.ifRunning);
       if (!lease.held) return { status: 'busy', runInProgress: lease.runInProgress };
       await store.startRun({ runId: input.run.runId, syncId: input.run.syncId, kind: 'trait', startedAt: new Date() });
-      return { status: 'ready' };
+      if (audience.audience === 'cohort' && audience.sourceVersion === (await lastSyncedSourceVersion(context, input.run.syncId)))
+        return { ...audience, status: 'unchanged' };
+      return { ...audience, status: 'ready' };
     },
 
     /**
-     * Pages through the activity index: users active in the window with a user id are the audience, and each
-     * one's changed attributes are staged. Users up to the committed checkpoint are read again (to count the
-     * whole audience) but not staged again, so a retried attempt resumes where the last one committed.
+     * Reads the audience — the activity index's users active in the window, or the members of the audience
+     * cohort's export — and stages each user's changed attributes. Users up to the committed checkpoint are read
+     * again (to count the whole audience) but not staged again, so a retried attempt resumes where the last one
+     * committed.
      */
-    stageTraitChanges: async (input: StageTraitChangesInput): Promise<StagedTraits> => {
-      const { run, selection } = input;
+    stageTraitChanges: withVendorFailures(async (input: StageTraitChangesInput): Promise<StagedTraits> => {
+      const { run } = input;
       await keepLease(store, run);
-      const windowStartMs = Date.now() - input.windowDays * DAY_MS;
-      const committedThrough = (await store.stagingCheckpoint(run.runId))?.afterKey;
       const staged: StagedTraits = { users: 0, unchanged: 0, created: 0, updated: 0, set: 0, unset: 0, skipReasons: {} };
       const skip = (reason: string) => (staged.skipReasons[reason] = (staged.skipReasons[reason] ?? 0) + 1);
-      let afterKey: string | undefined;
-      do {
-        const page = await store.activeUsers({ afterKey, limit: STAGE_CHUNK_USERS, sinceMs: 0 });
-        const audience = page.items.filter((user) => {
-          if (user.lastEventMs < windowStartMs) skip(OUT_OF_WINDOW);
-          else if (externalIdOf(user.userKey) === undefined) skip(NO_USER_ID);
-          else return true;
-          return false;
-        });
-        const userKeys = audience.map((user) => user.userKey);
-        const sent = await store.attributeSnapshots(scope, userKeys);
-        const profiles = readsProfiles(selection) ? await store.profileFetches(run.syncId, userKeys) : new Map<string, ProfileFetch>();
-        const rows: StagedTraitChange[] = [];
-        const rejectedValues: MemberFailure[] = [];
-        for (const user of audience) {
-          staged.users += 1;
-          const desired = desiredAttributes(user.properties, selection, profiles.get(user.userKey)?.values as ProfileValues | undefined);
-          for (const [attribute, problem] of desired.problems)
-            rejectedValues.push(skipped(`${user.userKey}#${attribute}`, `"${attribute}" is ${problem}`));
-          const changes = attributeChanges(desired, sent.get(user.userKey), selection);
-          const written = Object.values(changes);
-          if (written.length === 0) {
-            staged.unchanged += 1;
-            continue;
-          }
-          if (sent.has(user.userKey)) staged.updated += 1;
-          else staged.created += 1;
-          staged.unset += written.filter((value) => value === null).length;
-          staged.set += written.filter((value) => value !== null).length;
-          rows.push({ userKey: user.userKey, changes });
-        }
-        afterKey = page.nextAfterKey;
-        const lastKey = page.items.at(-1)?.userKey;
-        if (lastKey !== undefined && !(committedThrough !== undefined && lastKey <= committedThrough)) {
-          await keepLease(store, run);
-          await store.recordFailures(run.runId, rejectedValues);
-          await store.stageTraitChanges(run.runId, rows, { rowsConsumed: staged.users, bytesConsumed: 0, afterKey: lastKey });
-        }
-        heartbeat();
-      } while (afterKey !== undefined);
+      // What an earlier attempt committed: read again to count the whole audience, not staged again.
+      const committed = await store.stagingCheckpoint(run.runId);
+      const stage = async (users: readonly AudienceUser[], checkpoint: StagingCheckpoint) => {
+        const rows = await changesOf(input, users, staged);
+        if (committed && isCommitted(checkpoint, committed)) return;
+        await keepLease(store, run);
+        await store.recordFailures(run.runId, rows.rejectedValues);
+        await store.stageTraitChanges(run.runId, rows.changes, checkpoint);
+      };
+      if (input.cohortExport) await stageCohortAudience(input.cohortExport.requestId, skip, stage);
+      else await stageIndexAudience(input, skip, stage);
       for (const [reason, count] of Object.entries(await skipReasonsOf(context, run.runId))) staged.skipReasons[reason] = count;
       return staged;
-    },
+    }),
 
     /**
      * Fetches the audience's computations and recommendations from the User Profile API within the project's
@@ -238,6 +294,23 @@ export function createTraitSyncActivities(context: WorkerContext) {
 }
 
 export type TraitSyncActivities = ReturnType<typeof createTraitSyncActivities>;
+
+/** A user of the audience, and their latest Amplitude user properties. */
+interface AudienceUser {
+  userKey: string;
+  properties: JsonObject;
+}
+
+type StageUsers = (users: readonly AudienceUser[], checkpoint: StagingCheckpoint) => Promise<void>;
+
+/**
+ * Whether a chunk's checkpoint is covered by the one an earlier attempt committed: by key for the activity index
+ * (users may have joined it since), by row for a cohort export (the same file, read in the same order).
+ */
+function isCommitted(checkpoint: StagingCheckpoint, committed: StagingCheckpoint): boolean {
+  if (checkpoint.afterKey !== undefined && committed.afterKey !== undefined) return checkpoint.afterKey <= committed.afterKey;
+  return checkpoint.rowsConsumed <= committed.rowsConsumed;
+}
 
 function describeAge(ms: number): string {
   const hours = ms / 3_600_000;

@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { WorkflowFailedError } from '@temporalio/client';
 import { InvalidInputError, startTraitSync } from '../src/client.js';
+import type { JsonObject } from '../src/store/store.js';
+import type { TraitSyncInput } from '../src/traits/input.js';
 import type { traitSync } from '../workflows/trait-sync.js';
 import { ampbraze, temporal } from './helpers/cli.js';
 import { hoursAgo } from './helpers/event-scenarios.js';
@@ -53,6 +55,74 @@ describe('trait sync: refused before anything is read', () => {
         );
         return true;
       });
+    });
+  });
+});
+
+describe('trait sync: a cohort as the audience, for projects that do not ingest events', () => {
+  const COHORT = '3k9x2pq';
+  /** What Braze should hold under `aud_` for a user with these Amplitude properties (Braze takes strings ≤ 255). */
+  const expectedAttributes = (properties: JsonObject) =>
+    Object.fromEntries(
+      Object.entries(prefixed(properties, 'aud_')).filter(([, value]) => !(typeof value === 'string' && value.length > 255)),
+    );
+  const audAttributes = (userId: string) =>
+    Object.fromEntries(Object.entries(h.brazeAttributes(userId) ?? {}).filter(([name]) => name.startsWith('aud_')));
+
+  test('one download gives the members and their properties; an unrecomputed cohort is not downloaded again; after a recompute only what changed is sent', async () => {
+    // A worker with a store of its own: no event sync has ever fed its activity index.
+    await h.withOwnWorker({}, async (ownQueue) => {
+      const input: TraitSyncInput = { name: 'cohort-audience', audienceCohortId: COHORT, properties: PROPERTIES, attributePrefix: 'aud_' };
+      const sync = async () =>
+        (await startTraitSync(h.env.client, input, { taskQueue: ownQueue, workflowId: `trait-cohort-${Math.random()}` })).result();
+      const downloads = () => h.sandboxes.amplitude.control.downloadRequestsThisMonth();
+      const members = () => [...h.sandboxes.dataset.cohortMembers(COHORT)].filter((member) => member.userId);
+      const propertiesOf = (userId: string) => h.sandboxes.amplitude.control.userProperties({ userId }) as JsonObject;
+      const identified = members();
+      const anonymous = [...h.sandboxes.dataset.cohortMembers(COHORT)].length - identified.length;
+
+      let [downloadsBefore, pointsBefore] = [downloads(), h.brazeDataPoints()];
+      const first = await sync();
+      assert.deepEqual(
+        [first.users, first.created, first.written, first.failed],
+        [identified.length, identified.length, identified.length, 0],
+      );
+      assert.equal(
+        first.skipReasons['anonymous: no user id to address in Braze (a trait sync writes by user id only)'],
+        anonymous || undefined,
+      );
+      assert.deepEqual([first.amplitudeDownloads, downloads() - downloadsBefore], [1, 1], 'one download for members and properties');
+      let expectedPoints = 0;
+      for (const { userId } of identified) {
+        const expected = expectedAttributes(propertiesOf(userId!));
+        assert.deepEqual(audAttributes(userId!), expected, `attributes of ${userId}, typed from the file's text`);
+        expectedPoints += Object.keys(expected).length;
+      }
+      assert.equal(first.dataPoints, expectedPoints);
+      assert.equal(h.brazeDataPoints() - pointsBefore, first.dataPoints, 'our count equals Braze’s');
+
+      [downloadsBefore, pointsBefore] = [downloads(), h.brazeDataPoints()];
+      const rerun = await sync();
+      assert.deepEqual([rerun.audienceUnchanged, rerun.amplitudeDownloads, rerun.brazeRequests], [true, 0, 0]);
+      assert.equal(downloads(), downloadsBefore, 'lastComputed has not moved: no download spent');
+
+      // One member's plan changes, and the cohort recomputes with one more member.
+      const changed = identified[0]!.userId!;
+      const properties = propertiesOf(changed);
+      const plan = properties.plan === 'premium' ? 'free' : 'premium';
+      await h.changeProperties(changed, { ...properties, plan });
+      const joining = [...h.sandboxes.dataset.identities()].find(
+        (user) => user.userId && !identified.some((member) => member.amplitudeId === user.amplitudeId),
+      )!;
+      h.sandboxes.dataset.addCohortMembers(COHORT, [joining.amplitudeId]);
+      const joinerPoints = Object.keys(expectedAttributes(propertiesOf(joining.userId!))).length;
+      pointsBefore = h.brazeDataPoints();
+      const third = await sync();
+      assert.deepEqual([third.amplitudeDownloads, third.users, third.created, third.updated], [1, identified.length + 1, 1, 1]);
+      assert.deepEqual([third.set, third.dataPoints], [1 + joinerPoints, 1 + joinerPoints], 'the new plan and the new member only');
+      assert.equal(h.brazeDataPoints() - pointsBefore, third.dataPoints);
+      assert.equal(audAttributes(changed).aud_plan, plan);
+      assert.deepEqual(audAttributes(joining.userId!), expectedAttributes(propertiesOf(joining.userId!)));
     });
   });
 });

@@ -3,8 +3,16 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { describeInputProblems } from '../src/input-problems.js';
 import { acceptedSnapshot, externalIdOf, traitPageRequests } from '../src/traits/braze-attributes.js';
-import { traitSyncId, traitSyncInputSchema, type TraitSyncInput } from '../src/traits/input.js';
-import { attributeChanges, brazeValue, desiredAttributes, snapshotValue, stillToSend } from '../src/traits/values.js';
+import { selectionFingerprint, traitSyncId, traitSyncInputSchema, type TraitSyncInput } from '../src/traits/input.js';
+import {
+  attributeChanges,
+  brazeValue,
+  cohortFileProperties,
+  cohortFileValue,
+  desiredAttributes,
+  snapshotValue,
+  stillToSend,
+} from '../src/traits/values.js';
 
 const problems = (input: TraitSyncInput) => {
   const parsed = traitSyncInputSchema.safeParse(input);
@@ -152,6 +160,42 @@ describe('computations and recommendations', () => {
   test('a sync needs at least one source, and its id covers every source', () => {
     assert.match(problems({}), /name at least one Amplitude user property \(or computation, or recommendation\)/);
     assert.notEqual(traitSyncId(selection({ computations: ['a'] })), traitSyncId(selection({ properties: ['a'] })));
+  });
+});
+
+describe('a cohort as the audience', () => {
+  test('the file’s text reads as the value it stands for; an empty cell is no value', () => {
+    assert.deepEqual(
+      cohortFileProperties({
+        plan: 'premium',
+        ltv: '12.5',
+        beta_tester: 'true',
+        genres: '["rock","jazz"]',
+        zip: '02139',
+        price: '12.50',
+        gone: '',
+      }),
+      { plan: 'premium', ltv: 12.5, beta_tester: true, genres: ['rock', 'jazz'], zip: '02139', price: '12.50' },
+    );
+    assert.equal(cohortFileValue('[not json'), '[not json');
+    assert.equal(cohortFileValue('false'), false);
+    assert.equal(cohortFileValue('-3'), -3);
+  });
+
+  test('properties only; the audience is part of the sync’s identity and the selection of its source version', () => {
+    assert.match(
+      problems({ audienceCohortId: 'abc', properties: ['plan'], computations: ['c1'] }),
+      /audienceCohortId: a cohort audience carries user properties only/,
+    );
+    const byIndex = selection({ properties: ['plan'] });
+    const byCohort = selection({ properties: ['plan'], audienceCohortId: 'abc' });
+    assert.notEqual(traitSyncId(byIndex), traitSyncId(byCohort));
+    assert.notEqual(traitSyncId(byCohort), traitSyncId(selection({ properties: ['plan'], audienceCohortId: 'xyz' })));
+    assert.equal(selectionFingerprint(byCohort), selectionFingerprint(selection({ properties: ['plan'], audienceCohortId: 'xyz' })));
+    assert.notEqual(
+      selectionFingerprint(byCohort),
+      selectionFingerprint(selection({ properties: ['plan', 'ltv'], audienceCohortId: 'abc' })),
+    );
   });
 });
 

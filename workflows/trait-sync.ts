@@ -14,12 +14,14 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
+import type { CohortExportActivities } from '../activities/cohort-export.js';
 import type { RunRef } from '../activities/sync-lease.js';
 import type { TraitSyncActivities } from '../activities/trait-sync.js';
 import type { FetchedProfiles, PageOutcome, StagedTraits, TraitPlan } from '../activities/trait-sync-types.js';
 import { DATA_POINTS, SYNC_KIND } from '../src/temporal/search-attributes.js';
 import {
   readsProfiles,
+  selectionFingerprint,
   traitAttributes,
   traitSyncId,
   traitSyncInputSchema,
@@ -28,7 +30,12 @@ import {
 } from '../src/traits/input.js';
 import { applyPages, budgetControls, parseWorkflowInput, readableFailure, syncActivities } from './engine.js';
 
-const { quick, streaming, pages } = syncActivities<TraitSyncActivities>(['InvalidTraitSync', 'ActivityIndexStale']);
+const { quick, streaming, pages, jobWait } = syncActivities<TraitSyncActivities & CohortExportActivities>([
+  'InvalidTraitSync',
+  'ActivityIndexStale',
+  'QuotaExhausted',
+  'ExportTimedOut',
+]);
 
 export interface TraitSyncTotals {
   /** Users whose changes Braze accepted. */
@@ -37,11 +44,15 @@ export interface TraitSyncTotals {
   failureReasons: Record<string, number>;
   dataPoints: number;
   brazeRequests: number;
+  /** Cohort downloads (a cohort audience whose cohort moved since the last success: one). */
+  amplitudeDownloads: number;
 }
 
 export interface TraitSyncResult extends TraitSyncTotals, Omit<StagedTraits, 'skipReasons'> {
   syncId: string;
   dryRun: boolean;
+  /** A cohort audience that has not been recomputed since the last success: nothing was downloaded or sent. */
+  audienceUnchanged: boolean;
   /** Set when this run did nothing because another run of the same sync was in progress. */
   runInProgress?: string;
   /** Users not synced and values not sent, in all and by reason. */
@@ -55,7 +66,7 @@ export interface TraitSyncResult extends TraitSyncTotals, Omit<StagedTraits, 'sk
 }
 
 export interface TraitSyncProgress {
-  phase: 'preparing' | 'fetching' | 'staging' | 'planning' | 'applying' | 'paused' | 'finishing' | 'done';
+  phase: 'preparing' | 'exporting' | 'fetching' | 'staging' | 'planning' | 'applying' | 'paused' | 'finishing' | 'done';
   page: number;
   pagesTotal: number;
   totals: TraitSyncTotals;
@@ -65,6 +76,8 @@ export interface TraitSyncProgress {
 /** Where a continued-as-new run picks up: everything else is in the store. */
 export interface TraitSyncCheckpoint {
   runId: string;
+  /** What the run syncs, recorded when it succeeds in full (a cohort audience's version). */
+  sourceVersion?: string;
   profiles?: FetchedProfiles;
   staged: StagedTraits;
   plan: TraitPlan;
@@ -78,7 +91,14 @@ export async function traitSync(input: TraitSyncInput, checkpoint?: TraitSyncChe
   const options: TraitSyncOptions = parseWorkflowInput(traitSyncInputSchema, input, 'traitSync', 'InvalidTraitSync');
   const syncId = traitSyncId(options);
   const run: RunRef = { syncId, runId: checkpoint?.runId ?? `${syncId}/${workflowInfo().runId}`, workflowId: workflowInfo().workflowId };
-  const totals: TraitSyncTotals = checkpoint?.totals ?? { written: 0, failed: 0, failureReasons: {}, dataPoints: 0, brazeRequests: 0 };
+  const totals: TraitSyncTotals = checkpoint?.totals ?? {
+    written: 0,
+    failed: 0,
+    failureReasons: {},
+    dataPoints: 0,
+    brazeRequests: 0,
+    amplitudeDownloads: 0,
+  };
   const controls = budgetControls({ maxDataPoints: options.maxDataPoints, maxDataPointsPerDay: options.maxDataPointsPerDay });
   const progress: TraitSyncProgress = {
     phase: 'preparing',
@@ -105,15 +125,34 @@ export async function traitSync(input: TraitSyncInput, checkpoint?: TraitSyncChe
   async function syncTraits(): Promise<TraitSyncResult> {
     let state = checkpoint;
     if (!state) {
-      const prepared = await quick.prepareTraitRun({ run, ifRunning: options.ifRunning, windowDays: options.windowDays });
-      started = prepared.status === 'ready';
+      const { properties, computations, recommendations, attributePrefix, rename, types, onMissing, windowDays, audienceCohortId } =
+        options;
+      const selection = { properties, computations, recommendations, attributePrefix, rename, types, onMissing };
+      const prepared = await quick.prepareTraitRun({
+        run,
+        ifRunning: options.ifRunning,
+        windowDays,
+        audienceCohortId,
+        selectionFingerprint: selectionFingerprint(selection),
+      });
+      started = prepared.status !== 'busy';
       if (prepared.status === 'busy') {
         progress.phase = 'done';
         setCurrentDetails(`Skipped: run ${prepared.runInProgress} of this sync is in progress; nothing was read or sent`);
         return { ...resultOf(emptyStaged()), runInProgress: prepared.runInProgress };
       }
-      const { properties, computations, recommendations, attributePrefix, rename, types, onMissing, windowDays } = options;
-      const selection = { properties, computations, recommendations, attributePrefix, rename, types, onMissing };
+      if (prepared.status === 'unchanged') {
+        const unchanged = { runId: run.runId, sourceVersion: prepared.sourceVersion, staged: emptyStaged(), nextPage: 0, totals };
+        return finish('unchanged', { ...unchanged, plan: { users: 0, pages: 0, maxPageDataPoints: 0 } });
+      }
+      let cohortExport: { requestId: string } | undefined;
+      if (prepared.audience === 'cohort') {
+        progress.phase = 'exporting';
+        setCurrentDetails(`Exporting the audience cohort "${prepared.cohortName}" (${prepared.size} members) with its properties`);
+        cohortExport = await quick.requestCohortExport({ run, cohortId: audienceCohortId!, propKeys: properties });
+        totals.amplitudeDownloads += 1;
+        await jobWait.waitForCohortExport({ run, requestId: cohortExport.requestId, cohortId: audienceCohortId! });
+      }
       let profiles: FetchedProfiles | undefined;
       if (readsProfiles(options)) {
         progress.phase = 'fetching';
@@ -129,12 +168,17 @@ export async function traitSync(input: TraitSyncInput, checkpoint?: TraitSyncChe
         });
       }
       progress.phase = 'staging';
-      setCurrentDetails(`Reading the users active in the last ${windowDays} days and what changed for them`);
-      const staged = await streaming.stageTraitChanges({ run, selection, windowDays });
+      setCurrentDetails(
+        cohortExport
+          ? `Reading the members of the audience cohort and what changed for them`
+          : `Reading the users active in the last ${windowDays} days and what changed for them`,
+      );
+      const staged = await streaming.stageTraitChanges({ run, selection, windowDays, cohortExport });
       progress.phase = 'planning';
       const attributesPerUser = traitAttributes(options).length;
       const plan = await quick.planTraitRun({ run, pageSize: options.pageSize, attributesPerUser });
-      state = { runId: run.runId, profiles, staged, plan, nextPage: 0, totals };
+      const sourceVersion = prepared.audience === 'cohort' ? prepared.sourceVersion : undefined;
+      state = { runId: run.runId, sourceVersion, profiles, staged, plan, nextPage: 0, totals };
       if (options.dryRun) return finish('dry_run', state);
     }
     progress.pagesTotal = state.plan.pages;
@@ -156,14 +200,17 @@ export async function traitSync(input: TraitSyncInput, checkpoint?: TraitSyncChe
     return finish('succeeded', current);
   }
 
-  async function finish(status: 'succeeded' | 'dry_run', state: TraitSyncCheckpoint): Promise<TraitSyncResult> {
+  async function finish(status: 'succeeded' | 'dry_run' | 'unchanged', state: TraitSyncCheckpoint): Promise<TraitSyncResult> {
     progress.phase = 'finishing';
-    const result: TraitSyncResult = { ...resultOf(state.staged), plan: state.plan };
+    const result: TraitSyncResult = { ...resultOf(state.staged), audienceUnchanged: status === 'unchanged', plan: state.plan };
     if (state.profiles) {
       const { profileApiRequests, ...freshness } = state.profiles;
       Object.assign(result, { profileApiRequests, profiles: freshness });
     }
-    const { failed, failureReasons } = await quick.finishTraitRun({ run, status, stats: { ...result } });
+    // With users Braze rejected, the source is not fully synced: the next run must not skip the download.
+    const complete = status === 'unchanged' || (status === 'succeeded' && totals.failed === 0);
+    const sourceVersion = complete ? state.sourceVersion : undefined;
+    const { failed, failureReasons } = await quick.finishTraitRun({ run, status, sourceVersion, stats: { ...result } });
     Object.assign(result, { failed, failureReasons });
     progress.phase = 'done';
     setCurrentDetails(describeResult(result));
@@ -173,7 +220,7 @@ export async function traitSync(input: TraitSyncInput, checkpoint?: TraitSyncChe
 
   function resultOf(staged: StagedTraits): TraitSyncResult {
     const skipped = Object.values(staged.skipReasons).reduce((sum, n) => sum + n, 0);
-    return { syncId, dryRun: options.dryRun, ...staged, skipped, profileApiRequests: 0, ...totals };
+    return { syncId, dryRun: options.dryRun, audienceUnchanged: false, ...staged, skipped, profileApiRequests: 0, ...totals };
   }
 
   function addPage(outcome: PageOutcome): void {
@@ -194,6 +241,8 @@ function emptyStaged(): StagedTraits {
 }
 
 function describeResult(result: TraitSyncResult): string {
+  if (result.audienceUnchanged)
+    return 'Unchanged: the audience cohort has not been recomputed since the last success; nothing was downloaded or sent';
   const read = `${result.users} users in the window: ${result.created} new, ${result.updated} updated, ${result.unchanged} unchanged`;
   if (result.dryRun) return `Dry run, ${read}; ${result.set} values would be set and ${result.unset} unset, ${result.skipped} skipped`;
   const profiles = result.profiles

@@ -101,12 +101,18 @@ export function printTraitResult(result: TraitSyncResult): void {
     console.log(`Run ${result.runInProgress} of ${result.syncId} is in progress; this run did nothing.`);
     return;
   }
+  if (result.audienceUnchanged) {
+    console.log(
+      `Unchanged, ${result.syncId}: the audience cohort has not been recomputed since the last success; nothing downloaded or sent.`,
+    );
+    return;
+  }
   const values = `${result.set} values ${result.dryRun ? 'to set' : 'set'}, ${result.unset} ${result.dryRun ? 'to unset' : 'unset'}`;
   console.log(
     `${result.dryRun ? 'Dry run' : 'Done'}, ${result.syncId}: ${result.users} users in the window (${result.created} new, ${result.updated} updated, ${result.unchanged} unchanged); ${values}, ${result.skipped} skipped, ${result.failed} failed`,
   );
   console.log(
-    `Braze requests: ${result.brazeRequests} · data points: ${result.dataPoints}${result.dryRun ? ` (predicted: ${result.set + result.unset})` : ''}`,
+    `Braze requests: ${result.brazeRequests} · data points: ${result.dataPoints}${result.dryRun ? ` (predicted: ${result.set + result.unset})` : ''}${result.amplitudeDownloads > 0 ? ` · cohort downloads: ${result.amplitudeDownloads}` : ''}`,
   );
   if (result.profiles) {
     const { audience, fetched, fetchedWithin24h } = result.profiles;

@@ -13,6 +13,7 @@ interface TraitFlags {
   name?: string;
   prefix?: string;
   windowDays?: string;
+  audienceCohort?: string;
   onMissing?: 'unset' | 'keep';
   standardFields?: boolean;
   dryRun?: boolean;
@@ -30,6 +31,7 @@ function traitInput(flags: TraitFlags): TraitSyncInput {
     ...(flags.name && { name: flags.name }),
     ...(flags.prefix && { attributePrefix: flags.prefix }),
     ...(flags.windowDays && { windowDays: Number(flags.windowDays) }),
+    ...(flags.audienceCohort && { audienceCohortId: flags.audienceCohort }),
     ...(flags.onMissing && { onMissing: flags.onMissing }),
     ...(flags.standardFields && { standardFields: true }),
     ...(flags.dryRun && { dryRun: true }),
@@ -50,6 +52,7 @@ function withTraitOptions(command: Command): Command {
     .option('--name <name>', 'name the sync (its id becomes trait-sync-<name>)')
     .option('--prefix <prefix>', 'put before every attribute name, e.g. amp_')
     .option('--window-days <n>', 'sync users active in this many days (default 90)')
+    .option('--audience-cohort <id>', 'sync the members of this Amplitude cohort (properties from its file) instead of active users')
     .option('--on-missing <unset|keep>', 'when a value disappears: unset it in Braze (default) or keep it')
     .option('--standard-fields', "allow attributes named like Braze's standard profile fields")
     .option('--dry-run', 'report what would be sent; send nothing')

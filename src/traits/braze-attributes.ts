@@ -15,6 +15,11 @@ export function externalIdOf(userKey: string): string | undefined {
   return userKey.startsWith(USER_ID_KEY) ? userKey.slice(USER_ID_KEY.length) : undefined;
 }
 
+/** The activity-index user key of a user id (as a cohort file gives it). */
+export function userKeyOfUserId(userId: string): string {
+  return `${USER_ID_KEY}${userId}`;
+}
+
 export function traitPageRequests(changes: readonly StagedTraitChange[], objectsPerRequest: number): PageRequest[] {
   const requests: PageRequest[] = [];
   for (let i = 0; i < changes.length; i += objectsPerRequest) requests.push(attributesRequest(changes.slice(i, i + objectsPerRequest)));

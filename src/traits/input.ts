@@ -75,6 +75,11 @@ export const traitSyncInputSchema = z
     onMissing: z.enum(['unset', 'keep']).default('unset'),
     /** Users with an event within this many days are synced (at most the activity index's window). */
     windowDays: z.number().int().min(1).max(365).default(90),
+    /**
+     * An Amplitude cohort as the audience instead of the activity index (for projects that do not ingest events):
+     * its members and their user properties come from one cohort download, made only when `lastComputed` moved.
+     */
+    audienceCohortId: z.string().trim().min(1, 'must not be empty').optional(),
     /** Allow attributes named like Braze's standard profile fields (`email`, `country`, …). */
     standardFields: z.boolean().default(false),
     /**
@@ -88,6 +93,12 @@ export const traitSyncInputSchema = z
     const issue = (path: Array<string | number>, message: string) => ctx.addIssue({ code: 'custom', path, message });
     if (input.properties.length + input.computations.length + input.recommendations.length === 0) {
       issue(['properties'], 'name at least one Amplitude user property (or computation, or recommendation) to sync');
+    }
+    if (input.audienceCohortId !== undefined && readsProfiles(input)) {
+      issue(
+        ['audienceCohortId'],
+        'a cohort audience carries user properties only (the cohort file’s columns): sync computations and recommendations in a trait sync without audienceCohortId, over the activity index',
+      );
     }
     for (const [field, ids] of [
       ['properties', input.properties],
@@ -172,12 +183,22 @@ export function readsProfiles(selection: Pick<TraitSyncOptions, 'computations' |
  * The sync's stable identity and one-off workflow id: `trait-sync-<name>`, or `trait-sync-<hash>` of the
  * attributes it writes and where their values come from, so the same selection is always the same sync.
  */
-export function traitSyncId(options: AttributeSources & Pick<TraitSyncOptions, 'name'>): string {
+export function traitSyncId(options: AttributeSources & Pick<TraitSyncOptions, 'name' | 'audienceCohortId'>): string {
   if (options.name !== undefined) return `trait-sync-${options.name}`;
   const written = traitAttributes(options)
     .map(({ source, key, attribute }) => `${source}:${key}>${attribute}`)
     .sort();
+  if (options.audienceCohortId !== undefined) written.push(`audience:cohort:${options.audienceCohortId}`);
   return `trait-sync-${fnv1a(JSON.stringify(written))}`;
+}
+
+/**
+ * What a synced source version stands for besides the source itself: a named sync whose selection changed must
+ * read its cohort again even though the cohort did not move.
+ */
+export function selectionFingerprint(selection: TraitSelection): string {
+  const { properties, computations, recommendations, attributePrefix, rename, types, onMissing } = selection;
+  return fnv1a(JSON.stringify([properties, computations, recommendations, attributePrefix, rename, types, onMissing]));
 }
 
 /** FNV-1a, 32 bits, as 8 hex digits: a short stable name, not a security measure (and free of Node APIs). */

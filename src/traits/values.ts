@@ -79,6 +79,36 @@ function mismatch(value: JsonValue, type: AttributeType): MappedValue {
 }
 
 /**
+ * A cohort file's property cell as the value it stands for: the file holds text only, so the text of a number,
+ * `true` or `false`, or a JSON array reads as that value (a sync's `types` still decides what Braze gets); an empty cell is no value.
+ */
+export function cohortFileValue(text: string): JsonValue | undefined {
+  if (text === '') return undefined;
+  if (text === 'true' || text === 'false') return text === 'true';
+  // Only the text a number prints as: "12.5" is a number, "0123" (a zip code) and "12.50" stay text.
+  if (NUMERIC_STRING.test(text) && String(Number(text)) === text) return Number(text);
+  if (text.startsWith('[') && text.endsWith(']')) {
+    try {
+      const parsed: unknown = JSON.parse(text);
+      if (Array.isArray(parsed)) return parsed as JsonValue[];
+    } catch {
+      // Not JSON after all: the text itself is the value.
+    }
+  }
+  return text;
+}
+
+/** A cohort member's property cells (by column name) as user properties. */
+export function cohortFileProperties(cells: Record<string, string>): JsonObject {
+  const properties: JsonObject = {};
+  for (const [name, text] of Object.entries(cells)) {
+    const value = cohortFileValue(text);
+    if (value !== undefined) properties[name] = value;
+  }
+  return properties;
+}
+
+/**
  * A user's attributes: the values to write, the attributes whose value Braze would reject (with why), and the
  * attributes whose source has not been read for the user yet (a profile not fetched): those are left alone.
  */
