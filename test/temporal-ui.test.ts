@@ -1,7 +1,8 @@
 /**
  * The README's "Temporal UI" steps, followed one by one in a real headless Chromium against the dev server's
  * Web UI: the schedules they create, triggered from the UI, run a real cohort sync (Braze ends up holding the
- * cohort) and a real event sync (Braze receives the hour's events). Needs Debian's chromium (scripts/install-chromium.sh); Playwright never downloads a browser of its own.
+ * cohort), a real event sync (Braze receives the hour's events) and a real trait sync (Braze holds the properties).
+ * Needs Debian's chromium (scripts/install-chromium.sh); Playwright never downloads a browser of its own.
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -16,10 +17,13 @@ import { chromium, type Browser, type Locator, type Page } from 'playwright-core
 import { createActivities } from '../activities/index.js';
 import { DEFAULT_TASK_QUEUE, loadConfig } from '../src/config.js';
 import { startSandboxes, type Sandboxes } from '../src/sandbox/sandboxes.js';
+import type { UserActivity } from '../src/store/store.js';
 import { createWorkerContext, type WorkerContext } from '../src/worker-context.js';
-import { exportHourStart } from '../src/events/input.js';
+import { startEventSync } from '../src/client.js';
+import { exportHourOf, exportHourStart } from '../src/events/input.js';
 import type { cohortSync } from '../workflows/cohort-sync.js';
 import type { eventSync } from '../workflows/event-sync.js';
+import type { traitSync } from '../workflows/trait-sync.js';
 import { brazeMembers, expectedMembers } from './helpers/braze-state.js';
 import { connectTestEnvironment, createTestWorker, testUiUrl } from './helpers/temporal.js';
 
@@ -30,6 +34,7 @@ const COHORT = '26umsb5';
 const SCHEDULE_ID = `cohort-sync-${COHORT}-hourly`;
 const WORKFLOW_ID = `cohort-sync-${COHORT}`;
 const EVENT_SCHEDULE_ID = 'event-sync-schedule';
+const TRAIT_SCHEDULE_ID = 'trait-sync-billing-schedule';
 const TASK_QUEUE = DEFAULT_TASK_QUEUE;
 // A loaded 2-core machine renders the UI slowly.
 const UI_TIMEOUT_MS = 60_000;
@@ -228,6 +233,49 @@ test(
       );
     } finally {
       await deleteSchedule(EVENT_SCHEDULE_ID);
+    }
+  },
+);
+
+test(
+  'a trait sync schedule created in the Web UI as the README says writes the active users’ properties into Braze',
+  { timeout: 10 * UI_TIMEOUT_MS },
+  async () => {
+    // The activity index is fed as the hourly event schedule would: an event sync of the hour (ingest only).
+    const ingest = await startEventSync(
+      env.client,
+      { hour: exportHourOf(Date.now()) },
+      { taskQueue: TASK_QUEUE, workflowId: `ui-ingest-${Date.now()}` },
+    );
+    await ingest.result();
+    const input = { name: 'billing', properties: ['plan', 'ltv'], attributePrefix: 'amp_' };
+    try {
+      let workflowId = '';
+      await inBrowser(async (page) => {
+        await createScheduleInUi(page, {
+          scheduleId: TRAIT_SCHEDULE_ID,
+          workflowType: 'traitSync',
+          workflowId: 'trait-sync-billing',
+          input,
+        });
+        workflowId = await triggerInUi(page, TRAIT_SCHEDULE_ID, 'trait-sync-billing');
+      });
+      const result = await env.client.workflow.getHandle<typeof traitSync>(workflowId).result();
+      const identified: UserActivity[] = [];
+      let afterKey: string | undefined;
+      do {
+        const page = await context.store.activeUsers({ afterKey, limit: 1_000, sinceMs: 0 });
+        identified.push(...page.items.filter((user) => user.userKey.startsWith('user_id:')));
+        afterKey = page.nextAfterKey;
+      } while (afterKey !== undefined);
+      assert.ok(identified.length > 0, 'the hour had identified users');
+      assert.deepEqual([result.users, result.failed], [identified.length, 0]);
+      for (const { userKey, properties } of identified) {
+        const attributes = Object.fromEntries(sandboxes.braze.control.user(userKey.slice('user_id:'.length))?.customAttributes ?? []);
+        assert.deepEqual([attributes.amp_plan, attributes.amp_ltv], [properties.plan, properties.ltv], `attributes of ${userKey}`);
+      }
+    } finally {
+      await deleteSchedule(TRAIT_SCHEDULE_ID);
     }
   },
 );

@@ -246,6 +246,52 @@ describe('trait sync from the Temporal CLI and ampbraze, as the README shows it'
     assert.equal(result.written, result.created + result.updated, 'a new attribute for every user with a value Braze takes');
   });
 
+  test('`temporal schedule create` as written (daily at 04:30, skipping overlaps); a trigger runs it now', async () => {
+    const scheduleId = `trait-sync-billing-schedule-${Date.now()}`;
+    const input = { name: 'billing', properties: ['plan', 'ltv'], attributePrefix: 'amp_' };
+    await temporal(
+      'schedule',
+      'create',
+      '--schedule-id',
+      scheduleId,
+      '--cron',
+      '30 4 * * *',
+      '--overlap-policy',
+      'Skip',
+      '--task-queue',
+      h.taskQueue,
+      '--type',
+      'traitSync',
+      '--workflow-id',
+      'trait-sync-billing',
+      '--input',
+      JSON.stringify(input),
+    );
+    const schedule = h.env.client.schedule.getHandle(scheduleId);
+    try {
+      const described = await schedule.describe();
+      assert.equal(described.policies.overlap, 'SKIP');
+      assert.deepEqual(described.action.type === 'startWorkflow' && described.action.args, [input]);
+      await temporal('schedule', 'trigger', '--schedule-id', scheduleId);
+      let recent = (await schedule.describe()).info.recentActions;
+      for (let i = 0; i < 150 && recent.length === 0; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        recent = (await schedule.describe()).info.recentActions;
+      }
+      const run = recent[0]!.action.workflow;
+      const result = await h.env.client.workflow.getHandle<typeof traitSync>(run.workflowId, run.firstExecutionRunId).result();
+      const users = await h.identifiedUsers();
+      assert.deepEqual([result.syncId, result.users, result.failed], ['trait-sync-billing', users.size, 0]);
+      for (const [userId, properties] of users) {
+        if (typeof properties.plan === 'string' && properties.plan.length > 255) continue; // reported, never sent
+        const attributes = h.brazeAttributes(userId);
+        assert.deepEqual([attributes?.amp_plan, attributes?.amp_ltv], [properties.plan ?? undefined, properties.ltv ?? undefined], userId);
+      }
+    } finally {
+      await schedule.delete();
+    }
+  });
+
   test('`traits sync --wait` prints the result; `traits status` reports the run', async () => {
     const users = await h.identifiedUsers();
     const flags = ['--properties', PROPERTIES.join(','), '--prefix', 'cli2_', '--name', 'cli2'];
