@@ -26,6 +26,26 @@ const member = (index: number): StagedMember => ({
 const probeTable = 'CREATE TABLE migration_probe (id INTEGER PRIMARY KEY)';
 const probeMigration = { version: 1_000, name: 'test table', sql: probeTable, postgres: probeTable };
 
+/** Attribute snapshot rows as schema 8 kept them: (scope, user, attribute, the value's JSON text). */
+const SNAPSHOT_ROWS_V8 = [
+  ['braze:default', 'user_id:a', 'plan', '"free"'],
+  ['braze:default', 'user_id:a', 'genres', '["rock","jazz"]'],
+  ['braze:default', 'user_id:b', 'ltv', '12.5'],
+  ['braze:other', 'user_id:a', 'plan', '"premium"'],
+];
+const SNAPSHOTS_AFTER_MOVE = {
+  'braze:default': { 'user_id:a': { plan: '"free"', genres: '["rock","jazz"]' }, 'user_id:b': { ltv: '12.5' } },
+  'braze:other': { 'user_id:a': { plan: '"premium"' } },
+};
+
+async function snapshotsAfterMove(store: StateStore) {
+  const read = async (scope: string) =>
+    Object.fromEntries(
+      [...(await store.attributeSnapshots(scope, ['user_id:a', 'user_id:b']))].map(([user, values]) => [user, Object.fromEntries(values)]),
+    );
+  return { 'braze:default': await read('braze:default'), 'braze:other': await read('braze:other') };
+}
+
 async function collectPages<T extends { memberKey: string }>(
   fetch: (afterKey: string | undefined) => Promise<{ items: T[]; nextAfterKey: string | undefined }>,
 ) {
@@ -67,6 +87,27 @@ describe('SQLite migrations', () => {
     }
     // This build does not know version 1000: it must refuse rather than run against an unknown schema.
     await assert.rejects(openStateStore({ kind: 'sqlite', path }), /schema version 1000, newer than this build/);
+  });
+
+  void test('attribute snapshots of schema 8 (a row per attribute) read the same after the move to a row per user', async () => {
+    const path = join(dir, 'snapshots-v8.db');
+    const db = new Database(path);
+    try {
+      applyMigrations(
+        db,
+        MIGRATIONS.filter((migration) => migration.version <= 8),
+      );
+      const insert = db.prepare('INSERT INTO attribute_snapshots (sync_id, member_key, attribute, value) VALUES (?, ?, ?, ?)');
+      for (const row of SNAPSHOT_ROWS_V8) insert.run(...row);
+    } finally {
+      db.close();
+    }
+    const store = await openStateStore({ kind: 'sqlite', path });
+    try {
+      assert.deepEqual(await snapshotsAfterMove(store), SNAPSHOTS_AFTER_MOVE);
+    } finally {
+      await store.close();
+    }
   });
 
   void test('refuse an out-of-order list', () => {
@@ -122,6 +163,27 @@ describe('PostgreSQL migrations', () => {
       await pool.end();
     }
     await assert.rejects(openStoreFrom({ STATE_STORE_URL: url }), /schema version 1000, newer than this build/);
+  });
+
+  void test('attribute snapshots of schema 8 (a row per attribute) read the same after the move to a row per user', async () => {
+    const url = await createTestDatabase();
+    const pool = new pg.Pool({ connectionString: url });
+    try {
+      await applyPostgresMigrations(
+        pool,
+        MIGRATIONS.filter((migration) => migration.version <= 8),
+      );
+      for (const row of SNAPSHOT_ROWS_V8)
+        await pool.query('INSERT INTO attribute_snapshots (sync_id, member_key, attribute, value) VALUES ($1, $2, $3, $4)', row);
+    } finally {
+      await pool.end();
+    }
+    const store = await openStoreFrom({ STATE_STORE_URL: url });
+    try {
+      assert.deepEqual(await snapshotsAfterMove(store), SNAPSHOTS_AFTER_MOVE);
+    } finally {
+      await store.close();
+    }
   });
 
   void test('an unreachable server fails the open naming the store and the reason, never the password', async () => {

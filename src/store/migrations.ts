@@ -433,6 +433,36 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX profile_fetches_by_user ON profile_fetches (user_key);
     `,
   },
+  {
+    version: 9,
+    name: 'attribute snapshots: one row per user and Braze workspace',
+    sql: `
+      -- The attribute snapshot, one row per user and scope (the Braze workspace): a JSON object of attribute -> the
+      -- JSON text of the value Braze last accepted. A request Braze accepted writes one row per user it carried, not
+      -- one per attribute into two indexes. Writes merge a patch (a null removes the attribute); readers skip nulls,
+      -- which a patch for a user without a row can leave. Keyed by user first: pruning a user walks the key itself.
+      CREATE TABLE user_attribute_snapshots (
+        member_key TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        attributes TEXT NOT NULL,
+        PRIMARY KEY (member_key, scope)
+      ) WITHOUT ROWID;
+      INSERT INTO user_attribute_snapshots (member_key, scope, attributes)
+        SELECT member_key, sync_id, json_group_object(attribute, value) FROM attribute_snapshots GROUP BY member_key, sync_id;
+      DROP TABLE attribute_snapshots;
+    `,
+    postgres: `
+      CREATE TABLE user_attribute_snapshots (
+        member_key TEXT COLLATE "C" NOT NULL,
+        scope TEXT COLLATE "C" NOT NULL,
+        attributes JSONB NOT NULL,
+        PRIMARY KEY (member_key, scope)
+      );
+      INSERT INTO user_attribute_snapshots (member_key, scope, attributes)
+        SELECT member_key, sync_id, jsonb_object_agg(attribute, value) FROM attribute_snapshots GROUP BY member_key, sync_id;
+      DROP TABLE attribute_snapshots;
+    `,
+  },
 ];
 
 export function currentSchemaVersion(db: Database): number {

@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { latestVersionOf, MIGRATIONS, requireKnownSchema, type Migration } from './migrations.js';
 import {
+  attributePatches,
   DAY,
   FIRST_KEY,
   MONTH,
@@ -35,6 +36,7 @@ import {
   toStagedRow,
   toStagedTraitChange,
   toStagingCheckpoint,
+  snapshotAttributes,
   USER_TABLES,
   yieldToEventLoop,
   type ProfileFetchRow,
@@ -143,19 +145,15 @@ const RECORD_SENT_REQUESTS = `WITH sent AS (
   ), removed AS (
     DELETE FROM snapshot_members m USING unnest($10::int[], $11::text[]) AS x(n, k) JOIN fresh ON fresh.n = x.n
     WHERE m.sync_id = fresh.sync_id AND m.member_key = x.k
-  ), attribute_changes AS (
-    -- Values set and unset in one list (a NULL value unsets), so that each snapshot row is written once: of a pair
-    -- changed twice in the batch the last change wins, as row by row.
-    SELECT DISTINCT ON (fresh.scope, c.k, c.a) fresh.scope, c.k, c.a, c.v
-    FROM unnest($16::int[], $17::text[], $18::text[], $19::text[]) WITH ORDINALITY AS c(n, k, a, v, i) JOIN fresh ON fresh.n = c.n
-    ORDER BY fresh.scope, c.k, c.a, c.i DESC
-  ), attributes_set AS (
-    INSERT INTO attribute_snapshots (sync_id, member_key, attribute, value)
-    SELECT scope, k, a, v FROM attribute_changes WHERE v IS NOT NULL ORDER BY 1, 2, 3
-    ON CONFLICT (sync_id, member_key, attribute) DO UPDATE SET value = excluded.value
-  ), attributes_unset AS (
-    DELETE FROM attribute_snapshots s USING attribute_changes c
-    WHERE c.v IS NULL AND s.sync_id = c.scope AND s.member_key = c.k AND s.attribute = c.a
+  ), attribute_patches AS (
+    -- Each fresh request's patch per user (a null removes the attribute), merged into one per user and scope since a
+    -- row cannot be updated twice in one statement: of an attribute two requests changed, the later request wins.
+    -- Written in key order, so overlapping writers cannot deadlock.
+    INSERT INTO user_attribute_snapshots AS s (member_key, scope, attributes)
+    SELECT p.k, fresh.scope, jsonb_object_agg(e.key, e.value ORDER BY p.n)
+    FROM unnest($16::int[], $17::text[], $18::jsonb[]) AS p(n, k, v) JOIN fresh ON fresh.n = p.n CROSS JOIN jsonb_each(p.v) AS e
+    GROUP BY p.k, fresh.scope ORDER BY 1, 2
+    ON CONFLICT (member_key, scope) DO UPDATE SET attributes = jsonb_strip_nulls(s.attributes || excluded.attributes)
   ), failed AS (
     -- Of a member repeated in one batch the last reason wins, as row by row.
     INSERT INTO member_failures (run_id, member_key, reason)
@@ -383,27 +381,25 @@ export class PostgresStateStore implements StateStore {
   async attributeSnapshots(scope: string, memberKeys: readonly string[]): Promise<Map<string, Map<string, string>>> {
     const snapshots = new Map<string, Map<string, string>>();
     for (const chunk of batches(memberKeys)) {
-      const rows = await this.#rows<AttributeSnapshot>(
-        'SELECT member_key AS "memberKey", attribute, value FROM attribute_snapshots WHERE sync_id = $1 AND member_key = ANY($2::text[])',
+      const rows = await this.#rows<{ memberKey: string; attributes: JsonObject }>(
+        'SELECT member_key AS "memberKey", attributes FROM user_attribute_snapshots WHERE scope = $1 AND member_key = ANY($2::text[])',
         [scope, chunk],
       );
-      for (const { memberKey, attribute, value } of rows) {
-        const attributes = snapshots.get(memberKey) ?? new Map<string, string>();
-        attributes.set(attribute, value);
-        snapshots.set(memberKey, attributes);
+      for (const { memberKey, attributes } of rows) {
+        const values = snapshotAttributes(attributes);
+        if (values.size > 0) snapshots.set(memberKey, values);
       }
     }
     return snapshots;
   }
 
   async upsertAttributeSnapshots(scope: string, rows: readonly AttributeSnapshot[]): Promise<void> {
-    for (const chunk of batches(rows)) {
-      // One statement cannot update a row twice: of repeated (member, attribute) pairs the last wins, as row by row.
+    for (const chunk of batches([...attributePatches(rows)])) {
       await this.#query(
-        `INSERT INTO attribute_snapshots (sync_id, member_key, attribute, value)
-         SELECT DISTINCT ON (k, a) $1, k, a, v FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS t(k, a, v, n) ORDER BY k, a, n DESC
-         ON CONFLICT (sync_id, member_key, attribute) DO UPDATE SET value = excluded.value`,
-        [scope, chunk.map((row) => requireKey(row.memberKey)), chunk.map((row) => row.attribute), chunk.map((row) => row.value)],
+        `INSERT INTO user_attribute_snapshots AS s (member_key, scope, attributes)
+         SELECT k, $1, v FROM unnest($2::text[], $3::jsonb[]) AS t(k, v) ORDER BY k
+         ON CONFLICT (member_key, scope) DO UPDATE SET attributes = jsonb_strip_nulls(s.attributes || excluded.attributes)`,
+        [scope, chunk.map(([memberKey]) => requireKey(memberKey)), chunk.map(([, patch]) => JSON.stringify(patch))],
       );
     }
   }
@@ -870,14 +866,7 @@ export class PostgresStateStore implements StateStore {
     const [addedAt, added] = tagged((request) => (request.snapshot.added ?? []).map(requireKey));
     const [removedAt, removed] = tagged((request) => request.snapshot.removed ?? []);
     const [failedAt, failures] = tagged((request) => request.rejected);
-    const [changedAt, attributeChanges] = tagged(({ snapshot: { attributes } }) =>
-      attributes
-        ? [
-            ...attributes.set.map((row) => ({ ...row, memberKey: requireKey(row.memberKey) })),
-            ...attributes.unset.map((row) => ({ ...row, value: null })),
-          ]
-        : [],
-    );
+    const [patchedAt, patches] = attributePatchesOf(requests);
     const rows = await this.#rows<{ n: string }>(RECORD_SENT_REQUESTS, [
       requests.map((request) => request.runId),
       requests.map((request) => requireKey(request.requestKey)),
@@ -894,10 +883,9 @@ export class PostgresStateStore implements StateStore {
       failures.map((failure) => requireKey(failure.memberKey)),
       failures.map((failure) => failure.reason),
       requests.map((request) => request.snapshot.attributes?.scope ?? null),
-      changedAt,
-      attributeChanges.map((change) => change.memberKey),
-      attributeChanges.map((change) => change.attribute),
-      attributeChanges.map((change) => change.value),
+      patchedAt,
+      patches.map(([memberKey]) => memberKey),
+      patches.map(([, patch]) => JSON.stringify(patch)),
     ]);
     const firstTime = new Set(rows.map((row) => Number(row.n)));
     return requests.map((_, index) => firstTime.has(index + 1));
@@ -1065,4 +1053,19 @@ function toRunRecord(row: RunRow): RunRecord {
     sourceVersion: row.sourceVersion ?? undefined,
     stats: row.stats === null ? undefined : (JSON.parse(row.stats) as JsonObject),
   };
+}
+
+/** Each request's attribute snapshot changes as one patch per user (a null unsets), tagged with its 1-based position. */
+function attributePatchesOf(requests: readonly SentRequest[]): [positions: number[], patches: Array<[string, JsonObject]>] {
+  const positions: number[] = [];
+  const patches: Array<[string, JsonObject]> = [];
+  requests.forEach(({ snapshot: { attributes } }, index) => {
+    if (!attributes) return;
+    const unset = attributes.unset.map((row) => ({ ...row, value: null }));
+    for (const [memberKey, patch] of attributePatches([...attributes.set, ...unset])) {
+      positions.push(index + 1);
+      patches.push([requireKey(memberKey), patch]);
+    }
+  });
+  return [positions, patches];
 }

@@ -156,9 +156,32 @@ export const STAGING_TABLES = [
  * pruning a user deletes their rows from each, in its transaction, through an index on that column.
  */
 export const USER_TABLES = [
-  { table: 'attribute_snapshots', key: 'member_key' },
+  { table: 'user_attribute_snapshots', key: 'member_key' },
   { table: 'profile_fetches', key: 'user_key' },
 ] as const;
+
+/**
+ * Attribute snapshot changes as one patch per user: attribute -> the value's snapshot text, or null to remove it.
+ * Of a (user, attribute) pair changed twice, the last change wins, as row by row.
+ */
+export function attributePatches(
+  changes: readonly { memberKey: string; attribute: string; value: string | null }[],
+): Map<string, JsonObject> {
+  const patches = new Map<string, JsonObject>();
+  for (const { memberKey, attribute, value } of changes) {
+    const patch = patches.get(memberKey) ?? {};
+    patch[attribute] = value;
+    patches.set(memberKey, patch);
+  }
+  return patches;
+}
+
+/** A stored attribute snapshot object as attribute -> snapshot text (nulls a patch left are no value; no values, no user). */
+export function snapshotAttributes(attributes: JsonObject): Map<string, string> {
+  const values = new Map<string, string>();
+  for (const [attribute, value] of Object.entries(attributes)) if (typeof value === 'string') values.set(attribute, value);
+  return values;
+}
 
 /** Identified users' keys (`user_id:…`) as a range an index can walk: ';' is the byte after ':'. */
 const identified = (column: string) => `${column} >= 'user_id:' AND ${column} < 'user_id;'`;

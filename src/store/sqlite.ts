@@ -36,6 +36,8 @@ import {
   toStagedTraitChange,
   toStagingCheckpoint,
   USER_TABLES,
+  attributePatches,
+  snapshotAttributes,
   yieldToEventLoop,
   type ProfileFetchRow,
   type ProfileQueueRow,
@@ -179,10 +181,9 @@ export class SqliteStateStore implements StateStore {
   async attributeSnapshots(scope: string, memberKeys: readonly string[]): Promise<Map<string, Map<string, string>>> {
     const snapshots = new Map<string, Map<string, string>>();
     for (const chunk of chunks(memberKeys)) {
-      for (const { memberKey, attribute, value } of this.#sql.attributeSnapshots.all(scope, JSON.stringify(chunk))) {
-        const attributes = snapshots.get(memberKey) ?? new Map<string, string>();
-        attributes.set(attribute, value);
-        snapshots.set(memberKey, attributes);
+      for (const { memberKey, attributes } of this.#sql.attributeSnapshots.all(scope, JSON.stringify(chunk))) {
+        const values = snapshotAttributes(JSON.parse(attributes) as JsonObject);
+        if (values.size > 0) snapshots.set(memberKey, values);
       }
       await yieldToEventLoop();
     }
@@ -190,7 +191,7 @@ export class SqliteStateStore implements StateStore {
   }
 
   async upsertAttributeSnapshots(scope: string, rows: readonly AttributeSnapshot[]): Promise<void> {
-    await this.#inTransactions(rows, (chunk) => void this.#sql.upsertAttributeSnapshots.run(scope, attributeSnapshotsJson(chunk)));
+    await this.#inTransactions(rows, (chunk) => void this.#sql.mergeAttributePatches.run(scope, attributePatchesJson(chunk)));
   }
 
   async stageChunk(runId: string, rows: readonly StagedMember[], checkpoint: StagingCheckpoint): Promise<void> {
@@ -560,13 +561,9 @@ export class SqliteStateStore implements StateStore {
         // One statement per list, not per member: a request carries up to a few hundred members.
         if (added.length > 0) this.#sql.insertSnapshotMembers.run(request.syncId, JSON.stringify(added.map(requireKey)));
         if (removed.length > 0) this.#sql.deleteSnapshotMembers.run(request.syncId, JSON.stringify(removed));
-        if (attributes && attributes.set.length > 0)
-          this.#sql.upsertAttributeSnapshots.run(attributes.scope, attributeSnapshotsJson(attributes.set));
-        if (attributes && attributes.unset.length > 0) {
-          this.#sql.deleteAttributeSnapshots.run(
-            attributes.scope,
-            JSON.stringify(attributes.unset.map((row) => [row.memberKey, row.attribute])),
-          );
+        if (attributes && attributes.set.length + attributes.unset.length > 0) {
+          const unset = attributes.unset.map((row) => ({ ...row, value: null }));
+          this.#sql.mergeAttributePatches.run(attributes.scope, attributePatchesJson([...attributes.set, ...unset]));
         }
         for (const failure of request.rejected) this.#sql.upsertFailure.run(request.runId, requireKey(failure.memberKey), failure.reason);
         this.#sql.upsertDataPoints.run(request.runId, request.requestKey, request.day, request.syncId, request.dataPoints);
@@ -702,19 +699,15 @@ function prepareStatements(db: Database.Database) {
     ),
     snapshotCount: db.prepare<[string], { count: number }>('SELECT count(*) AS count FROM snapshot_members WHERE sync_id = ?'),
 
-    attributeSnapshots: db.prepare<[string, string], AttributeSnapshot>(
-      `SELECT member_key AS memberKey, attribute, value FROM attribute_snapshots
-       WHERE sync_id = ? AND member_key IN (SELECT value FROM json_each(?))`,
+    attributeSnapshots: db.prepare<[string, string], { memberKey: string; attributes: string }>(
+      `SELECT member_key AS memberKey, attributes FROM user_attribute_snapshots
+       WHERE scope = ? AND member_key IN (SELECT value FROM json_each(?))`,
     ),
-    // Rows travel as one JSON array of [member, attribute, value]; of a repeated pair the last wins, as row by row.
-    upsertAttributeSnapshots: db.prepare<[string, string]>(
-      `INSERT INTO attribute_snapshots (sync_id, member_key, attribute, value)
-       SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]') FROM json_each(?) ORDER BY key
-       ON CONFLICT (sync_id, member_key, attribute) DO UPDATE SET value = excluded.value`,
-    ),
-    deleteAttributeSnapshots: db.prepare<[string, string]>(
-      `DELETE FROM attribute_snapshots WHERE sync_id = ? AND (member_key, attribute) IN
-       (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))`,
+    // Patches travel as one JSON array of [member, patch]; json_patch merges one (a null removes the attribute).
+    mergeAttributePatches: db.prepare<[string, string]>(
+      `INSERT INTO user_attribute_snapshots (scope, member_key, attributes)
+       SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?) WHERE true
+       ON CONFLICT (member_key, scope) DO UPDATE SET attributes = json_patch(attributes, excluded.attributes)`,
     ),
 
     insertStaged: db.prepare<[string, string, string, string | null, string | null, string | null]>(
@@ -948,9 +941,9 @@ function prepareStatements(db: Database.Database) {
   };
 }
 
-/** Attribute snapshot rows as the JSON array of [member, attribute, value] the upsert statement reads. */
-function attributeSnapshotsJson(rows: readonly AttributeSnapshot[]): string {
-  return JSON.stringify(rows.map((row) => [requireKey(row.memberKey), row.attribute, row.value]));
+/** Attribute snapshot changes (a null value unsets) as the JSON array of [member, patch] the merge statement reads. */
+function attributePatchesJson(changes: readonly { memberKey: string; attribute: string; value: string | null }[]): string {
+  return JSON.stringify([...attributePatches(changes)].map(([memberKey, patch]) => [requireKey(memberKey), patch]));
 }
 
 /** Runs synchronous SQLite work so that any error, too, arrives as a rejected promise. */
