@@ -1,9 +1,10 @@
 /**
- * `npm run bench:traits`: BENCH_USERS users (100,000) active in one ingested hour, then a trait sync of five user
- * properties into Braze under a BENCH_BRAZE_REQUESTS_PER_SECOND ceiling (1,000): the first run writes every value,
- * then 2% of the values change in Amplitude and a rerun sends only those, then once more unchanged. Last, a sync
- * of two computations through the User Profile API for BENCH_PROFILE_USERS users (20,000) at a share of
- * BENCH_PROFILE_REQUESTS_PER_MINUTE (6,000, the sandbox's limit scaled up so the run takes minutes, not hours).
+ * `npm run bench:traits`: BENCH_USERS users (145,000: about 100,000 identified users active) in one ingested hour,
+ * then a trait sync of five user properties into Braze under a BENCH_BRAZE_REQUESTS_PER_SECOND ceiling (1,000): the
+ * first run writes every value, then 2% of the values change in Amplitude and a rerun sends only those, then once
+ * more unchanged. Last, a sync of two computations through the User Profile API for BENCH_PROFILE_USERS users
+ * (20,000) at a share of BENCH_PROFILE_REQUESTS_PER_MINUTE (6,000, the sandbox's limit scaled up so the run takes
+ * minutes, not hours).
  * Writes bench-results/traits-<users>[-<store>].json.
  */
 import { join } from 'node:path';
@@ -26,7 +27,7 @@ import {
   type Span,
 } from './bench-support.js';
 
-const USERS = Number(process.env.BENCH_USERS ?? 100_000);
+const USERS = Number(process.env.BENCH_USERS ?? 145_000);
 const PROFILE_USERS = Number(process.env.BENCH_PROFILE_USERS ?? 20_000);
 const PROFILE_SHARE = Number(process.env.BENCH_PROFILE_REQUESTS_PER_MINUTE ?? 6_000);
 const RATE_CEILING = { requests: Number(process.env.BENCH_BRAZE_REQUESTS_PER_SECOND ?? 1_000), windowMs: 1_000 };
