@@ -463,6 +463,64 @@ export const MIGRATIONS: readonly Migration[] = [
       DROP TABLE attribute_snapshots;
     `,
   },
+  {
+    version: 10,
+    name: 'ingress spool and dead letters',
+    sql: `
+      -- What the receiver acknowledged (Currents events, cohort webhook batches), per stream: kept until processed and
+      -- then for a horizon, so that a redelivery is recognised at the door. A throttled partition's items wait until
+      -- not_before_ms; items of one partition are processed in seq order.
+      CREATE TABLE ingress_spool (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        stream TEXT NOT NULL,
+        dedupe_key TEXT NOT NULL,
+        partition_key TEXT NOT NULL,
+        received_at_ms INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        not_before_ms INTEGER NOT NULL DEFAULT 0,
+        done_at_ms INTEGER,
+        UNIQUE (stream, dedupe_key)
+      );
+      CREATE INDEX ingress_spool_pending ON ingress_spool (stream, seq) WHERE done_at_ms IS NULL;
+      CREATE INDEX ingress_spool_pending_by_partition ON ingress_spool (stream, partition_key, seq) WHERE done_at_ms IS NULL;
+      CREATE INDEX ingress_spool_done ON ingress_spool (done_at_ms) WHERE done_at_ms IS NOT NULL;
+
+      -- Items that cannot be processed (malformed at the door, or refused by the vendor), with the reason.
+      CREATE TABLE ingress_dead_letters (
+        stream TEXT NOT NULL,
+        dedupe_key TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        body TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        PRIMARY KEY (stream, dedupe_key)
+      ) WITHOUT ROWID;
+    `,
+    postgres: `
+      CREATE TABLE ingress_spool (
+        seq BIGSERIAL PRIMARY KEY,
+        stream TEXT COLLATE "C" NOT NULL,
+        dedupe_key TEXT COLLATE "C" NOT NULL,
+        partition_key TEXT COLLATE "C" NOT NULL,
+        received_at_ms BIGINT NOT NULL,
+        body TEXT NOT NULL,
+        not_before_ms BIGINT NOT NULL DEFAULT 0,
+        done_at_ms BIGINT,
+        UNIQUE (stream, dedupe_key)
+      );
+      CREATE INDEX ingress_spool_pending ON ingress_spool (stream, seq) WHERE done_at_ms IS NULL;
+      CREATE INDEX ingress_spool_pending_by_partition ON ingress_spool (stream, partition_key, seq) WHERE done_at_ms IS NULL;
+      CREATE INDEX ingress_spool_done ON ingress_spool (done_at_ms) WHERE done_at_ms IS NOT NULL;
+
+      CREATE TABLE ingress_dead_letters (
+        stream TEXT COLLATE "C" NOT NULL,
+        dedupe_key TEXT COLLATE "C" NOT NULL,
+        reason TEXT NOT NULL,
+        body TEXT NOT NULL,
+        at_ms BIGINT NOT NULL,
+        PRIMARY KEY (stream, dedupe_key)
+      );
+    `,
+  },
 ];
 
 export function currentSchemaVersion(db: Database): number {

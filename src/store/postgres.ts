@@ -19,6 +19,11 @@ import {
   planPagesSql,
   profileFetchCountsSql,
   profileFetchQueueSql,
+  pendingIngressSql,
+  ingressBacklogSql,
+  toIngressBacklog,
+  toSpooledItem,
+  type SpooledRow,
   requireFormat,
   requireKey,
   requirePageSize,
@@ -53,7 +58,12 @@ import {
   type DiffKind,
   type DiffPageOptions,
   type EventClaim,
+  type DeadLetter,
+  type IngressBacklog,
+  type IngressItem,
   type JsonObject,
+  type JsonValue,
+  type SpooledItem,
   type MemberFailure,
   type OutcomeTotals,
   type Page,
@@ -186,6 +196,8 @@ const PRUNE_INACTIVE_USERS = `WITH pruned AS (
   ), ${USER_TABLES.map(({ table, key }) => `${table}_pruned AS (DELETE FROM ${table} WHERE ${key} = ANY (ARRAY(SELECT user_key FROM pruned)))`).join(', ')}
   SELECT count(*) AS count FROM pruned`;
 const PROFILE_FETCH_QUEUE = profileFetchQueueSql({ syncId: '$1', sinceMs: '$2', limit: '$3' });
+const PENDING_INGRESS = pendingIngressSql({ stream: '$1', nowMs: '$2', limit: '$3' });
+const INGRESS_BACKLOG = ingressBacklogSql({ stream: '$1', nowMs: '$2' });
 const PROFILE_FETCH_COUNTS = profileFetchCountsSql({ syncId: '$1', sinceMs: '$2', fetchedSinceMs: '$3' });
 const INSERT_REQUEST_OUTCOME =
   'INSERT INTO request_outcomes (run_id, request_key, accepted, rejected, data_points) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING';
@@ -692,6 +704,94 @@ export class PostgresStateStore implements StateStore {
 
   profileFetchCounts(syncId: string, options: { sinceMs: number; fetchedSinceMs: number }): Promise<ProfileFetchCounts> {
     return this.#one<ProfileFetchCounts>(PROFILE_FETCH_COUNTS, [syncId, options.sinceMs, options.fetchedSinceMs]);
+  }
+
+  async spoolIngress(
+    stream: string,
+    items: readonly IngressItem[],
+    receivedAtMs: number,
+  ): Promise<{ spooled: number; duplicates: number }> {
+    if (items.length === 0) return { spooled: 0, duplicates: 0 };
+    // One statement: the sender's batch is in the store as a whole, or not at all (and it sends it again).
+    const result = await this.#query(
+      `INSERT INTO ingress_spool (stream, dedupe_key, partition_key, received_at_ms, body)
+       SELECT $1, k, p, $2, b FROM unnest($3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS t(k, p, b, n) ORDER BY n
+       ON CONFLICT DO NOTHING`,
+      [
+        stream,
+        receivedAtMs,
+        items.map((item) => requireKey(item.dedupeKey)),
+        items.map((item) => item.partitionKey),
+        items.map((item) => JSON.stringify(item.body)),
+      ],
+    );
+    const spooled = result.rowCount ?? 0;
+    return { spooled, duplicates: items.length - spooled };
+  }
+
+  async pendingIngress(stream: string, options: { nowMs: number; limit: number }): Promise<SpooledItem[]> {
+    return (await this.#rows<SpooledRow>(PENDING_INGRESS, [stream, options.nowMs, pageLimit(options.limit)])).map(toSpooledItem);
+  }
+
+  async completeIngress(stream: string, seqs: readonly number[], doneAtMs: number): Promise<void> {
+    for (const chunk of batches(seqs))
+      await this.#query('UPDATE ingress_spool SET done_at_ms = $1 WHERE stream = $2 AND seq = ANY($3::bigint[]) AND done_at_ms IS NULL', [
+        doneAtMs,
+        stream,
+        chunk,
+      ]);
+  }
+
+  async deferIngress(stream: string, partitionKeys: readonly string[], notBeforeMs: number): Promise<void> {
+    for (const chunk of batches(partitionKeys))
+      await this.#query(
+        'UPDATE ingress_spool SET not_before_ms = $1 WHERE stream = $2 AND partition_key = ANY($3::text[]) AND done_at_ms IS NULL',
+        [notBeforeMs, stream, chunk],
+      );
+  }
+
+  async deadLetterIngress(stream: string, letters: ReadonlyArray<DeadLetter & { seq?: number }>, atMs: number): Promise<void> {
+    for (const chunk of batches(letters)) {
+      await this.#transaction(async (client) => {
+        await client.query(
+          `INSERT INTO ingress_dead_letters (stream, dedupe_key, reason, body, at_ms)
+           SELECT $1, k, r, b, $2 FROM unnest($3::text[], $4::text[], $5::text[]) AS t(k, r, b) ON CONFLICT DO NOTHING`,
+          [
+            stream,
+            atMs,
+            chunk.map((letter) => requireKey(letter.dedupeKey)),
+            chunk.map((letter) => letter.reason),
+            chunk.map((letter) => JSON.stringify(letter.body)),
+          ],
+        );
+        const seqs = chunk.flatMap((letter) => (letter.seq === undefined ? [] : [letter.seq]));
+        await client.query(
+          'UPDATE ingress_spool SET done_at_ms = $1 WHERE stream = $2 AND seq = ANY($3::bigint[]) AND done_at_ms IS NULL',
+          [atMs, stream, seqs],
+        );
+      });
+    }
+  }
+
+  async ingressBacklog(stream: string, nowMs: number): Promise<IngressBacklog> {
+    return toIngressBacklog(await this.#one(INGRESS_BACKLOG, [stream, nowMs]));
+  }
+
+  async deadLetters(stream: string, options: { limit: number }): Promise<Array<DeadLetter & { atMs: number }>> {
+    const rows = await this.#rows<{ dedupeKey: string; reason: string; body: string; atMs: string }>(
+      `SELECT dedupe_key AS "dedupeKey", reason, body, at_ms AS "atMs" FROM ingress_dead_letters WHERE stream = $1
+       ORDER BY at_ms, dedupe_key LIMIT $2`,
+      [stream, pageLimit(options.limit)],
+    );
+    return rows.map((row) => ({ ...row, atMs: Number(row.atMs), body: JSON.parse(row.body) as JsonValue }));
+  }
+
+  async pruneIngress(beforeMs: number, limit: number): Promise<number> {
+    const result = await this.#query(
+      'DELETE FROM ingress_spool WHERE seq IN (SELECT seq FROM ingress_spool WHERE done_at_ms < $1 LIMIT $2)',
+      [beforeMs, pageLimit(limit)],
+    );
+    return result.rowCount ?? 0;
   }
 
   async startRun(run: RunStart): Promise<void> {

@@ -3,6 +3,7 @@ import {
   MAX_ROWS_PER_TRANSACTION,
   type DiffCounts,
   type JsonObject,
+  type SpooledItem,
   type Page,
   type PageRange,
   type PlanKind,
@@ -208,6 +209,48 @@ export function profileFetchQueueSql({ syncId, sinceMs, limit }: { syncId: strin
     UNION ALL
     SELECT 1, fetched_at_ms, user_key, last_event_ms, fetched_at_ms FROM stale
     ORDER BY part, part_order, "userKey"`;
+}
+
+/** The statement of `StateStore.pendingIngress` in both dialects, given the dialect's placeholders. */
+export function pendingIngressSql({ stream, nowMs, limit }: { stream: string; nowMs: string; limit: string }): string {
+  return `SELECT s.seq, s.dedupe_key AS "dedupeKey", s.partition_key AS "partitionKey", s.received_at_ms AS "receivedAtMs", s.body
+    FROM ingress_spool s
+    WHERE s.stream = ${stream} AND s.done_at_ms IS NULL AND s.not_before_ms <= ${nowMs}
+      AND NOT EXISTS (
+        SELECT 1 FROM ingress_spool d
+        WHERE d.stream = s.stream AND d.partition_key = s.partition_key AND d.done_at_ms IS NULL AND d.seq < s.seq AND d.not_before_ms > ${nowMs}
+      )
+    ORDER BY s.seq LIMIT ${limit}`;
+}
+
+/** The statement of `StateStore.ingressBacklog` in both dialects, given the dialect's placeholders. */
+export function ingressBacklogSql({ stream, nowMs }: { stream: string; nowMs: string }): string {
+  return `SELECT count(*) AS pending, count(*) FILTER (WHERE not_before_ms > ${nowMs}) AS deferred, min(received_at_ms) AS "oldestReceivedAtMs"
+    FROM ingress_spool WHERE stream = ${stream} AND done_at_ms IS NULL`;
+}
+
+export interface SpooledRow {
+  seq: number | string;
+  dedupeKey: string;
+  partitionKey: string;
+  receivedAtMs: number | string;
+  body: string;
+}
+
+export function toSpooledItem(row: SpooledRow): SpooledItem {
+  const { dedupeKey, partitionKey } = row;
+  return {
+    seq: Number(row.seq),
+    dedupeKey,
+    partitionKey,
+    receivedAtMs: Number(row.receivedAtMs),
+    body: JSON.parse(row.body) as JsonObject,
+  };
+}
+
+export function toIngressBacklog(row: { pending: number | string; deferred: number | string; oldestReceivedAtMs: number | string | null }) {
+  const oldest = row.oldestReceivedAtMs;
+  return { pending: Number(row.pending), deferred: Number(row.deferred), oldestReceivedAtMs: oldest === null ? undefined : Number(oldest) };
 }
 
 /** The statement of `StateStore.profileFetchCounts` in both dialects, given the dialect's placeholders. */

@@ -18,6 +18,11 @@ import {
   planPagesSql,
   profileFetchCountsSql,
   profileFetchQueueSql,
+  pendingIngressSql,
+  ingressBacklogSql,
+  toIngressBacklog,
+  toSpooledItem,
+  type SpooledRow,
   requireFormat,
   requireKey,
   requirePageSize,
@@ -54,7 +59,12 @@ import {
   type DiffKind,
   type DiffPageOptions,
   type EventClaim,
+  type DeadLetter,
+  type IngressBacklog,
+  type IngressItem,
   type JsonObject,
+  type JsonValue,
+  type SpooledItem,
   type MemberFailure,
   type Page,
   type PageOptions,
@@ -401,6 +411,59 @@ export class SqliteStateStore implements StateStore {
     return settle(() => this.#sql.profileFetchCounts.get({ syncId, ...options })!);
   }
 
+  async spoolIngress(
+    stream: string,
+    items: readonly IngressItem[],
+    receivedAtMs: number,
+  ): Promise<{ spooled: number; duplicates: number }> {
+    let spooled = 0;
+    // One transaction: the sender's batch is in the store as a whole, or not at all (and it sends it again).
+    await settle(() =>
+      this.#db.transaction(() => {
+        for (const item of items) {
+          const { dedupeKey, partitionKey, body } = item;
+          spooled += this.#sql.spoolItem.run(stream, requireKey(dedupeKey), partitionKey, receivedAtMs, JSON.stringify(body)).changes;
+        }
+      })(),
+    );
+    return { spooled, duplicates: items.length - spooled };
+  }
+
+  pendingIngress(stream: string, options: { nowMs: number; limit: number }): Promise<SpooledItem[]> {
+    return settle(() => this.#sql.pendingIngress.all({ stream, nowMs: options.nowMs, limit: pageLimit(options.limit) }).map(toSpooledItem));
+  }
+
+  async completeIngress(stream: string, seqs: readonly number[], doneAtMs: number): Promise<void> {
+    await this.#inTransactions(seqs, (chunk) => void this.#sql.completeIngress.run(doneAtMs, stream, JSON.stringify(chunk)));
+  }
+
+  async deferIngress(stream: string, partitionKeys: readonly string[], notBeforeMs: number): Promise<void> {
+    await this.#inTransactions(partitionKeys, (chunk) => void this.#sql.deferIngress.run(notBeforeMs, stream, JSON.stringify(chunk)));
+  }
+
+  async deadLetterIngress(stream: string, letters: ReadonlyArray<DeadLetter & { seq?: number }>, atMs: number): Promise<void> {
+    await this.#inTransactions(letters, (chunk) => {
+      for (const letter of chunk) {
+        this.#sql.insertDeadLetter.run(stream, requireKey(letter.dedupeKey), letter.reason, JSON.stringify(letter.body), atMs);
+        if (letter.seq !== undefined) this.#sql.completeIngress.run(atMs, stream, JSON.stringify([letter.seq]));
+      }
+    });
+  }
+
+  ingressBacklog(stream: string, nowMs: number): Promise<IngressBacklog> {
+    return settle(() => toIngressBacklog(this.#sql.ingressBacklog.get({ stream, nowMs })!));
+  }
+
+  deadLetters(stream: string, options: { limit: number }): Promise<Array<DeadLetter & { atMs: number }>> {
+    return settle(() =>
+      this.#sql.deadLetters.all(stream, pageLimit(options.limit)).map((row) => ({ ...row, body: JSON.parse(row.body) as JsonValue })),
+    );
+  }
+
+  pruneIngress(beforeMs: number, limit: number): Promise<number> {
+    return settle(() => this.#sql.pruneIngress.run(beforeMs, pageLimit(limit)).changes);
+  }
+
   startRun(run: RunStart): Promise<void> {
     return settle(() => void this.#sql.insertRun.run(run.runId, run.syncId, run.kind, run.startedAt.toISOString()));
   }
@@ -652,6 +715,32 @@ export class SqliteStateStore implements StateStore {
 
 function prepareStatements(db: Database.Database) {
   return {
+    spoolItem: db.prepare<[string, string, string, number, string]>(
+      'INSERT INTO ingress_spool (stream, dedupe_key, partition_key, received_at_ms, body) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
+    ),
+    pendingIngress: db.prepare<{ stream: string; nowMs: number; limit: number }, SpooledRow>(
+      pendingIngressSql({ stream: '@stream', nowMs: '@nowMs', limit: '@limit' }),
+    ),
+    completeIngress: db.prepare<[number, string, string]>(
+      'UPDATE ingress_spool SET done_at_ms = ? WHERE stream = ? AND seq IN (SELECT value FROM json_each(?)) AND done_at_ms IS NULL',
+    ),
+    deferIngress: db.prepare<[number, string, string]>(
+      `UPDATE ingress_spool SET not_before_ms = ?
+       WHERE stream = ? AND partition_key IN (SELECT value FROM json_each(?)) AND done_at_ms IS NULL`,
+    ),
+    insertDeadLetter: db.prepare<[string, string, string, string, number]>(
+      'INSERT INTO ingress_dead_letters (stream, dedupe_key, reason, body, at_ms) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
+    ),
+    ingressBacklog: db.prepare<{ stream: string; nowMs: number }, { pending: number; deferred: number; oldestReceivedAtMs: number | null }>(
+      ingressBacklogSql({ stream: '@stream', nowMs: '@nowMs' }),
+    ),
+    deadLetters: db.prepare<[string, number], { dedupeKey: string; reason: string; body: string; atMs: number }>(
+      `SELECT dedupe_key AS dedupeKey, reason, body, at_ms AS atMs FROM ingress_dead_letters WHERE stream = ?
+       ORDER BY at_ms, dedupe_key LIMIT ?`,
+    ),
+    pruneIngress: db.prepare<[number, number]>(
+      'DELETE FROM ingress_spool WHERE seq IN (SELECT seq FROM ingress_spool WHERE done_at_ms < ? LIMIT ?)',
+    ),
     writeProbe: db.prepare(
       `INSERT INTO rate_windows (limiter_key, window_start_ms, used) VALUES ('write-probe', 0, 0) ON CONFLICT DO NOTHING`,
     ),

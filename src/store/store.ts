@@ -245,6 +245,40 @@ export interface ProfileFetchCounts {
   fetchedSince: number;
 }
 
+/**
+ * An item the receiver acknowledged into a stream's spool (`currents`, or a cohort's webhook stream): a 2xx to the
+ * sender means it is here, so a receiver killed at any instant loses nothing.
+ */
+export interface IngressItem {
+  /** What names a delivery: a redelivery with the same key is a duplicate (the Currents event `id`, …). */
+  dedupeKey: string;
+  /** Items of one partition (the user or device they concern) are processed in arrival order. */
+  partitionKey: string;
+  body: JsonObject;
+}
+
+export interface SpooledItem extends IngressItem {
+  /** Arrival order within the store. */
+  seq: number;
+  receivedAtMs: number;
+}
+
+/** An item that cannot be processed, kept with the reason instead of blocking its stream or being lost. */
+export interface DeadLetter {
+  dedupeKey: string;
+  reason: string;
+  /** What arrived, as it arrived (a malformed item need not be an object). */
+  body: JsonValue;
+}
+
+export interface IngressBacklog {
+  /** Items not yet processed, of which `deferred` wait for a backoff to end. */
+  pending: number;
+  deferred: number;
+  /** When the oldest unprocessed item arrived. */
+  oldestReceivedAtMs: number | undefined;
+}
+
 /** One Amplitude event staged to go to Braze: the Braze event object, keyed by the Amplitude event. */
 export interface StagedEvent {
   /** `insert:<$insert_id>` (or `uuid:<uuid>` where it is missing): unique per Amplitude event. */
@@ -393,6 +427,25 @@ export interface StateStore {
    * many it fetched at or after `fetchedSinceMs`.
    */
   profileFetchCounts(syncId: string, options: { sinceMs: number; fetchedSinceMs: number }): Promise<ProfileFetchCounts>;
+
+  /** Adds items to a stream's spool in one transaction; an item whose key the stream has seen before is a duplicate. */
+  spoolIngress(stream: string, items: readonly IngressItem[], receivedAtMs: number): Promise<{ spooled: number; duplicates: number }>;
+  /**
+   * The stream's oldest unprocessed items, in arrival order, up to `limit` (capped at MAX_ROWS_PER_TRANSACTION): none
+   * deferred past `nowMs`, and none behind an earlier deferred item of its partition, so each partition keeps its order.
+   */
+  pendingIngress(stream: string, options: { nowMs: number; limit: number }): Promise<SpooledItem[]>;
+  /** Marks items processed; they stay (to recognise redeliveries) until pruned. */
+  completeIngress(stream: string, seqs: readonly number[], doneAtMs: number): Promise<void>;
+  /** Holds back every unprocessed item of these partitions until `notBeforeMs` (a vendor throttled them). */
+  deferIngress(stream: string, partitionKeys: readonly string[], notBeforeMs: number): Promise<void>;
+  /** Keeps items with their reason; a spooled item (with `seq`) is marked processed too. A repeated key keeps the first. */
+  deadLetterIngress(stream: string, letters: ReadonlyArray<DeadLetter & { seq?: number }>, atMs: number): Promise<void>;
+  ingressBacklog(stream: string, nowMs: number): Promise<IngressBacklog>;
+  /** Oldest first. */
+  deadLetters(stream: string, options: { limit: number }): Promise<Array<DeadLetter & { atMs: number }>>;
+  /** Deletes up to `limit` items of any stream processed before `beforeMs`; returns how many. */
+  pruneIngress(beforeMs: number, limit: number): Promise<number>;
 
   /** Records a run as running; a retried start of the same run is a no-op. */
   startRun(run: RunStart): Promise<void>;

@@ -1,0 +1,92 @@
+/**
+ * The store's ingress spool, on every store: what the receiver acknowledged, recognised again when redelivered,
+ * handed out in arrival order with each throttled partition held back (and everything behind it in that partition),
+ * dead letters kept with their reason, the backlog, and pruning after the horizon.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { IngressItem, StateStore } from '../src/store/index.js';
+import { forEachStore, openFreshStore } from './helpers/stores.js';
+
+const item = (id: string, user: string): IngressItem => ({ dedupeKey: id, partitionKey: `user:${user}`, body: { id, user } });
+const ids = (items: ReadonlyArray<{ dedupeKey: string }>) => items.map((spooled) => spooled.dedupeKey);
+
+forEachStore((kind) => {
+  let store: StateStore;
+  before(async () => {
+    ({ store } = await openFreshStore(kind));
+  });
+  after(async () => {
+    await store.close();
+  });
+
+  describe('ingress spool', () => {
+    test('a batch is spooled whole; a redelivered key is a duplicate, also after it was processed; streams are apart', async () => {
+      assert.deepEqual(await store.spoolIngress('currents', [item('e1', 'a'), item('e2', 'b'), item('e3', 'a')], 1_000), {
+        spooled: 3,
+        duplicates: 0,
+      });
+      assert.deepEqual(await store.spoolIngress('currents', [item('e2', 'b'), item('e4', 'c')], 2_000), { spooled: 1, duplicates: 1 });
+      assert.deepEqual(await store.spoolIngress('other', [item('e1', 'a')], 2_000), { spooled: 1, duplicates: 0 });
+      const pending = await store.pendingIngress('currents', { nowMs: 3_000, limit: 10 });
+      assert.deepEqual(ids(pending), ['e1', 'e2', 'e3', 'e4'], 'in arrival order');
+      assert.deepEqual(pending[0], {
+        seq: pending[0]!.seq,
+        dedupeKey: 'e1',
+        partitionKey: 'user:a',
+        receivedAtMs: 1_000,
+        body: item('e1', 'a').body,
+      });
+      assert.deepEqual(await store.ingressBacklog('currents', 3_000), { pending: 4, deferred: 0, oldestReceivedAtMs: 1_000 });
+
+      await store.completeIngress('currents', [pending[0]!.seq], 3_000);
+      assert.deepEqual(await store.spoolIngress('currents', [item('e1', 'a')], 4_000), { spooled: 0, duplicates: 1 });
+      assert.deepEqual(ids(await store.pendingIngress('currents', { nowMs: 4_000, limit: 10 })), ['e2', 'e3', 'e4']);
+      assert.deepEqual(ids(await store.pendingIngress('currents', { nowMs: 4_000, limit: 2 })), ['e2', 'e3'], 'at most the limit');
+    });
+
+    test('a deferred partition waits, with everything behind it in that partition; others flow', async () => {
+      await store.spoolIngress('currents', [item('e5', 'a'), item('e6', 'c')], 5_000);
+      await store.deferIngress('currents', ['user:a'], 10_000);
+      assert.deepEqual(ids(await store.pendingIngress('currents', { nowMs: 6_000, limit: 10 })), ['e2', 'e4', 'e6']);
+      // A late arrival of the throttled user stays behind its earlier deferred items too.
+      await store.spoolIngress('currents', [item('e7', 'a')], 7_000);
+      assert.deepEqual(ids(await store.pendingIngress('currents', { nowMs: 7_000, limit: 10 })), ['e2', 'e4', 'e6']);
+      assert.deepEqual(await store.ingressBacklog('currents', 7_000), { pending: 6, deferred: 2, oldestReceivedAtMs: 1_000 });
+      assert.deepEqual(ids(await store.pendingIngress('currents', { nowMs: 10_000, limit: 10 })), ['e2', 'e3', 'e4', 'e5', 'e6', 'e7']);
+    });
+
+    test('dead letters keep the reason and what arrived; a spooled one is processed; a repeated key keeps the first', async () => {
+      const [e2] = await store.pendingIngress('currents', { nowMs: 10_000, limit: 1 });
+      await store.deadLetterIngress(
+        'currents',
+        [
+          { seq: e2!.seq, dedupeKey: 'e2', reason: 'Amplitude: invalid device_id', body: e2!.body },
+          { dedupeKey: 'malformed:1', reason: 'events[3].time: expected a number', body: ['not', 'an', 'event'] },
+        ],
+        11_000,
+      );
+      await store.deadLetterIngress('currents', [{ dedupeKey: 'malformed:1', reason: 'again', body: null }], 12_000);
+      assert.deepEqual(await store.deadLetters('currents', { limit: 10 }), [
+        { dedupeKey: 'e2', reason: 'Amplitude: invalid device_id', body: item('e2', 'b').body, atMs: 11_000 },
+        { dedupeKey: 'malformed:1', reason: 'events[3].time: expected a number', body: ['not', 'an', 'event'], atMs: 11_000 },
+      ]);
+      assert.ok(!ids(await store.pendingIngress('currents', { nowMs: 12_000, limit: 10 })).includes('e2'));
+      assert.deepEqual(await store.deadLetters('other', { limit: 10 }), []);
+    });
+
+    test('pruning deletes processed items older than the horizon, never pending ones', async () => {
+      const pending = await store.pendingIngress('currents', { nowMs: 12_000, limit: 10 });
+      await store.completeIngress(
+        'currents',
+        pending.map((spooled) => spooled.seq),
+        20_000,
+      );
+      assert.equal(await store.pruneIngress(15_000, 100), 2, 'e1 (done at 3 s) and e2 (dead-lettered at 11 s)');
+      assert.equal(await store.pruneIngress(15_000, 100), 0);
+      assert.equal(await store.pruneIngress(30_000, 100), pending.length);
+      assert.deepEqual(ids(await store.pendingIngress('other', { nowMs: 30_000, limit: 10 })), ['e1'], 'the other stream is pending still');
+      assert.deepEqual(await store.ingressBacklog('currents', 30_000), { pending: 0, deferred: 0, oldestReceivedAtMs: undefined });
+    });
+  });
+});
