@@ -254,18 +254,26 @@ describe('profile, export and ingestion', () => {
     );
   });
 
-  test('ingestion: a throttled id is a rate limit (30 s on HTTP V2), too many events is non-retryable "payload too large"', async () => {
+  test('ingestion: a throttled user’s events come back to send after 30 s while the rest go; too many events are split', async () => {
     const time = Date.UTC(2026, 10, 1);
     const burst = Array.from({ length: 31 }, (_, i) => ({ event_type: 'tick', user_id: 'user-000009', time, insert_id: `burst-${i}` }));
-    await assert.rejects(
-      plain.client.ingestEvents(burst, { api: 'httpapi' }),
-      (error: unknown) => error instanceof RateLimitedError && error.retryAfterMs === 30_000,
+    const others = [{ event_type: 'tick', user_id: 'user-000010', time, insert_id: 'calm-1' }];
+    const result = await plain.client.ingestEvents([...burst.slice(0, 15), ...others, ...burst.slice(15)], { api: 'httpapi' });
+    assert.deepEqual(
+      result.accepted.map((e) => e.insert_id),
+      ['calm-1'],
+      'the other user’s event goes through',
     );
+    assert.equal(result.throttled.length, burst.length, 'every event of the throttled user, in order');
+    assert.deepEqual(
+      result.throttled.map((t) => t.object.insert_id),
+      burst.map((e) => e.insert_id),
+    );
+    assert.equal(result.retryThrottledAfterMs, 30_000);
+
     const tooMany = Array.from({ length: 2_001 }, (_, i) => ({ event_type: 'tick', user_id: `user-${String(i).padStart(6, '0')}`, time }));
-    await assert.rejects(
-      plain.client.ingestEvents(tooMany, { api: 'batch' }),
-      (error: unknown) => error instanceof NonRetryableVendorError && error.status === 413 && /payload too large/i.test(error.message),
-    );
+    const split = await plain.client.ingestEvents(tooMany, { api: 'batch' });
+    assert.equal(split.accepted.length, tooMany.length, 'a 413 splits the events until they fit');
   });
 });
 

@@ -4,7 +4,7 @@
  * streamed) and HTTP V2 / Batch ingestion with event-index errors mapped back to the exact events.
  */
 import type { Readable } from 'node:stream';
-import { NonRetryableVendorError, RetryableVendorError, type PartialResult } from '../errors.js';
+import { NonRetryableVendorError, RateLimitedError, RetryableVendorError, type PartialResult } from '../errors.js';
 import { vendorUrl, VendorHttp } from '../http.js';
 import { parseCohortMembers, type CohortMember } from './cohort-csv.js';
 import { exportArchiveLines } from './export-archive.js';
@@ -16,6 +16,7 @@ import {
   exportedEventSchema,
   ingestBadRequestSchema,
   ingestSuccessSchema,
+  ingestThrottledSchema,
   profileErrorSchema,
   UNKNOWN_USER_MESSAGE,
   userActivitySchema,
@@ -25,6 +26,7 @@ import {
   type AmplitudeUserProfile,
   type ExportedEvent,
   type IngestBadRequest,
+  type IngestThrottled,
 } from './schemas.js';
 
 export interface AmplitudeClientConfig {
@@ -47,6 +49,21 @@ export interface ProfileOptions {
 }
 
 export type IngestApi = 'httpapi' | 'batch';
+
+export interface IngestResult extends PartialResult<AmplitudeEvent> {
+  /** Events of the users and devices Amplitude throttled: not ingested; send them again after the wait. */
+  throttled: Array<{ object: AmplitudeEvent; index: number }>;
+  retryThrottledAfterMs: number;
+}
+
+interface IndexedEvent {
+  event: AmplitudeEvent;
+  /** Its position in the events the caller gave. */
+  index: number;
+}
+
+/** HTTP V2 averages a device's or user's event rate over 30 s: a throttled id waits that long without a Retry-After. */
+const THROTTLE_WINDOW_MS = 30_000;
 
 /** Export jobs and zipped event exports can be slow to start answering. */
 const SLOW_REQUEST_TIMEOUT_MS = 180_000;
@@ -244,13 +261,23 @@ export class AmplitudeClient {
    * Ingests events. On a 400 that names offending events by index, those events are rejected with the field
    * Amplitude named and the rest are sent again once; request-level errors are non-retryable.
    */
-  async ingestEvents(
-    events: readonly AmplitudeEvent[],
-    options: { api: IngestApi; minIdLength?: number },
-  ): Promise<PartialResult<AmplitudeEvent>> {
-    const result: PartialResult<AmplitudeEvent> = { accepted: [], rejected: [] };
-    let pending = events.map((event, index) => ({ event, index }));
-    for (let attempt = 0; attempt < 2 && pending.length > 0; attempt++) {
+  /**
+   * Sends events to HTTP V2 or Batch. A 400's event indexes map back to the exact events, which are rejected while the
+   * rest is sent again; a 429 naming throttled users, devices or events hands those events back as `throttled` (to
+   * send again after `retryThrottledAfterMs`) while the rest is sent again; a 413 splits the events in halves.
+   */
+  async ingestEvents(events: readonly AmplitudeEvent[], options: { api: IngestApi; minIdLength?: number }): Promise<IngestResult> {
+    const result: IngestResult = { accepted: [], rejected: [], throttled: [], retryThrottledAfterMs: 0 };
+    await this.#ingest(
+      events.map((event, index) => ({ event, index })),
+      options,
+      result,
+    );
+    return result;
+  }
+
+  async #ingest(pending: IndexedEvent[], options: { api: IngestApi; minIdLength?: number }, result: IngestResult): Promise<void> {
+    while (pending.length > 0) {
       const response = await this.http.send({
         method: 'POST',
         url: vendorUrl(this.config.ingestUrl, options.api === 'httpapi' ? '/2/httpapi' : '/batch'),
@@ -264,25 +291,35 @@ export class AmplitudeClient {
       if (response.status === 200) {
         this.http.parse(response, ingestSuccessSchema, safeJson(text));
         result.accepted.push(...pending.map((p) => p.event));
-        return result;
+        return;
       }
-      const badEvents =
-        response.status === 400 ? offendingEvents(ingestBadRequestSchema.safeParse(safeJson(text)).data) : new Map<number, string>();
-      if (badEvents.size === 0) throw this.http.classify(response, text);
-      for (const [sentIndex, reason] of badEvents) {
+      if (response.status === 413 && pending.length > 1) {
+        const half = Math.ceil(pending.length / 2);
+        await this.#ingest(pending.slice(0, half), options, result);
+        await this.#ingest(pending.slice(half), options, result);
+        return;
+      }
+      const offending =
+        response.status === 400
+          ? offendingEvents(ingestBadRequestSchema.safeParse(safeJson(text)).data)
+          : response.status === 429
+            ? throttledEvents(ingestThrottledSchema.safeParse(safeJson(text)).data, pending)
+            : new Map<number, string>();
+      if (offending.size === 0) throw this.http.classify(response, text);
+      for (const [sentIndex, reason] of [...offending].sort(([a], [b]) => a - b)) {
         const entry = pending[sentIndex];
         if (!entry) throw this.http.invalidResponse(response, `an event index (${sentIndex}) beyond the ${pending.length} events sent`);
-        result.rejected.push({ object: entry.event, index: entry.index, reason });
+        if (response.status === 400) result.rejected.push({ object: entry.event, index: entry.index, reason });
+        else result.throttled.push({ object: entry.event, index: entry.index });
       }
-      pending = pending.filter((_, sentIndex) => !badEvents.has(sentIndex));
+      if (response.status === 429) {
+        const limited = this.http.classify(response, text);
+        const waitMs = limited instanceof RateLimitedError ? limited.retryAfterMs : THROTTLE_WINDOW_MS;
+        result.retryThrottledAfterMs = Math.max(result.retryThrottledAfterMs, waitMs);
+      }
+      // Each round removes at least one event, so this ends.
+      pending = pending.filter((_, sentIndex) => !offending.has(sentIndex));
     }
-    if (pending.length > 0) {
-      throw new NonRetryableVendorError(
-        { vendor: 'amplitude', endpoint: `POST /${options.api === 'httpapi' ? '2/httpapi' : 'batch'}` },
-        'rejected events again after the offending ones were removed',
-      );
-    }
-    return result;
   }
 
   private api(path: string, query?: URLSearchParams): URL {
@@ -292,6 +329,21 @@ export class AmplitudeClient {
   private basicAuth(): Record<string, string> {
     return { authorization: `Basic ${this.basicCredentials}` };
   }
+}
+
+/**
+ * The events of a 429 that Amplitude throttled: those it lists, and every event of a throttled user or device (sent
+ * after a throttled one they must not overtake it). Nothing in a throttled request was ingested.
+ */
+function throttledEvents(body: IngestThrottled | undefined, sent: readonly IndexedEvent[]): Map<number, string> {
+  const throttled = new Map<number, string>();
+  const users = new Set(Object.keys(body?.throttled_users ?? {}));
+  const devices = new Set(Object.keys(body?.throttled_devices ?? {}));
+  for (const index of body?.throttled_events ?? []) throttled.set(index, 'throttled');
+  sent.forEach(({ event }, index) => {
+    if ((event.user_id && users.has(event.user_id)) || (event.device_id && devices.has(event.device_id))) throttled.set(index, 'throttled');
+  });
+  return throttled;
 }
 
 /** Event index → reason, from the 400's `events_with_invalid_fields` / `events_with_missing_fields` maps. */

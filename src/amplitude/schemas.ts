@@ -119,3 +119,11 @@ export const ingestBadRequestSchema = z.looseObject({
   silenced_events: z.array(z.number().int().nonnegative()).optional(),
 });
 export type IngestBadRequest = z.output<typeof ingestBadRequestSchema>;
+
+/** A 429 of HTTP V2 or Batch: the users and devices over their rate (events per second), and the events throttled. */
+export const ingestThrottledSchema = z.looseObject({
+  throttled_users: z.record(z.string(), z.number()).optional(),
+  throttled_devices: z.record(z.string(), z.number()).optional(),
+  throttled_events: z.array(z.number().int().nonnegative()).optional(),
+});
+export type IngestThrottled = z.output<typeof ingestThrottledSchema>;
