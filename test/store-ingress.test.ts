@@ -39,7 +39,7 @@ forEachStore((kind) => {
       });
       assert.deepEqual(await store.ingressBacklog('currents', 3_000), { pending: 4, deferred: 0, oldestReceivedAtMs: 1_000 });
 
-      await store.completeIngress('currents', [pending[0]!.seq], 3_000);
+      await store.completeIngress('currents', [pending[0].seq], 3_000);
       assert.deepEqual(await store.spoolIngress('currents', [item('e1', 'a')], 4_000), { spooled: 0, duplicates: 1 });
       assert.deepEqual(ids(await store.pendingIngress('currents', { nowMs: 4_000, limit: 10 })), ['e2', 'e3', 'e4']);
       assert.deepEqual(ids(await store.pendingIngress('currents', { nowMs: 4_000, limit: 2 })), ['e2', 'e3'], 'at most the limit');
