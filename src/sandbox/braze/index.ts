@@ -1,11 +1,15 @@
 /**
  * A faithful local Braze REST API on loopback: Bearer keys with permissions, `/users/track` with its size cap,
  * per-object errors and `X-RateLimit-*` fixed-window limit, export by ids, alias/identify/merge/delete, partner
- * cohorts, fault injection, an independent data-point counter, a log of recorded custom events and
- * unauthenticated inspection endpoints.
+ * cohorts, fault injection, an independent data-point counter, a log of recorded custom events, a Currents
+ * sender and unauthenticated inspection and control endpoints.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { z } from 'zod';
 import { BodyTooLargeError, closeServer, createRng, FaultInjector, listen, readBody, sendJson, type SandboxFaults } from '../http-util.js';
+import { audienceOf } from './currents/audience.js';
+import { sendCurrents, type CurrentsSendRequest } from './currents/send-request.js';
+import type { CurrentsSendReport } from './currents/sender.js';
 import { EventLog, type EventFilter, type LoggedEvent } from './event-log.js';
 import { isPlainObject, type Reply } from './json-values.js';
 import { PartnerCohorts } from './partner-cohorts.js';
@@ -16,6 +20,9 @@ import { handleTrack, type ObjectLimit } from './track.js';
 import { deleteUsers, exportedProfile, exportIds, identify, merge, newAliases } from './users.js';
 
 export type { EventFilter, LoggedEvent } from './event-log.js';
+export type { CurrentsEvent, CurrentsEventUser } from './currents/events.js';
+export type { CurrentsSendRequest } from './currents/send-request.js';
+export type { CurrentsSendReport, CurrentsSenderOptions } from './currents/sender.js';
 export type { BrazeSeedUser } from './seed.js';
 export type { ObjectLimit } from './track.js';
 export type { Profile } from './profiles.js';
@@ -69,6 +76,11 @@ export interface BrazeSandboxControl {
   setFaults(faults: SandboxFaults): void;
   setRateLimit(limit: RateLimit): void;
   setBlockedExternalIds(ids: readonly string[]): void;
+  /**
+   * Posts Currents batches to `request.url`, the given events or ones generated for the current profiles, and
+   * resolves when all were acknowledged or given up. Throws a ZodError for an invalid request.
+   */
+  sendCurrents(request: CurrentsSendRequest): Promise<CurrentsSendReport>;
   /** Back to the initial users, options and zero counters. */
   reset(): void;
 }
@@ -97,6 +109,8 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
   let store = new ProfileStore();
   let eventLog = new EventLog();
   let partner = new PartnerCohorts(store);
+  /** Aborts the Currents sends still retrying when the sandbox closes. */
+  const closing = new AbortController();
 
   const rest: Record<string, { permission: string; handle: Handler }> = {
     '/users/track': {
@@ -149,7 +163,7 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
     sendJson(res, reply.status, reply.body);
   };
 
-  const inspect = (method: string, url: URL, res: ServerResponse, raw: Buffer): void => {
+  const inspect = (method: string, url: URL, res: ServerResponse, raw: Buffer): void | Promise<void> => {
     const [, , resource, id] = url.pathname.split('/').map(decodeURIComponent);
     const body = raw.length === 0 ? {} : parseObject(raw);
     if (!body) return sendJson(res, 400, { message: 'Invalid JSON in request body' });
@@ -190,6 +204,7 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
       control.setRateLimit({ requests: body.requests, windowMs: body.windowMs });
       return sendJson(res, 200, rateLimit.current);
     }
+    if (method === 'POST' && resource === 'currents' && id === 'send') return respondCurrentsSend(res, body);
     if (method === 'POST' && resource === 'reset') {
       control.reset();
       return sendJson(res, 200, { message: 'reset' });
@@ -224,6 +239,18 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
     respondRest(req, res, path, raw);
   };
 
+  /** Answers the report once the send is over; an invalid request gets 400 before anything is sent. */
+  const respondCurrentsSend = async (res: ServerResponse, body: Record<string, unknown>): Promise<void> => {
+    let report: CurrentsSendReport;
+    try {
+      report = await control.sendCurrents(body as CurrentsSendRequest);
+    } catch (error) {
+      if (error instanceof z.ZodError) return sendJson(res, 400, { message: z.prettifyError(error) });
+      throw error;
+    }
+    sendJson(res, 200, report);
+  };
+
   const server = createServer((req, res) => {
     respond(req, res).catch((error: unknown) => {
       if (!res.headersSent) sendJson(res, 500, { message: error instanceof Error ? error.message : 'internal error' });
@@ -247,6 +274,7 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
     setBlockedExternalIds: (ids) => {
       blockedExternalIds = new Set(ids);
     },
+    sendCurrents: (request) => sendCurrents(request, () => audienceOf(store), closing.signal),
     reset: () => {
       store = new ProfileStore();
       loadSeed(store, seed);
@@ -261,7 +289,14 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
   control.reset();
 
   const url = await listen(server, options.port ?? 0, options.host ?? '127.0.0.1');
-  return { url, control, close: () => closeServer(server) };
+  return {
+    url,
+    control,
+    close: () => {
+      closing.abort(new Error('the Braze sandbox closed'));
+      return closeServer(server);
+    },
+  };
 }
 
 function parseObject(raw: Buffer): Record<string, unknown> | undefined {
