@@ -1,6 +1,7 @@
 import type { WorkerContext } from '../src/worker-context.js';
 import { createCohortExportActivities } from './cohort-export.js';
 import { createCohortSyncActivities } from './cohort-sync.js';
+import { createCurrentsActivities } from './currents-forward.js';
 import { createDoctorActivities } from './doctor.js';
 import { createEventSyncActivities } from './event-sync.js';
 import { createTraitSyncActivities } from './trait-sync.js';
@@ -13,5 +14,6 @@ export function createActivities(context: WorkerContext) {
     ...createCohortSyncActivities(context),
     ...createEventSyncActivities(context),
     ...createTraitSyncActivities(context),
+    ...createCurrentsActivities(context),
   };
 }

@@ -27,6 +27,8 @@ import { HISTORIES_DIR, SANDBOX_KEYS, foundIn } from '../test/helpers/histories.
 import { resumeSignal, setBudgetUpdate, type CohortSyncResult } from '../workflows/cohort-sync.js';
 import type { EventSyncResult } from '../workflows/event-sync.js';
 import type { TraitSyncResult } from '../workflows/trait-sync.js';
+import { currentsForward, spooledSignal } from '../workflows/currents-forward.js';
+import { CURRENTS_STREAM } from '../src/currents/amplitude-events.js';
 
 const SMALL_COHORT = '26umsb5'; // ~1% of users
 const MEDIUM_COHORT = '3k9x2pq'; // ~10%
@@ -255,6 +257,37 @@ const scenarios: Scenario[] = [
       expectFailure(
         await client.workflow.start('traitSync', { taskQueue, workflowId: name, args: [{ properties: ['email'], windowDays: 0 }] }),
       ),
+  },
+  {
+    name: 'currents-forward',
+    run: async (name) => {
+      // What the receiver spools (a valid event, one without an Amplitude user), then its nudge: a signal-with-start.
+      const time = Math.floor(Date.now() / 1000);
+      const event = (id: string, user: Record<string, string>) => ({
+        event_type: 'users.messages.email.Open',
+        id,
+        time,
+        user,
+        properties: {},
+      });
+      await context.store.spoolIngress(
+        CURRENTS_STREAM,
+        [
+          { dedupeKey: 'rec-1', partitionKey: 'user_id:user-000001', body: event('rec-1', { external_user_id: 'user-000001' }) },
+          { dedupeKey: 'rec-2', partitionKey: 'none', body: event('rec-2', { user_id: 'braze-2' }) },
+        ],
+        Date.now(),
+      );
+      const handle = await client.workflow.signalWithStart(currentsForward, {
+        taskQueue,
+        workflowId: name,
+        args: [{ idleTimeout: '1s' }],
+        signal: spooledSignal,
+      });
+      const totals = await client.workflow.getHandle<typeof currentsForward>(name, handle.signaledRunId).result();
+      assert.deepEqual([totals.forwarded, totals.skipped], [1, 1]);
+      return { workflowId: name, runId: handle.signaledRunId };
+    },
   },
   {
     name: 'doctor',

@@ -10,6 +10,8 @@ import { progressQuery, type CohortSyncProgress } from '../workflows/cohort-sync
 import { eventProgressQuery, type EventSyncProgress, type EventSyncResult } from '../workflows/event-sync.js';
 import type { cohortSync, doctor, eventSync, traitSync } from '../workflows/index.js';
 import { traitProgressQuery, type TraitSyncProgress } from '../workflows/trait-sync.js';
+import { currentsForward, currentsProgressQuery, spooledSignal, type CurrentsForwardProgress } from '../workflows/currents-forward.js';
+import { CURRENTS_FORWARD_WORKFLOW_ID } from './currents/amplitude-events.js';
 import { cohortSyncId, cohortSyncInputSchema, type CohortSyncInput, type CohortSyncOptions } from './cohort/input.js';
 import { describeInputProblems } from './input-problems.js';
 import { DEFAULT_TASK_QUEUE } from './config.js';
@@ -363,6 +365,24 @@ export async function scheduleTraitSync(client: Client, input: TraitSyncInput, o
 /** The live `progress` of a running (or finished) trait sync. */
 export async function getTraitSyncProgress(client: Client, workflowId: string): Promise<TraitSyncProgress> {
   return client.workflow.getHandle<typeof traitSync>(workflowId).query(traitProgressQuery);
+}
+
+/**
+ * Starts the Currents forwarding workflow (`currents-forward`), or wakes the one running: what the receiver does
+ * whenever it spools a batch, so nothing has to be started by hand.
+ */
+export async function nudgeCurrentsForward(client: Client, options: { taskQueue?: string } = {}): Promise<void> {
+  await client.workflow.signalWithStart(currentsForward, {
+    workflowId: CURRENTS_FORWARD_WORKFLOW_ID,
+    taskQueue: options.taskQueue ?? DEFAULT_TASK_QUEUE,
+    args: [{}],
+    signal: spooledSignal,
+  });
+}
+
+/** What the running forwarder has done and the backlog it sees. */
+export async function getCurrentsProgress(client: Client): Promise<CurrentsForwardProgress> {
+  return client.workflow.getHandle<typeof currentsForward>(CURRENTS_FORWARD_WORKFLOW_ID).query(currentsProgressQuery);
 }
 
 function traitSyncSummary(options: TraitSyncOptions): string {

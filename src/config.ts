@@ -164,6 +164,30 @@ export interface AppConfig {
   amplitude: AmplitudeConfig;
   braze: BrazeConfig;
   store: StoreConfig;
+  currents: CurrentsConfig;
+}
+
+/** How the worker forwards Braze Currents events (spooled by the receiver) to Amplitude. */
+export interface CurrentsConfig {
+  /** HTTP V2 keeps each device's events in order; Batch suits backfills. */
+  api: 'httpapi' | 'batch';
+  /** Currents event types (or prefixes such as `users.messages.email`) to forward; empty: all. */
+  include: string[];
+  exclude: string[];
+  /** The oldest unforwarded event's age above which the backlog is a warning (progress, doctor). */
+  backlogWarnAgeMs: number;
+}
+
+/** The receiver: HTTP pushes (Braze Currents, Amplitude cohort webhooks) acknowledged into the store's spool. */
+export interface ReceiverConfig {
+  host: string;
+  port: number;
+  /** Larger bodies are refused with 413. */
+  bodyLimitBytes: number;
+  /** The bearer token Braze Currents sends; unset: `/currents` is not served. */
+  currentsToken: Secret | undefined;
+  /** The bearer token Amplitude's cohort webhooks send (a custom header); unset: not served. */
+  amplitudeWebhookToken: Secret | undefined;
 }
 
 export const AMPLITUDE_REGION_URLS: Record<AmplitudeRegion, Pick<AmplitudeConfig, 'apiUrl' | 'profileApiUrl' | 'ingestUrl'>> = {
@@ -293,6 +317,36 @@ const amplitudeVariables = z.object({
   ACTIVE_WINDOW_DAYS: wholeNumberAtLeastOne.default(90),
   EVENT_LEDGER_DAYS: wholeNumberAtLeastOne.default(30),
   ACTIVITY_INDEX_MAX_AGE: duration.prefault('6h'),
+});
+
+const eventTypeList = z.string().transform((value) =>
+  value
+    .split(',')
+    .map((name) => name.trim())
+    .filter((name) => name.length > 0),
+);
+
+const currentsVariables = z.object({
+  CURRENTS_AMPLITUDE_API: z.enum(['httpapi', 'batch'], { error: 'must be "httpapi" or "batch"' }).default('httpapi'),
+  CURRENTS_EVENT_TYPES: eventTypeList.prefault(''),
+  CURRENTS_EXCLUDE_EVENT_TYPES: eventTypeList.prefault(''),
+  CURRENTS_BACKLOG_WARN_AGE: duration.prefault('15m'),
+});
+
+const receiverVariables = z.object({
+  RECEIVER_HOST: z.string().default('0.0.0.0'),
+  RECEIVER_PORT: z.coerce.number({ error: 'must be a port number' }).int().min(0).max(65_535).default(8780),
+  RECEIVER_BODY_LIMIT: wholeNumberAtLeastOne.default(5 * 1024 * 1024),
+  CURRENTS_TOKEN: z
+    .string()
+    .min(16, 'must be at least 16 characters (a random secret)')
+    .transform((value) => new Secret(value))
+    .optional(),
+  AMPLITUDE_WEBHOOK_TOKEN: z
+    .string()
+    .min(16, 'must be at least 16 characters (a random secret)')
+    .transform((value) => new Secret(value))
+    .optional(),
 });
 
 const brazeRestEndpoint = z
@@ -475,6 +529,35 @@ export function loadBrazeConfig(env: Env = environment()): BrazeConfig {
   };
 }
 
+export function loadCurrentsConfig(env: Env = environment()): CurrentsConfig {
+  const values = parseVariables(currentsVariables, setVariables(env));
+  return {
+    api: values.CURRENTS_AMPLITUDE_API,
+    include: values.CURRENTS_EVENT_TYPES,
+    exclude: values.CURRENTS_EXCLUDE_EVENT_TYPES,
+    backlogWarnAgeMs: values.CURRENTS_BACKLOG_WARN_AGE,
+  };
+}
+
+export function loadReceiverConfig(env: Env = environment()): ReceiverConfig {
+  const values = parseVariables(receiverVariables, setVariables(env));
+  if (!values.CURRENTS_TOKEN && !values.AMPLITUDE_WEBHOOK_TOKEN) {
+    throw new ConfigError([
+      {
+        variable: 'CURRENTS_TOKEN',
+        message: 'or AMPLITUDE_WEBHOOK_TOKEN is required: the receiver serves only the pushes it can authenticate',
+      },
+    ]);
+  }
+  return {
+    host: values.RECEIVER_HOST,
+    port: values.RECEIVER_PORT,
+    bodyLimitBytes: values.RECEIVER_BODY_LIMIT,
+    currentsToken: values.CURRENTS_TOKEN,
+    amplitudeWebhookToken: values.AMPLITUDE_WEBHOOK_TOKEN,
+  };
+}
+
 export function loadStoreConfig(env: Env = environment()): StoreConfig {
   const set = setVariables(env);
   const both =
@@ -501,8 +584,9 @@ export function loadConfig(env: Env = environment()): AppConfig {
   const amplitude = load(loadAmplitudeConfig);
   const braze = load(loadBrazeConfig);
   const store = load(loadStoreConfig);
-  if (!temporal || !amplitude || !braze || !store) throw new ConfigError(problems);
-  return { temporal, amplitude, braze, store };
+  const currents = load(loadCurrentsConfig);
+  if (!temporal || !amplitude || !braze || !store || !currents) throw new ConfigError(problems);
+  return { temporal, amplitude, braze, store, currents };
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@
 import { hostname } from 'node:os';
 import { AmplitudeClient } from './amplitude/client.js';
 import { BrazeClient } from './braze/client.js';
-import type { AppConfig } from './config.js';
+import { loadCurrentsConfig, type AppConfig, type CurrentsConfig } from './config.js';
 import { SharedRateLimiter } from './rate-limiter.js';
 import { RequestLedger } from './request-ledger.js';
 import { openStateStore } from './store/index.js';
@@ -35,12 +35,16 @@ export interface WorkerContext {
   brazeWorkspace: string;
   /** Every vendor request of every page goes through it (shared by the worker's pages, so records batch up). */
   requestLedger: RequestLedger;
+  /** Forwarding Braze Currents events to Amplitude: which API, which event types, when the backlog warns. */
+  currents: CurrentsConfig;
   store: StateStore;
 }
 
 const BRAZE_CONCURRENCY = 8;
 
-export async function createWorkerContext(config: Pick<AppConfig, 'amplitude' | 'braze' | 'store'>): Promise<WorkerContext> {
+export async function createWorkerContext(
+  config: Pick<AppConfig, 'amplitude' | 'braze' | 'store'> & Partial<Pick<AppConfig, 'currents'>>,
+): Promise<WorkerContext> {
   const { amplitude, braze } = config;
   const store = await openStateStore(config.store);
   return {
@@ -85,6 +89,7 @@ export async function createWorkerContext(config: Pick<AppConfig, 'amplitude' | 
     sentEventLedgerDays: amplitude.sentEventLedgerDays,
     activityIndexMaxAgeMs: amplitude.activityIndexMaxAgeMs,
     brazeWorkspace: braze.workspace,
+    currents: config.currents ?? loadCurrentsConfig({}),
     requestLedger: new RequestLedger(store),
     store,
   };

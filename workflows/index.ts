@@ -2,3 +2,4 @@ export { cohortSync } from './cohort-sync.js';
 export { eventSync } from './event-sync.js';
 export { traitSync } from './trait-sync.js';
 export { doctor } from './doctor.js';
+export { currentsForward } from './currents-forward.js';

@@ -17,6 +17,10 @@ export class WorkerHarness {
   sandboxes!: Sandboxes;
   context!: WorkerContext;
   readonly taskQueue: string;
+  /** The environment naming the worker's store, for processes that share it (a receiver). */
+  storeEnv!: Record<string, string>;
+  /** Resolves once the world is up: a file's own `before` hooks may run alongside this one. */
+  readonly ready: Promise<void>;
   #worker: Worker | undefined;
   #workerRun: Promise<void> | undefined;
 
@@ -26,14 +30,16 @@ export class WorkerHarness {
     options: { queuePrefix: string; workerEnv?: Record<string, string> },
   ) {
     this.taskQueue = uniqueTaskQueue(options.queuePrefix);
+    let started: () => void;
+    this.ready = new Promise((resolve) => (started = resolve));
     before(async () => {
       this.env = await connectTestEnvironment();
       this.sandboxes = await startSandboxes(sandboxOptions);
-      this.context = await createWorkerContext(
-        loadConfig({ ...this.sandboxes.env, ...(await storeKind.freshEnv()), ...options.workerEnv }),
-      );
+      this.storeEnv = await storeKind.freshEnv();
+      this.context = await createWorkerContext(loadConfig({ ...this.sandboxes.env, ...this.storeEnv, ...options.workerEnv }));
       this.#worker = await createTestWorker(this.env, { taskQueue: this.taskQueue, activities: createActivities(this.context) });
       this.#workerRun = this.#worker.run();
+      started();
     });
     after(async () => {
       this.#worker?.shutdown();

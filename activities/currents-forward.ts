@@ -1,0 +1,121 @@
+/**
+ * Forwarding the Braze Currents events the receiver spooled to Amplitude's HTTP V2 (or Batch) API, a batch at a
+ * time in arrival order. Idempotent: an attempt cut off after Amplitude took the events sends them again with the
+ * same insert_ids, which Amplitude drops as repeats. Amplitude's refusals are exact: the events a 400 names are
+ * dead-lettered with its reason, the users and devices a 429 throttles wait (and only they), a 413 is split.
+ */
+import type { AmplitudeEvent } from '../src/amplitude/schemas.js';
+import { amplitudeEventOf, CURRENTS_STREAM, currentsEventSchema, isForwarded } from '../src/currents/amplitude-events.js';
+import type { DeadLetter, IngressBacklog, SpooledItem } from '../src/store/store.js';
+import type { WorkerContext } from '../src/worker-context.js';
+import { withVendorFailures } from './failures.js';
+
+/** Forwarded events are remembered as long as Amplitude drops a repeated insert_id, so a redelivery stops at the door. */
+const FORWARDED_HORIZON_MS = 7 * 86_400_000;
+const PRUNE_BATCH = 10_000;
+/**
+ * Amplitude throttles a user or device above 30 events a second (a request with more of one is refused for it):
+ * a round sends at most this many of one partition, and the rest follow in the next rounds, in order.
+ */
+const MAX_EVENTS_PER_PARTITION = 20;
+
+export const NOT_FORWARDED_TYPE = 'event type not forwarded (CURRENTS_EVENT_TYPES, CURRENTS_EXCLUDE_EVENT_TYPES)';
+export const NO_AMPLITUDE_USER = 'neither an external user id nor a device id (Braze’s connector skips these too)';
+
+export interface CurrentsBacklog extends IngressBacklog {
+  /** How long the oldest unforwarded event has waited. */
+  oldestAgeMs: number;
+}
+
+/** What one forwarding round did: counts only (the events themselves stay in the store). */
+export interface ForwardedBatch {
+  /** Spooled events read this round. */
+  read: number;
+  forwarded: number;
+  /** Events not sent on purpose, by reason. */
+  skipReasons: Record<string, number>;
+  /** Events Amplitude refused (kept as dead letters with its reason), by reason. */
+  deadLetterReasons: Record<string, number>;
+  /** Events of throttled users and devices, held back until the wait is over. */
+  deferred: number;
+  backlog: CurrentsBacklog;
+}
+
+export function createCurrentsActivities(context: WorkerContext) {
+  const { store } = context;
+
+  async function backlogNow(): Promise<CurrentsBacklog> {
+    const nowMs = Date.now();
+    const backlog = await store.ingressBacklog(CURRENTS_STREAM, nowMs);
+    return { ...backlog, oldestAgeMs: backlog.oldestReceivedAtMs === undefined ? 0 : Math.max(0, nowMs - backlog.oldestReceivedAtMs) };
+  }
+
+  return {
+    /** Forwards up to `maxEvents` of the oldest spooled events (none of a throttled user or device) in one request. */
+    forwardCurrents: withVendorFailures(async (input: { maxEvents: number }): Promise<ForwardedBatch> => {
+      const spooled = takeInOrder(await store.pendingIngress(CURRENTS_STREAM, { nowMs: Date.now(), limit: input.maxEvents }));
+      const round: Omit<ForwardedBatch, 'backlog'> = {
+        read: spooled.length,
+        forwarded: 0,
+        skipReasons: {},
+        deadLetterReasons: {},
+        deferred: 0,
+      };
+      const done: number[] = [];
+      const sending = new Map<AmplitudeEvent, SpooledItem>();
+      for (const item of spooled) {
+        // The receiver spools only events that passed this schema.
+        const event = currentsEventSchema.parse(item.body);
+        const amplitudeEvent = isForwarded(event.event_type, context.currents) ? amplitudeEventOf(event) : undefined;
+        if (amplitudeEvent) sending.set(amplitudeEvent, item);
+        else {
+          count(round.skipReasons, isForwarded(event.event_type, context.currents) ? NO_AMPLITUDE_USER : NOT_FORWARDED_TYPE);
+          done.push(item.seq);
+        }
+      }
+      if (sending.size > 0) {
+        const result = await context.amplitude.ingestEvents([...sending.keys()], { api: context.currents.api });
+        for (const event of result.accepted) done.push(sending.get(event)!.seq);
+        round.forwarded = result.accepted.length;
+        const letters: Array<DeadLetter & { seq: number }> = result.rejected.map(({ object, reason }) => {
+          const item = sending.get(object)!;
+          count(round.deadLetterReasons, `Amplitude: ${reason}`);
+          return { seq: item.seq, dedupeKey: item.dedupeKey, reason: `Amplitude: ${reason}`, body: item.body };
+        });
+        await store.deadLetterIngress(CURRENTS_STREAM, letters, Date.now());
+        const throttled = new Set(result.throttled.map(({ object }) => sending.get(object)!.partitionKey));
+        await store.deferIngress(CURRENTS_STREAM, [...throttled], Date.now() + result.retryThrottledAfterMs);
+        round.deferred = result.throttled.length;
+      }
+      await store.completeIngress(CURRENTS_STREAM, done, Date.now());
+      return { ...round, backlog: await backlogNow() };
+    }),
+
+    /** The spool's backlog now (for the progress query and `ampbraze currents status`). */
+    currentsBacklog: backlogNow,
+
+    /** Forgets forwarded events older than the horizon; returns how many. */
+    pruneForwardedCurrents: async (): Promise<number> => {
+      let pruned = 0;
+      for (let batch = PRUNE_BATCH; batch === PRUNE_BATCH; pruned += batch)
+        batch = await store.pruneIngress(Date.now() - FORWARDED_HORIZON_MS, PRUNE_BATCH);
+      return pruned;
+    },
+  };
+}
+
+export type CurrentsActivities = ReturnType<typeof createCurrentsActivities>;
+
+/** The items to send this round: of each partition its first MAX_EVENTS_PER_PARTITION (the rest keep their place). */
+function takeInOrder(items: readonly SpooledItem[]): SpooledItem[] {
+  const taken = new Map<string, number>();
+  return items.filter((item) => {
+    const n = taken.get(item.partitionKey) ?? 0;
+    taken.set(item.partitionKey, n + 1);
+    return n < MAX_EVENTS_PER_PARTITION;
+  });
+}
+
+function count(counts: Record<string, number>, reason: string): void {
+  counts[reason] = (counts[reason] ?? 0) + 1;
+}

@@ -1,0 +1,38 @@
+/**
+ * `npm run receiver` / `ampbraze receive`: the HTTP receiver on RECEIVER_PORT (8780). It needs the store and
+ * Temporal, not the vendors' keys: what it acknowledges is forwarded by the workers.
+ */
+import { Client, Connection } from '@temporalio/client';
+import { loadReceiverConfig, loadStoreConfig, loadTemporalConfig, temporalConnectionOptions } from '../config.js';
+import { openStateStore } from '../store/index.js';
+import { nudgeCurrentsForward } from '../client.js';
+import { buildReceiver } from './server.js';
+
+export async function main(): Promise<void> {
+  const receiver = loadReceiverConfig();
+  const temporal = loadTemporalConfig();
+  const store = await openStateStore(loadStoreConfig());
+  const connection = await Connection.connect(await temporalConnectionOptions(temporal));
+  const client = new Client({ connection, namespace: temporal.namespace });
+  const app = buildReceiver({
+    store,
+    bodyLimitBytes: receiver.bodyLimitBytes,
+    currentsToken: receiver.currentsToken,
+    logger: { level: process.env.RECEIVER_LOG_LEVEL ?? 'info' },
+    onCurrentsSpooled: () => nudgeCurrentsForward(client, { taskQueue: temporal.taskQueue }),
+  });
+  const address = await app.listen({ host: receiver.host, port: receiver.port });
+  console.log(`Receiver listening on ${address} (${receiver.currentsToken ? 'POST /currents, ' : ''}GET /healthz, GET /readyz)`);
+  const stop = async () => {
+    // Requests in flight finish (new ones get 503), then the store and Temporal connection close.
+    await app.close();
+    await connection.close();
+    await store.close();
+  };
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => void stop());
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const { reportAndExit } = await import('../cli/output.js');
+  await main().catch(reportAndExit);
+}
