@@ -10,7 +10,7 @@ import { InvalidInputError, startTraitSync } from '../src/client.js';
 import type { JsonObject } from '../src/store/store.js';
 import type { TraitSyncInput } from '../src/traits/input.js';
 import type { traitSync } from '../workflows/trait-sync.js';
-import { ampbraze, temporal } from './helpers/cli.js';
+import { ampbraze, readmeTemporalCommand, temporal } from './helpers/cli.js';
 import { hoursAgo } from './helpers/event-scenarios.js';
 import { SQLITE } from './helpers/stores.js';
 import { testServerAddress } from './helpers/temporal.js';
@@ -247,26 +247,9 @@ describe('trait sync from the Temporal CLI and ampbraze, as the README shows it'
   });
 
   test('`temporal schedule create` as written (daily at 04:30, skipping overlaps); a trigger runs it now', async () => {
-    const scheduleId = `trait-sync-billing-schedule-${Date.now()}`;
+    const scheduleId = 'trait-sync-billing-schedule';
     const input = { name: 'billing', properties: ['plan', 'ltv'], attributePrefix: 'amp_' };
-    await temporal(
-      'schedule',
-      'create',
-      '--schedule-id',
-      scheduleId,
-      '--cron',
-      '30 4 * * *',
-      '--overlap-policy',
-      'Skip',
-      '--task-queue',
-      h.taskQueue,
-      '--type',
-      'traitSync',
-      '--workflow-id',
-      'trait-sync-billing',
-      '--input',
-      JSON.stringify(input),
-    );
+    await temporal(...(await readmeTemporalCommand(`temporal schedule create --schedule-id ${scheduleId}`, h.taskQueue)));
     const schedule = h.env.client.schedule.getHandle(scheduleId);
     try {
       const described = await schedule.describe();

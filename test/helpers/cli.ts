@@ -1,7 +1,7 @@
 /** Runs the real `ampbraze` executable and the project's `temporal` CLI, as a user would, and captures what they printed. */
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -34,4 +34,22 @@ export async function temporal(...args: string[]): Promise<{ stdout: string; std
   const cli = await resolveTemporalCli({ install: false, allowSdkDownload: false });
   assert.equal(cli.kind, 'binary');
   return promisify(execFile)(cli.path, [...args, '--address', testServerAddress()]);
+}
+
+/**
+ * The arguments of the README's `temporal …` command that starts with `prefix` (e.g. `temporal schedule create
+ * --schedule-id trait-sync-billing-schedule`), its continuation lines joined and its single quotes removed, with
+ * `--task-queue` pointed at `taskQueue`: a test runs the line exactly as the README shows it.
+ */
+export async function readmeTemporalCommand(prefix: string, taskQueue: string): Promise<string[]> {
+  const readme = await readFile(join(PROJECT_ROOT, 'README.md'), 'utf8');
+  const command = readme
+    .replace(/\\\n\s*/g, '')
+    .split('\n')
+    .find((line) => line.startsWith(prefix));
+  assert.ok(command, `the README has a line starting with "${prefix}"`);
+  const words = [...command.matchAll(/'([^']*)'|(\S+)/g)].map((match) => match[1] ?? match[2]!);
+  const queue = words.indexOf('--task-queue');
+  if (queue >= 0) words[queue + 1] = taskQueue;
+  return words.slice(1);
 }
