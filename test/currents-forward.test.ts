@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { getCurrentsProgress } from '../src/client.js';
 import { CURRENTS_STREAM } from '../src/currents/amplitude-events.js';
 import type { CurrentsEvent } from '../src/sandbox/braze/index.js';
+import { ampbraze } from './helpers/cli.js';
 import { testServerAddress } from './helpers/temporal.js';
 import { startReceiverProcess, type ReceiverProcess } from './helpers/receiver.js';
 import { SQLITE } from './helpers/stores.js';
@@ -168,13 +169,12 @@ describe('Currents into Amplitude', () => {
   test('a throttled user waits while the others flow, and keeps the order of its events', async () => {
     const hot = Array.from({ length: 60 }, (_, i) => event(`hot-${String(i).padStart(2, '0')}`, 'user-hot', { time: 1_764_000_000 + i }));
     const calm = Array.from({ length: 20 }, (_, i) => event(`calm-${i}`, `user-calm-${i}`));
+    const deferralsBefore = (await getCurrentsProgress(h.env.client)).totals.deferrals;
     const response = await post(JSON.stringify({ events: [...hot, ...calm] }));
     assert.equal(response.status, 200);
     await waitFor(() => calm.every((e) => inAmplitude().has(e.id)), 'the calm users’ events reached Amplitude', 20_000);
     const hotArrived = hot.filter((e) => inAmplitude().has(e.id)).length;
     assert.ok(hotArrived < hot.length, `the hot user is held back (${hotArrived} of ${hot.length} in Amplitude when the others were)`);
-    const backlog = await h.context.store.ingressBacklog(CURRENTS_STREAM, Date.now());
-    assert.ok(backlog.deferred > 0, 'its events wait for the throttle to end');
     await waitFor(() => hot.every((e) => inAmplitude().has(e.id)), 'the hot user’s events followed after the wait', 120_000);
     const order = h.sandboxes.amplitude.control
       .ingestedEvents()
@@ -201,5 +201,17 @@ describe('Currents into Amplitude', () => {
     assert.ok(!inAmplitude().has('short-1'));
     const progress = await getCurrentsProgress(h.env.client);
     assert.equal(progress.totals.deadLetterReasons['Amplitude: invalid user_id'], 1);
+  });
+
+  test('`ampbraze currents status` reports what was forwarded and the backlog', async () => {
+    const status = await ampbraze(['currents', 'status'], { TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_TASK_QUEUE: h.taskQueue });
+    assert.equal(status.code, 0, status.stderr);
+    const { totals } = await getCurrentsProgress(h.env.client);
+    assert.match(
+      status.stdout,
+      new RegExp(`^(forwarding|waiting|done) … ${totals.forwarded} forwarded · ${totals.skipped} skipped · 1 dead-lettered`, 'm'),
+    );
+    assert.match(status.stdout, /^backlog: \d+ unforwarded \(\d+ throttled\), the oldest waiting \d+ s$/m);
+    assert.match(status.stdout, /^ {2}1 × Amplitude: invalid user_id$/m);
   });
 });

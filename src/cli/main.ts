@@ -1,6 +1,7 @@
 /** `ampbraze`: the command line, a thin layer over the typed client API in src/client.ts. */
 import { Command } from 'commander';
 import { registerCohortCommands } from './cohort.js';
+import { registerCurrentsCommands } from './currents.js';
 import { doctorCommand } from './doctor.js';
 import { registerEventCommands } from './events.js';
 import { registerTraitCommands } from './traits.js';
@@ -25,5 +26,6 @@ program
 registerCohortCommands(program);
 registerEventCommands(program);
 registerTraitCommands(program);
+registerCurrentsCommands(program);
 
 await program.parseAsync();
