@@ -25,6 +25,8 @@ export const NO_AMPLITUDE_USER = 'neither an external user id nor a device id (B
 export interface CurrentsBacklog extends IngressBacklog {
   /** How long the oldest unforwarded event has waited. */
   oldestAgeMs: number;
+  /** Set when that is longer than CURRENTS_BACKLOG_WARN_AGE: forwarding is falling behind (or stopped). */
+  warning?: string;
 }
 
 /** What one forwarding round did: counts only (the events themselves stay in the store). */
@@ -47,7 +49,11 @@ export function createCurrentsActivities(context: WorkerContext) {
   async function backlogNow(): Promise<CurrentsBacklog> {
     const nowMs = Date.now();
     const backlog = await store.ingressBacklog(CURRENTS_STREAM, nowMs);
-    return { ...backlog, oldestAgeMs: backlog.oldestReceivedAtMs === undefined ? 0 : Math.max(0, nowMs - backlog.oldestReceivedAtMs) };
+    const oldestAgeMs = backlog.oldestReceivedAtMs === undefined ? 0 : Math.max(0, nowMs - backlog.oldestReceivedAtMs);
+    const warnAfterMs = context.currents.backlogWarnAgeMs;
+    if (oldestAgeMs <= warnAfterMs) return { ...backlog, oldestAgeMs };
+    const warning = `the oldest unforwarded event has waited ${Math.round(oldestAgeMs / 60_000)} min, over CURRENTS_BACKLOG_WARN_AGE (${Math.round(warnAfterMs / 60_000)} min)`;
+    return { ...backlog, oldestAgeMs, warning };
   }
 
   return {

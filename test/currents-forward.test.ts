@@ -185,6 +185,7 @@ describe('Currents into Amplitude', () => {
       hot.map((e) => e.id),
       'each event once, in the order Braze sent them',
     );
+    assert.ok((await getCurrentsProgress(h.env.client)).totals.deferrals > deferralsBefore, 'Amplitude throttled the user, and it waited');
   });
 
   test('a 400 naming events dead-letters exactly those, with Amplitude’s reason; the rest are forwarded', async () => {
