@@ -5,6 +5,7 @@
  * and nothing else is affected; throttled users wait while others flow; a 400's indexes dead-letter only those events.
  */
 import assert from 'node:assert/strict';
+import { createServer, type AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { getCurrentsProgress } from '../src/client.js';
 import { CURRENTS_STREAM } from '../src/currents/amplitude-events.js';
@@ -216,3 +217,46 @@ describe('Currents into Amplitude', () => {
     assert.match(status.stdout, /^ {2}1 × Amplitude: invalid user_id$/m);
   });
 });
+
+describe('a receiver killed mid-stream', () => {
+  test('kill -9 while Braze is sending, a new one on the same port: nothing lost, nothing twice in Amplitude', async () => {
+    const port = await freePort();
+    const env = { ...h.storeEnv, TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_TASK_QUEUE: h.taskQueue, CURRENTS_TOKEN: TOKEN };
+    const killed = await startReceiverProcess({ ...env, RECEIVER_PORT: String(port) });
+    const events = Array.from({ length: 3_000 }, (_, i) => event(`kill-${i}`, `user-kill-${i % 300}`));
+    const sending = h.sandboxes.braze.control.sendCurrents({
+      url: `http://127.0.0.1:${port}/currents`,
+      headers: { authorization: `Bearer ${TOKEN}` },
+      events,
+      concurrency: 2,
+      retry: { initialDelayMs: 100, maxDelayMs: 1_000, giveUpAfterMs: 120_000 },
+    });
+    // Mid-stream: some batches acknowledged, the rest still to come.
+    await waitFor(() => events.slice(0, 200).every((e) => inAmplitude().has(e.id)), 'the first batches went through');
+    killed.child.kill('SIGKILL');
+    await new Promise((resolve) => killed.child.once('exit', resolve));
+    const replacement = await startReceiverProcess({ ...env, RECEIVER_PORT: String(port) });
+    try {
+      const report = await sending;
+      assert.equal(report.gaveUp, 0);
+      assert.ok(report.retriedPosts > 0, 'the sender had to retry while no receiver answered');
+      await waitFor(() => events.every((e) => inAmplitude().has(e.id)), 'every event reached Amplitude', 120_000);
+      const amplitude = inAmplitude();
+      assert.deepEqual(
+        events.filter((e) => amplitude.get(e.id)!.length !== 1).map((e) => e.id),
+        [],
+        'each event exactly once',
+      );
+    } finally {
+      await replacement.stop();
+    }
+  });
+});
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
