@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { createServer, type AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { getCurrentsProgress } from '../src/client.js';
-import { CURRENTS_STREAM } from '../src/currents/amplitude-events.js';
+import { CURRENTS_FORWARD_WORKFLOW_ID, CURRENTS_STREAM } from '../src/currents/amplitude-events.js';
 import type { CurrentsEvent } from '../src/sandbox/braze/index.js';
 import { ampbraze } from './helpers/cli.js';
 import { testServerAddress } from './helpers/temporal.js';
@@ -32,6 +32,11 @@ before(async () => {
   });
 });
 after(async () => {
+  // One forwarder per namespace: the next test file's must not find this one waiting on a queue nobody polls.
+  await h.env.client.workflow
+    .getHandle(CURRENTS_FORWARD_WORKFLOW_ID)
+    .terminate('the test file is over')
+    .catch(() => undefined);
   await receiver?.stop();
   if (process.exitCode) console.error(`The receiver printed:\n${receiver?.output()}`);
 });

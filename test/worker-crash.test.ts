@@ -5,6 +5,7 @@
  * file: the next attempt resumes after the rows already staged, and no download quota is spent again (on each store).
  * Killed while ingesting an hour of events: the next attempt resumes after the committed line, and Braze holds each
  * event exactly once. Killed while fetching User Profile API answers: the next attempt fetches only the users left.
+ * Killed while forwarding Braze Currents events: the next worker sends the rest, and Amplitude holds each event once.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -14,7 +15,8 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { StagedCohort } from '../activities/cohort-sync-types.js';
 import type { IngestedHour } from '../activities/event-sync-types.js';
-import { getSyncProgress, startCohortSync, startEventSync, startTraitSync } from '../src/client.js';
+import { getSyncProgress, nudgeCurrentsForward, startCohortSync, startEventSync, startTraitSync } from '../src/client.js';
+import { CURRENTS_FORWARD_WORKFLOW_ID, CURRENTS_STREAM } from '../src/currents/amplitude-events.js';
 import { cohortSyncId, cohortSyncInputSchema } from '../src/cohort/input.js';
 import { eventSyncId, exportHourOf, exportHourStart } from '../src/events/input.js';
 import { startSandboxes, type Sandboxes } from '../src/sandbox/sandboxes.js';
@@ -288,5 +290,52 @@ test('killed while fetching profiles, another worker resumes without fetching th
   } finally {
     await store?.close();
     await busy.close();
+  }
+});
+
+test('killed while forwarding Currents, another worker finishes: every spooled event in Amplitude exactly once', async () => {
+  const taskQueue = uniqueTaskQueue('crash-currents');
+  const storeEnv = await SQLITE.freshEnv();
+  const store = await openStoreFrom(storeEnv);
+  try {
+    // What a receiver acknowledged: 6,000 events of 600 users.
+    const time = Math.floor(Date.now() / 1000);
+    const items = Array.from({ length: 6_000 }, (_, i) => {
+      const user = `user-crash-${i % 600}`;
+      const body = { event_type: 'users.messages.email.Open', id: `crash-${i}`, time, user: { external_user_id: user }, properties: {} };
+      return { dedupeKey: body.id, partitionKey: `user_id:${user}`, body };
+    });
+    await store.spoolIngress(CURRENTS_STREAM, items, Date.now());
+    await env.client.workflow
+      .getHandle(CURRENTS_FORWARD_WORKFLOW_ID)
+      .terminate('a fresh forwarder for this test')
+      .catch(() => undefined);
+    const first = startWorkerProcess(taskQueue, storeEnv);
+    await nudgeCurrentsForward(env.client, { taskQueue });
+    const stored = () => new Set(sandboxes.amplitude.control.ingestedEvents().map(({ event }) => String(event.insert_id)));
+    const crashEvents = () => [...stored()].filter((id) => id.startsWith('crash-')).length;
+    for (let i = 0; i < 1_200 && crashEvents() < 1_000; i++) await new Promise((r) => setTimeout(r, 50));
+    const atKill = crashEvents();
+    assert.ok(atKill >= 1_000 && atKill < items.length, `the kill came mid-stream (${atKill} of ${items.length} forwarded)`);
+    first.kill('SIGKILL');
+    startWorkerProcess(taskQueue, storeEnv);
+    for (let i = 0; i < 2_400 && (await store.ingressBacklog(CURRENTS_STREAM, Date.now())).pending > 0; i++)
+      await new Promise((r) => setTimeout(r, 50));
+    assert.equal((await store.ingressBacklog(CURRENTS_STREAM, Date.now())).pending, 0, 'the second worker drained the spool');
+    const copies = new Map<string, number>();
+    for (const { event } of sandboxes.amplitude.control.ingestedEvents())
+      if (String(event.insert_id).startsWith('crash-')) copies.set(String(event.insert_id), (copies.get(String(event.insert_id)) ?? 0) + 1);
+    assert.equal(copies.size, items.length, 'every event is in Amplitude');
+    assert.deepEqual(
+      [...copies.values()].filter((n) => n !== 1),
+      [],
+      'each exactly once',
+    );
+  } finally {
+    await env.client.workflow
+      .getHandle(CURRENTS_FORWARD_WORKFLOW_ID)
+      .terminate('the test is over')
+      .catch(() => undefined);
+    await store.close();
   }
 });

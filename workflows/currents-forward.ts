@@ -10,6 +10,7 @@ import {
   continueAsNew,
   defineQuery,
   defineSignal,
+  proxyActivities,
   setCurrentDetails,
   setHandler,
   workflowInfo,
@@ -19,7 +20,9 @@ import type { CurrentsActivities, CurrentsBacklog, ForwardedBatch } from '../act
 import { SPOOLED_SIGNAL } from '../src/currents/amplitude-events.js';
 import { parseWorkflowInput, readableFailure, syncActivities } from './engine.js';
 
-const { quick } = syncActivities<CurrentsActivities>(['InvalidCurrentsForward']);
+const { retry } = syncActivities<CurrentsActivities>(['InvalidCurrentsForward']);
+// One Amplitude request a round: an attempt lost with its worker is retried elsewhere within seconds, not minutes.
+const quick = proxyActivities<CurrentsActivities>({ startToCloseTimeout: '30 seconds', retry });
 
 export const currentsForwardInputSchema = z.strictObject({
   /** Events per Amplitude request (HTTP V2 takes up to 2,000 and 1 MB; a 413 is split). */
