@@ -4,6 +4,7 @@
  * same insert_ids, which Amplitude drops as repeats. Amplitude's refusals are exact: the events a 400 names are
  * dead-lettered with its reason, the users and devices a 429 throttles wait (and only they), a 413 is split.
  */
+import { Context } from '@temporalio/activity';
 import type { AmplitudeEvent } from '../src/amplitude/schemas.js';
 import { amplitudeEventOf, CURRENTS_STREAM, currentsEventSchema, isForwarded } from '../src/currents/amplitude-events.js';
 import type { DeadLetter, IngressBacklog, SpooledItem } from '../src/store/store.js';
@@ -94,7 +95,14 @@ export function createCurrentsActivities(context: WorkerContext) {
         round.deferred = result.throttled.length;
       }
       await store.completeIngress(CURRENTS_STREAM, done, Date.now());
-      return { ...round, backlog: await backlogNow() };
+      const backlog = await backlogNow();
+      // For Prometheus (WORKER_PROMETHEUS_ADDRESS): alert on the age, which grows when forwarding falls behind or stops.
+      const meter = Context.current().metricMeter;
+      meter.createGauge('ampbraze_currents_backlog_events', 'int', 'events', 'Currents events not yet forwarded').set(backlog.pending);
+      meter
+        .createGauge('ampbraze_currents_backlog_age', 'float', 'seconds', 'how long the oldest unforwarded Currents event has waited')
+        .set(backlog.oldestAgeMs / 1000);
+      return { ...round, backlog };
     }),
 
     /** The spool's backlog now (for the progress query and `ampbraze currents status`). */

@@ -318,7 +318,8 @@ test('killed while forwarding Currents, another worker finishes: every spooled e
     const atKill = crashEvents();
     assert.ok(atKill >= 1_000 && atKill < items.length, `the kill came mid-stream (${atKill} of ${items.length} forwarded)`);
     first.kill('SIGKILL');
-    startWorkerProcess(taskQueue, storeEnv);
+    const metricsAddress = `127.0.0.1:${await freePort()}`;
+    startWorkerProcess(taskQueue, storeEnv, sandboxes, { WORKER_PROMETHEUS_ADDRESS: metricsAddress });
     for (let i = 0; i < 2_400 && (await store.ingressBacklog(CURRENTS_STREAM, Date.now())).pending > 0; i++)
       await new Promise((r) => setTimeout(r, 50));
     assert.equal((await store.ingressBacklog(CURRENTS_STREAM, Date.now())).pending, 0, 'the second worker drained the spool');
