@@ -107,7 +107,16 @@ async function createScheduleInUi(page: Page, schedule: UiSchedule): Promise<voi
   await page.goto(testUiUrl());
   // "open Schedules → Create Schedule"
   await page.getByRole('navigation', { name: 'Primary' }).getByRole('link', { name: 'Schedules', exact: true }).click();
-  await page.getByRole('link', { name: 'Create Schedule' }).click();
+  // The list loads from visibility, which can lag on a busy machine: if the button has not shown, load the page again.
+  const create = page.getByRole('link', { name: 'Create Schedule' });
+  if (
+    !(await create.waitFor({ timeout: UI_TIMEOUT_MS / 2 }).then(
+      () => true,
+      () => false,
+    ))
+  )
+    await page.reload();
+  await create.click();
   await page.getByRole('heading', { name: 'Create Schedule', level: 1 }).waitFor();
   await page.getByLabel('Schedule Name').fill(schedule.scheduleId); // 1
   await page.getByLabel('Workflow Type').fill(schedule.workflowType); // 2
