@@ -128,7 +128,7 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
     '/cohorts/users': (body) => partner.changeUsers(body),
   };
 
-  const respondRest = (req: IncomingMessage, res: ServerResponse, path: string, raw: Buffer): void => {
+  const respondRest = (req: IncomingMessage, res: ServerResponse, path: string, raw: Buffer, arrivedAtMs: number): void => {
     const route = rest[path];
     if (!route) return sendJson(res, 404, { message: 'Not Found' });
     const match = /^Bearer (.+)$/.exec(req.headers.authorization ?? '');
@@ -137,7 +137,7 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
     if (!permissions.has(route.permission)) return sendJson(res, 403, { message: 'Access Denied' });
     let headers: Record<string, string> = {};
     if (path === '/users/track') {
-      const slot = rateLimit.take(Date.now());
+      const slot = rateLimit.take(arrivedAtMs);
       if (!slot.allowed) return sendJson(res, 429, { message: 'Rate Limited' }, slot.headers);
       headers = slot.headers;
     }
@@ -213,6 +213,8 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
   };
 
   const respond = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    // Braze counts a request against the rate window it arrives in, whatever the processing time after that.
+    const arrivedAtMs = Date.now();
     const method = req.method ?? 'GET';
     const url = new URL(req.url ?? '/', 'http://sandbox');
     const path = url.pathname;
@@ -236,7 +238,7 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
     const partnerHandler =
       partnerPrefix && path.startsWith(`${partnerPrefix}/`) ? partnerRoutes[path.slice(partnerPrefix.length)] : undefined;
     if (options.partner && partnerHandler) return respondPartner(res, partnerHandler, raw, options.partner);
-    respondRest(req, res, path, raw);
+    respondRest(req, res, path, raw, arrivedAtMs);
   };
 
   /** Answers the report once the send is over; an invalid request gets 400 before anything is sent. */

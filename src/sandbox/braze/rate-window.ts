@@ -18,8 +18,6 @@ export interface WindowHistory {
 }
 
 export class FixedWindowRateLimit {
-  private windowIndex = -1;
-  private used = 0;
   private readonly grantedByWindow = new Map<number, number>();
   private readonly rejectedByWindow = new Map<number, number>();
 
@@ -31,7 +29,6 @@ export class FixedWindowRateLimit {
 
   set(limit: RateLimit): void {
     this.limit = { ...limit };
-    this.windowIndex = -1;
     this.grantedByWindow.clear();
     this.rejectedByWindow.clear();
   }
@@ -51,38 +48,34 @@ export class FixedWindowRateLimit {
     };
   }
 
-  /** Consumes one request of the current window when any is left. */
-  take(now: number): { allowed: boolean; headers: Record<string, string> } {
-    this.enter(now);
-    const allowed = this.used < this.limit.requests;
-    if (allowed) {
-      this.used += 1;
-      this.grantedByWindow.set(this.windowIndex, this.used);
-    } else {
-      this.rejectedByWindow.set(this.windowIndex, (this.rejectedByWindow.get(this.windowIndex) ?? 0) + 1);
-    }
-    return { allowed, headers: this.headers() };
+  /**
+   * Consumes one request of the window the request *arrived* in, when any is left: a request that arrived just
+   * before a window's end counts there even if it is handled (after the injected latency) in the next one.
+   */
+  take(arrivedAtMs: number): { allowed: boolean; headers: Record<string, string> } {
+    const index = this.windowOf(arrivedAtMs);
+    const used = this.grantedByWindow.get(index) ?? 0;
+    const allowed = used < this.limit.requests;
+    if (allowed) this.grantedByWindow.set(index, used + 1);
+    else this.rejectedByWindow.set(index, (this.rejectedByWindow.get(index) ?? 0) + 1);
+    return { allowed, headers: this.headers(index) };
   }
 
   /** The headers as they stand, without consuming anything. */
-  peek(now: number): Record<string, string> {
-    this.enter(now);
-    return this.headers();
+  peek(nowMs: number): Record<string, string> {
+    return this.headers(this.windowOf(nowMs));
   }
 
-  private enter(now: number): void {
-    const index = Math.floor(now / this.limit.windowMs);
-    if (index !== this.windowIndex) {
-      this.windowIndex = index;
-      this.used = 0;
-    }
+  private windowOf(timeMs: number): number {
+    return Math.floor(timeMs / this.limit.windowMs);
   }
 
-  private headers(): Record<string, string> {
+  private headers(index: number): Record<string, string> {
+    const used = this.grantedByWindow.get(index) ?? 0;
     return {
       'x-ratelimit-limit': String(this.limit.requests),
-      'x-ratelimit-remaining': String(Math.max(0, this.limit.requests - this.used)),
-      'x-ratelimit-reset': String(Math.ceil(((this.windowIndex + 1) * this.limit.windowMs) / 1000)),
+      'x-ratelimit-remaining': String(Math.max(0, this.limit.requests - used)),
+      'x-ratelimit-reset': String(Math.ceil(((index + 1) * this.limit.windowMs) / 1000)),
     };
   }
 }
