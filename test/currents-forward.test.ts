@@ -58,11 +58,11 @@ const inAmplitude = () => {
   return byId;
 };
 
-async function waitFor(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
+async function waitFor(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 60_000, pollMs = 100): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
   }
 }
 
@@ -233,11 +233,18 @@ describe('a receiver killed mid-stream', () => {
       url: `http://127.0.0.1:${port}/currents`,
       headers: { authorization: `Bearer ${TOKEN}` },
       events,
-      concurrency: 2,
+      // Small batches one at a time: the stream is still far from its end when the receiver dies.
+      batchSize: 10,
+      concurrency: 1,
       retry: { initialDelayMs: 100, maxDelayMs: 1_000, giveUpAfterMs: 120_000 },
     });
-    // Mid-stream: some batches acknowledged, the rest still to come.
-    await waitFor(() => events.slice(0, 200).every((e) => inAmplitude().has(e.id)), 'the first batches went through');
+    // Mid-stream: some batches acknowledged (spooled, perhaps forwarded already), the rest still to come.
+    const acknowledged = async () => {
+      const { pending } = await h.context.store.ingressBacklog(CURRENTS_STREAM, Date.now());
+      const amplitude = inAmplitude();
+      return pending + events.filter((e) => amplitude.has(e.id)).length;
+    };
+    await waitFor(async () => (await acknowledged()) >= 200, 'the first batches were acknowledged', 60_000, 10);
     killed.child.kill('SIGKILL');
     await new Promise((resolve) => killed.child.once('exit', resolve));
     const replacement = await startReceiverProcess({ ...env, RECEIVER_PORT: String(port) });
