@@ -1,7 +1,7 @@
 /**
  * The store's ingress spool, on every store: what the receiver acknowledged, recognised again when redelivered,
  * handed out in arrival order with each throttled partition held back (and everything behind it in that partition),
- * dead letters kept with their reason, the backlog, and pruning after the horizon.
+ * dead letters kept with their reason, the backlog, and pruning after the horizon; membership marks.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -87,6 +87,32 @@ forEachStore((kind) => {
       assert.equal(await store.pruneIngress(30_000, 100), pending.length);
       assert.deepEqual(ids(await store.pendingIngress('other', { nowMs: 30_000, limit: 10 })), ['e1'], 'the other stream is pending still');
       assert.deepEqual(await store.ingressBacklog('currents', 30_000), { pending: 0, deferred: 0, oldestReceivedAtMs: undefined });
+    });
+  });
+
+  describe('membership marks', () => {
+    test('a member’s state is its snapshot membership and newest mark; an older mark never replaces a newer one', async () => {
+      await store.commitSnapshot('sync-m', { added: ['ext:a', 'ext:b'] });
+      await store.commitSnapshot('sync-other', { added: ['ext:c'] });
+      await store.recordMembershipMarks('sync-m', [
+        { memberKey: 'ext:b', computedTime: 200 },
+        { memberKey: 'ext:c', computedTime: 100 },
+        { memberKey: 'ext:c', computedTime: 300 },
+      ]);
+      await store.recordMembershipMarks('sync-m', [
+        { memberKey: 'ext:b', computedTime: 150 },
+        { memberKey: 'ext:c', computedTime: 250 },
+      ]);
+      const states = await store.membershipStates('sync-m', ['ext:a', 'ext:b', 'ext:c', 'ext:d']);
+      assert.deepEqual(
+        [...states].sort(([a], [b]) => a.localeCompare(b)),
+        [
+          ['ext:a', { inSnapshot: true }],
+          ['ext:b', { inSnapshot: true, markedAt: 200 }],
+          ['ext:c', { inSnapshot: false, markedAt: 300 }],
+        ],
+        'ext:d has neither; ext:c is in another sync’s snapshot only',
+      );
     });
   });
 });

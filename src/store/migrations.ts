@@ -521,6 +521,28 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 11,
+    name: 'membership marks: when the latest membership change of each member was computed',
+    sql: `
+      -- Per sync and member, the computed_time (epoch seconds) of the newest cohort webhook change applied: an older
+      -- change arriving late is superseded, whatever order batches come in.
+      CREATE TABLE membership_marks (
+        sync_id TEXT NOT NULL,
+        member_key TEXT NOT NULL,
+        computed_time INTEGER NOT NULL,
+        PRIMARY KEY (sync_id, member_key)
+      ) WITHOUT ROWID;
+    `,
+    postgres: `
+      CREATE TABLE membership_marks (
+        sync_id TEXT COLLATE "C" NOT NULL,
+        member_key TEXT COLLATE "C" NOT NULL,
+        computed_time BIGINT NOT NULL,
+        PRIMARY KEY (sync_id, member_key)
+      );
+    `,
+  },
 ];
 
 export function currentSchemaVersion(db: Database): number {

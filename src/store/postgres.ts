@@ -65,6 +65,8 @@ import {
   type JsonValue,
   type SpooledItem,
   type MemberFailure,
+  type MembershipMark,
+  type MembershipState,
   type OutcomeTotals,
   type Page,
   type PageOptions,
@@ -388,6 +390,35 @@ export class PostgresStateStore implements StateStore {
 
   async snapshotCount(syncId: string): Promise<number> {
     return (await this.#one<{ count: number }>('SELECT count(*) AS count FROM snapshot_members WHERE sync_id = $1', [syncId])).count;
+  }
+
+  async membershipStates(syncId: string, memberKeys: readonly string[]): Promise<Map<string, MembershipState>> {
+    const states = new Map<string, MembershipState>();
+    for (const chunk of batches(memberKeys)) {
+      const rows = await this.#rows<{ memberKey: string; inSnapshot: boolean; markedAt: string | null }>(
+        `SELECT k AS "memberKey", s.member_key IS NOT NULL AS "inSnapshot", m.computed_time AS "markedAt"
+         FROM unnest($2::text[]) AS k
+         LEFT JOIN snapshot_members AS s ON s.sync_id = $1 AND s.member_key = k
+         LEFT JOIN membership_marks AS m ON m.sync_id = $1 AND m.member_key = k
+         WHERE s.member_key IS NOT NULL OR m.member_key IS NOT NULL`,
+        [syncId, chunk],
+      );
+      for (const row of rows) {
+        states.set(row.memberKey, { inSnapshot: row.inSnapshot, ...(row.markedAt !== null && { markedAt: Number(row.markedAt) }) });
+      }
+    }
+    return states;
+  }
+
+  async recordMembershipMarks(syncId: string, marks: readonly MembershipMark[]): Promise<void> {
+    for (const chunk of batches(marks)) {
+      await this.#query(
+        `INSERT INTO membership_marks (sync_id, member_key, computed_time)
+         SELECT $1, k, max(t) FROM unnest($2::text[], $3::bigint[]) AS u(k, t) GROUP BY k
+         ON CONFLICT (sync_id, member_key) DO UPDATE SET computed_time = greatest(membership_marks.computed_time, excluded.computed_time)`,
+        [syncId, chunk.map((mark) => requireKey(mark.memberKey)), chunk.map((mark) => mark.computedTime)],
+      );
+    }
   }
 
   async attributeSnapshots(scope: string, memberKeys: readonly string[]): Promise<Map<string, Map<string, string>>> {

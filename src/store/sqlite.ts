@@ -66,6 +66,8 @@ import {
   type JsonValue,
   type SpooledItem,
   type MemberFailure,
+  type MembershipMark,
+  type MembershipState,
   type Page,
   type PageOptions,
   type OutcomeTotals,
@@ -186,6 +188,23 @@ export class SqliteStateStore implements StateStore {
 
   snapshotCount(syncId: string): Promise<number> {
     return settle(() => this.#sql.snapshotCount.get(syncId)?.count ?? 0);
+  }
+
+  async membershipStates(syncId: string, memberKeys: readonly string[]): Promise<Map<string, MembershipState>> {
+    const states = new Map<string, MembershipState>();
+    for (const chunk of chunks(memberKeys)) {
+      for (const row of this.#sql.membershipStates.all({ syncId, keys: JSON.stringify(chunk) })) {
+        states.set(row.memberKey, { inSnapshot: row.inSnapshot === 1, ...(row.markedAt !== null && { markedAt: row.markedAt }) });
+      }
+      await yieldToEventLoop();
+    }
+    return states;
+  }
+
+  async recordMembershipMarks(syncId: string, marks: readonly MembershipMark[]): Promise<void> {
+    await this.#inTransactions(marks, (chunk) => {
+      for (const { memberKey, computedTime } of chunk) this.#sql.upsertMembershipMark.run(syncId, requireKey(memberKey), computedTime);
+    });
   }
 
   async attributeSnapshots(scope: string, memberKeys: readonly string[]): Promise<Map<string, Map<string, string>>> {
@@ -787,6 +806,17 @@ function prepareStatements(db: Database.Database) {
       'SELECT member_key AS memberKey FROM snapshot_members WHERE sync_id = ? AND member_key > ? ORDER BY member_key LIMIT ?',
     ),
     snapshotCount: db.prepare<[string], { count: number }>('SELECT count(*) AS count FROM snapshot_members WHERE sync_id = ?'),
+    membershipStates: db.prepare<[{ syncId: string; keys: string }], { memberKey: string; inSnapshot: number; markedAt: number | null }>(
+      `SELECT keys.value AS memberKey, s.member_key IS NOT NULL AS inSnapshot, m.computed_time AS markedAt
+       FROM json_each(@keys) AS keys
+       LEFT JOIN snapshot_members AS s ON s.sync_id = @syncId AND s.member_key = keys.value
+       LEFT JOIN membership_marks AS m ON m.sync_id = @syncId AND m.member_key = keys.value
+       WHERE s.member_key IS NOT NULL OR m.member_key IS NOT NULL`,
+    ),
+    upsertMembershipMark: db.prepare<[string, string, number]>(
+      `INSERT INTO membership_marks (sync_id, member_key, computed_time) VALUES (?, ?, ?)
+       ON CONFLICT (sync_id, member_key) DO UPDATE SET computed_time = max(computed_time, excluded.computed_time)`,
+    ),
 
     attributeSnapshots: db.prepare<[string, string], { memberKey: string; attributes: string }>(
       `SELECT member_key AS memberKey, attributes FROM user_attribute_snapshots

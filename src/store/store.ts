@@ -27,6 +27,18 @@ export interface SnapshotMember {
   memberKey: string;
 }
 
+export interface MembershipState {
+  inSnapshot: boolean;
+  /** Epoch seconds: when the newest change applied to this member was computed; undefined if none was. */
+  markedAt?: number;
+}
+
+export interface MembershipMark {
+  memberKey: string;
+  /** Epoch seconds. */
+  computedTime: number;
+}
+
 /** How far a run has read its source; stored atomically with the staged rows it covers. */
 export interface StagingCheckpoint {
   rowsConsumed: number;
@@ -335,6 +347,13 @@ export interface StateStore {
   commitSnapshot(syncId: string, changes: { added?: readonly string[]; removed?: readonly string[] }): Promise<void>;
   snapshotMembers(syncId: string, options: PageOptions): Promise<Page<SnapshotMember>>;
   snapshotCount(syncId: string): Promise<number>;
+  /**
+   * For these members of a membership sync: whether each is in the last-sent snapshot, and the computed time of the
+   * newest real-time change applied to it (see `recordMembershipMarks`). Members with neither are omitted.
+   */
+  membershipStates(syncId: string, memberKeys: readonly string[]): Promise<Map<string, MembershipState>>;
+  /** Records the computed time of each member's newest applied change; an older time never replaces a newer one. */
+  recordMembershipMarks(syncId: string, marks: readonly MembershipMark[]): Promise<void>;
 
   /**
    * The last values Braze accepted per member and attribute, for the given members (absent members are omitted), in a
