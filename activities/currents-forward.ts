@@ -7,9 +7,10 @@
 import { Context } from '@temporalio/activity';
 import type { AmplitudeEvent } from '../src/amplitude/schemas.js';
 import { amplitudeEventOf, CURRENTS_STREAM, currentsEventSchema, isForwarded } from '../src/currents/amplitude-events.js';
-import type { DeadLetter, IngressBacklog, SpooledItem } from '../src/store/store.js';
+import type { DeadLetter, SpooledItem } from '../src/store/store.js';
 import type { WorkerContext } from '../src/worker-context.js';
 import { withVendorFailures } from './failures.js';
+import { streamBacklog, type StreamBacklog } from './ingress-backlog.js';
 
 /** Forwarded events are remembered as long as Amplitude drops a repeated insert_id, so a redelivery stops at the door. */
 const FORWARDED_HORIZON_MS = 7 * 86_400_000;
@@ -23,13 +24,6 @@ const MAX_EVENTS_PER_PARTITION = 20;
 export const NOT_FORWARDED_TYPE = 'event type not forwarded (CURRENTS_EVENT_TYPES, CURRENTS_EXCLUDE_EVENT_TYPES)';
 export const NO_AMPLITUDE_USER = 'neither an external user id nor a device id (Braze’s connector skips these too)';
 
-export interface CurrentsBacklog extends IngressBacklog {
-  /** How long the oldest unforwarded event has waited. */
-  oldestAgeMs: number;
-  /** Set when that is longer than CURRENTS_BACKLOG_WARN_AGE: forwarding is falling behind (or stopped). */
-  warning?: string;
-}
-
 /** What one forwarding round did: counts only (the events themselves stay in the store). */
 export interface ForwardedBatch {
   /** Spooled events read this round. */
@@ -41,21 +35,17 @@ export interface ForwardedBatch {
   deadLetterReasons: Record<string, number>;
   /** Events of throttled users and devices, held back until the wait is over. */
   deferred: number;
-  backlog: CurrentsBacklog;
+  backlog: StreamBacklog;
 }
 
 export function createCurrentsActivities(context: WorkerContext) {
   const { store } = context;
 
-  async function backlogNow(): Promise<CurrentsBacklog> {
-    const nowMs = Date.now();
-    const backlog = await store.ingressBacklog(CURRENTS_STREAM, nowMs);
-    const oldestAgeMs = backlog.oldestReceivedAtMs === undefined ? 0 : Math.max(0, nowMs - backlog.oldestReceivedAtMs);
-    const warnAfterMs = context.currents.backlogWarnAgeMs;
-    if (oldestAgeMs <= warnAfterMs) return { ...backlog, oldestAgeMs };
-    const warning = `the oldest unforwarded event has waited ${Math.round(oldestAgeMs / 60_000)} min, over CURRENTS_BACKLOG_WARN_AGE (${Math.round(warnAfterMs / 60_000)} min)`;
-    return { ...backlog, oldestAgeMs, warning };
-  }
+  const backlogNow = (): Promise<StreamBacklog> =>
+    streamBacklog(store, CURRENTS_STREAM, context.currents.backlogWarnAgeMs, (oldestAgeMs) => {
+      const warnMinutes = Math.round(context.currents.backlogWarnAgeMs / 60_000);
+      return `the oldest unforwarded event has waited ${Math.round(oldestAgeMs / 60_000)} min, over CURRENTS_BACKLOG_WARN_AGE (${warnMinutes} min)`;
+    });
 
   return {
     /** Forwards up to `maxEvents` of the oldest spooled events (none of a throttled user or device) in one request. */

@@ -17,3 +17,6 @@ export function runInputFields(defaultPageSize: number) {
     ifRunning: z.enum(['skip', 'wait']).default('skip'),
   };
 }
+
+/** A Temporal duration as typed into the UI, e.g. "5m" or "30s". */
+export const durationSchema = z.string().regex(/^\d+(ms|s|m|h)$/, 'must be a duration such as "5m" or "30s"');

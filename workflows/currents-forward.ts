@@ -16,8 +16,10 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { z } from 'zod';
-import type { CurrentsActivities, CurrentsBacklog, ForwardedBatch } from '../activities/currents-forward.js';
+import type { CurrentsActivities, ForwardedBatch } from '../activities/currents-forward.js';
+import type { StreamBacklog } from '../activities/ingress-backlog.js';
 import { SPOOLED_SIGNAL } from '../src/currents/amplitude-events.js';
+import { durationSchema } from '../src/sync-input.js';
 import { parseWorkflowInput, readableFailure, syncActivities } from './engine.js';
 
 const { retry } = syncActivities<CurrentsActivities>(['InvalidCurrentsForward']);
@@ -28,10 +30,7 @@ export const currentsForwardInputSchema = z.strictObject({
   /** Events per Amplitude request (HTTP V2 takes up to 2,000 and 1 MB; a 413 is split). */
   batchSize: z.number().int().min(1).max(2_000).default(1_000),
   /** How long an empty spool is waited on for the receiver's next signal before the workflow ends. */
-  idleTimeout: z
-    .string()
-    .regex(/^\d+(ms|s|m|h)$/, 'must be a duration such as "5m" or "30s"')
-    .default('5m'),
+  idleTimeout: durationSchema.default('5m'),
 });
 export type CurrentsForwardInput = z.input<typeof currentsForwardInputSchema>;
 
@@ -48,7 +47,7 @@ export interface CurrentsForwardTotals {
 export interface CurrentsForwardProgress {
   phase: 'forwarding' | 'waiting' | 'done';
   totals: CurrentsForwardTotals;
-  backlog?: CurrentsBacklog;
+  backlog?: StreamBacklog;
 }
 
 /** The receiver's nudge: new events are in the spool. */

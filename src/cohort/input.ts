@@ -3,23 +3,28 @@
  * schedule, or passes to `startCohortSync`. Validated at the top of the workflow, so it must stay free of I/O.
  */
 import { z } from 'zod';
-import { runInputFields } from '../sync-input.js';
+import { durationSchema, runInputFields } from '../sync-input.js';
 
 export const IDENTIFIERS = ['user_id', 'user_alias', 'device_id'] as const;
 const DEFAULT_ATTRIBUTE_NAME = 'amplitude_cohorts';
 export type Identifier = (typeof IDENTIFIERS)[number];
 
+/** Which cohort, and where its membership goes in Braze: shared by `cohortSync` and `cohortStream`. */
+const membershipTargetFields = {
+  cohortId: z.string().trim().min(1, 'the Amplitude cohort id is required, e.g. "26umsb5"'),
+  /** `attribute`: a custom-attribute array of cohort ids; `partner_cohort`: Braze's native Amplitude cohort. */
+  target: z.enum(['attribute', 'partner_cohort']).default('attribute'),
+  /** The custom-attribute array that holds the user's Amplitude cohort ids (target `attribute`). */
+  attributeName: z
+    .string()
+    .regex(/^[^$.\s][^.\s]*$/, 'must be a Braze custom attribute name (no spaces or dots, not starting with $)')
+    .max(255)
+    .default(DEFAULT_ATTRIBUTE_NAME),
+};
+
 export const cohortSyncInputSchema = z
   .strictObject({
-    cohortId: z.string().trim().min(1, 'the Amplitude cohort id is required, e.g. "26umsb5"'),
-    /** `attribute`: a custom-attribute array of cohort ids; `partner_cohort`: Braze's native Amplitude cohort. */
-    target: z.enum(['attribute', 'partner_cohort']).default('attribute'),
-    /** The custom-attribute array that holds the user's Amplitude cohort ids (target `attribute`). */
-    attributeName: z
-      .string()
-      .regex(/^[^$.\s][^.\s]*$/, 'must be a Braze custom attribute name (no spaces or dots, not starting with $)')
-      .max(255)
-      .default(DEFAULT_ATTRIBUTE_NAME),
+    ...membershipTargetFields,
     /** Braze identifiers to try in priority order; a member none of them can address is skipped with a reason. */
     identifiers: z.array(z.enum(IDENTIFIERS)).min(1).default(['user_id']),
     /** `user_alias`: the alias label, and whether the alias name is the Amplitude id or the user id. */
@@ -53,8 +58,37 @@ export type CohortSyncOptions = z.output<typeof cohortSyncInputSchema>;
  * The stable identity of a sync, and its workflow id: `cohort-sync-<cohortId>` for the default attribute, with
  * `-attribute-<name>` or `-partner` for other targets. Its snapshot and ledger entries hang off it.
  */
-export function cohortSyncId(options: Pick<CohortSyncOptions, 'cohortId' | 'target' | 'attributeName'>): string {
-  const base = `cohort-sync-${options.cohortId}`;
-  if (options.target === 'partner_cohort') return `${base}-partner`;
-  return options.attributeName === DEFAULT_ATTRIBUTE_NAME ? base : `${base}-attribute-${options.attributeName}`;
+export function cohortSyncId(options: MembershipTarget): string {
+  return `cohort-sync-${options.cohortId}${targetSuffix(options)}`;
+}
+
+/**
+ * The `cohortStream` input: which cohort's webhook batches it applies, and to which target. The receiver starts it
+ * from the webhook URL (`?target=partner_cohort`, `?attribute=<name>`); it shares the cohort sync's snapshot and lease.
+ */
+export const cohortStreamInputSchema = z.strictObject({
+  ...membershipTargetFields,
+  /** Users per round: one round reads this many spooled changes and sends them in as few requests as it can. */
+  batchSize: z.number().int().min(1).max(5_000).default(1_000),
+  /** How long an empty spool is waited on for the receiver's next signal before the workflow ends. */
+  idleTimeout: durationSchema.default('5m'),
+});
+export type CohortStreamInput = z.input<typeof cohortStreamInputSchema>;
+export type CohortStreamOptions = z.output<typeof cohortStreamInputSchema>;
+
+/** `cohort-stream-<cohortId>` plus the target suffix of the cohort sync it shares a snapshot with. */
+export function cohortStreamWorkflowId(options: MembershipTarget): string {
+  return `cohort-stream-${options.cohortId}${targetSuffix(options)}`;
+}
+
+/** The spool stream of one cohort's webhook batches for one target. */
+export function cohortStreamName(options: MembershipTarget): string {
+  return `cohort-webhook:${cohortSyncId(options)}`;
+}
+
+type MembershipTarget = Pick<CohortSyncOptions, 'cohortId' | 'target' | 'attributeName'>;
+
+function targetSuffix(options: MembershipTarget): string {
+  if (options.target === 'partner_cohort') return '-partner';
+  return options.attributeName === DEFAULT_ATTRIBUTE_NAME ? '' : `-attribute-${options.attributeName}`;
 }
