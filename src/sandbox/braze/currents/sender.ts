@@ -5,10 +5,9 @@
  * purpose (Currents is at-least-once). Memory stays bounded: events are read as batches fill, and ids are only
  * kept when asked for.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
-import { Agent, request } from 'undici';
 import { z } from 'zod';
 import { createRng } from '../../http-util.js';
+import { postRetrySchema, RetryingPoster } from '../../retrying-post.js';
 import type { CurrentsEvent } from './events.js';
 
 export const MAX_CURRENTS_BATCH_SIZE = 100;
@@ -24,14 +23,7 @@ export const currentsSenderOptionsSchema = z.object({
   duplicateBatchFraction: fraction.default(0),
   /** Share of acknowledged events repeated inside a later batch of their type (with room for one new event). */
   duplicateEventFraction: fraction.default(0),
-  retry: z
-    .object({
-      initialDelayMs: z.number().int().nonnegative().default(500),
-      maxDelayMs: z.number().int().nonnegative().default(60_000),
-      /** Per batch, from its first post; Braze itself keeps retrying for at least 24 h. */
-      giveUpAfterMs: z.number().int().nonnegative().default(86_400_000),
-    })
-    .prefault({}),
+  retry: postRetrySchema,
   /** Batches in flight at once. */
   concurrency: z.number().int().min(1).max(64).default(4),
   /** A post unanswered for this long counts as failed and is retried. */
@@ -76,8 +68,6 @@ interface Batch {
   copies: number;
 }
 
-const isSuccess = (outcome: string) => /^2\d\d$/.test(outcome);
-
 export class CurrentsSender {
   private readonly settings: SenderSettings;
 
@@ -100,17 +90,13 @@ class Delivery {
   /** Acknowledged events waiting to ride again in their type's next batch. */
   private readonly pendingCopies = new Map<string, CurrentsEvent[]>();
   private readonly stop = new AbortController();
-  private readonly agent: Agent;
-  private readonly headers: Record<string, string>;
+  private readonly poster: RetryingPoster;
 
   constructor(
     private readonly settings: SenderSettings,
     private readonly signal: AbortSignal | undefined,
   ) {
     this.rng = createRng(settings.seed);
-    this.agent = new Agent({ connections: settings.concurrency });
-    const extra = Object.entries(settings.headers).map(([name, value]) => [name.toLowerCase(), value] as const);
-    this.headers = { ...Object.fromEntries(extra), 'content-type': 'application/json', 'braze-currents-version': '1' };
     this.report = {
       events: 0,
       batches: 0,
@@ -124,6 +110,16 @@ class Delivery {
       durationMs: 0,
       ...(settings.collectAcknowledgedIds ? { acknowledgedEventIds: [] } : {}),
     };
+    // The Currents headers cannot be overridden by the configured ones.
+    const headers = { ...settings.headers, 'content-type': 'application/json', 'braze-currents-version': '1' };
+    const target = {
+      url: settings.url,
+      headers,
+      timeoutMs: settings.requestTimeoutMs,
+      retry: settings.retry,
+      connections: settings.concurrency,
+    };
+    this.poster = new RetryingPoster(target, this.report, this.stop.signal);
   }
 
   async run(events: Iterable<CurrentsEvent>): Promise<CurrentsSendReport> {
@@ -143,7 +139,7 @@ class Delivery {
       if (this.stop.signal.aborted) throw this.stop.signal.reason;
     } finally {
       this.signal?.removeEventListener('abort', abort);
-      await this.agent.destroy();
+      await this.poster.close();
     }
     return { ...this.report, durationMs: Date.now() - started };
   }
@@ -180,7 +176,7 @@ class Delivery {
   private async deliver(batch: Batch): Promise<void> {
     const body = JSON.stringify({ events: batch.events });
     const originals = batch.events.slice(batch.copies);
-    if (!(await this.postUntilAcknowledged(body))) {
+    if (!(await this.poster.postUntilAcknowledged(body))) {
       this.report.gaveUp += 1;
       this.report.gaveUpEvents += originals.length;
       return;
@@ -188,7 +184,7 @@ class Delivery {
     this.report.duplicateEventsSent += batch.copies;
     for (const event of originals) this.report.acknowledgedEventIds?.push(event.id);
     this.offerCopies(batch.eventType, originals);
-    if (this.rng() < this.settings.duplicateBatchFraction && (await this.postUntilAcknowledged(body))) {
+    if (this.rng() < this.settings.duplicateBatchFraction && (await this.poster.postUntilAcknowledged(body))) {
       this.report.duplicateBatchesSent += 1;
       this.report.duplicateEventsSent += batch.events.length;
     }
@@ -202,41 +198,6 @@ class Delivery {
     for (const event of events) {
       // At most a batch's worth waits per type, so copies cannot pile up.
       if (pending.length < this.settings.batchSize && this.rng() < fraction) pending.push(event);
-    }
-  }
-
-  /** Posts until a 2xx; gives up only once the batch's deadline has passed, the last attempt made at the deadline. */
-  private async postUntilAcknowledged(body: string): Promise<boolean> {
-    const { initialDelayMs, maxDelayMs, giveUpAfterMs } = this.settings.retry;
-    const deadline = Date.now() + giveUpAfterMs;
-    for (let attempt = 1; ; attempt++) {
-      if (attempt > 1) this.report.retriedPosts += 1;
-      this.report.posts += 1;
-      const outcome = await this.post(body);
-      this.report.statuses[outcome] = (this.report.statuses[outcome] ?? 0) + 1;
-      if (isSuccess(outcome)) return true;
-      const remaining = deadline - Date.now();
-      if (remaining <= 0) return false;
-      const backoff = Math.min(maxDelayMs, initialDelayMs * 2 ** (attempt - 1));
-      await sleep(Math.min(backoff, remaining), undefined, { signal: this.stop.signal });
-    }
-  }
-
-  /** The HTTP status as a string, or `timeout` / `network_error`; throws only when the send is aborted. */
-  private async post(body: string): Promise<string> {
-    try {
-      const response = await request(this.settings.url, {
-        method: 'POST',
-        headers: this.headers,
-        body,
-        dispatcher: this.agent,
-        signal: AbortSignal.any([this.stop.signal, AbortSignal.timeout(this.settings.requestTimeoutMs)]),
-      });
-      await response.body.dump();
-      return String(response.statusCode);
-    } catch (error) {
-      if (this.stop.signal.aborted) throw this.stop.signal.reason;
-      return error instanceof Error && error.name === 'TimeoutError' ? 'timeout' : 'network_error';
     }
   }
 }
