@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dataset } from '../dataset.js';
 import { sendJson, type FaultInjector } from '../http-util.js';
 import type { CohortExports } from './cohort-exports.js';
+import type { CohortWebhooks } from './cohort-webhooks.js';
 import type { Ingestion } from './ingestion.js';
 import type { Countdown, FixedWindowCounter } from './limits.js';
 import type { AmplitudeFaults, ResolvedOptions } from './options.js';
@@ -17,6 +18,8 @@ export interface SandboxContext {
   /** The `exportTimeouts` fault, apart from the faults every endpoint shares. */
   exportTimeouts: Countdown;
   cohortExports: CohortExports;
+  /** The Cohort Webhooks destination, when one is configured. */
+  cohortWebhooks: CohortWebhooks;
   profiles: ProfileStore;
   ingestion: Ingestion;
   /** Profile API requests per minute, org-wide. */

@@ -1,7 +1,9 @@
 /** Unauthenticated `/_sandbox/*` inspection and control endpoints (the sandbox only listens on loopback). */
 import { z } from 'zod';
 import { BodyTooLargeError, InvalidJsonError, readJsonBody, sendJson } from '../http-util.js';
-import { currentFaults, setFaults, type Exchange } from './context.js';
+import type { CohortMembership, SandboxCohort } from '../dataset.js';
+import { cohortWebhookDestinationSchema, emptyWebhookReport, webhookDeliverySchema, type CohortWebhookReport } from './cohort-webhooks.js';
+import { currentFaults, setFaults, type Exchange, type SandboxContext } from './context.js';
 import { countExportLinesInHour, exportLinesInHour, parseHour } from './export-api.js';
 
 const MAX_CONTROL_BODY_BYTES = 16 * 1024 * 1024;
@@ -12,7 +14,10 @@ const membershipChangeSchema = z.object({
   set: z.array(z.string()).optional(),
   add: z.array(z.string()).optional(),
   remove: z.array(z.string()).optional(),
+  /** How the recompute's webhook batches travel, when cohort webhooks are configured. */
+  webhook: webhookDeliverySchema.optional(),
 });
+export type MembershipChange = z.input<typeof membershipChangeSchema>;
 
 const faultsSchema = z.object({
   serverErrorRate: z.number().min(0).max(1).optional(),
@@ -76,10 +81,47 @@ export async function changeCohortMembers(exchange: Exchange, cohortId: string):
     (amplitudeId) => dataset.indexOfAmplitudeId(amplitudeId) === undefined,
   );
   if (unknownIds.length > 0) return sendJson(res, 400, { error: `unknown amplitude ids: ${unknownIds.join(', ')}` });
+  sendJson(res, 200, await recomputeCohort(context, cohortId, change));
+}
+
+/**
+ * Recomputes a cohort with the change (`lastComputed` moves on) and, when cohort webhooks send it, posts who entered
+ * and who left; resolves once the batches were acknowledged (or given up), with the cohort and the delivery report.
+ */
+export async function recomputeCohort(
+  context: SandboxContext,
+  cohortId: string,
+  change: MembershipChange,
+): Promise<{ cohort: SandboxCohort; webhook: CohortWebhookReport }> {
+  const { dataset } = context;
+  const before = dataset.cohortMembership(cohortId);
   if (change.set) dataset.setCohortMembers(cohortId, change.set);
   if (change.add) dataset.addCohortMembers(cohortId, change.add);
   if (change.remove) dataset.removeCohortMembers(cohortId, change.remove);
-  sendJson(res, 200, { cohort: dataset.cohort(cohortId) });
+  const after = dataset.cohortMembership(cohortId);
+  const cohort = dataset.cohort(cohortId)!;
+  if (!before || !after || !context.cohortWebhooks.sends(cohortId)) return { cohort, webhook: emptyWebhookReport() };
+  const identities = (from: CohortMembership, notIn: CohortMembership) =>
+    [...from.indexes()].filter((index) => !notIn.includes(index)).map((index) => dataset.identity(index));
+  const recompute = {
+    cohortId,
+    cohortName: cohort.name,
+    computedTime: cohort.lastComputed,
+    entered: identities(after, before),
+    left: identities(before, after),
+  };
+  return { cohort, webhook: await context.cohortWebhooks.deliver(recompute, change.webhook) };
+}
+
+export async function configureCohortWebhooks(exchange: Exchange): Promise<void> {
+  const destination = exchange.req.method === 'DELETE' ? undefined : await readBodyAs(exchange, cohortWebhookDestinationSchema);
+  if (exchange.req.method !== 'DELETE' && !destination) return;
+  exchange.context.cohortWebhooks.configure(destination);
+  sendJson(exchange.res, 200, { configured: destination !== undefined, report: exchange.context.cohortWebhooks.report() });
+}
+
+export function cohortWebhookReport({ res, context }: Exchange): void {
+  sendJson(res, 200, context.cohortWebhooks.report());
 }
 
 export async function setSandboxFaults(exchange: Exchange): Promise<void> {

@@ -3,9 +3,11 @@
  * profile, HTTP V2/Batch, identify), over a seeded Dataset, with the vendor's limits and failure modes.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Dataset, ExportLine } from '../dataset.js';
+import type { Dataset, ExportLine, SandboxCohort } from '../dataset.js';
 import { closeServer, FaultInjector, listen, sendJson } from '../http-util.js';
 import { CohortExports } from './cohort-exports.js';
+import { CohortWebhooks, type CohortWebhookDestination, type CohortWebhookReport } from './cohort-webhooks.js';
+import { recomputeCohort, type MembershipChange } from './control-api.js';
 import { sendApiError, setFaults, type Exchange, type SandboxContext } from './context.js';
 import { countExportLinesInHour, exportLinesInHour } from './export-api.js';
 import { Ingestion, type IngestedEvent } from './ingestion.js';
@@ -17,6 +19,8 @@ import type { UserProperties } from './user-properties.js';
 
 export type { AmplitudeFaults, AmplitudeSandboxOptions } from './options.js';
 export type { IngestedEvent } from './ingestion.js';
+export type { CohortWebhookDestination, CohortWebhookReport } from './cohort-webhooks.js';
+export type { MembershipChange } from './control-api.js';
 
 export interface AmplitudeSandboxControl {
   readonly dataset: Dataset;
@@ -40,6 +44,15 @@ export interface AmplitudeSandboxControl {
   setExportMaxBytes(bytes: number): void;
   /** A user's current properties (seeded, then updated by identify and events); undefined if never seen. */
   userProperties(ids: UserIds): UserProperties | undefined;
+  /** Where cohort webhooks go from now on (`undefined`: nowhere). Throws a ZodError for an invalid destination. */
+  configureCohortWebhooks(destination: CohortWebhookDestination | undefined): void;
+  /**
+   * Recomputes a cohort (`lastComputed` moves on) and posts its enter/leave webhook batches; resolves once they were
+   * acknowledged or given up. Throws for an unknown cohort or user.
+   */
+  recomputeCohort(cohortId: string, change: MembershipChange): Promise<{ cohort: SandboxCohort; webhook: CohortWebhookReport }>;
+  /** Every cohort webhook post so far. */
+  cohortWebhookReport(): CohortWebhookReport;
 }
 
 export interface AmplitudeSandbox {
@@ -69,6 +82,7 @@ export async function startAmplitudeSandbox(options: AmplitudeSandboxOptions): P
     faults: new FaultInjector({}, options.faultSeed ?? 1),
     exportTimeouts: new Countdown(),
     cohortExports: new CohortExports(),
+    cohortWebhooks: new CohortWebhooks(options.dataset),
     profiles,
     ingestion: new Ingestion(profiles, {
       httpapi: { eventsPerSecondPerId: resolved.eventsPerSecondPerId, windowMs: HTTP_V2_RATE_WINDOW_MS },
@@ -123,7 +137,10 @@ export async function startAmplitudeSandbox(options: AmplitudeSandboxOptions): P
 
   return {
     url: context.baseUrl,
-    close: () => closeServer(server),
+    close: () => {
+      context.cohortWebhooks.close();
+      return closeServer(server);
+    },
     control: {
       dataset: options.dataset,
       ingestedEvents: () => context.ingestion.list(),
@@ -141,6 +158,9 @@ export async function startAmplitudeSandbox(options: AmplitudeSandboxOptions): P
         resolved.exportMaxBytes = bytes;
       },
       userProperties: (ids) => profiles.find(ids)?.properties,
+      configureCohortWebhooks: (destination) => context.cohortWebhooks.configure(destination),
+      recomputeCohort: (cohortId, change) => recomputeCohort(context, cohortId, change),
+      cohortWebhookReport: () => context.cohortWebhooks.report(),
     },
   };
 }

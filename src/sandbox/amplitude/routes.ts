@@ -1,7 +1,15 @@
 /** Which handler serves each path, and what stands in front of it (faults, Basic auth, the concurrency limit). */
 import { cohortExportFile, cohortExportStatus, listCohorts, presignedCohortFile, requestCohortExport } from './cohort-api.js';
 import type { Exchange } from './context.js';
-import { changeCohortMembers, exportHour, sandboxEvents, sandboxState, setSandboxFaults } from './control-api.js';
+import {
+  changeCohortMembers,
+  cohortWebhookReport,
+  configureCohortWebhooks,
+  exportHour,
+  sandboxEvents,
+  sandboxState,
+  setSandboxFaults,
+} from './control-api.js';
 import { exportEvents } from './export-api.js';
 import { identify } from './identify-api.js';
 import { eventUpload } from './ingest-api.js';
@@ -43,6 +51,8 @@ export const ROUTES: readonly Route[] = [
   { methods: GET, path: /^\/_sandbox\/export\/([^/]+)$/, guard: 'open', handle: exportHour },
   { methods: POST, path: /^\/_sandbox\/cohorts\/([^/]+)\/members$/, guard: 'open', handle: changeCohortMembers },
   { methods: POST, path: /^\/_sandbox\/faults$/, guard: 'open', handle: setSandboxFaults },
+  { methods: ['POST', 'DELETE'], path: /^\/_sandbox\/cohort-webhooks$/, guard: 'open', handle: configureCohortWebhooks },
+  { methods: GET, path: /^\/_sandbox\/cohort-webhooks$/, guard: 'open', handle: cohortWebhookReport },
 ];
 
 export function matchRoute(method: string, pathname: string): { route: Route; params: string[] } | undefined {
