@@ -1,5 +1,6 @@
 import type { WorkerContext } from '../src/worker-context.js';
 import { createCohortExportActivities } from './cohort-export.js';
+import { createCohortStreamActivities } from './cohort-stream.js';
 import { createCohortSyncActivities } from './cohort-sync.js';
 import { createCurrentsActivities } from './currents-forward.js';
 import { createDoctorActivities } from './doctor.js';
@@ -12,6 +13,7 @@ export function createActivities(context: WorkerContext) {
     ...createDoctorActivities(context),
     ...createCohortExportActivities(context),
     ...createCohortSyncActivities(context),
+    ...createCohortStreamActivities(context),
     ...createEventSyncActivities(context),
     ...createTraitSyncActivities(context),
     ...createCurrentsActivities(context),

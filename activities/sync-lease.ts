@@ -4,6 +4,7 @@
  * once, on any number of workers and hosts. A run that dies without releasing its lease frees it on expiry.
  */
 import { ApplicationFailure } from '@temporalio/common';
+import { COHORT_STREAM_WORKFLOW_PREFIX } from '../src/cohort/input.js';
 import type { StateStore } from '../src/store/store.js';
 
 /** Long enough to ride out a slow workflow task or a worker restart; short enough that a dead run blocks briefly. */
@@ -50,7 +51,8 @@ const LEASE_WAIT_POLL_MS = Math.min(5_000, SYNC_LEASE_TTL_MS);
 /**
  * Takes the sync's lease at the start of a run. When another run has it: `skip` resolves with that run's
  * workflow id (this run then sends nothing), `wait` fails the attempt so that Temporal retries it until the
- * lease is free (no history grows while waiting).
+ * lease is free (no history grows while waiting). A cohort stream's round is waited for either way: it frees the
+ * lease within seconds, and a scheduled run must not be skipped for it.
  */
 export async function takeLease(
   store: StateStore,
@@ -58,7 +60,7 @@ export async function takeLease(
   ifRunning: 'skip' | 'wait',
 ): Promise<{ held: true } | { held: false; runInProgress: string }> {
   const lease = await claimLease(store, run);
-  if (lease.held || ifRunning === 'skip') return lease;
+  if (lease.held || (ifRunning === 'skip' && !lease.runInProgress.startsWith(COHORT_STREAM_WORKFLOW_PREFIX))) return lease;
   throw ApplicationFailure.create({
     type: 'SyncLeaseHeld',
     message: `Waiting for run ${lease.runInProgress} of sync "${run.syncId}" to finish (ifRunning: "wait")`,

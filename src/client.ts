@@ -11,8 +11,17 @@ import { eventProgressQuery, type EventSyncProgress, type EventSyncResult } from
 import type { cohortSync, doctor, eventSync, traitSync } from '../workflows/index.js';
 import { traitProgressQuery, type TraitSyncProgress } from '../workflows/trait-sync.js';
 import { currentsForward, currentsProgressQuery, spooledSignal, type CurrentsForwardProgress } from '../workflows/currents-forward.js';
+import { cohortStream, cohortStreamProgressQuery, type CohortStreamProgress } from '../workflows/cohort-stream.js';
 import { CURRENTS_FORWARD_WORKFLOW_ID } from './currents/amplitude-events.js';
-import { cohortSyncId, cohortSyncInputSchema, type CohortSyncInput, type CohortSyncOptions } from './cohort/input.js';
+import {
+  cohortStreamInputSchema,
+  cohortStreamWorkflowId,
+  cohortSyncId,
+  cohortSyncInputSchema,
+  type CohortStreamInput,
+  type CohortSyncInput,
+  type CohortSyncOptions,
+} from './cohort/input.js';
 import { describeInputProblems } from './input-problems.js';
 import { DEFAULT_TASK_QUEUE } from './config.js';
 import {
@@ -383,6 +392,31 @@ export async function nudgeCurrentsForward(client: Client, options: { taskQueue?
 /** What the running forwarder has done and the backlog it sees. */
 export async function getCurrentsProgress(client: Client): Promise<CurrentsForwardProgress> {
   return client.workflow.getHandle<typeof currentsForward>(CURRENTS_FORWARD_WORKFLOW_ID).query(currentsProgressQuery);
+}
+
+/**
+ * Starts the cohort's webhook stream (`cohort-stream-<cohortId>` plus the target suffix), or wakes the one running:
+ * what the receiver does whenever it spools a cohort webhook batch. Resolves with the workflow id.
+ */
+export async function nudgeCohortStream(client: Client, input: CohortStreamInput, options: { taskQueue?: string } = {}): Promise<string> {
+  const workflowId = cohortStreamWorkflowId(parseInput(cohortStreamInputSchema, input, 'cohortStream'));
+  await client.workflow.signalWithStart(cohortStream, {
+    workflowId,
+    taskQueue: options.taskQueue ?? DEFAULT_TASK_QUEUE,
+    args: [input],
+    signal: spooledSignal,
+    typedSearchAttributes: [
+      { key: SYNC_KIND, value: 'cohort_stream' },
+      { key: COHORT_ID, value: input.cohortId },
+    ],
+  });
+  return workflowId;
+}
+
+/** What a cohort's webhook stream has applied, and the backlog it sees. */
+export async function getCohortStreamProgress(client: Client, target: CohortStreamInput): Promise<CohortStreamProgress> {
+  const workflowId = cohortStreamWorkflowId(parseInput(cohortStreamInputSchema, target, 'cohortStream'));
+  return client.workflow.getHandle<typeof cohortStream>(workflowId).query(cohortStreamProgressQuery);
 }
 
 function traitSyncSummary(options: TraitSyncOptions): string {

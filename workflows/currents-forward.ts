@@ -9,7 +9,6 @@ import {
   condition,
   continueAsNew,
   defineQuery,
-  defineSignal,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -18,9 +17,10 @@ import {
 import { z } from 'zod';
 import type { CurrentsActivities, ForwardedBatch } from '../activities/currents-forward.js';
 import type { StreamBacklog } from '../activities/ingress-backlog.js';
-import { SPOOLED_SIGNAL } from '../src/currents/amplitude-events.js';
 import { durationSchema } from '../src/sync-input.js';
-import { parseWorkflowInput, readableFailure, syncActivities } from './engine.js';
+import { parseWorkflowInput, readableFailure, spooledSignal, syncActivities } from './engine.js';
+
+export { spooledSignal } from './engine.js';
 
 const { retry } = syncActivities<CurrentsActivities>(['InvalidCurrentsForward']);
 // One Amplitude request a round: an attempt lost with its worker is retried elsewhere within seconds, not minutes.
@@ -50,8 +50,6 @@ export interface CurrentsForwardProgress {
   backlog?: StreamBacklog;
 }
 
-/** The receiver's nudge: new events are in the spool. */
-export const spooledSignal = defineSignal(SPOOLED_SIGNAL);
 export const currentsProgressQuery = defineQuery<CurrentsForwardProgress>('progress');
 
 /** Rounds before continuing as new: each adds a few events to the history. */

@@ -29,6 +29,8 @@ export interface Budgets {
 export const setBudgetUpdate = defineUpdate<Budgets, [Budgets]>('setBudget');
 /** Continue a paused sync once, whatever the budget (the operator accepts the cost). */
 export const resumeSignal = defineSignal('resume');
+/** The receiver's nudge to a stream's workflow: new items are in its spool. */
+export const spooledSignal = defineSignal('spooled');
 
 /** The input, parsed; a bad one fails the run at once (not retried), one line per problem naming the field. */
 export function parseWorkflowInput<S extends z.ZodType>(schema: S, input: unknown, workflowType: string, failureType: string): z.output<S> {

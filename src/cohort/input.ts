@@ -68,6 +68,8 @@ export function cohortSyncId(options: MembershipTarget): string {
  */
 export const cohortStreamInputSchema = z.strictObject({
   ...membershipTargetFields,
+  /** Data points all syncs together may spend per UTC day: the stream pauses before a round would exceed it. */
+  maxDataPointsPerDay: z.number().int().positive().optional(),
   /** Users per round: one round reads this many spooled changes and sends them in as few requests as it can. */
   batchSize: z.number().int().min(1).max(5_000).default(1_000),
   /** How long an empty spool is waited on for the receiver's next signal before the workflow ends. */
@@ -76,9 +78,12 @@ export const cohortStreamInputSchema = z.strictObject({
 export type CohortStreamInput = z.input<typeof cohortStreamInputSchema>;
 export type CohortStreamOptions = z.output<typeof cohortStreamInputSchema>;
 
+/** A cohort stream holds its sync's lease for one short round at a time, between webhook batches. */
+export const COHORT_STREAM_WORKFLOW_PREFIX = 'cohort-stream-';
+
 /** `cohort-stream-<cohortId>` plus the target suffix of the cohort sync it shares a snapshot with. */
 export function cohortStreamWorkflowId(options: MembershipTarget): string {
-  return `cohort-stream-${options.cohortId}${targetSuffix(options)}`;
+  return `${COHORT_STREAM_WORKFLOW_PREFIX}${options.cohortId}${targetSuffix(options)}`;
 }
 
 /** The spool stream of one cohort's webhook batches for one target. */

@@ -12,7 +12,6 @@ import type { JsonObject } from '../store/store.js';
 export const CURRENTS_STREAM = 'currents';
 /** The workflow that drains it, and the signal the receiver sends it (with start) when it spools a batch. */
 export const CURRENTS_FORWARD_WORKFLOW_ID = 'currents-forward';
-export const SPOOLED_SIGNAL = 'spooled';
 
 /** Braze sends 100 events a batch by default; a larger batch is refused whole rather than half-read. */
 export const MAX_CURRENTS_BATCH_EVENTS = 1_000;

@@ -1,0 +1,169 @@
+/**
+ * Applying the cohort webhook batches the receiver spooled. A round holds the sync's lease for a moment (so a
+ * `cohortSync` of the same cohort and target never sends alongside it), reads the oldest spooled changes, keeps of
+ * each member the change computed last, drops those no newer than what was applied already (by an earlier webhook,
+ * or by the last complete `cohortSync`), and sends the rest through the engine against the sync's own snapshot.
+ * Idempotent: a retried round finds what it sent in the snapshot and the changes it finished completed.
+ */
+import { ApplicationFailure } from '@temporalio/activity';
+import { cohortPageRequests, type Member } from '../src/cohort/braze-changes.js';
+import { addressOf } from '../src/cohort/identifiers.js';
+import { cohortStreamName } from '../src/cohort/input.js';
+import { membershipChangeSchema, type MembershipChange } from '../src/cohort/webhook.js';
+import type { MembershipMark } from '../src/store/store.js';
+import type { WorkerContext } from '../src/worker-context.js';
+import type { ChangeKind, CohortTarget } from './cohort-sync-types.js';
+import { findCohort } from './cohort-export.js';
+import { applyPage, lastSyncedSourceVersion, type PageBudgets, type PageOutcome } from './engine.js';
+import { withVendorFailures } from './failures.js';
+import { streamBacklog, type StreamBacklog } from './ingress-backlog.js';
+import { claimLease, type RunRef } from './sync-lease.js';
+
+/** The real-time promise is seconds: a change waiting longer than this is a warning (progress, doctor). */
+export const COHORT_STREAM_BACKLOG_WARN_MS = 2 * 60_000;
+
+export interface CohortStreamRef {
+  run: RunRef;
+  cohortId: string;
+  target: CohortTarget;
+  attributeName: string;
+}
+
+export interface CohortStreamRoundInput extends CohortStreamRef, PageBudgets {
+  maxChanges: number;
+}
+
+/** What one round did: counts only (who changed stays in the store). */
+export interface CohortStreamRound {
+  /** `busy`: a cohortSync run has the lease; `over_budget`: nothing was sent, the changes wait. */
+  status: 'applied' | 'busy' | 'over_budget';
+  /** Spooled changes read. */
+  read: number;
+  added: number;
+  removed: number;
+  /** Members already as the change says (in the snapshot, or not): nothing to send. */
+  unchanged: number;
+  /** Changes computed no later than one applied before (a late or repeated batch): not sent. */
+  superseded: number;
+  /** Members Braze refused, with its reason in the failure ledger. */
+  failed: number;
+  dataPoints: number;
+  brazeRequests: number;
+  runInProgress?: string;
+  /** The page over a budget, when `over_budget`. */
+  overBudget?: PageOutcome;
+  backlog: StreamBacklog;
+}
+
+export function createCohortStreamActivities(context: WorkerContext) {
+  const { store } = context;
+
+  const backlogOf = (stream: CohortStreamRef) =>
+    streamBacklog(
+      store,
+      cohortStreamName(stream),
+      COHORT_STREAM_BACKLOG_WARN_MS,
+      (oldestAgeMs) => `the oldest webhook change has waited ${Math.round(oldestAgeMs / 1000)} s (is a cohortSync holding the cohort?)`,
+    );
+
+  return {
+    /** Checks the cohort exists and, for the partner cohort target, creates (or renames) Braze's native cohort. */
+    prepareCohortStream: withVendorFailures(async (input: Omit<CohortStreamRef, 'run'>): Promise<{ cohortName: string }> => {
+      const cohort = await findCohort(context, input.cohortId, 'InvalidCohortStream');
+      if (input.target === 'partner_cohort') {
+        if (!context.brazePartnerConfigured) {
+          throw ApplicationFailure.create({
+            type: 'InvalidCohortStream',
+            nonRetryable: true,
+            message: 'target "partner_cohort" needs BRAZE_PARTNER_NAME, BRAZE_PARTNER_API_KEY and BRAZE_DATA_IMPORT_KEY on the workers',
+          });
+        }
+        const createdAt = new Date((cohort.createdAt ?? cohort.lastComputed) * 1000).toISOString();
+        await context.braze.createOrRenamePartnerCohort({ cohortId: input.cohortId, name: cohort.name, createdAt });
+      }
+      return { cohortName: cohort.name };
+    }),
+
+    applyCohortStreamRound: withVendorFailures(async (input: CohortStreamRoundInput): Promise<CohortStreamRound> => {
+      const { run } = input;
+      const stream = cohortStreamName(input);
+      const round: Omit<CohortStreamRound, 'backlog'> = {
+        status: 'applied',
+        read: 0,
+        added: 0,
+        removed: 0,
+        unchanged: 0,
+        superseded: 0,
+        failed: 0,
+        dataPoints: 0,
+        brazeRequests: 0,
+      };
+      const lease = await claimLease(store, run);
+      if (!lease.held) return { ...round, status: 'busy', runInProgress: lease.runInProgress, backlog: await backlogOf(input) };
+      try {
+        const items = await store.pendingIngress(stream, { nowMs: Date.now(), limit: input.maxChanges });
+        round.read = items.length;
+        const latest = latestChangePerMember(items.map((item) => membershipChangeSchema.parse(item.body)));
+        round.superseded = items.length - latest.size;
+        const syncedUpTo = Number((await lastSyncedSourceVersion(context, run.syncId)) ?? 0);
+        const states = await store.membershipStates(run.syncId, [...latest.keys()]);
+        const changes: Record<ChangeKind, Member[]> = { enter: [], leave: [] };
+        const marks: MembershipMark[] = [];
+        for (const [memberKey, change] of latest) {
+          const state = states.get(memberKey);
+          if (change.computed_time <= Math.max(syncedUpTo, state?.markedAt ?? 0)) {
+            round.superseded += 1;
+            continue;
+          }
+          marks.push({ memberKey, computedTime: change.computed_time });
+          const inSnapshot = state?.inSnapshot ?? false;
+          if (change.in_cohort === inSnapshot) round.unchanged += 1;
+          else changes[change.in_cohort ? 'enter' : 'leave'].push({ memberKey, address: addressOf(memberKey) });
+        }
+        // Named after the round's first spooled change: a retried round adds to what its earlier attempts sent.
+        const roundKey = `stream:${items[0]?.seq ?? 0}`;
+        for (const kind of ['enter', 'leave'] as const) {
+          if (changes[kind].length === 0) continue;
+          const outcome = await applyPage(context, input, {
+            run,
+            pagePrefix: `${roundKey}:${kind}|`,
+            requests: cohortPageRequests(changes[kind], { ...input, kind }, context.brazeObjectsPerRequest),
+            rateLimited: input.target === 'attribute',
+            syncKind: 'cohort_stream',
+            snapshotOf: (sent) => (kind === 'enter' ? { added: sent.accepted } : { removed: sent.accepted }),
+          });
+          if (outcome.status === 'over_budget')
+            return { ...round, status: 'over_budget', overBudget: outcome, backlog: await backlogOf(input) };
+          round[kind === 'enter' ? 'added' : 'removed'] = outcome.accepted;
+          round.failed += outcome.failed;
+          round.dataPoints += outcome.dataPoints;
+          round.brazeRequests += outcome.brazeRequests;
+        }
+        await store.recordMembershipMarks(run.syncId, marks);
+        await store.completeIngress(
+          stream,
+          items.map((item) => item.seq),
+          Date.now(),
+        );
+        return { ...round, backlog: await backlogOf(input) };
+      } finally {
+        await store.releaseSyncLease(run.syncId, run.runId);
+      }
+    }),
+
+    cohortStreamBacklog: backlogOf,
+  };
+}
+
+export type CohortStreamActivities = ReturnType<typeof createCohortStreamActivities>;
+
+/** Of each member's changes, the one computed last (of equal times, the one spooled last), by member key. */
+function latestChangePerMember(changes: readonly MembershipChange[]): Map<string, MembershipChange> {
+  const latest = new Map<string, MembershipChange>();
+  for (const change of changes) {
+    const memberKey = `ext:${change.user_id}`;
+    const known = latest.get(memberKey);
+    if (!known || change.computed_time >= known.computed_time) latest.set(memberKey, change);
+  }
+  return latest;
+}
