@@ -1,6 +1,15 @@
-/** `ampbraze cohort sync|schedule|status`: thin commands over the typed client API. */
+/** `ampbraze cohort sync|schedule|status` and `ampbraze cohort stream status`: thin commands over the typed client API. */
+import { WorkflowNotFoundError } from '@temporalio/client';
 import type { Command } from 'commander';
-import { getSyncProgress, latestCohortSyncRun, scheduleCohortSync, startCohortSync, type Cadence } from '../client.js';
+import type { CohortStreamProgress } from '../../workflows/cohort-stream.js';
+import {
+  getCohortStreamProgress,
+  getSyncProgress,
+  latestCohortSyncRun,
+  scheduleCohortSync,
+  startCohortSync,
+  type Cadence,
+} from '../client.js';
 import { cohortSyncId, type CohortSyncInput } from '../cohort/input.js';
 import { reportAndExit } from './output.js';
 import { describeProgress, followProgress, printResult } from './progress.js';
@@ -96,4 +105,35 @@ export function registerCohortCommands(program: Command): void {
         console.log(describeProgress(await getSyncProgress(client, workflowId)));
       }).catch(reportAndExit),
     );
+
+  cohort
+    .command('stream')
+    .description('real-time cohorts from Amplitude’s cohort webhooks')
+    .command('status <cohortId>')
+    .description('what the cohort’s webhook stream has applied to Braze, and its backlog')
+    .option('--target <target>', 'attribute or partner_cohort', 'attribute')
+    .option('--attribute <name>', 'custom-attribute array name', 'amplitude_cohorts')
+    .action((cohortId: string, flags: { target: 'attribute' | 'partner_cohort'; attribute: string }) =>
+      withTemporalClient(async (client) => {
+        try {
+          const progress = await getCohortStreamProgress(client, { cohortId, target: flags.target, attributeName: flags.attribute });
+          console.log(describeStreamProgress(progress));
+        } catch (error) {
+          if (!(error instanceof WorkflowNotFoundError)) throw error;
+          console.log(`No webhook stream has run for cohort ${cohortId}: the receiver starts one when it spools the cohort’s first batch.`);
+        }
+      }).catch(reportAndExit),
+    );
+}
+
+export function describeStreamProgress(progress: CohortStreamProgress): string {
+  const { totals, backlog } = progress;
+  const lines = [
+    `Cohort "${progress.cohortName ?? progress.cohortId}": ${progress.phase} … added ${totals.added}, removed ${totals.removed} · ${totals.unchanged} unchanged · ${totals.superseded} superseded · ${totals.failed} failed · ${totals.dataPoints} data points`,
+  ];
+  if (backlog) lines.push(`backlog ${backlog.pending} changes, the oldest waiting ${Math.round(backlog.oldestAgeMs / 1000)} s`);
+  if (backlog?.warning) lines.push(`warning: ${backlog.warning}`);
+  if (progress.waitingFor) lines.push(`waiting for ${progress.waitingFor}, which has the cohort`);
+  if (progress.pausedReason) lines.push(`paused: ${progress.pausedReason}`);
+  return lines.join('\n');
 }

@@ -9,7 +9,7 @@ import { withTemporalClient } from './temporal-client.js';
 export function registerCurrentsCommands(program: Command): void {
   program
     .command('receive')
-    .description('run the HTTP receiver for Braze Currents (same as `npm run receiver`)')
+    .description('run the HTTP receiver for Braze Currents and Amplitude cohort webhooks (same as `npm run receiver`)')
     .action(() => import('../receiver/main.js').then((receiver) => receiver.main()).catch(reportAndExit));
 
   const currents = program.command('currents').description('Braze Currents → Amplitude');

@@ -5,7 +5,7 @@
 import { Client, Connection } from '@temporalio/client';
 import { loadReceiverConfig, loadStoreConfig, loadTemporalConfig, temporalConnectionOptions } from '../config.js';
 import { openStateStore } from '../store/index.js';
-import { nudgeCurrentsForward } from '../client.js';
+import { nudgeCohortStream, nudgeCurrentsForward } from '../client.js';
 import { buildReceiver } from './server.js';
 
 export async function main(): Promise<void> {
@@ -20,9 +20,14 @@ export async function main(): Promise<void> {
     currentsToken: receiver.currentsToken,
     logger: { level: process.env.RECEIVER_LOG_LEVEL ?? 'info' },
     onCurrentsSpooled: () => nudgeCurrentsForward(client, { taskQueue: temporal.taskQueue }),
+    amplitudeWebhookToken: receiver.amplitudeWebhookToken,
+    onCohortSpooled: async ({ cohortId, target, attributeName }) => {
+      await nudgeCohortStream(client, { cohortId, target, attributeName }, { taskQueue: temporal.taskQueue });
+    },
   });
   const address = await app.listen({ host: receiver.host, port: receiver.port });
-  console.log(`Receiver listening on ${address} (${receiver.currentsToken ? 'POST /currents, ' : ''}GET /healthz, GET /readyz)`);
+  const routes = [receiver.currentsToken && 'POST /currents', receiver.amplitudeWebhookToken && 'POST /amplitude/cohorts'].filter(Boolean);
+  console.log(`Receiver listening on ${address} (${[...routes, 'GET /healthz', 'GET /readyz'].join(', ')})`);
   const stop = async () => {
     // Requests in flight finish (new ones get 503), then the store and Temporal connection close.
     await app.close();

@@ -8,6 +8,14 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Secret } from '../config.js';
 import { CURRENTS_STREAM, currentsBatchSchema, currentsEventSchema, partitionKeyOf } from '../currents/amplitude-events.js';
+import { cohortStreamInputSchema, cohortStreamName, type CohortStreamOptions } from '../cohort/input.js';
+import {
+  cohortWebhookBatchSchema,
+  cohortWebhookUserSchema,
+  webhookTargetQuerySchema,
+  type CohortWebhookBatch,
+  type MembershipChange,
+} from '../cohort/webhook.js';
 import type { DeadLetter, IngressItem, JsonObject, JsonValue, StateStore } from '../store/store.js';
 
 export interface ReceiverOptions {
@@ -16,11 +24,15 @@ export interface ReceiverOptions {
   currentsToken: Secret | undefined;
   /** Called once a Currents batch is spooled: starts (or wakes) the forwarding workflow. Never delays the answer. */
   onCurrentsSpooled: () => Promise<void>;
+  /** The bearer token Amplitude's cohort webhooks send; unset: `/amplitude/cohorts` is not served. */
+  amplitudeWebhookToken?: Secret;
+  /** Called once a cohort webhook batch is spooled: starts (or wakes) that cohort's stream. Never delays the answer. */
+  onCohortSpooled?: (stream: CohortStreamOptions) => Promise<void>;
   logger?: boolean | { level: string };
 }
 
-/** What `/currents` answers a batch it took. */
-export interface CurrentsAck {
+/** What `/currents` and `/amplitude/cohorts` answer a batch they took. */
+export interface IngressAck {
   spooled: number;
   duplicates: number;
   deadLettered: number;
@@ -61,11 +73,64 @@ export function buildReceiver(options: ReceiverOptions): FastifyInstance {
       await options.store.deadLetterIngress(CURRENTS_STREAM, letters, now);
       const { spooled, duplicates } = await options.store.spoolIngress(CURRENTS_STREAM, items, now);
       if (spooled > 0) nudgeCurrents();
-      const ack: CurrentsAck = { spooled, duplicates, deadLettered: letters.length };
+      const ack: IngressAck = { spooled, duplicates, deadLettered: letters.length };
+      return reply.code(200).send(ack);
+    });
+  }
+
+  if (options.amplitudeWebhookToken) {
+    const token = options.amplitudeWebhookToken;
+    const nudges = new Map<string, () => void>();
+    const nudgeStream = (stream: CohortStreamOptions) => {
+      const name = cohortStreamName(stream);
+      let nudge = nudges.get(name);
+      if (!nudge) {
+        const start = () => options.onCohortSpooled?.(stream) ?? Promise.resolve();
+        nudge = coalescing(start, (error) => app.log.error({ err: error }, `could not start the cohort stream of ${stream.cohortId}`));
+        nudges.set(name, nudge);
+      }
+      nudge();
+    };
+    app.post('/amplitude/cohorts', async (request, reply) => {
+      if (!hasBearer(request, token)) return unauthorized(reply);
+      const query = webhookTargetQuerySchema.safeParse(request.query);
+      if (!query.success) return reply.code(400).send({ error: `bad webhook URL: ${describeIssues(query.error.issues)}` });
+      const batch = cohortWebhookBatchSchema.safeParse(request.body);
+      if (!batch.success) return reply.code(400).send({ error: `not a cohort webhook batch: ${describeIssues(batch.error.issues)}` });
+      const { target, attribute } = query.data;
+      const stream = cohortStreamInputSchema.safeParse({ cohortId: batch.data.cohort_id, target, attributeName: attribute });
+      if (!stream.success) return reply.code(400).send({ error: `bad webhook URL: ${describeIssues(stream.error.issues)}` });
+      const { items, letters } = sortWebhookUsers(batch.data);
+      const name = cohortStreamName(stream.data);
+      const now = Date.now();
+      await options.store.deadLetterIngress(name, letters, now);
+      const { spooled, duplicates } = await options.store.spoolIngress(name, items, now);
+      if (spooled > 0) nudgeStream(stream.data);
+      const ack: IngressAck = { spooled, duplicates, deadLettered: letters.length };
       return reply.code(200).send(ack);
     });
   }
   return app;
+}
+
+/**
+ * One membership change per user, keyed by the batch's `message_id` and the user (a retried batch repeats both);
+ * a user entry without a user id becomes a dead letter keyed by its place in the batch.
+ */
+export function sortWebhookUsers(batch: CohortWebhookBatch): { items: IngressItem[]; letters: DeadLetter[] } {
+  const items: IngressItem[] = [];
+  const letters: DeadLetter[] = [];
+  batch.users.forEach((raw, index) => {
+    const user = cohortWebhookUserSchema.safeParse(raw);
+    if (user.success) {
+      const change: MembershipChange = { user_id: user.data.user_id, in_cohort: batch.in_cohort, computed_time: batch.computed_time };
+      items.push({ dedupeKey: `${batch.message_id}|${user.data.user_id}`, partitionKey: user.data.user_id, body: change });
+    } else {
+      const reason = `users[${index}]: ${describeIssues(user.error.issues)}`;
+      letters.push({ dedupeKey: `${batch.message_id}#${index}`, reason, body: (raw ?? null) as JsonValue });
+    }
+  });
+  return { items, letters };
 }
 
 /** Valid events become spool items keyed by their `id`; the rest become dead letters keyed by `id` or content. */
