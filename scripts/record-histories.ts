@@ -13,7 +13,6 @@ import { Client, Connection, WorkflowFailedError, type WorkflowHandleWithFirstEx
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { runDoctor, startCohortSync, startEventSync, startTraitSync } from '../src/client.js';
-import type { CohortSyncInput } from '../src/cohort/input.js';
 import { exportHourOf, type EventSyncInput } from '../src/events/input.js';
 import { loadConfig, temporalConnectionOptions } from '../src/config.js';
 import { startSandboxes } from '../src/sandbox/sandboxes.js';
@@ -29,6 +28,8 @@ import type { EventSyncResult } from '../workflows/event-sync.js';
 import type { TraitSyncResult } from '../workflows/trait-sync.js';
 import { currentsForward, spooledSignal } from '../workflows/currents-forward.js';
 import { CURRENTS_STREAM } from '../src/currents/amplitude-events.js';
+import { cohortStreamName, type CohortSyncInput } from '../src/cohort/input.js';
+import { cohortStream } from '../workflows/cohort-stream.js';
 
 const SMALL_COHORT = '26umsb5'; // ~1% of users
 const MEDIUM_COHORT = '3k9x2pq'; // ~10%
@@ -286,6 +287,31 @@ const scenarios: Scenario[] = [
       });
       const totals = await client.workflow.getHandle<typeof currentsForward>(name, handle.signaledRunId).result();
       assert.deepEqual([totals.forwarded, totals.skipped], [1, 1]);
+      return { workflowId: name, runId: handle.signaledRunId };
+    },
+  },
+  {
+    name: 'cohort-stream',
+    run: async (name) => {
+      // What the receiver spools of a webhook batch (one user entering the cohort), then its nudge.
+      const stream = { cohortId: SMALL_COHORT, target: 'attribute' as const, attributeName: 'amplitude_cohorts' };
+      const newcomer = [...sandboxes.dataset.identities()].find(
+        (user) => user.userId && !sandboxes.dataset.cohortIdsOf(user.index).includes(SMALL_COHORT),
+      )!;
+      const change = { user_id: newcomer.userId!, in_cohort: true, computed_time: Math.floor(Date.now() / 1000) };
+      await context.store.spoolIngress(
+        cohortStreamName(stream),
+        [{ dedupeKey: 'rec-message::enter::0|1', partitionKey: change.user_id, body: change }],
+        Date.now(),
+      );
+      const handle = await client.workflow.signalWithStart(cohortStream, {
+        taskQueue,
+        workflowId: name,
+        args: [{ cohortId: SMALL_COHORT, idleTimeout: '1s' }],
+        signal: spooledSignal,
+      });
+      const totals = await client.workflow.getHandle<typeof cohortStream>(name, handle.signaledRunId).result();
+      assert.deepEqual([totals.added, totals.removed], [1, 0]);
       return { workflowId: name, runId: handle.signaledRunId };
     },
   },
