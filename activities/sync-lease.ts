@@ -47,6 +47,8 @@ export async function keepLease(store: StateStore, run: RunRef): Promise<void> {
 
 /** A lease-wait retry polls at least this often, so a run freed early is noticed soon. */
 const LEASE_WAIT_POLL_MS = Math.min(5_000, SYNC_LEASE_TTL_MS);
+/** A stream's round ends within a second or two. */
+const STREAM_ROUND_POLL_MS = 500;
 
 /**
  * Takes the sync's lease at the start of a run. When another run has it: `skip` resolves with that run's
@@ -60,10 +62,14 @@ export async function takeLease(
   ifRunning: 'skip' | 'wait',
 ): Promise<{ held: true } | { held: false; runInProgress: string }> {
   const lease = await claimLease(store, run);
-  if (lease.held || (ifRunning === 'skip' && !lease.runInProgress.startsWith(COHORT_STREAM_WORKFLOW_PREFIX))) return lease;
+  if (lease.held) return lease;
+  const streamRound = lease.runInProgress.startsWith(COHORT_STREAM_WORKFLOW_PREFIX);
+  if (ifRunning === 'skip' && !streamRound) return lease;
   throw ApplicationFailure.create({
     type: 'SyncLeaseHeld',
-    message: `Waiting for run ${lease.runInProgress} of sync "${run.syncId}" to finish (ifRunning: "wait")`,
-    nextRetryDelay: Math.min(Math.max(lease.expiresAtMs - Date.now(), 1_000), LEASE_WAIT_POLL_MS),
+    message: streamRound
+      ? `Waiting for a round of ${lease.runInProgress} (the cohort's webhook stream) to end`
+      : `Waiting for run ${lease.runInProgress} of sync "${run.syncId}" to finish (ifRunning: "wait")`,
+    nextRetryDelay: streamRound ? STREAM_ROUND_POLL_MS : Math.min(Math.max(lease.expiresAtMs - Date.now(), 1_000), LEASE_WAIT_POLL_MS),
   });
 }

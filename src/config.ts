@@ -188,6 +188,8 @@ export interface ReceiverConfig {
   currentsToken: Secret | undefined;
   /** The bearer token Amplitude's cohort webhooks send (a custom header); unset: not served. */
   amplitudeWebhookToken: Secret | undefined;
+  /** The daily data-point budget (all syncs together) the cohort streams it starts pause at. */
+  cohortStreamMaxDataPointsPerDay: number | undefined;
 }
 
 export const AMPLITUDE_REGION_URLS: Record<AmplitudeRegion, Pick<AmplitudeConfig, 'apiUrl' | 'profileApiUrl' | 'ingestUrl'>> = {
@@ -347,6 +349,7 @@ const receiverVariables = z.object({
     .min(16, 'must be at least 16 characters (a random secret)')
     .transform((value) => new Secret(value))
     .optional(),
+  COHORT_STREAM_MAX_DATA_POINTS_PER_DAY: wholeNumberAtLeastOne.optional(),
 });
 
 const brazeRestEndpoint = z
@@ -555,6 +558,7 @@ export function loadReceiverConfig(env: Env = environment()): ReceiverConfig {
     bodyLimitBytes: values.RECEIVER_BODY_LIMIT,
     currentsToken: values.CURRENTS_TOKEN,
     amplitudeWebhookToken: values.AMPLITUDE_WEBHOOK_TOKEN,
+    cohortStreamMaxDataPointsPerDay: values.COHORT_STREAM_MAX_DATA_POINTS_PER_DAY,
   };
 }
 

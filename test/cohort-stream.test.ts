@@ -7,7 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { getCohortStreamProgress, startCohortSync } from '../src/client.js';
+import { getCohortStreamProgress, nudgeCohortStream, startCohortSync } from '../src/client.js';
+import { resumeSignal } from '../workflows/cohort-stream.js';
 import { cohortStreamName, cohortStreamWorkflowId, type CohortStreamInput } from '../src/cohort/input.js';
 import type { MembershipChange } from '../src/sandbox/amplitude/index.js';
 import type { SandboxIdentity } from '../src/sandbox/dataset.js';
@@ -175,6 +176,32 @@ describe('real-time cohorts from Amplitude’s cohort webhooks', () => {
       await waitFor(() => entering.every((user) => partnerMembers().has(user.userId!)), 'the partner cohort holds the newcomers');
     } finally {
       sendWebhooksTo('');
+    }
+  });
+
+  test('a stream pauses at the daily data-point budget and goes on when resumed', async () => {
+    const target = { cohortId: COHORT, target: 'attribute' as const, attributeName: 'budget_cohorts' };
+    const entering = outsiders(3);
+    const computedTime = Math.floor(Date.now() / 1000);
+    const items = entering.map((user) => ({
+      dedupeKey: `budget::enter::0|${user.userId}`,
+      partitionKey: user.userId!,
+      body: { user_id: user.userId!, in_cohort: true, computed_time: computedTime },
+    }));
+    await h.context.store.spoolIngress(cohortStreamName(target), items, Date.now());
+    const spentToday = await h.context.store.dataPointsOnDay(new Date().toISOString().slice(0, 10));
+    const workflowId = await nudgeCohortStream(
+      h.env.client,
+      { ...target, maxDataPointsPerDay: spentToday + 1 },
+      { taskQueue: h.taskQueue },
+    );
+    try {
+      await waitFor(async () => (await getCohortStreamProgress(h.env.client, target)).phase === 'paused', 'the stream paused');
+      assert.equal(brazeMembers(h.sandboxes, COHORT, 'budget_cohorts').size, 0, 'nothing sent over the budget');
+      await h.env.client.workflow.getHandle(workflowId).signal(resumeSignal);
+      await waitFor(() => brazeMembers(h.sandboxes, COHORT, 'budget_cohorts').size === 3, 'the resumed round reached Braze');
+    } finally {
+      await h.env.client.workflow.getHandle(workflowId).terminate('the test is over');
     }
   });
 

@@ -22,7 +22,9 @@ export async function main(): Promise<void> {
     onCurrentsSpooled: () => nudgeCurrentsForward(client, { taskQueue: temporal.taskQueue }),
     amplitudeWebhookToken: receiver.amplitudeWebhookToken,
     onCohortSpooled: async ({ cohortId, target, attributeName }) => {
-      await nudgeCohortStream(client, { cohortId, target, attributeName }, { taskQueue: temporal.taskQueue });
+      const maxDataPointsPerDay = receiver.cohortStreamMaxDataPointsPerDay;
+      const input = { cohortId, target, attributeName, ...(maxDataPointsPerDay && { maxDataPointsPerDay }) };
+      await nudgeCohortStream(client, input, { taskQueue: temporal.taskQueue });
     },
   });
   const address = await app.listen({ host: receiver.host, port: receiver.port });
