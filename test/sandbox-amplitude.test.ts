@@ -1,5 +1,7 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { gunzipSync } from 'node:zlib';
 import { parse } from 'csv-parse/sync';
 import { strFromU8, unzipSync } from 'fflate';
@@ -649,5 +651,78 @@ describe('Amplitude sandbox: fault injection and control', () => {
     assert.ok(cohort.lastComputed > (before.cohorts.find((listed) => listed.id === MEDIUM_COHORT)?.lastComputed ?? Infinity));
     assert.equal((await postJson(sandbox, '/_sandbox/cohorts/zzzzzzz/members', { add: ids })).status, 404);
     assert.equal((await postJson(sandbox, `/_sandbox/cohorts/${MEDIUM_COHORT}/members`, { add: ['1'] })).status, 400);
+  });
+});
+
+describe('Amplitude sandbox: Cohort Webhooks', () => {
+  /** A receiver that records each post and answers the first `slowPosts` after 2.5 s, past the sender's time-out. */
+  async function recordingReceiver(slowPosts: number) {
+    const posts: Array<{ headers: IncomingHttpHeaders; body: Record<string, unknown> }> = [];
+    const server = createServer((req, res) => {
+      let raw = '';
+      req.on('data', (chunk: Buffer) => (raw += chunk.toString()));
+      req.on('end', () => {
+        posts.push({ headers: req.headers, body: JSON.parse(raw) as Record<string, unknown> });
+        setTimeout(() => res.writeHead(200).end('{}'), posts.length <= slowPosts ? 2_500 : 0);
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`, posts };
+  }
+
+  test('a recompute posts who entered and left in the default format, with the custom headers; a time-out is retried as a duplicate', async () => {
+    const sandbox = await startSandbox();
+    const receiver = await recordingReceiver(1);
+    const response = await postJson(sandbox, '/_sandbox/cohort-webhooks', {
+      url: receiver.url,
+      headers: { Authorization: 'Bearer secret-1', 'X-Extra': 'two' },
+      usersPerBatch: 2,
+      retry: { initialDelayMs: 50 },
+    });
+    assert.equal(response.status, 200);
+    const members = [...sandbox.control.dataset.cohortMembers(SMALL_COHORT)].filter((m) => m.userId).slice(0, 1);
+    const outsiders = [...sandbox.control.dataset.identities()]
+      .filter((u) => u.userId && !sandbox.control.dataset.cohortIdsOf(u.index).includes(SMALL_COHORT))
+      .slice(0, 3);
+    const change = await postJson(sandbox, `/_sandbox/cohorts/${SMALL_COHORT}/members`, {
+      add: outsiders.map((u) => u.amplitudeId),
+      remove: members.map((m) => m.amplitudeId),
+    });
+    const { cohort, webhook } = (await change.json()) as { cohort: { lastComputed: number }; webhook: Record<string, unknown> };
+    assert.deepEqual([webhook.batches, webhook.posts, webhook.retriedPosts, webhook.statuses], [3, 4, 1, { timeout: 1, 200: 3 }]);
+    const [timedOut, ...rest] = receiver.posts;
+    assert.deepEqual(rest[0]?.body, timedOut?.body, 'the retry repeats the message_id');
+    assert.deepEqual(
+      rest.map(({ body }) => [body.in_cohort, (body.users as Array<{ user_id: string }>).map((u) => u.user_id)]),
+      [
+        [true, outsiders.slice(0, 2).map((u) => u.userId)],
+        [true, outsiders.slice(2).map((u) => u.userId)],
+        [false, members.map((m) => m.userId)],
+      ],
+    );
+    for (const { headers, body } of rest) {
+      assert.equal(headers.authorization, 'Bearer secret-1');
+      assert.equal(headers['x-extra'], 'two');
+      assert.equal(headers['user-agent'], 'Amplitude/Webhook/1.0');
+      assert.equal(body.computed_time, String(cohort.lastComputed), 'epoch seconds as a string');
+      assert.equal(body.cohort_id, SMALL_COHORT);
+      assert.match(String(body.message_id), /^[0-9a-f-]{36}::(enter|leave)::\d+$/);
+    }
+    assert.equal(new Set(rest.map(({ body }) => body.message_id)).size, 3);
+  });
+
+  test('more than five custom headers are refused; dropped batches are counted, not posted', async () => {
+    const sandbox = await startSandbox();
+    const receiver = await recordingReceiver(0);
+    const headers = Object.fromEntries(Array.from({ length: 6 }, (_, i) => [`x-h${i}`, 'v']));
+    assert.equal((await postJson(sandbox, '/_sandbox/cohort-webhooks', { url: receiver.url, headers })).status, 400);
+    sandbox.control.configureCohortWebhooks({ url: receiver.url });
+    const [outsider] = [...sandbox.control.dataset.identities()].filter(
+      (u) => u.userId && !sandbox.control.dataset.cohortIdsOf(u.index).includes(SMALL_COHORT),
+    );
+    const { webhook } = await sandbox.control.recomputeCohort(SMALL_COHORT, { add: [outsider!.amplitudeId], webhook: { drop: true } });
+    assert.deepEqual([webhook.batches, webhook.dropped, webhook.posts], [1, 1, 0]);
+    assert.equal(receiver.posts.length, 0);
   });
 });
