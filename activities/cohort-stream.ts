@@ -58,13 +58,7 @@ export interface CohortStreamRound {
 export function createCohortStreamActivities(context: WorkerContext) {
   const { store } = context;
 
-  const backlogOf = (stream: CohortStreamRef) =>
-    streamBacklog(
-      store,
-      cohortStreamName(stream),
-      COHORT_STREAM_BACKLOG_WARN_MS,
-      (oldestAgeMs) => `the oldest webhook change has waited ${Math.round(oldestAgeMs / 1000)} s (is a cohortSync holding the cohort?)`,
-    );
+  const backlogOf = (stream: CohortStreamRef) => cohortStreamBacklog(context, cohortStreamName(stream));
 
   return {
     /** Checks the cohort exists and, for the partner cohort target, creates (or renames) Braze's native cohort. */
@@ -156,6 +150,16 @@ export function createCohortStreamActivities(context: WorkerContext) {
 }
 
 export type CohortStreamActivities = ReturnType<typeof createCohortStreamActivities>;
+
+/** A cohort webhook spool's backlog (`stream` as `cohortStreamName` names it), with a warning past two minutes. */
+export function cohortStreamBacklog(context: WorkerContext, stream: string): Promise<StreamBacklog> {
+  return streamBacklog(
+    context.store,
+    stream,
+    COHORT_STREAM_BACKLOG_WARN_MS,
+    (oldestAgeMs) => `the oldest webhook change has waited ${Math.round(oldestAgeMs / 1000)} s (is a cohortSync holding the cohort?)`,
+  );
+}
 
 /** Of each member's changes, the one computed last (of equal times, the one spooled last), by member key. */
 function latestChangePerMember(changes: readonly MembershipChange[]): Map<string, MembershipChange> {

@@ -41,11 +41,7 @@ export interface ForwardedBatch {
 export function createCurrentsActivities(context: WorkerContext) {
   const { store } = context;
 
-  const backlogNow = (): Promise<StreamBacklog> =>
-    streamBacklog(store, CURRENTS_STREAM, context.currents.backlogWarnAgeMs, (oldestAgeMs) => {
-      const warnMinutes = Math.round(context.currents.backlogWarnAgeMs / 60_000);
-      return `the oldest unforwarded event has waited ${Math.round(oldestAgeMs / 60_000)} min, over CURRENTS_BACKLOG_WARN_AGE (${warnMinutes} min)`;
-    });
+  const backlogNow = () => currentsBacklog(context);
 
   return {
     /** Forwards up to `maxEvents` of the oldest spooled events (none of a throttled user or device) in one request. */
@@ -109,6 +105,15 @@ export function createCurrentsActivities(context: WorkerContext) {
 }
 
 export type CurrentsActivities = ReturnType<typeof createCurrentsActivities>;
+
+/** The Currents spool's backlog, with a warning past CURRENTS_BACKLOG_WARN_AGE. */
+export function currentsBacklog(context: WorkerContext): Promise<StreamBacklog> {
+  const warnAfterMs = context.currents.backlogWarnAgeMs;
+  return streamBacklog(context.store, CURRENTS_STREAM, warnAfterMs, (oldestAgeMs) => {
+    const [waited, limit] = [oldestAgeMs, warnAfterMs].map((ms) => Math.round(ms / 60_000));
+    return `the oldest unforwarded event has waited ${waited} min, over CURRENTS_BACKLOG_WARN_AGE (${limit} min)`;
+  });
+}
 
 /** The items to send this round: of each partition its first MAX_EVENTS_PER_PARTITION (the rest keep their place). */
 function takeInOrder(items: readonly SpooledItem[]): SpooledItem[] {

@@ -1,10 +1,14 @@
 import { activityInfo } from '@temporalio/activity';
 import { latestVersionOf, MIGRATIONS } from '../src/store/migrations.js';
+import { CURRENTS_STREAM } from '../src/currents/amplitude-events.js';
 import type { WorkerContext } from '../src/worker-context.js';
+import { cohortStreamBacklog } from './cohort-stream.js';
+import { currentsBacklog } from './currents-forward.js';
 
 export interface CheckResult {
   name: string;
-  status: 'ok' | 'failed' | 'skipped';
+  /** `warning`: works, but needs a look (a backlog growing old); not a failure. */
+  status: 'ok' | 'warning' | 'failed' | 'skipped';
   detail: string;
 }
 
@@ -73,6 +77,32 @@ export function createDoctorActivities(context: WorkerContext) {
         await context.braze.ping();
         return 'API key accepted';
       });
+    },
+
+    /** The receiver's spools: Currents events not yet forwarded, cohort webhook changes not yet applied, and their age. */
+    async checkIngressBacklogs(): Promise<CheckResult> {
+      const name = 'Ingress backlogs';
+      try {
+        const streams = (await context.store.pendingIngressStreams()).filter((stream) => stream !== CURRENTS_STREAM);
+        const backlogs = [
+          { what: 'Currents → Amplitude', backlog: await currentsBacklog(context) },
+          ...(await Promise.all(
+            streams.map(async (stream) => ({
+              what: `${stream.slice(stream.indexOf(':') + 1)} webhooks`,
+              backlog: await cohortStreamBacklog(context, stream),
+            })),
+          )),
+        ];
+        const detail = backlogs
+          .map(
+            ({ what, backlog }) =>
+              `${what}: ${backlog.pending} waiting${backlog.pending > 0 ? `, the oldest ${Math.round(backlog.oldestAgeMs / 1000)} s` : ''}${backlog.warning ? ` (${backlog.warning})` : ''}`,
+          )
+          .join('; ');
+        return { name, status: backlogs.some(({ backlog }) => backlog.warning) ? 'warning' : 'ok', detail };
+      } catch (error) {
+        return { name, status: 'failed', detail: error instanceof Error ? error.message : String(error) };
+      }
     },
 
     checkBrazePartnerApi(): Promise<CheckResult> {

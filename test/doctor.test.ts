@@ -3,6 +3,9 @@
  * workflow, the typed client API and the `ampbraze` CLI.
  */
 import assert from 'node:assert/strict';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import Database from 'better-sqlite3';
@@ -11,12 +14,13 @@ import { createActivities } from '../activities/index.js';
 import type { DoctorReport } from '../activities/doctor.js';
 import { NoWorkerError, runDoctor } from '../src/client.js';
 import { loadConfig } from '../src/config.js';
+import { CURRENTS_STREAM } from '../src/currents/amplitude-events.js';
 import { MIGRATIONS } from '../src/store/migrations.js';
 import { describePostgresUrl } from '../src/store/postgres.js';
 import { startSandboxes, type Sandboxes } from '../src/sandbox/sandboxes.js';
 import { createWorkerContext } from '../src/worker-context.js';
 import { ampbraze } from './helpers/cli.js';
-import { forEachStore, type StoreEnv } from './helpers/stores.js';
+import { forEachStore, openStoreFrom, type StoreEnv } from './helpers/stores.js';
 import { connectTestEnvironment, createTestWorker, testServerAddress, uniqueTaskQueue } from './helpers/temporal.js';
 
 let env: TestWorkflowEnvironment;
@@ -103,10 +107,30 @@ describe('doctor workflow', () => {
         ['Amplitude User Profile API', 'ok'],
         ['Braze REST API', 'ok'],
         ['Braze partner cohort API', 'ok'],
+        ['Ingress backlogs', 'ok'],
       ],
     );
+    assert.equal(checkNamed(report, 'Ingress backlogs').detail, 'Currents → Amplitude: 0 waiting');
     assert.match(checkNamed(report, 'Temporal').detail, new RegExp(taskQueue));
     assert.match(checkNamed(report, 'Amplitude cohort API').detail, new RegExp(`${sandboxes.dataset.cohorts().length} cohorts visible`));
+  });
+
+  test('a backlog older than its threshold is a warning naming the stream, not a failure', async () => {
+    const taskQueue = uniqueTaskQueue('doctor');
+    const storeEnv = { STATE_DB: join(await mkdtemp(join(tmpdir(), 'doctor-backlog-')), 'state.db') };
+    const store = await openStoreFrom(storeEnv);
+    const item = (id: string) => ({ dedupeKey: id, partitionKey: 'user-1', body: {} });
+    await store.spoolIngress(CURRENTS_STREAM, [item('c-1')], Date.now() - 1_000);
+    await store.spoolIngress('cohort-webhook:cohort-sync-26umsb5', [item('w-1'), item('w-2')], Date.now() - 10 * 60_000);
+    await store.close();
+    const report = await withWorker(taskQueue, {}, () => runDoctor(env.client, { taskQueue }), storeEnv);
+    assert.equal(report.ok, true, 'a warning is not a failure');
+    const backlogs = checkNamed(report, 'Ingress backlogs');
+    assert.equal(backlogs.status, 'warning');
+    assert.match(
+      backlogs.detail,
+      /^Currents → Amplitude: 1 waiting, the oldest \d s; cohort-sync-26umsb5 webhooks: 2 waiting, the oldest 6\d\d s \(the oldest webhook change has waited/,
+    );
   });
 
   test('a wrong Braze key fails that check with the vendor’s own message, and only that check', async () => {

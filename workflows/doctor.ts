@@ -1,4 +1,4 @@
-import { proxyActivities } from '@temporalio/workflow';
+import { patched, proxyActivities } from '@temporalio/workflow';
 import type { DoctorActivities, DoctorReport } from '../activities/doctor.js';
 
 // Each check catches its own vendor errors and reports them; one attempt shows the truth of the moment.
@@ -16,6 +16,8 @@ export async function doctor(): Promise<DoctorReport> {
     checks.checkAmplitudeProfileApi(),
     checks.checkBrazeRestApi(),
     checks.checkBrazePartnerApi(),
+    // Doctor runs recorded before the backlog check replay without it.
+    ...(patched('ingress-backlog-check') ? [checks.checkIngressBacklogs()] : []),
   ]);
   return { ok: results.every((check) => check.status !== 'failed'), checks: results };
 }

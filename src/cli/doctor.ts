@@ -1,7 +1,7 @@
 import { runDoctor } from '../client.js';
 import { withTemporalClient } from './temporal-client.js';
 
-const marks = { ok: '✓', failed: '✗', skipped: '–' } as const;
+const marks = { ok: '✓', warning: '!', failed: '✗', skipped: '–' } as const;
 
 export async function doctorCommand(options: { timeoutMs: number }): Promise<void> {
   await withTemporalClient(async (client, config) => {

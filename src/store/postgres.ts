@@ -21,6 +21,7 @@ import {
   profileFetchQueueSql,
   pendingIngressSql,
   ingressBacklogSql,
+  PENDING_INGRESS_STREAMS,
   toIngressBacklog,
   toSpooledItem,
   type SpooledRow,
@@ -806,6 +807,10 @@ export class PostgresStateStore implements StateStore {
 
   async ingressBacklog(stream: string, nowMs: number): Promise<IngressBacklog> {
     return toIngressBacklog(await this.#one(INGRESS_BACKLOG, [stream, nowMs]));
+  }
+
+  async pendingIngressStreams(): Promise<string[]> {
+    return (await this.#rows<{ stream: string }>(PENDING_INGRESS_STREAMS, [])).map((row) => row.stream);
   }
 
   async deadLetters(stream: string, options: { limit: number }): Promise<Array<DeadLetter & { atMs: number }>> {

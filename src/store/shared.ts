@@ -223,6 +223,8 @@ export function pendingIngressSql({ stream, nowMs, limit }: { stream: string; no
     ORDER BY s.seq LIMIT ${limit}`;
 }
 
+export const PENDING_INGRESS_STREAMS = 'SELECT DISTINCT stream FROM ingress_spool WHERE done_at_ms IS NULL ORDER BY stream';
+
 /** The statement of `StateStore.ingressBacklog` in both dialects, given the dialect's placeholders. */
 export function ingressBacklogSql({ stream, nowMs }: { stream: string; nowMs: string }): string {
   return `SELECT count(*) AS pending, count(*) FILTER (WHERE not_before_ms > ${nowMs}) AS deferred, min(received_at_ms) AS "oldestReceivedAtMs"

@@ -20,6 +20,7 @@ import {
   profileFetchQueueSql,
   pendingIngressSql,
   ingressBacklogSql,
+  PENDING_INGRESS_STREAMS,
   toIngressBacklog,
   toSpooledItem,
   type SpooledRow,
@@ -473,6 +474,10 @@ export class SqliteStateStore implements StateStore {
     return settle(() => toIngressBacklog(this.#sql.ingressBacklog.get({ stream, nowMs })!));
   }
 
+  pendingIngressStreams(): Promise<string[]> {
+    return settle(() => this.#sql.pendingIngressStreams.all().map((row) => row.stream));
+  }
+
   deadLetters(stream: string, options: { limit: number }): Promise<Array<DeadLetter & { atMs: number }>> {
     return settle(() =>
       this.#sql.deadLetters.all(stream, pageLimit(options.limit)).map((row) => ({ ...row, body: JSON.parse(row.body) as JsonValue })),
@@ -750,6 +755,7 @@ function prepareStatements(db: Database.Database) {
     insertDeadLetter: db.prepare<[string, string, string, string, number]>(
       'INSERT INTO ingress_dead_letters (stream, dedupe_key, reason, body, at_ms) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
     ),
+    pendingIngressStreams: db.prepare<[], { stream: string }>(PENDING_INGRESS_STREAMS),
     ingressBacklog: db.prepare<{ stream: string; nowMs: number }, { pending: number; deferred: number; oldestReceivedAtMs: number | null }>(
       ingressBacklogSql({ stream: '@stream', nowMs: '@nowMs' }),
     ),

@@ -461,6 +461,8 @@ export interface StateStore {
   /** Keeps items with their reason; a spooled item (with `seq`) is marked processed too. A repeated key keeps the first. */
   deadLetterIngress(stream: string, letters: ReadonlyArray<DeadLetter & { seq?: number }>, atMs: number): Promise<void>;
   ingressBacklog(stream: string, nowMs: number): Promise<IngressBacklog>;
+  /** The streams with unprocessed items, by name. */
+  pendingIngressStreams(): Promise<string[]>;
   /** Oldest first. */
   deadLetters(stream: string, options: { limit: number }): Promise<Array<DeadLetter & { atMs: number }>>;
   /** Deletes up to `limit` items of any stream processed before `beforeMs`; returns how many. */
