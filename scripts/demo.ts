@@ -3,13 +3,24 @@
  * Braze sandboxes seeded with realistic data, and a worker — then a cohort sync, a membership change and a
  * second sync that sends only the delta; then a few hours of Amplitude events ingested (who is active) with one
  * event type streamed to Braze, and a rerun that sends nothing; then a trait sync of user properties that creates
- * users, one property change, and a rerun that sends only it. Keeps running (so the UI can be explored) until Ctrl-C.
+ * users, one property change, and a rerun that sends only it; then the receiver: Amplitude's cohort webhooks moving
+ * members in Braze within seconds (and a cohort sync after them that sends nothing), and Braze Currents events
+ * forwarded into Amplitude. Keeps running (so the UI can be explored) until Ctrl-C.
  */
+import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
-import { getSyncProgress, getTraitSyncProgress, startCohortSync, startEventSync, startTraitSync } from '../src/client.js';
+import {
+  getSyncProgress,
+  getTraitSyncProgress,
+  nudgeCohortStream,
+  nudgeCurrentsForward,
+  startCohortSync,
+  startEventSync,
+  startTraitSync,
+} from '../src/client.js';
 import {
   describeProgress,
   describeTraitProgress,
@@ -19,7 +30,9 @@ import {
   printTraitResult,
 } from '../src/cli/progress.js';
 import { exportHourOf } from '../src/events/input.js';
-import { loadConfig, temporalConnectionOptions } from '../src/config.js';
+import { loadConfig, Secret, temporalConnectionOptions } from '../src/config.js';
+import { CURRENTS_STREAM } from '../src/currents/amplitude-events.js';
+import { buildReceiver } from '../src/receiver/server.js';
 import { startSandboxes } from '../src/sandbox/sandboxes.js';
 import { PROJECT_ROOT, resolveTemporalCli } from '../src/temporal/cli.js';
 import { freePort, isPortFree, startDevServer } from '../src/temporal/dev-server.js';
@@ -166,6 +179,61 @@ const pointsBeforeChange = sandboxes.braze.control.dataPoints().total;
 const traitsSecond = await runTraitSync();
 const changePoints = sandboxes.braze.control.dataPoints().total - pointsBeforeChange;
 
+step('Starting the receiver (Amplitude cohort webhooks and Braze Currents land here)');
+const [webhookToken, currentsToken] = [randomBytes(24).toString('hex'), randomBytes(24).toString('hex')];
+const { taskQueue } = config.temporal;
+const receiver = buildReceiver({
+  store: context.store,
+  bodyLimitBytes: 5 * 1024 * 1024,
+  currentsToken: new Secret(currentsToken),
+  onCurrentsSpooled: () => nudgeCurrentsForward(client, { taskQueue }),
+  amplitudeWebhookToken: new Secret(webhookToken),
+  onCohortSpooled: async ({ cohortId, target, attributeName }) => {
+    await nudgeCohortStream(client, { cohortId, target, attributeName }, { taskQueue });
+  },
+});
+const receiverUrl = await receiver.listen({ host: '127.0.0.1', port: 0 });
+console.log(`  Receiver at ${receiverUrl}`);
+sandboxes.amplitude.control.configureCohortWebhooks({
+  url: `${receiverUrl}/amplitude/cohorts`,
+  headers: { Authorization: `Bearer ${webhookToken}` },
+});
+
+const brazeProfiles = () => [...sandboxes.braze.control.users()];
+const inBraze = (user: { userId: string | null }) =>
+  brazeProfiles().some((profile) => {
+    const cohorts = profile.customAttributes?.get('amplitude_cohorts');
+    return profile.externalId === user.userId && Array.isArray(cohorts) && cohorts.includes(COHORT_ID);
+  });
+// Cohort syncs only update users Braze knows: the newcomers are picked among them.
+const knownToBraze = new Set(brazeProfiles().map((profile) => profile.externalId));
+const joiners = [...sandboxes.dataset.identities()]
+  .filter((u) => u.userId && knownToBraze.has(u.userId) && !sandboxes.dataset.cohortIdsOf(u.index).includes(COHORT_ID))
+  .slice(0, 5);
+step(`Real-time cohort: Amplitude recomputes "${cohort.name}" and its cohort webhook posts ${joiners.length} users entering`);
+const { webhook } = await sandboxes.amplitude.control.recomputeCohort(COHORT_ID, { add: joiners.map((u) => u.amplitudeId) });
+const acknowledgedAt = Date.now();
+while (!joiners.every(inBraze)) await new Promise((resolve) => setTimeout(resolve, 50));
+const webhookLatencyMs = Date.now() - acknowledgedAt;
+console.log(`  ${webhook.batches} webhook batch acknowledged; all ${joiners.length} are in Braze ${webhookLatencyMs} ms later`);
+step('The scheduled cohort sync afterwards downloads the recomputed cohort and finds nothing left to send');
+const reconciled = await runSync();
+
+step('Braze Currents: the sandbox posts 1,000 engagement events to the receiver, with duplicates; workers forward them to Amplitude');
+const amplitudeBefore = sandboxes.amplitude.control.ingestedEvents().length;
+const currents = await sandboxes.braze.control.sendCurrents({
+  url: `${receiverUrl}/currents`,
+  headers: { Authorization: `Bearer ${currentsToken}` },
+  generate: { count: 1_000 },
+  duplicateBatchFraction: 0.1,
+});
+const backlog = async () => (await context.store.ingressBacklog(CURRENTS_STREAM, Date.now())).pending;
+while ((await backlog()) > 0) await new Promise((resolve) => setTimeout(resolve, 100));
+const currentsForwarded = sandboxes.amplitude.control.ingestedEvents().length - amplitudeBefore;
+console.log(
+  `  ${currents.events} events in ${currents.posts} posts (${currents.duplicateEventsSent} sent twice on purpose); ${currentsForwarded} in Amplitude, each once (events without an Amplitude user are skipped)`,
+);
+
 const brazePoints = sandboxes.braze.control.dataPoints().total;
 step('Summary');
 console.log(`  First sync:  ${first.added} users added, ${first.dataPoints} data points, ${first.brazeRequests} Braze requests`);
@@ -179,6 +247,10 @@ console.log(`  Data points: ${eventsForwarded} for the events (one each, Braze's
 console.log(
   `  Traits:      ${traitsFirst.users} users written (${brazeUsersCreated} created in Braze), ${traitsFirst.dataPoints} data points; after one change: ${traitsSecond.set} value, ${traitsSecond.dataPoints} data point (Braze's own count: ${changePoints})`,
 );
+console.log(
+  `  Real time:   ${joiners.length} cohort members via webhook in ${webhookLatencyMs} ms; the cohort sync after them sent +${reconciled.added} −${reconciled.removed}`,
+);
+console.log(`  Currents:    ${currentsForwarded} of ${currents.events} Braze events forwarded to Amplitude, none twice`);
 console.log(`  All syncs:   ${brazePoints} data points by Braze's own count`);
 const ours = first.dataPoints + third.dataPoints;
 console.log(`  Cohort syncs: Braze's own data-point count ${cohortPoints}; ours: ${ours}.`);
@@ -194,6 +266,7 @@ const shutdown = async () => {
   if (stopping) return;
   stopping = true;
   console.log('\nShutting down …');
+  await receiver.close();
   worker.shutdown();
   await workerRun;
   await Promise.all([connection.close(), workerConnection.close(), context.store.close(), sandboxes.close()]);

@@ -46,7 +46,6 @@ export function buildReceiver(options: ReceiverOptions): FastifyInstance {
       options.logger === undefined
         ? false
         : { ...(typeof options.logger === 'object' ? options.logger : {}), redact: ['req.headers.authorization'] },
-    disableRequestLogging: options.logger === undefined,
     return503OnClosing: true,
   });
   const nudgeCurrents = coalescing(options.onCurrentsSpooled, (error) => app.log.error({ err: error }, 'could not start currentsForward'));
