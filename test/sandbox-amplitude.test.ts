@@ -8,6 +8,7 @@ import { strFromU8, unzipSync } from 'fflate';
 import { request } from 'undici';
 import { Dataset, type DatasetOptions } from '../src/sandbox/dataset.js';
 import { startAmplitudeSandbox, type AmplitudeSandbox, type AmplitudeSandboxOptions } from '../src/sandbox/amplitude/index.js';
+import { isHotId } from '../src/sandbox/amplitude/ingestion.js';
 
 const API_KEY = 'test-api-key';
 const SECRET_KEY = 'test-secret-key';
@@ -554,6 +555,23 @@ describe('Amplitude sandbox: HTTP V2 and Batch', () => {
     assert.deepEqual(body.throttled_devices, { 'device-busy': 6 });
     assert.deepEqual(body.throttled_events, [5]);
     assert.equal(sandbox.control.ingestedEvents().length, 0);
+  });
+
+  test('hot ids (other sources over the per-id limit) are throttled by name while they last; the others are not', async () => {
+    const sandbox = await startSandbox();
+    const users = Array.from({ length: 40 }, (_, i) => `user-hot-${i}`);
+    const hot = users.filter((id) => isHotId(id, 0.25));
+    assert.ok(hot.length > 0 && hot.length < users.length);
+    assert.equal((await postJson(sandbox, '/_sandbox/hot-ids', { fraction: 0.25, forMs: 60_000 })).status, 200);
+    const events = users.map((user_id, i) => event({ user_id, insert_id: `hot-${i}` }));
+    const throttled = await postJson(sandbox, '/2/httpapi', { api_key: API_KEY, events });
+    assert.equal(throttled.status, 429);
+    const body = (await throttled.json()) as { throttled_users: Record<string, number> };
+    assert.deepEqual(Object.keys(body.throttled_users).sort(), [...hot].sort());
+    const calm = events.filter((_, i) => !hot.includes(users[i]!));
+    assert.equal((await postJson(sandbox, '/2/httpapi', { api_key: API_KEY, events: calm })).status, 200);
+    await postJson(sandbox, '/_sandbox/hot-ids', { fraction: 0.25, forMs: 0 });
+    assert.equal((await postJson(sandbox, '/2/httpapi', { api_key: API_KEY, events })).status, 200, 'no longer hot');
   });
 });
 

@@ -124,6 +124,16 @@ export function cohortWebhookReport({ res, context }: Exchange): void {
   sendJson(res, 200, context.cohortWebhooks.report());
 }
 
+const hotIdsSchema = z.object({ fraction: z.number().min(0).max(1), forMs: z.number().int().nonnegative() });
+
+/** `POST /_sandbox/hot-ids {"fraction", "forMs"}`: see `Ingestion.setHotIds`. */
+export async function setHotIds(exchange: Exchange): Promise<void> {
+  const hot = await readBodyAs(exchange, hotIdsSchema);
+  if (!hot) return;
+  exchange.context.ingestion.setHotIds(hot.fraction, hot.forMs);
+  sendJson(exchange.res, 200, hot);
+}
+
 export async function setSandboxFaults(exchange: Exchange): Promise<void> {
   const faults = await readBodyAs(exchange, faultsSchema);
   if (!faults) return;

@@ -8,6 +8,7 @@ import {
   exportHour,
   sandboxEvents,
   sandboxState,
+  setHotIds,
   setSandboxFaults,
 } from './control-api.js';
 import { exportEvents } from './export-api.js';
@@ -51,6 +52,7 @@ export const ROUTES: readonly Route[] = [
   { methods: GET, path: /^\/_sandbox\/export\/([^/]+)$/, guard: 'open', handle: exportHour },
   { methods: POST, path: /^\/_sandbox\/cohorts\/([^/]+)\/members$/, guard: 'open', handle: changeCohortMembers },
   { methods: POST, path: /^\/_sandbox\/faults$/, guard: 'open', handle: setSandboxFaults },
+  { methods: POST, path: /^\/_sandbox\/hot-ids$/, guard: 'open', handle: setHotIds },
   { methods: ['POST', 'DELETE'], path: /^\/_sandbox\/cohort-webhooks$/, guard: 'open', handle: configureCohortWebhooks },
   { methods: GET, path: /^\/_sandbox\/cohort-webhooks$/, guard: 'open', handle: cohortWebhookReport },
 ];
