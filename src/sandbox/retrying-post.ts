@@ -24,6 +24,8 @@ export interface PostTally {
   retriedPosts: number;
   /** Attempts by outcome: the HTTP status, `timeout` or `network_error`. */
   statuses: Record<string, number>;
+  /** When present, each acknowledged post's time from sending to the answer, in ms. */
+  ackLatenciesMs?: number[];
 }
 
 export interface PostTarget {
@@ -60,9 +62,13 @@ export class RetryingPoster {
     for (let attempt = 1; ; attempt++) {
       if (attempt > 1) this.tally.retriedPosts += 1;
       this.tally.posts += 1;
+      const sentAt = performance.now();
       const outcome = await this.post(body);
       this.tally.statuses[outcome] = (this.tally.statuses[outcome] ?? 0) + 1;
-      if (isSuccess(outcome)) return true;
+      if (isSuccess(outcome)) {
+        this.tally.ackLatenciesMs?.push(Math.round((performance.now() - sentAt) * 10) / 10);
+        return true;
+      }
       const remaining = deadline - Date.now();
       if (remaining <= 0) return false;
       const backoff = Math.min(maxDelayMs, initialDelayMs * 2 ** (attempt - 1));

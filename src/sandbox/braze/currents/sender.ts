@@ -32,6 +32,8 @@ export const currentsSenderOptionsSchema = z.object({
   seed: z.number().int().default(1),
   /** Report the ids of the acknowledged events (off by default: a large send would hold every one). */
   collectAcknowledgedIds: z.boolean().default(false),
+  /** Report how long each acknowledged post took to be answered (a benchmark's acknowledge latency). */
+  collectAckLatencies: z.boolean().default(false),
 });
 
 export type CurrentsSenderOptions = z.input<typeof currentsSenderOptionsSchema>;
@@ -59,6 +61,8 @@ export interface CurrentsSendReport {
   durationMs: number;
   /** With `collectAcknowledgedIds`: each acknowledged event's id once, in the order acknowledged. */
   acknowledgedEventIds?: string[];
+  /** With `collectAckLatencies`: each acknowledged post's time to its answer, in ms. */
+  ackLatenciesMs?: number[];
 }
 
 interface Batch {
@@ -109,6 +113,7 @@ class Delivery {
       gaveUpEvents: 0,
       durationMs: 0,
       ...(settings.collectAcknowledgedIds ? { acknowledgedEventIds: [] } : {}),
+      ...(settings.collectAckLatencies ? { ackLatenciesMs: [] } : {}),
     };
     // The Currents headers cannot be overridden by the configured ones.
     const headers = { ...settings.headers, 'content-type': 'application/json', 'braze-currents-version': '1' };
