@@ -114,6 +114,8 @@ async function pass(seed: number, hotFraction = 0, events = EVENTS) {
     return pending === deferred;
   }, 'every event not held back is in Amplitude');
   const others = (await eventsSince(before)).filter((event) => !isHot(event));
+  // On a small machine every process here shares the cores: how busy they were says whether the pass was CPU-bound.
+  const cpu = world.cpu.usedBetween(startMs, Math.max(...others.map((event) => event.receivedAt)));
   if (hotFraction > 0) await control(amplitudeUrl, '/_sandbox/hot-ids', { fraction: 0, forMs: 0 });
   await waitUntil(async () => (await backlog()).pending === 0, 'the spool is empty');
   const landed = await eventsSince(before);
@@ -131,6 +133,7 @@ async function pass(seed: number, hotFraction = 0, events = EVENTS) {
     },
     others: { events: others.length, eventsPerSecond: Math.round(others.length / ((lastMs(others) - startMs) / 1000)) },
     hotEvents: landed.length - others.length,
+    machineCoresBusyUntilOthersIn: `${round(cpu.machine / cpu.seconds)} of ${world.cpu.machineCores}`,
     ackLatencyMs: { p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99), max: latencies.at(-1) ?? 0 },
   };
 }
