@@ -33,12 +33,8 @@ export interface CohortStreamRoundInput extends CohortStreamRef, PageBudgets {
   maxChanges: number;
 }
 
-/** What one round did: counts only (who changed stays in the store). */
-export interface CohortStreamRound {
-  /** `busy`: a cohortSync run has the lease; `over_budget`: nothing was sent, the changes wait. */
-  status: 'applied' | 'busy' | 'over_budget';
-  /** Spooled changes read. */
-  read: number;
+/** What a stream sent: counts only (who changed stays in the store). */
+export interface CohortStreamCounts {
   added: number;
   removed: number;
   /** Members already as the change says (in the snapshot, or not): nothing to send. */
@@ -49,6 +45,14 @@ export interface CohortStreamRound {
   failed: number;
   dataPoints: number;
   brazeRequests: number;
+}
+
+/** What one round did. */
+export interface CohortStreamRound extends CohortStreamCounts {
+  /** `busy`: a cohortSync run has the lease; `over_budget`: nothing was sent, the changes wait. */
+  status: 'applied' | 'busy' | 'over_budget';
+  /** Spooled changes read. */
+  read: number;
   runInProgress?: string;
   /** The page over a budget, when `over_budget`. */
   overBudget?: PageOutcome;

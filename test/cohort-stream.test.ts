@@ -13,7 +13,7 @@ import { cohortStreamName, cohortStreamWorkflowId, type CohortStreamInput } from
 import type { MembershipChange } from '../src/sandbox/amplitude/index.js';
 import type { SandboxIdentity } from '../src/sandbox/dataset.js';
 import { ampbraze } from './helpers/cli.js';
-import { startReceiverProcess, type ReceiverProcess } from './helpers/receiver.js';
+import { startHarnessReceiver, type ReceiverProcess } from './helpers/receiver.js';
 import { SQLITE } from './helpers/stores.js';
 import { testServerAddress } from './helpers/temporal.js';
 import { WorkerHarness } from './helpers/worker-harness.js';
@@ -29,13 +29,7 @@ let receiver: ReceiverProcess;
 
 before(async () => {
   await h.ready;
-  receiver = await startReceiverProcess({
-    ...h.storeEnv,
-    TEMPORAL_ADDRESS: testServerAddress(),
-    TEMPORAL_TASK_QUEUE: h.taskQueue,
-    AMPLITUDE_WEBHOOK_TOKEN: TOKEN,
-    RECEIVER_BODY_LIMIT: String(BODY_LIMIT),
-  });
+  receiver = await startHarnessReceiver(h, { AMPLITUDE_WEBHOOK_TOKEN: TOKEN, RECEIVER_BODY_LIMIT: String(BODY_LIMIT) });
   h.sandboxes.dataset.defineCohort({ id: COHORT, name: 'Streamed superfans', memberFraction: 0.01 });
   sendWebhooksTo('');
 });

@@ -12,7 +12,7 @@ import { CURRENTS_FORWARD_WORKFLOW_ID, CURRENTS_STREAM } from '../src/currents/a
 import type { CurrentsEvent } from '../src/sandbox/braze/index.js';
 import { ampbraze } from './helpers/cli.js';
 import { testServerAddress } from './helpers/temporal.js';
-import { startReceiverProcess, type ReceiverProcess } from './helpers/receiver.js';
+import { startHarnessReceiver, type ReceiverProcess } from './helpers/receiver.js';
 import { SQLITE } from './helpers/stores.js';
 import { WorkerHarness } from './helpers/worker-harness.js';
 
@@ -23,13 +23,7 @@ let receiver: ReceiverProcess;
 
 before(async () => {
   await h.ready;
-  receiver = await startReceiverProcess({
-    ...h.storeEnv,
-    TEMPORAL_ADDRESS: testServerAddress(),
-    TEMPORAL_TASK_QUEUE: h.taskQueue,
-    CURRENTS_TOKEN: TOKEN,
-    RECEIVER_BODY_LIMIT: String(BODY_LIMIT),
-  });
+  receiver = await startHarnessReceiver(h, { CURRENTS_TOKEN: TOKEN, RECEIVER_BODY_LIMIT: String(BODY_LIMIT) });
 });
 after(async () => {
   // One forwarder per namespace: the next test file's must not find this one waiting on a queue nobody polls.
@@ -226,8 +220,8 @@ describe('Currents into Amplitude', () => {
 describe('a receiver killed mid-stream', () => {
   test('kill -9 while Braze is sending, a new one on the same port: nothing lost, nothing twice in Amplitude', async () => {
     const port = await freePort();
-    const env = { ...h.storeEnv, TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_TASK_QUEUE: h.taskQueue, CURRENTS_TOKEN: TOKEN };
-    const killed = await startReceiverProcess({ ...env, RECEIVER_PORT: String(port) });
+    const env = { CURRENTS_TOKEN: TOKEN };
+    const killed = await startHarnessReceiver(h, { ...env, RECEIVER_PORT: String(port) });
     const events = Array.from({ length: 3_000 }, (_, i) => event(`kill-${i}`, `user-kill-${i % 300}`));
     const sending = h.sandboxes.braze.control.sendCurrents({
       url: `http://127.0.0.1:${port}/currents`,
@@ -247,7 +241,7 @@ describe('a receiver killed mid-stream', () => {
     await waitFor(async () => (await acknowledged()) >= 200, 'the first batches were acknowledged', 60_000, 10);
     killed.child.kill('SIGKILL');
     await new Promise((resolve) => killed.child.once('exit', resolve));
-    const replacement = await startReceiverProcess({ ...env, RECEIVER_PORT: String(port) });
+    const replacement = await startHarnessReceiver(h, { ...env, RECEIVER_PORT: String(port) });
     try {
       const report = await sending;
       assert.equal(report.gaveUp, 0);

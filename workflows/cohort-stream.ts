@@ -16,7 +16,7 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { CohortStreamActivities, CohortStreamRound } from '../activities/cohort-stream.js';
+import type { CohortStreamActivities, CohortStreamCounts, CohortStreamRound } from '../activities/cohort-stream.js';
 import type { StreamBacklog } from '../activities/ingress-backlog.js';
 import type { RunRef } from '../activities/sync-lease.js';
 import { cohortStreamInputSchema, cohortSyncId, type CohortStreamInput } from '../src/cohort/input.js';
@@ -29,15 +29,8 @@ const { retry } = syncActivities<CohortStreamActivities>(['InvalidCohortStream']
 // A round is one Braze page: an attempt lost with its worker is retried elsewhere within seconds.
 const quick = proxyActivities<CohortStreamActivities>({ startToCloseTimeout: '1 minute', retry });
 
-export interface CohortStreamTotals {
-  added: number;
-  removed: number;
-  unchanged: number;
-  superseded: number;
-  failed: number;
-  dataPoints: number;
-  brazeRequests: number;
-}
+/** What the stream has sent since it started, carried across continue-as-new. */
+export type CohortStreamTotals = CohortStreamCounts;
 
 export interface CohortStreamProgress {
   phase: 'applying' | 'waiting' | 'paused' | 'done';

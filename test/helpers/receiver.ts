@@ -2,6 +2,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../../src/temporal/cli.js';
+import { testServerAddress } from './temporal.js';
+import type { WorkerHarness } from './worker-harness.js';
 
 export interface ReceiverProcess {
   url: string;
@@ -48,4 +50,9 @@ export async function startReceiverProcess(env: Record<string, string>): Promise
       await exited;
     },
   };
+}
+
+/** A receiver on the harness's store and task queue, with `env` (its tokens, limits) on top. */
+export function startHarnessReceiver(h: WorkerHarness, env: Record<string, string>): Promise<ReceiverProcess> {
+  return startReceiverProcess({ ...h.storeEnv, TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_TASK_QUEUE: h.taskQueue, ...env });
 }
