@@ -9,7 +9,7 @@ import { ApplicationFailure } from '@temporalio/activity';
 import { cohortPageRequests, type Member } from '../src/cohort/braze-changes.js';
 import { addressOf } from '../src/cohort/identifiers.js';
 import { cohortStreamName } from '../src/cohort/input.js';
-import { membershipChangeSchema, type MembershipChange } from '../src/cohort/webhook.js';
+import { membershipChangeSchema, noCohortStreamCounts, type CohortStreamCounts, type MembershipChange } from '../src/cohort/webhook.js';
 import type { MembershipMark } from '../src/store/store.js';
 import type { WorkerContext } from '../src/worker-context.js';
 import type { ChangeKind, CohortTarget } from './cohort-sync-types.js';
@@ -31,20 +31,6 @@ export interface CohortStreamRef {
 
 export interface CohortStreamRoundInput extends CohortStreamRef, PageBudgets {
   maxChanges: number;
-}
-
-/** What a stream sent: counts only (who changed stays in the store). */
-export interface CohortStreamCounts {
-  added: number;
-  removed: number;
-  /** Members already as the change says (in the snapshot, or not): nothing to send. */
-  unchanged: number;
-  /** Changes computed no later than one applied before (a late or repeated batch): not sent. */
-  superseded: number;
-  /** Members Braze refused, with its reason in the failure ledger. */
-  failed: number;
-  dataPoints: number;
-  brazeRequests: number;
 }
 
 /** What one round did. */
@@ -85,17 +71,7 @@ export function createCohortStreamActivities(context: WorkerContext) {
     applyCohortStreamRound: withVendorFailures(async (input: CohortStreamRoundInput): Promise<CohortStreamRound> => {
       const { run } = input;
       const stream = cohortStreamName(input);
-      const round: Omit<CohortStreamRound, 'backlog'> = {
-        status: 'applied',
-        read: 0,
-        added: 0,
-        removed: 0,
-        unchanged: 0,
-        superseded: 0,
-        failed: 0,
-        dataPoints: 0,
-        brazeRequests: 0,
-      };
+      const round: Omit<CohortStreamRound, 'backlog'> = { status: 'applied', read: 0, ...noCohortStreamCounts() };
       const lease = await claimLease(store, run);
       if (!lease.held) return { ...round, status: 'busy', runInProgress: lease.runInProgress, backlog: await backlogOf(input) };
       try {

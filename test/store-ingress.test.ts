@@ -87,6 +87,7 @@ forEachStore((kind) => {
       assert.equal(await store.pruneIngress(30_000, 100), pending.length);
       assert.deepEqual(ids(await store.pendingIngress('other', { nowMs: 30_000, limit: 10 })), ['e1'], 'the other stream is pending still');
       assert.deepEqual(await store.ingressBacklog('currents', 30_000), { pending: 0, deferred: 0, oldestReceivedAtMs: undefined });
+      assert.deepEqual(await store.pendingIngressStreams(), ['other'], 'only streams with unprocessed items');
     });
   });
 

@@ -16,7 +16,8 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { CohortStreamActivities, CohortStreamCounts, CohortStreamRound } from '../activities/cohort-stream.js';
+import type { CohortStreamActivities, CohortStreamRound } from '../activities/cohort-stream.js';
+import { noCohortStreamCounts, type CohortStreamCounts } from '../src/cohort/webhook.js';
 import type { StreamBacklog } from '../activities/ingress-backlog.js';
 import type { RunRef } from '../activities/sync-lease.js';
 import { cohortStreamInputSchema, cohortSyncId, type CohortStreamInput } from '../src/cohort/input.js';
@@ -56,15 +57,7 @@ export async function cohortStream(input: CohortStreamInput, carried?: CohortStr
   // The same across continue-as-new: the ledger sums this stream's requests under one run.
   const run: RunRef = { syncId: cohortSyncId(options), runId: `${workflowId}/${firstExecutionRunId}`, workflowId };
   const target = { cohortId: options.cohortId, target: options.target, attributeName: options.attributeName };
-  const totals: CohortStreamTotals = carried ?? {
-    added: 0,
-    removed: 0,
-    unchanged: 0,
-    superseded: 0,
-    failed: 0,
-    dataPoints: 0,
-    brazeRequests: 0,
-  };
+  const totals: CohortStreamTotals = carried ?? noCohortStreamCounts();
   const controls = budgetControls({ maxDataPointsPerDay: options.maxDataPointsPerDay });
   const progress: CohortStreamProgress = { phase: 'applying', cohortId: options.cohortId, totals };
   let spooled = false;

@@ -30,6 +30,24 @@ export const membershipChangeSchema = z.strictObject({
 });
 export type MembershipChange = z.output<typeof membershipChangeSchema>;
 
+/** What a cohort stream sent: counts only (who changed stays in the store). */
+export interface CohortStreamCounts {
+  added: number;
+  removed: number;
+  /** Members already as the change says (in the snapshot, or not): nothing to send. */
+  unchanged: number;
+  /** Changes computed no later than one applied before (a late or repeated batch): not sent. */
+  superseded: number;
+  /** Members Braze refused, with its reason in the failure ledger. */
+  failed: number;
+  dataPoints: number;
+  brazeRequests: number;
+}
+
+export function noCohortStreamCounts(): CohortStreamCounts {
+  return { added: 0, removed: 0, unchanged: 0, superseded: 0, failed: 0, dataPoints: 0, brazeRequests: 0 };
+}
+
 /** The query of the webhook URL: which target the cohort's changes go to, as `cohortSync` names them. */
 export const webhookTargetQuerySchema = z.strictObject({
   target: z.enum(['attribute', 'partner_cohort']).optional(),
