@@ -83,6 +83,12 @@ export class SharedRateLimiter {
       windowMs,
       nowMs,
     });
+    // The store's answer can come back late (a busy database, a starved event loop): slots of a window that is
+    // about to end could arrive in the next one, so they are left unused, like any spare slots at a window's end.
+    if (grant.retryAtMs - Date.now() < endOfWindowMarginMs(windowMs)) {
+      this.spare = { windowEndMs: grant.retryAtMs, slots: 0 };
+      return { granted: 0, retryAtMs: grant.retryAtMs };
+    }
     const granted = Math.min(requested, grant.granted);
     // Spare slots are only good in the window the store counted them in; those left over when it ends go unused.
     // Callers that went to the store at the same time all keep theirs.

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { SharedRateLimiter } from '../src/rate-limiter.js';
+import { endOfWindowMarginMs, SharedRateLimiter } from '../src/rate-limiter.js';
 import type { StateStore } from '../src/store/store.js';
 import { runStoreProcesses } from './helpers/store-processes.js';
 import { forEachStore, openFreshStore, openStoreFrom, type StoreEnv } from './helpers/stores.js';
@@ -60,6 +60,28 @@ forEachStore((kind) => {
     const started = Date.now();
     await Promise.all([limiter.acquire(2), other.acquire(2), limiter.acquire(2)]);
     assert.ok(Date.now() - started >= 250, 'the second window was awaited');
+  });
+
+  test('slots the store grants too late in their window are not used: they could arrive in the next one', async () => {
+    const windowMs = 1_000;
+    const slowStore = new Proxy(storeA, {
+      get: (target, name) =>
+        name === 'acquireRateSlots'
+          ? async (request: Parameters<StateStore['acquireRateSlots']>[0]) => {
+              const grant = await target.acquireRateSlots(request);
+              await new Promise((resolve) => setTimeout(resolve, 80)); // a database answering slowly
+              return grant;
+            }
+          : Reflect.get(target, name),
+    });
+    const limiter = new SharedRateLimiter(slowStore, 'late-grant', { requests: 100, windowMs });
+    // Ask 900 ms into a window: the answer comes back in its last 50 ms.
+    await new Promise((resolve) => setTimeout(resolve, windowMs - (Date.now() % windowMs) + 900));
+    const askedInWindow = Math.floor(Date.now() / windowMs);
+    await limiter.acquire(1);
+    const grantedAt = Date.now();
+    assert.equal(Math.floor(grantedAt / windowMs), askedInWindow + 1, 'the slot is one of the next window');
+    assert.ok(windowMs - (grantedAt % windowMs) >= endOfWindowMarginMs(windowMs), 'and not in its last moments either');
   });
 
   test('when Braze reports the workspace exhausted, every worker waits for its reset', async () => {
