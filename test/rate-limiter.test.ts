@@ -72,7 +72,7 @@ forEachStore((kind) => {
               await new Promise((resolve) => setTimeout(resolve, 80)); // a database answering slowly
               return grant;
             }
-          : Reflect.get(target, name),
+          : (Reflect.get(target, name) as unknown),
     });
     const limiter = new SharedRateLimiter(slowStore, 'late-grant', { requests: 100, windowMs });
     // Ask 900 ms into a window: the answer comes back in its last 50 ms.
