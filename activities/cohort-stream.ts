@@ -72,7 +72,7 @@ export function createCohortStreamActivities(context: WorkerContext) {
       const { run } = input;
       const stream = cohortStreamName(input);
       const round: Omit<CohortStreamRound, 'backlog'> = { status: 'applied', read: 0, ...noCohortStreamCounts() };
-      const lease = await claimLease(store, run);
+      const lease = await claimLease(store, run, 'round');
       if (!lease.held) return { ...round, status: 'busy', runInProgress: lease.runInProgress, backlog: await backlogOf(input) };
       try {
         const items = await store.pendingIngress(stream, { nowMs: Date.now(), limit: input.maxChanges });

@@ -4,8 +4,7 @@
  * once, on any number of workers and hosts. A run that dies without releasing its lease frees it on expiry.
  */
 import { ApplicationFailure } from '@temporalio/common';
-import { COHORT_STREAM_WORKFLOW_PREFIX } from '../src/cohort/input.js';
-import type { StateStore } from '../src/store/store.js';
+import type { StateStore, SyncLeaseHold } from '../src/store/store.js';
 
 /** Long enough to ride out a slow workflow task or a worker restart; short enough that a dead run blocks briefly. */
 export const SYNC_LEASE_TTL_MS = 2 * 60_000;
@@ -18,19 +17,22 @@ export interface RunRef {
   workflowId: string;
 }
 
-/** Takes or renews the lease; resolves with the workflow id of the run in progress when another run has it. */
-export async function claimLease(
-  store: StateStore,
-  run: RunRef,
-): Promise<{ held: true } | { held: false; runInProgress: string; expiresAtMs: number }> {
+export type LeaseClaim = { held: true } | { held: false; runInProgress: string; hold: SyncLeaseHold; expiresAtMs: number };
+
+/**
+ * Takes or renews the lease, for the whole run or (`round`) for one short round; resolves with the workflow id of
+ * the run in progress when another run has it.
+ */
+export async function claimLease(store: StateStore, run: RunRef, hold: SyncLeaseHold = 'run'): Promise<LeaseClaim> {
   const lease = await store.claimSyncLease({
     syncId: run.syncId,
     holder: run.runId,
     workflowId: run.workflowId,
+    hold,
     ttlMs: SYNC_LEASE_TTL_MS,
     nowMs: Date.now(),
   });
-  return lease.held ? lease : { held: false, runInProgress: lease.workflowId, expiresAtMs: lease.expiresAtMs };
+  return lease.held ? lease : { held: false, runInProgress: lease.workflowId, hold: lease.hold, expiresAtMs: lease.expiresAtMs };
 }
 
 /** Renews the lease of a run that took it earlier; a run whose lease another run has since taken stops here. */
@@ -53,8 +55,8 @@ const STREAM_ROUND_POLL_MS = 500;
 /**
  * Takes the sync's lease at the start of a run. When another run has it: `skip` resolves with that run's
  * workflow id (this run then sends nothing), `wait` fails the attempt so that Temporal retries it until the
- * lease is free (no history grows while waiting). A cohort stream's round is waited for either way: it frees the
- * lease within seconds, and a scheduled run must not be skipped for it.
+ * lease is free (no history grows while waiting). A lease held for one round (a cohort stream's) is waited for
+ * either way: it is freed within seconds, and a scheduled run must not be skipped for it.
  */
 export async function takeLease(
   store: StateStore,
@@ -63,7 +65,7 @@ export async function takeLease(
 ): Promise<{ held: true } | { held: false; runInProgress: string }> {
   const lease = await claimLease(store, run);
   if (lease.held) return lease;
-  const streamRound = lease.runInProgress.startsWith(COHORT_STREAM_WORKFLOW_PREFIX);
+  const streamRound = lease.hold === 'round';
   if (ifRunning === 'skip' && !streamRound) return lease;
   throw ApplicationFailure.create({
     type: 'SyncLeaseHeld',

@@ -136,7 +136,7 @@ forEachStore((kind) => {
   });
 
   describe('sync leases', () => {
-    const claim = { syncId: 'sync-lease', ttlMs: 1_000 };
+    const claim = { syncId: 'sync-lease', hold: 'run', ttlMs: 1_000 } as const;
 
     void test('one holder at a time: renewed by its holder, refused to others naming the holder, free once released', async () => {
       assert.deepEqual(await store.claimSyncLease({ ...claim, holder: 'run-a', workflowId: 'wf-a', nowMs: 10_000 }), { held: true });
@@ -144,6 +144,7 @@ forEachStore((kind) => {
         held: false,
         holder: 'run-a',
         workflowId: 'wf-a',
+        hold: 'run',
         expiresAtMs: 11_000,
       });
       assert.deepEqual(
@@ -174,8 +175,22 @@ forEachStore((kind) => {
         held: false,
         holder: 'run-new',
         workflowId: 'wf-new',
+        hold: 'run',
         expiresAtMs: 2_000,
       });
+    });
+
+    void test('a lease held for one round says so to the runs it refuses, and a renewal for a run replaces it', async () => {
+      const syncId = 'sync-round';
+      assert.equal(
+        (await store.claimSyncLease({ ...claim, syncId, hold: 'round', holder: 'stream', workflowId: 'wf-s', nowMs: 0 })).held,
+        true,
+      );
+      const refused = await store.claimSyncLease({ ...claim, syncId, holder: 'run-x', workflowId: 'wf-x', nowMs: 10 });
+      assert.equal(!refused.held && refused.hold, 'round');
+      assert.equal((await store.claimSyncLease({ ...claim, syncId, holder: 'stream', workflowId: 'wf-s', nowMs: 20 })).held, true);
+      const refusedAgain = await store.claimSyncLease({ ...claim, syncId, holder: 'run-x', workflowId: 'wf-x', nowMs: 30 });
+      assert.equal(!refusedAgain.held && refusedAgain.hold, 'run');
     });
 
     void test('claimants racing for a free lease: exactly one wins', async () => {

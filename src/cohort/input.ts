@@ -78,12 +78,9 @@ export const cohortStreamInputSchema = z.strictObject({
 export type CohortStreamInput = z.input<typeof cohortStreamInputSchema>;
 export type CohortStreamOptions = z.output<typeof cohortStreamInputSchema>;
 
-/** A cohort stream holds its sync's lease for one short round at a time, between webhook batches. */
-export const COHORT_STREAM_WORKFLOW_PREFIX = 'cohort-stream-';
-
 /** `cohort-stream-<cohortId>` plus the target suffix of the cohort sync it shares a snapshot with. */
 export function cohortStreamWorkflowId(options: MembershipTarget): string {
-  return `${COHORT_STREAM_WORKFLOW_PREFIX}${options.cohortId}${targetSuffix(options)}`;
+  return `cohort-stream-${options.cohortId}${targetSuffix(options)}`;
 }
 
 /** The spool stream of one cohort's webhook batches for one target. */

@@ -543,6 +543,17 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 12,
+    name: 'sync leases say whether they are held for a run or for one round',
+    sql: `
+      -- 'round': a cohort stream's short hold, which other runs of the sync wait for instead of skipping.
+      ALTER TABLE sync_leases ADD COLUMN hold TEXT NOT NULL DEFAULT 'run' CHECK (hold IN ('run', 'round'));
+    `,
+    postgres: `
+      ALTER TABLE sync_leases ADD COLUMN hold TEXT NOT NULL DEFAULT 'run' CHECK (hold IN ('run', 'round'));
+    `,
+  },
 ];
 
 export function currentSchemaVersion(db: Database): number {

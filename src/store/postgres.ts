@@ -95,6 +95,7 @@ import {
   type StagingCheckpoint,
   type StateStore,
   type SyncLease,
+  type SyncLeaseHold,
   type SyncLeaseClaim,
   type UserActivity,
 } from './store.js';
@@ -1069,18 +1070,19 @@ export class PostgresStateStore implements StateStore {
   }
 
   claimSyncLease(claim: SyncLeaseClaim): Promise<SyncLease> {
-    const { syncId, holder, workflowId, ttlMs, nowMs } = claim;
+    const { syncId, holder, workflowId, hold, ttlMs, nowMs } = claim;
     return this.#transaction(async (client) => {
       // The upsert locks an existing lease row even when its WHERE refuses the claim, so the holder read below is current.
       const taken = await client.query(
-        `INSERT INTO sync_leases AS l (sync_id, holder, workflow_id, expires_at_ms) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (sync_id) DO UPDATE SET holder = excluded.holder, workflow_id = excluded.workflow_id, expires_at_ms = excluded.expires_at_ms
-         WHERE l.holder = excluded.holder OR l.expires_at_ms <= $5`,
-        [syncId, holder, workflowId, nowMs + ttlMs, nowMs],
+        `INSERT INTO sync_leases AS l (sync_id, holder, workflow_id, hold, expires_at_ms) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (sync_id) DO UPDATE SET holder = excluded.holder, workflow_id = excluded.workflow_id, hold = excluded.hold,
+           expires_at_ms = excluded.expires_at_ms
+         WHERE l.holder = excluded.holder OR l.expires_at_ms <= $6`,
+        [syncId, holder, workflowId, hold, nowMs + ttlMs, nowMs],
       );
       if (taken.rowCount === 1) return { held: true };
-      const { rows } = await client.query<{ holder: string; workflowId: string; expiresAtMs: number }>(
-        'SELECT holder, workflow_id AS "workflowId", expires_at_ms AS "expiresAtMs" FROM sync_leases WHERE sync_id = $1',
+      const { rows } = await client.query<{ holder: string; workflowId: string; hold: SyncLeaseHold; expiresAtMs: number }>(
+        'SELECT holder, workflow_id AS "workflowId", hold, expires_at_ms AS "expiresAtMs" FROM sync_leases WHERE sync_id = $1',
         [syncId],
       );
       return { held: false, ...rows[0]! };

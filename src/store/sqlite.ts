@@ -96,6 +96,7 @@ import {
   type StagingCheckpoint,
   type StateStore,
   type SyncLease,
+  type SyncLeaseHold,
   type SyncLeaseClaim,
   type UserActivity,
 } from './store.js';
@@ -664,11 +665,11 @@ export class SqliteStateStore implements StateStore {
   }
 
   claimSyncLease(claim: SyncLeaseClaim): Promise<SyncLease> {
-    const { syncId, holder, workflowId, ttlMs, nowMs } = claim;
+    const { syncId, holder, workflowId, hold, ttlMs, nowMs } = claim;
     const take = this.#db.transaction((): SyncLease => {
       const lease = this.#sql.syncLease.get(syncId);
       if (lease && lease.holder !== holder && lease.expiresAtMs > nowMs) return { held: false, ...lease };
-      this.#sql.upsertSyncLease.run(syncId, holder, workflowId, nowMs + ttlMs);
+      this.#sql.upsertSyncLease.run(syncId, holder, workflowId, hold, nowMs + ttlMs);
       return { held: true };
     });
     // IMMEDIATE: two claimants cannot both read the lease as free.
@@ -996,12 +997,13 @@ function prepareStatements(db: Database.Database) {
     profileFetchCounts: db.prepare<{ syncId: string; sinceMs: number; fetchedSinceMs: number }, ProfileFetchCounts>(
       profileFetchCountsSql({ syncId: '@syncId', sinceMs: '@sinceMs', fetchedSinceMs: '@fetchedSinceMs' }),
     ),
-    syncLease: db.prepare<[string], { holder: string; workflowId: string; expiresAtMs: number }>(
-      'SELECT holder, workflow_id AS workflowId, expires_at_ms AS expiresAtMs FROM sync_leases WHERE sync_id = ?',
+    syncLease: db.prepare<[string], { holder: string; workflowId: string; hold: SyncLeaseHold; expiresAtMs: number }>(
+      'SELECT holder, workflow_id AS workflowId, hold, expires_at_ms AS expiresAtMs FROM sync_leases WHERE sync_id = ?',
     ),
-    upsertSyncLease: db.prepare<[string, string, string, number]>(
-      `INSERT INTO sync_leases (sync_id, holder, workflow_id, expires_at_ms) VALUES (?, ?, ?, ?)
-       ON CONFLICT (sync_id) DO UPDATE SET holder = excluded.holder, workflow_id = excluded.workflow_id, expires_at_ms = excluded.expires_at_ms`,
+    upsertSyncLease: db.prepare<[string, string, string, SyncLeaseHold, number]>(
+      `INSERT INTO sync_leases (sync_id, holder, workflow_id, hold, expires_at_ms) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (sync_id) DO UPDATE SET holder = excluded.holder, workflow_id = excluded.workflow_id, hold = excluded.hold,
+         expires_at_ms = excluded.expires_at_ms`,
     ),
     deleteSyncLease: db.prepare<[string, string]>('DELETE FROM sync_leases WHERE sync_id = ? AND holder = ?'),
     enterCount: db.prepare<[string, string], { count: number }>(

@@ -312,11 +312,15 @@ export interface SyncLeaseClaim {
   holder: string;
   /** The holder's workflow id, so a refused claimant can name the run in progress. */
   workflowId: string;
+  /** `round`: held for one short round at a time (a webhook stream), which other runs wait for rather than skip. */
+  hold: SyncLeaseHold;
   ttlMs: number;
   nowMs: number;
 }
 
-export type SyncLease = { held: true } | { held: false; holder: string; workflowId: string; expiresAtMs: number };
+export type SyncLeaseHold = 'run' | 'round';
+
+export type SyncLease = { held: true } | { held: false; holder: string; workflowId: string; hold: SyncLeaseHold; expiresAtMs: number };
 
 export interface AmplitudeDeviceId {
   amplitudeId: string;
