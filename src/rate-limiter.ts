@@ -70,7 +70,7 @@ export class SharedRateLimiter {
     const { windowMs } = this.limit;
     const nowMs = Date.now();
     const windowEndMs = nowMs - (nowMs % windowMs) + windowMs;
-    if (windowEndMs - nowMs < endOfWindowMarginMs(windowMs)) return { granted: 0, retryAtMs: windowEndMs };
+    if (this.endsTooSoon(windowEndMs)) return { granted: 0, retryAtMs: windowEndMs };
     if (this.spare.windowEndMs === windowEndMs && this.spare.slots > 0) {
       const granted = Math.min(requested, this.spare.slots);
       this.spare.slots -= granted;
@@ -84,17 +84,19 @@ export class SharedRateLimiter {
       nowMs,
     });
     // The store's answer can come back late (a busy database, a starved event loop): slots of a window that is
-    // about to end could arrive in the next one, so they are left unused, like any spare slots at a window's end.
-    if (grant.retryAtMs - Date.now() < endOfWindowMarginMs(windowMs)) {
-      this.spare = { windowEndMs: grant.retryAtMs, slots: 0 };
-      return { granted: 0, retryAtMs: grant.retryAtMs };
-    }
+    // about to end are left unused, like any spare slots at a window's end.
+    if (this.endsTooSoon(grant.retryAtMs)) return { granted: 0, retryAtMs: grant.retryAtMs };
     const granted = Math.min(requested, grant.granted);
     // Spare slots are only good in the window the store counted them in; those left over when it ends go unused.
     // Callers that went to the store at the same time all keep theirs.
     const sameWindow = this.spare.windowEndMs === grant.retryAtMs;
     this.spare = { windowEndMs: grant.retryAtMs, slots: (sameWindow ? this.spare.slots : 0) + grant.granted - granted };
     return { granted, retryAtMs: grant.retryAtMs };
+  }
+
+  /** Whether a window ends too soon for a request sent now to arrive within it. */
+  private endsTooSoon(windowEndMs: number): boolean {
+    return windowEndMs - Date.now() < endOfWindowMarginMs(this.limit.windowMs);
   }
 
   /** A hundredth of the limit: what a process may leave unused per window, at most. */
