@@ -31,3 +31,16 @@ export async function runStoreProcesses(env: StoreEnv, tasks: readonly StoreTask
   await Promise.all(children.map(({ exited }) => exited));
   return lines.map((line) => JSON.parse(line) as unknown);
 }
+
+/**
+ * What limiter tasks' processes were granted by the store, summed per window (keyed by the window's end). A
+ * process returns only once it got all it asked for; the store may have granted more, since slots it answers with
+ * too late in their window are left unused.
+ */
+export function grantsPerWindow(results: readonly unknown[]): { perWindow: Map<number, number>; total: number } {
+  const perWindow = new Map<number, number>();
+  for (const [windowEnd, granted] of (results as [number, number][][]).flat()) {
+    perWindow.set(windowEnd, (perWindow.get(windowEnd) ?? 0) + granted);
+  }
+  return { perWindow, total: [...perWindow.values()].reduce((sum, granted) => sum + granted, 0) };
+}
