@@ -65,13 +65,13 @@ export async function takeLease(
 ): Promise<{ held: true } | { held: false; runInProgress: string }> {
   const lease = await claimLease(store, run);
   if (lease.held) return lease;
-  const streamRound = lease.hold === 'round';
-  if (ifRunning === 'skip' && !streamRound) return lease;
+  const heldForARound = lease.hold === 'round';
+  if (ifRunning === 'skip' && !heldForARound) return lease;
   throw ApplicationFailure.create({
     type: 'SyncLeaseHeld',
-    message: streamRound
+    message: heldForARound
       ? `Waiting for a round of ${lease.runInProgress} (the cohort's webhook stream) to end`
       : `Waiting for run ${lease.runInProgress} of sync "${run.syncId}" to finish (ifRunning: "wait")`,
-    nextRetryDelay: streamRound ? STREAM_ROUND_POLL_MS : Math.min(Math.max(lease.expiresAtMs - Date.now(), 1_000), LEASE_WAIT_POLL_MS),
+    nextRetryDelay: heldForARound ? STREAM_ROUND_POLL_MS : Math.min(Math.max(lease.expiresAtMs - Date.now(), 1_000), LEASE_WAIT_POLL_MS),
   });
 }
