@@ -5,15 +5,15 @@
  * or by the last complete `cohortSync`), and sends the rest through the engine against the sync's own snapshot.
  * Idempotent: a retried round finds what it sent in the snapshot and the changes it finished completed.
  */
-import { ApplicationFailure } from '@temporalio/activity';
+import { ApplicationFailure, heartbeat } from '@temporalio/activity';
 import { cohortPageRequests, type Member } from '../src/cohort/braze-changes.js';
 import { addressOf } from '../src/cohort/identifiers.js';
 import { cohortStreamName } from '../src/cohort/input.js';
 import { membershipChangeSchema, noCohortStreamCounts, type CohortStreamCounts, type MembershipChange } from '../src/cohort/webhook.js';
-import type { MembershipMark } from '../src/store/store.js';
+import { describeIssues } from '../src/ingress/doors.js';
+import { MAX_ROWS_PER_TRANSACTION, type MembershipMark, type SpooledDeadLetter, type SpooledItem } from '../src/store/store.js';
 import type { WorkerContext } from '../src/worker-context.js';
 import type { ChangeKind, CohortTarget } from './cohort-sync-types.js';
-import { findCohort } from './cohort-export.js';
 import { applyPage, lastSyncedSourceVersion, type PageBudgets, type PageOutcome } from './engine.js';
 import { withVendorFailures } from './failures.js';
 import { streamBacklog, type StreamBacklog } from './ingress-backlog.js';
@@ -33,6 +33,9 @@ export interface CohortStreamRoundInput extends CohortStreamRef, PageBudgets {
   maxChanges: number;
 }
 
+/** The cohort's name, or that Amplitude does not list it (its spooled changes were dead-lettered). */
+export type PreparedCohortStream = { cohortName: string } | { unknownCohort: true; deadLettered: number };
+
 /** What one round did. */
 export interface CohortStreamRound extends CohortStreamCounts {
   /** `busy`: a cohortSync run has the lease; `over_budget`: nothing was sent, the changes wait. */
@@ -51,9 +54,13 @@ export function createCohortStreamActivities(context: WorkerContext) {
   const backlogOf = (stream: CohortStreamRef) => cohortStreamBacklog(context, cohortStreamName(stream));
 
   return {
-    /** Checks the cohort exists and, for the partner cohort target, creates (or renames) Braze's native cohort. */
-    prepareCohortStream: withVendorFailures(async (input: Omit<CohortStreamRef, 'run'>): Promise<{ cohortName: string }> => {
-      const cohort = await findCohort(context, input.cohortId, 'InvalidCohortStream');
+    /**
+     * Checks the cohort exists and, for the partner cohort target, creates (or renames) Braze's native cohort. A cohort
+     * Amplitude does not list (deleted, or another project's webhook) has its spooled changes dead-lettered.
+     */
+    prepareCohortStream: withVendorFailures(async (input: Omit<CohortStreamRef, 'run'>): Promise<PreparedCohortStream> => {
+      const cohort = (await context.amplitude.listCohorts()).find((listed) => listed.id === input.cohortId);
+      if (!cohort) return { unknownCohort: true, deadLettered: await deadLetterStream(context, input) };
       if (input.target === 'partner_cohort') {
         if (!context.brazePartnerConfigured) {
           throw ApplicationFailure.create({
@@ -77,8 +84,11 @@ export function createCohortStreamActivities(context: WorkerContext) {
       try {
         const items = await store.pendingIngress(stream, { nowMs: Date.now(), limit: input.maxChanges });
         round.read = items.length;
-        const latest = latestChangePerMember(items.map((item) => membershipChangeSchema.parse(item.body)));
-        round.superseded = items.length - latest.size;
+        const { changes: readable, letters } = readChanges(items);
+        await store.deadLetterIngress(stream, letters, Date.now());
+        round.deadLettered = letters.length;
+        const latest = latestChangePerMember(readable);
+        round.superseded = readable.length - latest.size;
         const syncedUpTo = Number((await lastSyncedSourceVersion(context, run.syncId)) ?? 0);
         const states = await store.membershipStates(run.syncId, [...latest.keys()]);
         const changes: Record<ChangeKind, Member[]> = { enter: [], leave: [] };
@@ -139,6 +149,39 @@ export function cohortStreamBacklog(context: WorkerContext, stream: string): Pro
     COHORT_STREAM_BACKLOG_WARN_MS,
     (oldestAgeMs) => `the oldest webhook change has waited ${Math.round(oldestAgeMs / 1000)} s (is a cohortSync holding the cohort?)`,
   );
+}
+
+/** What a stream whose cohort Amplitude does not list is left with: nothing to apply it to. */
+const UNKNOWN_COHORT_REASON = (cohortId: string) =>
+  `Amplitude lists no cohort "${cohortId}" (deleted, or a webhook of another project): the change has nowhere to go`;
+
+/** Dead-letters every change spooled for a stream whose cohort is unknown; returns how many. */
+async function deadLetterStream(context: WorkerContext, target: Omit<CohortStreamRef, 'run'>): Promise<number> {
+  const stream = cohortStreamName(target);
+  let deadLettered = 0;
+  for (;;) {
+    const items = await context.store.pendingIngress(stream, { nowMs: Number.MAX_SAFE_INTEGER, limit: MAX_ROWS_PER_TRANSACTION });
+    if (items.length === 0) return deadLettered;
+    await context.store.deadLetterIngress(
+      stream,
+      items.map((item) => ({ ...item, reason: UNKNOWN_COHORT_REASON(target.cohortId) })),
+      Date.now(),
+    );
+    deadLettered += items.length;
+    heartbeat();
+  }
+}
+
+/** The membership changes of spooled items; one that does not read as a change is dead-lettered rather than block. */
+function readChanges(items: readonly SpooledItem[]): { changes: MembershipChange[]; letters: SpooledDeadLetter[] } {
+  const changes: MembershipChange[] = [];
+  const letters: SpooledDeadLetter[] = [];
+  for (const item of items) {
+    const change = membershipChangeSchema.safeParse(item.body);
+    if (change.success) changes.push(change.data);
+    else letters.push({ ...item, reason: `unreadable in the spool: ${describeIssues(change.error.issues)}` });
+  }
+  return { changes, letters };
 }
 
 /** Of each member's changes, the one computed last (of equal times, the one spooled last), by member key. */

@@ -7,7 +7,8 @@
 import { Context } from '@temporalio/activity';
 import type { AmplitudeEvent } from '../src/amplitude/schemas.js';
 import { amplitudeEventOf, CURRENTS_STREAM, currentsEventSchema, isForwarded } from '../src/currents/amplitude-events.js';
-import type { DeadLetter, SpooledItem } from '../src/store/store.js';
+import { describeIssues } from '../src/ingress/doors.js';
+import type { SpooledDeadLetter, SpooledItem } from '../src/store/store.js';
 import type { WorkerContext } from '../src/worker-context.js';
 import { withVendorFailures } from './failures.js';
 import { streamBacklog, type StreamBacklog } from './ingress-backlog.js';
@@ -55,10 +56,20 @@ export function createCurrentsActivities(context: WorkerContext) {
         deferred: 0,
       };
       const done: number[] = [];
+      const letters: SpooledDeadLetter[] = [];
+      const deadLetter = (item: SpooledItem, reason: string) => {
+        count(round.deadLetterReasons, reason);
+        letters.push({ ...item, reason });
+      };
       const sending = new Map<AmplitudeEvent, SpooledItem>();
       for (const item of spooled) {
-        // The receiver spools only events that passed this schema.
-        const event = currentsEventSchema.parse(item.body);
+        // The door spools only events that passed this schema; one written by an older receiver may not (nor block).
+        const parsed = currentsEventSchema.safeParse(item.body);
+        if (!parsed.success) {
+          deadLetter(item, `unreadable in the spool: ${describeIssues(parsed.error.issues)}`);
+          continue;
+        }
+        const event = parsed.data;
         const amplitudeEvent = isForwarded(event.event_type, context.currents) ? amplitudeEventOf(event) : undefined;
         if (amplitudeEvent) sending.set(amplitudeEvent, item);
         else {
@@ -70,16 +81,12 @@ export function createCurrentsActivities(context: WorkerContext) {
         const result = await context.amplitude.ingestEvents([...sending.keys()], { api: context.currents.api });
         for (const event of result.accepted) done.push(sending.get(event)!.seq);
         round.forwarded = result.accepted.length;
-        const letters: Array<DeadLetter & { seq: number }> = result.rejected.map(({ object, reason }) => {
-          const item = sending.get(object)!;
-          count(round.deadLetterReasons, `Amplitude: ${reason}`);
-          return { seq: item.seq, dedupeKey: item.dedupeKey, reason: `Amplitude: ${reason}`, body: item.body };
-        });
-        await store.deadLetterIngress(CURRENTS_STREAM, letters, Date.now());
+        for (const { object, reason } of result.rejected) deadLetter(sending.get(object)!, `Amplitude: ${reason}`);
         const throttled = new Set(result.throttled.map(({ object }) => sending.get(object)!.partitionKey));
         await store.deferIngress(CURRENTS_STREAM, [...throttled], Date.now() + result.retryThrottledAfterMs);
         round.deferred = result.throttled.length;
       }
+      await store.deadLetterIngress(CURRENTS_STREAM, letters, Date.now());
       await store.completeIngress(CURRENTS_STREAM, done, Date.now());
       const backlog = await backlogNow();
       // For Prometheus (WORKER_PROMETHEUS_ADDRESS): alert on the age, which grows when forwarding falls behind or stops.

@@ -184,7 +184,6 @@ const [webhookToken, currentsToken] = [randomBytes(24).toString('hex'), randomBy
 const { taskQueue } = config.temporal;
 const receiver = buildReceiver({
   store: context.store,
-  bodyLimitBytes: 5 * 1024 * 1024,
   currentsToken: new Secret(currentsToken),
   onCurrentsSpooled: () => nudgeCurrentsForward(client, { taskQueue }),
   amplitudeWebhookToken: new Secret(webhookToken),

@@ -147,7 +147,7 @@ export interface BrazeObjectLimit {
   maxObjects: number;
 }
 
-export type StoreConfig =
+export type StoreConfig = (
   | {
       kind: 'sqlite';
       /** A file path, or `:memory:`. */
@@ -157,7 +157,13 @@ export type StoreConfig =
       kind: 'postgres';
       /** `postgres://user:password@host:port/dbname`: it can hold a password. */
       url: Secret;
-    };
+    }
+) & {
+  /** How long one store operation may wait (SQLite: for the write lock; PostgreSQL: a statement, a connection). */
+  timeoutMs?: number;
+  /** Every commit on disk before it returns (SQLite; PostgreSQL commits are): what a receiver acknowledges. */
+  durableCommits?: boolean;
+};
 
 export interface AppConfig {
   temporal: TemporalConfig;
@@ -184,6 +190,14 @@ export interface ReceiverConfig {
   port: number;
   /** Larger bodies are refused with 413. */
   bodyLimitBytes: number;
+  /** A request must arrive whole within this; a connection idle this long is closed. */
+  requestTimeoutMs: number;
+  idleTimeoutMs: number;
+  maxConnections: number;
+  /** Items of one stream not yet processed past which the receiver answers 503 (the senders retry). */
+  maxBacklog: number;
+  /** How long a store operation may take before the receiver answers 503 (and `/readyz` waits at most 2 s). */
+  storeTimeoutMs: number;
   /** The bearer token Braze Currents sends; unset: `/currents` is not served. */
   currentsToken: Secret | undefined;
   /** The bearer token Amplitude's cohort webhooks send (a custom header); unset: not served. */
@@ -339,6 +353,11 @@ const receiverVariables = z.object({
   RECEIVER_HOST: z.string().default('0.0.0.0'),
   RECEIVER_PORT: z.coerce.number({ error: 'must be a port number' }).int().min(0).max(65_535).default(8780),
   RECEIVER_BODY_LIMIT: wholeNumberAtLeastOne.default(5 * 1024 * 1024),
+  RECEIVER_REQUEST_TIMEOUT: duration.prefault('30s'),
+  RECEIVER_IDLE_TIMEOUT: duration.prefault('30s'),
+  RECEIVER_MAX_CONNECTIONS: wholeNumberAtLeastOne.default(1_000),
+  RECEIVER_MAX_BACKLOG: wholeNumberAtLeastOne.default(1_000_000),
+  RECEIVER_STORE_TIMEOUT: duration.prefault('10s'),
   CURRENTS_TOKEN: z
     .string()
     .min(16, 'must be at least 16 characters (a random secret)')
@@ -405,6 +424,7 @@ const storeVariables = z.object({
     )
     .transform((value) => new Secret(value))
     .optional(),
+  STATE_STORE_TIMEOUT: duration.optional(),
 });
 
 // ---------------------------------------------------------------------------------------------------------
@@ -556,6 +576,11 @@ export function loadReceiverConfig(env: Env = environment()): ReceiverConfig {
     host: values.RECEIVER_HOST,
     port: values.RECEIVER_PORT,
     bodyLimitBytes: values.RECEIVER_BODY_LIMIT,
+    requestTimeoutMs: values.RECEIVER_REQUEST_TIMEOUT,
+    idleTimeoutMs: values.RECEIVER_IDLE_TIMEOUT,
+    maxConnections: values.RECEIVER_MAX_CONNECTIONS,
+    maxBacklog: values.RECEIVER_MAX_BACKLOG,
+    storeTimeoutMs: values.RECEIVER_STORE_TIMEOUT,
     currentsToken: values.CURRENTS_TOKEN,
     amplitudeWebhookToken: values.AMPLITUDE_WEBHOOK_TOKEN,
     cohortStreamMaxDataPointsPerDay: values.COHORT_STREAM_MAX_DATA_POINTS_PER_DAY,
@@ -569,7 +594,10 @@ export function loadStoreConfig(env: Env = environment()): StoreConfig {
       ? [{ variable: 'STATE_STORE_URL', message: 'cannot be combined with STATE_DB: set only one store' }]
       : [];
   const values = parseVariables(storeVariables, set, both);
-  return values.STATE_STORE_URL ? { kind: 'postgres', url: values.STATE_STORE_URL } : { kind: 'sqlite', path: values.STATE_DB };
+  const where = values.STATE_STORE_URL
+    ? { kind: 'postgres' as const, url: values.STATE_STORE_URL }
+    : { kind: 'sqlite' as const, path: values.STATE_DB };
+  return { ...where, ...(values.STATE_STORE_TIMEOUT && { timeoutMs: values.STATE_STORE_TIMEOUT }) };
 }
 
 /** Every section at once; the error lists the problems of all sections. */

@@ -7,9 +7,9 @@ export function runInputFields(defaultPageSize: number) {
     /** Plan and report what would be sent (and what it would cost); send nothing. */
     dryRun: z.boolean().default(false),
     /** Data points this run may spend; the run pauses (it does not fail) before a page would exceed it. */
-    maxDataPoints: z.number().int().positive().optional(),
+    maxDataPoints: dataPointBudgetSchema.optional(),
     /** Data points all syncs together may spend per UTC day. */
-    maxDataPointsPerDay: z.number().int().positive().optional(),
+    maxDataPointsPerDay: dataPointBudgetSchema.optional(),
     pageSize: z.number().int().min(1).max(10_000).default(defaultPageSize),
     /** Pages applied at once: more fill a high Braze rate limit; the shared limiter still holds the ceiling. */
     pagesInFlight: z.number().int().min(1).max(32).default(4),
@@ -18,5 +18,18 @@ export function runInputFields(defaultPageSize: number) {
   };
 }
 
-/** A Temporal duration as typed into the UI, e.g. "5m" or "30s". */
-export const durationSchema = z.string().regex(/^\d+(ms|s|m|h)$/, 'must be a duration such as "5m" or "30s"');
+/** A budget of data points: a whole number no larger than any contract (and exact as a double). */
+export const dataPointBudgetSchema = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+
+const DURATION_UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const;
+/** The longest duration an input may name: a workflow waiting longer is better ended and started again. */
+const MAX_DURATION_MS = 7 * 24 * 3_600_000;
+
+/** A Temporal duration as typed into the UI, e.g. "5m" or "30s", of at most a week. */
+export const durationSchema = z
+  .string()
+  .regex(/^\d{1,9}(ms|s|m|h)$/, 'must be a duration such as "5m" or "30s"')
+  .refine((value) => {
+    const [, amount, unit] = /^(\d+)(ms|s|m|h)$/.exec(value)!;
+    return Number(amount) * DURATION_UNIT_MS[unit as keyof typeof DURATION_UNIT_MS] <= MAX_DURATION_MS;
+  }, 'must be at most a week (168h)');

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { getCohortStreamProgress, nudgeCohortStream, startCohortSync } from '../src/client.js';
-import { resumeSignal } from '../workflows/cohort-stream.js';
+import { resumeSignal, type cohortStream } from '../workflows/cohort-stream.js';
 import { cohortStreamName, cohortStreamWorkflowId, type CohortStreamInput } from '../src/cohort/input.js';
 import type { MembershipChange } from '../src/sandbox/amplitude/index.js';
 import type { SandboxIdentity } from '../src/sandbox/dataset.js';
@@ -34,13 +34,14 @@ before(async () => {
   sendWebhooksTo('');
 });
 after(async () => {
+  // The receiver goes first, so that nothing starts a stream again.
+  await receiver?.stop();
   for (const target of [{ cohortId: COHORT }, { cohortId: COHORT, target: 'partner_cohort' as const }]) {
     await h.env.client.workflow
       .getHandle(cohortStreamWorkflowId({ attributeName: 'amplitude_cohorts', target: 'attribute', ...target }))
       .terminate('the test file is over')
       .catch(() => undefined);
   }
-  await receiver?.stop();
   if (process.exitCode) console.error(`The receiver printed:\n${receiver?.output()}`);
 });
 
@@ -218,7 +219,8 @@ describe('the webhook door', () => {
     cohort_name: 'Streamed superfans',
     cohort_id: COHORT,
     in_cohort: true,
-    computed_time: String(Math.floor(Date.now() / 1000) + 3_600),
+    // Newer than any recompute of the tests before, within the receiver's clock skew.
+    computed_time: String(Math.floor(Date.now() / 1000) + 120),
     message_id: `door-${Math.random()}::enter::0`,
     users: [],
     ...overrides,
@@ -257,8 +259,72 @@ describe('the webhook door', () => {
     assert.equal(response.status, 200);
     assert.deepEqual(await response.json(), { spooled: 1, duplicates: 0, deadLettered: 1 });
     await waitFor(() => inBraze().has(newcomer!.userId!), 'the good user reached Braze');
-    const letters = await h.context.store.deadLetters(STREAM, { limit: 10 });
+    const letters = await h.context.store.deadLetters({ stream: STREAM, limit: 10 });
     assert.equal(letters.length, 1);
     assert.match(letters[0]!.reason, /^users\[1\]: user_id/);
+  });
+
+  test('a computed_time of 400 digits or far in the future is dead-lettered with the reason; nothing is spooled', async () => {
+    // Users no test before posted for.
+    const [first, second] = outsiders(20).slice(10);
+    assert.ok(!inBraze().has(first!.userId!) && !inBraze().has(second!.userId!));
+    const pendingBefore = (await h.context.store.ingressBacklog(STREAM, Date.now())).pending;
+    for (const computedTime of ['9'.repeat(400), String(2 ** 60), String(Math.floor(Date.now() / 1000) + 86_400)]) {
+      const response = await post(
+        JSON.stringify(batch({ computed_time: computedTime, users: [{ user_id: first!.userId }, { user_id: second!.userId }] })),
+      );
+      assert.equal(response.status, 200);
+      assert.deepEqual(await response.json(), { spooled: 0, duplicates: 0, deadLettered: 2 });
+    }
+    assert.equal((await h.context.store.ingressBacklog(STREAM, Date.now())).pending, pendingBefore);
+    const reasons = (await h.context.store.deadLetters({ stream: STREAM, limit: 100 })).map((letter) => letter.reason);
+    assert.equal(reasons.filter((reason) => reason.startsWith('computed_time: must be epoch seconds')).length, 4, '400 digits, 2^60');
+    assert.equal(reasons.filter((reason) => /computed_time: \d+ is more than 300 s ahead/.test(reason)).length, 2, 'tomorrow');
+    assert.ok(!inBraze().has(first!.userId!) && !inBraze().has(second!.userId!));
+  });
+
+  test('an id no store can index, a NUL or deep nesting in one user entry: that entry is dead-lettered, the rest applied', async () => {
+    const [newcomer] = outsiders(21).slice(20);
+    const users = [
+      JSON.stringify({ user_id: 'x'.repeat(8 * 1024) }),
+      JSON.stringify({ user_id: 'nul\u0000user' }),
+      JSON.stringify({ user_id: '\ud800' }),
+      // Written as text: JSON.stringify overflows on 5,000 levels, as the receiver once did.
+      `{"user_id":"deep-user-1","user_properties":${'{"a":'.repeat(5_000)}{}${'}'.repeat(5_000)}}`,
+      JSON.stringify({ user_id: newcomer!.userId }),
+    ];
+    const response = await post(JSON.stringify(batch()).replace('"users":[]', `"users":[${users.join(',')}]`));
+    assert.equal(response.status, 200);
+    assert.deepEqual(await response.json(), { spooled: 1, duplicates: 0, deadLettered: 4 });
+    await waitFor(() => inBraze().has(newcomer!.userId!), 'the good user reached Braze');
+  });
+});
+
+describe('a webhook for a cohort Amplitude does not list', () => {
+  test('its changes are dead-lettered with the reason and its stream ends, not fails', async () => {
+    const target = { cohortId: 'n0such', target: 'attribute' as const, attributeName: 'amplitude_cohorts' };
+    const stream = cohortStreamName(target);
+    const response = await fetch(`${receiver.url}/amplitude/cohorts`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+      body: JSON.stringify({
+        cohort_name: 'Deleted cohort',
+        cohort_id: 'n0such',
+        in_cohort: true,
+        computed_time: String(Math.floor(Date.now() / 1000)),
+        message_id: 'gone::enter::0',
+        users: outsiders(2).map((user) => ({ user_id: user.userId })),
+      }),
+    });
+    assert.deepEqual(await response.json(), { spooled: 2, duplicates: 0, deadLettered: 0 });
+    const handle = h.env.client.workflow.getHandle<typeof cohortStream>(cohortStreamWorkflowId(target));
+    await waitFor(async () => (await handle.describe().catch(() => undefined))?.status.name === 'COMPLETED', 'the stream ended');
+    assert.equal((await handle.result()).deadLettered, 2);
+    const letters = await h.context.store.deadLetters({ stream, limit: 10 });
+    assert.deepEqual(
+      letters.map((letter) => letter.reason),
+      Array(2).fill('Amplitude lists no cohort "n0such" (deleted, or a webhook of another project): the change has nowhere to go'),
+    );
+    assert.equal((await h.context.store.ingressBacklog(stream, Date.now())).pending, 0);
   });
 });

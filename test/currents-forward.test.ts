@@ -12,6 +12,7 @@ import { CURRENTS_FORWARD_WORKFLOW_ID, CURRENTS_STREAM } from '../src/currents/a
 import { isHotId } from '../src/sandbox/amplitude/ingestion.js';
 import type { CurrentsEvent } from '../src/sandbox/braze/index.js';
 import { ampbraze } from './helpers/cli.js';
+import { poisonedBatchesFlow } from './helpers/currents-scenarios.js';
 import { testServerAddress } from './helpers/temporal.js';
 import { startHarnessReceiver, type ReceiverProcess } from './helpers/receiver.js';
 import { SQLITE } from './helpers/stores.js';
@@ -27,12 +28,13 @@ before(async () => {
   receiver = await startHarnessReceiver(h, { CURRENTS_TOKEN: TOKEN, RECEIVER_BODY_LIMIT: String(BODY_LIMIT) });
 });
 after(async () => {
-  // One forwarder per namespace: the next test file's must not find this one waiting on a queue nobody polls.
+  // One forwarder per namespace: the next test file's must not find this one waiting on a queue nobody polls. The
+  // receiver goes first, so that nothing starts it again.
+  await receiver?.stop();
   await h.env.client.workflow
     .getHandle(CURRENTS_FORWARD_WORKFLOW_ID)
     .terminate('the test file is over')
     .catch(() => undefined);
-  await receiver?.stop();
   if (process.exitCode) console.error(`The receiver printed:\n${receiver?.output()}`);
 });
 
@@ -96,6 +98,7 @@ describe('the receiver’s door', () => {
       pending: 0,
       deferred: 0,
       oldestReceivedAtMs: undefined,
+      deadLetters: 0,
     });
     assert.equal((await fetch(`${receiver.url}/healthz`)).status, 200);
     assert.equal((await fetch(`${receiver.url}/readyz`)).status, 200);
@@ -113,13 +116,18 @@ describe('the receiver’s door', () => {
     );
     assert.equal(response.status, 200);
     assert.deepEqual(await response.json(), { spooled: 2, duplicates: 0, deadLettered: 1 });
-    const letters = await h.context.store.deadLetters(CURRENTS_STREAM, { limit: 10 });
+    const letters = await h.context.store.deadLetters({ stream: CURRENTS_STREAM, limit: 10 });
     assert.deepEqual(
-      letters.map((letter) => [letter.dedupeKey, letter.reason]),
-      [['mixed-2', 'events[1]: time: Invalid input: expected number, received string']],
+      letters.map((letter) => [letter.dedupeKey.replace(/^content:[0-9a-f]{64}$/, 'content:<sha256>'), letter.reason]),
+      [['content:<sha256>', 'events[1]: time: Invalid input: expected number, received string']],
     );
     await waitFor(() => inAmplitude().has('mixed-1') && inAmplitude().has('mixed-3'), 'the good events reached Amplitude');
   });
+});
+
+describe('Currents content on SQLite', () => {
+  test('poisoned events amid good ones, sent twice: 200, the good ones in Amplitude once, the poisoned dead-lettered with the reason', () =>
+    poisonedBatchesFlow(h, receiver.url, TOKEN));
 });
 
 describe('Currents into Amplitude', () => {
@@ -216,10 +224,10 @@ describe('Currents into Amplitude', () => {
     assert.equal((await post(JSON.stringify({ events: batch }))).status, 200);
     await waitFor(() => inAmplitude().has('fine-1') && inAmplitude().has('fine-2'), 'the valid events reached Amplitude');
     await waitFor(
-      async () => (await h.context.store.deadLetters(CURRENTS_STREAM, { limit: 100 })).some((l) => l.dedupeKey === 'short-1'),
+      async () => (await h.context.store.deadLetters({ stream: CURRENTS_STREAM, limit: 100 })).some((l) => l.dedupeKey === 'short-1'),
       'the refused event was dead-lettered',
     );
-    const letter = (await h.context.store.deadLetters(CURRENTS_STREAM, { limit: 100 })).find((l) => l.dedupeKey === 'short-1')!;
+    const letter = (await h.context.store.deadLetters({ stream: CURRENTS_STREAM, limit: 100 })).find((l) => l.dedupeKey === 'short-1')!;
     assert.equal(letter.reason, 'Amplitude: invalid user_id');
     assert.ok(!inAmplitude().has('short-1'));
     const progress = await getCurrentsProgress(h.env.client);

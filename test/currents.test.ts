@@ -8,7 +8,7 @@ import {
   isForwarded,
   partitionKeyOf,
 } from '../src/currents/amplitude-events.js';
-import { sortCurrentsEvents } from '../src/receiver/server.js';
+import { admitCurrentsEvents } from '../src/ingress/doors.js';
 
 const emailOpen = {
   event_type: 'users.messages.email.Open',
@@ -91,8 +91,8 @@ describe('Currents events in Amplitude, as Braze’s own connector maps them', (
 });
 
 describe('a Currents batch at the receiver’s door', () => {
-  test('good events are spooled by id; a malformed one is a dead letter with its reason, keyed by id or content', () => {
-    const { items, letters } = sortCurrentsEvents([
+  test('good events are spooled by id; a malformed one is a dead letter with its reason, keyed by its content', () => {
+    const { items, letters } = admitCurrentsEvents([
       emailOpen,
       { ...emailOpen, id: 'bad-time', time: 1_764_000_000.5 },
       { event_type: 'users.messages.email.Open', time: 1 },
@@ -105,11 +105,46 @@ describe('a Currents batch at the receiver’s door', () => {
     assert.deepEqual(
       letters.map((letter) => [letter.dedupeKey.replace(/[0-9a-f]{64}$/, '<sha256>'), letter.reason]),
       [
-        ['bad-time', 'events[1]: time: must be whole Unix seconds'],
+        ['content:<sha256>', 'events[1]: time: must be whole Unix seconds'],
         ['content:<sha256>', 'events[2]: id: Invalid input: expected string, received undefined'],
         ['content:<sha256>', 'events[3]: Invalid input: expected object, received string'],
       ],
     );
-    assert.notEqual(letters[1]!.dedupeKey, letters[2]!.dedupeKey, 'different content, different keys');
+    assert.equal(new Set(letters.map((letter) => letter.dedupeKey)).size, 3, 'different content, different keys');
+    assert.equal(admitCurrentsEvents(['not an event']).letters[0]!.dedupeKey, letters[2]!.dedupeKey, 'the same content, the same key');
+  });
+
+  test('ids no store can index or compare faithfully, deep nesting and oversize events are refused with the reason', () => {
+    let deep: unknown = {};
+    for (let i = 0; i < 5_000; i++) deep = { a: deep };
+    const { items, letters } = admitCurrentsEvents([
+      { ...emailOpen, id: 'nul\u0000id' },
+      { ...emailOpen, id: 'x'.repeat(8 * 1024) },
+      { ...emailOpen, user: { ...emailOpen.user, external_user_id: 'user\u0000' } },
+      { ...emailOpen, user: { ...emailOpen.user, external_user_id: 'é'.repeat(600) } },
+      { ...emailOpen, id: '\ud800' },
+      { ...emailOpen, id: '\ud801' },
+      { ...emailOpen, id: 'deep', properties: deep },
+      { ...emailOpen, id: 'huge', properties: { blob: 'x'.repeat(4_200_000) } },
+      { ...emailOpen, id: 'fine-emoji-😀', user: { ...emailOpen.user, external_user_id: '' } },
+    ]);
+    assert.deepEqual(
+      letters.map((letter) => letter.reason),
+      [
+        'events[0]: id: must not contain a NUL character',
+        'events[1]: id: must be at most 1024 bytes of UTF-8 (is 8192)',
+        'events[2]: user.external_user_id: must not contain a NUL character',
+        'events[3]: user.external_user_id: must be at most 1024 bytes of UTF-8 (is 1200)',
+        'events[4]: id: must not contain a lone UTF-16 surrogate',
+        'events[5]: id: must not contain a lone UTF-16 surrogate',
+        'events[6]: nested deeper than 40 levels',
+        'events[7]: larger than 4194304 bytes',
+      ],
+    );
+    assert.deepEqual(
+      items.map((item) => [item.dedupeKey, item.partitionKey]),
+      [['fine-emoji-😀', 'device_id:device-9']],
+      'a pair of surrogates is a character; an empty external id is none',
+    );
   });
 });

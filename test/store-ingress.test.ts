@@ -5,7 +5,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { IngressItem, StateStore } from '../src/store/index.js';
+import type { IngressItem, JsonValue, StateStore } from '../src/store/index.js';
 import { forEachStore, openFreshStore } from './helpers/stores.js';
 
 const item = (id: string, user: string): IngressItem => ({ dedupeKey: id, partitionKey: `user:${user}`, body: { id, user } });
@@ -37,7 +37,12 @@ forEachStore((kind) => {
         receivedAtMs: 1_000,
         body: item('e1', 'a').body,
       });
-      assert.deepEqual(await store.ingressBacklog('currents', 3_000), { pending: 4, deferred: 0, oldestReceivedAtMs: 1_000 });
+      assert.deepEqual(await store.ingressBacklog('currents', 3_000), {
+        pending: 4,
+        deferred: 0,
+        oldestReceivedAtMs: 1_000,
+        deadLetters: 0,
+      });
 
       await store.completeIngress('currents', [pending[0].seq], 3_000);
       assert.deepEqual(await store.spoolIngress('currents', [item('e1', 'a')], 4_000), { spooled: 0, duplicates: 1 });
@@ -52,7 +57,12 @@ forEachStore((kind) => {
       // A late arrival of the throttled user stays behind its earlier deferred items too.
       await store.spoolIngress('currents', [item('e7', 'a')], 7_000);
       assert.deepEqual(ids(await store.pendingIngress('currents', { nowMs: 7_000, limit: 10 })), ['e2', 'e4', 'e6']);
-      assert.deepEqual(await store.ingressBacklog('currents', 7_000), { pending: 6, deferred: 2, oldestReceivedAtMs: 1_000 });
+      assert.deepEqual(await store.ingressBacklog('currents', 7_000), {
+        pending: 6,
+        deferred: 2,
+        oldestReceivedAtMs: 1_000,
+        deadLetters: 0,
+      });
       assert.deepEqual(ids(await store.pendingIngress('currents', { nowMs: 10_000, limit: 10 })), ['e2', 'e3', 'e4', 'e5', 'e6', 'e7']);
     });
 
@@ -61,18 +71,92 @@ forEachStore((kind) => {
       await store.deadLetterIngress(
         'currents',
         [
-          { seq: e2!.seq, dedupeKey: 'e2', reason: 'Amplitude: invalid device_id', body: e2!.body },
+          { seq: e2!.seq, partitionKey: e2!.partitionKey, dedupeKey: 'e2', reason: 'Amplitude: invalid device_id', body: e2!.body },
           { dedupeKey: 'malformed:1', reason: 'events[3].time: expected a number', body: ['not', 'an', 'event'] },
         ],
         11_000,
       );
       await store.deadLetterIngress('currents', [{ dedupeKey: 'malformed:1', reason: 'again', body: null }], 12_000);
-      assert.deepEqual(await store.deadLetters('currents', { limit: 10 }), [
-        { dedupeKey: 'e2', reason: 'Amplitude: invalid device_id', body: item('e2', 'b').body, atMs: 11_000 },
-        { dedupeKey: 'malformed:1', reason: 'events[3].time: expected a number', body: ['not', 'an', 'event'], atMs: 11_000 },
+      assert.deepEqual(await store.ingressBacklog('currents', 12_000), {
+        pending: 5,
+        deferred: 0,
+        oldestReceivedAtMs: 1_000,
+        deadLetters: 2,
+      });
+      assert.deepEqual(await store.deadLetters({ stream: 'currents', limit: 10 }), [
+        {
+          stream: 'currents',
+          dedupeKey: 'e2',
+          reason: 'Amplitude: invalid device_id',
+          body: item('e2', 'b').body,
+          atMs: 11_000,
+          partitionKey: 'user:b',
+        },
+        {
+          stream: 'currents',
+          dedupeKey: 'malformed:1',
+          reason: 'events[3].time: expected a number',
+          body: ['not', 'an', 'event'],
+          atMs: 11_000,
+        },
       ]);
       assert.ok(!ids(await store.pendingIngress('currents', { nowMs: 12_000, limit: 10 })).includes('e2'));
-      assert.deepEqual(await store.deadLetters('other', { limit: 10 }), []);
+      assert.deepEqual(await store.deadLetters({ stream: 'other', limit: 10 }), []);
+    });
+
+    test('what the door refused is kept whatever it holds: NUL, lone surrogates, thousands of levels of nesting', async () => {
+      let deep: unknown = 'bottom';
+      for (let i = 0; i < 5_000; i++) deep = { inner: deep };
+      const odd = { id: 'a\u0000b', user: '\ud800', nested: deep };
+      await store.deadLetterIngress('odd', [{ dedupeKey: 'content:odd', reason: 'refused at the door', body: odd as JsonValue }], 13_000);
+      const [kept] = await store.deadLetters({ stream: 'odd', limit: 1 });
+      assert.equal((kept!.body as { id: string }).id, 'a\u0000b');
+      assert.equal((kept!.body as { user: string }).user, '\ud800', 'the lone surrogate comes back as it arrived');
+      let depth = 0;
+      for (let node = (kept!.body as { nested: unknown }).nested; typeof node === 'object'; node = (node as { inner: unknown }).inner)
+        depth++;
+      assert.equal(depth, 5_000);
+    });
+
+    test('dead letters are listed across streams oldest first, page by page, and counted per stream', async () => {
+      await store.deadLetterIngress('b-stream', [{ dedupeKey: 'k1', reason: 'r', body: 1 }], 12_500);
+      const all = await store.deadLetters({ limit: 100 });
+      assert.deepEqual(
+        all.map((letter) => [letter.stream, letter.dedupeKey]),
+        [
+          ['currents', 'e2'],
+          ['currents', 'malformed:1'],
+          ['b-stream', 'k1'],
+          ['odd', 'content:odd'],
+        ],
+      );
+      const firstTwo = await store.deadLetters({ limit: 2 });
+      const rest = await store.deadLetters({ after: firstTwo[1], limit: 100 });
+      const keysOf = (letters: ReadonlyArray<{ stream: string; dedupeKey: string }>) => letters.map((l) => `${l.stream}/${l.dedupeKey}`);
+      assert.deepEqual(keysOf([...firstTwo, ...rest]), keysOf(all));
+      assert.deepEqual(await store.deadLetterCounts(), [
+        { stream: 'b-stream', count: 1, oldestAtMs: 12_500 },
+        { stream: 'currents', count: 2, oldestAtMs: 11_000 },
+        { stream: 'odd', count: 1, oldestAtMs: 13_000 },
+      ]);
+    });
+
+    test('a replayed dead letter leaves the dead letters and is pending again, also when its key was processed', async () => {
+      const replays = [
+        { dedupeKey: 'e2', item: item('e2', 'b') },
+        { dedupeKey: 'malformed:1', item: item('fixed-1', 'd') },
+      ];
+      assert.equal(await store.replayDeadLetters('currents', replays, 14_000), 2);
+      assert.deepEqual(ids(await store.deadLetters({ stream: 'currents', limit: 10 })), []);
+      const pending = await store.pendingIngress('currents', { nowMs: 14_000, limit: 10 });
+      assert.ok(ids(pending).includes('e2') && ids(pending).includes('fixed-1'));
+      assert.equal(await store.replayDeadLetters('currents', replays, 14_500), 0, 'replayed once');
+      assert.deepEqual(await store.spoolIngress('currents', [item('e2', 'b')], 15_000), { spooled: 0, duplicates: 1 });
+      await store.completeIngress(
+        'currents',
+        pending.filter((spooled) => ['e2', 'fixed-1'].includes(spooled.dedupeKey)).map((spooled) => spooled.seq),
+        15_000,
+      );
     });
 
     test('pruning deletes processed items older than the horizon, never pending ones', async () => {
@@ -82,11 +166,16 @@ forEachStore((kind) => {
         pending.map((spooled) => spooled.seq),
         20_000,
       );
-      assert.equal(await store.pruneIngress(15_000, 100), 2, 'e1 (done at 3 s) and e2 (dead-lettered at 11 s)');
+      assert.equal(await store.pruneIngress(15_000, 100), 1, 'e1 (done at 3 s); e2 was dead-lettered, then replayed and done at 15 s');
       assert.equal(await store.pruneIngress(15_000, 100), 0);
-      assert.equal(await store.pruneIngress(30_000, 100), pending.length);
+      assert.equal(await store.pruneIngress(30_000, 100), pending.length + 2, 'with e2 and fixed-1');
       assert.deepEqual(ids(await store.pendingIngress('other', { nowMs: 30_000, limit: 10 })), ['e1'], 'the other stream is pending still');
-      assert.deepEqual(await store.ingressBacklog('currents', 30_000), { pending: 0, deferred: 0, oldestReceivedAtMs: undefined });
+      assert.deepEqual(await store.ingressBacklog('currents', 30_000), {
+        pending: 0,
+        deferred: 0,
+        oldestReceivedAtMs: undefined,
+        deadLetters: 0,
+      });
       assert.deepEqual(await store.pendingIngressStreams(), ['other'], 'only streams with unprocessed items');
     });
   });

@@ -57,7 +57,8 @@ export async function cohortStream(input: CohortStreamInput, carried?: CohortStr
   // The same across continue-as-new: the ledger sums this stream's requests under one run.
   const run: RunRef = { syncId: cohortSyncId(options), runId: `${workflowId}/${firstExecutionRunId}`, workflowId };
   const target = { cohortId: options.cohortId, target: options.target, attributeName: options.attributeName };
-  const totals: CohortStreamTotals = carried ?? noCohortStreamCounts();
+  // Totals carried from a run before a count existed lack it: it starts at 0.
+  const totals: CohortStreamTotals = { ...noCohortStreamCounts(), ...carried };
   const controls = budgetControls({ maxDataPointsPerDay: options.maxDataPointsPerDay });
   const progress: CohortStreamProgress = { phase: 'applying', cohortId: options.cohortId, totals };
   let spooled = false;
@@ -70,7 +71,17 @@ export async function cohortStream(input: CohortStreamInput, carried?: CohortStr
   ]);
 
   try {
-    progress.cohortName = (await quick.prepareCohortStream(target)).cohortName;
+    const prepared = await quick.prepareCohortStream(target);
+    if ('unknownCohort' in prepared) {
+      totals.deadLettered += prepared.deadLettered;
+      progress.phase = 'done';
+      setCurrentDetails(
+        `Amplitude lists no cohort "${options.cohortId}": ${prepared.deadLettered} spooled changes dead-lettered (ampbraze deadletters list); ended`,
+      );
+      await condition(allHandlersFinished);
+      return totals;
+    }
+    progress.cohortName = prepared.cohortName;
     for (let rounds = 0; rounds < ROUNDS_PER_RUN && !workflowInfo().continueAsNewSuggested; rounds++) {
       spooled = false;
       progress.phase = 'applying';
@@ -109,6 +120,7 @@ export async function cohortStream(input: CohortStreamInput, carried?: CohortStr
     const { backlog, waitingFor } = progress;
     const waiting = waitingFor ? `; waiting for ${waitingFor}, which has the cohort` : '';
     const pending = backlog ? `; backlog ${backlog.pending}, oldest ${Math.round(backlog.oldestAgeMs / 1000)} s` : '';
-    return `Cohort "${progress.cohortName ?? options.cohortId}": ${totals.added} added, ${totals.removed} removed, ${totals.superseded} superseded, ${totals.failed} failed, ${totals.dataPoints} data points${pending}${waiting}`;
+    const deadLettered = totals.deadLettered > 0 ? `, ${totals.deadLettered} dead-lettered` : '';
+    return `Cohort "${progress.cohortName ?? options.cohortId}": ${totals.added} added, ${totals.removed} removed, ${totals.superseded} superseded, ${totals.failed} failed${deadLettered}, ${totals.dataPoints} data points${pending}${waiting}`;
   }
 }

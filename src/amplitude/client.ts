@@ -258,13 +258,11 @@ export class AmplitudeClient {
   }
 
   /**
-   * Ingests events. On a 400 that names offending events by index, those events are rejected with the field
-   * Amplitude named and the rest are sent again once; request-level errors are non-retryable.
-   */
-  /**
    * Sends events to HTTP V2 or Batch. A 400's event indexes map back to the exact events, which are rejected while the
    * rest is sent again; a 429 naming throttled users, devices or events hands those events back as `throttled` (to
-   * send again after `retryThrottledAfterMs`) while the rest is sent again; a 413 splits the events in halves.
+   * send again after `retryThrottledAfterMs`) while the rest is sent again. A 413, or a 400 about events that names
+   * none, splits the events in halves down to the one at fault, which is rejected with Amplitude's answer; a 400
+   * about the request itself (a wrong key) is non-retryable.
    */
   async ingestEvents(events: readonly AmplitudeEvent[], options: { api: IngestApi; minIdLength?: number }): Promise<IngestResult> {
     const result: IngestResult = { accepted: [], rejected: [], throttled: [], retryThrottledAfterMs: 0 };
@@ -293,10 +291,19 @@ export class AmplitudeClient {
         result.accepted.push(...pending.map((p) => p.event));
         return;
       }
-      if (response.status === 413 && pending.length > 1) {
+      const notNamed = response.status === 413 || (response.status === 400 && eventsNamedIn(text) === 0 && !isRequestLevel(text));
+      if (notNamed && pending.length > 1) {
+        // Amplitude refused the request for an event it did not name: halves find it (and send everyone else).
         const half = Math.ceil(pending.length / 2);
         await this.#ingest(pending.slice(0, half), options, result);
         await this.#ingest(pending.slice(half), options, result);
+        return;
+      }
+      if (notNamed) {
+        // One event Amplitude cannot take, whatever the request around it: it is refused, not retried for ever.
+        const { status, vendorMessage } = this.http.classify(response, text);
+        const reason = `${status} ${vendorMessage ?? 'without a message'}, for this event alone`;
+        result.rejected.push({ object: pending[0]!.event, index: pending[0]!.index, reason });
         return;
       }
       const offending =
@@ -344,6 +351,21 @@ function throttledEvents(body: IngestThrottled | undefined, sent: readonly Index
     if ((event.user_id && users.has(event.user_id)) || (event.device_id && devices.has(event.device_id))) throttled.set(index, 'throttled');
   });
   return throttled;
+}
+
+/** How many events a 400's body names by index. */
+function eventsNamedIn(text: string): number {
+  return offendingEvents(ingestBadRequestSchema.safeParse(safeJson(text)).data).size;
+}
+
+/**
+ * A 400 about the request rather than its events (a wrong API key, path or body): no event is at fault, so the
+ * failure is the operator's to fix and nothing is dead-lettered for it.
+ */
+const REQUEST_LEVEL_ERRORS = new Set(['Invalid API key', 'Invalid request path', 'Missing request body', 'Invalid JSON request body']);
+function isRequestLevel(text: string): boolean {
+  const error = (safeJson(text) as { error?: unknown } | undefined)?.error;
+  return typeof error === 'string' && REQUEST_LEVEL_ERRORS.has(error);
 }
 
 /** Event index → reason, from the 400's `events_with_invalid_fields` / `events_with_missing_fields` maps. */

@@ -10,7 +10,8 @@ import {
   startCohortSync,
   type Cadence,
 } from '../client.js';
-import { cohortSyncId, type CohortSyncInput } from '../cohort/input.js';
+import { cohortStreamName, cohortSyncId, type CohortSyncInput } from '../cohort/input.js';
+import { deadLettersLine } from './dead-letters.js';
 import { reportAndExit } from './output.js';
 import { describeProgress, followProgress, printResult } from './progress.js';
 import { withTemporalClient } from './temporal-client.js';
@@ -116,8 +117,8 @@ export function registerCohortCommands(program: Command): void {
     .action((cohortId: string, flags: { target: 'attribute' | 'partner_cohort'; attribute: string }) =>
       withTemporalClient(async (client) => {
         try {
-          const progress = await getCohortStreamProgress(client, { cohortId, target: flags.target, attributeName: flags.attribute });
-          console.log(describeStreamProgress(progress));
+          const target = { cohortId, target: flags.target, attributeName: flags.attribute };
+          console.log(describeStreamProgress(await getCohortStreamProgress(client, target), cohortStreamName(target)));
         } catch (error) {
           if (!(error instanceof WorkflowNotFoundError)) throw error;
           console.log(`No webhook stream has run for cohort ${cohortId}: the receiver starts one when it spools the cohort’s first batch.`);
@@ -126,12 +127,13 @@ export function registerCohortCommands(program: Command): void {
     );
 }
 
-export function describeStreamProgress(progress: CohortStreamProgress): string {
+export function describeStreamProgress(progress: CohortStreamProgress, stream: string): string {
   const { totals, backlog } = progress;
   const lines = [
-    `Cohort "${progress.cohortName ?? progress.cohortId}": ${progress.phase} … added ${totals.added}, removed ${totals.removed} · ${totals.unchanged} unchanged · ${totals.superseded} superseded · ${totals.failed} failed · ${totals.dataPoints} data points`,
+    `Cohort "${progress.cohortName ?? progress.cohortId}": ${progress.phase} … added ${totals.added}, removed ${totals.removed} · ${totals.unchanged} unchanged · ${totals.superseded} superseded · ${totals.failed} failed · ${totals.deadLettered ?? 0} dead-lettered · ${totals.dataPoints} data points`,
   ];
   if (backlog) lines.push(`backlog ${backlog.pending} changes, the oldest waiting ${Math.round(backlog.oldestAgeMs / 1000)} s`);
+  if (backlog?.deadLetters) lines.push(deadLettersLine(backlog.deadLetters, stream));
   if (backlog?.warning) lines.push(`warning: ${backlog.warning}`);
   if (progress.waitingFor) lines.push(`waiting for ${progress.waitingFor}, which has the cohort`);
   if (progress.pausedReason) lines.push(`paused: ${progress.pausedReason}`);

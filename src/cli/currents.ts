@@ -2,7 +2,9 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
 import type { Command } from 'commander';
 import { getCurrentsProgress } from '../client.js';
+import { CURRENTS_STREAM } from '../currents/amplitude-events.js';
 import type { CurrentsForwardProgress } from '../../workflows/currents-forward.js';
+import { deadLettersLine } from './dead-letters.js';
 import { reportAndExit } from './output.js';
 import { withTemporalClient } from './temporal-client.js';
 
@@ -37,6 +39,7 @@ export function describeCurrentsProgress(progress: CurrentsForwardProgress): str
     lines.push(
       `backlog: ${backlog.pending} unforwarded (${backlog.deferred} throttled), the oldest waiting ${Math.round(backlog.oldestAgeMs / 1000)} s`,
     );
+    if (backlog.deadLetters) lines.push(deadLettersLine(backlog.deadLetters, CURRENTS_STREAM));
   }
   for (const [reason, count] of Object.entries({ ...totals.skipReasons, ...totals.deadLetterReasons }))
     lines.push(`  ${count} × ${reason}`);

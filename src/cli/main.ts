@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { registerCohortCommands } from './cohort.js';
 import { registerCurrentsCommands } from './currents.js';
+import { registerDeadLetterCommands } from './dead-letters.js';
 import { doctorCommand } from './doctor.js';
 import { registerEventCommands } from './events.js';
 import { registerTraitCommands } from './traits.js';
@@ -27,5 +28,6 @@ registerCohortCommands(program);
 registerEventCommands(program);
 registerTraitCommands(program);
 registerCurrentsCommands(program);
+registerDeadLetterCommands(program);
 
 await program.parseAsync();

@@ -3,15 +3,25 @@
  * schedule, or passes to `startCohortSync`. Validated at the top of the workflow, so it must stay free of I/O.
  */
 import { z } from 'zod';
-import { durationSchema, runInputFields } from '../sync-input.js';
+import { dataPointBudgetSchema, durationSchema, runInputFields } from '../sync-input.js';
 
 export const IDENTIFIERS = ['user_id', 'user_alias', 'device_id'] as const;
 const DEFAULT_ATTRIBUTE_NAME = 'amplitude_cohorts';
 export type Identifier = (typeof IDENTIFIERS)[number];
 
+/**
+ * An Amplitude cohort id, e.g. "26umsb5". No "-": the sync ids below put target suffixes after it with one, so
+ * cohort "abc-partner" and cohort "abc" with the partner target would otherwise share a snapshot.
+ */
+export const cohortIdSchema = z
+  .string()
+  .trim()
+  .min(1, 'the Amplitude cohort id is required, e.g. "26umsb5"')
+  .regex(/^[A-Za-z0-9_]{1,64}$/, 'must be an Amplitude cohort id: at most 64 letters, digits or "_", e.g. "26umsb5"');
+
 /** Which cohort, and where its membership goes in Braze: shared by `cohortSync` and `cohortStream`. */
 const membershipTargetFields = {
-  cohortId: z.string().trim().min(1, 'the Amplitude cohort id is required, e.g. "26umsb5"'),
+  cohortId: cohortIdSchema,
   /** `attribute`: a custom-attribute array of cohort ids; `partner_cohort`: Braze's native Amplitude cohort. */
   target: z.enum(['attribute', 'partner_cohort']).default('attribute'),
   /** The custom-attribute array that holds the user's Amplitude cohort ids (target `attribute`). */
@@ -69,7 +79,7 @@ export function cohortSyncId(options: MembershipTarget): string {
 export const cohortStreamInputSchema = z.strictObject({
   ...membershipTargetFields,
   /** Data points all syncs together may spend per UTC day: the stream pauses before a round would exceed it. */
-  maxDataPointsPerDay: z.number().int().positive().optional(),
+  maxDataPointsPerDay: dataPointBudgetSchema.optional(),
   /** Users per round: one round reads this many spooled changes and sends them in as few requests as it can. */
   batchSize: z.number().int().min(1).max(5_000).default(1_000),
   /** How long an empty spool is waited on for the receiver's next signal before the workflow ends. */
@@ -89,6 +99,16 @@ export function cohortStreamName(options: MembershipTarget): string {
 }
 
 type MembershipTarget = Pick<CohortSyncOptions, 'cohortId' | 'target' | 'attributeName'>;
+
+/** The cohort and target a `cohortStreamName` names, or undefined for a name it cannot have made. */
+export function cohortStreamTargetOf(streamName: string): MembershipTarget | undefined {
+  // Cohort ids hold no "-", so the first one after the prefix ends the id and the rest is the target's suffix.
+  const match = /^cohort-webhook:cohort-sync-([A-Za-z0-9_]+)(?:(-partner)|-attribute-(.+))?$/.exec(streamName);
+  if (!match) return undefined;
+  const [, cohortId, partner, attributeName] = match as unknown as [string, string, string | undefined, string | undefined];
+  if (partner) return { cohortId, target: 'partner_cohort', attributeName: DEFAULT_ATTRIBUTE_NAME };
+  return { cohortId, target: 'attribute', attributeName: attributeName ?? DEFAULT_ATTRIBUTE_NAME };
+}
 
 function targetSuffix(options: MembershipTarget): string {
   if (options.target === 'partner_cohort') return '-partner';

@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import type { AmplitudeEvent } from '../amplitude/schemas.js';
+import { identifierSchema, optionalIdentifierSchema } from '../ingress/bounds.js';
 import type { JsonObject } from '../store/store.js';
 
 /** The spool stream of Currents events. */
@@ -20,14 +21,20 @@ export const currentsBatchSchema = z.looseObject({
   events: z.array(z.unknown()).max(MAX_CURRENTS_BATCH_EVENTS, `at most ${MAX_CURRENTS_BATCH_EVENTS} events a batch`),
 });
 
-const optionalId = z.string().nullish();
+/** Braze leaves an id out, or sends it null or empty, when the user has none. */
+const optionalId = optionalIdentifierSchema.nullish();
+
+/** Unix seconds that stay a safe integer as Amplitude's milliseconds. */
+const MAX_TIME_SECONDS = Math.floor(Number.MAX_SAFE_INTEGER / 1000);
 
 export const currentsEventSchema = z.looseObject({
-  id: z.string().min(1, 'must not be empty'),
-  event_type: z.string().min(1, 'must not be empty'),
+  id: identifierSchema,
+  event_type: z.string().min(1, 'must not be empty').max(1_024),
   /** Unix seconds. */
-  time: z.number().int('must be whole Unix seconds').nonnegative(),
-  user: z.looseObject({ user_id: optionalId, external_user_id: optionalId, device_id: optionalId, timezone: optionalId }).optional(),
+  time: z.number().int('must be whole Unix seconds').nonnegative().max(MAX_TIME_SECONDS),
+  user: z
+    .looseObject({ user_id: optionalId, external_user_id: optionalId, device_id: optionalId, timezone: z.string().max(255).nullish() })
+    .optional(),
   properties: z.record(z.string(), z.unknown()).optional(),
 });
 

@@ -1,26 +1,45 @@
 /**
  * The receiver: Braze Currents batches (and, on the same service, Amplitude's cohort webhooks) acknowledged into
  * the store's spool. A 2xx means the batch is in the store, so a receiver killed at any instant loses nothing (the
- * sender resends what was not acknowledged); the work happens afterwards in a workflow the receiver nudges.
+ * sender resends what was not acknowledged); the work happens afterwards in a workflow the receiver wakes.
  * Stateless apart from the store: run as many as needed behind a load balancer.
+ *
+ * It faces the internet: the bearer token is checked before a byte of the body is read, bodies, requests and idle
+ * connections are bounded, every item is checked at the door (`src/ingress/doors.ts`) and what fails there is
+ * dead-lettered while the rest flows, and an error answer never carries the store's or the server's internals.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Secret } from '../config.js';
-import { CURRENTS_STREAM, currentsBatchSchema, currentsEventSchema, partitionKeyOf } from '../currents/amplitude-events.js';
+import { CURRENTS_STREAM, currentsBatchSchema } from '../currents/amplitude-events.js';
 import { cohortStreamInputSchema, cohortStreamName, type CohortStreamOptions } from '../cohort/input.js';
-import {
-  cohortWebhookBatchSchema,
-  cohortWebhookUserSchema,
-  webhookTargetQuerySchema,
-  type CohortWebhookBatch,
-  type MembershipChange,
-} from '../cohort/webhook.js';
-import type { DeadLetter, IngressItem, JsonObject, JsonValue, StateStore } from '../store/store.js';
+import { cohortWebhookBatchSchema, webhookTargetQuerySchema } from '../cohort/webhook.js';
+import { admitCohortWebhook, admitCurrentsEvents, describeIssues, type Admitted } from '../ingress/doors.js';
+import type { StateStore } from '../store/store.js';
+import { StreamWaker } from './waker.js';
+
+export interface ReceiverLimits {
+  bodyLimitBytes: number;
+  /** The whole request (headers and body) must arrive within this. */
+  requestTimeoutMs: number;
+  /** A connection with nothing moving for this long is closed (also between keep-alive requests). */
+  idleTimeoutMs: number;
+  maxConnections: number;
+  /** A stream with this many items not yet processed takes no more: 503 with Retry-After (both senders retry). */
+  maxBacklog: number;
+}
+
+export const DEFAULT_RECEIVER_LIMITS: ReceiverLimits = {
+  bodyLimitBytes: 5 * 1024 * 1024,
+  requestTimeoutMs: 30_000,
+  idleTimeoutMs: 30_000,
+  maxConnections: 1_000,
+  maxBacklog: 1_000_000,
+};
 
 export interface ReceiverOptions {
   store: StateStore;
-  bodyLimitBytes: number;
+  limits?: Partial<ReceiverLimits>;
   currentsToken: Secret | undefined;
   /** Called once a Currents batch is spooled: starts (or wakes) the forwarding workflow. Never delays the answer. */
   onCurrentsSpooled: () => Promise<void>;
@@ -28,6 +47,8 @@ export interface ReceiverOptions {
   amplitudeWebhookToken?: Secret;
   /** Called once a cohort webhook batch is spooled: starts (or wakes) that cohort's stream. Never delays the answer. */
   onCohortSpooled?: (stream: CohortStreamOptions) => Promise<void>;
+  /** Resolves when Temporal answers (for `/readyz`); unset: not checked. */
+  temporalReachable?: (deadlineMs: number) => Promise<void>;
   logger?: boolean | { level: string };
 }
 
@@ -38,9 +59,29 @@ export interface IngressAck {
   deadLettered: number;
 }
 
+/** `/readyz` answers within this, whatever the store or Temporal do. */
+const READY_DEADLINE_MS = 2_000;
+/** Headers must be complete within this (or the request timeout, if shorter). */
+const HEADERS_TIMEOUT_MS = 10_000;
+/** How stale a stream's backlog count may be when the receiver decides whether to take more. */
+const BACKLOG_CACHE_MS = 1_000;
+/** What a 503 asks the sender to wait before it sends again. */
+const RETRY_AFTER_SECONDS = 5;
+
+/** The store failed while a batch was being spooled: nothing of it was acknowledged. */
+class StoreUnavailableError extends Error {}
+
 export function buildReceiver(options: ReceiverOptions): FastifyInstance {
+  const limits = { ...DEFAULT_RECEIVER_LIMITS, ...options.limits };
+  const { store } = options;
   const app = Fastify({
-    bodyLimit: options.bodyLimitBytes,
+    bodyLimit: limits.bodyLimitBytes,
+    requestTimeout: limits.requestTimeoutMs,
+    connectionTimeout: limits.idleTimeoutMs,
+    keepAliveTimeout: limits.idleTimeoutMs,
+    // Node checks the request and header deadlines on this interval (every 30 s by default).
+    http: { headersTimeout: Math.min(HEADERS_TIMEOUT_MS, limits.requestTimeoutMs), connectionsCheckingInterval: 1_000 },
+    genReqId: () => randomUUID(),
     // Never a token, never a payload: requests are logged by method, URL and status only.
     logger:
       options.logger === undefined
@@ -48,50 +89,71 @@ export function buildReceiver(options: ReceiverOptions): FastifyInstance {
         : { ...(typeof options.logger === 'object' ? options.logger : {}), redact: ['req.headers.authorization'] },
     return503OnClosing: true,
   });
-  const nudgeCurrents = coalescing(options.onCurrentsSpooled, (error) => app.log.error({ err: error }, 'could not start currentsForward'));
+  app.server.maxConnections = limits.maxConnections;
+  const waker = new StreamWaker((stream, error) => app.log.error({ err: error, stream }, 'could not start the workflow of a stream'));
+  app.addHook('onClose', (_instance, done) => {
+    waker.close();
+    done();
+  });
+  const backlogs = new BacklogGuard(store, limits.maxBacklog);
+
+  app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
+    // Fastify's own refusals (a body too large, malformed JSON, an unsupported content type) say only what is wrong.
+    if (error.statusCode !== undefined && error.statusCode < 500) return reply.code(error.statusCode).send({ error: error.message });
+    request.log.error({ err: error }, 'request failed');
+    if (error instanceof StoreUnavailableError) {
+      return reply
+        .code(503)
+        .header('retry-after', String(RETRY_AFTER_SECONDS))
+        .send({ error: 'the batch could not be stored; nothing of it was taken, send it again', requestId: request.id });
+    }
+    return reply.code(500).send({ error: 'internal error', requestId: request.id });
+  });
 
   app.get('/healthz', () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
-    try {
-      await options.store.schemaVersion();
-      return { status: 'ready' };
-    } catch {
-      return reply.code(503).send({ status: 'store unreachable' });
-    }
+    const within = <T>(check: Promise<T>) => withinDeadline(check, READY_DEADLINE_MS);
+    const [storeOk, temporalOk] = await Promise.all([
+      within(store.schemaVersion()),
+      options.temporalReachable ? within(options.temporalReachable(Date.now() + READY_DEADLINE_MS)) : Promise.resolve(true),
+    ]);
+    const stalled = waker.problems().length;
+    const checks = {
+      store: storeOk ? 'ok' : 'unreachable',
+      temporal: temporalOk ? 'ok' : 'unreachable',
+      workflows: stalled === 0 ? 'ok' : `${stalled} stream(s) whose workflow could not be started yet (retrying)`,
+    };
+    const ready = storeOk && temporalOk && stalled === 0;
+    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', checks });
   });
 
+  /** Keeps what the door refused, spools what it admitted (one transaction), and says what the sender gets back. */
+  const spool = async (stream: string, admitted: Admitted): Promise<IngressAck> => {
+    try {
+      const now = Date.now();
+      await store.deadLetterIngress(stream, admitted.letters, now);
+      const { spooled, duplicates } = await store.spoolIngress(stream, admitted.items, now);
+      backlogs.add(stream, spooled);
+      return { spooled, duplicates, deadLettered: admitted.letters.length };
+    } catch (error) {
+      throw new StoreUnavailableError('the store failed while spooling', { cause: error });
+    }
+  };
+
   if (options.currentsToken) {
-    const token = options.currentsToken;
-    app.post('/currents', async (request, reply) => {
-      if (!hasBearer(request, token)) return unauthorized(reply);
+    app.post('/currents', { onRequest: requireBearer(options.currentsToken) }, async (request, reply) => {
       const batch = currentsBatchSchema.safeParse(request.body);
       if (!batch.success) return reply.code(400).send({ error: `not a Currents batch: ${describeIssues(batch.error.issues)}` });
-      const { items, letters } = sortCurrentsEvents(batch.data.events);
-      const now = Date.now();
-      // Bad events never block the stream: kept with the reason, while the good ones go on.
-      await options.store.deadLetterIngress(CURRENTS_STREAM, letters, now);
-      const { spooled, duplicates } = await options.store.spoolIngress(CURRENTS_STREAM, items, now);
-      if (spooled > 0) nudgeCurrents();
-      const ack: IngressAck = { spooled, duplicates, deadLettered: letters.length };
+      if (await backlogs.isFull(CURRENTS_STREAM)) return busy(reply);
+      const ack = await spool(CURRENTS_STREAM, admitCurrentsEvents(batch.data.events));
+      if (ack.spooled > 0) waker.wake(CURRENTS_STREAM, options.onCurrentsSpooled);
       return reply.code(200).send(ack);
     });
   }
 
   if (options.amplitudeWebhookToken) {
-    const token = options.amplitudeWebhookToken;
-    const nudges = new Map<string, () => void>();
-    const nudgeStream = (stream: CohortStreamOptions) => {
-      const name = cohortStreamName(stream);
-      let nudge = nudges.get(name);
-      if (!nudge) {
-        const start = () => options.onCohortSpooled?.(stream) ?? Promise.resolve();
-        nudge = coalescing(start, (error) => app.log.error({ err: error }, `could not start the cohort stream of ${stream.cohortId}`));
-        nudges.set(name, nudge);
-      }
-      nudge();
-    };
-    app.post('/amplitude/cohorts', async (request, reply) => {
-      if (!hasBearer(request, token)) return unauthorized(reply);
+    const onCohortSpooled = options.onCohortSpooled ?? (() => Promise.resolve());
+    app.post('/amplitude/cohorts', { onRequest: requireBearer(options.amplitudeWebhookToken) }, async (request, reply) => {
       const query = webhookTargetQuerySchema.safeParse(request.query);
       if (!query.success) return reply.code(400).send({ error: `bad webhook URL: ${describeIssues(query.error.issues)}` });
       const batch = cohortWebhookBatchSchema.safeParse(request.body);
@@ -99,13 +161,10 @@ export function buildReceiver(options: ReceiverOptions): FastifyInstance {
       const { target, attribute } = query.data;
       const stream = cohortStreamInputSchema.safeParse({ cohortId: batch.data.cohort_id, target, attributeName: attribute });
       if (!stream.success) return reply.code(400).send({ error: `bad webhook URL: ${describeIssues(stream.error.issues)}` });
-      const { items, letters } = sortWebhookUsers(batch.data);
       const name = cohortStreamName(stream.data);
-      const now = Date.now();
-      await options.store.deadLetterIngress(name, letters, now);
-      const { spooled, duplicates } = await options.store.spoolIngress(name, items, now);
-      if (spooled > 0) nudgeStream(stream.data);
-      const ack: IngressAck = { spooled, duplicates, deadLettered: letters.length };
+      if (await backlogs.isFull(name)) return busy(reply);
+      const ack = await spool(name, admitCohortWebhook(batch.data, Date.now()));
+      if (ack.spooled > 0) waker.wake(name, () => onCohortSpooled(stream.data));
       return reply.code(200).send(ack);
     });
   }
@@ -113,79 +172,79 @@ export function buildReceiver(options: ReceiverOptions): FastifyInstance {
 }
 
 /**
- * One membership change per user, keyed by the batch's `message_id` and the user (a retried batch repeats both);
- * a user entry without a user id becomes a dead letter keyed by its place in the batch.
+ * An `onRequest` hook: refuses a request without `Authorization: Bearer <token>` before its body is read, and
+ * closes the connection, so an unauthenticated sender cannot make the receiver read or parse anything it sent.
  */
-export function sortWebhookUsers(batch: CohortWebhookBatch): { items: IngressItem[]; letters: DeadLetter[] } {
-  const items: IngressItem[] = [];
-  const letters: DeadLetter[] = [];
-  batch.users.forEach((raw, index) => {
-    const user = cohortWebhookUserSchema.safeParse(raw);
-    if (user.success) {
-      const change: MembershipChange = { user_id: user.data.user_id, in_cohort: batch.in_cohort, computed_time: batch.computed_time };
-      items.push({ dedupeKey: `${batch.message_id}|${user.data.user_id}`, partitionKey: user.data.user_id, body: change });
-    } else {
-      const reason = `users[${index}]: ${describeIssues(user.error.issues)}`;
-      letters.push({ dedupeKey: `${batch.message_id}#${index}`, reason, body: (raw ?? null) as JsonValue });
-    }
-  });
-  return { items, letters };
+function requireBearer(token: Secret) {
+  const expected = digest(token.reveal());
+  return async (request: FastifyRequest, reply: FastifyReply) => {
+    // RFC 6750: the scheme is case-insensitive. Digests are compared, so neither length nor prefix leaks.
+    const given = /^bearer +(\S+) *$/i.exec(request.headers.authorization ?? '')?.[1];
+    if (given !== undefined && timingSafeEqual(digest(given), expected)) return;
+    return reply
+      .code(401)
+      .header('www-authenticate', 'Bearer')
+      .header('connection', 'close')
+      .send({ error: 'missing or wrong bearer token' });
+  };
 }
 
-/** Valid events become spool items keyed by their `id`; the rest become dead letters keyed by `id` or content. */
-export function sortCurrentsEvents(events: readonly unknown[]): { items: IngressItem[]; letters: DeadLetter[] } {
-  const items: IngressItem[] = [];
-  const letters: DeadLetter[] = [];
-  events.forEach((raw, index) => {
-    const parsed = currentsEventSchema.safeParse(raw);
-    if (parsed.success) {
-      items.push({ dedupeKey: parsed.data.id, partitionKey: partitionKeyOf(parsed.data), body: raw as JsonObject });
-    } else {
-      const id = typeof (raw as { id?: unknown } | null)?.id === 'string' ? (raw as { id: string }).id : '';
-      const dedupeKey =
-        id ||
-        `content:${createHash('sha256')
-          .update(JSON.stringify(raw) ?? 'undefined')
-          .digest('hex')}`;
-      letters.push({ dedupeKey, reason: `events[${index}]: ${describeIssues(parsed.error.issues)}`, body: (raw ?? null) as JsonValue });
-    }
-  });
-  return { items, letters };
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value).digest();
 }
 
-function describeIssues(issues: ReadonlyArray<{ path: PropertyKey[]; message: string }>): string {
-  return issues.map((issue) => `${issue.path.length > 0 ? `${issue.path.map(String).join('.')}: ` : ''}${issue.message}`).join('; ');
+function busy(reply: FastifyReply) {
+  return reply
+    .code(503)
+    .header('retry-after', String(RETRY_AFTER_SECONDS))
+    .send({ error: 'the receiver’s backlog for this stream is full (RECEIVER_MAX_BACKLOG); send it again later' });
 }
 
-/** A constant-time comparison of `Authorization: Bearer <token>` (digests, so neither length nor prefix leaks). */
-function hasBearer(request: FastifyRequest, token: Secret): boolean {
-  const header = request.headers.authorization ?? '';
-  const given = header.startsWith('Bearer ') ? header.slice('Bearer '.length) : '';
-  const digest = (value: string) => createHash('sha256').update(value).digest();
-  return timingSafeEqual(digest(given), digest(token.reveal())) && given.length > 0;
-}
-
-function unauthorized(reply: FastifyReply) {
-  return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'missing or wrong bearer token' });
+/** Whether `check` settles successfully within `ms`; a check still running then counts as failed (and is left to end). */
+async function withinDeadline(check: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([
+      check.then(
+        () => true,
+        () => false,
+      ),
+      late,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**
- * Runs `task` when called, at most one at a time; calls while it runs make one more run afterwards. A burst of
- * batches costs the Temporal server a signal or two, not one each.
+ * Refuses more items for a stream whose backlog reached the limit, rather than growing the spool until the disk is
+ * full. The count is read from the store at most once a second per stream and kept current with what is spooled.
  */
-function coalescing(task: () => Promise<void>, onError: (error: unknown) => void): () => void {
-  let running = false;
-  let again = false;
-  const run = async () => {
-    running = true;
-    do {
-      again = false;
-      await task().catch(onError);
-    } while (again);
-    running = false;
-  };
-  return () => {
-    if (running) again = true;
-    else void run();
-  };
+class BacklogGuard {
+  readonly #known = new Map<string, { pending: number; readAtMs: number }>();
+
+  constructor(
+    private readonly store: StateStore,
+    private readonly maxBacklog: number,
+  ) {}
+
+  async isFull(stream: string): Promise<boolean> {
+    const now = Date.now();
+    let known = this.#known.get(stream);
+    if (!known || now - known.readAtMs > BACKLOG_CACHE_MS) {
+      try {
+        known = { pending: (await this.store.ingressBacklog(stream, now)).pending, readAtMs: now };
+      } catch (error) {
+        throw new StoreUnavailableError('the store failed while reading the backlog', { cause: error });
+      }
+      this.#known.set(stream, known);
+    }
+    return known.pending >= this.maxBacklog;
+  }
+
+  add(stream: string, spooled: number): void {
+    const known = this.#known.get(stream);
+    if (known) known.pending += spooled;
+  }
 }

@@ -8,6 +8,7 @@ export { MAX_ROWS_PER_TRANSACTION } from './store.js';
 
 /** Opens (and migrates) the store the configuration selects. */
 export function openStateStore(config: StoreConfig): Promise<StateStore> {
-  if (config.kind === 'postgres') return openPostgresStateStore(config.url.reveal());
-  return new Promise((resolve) => resolve(openSqliteStateStore(config.path)));
+  const { timeoutMs, durableCommits } = config;
+  if (config.kind === 'postgres') return openPostgresStateStore(config.url.reveal(), { timeoutMs });
+  return new Promise((resolve) => resolve(openSqliteStateStore(config.path, { timeoutMs, durableCommits })));
 }

@@ -554,6 +554,28 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE sync_leases ADD COLUMN hold TEXT NOT NULL DEFAULT 'run' CHECK (hold IN ('run', 'round'));
     `,
   },
+  {
+    version: 13,
+    name: 'replayable dead letters; rate windows that adopt what the vendor reports',
+    sql: `
+      -- Set for an item that was spooled (replayed into the spool as it was); null for what the door refused
+      -- (replayed through the door again).
+      ALTER TABLE ingress_dead_letters ADD COLUMN partition_key TEXT;
+      CREATE INDEX ingress_dead_letters_by_time ON ingress_dead_letters (at_ms, stream, dedupe_key);
+
+      -- What the vendor's own rate-limit headers said: its limit per window (other contracts, other writers), and
+      -- how many requests the current window may grant in all, from its Remaining (reset when the window moves).
+      ALTER TABLE rate_windows ADD COLUMN vendor_limit INTEGER;
+      ALTER TABLE rate_windows ADD COLUMN window_cap INTEGER;
+    `,
+    postgres: `
+      ALTER TABLE ingress_dead_letters ADD COLUMN partition_key TEXT COLLATE "C";
+      CREATE INDEX ingress_dead_letters_by_time ON ingress_dead_letters (at_ms, stream, dedupe_key);
+
+      ALTER TABLE rate_windows ADD COLUMN vendor_limit BIGINT;
+      ALTER TABLE rate_windows ADD COLUMN window_cap BIGINT;
+    `,
+  },
 ];
 
 export function currentSchemaVersion(db: Database): number {

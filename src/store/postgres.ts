@@ -6,6 +6,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
+import { jsonText } from '../ingress/bounds.js';
 import { latestVersionOf, MIGRATIONS, requireKnownSchema, type Migration } from './migrations.js';
 import {
   attributePatches,
@@ -22,6 +23,11 @@ import {
   pendingIngressSql,
   ingressBacklogSql,
   PENDING_INGRESS_STREAMS,
+  DEAD_LETTER_COUNTS,
+  deadLettersSql,
+  NO_POSITION,
+  toStoredDeadLetter,
+  type DeadLetterRow,
   toIngressBacklog,
   toSpooledItem,
   type SpooledRow,
@@ -60,10 +66,14 @@ import {
   type DiffPageOptions,
   type EventClaim,
   type DeadLetter,
+  type DeadLetterCount,
+  type DeadLetterPosition,
+  type DeadLetterReplay,
+  type SpooledDeadLetter,
+  type StoredDeadLetter,
   type IngressBacklog,
   type IngressItem,
   type JsonObject,
-  type JsonValue,
   type SpooledItem,
   type MemberFailure,
   type MembershipMark,
@@ -102,6 +112,8 @@ import {
 
 type TextParser = (value: string) => unknown;
 
+/** A server's error code; a driver's own failures carry none, or a system code such as ECONNRESET. */
+const SQLSTATE = /^[0-9A-Z]{5}$/;
 /** SQLSTATEs after which the whole transaction can simply run again. */
 const RETRYABLE = new Set(['40001', '40P01']);
 const MAX_ATTEMPTS = 8;
@@ -202,6 +214,13 @@ const PRUNE_INACTIVE_USERS = `WITH pruned AS (
 const PROFILE_FETCH_QUEUE = profileFetchQueueSql({ syncId: '$1', sinceMs: '$2', limit: '$3' });
 const PENDING_INGRESS = pendingIngressSql({ stream: '$1', nowMs: '$2', limit: '$3' });
 const INGRESS_BACKLOG = ingressBacklogSql({ stream: '$1', nowMs: '$2' });
+const DEAD_LETTERS = deadLettersSql({
+  stream: '$1::text',
+  afterAtMs: '$2::bigint',
+  afterStream: '$3::text',
+  afterKey: '$4::text',
+  limit: '$5',
+});
 const PROFILE_FETCH_COUNTS = profileFetchCountsSql({ syncId: '$1', sinceMs: '$2', fetchedSinceMs: '$3' });
 const INSERT_REQUEST_OUTCOME =
   'INSERT INTO request_outcomes (run_id, request_key, accepted, rejected, data_points) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING';
@@ -278,27 +297,47 @@ function statementName(text: string): string {
   return name;
 }
 
-export async function openPostgresStateStore(url: string): Promise<PostgresStateStore> {
-  const pool = new pg.Pool({
-    Client: PreparingClient,
-    connectionString: url,
-    max: 10,
-    application_name: 'amplitude-braze-sync',
-    // Counts and milliseconds are BIGINT; every value we store fits a double exactly.
-    types: {
-      getTypeParser: (oid, format) => (oid === pg.types.builtins.INT8 ? Number : (pg.types.getTypeParser(oid, format) as TextParser)),
-    },
-  });
-  // An idle connection the server dropped: the pool replaces it, and the next query reports any real outage.
-  pool.on('error', () => undefined);
+export interface PostgresStoreOptions {
+  /** How long one statement may run (and a connection take to open) before it fails. */
+  timeoutMs?: number;
+}
+
+/** A worker's statements: planning a two-million-member cohort takes seconds, never this long. */
+export const DEFAULT_POSTGRES_TIMEOUT_MS = 5 * 60_000;
+/** Opening a connection takes milliseconds; a server that does not answer in this long is down for our purposes. */
+const MAX_CONNECT_TIMEOUT_MS = 10_000;
+/** The driver's own deadline comes this long after the server's `statement_timeout`, for a server that never answers. */
+const CLIENT_TIMEOUT_MARGIN_MS = 1_000;
+
+export async function openPostgresStateStore(url: string, options: PostgresStoreOptions = {}): Promise<PostgresStateStore> {
+  const timeoutMs = options.timeoutMs ?? DEFAULT_POSTGRES_TIMEOUT_MS;
+  const poolOf = (config: pg.PoolConfig) =>
+    new pg.Pool({
+      Client: PreparingClient,
+      connectionString: url,
+      application_name: 'amplitude-braze-sync',
+      connectionTimeoutMillis: Math.min(timeoutMs, MAX_CONNECT_TIMEOUT_MS),
+      // Counts and milliseconds are BIGINT; every value we store fits a double exactly.
+      types: {
+        getTypeParser: (oid, format) => (oid === pg.types.builtins.INT8 ? Number : (pg.types.getTypeParser(oid, format) as TextParser)),
+      },
+      ...config,
+    });
   const description = describePostgresUrl(url);
+  // Migrations run without a statement timeout: they may wait for another process's, or rewrite a large table.
+  const migrationPool = poolOf({ max: 1 });
+  migrationPool.on('error', () => undefined);
   try {
-    await applyPostgresMigrations(pool);
+    await applyPostgresMigrations(migrationPool);
   } catch (error) {
-    await pool.end();
     // Say which store failed (never its password): the driver's own message names only a host or a role.
     throw new Error(`${description}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  } finally {
+    await migrationPool.end();
   }
+  const pool = poolOf({ max: 10, statement_timeout: timeoutMs, query_timeout: timeoutMs + CLIENT_TIMEOUT_MARGIN_MS });
+  // An idle connection the server dropped: the pool replaces it, and the next query reports any real outage.
+  pool.on('error', () => undefined);
   return new PostgresStateStore(pool, description);
 }
 
@@ -783,21 +822,22 @@ export class PostgresStateStore implements StateStore {
       );
   }
 
-  async deadLetterIngress(stream: string, letters: ReadonlyArray<DeadLetter & { seq?: number }>, atMs: number): Promise<void> {
+  async deadLetterIngress(stream: string, letters: ReadonlyArray<DeadLetter | SpooledDeadLetter>, atMs: number): Promise<void> {
     for (const chunk of batches(letters)) {
       await this.#transaction(async (client) => {
         await client.query(
-          `INSERT INTO ingress_dead_letters (stream, dedupe_key, reason, body, at_ms)
-           SELECT $1, k, r, b, $2 FROM unnest($3::text[], $4::text[], $5::text[]) AS t(k, r, b) ON CONFLICT DO NOTHING`,
+          `INSERT INTO ingress_dead_letters (stream, dedupe_key, reason, body, at_ms, partition_key)
+           SELECT $1, k, r, b, $2, p FROM unnest($3::text[], $4::text[], $5::text[], $6::text[]) AS t(k, r, b, p) ON CONFLICT DO NOTHING`,
           [
             stream,
             atMs,
             chunk.map((letter) => requireKey(letter.dedupeKey)),
             chunk.map((letter) => letter.reason),
-            chunk.map((letter) => JSON.stringify(letter.body)),
+            chunk.map((letter) => jsonText(letter.body)),
+            chunk.map((letter) => ('seq' in letter ? letter.partitionKey : null)),
           ],
         );
-        const seqs = chunk.flatMap((letter) => (letter.seq === undefined ? [] : [letter.seq]));
+        const seqs = chunk.flatMap((letter) => ('seq' in letter ? [letter.seq] : []));
         await client.query(
           'UPDATE ingress_spool SET done_at_ms = $1 WHERE stream = $2 AND seq = ANY($3::bigint[]) AND done_at_ms IS NULL',
           [atMs, stream, seqs],
@@ -814,13 +854,61 @@ export class PostgresStateStore implements StateStore {
     return (await this.#rows<{ stream: string }>(PENDING_INGRESS_STREAMS, [])).map((row) => row.stream);
   }
 
-  async deadLetters(stream: string, options: { limit: number }): Promise<Array<DeadLetter & { atMs: number }>> {
-    const rows = await this.#rows<{ dedupeKey: string; reason: string; body: string; atMs: string }>(
-      `SELECT dedupe_key AS "dedupeKey", reason, body, at_ms AS "atMs" FROM ingress_dead_letters WHERE stream = $1
-       ORDER BY at_ms, dedupe_key LIMIT $2`,
-      [stream, pageLimit(options.limit)],
-    );
-    return rows.map((row) => ({ ...row, atMs: Number(row.atMs), body: JSON.parse(row.body) as JsonValue }));
+  async deadLetters(options: { stream?: string; after?: DeadLetterPosition; limit: number }): Promise<StoredDeadLetter[]> {
+    const { afterAtMs, afterStream, afterKey } = options.after
+      ? { afterAtMs: options.after.atMs, afterStream: options.after.stream, afterKey: options.after.dedupeKey }
+      : NO_POSITION;
+    const rows = await this.#rows<DeadLetterRow>(DEAD_LETTERS, [
+      options.stream ?? null,
+      afterAtMs,
+      afterStream,
+      afterKey,
+      pageLimit(options.limit),
+    ]);
+    return rows.map(toStoredDeadLetter);
+  }
+
+  async deadLetterCounts(): Promise<DeadLetterCount[]> {
+    return this.#rows<DeadLetterCount>(DEAD_LETTER_COUNTS, []);
+  }
+
+  async replayDeadLetters(stream: string, replays: readonly DeadLetterReplay[], atMs: number): Promise<number> {
+    let replayed = 0;
+    for (const chunk of batches(replays)) {
+      replayed += await this.#transaction(async (client) => {
+        await client.query(
+          `INSERT INTO ingress_spool (stream, dedupe_key, partition_key, received_at_ms, body)
+           SELECT $1, k, p, $2, b FROM unnest($3::text[], $4::text[], $5::text[]) AS t(k, p, b)
+           ON CONFLICT (stream, dedupe_key) DO UPDATE SET partition_key = excluded.partition_key,
+             received_at_ms = excluded.received_at_ms, body = excluded.body, not_before_ms = 0, done_at_ms = NULL`,
+          [
+            stream,
+            atMs,
+            chunk.map(({ item }) => requireKey(item.dedupeKey)),
+            chunk.map(({ item }) => item.partitionKey),
+            chunk.map(({ item }) => JSON.stringify(item.body)),
+          ],
+        );
+        const deleted = await client.query('DELETE FROM ingress_dead_letters WHERE stream = $1 AND dedupe_key = ANY($2::text[])', [
+          stream,
+          chunk.map(({ dedupeKey }) => dedupeKey),
+        ]);
+        return deleted.rowCount ?? 0;
+      });
+    }
+    return replayed;
+  }
+
+  async discardDeadLetters(stream: string, dedupeKeys: readonly string[]): Promise<number> {
+    let discarded = 0;
+    for (const chunk of batches(dedupeKeys)) {
+      const deleted = await this.#query('DELETE FROM ingress_dead_letters WHERE stream = $1 AND dedupe_key = ANY($2::text[])', [
+        stream,
+        chunk,
+      ]);
+      discarded += deleted.rowCount ?? 0;
+    }
+    return discarded;
   }
 
   async pruneIngress(beforeMs: number, limit: number): Promise<number> {
@@ -1149,7 +1237,9 @@ export class PostgresStateStore implements StateStore {
         await client.query('COMMIT');
         return result;
       } catch (error) {
-        await client.query('ROLLBACK').catch((rollbackError: Error) => (broken = rollbackError));
+        // Without a SQLSTATE the failure was the connection's (a timeout, a reset): its state is unknown, drop it.
+        if (!SQLSTATE.test(String((error as { code?: unknown }).code))) broken = error as Error;
+        else await client.query('ROLLBACK').catch((rollbackError: Error) => (broken = rollbackError));
         throw error;
       } finally {
         client.release(broken);

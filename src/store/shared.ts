@@ -3,7 +3,10 @@ import {
   MAX_ROWS_PER_TRANSACTION,
   type DiffCounts,
   type JsonObject,
+  type JsonValue,
+  type IngressBacklog,
   type SpooledItem,
+  type StoredDeadLetter,
   type Page,
   type PageRange,
   type PlanKind,
@@ -227,8 +230,47 @@ export const PENDING_INGRESS_STREAMS = 'SELECT DISTINCT stream FROM ingress_spoo
 
 /** The statement of `StateStore.ingressBacklog` in both dialects, given the dialect's placeholders. */
 export function ingressBacklogSql({ stream, nowMs }: { stream: string; nowMs: string }): string {
-  return `SELECT count(*) AS pending, count(*) FILTER (WHERE not_before_ms > ${nowMs}) AS deferred, min(received_at_ms) AS "oldestReceivedAtMs"
+  return `SELECT count(*) AS pending, count(*) FILTER (WHERE not_before_ms > ${nowMs}) AS deferred, min(received_at_ms) AS "oldestReceivedAtMs",
+      (SELECT count(*) FROM ingress_dead_letters WHERE stream = ${stream}) AS "deadLetters"
     FROM ingress_spool WHERE stream = ${stream} AND done_at_ms IS NULL`;
+}
+
+/**
+ * The statement of `StateStore.deadLetters` in both dialects: oldest first, of one stream (or all, when the stream
+ * is null), after a position (at, stream, key).
+ */
+export function deadLettersSql(p: { stream: string; afterAtMs: string; afterStream: string; afterKey: string; limit: string }): string {
+  return `SELECT stream, dedupe_key AS "dedupeKey", reason, body, at_ms AS "atMs", partition_key AS "partitionKey"
+    FROM ingress_dead_letters
+    WHERE (${p.stream} IS NULL OR stream = ${p.stream}) AND (at_ms, stream, dedupe_key) > (${p.afterAtMs}, ${p.afterStream}, ${p.afterKey})
+    ORDER BY at_ms, stream, dedupe_key LIMIT ${p.limit}`;
+}
+
+export const DEAD_LETTER_COUNTS = `SELECT stream, count(*) AS count, min(at_ms) AS "oldestAtMs"
+  FROM ingress_dead_letters GROUP BY stream ORDER BY stream`;
+
+/** The start of a dead-letter listing: before every letter. */
+export const NO_POSITION = { afterAtMs: -1, afterStream: '', afterKey: '' };
+
+export interface DeadLetterRow {
+  stream: string;
+  dedupeKey: string;
+  reason: string;
+  body: string;
+  atMs: number | string;
+  partitionKey: string | null;
+}
+
+export function toStoredDeadLetter(row: DeadLetterRow): StoredDeadLetter {
+  const { stream, dedupeKey, reason, partitionKey } = row;
+  return {
+    stream,
+    dedupeKey,
+    reason,
+    body: JSON.parse(row.body) as JsonValue,
+    atMs: Number(row.atMs),
+    ...(partitionKey !== null && { partitionKey }),
+  };
 }
 
 export interface SpooledRow {
@@ -250,9 +292,21 @@ export function toSpooledItem(row: SpooledRow): SpooledItem {
   };
 }
 
-export function toIngressBacklog(row: { pending: number | string; deferred: number | string; oldestReceivedAtMs: number | string | null }) {
+export interface IngressBacklogRow {
+  pending: number | string;
+  deferred: number | string;
+  oldestReceivedAtMs: number | string | null;
+  deadLetters: number | string;
+}
+
+export function toIngressBacklog(row: IngressBacklogRow): IngressBacklog {
   const oldest = row.oldestReceivedAtMs;
-  return { pending: Number(row.pending), deferred: Number(row.deferred), oldestReceivedAtMs: oldest === null ? undefined : Number(oldest) };
+  return {
+    pending: Number(row.pending),
+    deferred: Number(row.deferred),
+    oldestReceivedAtMs: oldest === null ? undefined : Number(oldest),
+    deadLetters: Number(row.deadLetters),
+  };
 }
 
 /** The statement of `StateStore.profileFetchCounts` in both dialects, given the dialect's placeholders. */

@@ -3,8 +3,10 @@
  * timeout so several worker processes on one host can share the file, and set-based SQL for the diff.
  */
 import { mkdirSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import { jsonText } from '../ingress/bounds.js';
 import { applyMigrations, currentSchemaVersion } from './migrations.js';
 import {
   DAY,
@@ -21,6 +23,12 @@ import {
   pendingIngressSql,
   ingressBacklogSql,
   PENDING_INGRESS_STREAMS,
+  DEAD_LETTER_COUNTS,
+  deadLettersSql,
+  NO_POSITION,
+  toStoredDeadLetter,
+  type DeadLetterRow,
+  type IngressBacklogRow,
   toIngressBacklog,
   toSpooledItem,
   type SpooledRow,
@@ -61,10 +69,14 @@ import {
   type DiffPageOptions,
   type EventClaim,
   type DeadLetter,
+  type DeadLetterCount,
+  type DeadLetterPosition,
+  type DeadLetterReplay,
+  type SpooledDeadLetter,
+  type StoredDeadLetter,
   type IngressBacklog,
   type IngressItem,
   type JsonObject,
-  type JsonValue,
   type SpooledItem,
   type MemberFailure,
   type MembershipMark,
@@ -101,7 +113,15 @@ import {
   type UserActivity,
 } from './store.js';
 
-const BUSY_TIMEOUT_MS = 10_000;
+/**
+ * SQLite's own busy handler sleeps on the event loop: it may only wait this long. Longer waits for another process's
+ * write lock happen in `settle`, on timers, so a receiver or worker keeps answering while it waits.
+ */
+const BLOCKING_BUSY_TIMEOUT_MS = 5;
+/** `PRAGMA synchronous` reads FULL as 2. */
+const SYNCHRONOUS_FULL = 2;
+/** How long an operation waits for the write lock, in all, unless the store is opened with another timeout. */
+export const DEFAULT_SQLITE_TIMEOUT_MS = 5 * 60_000;
 /** Placeholders of planPagesSql; the cast keeps the page number an integer division. */
 const PLAN_PLACEHOLDERS = { runId: '?', pageSize: 'CAST(? AS INTEGER)' };
 
@@ -125,40 +145,66 @@ const lastSucceededRun = (column: 'sync_id' | 'kind') =>
 const stagedTraitPage = (through: string) =>
   `SELECT user_key AS userKey, changes FROM staged_traits WHERE run_id = ? AND user_key > ? ${through} ORDER BY user_key LIMIT ?`;
 
-export function openSqliteStateStore(path: string): SqliteStateStore {
+export interface SqliteStoreOptions {
+  /** How long one operation may wait for another process's write lock before it fails. */
+  timeoutMs?: number;
+  /** Every commit reaches the disk before it returns (a receiver's acknowledgement must survive an OS crash). */
+  durableCommits?: boolean;
+}
+
+export function openSqliteStateStore(path: string, options: SqliteStoreOptions = {}): SqliteStateStore {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path);
   try {
     db.pragma('journal_mode = WAL');
-    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
-    // Safe with WAL: a power loss can lose the last commits but never corrupts the file.
-    db.pragma('synchronous = NORMAL');
-    applyMigrations(db);
+    db.pragma(`busy_timeout = ${BLOCKING_BUSY_TIMEOUT_MS}`);
+    // NORMAL is safe with WAL (a power loss can lose the last commits, never corrupt the file); FULL loses none.
+    db.pragma(`synchronous = ${options.durableCommits ? 'FULL' : 'NORMAL'}`);
+    applyMigrationsWhenFree(db, options.timeoutMs ?? DEFAULT_SQLITE_TIMEOUT_MS);
   } catch (error) {
     db.close();
     throw error;
   }
-  return new SqliteStateStore(db, `SQLite ${path}`);
+  // Said as the connection has it, not as it was asked for.
+  const durable = db.pragma('synchronous', { simple: true }) === SYNCHRONOUS_FULL ? ', every commit synced to disk' : '';
+  return new SqliteStateStore(db, `SQLite ${path}${durable}`, options.timeoutMs ?? DEFAULT_SQLITE_TIMEOUT_MS);
+}
+
+/** Migrations at start-up may wait for another process's write lock as long as any operation (nothing else runs yet). */
+function applyMigrationsWhenFree(db: Database.Database, timeoutMs: number): void {
+  for (const deadline = Date.now() + timeoutMs; ;) {
+    try {
+      applyMigrations(db);
+      return;
+    } catch (error) {
+      if (!isBusy(error) || Date.now() > deadline) throw error;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    }
+  }
 }
 
 export class SqliteStateStore implements StateStore {
   readonly #db: Database.Database;
   readonly #sql;
 
+  readonly #timeoutMs: number;
+
   constructor(
     db: Database.Database,
     readonly description: string,
+    timeoutMs = DEFAULT_SQLITE_TIMEOUT_MS,
   ) {
     this.#db = db;
     this.#sql = prepareStatements(db);
+    this.#timeoutMs = timeoutMs;
   }
 
   schemaVersion(): Promise<number> {
-    return settle(() => currentSchemaVersion(this.#db));
+    return this.#settle(() => currentSchemaVersion(this.#db));
   }
 
   probeWrite(): Promise<void> {
-    return settle(() => {
+    return this.#settle(() => {
       this.#db.exec('BEGIN IMMEDIATE');
       try {
         this.#sql.writeProbe.run();
@@ -169,7 +215,7 @@ export class SqliteStateStore implements StateStore {
   }
 
   close(): Promise<void> {
-    return settle(() => void this.#db.close());
+    return this.#settle(() => void this.#db.close());
   }
 
   async commitSnapshot(syncId: string, changes: { added?: readonly string[]; removed?: readonly string[] }): Promise<void> {
@@ -189,7 +235,7 @@ export class SqliteStateStore implements StateStore {
   }
 
   snapshotCount(syncId: string): Promise<number> {
-    return settle(() => this.#sql.snapshotCount.get(syncId)?.count ?? 0);
+    return this.#settle(() => this.#sql.snapshotCount.get(syncId)?.count ?? 0);
   }
 
   async membershipStates(syncId: string, memberKeys: readonly string[]): Promise<Map<string, MembershipState>> {
@@ -233,14 +279,14 @@ export class SqliteStateStore implements StateStore {
   }
 
   stagingCheckpoint(runId: string): Promise<StagingCheckpoint | undefined> {
-    return settle(() => {
+    return this.#settle(() => {
       const row = this.#sql.checkpoint.get(runId);
       return row && toStagingCheckpoint(row);
     });
   }
 
   stagedCount(runId: string): Promise<number> {
-    return settle(() => this.#sql.stagedCount.get(runId)?.count ?? 0);
+    return this.#settle(() => this.#sql.stagedCount.get(runId)?.count ?? 0);
   }
 
   async clearStaging(runId: string): Promise<void> {
@@ -279,7 +325,7 @@ export class SqliteStateStore implements StateStore {
   }
 
   diffCounts(runId: string, syncId: string): Promise<DiffCounts> {
-    return settle(() => ({
+    return this.#settle(() => ({
       enter: this.#sql.enterCount.get(runId, syncId)?.count ?? 0,
       leave: this.#sql.leaveCount.get(syncId, runId)?.count ?? 0,
     }));
@@ -297,11 +343,11 @@ export class SqliteStateStore implements StateStore {
       };
       return plannedPages(counts, pageSize);
     });
-    return settle(() => plan());
+    return this.#settle(() => plan());
   }
 
   plannedPage(runId: string, kind: PlanKind, page: number): Promise<PageRange | undefined> {
-    return settle(() => toPageRange(this.#sql.plannedPage.all(runId, kind, page - 1, page), page));
+    return this.#settle(() => toPageRange(this.#sql.plannedPage.all(runId, kind, page - 1, page), page));
   }
 
   async stageEvents(
@@ -315,12 +361,12 @@ export class SqliteStateStore implements StateStore {
         this.#sql.upsertActivity.run(requireKey(user.userKey), user.lastEventMs, JSON.stringify(user.properties));
       this.#sql.upsertCheckpoint.run(...checkpointColumns(runId, checkpoint));
     });
-    await settle(() => apply.immediate());
+    await this.#settle(() => apply.immediate());
     await yieldToEventLoop();
   }
 
   stagedEventCount(runId: string): Promise<number> {
-    return settle(() => this.#sql.stagedEventCount.get(runId)?.count ?? 0);
+    return this.#settle(() => this.#sql.stagedEventCount.get(runId)?.count ?? 0);
   }
 
   async planEventPages(runId: string, pageSize: number): Promise<{ events: number; pages: number }> {
@@ -345,15 +391,15 @@ export class SqliteStateStore implements StateStore {
         eventKeys.filter((key) => this.#sql.claimEvent.run(requireKey(key), runId, requestKey, nowMs).changes === 1),
       ),
     );
-    return settle(() => claim.immediate());
+    return this.#settle(() => claim.immediate());
   }
 
   releaseEventClaims(runId: string, requestKey: string): Promise<void> {
-    return settle(() => void this.#sql.releaseEventClaims.run(runId, requestKey));
+    return this.#settle(() => void this.#sql.releaseEventClaims.run(runId, requestKey));
   }
 
   unconfirmedEventCount(runId: string): Promise<number> {
-    return settle(() => this.#sql.unconfirmedEventCount.get(runId)?.count ?? 0);
+    return this.#settle(() => this.#sql.unconfirmedEventCount.get(runId)?.count ?? 0);
   }
 
   async activeUsers(options: PageOptions & { sinceMs: number }): Promise<Page<UserActivity>> {
@@ -370,11 +416,11 @@ export class SqliteStateStore implements StateStore {
       return this.#sql.deleteActivity.run(userKeys).changes;
     });
     // IMMEDIATE: the users read are deleted under the same write lock.
-    return settle(() => prune.immediate());
+    return this.#settle(() => prune.immediate());
   }
 
   pruneSentEvents(beforeMs: number, limit: number): Promise<number> {
-    return settle(() => this.#sql.pruneSentEvents.run(beforeMs, pageLimit(limit)).changes);
+    return this.#settle(() => this.#sql.pruneSentEvents.run(beforeMs, pageLimit(limit)).changes);
   }
 
   async stageTraitChanges(runId: string, rows: readonly StagedTraitChange[], checkpoint: StagingCheckpoint): Promise<void> {
@@ -387,7 +433,7 @@ export class SqliteStateStore implements StateStore {
   }
 
   stagedTraitCounts(runId: string): Promise<{ users: number; attributes: number }> {
-    return settle(() => this.#sql.stagedTraitCounts.get(runId)!);
+    return this.#settle(() => this.#sql.stagedTraitCounts.get(runId)!);
   }
 
   async planTraitPages(runId: string, pageSize: number): Promise<{ users: number; pages: number }> {
@@ -429,7 +475,7 @@ export class SqliteStateStore implements StateStore {
   }
 
   profileFetchCounts(syncId: string, options: { sinceMs: number; fetchedSinceMs: number }): Promise<ProfileFetchCounts> {
-    return settle(() => this.#sql.profileFetchCounts.get({ syncId, ...options })!);
+    return this.#settle(() => this.#sql.profileFetchCounts.get({ syncId, ...options })!);
   }
 
   async spoolIngress(
@@ -437,21 +483,21 @@ export class SqliteStateStore implements StateStore {
     items: readonly IngressItem[],
     receivedAtMs: number,
   ): Promise<{ spooled: number; duplicates: number }> {
-    let spooled = 0;
     // One transaction: the sender's batch is in the store as a whole, or not at all (and it sends it again).
-    await settle(() =>
-      this.#db.transaction(() => {
-        for (const item of items) {
-          const { dedupeKey, partitionKey, body } = item;
-          spooled += this.#sql.spoolItem.run(stream, requireKey(dedupeKey), partitionKey, receivedAtMs, JSON.stringify(body)).changes;
-        }
-      })(),
+    const spool = this.#db.transaction(() =>
+      items.reduce((spooled, { dedupeKey, partitionKey, body }) => {
+        const inserted = this.#sql.spoolItem.run(stream, requireKey(dedupeKey), partitionKey, receivedAtMs, JSON.stringify(body));
+        return spooled + inserted.changes;
+      }, 0),
     );
+    const spooled = await this.#settle(() => spool.immediate());
     return { spooled, duplicates: items.length - spooled };
   }
 
   pendingIngress(stream: string, options: { nowMs: number; limit: number }): Promise<SpooledItem[]> {
-    return settle(() => this.#sql.pendingIngress.all({ stream, nowMs: options.nowMs, limit: pageLimit(options.limit) }).map(toSpooledItem));
+    return this.#settle(() =>
+      this.#sql.pendingIngress.all({ stream, nowMs: options.nowMs, limit: pageLimit(options.limit) }).map(toSpooledItem),
+    );
   }
 
   async completeIngress(stream: string, seqs: readonly number[], doneAtMs: number): Promise<void> {
@@ -462,39 +508,64 @@ export class SqliteStateStore implements StateStore {
     await this.#inTransactions(partitionKeys, (chunk) => void this.#sql.deferIngress.run(notBeforeMs, stream, JSON.stringify(chunk)));
   }
 
-  async deadLetterIngress(stream: string, letters: ReadonlyArray<DeadLetter & { seq?: number }>, atMs: number): Promise<void> {
+  async deadLetterIngress(stream: string, letters: ReadonlyArray<DeadLetter | SpooledDeadLetter>, atMs: number): Promise<void> {
     await this.#inTransactions(letters, (chunk) => {
       for (const letter of chunk) {
-        this.#sql.insertDeadLetter.run(stream, requireKey(letter.dedupeKey), letter.reason, JSON.stringify(letter.body), atMs);
-        if (letter.seq !== undefined) this.#sql.completeIngress.run(atMs, stream, JSON.stringify([letter.seq]));
+        const partitionKey = 'seq' in letter ? letter.partitionKey : null;
+        this.#sql.insertDeadLetter.run(stream, requireKey(letter.dedupeKey), letter.reason, jsonText(letter.body), atMs, partitionKey);
+        if ('seq' in letter) this.#sql.completeIngress.run(atMs, stream, JSON.stringify([letter.seq]));
       }
     });
   }
 
   ingressBacklog(stream: string, nowMs: number): Promise<IngressBacklog> {
-    return settle(() => toIngressBacklog(this.#sql.ingressBacklog.get({ stream, nowMs })!));
+    return this.#settle(() => toIngressBacklog(this.#sql.ingressBacklog.get({ stream, nowMs })!));
   }
 
   pendingIngressStreams(): Promise<string[]> {
-    return settle(() => this.#sql.pendingIngressStreams.all().map((row) => row.stream));
+    return this.#settle(() => this.#sql.pendingIngressStreams.all().map((row) => row.stream));
   }
 
-  deadLetters(stream: string, options: { limit: number }): Promise<Array<DeadLetter & { atMs: number }>> {
-    return settle(() =>
-      this.#sql.deadLetters.all(stream, pageLimit(options.limit)).map((row) => ({ ...row, body: JSON.parse(row.body) as JsonValue })),
-    );
+  deadLetters(options: { stream?: string; after?: DeadLetterPosition; limit: number }): Promise<StoredDeadLetter[]> {
+    const { stream = null, after } = options;
+    const position = after ? { afterAtMs: after.atMs, afterStream: after.stream, afterKey: after.dedupeKey } : NO_POSITION;
+    return this.#settle(() => this.#sql.deadLetters.all({ stream, ...position, limit: pageLimit(options.limit) }).map(toStoredDeadLetter));
+  }
+
+  deadLetterCounts(): Promise<DeadLetterCount[]> {
+    return this.#settle(() => this.#sql.deadLetterCounts.all());
+  }
+
+  async replayDeadLetters(stream: string, replays: readonly DeadLetterReplay[], atMs: number): Promise<number> {
+    let replayed = 0;
+    await this.#inTransactions(replays, (chunk) => {
+      for (const { dedupeKey, item } of chunk) {
+        const spool = [stream, requireKey(item.dedupeKey), item.partitionKey, atMs, JSON.stringify(item.body)] as const;
+        this.#sql.respoolItem.run(...spool);
+        replayed += this.#sql.deleteDeadLetter.run(stream, dedupeKey).changes;
+      }
+    });
+    return replayed;
+  }
+
+  async discardDeadLetters(stream: string, dedupeKeys: readonly string[]): Promise<number> {
+    let discarded = 0;
+    await this.#inTransactions(dedupeKeys, (chunk) => {
+      for (const key of chunk) discarded += this.#sql.deleteDeadLetter.run(stream, key).changes;
+    });
+    return discarded;
   }
 
   pruneIngress(beforeMs: number, limit: number): Promise<number> {
-    return settle(() => this.#sql.pruneIngress.run(beforeMs, pageLimit(limit)).changes);
+    return this.#settle(() => this.#sql.pruneIngress.run(beforeMs, pageLimit(limit)).changes);
   }
 
   startRun(run: RunStart): Promise<void> {
-    return settle(() => void this.#sql.insertRun.run(run.runId, run.syncId, run.kind, run.startedAt.toISOString()));
+    return this.#settle(() => void this.#sql.insertRun.run(run.runId, run.syncId, run.kind, run.startedAt.toISOString()));
   }
 
   finishRun(finish: RunFinish): Promise<void> {
-    return settle(() => {
+    return this.#settle(() => {
       const { changes } = this.#sql.finishRun.run(
         finish.status,
         finish.finishedAt.toISOString(),
@@ -507,21 +578,21 @@ export class SqliteStateStore implements StateStore {
   }
 
   lastSuccessfulRun(syncId: string): Promise<RunRecord | undefined> {
-    return settle(() => {
+    return this.#settle(() => {
       const row = this.#sql.lastSuccessfulRun.get(syncId);
       return row && toRunRecord(row);
     });
   }
 
   lastSucceededRunOfKind(kind: string): Promise<RunRecord | undefined> {
-    return settle(() => {
+    return this.#settle(() => {
       const row = this.#sql.lastSucceededRunOfKind.get(kind);
       return row && toRunRecord(row);
     });
   }
 
   recentRuns(options: { syncId?: string; limit: number }): Promise<RunRecord[]> {
-    return settle(() => {
+    return this.#settle(() => {
       const limit = pageLimit(options.limit);
       const rows = options.syncId === undefined ? this.#sql.recentRuns.all(limit) : this.#sql.recentRunsOfSync.all(options.syncId, limit);
       return rows.map(toRunRecord);
@@ -529,7 +600,7 @@ export class SqliteStateStore implements StateStore {
   }
 
   addDataPoints(entry: DataPointEntry): Promise<boolean> {
-    return settle(() => {
+    return this.#settle(() => {
       requireFormat('day', entry.day, DAY, 'YYYY-MM-DD');
       requirePoints(entry.points);
       return this.#sql.insertDataPoints.run(entry.runId, entry.pageKey, entry.day, entry.syncId, entry.points).changes === 1;
@@ -537,7 +608,7 @@ export class SqliteStateStore implements StateStore {
   }
 
   dataPointsOnDay(day: string, syncId?: string): Promise<number> {
-    return settle(() => {
+    return this.#settle(() => {
       requireFormat('day', day, DAY, 'YYYY-MM-DD');
       const row = syncId === undefined ? this.#sql.dataPointsOnDay.get(day) : this.#sql.dataPointsOnDayForSync.get(day, syncId);
       return row?.total ?? 0;
@@ -554,7 +625,7 @@ export class SqliteStateStore implements StateStore {
       this.#sql.insertReservation.run(runId, cohortId, month, new Date().toISOString());
       return { ok: true, used: used + 1 };
     });
-    return settle(() => {
+    return this.#settle(() => {
       requireFormat('month', month, MONTH, 'YYYY-MM');
       // IMMEDIATE: the count and the insert happen under the write lock, so concurrent workers cannot overspend.
       return reserve.immediate();
@@ -562,7 +633,7 @@ export class SqliteStateStore implements StateStore {
   }
 
   cohortDownloadsInMonth(month: string): Promise<number> {
-    return settle(() => {
+    return this.#settle(() => {
       requireFormat('month', month, MONTH, 'YYYY-MM');
       return this.#downloadsIn(month);
     });
@@ -598,11 +669,11 @@ export class SqliteStateStore implements StateStore {
   }
 
   failureCountsByReason(runId: string): Promise<ReasonCount[]> {
-    return settle(() => this.#sql.failureCounts.all(runId));
+    return this.#settle(() => this.#sql.failureCounts.all(runId));
   }
 
   recordRequestOutcome(outcome: RequestOutcome): Promise<boolean> {
-    return settle(
+    return this.#settle(
       () =>
         this.#sql.insertRequestOutcome.run(
           outcome.runId,
@@ -616,7 +687,7 @@ export class SqliteStateStore implements StateStore {
 
   requestOutcomeTotals(runId: string, keyPrefix: string): Promise<OutcomeTotals> {
     // Keys are compared byte-wise: every key with the prefix sorts in [prefix, prefix + U+FFFF).
-    return settle(() => this.#sql.requestOutcomeTotals.get(runId, keyPrefix, `${keyPrefix}\uffff`)!);
+    return this.#settle(() => this.#sql.requestOutcomeTotals.get(runId, keyPrefix, `${keyPrefix}\uffff`)!);
   }
 
   recordRequestsSending(requests: readonly SendingRequest[]): Promise<void> {
@@ -626,7 +697,7 @@ export class SqliteStateStore implements StateStore {
         this.#sql.insertDataPoints.run(request.runId, request.requestKey, request.day, request.syncId, request.dataPoints);
       }
     });
-    return settle(() => {
+    return this.#settle(() => {
       requests.forEach(requireValidPoints);
       record();
     });
@@ -658,7 +729,7 @@ export class SqliteStateStore implements StateStore {
         return true;
       }),
     );
-    return settle(() => {
+    return this.#settle(() => {
       requests.forEach(requireValidPoints);
       return record();
     });
@@ -673,11 +744,11 @@ export class SqliteStateStore implements StateStore {
       return { held: true };
     });
     // IMMEDIATE: two claimants cannot both read the lease as free.
-    return settle(() => take.immediate());
+    return this.#settle(() => take.immediate());
   }
 
   releaseSyncLease(syncId: string, holder: string): Promise<void> {
-    return settle(() => void this.#sql.deleteSyncLease.run(syncId, holder));
+    return this.#settle(() => void this.#sql.deleteSyncLease.run(syncId, holder));
   }
 
   acquireRateSlots(request: RateSlotRequest): Promise<RateSlotGrant> {
@@ -687,11 +758,11 @@ export class SqliteStateStore implements StateStore {
       return grant;
     });
     // IMMEDIATE: read and update under the write lock, so workers never share out more than the limit.
-    return settle(() => acquire.immediate());
+    return this.#settle(() => acquire.immediate());
   }
 
   blockRateLimit(key: string, untilMs: number): Promise<void> {
-    return settle(() => void this.#sql.blockRateWindow.run(key, untilMs));
+    return this.#settle(() => void this.#sql.blockRateWindow.run(key, untilMs));
   }
 
   #downloadsIn(month: string): number {
@@ -711,7 +782,7 @@ export class SqliteStateStore implements StateStore {
       const rows = count.get(runId)?.count ?? 0;
       return { count: rows, pages: Math.ceil(rows / pageSize) };
     });
-    return settle(() => {
+    return this.#settle(() => {
       requirePageSize(pageSize);
       return replace();
     });
@@ -732,10 +803,31 @@ export class SqliteStateStore implements StateStore {
   async #inTransactions<T>(items: readonly T[], apply: (chunk: readonly T[], isLast: boolean) => void): Promise<void> {
     const all = chunks(items);
     for (const [index, chunk] of all.entries()) {
-      this.#db.transaction(() => apply(chunk, index === all.length - 1))();
+      await this.#settle(() => this.#db.transaction(() => apply(chunk, index === all.length - 1)).immediate());
       await yieldToEventLoop();
     }
   }
+
+  /**
+   * Runs one synchronous unit of SQLite work (a statement, or a transaction, which a failure rolls back) so that any
+   * error arrives as a rejected promise. While another process holds the write lock, it tries again on a timer
+   * until the store's timeout: the event loop is never blocked for longer than SQLite's own short busy wait.
+   */
+  async #settle<T>(work: () => T): Promise<T> {
+    for (let deadline = Date.now() + this.#timeoutMs, pauseMs = 2; ; pauseMs = Math.min(pauseMs * 2, 50)) {
+      try {
+        return work();
+      } catch (error) {
+        if (!isBusy(error) || Date.now() > deadline) throw error;
+      }
+      await sleep(pauseMs * (0.5 + Math.random()));
+    }
+  }
+}
+
+/** SQLITE_BUSY and its extended codes: another connection holds the lock; the work can simply run again. */
+function isBusy(error: unknown): boolean {
+  return error instanceof Database.SqliteError && error.code.startsWith('SQLITE_BUSY');
 }
 
 function prepareStatements(db: Database.Database) {
@@ -753,17 +845,25 @@ function prepareStatements(db: Database.Database) {
       `UPDATE ingress_spool SET not_before_ms = ?
        WHERE stream = ? AND partition_key IN (SELECT value FROM json_each(?)) AND done_at_ms IS NULL`,
     ),
-    insertDeadLetter: db.prepare<[string, string, string, string, number]>(
-      'INSERT INTO ingress_dead_letters (stream, dedupe_key, reason, body, at_ms) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
+    insertDeadLetter: db.prepare<[string, string, string, string, number, string | null]>(
+      `INSERT INTO ingress_dead_letters (stream, dedupe_key, reason, body, at_ms, partition_key) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT DO NOTHING`,
     ),
+    respoolItem: db.prepare<[string, string, string, number, string]>(
+      `INSERT INTO ingress_spool (stream, dedupe_key, partition_key, received_at_ms, body) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (stream, dedupe_key) DO UPDATE SET partition_key = excluded.partition_key, received_at_ms = excluded.received_at_ms,
+         body = excluded.body, not_before_ms = 0, done_at_ms = NULL`,
+    ),
+    deleteDeadLetter: db.prepare<[string, string]>('DELETE FROM ingress_dead_letters WHERE stream = ? AND dedupe_key = ?'),
     pendingIngressStreams: db.prepare<[], { stream: string }>(PENDING_INGRESS_STREAMS),
-    ingressBacklog: db.prepare<{ stream: string; nowMs: number }, { pending: number; deferred: number; oldestReceivedAtMs: number | null }>(
+    ingressBacklog: db.prepare<{ stream: string; nowMs: number }, IngressBacklogRow>(
       ingressBacklogSql({ stream: '@stream', nowMs: '@nowMs' }),
     ),
-    deadLetters: db.prepare<[string, number], { dedupeKey: string; reason: string; body: string; atMs: number }>(
-      `SELECT dedupe_key AS dedupeKey, reason, body, at_ms AS atMs FROM ingress_dead_letters WHERE stream = ?
-       ORDER BY at_ms, dedupe_key LIMIT ?`,
-    ),
+    deadLetters: db.prepare<
+      { stream: string | null; afterAtMs: number; afterStream: string; afterKey: string; limit: number },
+      DeadLetterRow
+    >(deadLettersSql({ stream: '@stream', afterAtMs: '@afterAtMs', afterStream: '@afterStream', afterKey: '@afterKey', limit: '@limit' })),
+    deadLetterCounts: db.prepare<[], DeadLetterCount>(DEAD_LETTER_COUNTS),
     pruneIngress: db.prepare<[number, number]>(
       'DELETE FROM ingress_spool WHERE seq IN (SELECT seq FROM ingress_spool WHERE done_at_ms < ? LIMIT ?)',
     ),
@@ -1071,11 +1171,6 @@ function prepareStatements(db: Database.Database) {
 /** Attribute snapshot changes (a null value unsets) as the JSON array of [member, patch] the merge statement reads. */
 function attributePatchesJson(changes: readonly { memberKey: string; attribute: string; value: string | null }[]): string {
   return JSON.stringify([...attributePatches(changes)].map(([memberKey, patch]) => [requireKey(memberKey), patch]));
-}
-
-/** Runs synchronous SQLite work so that any error, too, arrives as a rejected promise. */
-function settle<T>(work: () => T): Promise<T> {
-  return new Promise((resolve) => resolve(work()));
 }
 
 function toRunRecord(row: RunRow): RunRecord {

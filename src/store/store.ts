@@ -283,12 +283,43 @@ export interface DeadLetter {
   body: JsonValue;
 }
 
+/** A dead letter of an item that had been spooled (a worker could not process it): its spool row, marked done. */
+export interface SpooledDeadLetter extends DeadLetter {
+  seq: number;
+  partitionKey: string;
+}
+
+/** A kept dead letter, as listed. */
+export interface StoredDeadLetter extends DeadLetter {
+  stream: string;
+  atMs: number;
+  /** Set when the item had been spooled: a replay spools it again as it was; else it goes through the door again. */
+  partitionKey?: string;
+}
+
+/** Where a listing of dead letters goes on from (the last one listed). */
+export type DeadLetterPosition = Pick<StoredDeadLetter, 'atMs' | 'stream' | 'dedupeKey'>;
+
+export interface DeadLetterCount {
+  stream: string;
+  count: number;
+  oldestAtMs: number;
+}
+
+/** A dead letter to replay: removed from the dead letters, and its item spooled (again, if it was processed). */
+export interface DeadLetterReplay {
+  dedupeKey: string;
+  item: IngressItem;
+}
+
 export interface IngressBacklog {
   /** Items not yet processed, of which `deferred` wait for a backoff to end. */
   pending: number;
   deferred: number;
   /** When the oldest unprocessed item arrived. */
   oldestReceivedAtMs: number | undefined;
+  /** Items kept as dead letters (refused at the door, or by a worker) and not replayed or discarded. */
+  deadLetters: number;
 }
 
 /** One Amplitude event staged to go to Braze: the Braze event object, keyed by the Amplitude event. */
@@ -463,12 +494,21 @@ export interface StateStore {
   /** Holds back every unprocessed item of these partitions until `notBeforeMs` (a vendor throttled them). */
   deferIngress(stream: string, partitionKeys: readonly string[], notBeforeMs: number): Promise<void>;
   /** Keeps items with their reason; a spooled item (with `seq`) is marked processed too. A repeated key keeps the first. */
-  deadLetterIngress(stream: string, letters: ReadonlyArray<DeadLetter & { seq?: number }>, atMs: number): Promise<void>;
+  deadLetterIngress(stream: string, letters: ReadonlyArray<DeadLetter | SpooledDeadLetter>, atMs: number): Promise<void>;
   ingressBacklog(stream: string, nowMs: number): Promise<IngressBacklog>;
   /** The streams with unprocessed items, by name. */
   pendingIngressStreams(): Promise<string[]>;
-  /** Oldest first. */
-  deadLetters(stream: string, options: { limit: number }): Promise<Array<DeadLetter & { atMs: number }>>;
+  /** Oldest first, of one stream or all, after `after` (capped at MAX_ROWS_PER_TRANSACTION). */
+  deadLetters(options: { stream?: string; after?: DeadLetterPosition; limit: number }): Promise<StoredDeadLetter[]>;
+  /** How many dead letters each stream keeps, by stream. */
+  deadLetterCounts(): Promise<DeadLetterCount[]>;
+  /**
+   * In one transaction per chunk: removes the dead letters and spools their items; an item whose key the stream
+   * holds already (processed, or still pending) takes the replayed body and is pending again. Returns how many.
+   */
+  replayDeadLetters(stream: string, replays: readonly DeadLetterReplay[], atMs: number): Promise<number>;
+  /** Deletes these dead letters of a stream for good; returns how many there were. */
+  discardDeadLetters(stream: string, dedupeKeys: readonly string[]): Promise<number>;
   /** Deletes up to `limit` items of any stream processed before `beforeMs`; returns how many. */
   pruneIngress(beforeMs: number, limit: number): Promise<number>;
 

@@ -3,7 +3,11 @@
  * the users active in the window. Validated at the top of the workflow, so free of I/O.
  */
 import { z } from 'zod';
+import { cohortIdSchema } from '../cohort/input.js';
 import { runInputFields } from '../sync-input.js';
+
+/** A day of the Profile API at its whole organisation limit (600 a minute): more in one run cannot be fetched. */
+const MAX_PROFILE_FETCHES = 864_000;
 
 /**
  * Braze's standard profile fields: written as custom attributes of the same name they would change the
@@ -79,14 +83,14 @@ export const traitSyncInputSchema = z
      * An Amplitude cohort as the audience instead of the activity index (for projects that do not ingest events):
      * its members and their user properties come from one cohort download, made only when `lastComputed` moved.
      */
-    audienceCohortId: z.string().trim().min(1, 'must not be empty').optional(),
+    audienceCohortId: cohortIdSchema.optional(),
     /** Allow attributes named like Braze's standard profile fields (`email`, `country`, …). */
     standardFields: z.boolean().default(false),
     /**
      * User Profile API requests one run may make (computations and recommendations): a large audience is
      * fetched over several runs, users with new activity first and then the stalest.
      */
-    maxProfileFetches: z.number().int().min(1).default(9_000),
+    maxProfileFetches: z.number().int().min(1).max(MAX_PROFILE_FETCHES).default(9_000),
     ...runInputFields(1_000),
   })
   .superRefine((input, ctx) => {

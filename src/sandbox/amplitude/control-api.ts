@@ -134,6 +134,16 @@ export async function setHotIds(exchange: Exchange): Promise<void> {
   sendJson(exchange.res, 200, hot);
 }
 
+const unnamedRefusalsSchema = z.object({ insertIds: z.array(z.string()) });
+
+/** `POST /_sandbox/unnamed-refusals {"insertIds"}`: see `Ingestion.setUnnamedRefusals`. */
+export async function setUnnamedRefusals(exchange: Exchange): Promise<void> {
+  const refusals = await readBodyAs(exchange, unnamedRefusalsSchema);
+  if (!refusals) return;
+  exchange.context.ingestion.setUnnamedRefusals(refusals.insertIds);
+  sendJson(exchange.res, 200, refusals);
+}
+
 export async function setSandboxFaults(exchange: Exchange): Promise<void> {
   const faults = await readBodyAs(exchange, faultsSchema);
   if (!faults) return;

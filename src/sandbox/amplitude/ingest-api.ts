@@ -53,6 +53,8 @@ export function eventUpload(endpoint: IngestEndpoint) {
       });
     }
 
+    if (context.ingestion.refusesUnnamed(events as Array<Record<string, unknown>>)) return badRequest(res, 'Invalid event JSON');
+
     const normalized = (events as Array<Record<string, unknown>>).map((event) => ({
       ...event,
       device_id: event.device_id ?? defaultDeviceId(event.user_id as string),

@@ -55,6 +55,8 @@ export class Ingestion {
   private readonly events: IngestedEvent[] = [];
   /** Ids other sources push over the per-id limit until `untilMs`: each is throttled whatever this client sends. */
   private hotIds = { fraction: 0, untilMs: 0 };
+  /** Events Amplitude cannot take and will not say so by index (see `setUnnamedRefusals`), by insert_id. */
+  private unnamedRefusals = new Set<string>();
   /** `device_id \0 insert_id` → when it was first ingested. */
   private readonly insertIds = new Map<string, number>();
   /** Hour index → that hour's lines, in upload-time order. */
@@ -90,6 +92,19 @@ export class Ingestion {
    */
   setHotIds(fraction: number, forMs: number, now = Date.now()): void {
     this.hotIds = { fraction, untilMs: now + forMs };
+  }
+
+  /**
+   * Makes requests holding an event with one of these insert_ids fail with a 400 that names no event ("Invalid event
+   * JSON", no index maps), as Amplitude answers for an event it cannot read; an empty list ends it.
+   */
+  setUnnamedRefusals(insertIds: readonly string[]): void {
+    this.unnamedRefusals = new Set(insertIds);
+  }
+
+  /** Whether this request holds an event refused without being named. */
+  refusesUnnamed(events: ReadonlyArray<Record<string, unknown>>): boolean {
+    return this.unnamedRefusals.size > 0 && events.some((event) => this.unnamedRefusals.has(String(event.insert_id)));
   }
 
   /** Which ids (and so which events) this request would push over the per-id limit; undefined if none. */

@@ -9,6 +9,7 @@ import {
   sandboxEvents,
   sandboxState,
   setHotIds,
+  setUnnamedRefusals,
   setSandboxFaults,
 } from './control-api.js';
 import { exportEvents } from './export-api.js';
@@ -53,6 +54,7 @@ export const ROUTES: readonly Route[] = [
   { methods: POST, path: /^\/_sandbox\/cohorts\/([^/]+)\/members$/, guard: 'open', handle: changeCohortMembers },
   { methods: POST, path: /^\/_sandbox\/faults$/, guard: 'open', handle: setSandboxFaults },
   { methods: POST, path: /^\/_sandbox\/hot-ids$/, guard: 'open', handle: setHotIds },
+  { methods: POST, path: /^\/_sandbox\/unnamed-refusals$/, guard: 'open', handle: setUnnamedRefusals },
   { methods: ['POST', 'DELETE'], path: /^\/_sandbox\/cohort-webhooks$/, guard: 'open', handle: configureCohortWebhooks },
   { methods: GET, path: /^\/_sandbox\/cohort-webhooks$/, guard: 'open', handle: cohortWebhookReport },
 ];
