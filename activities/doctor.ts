@@ -99,7 +99,14 @@ export function createDoctorActivities(context: WorkerContext) {
               `${what}: ${backlog.pending} waiting${backlog.pending > 0 ? `, the oldest ${Math.round(backlog.oldestAgeMs / 1000)} s` : ''}${backlog.warning ? ` (${backlog.warning})` : ''}`,
           )
           .join('; ');
-        return { name, status: backlogs.some(({ backlog }) => backlog.warning) ? 'warning' : 'ok', detail };
+        const letters = await context.store.deadLetterCounts();
+        const deadLettered = letters.reduce((sum, { count }) => sum + count, 0);
+        const tooMany = deadLettered > context.currents.deadLetterWarnCount;
+        const lettersDetail = tooMany
+          ? `; ${deadLettered} dead letters (${letters.map(({ stream, count }) => `${stream}: ${count}`).join(', ')}), over DEAD_LETTER_WARN_COUNT (${context.currents.deadLetterWarnCount}): \`ampbraze deadletters list\` shows why`
+          : '';
+        const warn = tooMany || backlogs.some(({ backlog }) => backlog.warning);
+        return { name, status: warn ? 'warning' : 'ok', detail: `${detail}${lettersDetail}` };
       } catch (error) {
         return { name, status: 'failed', detail: error instanceof Error ? error.message : String(error) };
       }

@@ -115,6 +115,8 @@ export interface AmplitudeConfig {
   sentEventLedgerDays: number;
   /** A trait sync refuses an activity index no event sync has fed for longer than this (a stale audience). */
   activityIndexMaxAgeMs: number;
+  /** The longest wait an answer of Amplitude's may impose (a `Retry-After` further ahead is cut to this). */
+  maxWaitMs: number;
 }
 
 export interface BrazeConfig {
@@ -126,6 +128,8 @@ export interface BrazeConfig {
   objectLimit: BrazeObjectLimit;
   /** The workspace's `/users/track` limit, shared by every worker. */
   rateLimit: RateLimit;
+  /** The longest wait an answer of Braze's may impose (`Retry-After`, `X-RateLimit-Reset` further ahead are cut to this). */
+  maxWaitMs: number;
   /**
    * Names the workspace whose attribute values the store remembers (every trait sync writing to it shares
    * them): `<REST endpoint host>:<BRAZE_WORKSPACE or "default">`. Set BRAZE_WORKSPACE when one store serves
@@ -182,6 +186,8 @@ export interface CurrentsConfig {
   exclude: string[];
   /** The oldest unforwarded event's age above which the backlog is a warning (progress, doctor). */
   backlogWarnAgeMs: number;
+  /** Dead letters (of every stream the receiver takes) past which `doctor` warns. */
+  deadLetterWarnCount: number;
 }
 
 /** The receiver: HTTP pushes (Braze Currents, Amplitude cohort webhooks) acknowledged into the store's spool. */
@@ -291,6 +297,9 @@ const duration = z.string().transform((value, ctx): number => {
   return ms;
 });
 
+/** Read by the Amplitude and the Braze sections alike: one setting for every vendor answer. */
+const vendorMaxWait = { VENDOR_MAX_WAIT: duration.prefault('1h') };
+
 const temporalVariables = z.object({
   TEMPORAL_ADDRESS: z.string().regex(HOST_AND_PORT, 'must be host:port without a scheme, e.g. localhost:7233').default('localhost:7233'),
   TEMPORAL_NAMESPACE: z.string().default('default'),
@@ -333,6 +342,7 @@ const amplitudeVariables = z.object({
   ACTIVE_WINDOW_DAYS: wholeNumberAtLeastOne.default(90),
   EVENT_LEDGER_DAYS: wholeNumberAtLeastOne.default(30),
   ACTIVITY_INDEX_MAX_AGE: duration.prefault('6h'),
+  ...vendorMaxWait,
 });
 
 const eventTypeList = z.string().transform((value) =>
@@ -347,6 +357,7 @@ const currentsVariables = z.object({
   CURRENTS_EVENT_TYPES: eventTypeList.prefault(''),
   CURRENTS_EXCLUDE_EVENT_TYPES: eventTypeList.prefault(''),
   CURRENTS_BACKLOG_WARN_AGE: duration.prefault('15m'),
+  DEAD_LETTER_WARN_COUNT: z.string().regex(/^\d+$/, 'must be a whole number').transform(Number).default(0),
 });
 
 const receiverVariables = z.object({
@@ -407,6 +418,7 @@ const brazeVariables = z.object({
     .string()
     .regex(/^[A-Za-z0-9_-]+$/, 'must be a short name (letters, digits, "-" and "_")')
     .default('default'),
+  ...vendorMaxWait,
 });
 
 const POSTGRES_URL = /^postgres(ql)?:\/\//i;
@@ -535,6 +547,7 @@ export function loadAmplitudeConfig(env: Env = environment()): AmplitudeConfig {
     activeWindowDays: values.ACTIVE_WINDOW_DAYS,
     sentEventLedgerDays: values.EVENT_LEDGER_DAYS,
     activityIndexMaxAgeMs: values.ACTIVITY_INDEX_MAX_AGE,
+    maxWaitMs: values.VENDOR_MAX_WAIT,
   };
 }
 
@@ -549,6 +562,7 @@ export function loadBrazeConfig(env: Env = environment()): BrazeConfig {
     objectLimit: values.BRAZE_OBJECT_LIMIT,
     rateLimit: values.BRAZE_RATE_LIMIT,
     workspace: `${new URL(values.BRAZE_REST_ENDPOINT).host}:${values.BRAZE_WORKSPACE}`,
+    maxWaitMs: values.VENDOR_MAX_WAIT,
   };
 }
 
@@ -559,6 +573,7 @@ export function loadCurrentsConfig(env: Env = environment()): CurrentsConfig {
     include: values.CURRENTS_EVENT_TYPES,
     exclude: values.CURRENTS_EXCLUDE_EVENT_TYPES,
     backlogWarnAgeMs: values.CURRENTS_BACKLOG_WARN_AGE,
+    deadLetterWarnCount: values.DEAD_LETTER_WARN_COUNT,
   };
 }
 

@@ -52,6 +52,8 @@ export class RateLimitedError extends VendorError {
   constructor(
     details: VendorErrorDetails,
     readonly retryAfterMs: number,
+    /** What the vendor asked for, when that was more than anyone should wait and `retryAfterMs` was cut short. */
+    readonly askedMs?: number,
   ) {
     super(details, `rate limited (retry in ${Math.ceil(retryAfterMs / 1000)}s)`);
   }

@@ -2,6 +2,8 @@
  * The one HTTP layer both vendor clients use: undici requests with timeouts and our User-Agent, no automatic
  * redirects, and every failure turned into one of the typed errors in `errors.ts`.
  */
+import { lookup } from 'node:dns/promises';
+import { BlockList, isIP } from 'node:net';
 import { request } from 'undici';
 import type { z } from 'zod';
 import packageJson from '../package.json' with { type: 'json' };
@@ -17,6 +19,13 @@ import {
 export const USER_AGENT = `amplitude-braze-sync/${packageJson.version}`;
 
 export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
+/**
+ * The longest a vendor's `Retry-After` or `X-RateLimit-Reset` is taken at its word: a reset sent in milliseconds
+ * where seconds were meant, or a date years ahead, would otherwise stop every worker for as long.
+ */
+export const DEFAULT_MAX_VENDOR_WAIT_MS = 3_600_000;
+/** A success body read whole (JSON) may be this large at most; files are streamed, never read whole. */
+export const MAX_SUCCESS_BODY_BYTES = 64 * 1024 * 1024;
 
 export type ResponseHeaders = Record<string, string | string[] | undefined>;
 
@@ -38,6 +47,8 @@ export interface HttpErrorInput {
   now: number;
   /** Credentials the request carried; removed from the vendor's message should it echo one. */
   secrets?: readonly string[];
+  /** The longest wait a 429 may ask for (DEFAULT_MAX_VENDOR_WAIT_MS unless set). */
+  maxWaitMs?: number;
 }
 
 /** Maps a non-success HTTP response to the typed error the caller must throw. */
@@ -49,7 +60,9 @@ export function classifyHttpError(input: HttpErrorInput): VendorError {
     vendorMessage: extractVendorMessage(input.bodyText, input.secrets ?? []),
   };
   if (input.status === 429) {
-    return new RateLimitedError(details, rateLimitDelayMs(input.vendor, input.endpoint, input.headers, input.now));
+    const delayMs = rateLimitDelayMs(input.vendor, input.endpoint, input.headers, input.now);
+    const maxWaitMs = input.maxWaitMs ?? DEFAULT_MAX_VENDOR_WAIT_MS;
+    return new RateLimitedError(details, Math.min(delayMs, maxWaitMs), delayMs > maxWaitMs ? delayMs : undefined);
   }
   if (input.status >= 500 || input.status === 423 || input.status === 408) {
     return new RetryableVendorError(details, input.status === 423 ? 'resource locked (retryable)' : 'failed (retryable)');
@@ -171,18 +184,26 @@ export interface VendorHttpConfig {
   timeoutMs?: number;
   /** Every credential this client sends, so that no error message can leak one. */
   secrets: readonly string[];
+  /** The longest wait a vendor's answer may impose (DEFAULT_MAX_VENDOR_WAIT_MS unless set). */
+  maxWaitMs?: number;
+  /** Where a vendor answer that was not taken at its word is reported (a wait cut to `maxWaitMs`). */
+  warn?: (message: string) => void;
 }
 
 /** One vendor's requests. Clients call `send` for full control or `requestJson` for the common case. */
 export class VendorHttp {
   readonly vendor: Vendor;
+  readonly maxWaitMs: number;
   private readonly timeoutMs: number;
   private readonly secrets: readonly string[];
+  private readonly warn: (message: string) => void;
 
   constructor(config: VendorHttpConfig) {
     this.vendor = config.vendor;
     this.timeoutMs = config.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     this.secrets = config.secrets;
+    this.maxWaitMs = config.maxWaitMs ?? DEFAULT_MAX_VENDOR_WAIT_MS;
+    this.warn = config.warn ?? ((message) => console.warn(message));
   }
 
   /** Sends the request; network failures and timeouts become `RetryableVendorError`. Redirects are returned, not followed. */
@@ -225,7 +246,7 @@ export class VendorHttp {
 
   /** As `failure`, for a body the caller already read. */
   classify(response: VendorResponse, bodyText: string): VendorError {
-    return classifyHttpError({
+    const error = classifyHttpError({
       vendor: this.vendor,
       endpoint: response.endpoint,
       status: response.status,
@@ -233,15 +254,31 @@ export class VendorHttp {
       bodyText,
       now: Date.now(),
       secrets: this.secrets,
+      maxWaitMs: this.maxWaitMs,
     });
+    if (error instanceof RateLimitedError && error.askedMs !== undefined) this.reportCappedWait(response.endpoint, error.askedMs);
+    return error;
   }
 
+  /** A vendor asked to be left alone for longer than anyone should wait: the wait was cut to `maxWaitMs`. */
+  reportCappedWait(endpoint: string, askedMs: number): void {
+    const [asked, cut] = [askedMs, this.maxWaitMs].map((ms) => `${Math.round(ms / 1000)} s`);
+    this.warn(`${this.vendor} ${endpoint} asked to wait ${asked}; waiting ${cut} (VENDOR_MAX_WAIT) instead`);
+  }
+
+  /** The whole body as text, refused past MAX_SUCCESS_BODY_BYTES rather than held in memory. */
   async readText(response: VendorResponse): Promise<string> {
-    try {
-      return await response.body.text();
-    } catch (error) {
-      throw this.networkError(response.endpoint, error);
+    const chunks: Buffer[] = [];
+    let length = 0;
+    for await (const chunk of this.bodyChunks(response)) {
+      length += chunk.length;
+      if (length > MAX_SUCCESS_BODY_BYTES) {
+        await response.body.dump().catch(() => undefined);
+        throw this.invalidResponse(response, `a body over ${MAX_SUCCESS_BODY_BYTES} bytes`);
+      }
+      chunks.push(chunk);
     }
+    return Buffer.concat(chunks).toString('utf8');
   }
 
   async readJson<S extends z.ZodType>(response: VendorResponse, schema: S): Promise<z.output<S>> {
@@ -296,6 +333,48 @@ export class VendorHttp {
     }
     return Buffer.concat(chunks).subarray(0, MAX_ERROR_BODY_BYTES).toString('utf8');
   }
+}
+
+/** Addresses a vendor's redirect must never send a worker to: its own host, and networks behind it. */
+const NON_PUBLIC = new BlockList();
+for (const [network, prefix, type] of [
+  ['0.0.0.0', 8, 'ipv4'],
+  ['10.0.0.0', 8, 'ipv4'],
+  ['100.64.0.0', 10, 'ipv4'],
+  ['127.0.0.0', 8, 'ipv4'],
+  ['169.254.0.0', 16, 'ipv4'],
+  ['172.16.0.0', 12, 'ipv4'],
+  ['192.168.0.0', 16, 'ipv4'],
+  ['::', 128, 'ipv6'],
+  ['::1', 128, 'ipv6'],
+  ['fc00::', 7, 'ipv6'],
+  ['fe80::', 10, 'ipv6'],
+] as const)
+  NON_PUBLIC.addSubnet(network, prefix, type);
+
+function isPublicAddress(address: string): boolean {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1];
+  const [plain, family] = mapped ? [mapped, 'ipv4' as const] : [address, isIP(address) === 6 ? ('ipv6' as const) : ('ipv4' as const)];
+  return !NON_PUBLIC.check(plain, family);
+}
+
+/**
+ * Why a vendor's redirect must not be followed, or undefined when it may: to the origin the client was configured
+ * with (the vendor itself, or its sandbox), or to an https link whose host is public, by name and by every address
+ * it resolves to (a pre-signed S3 link is; loopback, private and link-local addresses never are).
+ */
+export async function redirectProblem(target: URL, configuredOrigin: string): Promise<string | undefined> {
+  if (target.origin === new URL(configuredOrigin).origin) return undefined;
+  if (target.protocol !== 'https:') return `a redirect to ${target.protocol}//${target.host}, not an https link`;
+  const host = target.hostname.replace(/^\[|\]$/g, '');
+  let addresses: string[];
+  try {
+    addresses = isIP(host) ? [host] : (await lookup(host, { all: true })).map((entry) => entry.address);
+  } catch {
+    return `a redirect to ${target.host}, a host that does not resolve`;
+  }
+  if (host === 'localhost' || !addresses.every(isPublicAddress)) return `a redirect to ${target.host}, which is not a public host`;
+  return undefined;
 }
 
 /** A code or class name only: undici's messages can name hosts and ports, never needed to act on the error. */

@@ -30,6 +30,7 @@ export const durationSchema = z
   .string()
   .regex(/^\d{1,9}(ms|s|m|h)$/, 'must be a duration such as "5m" or "30s"')
   .refine((value) => {
-    const [, amount, unit] = /^(\d+)(ms|s|m|h)$/.exec(value)!;
-    return Number(amount) * DURATION_UNIT_MS[unit as keyof typeof DURATION_UNIT_MS] <= MAX_DURATION_MS;
+    // A value that is no duration at all is reported by the pattern above.
+    const [, amount, unit] = /^(\d+)(ms|s|m|h)$/.exec(value) ?? [];
+    return unit === undefined || Number(amount) * DURATION_UNIT_MS[unit as keyof typeof DURATION_UNIT_MS] <= MAX_DURATION_MS;
   }, 'must be at most a week (168h)');

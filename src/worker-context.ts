@@ -56,6 +56,7 @@ export async function createWorkerContext(
       // Without a Profile API (EU), calls fail with a clear error; the doctor reports it as skipped.
       profileApiUrl: amplitude.profileApiUrl ?? amplitude.apiUrl,
       ingestUrl: amplitude.ingestUrl,
+      maxWaitMs: amplitude.maxWaitMs,
     }),
     amplitudeProfileApiAvailable: amplitude.profileApiUrl !== undefined,
     amplitudeUserLookups: new SharedRateLimiter(
@@ -72,6 +73,7 @@ export async function createWorkerContext(
       restEndpoint: braze.restEndpoint,
       apiKey: braze.apiKey.reveal(),
       objectLimit: { mode: braze.objectLimit.mode, max: braze.objectLimit.maxObjects },
+      maxWaitMs: braze.maxWaitMs,
       partner: braze.partner && {
         name: braze.partner.name,
         partnerApiKey: braze.partner.partnerApiKey.reveal(),

@@ -139,6 +139,55 @@ describe('cohort export', () => {
     );
   });
 
+  test('a cohort file redirect to anything but an https link to a public host is not followed', async () => {
+    const { sandbox } = await sandboxAndClient({ inlineFileMaxBytes: 100 });
+    // A hop that answers `/file` with a redirect to another loopback port (a metadata service, an admin port…).
+    const elsewhere = createServer((_req, res) => res.end('secret'));
+    const elsewhereUrl = await listen(elsewhere, 0, '127.0.0.1');
+    sandboxes.push({ close: () => closeServer(elsewhere) });
+    let hits = 0;
+    elsewhere.on('request', () => hits++);
+    const hop = createServer((req, res) => {
+      if (req.url?.endsWith('/file')) return res.writeHead(302, { location: `${elsewhereUrl}/latest/meta-data/` }).end();
+      const upstream = forward(`${sandbox.url}${req.url}`, { method: req.method, headers: req.headers }, (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      });
+      req.pipe(upstream);
+    });
+    const hopUrl = await listen(hop, 0, '127.0.0.1');
+    sandboxes.push({ close: () => closeServer(hop) });
+    const client = new AmplitudeClient({ apiKey: API_KEY, secretKey: SECRET, apiUrl: hopUrl, profileApiUrl: hopUrl, ingestUrl: hopUrl });
+    await assert.rejects(members(client, await exportCohort(client)), (error: unknown) => {
+      assert.ok(error instanceof NonRetryableVendorError);
+      assert.match(error.message, /a redirect to http:\/\/127\.0\.0\.1:\d+, not an https link \(not followed\)/);
+      return true;
+    });
+    assert.equal(hits, 0, 'nothing was sent there');
+  });
+
+  test('a success body too large to hold is refused, not read into memory', async () => {
+    const huge = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const chunk = Buffer.alloc(1024 * 1024, 0x20);
+      let sent = 0;
+      const more = () => {
+        while (sent < 80 && res.write(chunk)) sent++;
+        if (sent < 80) res.once('drain', more);
+        else res.end('{}');
+      };
+      more();
+    });
+    const hugeUrl = await listen(huge, 0, '127.0.0.1');
+    sandboxes.push({ close: () => closeServer(huge) });
+    const client = new AmplitudeClient({ apiKey: API_KEY, secretKey: SECRET, apiUrl: hugeUrl, profileApiUrl: hugeUrl, ingestUrl: hugeUrl });
+    await assert.rejects(client.listCohorts(), (error: unknown) => {
+      assert.ok(error instanceof NonRetryableVendorError);
+      assert.match(error.message, /a body over 67108864 bytes/);
+      return true;
+    });
+  });
+
   test('the monthly download quota answers 429 as a rate limit; an unknown cohort is non-retryable', async () => {
     const { client } = await sandboxAndClient({ monthlyDownloadQuota: 1 });
     await client.requestCohortExport(COHORT);

@@ -133,6 +133,25 @@ describe('doctor workflow', () => {
     );
   });
 
+  test('dead letters past DEAD_LETTER_WARN_COUNT are a warning naming each stream and how to see them', async () => {
+    const taskQueue = uniqueTaskQueue('doctor');
+    const storeEnv = { STATE_DB: join(await mkdtemp(join(tmpdir(), 'doctor-letters-')), 'state.db') };
+    const store = await openStoreFrom(storeEnv);
+    const letter = (key: string) => ({ dedupeKey: key, reason: 'events[0]: id: must not contain a NUL character', body: {} });
+    await store.deadLetterIngress(CURRENTS_STREAM, [letter('content:1'), letter('content:2')], Date.now());
+    await store.deadLetterIngress('cohort-webhook:cohort-sync-26umsb5', [letter('content:3')], Date.now());
+    await store.close();
+    const tolerant = await withWorker(taskQueue, { DEAD_LETTER_WARN_COUNT: '3' }, () => runDoctor(env.client, { taskQueue }), storeEnv);
+    assert.equal(checkNamed(tolerant, 'Ingress backlogs').status, 'ok', 'three are not more than three');
+    const report = await withWorker(taskQueue, {}, () => runDoctor(env.client, { taskQueue }), storeEnv);
+    const backlogs = checkNamed(report, 'Ingress backlogs');
+    assert.equal(backlogs.status, 'warning');
+    assert.match(
+      backlogs.detail,
+      /; 3 dead letters \(cohort-webhook:cohort-sync-26umsb5: 1, currents: 2\), over DEAD_LETTER_WARN_COUNT \(0\): `ampbraze deadletters list` shows why$/,
+    );
+  });
+
   test('a wrong Braze key fails that check with the vendor’s own message, and only that check', async () => {
     const taskQueue = uniqueTaskQueue('doctor');
     const report = await withWorker(taskQueue, { BRAZE_API_KEY: 'not-the-right-key' }, () => runDoctor(env.client, { taskQueue }));

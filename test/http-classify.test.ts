@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { NonRetryableVendorError, RateLimitedError, RetryableVendorError } from '../src/errors.js';
-import { classifyHttpError, extractVendorMessage, type HttpErrorInput } from '../src/http.js';
+import { classifyHttpError, extractVendorMessage, redirectProblem, type HttpErrorInput } from '../src/http.js';
 
 const NOW = Date.UTC(2026, 0, 15, 12, 0, 0);
 
@@ -79,11 +79,50 @@ describe('classifyHttpError', () => {
     assert.ok(cohortDelay >= 1_000 && cohortDelay <= 10_000);
   });
 
+  test('a wait far ahead (milliseconds sent as seconds, a date years away) is cut to the most anyone waits, and says so', () => {
+    const seconds = classify({ status: 429, headers: { 'retry-after': String(NOW) } });
+    assert.ok(seconds instanceof RateLimitedError);
+    assert.equal(seconds.retryAfterMs, 3_600_000, 'an hour by default');
+    assert.equal(seconds.askedMs, NOW * 1000);
+    const reset = classify({ status: 429, headers: { 'x-ratelimit-reset': String(NOW) }, maxWaitMs: 60_000 });
+    assert.ok(reset instanceof RateLimitedError);
+    assert.equal(reset.retryAfterMs, 60_000, 'as configured');
+    const fair = classify({ status: 429, headers: { 'retry-after': '30' } });
+    assert.ok(fair instanceof RateLimitedError);
+    assert.equal(fair.askedMs, undefined, 'a fair wait is taken as it is');
+  });
+
   test('an echoed secret never reaches the error message', () => {
     const secret = 'sk-live-1234567890';
     const error = classify({ status: 401, bodyText: `{"message":"Partner not enabled for client ${secret}"}`, secrets: [secret] });
     assert.ok(!error.message.includes(secret));
     assert.match(error.message, /Partner not enabled for client \[redacted\]/);
+  });
+});
+
+describe('redirectProblem', () => {
+  test('followed: the configured origin, and https links to public hosts; refused: anything else', async () => {
+    const configured = 'http://127.0.0.1:4000';
+    assert.equal(
+      await redirectProblem(new URL('http://127.0.0.1:4000/s3/token'), configured),
+      undefined,
+      'the vendor (or its sandbox) itself',
+    );
+    assert.equal(await redirectProblem(new URL('https://93.184.215.14/cohort.csv'), configured), undefined);
+    const refused = [
+      'http://93.184.215.14/cohort.csv',
+      'https://127.0.0.1:4001/x',
+      'https://localhost/x',
+      'https://10.1.2.3/x',
+      'https://172.20.0.1/x',
+      'https://192.168.1.1/x',
+      'https://169.254.169.254/latest/meta-data/',
+      'https://[::1]/x',
+      'https://[fd00::1]/x',
+      'https://[::ffff:127.0.0.1]/x',
+      'ftp://93.184.215.14/x',
+    ];
+    for (const url of refused) assert.ok(await redirectProblem(new URL(url), configured), url);
   });
 });
 

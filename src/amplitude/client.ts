@@ -5,7 +5,7 @@
  */
 import type { Readable } from 'node:stream';
 import { NonRetryableVendorError, RateLimitedError, RetryableVendorError, type PartialResult } from '../errors.js';
-import { vendorUrl, VendorHttp } from '../http.js';
+import { redirectProblem, vendorUrl, VendorHttp } from '../http.js';
 import { parseCohortMembers, type CohortMember } from './cohort-csv.js';
 import { exportArchiveLines } from './export-archive.js';
 import { gunzipIfCompressed } from './gzip.js';
@@ -37,6 +37,8 @@ export interface AmplitudeClientConfig {
   profileApiUrl: string;
   ingestUrl: string;
   requestTimeoutMs?: number;
+  /** The longest wait Amplitude's answers may impose (`Retry-After`). */
+  maxWaitMs?: number;
 }
 
 export interface ProfileOptions {
@@ -77,6 +79,7 @@ export class AmplitudeClient {
     this.http = new VendorHttp({
       vendor: 'amplitude',
       timeoutMs: config.requestTimeoutMs,
+      maxWaitMs: config.maxWaitMs,
       secrets: [config.apiKey, config.secretKey, this.basicCredentials],
     });
   }
@@ -141,11 +144,16 @@ export class AmplitudeClient {
     if (response.status >= 300 && response.status < 400) {
       const location = response.headers.location;
       await response.body.dump();
-      if (typeof location !== 'string') throw this.http.invalidResponse(response, 'a redirect without a Location');
+      if (typeof location !== 'string' || !URL.canParse(location, this.config.apiUrl)) {
+        throw this.http.invalidResponse(response, 'a redirect without a usable Location');
+      }
+      const link = new URL(location, this.config.apiUrl);
+      const refused = await redirectProblem(link, this.config.apiUrl);
+      if (refused) throw this.http.invalidResponse(response, `${refused} (not followed)`);
       // The pre-signed link carries its own authorization: never send our Basic credentials to it.
       response = await this.http.send({
         method: 'GET',
-        url: new URL(location, this.config.apiUrl),
+        url: link,
         endpoint: 'GET <pre-signed cohort file link>',
         timeoutMs: SLOW_REQUEST_TIMEOUT_MS,
       });

@@ -27,6 +27,8 @@ export interface BrazeClientConfig {
   apiKey: string;
   objectLimit?: BrazeObjectLimit;
   requestTimeoutMs?: number;
+  /** The longest wait Braze's answers may impose (`Retry-After`, `X-RateLimit-Reset`). */
+  maxWaitMs?: number;
   partner?: { name: string; partnerApiKey: string; dataImportKey: string };
 }
 
@@ -57,6 +59,7 @@ export class BrazeClient {
     this.http = new VendorHttp({
       vendor: 'braze',
       timeoutMs: config.requestTimeoutMs,
+      maxWaitMs: config.maxWaitMs,
       secrets: [config.apiKey, ...(partner ? [partner.partnerApiKey, partner.dataImportKey] : [])],
     });
   }
@@ -101,7 +104,7 @@ export class BrazeClient {
       attributes: partial('attributes'),
       events: partial('events'),
       purchases: partial('purchases'),
-      rateLimit: rateLimitState(response.headers),
+      rateLimit: this.rateLimitOf(response.headers, response.endpoint),
     };
   }
 
@@ -204,6 +207,15 @@ export class BrazeClient {
     if (response.status < 200 || response.status >= 300) throw await this.http.failure(response);
     // Braze documents no success body for the partner endpoints: the status is the whole answer.
     await response.body.dump();
+  }
+
+  /** Braze's rate-limit headers, with a reset further ahead than anyone should wait brought back to VENDOR_MAX_WAIT. */
+  private rateLimitOf(headers: ResponseHeaders, endpoint: string): RateLimitState | undefined {
+    const state = rateLimitState(headers);
+    const latestResetMs = Date.now() + this.http.maxWaitMs;
+    if (!state || state.resetAtMs <= latestResetMs) return state;
+    this.http.reportCappedWait(endpoint, state.resetAtMs - Date.now());
+    return { ...state, resetAtMs: latestResetMs };
   }
 
   private url(path: string): URL {
