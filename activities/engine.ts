@@ -136,7 +136,6 @@ async function sendAndRecord(
   pending: SendingRequest,
   input: Pick<ApplyRequestsInput<PageRequest>, 'rateLimited' | 'snapshotOf'>,
 ): Promise<SentChange & { first: boolean }> {
-  const limiter = context.brazeLimiter;
   const braze = input.rateLimited ? pacedBraze(context) : context.braze;
   for (let resend = 0; ; resend++) {
     const thisSend = { ...pending, requestKey: `${pending.requestKey}#${resend}` };
@@ -149,12 +148,11 @@ async function sendAndRecord(
       if (error instanceof VendorError && error.status !== undefined && error.status >= 400) {
         await context.requestLedger.sent({ ...thisSend, snapshot: {}, rejected: [], dataPoints: 0 });
       }
-      // Past a few 429s, the page fails and Temporal retries it after the vendor's delay (`nextRetryDelay`).
+      // Past a few 429s, the page fails and Temporal retries it after the vendor's delay (`nextRetryDelay`); until
+      // then the request waits, as every worker does, for the reset the 429 reported (see `pacedBraze`).
       if (!(input.rateLimited && error instanceof RateLimitedError) || resend + 1 === RATE_LIMITED_RESENDS) throw error;
-      await limiter.observe({ remaining: 0, resetAtMs: Date.now() + error.retryAfterMs });
       continue;
     }
-    if (input.rateLimited) await limiter.observe(sent.rateLimit);
     // The snapshot records only what Braze accepted; rejected keys stay in the diff and are retried next run.
     const first = await context.requestLedger.sent({
       ...thisSend,
@@ -168,14 +166,23 @@ async function sendAndRecord(
 }
 
 /**
- * Braze's endpoints with `track` taking a slot of the workspace's shared limit just before each call: a slot
- * taken before the ledger writes could arrive in the next window, on top of that window's full allowance.
+ * Braze's endpoints with `track` taking a slot of the workspace's shared limit just before each call (a slot taken
+ * before the ledger writes could arrive in the next window, on top of that window's full allowance), and Braze's
+ * answer fed back to the limit: its `X-RateLimit-*` headers, or a 429's reset, which every worker then waits for.
  */
 function pacedBraze(context: WorkerContext): BrazeEndpoints {
+  const limiter = context.brazeLimiter;
   return {
     track: async (payload) => {
-      await context.brazeLimiter.acquire(1, { signal: Context.current().cancellationSignal, whileWaiting: () => heartbeat() });
-      return context.braze.track(payload);
+      const slot = await limiter.acquire(1, { signal: Context.current().cancellationSignal, whileWaiting: () => heartbeat() });
+      try {
+        const result = await context.braze.track(payload);
+        await limiter.observe(result.rateLimit, slot);
+        return result;
+      } catch (error) {
+        if (error instanceof RateLimitedError) await limiter.observe({ remaining: 0, resetAtMs: Date.now() + error.retryAfterMs }, slot);
+        throw error;
+      }
     },
     updatePartnerCohortUsers: (update) => context.braze.updatePartnerCohortUsers(update),
   };

@@ -2,6 +2,11 @@
  * A vendor rate limit that holds across every worker on every host: slots are granted by the shared state
  * store in fixed windows (Braze counts `/users/track` in 3-second buckets), and when the vendor itself says the
  * workspace is exhausted — other integrations write to it too — every worker waits for the vendor's reset.
+ *
+ * A limit that adopts the vendor's own report (Braze's `X-RateLimit-*` on every answer) never grants more than the
+ * vendor says is left: the configured limit is what the contract allows, but another writer to the same workspace,
+ * or a lower real limit, leaves less. Each slot is numbered within its window; an answer saying `remaining` after
+ * slot `n` caps that window at `n + remaining` grants, and its `limit` becomes the limit of every window after it.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RateSlotGrant, StateStore } from './store/store.js';
@@ -11,8 +16,25 @@ export interface RateLimit {
   windowMs: number;
 }
 
+/** What the vendor's answer said of its limit (Braze: `X-RateLimit-Limit`, `-Remaining`, `-Reset`). */
+export interface VendorRateState {
+  limit?: number;
+  remaining: number;
+  resetAtMs: number;
+}
+
+/** A granted slot: its window, and its number within it (from 1). */
+export interface RateSlot {
+  windowEndMs: number;
+  number: number;
+}
+
+/** A vendor's reset is given in whole seconds: a window end within this of it is the window it speaks of. */
+const RESET_PRECISION_MS = 1_000;
 /** A vendor's block can last an hour: waiting callers wake up this often to show they are alive. */
 const MAX_NAP_MS = 5_000;
+/** Until the first answer tells the vendor's limit, others wait for it at most this long. */
+const FIRST_ANSWER_TIMEOUT_MS = 2_000;
 
 /**
  * The vendor counts a request in the window it *arrives* in. A slot granted in the last moments of a window could
@@ -24,27 +46,39 @@ export function endOfWindowMarginMs(windowMs: number): number {
 }
 
 export class SharedRateLimiter {
-  /** Slots this process took from the store for one window and has not handed out yet. */
-  private spare = { windowEndMs: 0, slots: 0 };
+  /** Slots this process took from the store for one window and has not handed out yet: ranges of their numbers. */
+  private spare: { windowEndMs: number; ranges: Array<{ next: number; last: number }> } = { windowEndMs: 0, ranges: [] };
+  /** What this process knows the vendor reported: its limit, and the cap of one window. */
+  private known: { vendorLimit?: number; windowEndMs: number; windowCap?: number } = { windowEndMs: 0 };
+  /** While the vendor's limit is unknown: the one request out to learn it, which the others wait for. */
+  private firstAnswer?: { settled: Promise<void>; settle: () => void };
+  private calibrated: boolean;
+  private readonly adoptsVendorLimit: boolean;
 
   constructor(
     private readonly store: StateStore,
     private readonly key: string,
     private readonly limit: RateLimit,
-  ) {}
+    options: { adoptsVendorLimit?: boolean } = {},
+  ) {
+    this.adoptsVendorLimit = options.adoptsVendorLimit ?? false;
+    this.calibrated = !this.adoptsVendorLimit;
+  }
 
   /**
-   * Resolves once `n` slots were granted; waits for the next window (or the vendor's reset) in between, in naps
-   * of at most a few seconds, calling `whileWaiting` before each (an activity heartbeats there).
+   * Resolves with the slot once one was granted; waits for the next window (or the vendor's reset) in between, in
+   * naps of at most a few seconds, calling `whileWaiting` before each (an activity heartbeats there). `n` slots are
+   * taken at once; the last one's number is given.
    */
-  async acquire(n = 1, options: { signal?: AbortSignal; whileWaiting?: () => void } = {}): Promise<void> {
+  async acquire(n = 1, options: { signal?: AbortSignal; whileWaiting?: () => void } = {}): Promise<RateSlot> {
     const { signal, whileWaiting } = options;
+    await this.untilCalibrated(signal);
     let needed = n;
-    while (needed > 0) {
+    for (;;) {
       signal?.throwIfAborted();
       const grant = await this.grant(needed, this.batchSize());
       needed -= grant.granted;
-      if (needed === 0) return;
+      if (needed === 0) return { windowEndMs: grant.retryAtMs, number: grant.usedThrough };
       whileWaiting?.();
       // A little jitter, so waiting workers do not all arrive in the same millisecond of the next window.
       const wait = Math.max(0, grant.retryAtMs - Date.now()) + Math.random() * 25;
@@ -57,9 +91,61 @@ export class SharedRateLimiter {
     return n > 0 ? (await this.grant(n)).granted : 0;
   }
 
-  /** Feeds the vendor's `X-RateLimit-*` answer back: with nothing remaining, everyone waits for its reset. */
-  async observe(state: { remaining: number; resetAtMs: number } | undefined): Promise<void> {
-    if (state && state.remaining <= 0 && state.resetAtMs > Date.now()) await this.store.blockRateLimit(this.key, state.resetAtMs);
+  /**
+   * Feeds the vendor's answer to a request sent on `slot` back: with nothing remaining, everyone waits for its reset;
+   * a limit that adopts the vendor's report takes its limit and what its window has left, for every worker.
+   */
+  async observe(state: VendorRateState | undefined, slot?: RateSlot): Promise<void> {
+    try {
+      if (!state) return;
+      if (state.remaining <= 0 && state.resetAtMs > Date.now()) await this.store.blockRateLimit(this.key, state.resetAtMs);
+      if (this.adoptsVendorLimit) await this.adopt(state, slot);
+    } finally {
+      this.calibrate();
+    }
+  }
+
+  /** Tells the store what the vendor reported, when that is news: a limit it has not heard, or a tighter window. */
+  private async adopt(state: VendorRateState, slot: RateSlot | undefined): Promise<void> {
+    if (state.limit === undefined) return;
+    const aboutThisSlot = slot !== undefined && Math.abs(state.resetAtMs - slot.windowEndMs) < RESET_PRECISION_MS;
+    const windowCap = aboutThisSlot ? slot.number + Math.max(0, state.remaining) : undefined;
+    const capOfWindow = this.known.windowEndMs === slot?.windowEndMs ? this.known.windowCap : undefined;
+    const allowed = Math.min(this.limit.requests, state.limit, capOfWindow ?? Infinity);
+    const tighter = windowCap !== undefined && windowCap < allowed;
+    if (state.limit === this.known.vendorLimit && !tighter) return;
+    const windowEndMs = slot?.windowEndMs ?? this.known.windowEndMs;
+    this.known = { vendorLimit: state.limit, windowEndMs, windowCap: tighter ? windowCap : capOfWindow };
+    await this.store.adoptVendorRateLimit({
+      key: this.key,
+      vendorLimit: state.limit,
+      windowStartMs: windowEndMs - this.limit.windowMs,
+      ...(tighter && { windowCap }),
+    });
+  }
+
+  /**
+   * Until the vendor's limit is known (from the store, or the first answer), one request goes out to learn it and the
+   * others wait for its answer: a configured limit above the real one would otherwise send a window's worth of 429s.
+   */
+  private async untilCalibrated(signal: AbortSignal | undefined): Promise<void> {
+    if (this.calibrated) return;
+    if (!this.firstAnswer) {
+      let settle!: () => void;
+      const settled = new Promise<void>((resolve) => (settle = resolve));
+      this.firstAnswer = { settled, settle };
+      // The first caller goes ahead; its grant says whether the store knew the vendor's limit already.
+      return;
+    }
+    const timeout = sleep(FIRST_ANSWER_TIMEOUT_MS, undefined, { signal }).catch(() => signal?.throwIfAborted());
+    await Promise.race([this.firstAnswer.settled, timeout]);
+    // An answer that never came (the request failed on the way) does not hold anyone up twice.
+    this.calibrate();
+  }
+
+  private calibrate(): void {
+    this.calibrated = true;
+    this.firstAnswer?.settle();
   }
 
   /**
@@ -70,28 +156,36 @@ export class SharedRateLimiter {
     const { windowMs } = this.limit;
     const nowMs = Date.now();
     const windowEndMs = nowMs - (nowMs % windowMs) + windowMs;
-    if (this.endsTooSoon(windowEndMs)) return { granted: 0, retryAtMs: windowEndMs };
-    if (this.spare.windowEndMs === windowEndMs && this.spare.slots > 0) {
-      const granted = Math.min(requested, this.spare.slots);
-      this.spare.slots -= granted;
-      return { granted, retryAtMs: windowEndMs };
+    if (this.endsTooSoon(windowEndMs)) return { granted: 0, retryAtMs: windowEndMs, usedThrough: 0 };
+    const [range] = this.spare.windowEndMs === windowEndMs ? this.spare.ranges : [];
+    if (range) {
+      const granted = Math.min(requested, range.last - range.next + 1);
+      range.next += granted;
+      if (range.next > range.last) this.spare.ranges.shift();
+      return { granted, retryAtMs: windowEndMs, usedThrough: range.next - 1 };
     }
     const grant = await this.store.acquireRateSlots({
       key: this.key,
-      requested: requested + extra,
+      requested: requested + (this.calibrated ? extra : 0),
       limit: this.limit.requests,
       windowMs,
       nowMs,
     });
+    if (grant.vendorLimit !== undefined) {
+      this.known.vendorLimit ??= grant.vendorLimit;
+      this.calibrate();
+    }
     // The store's answer can come back late (a busy database, a starved event loop): slots of a window that is
     // about to end are left unused, like any spare slots at a window's end.
-    if (this.endsTooSoon(grant.retryAtMs)) return { granted: 0, retryAtMs: grant.retryAtMs };
+    if (this.endsTooSoon(grant.retryAtMs)) return { ...grant, granted: 0 };
     const granted = Math.min(requested, grant.granted);
+    // Slots are numbered in the order the store granted them: this caller takes the first, the rest are spare.
     // Spare slots are only good in the window the store counted them in; those left over when it ends go unused.
     // Callers that went to the store at the same time all keep theirs.
-    const sameWindow = this.spare.windowEndMs === grant.retryAtMs;
-    this.spare = { windowEndMs: grant.retryAtMs, slots: (sameWindow ? this.spare.slots : 0) + grant.granted - granted };
-    return { granted, retryAtMs: grant.retryAtMs };
+    const first = grant.usedThrough - grant.granted + 1;
+    if (this.spare.windowEndMs !== grant.retryAtMs) this.spare = { windowEndMs: grant.retryAtMs, ranges: [] };
+    if (grant.granted > granted) this.spare.ranges.push({ next: first + granted, last: grant.usedThrough });
+    return { granted, retryAtMs: grant.retryAtMs, usedThrough: first + granted - 1 };
   }
 
   /** Whether a window ends too soon for a request sent now to arrive within it. */
@@ -99,9 +193,9 @@ export class SharedRateLimiter {
     return windowEndMs - Date.now() < endOfWindowMarginMs(this.limit.windowMs);
   }
 
-  /** A hundredth of the limit: what a process may leave unused per window, at most. */
+  /** A hundredth of the limit (the vendor's, once known): what a process may leave unused per window, at most. */
   private batchSize(): number {
-    return Math.floor(this.limit.requests / 100);
+    return Math.floor(Math.min(this.limit.requests, this.known.vendorLimit ?? Infinity) / 100);
   }
 }
 

@@ -83,7 +83,9 @@ export async function createWorkerContext(
     brazePartnerConfigured: braze.partner !== undefined,
     brazeConcurrency: BRAZE_CONCURRENCY,
     // Keyed by endpoint host: workers syncing into one workspace share its limit.
-    brazeLimiter: new SharedRateLimiter(store, `braze:${new URL(braze.restEndpoint).host}:/users/track`, braze.rateLimit),
+    brazeLimiter: new SharedRateLimiter(store, `braze:${new URL(braze.restEndpoint).host}:/users/track`, braze.rateLimit, {
+      adoptsVendorLimit: true,
+    }),
     brazeObjectsPerRequest: braze.objectLimit.maxObjects,
     cohortDownloadsPerMonth: amplitude.cohortDownloadsPerMonth,
     cohortExportMaxWaitMs: amplitude.exportMaxWaitMs,

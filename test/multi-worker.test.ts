@@ -50,7 +50,11 @@ after(async () => {
 });
 
 /** The real worker entry point in a directory of its own, configured only through its environment. */
-async function startWorker(taskQueue: string, storeEnv: Record<string, string>): Promise<ChildProcess> {
+async function startWorker(
+  taskQueue: string,
+  storeEnv: Record<string, string>,
+  overrides: Record<string, string> = {},
+): Promise<ChildProcess> {
   const cwd = await mkdtemp(join(tmpdir(), 'worker-host-'));
   // Resolved here: from a directory outside the project, node would not find the tsx loader.
   const worker = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), join(PROJECT_ROOT, 'src', 'worker.ts')], {
@@ -63,6 +67,7 @@ async function startWorker(taskQueue: string, storeEnv: Record<string, string>):
       TEMPORAL_TASK_QUEUE: taskQueue,
       BRAZE_RATE_LIMIT: `${RATE_LIMIT.requests}/1s`,
       WORKER_SHUTDOWN_GRACE: '20s',
+      ...overrides,
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -145,4 +150,34 @@ test('three workers on PostgreSQL, one killed and one stopped mid-apply: exact s
     [],
     'no window saw more requests than the limit',
   );
+});
+
+test('three workers on PostgreSQL, Braze’s real limit far below the configured one: a handful of 429s at most, exact state', async () => {
+  // The contract says 3,000 per 3 s; what the workspace really allows is 12 (4/s): another contract, a lower tier.
+  const realLimit = { requests: 12, windowMs: 3_000 };
+  sandboxes.braze.control.setRateLimit(realLimit);
+  const attributeName = 'amplitude_cohorts_real_limit';
+  const taskQueue = uniqueTaskQueue('real-limit');
+  const storeEnv = await POSTGRES.freshEnv();
+  const started = await Promise.all([1, 2, 3].map(() => startWorker(taskQueue, storeEnv, { BRAZE_RATE_LIMIT: '3000/3s' })));
+  try {
+    const handle = await startCohortSync(
+      env.client,
+      { cohortId: COHORT, attributeName, pageSize: 300, pagesInFlight: PAGES_IN_FLIGHT },
+      { taskQueue, workflowId: taskQueue },
+    );
+    after(() => handle.terminate().catch(() => undefined));
+    const result = await handle.result();
+    assert.deepEqual(brazeMembers(sandboxes, COHORT, attributeName), expectedMembers(sandboxes, COHORT), 'final Braze state is exact');
+    const state = (await (await fetch(`${sandboxes.env.BRAZE_REST_ENDPOINT}/_sandbox/state`)).json()) as {
+      trackWindows: { granted: number[]; rejected: number[] };
+    };
+    const rejected = state.trackWindows.rejected.reduce((sum, count) => sum + count, 0);
+    assert.ok(state.trackWindows.granted.length >= 3, `the run spanned ${state.trackWindows.granted.length} rate windows`);
+    assert.ok(rejected <= 5, `${rejected} requests met a 429 (${result.brazeRequests} sent): ${JSON.stringify(state.trackWindows)}`);
+    assert.ok(result.brazeRequests >= state.trackWindows.granted.reduce((sum, count) => sum + count, 0));
+  } finally {
+    for (const worker of started) worker.kill('SIGKILL');
+    sandboxes.braze.control.setRateLimit(RATE_LIMIT);
+  }
 });

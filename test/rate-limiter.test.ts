@@ -36,7 +36,31 @@ forEachStore((kind) => {
     const request = { key: 'late', requested: 5, limit: 5, windowMs: 1_000, nowMs: 2_000 };
     assert.equal((await storeA.acquireRateSlots(request)).granted, 5);
     const late = await storeB.acquireRateSlots({ ...request, nowMs: 1_999 });
-    assert.deepEqual(late, { granted: 0, retryAtMs: 3_000 });
+    assert.deepEqual(late, { granted: 0, retryAtMs: 3_000, usedThrough: 5 });
+  });
+
+  test('slots are numbered within their window, across workers, from 1 again in the next window', async () => {
+    const request = { key: 'numbered', requested: 3, limit: 10, windowMs: 1_000, nowMs: 5_000 };
+    assert.equal((await storeA.acquireRateSlots(request)).usedThrough, 3);
+    assert.equal((await storeB.acquireRateSlots({ ...request, requested: 2 })).usedThrough, 5);
+    assert.equal((await storeB.acquireRateSlots({ ...request, nowMs: 6_000 })).usedThrough, 3);
+  });
+
+  test('a vendor’s report lowers the limit of every later window, and caps only the window it is about', async () => {
+    const request = { key: 'adopted', requested: 100, limit: 100, windowMs: 1_000, nowMs: 10_000 };
+    assert.equal((await storeA.acquireRateSlots({ ...request, requested: 5 })).granted, 5);
+    // The vendor says: 30 a window, and after slot 5 of this one only 10 remain (someone else writes too).
+    await storeB.adoptVendorRateLimit({ key: 'adopted', vendorLimit: 30, windowStartMs: 10_000, windowCap: 15 });
+    assert.deepEqual(await storeA.acquireRateSlots(request), { granted: 10, retryAtMs: 11_000, usedThrough: 15, vendorLimit: 30 });
+    // A looser report never raises a cap; one about an earlier window changes nothing of this one.
+    await storeB.adoptVendorRateLimit({ key: 'adopted', vendorLimit: 30, windowStartMs: 10_000, windowCap: 50 });
+    await storeB.adoptVendorRateLimit({ key: 'adopted', vendorLimit: 30, windowStartMs: 9_000, windowCap: 1 });
+    assert.equal((await storeA.acquireRateSlots(request)).granted, 0);
+    const next = await storeB.acquireRateSlots({ ...request, nowMs: 11_000 });
+    assert.deepEqual(next, { granted: 30, retryAtMs: 12_000, usedThrough: 30, vendorLimit: 30 }, 'the vendor’s limit, no cap');
+    await storeA.adoptVendorRateLimit({ key: 'adopted', vendorLimit: 60, windowStartMs: 11_000 });
+    assert.equal((await storeA.acquireRateSlots({ ...request, nowMs: 12_000 })).granted, 60, 'a raised limit is adopted too');
+    assert.equal((await storeA.acquireRateSlots({ ...request, nowMs: 13_000, limit: 40 })).granted, 40, 'never over the configured one');
   });
 
   test('limiters in four processes hammering one key never exceed the limit in any window', async () => {
@@ -78,6 +102,28 @@ forEachStore((kind) => {
     const grantedAt = Date.now();
     assert.equal(Math.floor(grantedAt / windowMs), askedInWindow + 1, 'the slot is one of the next window');
     assert.ok(windowMs - (grantedAt % windowMs) >= endOfWindowMarginMs(windowMs), 'and not in its last moments either');
+  });
+
+  test('a limit that adopts Braze’s report: one request goes first, then every worker keeps to what Braze says is left', async () => {
+    const windowMs = 1_000;
+    const limit = { requests: 100, windowMs };
+    const a = new SharedRateLimiter(storeA, 'adopting', limit, { adoptsVendorLimit: true });
+    const b = new SharedRateLimiter(storeB, 'adopting', limit, { adoptsVendorLimit: true });
+    await new Promise((resolve) => setTimeout(resolve, windowMs - (Date.now() % windowMs) + 20));
+    const first = await a.acquire(1);
+    let answered = 0;
+    const others = Promise.all(range(5).map(() => a.acquire(1).then((slot) => (answered++, slot))));
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    assert.equal(answered, 0, 'the others wait for the first answer');
+    // Braze: 4 a window, and after the first slot 1 left (another writer took 2 of this window).
+    await a.observe({ limit: 4, remaining: 1, resetAtMs: first.windowEndMs }, first);
+    const slots = [first, ...(await others), ...(await Promise.all(range(6).map(() => b.acquire(1))))];
+    const perWindow = new Map<number, number[]>();
+    for (const slot of slots) perWindow.set(slot.windowEndMs, [...(perWindow.get(slot.windowEndMs) ?? []), slot.number]);
+    assert.deepEqual(perWindow.get(first.windowEndMs)?.sort(), [1, 2], 'the first window: its slot and the one Braze said was left');
+    for (const [windowEndMs, numbers] of perWindow)
+      assert.ok(Math.max(...numbers) <= 4, `window ending ${windowEndMs}: ${numbers.join(',')}`);
+    assert.equal(slots.length, 12);
   });
 
   test('when Braze reports the workspace exhausted, every worker waits for its reset', async () => {

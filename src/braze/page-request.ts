@@ -1,14 +1,12 @@
 /** The unit every sync kind's apply step sends: one priced Braze request that maps Braze's answer back to its keys. */
 import type { MemberFailure } from '../store/store.js';
-import type { BrazeClient, RateLimitState } from './client.js';
+import type { BrazeClient } from './client.js';
 
 /** What Braze did with one request: the keys it accepted, the ones it rejected (with its reason), the points billed. */
 export interface SentChange {
   accepted: string[];
   rejected: MemberFailure[];
   dataPoints: number;
-  /** Braze's `X-RateLimit-*` answer, when the endpoint sends one. */
-  rateLimit?: RateLimitState;
 }
 
 /**

@@ -49,9 +49,9 @@ function attributeRequest(members: Member[], change: CohortChangeTarget): Cohort
     size: members.length,
     dataPoints: sum(pointsPerObject),
     async send(braze) {
-      const { attributes, rateLimit } = await braze.track({ attributes: objects });
+      const { attributes } = await braze.track({ attributes: objects });
       const rejectedIndexes = new Map(attributes.rejected.map((r) => [r.index, r.reason]));
-      const sent: SentChange = { accepted: [], rejected: [], dataPoints: 0, rateLimit };
+      const sent: SentChange = { accepted: [], rejected: [], dataPoints: 0 };
       members.forEach((member, index) => {
         const reason = rejectedIndexes.get(index);
         if (reason === undefined) {

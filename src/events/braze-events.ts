@@ -43,7 +43,7 @@ function eventRequest(events: readonly StagedEvent[], ledger: EventLedger): Even
         throw error;
       }
       const rejectedAt = new Map(result.events.rejected.map((rejected) => [rejected.index, rejected.reason]));
-      const sent: SentChange = { accepted: [], rejected: [], dataPoints: 0, rateLimit: result.rateLimit };
+      const sent: SentChange = { accepted: [], rejected: [], dataPoints: 0 };
       sending.forEach((event, index) => {
         const reason = rejectedAt.get(index);
         if (reason === undefined) {

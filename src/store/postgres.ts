@@ -108,6 +108,7 @@ import {
   type SyncLeaseHold,
   type SyncLeaseClaim,
   type UserActivity,
+  type VendorRateReport,
 } from './store.js';
 
 type TextParser = (value: string) => unknown;
@@ -193,16 +194,20 @@ const RECORD_SENT_REQUESTS = `WITH sent AS (
   )
   SELECT n FROM fresh`;
 
-// $1 key, $2 the caller's window start, $3 requested, $4 limit, $5 now.
+// $1 key, $2 the caller's window start, $3 requested, $4 limit, $5 now. What the vendor reported lowers the limit, never
+// raises it; a window's cap lasts as long as that window.
 const GRANTABLE = `CASE WHEN w.blocked_until_ms > $5::bigint THEN 0
-  WHEN $2::bigint > w.window_start_ms THEN least($3::bigint, $4::bigint)
-  ELSE greatest(0, least($3::bigint, $4::bigint - w.used)) END`;
+  WHEN $2::bigint > w.window_start_ms THEN least($3::bigint, $4::bigint, coalesce(w.vendor_limit, $4::bigint))
+  ELSE greatest(0, least($3::bigint, least($4::bigint, coalesce(w.vendor_limit, $4::bigint), coalesce(w.window_cap, $4::bigint)) - w.used)) END`;
+const MOVES_ON = `w.blocked_until_ms <= $5::bigint AND $2::bigint > w.window_start_ms`;
 const ACQUIRE_RATE_SLOTS = `UPDATE rate_windows AS w SET
     last_granted = ${GRANTABLE},
-    used = CASE WHEN w.blocked_until_ms <= $5::bigint AND $2::bigint > w.window_start_ms THEN 0 ELSE w.used END + ${GRANTABLE},
+    used = CASE WHEN ${MOVES_ON} THEN 0 ELSE w.used END + ${GRANTABLE},
+    window_cap = CASE WHEN ${MOVES_ON} THEN NULL ELSE w.window_cap END,
     window_start_ms = CASE WHEN w.blocked_until_ms > $5::bigint THEN w.window_start_ms ELSE greatest(w.window_start_ms, $2::bigint) END
   WHERE w.limiter_key = $1
-  RETURNING last_granted AS granted, window_start_ms AS "windowStartMs", blocked_until_ms AS "blockedUntilMs"`;
+  RETURNING last_granted AS granted, used, window_start_ms AS "windowStartMs", blocked_until_ms AS "blockedUntilMs",
+    vendor_limit AS "vendorLimit"`;
 const UPSERT_CHECKPOINT = `INSERT INTO staging_checkpoints (run_id, rows_consumed, bytes_consumed, after_key) VALUES ($1, $2, $3, $4)
   ON CONFLICT (run_id) DO UPDATE SET rows_consumed = excluded.rows_consumed, bytes_consumed = excluded.bytes_consumed, after_key = excluded.after_key`;
 // One statement, so one transaction. Every delete probes an index with `= ANY` of an array: as a join, the generic
@@ -1131,22 +1136,17 @@ export class PostgresStateStore implements StateStore {
     // One statement: the row is locked only while it runs, so hundreds of acquisitions a second from many workers
     // do not queue behind each other's round trips. Its SET expressions all read the row as it was (see
     // nextRateWindow for the same rule in JavaScript): windows only move forward, a blocked limit grants nothing.
-    const take = () =>
-      this.#rows<{ granted: string; windowStartMs: string; blockedUntilMs: string }>(ACQUIRE_RATE_SLOTS, [
-        key,
-        nowMs - (nowMs % windowMs),
-        requested,
-        limit,
-        nowMs,
-      ]);
+    type Row = { granted: number; used: number; windowStartMs: number; blockedUntilMs: number; vendorLimit: number | null };
+    const take = () => this.#rows<Row>(ACQUIRE_RATE_SLOTS, [key, nowMs - (nowMs % windowMs), requested, limit, nowMs]);
     let [row] = await take();
     if (!row) {
       await this.#query('INSERT INTO rate_windows (limiter_key, window_start_ms, used) VALUES ($1, 0, 0) ON CONFLICT DO NOTHING', [key]);
       [row] = await take();
     }
-    const blockedUntilMs = Number(row!.blockedUntilMs);
-    if (blockedUntilMs > nowMs) return { granted: 0, retryAtMs: blockedUntilMs };
-    return { granted: Number(row!.granted), retryAtMs: Number(row!.windowStartMs) + windowMs };
+    const { granted, used, windowStartMs, blockedUntilMs, vendorLimit } = row!;
+    const known = vendorLimit === null ? {} : { vendorLimit };
+    if (blockedUntilMs > nowMs) return { granted: 0, retryAtMs: blockedUntilMs, usedThrough: used, ...known };
+    return { granted, retryAtMs: windowStartMs + windowMs, usedThrough: used, ...known };
   }
 
   async blockRateLimit(key: string, untilMs: number): Promise<void> {
@@ -1154,6 +1154,17 @@ export class PostgresStateStore implements StateStore {
       `INSERT INTO rate_windows AS w (limiter_key, window_start_ms, used, blocked_until_ms) VALUES ($1, 0, 0, $2)
        ON CONFLICT (limiter_key) DO UPDATE SET blocked_until_ms = greatest(w.blocked_until_ms, excluded.blocked_until_ms)`,
       [key, untilMs],
+    );
+  }
+
+  async adoptVendorRateLimit(report: VendorRateReport): Promise<void> {
+    const { key, vendorLimit, windowStartMs, windowCap } = report;
+    await this.#query(
+      `INSERT INTO rate_windows AS w (limiter_key, window_start_ms, used, vendor_limit, window_cap) VALUES ($1, $2, 0, $3, $4)
+       ON CONFLICT (limiter_key) DO UPDATE SET vendor_limit = excluded.vendor_limit,
+         window_cap = CASE WHEN w.window_start_ms = excluded.window_start_ms AND excluded.window_cap IS NOT NULL
+           THEN least(w.window_cap, excluded.window_cap) ELSE w.window_cap END`,
+      [key, windowStartMs, vendorLimit, windowCap ?? null],
     );
   }
 

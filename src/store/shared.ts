@@ -372,6 +372,8 @@ export interface RateWindowRow {
   windowStartMs: number;
   used: number;
   blockedUntilMs: number;
+  vendorLimit: number | null;
+  windowCap: number | null;
 }
 
 /** What one acquisition grants and the window row it leaves behind; `next` is undefined while the limit is blocked. */
@@ -379,14 +381,22 @@ export function nextRateWindow(
   row: RateWindowRow | undefined,
   { requested, limit, windowMs, nowMs }: RateSlotRequest,
 ): { grant: RateSlotGrant; next: RateWindowRow | undefined } {
-  if (row && row.blockedUntilMs > nowMs) return { grant: { granted: 0, retryAtMs: row.blockedUntilMs }, next: undefined };
+  const vendorLimit = row?.vendorLimit ?? undefined;
+  if (row && row.blockedUntilMs > nowMs) {
+    const grant = { granted: 0, retryAtMs: row.blockedUntilMs, usedThrough: row.used, ...(vendorLimit !== undefined && { vendorLimit }) };
+    return { grant, next: undefined };
+  }
   // Windows only move forward: a caller whose clock read is older than the stored window (it waited for
   // the lock, or its host's clock lags) counts against that window instead of resetting it.
   const windowStartMs = Math.max(nowMs - (nowMs % windowMs), row?.windowStartMs ?? 0);
-  const used = row?.windowStartMs === windowStartMs ? row.used : 0;
-  const granted = Math.max(0, Math.min(requested, limit - used));
+  const sameWindow = row?.windowStartMs === windowStartMs;
+  const used = sameWindow ? row.used : 0;
+  // What the vendor reported lowers the limit, never raises it; a window's cap lasts as long as that window.
+  const windowCap = sameWindow ? row.windowCap : null;
+  const allowed = Math.min(limit, vendorLimit ?? limit, windowCap ?? limit);
+  const granted = Math.max(0, Math.min(requested, allowed - used));
   return {
-    grant: { granted, retryAtMs: windowStartMs + windowMs },
-    next: { windowStartMs, used: used + granted, blockedUntilMs: row?.blockedUntilMs ?? 0 },
+    grant: { granted, retryAtMs: windowStartMs + windowMs, usedThrough: used + granted, ...(vendorLimit !== undefined && { vendorLimit }) },
+    next: { windowStartMs, used: used + granted, blockedUntilMs: row?.blockedUntilMs ?? 0, vendorLimit: vendorLimit ?? null, windowCap },
   };
 }

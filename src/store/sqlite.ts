@@ -111,6 +111,7 @@ import {
   type SyncLeaseHold,
   type SyncLeaseClaim,
   type UserActivity,
+  type VendorRateReport,
 } from './store.js';
 
 /**
@@ -754,7 +755,7 @@ export class SqliteStateStore implements StateStore {
   acquireRateSlots(request: RateSlotRequest): Promise<RateSlotGrant> {
     const acquire = this.#db.transaction((): RateSlotGrant => {
       const { grant, next } = nextRateWindow(this.#sql.rateWindow.get(request.key), request);
-      if (next) this.#sql.upsertRateWindow.run(request.key, next.windowStartMs, next.used, next.blockedUntilMs);
+      if (next) this.#sql.upsertRateWindow.run(request.key, next.windowStartMs, next.used, next.blockedUntilMs, next.windowCap);
       return grant;
     });
     // IMMEDIATE: read and update under the write lock, so workers never share out more than the limit.
@@ -763,6 +764,11 @@ export class SqliteStateStore implements StateStore {
 
   blockRateLimit(key: string, untilMs: number): Promise<void> {
     return this.#settle(() => void this.#sql.blockRateWindow.run(key, untilMs));
+  }
+
+  adoptVendorRateLimit(report: VendorRateReport): Promise<void> {
+    const { key, vendorLimit, windowStartMs, windowCap = null } = report;
+    return this.#settle(() => void this.#sql.adoptVendorRateLimit.run({ key, vendorLimit, windowStartMs, windowCap }));
   }
 
   #downloadsIn(month: string): number {
@@ -889,11 +895,19 @@ function prepareStatements(db: Database.Database) {
        FROM request_outcomes WHERE run_id = ? AND request_key >= ? AND request_key < ?`,
     ),
     rateWindow: db.prepare<[string], RateWindowRow>(
-      'SELECT window_start_ms AS windowStartMs, used, blocked_until_ms AS blockedUntilMs FROM rate_windows WHERE limiter_key = ?',
+      `SELECT window_start_ms AS windowStartMs, used, blocked_until_ms AS blockedUntilMs, vendor_limit AS vendorLimit,
+         window_cap AS windowCap FROM rate_windows WHERE limiter_key = ?`,
     ),
-    upsertRateWindow: db.prepare<[string, number, number, number]>(
-      `INSERT INTO rate_windows (limiter_key, window_start_ms, used, blocked_until_ms) VALUES (?, ?, ?, ?)
-       ON CONFLICT (limiter_key) DO UPDATE SET window_start_ms = excluded.window_start_ms, used = excluded.used`,
+    upsertRateWindow: db.prepare<[string, number, number, number, number | null]>(
+      `INSERT INTO rate_windows (limiter_key, window_start_ms, used, blocked_until_ms, window_cap) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (limiter_key) DO UPDATE SET window_start_ms = excluded.window_start_ms, used = excluded.used,
+         window_cap = excluded.window_cap`,
+    ),
+    adoptVendorRateLimit: db.prepare<{ key: string; vendorLimit: number; windowStartMs: number; windowCap: number | null }>(
+      `INSERT INTO rate_windows (limiter_key, window_start_ms, used, vendor_limit, window_cap) VALUES (@key, @windowStartMs, 0, @vendorLimit, @windowCap)
+       ON CONFLICT (limiter_key) DO UPDATE SET vendor_limit = excluded.vendor_limit,
+         window_cap = CASE WHEN window_start_ms = excluded.window_start_ms AND excluded.window_cap IS NOT NULL
+           THEN min(coalesce(window_cap, excluded.window_cap), excluded.window_cap) ELSE window_cap END`,
     ),
     blockRateWindow: db.prepare<[string, number]>(
       `INSERT INTO rate_windows (limiter_key, window_start_ms, used, blocked_until_ms) VALUES (?, 0, 0, ?)

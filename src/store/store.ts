@@ -182,6 +182,20 @@ export interface RateSlotGrant {
   granted: number;
   /** When the caller may ask again if it got fewer than it requested. */
   retryAtMs: number;
+  /** The window's grants so far, these included: the slots granted are numbered up to this, from 1 in each window. */
+  usedThrough: number;
+  /** The limit per window the vendor last reported for this key, once it has (see `adoptVendorRateLimit`). */
+  vendorLimit?: number;
+}
+
+/** What a vendor's rate-limit headers said, as a limit shared by every worker takes it. */
+export interface VendorRateReport {
+  key: string;
+  /** The vendor's limit per window: every window from now on grants at most this (and the configured limit). */
+  vendorLimit: number;
+  /** The window the report is about, and how many grants it may make in all (others write to the vendor too). */
+  windowStartMs: number;
+  windowCap?: number;
 }
 
 export interface RequestOutcome {
@@ -552,6 +566,11 @@ export interface StateStore {
   acquireRateSlots(request: RateSlotRequest): Promise<RateSlotGrant>;
   /** Blocks a limit for everyone until `untilMs`, because the vendor reported it exhausted. */
   blockRateLimit(key: string, untilMs: number): Promise<void>;
+  /**
+   * Adopts a vendor's report: its limit for every window from now on, and a cap on the window it is about, which
+   * only lowers what that window may grant, and only while it is the current one.
+   */
+  adoptVendorRateLimit(report: VendorRateReport): Promise<void>;
 
   /**
    * One run per sync, whatever its workflow id: takes the lease when it is free or expired, renews it for the

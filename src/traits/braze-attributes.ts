@@ -34,9 +34,9 @@ function attributesRequest(users: readonly StagedTraitChange[]): PageRequest {
     firstKey: users[0]!.userKey,
     dataPoints: pointsPerObject.reduce((sum, points) => sum + points, 0),
     async send(braze): Promise<SentChange> {
-      const { attributes, rateLimit } = await braze.track({ attributes: objects });
+      const { attributes } = await braze.track({ attributes: objects });
       const rejectedAt = new Map(attributes.rejected.map((rejected) => [rejected.index, rejected.reason]));
-      const sent: SentChange = { accepted: [], rejected: [], dataPoints: 0, rateLimit };
+      const sent: SentChange = { accepted: [], rejected: [], dataPoints: 0 };
       users.forEach((user, index) => {
         const reason = rejectedAt.get(index);
         if (reason === undefined) {
