@@ -10,9 +10,8 @@ import { after, before, describe, test } from 'node:test';
 import { getCurrentsProgress } from '../src/client.js';
 import { CURRENTS_FORWARD_WORKFLOW_ID, CURRENTS_STREAM } from '../src/currents/amplitude-events.js';
 import { isHotId } from '../src/sandbox/amplitude/ingestion.js';
-import type { CurrentsEvent } from '../src/sandbox/braze/index.js';
 import { ampbraze } from './helpers/cli.js';
-import { poisonedBatchesFlow } from './helpers/currents-scenarios.js';
+import { currentsEvent, poisonedBatchesFlow } from './helpers/currents-scenarios.js';
 import { testServerAddress } from './helpers/temporal.js';
 import { startHarnessReceiver, type ReceiverProcess } from './helpers/receiver.js';
 import { SQLITE } from './helpers/stores.js';
@@ -74,14 +73,7 @@ async function waitFor(condition: () => boolean | Promise<boolean>, what: string
   }
 }
 
-const event = (id: string, externalId: string | undefined, overrides: Partial<CurrentsEvent> = {}): CurrentsEvent => ({
-  event_type: 'users.messages.email.Open',
-  id,
-  time: Math.floor(Date.now() / 1000),
-  user: { user_id: `braze-${id}`, ...(externalId && { external_user_id: externalId }), device_id: `device-${id}`, timezone: 'UTC' },
-  properties: { campaign_id: 'campaign-1', send_id: 'send-1' },
-  ...overrides,
-});
+const event = currentsEvent;
 
 describe('the receiver’s door', () => {
   test('wrong or missing credentials 401, an oversize body 413, malformed JSON or a non-batch 400 — nothing spooled', async () => {
