@@ -117,13 +117,13 @@ export function buildReceiver(options: ReceiverOptions): FastifyInstance {
       within(store.schemaVersion()),
       options.temporalReachable ? within(options.temporalReachable(Date.now() + READY_DEADLINE_MS)) : Promise.resolve(true),
     ]);
-    const stalled = waker.problems().length;
+    const stalled = waker.failing();
     const checks = {
       store: storeOk ? 'ok' : 'unreachable',
       temporal: temporalOk ? 'ok' : 'unreachable',
-      workflows: stalled === 0 ? 'ok' : `${stalled} stream(s) whose workflow could not be started yet (retrying)`,
+      workflows: stalled.length === 0 ? 'ok' : `could not start the workflow of ${stalled.join(', ')} yet (retrying)`,
     };
-    const ready = storeOk && temporalOk && stalled === 0;
+    const ready = storeOk && temporalOk && stalled.length === 0;
     return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', checks });
   });
 

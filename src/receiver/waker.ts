@@ -13,8 +13,8 @@ interface StreamState {
   again: boolean;
   retryTimer?: NodeJS.Timeout;
   retryMs: number;
-  /** Why the last start failed, until one succeeds. */
-  problem?: string;
+  /** The last start failed, and none succeeded since. */
+  failing: boolean;
 }
 
 export class StreamWaker {
@@ -25,7 +25,7 @@ export class StreamWaker {
 
   /** Runs `start` for `stream` now, or once more after the run in progress; on failure, again later. */
   wake(stream: string, start: () => Promise<void>): void {
-    const state = this.#streams.get(stream) ?? { running: false, again: false, retryMs: FIRST_RETRY_MS };
+    const state = this.#streams.get(stream) ?? { running: false, again: false, retryMs: FIRST_RETRY_MS, failing: false };
     this.#streams.set(stream, state);
     if (state.running) {
       state.again = true;
@@ -35,9 +35,9 @@ export class StreamWaker {
     void this.#run(stream, state, start);
   }
 
-  /** The streams whose workflow could not be started, with why. */
-  problems(): Array<{ stream: string; problem: string }> {
-    return [...this.#streams].flatMap(([stream, state]) => (state.problem ? [{ stream, problem: state.problem }] : []));
+  /** The streams whose workflow could not be started yet (why is logged as it happens). */
+  failing(): string[] {
+    return [...this.#streams].flatMap(([stream, state]) => (state.failing ? [stream] : []));
   }
 
   /** Stops retrying (the receiver is shutting down; what is spooled stays for the next start). */
@@ -53,15 +53,14 @@ export class StreamWaker {
       state.again = false;
       try {
         await start();
-        state.problem = undefined;
         state.retryMs = FIRST_RETRY_MS;
         failed = false;
       } catch (error) {
         failed = true;
-        state.problem = error instanceof Error ? error.message : String(error);
         this.onFailure(stream, error);
       }
     } while (state.again && !failed);
+    state.failing = failed;
     state.running = false;
     if (failed && !this.#closed) {
       state.retryTimer = setTimeout(() => this.wake(stream, start), state.retryMs);

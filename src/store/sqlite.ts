@@ -1,6 +1,7 @@
 /**
- * The embedded StateStore on SQLite (better-sqlite3): WAL mode so readers never block the writer, a busy
- * timeout so several worker processes on one host can share the file, and set-based SQL for the diff.
+ * The embedded StateStore on SQLite (better-sqlite3): WAL mode so readers never block the writer, waits for another
+ * process's write lock on timers (so several processes on one host share the file without stalling each other's
+ * event loop), and set-based SQL for the diff.
  */
 import { mkdirSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -187,7 +188,6 @@ function applyMigrationsWhenFree(db: Database.Database, timeoutMs: number): void
 export class SqliteStateStore implements StateStore {
   readonly #db: Database.Database;
   readonly #sql;
-
   readonly #timeoutMs: number;
 
   constructor(
