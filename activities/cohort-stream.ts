@@ -5,6 +5,7 @@
  * or by the last complete `cohortSync`), and sends the rest through the engine against the sync's own snapshot.
  * Idempotent: a retried round finds what it sent in the snapshot and the changes it finished completed.
  */
+import { workflowFailureTypes } from '../src/failure-types.js';
 import { ApplicationFailure, heartbeat } from '@temporalio/activity';
 import { cohortPageRequests, type Member } from '../src/cohort/braze-changes.js';
 import { addressOf } from '../src/cohort/identifiers.js';
@@ -15,7 +16,6 @@ import { MAX_ROWS_PER_TRANSACTION, type MembershipMark, type SpooledDeadLetter, 
 import type { WorkerContext } from '../src/worker-context.js';
 import type { ChangeKind, CohortTarget } from './cohort-sync-types.js';
 import { applyPage, lastSyncedSourceVersion, type PageBudgets, type PageOutcome } from './engine.js';
-import { withVendorFailures } from './failures.js';
 import { streamBacklog, type StreamBacklog } from './ingress-backlog.js';
 import { claimLease, type RunRef } from './sync-lease.js';
 
@@ -58,13 +58,13 @@ export function createCohortStreamActivities(context: WorkerContext) {
      * Checks the cohort exists and, for the partner cohort target, creates (or renames) Braze's native cohort. A cohort
      * Amplitude does not list (deleted, or another project's webhook) has its spooled changes dead-lettered.
      */
-    prepareCohortStream: withVendorFailures(async (input: Omit<CohortStreamRef, 'run'>): Promise<PreparedCohortStream> => {
+    prepareCohortStream: async (input: Omit<CohortStreamRef, 'run'>): Promise<PreparedCohortStream> => {
       const cohort = (await context.amplitude.listCohorts()).find((listed) => listed.id === input.cohortId);
       if (!cohort) return { unknownCohort: true, deadLettered: await deadLetterStream(context, input) };
       if (input.target === 'partner_cohort') {
         if (!context.brazePartnerConfigured) {
           throw ApplicationFailure.create({
-            type: 'InvalidCohortStream',
+            type: workflowFailureTypes('cohortStream').invalidInput,
             nonRetryable: true,
             message: 'target "partner_cohort" needs BRAZE_PARTNER_NAME, BRAZE_PARTNER_API_KEY and BRAZE_DATA_IMPORT_KEY on the workers',
           });
@@ -73,9 +73,9 @@ export function createCohortStreamActivities(context: WorkerContext) {
         await context.braze.createOrRenamePartnerCohort({ cohortId: input.cohortId, name: cohort.name, createdAt });
       }
       return { cohortName: cohort.name };
-    }),
+    },
 
-    applyCohortStreamRound: withVendorFailures(async (input: CohortStreamRoundInput): Promise<CohortStreamRound> => {
+    applyCohortStreamRound: async (input: CohortStreamRoundInput): Promise<CohortStreamRound> => {
       const { run } = input;
       const stream = cohortStreamName(input);
       const round: Omit<CohortStreamRound, 'backlog'> = { status: 'applied', read: 0, ...noCohortStreamCounts() };
@@ -133,7 +133,7 @@ export function createCohortStreamActivities(context: WorkerContext) {
       } finally {
         await store.releaseSyncLease(run.syncId, run.runId);
       }
-    }),
+    },
 
     cohortStreamBacklog: backlogOf,
   };

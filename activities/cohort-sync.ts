@@ -27,7 +27,6 @@ import type {
 } from './cohort-sync-types.js';
 import { findCohort } from './cohort-export.js';
 import { applyPage, closeRun, lastSyncedSourceVersion, readPlannedPage, runWithConcurrency, skipped, skipReasonsOf } from './engine.js';
-import { withVendorFailures } from './failures.js';
 import { keepLease, takeLease, type RunRef } from './sync-lease.js';
 
 const STAGE_CHUNK_ROWS = 2_000;
@@ -88,7 +87,7 @@ export function createCohortSyncActivities(context: WorkerContext) {
   /** The keys of a planned page still in the diff: all of them on a first attempt, what is left on a retry. */
   async function remainingPageMembers(input: ApplyCohortPageInput): Promise<string[]> {
     const { runId, syncId } = input.run;
-    const plan = { kind: input.kind, page: input.page, failureType: 'InvalidCohortSync' };
+    const plan = { kind: input.kind, page: input.page };
     const members = await readPlannedPage<{ memberKey: string }>(context, input.run, plan, (options) =>
       input.kind === 'enter'
         ? store.diffPage(runId, syncId, { ...options, kind: 'enter' })
@@ -102,13 +101,13 @@ export function createCohortSyncActivities(context: WorkerContext) {
      * Takes the sync's lease (or reports the run that has it), reads cohort metadata (free) and decides whether
      * anything can have changed since the last success.
      */
-    prepareCohortRun: withVendorFailures(async (input: PrepareCohortRunInput): Promise<PreparedCohortRun> => {
+    prepareCohortRun: async (input: PrepareCohortRunInput): Promise<PreparedCohortRun> => {
       const { run } = input;
       const lease = await takeLease(store, run, input.ifRunning);
       if (!lease.held) return { status: 'busy', runInProgress: lease.runInProgress };
       // Recorded before anything can fail, so that finishing the run (which frees the lease) always finds it.
       await store.startRun({ runId: run.runId, syncId: run.syncId, kind: 'cohort', startedAt: new Date() });
-      const cohort = await findCohort(context, input.cohortId, 'InvalidCohortSync');
+      const cohort = await findCohort(context, input.cohortId);
       const lastSource = await lastSyncedSourceVersion(context, run.syncId);
       if (!input.force && lastSource === String(cohort.lastComputed)) {
         return { status: 'unchanged', cohortName: cohort.name, lastComputed: cohort.lastComputed };
@@ -127,22 +126,22 @@ export function createCohortSyncActivities(context: WorkerContext) {
         createdAt: cohort.createdAt ?? cohort.lastComputed,
         size: cohort.size ?? 0,
       };
-    }),
+    },
 
     /** Creates the native Braze cohort ("[Amplitude] <name>: <id>"), or renames it; safe to repeat. */
-    ensurePartnerCohort: withVendorFailures(async (input: { cohortId: string; cohortName: string; createdAt: number }): Promise<void> => {
+    ensurePartnerCohort: async (input: { cohortId: string; cohortName: string; createdAt: number }): Promise<void> => {
       await context.braze.createOrRenamePartnerCohort({
         cohortId: input.cohortId,
         name: input.cohortName,
         createdAt: new Date(input.createdAt * 1000).toISOString(),
       });
-    }),
+    },
 
     /**
      * Streams the cohort file into staging in chunks, resuming after the rows a previous attempt committed.
      * Members no identifier can address are recorded as skipped (with the reason) in the run's failure ledger.
      */
-    stageCohortMembers: withVendorFailures(async (input: StageCohortMembersInput): Promise<StagedCohort> => {
+    stageCohortMembers: async (input: StageCohortMembersInput): Promise<StagedCohort> => {
       // The checkpoint is committed with the rows it covers: rows up to it are in the store, the rest are not.
       const { runId } = input.run;
       await keepLease(store, input.run);
@@ -171,7 +170,7 @@ export function createCohortSyncActivities(context: WorkerContext) {
       const skipReasons = await skipReasonsOf(context, runId);
       const skippedCount = Object.values(skipReasons).reduce((sum, n) => sum + n, 0);
       return { rows: row, resumedFromRow, staged: await store.stagedCount(runId), skipped: skippedCount, skipReasons };
-    }),
+    },
 
     /** Cuts the diff into numbered pages, so the workflow can apply several at once by number. */
     planCohortRun: async (input: { run: RunRef; pageSize: number }): Promise<CohortPlan> => {
@@ -193,7 +192,7 @@ export function createCohortSyncActivities(context: WorkerContext) {
      * with the snapshot change it made, so a retried attempt sends only what is left, counts no request twice, and
      * counts the data points of a request cut off by a crash, which Braze may have billed.
      */
-    applyCohortPage: withVendorFailures(async (input: ApplyCohortPageInput): Promise<PageOutcome> => {
+    applyCohortPage: async (input: ApplyCohortPageInput): Promise<PageOutcome> => {
       const { run } = input;
       await keepLease(store, run);
       const members = (await remainingPageMembers(input)).map((memberKey) => ({ memberKey, address: addressOf(memberKey) }));
@@ -206,7 +205,7 @@ export function createCohortSyncActivities(context: WorkerContext) {
         syncKind: 'cohort',
         snapshotOf: (sent) => (input.kind === 'enter' ? { added: sent.accepted } : { removed: sent.accepted }),
       });
-    }),
+    },
 
     /** Records the run in the ledger, clears its staging, and reports why members failed (from the failure ledger). */
     finishCohortRun: (input: FinishCohortRunInput): Promise<RunFailures> => closeRun(context, input),

@@ -10,7 +10,6 @@ import { amplitudeEventOf, CURRENTS_STREAM, currentsEventSchema, isForwarded } f
 import { describeIssues } from '../src/ingress/doors.js';
 import type { SpooledDeadLetter, SpooledItem } from '../src/store/store.js';
 import type { WorkerContext } from '../src/worker-context.js';
-import { withVendorFailures } from './failures.js';
 import { streamBacklog, type StreamBacklog } from './ingress-backlog.js';
 
 /** Forwarded events are remembered as long as Amplitude drops a repeated insert_id, so a redelivery stops at the door. */
@@ -46,7 +45,7 @@ export function createCurrentsActivities(context: WorkerContext) {
 
   return {
     /** Forwards up to `maxEvents` of the oldest spooled events (none of a throttled user or device) in one request. */
-    forwardCurrents: withVendorFailures(async (input: { maxEvents: number }): Promise<ForwardedBatch> => {
+    forwardCurrents: async (input: { maxEvents: number }): Promise<ForwardedBatch> => {
       const spooled = takeInOrder(await store.pendingIngress(CURRENTS_STREAM, { nowMs: Date.now(), limit: input.maxEvents }));
       const round: Omit<ForwardedBatch, 'backlog'> = {
         read: spooled.length,
@@ -96,7 +95,7 @@ export function createCurrentsActivities(context: WorkerContext) {
         .createGauge('ampbraze_currents_backlog_age', 'float', 'seconds', 'how long the oldest unforwarded Currents event has waited')
         .set(backlog.oldestAgeMs / 1000);
       return { ...round, backlog };
-    }),
+    },
 
     /** The spool's backlog now (for the progress query and `ampbraze currents status`). */
     currentsBacklog: backlogNow,

@@ -4,6 +4,7 @@
  * heartbeats, the data-point metric and the budget check. A sync kind supplies only its requests and what an
  * accepted request changes in its snapshot.
  */
+import { FailureType } from '../src/failure-types.js';
 import { activityInfo, ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
 import type { BrazeEndpoints, PageRequest, SentChange } from '../src/braze/page-request.js';
 import { RateLimitedError, VendorError } from '../src/errors.js';
@@ -66,11 +67,11 @@ export interface PageBudgets {
 export async function readPlannedPage<T>(
   context: WorkerContext,
   run: RunRef,
-  plan: { kind: PlanKind; page: number; failureType: string },
+  plan: { kind: PlanKind; page: number },
   read: (options: DiffPageOptions) => Promise<Page<T>>,
 ): Promise<T[]> {
   const range = await context.store.plannedPage(run.runId, plan.kind, plan.page);
-  if (!range) throw ApplicationFailure.nonRetryable(`Run ${run.runId} planned no ${plan.kind} page ${plan.page}`, plan.failureType);
+  if (!range) throw ApplicationFailure.nonRetryable(`Run ${run.runId} planned no ${plan.kind} page ${plan.page}`, FailureType.PlanMissing);
   const items: T[] = [];
   let afterKey = range.afterKey;
   do {

@@ -3,6 +3,7 @@
  * events, then send the staged events through the engine. Each step is idempotent: a retried attempt resumes
  * from what the store holds (the committed line, the sent-event ledger) instead of starting over.
  */
+import { FailureType } from '../src/failure-types.js';
 import { activityInfo, ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
 import type { ExportedEvent } from '../src/amplitude/schemas.js';
 import { amplitudeTimeMs, cameFromBraze, decide, userKeyOf } from '../src/events/amplitude-events.js';
@@ -21,7 +22,6 @@ import type {
   IngestEventHourInput,
   PrunedStore,
 } from './event-sync-types.js';
-import { withVendorFailures } from './failures.js';
 import { keepLease, takeLease, type RunRef } from './sync-lease.js';
 
 /** Lines per store transaction while ingesting. */
@@ -53,7 +53,7 @@ export function createEventSyncActivities(context: WorkerContext) {
     } catch (error) {
       if (error instanceof RetryableVendorError && error.status === 504 && activityInfo().attempt >= EXPORT_TIMEOUT_ATTEMPTS) {
         throw ApplicationFailure.create({
-          type: 'ExportTimedOut',
+          type: FailureType.ExportTimedOut,
           nonRetryable: true,
           message: `Amplitude's Export API timed out (504) on hour ${hour} ${EXPORT_TIMEOUT_ATTEMPTS} times in a row; an hour cannot be split further, so try the hour again later (re-running it is safe)`,
           cause: error,
@@ -61,7 +61,7 @@ export function createEventSyncActivities(context: WorkerContext) {
       }
       if (error instanceof NonRetryableVendorError && error.status === 400) {
         throw ApplicationFailure.create({
-          type: 'ExportTooLarge',
+          type: FailureType.ExportTooLarge,
           nonRetryable: true,
           message: `Amplitude's Export API refused hour ${hour} (400: ${error.vendorMessage ?? 'over its size limit'}); an hour is the smallest range it exports, so this hour cannot be read through the Export API (its limit is 4 GB a request)`,
           cause: error,
@@ -89,7 +89,7 @@ export function createEventSyncActivities(context: WorkerContext) {
      * are read again but not written again, so a retried attempt resumes where the last one committed and still
      * counts the whole hour.
      */
-    ingestEventHour: withVendorFailures(async (input: IngestEventHourInput): Promise<IngestedHour> => {
+    ingestEventHour: async (input: IngestEventHourInput): Promise<IngestedHour> => {
       const { run, hour, selection } = input;
       await keepLease(store, run);
       const hourStart = exportHourStart(hour);
@@ -138,7 +138,7 @@ export function createEventSyncActivities(context: WorkerContext) {
       if (ingested.events > committedLine) await commit();
       ingested.usersActive = users.size;
       return ingested;
-    }),
+    },
 
     /** Cuts the staged events not yet sent (by any run) into numbered pages. */
     planEventRun: async (input: { run: RunRef; pageSize: number }): Promise<EventPlan> => {
@@ -152,10 +152,10 @@ export function createEventSyncActivities(context: WorkerContext) {
      * Sends what is left of one planned page: each request claims its events in the sent-event ledger just before
      * it goes, so an event reaches Braze at most once, whatever retries, kills and reruns happen.
      */
-    applyEventPage: withVendorFailures(async (input: ApplyEventPageInput): Promise<PageOutcome> => {
+    applyEventPage: async (input: ApplyEventPageInput): Promise<PageOutcome> => {
       const { run } = input;
       await keepLease(store, run);
-      const events = await readPlannedPage(context, run, { kind: 'event', page: input.page, failureType: 'InvalidEventSync' }, (options) =>
+      const events = await readPlannedPage(context, run, { kind: 'event', page: input.page }, (options) =>
         store.unsentEvents(run.runId, options),
       );
       // The sent-event ledger, claimed before each request, is this kind's snapshot: nothing more to record.
@@ -167,7 +167,7 @@ export function createEventSyncActivities(context: WorkerContext) {
         syncKind: 'event',
         snapshotOf: () => ({}),
       });
-    }),
+    },
 
     /**
      * Keeps the store bounded: users last active before the window leave the activity index (with their

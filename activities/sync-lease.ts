@@ -3,7 +3,8 @@
  * renews the run's lease in the shared store before it touches a vendor, so two runs of one sync never send at
  * once, on any number of workers and hosts. A run that dies without releasing its lease frees it on expiry.
  */
-import { ApplicationFailure } from '@temporalio/common';
+import { ApplicationFailure, ApplicationFailureCategory } from '@temporalio/common';
+import { FailureType } from '../src/failure-types.js';
 import type { StateStore, SyncLeaseHold } from '../src/store/store.js';
 
 /** Long enough to ride out a slow workflow task or a worker restart; short enough that a dead run blocks briefly. */
@@ -40,7 +41,7 @@ export async function keepLease(store: StateStore, run: RunRef): Promise<void> {
   const lease = await claimLease(store, run);
   if (!lease.held) {
     throw ApplicationFailure.create({
-      type: 'SyncLeaseLost',
+      type: FailureType.SyncLeaseLost,
       nonRetryable: true,
       message: `Run ${lease.runInProgress} took over sync "${run.syncId}" after this run's lease lapsed (it paused or stalled longer than ${SYNC_LEASE_TTL_MS / 60_000} minutes); this run stops and sends nothing more`,
     });
@@ -68,7 +69,9 @@ export async function takeLease(
   const heldForARound = lease.hold === 'round';
   if (ifRunning === 'skip' && !heldForARound) return lease;
   throw ApplicationFailure.create({
-    type: 'SyncLeaseHeld',
+    type: FailureType.SyncLeaseHeld,
+    // A poll, not a failure: quiet in the logs, and not counted by the failure metrics.
+    category: ApplicationFailureCategory.BENIGN,
     message: heldForARound
       ? `Waiting for a round of ${lease.runInProgress} (the cohort's webhook stream) to end`
       : `Waiting for run ${lease.runInProgress} of sync "${run.syncId}" to finish (ifRunning: "wait")`,

@@ -4,6 +4,7 @@
  * accepted), and send them through the engine. Each step is idempotent: a retried attempt resumes from what the
  * store holds (the staged users, the attribute snapshot) instead of starting over.
  */
+import { FailureType } from '../src/failure-types.js';
 import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
 import type { AmplitudeUserProfile } from '../src/amplitude/schemas.js';
 import { RateLimitedError } from '../src/errors.js';
@@ -37,7 +38,6 @@ import type {
   StageTraitChangesInput,
   TraitPlan,
 } from './trait-sync-types.js';
-import { withVendorFailures } from './failures.js';
 import { keepLease, takeLease, type RunRef } from './sync-lease.js';
 
 const DAY_MS = 86_400_000;
@@ -69,7 +69,7 @@ export function createTraitSyncActivities(context: WorkerContext) {
     if (ageMs === undefined || ageMs > context.activityIndexMaxAgeMs) {
       const when = ageMs === undefined ? 'no event sync has fed it yet' : `the last event sync finished ${describeAge(ageMs)} ago`;
       throw ApplicationFailure.create({
-        type: 'ActivityIndexStale',
+        type: FailureType.ActivityIndexStale,
         nonRetryable: true,
         message: `The activity index is stale (${when}; ACTIVITY_INDEX_MAX_AGE is ${describeAge(context.activityIndexMaxAgeMs)}), so the audience and its properties would be out of date. Start the hourly ingestion with "ampbraze events schedule" (and "ampbraze events backfill --from … --to …" for past hours), or give the sync an audience cohort (audienceCohortId); then run this sync again.`,
       });
@@ -79,7 +79,7 @@ export function createTraitSyncActivities(context: WorkerContext) {
 
   /** A cohort is the audience: its listing says which version a download would get (the quota is spent later). */
   async function audienceCohort(input: PrepareTraitRunInput) {
-    const cohort = await findCohort(context, input.audienceCohortId!, 'InvalidTraitSync');
+    const cohort = await findCohort(context, input.audienceCohortId!);
     const sourceVersion = `${cohort.lastComputed}:${input.selectionFingerprint}`;
     return { audience: 'cohort' as const, cohortName: cohort.name, size: cohort.size ?? 0, sourceVersion };
   }
@@ -172,7 +172,7 @@ export function createTraitSyncActivities(context: WorkerContext) {
      * again (to count the whole audience) but not staged again, so a retried attempt resumes where the last one
      * committed.
      */
-    stageTraitChanges: withVendorFailures(async (input: StageTraitChangesInput): Promise<StagedTraits> => {
+    stageTraitChanges: async (input: StageTraitChangesInput): Promise<StagedTraits> => {
       const { run } = input;
       await keepLease(store, run);
       const staged: StagedTraits = { users: 0, unchanged: 0, created: 0, updated: 0, set: 0, unset: 0, skipReasons: {} };
@@ -190,7 +190,7 @@ export function createTraitSyncActivities(context: WorkerContext) {
       else await stageIndexAudience(input, skip, stage);
       for (const [reason, count] of Object.entries(await skipReasonsOf(context, run.runId))) staged.skipReasons[reason] = count;
       return staged;
-    }),
+    },
 
     /**
      * Fetches the audience's computations and recommendations from the User Profile API within the project's
@@ -198,7 +198,7 @@ export function createTraitSyncActivities(context: WorkerContext) {
      * since their fetch first, then the stalest, at most `maxFetches` per run. Each answer is recorded as it
      * comes, so a retried attempt (a killed worker) or the next run never fetches a finished user again.
      */
-    fetchProfiles: withVendorFailures(async (input: FetchProfilesInput): Promise<FetchedProfiles> => {
+    fetchProfiles: async (input: FetchProfilesInput): Promise<FetchedProfiles> => {
       const { run, selection } = input;
       await keepLease(store, run);
       const windowStartMs = Date.now() - input.windowDays * DAY_MS;
@@ -248,7 +248,7 @@ export function createTraitSyncActivities(context: WorkerContext) {
       }
       const fresh = await store.profileFetchCounts(run.syncId, { sinceMs: windowStartMs, fetchedSinceMs: Date.now() - FRESH_WITHIN_MS });
       return { profileApiRequests: requests, audience: fresh.audience, fetched: fresh.fetched, fetchedWithin24h: fresh.fetchedSince };
-    }),
+    },
 
     /** Cuts the staged users into numbered pages. */
     planTraitRun: async (input: { run: RunRef; pageSize: number; attributesPerUser: number }): Promise<TraitPlan> => {
@@ -261,10 +261,10 @@ export function createTraitSyncActivities(context: WorkerContext) {
      * Sends what is left of one planned page. Changes are checked again against the snapshot just before they
      * go: a value another sync (or an earlier attempt of this page) has written since is not paid for twice.
      */
-    applyTraitPage: withVendorFailures(async (input: ApplyTraitPageInput): Promise<PageOutcome> => {
+    applyTraitPage: async (input: ApplyTraitPageInput): Promise<PageOutcome> => {
       const { run } = input;
       await keepLease(store, run);
-      const staged = await readPlannedPage(context, run, { kind: 'trait', page: input.page, failureType: 'InvalidTraitSync' }, (options) =>
+      const staged = await readPlannedPage(context, run, { kind: 'trait', page: input.page }, (options) =>
         store.stagedTraitChanges(run.runId, options),
       );
       const sentNow = await store.attributeSnapshots(
@@ -286,7 +286,7 @@ export function createTraitSyncActivities(context: WorkerContext) {
         syncKind: 'trait',
         snapshotOf: (sent) => ({ attributes: acceptedSnapshot(scope, sent.accepted, changesOf) }),
       });
-    }),
+    },
 
     /** Records the run, clears its staging, frees the sync, and reports Braze's rejections. */
     finishTraitRun: (input: FinishTraitRunInput): Promise<RunFailures> => closeRun(context, input),

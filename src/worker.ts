@@ -5,6 +5,7 @@
 import { join } from 'node:path';
 import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
+import { activityInterceptors } from '../activities/interceptors.js';
 import { loadConfig, temporalConnectionOptions, type TemporalConfig } from './config.js';
 import { PROJECT_ROOT } from './temporal/cli.js';
 import { createWorkerContext, type WorkerContext } from './worker-context.js';
@@ -32,6 +33,7 @@ export function createSyncWorker(
       ? { workflowBundle: { codePath: workflowBundlePath } }
       : { workflowsPath: join(PROJECT_ROOT, 'workflows', 'index.ts') }),
     activities: createActivities(context),
+    interceptors: { activity: activityInterceptors },
   });
 }
 

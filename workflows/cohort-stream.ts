@@ -26,9 +26,9 @@ import { budgetControls, parseWorkflowInput, readableFailure, spooledSignal, syn
 
 export { resumeSignal, setBudgetUpdate, spooledSignal } from './engine.js';
 
-const { retry } = syncActivities<CohortStreamActivities>(['InvalidCohortStream']);
+const { retry, scheduleToCloseTimeout } = syncActivities<CohortStreamActivities>('cohortStream');
 // A round is one Braze page: an attempt lost with its worker is retried elsewhere within seconds.
-const quick = proxyActivities<CohortStreamActivities>({ startToCloseTimeout: '1 minute', retry });
+const quick = proxyActivities<CohortStreamActivities>({ startToCloseTimeout: '1 minute', scheduleToCloseTimeout, retry });
 
 /** What the stream has sent since it started, carried across continue-as-new. */
 export type CohortStreamTotals = CohortStreamCounts;
@@ -52,7 +52,7 @@ const ROUNDS_PER_RUN = 500;
 const LEASE_RECHECK = '2s';
 
 export async function cohortStream(input: CohortStreamInput, carried?: CohortStreamTotals): Promise<CohortStreamTotals> {
-  const options = parseWorkflowInput(cohortStreamInputSchema, input, 'cohortStream', 'InvalidCohortStream');
+  const options = parseWorkflowInput(cohortStreamInputSchema, input, 'cohortStream');
   const { workflowId, firstExecutionRunId } = workflowInfo();
   // The same across continue-as-new: the ledger sums this stream's requests under one run.
   const run: RunRef = { syncId: cohortSyncId(options), runId: `${workflowId}/${firstExecutionRunId}`, workflowId };
@@ -103,7 +103,7 @@ export async function cohortStream(input: CohortStreamInput, carried?: CohortStr
       }
     }
   } catch (error) {
-    throw readableFailure(error, 'CohortStreamFailed');
+    throw readableFailure(error, 'cohortStream');
   }
   await condition(allHandlersFinished);
   return continueAsNew<typeof cohortStream>({ ...input, ...controls.defined() }, totals);

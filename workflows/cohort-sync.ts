@@ -23,11 +23,7 @@ import { applyPages, budgetControls, parseWorkflowInput, readableFailure, syncAc
 
 export { resumeSignal, setBudgetUpdate } from './engine.js';
 
-const { quick, streaming, pages, jobWait } = syncActivities<CohortSyncActivities & CohortExportActivities>([
-  'InvalidCohortSync',
-  'QuotaExhausted',
-  'ExportTimedOut',
-]);
+const { quick, streaming, pages, jobWait } = syncActivities<CohortSyncActivities & CohortExportActivities>('cohortSync');
 
 export interface CohortSyncTotals {
   added: number;
@@ -78,7 +74,7 @@ export interface CohortSyncCheckpoint {
 export const progressQuery = defineQuery<CohortSyncProgress>('progress');
 
 export async function cohortSync(input: CohortSyncInput, checkpoint?: CohortSyncCheckpoint): Promise<CohortSyncResult> {
-  const options: CohortSyncOptions = parseWorkflowInput(cohortSyncInputSchema, input, 'cohortSync', 'InvalidCohortSync');
+  const options: CohortSyncOptions = parseWorkflowInput(cohortSyncInputSchema, input, 'cohortSync');
   const syncId = cohortSyncId(options);
   const runId = checkpoint?.runId ?? `${syncId}/${workflowInfo().runId}`;
   const run: RunRef = { syncId, runId, workflowId: workflowInfo().workflowId };
@@ -115,7 +111,7 @@ export async function cohortSync(input: CohortSyncInput, checkpoint?: CohortSync
   } catch (error) {
     if (error instanceof ContinueAsNew) throw error;
     await quick.finishCohortRun({ run, status: 'failed', stats: { ...totals } }).catch(() => undefined);
-    throw readableFailure(error, 'CohortSyncFailed');
+    throw readableFailure(error, 'cohortSync');
   }
 
   async function syncCohort(): Promise<CohortSyncResult> {

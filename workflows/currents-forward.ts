@@ -22,9 +22,9 @@ import { parseWorkflowInput, readableFailure, spooledSignal, syncActivities } fr
 
 export { spooledSignal } from './engine.js';
 
-const { retry } = syncActivities<CurrentsActivities>(['InvalidCurrentsForward']);
+const { retry, scheduleToCloseTimeout } = syncActivities<CurrentsActivities>('currentsForward');
 // One Amplitude request a round: an attempt lost with its worker is retried elsewhere within seconds, not minutes.
-const quick = proxyActivities<CurrentsActivities>({ startToCloseTimeout: '30 seconds', retry });
+const quick = proxyActivities<CurrentsActivities>({ startToCloseTimeout: '30 seconds', scheduleToCloseTimeout, retry });
 
 export const currentsForwardInputSchema = z.strictObject({
   /** Events per Amplitude request (HTTP V2 takes up to 2,000 and 1 MB; a 413 is split). */
@@ -58,7 +58,7 @@ const ROUNDS_PER_RUN = 500;
 const THROTTLED_RECHECK = '5s';
 
 export async function currentsForward(input: CurrentsForwardInput = {}, carried?: CurrentsForwardTotals): Promise<CurrentsForwardTotals> {
-  const options = parseWorkflowInput(currentsForwardInputSchema, input, 'currentsForward', 'InvalidCurrentsForward');
+  const options = parseWorkflowInput(currentsForwardInputSchema, input, 'currentsForward');
   const totals: CurrentsForwardTotals = carried ?? {
     forwarded: 0,
     skipped: 0,
@@ -91,7 +91,7 @@ export async function currentsForward(input: CurrentsForwardInput = {}, carried?
       }
     }
   } catch (error) {
-    throw readableFailure(error, 'CurrentsForwardFailed');
+    throw readableFailure(error, 'currentsForward');
   }
   await condition(allHandlersFinished);
   return continueAsNew<typeof currentsForward>(input, totals);

@@ -18,6 +18,7 @@ import {
 } from '@temporalio/workflow';
 import type { z } from 'zod';
 import type { PageBudgets, PageOutcome } from '../activities/engine.js';
+import { NON_RETRYABLE_FAILURES, workflowFailureTypes } from '../src/failure-types.js';
 import { describeInputProblems } from '../src/input-problems.js';
 
 export interface Budgets {
@@ -33,11 +34,11 @@ export const resumeSignal = defineSignal('resume');
 export const spooledSignal = defineSignal('spooled');
 
 /** The input, parsed; a bad one fails the run at once (not retried), one line per problem naming the field. */
-export function parseWorkflowInput<S extends z.ZodType>(schema: S, input: unknown, workflowType: string, failureType: string): z.output<S> {
+export function parseWorkflowInput<S extends z.ZodType>(schema: S, input: unknown, workflowType: string): z.output<S> {
   const parsed = schema.safeParse(input);
   if (parsed.success) return parsed.data;
   throw ApplicationFailure.create({
-    type: failureType,
+    type: workflowFailureTypes(workflowType).invalidInput,
     nonRetryable: true,
     message: `Invalid ${workflowType} input:\n${describeInputProblems(parsed.error)}`,
   });
@@ -46,22 +47,26 @@ export function parseWorkflowInput<S extends z.ZodType>(schema: S, input: unknow
 /**
  * The activity proxies every sync kind uses: quick steps, streams (staging) and pages. Streams and pages
  * heartbeat as they go, so a dead worker's activity moves to another one within seconds and resumes from the
- * store. `nonRetryableErrorTypes` adds the kind's own failures to the ones every kind shares.
+ * store. Failures no retry can help (and the kind's refused input) are not retried; the rest are, within a day.
  */
-export function syncActivities<A extends object>(nonRetryableErrorTypes: readonly string[]) {
+export function syncActivities<A extends object>(workflowType: string) {
   const retry = {
     initialInterval: '1s',
     backoffCoefficient: 2,
     maximumInterval: '1 minute',
-    nonRetryableErrorTypes: ['VendorRejected', 'SyncLeaseLost', ...nonRetryableErrorTypes],
+    nonRetryableErrorTypes: [...NON_RETRYABLE_FAILURES, workflowFailureTypes(workflowType).invalidInput],
   };
+  // The ceiling of an activity's retries: a vendor outage (or another run's lease) lasting longer fails the run,
+  // which the next scheduled run starts afresh, rather than retrying for ever.
+  const scheduleToCloseTimeout = '1 day';
   return {
     retry,
-    quick: proxyActivities<A>({ startToCloseTimeout: '2 minutes', retry }),
-    streaming: proxyActivities<A>({ startToCloseTimeout: '2 hours', heartbeatTimeout: '20 seconds', retry }),
-    pages: proxyActivities<A>({ startToCloseTimeout: '10 minutes', heartbeatTimeout: '20 seconds', retry }),
+    scheduleToCloseTimeout,
+    quick: proxyActivities<A>({ startToCloseTimeout: '2 minutes', scheduleToCloseTimeout, retry }),
+    streaming: proxyActivities<A>({ startToCloseTimeout: '2 hours', heartbeatTimeout: '20 seconds', scheduleToCloseTimeout, retry }),
+    pages: proxyActivities<A>({ startToCloseTimeout: '10 minutes', heartbeatTimeout: '20 seconds', scheduleToCloseTimeout, retry }),
     // A vendor job's wait (a cohort export) ends itself with a readable failure at its limit; this only catches a hang.
-    jobWait: proxyActivities<A>({ startToCloseTimeout: '3 hours', heartbeatTimeout: '1 minute', retry }),
+    jobWait: proxyActivities<A>({ startToCloseTimeout: '3 hours', heartbeatTimeout: '1 minute', scheduleToCloseTimeout, retry }),
   };
 }
 
@@ -202,9 +207,10 @@ export async function applyPages(window: PageWindow, controls: BudgetControls, p
 }
 
 /** An activity's own non-retryable failure (quota, bad input, vendor rejection) becomes the run's failure, verbatim. */
-export function readableFailure(error: unknown, fallbackType: string): unknown {
+export function readableFailure(error: unknown, workflowType: string): unknown {
   if (error instanceof ActivityFailure && error.cause instanceof ApplicationFailure) {
-    return ApplicationFailure.create({ type: error.cause.type ?? fallbackType, message: error.cause.message, nonRetryable: true });
+    const type = error.cause.type ?? workflowFailureTypes(workflowType).failed;
+    return ApplicationFailure.create({ type, message: error.cause.message, nonRetryable: true });
   }
   return error;
 }

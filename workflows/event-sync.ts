@@ -21,7 +21,7 @@ import { eventSyncId, eventSyncInputSchema, exportHourOf, type EventSyncInput, t
 import { DATA_POINTS, EXPORT_HOUR, SCHEDULED_START_TIME, SYNC_KIND } from '../src/temporal/search-attributes.js';
 import { applyPages, budgetControls, parseWorkflowInput, readableFailure, syncActivities } from './engine.js';
 
-const { quick, streaming, pages } = syncActivities<EventSyncActivities>(['InvalidEventSync', 'ExportTimedOut']);
+const { quick, streaming, pages } = syncActivities<EventSyncActivities>('eventSync');
 
 export interface EventSyncTotals {
   forwarded: number;
@@ -74,7 +74,7 @@ export interface EventSyncCheckpoint {
 export const eventProgressQuery = defineQuery<EventSyncProgress>('progress');
 
 export async function eventSync(input: EventSyncInput = {}, checkpoint?: EventSyncCheckpoint): Promise<EventSyncResult> {
-  const options: EventSyncOptions = parseWorkflowInput(eventSyncInputSchema, input, 'eventSync', 'InvalidEventSync');
+  const options: EventSyncOptions = parseWorkflowInput(eventSyncInputSchema, input, 'eventSync');
   const hour = checkpoint?.hour ?? options.hour ?? hourToProcess(options.lagHours);
   const syncId = eventSyncId(hour);
   const run: RunRef = { syncId, runId: checkpoint?.runId ?? `${syncId}/${workflowInfo().runId}`, workflowId: workflowInfo().workflowId };
@@ -99,7 +99,7 @@ export async function eventSync(input: EventSyncInput = {}, checkpoint?: EventSy
   } catch (error) {
     if (error instanceof ContinueAsNew) throw error;
     await quick.finishEventRun({ run, status: 'failed', stats: { ...totals } }).catch(() => undefined);
-    throw readableFailure(error, 'EventSyncFailed');
+    throw readableFailure(error, 'eventSync');
   }
 
   async function syncHour(): Promise<EventSyncResult> {

@@ -30,12 +30,7 @@ import {
 } from '../src/traits/input.js';
 import { applyPages, budgetControls, parseWorkflowInput, readableFailure, syncActivities } from './engine.js';
 
-const { quick, streaming, pages, jobWait } = syncActivities<TraitSyncActivities & CohortExportActivities>([
-  'InvalidTraitSync',
-  'ActivityIndexStale',
-  'QuotaExhausted',
-  'ExportTimedOut',
-]);
+const { quick, streaming, pages, jobWait } = syncActivities<TraitSyncActivities & CohortExportActivities>('traitSync');
 
 export interface TraitSyncTotals {
   /** Users whose changes Braze accepted. */
@@ -88,7 +83,7 @@ export interface TraitSyncCheckpoint {
 export const traitProgressQuery = defineQuery<TraitSyncProgress>('progress');
 
 export async function traitSync(input: TraitSyncInput, checkpoint?: TraitSyncCheckpoint): Promise<TraitSyncResult> {
-  const options: TraitSyncOptions = parseWorkflowInput(traitSyncInputSchema, input, 'traitSync', 'InvalidTraitSync');
+  const options: TraitSyncOptions = parseWorkflowInput(traitSyncInputSchema, input, 'traitSync');
   const syncId = traitSyncId(options);
   const run: RunRef = { syncId, runId: checkpoint?.runId ?? `${syncId}/${workflowInfo().runId}`, workflowId: workflowInfo().workflowId };
   const totals: TraitSyncTotals = checkpoint?.totals ?? {
@@ -119,7 +114,7 @@ export async function traitSync(input: TraitSyncInput, checkpoint?: TraitSyncChe
   } catch (error) {
     if (error instanceof ContinueAsNew) throw error;
     if (started) await quick.finishTraitRun({ run, status: 'failed', stats: { ...totals } }).catch(() => undefined);
-    throw readableFailure(error, 'TraitSyncFailed');
+    throw readableFailure(error, 'traitSync');
   }
 
   async function syncTraits(): Promise<TraitSyncResult> {

@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
+import { activityInterceptors } from '../../activities/interceptors.js';
 
 // Workers log every state change at INFO; tests want only what went wrong.
 Runtime.install({ logger: new DefaultLogger('WARN') });
@@ -42,5 +43,11 @@ export async function createTestWorker(
   env: TestWorkflowEnvironment,
   options: Pick<WorkerOptions, 'taskQueue' | 'activities'> & Partial<WorkerOptions>,
 ): Promise<Worker> {
-  return Worker.create({ connection: env.nativeConnection, workflowBundle: { codePath: testWorkflowBundlePath() }, ...options });
+  return Worker.create({
+    connection: env.nativeConnection,
+    workflowBundle: { codePath: testWorkflowBundlePath() },
+    // As every worker has them (src/worker.ts): vendor errors become Temporal failures for every activity.
+    interceptors: { activity: activityInterceptors },
+    ...options,
+  });
 }
