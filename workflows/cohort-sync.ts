@@ -1,38 +1,26 @@
 /**
  * `cohortSync`: an Amplitude cohort → Braze cohort membership, sending only who entered or left since the last
- * successful run. The workflow only orchestrates; every step is an idempotent activity over the shared store.
+ * successful run: the cohort's listing (unchanged since the last success: done), an export, its members staged,
+ * the plan of who enters and who leaves, then its pages. The paged lifecycle (`lifecycle.ts`) does the rest.
  */
-import {
-  ContinueAsNew,
-  allHandlersFinished,
-  condition,
-  continueAsNew,
-  defineQuery,
-  setCurrentDetails,
-  setHandler,
-  upsertSearchAttributes,
-  workflowInfo,
-} from '@temporalio/workflow';
+import { defineQuery } from '@temporalio/workflow';
 import type { CohortExportActivities } from '../activities/cohort-export.js';
 import type { CohortSyncActivities } from '../activities/cohort-sync.js';
-import type { ChangeKind, CohortPlan, PageOutcome, RunRef } from '../activities/cohort-sync-types.js';
+import type { ChangeKind, CohortPlan } from '../activities/cohort-sync-types.js';
 import { DEFERRED_DEVICE_LOOKUP } from '../src/cohort/identifiers.js';
 import { cohortSyncId, cohortSyncInputSchema, type CohortSyncInput, type CohortSyncOptions } from '../src/cohort/input.js';
-import { COHORT_ID, DATA_POINTS, SYNC_KIND } from '../src/temporal/search-attributes.js';
-import { applyPages, budgetControls, parseWorkflowInput, readableFailure, syncActivities } from './engine.js';
+import { COHORT_ID } from '../src/temporal/search-attributes.js';
+import { syncActivities } from './engine.js';
+import { runPagedSync, type PagedCheckpoint, type PagedProgress, type PagedSyncKind, type PagedTotals } from './lifecycle.js';
 
 export { resumeSignal, setBudgetUpdate } from './engine.js';
 
 const { quick, streaming, pages, jobWait } = syncActivities<CohortSyncActivities & CohortExportActivities>('cohortSync');
 
-export interface CohortSyncTotals {
+export interface CohortSyncTotals extends PagedTotals {
   added: number;
   removed: number;
   skipped: number;
-  failed: number;
-  failureReasons: Record<string, number>;
-  dataPoints: number;
-  brazeRequests: number;
   amplitudeDownloads: number;
 }
 
@@ -49,179 +37,147 @@ export interface CohortSyncResult extends CohortSyncTotals {
   skipReasons: Record<string, number>;
 }
 
-export interface CohortSyncProgress {
+export interface CohortSyncProgress extends PagedProgress<CohortSyncTotals> {
   phase: 'preparing' | 'exporting' | 'staging' | 'planning' | 'applying' | 'paused' | 'finishing' | 'done';
   cohortId: string;
-  kind?: ChangeKind;
-  page: number;
-  pagesTotal: number;
-  totals: CohortSyncTotals;
-  pausedReason?: string;
 }
 
 /** Where a continued-as-new run picks up: everything else is re-derived from the store. */
-export interface CohortSyncCheckpoint {
-  runId: string;
+export interface CohortSyncCheckpoint extends PagedCheckpoint<CohortSyncTotals> {
   cohortName: string;
   sourceVersion: string;
-  plan: CohortPlan;
+  /** Unset for an unchanged run, which plans nothing. */
+  plan?: CohortPlan;
   skipReasons: Record<string, number>;
-  /** Every page before this one is applied (entered pages are numbered first, then the pages of who left). */
-  nextPage: number;
-  totals: CohortSyncTotals;
 }
 
 export const progressQuery = defineQuery<CohortSyncProgress>('progress');
 
-export async function cohortSync(input: CohortSyncInput, checkpoint?: CohortSyncCheckpoint): Promise<CohortSyncResult> {
-  const options: CohortSyncOptions = parseWorkflowInput(cohortSyncInputSchema, input, 'cohortSync');
-  const syncId = cohortSyncId(options);
-  const runId = checkpoint?.runId ?? `${syncId}/${workflowInfo().runId}`;
-  const run: RunRef = { syncId, runId, workflowId: workflowInfo().workflowId };
-  const totals: CohortSyncTotals = checkpoint?.totals ?? emptyTotals();
-  const controls = budgetControls({ maxDataPoints: options.maxDataPoints, maxDataPointsPerDay: options.maxDataPointsPerDay });
-  const progress: CohortSyncProgress = {
-    phase: 'preparing',
-    cohortId: options.cohortId,
-    page: checkpoint?.nextPage ?? 0,
-    pagesTotal: 0,
-    totals,
-  };
+/** What the cohort's listing said when it moved since the last success. */
+interface ChangedCohort {
+  cohortName: string;
+  lastComputed: number;
+  createdAt: number;
+  size: number;
+}
 
-  setHandler(progressQuery, () => progress);
-  upsertSearchAttributes([
-    { key: SYNC_KIND, value: 'cohort' },
-    { key: COHORT_ID, value: options.cohortId },
-    { key: DATA_POINTS, value: totals.dataPoints },
-  ]);
+const cohortSyncKind: PagedSyncKind<
+  CohortSyncInput,
+  CohortSyncOptions,
+  CohortSyncTotals,
+  CohortSyncCheckpoint,
+  ChangedCohort,
+  CohortSyncResult
+> = {
+  workflowType: 'cohortSync',
+  syncKind: 'cohort',
+  inputSchema: cohortSyncInputSchema,
+  progressQuery,
+  identify: (options) => ({
+    syncId: cohortSyncId(options),
+    searchAttributes: [{ key: COHORT_ID, value: options.cohortId }],
+    progress: { cohortId: options.cohortId },
+  }),
+  emptyTotals: () => ({
+    added: 0,
+    removed: 0,
+    skipped: 0,
+    failed: 0,
+    failureReasons: {},
+    dataPoints: 0,
+    brazeRequests: 0,
+    amplitudeDownloads: 0,
+  }),
 
-  const finish = async (status: 'succeeded' | 'dry_run' | 'unchanged', result: CohortSyncResult, sourceVersion?: string) => {
-    progress.phase = 'finishing';
-    // The failure ledger counts each rejected member once, however often retries resent it.
-    Object.assign(result, await quick.finishCohortRun({ run, status, sourceVersion, stats: { ...result } }));
-    progress.phase = 'done';
-    setCurrentDetails(describeResult(result));
-    await condition(allHandlersFinished);
-    return result;
-  };
+  async begin({ options, run, totals }) {
+    const { cohortId, target, force, ifRunning } = options;
+    const prepared = await quick.prepareCohortRun({ run, cohortId, target, force, ifRunning });
+    if (prepared.status !== 'unchanged') return prepared.status === 'busy' ? prepared : { status: 'changed', found: prepared };
+    const state = { runId: run.runId, cohortName: prepared.cohortName, sourceVersion: String(prepared.lastComputed), skipReasons: {} };
+    return { status: 'unchanged', state: { ...state, nextPage: 0, totals } };
+  },
 
-  let state = checkpoint;
-  try {
-    return await syncCohort();
-  } catch (error) {
-    if (error instanceof ContinueAsNew) throw error;
-    await quick.finishCohortRun({ run, status: 'failed', stats: { ...totals } }).catch(() => undefined);
-    throw readableFailure(error, 'cohortSync');
-  }
-
-  async function syncCohort(): Promise<CohortSyncResult> {
-    if (!state) {
-      const { cohortId, target, force, ifRunning } = options;
-      const prepared = await quick.prepareCohortRun({ run, cohortId, target, force, ifRunning });
-      if (prepared.status === 'busy') {
-        // This run never held the lease: it has nothing to record or release.
-        progress.phase = 'done';
-        setCurrentDetails(`Skipped: run ${prepared.runInProgress} of this sync is in progress; nothing was sent`);
-        return resultOf(options, syncId, '', totals, { unchanged: false, runInProgress: prepared.runInProgress, skipReasons: {} });
-      }
-      if (prepared.status === 'unchanged') {
-        const result = resultOf(options, syncId, prepared.cohortName, totals, { unchanged: true, skipReasons: {} });
-        return finish('unchanged', result, String(prepared.lastComputed));
-      }
-      progress.phase = 'exporting';
-      setCurrentDetails(`Exporting cohort "${prepared.cohortName}" (${prepared.size} members) from Amplitude`);
-      const { requestId } = await quick.requestCohortExport({ run, cohortId });
-      totals.amplitudeDownloads += 1;
-      await jobWait.waitForCohortExport({ run, requestId, cohortId });
-
-      progress.phase = 'staging';
-      setCurrentDetails(`Staging cohort "${prepared.cohortName}" members`);
-      const { identifiers, aliasLabel, aliasNameFrom } = options;
-      const staged = await streaming.stageCohortMembers({ run, requestId, identifiers, aliasLabel, aliasNameFrom });
-      totals.skipped = staged.skipped;
-
-      progress.phase = 'planning';
-      const plan = await quick.planCohortRun({ run, pageSize: options.pageSize });
-      state = {
-        runId,
-        cohortName: prepared.cohortName,
-        sourceVersion: String(prepared.lastComputed),
-        plan,
-        skipReasons: staged.skipReasons,
-        nextPage: 0,
-        totals,
-      };
-      if (options.dryRun) {
-        const result = resultOf(options, syncId, prepared.cohortName, totals, { unchanged: false, plan, skipReasons: staged.skipReasons });
-        return finish('dry_run', result);
-      }
-      if (target === 'partner_cohort') {
-        await quick.ensurePartnerCohort({ cohortId, cohortName: prepared.cohortName, createdAt: prepared.createdAt });
-      }
+  async stage({ options, run, totals, step }, cohort) {
+    const { cohortId } = options;
+    step('exporting', `Exporting cohort "${cohort.cohortName}" (${cohort.size} members) from Amplitude`);
+    const { requestId } = await quick.requestCohortExport({ run, cohortId });
+    totals.amplitudeDownloads += 1;
+    await jobWait.waitForCohortExport({ run, requestId, cohortId });
+    step('staging', `Staging cohort "${cohort.cohortName}" members`);
+    const { identifiers, aliasLabel, aliasNameFrom } = options;
+    const staged = await streaming.stageCohortMembers({ run, requestId, identifiers, aliasLabel, aliasNameFrom });
+    totals.skipped = staged.skipped;
+    step('planning');
+    const plan = await quick.planCohortRun({ run, pageSize: options.pageSize });
+    if (!options.dryRun && options.target === 'partner_cohort') {
+      await quick.ensurePartnerCohort({ cohortId, cohortName: cohort.cohortName, createdAt: cohort.createdAt });
     }
+    const { cohortName, lastComputed } = cohort;
+    return {
+      runId: run.runId,
+      cohortName,
+      sourceVersion: String(lastComputed),
+      plan,
+      skipReasons: staged.skipReasons,
+      nextPage: 0,
+      totals,
+    };
+  },
 
-    await applyPlannedPages(state);
+  pageCount: ({ plan }) => (plan ? plan.pages.enter + plan.pages.leave : 0),
+  maxPageDataPoints: ({ plan }) => plan?.maxPageDataPoints ?? 0,
+  applyPage: ({ options, run }, state, index, budgets) =>
+    pages.applyCohortPage({
+      run,
+      cohortId: options.cohortId,
+      cohortName: state.cohortName,
+      target: options.target,
+      attributeName: options.attributeName,
+      ...pageAt(state, index),
+      ...budgets,
+    }),
+  countPage(totals, state, index, outcome) {
+    if (pageAt(state, index).kind === 'enter') totals.added += outcome.accepted;
+    else totals.removed += outcome.accepted;
+  },
 
-    const result = resultOf(options, syncId, state.cohortName, totals, {
-      unchanged: false,
-      plan: state.plan,
+  async finish({ options, run, totals }, status, state) {
+    const result = resultOf(options, run.syncId, state.cohortName, totals, {
+      unchanged: status === 'unchanged',
       skipReasons: state.skipReasons,
+      ...(state.plan && { plan: state.plan }),
     });
     // With members Braze rejected or device ids still to look up, the source is not fully synced: the next run
     // must not skip the download.
-    const complete = totals.failed === 0 && state.skipReasons[DEFERRED_DEVICE_LOOKUP] === undefined;
-    return finish('succeeded', result, complete ? state.sourceVersion : undefined);
-  }
+    const complete = status === 'unchanged' || (totals.failed === 0 && state.skipReasons[DEFERRED_DEVICE_LOOKUP] === undefined);
+    const sourceVersion = status !== 'dry_run' && complete ? state.sourceVersion : undefined;
+    // The failure ledger counts each rejected member once, however often retries resent it.
+    return Object.assign(result, await quick.finishCohortRun({ run, status, sourceVersion, stats: { ...result } }));
+  },
+  recordFailure: ({ run, totals }) => quick.finishCohortRun({ run, status: 'failed', stats: { ...totals } }),
+  skippedResult: ({ options, run, totals }, runInProgress) =>
+    resultOf(options, run.syncId, '', totals, { unchanged: false, runInProgress, skipReasons: {} }),
 
-  /** The plan's pages in order: who entered, then who left. */
-  async function applyPlannedPages(state: CohortSyncCheckpoint): Promise<void> {
-    const { plan } = state;
-    const pageAt = (index: number) =>
-      index < plan.pages.enter ? { kind: 'enter' as const, page: index } : { kind: 'leave' as const, page: index - plan.pages.enter };
-    progress.pagesTotal = plan.pages.enter + plan.pages.leave;
-    await applyPages(
-      {
-        pageCount: progress.pagesTotal,
-        nextPage: state.nextPage,
-        pagesInFlight: options.pagesInFlight,
-        maxPageDataPoints: plan.maxPageDataPoints,
-        apply: (index, inFlightDataPoints, ignoreBudgets) => applyPage(pageAt(index), inFlightDataPoints, ignoreBudgets),
-        applied: (index, outcome) => addPage(pageAt(index).kind, outcome),
-        continueAsNew: (nextPage) => continueAsNew<typeof cohortSync>({ ...input, ...controls.defined() }, { ...state, nextPage, totals }),
-      },
-      controls,
-      progress,
-    );
-  }
+  describePages: ({ totals }) =>
+    `${totals.added} added, ${totals.removed} removed, ${totals.failed} failed, ${totals.dataPoints} data points`,
+  describeResult(result) {
+    if (result.runInProgress) return `Skipped: run ${result.runInProgress} of this sync is in progress; nothing was sent`;
+    if (result.unchanged) return `Cohort "${result.cohortName}" unchanged since the last run: nothing downloaded or sent`;
+    if (result.dryRun && result.plan) {
+      return `Dry run: ${result.plan.enter} would enter, ${result.plan.leave} would leave, ${result.plan.predictedDataPoints} data points`;
+    }
+    return `Done: ${result.added} added, ${result.removed} removed, ${result.skipped} skipped, ${result.failed} failed, ${result.dataPoints} data points`;
+  },
+};
 
-  function applyPage(page: { kind: ChangeKind; page: number }, inFlightDataPoints: number, ignoreBudgets: boolean): Promise<PageOutcome> {
-    return pages.applyCohortPage({
-      run,
-      cohortId: options.cohortId,
-      cohortName: state?.cohortName ?? '',
-      target: options.target,
-      attributeName: options.attributeName,
-      ...page,
-      ...controls.pageBudgets(totals.dataPoints, inFlightDataPoints, ignoreBudgets),
-    });
-  }
-
-  function addPage(kind: ChangeKind, outcome: PageOutcome): void {
-    if (kind === 'enter') totals.added += outcome.accepted;
-    else totals.removed += outcome.accepted;
-    totals.failed += outcome.failed;
-    totals.dataPoints += outcome.dataPoints;
-    totals.brazeRequests += outcome.brazeRequests;
-    progress.page += 1;
-    upsertSearchAttributes([{ key: DATA_POINTS, value: totals.dataPoints }]);
-    setCurrentDetails(
-      `Page ${progress.page} of ${progress.pagesTotal}: ${totals.added} added, ${totals.removed} removed, ${totals.failed} failed, ${totals.dataPoints} data points`,
-    );
-  }
+export function cohortSync(input: CohortSyncInput, checkpoint?: CohortSyncCheckpoint): Promise<CohortSyncResult> {
+  return runPagedSync(cohortSyncKind, input, checkpoint);
 }
 
-function emptyTotals(): CohortSyncTotals {
-  return { added: 0, removed: 0, skipped: 0, failed: 0, failureReasons: {}, dataPoints: 0, brazeRequests: 0, amplitudeDownloads: 0 };
+/** The plan's pages in order: who entered, then who left. */
+function pageAt({ plan }: CohortSyncCheckpoint, index: number): { kind: ChangeKind; page: number } {
+  const entering = plan?.pages.enter ?? 0;
+  return index < entering ? { kind: 'enter', page: index } : { kind: 'leave', page: index - entering };
 }
 
 function resultOf(
@@ -232,13 +188,4 @@ function resultOf(
   extra: Pick<CohortSyncResult, 'unchanged' | 'plan' | 'skipReasons' | 'runInProgress'>,
 ): CohortSyncResult {
   return { syncId, cohortId: options.cohortId, cohortName, dryRun: options.dryRun, ...totals, ...extra };
-}
-
-function describeResult(result: CohortSyncResult): string {
-  if (result.runInProgress) return `Skipped: run ${result.runInProgress} of this sync is in progress; nothing was sent`;
-  if (result.unchanged) return `Cohort "${result.cohortName}" unchanged since the last run: nothing downloaded or sent`;
-  if (result.dryRun && result.plan) {
-    return `Dry run: ${result.plan.enter} would enter, ${result.plan.leave} would leave, ${result.plan.predictedDataPoints} data points`;
-  }
-  return `Done: ${result.added} added, ${result.removed} removed, ${result.skipped} skipped, ${result.failed} failed, ${result.dataPoints} data points`;
 }

@@ -4,21 +4,12 @@
  * when the spool is empty, ends itself after `idleTimeout` without one, and continues as new before its history
  * grows large. It carries counts and the backlog's size and age, never events.
  */
-import {
-  allHandlersFinished,
-  condition,
-  continueAsNew,
-  defineQuery,
-  proxyActivities,
-  setCurrentDetails,
-  setHandler,
-  workflowInfo,
-} from '@temporalio/workflow';
+import { defineQuery, proxyActivities } from '@temporalio/workflow';
 import { z } from 'zod';
-import type { CurrentsActivities, ForwardedBatch } from '../activities/currents-forward.js';
-import type { StreamBacklog } from '../activities/ingress-backlog.js';
+import type { CurrentsActivities } from '../activities/currents-forward.js';
 import { durationSchema } from '../src/sync-input.js';
-import { parseWorkflowInput, readableFailure, spooledSignal, syncActivities } from './engine.js';
+import { syncActivities } from './engine.js';
+import { runStream, type StreamKind, type StreamProgress } from './stream.js';
 
 export { spooledSignal } from './engine.js';
 
@@ -33,6 +24,7 @@ export const currentsForwardInputSchema = z.strictObject({
   idleTimeout: durationSchema.default('5m'),
 });
 export type CurrentsForwardInput = z.input<typeof currentsForwardInputSchema>;
+export type CurrentsForwardOptions = z.output<typeof currentsForwardInputSchema>;
 
 export interface CurrentsForwardTotals {
   forwarded: number;
@@ -44,59 +36,30 @@ export interface CurrentsForwardTotals {
   deferrals: number;
 }
 
-export interface CurrentsForwardProgress {
+export interface CurrentsForwardProgress extends StreamProgress<CurrentsForwardTotals> {
   phase: 'forwarding' | 'waiting' | 'done';
-  totals: CurrentsForwardTotals;
-  backlog?: StreamBacklog;
 }
 
 export const currentsProgressQuery = defineQuery<CurrentsForwardProgress>('progress');
 
-/** Rounds before continuing as new: each adds a few events to the history. */
-const ROUNDS_PER_RUN = 500;
 /** With only throttled events left, look again after this long (a signal wakes the workflow sooner). */
 const THROTTLED_RECHECK = '5s';
 
-export async function currentsForward(input: CurrentsForwardInput = {}, carried?: CurrentsForwardTotals): Promise<CurrentsForwardTotals> {
-  const options = parseWorkflowInput(currentsForwardInputSchema, input, 'currentsForward');
-  const totals: CurrentsForwardTotals = carried ?? {
-    forwarded: 0,
-    skipped: 0,
-    skipReasons: {},
-    deadLettered: 0,
-    deadLetterReasons: {},
-    deferrals: 0,
-  };
-  const progress: CurrentsForwardProgress = { phase: 'forwarding', totals };
-  let spooled = false;
-  setHandler(spooledSignal, () => void (spooled = true));
-  setHandler(currentsProgressQuery, () => progress);
+const currentsForwardKind: StreamKind<CurrentsForwardInput, CurrentsForwardOptions, CurrentsForwardTotals, CurrentsForwardProgress> = {
+  workflowType: 'currentsForward',
+  inputSchema: currentsForwardInputSchema,
+  progressQuery: currentsProgressQuery,
+  emptyTotals: () => ({ forwarded: 0, skipped: 0, skipReasons: {}, deadLettered: 0, deadLetterReasons: {}, deferrals: 0 }),
+  progress: (_options, totals) => ({ phase: 'forwarding', totals }),
 
-  try {
+  async open() {
     await quick.pruneForwardedCurrents();
-    for (let round = 0; round < ROUNDS_PER_RUN && !workflowInfo().continueAsNewSuggested; round++) {
-      spooled = false;
-      progress.phase = 'forwarding';
-      const batch = await quick.forwardCurrents({ maxEvents: options.batchSize });
-      add(batch);
-      if (batch.read > 0 && batch.read > batch.deferred) continue;
-      progress.phase = 'waiting';
-      const onlyThrottledLeft = batch.backlog.pending > 0;
-      const woken = await condition(() => spooled, onlyThrottledLeft ? THROTTLED_RECHECK : options.idleTimeout);
-      if (!woken && !onlyThrottledLeft) {
-        progress.phase = 'done';
-        setCurrentDetails(`${describe()}; idle for ${options.idleTimeout}: ended (the receiver starts it again)`);
-        await condition(allHandlersFinished);
-        return totals;
-      }
-    }
-  } catch (error) {
-    throw readableFailure(error, 'currentsForward');
-  }
-  await condition(allHandlersFinished);
-  return continueAsNew<typeof currentsForward>(input, totals);
+    return true;
+  },
 
-  function add(batch: ForwardedBatch): void {
+  async round({ options, totals, progress }) {
+    progress.phase = 'forwarding';
+    const batch = await quick.forwardCurrents({ maxEvents: options.batchSize });
     totals.forwarded += batch.forwarded;
     totals.deferrals += batch.deferred;
     for (const [reason, n] of Object.entries(batch.skipReasons)) {
@@ -108,14 +71,18 @@ export async function currentsForward(input: CurrentsForwardInput = {}, carried?
       totals.deadLetterReasons[reason] = (totals.deadLetterReasons[reason] ?? 0) + n;
     }
     progress.backlog = batch.backlog;
-    setCurrentDetails(describe());
-  }
+    if (batch.read > 0 && batch.read > batch.deferred) return { next: 'round' };
+    return batch.backlog.pending > 0 ? { next: 'recheck', wait: THROTTLED_RECHECK, wakeOnSpool: true } : { next: 'idle' };
+  },
 
-  function describe(): string {
-    const backlog = progress.backlog;
+  describe({ totals, progress: { backlog } }) {
     const waiting = backlog
       ? `; backlog ${backlog.pending} (${backlog.deferred} throttled), oldest ${Math.round(backlog.oldestAgeMs / 1000)} s`
       : '';
     return `${totals.forwarded} forwarded to Amplitude, ${totals.skipped} skipped, ${totals.deadLettered} dead-lettered${waiting}`;
-  }
+  },
+};
+
+export function currentsForward(input: CurrentsForwardInput = {}, carried?: CurrentsForwardTotals): Promise<CurrentsForwardTotals> {
+  return runStream(currentsForwardKind, input, carried);
 }
