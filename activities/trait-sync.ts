@@ -152,15 +152,15 @@ export function createTraitSyncActivities(context: WorkerContext) {
 
   return {
     /**
-     * Takes the sync's lease (or reports the run that has it) and records the run as started, once the activity
-     * index is known to be fresh: a stale index would sync a stale audience.
+     * Takes the sync's lease (or reports the run that has it) and records the run as started, then checks that the
+     * activity index is fresh (a stale index would sync a stale audience) or reads the audience cohort's listing.
      */
     prepareTraitRun: async (input: PrepareTraitRunInput): Promise<PreparedTraitRun> => {
-      // Checked before the lease is taken: a refused run holds nothing to release.
-      const audience = input.audienceCohortId === undefined ? await checkActivityIndex(input) : await audienceCohort(input);
       const lease = await takeLease(store, input.run, input.ifRunning);
       if (!lease.held) return { status: 'busy', runInProgress: lease.runInProgress };
+      // Recorded before anything can fail, so that finishing the run (which frees the lease) always finds it.
       await store.startRun({ runId: input.run.runId, syncId: input.run.syncId, kind: 'trait', startedAt: new Date() });
+      const audience = input.audienceCohortId === undefined ? await checkActivityIndex(input) : await audienceCohort(input);
       if (audience.audience === 'cohort' && audience.sourceVersion === (await lastSyncedSourceVersion(context, input.run.syncId)))
         return { ...audience, status: 'unchanged' };
       return { ...audience, status: 'ready' };

@@ -15,7 +15,7 @@ import { runPagedSync, type PagedCheckpoint, type PagedProgress, type PagedSyncK
 
 export { resumeSignal, setBudgetUpdate } from './engine.js';
 
-const { quick, streaming, pages, jobWait } = syncActivities<CohortSyncActivities & CohortExportActivities>('cohortSync');
+const { quick, streaming, pages, jobWait, lastWords } = syncActivities<CohortSyncActivities & CohortExportActivities>('cohortSync');
 
 export interface CohortSyncTotals extends PagedTotals {
   added: number;
@@ -154,7 +154,7 @@ const cohortSyncKind: PagedSyncKind<
     // The failure ledger counts each rejected member once, however often retries resent it.
     return Object.assign(result, await quick.finishCohortRun({ run, status, sourceVersion, stats: { ...result } }));
   },
-  recordFailure: ({ run, totals }) => quick.finishCohortRun({ run, status: 'failed', stats: { ...totals } }),
+  recordFailure: ({ run, totals }) => lastWords.finishCohortRun({ run, status: 'failed', stats: { ...totals } }),
   skippedResult: ({ options, run, totals }, runInProgress) =>
     resultOf(options, run.syncId, '', totals, { unchanged: false, runInProgress, skipReasons: {} }),
 

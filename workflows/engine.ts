@@ -67,6 +67,8 @@ export function syncActivities<A extends object>(workflowType: string) {
     pages: proxyActivities<A>({ startToCloseTimeout: '10 minutes', heartbeatTimeout: '20 seconds', scheduleToCloseTimeout, retry }),
     // A vendor job's wait (a cohort export) ends itself with a readable failure at its limit; this only catches a hang.
     jobWait: proxyActivities<A>({ startToCloseTimeout: '3 hours', heartbeatTimeout: '1 minute', scheduleToCloseTimeout, retry }),
+    // Recording that a run failed is tried a few times, never for long: the run fails anyway.
+    lastWords: proxyActivities<A>({ startToCloseTimeout: '1 minute', retry: { ...retry, maximumAttempts: 3 } }),
   };
 }
 

@@ -11,7 +11,7 @@ import { EXPORT_HOUR, SCHEDULED_START_TIME } from '../src/temporal/search-attrib
 import { syncActivities } from './engine.js';
 import { runPagedSync, type PagedCheckpoint, type PagedProgress, type PagedSyncKind, type PagedTotals } from './lifecycle.js';
 
-const { quick, streaming, pages } = syncActivities<EventSyncActivities>('eventSync');
+const { quick, streaming, pages, lastWords } = syncActivities<EventSyncActivities>('eventSync');
 
 export interface EventSyncTotals extends PagedTotals {
   forwarded: number;
@@ -96,7 +96,7 @@ const eventSyncKind: PagedSyncKind<EventSyncInput, EventSyncOptions, EventSyncTo
     const closed = await quick.finishEventRun({ run, status, sourceVersion: state.hour, stats: { ...result } });
     return Object.assign(result, { failed: closed.failed, failureReasons: closed.failureReasons, unconfirmed: closed.unconfirmed });
   },
-  recordFailure: ({ run, totals }) => quick.finishEventRun({ run, status: 'failed', stats: { ...totals } }),
+  recordFailure: ({ run, totals }) => lastWords.finishEventRun({ run, status: 'failed', stats: { ...totals } }),
   skippedResult: ({ options, run, totals }, runInProgress) => ({
     ...emptyResult(options, run.syncId, hourOf(options), totals),
     runInProgress,

@@ -151,14 +151,14 @@ export async function runPagedSync<
     { key: DATA_POINTS, value: totals.dataPoints },
   ]);
 
-  // A run refused at its first step (another run in progress) never recorded itself: it has nothing to record.
-  let started = checkpoint !== undefined;
+  // Every kind's first step records the run before anything can fail; one that found another run in progress did not.
+  let started = true;
   try {
     let state = checkpoint;
     if (!state) {
       const begun = await kind.begin(sync);
-      started = begun.status !== 'busy';
       if (begun.status === 'busy') {
+        started = false;
         const result = kind.skippedResult(sync, begun.runInProgress);
         sync.step('done', kind.describeResult(result));
         return result;

@@ -19,7 +19,7 @@ import {
 import { syncActivities } from './engine.js';
 import { runPagedSync, type PagedCheckpoint, type PagedProgress, type PagedSyncKind, type PagedTotals } from './lifecycle.js';
 
-const { quick, streaming, pages, jobWait } = syncActivities<TraitSyncActivities & CohortExportActivities>('traitSync');
+const { quick, streaming, pages, jobWait, lastWords } = syncActivities<TraitSyncActivities & CohortExportActivities>('traitSync');
 
 export interface TraitSyncTotals extends PagedTotals {
   /** Users whose changes Braze accepted. */
@@ -148,7 +148,7 @@ const traitSyncKind: PagedSyncKind<TraitSyncInput, TraitSyncOptions, TraitSyncTo
       const { failed, failureReasons } = await quick.finishTraitRun({ run, status, sourceVersion, stats: { ...result } });
       return Object.assign(result, { failed, failureReasons });
     },
-    recordFailure: ({ run, totals }) => quick.finishTraitRun({ run, status: 'failed', stats: { ...totals } }),
+    recordFailure: ({ run, totals }) => lastWords.finishTraitRun({ run, status: 'failed', stats: { ...totals } }),
     skippedResult: ({ options, run, totals }, runInProgress) => ({
       ...resultOf(options, run.syncId, emptyStaged(), totals),
       runInProgress,
