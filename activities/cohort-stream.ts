@@ -5,6 +5,7 @@
  * or by the last complete `cohortSync`), and sends the rest through the engine against the sync's own snapshot.
  * Idempotent: a retried round finds what it sent in the snapshot and the changes it finished completed.
  */
+import { SYNC_KINDS } from '../src/temporal/search-attributes.js';
 import { workflowFailureTypes } from '../src/failure-types.js';
 import { ApplicationFailure, heartbeat } from '@temporalio/activity';
 import { cohortPageRequests, type Member } from '../src/cohort/braze-changes.js';
@@ -113,7 +114,7 @@ export function createCohortStreamActivities(context: WorkerContext) {
             pagePrefix: `${roundKey}:${kind}|`,
             requests: cohortPageRequests(changes[kind], { ...input, kind }, context.brazeObjectsPerRequest),
             rateLimited: input.target === 'attribute',
-            syncKind: 'cohort_stream',
+            syncKind: SYNC_KINDS.cohortStream,
             snapshotOf: (sent) => (kind === 'enter' ? { added: sent.accepted } : { removed: sent.accepted }),
           });
           if (outcome.status === 'over_budget')

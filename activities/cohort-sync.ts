@@ -2,6 +2,7 @@
  * The cohort sync's I/O steps. Each is idempotent: a retried attempt resumes from what the store already
  * holds (staging checkpoint, committed snapshot, counted data points) instead of starting over.
  */
+import { SYNC_KINDS } from '../src/temporal/search-attributes.js';
 import { ApplicationFailure, heartbeat } from '@temporalio/activity';
 import {
   addressOf,
@@ -202,7 +203,7 @@ export function createCohortSyncActivities(context: WorkerContext) {
         requests: cohortPageRequests(members, input, context.brazeObjectsPerRequest),
         // Partner cohort calls do not count toward the REST limits.
         rateLimited: input.target === 'attribute',
-        syncKind: 'cohort',
+        syncKind: SYNC_KINDS.cohortSync,
         snapshotOf: (sent) => (input.kind === 'enter' ? { added: sent.accepted } : { removed: sent.accepted }),
       });
     },

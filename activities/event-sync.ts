@@ -3,6 +3,7 @@
  * events, then send the staged events through the engine. Each step is idempotent: a retried attempt resumes
  * from what the store holds (the committed line, the sent-event ledger) instead of starting over.
  */
+import { SYNC_KINDS } from '../src/temporal/search-attributes.js';
 import { FailureType } from '../src/failure-types.js';
 import { activityInfo, ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
 import type { ExportedEvent } from '../src/amplitude/schemas.js';
@@ -164,7 +165,7 @@ export function createEventSyncActivities(context: WorkerContext) {
         pagePrefix: `event:${input.page}|`,
         requests: eventPageRequests(events, context.brazeObjectsPerRequest, ledgerFor(run)),
         rateLimited: true,
-        syncKind: 'event',
+        syncKind: SYNC_KINDS.eventSync,
         snapshotOf: () => ({}),
       });
     },

@@ -4,6 +4,7 @@
  * accepted), and send them through the engine. Each step is idempotent: a retried attempt resumes from what the
  * store holds (the staged users, the attribute snapshot) instead of starting over.
  */
+import { SYNC_KINDS } from '../src/temporal/search-attributes.js';
 import { FailureType } from '../src/failure-types.js';
 import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
 import type { AmplitudeUserProfile } from '../src/amplitude/schemas.js';
@@ -283,7 +284,7 @@ export function createTraitSyncActivities(context: WorkerContext) {
         pagePrefix: `trait:${input.page}|`,
         requests: traitPageRequests(toSend, context.brazeObjectsPerRequest),
         rateLimited: true,
-        syncKind: 'trait',
+        syncKind: SYNC_KINDS.traitSync,
         snapshotOf: (sent) => ({ attributes: acceptedSnapshot(scope, sent.accepted, changesOf) }),
       });
     },

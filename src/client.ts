@@ -2,40 +2,45 @@
  * The typed client API for other services (and the `ampbraze` CLI, which is built on it). It needs only a
  * Temporal `Client`; credentials for Amplitude and Braze stay with the workers.
  */
-import { ScheduleOverlapPolicy, type Client, type ScheduleHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import type { Client, ScheduleHandle, WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import proto from '@temporalio/proto';
-import type { z } from 'zod';
 import type { DoctorReport } from '../activities/doctor.js';
-import { progressQuery, type CohortSyncProgress } from '../workflows/cohort-sync.js';
-import { eventProgressQuery, type EventSyncProgress, type EventSyncResult } from '../workflows/event-sync.js';
-import type { cohortSync, doctor, eventSync, traitSync } from '../workflows/index.js';
-import { traitProgressQuery, type TraitSyncProgress } from '../workflows/trait-sync.js';
-import { currentsForward, currentsProgressQuery, spooledSignal, type CurrentsForwardProgress } from '../workflows/currents-forward.js';
 import { cohortStream, cohortStreamProgressQuery, type CohortStreamProgress } from '../workflows/cohort-stream.js';
-import { CURRENTS_FORWARD_WORKFLOW_ID } from './currents/amplitude-events.js';
+import type { CohortSyncProgress } from '../workflows/cohort-sync.js';
+import { currentsForward, currentsProgressQuery, spooledSignal, type CurrentsForwardProgress } from '../workflows/currents-forward.js';
+import type { EventSyncProgress, EventSyncResult } from '../workflows/event-sync.js';
+import type { cohortSync, doctor, eventSync, traitSync } from '../workflows/index.js';
+import type { TraitSyncProgress } from '../workflows/trait-sync.js';
 import {
   cohortStreamInputSchema,
+  cohortStreamSearchAttributes,
   cohortStreamWorkflowId,
   cohortSyncId,
-  cohortSyncInputSchema,
   type CohortStreamInput,
   type CohortSyncInput,
   type CohortSyncOptions,
 } from './cohort/input.js';
-import { describeInputProblems } from './input-problems.js';
 import { DEFAULT_TASK_QUEUE } from './config.js';
+import { CURRENTS_FORWARD_WORKFLOW_ID } from './currents/amplitude-events.js';
+import { eventSyncId, exportHoursBetween, type EventSyncInput } from './events/input.js';
 import {
-  eventSyncId,
-  eventSyncInputSchema,
-  exportHourOf,
-  exportHoursBetween,
-  type EventSyncInput,
-  type EventSyncOptions,
-} from './events/input.js';
-import { COHORT_ID, DATA_POINTS, EXPORT_HOUR, SYNC_KIND } from './temporal/search-attributes.js';
-import { traitAttributes, traitSyncId, traitSyncInputSchema, type TraitSyncInput, type TraitSyncOptions } from './traits/input.js';
+  COHORT_SYNC,
+  EVENT_SYNC,
+  InvalidInputError,
+  parseInput,
+  scheduleSync,
+  startSync,
+  syncProgress,
+  TRAIT_SYNC,
+  type Cadence,
+  type ScheduleSyncOptions,
+  type StartSyncOptions,
+} from './kinds.js';
+import { COHORT_ID } from './temporal/search-attributes.js';
+import type { TraitSyncInput } from './traits/input.js';
 
-export { DEFAULT_TASK_QUEUE };
+export { DEFAULT_TASK_QUEUE, InvalidInputError };
+export { cronFor, EVENT_SYNC_SCHEDULE_ID, type Cadence, type ScheduleSyncOptions, type StartSyncOptions } from './kinds.js';
 
 export interface RunDoctorOptions {
   taskQueue?: string;
@@ -78,96 +83,67 @@ export async function hasWorkflowPollers(client: Client, taskQueue: string): Pro
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Cohort sync
+// Every sync kind, through its descriptor (src/kinds.ts): start, schedule, progress.
 
-export interface StartCohortSyncOptions {
-  taskQueue?: string;
-  /** Defaults to the sync's own id (`cohort-sync-<cohortId>-…`), so two runs of one sync never overlap. */
-  workflowId?: string;
-}
-
-/** Validates the input here (fail before starting anything), then starts a `cohortSync` run. */
-export async function startCohortSync(
+/** Starts a `cohortSync` run (input validated here first); its workflow id is the sync's own, so runs never overlap. */
+export const startCohortSync = (
   client: Client,
   input: CohortSyncInput,
-  options: StartCohortSyncOptions = {},
-): Promise<WorkflowHandleWithFirstExecutionRunId<typeof cohortSync>> {
-  const parsed = parseCohortSyncInput(input);
-  return client.workflow.start<typeof cohortSync>('cohortSync', {
-    taskQueue: options.taskQueue ?? DEFAULT_TASK_QUEUE,
-    workflowId: options.workflowId ?? cohortSyncId(parsed),
-    args: [input],
-    workflowIdConflictPolicy: 'FAIL',
-    staticSummary: cohortSyncSummary(parsed),
-    typedSearchAttributes: [
-      { key: SYNC_KIND, value: 'cohort' },
-      { key: COHORT_ID, value: parsed.cohortId },
-      { key: DATA_POINTS, value: 0 },
-    ],
-  });
-}
+  options?: StartSyncOptions,
+): Promise<WorkflowHandleWithFirstExecutionRunId<typeof cohortSync>> => startSync(client, COHORT_SYNC, input, options);
 
-export type Cadence = 'every_minute' | 'hourly' | 'daily';
-
-export interface ScheduleCohortSyncOptions {
-  cadence: Cadence;
-  /** `HH:MM` (daily) or `MM` (hourly): pin the run to a time, which Amplitude's own sync cannot do. */
-  at?: string;
-  /** IANA time zone for `at` (default UTC). */
-  timeZone?: string;
-  scheduleId?: string;
-  taskQueue?: string;
-  paused?: boolean;
-}
-
-/** Creates a Temporal Schedule for a cohort sync: overlapping runs are skipped, missed runs caught up within one period. */
-export async function scheduleCohortSync(
+/** Starts an `eventSync` run of one hour (input `hour`, or by default the latest available: now minus `lagHours`). */
+export const startEventSync = (
   client: Client,
-  input: CohortSyncInput,
-  options: ScheduleCohortSyncOptions,
-): Promise<ScheduleHandle> {
-  const parsed = parseCohortSyncInput(input);
-  const syncId = cohortSyncId(parsed);
-  return client.schedule.create({
-    scheduleId: options.scheduleId ?? `${syncId}-schedule`,
-    spec: { cronExpressions: [cronFor(options.cadence, options.at)], timezone: options.timeZone },
-    action: {
-      type: 'startWorkflow',
-      workflowType: 'cohortSync',
-      args: [input],
-      taskQueue: options.taskQueue ?? DEFAULT_TASK_QUEUE,
-      workflowId: syncId,
-      staticSummary: cohortSyncSummary(parsed),
-      typedSearchAttributes: [
-        { key: SYNC_KIND, value: 'cohort' },
-        { key: COHORT_ID, value: parsed.cohortId },
-      ],
-    },
-    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: CATCHUP_WINDOW[options.cadence] },
-    state: { paused: options.paused ?? false, note: `${options.cadence} cohort sync of ${parsed.cohortId}` },
-  });
-}
+  input: EventSyncInput,
+  options?: StartSyncOptions,
+): Promise<WorkflowHandleWithFirstExecutionRunId<typeof eventSync>> => startSync(client, EVENT_SYNC, input, options);
 
-const CATCHUP_WINDOW: Record<Cadence, string> = { every_minute: '1 minute', hourly: '1 hour', daily: '1 day' };
+/** Starts a `traitSync` run; its workflow id is the sync's id (`trait-sync-<name or hash>`), so runs never overlap. */
+export const startTraitSync = (
+  client: Client,
+  input: TraitSyncInput,
+  options?: StartSyncOptions,
+): Promise<WorkflowHandleWithFirstExecutionRunId<typeof traitSync>> => startSync(client, TRAIT_SYNC, input, options);
 
-export function cronFor(cadence: Cadence, at?: string): string {
-  switch (cadence) {
-    case 'every_minute':
-      if (at) throw new Error('"at" does not apply to an every-minute cadence');
-      return '* * * * *';
-    case 'hourly': {
-      const minute = at === undefined ? 0 : Number(at);
-      if (!Number.isInteger(minute) || minute < 0 || minute > 59) throw new Error(`hourly "at" must be a minute 0-59, got "${at}"`);
-      return `${minute} * * * *`;
-    }
-    case 'daily': {
-      const match = /^(\d{1,2}):(\d{2})$/.exec(at ?? '00:00');
-      const [hour, minute] = match ? [Number(match[1]), Number(match[2])] : [NaN, NaN];
-      if (!(hour >= 0 && hour <= 23 && minute >= 0 && minute <= 59)) throw new Error(`daily "at" must be HH:MM, got "${at}"`);
-      return `${minute} ${hour} * * *`;
-    }
-  }
-}
+/** A cohort sync's Schedule: every minute, hourly or daily (pinned to a time), overlapping runs skipped. */
+export const scheduleCohortSync = (client: Client, input: CohortSyncInput, options: ScheduleSyncOptions): Promise<ScheduleHandle> =>
+  scheduleSync(client, COHORT_SYNC, input, options);
+
+/**
+ * The hourly Schedule of an event sync: each run processes the hour `lagHours` before its nominal time, and runs that
+ * overlap are buffered, so hours go in order; `temporal schedule backfill` (or `backfillEventSyncs`) replays a range.
+ */
+export const scheduleEventSync = (
+  client: Client,
+  input: EventSyncInput,
+  options: Omit<ScheduleSyncOptions, 'cadence' | 'timeZone'> = {},
+): Promise<ScheduleHandle> => scheduleSync(client, EVENT_SYNC, input, { ...options, cadence: 'hourly' });
+
+/** A trait sync's Schedule: hourly or daily (pinned to a time), overlapping runs skipped. */
+export const scheduleTraitSync = (client: Client, input: TraitSyncInput, options: ScheduleSyncOptions): Promise<ScheduleHandle> =>
+  scheduleSync(client, TRAIT_SYNC, input, options);
+
+/** The live `progress` of a running (or finished) cohort sync. */
+export const getCohortSyncProgress = (client: Client, workflowId: string): Promise<CohortSyncProgress> =>
+  syncProgress(client, COHORT_SYNC, workflowId);
+/** The same as `getCohortSyncProgress` (its first name). */
+export const getSyncProgress = getCohortSyncProgress;
+
+/** The live `progress` of a running (or finished) event sync. */
+export const getEventSyncProgress = (client: Client, workflowId: string): Promise<EventSyncProgress> =>
+  syncProgress(client, EVENT_SYNC, workflowId);
+
+/** The live `progress` of a running (or finished) trait sync. */
+export const getTraitSyncProgress = (client: Client, workflowId: string): Promise<TraitSyncProgress> =>
+  syncProgress(client, TRAIT_SYNC, workflowId);
+
+/** The options of `startCohortSync` (their first name; every kind takes the same). */
+export type StartCohortSyncOptions = StartSyncOptions;
+/** The options of `scheduleCohortSync` (their first name). */
+export type ScheduleCohortSyncOptions = ScheduleSyncOptions;
+/** The options of `scheduleTraitSync` (their first name). */
+export type ScheduleTraitSyncOptions = Omit<ScheduleSyncOptions, 'cadence'> & { cadence: Extract<Cadence, 'hourly' | 'daily'> };
 
 /**
  * The workflow id of a sync's newest run, however it was started: the sync id itself (`temporal workflow start`,
@@ -194,81 +170,6 @@ export async function latestCohortSyncRun(
   return newest?.workflowId;
 }
 
-/** The live `progress` of a running (or finished) cohort sync. */
-export async function getSyncProgress(client: Client, workflowId: string): Promise<CohortSyncProgress> {
-  return client.workflow.getHandle<typeof cohortSync>(workflowId).query(progressQuery);
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Event sync
-
-/**
- * Starts an `eventSync` run of one hour (input `hour`, or by default the latest hour whose export is available:
- * now minus `lagHours`). Its workflow id is `event-sync-<hour>`, so two starts of one hour never overlap.
- */
-export async function startEventSync(
-  client: Client,
-  input: EventSyncInput,
-  options: StartCohortSyncOptions = {},
-): Promise<WorkflowHandleWithFirstExecutionRunId<typeof eventSync>> {
-  const parsed = parseEventSyncInput(input);
-  const hour = parsed.hour ?? exportHourOf(Date.now() - parsed.lagHours * 3_600_000);
-  return client.workflow.start<typeof eventSync>('eventSync', {
-    taskQueue: options.taskQueue ?? DEFAULT_TASK_QUEUE,
-    workflowId: options.workflowId ?? eventSyncId(hour),
-    args: [{ ...input, hour }],
-    workflowIdConflictPolicy: 'FAIL',
-    staticSummary: eventSyncSummary(parsed, hour),
-    typedSearchAttributes: [
-      { key: SYNC_KIND, value: 'event' },
-      { key: EXPORT_HOUR, value: hour },
-      { key: DATA_POINTS, value: 0 },
-    ],
-  });
-}
-
-export interface ScheduleEventSyncOptions {
-  /** The minute past each hour the run starts (default 0). */
-  at?: string;
-  /** How far back missed runs are caught up after an outage (default one day). */
-  catchupWindow?: string;
-  scheduleId?: string;
-  taskQueue?: string;
-  paused?: boolean;
-}
-
-/**
- * Creates the hourly Schedule of an event sync: each run processes the hour `lagHours` before its nominal time.
- * Runs that overlap are buffered, so hours are processed one after another, in order; `temporal schedule
- * backfill` (or `backfillEventSyncs`) replays any past range through it.
- */
-export async function scheduleEventSync(
-  client: Client,
-  input: EventSyncInput,
-  options: ScheduleEventSyncOptions = {},
-): Promise<ScheduleHandle> {
-  const parsed = parseEventSyncInput(input);
-  if (parsed.hour !== undefined)
-    throw new InvalidInputError('A scheduled event sync derives each run\'s hour from its nominal time: leave "hour" out');
-  return client.schedule.create({
-    scheduleId: options.scheduleId ?? EVENT_SYNC_SCHEDULE_ID,
-    spec: { cronExpressions: [cronFor('hourly', options.at)] },
-    action: {
-      type: 'startWorkflow',
-      workflowType: 'eventSync',
-      args: [input],
-      taskQueue: options.taskQueue ?? DEFAULT_TASK_QUEUE,
-      workflowId: 'event-sync',
-      staticSummary: eventSyncSummary(parsed),
-      typedSearchAttributes: [{ key: SYNC_KIND, value: 'event' }],
-    },
-    policies: { overlap: ScheduleOverlapPolicy.BUFFER_ALL, catchupWindow: options.catchupWindow ?? '1 day' },
-    state: { paused: options.paused ?? false, note: `hourly event sync, ${parsed.lagHours} h behind` },
-  });
-}
-
-export const EVENT_SYNC_SCHEDULE_ID = 'event-sync-schedule';
-
 export interface BackfillEventSyncsOptions {
   taskQueue?: string;
   /** Hours processed at once (default 2). */
@@ -289,7 +190,7 @@ export async function backfillEventSyncs(
 ): Promise<EventSyncResult[]> {
   const hours = exportHoursBetween(range.from, range.to);
   if (hours.length === 0) throw new InvalidInputError(`"${range.to}" is before "${range.from}"`);
-  parseEventSyncInput(input);
+  parseInput(EVENT_SYNC.inputSchema, input, 'eventSync');
   const results: EventSyncResult[] = [];
   let next = 0;
   const lane = async () => {
@@ -304,76 +205,6 @@ export async function backfillEventSyncs(
   };
   await Promise.all(Array.from({ length: Math.min(options.concurrency ?? 2, hours.length) }, lane));
   return results.sort((a, b) => a.hour.localeCompare(b.hour));
-}
-
-/** The live `progress` of a running (or finished) event sync. */
-export async function getEventSyncProgress(client: Client, workflowId: string): Promise<EventSyncProgress> {
-  return client.workflow.getHandle<typeof eventSync>(workflowId).query(eventProgressQuery);
-}
-
-function parseEventSyncInput(input: EventSyncInput): EventSyncOptions {
-  return parseInput(eventSyncInputSchema, input, 'eventSync');
-}
-
-function eventSyncSummary(options: EventSyncOptions, hour?: string): string {
-  const types =
-    options.eventTypes.length === 0
-      ? 'ingest only'
-      : options.eventTypes.includes('*')
-        ? 'all events → Braze'
-        : `${options.eventTypes.join(', ')} → Braze`;
-  return `Amplitude events of ${hour ? `hour ${hour}` : `the hour ${options.lagHours} h back`}: activity index, ${types}${options.dryRun ? ' (dry run)' : ''}`;
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Trait sync
-
-/** Starts a `traitSync` run; its workflow id is the sync's id (`trait-sync-<name or hash>`), so runs never overlap. */
-export async function startTraitSync(
-  client: Client,
-  input: TraitSyncInput,
-  options: StartCohortSyncOptions = {},
-): Promise<WorkflowHandleWithFirstExecutionRunId<typeof traitSync>> {
-  const parsed = parseInput(traitSyncInputSchema, input, 'traitSync');
-  return client.workflow.start<typeof traitSync>('traitSync', {
-    taskQueue: options.taskQueue ?? DEFAULT_TASK_QUEUE,
-    workflowId: options.workflowId ?? traitSyncId(parsed),
-    args: [input],
-    workflowIdConflictPolicy: 'FAIL',
-    staticSummary: traitSyncSummary(parsed),
-    typedSearchAttributes: [
-      { key: SYNC_KIND, value: 'trait' },
-      { key: DATA_POINTS, value: 0 },
-    ],
-  });
-}
-
-export type ScheduleTraitSyncOptions = Omit<ScheduleCohortSyncOptions, 'cadence'> & { cadence: 'hourly' | 'daily' };
-
-/** Creates a Temporal Schedule for a trait sync (hourly or daily, optionally pinned): overlapping runs are skipped. */
-export async function scheduleTraitSync(client: Client, input: TraitSyncInput, options: ScheduleTraitSyncOptions): Promise<ScheduleHandle> {
-  const parsed = parseInput(traitSyncInputSchema, input, 'traitSync');
-  const syncId = traitSyncId(parsed);
-  return client.schedule.create({
-    scheduleId: options.scheduleId ?? `${syncId}-schedule`,
-    spec: { cronExpressions: [cronFor(options.cadence, options.at)], timezone: options.timeZone },
-    action: {
-      type: 'startWorkflow',
-      workflowType: 'traitSync',
-      args: [input],
-      taskQueue: options.taskQueue ?? DEFAULT_TASK_QUEUE,
-      workflowId: syncId,
-      staticSummary: traitSyncSummary(parsed),
-      typedSearchAttributes: [{ key: SYNC_KIND, value: 'trait' }],
-    },
-    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: CATCHUP_WINDOW[options.cadence] },
-    state: { paused: options.paused ?? false, note: `${options.cadence} trait sync ${syncId}` },
-  });
-}
-
-/** The live `progress` of a running (or finished) trait sync. */
-export async function getTraitSyncProgress(client: Client, workflowId: string): Promise<TraitSyncProgress> {
-  return client.workflow.getHandle<typeof traitSync>(workflowId).query(traitProgressQuery);
 }
 
 /**
@@ -405,10 +236,7 @@ export async function nudgeCohortStream(client: Client, input: CohortStreamInput
     taskQueue: options.taskQueue ?? DEFAULT_TASK_QUEUE,
     args: [input],
     signal: spooledSignal,
-    typedSearchAttributes: [
-      { key: SYNC_KIND, value: 'cohort_stream' },
-      { key: COHORT_ID, value: input.cohortId },
-    ],
+    typedSearchAttributes: cohortStreamSearchAttributes(input),
   });
   return workflowId;
 }
@@ -417,29 +245,4 @@ export async function nudgeCohortStream(client: Client, input: CohortStreamInput
 export async function getCohortStreamProgress(client: Client, target: CohortStreamInput): Promise<CohortStreamProgress> {
   const workflowId = cohortStreamWorkflowId(parseInput(cohortStreamInputSchema, target, 'cohortStream'));
   return client.workflow.getHandle<typeof cohortStream>(workflowId).query(cohortStreamProgressQuery);
-}
-
-function traitSyncSummary(options: TraitSyncOptions): string {
-  const attributes = traitAttributes(options).map(({ key, attribute }) => (key === attribute ? key : `${key} → ${attribute}`));
-  return `Amplitude ${attributes.join(', ')} → Braze custom attributes, users active in ${options.windowDays} days${options.dryRun ? ' (dry run)' : ''}`;
-}
-
-export class InvalidInputError extends Error {
-  override readonly name = 'InvalidInputError';
-}
-
-function parseCohortSyncInput(input: CohortSyncInput): CohortSyncOptions {
-  return parseInput(cohortSyncInputSchema, input, 'cohortSync');
-}
-
-/** Validates a workflow input here, before anything starts, with the message the workflow itself would give. */
-function parseInput<S extends z.ZodType>(schema: S, input: unknown, workflowType: string): z.output<S> {
-  const parsed = schema.safeParse(input);
-  if (!parsed.success) throw new InvalidInputError(`Invalid ${workflowType} input:\n${describeInputProblems(parsed.error)}`);
-  return parsed.data;
-}
-
-function cohortSyncSummary(options: CohortSyncOptions): string {
-  const target = options.target === 'attribute' ? `custom attribute "${options.attributeName}"` : 'native partner cohort';
-  return `Amplitude cohort ${options.cohortId} → Braze ${target}, identified by ${options.identifiers.join(' → ')}${options.dryRun ? ' (dry run)' : ''}`;
 }

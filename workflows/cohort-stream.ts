@@ -8,9 +8,15 @@
 import { defineQuery, proxyActivities, setCurrentDetails, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { CohortStreamActivities } from '../activities/cohort-stream.js';
 import type { RunRef } from '../activities/sync-lease.js';
-import { cohortStreamInputSchema, cohortSyncId, type CohortStreamInput, type CohortStreamOptions } from '../src/cohort/input.js';
+import {
+  cohortStreamInputSchema,
+  cohortStreamSearchAttributes,
+  cohortSyncId,
+  type CohortStreamInput,
+  type CohortStreamOptions,
+} from '../src/cohort/input.js';
 import { noCohortStreamCounts, type CohortStreamCounts } from '../src/cohort/webhook.js';
-import { COHORT_ID, DATA_POINTS, SYNC_KIND } from '../src/temporal/search-attributes.js';
+import { DATA_POINTS } from '../src/temporal/search-attributes.js';
 import { syncActivities } from './engine.js';
 import { runStream, type StreamKind, type StreamProgress } from './stream.js';
 
@@ -45,11 +51,7 @@ const cohortStreamKind: StreamKind<CohortStreamInput, CohortStreamOptions, Cohor
   progress: (options, totals) => ({ phase: 'applying', cohortId: options.cohortId, totals }),
   budgets: ({ maxDataPointsPerDay }) => ({ maxDataPointsPerDay }),
   setUp: ({ options, totals }) =>
-    upsertSearchAttributes([
-      { key: SYNC_KIND, value: 'cohort_stream' },
-      { key: COHORT_ID, value: options.cohortId },
-      { key: DATA_POINTS, value: totals.dataPoints },
-    ]),
+    upsertSearchAttributes([...cohortStreamSearchAttributes(options), { key: DATA_POINTS, value: totals.dataPoints }]),
 
   async open({ options, totals, progress }) {
     const prepared = await quick.prepareCohortStream(targetOf(options));

@@ -8,8 +8,13 @@ import type { CohortExportActivities } from '../activities/cohort-export.js';
 import type { CohortSyncActivities } from '../activities/cohort-sync.js';
 import type { ChangeKind, CohortPlan } from '../activities/cohort-sync-types.js';
 import { DEFERRED_DEVICE_LOOKUP } from '../src/cohort/identifiers.js';
-import { cohortSyncId, cohortSyncInputSchema, type CohortSyncInput, type CohortSyncOptions } from '../src/cohort/input.js';
-import { COHORT_ID } from '../src/temporal/search-attributes.js';
+import {
+  cohortRunSearchAttributes,
+  cohortSyncId,
+  cohortSyncInputSchema,
+  type CohortSyncInput,
+  type CohortSyncOptions,
+} from '../src/cohort/input.js';
 import { syncActivities } from './engine.js';
 import { runPagedSync, type PagedCheckpoint, type PagedProgress, type PagedSyncKind, type PagedTotals } from './lifecycle.js';
 
@@ -51,7 +56,7 @@ export interface CohortSyncCheckpoint extends PagedCheckpoint<CohortSyncTotals> 
   skipReasons: Record<string, number>;
 }
 
-export const progressQuery = defineQuery<CohortSyncProgress>('progress');
+export const cohortSyncProgressQuery = defineQuery<CohortSyncProgress>('progress');
 
 /** What the cohort's listing said when it moved since the last success. */
 interface ChangedCohort {
@@ -70,12 +75,11 @@ const cohortSyncKind: PagedSyncKind<
   CohortSyncResult
 > = {
   workflowType: 'cohortSync',
-  syncKind: 'cohort',
   inputSchema: cohortSyncInputSchema,
-  progressQuery,
+  progressQuery: cohortSyncProgressQuery,
   identify: (options) => ({
     syncId: cohortSyncId(options),
-    searchAttributes: [{ key: COHORT_ID, value: options.cohortId }],
+    searchAttributes: cohortRunSearchAttributes(options),
     progress: { cohortId: options.cohortId },
   }),
   emptyTotals: () => ({

@@ -6,8 +6,15 @@
 import { defineQuery, workflowInfo } from '@temporalio/workflow';
 import type { EventSyncActivities } from '../activities/event-sync.js';
 import type { EventPlan, IngestedHour } from '../activities/event-sync-types.js';
-import { eventSyncId, eventSyncInputSchema, exportHourOf, type EventSyncInput, type EventSyncOptions } from '../src/events/input.js';
-import { EXPORT_HOUR, SCHEDULED_START_TIME } from '../src/temporal/search-attributes.js';
+import {
+  eventRunSearchAttributes,
+  eventSyncId,
+  eventSyncInputSchema,
+  exportHourOf,
+  type EventSyncInput,
+  type EventSyncOptions,
+} from '../src/events/input.js';
+import { SCHEDULED_START_TIME } from '../src/temporal/search-attributes.js';
 import { syncActivities } from './engine.js';
 import { runPagedSync, type PagedCheckpoint, type PagedProgress, type PagedSyncKind, type PagedTotals } from './lifecycle.js';
 
@@ -50,16 +57,15 @@ export interface EventSyncCheckpoint extends PagedCheckpoint<EventSyncTotals> {
   plan: EventPlan;
 }
 
-export const eventProgressQuery = defineQuery<EventSyncProgress>('progress');
+export const eventSyncProgressQuery = defineQuery<EventSyncProgress>('progress');
 
 const eventSyncKind: PagedSyncKind<EventSyncInput, EventSyncOptions, EventSyncTotals, EventSyncCheckpoint, undefined, EventSyncResult> = {
   workflowType: 'eventSync',
-  syncKind: 'event',
   inputSchema: eventSyncInputSchema,
-  progressQuery: eventProgressQuery,
+  progressQuery: eventSyncProgressQuery,
   identify(options, checkpoint) {
     const hour = hourOf(options, checkpoint);
-    return { syncId: eventSyncId(hour), searchAttributes: [{ key: EXPORT_HOUR, value: hour }], progress: { hour } };
+    return { syncId: eventSyncId(hour), searchAttributes: eventRunSearchAttributes({ hour }), progress: { hour } };
   },
   emptyTotals: () => ({ forwarded: 0, failed: 0, failureReasons: {}, dataPoints: 0, brazeRequests: 0 }),
 

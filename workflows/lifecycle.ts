@@ -16,11 +16,11 @@ import {
   workflowInfo,
   type QueryDefinition,
 } from '@temporalio/workflow';
-import type { SearchAttributeUpdatePair } from '@temporalio/common';
+import type { SearchAttributePair } from '@temporalio/common';
 import type { z } from 'zod';
 import type { PageBudgets, PageOutcome } from '../activities/engine.js';
 import type { RunRef } from '../activities/sync-lease.js';
-import { DATA_POINTS, SYNC_KIND } from '../src/temporal/search-attributes.js';
+import { DATA_POINTS } from '../src/temporal/search-attributes.js';
 import { applyPages, budgetControls, parseWorkflowInput, readableFailure, type Budgets } from './engine.js';
 
 /** What every kind counts. */
@@ -77,17 +77,15 @@ export interface PagedSyncKind<
   Result,
 > {
   workflowType: string;
-  /** Its `sync_kind`: the `AmpBrazeSyncKind` search attribute and the data-point metric's label. */
-  syncKind: string;
   inputSchema: z.ZodType<Options, Input>;
   progressQuery: QueryDefinition<PagedProgress<Totals>>;
-  /** The sync's id (its snapshot, lease and ledgers hang off it), its search attributes and its progress fields. */
+  /** The sync's id (its snapshot, lease and ledgers hang off it), its runs' search attributes and progress fields. */
   identify(
     options: Options,
     checkpoint: State | undefined,
   ): {
     syncId: string;
-    searchAttributes?: SearchAttributeUpdatePair[];
+    searchAttributes: SearchAttributePair[];
     progress?: Record<string, unknown>;
   };
   emptyTotals(): Totals;
@@ -145,11 +143,7 @@ export async function runPagedSync<
     },
   };
   setHandler(kind.progressQuery, () => progress);
-  upsertSearchAttributes([
-    { key: SYNC_KIND, value: kind.syncKind },
-    ...(identity.searchAttributes ?? []),
-    { key: DATA_POINTS, value: totals.dataPoints },
-  ]);
+  upsertSearchAttributes([...identity.searchAttributes, { key: DATA_POINTS, value: totals.dataPoints }]);
 
   // Every kind's first step records the run before anything can fail; one that found another run in progress did not.
   let started = true;

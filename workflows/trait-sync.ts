@@ -10,6 +10,7 @@ import type { FetchedProfiles, PreparedTraitRun, StagedTraits, TraitPlan } from 
 import {
   readsProfiles,
   selectionFingerprint,
+  traitRunSearchAttributes,
   traitAttributes,
   traitSyncId,
   traitSyncInputSchema,
@@ -58,7 +59,7 @@ export interface TraitSyncCheckpoint extends PagedCheckpoint<TraitSyncTotals> {
   plan: TraitPlan;
 }
 
-export const traitProgressQuery = defineQuery<TraitSyncProgress>('progress');
+export const traitSyncProgressQuery = defineQuery<TraitSyncProgress>('progress');
 
 /** What the first step found of the audience, when there is something to sync. */
 type TraitAudience = Exclude<PreparedTraitRun, { status: 'busy' }>;
@@ -66,10 +67,9 @@ type TraitAudience = Exclude<PreparedTraitRun, { status: 'busy' }>;
 const traitSyncKind: PagedSyncKind<TraitSyncInput, TraitSyncOptions, TraitSyncTotals, TraitSyncCheckpoint, TraitAudience, TraitSyncResult> =
   {
     workflowType: 'traitSync',
-    syncKind: 'trait',
     inputSchema: traitSyncInputSchema,
-    progressQuery: traitProgressQuery,
-    identify: (options) => ({ syncId: traitSyncId(options) }),
+    progressQuery: traitSyncProgressQuery,
+    identify: (options) => ({ syncId: traitSyncId(options), searchAttributes: traitRunSearchAttributes() }),
     emptyTotals: () => ({ written: 0, failed: 0, failureReasons: {}, dataPoints: 0, brazeRequests: 0, amplitudeDownloads: 0 }),
 
     async begin({ options, run, totals }) {

@@ -1,19 +1,18 @@
 /** `ampbraze events sync|backfill|schedule|status`: thin commands over the typed client API. */
 import type { Command } from 'commander';
-import { backfillEventSyncs, getEventSyncProgress, scheduleEventSync, startEventSync } from '../client.js';
+import { backfillEventSyncs } from '../client.js';
 import { eventSyncId, type EventSyncInput } from '../events/input.js';
+import { EVENT_SYNC } from '../kinds.js';
 import { reportAndExit } from './output.js';
-import { describeEventProgress, followProgress, printEventResult } from './progress.js';
+import { describeEventProgress, printEventResult } from './progress.js';
+import { runInputOf, scheduleAction, statusAction, syncAction, withRunOptions, type RunFlags } from './sync-commands.js';
 import { withTemporalClient } from './temporal-client.js';
 
-interface EventFlags {
+interface EventFlags extends RunFlags {
   eventTypes?: string;
   identifiers?: string;
   updateExistingOnly?: boolean;
   lagHours?: string;
-  dryRun?: boolean;
-  maxDataPoints?: string;
-  maxDataPointsPerDay?: string;
 }
 
 function eventInput(flags: EventFlags): EventSyncInput {
@@ -22,20 +21,15 @@ function eventInput(flags: EventFlags): EventSyncInput {
     ...(flags.identifiers && { identifiers: flags.identifiers.split(',') as EventSyncInput['identifiers'] }),
     ...(flags.updateExistingOnly && { updateExistingOnly: true }),
     ...(flags.lagHours && { lagHours: Number(flags.lagHours) }),
-    ...(flags.dryRun && { dryRun: true }),
-    ...(flags.maxDataPoints && { maxDataPoints: Number(flags.maxDataPoints) }),
-    ...(flags.maxDataPointsPerDay && { maxDataPointsPerDay: Number(flags.maxDataPointsPerDay) }),
+    ...runInputOf(flags),
   };
 }
 
 function withEventOptions(command: Command): Command {
-  return command
+  return withRunOptions(command)
     .option('--event-types <list>', 'event types to forward to Braze, comma-separated, or * for all (default: none, ingest only)')
     .option('--identifiers <list>', 'user_id, then optionally device_id or amplitude_id for anonymous users (as a user alias)')
-    .option('--update-existing-only', 'never create Braze users')
-    .option('--dry-run', 'ingest and report what would be sent; send nothing')
-    .option('--max-data-points <n>', 'pause before this run spends more than this many data points')
-    .option('--max-data-points-per-day <n>', 'pause before all syncs together spend more than this many data points today (UTC)');
+    .option('--update-existing-only', 'never create Braze users');
 }
 
 export function registerEventCommands(program: Command): void {
@@ -44,19 +38,11 @@ export function registerEventCommands(program: Command): void {
   withEventOptions(events.command('sync [hour]').description('process one hour (YYYYMMDDTHH, UTC; default: the latest available)'))
     .option('--lag-hours <n>', 'without an hour: how many hours back the latest available one is (default 3)')
     .option('--wait', 'show progress and wait for the result')
-    .action((hour: string | undefined, flags: EventFlags & { wait?: boolean }) =>
-      withTemporalClient(async (client, config) => {
-        const handle = await startEventSync(client, { ...eventInput(flags), ...(hour && { hour }) }, { taskQueue: config.taskQueue });
-        console.log(`Started ${handle.workflowId}`);
-        if (flags.wait)
-          printEventResult(
-            await followProgress(
-              () => getEventSyncProgress(client, handle.workflowId),
-              describeEventProgress,
-              () => handle.result(),
-            ),
-          );
-      }).catch(reportAndExit),
+    .action(
+      syncAction(EVENT_SYNC, (hour: string | undefined, flags: EventFlags) => ({ ...eventInput(flags), ...(hour && { hour }) }), {
+        describeProgress: describeEventProgress,
+        printResult: printEventResult,
+      }),
     );
 
   withEventOptions(
@@ -80,19 +66,10 @@ export function registerEventCommands(program: Command): void {
   withEventOptions(events.command('schedule').description('create the hourly Temporal Schedule (runs buffered, so hours go in order)'))
     .option('--lag-hours <n>', 'each run processes the hour this far before its start (default 3)')
     .option('--at <minute>', 'the minute past each hour to start (default 0)')
-    .action((flags: EventFlags & { at?: string }) =>
-      withTemporalClient(async (client, config) => {
-        const schedule = await scheduleEventSync(client, eventInput(flags), { at: flags.at, taskQueue: config.taskQueue });
-        console.log(`Created schedule ${schedule.scheduleId} (hourly${flags.at ? ` at minute ${flags.at}` : ''})`);
-      }).catch(reportAndExit),
-    );
+    .action(scheduleAction(EVENT_SYNC, eventInput));
 
   events
     .command('status <hour>')
     .description('show the progress of the one-off run of an hour')
-    .action((hour: string) =>
-      withTemporalClient(async (client) => {
-        console.log(describeEventProgress(await getEventSyncProgress(client, eventSyncId(hour))));
-      }).catch(reportAndExit),
-    );
+    .action(statusAction(EVENT_SYNC, (_client, hour: string) => eventSyncId(hour), describeEventProgress));
 }

@@ -2,7 +2,9 @@
  * The `cohortSync` workflow input: what a user types into `temporal workflow start --input`, a Temporal UI
  * schedule, or passes to `startCohortSync`. Validated at the top of the workflow, so it must stay free of I/O.
  */
+import type { SearchAttributePair } from '@temporalio/common';
 import { z } from 'zod';
+import { COHORT_ID, SYNC_KIND, SYNC_KINDS } from '../temporal/search-attributes.js';
 import { dataPointBudgetSchema, durationSchema, runInputFields } from '../sync-input.js';
 
 export const IDENTIFIERS = ['user_id', 'user_alias', 'device_id'] as const;
@@ -70,6 +72,22 @@ export type CohortSyncOptions = z.output<typeof cohortSyncInputSchema>;
  */
 export function cohortSyncId(options: MembershipTarget): string {
   return `cohort-sync-${options.cohortId}${targetSuffix(options)}`;
+}
+
+/** The search attributes a cohort sync's runs carry: the kind and the cohort, to find them in the Temporal UI. */
+export function cohortRunSearchAttributes(options: Pick<CohortSyncOptions, 'cohortId'>): SearchAttributePair[] {
+  return [
+    { key: SYNC_KIND, value: SYNC_KINDS.cohortSync },
+    { key: COHORT_ID, value: options.cohortId },
+  ];
+}
+
+/** A cohort stream's: the same, with its own kind. */
+export function cohortStreamSearchAttributes(options: Pick<CohortSyncOptions, 'cohortId'>): SearchAttributePair[] {
+  return [
+    { key: SYNC_KIND, value: SYNC_KINDS.cohortStream },
+    { key: COHORT_ID, value: options.cohortId },
+  ];
 }
 
 /**

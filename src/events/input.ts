@@ -2,8 +2,10 @@
  * The `eventSync` workflow input: one hour of Amplitude events (ingested into the activity index, and the
  * selected ones forwarded to Braze as custom events). Validated at the top of the workflow, so free of I/O.
  */
+import type { SearchAttributePair } from '@temporalio/common';
 import { z } from 'zod';
 import { runInputFields } from '../sync-input.js';
+import { EXPORT_HOUR as EXPORT_HOUR_ATTRIBUTE, SYNC_KIND, SYNC_KINDS } from '../temporal/search-attributes.js';
 
 /** Amplitude's Export API hour, `YYYYMMDDTHH` (UTC). */
 export const EXPORT_HOUR = /^(\d{4})(\d{2})(\d{2})T(\d{2})$/;
@@ -85,4 +87,12 @@ export type EventSelection = Pick<
 /** The sync of one hour, and its one-off workflow id: whatever the id a run has, the hour's lease is this. */
 export function eventSyncId(hour: string): string {
   return `event-sync-${hour}`;
+}
+
+/** The search attributes an event sync's runs carry: the kind and, once it is known, the hour. */
+export function eventRunSearchAttributes(options: { hour?: string }): SearchAttributePair[] {
+  return [
+    { key: SYNC_KIND, value: SYNC_KINDS.eventSync },
+    ...(options.hour === undefined ? [] : [{ key: EXPORT_HOUR_ATTRIBUTE, value: options.hour }]),
+  ];
 }

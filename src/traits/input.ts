@@ -2,8 +2,10 @@
  * The `traitSync` workflow input: which Amplitude user properties become which Braze custom attributes, for
  * the users active in the window. Validated at the top of the workflow, so free of I/O.
  */
+import type { SearchAttributePair } from '@temporalio/common';
 import { z } from 'zod';
 import { cohortIdSchema } from '../cohort/input.js';
+import { SYNC_KIND, SYNC_KINDS } from '../temporal/search-attributes.js';
 import { runInputFields } from '../sync-input.js';
 
 /** A day of the Profile API at its whole organisation limit (600 a minute): more in one run cannot be fetched. */
@@ -181,6 +183,11 @@ export function traitAttributes(selection: AttributeSources): TraitAttribute[] {
 /** Whether the sync needs Amplitude's User Profile API (computations or recommendations). */
 export function readsProfiles(selection: Pick<TraitSyncOptions, 'computations' | 'recommendations'>): boolean {
   return selection.computations.length + selection.recommendations.length > 0;
+}
+
+/** The search attributes a trait sync's runs carry. */
+export function traitRunSearchAttributes(): SearchAttributePair[] {
+  return [{ key: SYNC_KIND, value: SYNC_KINDS.traitSync }];
 }
 
 /**
