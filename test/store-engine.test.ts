@@ -4,7 +4,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { DiffKind, StagedMember, StateStore } from '../src/store/index.js';
+import type { DiffKind, StagedMember, InspectableStore } from '../src/store/index.js';
 import { runStoreProcesses } from './helpers/store-processes.js';
 import { forEachStore, openFreshStore, type StoreEnv } from './helpers/stores.js';
 
@@ -13,7 +13,7 @@ const range = (count: number) => Array.from({ length: count }, (_, index) => ind
 const member = (index: number): StagedMember => ({ memberKey: key(index), amplitudeId: String(1_000_000 + index) });
 
 forEachStore((kind) => {
-  let store: StateStore;
+  let store: InspectableStore;
   let env: StoreEnv;
   before(async () => {
     ({ store, env } = await openFreshStore(kind));

@@ -5,7 +5,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { StagedEvent, StateStore, UserActivity } from '../src/store/index.js';
+import type { StagedEvent, InspectableStore, UserActivity } from '../src/store/index.js';
 import { forEachStore, openFreshStore } from './helpers/stores.js';
 
 const HOUR = 3_600_000;
@@ -17,7 +17,7 @@ const event = (index: number): StagedEvent => ({
 const range = (count: number) => Array.from({ length: count }, (_, index) => index);
 
 forEachStore((kind) => {
-  let store: StateStore;
+  let store: InspectableStore;
   before(async () => {
     ({ store } = await openFreshStore(kind));
   });

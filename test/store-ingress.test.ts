@@ -5,14 +5,14 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { IngressItem, JsonValue, StateStore } from '../src/store/index.js';
+import type { IngressItem, JsonValue, InspectableStore } from '../src/store/index.js';
 import { forEachStore, openFreshStore } from './helpers/stores.js';
 
 const item = (id: string, user: string): IngressItem => ({ dedupeKey: id, partitionKey: `user:${user}`, body: { id, user } });
 const ids = (items: ReadonlyArray<{ dedupeKey: string }>) => items.map((spooled) => spooled.dedupeKey);
 
 forEachStore((kind) => {
-  let store: StateStore;
+  let store: InspectableStore;
   before(async () => {
     ({ store } = await openFreshStore(kind));
   });

@@ -5,7 +5,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MAX_ROWS_PER_TRANSACTION, type ProfileFetch, type StateStore, type UserActivity } from '../src/store/index.js';
+import { MAX_ROWS_PER_TRANSACTION, type ProfileFetch, type InspectableStore, type UserActivity } from '../src/store/index.js';
 import { forEachStore, openFreshStore } from './helpers/stores.js';
 
 const HOUR = 3_600_000;
@@ -20,7 +20,7 @@ const fetched = (userKey: string, hours: number, score = hours): ProfileFetch =>
 const user = (userKey: string, hours: number): UserActivity => ({ userKey, lastEventMs: hours * HOUR, properties: {} });
 
 forEachStore((kind) => {
-  let store: StateStore;
+  let store: InspectableStore;
   before(async () => {
     ({ store } = await openFreshStore(kind));
   });

@@ -5,7 +5,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { SentRequest, StagedTraitChange, StateStore } from '../src/store/index.js';
+import type { SentRequest, StagedTraitChange, InspectableStore } from '../src/store/index.js';
 import { forEachStore, openFreshStore } from './helpers/stores.js';
 
 const HOUR = 3_600_000;
@@ -21,7 +21,7 @@ const snapshotsOf = (snapshots: Map<string, Map<string, string>>) =>
   Object.fromEntries([...snapshots].map(([key, values]) => [key, Object.fromEntries(values)]));
 
 forEachStore((kind) => {
-  let store: StateStore;
+  let store: InspectableStore;
   before(async () => {
     ({ store } = await openFreshStore(kind));
   });

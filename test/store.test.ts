@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
 import pg from 'pg';
-import { openStateStore, type StagedMember, type StateStore } from '../src/store/index.js';
+import { openStateStore, type StagedMember, type InspectableStore } from '../src/store/index.js';
 import { applyMigrations, MIGRATIONS } from '../src/store/migrations.js';
 import { applyPostgresMigrations } from '../src/store/postgres.js';
 import { createTestDatabase } from './helpers/postgres.js';
@@ -38,7 +38,7 @@ const SNAPSHOTS_AFTER_MOVE = {
   'braze:other': { 'user_id:a': { plan: '"premium"' } },
 };
 
-async function snapshotsAfterMove(store: StateStore) {
+async function snapshotsAfterMove(store: InspectableStore) {
   const read = async (scope: string) =>
     Object.fromEntries(
       [...(await store.attributeSnapshots(scope, ['user_id:a', 'user_id:b']))].map(([user, values]) => [user, Object.fromEntries(values)]),
@@ -102,7 +102,7 @@ describe('SQLite migrations', () => {
     } finally {
       db.close();
     }
-    const store = await openStateStore({ kind: 'sqlite', path });
+    const store = await openStoreFrom({ STATE_DB: path });
     try {
       assert.deepEqual(await snapshotsAfterMove(store), SNAPSHOTS_AFTER_MOVE);
     } finally {
@@ -257,7 +257,7 @@ forEachStore((kind) => {
   });
 
   describe('cohort state', () => {
-    let store: StateStore;
+    let store: InspectableStore;
     before(async () => {
       ({ store } = await openFreshStore(kind));
     });
@@ -352,7 +352,7 @@ forEachStore((kind) => {
   });
 
   describe('ledgers', () => {
-    let store: StateStore;
+    let store: InspectableStore;
     before(async () => {
       ({ store } = await openFreshStore(kind));
     });

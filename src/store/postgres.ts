@@ -104,6 +104,7 @@ import {
   type StagedTraitChange,
   type StagingCheckpoint,
   type StateStore,
+  type StoreInspection,
   type SyncLease,
   type SyncLeaseHold,
   type SyncLeaseClaim,
@@ -387,7 +388,7 @@ export async function applyPostgresMigrations(pool: pg.Pool, migrations: readonl
   }
 }
 
-export class PostgresStateStore implements StateStore {
+export class PostgresStateStore implements StateStore, StoreInspection {
   readonly #pool: pg.Pool;
 
   constructor(

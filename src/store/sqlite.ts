@@ -108,6 +108,7 @@ import {
   type StagedTraitChange,
   type StagingCheckpoint,
   type StateStore,
+  type StoreInspection,
   type SyncLease,
   type SyncLeaseHold,
   type SyncLeaseClaim,
@@ -185,7 +186,7 @@ function applyMigrationsWhenFree(db: Database.Database, timeoutMs: number): void
   }
 }
 
-export class SqliteStateStore implements StateStore {
+export class SqliteStateStore implements StateStore, StoreInspection {
   readonly #db: Database.Database;
   readonly #sql;
   readonly #timeoutMs: number;

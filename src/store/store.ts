@@ -384,34 +384,79 @@ export interface ReasonCount {
   count: number;
 }
 
-export interface StateStore {
+/** Where the store is, whether it is reachable and migrated, and closing it. */
+export interface StoreHandle {
   /** Human-readable location, e.g. `SQLite data/state.db` (never a credential). */
   readonly description: string;
   schemaVersion(): Promise<number>;
   /** Throws unless the store takes writes (a write in a transaction that is rolled back). */
   probeWrite(): Promise<void>;
   close(): Promise<void>;
+}
 
-  /** Applies the members a run has sent (added) and removed; idempotent. */
-  commitSnapshot(syncId: string, changes: { added?: readonly string[]; removed?: readonly string[] }): Promise<void>;
-  snapshotMembers(syncId: string, options: PageOptions): Promise<Page<SnapshotMember>>;
-  snapshotCount(syncId: string): Promise<number>;
+/** The run ledger (each run of each sync, how it ended, what it synced), the per-sync lease that keeps two runs of one sync from sending at once, and why members failed in a run. */
+export interface RunsAndLeases {
+  /** Records a run as running; a retried start of the same run is a no-op. */
+  startRun(run: RunStart): Promise<void>;
+  finishRun(finish: RunFinish): Promise<void>;
+  /** The latest run of a kind (e.g. `event`) to finish successfully, of any sync: tells whether that kind still runs (the event sync feeds the activity index). */
+  lastSucceededRunOfKind(kind: string): Promise<RunRecord | undefined>;
+  /** Newest first. */
+  recentRuns(options: { syncId?: string; limit: number }): Promise<RunRecord[]>;
+
   /**
-   * For these members of a membership sync: whether each is in the last-sent snapshot, and the computed time of the
-   * newest real-time change applied to it (see `recordMembershipMarks`). Members with neither are omitted.
+   * One run per sync, whatever its workflow id: takes the lease when it is free or expired, renews it for the
+   * holder that has it, and otherwise refuses, naming the holder. A holder whose lease expired and was taken by
+   * another run is refused too (fenced) and must stop.
    */
-  membershipStates(syncId: string, memberKeys: readonly string[]): Promise<Map<string, MembershipState>>;
-  /** Records the computed time of each member's newest applied change; an older time never replaces a newer one. */
-  recordMembershipMarks(syncId: string, marks: readonly MembershipMark[]): Promise<void>;
+  claimSyncLease(claim: SyncLeaseClaim): Promise<SyncLease>;
+  /** Frees the lease if `holder` still has it. */
+  releaseSyncLease(syncId: string, holder: string): Promise<void>;
 
+  /** Records why members failed in a run; a member recorded again keeps the latest reason. */
+  recordFailures(runId: string, failures: readonly MemberFailure[]): Promise<void>;
+  failureCountsByReason(runId: string): Promise<ReasonCount[]>;
+}
+
+/** What was spent: vendor requests before they go and with what they did (each counted once), data points per day, cohort downloads per month. */
+export interface Ledgers {
   /**
-   * The last values Braze accepted per member and attribute, for the given members (absent members are omitted), in a
-   * scope: the Braze workspace (e.g. `braze-workspace:ab12cd`), whose users' attributes every sync writing to it shares.
+   * Records requests before they are sent: from then on their data points count as spent (and as sent requests),
+   * because the vendor bills what it receives and a request cut off by a crash may have arrived. Idempotent.
    */
-  attributeSnapshots(scope: string, memberKeys: readonly string[]): Promise<Map<string, Map<string, string>>>;
-  /** Records values Braze accepted in a scope (see `attributeSnapshots`); of repeated (member, attribute) pairs the last wins. */
-  upsertAttributeSnapshots(scope: string, rows: readonly AttributeSnapshot[]): Promise<void>;
+  recordRequestsSending(requests: readonly SendingRequest[]): Promise<void>;
+  /**
+   * Records what sent requests did, in one transaction: each one's snapshot change, failures, outcome and actual
+   * data points (replacing what `recordRequestsSending` counted; 0 for a request the vendor refused unprocessed,
+   * such as a 429). Resolves, per request, with false for one recorded before (a retried attempt): it adds nothing.
+   */
+  recordSentRequests(requests: readonly SentRequest[]): Promise<boolean[]>;
+  /** Sums the outcomes of a run's requests whose key starts with `keyPrefix`. */
+  requestOutcomeTotals(runId: string, keyPrefix: string): Promise<OutcomeTotals>;
+  dataPointsOnDay(day: string, syncId?: string): Promise<number>;
 
+  /** Atomically reserves one cohort download in the month, refused at `limit`; idempotent per (runId, cohortId). */
+  reserveCohortDownload(reservation: CohortDownloadReservation): Promise<ReservationResult>;
+}
+
+/** Vendor rate limits shared by every worker: fixed windows of slots, blocks until a vendor's reset, and what the vendor reported. */
+export interface RateWindows {
+  /**
+   * Atomically grants up to `requested` slots of a fixed-window rate limit shared by every worker. Windows only
+   * move forward: a caller whose `nowMs` falls before the stored window counts against the stored window.
+   */
+  acquireRateSlots(request: RateSlotRequest): Promise<RateSlotGrant>;
+  /** Blocks a limit for everyone until `untilMs`, because the vendor reported it exhausted. */
+  blockRateLimit(key: string, untilMs: number): Promise<void>;
+  /**
+   * Adopts a vendor's report: its limit for every window from now on, and a cap on the window it is about, which
+   * only lowers what that window may grant, and only while it is the current one.
+   */
+  adoptVendorRateLimit(report: VendorRateReport): Promise<void>;
+}
+
+/** A run's staged source rows (members, events, trait changes) with their checkpoint, and its plan of numbered pages. */
+export interface Staging {
   /** Stages rows and records the checkpoint after them in the same transaction. The first row for a key wins. */
   stageChunk(runId: string, rows: readonly StagedMember[], checkpoint: StagingCheckpoint): Promise<void>;
   stagingCheckpoint(runId: string): Promise<StagingCheckpoint | undefined>;
@@ -421,7 +466,6 @@ export interface StateStore {
 
   diffPage(runId: string, syncId: string, options: DiffPageOptions & { kind: 'enter' }): Promise<Page<StagedMember>>;
   diffPage(runId: string, syncId: string, options: DiffPageOptions & { kind: 'leave' }): Promise<Page<SnapshotMember>>;
-  diffCounts(runId: string, syncId: string): Promise<DiffCounts>;
 
   /**
    * Cuts the run's diff (as it stands now) into numbered pages of `pageSize` changes per kind and records each
@@ -447,15 +491,37 @@ export interface StateStore {
   planEventPages(runId: string, pageSize: number): Promise<{ events: number; pages: number }>;
   /** Staged events of the run not in the sent-event ledger, in key order. */
   unsentEvents(runId: string, options: DiffPageOptions): Promise<Page<StagedEvent>>;
+
   /**
-   * Claims events for a request about to be sent; resolves, per claim, with the keys it got (an event claimed
-   * before, by any run, is never claimed again). Claimed events are never sent again unless released.
+   * Stages users' attribute changes (a user staged again replaces its changes) and records the checkpoint after them,
+   * in transactions of at most MAX_ROWS_PER_TRANSACTION rows, the checkpoint with the last.
    */
-  claimEvents(claims: readonly EventClaim[]): Promise<string[][]>;
-  /** Releases a request's claims: Braze answered it with an error status, so none of its events arrived. */
-  releaseEventClaims(runId: string, requestKey: string): Promise<void>;
-  /** Events the run claimed whose request has no recorded answer: they may or may not have reached Braze. */
-  unconfirmedEventCount(runId: string): Promise<number>;
+  stageTraitChanges(runId: string, rows: readonly StagedTraitChange[], checkpoint: StagingCheckpoint): Promise<void>;
+  /** Cuts the run's staged users into numbered pages of `pageSize` users in key order (kind `trait`); replaces an earlier plan of the run. */
+  planTraitPages(runId: string, pageSize: number): Promise<{ users: number; pages: number }>;
+  /** Staged users of the run with their changes, in key order. */
+  stagedTraitChanges(runId: string, options: DiffPageOptions): Promise<Page<StagedTraitChange>>;
+}
+
+/** What Braze accepted, per sync (membership) and per workspace (attribute values), and when each member's newest real-time change was computed. */
+export interface Snapshots {
+  /**
+   * For these members of a membership sync: whether each is in the last-sent snapshot, and the computed time of the
+   * newest real-time change applied to it (see `recordMembershipMarks`). Members with neither are omitted.
+   */
+  membershipStates(syncId: string, memberKeys: readonly string[]): Promise<Map<string, MembershipState>>;
+  /** Records the computed time of each member's newest applied change; an older time never replaces a newer one. */
+  recordMembershipMarks(syncId: string, marks: readonly MembershipMark[]): Promise<void>;
+
+  /**
+   * The last values Braze accepted per member and attribute, for the given members (absent members are omitted), in a
+   * scope: the Braze workspace (e.g. `braze-workspace:ab12cd`), whose users' attributes every sync writing to it shares.
+   */
+  attributeSnapshots(scope: string, memberKeys: readonly string[]): Promise<Map<string, Map<string, string>>>;
+}
+
+/** The activity index (who is active, their latest properties), profile fetches, device ids looked up, and the sent-event ledger. */
+export interface ActivityIndex {
   /** Users active at or after `sinceMs`, in key order. */
   activeUsers(options: PageOptions & { sinceMs: number }): Promise<Page<UserActivity>>;
   /**
@@ -464,20 +530,6 @@ export interface StateStore {
    * their profile fetched and their values sent afresh. Resolves with how many users it deleted.
    */
   pruneInactiveUsers(beforeMs: number, limit: number): Promise<number>;
-  /** Deletes up to `limit` sent-event ledger entries older than `beforeMs`; resolves with how many it deleted. */
-  pruneSentEvents(beforeMs: number, limit: number): Promise<number>;
-
-  /**
-   * Stages users' attribute changes (a user staged again replaces its changes) and records the checkpoint after them,
-   * in transactions of at most MAX_ROWS_PER_TRANSACTION rows, the checkpoint with the last.
-   */
-  stageTraitChanges(runId: string, rows: readonly StagedTraitChange[], checkpoint: StagingCheckpoint): Promise<void>;
-  /** Users staged, and the attribute changes they carry in all. */
-  stagedTraitCounts(runId: string): Promise<{ users: number; attributes: number }>;
-  /** Cuts the run's staged users into numbered pages of `pageSize` users in key order (kind `trait`); replaces an earlier plan of the run. */
-  planTraitPages(runId: string, pageSize: number): Promise<{ users: number; pages: number }>;
-  /** Staged users of the run with their changes, in key order. */
-  stagedTraitChanges(runId: string, options: DiffPageOptions): Promise<Page<StagedTraitChange>>;
 
   /**
    * The identified users (`user_id:` keys) of the activity index active at or after `sinceMs`, in the order a trait sync
@@ -496,6 +548,24 @@ export interface StateStore {
    */
   profileFetchCounts(syncId: string, options: { sinceMs: number; fetchedSinceMs: number }): Promise<ProfileFetchCounts>;
 
+  /** The device ids looked up before for these Amplitude users (users never looked up are absent). */
+  knownDeviceIds(amplitudeIds: readonly string[]): Promise<Map<string, string | null>>;
+  recordDeviceIds(entries: readonly AmplitudeDeviceId[]): Promise<void>;
+  /**
+   * Claims events for a request about to be sent; resolves, per claim, with the keys it got (an event claimed
+   * before, by any run, is never claimed again). Claimed events are never sent again unless released.
+   */
+  claimEvents(claims: readonly EventClaim[]): Promise<string[][]>;
+  /** Releases a request's claims: Braze answered it with an error status, so none of its events arrived. */
+  releaseEventClaims(runId: string, requestKey: string): Promise<void>;
+  /** Events the run claimed whose request has no recorded answer: they may or may not have reached Braze. */
+  unconfirmedEventCount(runId: string): Promise<number>;
+  /** Deletes up to `limit` sent-event ledger entries older than `beforeMs`; resolves with how many it deleted. */
+  pruneSentEvents(beforeMs: number, limit: number): Promise<number>;
+}
+
+/** What the receiver acknowledged, per stream, until processed; and the dead letters of what could not be. */
+export interface IngressSpool {
   /** Adds items to a stream's spool in one transaction; an item whose key the stream has seen before is a duplicate. */
   spoolIngress(stream: string, items: readonly IngressItem[], receivedAtMs: number): Promise<{ spooled: number; duplicates: number }>;
   /**
@@ -525,68 +595,32 @@ export interface StateStore {
   discardDeadLetters(stream: string, dedupeKeys: readonly string[]): Promise<number>;
   /** Deletes up to `limit` items of any stream processed before `beforeMs`; returns how many. */
   pruneIngress(beforeMs: number, limit: number): Promise<number>;
+}
 
-  /** Records a run as running; a retried start of the same run is a no-op. */
-  startRun(run: RunStart): Promise<void>;
-  finishRun(finish: RunFinish): Promise<void>;
+/** Reads and writes that no sync makes, only tests (to set up and check state): every store implements them. */
+export interface StoreInspection {
+  /** Applies the members a run has sent (added) and removed; idempotent. */
+  commitSnapshot(syncId: string, changes: { added?: readonly string[]; removed?: readonly string[] }): Promise<void>;
+  snapshotMembers(syncId: string, options: PageOptions): Promise<Page<SnapshotMember>>;
+  snapshotCount(syncId: string): Promise<number>;
+  /** Records values Braze accepted in a scope (see `attributeSnapshots`); of repeated (member, attribute) pairs the last wins. */
+  upsertAttributeSnapshots(scope: string, rows: readonly AttributeSnapshot[]): Promise<void>;
+  diffCounts(runId: string, syncId: string): Promise<DiffCounts>;
+  /** Users staged, and the attribute changes they carry in all. */
+  stagedTraitCounts(runId: string): Promise<{ users: number; attributes: number }>;
   lastSuccessfulRun(syncId: string): Promise<RunRecord | undefined>;
-  /** The latest run of a kind (e.g. `event`) to finish successfully, of any sync: tells whether that kind still runs (the event sync feeds the activity index). */
-  lastSucceededRunOfKind(kind: string): Promise<RunRecord | undefined>;
-  /** Newest first. */
-  recentRuns(options: { syncId?: string; limit: number }): Promise<RunRecord[]>;
 
   /** Counts a page's data points once per (runId, pageKey); returns false when the page was already counted. */
   addDataPoints(entry: DataPointEntry): Promise<boolean>;
-  dataPointsOnDay(day: string, syncId?: string): Promise<number>;
-
-  /** Atomically reserves one cohort download in the month, refused at `limit`; idempotent per (runId, cohortId). */
-  reserveCohortDownload(reservation: CohortDownloadReservation): Promise<ReservationResult>;
   cohortDownloadsInMonth(month: string): Promise<number>;
 
   /** Records what one vendor request achieved; false if that request was recorded already. */
   recordRequestOutcome(outcome: RequestOutcome): Promise<boolean>;
-  /**
-   * Records requests before they are sent: from then on their data points count as spent (and as sent requests),
-   * because the vendor bills what it receives and a request cut off by a crash may have arrived. Idempotent.
-   */
-  recordRequestsSending(requests: readonly SendingRequest[]): Promise<void>;
-  /**
-   * Records what sent requests did, in one transaction: each one's snapshot change, failures, outcome and actual
-   * data points (replacing what `recordRequestsSending` counted; 0 for a request the vendor refused unprocessed,
-   * such as a 429). Resolves, per request, with false for one recorded before (a retried attempt): it adds nothing.
-   */
-  recordSentRequests(requests: readonly SentRequest[]): Promise<boolean[]>;
-  /** Sums the outcomes of a run's requests whose key starts with `keyPrefix`. */
-  requestOutcomeTotals(runId: string, keyPrefix: string): Promise<OutcomeTotals>;
-
-  /**
-   * Atomically grants up to `requested` slots of a fixed-window rate limit shared by every worker. Windows only
-   * move forward: a caller whose `nowMs` falls before the stored window counts against the stored window.
-   */
-  acquireRateSlots(request: RateSlotRequest): Promise<RateSlotGrant>;
-  /** Blocks a limit for everyone until `untilMs`, because the vendor reported it exhausted. */
-  blockRateLimit(key: string, untilMs: number): Promise<void>;
-  /**
-   * Adopts a vendor's report: its limit for every window from now on, and a cap on the window it is about, which
-   * only lowers what that window may grant, and only while it is the current one.
-   */
-  adoptVendorRateLimit(report: VendorRateReport): Promise<void>;
-
-  /**
-   * One run per sync, whatever its workflow id: takes the lease when it is free or expired, renews it for the
-   * holder that has it, and otherwise refuses, naming the holder. A holder whose lease expired and was taken by
-   * another run is refused too (fenced) and must stop.
-   */
-  claimSyncLease(claim: SyncLeaseClaim): Promise<SyncLease>;
-  /** Frees the lease if `holder` still has it. */
-  releaseSyncLease(syncId: string, holder: string): Promise<void>;
-
-  /** The device ids looked up before for these Amplitude users (users never looked up are absent). */
-  knownDeviceIds(amplitudeIds: readonly string[]): Promise<Map<string, string | null>>;
-  recordDeviceIds(entries: readonly AmplitudeDeviceId[]): Promise<void>;
-
-  /** Records why members failed in a run; a member recorded again keeps the latest reason. */
-  recordFailures(runId: string, failures: readonly MemberFailure[]): Promise<void>;
   failuresForRun(runId: string, options: PageOptions): Promise<Page<MemberFailure>>;
-  failureCountsByReason(runId: string): Promise<ReasonCount[]>;
 }
+
+/** The state store every worker and receiver shares: one interface per concern, each implemented for SQLite and PostgreSQL. */
+export interface StateStore extends StoreHandle, RunsAndLeases, Ledgers, RateWindows, Staging, Snapshots, ActivityIndex, IngressSpool {}
+
+/** A store with the reads and writes only tests make. */
+export type InspectableStore = StateStore & StoreInspection;

@@ -5,9 +5,9 @@
  */
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
-import { loadStoreConfig } from '../../src/config.js';
 import { SharedRateLimiter, type RateLimit } from '../../src/rate-limiter.js';
-import { openStateStore, type SentRequest, type StateStore, type SyncLeaseClaim } from '../../src/store/index.js';
+import { loadStoreConfig } from '../../src/config.js';
+import { openStateStore, type InspectableStore, type SentRequest, type SyncLeaseClaim } from '../../src/store/index.js';
 
 export type StoreTask =
   | { task: 'limiter'; key: string; limit: RateLimit; amounts: number[] }
@@ -16,7 +16,7 @@ export type StoreTask =
   | { task: 'sent'; request: SentRequest }
   | { task: 'lease'; claim: SyncLeaseClaim };
 
-async function run(store: StateStore, input: StoreTask): Promise<unknown> {
+async function run(store: InspectableStore, input: StoreTask): Promise<unknown> {
   switch (input.task) {
     case 'limiter': {
       // The window each grant was counted in (its end, `retryAtMs`), straight from the store.
@@ -48,7 +48,8 @@ async function run(store: StateStore, input: StoreTask): Promise<unknown> {
 }
 
 const input = JSON.parse(process.argv[2] ?? '') as StoreTask;
-const store = await openStateStore(loadStoreConfig(process.env));
+// Every store implements the reads and writes only tests make.
+const store = (await openStateStore(loadStoreConfig(process.env))) as InspectableStore;
 console.log('ready');
 const lines = createInterface({ input: process.stdin });
 await once(lines, 'line');

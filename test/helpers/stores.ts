@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe } from 'node:test';
 import { loadStoreConfig } from '../../src/config.js';
-import { openStateStore, type StateStore } from '../../src/store/index.js';
+import { openStateStore, type InspectableStore } from '../../src/store/index.js';
 import { createTestDatabase } from './postgres.js';
 
 export type StoreEnv = Record<string, string>;
@@ -42,12 +42,13 @@ export const POSTGRES: TestStoreKind = {
 
 export const STORE_KINDS: readonly TestStoreKind[] = [SQLITE, POSTGRES];
 
-export function openStoreFrom(env: StoreEnv): Promise<StateStore> {
-  return openStateStore(loadStoreConfig(env));
+/** A store as the workers open it, with the reads and writes only tests make (every store implements them). */
+export async function openStoreFrom(env: StoreEnv): Promise<InspectableStore> {
+  return (await openStateStore(loadStoreConfig(env))) as InspectableStore;
 }
 
 /** Opens a new, empty store of this kind; `env` opens more connections to it. */
-export async function openFreshStore(kind: TestStoreKind): Promise<{ store: StateStore; env: StoreEnv }> {
+export async function openFreshStore(kind: TestStoreKind): Promise<{ store: InspectableStore; env: StoreEnv }> {
   const env = await kind.freshEnv();
   return { store: await openStoreFrom(env), env };
 }
