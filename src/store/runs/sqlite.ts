@@ -1,0 +1,172 @@
+/**
+ * Runs and sync leases: one row per run (what it did, how it ended), the per-member failures it recorded, and the
+ * lease that lets only one run of a sync at a time. On SQLite; the same contract as src/store/runs/postgres.ts.
+ */
+import type Database from 'better-sqlite3';
+import { type SqliteDb } from '../sqlite-db.js';
+import { FIRST_KEY, pageLimit, requireKey, toPage, yieldToEventLoop } from '../shared.js';
+import {
+  type JsonObject,
+  type MemberFailure,
+  type Page,
+  type PageOptions,
+  type ReasonCount,
+  type RunFinish,
+  type RunRecord,
+  type RunStart,
+  type RunStatus,
+  type SyncLease,
+  type SyncLeaseHold,
+  type SyncLeaseClaim,
+  type RunsAndLeases,
+} from '../store.js';
+
+interface RunRow {
+  runId: string;
+  syncId: string;
+  kind: string;
+  status: RunStatus;
+  startedAt: string;
+  finishedAt: string | null;
+  sourceVersion: string | null;
+  stats: string | null;
+}
+
+const RUN_COLUMNS =
+  'run_id AS runId, sync_id AS syncId, kind, status, started_at AS startedAt, finished_at AS finishedAt, source_version AS sourceVersion, stats';
+
+/** The latest run to finish successfully whose `column` is the parameter. */
+const lastSucceededRun = (column: 'sync_id' | 'kind') =>
+  `SELECT ${RUN_COLUMNS} FROM runs WHERE ${column} = ? AND status = 'succeeded' ORDER BY finished_at DESC LIMIT 1`;
+
+function toRunRecord(row: RunRow): RunRecord {
+  return {
+    runId: row.runId,
+    syncId: row.syncId,
+    kind: row.kind,
+    status: row.status,
+    startedAt: new Date(row.startedAt),
+    finishedAt: row.finishedAt === null ? undefined : new Date(row.finishedAt),
+    sourceVersion: row.sourceVersion ?? undefined,
+    stats: row.stats === null ? undefined : (JSON.parse(row.stats) as JsonObject),
+  };
+}
+
+export class SqliteRuns implements RunsAndLeases {
+  readonly #db: SqliteDb;
+  readonly #sql;
+
+  constructor(db: SqliteDb) {
+    this.#db = db;
+    this.#sql = prepareStatements(db.handle);
+  }
+
+  startRun(run: RunStart): Promise<void> {
+    return this.#db.settle(() => void this.#sql.insertRun.run(run.runId, run.syncId, run.kind, run.startedAt.toISOString()));
+  }
+
+  finishRun(finish: RunFinish): Promise<void> {
+    return this.#db.settle(() => {
+      const { changes } = this.#sql.finishRun.run(
+        finish.status,
+        finish.finishedAt.toISOString(),
+        finish.sourceVersion ?? null,
+        JSON.stringify(finish.stats),
+        finish.runId,
+      );
+      if (changes === 0) throw new Error(`finishRun: run "${finish.runId}" was never started`);
+    });
+  }
+
+  lastSuccessfulRun(syncId: string): Promise<RunRecord | undefined> {
+    return this.#db.settle(() => {
+      const row = this.#sql.lastSuccessfulRun.get(syncId);
+      return row && toRunRecord(row);
+    });
+  }
+
+  lastSucceededRunOfKind(kind: string): Promise<RunRecord | undefined> {
+    return this.#db.settle(() => {
+      const row = this.#sql.lastSucceededRunOfKind.get(kind);
+      return row && toRunRecord(row);
+    });
+  }
+
+  recentRuns(options: { syncId?: string; limit: number }): Promise<RunRecord[]> {
+    return this.#db.settle(() => {
+      const limit = pageLimit(options.limit);
+      const rows = options.syncId === undefined ? this.#sql.recentRuns.all(limit) : this.#sql.recentRunsOfSync.all(options.syncId, limit);
+      return rows.map(toRunRecord);
+    });
+  }
+
+  async recordFailures(runId: string, failures: readonly MemberFailure[]): Promise<void> {
+    await this.#db.inTransactions(failures, (chunk) => {
+      for (const failure of chunk) this.#sql.upsertFailure.run(runId, requireKey(failure.memberKey), failure.reason);
+    });
+  }
+
+  async failuresForRun(runId: string, options: PageOptions): Promise<Page<MemberFailure>> {
+    const limit = pageLimit(options.limit);
+    const rows = this.#sql.failurePage.all(runId, options.afterKey ?? FIRST_KEY, limit);
+    await yieldToEventLoop();
+    return toPage(rows, limit);
+  }
+
+  failureCountsByReason(runId: string): Promise<ReasonCount[]> {
+    return this.#db.settle(() => this.#sql.failureCounts.all(runId));
+  }
+
+  claimSyncLease(claim: SyncLeaseClaim): Promise<SyncLease> {
+    const { syncId, holder, workflowId, hold, ttlMs, nowMs } = claim;
+    const take = this.#db.handle.transaction((): SyncLease => {
+      const lease = this.#sql.syncLease.get(syncId);
+      if (lease && lease.holder !== holder && lease.expiresAtMs > nowMs) return { held: false, ...lease };
+      this.#sql.upsertSyncLease.run(syncId, holder, workflowId, hold, nowMs + ttlMs);
+      return { held: true };
+    });
+    // IMMEDIATE: two claimants cannot both read the lease as free.
+    return this.#db.settle(() => take.immediate());
+  }
+
+  releaseSyncLease(syncId: string, holder: string): Promise<void> {
+    return this.#db.settle(() => void this.#sql.deleteSyncLease.run(syncId, holder));
+  }
+}
+
+function prepareStatements(db: Database.Database) {
+  return {
+    deleteSyncLease: db.prepare<[string, string]>('DELETE FROM sync_leases WHERE sync_id = ? AND holder = ?'),
+    failureCounts: db.prepare<[string], ReasonCount>(
+      'SELECT reason, count(*) AS count FROM member_failures WHERE run_id = ? GROUP BY reason ORDER BY count DESC, reason',
+    ),
+    failurePage: db.prepare<[string, string, number], MemberFailure>(
+      'SELECT member_key AS memberKey, reason FROM member_failures WHERE run_id = ? AND member_key > ? ORDER BY member_key LIMIT ?',
+    ),
+    finishRun: db.prepare<[string, string, string | null, string, string]>(
+      `UPDATE runs SET status = ?, finished_at = ?, source_version = coalesce(?, source_version), stats = ? WHERE run_id = ?`,
+    ),
+    insertRun: db.prepare<[string, string, string, string]>(
+      `INSERT INTO runs (run_id, sync_id, kind, status, started_at) VALUES (?, ?, ?, 'running', ?) ON CONFLICT (run_id) DO NOTHING`,
+    ),
+    lastSucceededRunOfKind: db.prepare<[string], RunRow>(lastSucceededRun('kind')),
+    lastSuccessfulRun: db.prepare<[string], RunRow>(lastSucceededRun('sync_id')),
+    recentRuns: db.prepare<[number], RunRow>(`SELECT ${RUN_COLUMNS} FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?`),
+    recentRunsOfSync: db.prepare<[string, number], RunRow>(
+      `SELECT ${RUN_COLUMNS} FROM runs WHERE sync_id = ? ORDER BY started_at DESC, run_id DESC LIMIT ?`,
+    ),
+
+    syncLease: db.prepare<[string], { holder: string; workflowId: string; hold: SyncLeaseHold; expiresAtMs: number }>(
+      'SELECT holder, workflow_id AS workflowId, hold, expires_at_ms AS expiresAtMs FROM sync_leases WHERE sync_id = ?',
+    ),
+    upsertFailure: db.prepare<[string, string, string]>(
+      `INSERT INTO member_failures (run_id, member_key, reason) VALUES (?, ?, ?)
+       ON CONFLICT (run_id, member_key) DO UPDATE SET reason = excluded.reason`,
+    ),
+    upsertSyncLease: db.prepare<[string, string, string, SyncLeaseHold, number]>(
+      `INSERT INTO sync_leases (sync_id, holder, workflow_id, hold, expires_at_ms) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (sync_id) DO UPDATE SET holder = excluded.holder, workflow_id = excluded.workflow_id, hold = excluded.hold,
+         expires_at_ms = excluded.expires_at_ms`,
+    ),
+  };
+}
