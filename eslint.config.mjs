@@ -21,11 +21,27 @@ export default tseslint.config(
   },
   {
     // Workflow code runs in Temporal's deterministic sandbox: no Node built-ins, no I/O.
-    files: ['workflows/**/*.ts'],
+    files: ['workflows/**/*.ts', 'kinds/*/workflow.ts'],
     rules: {
       '@typescript-eslint/no-restricted-imports': [
         'error',
-        { patterns: [{ group: ['node:*', 'undici', 'better-sqlite3', '../activities/*', '../src/*/client*'], allowTypeImports: true }] },
+        {
+          patterns: [
+            {
+              group: [
+                'node:*',
+                'undici',
+                'better-sqlite3',
+                '../activities/*',
+                '../src/*/client*',
+                './activities*',
+                '../../activities/*',
+                '../../src/*/client*',
+              ],
+              allowTypeImports: true,
+            },
+          ],
+        },
       ],
     },
   },

@@ -2,8 +2,8 @@ import { activityInfo } from '@temporalio/activity';
 import { latestVersionOf, MIGRATIONS } from '../src/store/migrations.js';
 import { CURRENTS_STREAM } from '../src/currents/amplitude-events.js';
 import type { WorkerContext } from '../src/worker-context.js';
-import { cohortStreamBacklog } from './cohort-stream.js';
-import { currentsBacklog } from './currents-forward.js';
+import { cohortStreamBacklog } from '../kinds/cohort-stream/activities.js';
+import { currentsBacklog } from '../kinds/currents-forward/activities.js';
 
 export interface CheckResult {
   name: string;

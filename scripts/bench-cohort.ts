@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { getSyncProgress, startCohortSync } from '../src/client.js';
 import { PROJECT_ROOT } from '../src/temporal/cli.js';
-import type { CohortSyncResult } from '../workflows/cohort-sync.js';
+import type { CohortSyncResult } from '../kinds/cohort-sync/workflow.js';
 import { brazeSandboxState, ceilingFigures, cpuWhileSending, peakRssOf, round, startBenchWorld, writeFigures } from './bench-support.js';
 
 /** The sandbox's 40% cohort: the dataset is sized so that it has about BENCH_MEMBERS members, and never more

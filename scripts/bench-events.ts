@@ -10,10 +10,10 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { startEventSync } from '../src/client.js';
-import type { EventSyncInput } from '../src/events/input.js';
-import { exportHourOf } from '../src/events/input.js';
+import type { EventSyncInput } from '../kinds/event-sync/input.js';
+import { exportHourOf } from '../kinds/event-sync/input.js';
 import { PROJECT_ROOT } from '../src/temporal/cli.js';
-import type { EventSyncResult } from '../workflows/event-sync.js';
+import type { EventSyncResult } from '../kinds/event-sync/workflow.js';
 import {
   brazeSandboxState,
   ceilingFigures,

@@ -10,12 +10,12 @@
 import { join } from 'node:path';
 import { startEventSync, startTraitSync } from '../src/client.js';
 import { AmplitudeClient } from '../src/amplitude/client.js';
-import { exportHourOf } from '../src/events/input.js';
+import { exportHourOf } from '../kinds/event-sync/input.js';
 import { openStateStore } from '../src/store/index.js';
 import type { JsonObject } from '../src/store/store.js';
 import { PROJECT_ROOT } from '../src/temporal/cli.js';
-import type { TraitSyncInput } from '../src/traits/input.js';
-import type { TraitSyncResult } from '../workflows/trait-sync.js';
+import type { TraitSyncInput } from '../kinds/trait-sync/input.js';
+import type { TraitSyncResult } from '../kinds/trait-sync/workflow.js';
 import {
   brazeSandboxState,
   ceilingFigures,

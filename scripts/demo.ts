@@ -21,15 +21,11 @@ import {
   startEventSync,
   startTraitSync,
 } from '../src/client.js';
-import {
-  describeProgress,
-  describeTraitProgress,
-  followProgress,
-  printEventResult,
-  printResult,
-  printTraitResult,
-} from '../src/cli/progress.js';
-import { exportHourOf } from '../src/events/input.js';
+import { followProgress } from '../src/cli/progress.js';
+import { describeProgress, printResult } from '../kinds/cohort-sync/cli.js';
+import { printEventResult } from '../kinds/event-sync/cli.js';
+import { describeTraitProgress, printTraitResult } from '../kinds/trait-sync/cli.js';
+import { exportHourOf } from '../kinds/event-sync/input.js';
 import { loadConfig, Secret, temporalConnectionOptions } from '../src/config.js';
 import { CURRENTS_STREAM } from '../src/currents/amplitude-events.js';
 import { buildReceiver } from '../src/receiver/server.js';

@@ -13,23 +13,23 @@ import { Client, Connection, WorkflowFailedError, type WorkflowHandleWithFirstEx
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { runDoctor, startCohortSync, startEventSync, startTraitSync } from '../src/client.js';
-import { exportHourOf, type EventSyncInput } from '../src/events/input.js';
+import { exportHourOf, type EventSyncInput } from '../kinds/event-sync/input.js';
 import { loadConfig, temporalConnectionOptions } from '../src/config.js';
 import { startSandboxes } from '../src/sandbox/sandboxes.js';
-import type { TraitSyncInput } from '../src/traits/input.js';
+import type { TraitSyncInput } from '../kinds/trait-sync/input.js';
 import { PROJECT_ROOT, resolveTemporalCli } from '../src/temporal/cli.js';
 import { startDevServer } from '../src/temporal/dev-server.js';
 import { createSyncWorker } from '../src/worker.js';
 import { createWorkerContext } from '../src/worker-context.js';
 import { changeCohortMembership, waitForProgress, waitUntilPaused } from '../test/helpers/cohort-sync.js';
 import { HISTORIES_DIR, SANDBOX_KEYS, foundIn } from '../test/helpers/histories.js';
-import { resumeSignal, setBudgetUpdate, type CohortSyncResult } from '../workflows/cohort-sync.js';
-import type { EventSyncResult } from '../workflows/event-sync.js';
-import type { TraitSyncResult } from '../workflows/trait-sync.js';
-import { currentsForward, spooledSignal } from '../workflows/currents-forward.js';
+import { resumeSignal, setBudgetUpdate, type CohortSyncResult } from '../kinds/cohort-sync/workflow.js';
+import type { EventSyncResult } from '../kinds/event-sync/workflow.js';
+import type { TraitSyncResult } from '../kinds/trait-sync/workflow.js';
+import { currentsForward, spooledSignal } from '../kinds/currents-forward/workflow.js';
 import { CURRENTS_STREAM } from '../src/currents/amplitude-events.js';
-import { cohortStreamName, type CohortSyncInput } from '../src/cohort/input.js';
-import { cohortStream } from '../workflows/cohort-stream.js';
+import { cohortStreamName, type CohortSyncInput } from '../kinds/cohort-sync/input.js';
+import { cohortStream } from '../kinds/cohort-stream/workflow.js';
 
 const SMALL_COHORT = '26umsb5'; // ~1% of users
 const MEDIUM_COHORT = '3k9x2pq'; // ~10%

@@ -1,7 +1,7 @@
 /**
  * `npm test`: one real Temporal dev server (in-memory, free ports for it and its Web UI, project search attributes),
- * one throw-away PostgreSQL cluster and one workflow bundle for the whole run, then every `test/*.test.ts` file
- * under Node's test runner. Test files reach them through environment variables (see test/helpers/temporal.ts and
+ * one throw-away PostgreSQL cluster and one workflow bundle for the whole run, then every `test/*.test.ts` and
+ * `kinds/<kind>/*.test.ts` file under Node's test runner. Test files reach them through environment variables (see test/helpers/temporal.ts and
  * test/helpers/postgres.ts). A server that cannot start fails the run.
  */
 import { spawn } from 'node:child_process';
@@ -12,15 +12,8 @@ import { PROJECT_ROOT, resolveTemporalCli } from '../src/temporal/cli.js';
 import { startPostgresServer } from '../src/store/postgres-server.js';
 import { startDevServer } from '../src/temporal/dev-server.js';
 
-const testDir = join(PROJECT_ROOT, 'test');
 const only = process.argv.slice(2);
-const files =
-  only.length > 0
-    ? only
-    : (await readdir(testDir))
-        .filter((f) => f.endsWith('.test.ts'))
-        .sort()
-        .map((f) => join('test', f));
+const files = only.length > 0 ? only : await allTestFiles();
 
 const postgres = await startPostgresServer();
 console.error(`PostgreSQL for the tests: ${postgres.url}`);
@@ -71,4 +64,13 @@ async function runWithTemporal(env: Record<string, string>): Promise<number> {
   } finally {
     await server.stop();
   }
+}
+
+/** Every test/*.test.ts, and the tests in each kind's folder (kinds/<kind>/*.test.ts). */
+async function allTestFiles(): Promise<string[]> {
+  const testsIn = async (dir: string) =>
+    (await readdir(join(PROJECT_ROOT, dir))).filter((f) => f.endsWith('.test.ts')).map((f) => join(dir, f));
+  const kindDirs = (await readdir(join(PROJECT_ROOT, 'kinds'), { withFileTypes: true })).filter((entry) => entry.isDirectory());
+  const kindTests = await Promise.all(kindDirs.map((entry) => testsIn(join('kinds', entry.name))));
+  return [...(await testsIn('test')), ...kindTests.flat()].sort();
 }

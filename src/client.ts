@@ -5,12 +5,12 @@
 import type { Client, ScheduleHandle, WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import type { DoctorReport } from '../activities/doctor.js';
-import { cohortStream, cohortStreamProgressQuery, type CohortStreamProgress } from '../workflows/cohort-stream.js';
-import type { CohortSyncProgress } from '../workflows/cohort-sync.js';
-import { currentsForward, currentsProgressQuery, spooledSignal, type CurrentsForwardProgress } from '../workflows/currents-forward.js';
-import type { EventSyncProgress, EventSyncResult } from '../workflows/event-sync.js';
+import { cohortStream, cohortStreamProgressQuery, type CohortStreamProgress } from '../kinds/cohort-stream/workflow.js';
+import type { CohortSyncProgress } from '../kinds/cohort-sync/workflow.js';
+import { currentsForward, currentsProgressQuery, spooledSignal, type CurrentsForwardProgress } from '../kinds/currents-forward/workflow.js';
+import type { EventSyncProgress, EventSyncResult } from '../kinds/event-sync/workflow.js';
 import type { cohortSync, doctor, eventSync, traitSync } from '../workflows/index.js';
-import type { TraitSyncProgress } from '../workflows/trait-sync.js';
+import type { TraitSyncProgress } from '../kinds/trait-sync/workflow.js';
 import {
   cohortStreamInputSchema,
   cohortStreamSearchAttributes,
@@ -19,28 +19,29 @@ import {
   type CohortStreamInput,
   type CohortSyncInput,
   type CohortSyncOptions,
-} from './cohort/input.js';
+} from '../kinds/cohort-sync/input.js';
 import { DEFAULT_TASK_QUEUE } from './config.js';
 import { CURRENTS_FORWARD_WORKFLOW_ID } from './currents/amplitude-events.js';
-import { eventSyncId, exportHoursBetween, type EventSyncInput } from './events/input.js';
+import { eventSyncId, exportHoursBetween, type EventSyncInput } from '../kinds/event-sync/input.js';
+import { COHORT_SYNC } from '../kinds/cohort-sync/kind.js';
+import { EVENT_SYNC, EVENT_SYNC_SCHEDULE_ID } from '../kinds/event-sync/kind.js';
+import { TRAIT_SYNC } from '../kinds/trait-sync/kind.js';
 import {
-  COHORT_SYNC,
-  EVENT_SYNC,
   InvalidInputError,
   parseInput,
   scheduleSync,
   startSync,
   syncProgress,
-  TRAIT_SYNC,
   type Cadence,
   type ScheduleSyncOptions,
   type StartSyncOptions,
-} from './kinds.js';
+} from './sync-kind.js';
 import { COHORT_ID } from './temporal/search-attributes.js';
-import type { TraitSyncInput } from './traits/input.js';
+import type { TraitSyncInput } from '../kinds/trait-sync/input.js';
 
 export { DEFAULT_TASK_QUEUE, InvalidInputError };
-export { cronFor, EVENT_SYNC_SCHEDULE_ID, type Cadence, type ScheduleSyncOptions, type StartSyncOptions } from './kinds.js';
+export { EVENT_SYNC_SCHEDULE_ID };
+export { cronFor, type Cadence, type ScheduleSyncOptions, type StartSyncOptions } from './sync-kind.js';
 
 export interface RunDoctorOptions {
   taskQueue?: string;
@@ -83,7 +84,7 @@ export async function hasWorkflowPollers(client: Client, taskQueue: string): Pro
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Every sync kind, through its descriptor (src/kinds.ts): start, schedule, progress.
+// Every sync kind, through its descriptor (kinds/<kind>/kind.ts): start, schedule, progress.
 
 /** Starts a `cohortSync` run (input validated here first); its workflow id is the sync's own, so runs never overlap. */
 export const startCohortSync = (

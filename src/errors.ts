@@ -1,6 +1,6 @@
 /**
  * The small set of typed errors every vendor call ends in. Clients throw these; activities turn them into
- * Temporal failures exactly once (see `activities/failures.ts`). Per-object failures inside a 2xx are not
+ * Temporal failures exactly once (see `activities/interceptors.ts`). Per-object failures inside a 2xx are not
  * errors: clients return them alongside the accepted objects.
  */
 

@@ -14,7 +14,7 @@ import { createWorkerContext, type WorkerContext } from './worker-context.js';
  * A worker for every sync kind, on the configured task queue, with activities bound to `context`. It runs a
  * prebuilt workflow bundle when given one (`npm run build:workflows`), else bundles the sources at start-up.
  */
-export function createSyncWorker(
+export async function createSyncWorker(
   connection: NativeConnection,
   temporal: TemporalConfig,
   context: WorkerContext,
@@ -32,7 +32,7 @@ export function createSyncWorker(
     ...(workflowBundlePath
       ? { workflowBundle: { codePath: workflowBundlePath } }
       : { workflowsPath: join(PROJECT_ROOT, 'workflows', 'index.ts') }),
-    activities: createActivities(context),
+    activities: await createActivities(context),
     interceptors: { activity: activityInterceptors },
   });
 }

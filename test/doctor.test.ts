@@ -45,7 +45,7 @@ async function withWorker<T>(
 ): Promise<T> {
   const config = loadConfig({ ...sandboxes.env, ...storeEnv, ...overrides });
   const context = await createWorkerContext(config);
-  const worker = await createTestWorker(env, { taskQueue, activities: createActivities(context) });
+  const worker = await createTestWorker(env, { taskQueue, activities: await createActivities(context) });
   try {
     return await worker.runUntil(body());
   } finally {

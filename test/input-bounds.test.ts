@@ -10,9 +10,9 @@ import {
   cohortStreamTargetOf,
   cohortSyncId,
   cohortSyncInputSchema,
-} from '../src/cohort/input.js';
-import { traitSyncInputSchema } from '../src/traits/input.js';
-import { currentsForwardInputSchema } from '../workflows/currents-forward.js';
+} from '../kinds/cohort-sync/input.js';
+import { traitSyncInputSchema } from '../kinds/trait-sync/input.js';
+import { currentsForwardInputSchema } from '../kinds/currents-forward/workflow.js';
 
 const problems = (result: { success: boolean; error?: { issues: Array<{ path: PropertyKey[]; message: string }> } }) =>
   result.success ? [] : result.error!.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);

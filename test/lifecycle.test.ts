@@ -10,10 +10,10 @@ import { activityInfo } from '@temporalio/activity';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { PageOutcome } from '../activities/engine.js';
-import type { ApplyCohortPageInput, CohortPlan } from '../activities/cohort-sync-types.js';
+import type { ApplyCohortPageInput, CohortPlan } from '../kinds/cohort-sync/activity-types.js';
 import { startCohortSync } from '../src/client.js';
 import { NonRetryableVendorError } from '../src/errors.js';
-import { resumeSignal, setBudgetUpdate } from '../workflows/cohort-sync.js';
+import { resumeSignal, setBudgetUpdate } from '../kinds/cohort-sync/workflow.js';
 import { connectTestEnvironment, createTestWorker, uniqueTaskQueue } from './helpers/temporal.js';
 
 let env: TestWorkflowEnvironment;

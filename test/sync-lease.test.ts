@@ -12,7 +12,7 @@ import { getSyncProgress, scheduleCohortSync, startCohortSync } from '../src/cli
 import { loadConfig } from '../src/config.js';
 import { startSandboxes, type Sandboxes } from '../src/sandbox/sandboxes.js';
 import { createWorkerContext, type WorkerContext } from '../src/worker-context.js';
-import type { cohortSync, CohortSyncResult } from '../workflows/cohort-sync.js';
+import type { cohortSync, CohortSyncResult } from '../kinds/cohort-sync/workflow.js';
 import { ampbraze } from './helpers/cli.js';
 import { forEachStore } from './helpers/stores.js';
 import { connectTestEnvironment, createTestWorker, testServerAddress, uniqueTaskQueue } from './helpers/temporal.js';
@@ -62,7 +62,7 @@ forEachStore((kind) => {
       amplitude: { exportJobDurationMs: 1_500 },
     });
     context = await createWorkerContext(loadConfig({ ...sandboxes.env, ...(await kind.freshEnv()) }));
-    worker = await createTestWorker(env, { taskQueue, activities: createActivities(context) });
+    worker = await createTestWorker(env, { taskQueue, activities: await createActivities(context) });
     workerRun = worker.run();
   });
 

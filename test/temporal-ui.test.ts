@@ -20,10 +20,10 @@ import { startSandboxes, type Sandboxes } from '../src/sandbox/sandboxes.js';
 import type { UserActivity } from '../src/store/store.js';
 import { createWorkerContext, type WorkerContext } from '../src/worker-context.js';
 import { startEventSync } from '../src/client.js';
-import { exportHourOf, exportHourStart } from '../src/events/input.js';
-import type { cohortSync } from '../workflows/cohort-sync.js';
-import type { eventSync } from '../workflows/event-sync.js';
-import type { traitSync } from '../workflows/trait-sync.js';
+import { exportHourOf, exportHourStart } from '../kinds/event-sync/input.js';
+import type { cohortSync } from '../kinds/cohort-sync/workflow.js';
+import type { eventSync } from '../kinds/event-sync/workflow.js';
+import type { traitSync } from '../kinds/trait-sync/workflow.js';
 import { brazeMembers, expectedMembers } from './helpers/braze-state.js';
 import { connectTestEnvironment, createTestWorker, testUiUrl } from './helpers/temporal.js';
 

@@ -10,14 +10,14 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
 import { nudgeCohortStream, nudgeCurrentsForward, startCohortSync, startEventSync, startTraitSync } from '../src/client.js';
-import { cohortStreamName, cohortStreamWorkflowId } from '../src/cohort/input.js';
+import { cohortStreamName, cohortStreamWorkflowId } from '../kinds/cohort-sync/input.js';
 import { loadConfig } from '../src/config.js';
 import { CURRENTS_FORWARD_WORKFLOW_ID, CURRENTS_STREAM } from '../src/currents/amplitude-events.js';
 import { startSandboxes, type Sandboxes } from '../src/sandbox/sandboxes.js';
 import type { JsonObject } from '../src/store/store.js';
 import { createWorkerContext, type WorkerContext } from '../src/worker-context.js';
 import { currentsEvent } from './helpers/currents-scenarios.js';
-import { hoursAgo } from './helpers/event-scenarios.js';
+import { hoursAgo } from '../kinds/event-sync/test-scenarios.js';
 import { startRevokingProxy, type RevokingProxy } from './helpers/revoking-proxy.js';
 import { SQLITE } from './helpers/stores.js';
 import { connectTestEnvironment, createTestWorker, uniqueTaskQueue } from './helpers/temporal.js';
@@ -49,7 +49,7 @@ before(async () => {
     BRAZE_REST_ENDPOINT: braze.url,
   };
   context = await createWorkerContext(loadConfig({ ...sandboxes.env, ...(await SQLITE.freshEnv()), ...throughHops }));
-  worker = await createTestWorker(env, { taskQueue, activities: createActivities(context) });
+  worker = await createTestWorker(env, { taskQueue, activities: await createActivities(context) });
   running = worker.run();
   // An activity index for the trait syncs, fed as production feeds it.
   await (await startEventSync(env.client, { hour: hoursAgo(2) }, { taskQueue, workflowId: uniqueTaskQueue('feed') })).result();

@@ -1,6 +1,6 @@
-export { cohortSync } from './cohort-sync.js';
-export { eventSync } from './event-sync.js';
-export { traitSync } from './trait-sync.js';
+export { cohortSync } from '../kinds/cohort-sync/workflow.js';
+export { eventSync } from '../kinds/event-sync/workflow.js';
+export { traitSync } from '../kinds/trait-sync/workflow.js';
 export { doctor } from './doctor.js';
-export { currentsForward } from './currents-forward.js';
-export { cohortStream } from './cohort-stream.js';
+export { currentsForward } from '../kinds/currents-forward/workflow.js';
+export { cohortStream } from '../kinds/cohort-stream/workflow.js';

@@ -1,11 +1,8 @@
 /** `ampbraze`: the command line, a thin layer over the typed client API in src/client.ts. */
 import { Command } from 'commander';
-import { registerCohortCommands } from './cohort.js';
-import { registerCurrentsCommands } from './currents.js';
+import { KINDS } from '../../kinds/index.js';
 import { registerDeadLetterCommands } from './dead-letters.js';
 import { doctorCommand } from './doctor.js';
-import { registerEventCommands } from './events.js';
-import { registerTraitCommands } from './traits.js';
 import { reportAndExit } from './output.js';
 
 const program = new Command()
@@ -24,10 +21,7 @@ program
   .description('run a worker (same as `npm run worker`)')
   .action(() => import('../worker.js').then((worker) => worker.main()).catch(reportAndExit));
 
-registerCohortCommands(program);
-registerEventCommands(program);
-registerTraitCommands(program);
-registerCurrentsCommands(program);
+for (const kind of KINDS) kind.registerCommands?.(program);
 registerDeadLetterCommands(program);
 
 await program.parseAsync();

@@ -1,9 +1,9 @@
 /**
- * The commands every sync kind has, written once over its descriptor (src/kinds.ts): `sync` (start a run, and with
+ * The commands every sync kind has, written once over its descriptor (kinds/<kind>/kind.ts): `sync` (start a run, and with
  * `--wait` follow its progress and print its result), `schedule` and `status`; and the flags every run takes.
  */
 import type { Command } from 'commander';
-import { scheduleSync, startSync, syncProgress, type Cadence, type SyncKind } from '../kinds.js';
+import { scheduleSync, startSync, syncProgress, type Cadence, type SyncKind } from '../sync-kind.js';
 import { reportAndExit } from './output.js';
 import { followProgress } from './progress.js';
 import { withTemporalClient } from './temporal-client.js';

@@ -2,7 +2,7 @@
  * Which Braze identifier addresses a cohort member, by the configured priority with fallback. The result is a
  * member key (`ext:…`, `alias:<label>:<name>`, `dev:…`): the unit of the staged plan and the last-sent snapshot.
  */
-import type { CohortSyncOptions, Identifier } from './input.js';
+import type { CohortSyncOptions, Identifier } from '../../kinds/cohort-sync/input.js';
 
 export interface CohortMemberIds {
   amplitudeId: string;

@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { identifierSchema, utf8Length } from '../ingress/bounds.js';
-import { cohortIdSchema } from './input.js';
+import { cohortIdSchema } from '../../kinds/cohort-sync/input.js';
 
 /** Amplitude's message ids are short (`<uuid>::enter::0`); with a user id they key the spool's deduplication. */
 const MAX_MESSAGE_ID_BYTES = 256;

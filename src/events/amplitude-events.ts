@@ -4,7 +4,7 @@
  */
 import type { ExportedEvent } from '../amplitude/schemas.js';
 import type { JsonObject, JsonValue } from '../store/store.js';
-import type { EventSelection } from './input.js';
+import type { EventSelection } from '../../kinds/event-sync/input.js';
 
 const MAX_STRING_LENGTH = 255;
 const MAX_NESTED_BYTES = 100 * 1024;

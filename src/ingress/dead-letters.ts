@@ -6,7 +6,7 @@
  */
 import type { Client } from '@temporalio/client';
 import { nudgeCohortStream, nudgeCurrentsForward } from '../client.js';
-import { cohortStreamTargetOf } from '../cohort/input.js';
+import { cohortStreamTargetOf } from '../../kinds/cohort-sync/input.js';
 import { cohortWebhookBatchSchema } from '../cohort/webhook.js';
 import { CURRENTS_STREAM } from '../currents/amplitude-events.js';
 import type { DeadLetterReplay, IngressItem, StateStore, StoredDeadLetter } from '../store/store.js';

@@ -12,7 +12,7 @@ import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Secret } from '../config.js';
 import { CURRENTS_STREAM, currentsBatchSchema } from '../currents/amplitude-events.js';
-import { cohortStreamInputSchema, cohortStreamName, type CohortStreamOptions } from '../cohort/input.js';
+import { cohortStreamInputSchema, cohortStreamName, type CohortStreamOptions } from '../../kinds/cohort-sync/input.js';
 import { cohortWebhookBatchSchema, webhookTargetQuerySchema } from '../cohort/webhook.js';
 import { admitCohortWebhook, admitCurrentsEvents, describeIssues, type Admitted } from '../ingress/doors.js';
 import type { StateStore } from '../store/store.js';

@@ -15,14 +15,6 @@ export const SCHEDULED_START_TIME = defineSearchAttributeKey('TemporalScheduledS
 
 export const PROJECT_SEARCH_ATTRIBUTES = [SYNC_KIND, COHORT_ID, DATA_POINTS, EXPORT_HOUR];
 
-/** Each kind's `AmpBrazeSyncKind` (and the `sync_kind` label of the data-point metric), by workflow type. */
-export const SYNC_KINDS = {
-  cohortSync: 'cohort',
-  eventSync: 'event',
-  traitSync: 'trait',
-  cohortStream: 'cohort_stream',
-} as const;
-
 /** `Name=Type` pairs in the form `temporal server start-dev --search-attribute` accepts. */
 export function searchAttributeFlags(): string[] {
   const cliType: Record<string, string> = {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import type { Client } from '@temporalio/client';
 import { getSyncProgress } from '../../src/client.js';
 import type { Dataset } from '../../src/sandbox/dataset.js';
-import type { CohortSyncProgress } from '../../workflows/cohort-sync.js';
+import type { CohortSyncProgress } from '../../kinds/cohort-sync/workflow.js';
 
 /** Moves `leave` identified members out of the cohort and `enter` identified non-members into it. */
 export function changeCohortMembership(dataset: Dataset, cohortId: string, counts: { leave: number; enter: number }): void {

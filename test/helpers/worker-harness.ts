@@ -37,7 +37,7 @@ export class WorkerHarness {
       this.sandboxes = await startSandboxes(sandboxOptions);
       this.storeEnv = await storeKind.freshEnv();
       this.context = await createWorkerContext(loadConfig({ ...this.sandboxes.env, ...this.storeEnv, ...options.workerEnv }));
-      this.#worker = await createTestWorker(this.env, { taskQueue: this.taskQueue, activities: createActivities(this.context) });
+      this.#worker = await createTestWorker(this.env, { taskQueue: this.taskQueue, activities: await createActivities(this.context) });
       this.#workerRun = this.#worker.run();
       started();
     });
@@ -58,7 +58,7 @@ export class WorkerHarness {
   withOwnWorker = async <T>(overrides: Record<string, string>, work: (ownQueue: string) => Promise<T>): Promise<T> => {
     const ownQueue = uniqueTaskQueue('own-worker');
     const ownContext = await createWorkerContext(loadConfig({ ...this.sandboxes.env, ...(await this.storeKind.freshEnv()), ...overrides }));
-    const ownWorker = await createTestWorker(this.env, { taskQueue: ownQueue, activities: createActivities(ownContext) });
+    const ownWorker = await createTestWorker(this.env, { taskQueue: ownQueue, activities: await createActivities(ownContext) });
     try {
       return await ownWorker.runUntil(() => work(ownQueue));
     } finally {
