@@ -121,29 +121,9 @@ export async function runPagedSync<
   Result,
 >(kind: PagedSyncKind<Input, Options, Totals, State, Found, Result>, input: Input, checkpoint?: State): Promise<Result> {
   const options = parseWorkflowInput(kind.inputSchema, input, kind.workflowType);
-  const identity = kind.identify(options, checkpoint);
-  const { workflowId, runId: temporalRunId } = workflowInfo();
-  const run: RunRef = { syncId: identity.syncId, runId: checkpoint?.runId ?? `${identity.syncId}/${temporalRunId}`, workflowId };
-  const totals = checkpoint?.totals ?? kind.emptyTotals();
+  const { sync, progress } = openRun(kind, options, checkpoint);
+  const { totals } = sync;
   const controls = budgetControls({ maxDataPoints: options.maxDataPoints, maxDataPointsPerDay: options.maxDataPointsPerDay });
-  const progress: PagedProgress<Totals> = {
-    phase: 'preparing',
-    page: checkpoint?.nextPage ?? 0,
-    pagesTotal: 0,
-    totals,
-    ...identity.progress,
-  };
-  const sync: PagedRun<Options, Totals> = {
-    options,
-    run,
-    totals,
-    step: (phase, details) => {
-      progress.phase = phase;
-      if (details !== undefined) setCurrentDetails(details);
-    },
-  };
-  setHandler(kind.progressQuery, () => progress);
-  upsertSearchAttributes([...identity.searchAttributes, { key: DATA_POINTS, value: totals.dataPoints }]);
 
   // Every kind's first step records the run before anything can fail; one that found another run in progress did not.
   let started = true;
@@ -180,17 +160,11 @@ export async function runPagedSync<
           upsertSearchAttributes([{ key: DATA_POINTS, value: totals.dataPoints }]);
           setCurrentDetails(`Page ${progress.page} of ${progress.pagesTotal}: ${kind.describePages(sync)}`);
         },
-        continueAsNew: (nextPage) => {
-          const next = kind.continuedInput?.(input, current) ?? input;
-          return continueAsNew<(input: Input, checkpoint: State) => Promise<Result>>(
-            { ...next, ...controls.defined() },
-            {
-              ...current,
-              nextPage,
-              totals,
-            },
-          );
-        },
+        continueAsNew: (nextPage) =>
+          continueAsNew<(input: Input, checkpoint: State) => Promise<Result>>(
+            { ...(kind.continuedInput?.(input, current) ?? input), ...controls.defined() },
+            { ...current, nextPage, totals },
+          ),
       },
       controls,
       progress,
@@ -209,4 +183,36 @@ export async function runPagedSync<
     await condition(allHandlersFinished);
     return result;
   }
+}
+
+/** The run as its steps see it, its `progress` query answered and its search attributes set. */
+function openRun<Input extends object, Options extends PagedOptions, Totals extends PagedTotals, State extends PagedCheckpoint<Totals>>(
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- any Found and Result: only the run's identity is read
+  kind: PagedSyncKind<Input, Options, Totals, State, any, any>,
+  options: Options,
+  checkpoint: State | undefined,
+): { sync: PagedRun<Options, Totals>; progress: PagedProgress<Totals> } {
+  const identity = kind.identify(options, checkpoint);
+  const { workflowId, runId: temporalRunId } = workflowInfo();
+  const run: RunRef = { syncId: identity.syncId, runId: checkpoint?.runId ?? `${identity.syncId}/${temporalRunId}`, workflowId };
+  const totals = checkpoint?.totals ?? kind.emptyTotals();
+  const progress: PagedProgress<Totals> = {
+    phase: 'preparing',
+    page: checkpoint?.nextPage ?? 0,
+    pagesTotal: 0,
+    totals,
+    ...identity.progress,
+  };
+  const sync: PagedRun<Options, Totals> = {
+    options,
+    run,
+    totals,
+    step: (phase, details) => {
+      progress.phase = phase;
+      if (details !== undefined) setCurrentDetails(details);
+    },
+  };
+  setHandler(kind.progressQuery, () => progress);
+  upsertSearchAttributes([...identity.searchAttributes, { key: DATA_POINTS, value: totals.dataPoints }]);
+  return { sync, progress };
 }

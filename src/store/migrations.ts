@@ -576,6 +576,16 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE rate_windows ADD COLUMN window_cap BIGINT;
     `,
   },
+  {
+    version: 14,
+    name: 'one rate-window statement for both stores',
+    sql: `
+      -- What the last acquisition got, set by the same UPDATE that takes the slots (src/store/rate-windows/rule.ts).
+      ALTER TABLE rate_windows ADD COLUMN last_granted INTEGER NOT NULL DEFAULT 0;
+    `,
+    // PostgreSQL has had it since version 7.
+    postgres: `-- nothing to change`,
+  },
 ];
 
 export function currentSchemaVersion(db: Database): number {

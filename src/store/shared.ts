@@ -13,8 +13,6 @@ import {
   type PlannedPages,
   type ProfileFetch,
   type ProfileQueueEntry,
-  type RateSlotGrant,
-  type RateSlotRequest,
   type SendingRequest,
   type StagedEvent,
   type StagedMember,
@@ -366,37 +364,4 @@ export function toStagedMember(row: StagedRow): StagedMember {
   if (row.deviceId !== null) member.deviceId = row.deviceId;
   if (row.props !== null) member.props = JSON.parse(row.props) as JsonObject;
   return member;
-}
-
-export interface RateWindowRow {
-  windowStartMs: number;
-  used: number;
-  blockedUntilMs: number;
-  vendorLimit: number | null;
-  windowCap: number | null;
-}
-
-/** What one acquisition grants and the window row it leaves behind; `next` is undefined while the limit is blocked. */
-export function nextRateWindow(
-  row: RateWindowRow | undefined,
-  { requested, limit, windowMs, nowMs }: RateSlotRequest,
-): { grant: RateSlotGrant; next: RateWindowRow | undefined } {
-  const vendorLimit = row?.vendorLimit ?? undefined;
-  if (row && row.blockedUntilMs > nowMs) {
-    const grant = { granted: 0, retryAtMs: row.blockedUntilMs, usedThrough: row.used, ...(vendorLimit !== undefined && { vendorLimit }) };
-    return { grant, next: undefined };
-  }
-  // Windows only move forward: a caller whose clock read is older than the stored window (it waited for
-  // the lock, or its host's clock lags) counts against that window instead of resetting it.
-  const windowStartMs = Math.max(nowMs - (nowMs % windowMs), row?.windowStartMs ?? 0);
-  const sameWindow = row?.windowStartMs === windowStartMs;
-  const used = sameWindow ? row.used : 0;
-  // What the vendor reported lowers the limit, never raises it; a window's cap lasts as long as that window.
-  const windowCap = sameWindow ? row.windowCap : null;
-  const allowed = Math.min(limit, vendorLimit ?? limit, windowCap ?? limit);
-  const granted = Math.max(0, Math.min(requested, allowed - used));
-  return {
-    grant: { granted, retryAtMs: windowStartMs + windowMs, usedThrough: used + granted, ...(vendorLimit !== undefined && { vendorLimit }) },
-    next: { windowStartMs, used: used + granted, blockedUntilMs: row?.blockedUntilMs ?? 0, vendorLimit: vendorLimit ?? null, windowCap },
-  };
 }

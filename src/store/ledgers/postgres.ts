@@ -2,7 +2,9 @@
  * The ledgers that make sends idempotent and count them: each request's outcome by its key, the data points each day
  * spent, and the cohort downloads of each month. On PostgreSQL; the same contract as src/store/ledgers/sqlite.ts.
  */
+import { POSTGRES_DIALECT } from '../dialect.js';
 import { type PostgresDb } from '../postgres-db.js';
+import { downloadReservationStatements, reservationParameters, toReservationResult, type ReservationRow } from './download-reservation.js';
 import { attributePatches, DAY, MONTH, requireFormat, requireKey, requirePoints, requireValidPoints } from '../shared.js';
 import {
   type CohortDownloadReservation,
@@ -15,6 +17,8 @@ import {
   type SentRequest,
   type Ledgers,
 } from '../store.js';
+
+const RESERVATION = downloadReservationStatements(POSTGRES_DIALECT);
 
 const RECORD_REQUESTS_SENDING = `WITH sending AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[]) AS t(run_id, request_key, points, day, sync_id)
@@ -117,30 +121,15 @@ export class PostgresLedgers implements Ledgers {
   }
 
   async reserveCohortDownload(reservation: CohortDownloadReservation): Promise<ReservationResult> {
-    const { month, limit, cohortId, runId } = reservation;
-    requireFormat('month', month, MONTH, 'YYYY-MM');
+    requireFormat('month', reservation.month, MONTH, 'YYYY-MM');
+    const parameters = reservationParameters(reservation);
     return this.#db.transaction(async (client) => {
-      // Reservations of one month queue on this lock, so the count and the insert below cannot interleave.
-      await client.query(`SELECT pg_advisory_xact_lock(hashtext('cohort_downloads:' || $1))`, [month]);
-      const downloadsIn = async (inMonth: string) =>
-        (await client.query<{ count: number }>('SELECT count(*) AS count FROM cohort_downloads WHERE month = $1', [inMonth])).rows[0]
-          ?.count ?? 0;
-      const earlierReservation = async () => {
-        const sql = 'SELECT month FROM cohort_downloads WHERE run_id = $1 AND cohort_id = $2';
-        const { rows } = await client.query<{ month: string }>(sql, [runId, cohortId]);
-        return rows[0] && { ok: true, used: await downloadsIn(rows[0].month) };
-      };
-      const earlier = await earlierReservation();
-      if (earlier) return earlier;
-      const used = await downloadsIn(month);
-      if (used >= limit) return { ok: false, used };
-      const { rowCount } = await client.query(
-        'INSERT INTO cohort_downloads (run_id, cohort_id, month, reserved_at) VALUES ($1, $2, $3, now()) ON CONFLICT DO NOTHING',
-        [runId, cohortId, month],
-      );
-      // The same run reserving for another month at this very moment (outside this month's lock) got there first.
-      if (rowCount === 0) return (await earlierReservation())!;
-      return { ok: true, used: used + 1 };
+      // Reservations of one month queue on this lock, so the count and the insert cannot interleave.
+      await client.query(`SELECT pg_advisory_xact_lock(hashtext('cohort_downloads:' || $1))`, [reservation.month]);
+      await client.query(RESERVATION.reserve, parameters);
+      // A new statement sees what a reservation of the same run for another month (under that month's lock) committed.
+      const { rows } = await client.query<ReservationRow>(RESERVATION.outcome, parameters.slice(0, 3));
+      return toReservationResult(rows[0]!);
     });
   }
 

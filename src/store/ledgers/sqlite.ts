@@ -3,7 +3,9 @@
  * spent, and the cohort downloads of each month. On SQLite; the same contract as src/store/ledgers/postgres.ts.
  */
 import type Database from 'better-sqlite3';
+import { numbered, SQLITE_DIALECT } from '../dialect.js';
 import { attributePatchesJson, type SqliteDb } from '../sqlite-db.js';
+import { downloadReservationStatements, reservationParameters, toReservationResult, type ReservationRow } from './download-reservation.js';
 import { DAY, MONTH, requireFormat, requireKey, requirePoints, requireValidPoints } from '../shared.js';
 import {
   type CohortDownloadReservation,
@@ -42,17 +44,13 @@ export class SqliteLedgers implements Ledgers {
   }
 
   reserveCohortDownload(reservation: CohortDownloadReservation): Promise<ReservationResult> {
-    const { month, limit, cohortId, runId } = reservation;
+    const parameters = reservationParameters(reservation);
     const reserve = this.#db.handle.transaction((): ReservationResult => {
-      const earlier = this.#sql.findReservation.get(runId, cohortId);
-      if (earlier) return { ok: true, used: this.#downloadsIn(earlier.month) };
-      const used = this.#downloadsIn(month);
-      if (used >= limit) return { ok: false, used };
-      this.#sql.insertReservation.run(runId, cohortId, month, new Date().toISOString());
-      return { ok: true, used: used + 1 };
+      this.#sql.reserveDownload.run(numbered(parameters));
+      return toReservationResult(this.#sql.reservationOutcome.get(numbered(parameters.slice(0, 3)))!);
     });
     return this.#db.settle(() => {
-      requireFormat('month', month, MONTH, 'YYYY-MM');
+      requireFormat('month', reservation.month, MONTH, 'YYYY-MM');
       // IMMEDIATE: the count and the insert happen under the write lock, so concurrent workers cannot overspend.
       return reserve.immediate();
     });
@@ -134,7 +132,10 @@ export class SqliteLedgers implements Ledgers {
 }
 
 function prepareStatements(db: Database.Database) {
+  const reservation = downloadReservationStatements(SQLITE_DIALECT);
   return {
+    reserveDownload: db.prepare<Record<number, unknown>>(reservation.reserve),
+    reservationOutcome: db.prepare<Record<number, unknown>, ReservationRow>(reservation.outcome),
     completeOutcome: db.prepare<[string, string, number, number, number]>(
       `INSERT INTO request_outcomes (run_id, request_key, accepted, rejected, data_points, completed) VALUES (?, ?, ?, ?, ?, 1)
        ON CONFLICT (run_id, request_key) DO UPDATE
@@ -150,9 +151,6 @@ function prepareStatements(db: Database.Database) {
       'DELETE FROM snapshot_members WHERE sync_id = ? AND member_key IN (SELECT value FROM json_each(?))',
     ),
     downloadsInMonth: db.prepare<[string], { count: number }>('SELECT count(*) AS count FROM cohort_downloads WHERE month = ?'),
-    findReservation: db.prepare<[string, string], { month: string }>(
-      'SELECT month FROM cohort_downloads WHERE run_id = ? AND cohort_id = ?',
-    ),
     insertDataPoints: db.prepare<[string, string, string, string, number]>(
       'INSERT INTO data_points (run_id, page_key, day, sync_id, points) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
     ),
@@ -162,9 +160,6 @@ function prepareStatements(db: Database.Database) {
     // Inserts, or completes a pending row; a row completed before is left alone (no change reported).
     insertRequestOutcome: db.prepare<[string, string, number, number, number]>(
       'INSERT INTO request_outcomes (run_id, request_key, accepted, rejected, data_points) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
-    ),
-    insertReservation: db.prepare<[string, string, string, string]>(
-      'INSERT INTO cohort_downloads (run_id, cohort_id, month, reserved_at) VALUES (?, ?, ?, ?)',
     ),
 
     insertSnapshotMembers: db.prepare<[string, string]>(

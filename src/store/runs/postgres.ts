@@ -2,7 +2,9 @@
  * Runs and sync leases: one row per run (what it did, how it ended), the per-member failures it recorded, and the
  * lease that lets only one run of a sync at a time. On PostgreSQL; the same contract as src/store/runs/sqlite.ts.
  */
+import { POSTGRES_DIALECT } from '../dialect.js';
 import { batches, type PostgresDb } from '../postgres-db.js';
+import { claimParameters, leaseStatements, type LeaseHolderRow } from './lease.js';
 import { FIRST_KEY, pageLimit, requireKey, toPage } from '../shared.js';
 import {
   type JsonObject,
@@ -15,10 +17,11 @@ import {
   type RunStart,
   type RunStatus,
   type SyncLease,
-  type SyncLeaseHold,
   type SyncLeaseClaim,
   type RunsAndLeases,
 } from '../store.js';
+
+const LEASE = leaseStatements(POSTGRES_DIALECT);
 
 interface RunRow {
   runId: string;
@@ -127,26 +130,14 @@ export class PostgresRuns implements RunsAndLeases {
   }
 
   claimSyncLease(claim: SyncLeaseClaim): Promise<SyncLease> {
-    const { syncId, holder, workflowId, hold, ttlMs, nowMs } = claim;
     return this.#db.transaction(async (client) => {
-      // The upsert locks an existing lease row even when its WHERE refuses the claim, so the holder read below is current.
-      const taken = await client.query(
-        `INSERT INTO sync_leases AS l (sync_id, holder, workflow_id, hold, expires_at_ms) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (sync_id) DO UPDATE SET holder = excluded.holder, workflow_id = excluded.workflow_id, hold = excluded.hold,
-           expires_at_ms = excluded.expires_at_ms
-         WHERE l.holder = excluded.holder OR l.expires_at_ms <= $6`,
-        [syncId, holder, workflowId, hold, nowMs + ttlMs, nowMs],
-      );
-      if (taken.rowCount === 1) return { held: true };
-      const { rows } = await client.query<{ holder: string; workflowId: string; hold: SyncLeaseHold; expiresAtMs: number }>(
-        'SELECT holder, workflow_id AS "workflowId", hold, expires_at_ms AS "expiresAtMs" FROM sync_leases WHERE sync_id = $1',
-        [syncId],
-      );
+      if ((await client.query(LEASE.claim, claimParameters(claim))).rowCount === 1) return { held: true };
+      const { rows } = await client.query<LeaseHolderRow>(LEASE.holder, [claim.syncId]);
       return { held: false, ...rows[0]! };
     });
   }
 
   async releaseSyncLease(syncId: string, holder: string): Promise<void> {
-    await this.#db.query('DELETE FROM sync_leases WHERE sync_id = $1 AND holder = $2', [syncId, holder]);
+    await this.#db.query(LEASE.release, [syncId, holder]);
   }
 }

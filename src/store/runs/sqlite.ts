@@ -3,7 +3,9 @@
  * lease that lets only one run of a sync at a time. On SQLite; the same contract as src/store/runs/postgres.ts.
  */
 import type Database from 'better-sqlite3';
+import { numbered, SQLITE_DIALECT } from '../dialect.js';
 import { type SqliteDb } from '../sqlite-db.js';
+import { claimParameters, leaseStatements, type LeaseHolderRow } from './lease.js';
 import { FIRST_KEY, pageLimit, requireKey, toPage, yieldToEventLoop } from '../shared.js';
 import {
   type JsonObject,
@@ -16,7 +18,6 @@ import {
   type RunStart,
   type RunStatus,
   type SyncLease,
-  type SyncLeaseHold,
   type SyncLeaseClaim,
   type RunsAndLeases,
 } from '../store.js';
@@ -118,25 +119,25 @@ export class SqliteRuns implements RunsAndLeases {
   }
 
   claimSyncLease(claim: SyncLeaseClaim): Promise<SyncLease> {
-    const { syncId, holder, workflowId, hold, ttlMs, nowMs } = claim;
     const take = this.#db.handle.transaction((): SyncLease => {
-      const lease = this.#sql.syncLease.get(syncId);
-      if (lease && lease.holder !== holder && lease.expiresAtMs > nowMs) return { held: false, ...lease };
-      this.#sql.upsertSyncLease.run(syncId, holder, workflowId, hold, nowMs + ttlMs);
-      return { held: true };
+      if (this.#sql.claimSyncLease.run(numbered(claimParameters(claim))).changes === 1) return { held: true };
+      return { held: false, ...this.#sql.syncLeaseHolder.get(numbered([claim.syncId]))! };
     });
-    // IMMEDIATE: two claimants cannot both read the lease as free.
+    // IMMEDIATE: the claim and the read of who holds the lease see the same row.
     return this.#db.settle(() => take.immediate());
   }
 
   releaseSyncLease(syncId: string, holder: string): Promise<void> {
-    return this.#db.settle(() => void this.#sql.deleteSyncLease.run(syncId, holder));
+    return this.#db.settle(() => void this.#sql.releaseSyncLease.run(numbered([syncId, holder])));
   }
 }
 
 function prepareStatements(db: Database.Database) {
+  const lease = leaseStatements(SQLITE_DIALECT);
   return {
-    deleteSyncLease: db.prepare<[string, string]>('DELETE FROM sync_leases WHERE sync_id = ? AND holder = ?'),
+    claimSyncLease: db.prepare<Record<number, unknown>>(lease.claim),
+    syncLeaseHolder: db.prepare<Record<number, unknown>, LeaseHolderRow>(lease.holder),
+    releaseSyncLease: db.prepare<Record<number, unknown>>(lease.release),
     failureCounts: db.prepare<[string], ReasonCount>(
       'SELECT reason, count(*) AS count FROM member_failures WHERE run_id = ? GROUP BY reason ORDER BY count DESC, reason',
     ),
@@ -156,17 +157,9 @@ function prepareStatements(db: Database.Database) {
       `SELECT ${RUN_COLUMNS} FROM runs WHERE sync_id = ? ORDER BY started_at DESC, run_id DESC LIMIT ?`,
     ),
 
-    syncLease: db.prepare<[string], { holder: string; workflowId: string; hold: SyncLeaseHold; expiresAtMs: number }>(
-      'SELECT holder, workflow_id AS workflowId, hold, expires_at_ms AS expiresAtMs FROM sync_leases WHERE sync_id = ?',
-    ),
     upsertFailure: db.prepare<[string, string, string]>(
       `INSERT INTO member_failures (run_id, member_key, reason) VALUES (?, ?, ?)
        ON CONFLICT (run_id, member_key) DO UPDATE SET reason = excluded.reason`,
-    ),
-    upsertSyncLease: db.prepare<[string, string, string, SyncLeaseHold, number]>(
-      `INSERT INTO sync_leases (sync_id, holder, workflow_id, hold, expires_at_ms) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT (sync_id) DO UPDATE SET holder = excluded.holder, workflow_id = excluded.workflow_id, hold = excluded.hold,
-         expires_at_ms = excluded.expires_at_ms`,
     ),
   };
 }
