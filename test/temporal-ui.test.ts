@@ -52,7 +52,7 @@ before(async () => {
   sandboxes = await startSandboxes({ seed: 17, users: 3_000, dataset: { brazeKnownFraction: 1 }, amplitude: { exportJobDurationMs: 200 } });
   const stateDir = await mkdtemp(join(tmpdir(), 'temporal-ui-'));
   context = await createWorkerContext(loadConfig({ ...sandboxes.env, STATE_DB: join(stateDir, 'state.db') }));
-  worker = await createTestWorker(env, { taskQueue: TASK_QUEUE, activities: createActivities(context) });
+  worker = await createTestWorker(env, { taskQueue: TASK_QUEUE, activities: await createActivities(context) });
   workerRun = worker.run();
   browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
 });

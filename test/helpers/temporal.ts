@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
+import type { ActivityFunctions } from '../../activities/index.js';
 import { activityInterceptors } from '../../activities/interceptors.js';
 
 // Workers log every state change at INFO; tests want only what went wrong.
@@ -41,7 +42,7 @@ export function testWorkflowBundlePath(): string {
 
 export async function createTestWorker(
   env: TestWorkflowEnvironment,
-  options: Pick<WorkerOptions, 'taskQueue' | 'activities'> & Partial<WorkerOptions>,
+  options: Pick<WorkerOptions, 'taskQueue'> & Partial<WorkerOptions> & { activities: ActivityFunctions },
 ): Promise<Worker> {
   return Worker.create({
     connection: env.nativeConnection,
