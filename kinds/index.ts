@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import type { WorkerContext } from '../src/worker-context.js';
 import { registerCohortCommands } from './cohort-sync/cli.js';
 import { registerCurrentsCommands } from './currents-forward/cli.js';
+import { registerEventStreamCommands } from './event-stream/cli.js';
 import { registerEventCommands } from './event-sync/cli.js';
 import { registerTraitCommands } from './trait-sync/cli.js';
 
@@ -26,6 +27,10 @@ export const KINDS: readonly Kind[] = [
   {
     registerCommands: registerEventCommands,
     loadActivities: async () => (await import('./event-sync/activities.js')).createEventSyncActivities,
+  },
+  {
+    registerCommands: registerEventStreamCommands,
+    loadActivities: async () => (await import('./event-stream/activities.js')).createEventStreamActivities,
   },
   {
     registerCommands: registerTraitCommands,

@@ -30,6 +30,9 @@ import { currentsForward, spooledSignal } from '../kinds/currents-forward/workfl
 import { CURRENTS_STREAM } from '../src/currents/amplitude-events.js';
 import { cohortStreamName, type CohortSyncInput } from '../kinds/cohort-sync/input.js';
 import { cohortStream } from '../kinds/cohort-stream/workflow.js';
+import { configureUpdate, eventStream } from '../kinds/event-stream/workflow.js';
+import { eventStreamSpool } from '../kinds/event-stream/input.js';
+import type { JsonObject } from '../src/store/store.js';
 
 const SMALL_COHORT = '26umsb5'; // ~1% of users
 const MEDIUM_COHORT = '3k9x2pq'; // ~10%
@@ -312,6 +315,37 @@ const scenarios: Scenario[] = [
       });
       const totals = await client.workflow.getHandle<typeof cohortStream>(name, handle.signaledRunId).result();
       assert.deepEqual([totals.added, totals.removed], [1, 0]);
+      return { workflowId: name, runId: handle.signaledRunId };
+    },
+  },
+  {
+    name: 'event-stream',
+    run: async (name) => {
+      // What the receiver spools of the Webhooks streaming destination (an identified user's event), then its nudge
+      // with the stream's settings, and a change of them by the `configure` update.
+      const hourStart = Date.now() - 5 * 3_600_000;
+      const line = [...sandboxes.amplitude.control.exportedEvents(hourStart - (hourStart % 3_600_000))].find((event) => event.user_id)!;
+      await context.store.spoolIngress(
+        eventStreamSpool('recorded'),
+        [
+          {
+            dedupeKey: `insert:${line.$insert_id}`,
+            partitionKey: `user_id:${line.user_id}`,
+            body: JSON.parse(JSON.stringify(line)) as JsonObject,
+          },
+        ],
+        Date.now(),
+      );
+      const handle = await client.workflow.signalWithStart(eventStream, {
+        taskQueue,
+        workflowId: name,
+        args: [{ name: 'recorded', eventTypes: ['*'], idleTimeout: '2s' }],
+        signal: spooledSignal,
+      });
+      const run = client.workflow.getHandle<typeof eventStream>(name, handle.signaledRunId);
+      await run.executeUpdate(configureUpdate, { args: [{ eventTypes: [line.event_type] }] });
+      const totals = await run.result();
+      assert.deepEqual([totals.read, totals.sent], [1, 1]);
       return { workflowId: name, runId: handle.signaledRunId };
     },
   },

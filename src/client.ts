@@ -42,6 +42,7 @@ import type { TraitSyncInput } from '../kinds/trait-sync/input.js';
 export { DEFAULT_TASK_QUEUE, InvalidInputError };
 export { EVENT_SYNC_SCHEDULE_ID };
 export { cronFor, type Cadence, type ScheduleSyncOptions, type StartSyncOptions } from './sync-kind.js';
+export { configureEventStream, getEventStreamProgress, nudgeEventStream, startEventStream } from '../kinds/event-stream/kind.js';
 
 export interface RunDoctorOptions {
   taskQueue?: string;

@@ -208,6 +208,8 @@ export interface ReceiverConfig {
   currentsToken: Secret | undefined;
   /** The bearer token Amplitude's cohort webhooks send (a custom header); unset: not served. */
   amplitudeWebhookToken: Secret | undefined;
+  /** The bearer token Amplitude's Webhooks streaming destination sends (a custom header); unset: not served. */
+  amplitudeStreamToken: Secret | undefined;
   /** The daily data-point budget (all syncs together) the cohort streams it starts pause at. */
   cohortStreamMaxDataPointsPerDay: number | undefined;
 }
@@ -375,6 +377,11 @@ const receiverVariables = z.object({
     .transform((value) => new Secret(value))
     .optional(),
   AMPLITUDE_WEBHOOK_TOKEN: z
+    .string()
+    .min(16, 'must be at least 16 characters (a random secret)')
+    .transform((value) => new Secret(value))
+    .optional(),
+  AMPLITUDE_STREAM_TOKEN: z
     .string()
     .min(16, 'must be at least 16 characters (a random secret)')
     .transform((value) => new Secret(value))
@@ -579,11 +586,11 @@ export function loadCurrentsConfig(env: Env = environment()): CurrentsConfig {
 
 export function loadReceiverConfig(env: Env = environment()): ReceiverConfig {
   const values = parseVariables(receiverVariables, setVariables(env));
-  if (!values.CURRENTS_TOKEN && !values.AMPLITUDE_WEBHOOK_TOKEN) {
+  if (!values.CURRENTS_TOKEN && !values.AMPLITUDE_WEBHOOK_TOKEN && !values.AMPLITUDE_STREAM_TOKEN) {
     throw new ConfigError([
       {
         variable: 'CURRENTS_TOKEN',
-        message: 'or AMPLITUDE_WEBHOOK_TOKEN is required: the receiver serves only the pushes it can authenticate',
+        message: 'AMPLITUDE_WEBHOOK_TOKEN or AMPLITUDE_STREAM_TOKEN is required: the receiver serves only the pushes it can authenticate',
       },
     ]);
   }
@@ -598,6 +605,7 @@ export function loadReceiverConfig(env: Env = environment()): ReceiverConfig {
     storeTimeoutMs: values.RECEIVER_STORE_TIMEOUT,
     currentsToken: values.CURRENTS_TOKEN,
     amplitudeWebhookToken: values.AMPLITUDE_WEBHOOK_TOKEN,
+    amplitudeStreamToken: values.AMPLITUDE_STREAM_TOKEN,
     cohortStreamMaxDataPointsPerDay: values.COHORT_STREAM_MAX_DATA_POINTS_PER_DAY,
   };
 }

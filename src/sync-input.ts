@@ -25,6 +25,13 @@ const DURATION_UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const;
 /** The longest duration an input may name: a workflow waiting longer is better ended and started again. */
 const MAX_DURATION_MS = 7 * 24 * 3_600_000;
 
+/** A duration `durationSchema` accepted, in ms. */
+export function durationMs(duration: string): number {
+  const [, amount, unit] = /^(\d+)(ms|s|m|h)$/.exec(duration) ?? [];
+  if (unit === undefined) throw new RangeError(`"${duration}" is not a duration such as "5m" or "30s"`);
+  return Number(amount) * DURATION_UNIT_MS[unit as keyof typeof DURATION_UNIT_MS];
+}
+
 /** A Temporal duration as typed into the UI, e.g. "5m" or "30s", of at most a week. */
 export const durationSchema = z
   .string()

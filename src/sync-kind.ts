@@ -33,7 +33,8 @@ export interface SyncKind<W extends WorkflowFn, Input, Options, Progress> {
   summary(options: Options): string;
   /** The search attributes its runs carry from the start (the workflow keeps them, and adds what it spends). */
   searchAttributes(options: Options): SearchAttributePair[];
-  schedule: {
+  /** How its runs are scheduled; absent for a kind that is not (a stream, which the receiver starts). */
+  schedule?: {
     cadences: readonly Cadence[];
     overlap: ScheduleOverlapPolicy;
     /** The schedule's id and the workflow id of its runs (Temporal appends each run's time). */
@@ -106,12 +107,14 @@ export async function scheduleSync<W extends WorkflowFn, Input, Options, Progres
   options: ScheduleSyncOptions,
 ): Promise<ScheduleHandle> {
   const parsed = parseInput(kind.inputSchema, input, kind.workflowType);
-  const refused = kind.schedule.refuse?.(parsed);
+  const { schedule } = kind;
+  if (!schedule) throw new InvalidInputError(`${kind.workflowType} is not scheduled`);
+  const refused = schedule.refuse?.(parsed);
   if (refused) throw new InvalidInputError(refused);
-  if (!kind.schedule.cadences.includes(options.cadence)) {
-    throw new InvalidInputError(`a ${kind.workflowType} schedule runs ${kind.schedule.cadences.join(' or ')}, not ${options.cadence}`);
+  if (!schedule.cadences.includes(options.cadence)) {
+    throw new InvalidInputError(`a ${kind.workflowType} schedule runs ${schedule.cadences.join(' or ')}, not ${options.cadence}`);
   }
-  const { scheduleId, workflowId } = kind.schedule.ids(parsed);
+  const { scheduleId, workflowId } = schedule.ids(parsed);
   return client.schedule.create({
     scheduleId: options.scheduleId ?? scheduleId,
     spec: { cronExpressions: [cronFor(options.cadence, options.at)], timezone: options.timeZone },
@@ -125,10 +128,10 @@ export async function scheduleSync<W extends WorkflowFn, Input, Options, Progres
       typedSearchAttributes: kind.searchAttributes(parsed),
     },
     policies: {
-      overlap: kind.schedule.overlap,
-      catchupWindow: options.catchupWindow ?? kind.schedule.catchupWindow ?? CATCHUP_WINDOW[options.cadence],
+      overlap: schedule.overlap,
+      catchupWindow: options.catchupWindow ?? schedule.catchupWindow ?? CATCHUP_WINDOW[options.cadence],
     },
-    state: { paused: options.paused ?? false, note: kind.schedule.note(parsed, options.cadence) },
+    state: { paused: options.paused ?? false, note: schedule.note(parsed, options.cadence) },
   });
 }
 

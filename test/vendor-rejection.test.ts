@@ -9,7 +9,17 @@ import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
-import { nudgeCohortStream, nudgeCurrentsForward, startCohortSync, startEventSync, startTraitSync } from '../src/client.js';
+import {
+  nudgeCohortStream,
+  nudgeCurrentsForward,
+  nudgeEventStream,
+  startCohortSync,
+  startEventStream,
+  startEventSync,
+  startTraitSync,
+} from '../src/client.js';
+import { eventStreamSpool } from '../kinds/event-stream/input.js';
+import { exportHourStart } from '../kinds/event-sync/input.js';
 import { cohortStreamName, cohortStreamWorkflowId } from '../kinds/cohort-sync/input.js';
 import { loadConfig } from '../src/config.js';
 import { CURRENTS_FORWARD_WORKFLOW_ID, CURRENTS_STREAM } from '../src/currents/amplitude-events.js';
@@ -96,6 +106,21 @@ async function forwarderWithAnEvent(): Promise<WorkflowHandle> {
   );
   await nudgeCurrentsForward(env.client, { taskQueue });
   return env.client.workflow.getHandle(CURRENTS_FORWARD_WORKFLOW_ID);
+}
+
+/** Starts an event stream that sends every event, with one identified user's event spooled for it. */
+async function eventStreamWithAnEvent(): Promise<WorkflowHandle> {
+  const name = `rejected-${Math.random().toString(36).slice(2)}`;
+  const line = [...sandboxes.amplitude.control.exportedEvents(exportHourStart(hoursAgo(2))!)].find((event) => event.user_id)!;
+  const body = JSON.parse(JSON.stringify({ ...line, $insert_id: `rejected-${name}` })) as JsonObject;
+  await context.store.spoolIngress(
+    eventStreamSpool(name),
+    [{ dedupeKey: `insert:rejected-${name}`, partitionKey: 'user', body }],
+    Date.now(),
+  );
+  const handle = await startEventStream(env.client, { name, eventTypes: ['*'] }, { taskQueue });
+  await nudgeEventStream(env.client, name, { taskQueue });
+  return handle;
 }
 
 interface Case {
@@ -216,6 +241,13 @@ const cases: Case[] = [
     endpoint: /^POST \/users\/track$/,
     message: BRAZE_401,
     start: () => cohortStreamWithAChange('attribute'),
+  },
+  {
+    activity: 'drainEventStream',
+    vendor: 'braze',
+    endpoint: /^POST \/users\/track$/,
+    message: BRAZE_401,
+    start: eventStreamWithAnEvent,
   },
   {
     activity: 'forwardCurrents',

@@ -4,3 +4,4 @@ export { traitSync } from '../kinds/trait-sync/workflow.js';
 export { doctor } from './doctor.js';
 export { currentsForward } from '../kinds/currents-forward/workflow.js';
 export { cohortStream } from '../kinds/cohort-stream/workflow.js';
+export { eventStream } from '../kinds/event-stream/workflow.js';

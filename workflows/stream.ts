@@ -40,6 +40,8 @@ export type AfterRound =
 
 /** A stream's run as its steps see it. */
 export interface StreamRun<Options, Totals, Progress extends StreamProgress<Totals>> {
+  /** The input as given (before its defaults), and the options it parsed to (a step may replace them). */
+  input: object;
   options: Options;
   totals: Totals;
   progress: Progress;
@@ -69,6 +71,8 @@ export interface StreamKind<
   round(run: StreamRun<Options, Totals, Progress>): Promise<AfterRound>;
   /** The Temporal UI's details: after each round, and once the stream ended idle. */
   describe(run: StreamRun<Options, Totals, Progress>): string;
+  /** The input the continued run gets (default: this run's, with the budgets raised by an update). */
+  continuedInput?(run: StreamRun<Options, Totals, Progress>): Input;
 }
 
 export async function runStream<
@@ -80,7 +84,7 @@ export async function runStream<
   const options = parseWorkflowInput(kind.inputSchema, input, kind.workflowType);
   // Totals carried from a run before a count existed lack it: it starts at 0.
   const totals: Totals = { ...kind.emptyTotals(), ...carried };
-  const stream: StreamRun<Options, Totals, Progress> = { options, totals, progress: kind.progress(options, totals) };
+  const stream: StreamRun<Options, Totals, Progress> = { input, options, totals, progress: kind.progress(options, totals) };
   if (kind.budgets) stream.controls = budgetControls(kind.budgets(options));
   let spooled = false;
   setHandler(spooledSignal, () => void (spooled = true));
@@ -108,7 +112,8 @@ export async function runStream<
   }
   await condition(allHandlersFinished);
   // The budgets raised by an update live on in the continued run.
-  return continueAsNew<(input: Input, carried: Totals) => Promise<Totals>>({ ...input, ...stream.controls?.defined() }, totals);
+  const continued = kind.continuedInput?.(stream) ?? { ...input, ...stream.controls?.defined() };
+  return continueAsNew<(input: Input, carried: Totals) => Promise<Totals>>(continued, totals);
 
   async function end(): Promise<Totals> {
     stream.progress.phase = 'done';

@@ -5,8 +5,7 @@
  */
 import { FailureType } from '../../src/failure-types.js';
 import { activityInfo, ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
-import type { ExportedEvent } from '../../src/amplitude/schemas.js';
-import { amplitudeTimeMs, cameFromBraze, decide, userKeyOf } from '../../src/events/amplitude-events.js';
+import { activityOf, decide } from '../../src/events/amplitude-events.js';
 import { eventPageRequests, type EventLedger } from './braze-events.js';
 import { exportHourStart, EVENT_SYNC_KIND } from './input.js';
 import { NonRetryableVendorError, RetryableVendorError } from '../../src/errors.js';
@@ -193,16 +192,6 @@ export function createEventSyncActivities(context: WorkerContext) {
 }
 
 export type EventSyncActivities = ReturnType<typeof createEventSyncActivities>;
-
-/**
- * The activity an event records: its user, its time and the user properties it carried. Braze's own engagement
- * events forwarded by Currents are not activity in the product (and carry no user properties), so none.
- */
-function activityOf(event: ExportedEvent): UserActivity | undefined {
-  const eventMs = amplitudeTimeMs(event.event_time);
-  if (eventMs === undefined || cameFromBraze(event)) return undefined;
-  return { userKey: userKeyOf(event), lastEventMs: eventMs, properties: (event.user_properties ?? {}) as UserActivity['properties'] };
-}
 
 /** Runs a bounded delete until it deletes nothing; resolves with the total deleted. */
 async function inBatches(deleteBatch: () => Promise<number>): Promise<number> {

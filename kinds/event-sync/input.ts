@@ -47,11 +47,8 @@ const exportHour = z
 
 const propertyValue = z.union([z.string(), z.number(), z.boolean()]);
 
-export const eventSyncInputSchema = z.strictObject({
-  /** The hour of Amplitude data (by server upload time). Omitted: the schedule's time (or now) minus `lagHours`. */
-  hour: exportHour.optional(),
-  /** Export data appears about 2 h after Amplitude receives it: a scheduled run reads this many hours back. */
-  lagHours: z.number().int().min(0).max(72).default(3),
+/** The events a sync or stream sends to Braze, and how it addresses their users: `eventSync` and `eventStream` alike. */
+export const eventSelectionFields = {
   /** Event types forwarded to Braze: names, `["*"]` for all, or empty for ingest only (nothing sent). */
   eventTypes: z.array(z.string().trim().min(1, 'event type names must not be empty')).default([]),
   /** Forward an event only if each named event property has one of the listed values, per event type. */
@@ -76,6 +73,14 @@ export const eventSyncInputSchema = z.strictObject({
     .optional(),
   /** `true`: never create Braze users (Amplitude's own stream creates them, so the default is `false`). */
   updateExistingOnly: z.boolean().default(false),
+};
+
+export const eventSyncInputSchema = z.strictObject({
+  /** The hour of Amplitude data (by server upload time). Omitted: the schedule's time (or now) minus `lagHours`. */
+  hour: exportHour.optional(),
+  /** Export data appears about 2 h after Amplitude receives it: a scheduled run reads this many hours back. */
+  lagHours: z.number().int().min(0).max(72).default(3),
+  ...eventSelectionFields,
   // A dry run still ingests the hour (the activity index is not a Braze write).
   ...runInputFields(5_000),
 });

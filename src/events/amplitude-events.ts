@@ -3,7 +3,7 @@
  * whether it is forwarded to Braze, and the Braze custom event it becomes (properties within Braze's rules).
  */
 import type { ExportedEvent } from '../amplitude/schemas.js';
-import type { JsonObject, JsonValue } from '../store/store.js';
+import type { JsonObject, JsonValue, UserActivity } from '../store/store.js';
 import type { EventSelection } from '../../kinds/event-sync/input.js';
 
 const MAX_STRING_LENGTH = 255;
@@ -27,9 +27,19 @@ export function eventKeyOf(event: ExportedEvent): string | undefined {
 }
 
 /** Whose activity the event is: the user id, else (anonymous users) the device id, else the Amplitude id. */
-export function userKeyOf(event: ExportedEvent): string {
+export function userKeyOf(event: Pick<ExportedEvent, 'user_id' | 'device_id'> & { amplitude_id?: number }): string {
   if (event.user_id) return `user_id:${event.user_id}`;
   return event.device_id ? `device_id:${event.device_id}` : `amplitude_id:${event.amplitude_id}`;
+}
+
+/**
+ * The activity an event records: its user, its time and the user properties it carried. Braze's own engagement
+ * events forwarded by Currents are not activity in the product (and carry no user properties), so none.
+ */
+export function activityOf(event: ExportedEvent): UserActivity | undefined {
+  const eventMs = amplitudeTimeMs(event.event_time);
+  if (eventMs === undefined || cameFromBraze(event)) return undefined;
+  return { userKey: userKeyOf(event), lastEventMs: eventMs, properties: (event.user_properties ?? {}) as UserActivity['properties'] };
 }
 
 /** Events Braze Currents forwarded into Amplitude: streaming them back would loop. */

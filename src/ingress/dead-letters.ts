@@ -9,6 +9,9 @@ import { nudgeCohortStream, nudgeCurrentsForward } from '../client.js';
 import { cohortStreamTargetOf } from '../../kinds/cohort-sync/input.js';
 import { cohortWebhookBatchSchema } from '../cohort/webhook.js';
 import { CURRENTS_STREAM } from '../currents/amplitude-events.js';
+import { admitStreamed, streamedBodySchema } from '../../kinds/event-stream/door.js';
+import { eventStreamNameOf } from '../../kinds/event-stream/input.js';
+import { nudgeEventStream } from '../../kinds/event-stream/kind.js';
 import type { DeadLetterReplay, IngressItem, StateStore, StoredDeadLetter } from '../store/store.js';
 import { admitCohortWebhook, admitCurrentsEvents, describeIssues } from './doors.js';
 
@@ -105,6 +108,10 @@ function admitThroughDoor(letter: StoredDeadLetter, nowMs: number): ReturnType<t
     const batch = cohortWebhookBatchSchema.safeParse(letter.body);
     return batch.success ? admitCohortWebhook(batch.data, nowMs) : `not a cohort webhook batch: ${describeIssues(batch.error.issues)}`;
   }
+  if (eventStreamNameOf(letter.stream) !== undefined) {
+    const body = streamedBodySchema.safeParse(letter.body);
+    return body.success ? admitStreamed(body.data) : `not an Amplitude event or user: ${describeIssues(body.error.issues)}`;
+  }
   return `no door serves stream "${letter.stream}"`;
 }
 
@@ -112,6 +119,11 @@ function admitThroughDoor(letter: StoredDeadLetter, nowMs: number): ReturnType<t
 async function wakeStream(stream: string, { client, taskQueue }: { client: Client; taskQueue?: string }): Promise<boolean> {
   if (stream === CURRENTS_STREAM) {
     await nudgeCurrentsForward(client, { taskQueue });
+    return true;
+  }
+  const eventStream = eventStreamNameOf(stream);
+  if (eventStream !== undefined) {
+    await nudgeEventStream(client, eventStream, { taskQueue });
     return true;
   }
   const target = cohortStreamTargetOf(stream);

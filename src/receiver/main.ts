@@ -8,6 +8,7 @@ import { loadReceiverConfig, loadStoreConfig, loadTemporalConfig, temporalConnec
 import { openStateStore } from '../store/index.js';
 import { nudgeCohortStream, nudgeCurrentsForward } from '../client.js';
 import { buildReceiver } from './server.js';
+import { nudgeEventStream } from '../../kinds/event-stream/kind.js';
 
 export async function main(): Promise<void> {
   const receiver = loadReceiverConfig();
@@ -28,12 +29,18 @@ export async function main(): Promise<void> {
       const input = { cohortId, target, attributeName, ...(maxDataPointsPerDay && { maxDataPointsPerDay }) };
       await nudgeCohortStream(client, input, { taskQueue: temporal.taskQueue });
     },
+    amplitudeStreamToken: receiver.amplitudeStreamToken,
+    onEventStreamSpooled: async (name) => void (await nudgeEventStream(client, name, { taskQueue: temporal.taskQueue })),
     temporalReachable: async (deadlineMs) => {
       await connection.withDeadline(deadlineMs, () => connection.workflowService.getSystemInfo({}));
     },
   });
   const address = await app.listen({ host: receiver.host, port: receiver.port });
-  const routes = [receiver.currentsToken && 'POST /currents', receiver.amplitudeWebhookToken && 'POST /amplitude/cohorts'].filter(Boolean);
+  const routes = [
+    receiver.currentsToken && 'POST /currents',
+    receiver.amplitudeWebhookToken && 'POST /amplitude/cohorts',
+    receiver.amplitudeStreamToken && 'POST /amplitude/stream/<name>',
+  ].filter(Boolean);
   console.log(
     `Receiver listening on ${address} (${[...routes, 'GET /healthz', 'GET /readyz'].join(', ')}); state store: ${store.description}`,
   );

@@ -16,6 +16,8 @@ import { cohortStreamInputSchema, cohortStreamName, type CohortStreamOptions } f
 import { cohortWebhookBatchSchema, webhookTargetQuerySchema } from '../cohort/webhook.js';
 import { admitCohortWebhook, admitCurrentsEvents, describeIssues, type Admitted } from '../ingress/doors.js';
 import type { StateStore } from '../store/store.js';
+import { admitStreamed, streamedBodySchema } from '../../kinds/event-stream/door.js';
+import { eventStreamNameSchema, eventStreamSpool } from '../../kinds/event-stream/input.js';
 import { StreamWaker } from './waker.js';
 
 export interface ReceiverLimits {
@@ -47,12 +49,16 @@ export interface ReceiverOptions {
   amplitudeWebhookToken?: Secret;
   /** Called once a cohort webhook batch is spooled: starts (or wakes) that cohort's stream. Never delays the answer. */
   onCohortSpooled?: (stream: CohortStreamOptions) => Promise<void>;
+  /** The bearer token Amplitude's Webhooks streaming destination sends; unset: `/amplitude/stream/<name>` is not served. */
+  amplitudeStreamToken?: Secret;
+  /** Called once something is spooled for the named event stream: starts (or wakes) it. Never delays the answer. */
+  onEventStreamSpooled?: (name: string) => Promise<void>;
   /** Resolves when Temporal answers (for `/readyz`); unset: not checked. */
   temporalReachable?: (deadlineMs: number) => Promise<void>;
   logger?: boolean | { level: string };
 }
 
-/** What `/currents` and `/amplitude/cohorts` answer a batch they took. */
+/** What `/currents`, `/amplitude/cohorts` and `/amplitude/stream/<name>` answer a batch they took. */
 export interface IngressAck {
   spooled: number;
   duplicates: number;
@@ -167,6 +173,25 @@ export function buildReceiver(options: ReceiverOptions): FastifyInstance {
       if (ack.spooled > 0) waker.wake(name, () => onCohortSpooled(stream.data));
       return reply.code(200).send(ack);
     });
+  }
+
+  if (options.amplitudeStreamToken) {
+    const onEventStreamSpooled = options.onEventStreamSpooled ?? (() => Promise.resolve());
+    app.post<{ Params: { name: string } }>(
+      '/amplitude/stream/:name',
+      { onRequest: requireBearer(options.amplitudeStreamToken) },
+      async (request, reply) => {
+        const name = eventStreamNameSchema.safeParse(request.params.name);
+        if (!name.success) return reply.code(400).send({ error: `bad stream name: ${describeIssues(name.error.issues)}` });
+        const body = streamedBodySchema.safeParse(request.body);
+        if (!body.success) return reply.code(400).send({ error: `not an Amplitude event or user: ${describeIssues(body.error.issues)}` });
+        const stream = eventStreamSpool(name.data);
+        if (await backlogs.isFull(stream)) return busy(reply);
+        const ack = await spool(stream, admitStreamed(body.data));
+        if (ack.spooled > 0) waker.wake(stream, () => onEventStreamSpooled(name.data));
+        return reply.code(200).send(ack);
+      },
+    );
   }
   return app;
 }

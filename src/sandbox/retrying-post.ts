@@ -60,20 +60,23 @@ export class RetryingPoster {
     const { initialDelayMs, maxDelayMs, giveUpAfterMs } = this.target.retry;
     const deadline = Date.now() + giveUpAfterMs;
     for (let attempt = 1; ; attempt++) {
-      if (attempt > 1) this.tally.retriedPosts += 1;
-      this.tally.posts += 1;
-      const sentAt = performance.now();
-      const outcome = await this.post(body);
-      this.tally.statuses[outcome] = (this.tally.statuses[outcome] ?? 0) + 1;
-      if (isSuccess(outcome)) {
-        this.tally.ackLatenciesMs?.push(Math.round((performance.now() - sentAt) * 10) / 10);
-        return true;
-      }
+      if (isSuccess(await this.postOnce(body, this.target.timeoutMs, attempt > 1))) return true;
       const remaining = deadline - Date.now();
       if (remaining <= 0) return false;
       const backoff = Math.min(maxDelayMs, initialDelayMs * 2 ** (attempt - 1));
       await sleep(Math.min(backoff, remaining), undefined, { signal: this.stop });
     }
+  }
+
+  /** One post, counted in the tally: its HTTP status as a string, or `timeout` / `network_error`. */
+  async postOnce(body: string, timeoutMs = this.target.timeoutMs, retried = false): Promise<string> {
+    if (retried) this.tally.retriedPosts += 1;
+    this.tally.posts += 1;
+    const sentAt = performance.now();
+    const outcome = await this.post(body, timeoutMs);
+    this.tally.statuses[outcome] = (this.tally.statuses[outcome] ?? 0) + 1;
+    if (isSuccess(outcome)) this.tally.ackLatenciesMs?.push(Math.round((performance.now() - sentAt) * 10) / 10);
+    return outcome;
   }
 
   /** Once nothing is posting any more. */
@@ -82,14 +85,14 @@ export class RetryingPoster {
   }
 
   /** The HTTP status as a string, or `timeout` / `network_error`; throws only when stopped. */
-  private async post(body: string): Promise<string> {
+  private async post(body: string, timeoutMs: number): Promise<string> {
     try {
       const response = await request(this.target.url, {
         method: 'POST',
         headers: this.headers,
         body,
         dispatcher: this.agent,
-        signal: AbortSignal.any([this.stop, AbortSignal.timeout(this.target.timeoutMs)]),
+        signal: AbortSignal.any([this.stop, AbortSignal.timeout(Math.max(1, timeoutMs))]),
       });
       await response.body.dump();
       return String(response.statusCode);

@@ -586,6 +586,24 @@ export const MIGRATIONS: readonly Migration[] = [
     // PostgreSQL has had it since version 7.
     postgres: `-- nothing to change`,
   },
+  {
+    version: 15,
+    name: 'stream settings: what a stream the receiver wakes runs with',
+    sql: `
+      CREATE TABLE stream_settings (
+        stream        TEXT PRIMARY KEY,
+        settings      TEXT NOT NULL,
+        updated_at_ms INTEGER NOT NULL
+      );
+    `,
+    postgres: `
+      CREATE TABLE stream_settings (
+        stream        TEXT COLLATE "C" PRIMARY KEY,
+        settings      TEXT NOT NULL,
+        updated_at_ms BIGINT NOT NULL
+      );
+    `,
+  },
 ];
 
 export function currentSchemaVersion(db: Database): number {

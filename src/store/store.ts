@@ -522,6 +522,8 @@ export interface Snapshots {
 
 /** The activity index (who is active, their latest properties), profile fetches, device ids looked up, and the sent-event ledger. */
 export interface ActivityIndex {
+  /** Records users' activity as it streams in: of each user the latest event by event time wins, as when staged. */
+  recordActivity(users: readonly UserActivity[]): Promise<void>;
   /** Users active at or after `sinceMs`, in key order. */
   activeUsers(options: PageOptions & { sinceMs: number }): Promise<Page<UserActivity>>;
   /**
@@ -566,6 +568,10 @@ export interface ActivityIndex {
 
 /** What the receiver acknowledged, per stream, until processed; and the dead letters of what could not be. */
 export interface IngressSpool {
+  /** A stream's saved settings (what its workflow starts with when the receiver wakes it), if any were saved. */
+  streamSettings(stream: string): Promise<JsonObject | undefined>;
+  /** Saves a stream's settings, replacing what was saved. */
+  saveStreamSettings(stream: string, settings: JsonObject, atMs: number): Promise<void>;
   /** Adds items to a stream's spool in one transaction; an item whose key the stream has seen before is a duplicate. */
   spoolIngress(stream: string, items: readonly IngressItem[], receivedAtMs: number): Promise<{ spooled: number; duplicates: number }>;
   /**

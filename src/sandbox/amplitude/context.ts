@@ -4,6 +4,7 @@ import type { Dataset } from '../dataset.js';
 import { sendJson, type FaultInjector } from '../http-util.js';
 import type { CohortExports } from './cohort-exports.js';
 import type { CohortWebhooks } from './cohort-webhooks.js';
+import type { EventStreamWebhooks } from './event-stream-webhooks.js';
 import type { Ingestion } from './ingestion.js';
 import type { Countdown, FixedWindowCounter } from './limits.js';
 import type { AmplitudeFaults, ResolvedOptions } from './options.js';
@@ -20,6 +21,8 @@ export interface SandboxContext {
   cohortExports: CohortExports;
   /** The Cohort Webhooks destination, when one is configured. */
   cohortWebhooks: CohortWebhooks;
+  /** The Webhooks streaming destination (events and users as they are ingested), when one is configured. */
+  eventStream: EventStreamWebhooks;
   profiles: ProfileStore;
   ingestion: Ingestion;
   /** Profile API requests per minute, org-wide. */

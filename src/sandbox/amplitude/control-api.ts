@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { BodyTooLargeError, InvalidJsonError, readJsonBody, sendJson } from '../http-util.js';
 import type { CohortMembership, SandboxCohort } from '../dataset.js';
 import { cohortWebhookDestinationSchema, emptyWebhookReport, webhookDeliverySchema, type CohortWebhookReport } from './cohort-webhooks.js';
+import { eventStreamDestinationSchema } from './event-stream-webhooks.js';
 import { currentFaults, setFaults, type Exchange, type SandboxContext } from './context.js';
 import { countExportLinesInHour, exportLinesInHour, parseHour } from './export-api.js';
 
@@ -122,6 +123,19 @@ export async function configureCohortWebhooks(exchange: Exchange): Promise<void>
 
 export function cohortWebhookReport({ res, context }: Exchange): void {
   sendJson(res, 200, context.cohortWebhooks.report());
+}
+
+/** `POST /_sandbox/event-stream` (a destination) or `DELETE`: where the Webhooks streaming destination sends. */
+export async function configureEventStream(exchange: Exchange): Promise<void> {
+  const destination = exchange.req.method === 'DELETE' ? undefined : await readBodyAs(exchange, eventStreamDestinationSchema);
+  if (exchange.req.method !== 'DELETE' && !destination) return;
+  exchange.context.eventStream.configure(destination);
+  sendJson(exchange.res, 200, { configured: destination !== undefined, report: exchange.context.eventStream.sent() });
+}
+
+/** `GET /_sandbox/event-stream`: what the streaming destination sent so far. */
+export function eventStreamReport({ res, context }: Exchange): void {
+  sendJson(res, 200, context.eventStream.sent());
 }
 
 const hotIdsSchema = z.object({ fraction: z.number().min(0).max(1), forMs: z.number().int().nonnegative() });

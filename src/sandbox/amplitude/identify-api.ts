@@ -55,6 +55,10 @@ export async function identify({ req, res, url, context }: Exchange): Promise<vo
   if (!identificationJson) return sendText(res, 400, 'missing_event');
   const identifications = parseIdentifications(identificationJson);
   if (!identifications) return sendText(res, 400, 'invalid_event');
-  for (const { ids, userProperties } of identifications) context.profiles.updateProperties(ids, userProperties);
+  for (const { ids, userProperties } of identifications) {
+    context.profiles.updateProperties(ids, userProperties);
+    // The streaming destination forwards Identify calls as they are (the Identify user format).
+    context.eventStream.userIdentified({ user_id: ids.userId ?? null, device_id: ids.deviceId ?? null, user_properties: userProperties });
+  }
   sendText(res, 200, 'success');
 }

@@ -7,6 +7,7 @@ import type { Dataset, ExportLine, SandboxCohort } from '../dataset.js';
 import { closeServer, FaultInjector, listen, sendJson } from '../http-util.js';
 import { CohortExports } from './cohort-exports.js';
 import { CohortWebhooks, type CohortWebhookDestination, type CohortWebhookReport } from './cohort-webhooks.js';
+import { EventStreamWebhooks, type EventStreamDestination, type EventStreamReport } from './event-stream-webhooks.js';
 import { recomputeCohort, type MembershipChange } from './control-api.js';
 import { sendApiError, setFaults, type Exchange, type SandboxContext } from './context.js';
 import { countExportLinesInHour, exportLinesInHour } from './export-api.js';
@@ -20,6 +21,7 @@ import type { UserProperties } from './user-properties.js';
 export type { AmplitudeFaults, AmplitudeSandboxOptions } from './options.js';
 export type { IngestedEvent } from './ingestion.js';
 export type { CohortWebhookDestination, CohortWebhookReport } from './cohort-webhooks.js';
+export type { EventStreamDestination, EventStreamReport } from './event-stream-webhooks.js';
 export type { MembershipChange } from './control-api.js';
 
 export interface AmplitudeSandboxControl {
@@ -53,6 +55,12 @@ export interface AmplitudeSandboxControl {
   recomputeCohort(cohortId: string, change: MembershipChange): Promise<{ cohort: SandboxCohort; webhook: CohortWebhookReport }>;
   /** Every cohort webhook post so far. */
   cohortWebhookReport(): CohortWebhookReport;
+  /** Where the Webhooks streaming destination sends from now on (`undefined`: nowhere). Throws a ZodError for an invalid one. */
+  configureEventStream(destination: EventStreamDestination | undefined): void;
+  /** Everything the streaming destination sent so far. */
+  eventStreamReport(): EventStreamReport;
+  /** Resolves once every streaming delivery so far was acknowledged, dropped or expired. */
+  eventStreamSettled(): Promise<void>;
 }
 
 export interface AmplitudeSandbox {
@@ -75,6 +83,7 @@ function hasValidBasicAuth(req: IncomingMessage, apiKey: string, secretKey: stri
 export async function startAmplitudeSandbox(options: AmplitudeSandboxOptions): Promise<AmplitudeSandbox> {
   const resolved = resolveOptions(options);
   const profiles = new ProfileStore(options.dataset);
+  const eventStream = new EventStreamWebhooks();
   const context: SandboxContext = {
     options: resolved,
     dataset: options.dataset,
@@ -83,11 +92,16 @@ export async function startAmplitudeSandbox(options: AmplitudeSandboxOptions): P
     exportTimeouts: new Countdown(),
     cohortExports: new CohortExports(),
     cohortWebhooks: new CohortWebhooks(options.dataset),
+    eventStream,
     profiles,
-    ingestion: new Ingestion(profiles, {
-      httpapi: { eventsPerSecondPerId: resolved.eventsPerSecondPerId, windowMs: HTTP_V2_RATE_WINDOW_MS },
-      batch: { eventsPerSecondPerId: resolved.batchEventsPerSecondPerId, windowMs: BATCH_RATE_WINDOW_MS },
-    }),
+    ingestion: new Ingestion(
+      profiles,
+      {
+        httpapi: { eventsPerSecondPerId: resolved.eventsPerSecondPerId, windowMs: HTTP_V2_RATE_WINDOW_MS },
+        batch: { eventsPerSecondPerId: resolved.batchEventsPerSecondPerId, windowMs: BATCH_RATE_WINDOW_MS },
+      },
+      (line) => eventStream.eventIngested(line),
+    ),
     profileRequests: new FixedWindowCounter(60_000),
     profileRequestTotals: { answered: 0, refused: 0 },
     profileRequestsByMinute: new Map(),
@@ -139,6 +153,7 @@ export async function startAmplitudeSandbox(options: AmplitudeSandboxOptions): P
     url: context.baseUrl,
     close: () => {
       context.cohortWebhooks.close();
+      context.eventStream.close();
       return closeServer(server);
     },
     control: {
@@ -161,6 +176,9 @@ export async function startAmplitudeSandbox(options: AmplitudeSandboxOptions): P
       configureCohortWebhooks: (destination) => context.cohortWebhooks.configure(destination),
       recomputeCohort: (cohortId, change) => recomputeCohort(context, cohortId, change),
       cohortWebhookReport: () => context.cohortWebhooks.report(),
+      configureEventStream: (destination) => context.eventStream.configure(destination),
+      eventStreamReport: () => context.eventStream.sent(),
+      eventStreamSettled: () => context.eventStream.settled(),
     },
   };
 }

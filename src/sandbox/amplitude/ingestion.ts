@@ -63,9 +63,11 @@ export class Ingestion {
   private readonly exportLinesByHour = new Map<number, ExportLine[]>();
   private readonly rateCounters: Record<IngestEndpoint, FixedWindowCounter>;
 
+  /** `onIngested`: each event stored (not a repeat), as its Export API line: what a streaming destination sends. */
   constructor(
     private readonly profiles: ProfileStore,
     private readonly rateLimits: Record<IngestEndpoint, RateLimit>,
+    private readonly onIngested: (line: ExportLine) => void = () => undefined,
   ) {
     this.rateCounters = {
       httpapi: new FixedWindowCounter(rateLimits.httpapi.windowMs),
@@ -149,7 +151,9 @@ export class Ingestion {
       const userKey = this.profiles.markSeen(ids);
       if (event.user_properties) this.profiles.updateProperties(ids, event.user_properties as UserProperties);
       this.events.push({ endpoint, receivedAt: now, event });
-      this.addExportLine(exportLineOf(endpoint, now, event, this.profiles.amplitudeIdOf(userKey)), now);
+      const line = exportLineOf(endpoint, now, event, this.profiles.amplitudeIdOf(userKey));
+      this.addExportLine(line, now);
+      this.onIngested(line);
     }
   }
 

@@ -5,6 +5,8 @@ import {
   changeCohortMembers,
   cohortWebhookReport,
   configureCohortWebhooks,
+  configureEventStream,
+  eventStreamReport,
   exportHour,
   sandboxEvents,
   sandboxState,
@@ -57,6 +59,8 @@ export const ROUTES: readonly Route[] = [
   { methods: POST, path: /^\/_sandbox\/unnamed-refusals$/, guard: 'open', handle: setUnnamedRefusals },
   { methods: ['POST', 'DELETE'], path: /^\/_sandbox\/cohort-webhooks$/, guard: 'open', handle: configureCohortWebhooks },
   { methods: GET, path: /^\/_sandbox\/cohort-webhooks$/, guard: 'open', handle: cohortWebhookReport },
+  { methods: ['POST', 'DELETE'], path: /^\/_sandbox\/event-stream$/, guard: 'open', handle: configureEventStream },
+  { methods: GET, path: /^\/_sandbox\/event-stream$/, guard: 'open', handle: eventStreamReport },
 ];
 
 export function matchRoute(method: string, pathname: string): { route: Route; params: string[] } | undefined {

@@ -40,11 +40,29 @@ const PROFILE_FETCH_QUEUE = profileFetchQueueSql({ syncId: '$1', sinceMs: '$2', 
 
 const PROFILE_FETCH_COUNTS = profileFetchCountsSql({ syncId: '$1', sinceMs: '$2', fetchedSinceMs: '$3' });
 
+/** A user's latest event by event time wins; rows are locked in key order, so concurrent writers cannot deadlock. */
+export const UPSERT_ACTIVITY = `INSERT INTO user_activity AS a (user_key, last_event_ms, properties)
+  SELECT DISTINCT ON (k) k, t, p FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u(k, t, p) ORDER BY k, t DESC
+  ON CONFLICT (user_key) DO UPDATE SET last_event_ms = excluded.last_event_ms, properties = excluded.properties
+  WHERE excluded.last_event_ms > a.last_event_ms`;
+
+export function activityColumns(users: readonly UserActivity[]): [string[], number[], string[]] {
+  return [
+    users.map((user) => requireKey(user.userKey)),
+    users.map((user) => user.lastEventMs),
+    users.map((user) => JSON.stringify(user.properties)),
+  ];
+}
+
 export class PostgresActivityIndex implements ActivityIndex {
   readonly #db: PostgresDb;
 
   constructor(db: PostgresDb) {
     this.#db = db;
+  }
+
+  async recordActivity(users: readonly UserActivity[]): Promise<void> {
+    for (const batch of batches(users)) await this.#db.query(UPSERT_ACTIVITY, activityColumns(batch));
   }
 
   async claimEvents(claims: readonly EventClaim[]): Promise<string[][]> {

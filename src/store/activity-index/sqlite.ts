@@ -32,6 +32,11 @@ import {
   type ActivityIndex,
 } from '../store.js';
 
+/** A user's latest event by event time wins. */
+export const UPSERT_ACTIVITY = `INSERT INTO user_activity (user_key, last_event_ms, properties) VALUES (?, ?, ?)
+  ON CONFLICT (user_key) DO UPDATE SET last_event_ms = excluded.last_event_ms, properties = excluded.properties
+  WHERE excluded.last_event_ms > user_activity.last_event_ms`;
+
 export class SqliteActivityIndex implements ActivityIndex {
   readonly #db: SqliteDb;
   readonly #sql;
@@ -39,6 +44,12 @@ export class SqliteActivityIndex implements ActivityIndex {
   constructor(db: SqliteDb) {
     this.#db = db;
     this.#sql = prepareStatements(db.handle);
+  }
+
+  recordActivity(users: readonly UserActivity[]): Promise<void> {
+    return this.#db.inTransactions(users, (batch) => {
+      for (const user of batch) this.#sql.upsertActivity.run(requireKey(user.userKey), user.lastEventMs, JSON.stringify(user.properties));
+    });
   }
 
   claimEvents(claims: readonly EventClaim[]): Promise<string[][]> {
@@ -124,6 +135,7 @@ export class SqliteActivityIndex implements ActivityIndex {
 
 function prepareStatements(db: Database.Database) {
   return {
+    upsertActivity: db.prepare<[string, number, string]>(UPSERT_ACTIVITY),
     activeUsers: db.prepare<[string, number, number], { userKey: string; lastEventMs: number; properties: string }>(
       `SELECT user_key AS userKey, last_event_ms AS lastEventMs, properties FROM user_activity
        WHERE user_key > ? AND last_event_ms >= ? ORDER BY user_key LIMIT ?`,

@@ -30,6 +30,7 @@ import {
   type IngressItem,
   type SpooledItem,
   type IngressSpool,
+  type JsonObject,
 } from '../store.js';
 
 const PENDING_INGRESS = pendingIngressSql({ stream: '$1', nowMs: '$2', limit: '$3' });
@@ -116,6 +117,19 @@ export class PostgresIngress implements IngressSpool {
         );
       });
     }
+  }
+
+  async streamSettings(stream: string): Promise<JsonObject | undefined> {
+    const [row] = await this.#db.rows<{ settings: string }>('SELECT settings FROM stream_settings WHERE stream = $1', [stream]);
+    return row && (JSON.parse(row.settings) as JsonObject);
+  }
+
+  async saveStreamSettings(stream: string, settings: JsonObject, atMs: number): Promise<void> {
+    await this.#db.query(
+      `INSERT INTO stream_settings (stream, settings, updated_at_ms) VALUES ($1, $2, $3)
+       ON CONFLICT (stream) DO UPDATE SET settings = excluded.settings, updated_at_ms = excluded.updated_at_ms`,
+      [stream, JSON.stringify(settings), atMs],
+    );
   }
 
   async ingressBacklog(stream: string, nowMs: number): Promise<IngressBacklog> {

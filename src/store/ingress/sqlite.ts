@@ -32,6 +32,7 @@ import {
   type IngressItem,
   type SpooledItem,
   type IngressSpool,
+  type JsonObject,
 } from '../store.js';
 
 export class SqliteIngress implements IngressSpool {
@@ -83,6 +84,17 @@ export class SqliteIngress implements IngressSpool {
     });
   }
 
+  streamSettings(stream: string): Promise<JsonObject | undefined> {
+    return this.#db.settle(() => {
+      const row = this.#sql.streamSettings.get(stream);
+      return row && (JSON.parse(row.settings) as JsonObject);
+    });
+  }
+
+  saveStreamSettings(stream: string, settings: JsonObject, atMs: number): Promise<void> {
+    return this.#db.settle(() => void this.#sql.saveStreamSettings.run(stream, JSON.stringify(settings), atMs));
+  }
+
   ingressBacklog(stream: string, nowMs: number): Promise<IngressBacklog> {
     return this.#db.settle(() => toIngressBacklog(this.#sql.ingressBacklog.get({ stream, nowMs })!));
   }
@@ -130,6 +142,11 @@ export class SqliteIngress implements IngressSpool {
 
 function prepareStatements(db: Database.Database) {
   return {
+    saveStreamSettings: db.prepare<[string, string, number]>(
+      `INSERT INTO stream_settings (stream, settings, updated_at_ms) VALUES (?, ?, ?)
+       ON CONFLICT (stream) DO UPDATE SET settings = excluded.settings, updated_at_ms = excluded.updated_at_ms`,
+    ),
+    streamSettings: db.prepare<[string], { settings: string }>('SELECT settings FROM stream_settings WHERE stream = ?'),
     completeIngress: db.prepare<[number, string, string]>(
       'UPDATE ingress_spool SET done_at_ms = ? WHERE stream = ? AND seq IN (SELECT value FROM json_each(?)) AND done_at_ms IS NULL',
     ),

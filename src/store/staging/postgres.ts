@@ -4,6 +4,7 @@
  * src/store/staging/sqlite.ts.
  */
 import type pg from 'pg';
+import { activityColumns, UPSERT_ACTIVITY } from '../activity-index/postgres.js';
 import { type PostgresDb } from '../postgres-db.js';
 import {
   FIRST_KEY,
@@ -210,18 +211,7 @@ export class PostgresStaging implements Staging {
          ORDER BY n ON CONFLICT DO NOTHING`,
         [runId, chunk.events.map((event) => event.eventKey), chunk.events.map((event) => JSON.stringify(event.body))],
       );
-      // A user's latest event by event time wins; rows are locked in key order, so concurrent writers cannot deadlock.
-      await client.query(
-        `INSERT INTO user_activity AS a (user_key, last_event_ms, properties)
-         SELECT DISTINCT ON (k) k, t, p FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u(k, t, p) ORDER BY k, t DESC
-         ON CONFLICT (user_key) DO UPDATE SET last_event_ms = excluded.last_event_ms, properties = excluded.properties
-         WHERE excluded.last_event_ms > a.last_event_ms`,
-        [
-          chunk.activity.map((user) => user.userKey),
-          chunk.activity.map((user) => user.lastEventMs),
-          chunk.activity.map((user) => JSON.stringify(user.properties)),
-        ],
-      );
+      await client.query(UPSERT_ACTIVITY, activityColumns(chunk.activity));
       await client.query(UPSERT_CHECKPOINT, checkpointColumns(runId, checkpoint));
     });
   }

@@ -4,6 +4,7 @@
  * src/store/staging/postgres.ts.
  */
 import type Database from 'better-sqlite3';
+import { UPSERT_ACTIVITY } from '../activity-index/sqlite.js';
 import { type SqliteDb } from '../sqlite-db.js';
 import {
   FIRST_KEY,
@@ -358,11 +359,7 @@ function prepareStatements(db: Database.Database) {
        WHERE s.run_id = ? AND s.event_key > ? AND NOT EXISTS (SELECT 1 FROM sent_events e WHERE e.event_key = s.event_key)
        ORDER BY s.event_key LIMIT ?`,
     ),
-    upsertActivity: db.prepare<[string, number, string]>(
-      `INSERT INTO user_activity (user_key, last_event_ms, properties) VALUES (?, ?, ?)
-       ON CONFLICT (user_key) DO UPDATE SET last_event_ms = excluded.last_event_ms, properties = excluded.properties
-       WHERE excluded.last_event_ms > user_activity.last_event_ms`,
-    ),
+    upsertActivity: db.prepare<[string, number, string]>(UPSERT_ACTIVITY),
     upsertCheckpoint: db.prepare<[string, number, number, string | null]>(
       `INSERT INTO staging_checkpoints (run_id, rows_consumed, bytes_consumed, after_key) VALUES (?, ?, ?, ?)
        ON CONFLICT (run_id) DO UPDATE SET rows_consumed = excluded.rows_consumed, bytes_consumed = excluded.bytes_consumed, after_key = excluded.after_key`,
