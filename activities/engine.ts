@@ -47,6 +47,8 @@ export interface PageOutcome {
   brazeRequests: number;
   /** The page's cost, reported when it was over budget. */
   pageDataPoints: number;
+  /** Events sent again because an earlier attempt's request for them was cut off without an answer (at-least-once). */
+  resent?: number;
   budget?: 'run' | 'day';
 }
 

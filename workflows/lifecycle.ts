@@ -195,7 +195,8 @@ function openRun<Input extends object, Options extends PagedOptions, Totals exte
   const identity = kind.identify(options, checkpoint);
   const { workflowId, runId: temporalRunId } = workflowInfo();
   const run: RunRef = { syncId: identity.syncId, runId: checkpoint?.runId ?? `${identity.syncId}/${temporalRunId}`, workflowId };
-  const totals = checkpoint?.totals ?? kind.emptyTotals();
+  // A checkpoint written before a count existed lacks it: it starts at 0.
+  const totals = { ...kind.emptyTotals(), ...checkpoint?.totals };
   const progress: PagedProgress<Totals> = {
     phase: 'preparing',
     page: checkpoint?.nextPage ?? 0,

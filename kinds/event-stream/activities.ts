@@ -6,7 +6,7 @@
  * draining while items arrive and returns once the spool has stayed empty a moment, after a bounded time, or at a
  * budget. Idempotent: a retried drain re-reads what its lost attempt did not complete, and the ledger drops repeats.
  */
-import { Context, heartbeat } from '@temporalio/activity';
+import { activityInfo, Context, heartbeat } from '@temporalio/activity';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { activityOf, amplitudeTimeMs, decide } from '../../src/events/amplitude-events.js';
 import { describeIssues } from '../../src/ingress/doors.js';
@@ -86,10 +86,16 @@ export function createEventStreamActivities(context: WorkerContext) {
     }
     // Each user's events go in the order they happened, whatever order the destination delivered them in.
     events.sort((a, b) => a.timeMs - b.timeMs);
+    // Named after the batch's first spooled item: a retried drain adds to what its lost attempt sent, and settles
+    // that attempt's requests which were cut off without an answer as the stream's delivery says.
+    const pagePrefix = `stream:${items[0]!.seq}|`;
+    const atLeastOnce = settings.delivery === 'at-least-once';
+    const settled =
+      activityInfo().attempt > 1 ? await store.settleUnconfirmedClaims(run.runId, pagePrefix, atLeastOnce ? 'release' : 'keep') : 0;
+    counts[atLeastOnce ? 'resent' : 'unconfirmed'] += settled;
     const outcome = await applyPage(context, input, {
       run,
-      // Named after the batch's first spooled item: a retried drain adds to what its lost attempt sent.
-      pagePrefix: `stream:${items[0]!.seq}|`,
+      pagePrefix,
       requests: eventPageRequests(events, context.brazeObjectsPerRequest, {
         claim: (requestKey, eventKeys) => claimEvents({ runId: run.runId, requestKey, eventKeys, nowMs: Date.now() }),
         release: (requestKey) => store.releaseEventClaims(run.runId, requestKey),
@@ -112,7 +118,8 @@ export function createEventStreamActivities(context: WorkerContext) {
     counts.activityRecorded += activity.size;
     counts.sent += outcome.accepted;
     counts.failed += outcome.failed;
-    counts.alreadySent += Math.max(0, events.length - outcome.accepted - outcome.failed);
+    // What the ledger held besides what this batch's requests (and its lost attempt's, settled above) did.
+    counts.alreadySent += Math.max(0, events.length - outcome.accepted - outcome.failed - (atLeastOnce ? 0 : settled));
     counts.dataPoints += outcome.dataPoints;
     counts.brazeRequests += outcome.brazeRequests;
     return outcome;

@@ -70,6 +70,8 @@ export function describeEventStreamProgress(progress: EventStreamProgress): stri
   const lines = [
     `${progress.phase} … ${totals.sent} events sent · ${totals.alreadySent} already sent · ${totals.skipped} skipped · ${totals.failed} failed · ${totals.dataPoints} data points`,
   ];
+  if (totals.resent + totals.unconfirmed > 0)
+    lines.push(`after lost requests: ${totals.resent} resent (at-least-once) · ${totals.unconfirmed} unconfirmed (at-most-once)`);
   if (progress.pausedReason) lines.push(`paused: ${progress.pausedReason}`);
   if (backlog) {
     lines.push(`backlog: ${backlog.pending} waiting, the oldest for ${Math.round(backlog.oldestAgeMs / 1000)} s`);

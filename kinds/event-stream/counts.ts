@@ -7,6 +7,10 @@ export interface EventStreamCounts {
   sent: number;
   /** Selected events the sent-event ledger already held (sent by `eventSync`, or by this stream before): not sent again. */
   alreadySent: number;
+  /** Events sent again after their request was cut off without an answer (`delivery: "at-least-once"`). */
+  resent: number;
+  /** Events whose request was cut off without an answer, left out (`delivery: "at-most-once"`). */
+  unconfirmed: number;
   /** Events Braze rejected. */
   failed: number;
   /** Items not sent on purpose, by reason. */
@@ -20,21 +24,27 @@ export interface EventStreamCounts {
   brazeRequests: number;
 }
 
-const SUMMED = [
-  'read',
-  'sent',
-  'alreadySent',
-  'failed',
-  'skipped',
-  'deadLettered',
-  'activityRecorded',
-  'dataPoints',
-  'brazeRequests',
-] as const;
-
 export function noEventStreamCounts(): EventStreamCounts {
-  return { ...(Object.fromEntries(SUMMED.map((key) => [key, 0])) as Omit<EventStreamCounts, 'skipReasons'>), skipReasons: {} };
+  return {
+    read: 0,
+    sent: 0,
+    alreadySent: 0,
+    resent: 0,
+    unconfirmed: 0,
+    failed: 0,
+    skipped: 0,
+    skipReasons: {},
+    deadLettered: 0,
+    activityRecorded: 0,
+    dataPoints: 0,
+    brazeRequests: 0,
+  };
 }
+
+/** Every count but the reasons, which are added by reason. */
+const SUMMED = Object.keys(noEventStreamCounts()).filter((key) => key !== 'skipReasons') as Array<
+  Exclude<keyof EventStreamCounts, 'skipReasons'>
+>;
 
 export function addEventStreamCounts(totals: EventStreamCounts, more: EventStreamCounts): void {
   for (const key of SUMMED) totals[key] += more[key];

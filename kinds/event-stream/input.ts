@@ -7,7 +7,7 @@ import type { SearchAttributePair } from '@temporalio/common';
 import { z } from 'zod';
 import { dataPointBudgetSchema, durationSchema } from '../../src/sync-input.js';
 import { SYNC_KIND } from '../../src/temporal/search-attributes.js';
-import { eventSelectionFields, type EventSelection } from '../event-sync/input.js';
+import { deliverySchema, eventSelectionFields, type EventSelection } from '../event-sync/input.js';
 
 /** Its runs' `AmpBrazeSyncKind` search attribute and the `sync_kind` label of the data-point metric. */
 export const EVENT_STREAM_KIND = 'event_stream';
@@ -20,6 +20,7 @@ export const eventStreamNameSchema = z
 /** What can be changed while the stream runs (the `configure` update), and what it keeps when it idles out. */
 export const eventStreamSettingsSchema = z.strictObject({
   ...eventSelectionFields,
+  delivery: deliverySchema,
   /** Spooled items one round reads at most (a round sends them in requests of up to 75 events). */
   batchSize: z.number().int().min(1).max(10_000).default(1_000),
   /** With less than one request's worth spooled, a round waits this long for more before it sends. */

@@ -72,7 +72,7 @@ const eventStreamKind: StreamKind<EventStreamInput, EventStreamOptions, EventStr
   setUp(stream) {
     upsertSearchAttributes([...eventStreamSearchAttributes(), { key: DATA_POINTS, value: stream.totals.dataPoints }]);
     setHandler(configureUpdate, (change) => configure(stream, change), {
-      validator: (change) => void changedSettings(stream, change),
+      validator: (change: EventStreamSettingsChange) => void changedSettings(stream, change),
     });
   },
 

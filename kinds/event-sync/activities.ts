@@ -154,18 +154,25 @@ export function createEventSyncActivities(context: WorkerContext) {
     applyEventPage: async (input: ApplyEventPageInput): Promise<PageOutcome> => {
       const { run } = input;
       await keepLease(store, run);
+      const pagePrefix = `event:${input.page}|`;
+      // A retried page finds its lost attempt's requests unanswered: at-least-once sends their events again.
+      const resent =
+        input.delivery === 'at-least-once' && activityInfo().attempt > 1
+          ? await store.settleUnconfirmedClaims(run.runId, pagePrefix, 'release')
+          : 0;
       const events = await readPlannedPage(context, run, { kind: 'event', page: input.page }, (options) =>
         store.unsentEvents(run.runId, options),
       );
       // The sent-event ledger, claimed before each request, is this kind's snapshot: nothing more to record.
-      return applyPage(context, input, {
+      const outcome = await applyPage(context, input, {
         run,
-        pagePrefix: `event:${input.page}|`,
+        pagePrefix,
         requests: eventPageRequests(events, context.brazeObjectsPerRequest, ledgerFor(run)),
         rateLimited: true,
         syncKind: EVENT_SYNC_KIND,
         snapshotOf: () => ({}),
       });
+      return { ...outcome, resent };
     },
 
     /**

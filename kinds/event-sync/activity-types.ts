@@ -2,7 +2,7 @@
  * The shapes that cross between the `eventSync` workflow and its activities. They are kept in history, so they
  * carry references and counts only: no secrets, no user ids, no property values.
  */
-import type { EventSelection } from './input.js';
+import type { Delivery, EventSelection } from './input.js';
 import type { CloseRunInput, PageBudgets } from '../../activities/engine.js';
 import type { RunRef } from '../../activities/sync-lease.js';
 
@@ -43,6 +43,8 @@ export interface EventPlan {
 export interface ApplyEventPageInput extends PageBudgets {
   run: RunRef;
   page: number;
+  /** Absent in inputs recorded before delivery modes existed: at-most-once, as then. */
+  delivery?: Delivery;
 }
 
 export type FinishEventRunInput = CloseRunInput;

@@ -93,7 +93,7 @@ export function printEventResult(result: EventSyncResult): void {
     `${result.dryRun ? 'Dry run' : 'Done'}, hour ${result.hour}: ${result.events} events from ${result.usersActive} users; ${sent}, ${result.alreadySent} already sent, ${result.skipped} skipped, ${result.failed} failed`,
   );
   console.log(
-    `Braze requests: ${result.brazeRequests} · data points: ${result.dataPoints}${result.unconfirmed ? ` · ${result.unconfirmed} unconfirmed (never resent)` : ''}`,
+    `Braze requests: ${result.brazeRequests} · data points: ${result.dataPoints}${result.resent ? ` · ${result.resent} resent after a lost request` : ''}${result.unconfirmed ? ` · ${result.unconfirmed} unconfirmed (never resent)` : ''}`,
   );
   for (const [reason, count] of Object.entries({ ...result.skipReasons, ...result.failureReasons, ...result.droppedProperties }))
     console.log(`  ${count} × ${reason}`);

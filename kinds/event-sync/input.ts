@@ -75,12 +75,21 @@ export const eventSelectionFields = {
   updateExistingOnly: z.boolean().default(false),
 };
 
+/**
+ * What becomes of an event whose request was cut off without Braze's answer (its worker killed mid-request). Braze
+ * does not deduplicate events: `at-least-once` sends it again (a duplicate only if the lost request had arrived);
+ * `at-most-once` leaves it out and reports it as unconfirmed.
+ */
+export const deliverySchema = z.enum(['at-least-once', 'at-most-once']).default('at-least-once');
+export type Delivery = z.output<typeof deliverySchema>;
+
 export const eventSyncInputSchema = z.strictObject({
   /** The hour of Amplitude data (by server upload time). Omitted: the schedule's time (or now) minus `lagHours`. */
   hour: exportHour.optional(),
   /** Export data appears about 2 h after Amplitude receives it: a scheduled run reads this many hours back. */
   lagHours: z.number().int().min(0).max(72).default(3),
   ...eventSelectionFields,
+  delivery: deliverySchema,
   // A dry run still ingests the hour (the activity index is not a Braze write).
   ...runInputFields(5_000),
 });

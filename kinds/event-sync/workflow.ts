@@ -22,6 +22,8 @@ const { quick, streaming, pages, lastWords } = syncActivities<EventSyncActivitie
 
 export interface EventSyncTotals extends PagedTotals {
   forwarded: number;
+  /** Events sent again after their request was cut off without an answer (`delivery: "at-least-once"`). */
+  resent: number;
 }
 
 export interface EventSyncResult extends EventSyncTotals {
@@ -39,7 +41,7 @@ export interface EventSyncResult extends EventSyncTotals {
   droppedProperties: Record<string, number>;
   /** Selected events an earlier run (or backfill) already sent: never sent twice. */
   alreadySent: number;
-  /** Events whose request was cut off without an answer (a killed worker): maybe delivered, never resent. */
+  /** Events whose request was cut off without an answer (a killed worker) and not sent again (`at-most-once`). */
   unconfirmed: number;
   usersPruned: number;
   plan?: EventPlan;
@@ -67,7 +69,7 @@ const eventSyncKind: PagedSyncKind<EventSyncInput, EventSyncOptions, EventSyncTo
     const hour = hourOf(options, checkpoint);
     return { syncId: eventSyncId(hour), searchAttributes: eventRunSearchAttributes({ hour }), progress: { hour } };
   },
-  emptyTotals: () => ({ forwarded: 0, failed: 0, failureReasons: {}, dataPoints: 0, brazeRequests: 0 }),
+  emptyTotals: () => ({ forwarded: 0, resent: 0, failed: 0, failureReasons: {}, dataPoints: 0, brazeRequests: 0 }),
 
   async begin({ options, run }) {
     const prepared = await quick.prepareEventRun({ run, ifRunning: options.ifRunning });
@@ -87,8 +89,11 @@ const eventSyncKind: PagedSyncKind<EventSyncInput, EventSyncOptions, EventSyncTo
 
   pageCount: ({ plan }) => plan.pages,
   maxPageDataPoints: ({ plan }) => plan.maxPageDataPoints,
-  applyPage: ({ run }, _state, page, budgets) => pages.applyEventPage({ run, page, ...budgets }),
-  countPage: (totals, _state, _page, outcome) => void (totals.forwarded += outcome.accepted),
+  applyPage: ({ options, run }, _state, page, budgets) => pages.applyEventPage({ run, page, delivery: options.delivery, ...budgets }),
+  countPage(totals, _state, _page, outcome) {
+    totals.forwarded += outcome.accepted;
+    totals.resent += outcome.resent ?? 0;
+  },
 
   async finish({ options, run, totals }, status, state) {
     const { usersPruned } = await quick.pruneEventStore();
@@ -160,5 +165,7 @@ function describeResult(result: EventSyncResult): string {
   if (result.runInProgress) return `Skipped: run ${result.runInProgress} of hour ${result.hour} is in progress; nothing was read or sent`;
   const read = `hour ${result.hour}: ${result.events} events from ${result.usersActive} users`;
   if (result.dryRun) return `Dry run, ${read}; ${result.plan?.toSend ?? 0} would be forwarded, ${result.skipped} skipped`;
-  return `Done, ${read}; ${result.forwarded} forwarded, ${result.alreadySent} already sent, ${result.skipped} skipped, ${result.failed} failed, ${result.dataPoints} data points`;
+  const cutOff =
+    result.resent + result.unconfirmed > 0 ? ` (${result.resent} resent, ${result.unconfirmed} unconfirmed after a lost request)` : '';
+  return `Done, ${read}; ${result.forwarded} forwarded${cutOff}, ${result.alreadySent} already sent, ${result.skipped} skipped, ${result.failed} failed, ${result.dataPoints} data points`;
 }

@@ -562,6 +562,13 @@ export interface ActivityIndex {
   releaseEventClaims(runId: string, requestKey: string): Promise<void>;
   /** Events the run claimed whose request has no recorded answer: they may or may not have reached Braze. */
   unconfirmedEventCount(runId: string): Promise<number>;
+  /**
+   * Settles the run's claims of requests named `keyPrefix…` that have no recorded answer (cut off with their worker):
+   * `release` frees them, so that they are sent again (at-least-once delivery); `keep` keeps them claimed, never to be
+   * sent again, and moves them to the run `<runId>#unconfirmed`, so that each is reported once (at-most-once).
+   * Resolves with how many events it settled.
+   */
+  settleUnconfirmedClaims(runId: string, keyPrefix: string, how: 'release' | 'keep'): Promise<number>;
   /** Deletes up to `limit` sent-event ledger entries older than `beforeMs`; resolves with how many it deleted. */
   pruneSentEvents(beforeMs: number, limit: number): Promise<number>;
 }

@@ -94,6 +94,19 @@ export class PostgresActivityIndex implements ActivityIndex {
     await this.#db.query('DELETE FROM sent_events WHERE run_id = $1 AND request_key = $2', [runId, requestKey]);
   }
 
+  async settleUnconfirmedClaims(runId: string, keyPrefix: string, how: 'release' | 'keep'): Promise<number> {
+    // Keys are compared byte-wise: every key with the prefix sorts in [prefix, prefix + U+FFFF).
+    const unconfirmed = `WHERE e.run_id = $1 AND e.request_key >= $2 AND e.request_key < $3
+      AND NOT EXISTS (SELECT 1 FROM request_outcomes o WHERE o.run_id = e.run_id AND o.request_key = e.request_key AND o.completed)`;
+    const settled = await this.#db.query(
+      how === 'release'
+        ? `DELETE FROM sent_events e ${unconfirmed}`
+        : `UPDATE sent_events e SET run_id = e.run_id || '#unconfirmed' ${unconfirmed}`,
+      [runId, keyPrefix, `${keyPrefix}\uffff`],
+    );
+    return settled.rowCount ?? 0;
+  }
+
   async unconfirmedEventCount(runId: string): Promise<number> {
     const row = await this.#db.one<{ count: string }>(
       `SELECT count(*) AS count FROM sent_events e WHERE e.run_id = $1

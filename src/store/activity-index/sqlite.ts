@@ -32,6 +32,10 @@ import {
   type ActivityIndex,
 } from '../store.js';
 
+/** A run's claims of requests named with a prefix (the range [prefix, prefix + U+FFFF)) that have no recorded answer. */
+const UNCONFIRMED_CLAIMS = `WHERE run_id = ? AND request_key >= ? AND request_key < ?
+  AND NOT EXISTS (SELECT 1 FROM request_outcomes o WHERE o.run_id = sent_events.run_id AND o.request_key = sent_events.request_key AND o.completed = 1)`;
+
 /** A user's latest event by event time wins. */
 export const UPSERT_ACTIVITY = `INSERT INTO user_activity (user_key, last_event_ms, properties) VALUES (?, ?, ?)
   ON CONFLICT (user_key) DO UPDATE SET last_event_ms = excluded.last_event_ms, properties = excluded.properties
@@ -63,6 +67,12 @@ export class SqliteActivityIndex implements ActivityIndex {
 
   releaseEventClaims(runId: string, requestKey: string): Promise<void> {
     return this.#db.settle(() => void this.#sql.releaseEventClaims.run(runId, requestKey));
+  }
+
+  settleUnconfirmedClaims(runId: string, keyPrefix: string, how: 'release' | 'keep'): Promise<number> {
+    // Keys are compared byte-wise: every key with the prefix sorts in [prefix, prefix + U+FFFF).
+    const statement = how === 'release' ? this.#sql.releaseUnconfirmedClaims : this.#sql.keepUnconfirmedClaims;
+    return this.#db.settle(() => statement.run(runId, keyPrefix, `${keyPrefix}\uffff`).changes);
   }
 
   unconfirmedEventCount(runId: string): Promise<number> {
@@ -135,6 +145,10 @@ export class SqliteActivityIndex implements ActivityIndex {
 
 function prepareStatements(db: Database.Database) {
   return {
+    releaseUnconfirmedClaims: db.prepare<[string, string, string]>(`DELETE FROM sent_events ${UNCONFIRMED_CLAIMS}`),
+    keepUnconfirmedClaims: db.prepare<[string, string, string]>(
+      `UPDATE sent_events SET run_id = run_id || '#unconfirmed' ${UNCONFIRMED_CLAIMS}`,
+    ),
     upsertActivity: db.prepare<[string, number, string]>(UPSERT_ACTIVITY),
     activeUsers: db.prepare<[string, number, number], { userKey: string; lastEventMs: number; properties: string }>(
       `SELECT user_key AS userKey, last_event_ms AS lastEventMs, properties FROM user_activity
