@@ -391,7 +391,10 @@ for (const delivery of ['at-least-once', 'at-most-once'] as const) {
       assert.equal(read, items.length, `the second worker drained the spool: ${JSON.stringify(counted)}`);
       const duplicates = [...copies.values()].reduce((sum, n) => sum + n - 1, 0);
       // Claimed for the requests in flight (8 at once, 75 events each): some had reached Braze, some not yet.
-      assert.ok(resent + unconfirmed > 0 && resent + unconfirmed <= 8 * 75, `${resent + unconfirmed} events in lost requests: ${JSON.stringify(counted)}`);
+      assert.ok(
+        resent + unconfirmed > 0 && resent + unconfirmed <= 8 * 75,
+        `${resent + unconfirmed} events in lost requests: ${JSON.stringify(counted)}`,
+      );
       if (delivery === 'at-least-once') {
         assert.equal(unconfirmed, 0);
         assert.equal(copies.size, items.length, 'every event is in Braze');
