@@ -8,16 +8,19 @@
  */
 import { activityInfo, Context, heartbeat } from '@temporalio/activity';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { activityOf, amplitudeTimeMs, decide } from '../../src/events/amplitude-events.js';
+import { activityOf, amplitudeTimeMs, decide, userKeyOf } from '../../src/events/amplitude-events.js';
 import { describeIssues } from '../../src/ingress/doors.js';
 import { durationMs } from '../../src/sync-input.js';
-import type { EventClaim, SpooledDeadLetter, SpooledItem, StagedEvent, UserActivity } from '../../src/store/store.js';
+import type { EventClaim, JsonObject, SpooledDeadLetter, SpooledItem, StagedEvent, UserActivity } from '../../src/store/store.js';
 import { coalesce } from '../../src/request-ledger.js';
 import type { WorkerContext } from '../../src/worker-context.js';
 import { applyPage, type PageBudgets, type PageOutcome } from '../../activities/engine.js';
 import { streamBacklog, type StreamBacklog } from '../../activities/ingress-backlog.js';
 import type { RunRef } from '../../activities/sync-lease.js';
 import { eventPageRequests } from '../event-sync/braze-events.js';
+import { acceptedSnapshot, externalIdOf, traitPageRequests } from '../trait-sync/braze-attributes.js';
+import { REALTIME_TRAITS_PREFIX } from '../trait-sync/input.js';
+import { activityAfter, attributeWrites, offerUpdate, realtimeSelections, type PropertyUpdate } from './user-updates.js';
 import { noEventStreamCounts, type EventStreamCounts } from './counts.js';
 import { isEvent, streamedEventSchema, streamedUserSchema } from './door.js';
 import { EVENT_STREAM_KIND, eventStreamSettingsSchema, eventStreamSpool, selectionOf, type EventStreamSettings } from './input.js';
@@ -29,8 +32,6 @@ const POLL_EMPTY_MS = 25;
 const IDLE_AFTER_MS = 1_000;
 /** The real-time promise is seconds: an item waiting longer than this is a warning (progress, status, doctor). */
 export const EVENT_STREAM_BACKLOG_WARN_MS = 60_000;
-
-export const USER_UPDATES_NOT_MAPPED = 'user update: not written to Braze (no trait sync maps user properties in real time)';
 
 export interface DrainEventStreamInput extends PageBudgets {
   run: RunRef;
@@ -48,6 +49,7 @@ export interface DrainedEventStream extends EventStreamCounts {
 
 export function createEventStreamActivities(context: WorkerContext) {
   const { store } = context;
+  const scope = context.brazeWorkspace;
   const claimEvents = coalesce((claims: EventClaim[]) => store.claimEvents(claims));
   const backlogOf = (name: string) => eventStreamBacklog(context, name);
 
@@ -57,7 +59,7 @@ export function createEventStreamActivities(context: WorkerContext) {
     const spool = eventStreamSpool(input.name);
     const selection = selectionOf(settings);
     const letters: SpooledDeadLetter[] = [];
-    const activity = new Map<string, UserActivity>();
+    const updates = new Map<string, PropertyUpdate>();
     const events: Array<StagedEvent & { timeMs: number }> = [];
     const skip = (reason: string) => {
       counts.skipped += 1;
@@ -67,7 +69,13 @@ export function createEventStreamActivities(context: WorkerContext) {
       if (!isEvent(item.body)) {
         // The door spools only what passed these schemas; an item written by an older receiver may not (nor block).
         const user = streamedUserSchema.safeParse(item.body);
-        if (user.success) skip(USER_UPDATES_NOT_MAPPED);
+        if (user.success)
+          offerUpdate(updates, {
+            userKey: userKeyOf(user.data),
+            timeMs: item.receivedAtMs,
+            properties: user.data.user_properties as JsonObject,
+            partial: true,
+          });
         else letters.push({ ...item, reason: `unreadable in the spool: ${describeIssues(user.error.issues)}` });
         continue;
       }
@@ -78,8 +86,7 @@ export function createEventStreamActivities(context: WorkerContext) {
       }
       const event = parsed.data;
       const seen = activityOf(event);
-      const latest = seen && activity.get(seen.userKey);
-      if (seen && !(latest && latest.lastEventMs >= seen.lastEventMs)) activity.set(seen.userKey, seen);
+      if (seen) offerUpdate(updates, { userKey: seen.userKey, timeMs: seen.lastEventMs, properties: seen.properties, partial: false });
       const decision = decide(event, selection);
       if (decision.forward) events.push({ eventKey: decision.eventKey, body: decision.body, timeMs: amplitudeTimeMs(event.event_time)! });
       else if (decision.skipReason !== undefined) skip(decision.skipReason);
@@ -88,7 +95,7 @@ export function createEventStreamActivities(context: WorkerContext) {
     events.sort((a, b) => a.timeMs - b.timeMs);
     // Named after the batch's first spooled item: a retried drain adds to what its lost attempt sent, and settles
     // that attempt's requests which were cut off without an answer as the stream's delivery says.
-    const pagePrefix = `stream:${items[0]!.seq}|`;
+    const pagePrefix = `stream:${items[0]!.seq}:events|`;
     const atLeastOnce = settings.delivery === 'at-least-once';
     const settled =
       activityInfo().attempt > 1 ? await store.settleUnconfirmedClaims(run.runId, pagePrefix, atLeastOnce ? 'release' : 'keep') : 0;
@@ -106,7 +113,10 @@ export function createEventStreamActivities(context: WorkerContext) {
       snapshotOf: () => ({}),
     });
     if (outcome.status === 'over_budget') return outcome;
-    await store.recordActivity([...activity.values()]);
+    const { activity, older } = activityAfter(updates.values(), await store.userActivities([...updates.keys()]));
+    const attributes = await writeAttributes(input, `stream:${items[0]!.seq}:attributes|`, activity);
+    if (attributes.status === 'over_budget') return attributes;
+    await store.recordActivity(activity);
     await store.deadLetterIngress(spool, letters, Date.now());
     await store.completeIngress(
       spool,
@@ -115,7 +125,12 @@ export function createEventStreamActivities(context: WorkerContext) {
     );
     counts.read += items.length;
     counts.deadLettered += letters.length;
-    counts.activityRecorded += activity.size;
+    counts.activityRecorded += activity.length;
+    counts.olderUpdates += older;
+    counts.attributeUsers += attributes.accepted;
+    counts.failed += attributes.failed;
+    counts.dataPoints += attributes.dataPoints;
+    counts.brazeRequests += attributes.brazeRequests;
     counts.sent += outcome.accepted;
     counts.failed += outcome.failed;
     // What the ledger held besides what this batch's requests (and its lost attempt's, settled above) did.
@@ -123,6 +138,39 @@ export function createEventStreamActivities(context: WorkerContext) {
     counts.dataPoints += outcome.dataPoints;
     counts.brazeRequests += outcome.brazeRequests;
     return outcome;
+  }
+
+  /**
+   * Writes the attributes the real-time trait mappings make of the users' new properties, through the workspace's
+   * attribute snapshot (only what Braze does not hold already), as the trait syncs write them.
+   */
+  async function writeAttributes(
+    input: DrainEventStreamInput,
+    pagePrefix: string,
+    activity: readonly UserActivity[],
+  ): Promise<PageOutcome> {
+    const selections = realtimeSelections(await store.streamSettingsNamed(REALTIME_TRAITS_PREFIX));
+    const users = selections.length === 0 ? [] : activity.filter((user) => externalIdOf(user.userKey) !== undefined);
+    const sent = await store.attributeSnapshots(
+      scope,
+      users.map((user) => user.userKey),
+    );
+    const changesOf = new Map<string, JsonObject>();
+    for (const user of users) {
+      const writes = attributeWrites(user.properties, selections, sent.get(user.userKey));
+      if (Object.keys(writes).length > 0) changesOf.set(user.userKey, writes);
+    }
+    return applyPage(context, input, {
+      run: input.run,
+      pagePrefix,
+      requests: traitPageRequests(
+        [...changesOf].map(([userKey, changes]) => ({ userKey, changes })),
+        context.brazeObjectsPerRequest,
+      ),
+      rateLimited: true,
+      syncKind: EVENT_STREAM_KIND,
+      snapshotOf: (accepted) => ({ attributes: acceptedSnapshot(scope, accepted.accepted, changesOf) }),
+    });
   }
 
   return {

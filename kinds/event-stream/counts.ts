@@ -20,6 +20,10 @@ export interface EventStreamCounts {
   deadLettered: number;
   /** Users whose activity the stream recorded (a user counted once per batch). */
   activityRecorded: number;
+  /** User updates older than the user's recorded activity (arrived late): never applied over the newer one. */
+  olderUpdates: number;
+  /** Users whose mapped attributes the stream wrote (real-time trait syncs). */
+  attributeUsers: number;
   dataPoints: number;
   brazeRequests: number;
 }
@@ -36,6 +40,8 @@ export function noEventStreamCounts(): EventStreamCounts {
     skipReasons: {},
     deadLettered: 0,
     activityRecorded: 0,
+    olderUpdates: 0,
+    attributeUsers: 0,
     dataPoints: 0,
     brazeRequests: 0,
   };

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
-import { startEventSync } from '../../src/client.js';
+import { startEventSync, startTraitSync } from '../../src/client.js';
 import type { AmplitudeEvent } from '../../src/amplitude/schemas.js';
 import type { EventStreamDestination } from '../../src/sandbox/amplitude/event-stream-webhooks.js';
 import { startHarnessReceiver, type ReceiverProcess } from '../../test/helpers/receiver.js';
@@ -110,6 +110,21 @@ async function waitFor(condition: () => boolean | Promise<boolean>, what: string
 export function eventStreamScenarios(h: EventStreamHarness): void {
   const userIds = (from: number, count: number) =>
     [...h.sandboxes.dataset.identities()].flatMap((user) => (user.userId ? [user.userId] : [])).slice(from, from + count);
+  const identify = async (userId: string, properties: Record<string, unknown>) => {
+    const form = new URLSearchParams({
+      api_key: h.sandboxes.env.AMPLITUDE_API_KEY!,
+      identification: JSON.stringify({ user_id: userId, user_properties: properties }),
+    });
+    const response = await fetch(`${h.sandboxes.amplitude.url}/identify`, { method: 'POST', body: form });
+    assert.equal(response.status, 200);
+    await h.sandboxes.amplitude.control.eventStreamSettled();
+  };
+  const postToStream = (name: string, body: unknown) =>
+    fetch(`${h.receiver.url}/amplitude/stream/${name}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
   const totals = async (name: string) => (await getEventStreamProgress(h.env.client, name)).totals;
   const drained = (name: string) => async () => (await h.context.store.ingressBacklog(eventStreamSpool(name), Date.now())).pending === 0;
 
@@ -228,6 +243,59 @@ export function eventStreamScenarios(h: EventStreamHarness): void {
       assert.equal(h.brazeDataPoints() - pointsBefore, refunds.length, 'only the configured type went');
       const progress = await getEventStreamProgress(h.env.client, name);
       assert.deepEqual(progress.settings?.eventTypes, ['Refund']);
+    });
+
+    test('user properties: a real-time trait sync’s attributes in Braze within seconds, none sent again by its run, never an older value', async (t) => {
+      const name = `users-${h.storeKind.name}`;
+      const traitName = `realtime-${h.storeKind.name.toLowerCase()}`;
+      t.after(() => h.stop(name));
+      // The activity index fed as production feeds it, then a trait sync that opts in (its run saves the mapping).
+      const fed = await startEventSync(
+        h.env.client,
+        { hour: exportHourOf(Date.now() - 5 * 3_600_000) },
+        { taskQueue: h.taskQueue, workflowId: `feed-${randomUUID()}` },
+      );
+      await fed.result();
+      const traits = { name: traitName, properties: ['tier'], attributePrefix: 'rt_', realtime: true };
+      await (await startTraitSync(h.env.client, traits, { taskQueue: h.taskQueue, workflowId: `trait-${randomUUID()}` })).result();
+      await startEventStream(h.env.client, { name }, { taskQueue: h.taskQueue });
+      h.streamTo(name, { sendEvents: false, sendUsers: true });
+
+      // An Identify call in Amplitude: the destination forwards the user, the stream writes the attribute.
+      const [userId] = userIds(400, 1);
+      const tier = `gold-${randomUUID().slice(0, 8)}`;
+      await identify(userId!, { tier });
+      const brazeTier = () => (h.sandboxes.braze.control.user(userId!)?.customAttributes ?? new Map()).get('rt_tier');
+      await waitFor(() => brazeTier() === tier, 'Braze holds the new tier');
+      await waitFor(drained(name), 'the stream drained its spool');
+      await waitFor(async () => (await totals(name)).attributeUsers >= 1, 'the stream counted the write');
+
+      // The scheduled run finds the value written: it sends nothing for it.
+      const pointsBefore = h.brazeDataPoints();
+      const rerun = await (
+        await startTraitSync(h.env.client, traits, { taskQueue: h.taskQueue, workflowId: `trait-${randomUUID()}` })
+      ).result();
+      assert.equal(rerun.dataPoints, 0, 'the trait run wrote nothing the stream had written');
+      assert.equal(h.brazeDataPoints(), pointsBefore);
+
+      // Two events carrying the user's properties arrive newest first: the older one never overwrites.
+      // Both later than the Identify call (which counts at its arrival), 300 ms apart.
+      const newerMs = Date.now();
+      const line = (timeMs: number, value: string) => ({
+        $insert_id: randomUUID(),
+        amplitude_id: 1,
+        user_id: userId,
+        event_type: 'Profile Updated',
+        event_time: new Date(timeMs).toISOString().replace('T', ' ').replace('Z', '000'),
+        user_properties: { tier: value },
+      });
+      for (const body of [line(newerMs, 'platinum'), line(newerMs - 300, 'silver')]) {
+        const response = await postToStream(name, body);
+        assert.equal(response.status, 200);
+        await waitFor(drained(name), 'the stream drained its spool');
+      }
+      await waitFor(async () => (await totals(name)).olderUpdates >= 1, 'the stream counted the late, older update');
+      assert.equal(brazeTier(), 'platinum', 'the newer value stays');
     });
 
     test('the door: a wrong token is refused before the body is read; bad items are dead-lettered and the good ones flow', async (t) => {

@@ -11,7 +11,7 @@ import { RateLimitedError } from '../../src/errors.js';
 import { coalesce } from '../../src/request-ledger.js';
 import type { JsonObject, JsonValue, MemberFailure, ProfileFetch, StagedTraitChange, StagingCheckpoint } from '../../src/store/store.js';
 import { acceptedSnapshot, externalIdOf, traitPageRequests, userKeyOfUserId } from './braze-attributes.js';
-import { readsProfiles, type TraitSelection, TRAIT_SYNC_KIND } from './input.js';
+import { readsProfiles, REALTIME_TRAITS_PREFIX, type TraitSelection, TRAIT_SYNC_KIND } from './input.js';
 import { attributeChanges, cohortFileProperties, desiredAttributes, stillToSend, type ProfileValues } from './values.js';
 import type { WorkerContext } from '../../src/worker-context.js';
 import { findCohort } from '../../activities/cohort-export.js';
@@ -160,6 +160,10 @@ export function createTraitSyncActivities(context: WorkerContext) {
       if (!lease.held) return { status: 'busy', runInProgress: lease.runInProgress };
       // Recorded before anything can fail, so that finishing the run (which frees the lease) always finds it.
       await store.startRun({ runId: input.run.runId, syncId: input.run.syncId, kind: 'trait', startedAt: new Date() });
+      // The event streams apply the mapping from now on, or no longer (a sync that turned `realtime` off).
+      const realtimeKey = `${REALTIME_TRAITS_PREFIX}${input.run.syncId}`;
+      if (input.realtimeMapping) await store.saveStreamSettings(realtimeKey, { ...input.realtimeMapping }, Date.now());
+      else await store.deleteStreamSettings(realtimeKey);
       const audience = input.audienceCohortId === undefined ? await checkActivityIndex(input) : await audienceCohort(input);
       if (audience.audience === 'cohort' && audience.sourceVersion === (await lastSyncedSourceVersion(context, input.run.syncId)))
         return { ...audience, status: 'unchanged' };

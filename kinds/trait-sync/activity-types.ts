@@ -2,6 +2,7 @@
  * The shapes that cross between the `traitSync` workflow and its activities. They are kept in history, so they
  * carry references and counts only: no secrets, no user ids, no property values.
  */
+import type { RealtimeTraitMapping } from './input.js';
 import type { TraitSelection } from './input.js';
 import type { CloseRunInput, PageBudgets } from '../../activities/engine.js';
 import type { RunRef } from '../../activities/sync-lease.js';
@@ -16,6 +17,8 @@ export interface PrepareTraitRunInput {
   audienceCohortId?: string;
   /** `selectionFingerprint` of what the sync writes: part of the cohort source version. */
   selectionFingerprint: string;
+  /** Set (`realtime: true`): the property mapping the event streams apply in real time; absent: they stop applying it. */
+  realtimeMapping?: RealtimeTraitMapping;
 }
 
 export type PreparedTraitRun =

@@ -89,6 +89,12 @@ export const traitSyncInputSchema = z
      * its members and their user properties come from one cohort download, made only when `lastComputed` moved.
      */
     audienceCohortId: cohortIdSchema.optional(),
+    /**
+     * Also write the user properties it maps within seconds of Amplitude ingesting them, through the real-time event
+     * stream (`eventStream`, Send Users): same names, prefixes and types, never an unset; needs a `name`.
+     * Computations and recommendations stay scheduled.
+     */
+    realtime: z.boolean().default(false),
     /** Allow attributes named like Braze's standard profile fields (`email`, `country`, …). */
     standardFields: z.boolean().default(false),
     /**
@@ -103,6 +109,9 @@ export const traitSyncInputSchema = z
     if (input.properties.length + input.computations.length + input.recommendations.length === 0) {
       issue(['properties'], 'name at least one Amplitude user property (or computation, or recommendation) to sync');
     }
+    if (input.realtime && input.name === undefined) issue(['realtime'], 'a real-time trait sync needs a "name"');
+    if (input.realtime && input.audienceCohortId !== undefined)
+      issue(['realtime'], 'real-time writes follow the activity index: leave out audienceCohortId');
     if (input.audienceCohortId !== undefined && readsProfiles(input)) {
       issue(
         ['audienceCohortId'],
@@ -156,6 +165,17 @@ export type TraitSelection = Pick<
   'properties' | 'computations' | 'recommendations' | 'attributePrefix' | 'rename' | 'types' | 'onMissing'
 >;
 type AttributeSources = Pick<TraitSyncOptions, 'properties' | 'computations' | 'recommendations' | 'attributePrefix' | 'rename'>;
+
+/** Where a trait sync with `realtime: true` keeps its mapping for the event streams (in the store's stream settings). */
+export const REALTIME_TRAITS_PREFIX = 'realtime-traits:';
+
+/** The mapping of user properties to attributes that the event streams apply in real time. */
+export type RealtimeTraitMapping = Pick<TraitSyncOptions, 'properties' | 'attributePrefix' | 'rename' | 'types'>;
+
+export function realtimeMappingOf(options: TraitSyncOptions): RealtimeTraitMapping {
+  const { properties, attributePrefix, rename, types } = options;
+  return { properties, attributePrefix, rename, types };
+}
 
 /** One attribute the sync writes, and where its value comes from. */
 export interface TraitAttribute {

@@ -9,6 +9,7 @@ import type { TraitSyncActivities } from './activities.js';
 import type { FetchedProfiles, PreparedTraitRun, StagedTraits, TraitPlan } from './activity-types.js';
 import {
   readsProfiles,
+  realtimeMappingOf,
   selectionFingerprint,
   traitRunSearchAttributes,
   traitAttributes,
@@ -80,6 +81,7 @@ const traitSyncKind: PagedSyncKind<TraitSyncInput, TraitSyncOptions, TraitSyncTo
         windowDays,
         audienceCohortId,
         selectionFingerprint: selectionFingerprint(selectionOf(options)),
+        realtimeMapping: options.realtime ? realtimeMappingOf(options) : undefined,
       });
       if (prepared.status === 'busy') return prepared;
       if (prepared.status === 'ready') return { status: 'changed', found: prepared };

@@ -524,6 +524,8 @@ export interface Snapshots {
 export interface ActivityIndex {
   /** Records users' activity as it streams in: of each user the latest event by event time wins, as when staged. */
   recordActivity(users: readonly UserActivity[]): Promise<void>;
+  /** The recorded activity of these users (users never seen, or pruned, are absent). */
+  userActivities(userKeys: readonly string[]): Promise<Map<string, UserActivity>>;
   /** Users active at or after `sinceMs`, in key order. */
   activeUsers(options: PageOptions & { sinceMs: number }): Promise<Page<UserActivity>>;
   /**
@@ -579,6 +581,9 @@ export interface IngressSpool {
   streamSettings(stream: string): Promise<JsonObject | undefined>;
   /** Saves a stream's settings, replacing what was saved. */
   saveStreamSettings(stream: string, settings: JsonObject, atMs: number): Promise<void>;
+  deleteStreamSettings(stream: string): Promise<void>;
+  /** Every saved settings whose stream name starts with `prefix`, in name order. */
+  streamSettingsNamed(prefix: string): Promise<Array<{ stream: string; settings: JsonObject }>>;
   /** Adds items to a stream's spool in one transaction; an item whose key the stream has seen before is a duplicate. */
   spoolIngress(stream: string, items: readonly IngressItem[], receivedAtMs: number): Promise<{ spooled: number; duplicates: number }>;
   /**

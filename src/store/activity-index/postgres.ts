@@ -65,6 +65,14 @@ export class PostgresActivityIndex implements ActivityIndex {
     for (const batch of batches(users)) await this.#db.query(UPSERT_ACTIVITY, activityColumns(batch));
   }
 
+  async userActivities(userKeys: readonly string[]): Promise<Map<string, UserActivity>> {
+    const rows = await this.#db.rows<{ userKey: string; lastEventMs: number; properties: string }>(
+      `SELECT user_key AS "userKey", last_event_ms AS "lastEventMs", properties FROM user_activity WHERE user_key = ANY ($1::text[])`,
+      [userKeys],
+    );
+    return new Map(rows.map((row) => [row.userKey, toUserActivity(row)]));
+  }
+
   async claimEvents(claims: readonly EventClaim[]): Promise<string[][]> {
     if (claims.length === 0) return [];
     // Claims travel as flat lists tagged with their claim's 1-based position; keys are locked in key order, and of

@@ -56,6 +56,12 @@ export class SqliteActivityIndex implements ActivityIndex {
     });
   }
 
+  userActivities(userKeys: readonly string[]): Promise<Map<string, UserActivity>> {
+    return this.#db.settle(
+      () => new Map(this.#sql.userActivities.all(JSON.stringify(userKeys)).map((row) => [row.userKey, toUserActivity(row)])),
+    );
+  }
+
   claimEvents(claims: readonly EventClaim[]): Promise<string[][]> {
     const claim = this.#db.handle.transaction(() =>
       claims.map(({ runId, requestKey, eventKeys, nowMs }) =>
@@ -145,6 +151,10 @@ export class SqliteActivityIndex implements ActivityIndex {
 
 function prepareStatements(db: Database.Database) {
   return {
+    userActivities: db.prepare<[string], { userKey: string; lastEventMs: number; properties: string }>(
+      `SELECT user_key AS userKey, last_event_ms AS lastEventMs, properties FROM user_activity
+       WHERE user_key IN (SELECT value FROM json_each(?))`,
+    ),
     releaseUnconfirmedClaims: db.prepare<[string, string, string]>(`DELETE FROM sent_events ${UNCONFIRMED_CLAIMS}`),
     keepUnconfirmedClaims: db.prepare<[string, string, string]>(
       `UPDATE sent_events SET run_id = run_id || '#unconfirmed' ${UNCONFIRMED_CLAIMS}`,

@@ -132,6 +132,19 @@ export class PostgresIngress implements IngressSpool {
     );
   }
 
+  async deleteStreamSettings(stream: string): Promise<void> {
+    await this.#db.query('DELETE FROM stream_settings WHERE stream = $1', [stream]);
+  }
+
+  async streamSettingsNamed(prefix: string): Promise<Array<{ stream: string; settings: JsonObject }>> {
+    // Names are compared byte-wise: every name with the prefix sorts in [prefix, prefix + U+FFFF).
+    const rows = await this.#db.rows<{ stream: string; settings: string }>(
+      'SELECT stream, settings FROM stream_settings WHERE stream >= $1 AND stream < $2 ORDER BY stream',
+      [prefix, `${prefix}\uffff`],
+    );
+    return rows.map((row) => ({ stream: row.stream, settings: JSON.parse(row.settings) as JsonObject }));
+  }
+
   async ingressBacklog(stream: string, nowMs: number): Promise<IngressBacklog> {
     return toIngressBacklog(await this.#db.one(INGRESS_BACKLOG, [stream, nowMs]));
   }

@@ -95,6 +95,17 @@ export class SqliteIngress implements IngressSpool {
     return this.#db.settle(() => void this.#sql.saveStreamSettings.run(stream, JSON.stringify(settings), atMs));
   }
 
+  deleteStreamSettings(stream: string): Promise<void> {
+    return this.#db.settle(() => void this.#sql.deleteStreamSettings.run(stream));
+  }
+
+  streamSettingsNamed(prefix: string): Promise<Array<{ stream: string; settings: JsonObject }>> {
+    // Names are compared byte-wise: every name with the prefix sorts in [prefix, prefix + U+FFFF).
+    return this.#db.settle(() =>
+      this.#sql.streamSettingsNamed.all(prefix, `${prefix}\uffff`).map((row) => ({ stream: row.stream, settings: JSON.parse(row.settings) as JsonObject })),
+    );
+  }
+
   ingressBacklog(stream: string, nowMs: number): Promise<IngressBacklog> {
     return this.#db.settle(() => toIngressBacklog(this.#sql.ingressBacklog.get({ stream, nowMs })!));
   }
@@ -142,6 +153,10 @@ export class SqliteIngress implements IngressSpool {
 
 function prepareStatements(db: Database.Database) {
   return {
+    deleteStreamSettings: db.prepare<[string]>('DELETE FROM stream_settings WHERE stream = ?'),
+    streamSettingsNamed: db.prepare<[string, string], { stream: string; settings: string }>(
+      'SELECT stream, settings FROM stream_settings WHERE stream >= ? AND stream < ? ORDER BY stream',
+    ),
     saveStreamSettings: db.prepare<[string, string, number]>(
       `INSERT INTO stream_settings (stream, settings, updated_at_ms) VALUES (?, ?, ?)
        ON CONFLICT (stream) DO UPDATE SET settings = excluded.settings, updated_at_ms = excluded.updated_at_ms`,
