@@ -265,7 +265,7 @@ export function eventStreamScenarios(h: EventStreamHarness): void {
       const [userId] = userIds(400, 1);
       const tier = `gold-${randomUUID().slice(0, 8)}`;
       await identify(userId!, { tier });
-      const brazeTier = () => (h.sandboxes.braze.control.user(userId!)?.customAttributes ?? new Map()).get('rt_tier');
+      const brazeTier = () => h.sandboxes.braze.control.user(userId!)?.customAttributes?.get('rt_tier');
       await waitFor(() => brazeTier() === tier, 'Braze holds the new tier');
       await waitFor(drained(name), 'the stream drained its spool');
       await waitFor(async () => (await totals(name)).attributeUsers >= 1, 'the stream counted the write');

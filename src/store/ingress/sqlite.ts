@@ -102,7 +102,9 @@ export class SqliteIngress implements IngressSpool {
   streamSettingsNamed(prefix: string): Promise<Array<{ stream: string; settings: JsonObject }>> {
     // Names are compared byte-wise: every name with the prefix sorts in [prefix, prefix + U+FFFF).
     return this.#db.settle(() =>
-      this.#sql.streamSettingsNamed.all(prefix, `${prefix}\uffff`).map((row) => ({ stream: row.stream, settings: JSON.parse(row.settings) as JsonObject })),
+      this.#sql.streamSettingsNamed
+        .all(prefix, `${prefix}\uffff`)
+        .map((row) => ({ stream: row.stream, settings: JSON.parse(row.settings) as JsonObject })),
     );
   }
 
