@@ -43,6 +43,8 @@ export const eventStreamDestinationSchema = z.object({
   /** Each delivery waits a seeded random time up to this before its first post, so deliveries overtake each other. */
   maxDelayMs: z.number().int().nonnegative().default(0),
   seed: z.number().int().default(1),
+  /** Keep each acknowledged post's time to its answer in the report (`ackLatenciesMs`), as a benchmark wants. */
+  collectAckLatencies: z.boolean().default(false),
 });
 export type EventStreamDestination = z.input<typeof eventStreamDestinationSchema>;
 type Destination = z.output<typeof eventStreamDestinationSchema>;
@@ -86,6 +88,7 @@ export class EventStreamWebhooks {
     this.poster = undefined;
     const configured = this.destination;
     if (!configured) return;
+    if (configured.collectAckLatencies) this.report.ackLatenciesMs ??= [];
     const headers = { ...configured.headers, 'user-agent': 'Amplitude/Webhook/1.0' };
     const target = {
       url: configured.url,
@@ -119,7 +122,12 @@ export class EventStreamWebhooks {
 
   /** Everything sent so far. */
   sent(): EventStreamReport {
-    return { ...this.report, statuses: { ...this.report.statuses }, droppedEventInsertIds: [...this.report.droppedEventInsertIds] };
+    return {
+      ...this.report,
+      statuses: { ...this.report.statuses },
+      droppedEventInsertIds: [...this.report.droppedEventInsertIds],
+      ...(this.report.ackLatenciesMs && { ackLatenciesMs: [...this.report.ackLatenciesMs] }),
+    };
   }
 
   /** Resolves once every delivery so far was acknowledged, dropped or expired. */

@@ -30,8 +30,15 @@ export function sentIdentifier(identifier: Identifier): SentIdentifier {
   return { [identifier.kind]: identifier.value } as SentIdentifier;
 }
 
+/** A recorded event with when it arrived (ms since the epoch): what a benchmark measures latency to. */
+export interface ArrivedEvent {
+  event: LoggedEvent;
+  arrivedAtMs: number;
+}
+
 export class EventLog {
   private readonly events: LoggedEvent[] = [];
+  private readonly arrivedAtMs: number[] = [];
   /** The same events by external_id, so per-user reads stay cheap in a log of 100,000s. */
   private readonly byExternalId = new Map<string, LoggedEvent[]>();
 
@@ -39,13 +46,19 @@ export class EventLog {
     return this.events.length;
   }
 
-  record(event: LoggedEvent): void {
+  record(event: LoggedEvent, arrivedAtMs = Date.now()): void {
     this.events.push(event);
+    this.arrivedAtMs.push(arrivedAtMs);
     if ('external_id' in event) {
       const userEvents = this.byExternalId.get(event.external_id) ?? [];
       this.byExternalId.set(event.external_id, userEvents);
       userEvents.push(event);
     }
+  }
+
+  /** The events recorded from the `from`-th on (0-based), at most `limit`, with when each arrived. */
+  arrivals(from: number, limit: number): ArrivedEvent[] {
+    return this.events.slice(from, from + limit).map((event, index) => ({ event, arrivedAtMs: this.arrivedAtMs[from + index]! }));
   }
 
   /** In the order Braze recorded them. */

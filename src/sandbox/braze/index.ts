@@ -92,6 +92,8 @@ export interface BrazeSandbox {
 }
 
 const BODY_LIMIT_BYTES = 8 * 1024 * 1024;
+/** Events one `/_sandbox/event-arrivals` answer lists at most. */
+const MAX_LISTED_ARRIVALS = 10_000;
 
 type Handler = (body: Record<string, unknown>) => Reply;
 
@@ -185,6 +187,12 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
     if (method === 'GET' && resource === 'events') {
       const filter = { name: url.searchParams.get('name') ?? undefined, externalId: url.searchParams.get('external_id') ?? undefined };
       return sendJson(res, 200, { events: control.events(filter) });
+    }
+    if (method === 'GET' && resource === 'event-arrivals') {
+      // `?from=N`: the events recorded from the N-th on, with their arrival times (a benchmark's latency probe).
+      const from = Math.max(0, Number(url.searchParams.get('from') ?? 0) || 0);
+      const arrivals = eventLog.arrivals(from, MAX_LISTED_ARRIVALS);
+      return sendJson(res, 200, { from, next: from + arrivals.length, arrivals });
     }
     if (method === 'GET' && resource === 'users' && id) {
       const profile = store.find({ kind: 'external_id', value: id });

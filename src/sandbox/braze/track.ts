@@ -154,13 +154,16 @@ function validateEvent(object: Record<string, unknown>, identifier: Identifier):
     const storedTime = clampToNow(time, now);
     recordActivity((profile.edit().customEvents ??= new Map<string, ActivitySummary>()), name, storedTime, 1);
     store.count('event');
-    eventLog.record({
-      ...sentIdentifier(identifier),
-      name,
-      time: storedTime,
-      properties,
-      ...(typeof appId === 'string' ? { app_id: appId } : {}),
-    });
+    eventLog.record(
+      {
+        ...sentIdentifier(identifier),
+        name,
+        time: storedTime,
+        properties,
+        ...(typeof appId === 'string' ? { app_id: appId } : {}),
+      },
+      now.getTime(),
+    );
   };
 }
 
