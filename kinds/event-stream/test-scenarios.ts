@@ -12,6 +12,7 @@ import { startEventSync, startTraitSync } from '../../src/client.js';
 import type { AmplitudeEvent } from '../../src/amplitude/schemas.js';
 import type { EventStreamDestination } from '../../src/sandbox/amplitude/event-stream-webhooks.js';
 import { startHarnessReceiver, type ReceiverProcess } from '../../test/helpers/receiver.js';
+import { freePort } from '../../src/temporal/dev-server.js';
 import type { TestStoreKind } from '../../test/helpers/stores.js';
 import { WorkerHarness } from '../../test/helpers/worker-harness.js';
 import { exportHourOf, exportHourStart } from '../event-sync/input.js';
@@ -296,6 +297,40 @@ export function eventStreamScenarios(h: EventStreamHarness): void {
       }
       await waitFor(async () => (await totals(name)).olderUpdates >= 1, 'the stream counted the late, older update');
       assert.equal(brazeTier(), 'platinum', 'the newer value stays');
+    });
+
+    test('the receiver SIGKILLed mid-stream: nothing acknowledged is lost, the sender resends the rest, each event in Braze once', async (t) => {
+      const name = `kill-${h.storeKind.name}`;
+      t.after(() => h.stop(name));
+      const port = await freePort();
+      const startReceiver = () => startHarnessReceiver(h, { AMPLITUDE_STREAM_TOKEN: TOKEN, RECEIVER_PORT: String(port) });
+      const first = await startReceiver();
+      t.after(() => first.stop());
+      await startEventStream(h.env.client, { name, eventTypes: ['Checkout'] }, { taskQueue: h.taskQueue });
+      h.sandboxes.amplitude.control.configureEventStream({
+        url: `${first.url}/amplitude/stream/${name}`,
+        headers: { Authorization: `Bearer ${TOKEN}` },
+        // One post at a time, so that the kill surely lands mid-stream.
+        connections: 1,
+        retryDelaysMs: [200, 500, 1_000, 2_000, 4_000, 8_000],
+      });
+      const checkouts = eventsFor(userIds(0, 300), 'Checkout', 3);
+      const [before, pointsBefore] = [h.brazeEventCounts(), h.brazeDataPoints()];
+      const tracked = h.track(checkouts);
+      const acknowledgedNow = () => h.sandboxes.amplitude.control.eventStreamReport().statuses['200'] ?? 0;
+      const acknowledgedBefore = acknowledgedNow();
+      await waitFor(() => acknowledgedNow() - acknowledgedBefore >= 100, 'the receiver took some of the stream');
+      first.child.kill('SIGKILL');
+      const acknowledged = acknowledgedNow() - acknowledgedBefore;
+      assert.ok(acknowledged < checkouts.length, `the kill landed mid-stream (${acknowledged} of ${checkouts.length} acknowledged)`);
+      const second = await startReceiver();
+      t.after(() => second.stop());
+      await tracked;
+      await waitFor(() => h.brazeDataPoints() - pointsBefore >= checkouts.length, 'Braze holds every checkout');
+      await waitFor(drained(name), 'the stream drained its spool');
+      assert.deepEqual(added(h.brazeEventCounts(), before), countsOf(checkouts), 'each checkout once: nothing lost, nothing twice');
+      assert.equal(h.brazeDataPoints() - pointsBefore, checkouts.length);
+      assert.equal(h.sandboxes.amplitude.control.eventStreamReport().expired, 0);
     });
 
     test('the door: a wrong token is refused before the body is read; bad items are dead-lettered and the good ones flow', async (t) => {
