@@ -4,8 +4,9 @@
  * second sync that sends only the delta; then a few hours of Amplitude events ingested (who is active) with one
  * event type streamed to Braze, and a rerun that sends nothing; then a trait sync of user properties that creates
  * users, one property change, and a rerun that sends only it; then the receiver: Amplitude's cohort webhooks moving
- * members in Braze within seconds (and a cohort sync after them that sends nothing), and Braze Currents events
- * forwarded into Amplitude. Keeps running (so the UI can be explored) until Ctrl-C.
+ * members in Braze within seconds (and a cohort sync after them that sends nothing), Braze Currents events
+ * forwarded into Amplitude, and Amplitude's event streaming: an event and a property change in Braze within a
+ * second, and a lost webhook filled in by the hourly run. Keeps running (so the UI can be explored) until Ctrl-C.
  */
 import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
@@ -17,7 +18,9 @@ import {
   getTraitSyncProgress,
   nudgeCohortStream,
   nudgeCurrentsForward,
+  nudgeEventStream,
   startCohortSync,
+  startEventStream,
   startEventSync,
   startTraitSync,
 } from '../src/client.js';
@@ -135,7 +138,13 @@ const ingestCurrentHour = async () =>
     )
   ).result();
 await ingestCurrentHour();
-const TRAITS = { name: 'demo', properties: ['plan', 'ltv', 'level', 'favorite_genres', 'country'], attributePrefix: 'amp_' };
+// `realtime`: the event stream below also writes these properties within seconds of a change.
+const TRAITS = {
+  name: 'demo',
+  properties: ['plan', 'ltv', 'level', 'favorite_genres', 'country'],
+  attributePrefix: 'amp_',
+  realtime: true,
+};
 const runTraitSync = async () => {
   const handle = await startTraitSync(client, TRAITS, {
     taskQueue: config.temporal.taskQueue,
@@ -175,8 +184,8 @@ const pointsBeforeChange = sandboxes.braze.control.dataPoints().total;
 const traitsSecond = await runTraitSync();
 const changePoints = sandboxes.braze.control.dataPoints().total - pointsBeforeChange;
 
-step('Starting the receiver (Amplitude cohort webhooks and Braze Currents land here)');
-const [webhookToken, currentsToken] = [randomBytes(24).toString('hex'), randomBytes(24).toString('hex')];
+step('Starting the receiver (Amplitude cohort webhooks, Amplitude event streaming and Braze Currents land here)');
+const [webhookToken, currentsToken, streamToken] = [1, 2, 3].map(() => randomBytes(24).toString('hex')) as [string, string, string];
 const { taskQueue } = config.temporal;
 const receiver = buildReceiver({
   store: context.store,
@@ -186,6 +195,8 @@ const receiver = buildReceiver({
   onCohortSpooled: async ({ cohortId, target, attributeName }) => {
     await nudgeCohortStream(client, { cohortId, target, attributeName }, { taskQueue });
   },
+  amplitudeStreamToken: new Secret(streamToken),
+  onEventStreamSpooled: async (name) => void (await nudgeEventStream(client, name, { taskQueue })),
 });
 const receiverUrl = await receiver.listen({ host: '127.0.0.1', port: 0 });
 console.log(`  Receiver at ${receiverUrl}`);
@@ -229,6 +240,58 @@ console.log(
   `  ${currents.events} events in ${currents.posts} posts (${currents.duplicateEventsSent} sent twice on purpose); ${currentsForwarded} in Amplitude, each once (events without an Amplitude user are skipped)`,
 );
 
+const REALTIME_EVENT = 'Checkout Started';
+step(`Real-time events: Amplitude's Webhooks streaming destination posts each "${REALTIME_EVENT}" and each user update as it is ingested`);
+await startEventStream(client, { name: 'demo', eventTypes: [REALTIME_EVENT] }, { taskQueue });
+const streamTo = (dropFraction = 0) =>
+  sandboxes.amplitude.control.configureEventStream({
+    url: `${receiverUrl}/amplitude/stream/demo`,
+    headers: { Authorization: `Bearer ${streamToken}` },
+    sendUsers: true,
+    dropFraction,
+  });
+streamTo();
+const shopper = changed.userKey.slice('user_id:'.length);
+const checkout = (insertId: string) => ({
+  event_type: REALTIME_EVENT,
+  user_id: shopper,
+  insert_id: insertId,
+  event_properties: { cart: 3 },
+});
+const checkoutsInBraze = () => sandboxes.braze.control.events({ name: REALTIME_EVENT, externalId: shopper }).length;
+const until = async (condition: () => boolean) => {
+  const startedAt = Date.now();
+  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 10));
+  return Date.now() - startedAt;
+};
+await context.amplitude.ingestEvents([checkout(`demo-checkout-${Date.now()}`)], { api: 'httpapi' });
+const eventLatencyMs = await until(() => checkoutsInBraze() === 1);
+console.log(`  ${shopper} started a checkout: the event is in Braze ${eventLatencyMs} ms after Amplitude ingested it`);
+const streamedPlan = 'enterprise';
+// As an app's backend would call Amplitude's Identify API.
+const identification = JSON.stringify({ user_id: shopper, user_properties: { plan: streamedPlan } });
+const form = new URLSearchParams({ api_key: sandboxes.env.AMPLITUDE_API_KEY!, identification });
+await fetch(`${sandboxes.amplitude.url}/identify`, { method: 'POST', body: form });
+const planLatencyMs = await until(() => sandboxes.braze.control.user(shopper)?.customAttributes?.get('amp_plan') === streamedPlan);
+console.log(
+  `  ${shopper} moved to plan "${streamedPlan}" (an Identify call): amp_plan is "${streamedPlan}" in Braze ${planLatencyMs} ms later`,
+);
+streamTo(1);
+await context.amplitude.ingestEvents([checkout(`demo-checkout-lost-${Date.now()}`)], { api: 'httpapi' });
+await sandboxes.amplitude.control.eventStreamSettled();
+streamTo();
+console.log("  A second checkout's webhook is lost (dropped on purpose); the hourly run of the hour fills it in:");
+const filled = await (
+  await startEventSync(
+    client,
+    { hour: currentHour, eventTypes: [REALTIME_EVENT] },
+    { taskQueue, workflowId: `event-sync-${currentHour}-fill-${Date.now()}` },
+  )
+).result();
+console.log(
+  `  it sent ${filled.forwarded} event (the lost one) and found ${filled.alreadySent} already sent; ${shopper} has ${checkoutsInBraze()} checkouts in Braze`,
+);
+
 const brazePoints = sandboxes.braze.control.dataPoints().total;
 step('Summary');
 console.log(`  First sync:  ${first.added} users added, ${first.dataPoints} data points, ${first.brazeRequests} Braze requests`);
@@ -246,6 +309,9 @@ console.log(
   `  Real time:   ${joiners.length} cohort members via webhook in ${webhookLatencyMs} ms; the cohort sync after them sent +${reconciled.added} −${reconciled.removed}`,
 );
 console.log(`  Currents:    ${currentsForwarded} of ${currents.events} Braze events forwarded to Amplitude, none twice`);
+console.log(
+  `  Streaming:   an event in Braze ${eventLatencyMs} ms after Amplitude took it, a property change in ${planLatencyMs} ms; the hourly run filled in ${filled.forwarded} lost webhook, nothing else`,
+);
 console.log(`  All syncs:   ${brazePoints} data points by Braze's own count`);
 const ours = first.dataPoints + third.dataPoints;
 console.log(`  Cohort syncs: Braze's own data-point count ${cohortPoints}; ours: ${ours}.`);
