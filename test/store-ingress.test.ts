@@ -50,6 +50,43 @@ forEachStore((kind) => {
       assert.deepEqual(ids(await store.pendingIngress('currents', { nowMs: 4_000, limit: 2 })), ['e2', 'e3'], 'at most the limit');
     });
 
+    test('the batches of concurrent requests are admitted in one transaction, each with its own count', async () => {
+      // A store of its own: the tests below count every stream's dead letters and spooled items.
+      const { store } = await openFreshStore(kind);
+      const letter = { dedupeKey: 'content:bad', reason: 'a NUL in its id', body: { id: 'bad\u0000' } };
+      const results = await store.admitIngress(
+        [
+          { stream: 'admitted-a', items: [item('x1', 'a'), item('x2', 'b')], letters: [] },
+          { stream: 'admitted-b', items: [item('x1', 'a')], letters: [letter] },
+          { stream: 'admitted-a', items: [item('x2', 'b'), item('x3', 'c')], letters: [] },
+        ],
+        1_000,
+      );
+      assert.deepEqual(results, [
+        { spooled: 2, duplicates: 0 },
+        { spooled: 1, duplicates: 0 },
+        { spooled: 1, duplicates: 1 },
+      ]);
+      assert.deepEqual(ids(await store.pendingIngress('admitted-a', { nowMs: 2_000, limit: 10 })), ['x1', 'x2', 'x3']);
+      assert.deepEqual(await store.ingressBacklog('admitted-b', 2_000), {
+        pending: 1,
+        deferred: 0,
+        oldestReceivedAtMs: 1_000,
+        deadLetters: 1,
+      });
+      assert.deepEqual(await store.streamSettings('admitted-a'), undefined);
+      await store.saveStreamSettings('admitted-a', { eventTypes: ['x'] }, 1_000);
+      await store.saveStreamSettings('admitted-b', { eventTypes: ['y'] }, 1_000);
+      assert.deepEqual(await store.streamSettings('admitted-a'), { eventTypes: ['x'] });
+      assert.deepEqual(
+        (await store.streamSettingsNamed('admitted-')).map(({ stream }) => stream),
+        ['admitted-a', 'admitted-b'],
+      );
+      await store.deleteStreamSettings('admitted-a');
+      assert.deepEqual(await store.streamSettings('admitted-a'), undefined);
+      await store.close();
+    });
+
     test('a deferred partition waits, with everything behind it in that partition; others flow', async () => {
       await store.spoolIngress('currents', [item('e5', 'a'), item('e6', 'c')], 5_000);
       await store.deferIngress('currents', ['user:a'], 10_000);

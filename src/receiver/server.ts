@@ -15,7 +15,8 @@ import { CURRENTS_STREAM, currentsBatchSchema } from '../currents/amplitude-even
 import { cohortStreamInputSchema, cohortStreamName, type CohortStreamOptions } from '../../kinds/cohort-sync/input.js';
 import { cohortWebhookBatchSchema, webhookTargetQuerySchema } from '../cohort/webhook.js';
 import { admitCohortWebhook, admitCurrentsEvents, describeIssues, type Admitted } from '../ingress/doors.js';
-import type { StateStore } from '../store/store.js';
+import type { AdmittedBatch, StateStore } from '../store/store.js';
+import { coalesce } from '../request-ledger.js';
 import { admitStreamed, streamedBodySchema } from '../../kinds/event-stream/door.js';
 import { eventStreamNameSchema, eventStreamSpool } from '../../kinds/event-stream/input.js';
 import { StreamWaker } from './waker.js';
@@ -133,12 +134,13 @@ export function buildReceiver(options: ReceiverOptions): FastifyInstance {
     return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', checks });
   });
 
+  // Group commit: the batches of the requests that arrive together are kept in one transaction (one disk sync).
+  const admit = coalesce((batches: AdmittedBatch[]) => store.admitIngress(batches, Date.now()));
+
   /** Keeps what the door refused, spools what it admitted (one transaction), and says what the sender gets back. */
   const spool = async (stream: string, admitted: Admitted): Promise<IngressAck> => {
     try {
-      const now = Date.now();
-      await store.deadLetterIngress(stream, admitted.letters, now);
-      const { spooled, duplicates } = await store.spoolIngress(stream, admitted.items, now);
+      const { spooled, duplicates } = await admit({ stream, ...admitted });
       backlogs.add(stream, spooled);
       return { spooled, duplicates, deadLettered: admitted.letters.length };
     } catch (error) {

@@ -576,7 +576,19 @@ export interface ActivityIndex {
 }
 
 /** What the receiver acknowledged, per stream, until processed; and the dead letters of what could not be. */
+/** What one pushed batch became at the door: items to spool and what the door refused, for one stream. */
+export interface AdmittedBatch {
+  stream: string;
+  items: readonly IngressItem[];
+  letters: readonly DeadLetter[];
+}
+
 export interface IngressSpool {
+  /**
+   * Keeps each batch's dead letters and spools its items (an item whose key its stream has seen before is a duplicate),
+   * every batch in one transaction: the receiver commits the batches of concurrent requests together.
+   */
+  admitIngress(batches: readonly AdmittedBatch[], receivedAtMs: number): Promise<Array<{ spooled: number; duplicates: number }>>;
   /** A stream's saved settings (what its workflow starts with when the receiver wakes it), if any were saved. */
   streamSettings(stream: string): Promise<JsonObject | undefined>;
   /** Saves a stream's settings, replacing what was saved. */

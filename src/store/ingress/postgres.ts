@@ -31,6 +31,7 @@ import {
   type SpooledItem,
   type IngressSpool,
   type JsonObject,
+  type AdmittedBatch,
 } from '../store.js';
 
 const PENDING_INGRESS = pendingIngressSql({ stream: '$1', nowMs: '$2', limit: '$3' });
@@ -45,11 +46,50 @@ const DEAD_LETTERS = deadLettersSql({
   limit: '$5',
 });
 
+const SPOOL_ITEMS = `INSERT INTO ingress_spool (stream, dedupe_key, partition_key, received_at_ms, body)
+  SELECT $1, k, p, $2, b FROM unnest($3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS t(k, p, b, n) ORDER BY n
+  ON CONFLICT DO NOTHING`;
+
+function spoolColumns(stream: string, items: readonly IngressItem[], receivedAtMs: number): unknown[] {
+  return [
+    stream,
+    receivedAtMs,
+    items.map((item) => requireKey(item.dedupeKey)),
+    items.map((item) => item.partitionKey),
+    items.map((item) => JSON.stringify(item.body)),
+  ];
+}
+
 export class PostgresIngress implements IngressSpool {
   readonly #db: PostgresDb;
 
   constructor(db: PostgresDb) {
     this.#db = db;
+  }
+
+  async admitIngress(batches: readonly AdmittedBatch[], receivedAtMs: number): Promise<Array<{ spooled: number; duplicates: number }>> {
+    return this.#db.transaction(async (client) => {
+      const results: Array<{ spooled: number; duplicates: number }> = [];
+      for (const { stream, items, letters } of batches) {
+        if (letters.length > 0) {
+          await client.query(
+            `INSERT INTO ingress_dead_letters (stream, dedupe_key, reason, body, at_ms, partition_key)
+             SELECT $1, k, r, b, $2, NULL FROM unnest($3::text[], $4::text[], $5::text[]) AS t(k, r, b) ON CONFLICT DO NOTHING`,
+            [
+              stream,
+              receivedAtMs,
+              letters.map((l) => requireKey(l.dedupeKey)),
+              letters.map((l) => l.reason),
+              letters.map((l) => jsonText(l.body)),
+            ],
+          );
+        }
+        const spooled =
+          items.length === 0 ? 0 : ((await client.query(SPOOL_ITEMS, spoolColumns(stream, items, receivedAtMs))).rowCount ?? 0);
+        results.push({ spooled, duplicates: items.length - spooled });
+      }
+      return results;
+    });
   }
 
   async spoolIngress(
@@ -59,18 +99,7 @@ export class PostgresIngress implements IngressSpool {
   ): Promise<{ spooled: number; duplicates: number }> {
     if (items.length === 0) return { spooled: 0, duplicates: 0 };
     // One statement: the sender's batch is in the store as a whole, or not at all (and it sends it again).
-    const result = await this.#db.query(
-      `INSERT INTO ingress_spool (stream, dedupe_key, partition_key, received_at_ms, body)
-       SELECT $1, k, p, $2, b FROM unnest($3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS t(k, p, b, n) ORDER BY n
-       ON CONFLICT DO NOTHING`,
-      [
-        stream,
-        receivedAtMs,
-        items.map((item) => requireKey(item.dedupeKey)),
-        items.map((item) => item.partitionKey),
-        items.map((item) => JSON.stringify(item.body)),
-      ],
-    );
+    const result = await this.#db.query(SPOOL_ITEMS, spoolColumns(stream, items, receivedAtMs));
     const spooled = result.rowCount ?? 0;
     return { spooled, duplicates: items.length - spooled };
   }

@@ -33,6 +33,7 @@ import {
   type SpooledItem,
   type IngressSpool,
   type JsonObject,
+  type AdmittedBatch,
 } from '../store.js';
 
 export class SqliteIngress implements IngressSpool {
@@ -42,6 +43,22 @@ export class SqliteIngress implements IngressSpool {
   constructor(db: SqliteDb) {
     this.#db = db;
     this.#sql = prepareStatements(db.handle);
+  }
+
+  async admitIngress(batches: readonly AdmittedBatch[], receivedAtMs: number): Promise<Array<{ spooled: number; duplicates: number }>> {
+    const admit = this.#db.handle.transaction(() =>
+      batches.map(({ stream, items, letters }) => {
+        for (const letter of letters)
+          this.#sql.insertDeadLetter.run(stream, requireKey(letter.dedupeKey), letter.reason, jsonText(letter.body), receivedAtMs, null);
+        const spooled = items.reduce(
+          (sum, { dedupeKey, partitionKey, body }) =>
+            sum + this.#sql.spoolItem.run(stream, requireKey(dedupeKey), partitionKey, receivedAtMs, JSON.stringify(body)).changes,
+          0,
+        );
+        return { spooled, duplicates: items.length - spooled };
+      }),
+    );
+    return this.#db.settle(() => admit.immediate());
   }
 
   async spoolIngress(
