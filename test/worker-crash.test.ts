@@ -351,71 +351,74 @@ test('killed while forwarding Currents, another worker finishes: every spooled e
   }
 });
 
-for (const delivery of ['at-least-once', 'at-most-once'] as const) {
-  test(`killed mid-request, an event stream ${delivery}: the lost requests ${delivery === 'at-least-once' ? 'sent again, duplicates only of them' : 'left out and reported exactly'}`, async () => {
-    const taskQueue = uniqueTaskQueue('crash-stream');
-    const storeEnv = await SQLITE.freshEnv();
-    const store = await openStoreFrom(storeEnv);
-    const name = `crash-${delivery}-${Date.now()}`;
-    try {
-      // What a receiver acknowledged: 600 events of 60 users, each event a name of its own so Braze tells them apart.
-      const [line] = [...sandboxes.amplitude.control.exportedEvents(exportHourStart(exportHourOf(Date.now() - 3 * 3_600_000))!)];
-      const items = Array.from({ length: 600 }, (_, i) => {
-        const body = { ...line!, $insert_id: `${name}-${i}`, event_type: `${name}-${i}`, user_id: `user-crash-${i % 60}` };
-        return {
-          dedupeKey: `insert:${body.$insert_id}`,
-          partitionKey: `user_id:${body.user_id}`,
-          body: JSON.parse(JSON.stringify(body)) as JsonObject,
-        };
-      });
-      await store.spoolIngress(eventStreamSpool(name), items, Date.now());
-      // Braze holds each request a while before it answers: the kill lands with requests in flight, which Braze applies.
-      sandboxes.braze.control.setFaults({ latencyMs: 1_500 });
-      const tracked = () => sandboxes.braze.control.requestCounts()['POST /users/track'] ?? 0;
-      const before = tracked();
-      const first = startWorkerProcess(taskQueue, storeEnv);
-      await startEventStream(env.client, { name, eventTypes: ['*'], delivery }, { taskQueue });
-      for (let i = 0; i < 1_200 && tracked() === before; i++) await new Promise((r) => setTimeout(r, 25));
-      assert.ok(tracked() > before, 'requests went out before the kill');
-      first.kill('SIGKILL');
-      sandboxes.braze.control.setFaults({});
-      startWorkerProcess(taskQueue, storeEnv);
-      const totals = async () => (await getEventStreamProgress(env.client, name)).totals;
-      for (let i = 0; i < 2_400 && (await totals()).read < items.length; i++) await new Promise((r) => setTimeout(r, 50));
+forEachStore((kind) => {
+  for (const delivery of ['at-least-once', 'at-most-once'] as const) {
+    test(`killed mid-request, an event stream ${delivery}: the lost requests ${delivery === 'at-least-once' ? 'sent again, duplicates only of them' : 'left out and reported exactly'}`, async () => {
+      const taskQueue = uniqueTaskQueue('crash-stream');
+      const storeEnv = await kind.freshEnv();
+      const store = await openStoreFrom(storeEnv);
+      const name = `crash-${delivery}-${Date.now()}`;
+      try {
+        // What a receiver acknowledged: 600 events of 60 users, each event a name of its own so Braze tells them apart.
+        const [line] = [...sandboxes.amplitude.control.exportedEvents(exportHourStart(exportHourOf(Date.now() - 3 * 3_600_000))!)];
+        const items = Array.from({ length: 600 }, (_, i) => {
+          const body = { ...line!, $insert_id: `${name}-${i}`, event_type: `${name}-${i}`, user_id: `user-crash-${i % 60}` };
+          return {
+            dedupeKey: `insert:${body.$insert_id}`,
+            partitionKey: `user_id:${body.user_id}`,
+            body: JSON.parse(JSON.stringify(body)) as JsonObject,
+          };
+        });
+        await store.spoolIngress(eventStreamSpool(name), items, Date.now());
+        // Braze holds each request a while before it answers: the kill lands with requests in flight, which Braze applies.
+        sandboxes.braze.control.setFaults({ latencyMs: 1_500 });
+        const tracked = () => sandboxes.braze.control.requestCounts()['POST /users/track'] ?? 0;
+        const before = tracked();
+        const first = startWorkerProcess(taskQueue, storeEnv);
+        await startEventStream(env.client, { name, eventTypes: ['*'], delivery }, { taskQueue });
+        for (let i = 0; i < 1_200 && tracked() === before; i++) await new Promise((r) => setTimeout(r, 25));
+        assert.ok(tracked() > before, 'requests went out before the kill');
+        first.kill('SIGKILL');
+        sandboxes.braze.control.setFaults({});
+        startWorkerProcess(taskQueue, storeEnv);
+        const totals = async () => (await getEventStreamProgress(env.client, name)).totals;
+        for (let i = 0; i < 2_400 && (await totals()).read < items.length; i++) await new Promise((r) => setTimeout(r, 50));
 
-      const copies = new Map<string, number>();
-      for (const profile of sandboxes.braze.control.users())
-        for (const [eventName, summary] of profile.customEvents ?? []) if (eventName.startsWith(name)) copies.set(eventName, summary.count);
-      const counted = await totals();
-      const { read, sent, resent, unconfirmed } = counted;
-      assert.equal(read, items.length, `the second worker drained the spool: ${JSON.stringify(counted)}`);
-      const duplicates = [...copies.values()].reduce((sum, n) => sum + n - 1, 0);
-      // Claimed for the requests in flight (8 at once, 75 events each): some had reached Braze, some not yet.
-      assert.ok(
-        resent + unconfirmed > 0 && resent + unconfirmed <= 8 * 75,
-        `${resent + unconfirmed} events in lost requests: ${JSON.stringify(counted)}`,
-      );
-      if (delivery === 'at-least-once') {
-        assert.equal(unconfirmed, 0);
-        assert.equal(copies.size, items.length, 'every event is in Braze');
-        assert.ok(duplicates > 0 && duplicates <= resent, `${duplicates} duplicates, all of them events of lost requests sent again`);
-        assert.equal(sent, items.length, 'every event confirmed by Braze');
-      } else {
-        assert.equal(resent, 0);
-        assert.equal(duplicates, 0, 'nothing sent twice');
-        assert.equal(sent + unconfirmed, items.length, 'what was not confirmed is reported, exactly');
+        const copies = new Map<string, number>();
+        for (const profile of sandboxes.braze.control.users())
+          for (const [eventName, summary] of profile.customEvents ?? [])
+            if (eventName.startsWith(name)) copies.set(eventName, summary.count);
+        const counted = await totals();
+        const { read, sent, resent, unconfirmed } = counted;
+        assert.equal(read, items.length, `the second worker drained the spool: ${JSON.stringify(counted)}`);
+        const duplicates = [...copies.values()].reduce((sum, n) => sum + n - 1, 0);
+        // Claimed for the requests in flight (8 at once, 75 events each): some had reached Braze, some not yet.
         assert.ok(
-          copies.size >= sent && copies.size <= items.length,
-          'Braze holds what was confirmed, and what of the lost requests arrived',
+          resent + unconfirmed > 0 && resent + unconfirmed <= 8 * 75,
+          `${resent + unconfirmed} events in lost requests: ${JSON.stringify(counted)}`,
         );
+        if (delivery === 'at-least-once') {
+          assert.equal(unconfirmed, 0);
+          assert.equal(copies.size, items.length, 'every event is in Braze');
+          assert.ok(duplicates > 0 && duplicates <= resent, `${duplicates} duplicates, all of them events of lost requests sent again`);
+          assert.equal(sent, items.length, 'every event confirmed by Braze');
+        } else {
+          assert.equal(resent, 0);
+          assert.equal(duplicates, 0, 'nothing sent twice');
+          assert.equal(sent + unconfirmed, items.length, 'what was not confirmed is reported, exactly');
+          assert.ok(
+            copies.size >= sent && copies.size <= items.length,
+            'Braze holds what was confirmed, and what of the lost requests arrived',
+          );
+        }
+      } finally {
+        sandboxes.braze.control.setFaults({});
+        await env.client.workflow
+          .getHandle(eventStreamWorkflowId(name))
+          .terminate('the test is over')
+          .catch(() => undefined);
+        await store.close();
       }
-    } finally {
-      sandboxes.braze.control.setFaults({});
-      await env.client.workflow
-        .getHandle(eventStreamWorkflowId(name))
-        .terminate('the test is over')
-        .catch(() => undefined);
-      await store.close();
-    }
-  });
-}
+    });
+  }
+});
