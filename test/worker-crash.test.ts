@@ -255,6 +255,54 @@ test('killed mid-export, another worker resumes the hour after the committed lin
   }
 });
 
+for (const delivery of ['at-least-once', 'at-most-once'] as const) {
+  test(`killed mid-request, an event sync ${delivery}: the retried page ${delivery === 'at-least-once' ? 'sends the lost requests again' : 'leaves them out and reports them'}`, async () => {
+    const own = await startSandboxes({ seed: 8, users: 1_000, dataset: { brazeKnownFraction: 1, eventsPerHour: 600 } });
+    try {
+      const taskQueue = uniqueTaskQueue('crash-event-requests');
+      const storeEnv = await SQLITE.freshEnv();
+      // Braze holds each request a while before it answers: the kill lands with requests in flight, which Braze applies.
+      own.braze.control.setFaults({ latencyMs: 1_500 });
+      const first = startWorkerProcess(taskQueue, storeEnv, own);
+      const hour = exportHourOf(Date.now() - 4 * 3_600_000);
+      const handle = await startEventSync(
+        env.client,
+        { hour, eventTypes: ['*'], delivery, pageSize: 300, pagesInFlight: 1 },
+        { taskQueue },
+      );
+      const tracked = () => own.braze.control.requestCounts()['POST /users/track'] ?? 0;
+      for (let i = 0; i < 1_200 && tracked() === 0; i++) await new Promise((r) => setTimeout(r, 25));
+      assert.ok(tracked() > 0, 'requests went out before the kill');
+      first.kill('SIGKILL');
+      own.braze.control.setFaults({});
+      startWorkerProcess(taskQueue, storeEnv, own);
+      const result = await handle.result();
+
+      const identified = [...own.dataset.eventsInHour(exportHourStart(hour)!)].filter((event) => event.user_id);
+      const copies = new Map<string, number>();
+      for (const event of own.braze.control.events()) {
+        const key = `${'external_id' in event ? event.external_id : ''} ${event.name} ${event.time} ${JSON.stringify(event.properties)}`;
+        copies.set(key, (copies.get(key) ?? 0) + 1);
+      }
+      const duplicates = [...copies.values()].reduce((sum, n) => sum + n - 1, 0);
+      const inFlightAtMost = 8 * 75;
+      if (delivery === 'at-least-once') {
+        assert.ok(result.resent > 0 && result.resent <= inFlightAtMost, `${result.resent} events resent`);
+        assert.equal(result.unconfirmed, 0);
+        assert.equal(copies.size, identified.length, 'every identified event is in Braze');
+        assert.ok(duplicates <= result.resent, `${duplicates} duplicates, only of the resent events`);
+      } else {
+        assert.ok(result.unconfirmed > 0 && result.unconfirmed <= inFlightAtMost, `${result.unconfirmed} events unconfirmed`);
+        assert.equal(result.resent, 0);
+        assert.equal(duplicates, 0, 'nothing sent twice');
+        assert.equal(result.forwarded + result.unconfirmed, identified.length, 'what was not confirmed is reported, exactly');
+      }
+    } finally {
+      await own.close();
+    }
+  });
+}
+
 function amplitudeIso(time: string): string {
   return new Date(`${time.replace(' ', 'T').slice(0, 23)}Z`).toISOString();
 }
