@@ -11,7 +11,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { loadStoreConfig } from '../src/config.js';
 import { CURRENTS_STREAM } from '../src/currents/amplitude-events.js';
 import { isHotId } from '../src/sandbox/amplitude/ingestion.js';
@@ -19,7 +18,7 @@ import type { CurrentsSendReport } from '../src/sandbox/braze/index.js';
 import { PROJECT_ROOT } from '../src/temporal/cli.js';
 import { openStateStore } from '../src/store/index.js';
 import { freePort } from '../src/temporal/dev-server.js';
-import { peakRssOf, round, spawnNpmScript, startBenchWorld, writeFigures } from './bench-support.js';
+import { control, peakRssOf, percentile, round, spawnNpmScript, startBenchWorld, waitUntil, writeFigures } from './bench-support.js';
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 100_000);
 const USERS = Number(process.env.BENCH_USERS ?? 20_000);
@@ -154,24 +153,4 @@ async function eventsSince(before: number): Promise<LandedEvent[]> {
     events: Array<{ receivedAt: number; event: { user_id?: string } }>;
   };
   return events.slice(before).map(({ receivedAt, event }) => ({ user_id: event.user_id, receivedAt }));
-}
-
-async function control<T = unknown>(baseUrl: string, path: string, body: unknown): Promise<T> {
-  const response = await fetch(`${baseUrl}${path}`, {
-    method: 'POST',
-    body: JSON.stringify(body),
-    headers: { 'content-type': 'application/json' },
-  });
-  if (!response.ok) throw new Error(`${path}: ${response.status} ${await response.text()}`);
-  return (await response.json()) as T;
-}
-
-function percentile(sorted: readonly number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? 0;
-}
-
-async function waitUntil(condition: () => Promise<boolean>, what: string): Promise<void> {
-  for (const deadline = Date.now() + 30 * 60_000; !(await condition().catch(() => false)); await sleep(250)) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-  }
 }

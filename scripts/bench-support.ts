@@ -303,3 +303,34 @@ export async function writeFigures(file: string, figures: object): Promise<void>
 export function round(value: number): number {
   return Math.round(value * 100) / 100;
 }
+
+/** POSTs JSON to a sandbox's control endpoint and returns its answer; throws unless it is a 2xx. */
+export async function control<T = unknown>(baseUrl: string, path: string, body: unknown): Promise<T> {
+  const response = await fetch(`${baseUrl}${path}`, {
+    method: 'POST',
+    body: JSON.stringify(body),
+    headers: { 'content-type': 'application/json' },
+  });
+  if (!response.ok) throw new Error(`${path}: ${response.status} ${await response.text()}`);
+  return (await response.json()) as T;
+}
+
+/** The value at fraction `p` of ascending `sorted` (0 when it is empty). */
+export function percentile(sorted: readonly number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? 0;
+}
+
+/** Polls `condition` every 250 ms for up to 30 minutes. */
+export async function waitUntil(condition: () => Promise<boolean>, what: string): Promise<void> {
+  for (const deadline = Date.now() + 30 * 60_000; !(await condition().catch(() => false)); await sleep(250)) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+  }
+}
+
+/** User and system CPU seconds a process has used so far (Linux `/proc`). */
+export async function cpuSecondsOf(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  // The fields after the command name, which is in parentheses and may hold spaces: utime and stime are 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+}
