@@ -50,7 +50,8 @@ const quick = proxyActivities<EventStreamActivities>({ startToCloseTimeout: '30 
 export type EventStreamTotals = EventStreamCounts;
 
 export interface EventStreamProgress extends StreamProgress<EventStreamTotals> {
-  phase: 'streaming' | 'waiting' | 'paused' | 'done';
+  /** `opening`: its settings are being saved (or, started by the receiver with only its name, loaded). */
+  phase: 'opening' | 'streaming' | 'waiting' | 'paused' | 'done';
   name: string;
   settings?: EventStreamSettings;
   pausedReason?: string;
@@ -67,9 +68,11 @@ const eventStreamKind: StreamKind<EventStreamInput, EventStreamOptions, EventStr
   inputSchema: eventStreamInputSchema,
   progressQuery: eventStreamProgressQuery,
   emptyTotals: noEventStreamCounts,
-  progress: (options, totals) => ({ phase: 'streaming', name: options.name, totals }),
+  progress: (options, totals) => ({ phase: 'opening', name: options.name, totals }),
   budgets: ({ maxDataPointsPerDay }) => ({ maxDataPointsPerDay }),
   setUp(stream) {
+    // Settings given (a start, or a continued run) are the stream's from the first query on; a name only waits for open.
+    if (namesSettings(stream.input)) stream.progress.settings = settingsOf(stream.options);
     upsertSearchAttributes([...eventStreamSearchAttributes(), { key: DATA_POINTS, value: stream.totals.dataPoints }]);
     setHandler(configureUpdate, (change) => configure(stream, change), {
       validator: (change: EventStreamSettingsChange) => void changedSettings(stream, change),
@@ -84,6 +87,7 @@ const eventStreamKind: StreamKind<EventStreamInput, EventStreamOptions, EventStr
     stream.options = { ...settings, name };
     stream.progress.settings = settings;
     stream.controls!.budgets.maxDataPointsPerDay = settings.maxDataPointsPerDay;
+    stream.progress.phase = 'streaming';
     return true;
   },
 
@@ -119,7 +123,7 @@ export function eventStream(input: EventStreamInput, carried?: EventStreamTotals
 
 async function configure(stream: EventStreamRun, change: EventStreamSettingsChange): Promise<EventStreamSettings> {
   // Not before the run has its settings (saved or loaded when it opens), or the opening would overwrite the change.
-  await condition(() => stream.progress.settings !== undefined);
+  await condition(() => stream.progress.phase !== 'opening');
   const settings = changedSettings(stream, change);
   await quick.saveEventStreamSettings({ name: stream.options.name, settings });
   stream.options = { ...settings, name: stream.options.name };
