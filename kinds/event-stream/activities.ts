@@ -36,7 +36,6 @@ export const EVENT_STREAM_BACKLOG_WARN_MS = 60_000;
 export interface DrainEventStreamInput extends PageBudgets {
   run: RunRef;
   name: string;
-  settings: EventStreamSettings;
 }
 
 export interface DrainedEventStream extends EventStreamCounts {
@@ -54,8 +53,13 @@ export function createEventStreamActivities(context: WorkerContext) {
   const backlogOf = (name: string) => eventStreamBacklog(context, name);
 
   /** One batch of spooled items, sent and completed; `over_budget` leaves every item of it in the spool. */
-  async function applyBatch(input: DrainEventStreamInput, items: readonly SpooledItem[], counts: EventStreamCounts) {
-    const { run, settings } = input;
+  async function applyBatch(
+    input: DrainEventStreamInput,
+    settings: EventStreamSettings,
+    items: readonly SpooledItem[],
+    counts: EventStreamCounts,
+  ) {
+    const { run } = input;
     const spool = eventStreamSpool(input.name);
     const selection = selectionOf(settings);
     const letters: SpooledDeadLetter[] = [];
@@ -173,6 +177,12 @@ export function createEventStreamActivities(context: WorkerContext) {
     });
   }
 
+  /** The stream's saved settings (the defaults, recording activity only, for a stream never configured). */
+  async function savedSettings(name: string): Promise<EventStreamSettings> {
+    const saved = eventStreamSettingsSchema.safeParse((await store.streamSettings(eventStreamSpool(name))) ?? {});
+    return saved.success ? saved.data : eventStreamSettingsSchema.parse({});
+  }
+
   return {
     /**
      * The stream's settings: those given are saved (they outlive the workflow idling out); without any, the saved ones
@@ -184,8 +194,7 @@ export function createEventStreamActivities(context: WorkerContext) {
         await store.saveStreamSettings(spool, input.settings, Date.now());
         return input.settings;
       }
-      const saved = eventStreamSettingsSchema.safeParse((await store.streamSettings(spool)) ?? {});
-      return saved.success ? saved.data : eventStreamSettingsSchema.parse({});
+      return savedSettings(input.name);
     },
 
     /** Saves changed settings (the `configure` update), so the next run of the stream starts with them. */
@@ -199,8 +208,6 @@ export function createEventStreamActivities(context: WorkerContext) {
      */
     drainEventStream: async (input: DrainEventStreamInput): Promise<DrainedEventStream> => {
       const spool = eventStreamSpool(input.name);
-      const flushWaitMs = durationMs(input.settings.flushWait);
-      const batchSize = Math.max(input.settings.batchSize, 1);
       const counts = noEventStreamCounts();
       const signal = Context.current().cancellationSignal;
       const startedAt = Date.now();
@@ -208,18 +215,21 @@ export function createEventStreamActivities(context: WorkerContext) {
       while (Date.now() - startedAt < DRAIN_FOR_MS) {
         signal.throwIfAborted();
         heartbeat();
-        const items = await store.pendingIngress(spool, { nowMs: Date.now(), limit: batchSize });
+        // Read each time: a change (the `configure` update) applies from the next batch, also to a drain still running.
+        const settings = await savedSettings(input.name);
+        const items = await store.pendingIngress(spool, { nowMs: Date.now(), limit: settings.batchSize });
         if (items.length === 0) {
           if (Date.now() - emptySince >= IDLE_AFTER_MS) return { status: 'idle', ...counts, backlog: await backlogOf(input.name) };
           await sleep(POLL_EMPTY_MS, undefined, { signal });
           continue;
         }
         const oldestWaitedMs = Date.now() - items[0]!.receivedAtMs;
-        if (items.length < context.brazeObjectsPerRequest && items.length < batchSize && oldestWaitedMs < flushWaitMs) {
+        const flushWaitMs = durationMs(settings.flushWait);
+        if (items.length < context.brazeObjectsPerRequest && items.length < settings.batchSize && oldestWaitedMs < flushWaitMs) {
           await sleep(flushWaitMs - oldestWaitedMs, undefined, { signal });
           continue;
         }
-        const outcome = await applyBatch(input, items, counts);
+        const outcome = await applyBatch(input, settings, items, counts);
         if (outcome.status === 'over_budget')
           return { status: 'over_budget', overBudget: outcome, ...counts, backlog: await backlogOf(input.name) };
         emptySince = Date.now();

@@ -94,12 +94,8 @@ const eventStreamKind: StreamKind<EventStreamInput, EventStreamOptions, EventStr
   async round({ options, totals, progress, controls }) {
     progress.phase = 'streaming';
     const budgets = controls!.pageBudgets(0, 0, controls!.takeResume());
-    const drained = await drains.drainEventStream({
-      run: runOf(options.name),
-      name: options.name,
-      settings: settingsOf(options),
-      ...budgets,
-    });
+    // The drain reads the saved settings itself, batch by batch: a change applies at once.
+    const drained = await drains.drainEventStream({ run: runOf(options.name), name: options.name, ...budgets });
     addEventStreamCounts(totals, drained);
     progress.backlog = drained.backlog;
     if (drained.dataPoints > 0) upsertSearchAttributes([{ key: DATA_POINTS, value: totals.dataPoints }]);
