@@ -155,6 +155,8 @@ export function createEventStreamActivities(context: WorkerContext) {
   ): Promise<PageOutcome> {
     const selections = realtimeSelections(await store.streamSettingsNamed(REALTIME_TRAITS_PREFIX));
     const users = selections.length === 0 ? [] : activity.filter((user) => externalIdOf(user.userKey) !== undefined);
+    // No mapping, or no identified user: nothing to read or send (the common case, on every batch).
+    if (users.length === 0) return { status: 'applied', accepted: 0, failed: 0, dataPoints: 0, brazeRequests: 0, pageDataPoints: 0 };
     const sent = await store.attributeSnapshots(
       scope,
       users.map((user) => user.userKey),

@@ -50,8 +50,9 @@ export class SqliteActivityIndex implements ActivityIndex {
     this.#sql = prepareStatements(db.handle);
   }
 
-  recordActivity(users: readonly UserActivity[]): Promise<void> {
-    return this.#db.inTransactions(users, (batch) => {
+  async recordActivity(users: readonly UserActivity[]): Promise<void> {
+    if (users.length === 0) return;
+    await this.#db.inTransactions(users, (batch) => {
       for (const user of batch) this.#sql.upsertActivity.run(requireKey(user.userKey), user.lastEventMs, JSON.stringify(user.properties));
     });
   }

@@ -92,6 +92,8 @@ export class SqliteIngress implements IngressSpool {
   }
 
   async deadLetterIngress(stream: string, letters: ReadonlyArray<DeadLetter | SpooledDeadLetter>, atMs: number): Promise<void> {
+    // Nothing to keep is no write (PostgreSQL's batches() skips it too): a drain calls this every round.
+    if (letters.length === 0) return;
     await this.#db.inTransactions(letters, (chunk) => {
       for (const letter of chunk) {
         const partitionKey = 'seq' in letter ? letter.partitionKey : null;
