@@ -10,6 +10,7 @@ import { registerCurrentsCommands } from './currents-forward/cli.js';
 import { registerEventStreamCommands } from './event-stream/cli.js';
 import { registerEventCommands } from './event-sync/cli.js';
 import { registerTraitCommands } from './trait-sync/cli.js';
+import { registerProfileCommands } from './profile-warmup/cli.js';
 
 interface Kind {
   /** Its `ampbraze` commands. */
@@ -35,6 +36,10 @@ export const KINDS: readonly Kind[] = [
   {
     registerCommands: registerTraitCommands,
     loadActivities: async () => (await import('./trait-sync/activities.js')).createTraitSyncActivities,
+  },
+  {
+    registerCommands: registerProfileCommands,
+    loadActivities: async () => (await import('./profile-warmup/activities.js')).createProfileWarmupActivities,
   },
   {
     registerCommands: registerCurrentsCommands,

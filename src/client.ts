@@ -38,11 +38,15 @@ import {
 } from './sync-kind.js';
 import { COHORT_ID } from './temporal/search-attributes.js';
 import type { TraitSyncInput } from '../kinds/trait-sync/input.js';
+import type { ProfileWarmupInput } from '../kinds/profile-warmup/input.js';
+import { PROFILE_WARMUP } from '../kinds/profile-warmup/kind.js';
+import type { profileWarmup, ProfileWarmupProgress } from '../kinds/profile-warmup/workflow.js';
 
 export { DEFAULT_TASK_QUEUE, InvalidInputError };
 export { EVENT_SYNC_SCHEDULE_ID };
 export { cronFor, type Cadence, type ScheduleSyncOptions, type StartSyncOptions } from './sync-kind.js';
 export { configureEventStream, getEventStreamProgress, nudgeEventStream, startEventStream } from '../kinds/event-stream/kind.js';
+export { saveProfileList } from '../kinds/profile-warmup/kind.js';
 
 export interface RunDoctorOptions {
   taskQueue?: string;
@@ -248,3 +252,17 @@ export async function getCohortStreamProgress(client: Client, target: CohortStre
   const workflowId = cohortStreamWorkflowId(parseInput(cohortStreamInputSchema, target, 'cohortStream'));
   return client.workflow.getHandle<typeof cohortStream>(workflowId).query(cohortStreamProgressQuery);
 }
+
+/** Starts a warm-up of an audience's profiles (`{ cohortId }`, `{ activeWithinDays }` or `{ list }`) for Connected Content. */
+export const startProfileWarmup = (
+  client: Client,
+  input: ProfileWarmupInput,
+  options?: StartSyncOptions,
+): Promise<WorkflowHandleWithFirstExecutionRunId<typeof profileWarmup>> => startSync(client, PROFILE_WARMUP, input, options);
+
+/** A Temporal Schedule of a warm-up, e.g. daily an hour before a campaign's send. */
+export const scheduleProfileWarmup = (client: Client, input: ProfileWarmupInput, options: ScheduleSyncOptions): Promise<ScheduleHandle> =>
+  scheduleSync(client, PROFILE_WARMUP, input, options);
+
+export const getProfileWarmupProgress = (client: Client, workflowId: string): Promise<ProfileWarmupProgress> =>
+  syncProgress(client, PROFILE_WARMUP, workflowId);

@@ -190,6 +190,20 @@ export interface CurrentsConfig {
   deadLetterWarnCount: number;
 }
 
+/** Profiles served to Braze Connected Content from the store. */
+export interface ConnectedContentConfig {
+  /** Braze sends it as a bearer token, as basic auth's password, or in place of Amplitude's key (`Api-Key …`). */
+  token: Secret;
+  /** A kept profile older than this is answered and refreshed in the background. */
+  maxAgeMs: number;
+  /** `Cache-Control: max-age` of an answer from a profile (Braze caches GET answers; its `:cache_max_age`). */
+  cacheSeconds: number;
+  /** How long a fetch of a user never fetched may keep Braze waiting before the fallback is answered. */
+  fetchTimeoutMs: number;
+  /** The body answered when no profile can be had now; unset: Amplitude's answer for a user it has not seen. */
+  fallbackBody: string | undefined;
+}
+
 /** The receiver: HTTP pushes (Braze Currents, Amplitude cohort webhooks) acknowledged into the store's spool. */
 export interface ReceiverConfig {
   host: string;
@@ -210,6 +224,8 @@ export interface ReceiverConfig {
   amplitudeWebhookToken: Secret | undefined;
   /** The bearer token Amplitude's Webhooks streaming destination sends (a custom header); unset: not served. */
   amplitudeStreamToken: Secret | undefined;
+  /** Braze Connected Content's profile lookups (`/connected-content/userprofile`); unset: not served. */
+  connectedContent: ConnectedContentConfig | undefined;
   /** The daily data-point budget (all syncs together) the cohort streams it starts pause at. */
   cohortStreamMaxDataPointsPerDay: number | undefined;
 }
@@ -385,6 +401,25 @@ const receiverVariables = z.object({
     .string()
     .min(16, 'must be at least 16 characters (a random secret)')
     .transform((value) => new Secret(value))
+    .optional(),
+  CONNECTED_CONTENT_TOKEN: z
+    .string()
+    .min(16, 'must be at least 16 characters (a random secret)')
+    .transform((value) => new Secret(value))
+    .optional(),
+  CONNECTED_CONTENT_MAX_AGE: duration.prefault('1h'),
+  CONNECTED_CONTENT_CACHE_SECONDS: wholeNumberAtLeastOne.default(300),
+  CONNECTED_CONTENT_FETCH_TIMEOUT: duration.prefault('1500ms'),
+  CONNECTED_CONTENT_FALLBACK: z
+    .string()
+    .refine((value) => {
+      try {
+        const parsed: unknown = JSON.parse(value);
+        return typeof parsed === 'object' && parsed !== null;
+      } catch {
+        return false;
+      }
+    }, 'must be a JSON object or array (the body answered when a profile cannot be fetched)')
     .optional(),
   COHORT_STREAM_MAX_DATA_POINTS_PER_DAY: wholeNumberAtLeastOne.optional(),
 });
@@ -586,11 +621,12 @@ export function loadCurrentsConfig(env: Env = environment()): CurrentsConfig {
 
 export function loadReceiverConfig(env: Env = environment()): ReceiverConfig {
   const values = parseVariables(receiverVariables, setVariables(env));
-  if (!values.CURRENTS_TOKEN && !values.AMPLITUDE_WEBHOOK_TOKEN && !values.AMPLITUDE_STREAM_TOKEN) {
+  if (!values.CURRENTS_TOKEN && !values.AMPLITUDE_WEBHOOK_TOKEN && !values.AMPLITUDE_STREAM_TOKEN && !values.CONNECTED_CONTENT_TOKEN) {
     throw new ConfigError([
       {
         variable: 'CURRENTS_TOKEN',
-        message: 'AMPLITUDE_WEBHOOK_TOKEN or AMPLITUDE_STREAM_TOKEN is required: the receiver serves only the pushes it can authenticate',
+        message:
+          'AMPLITUDE_WEBHOOK_TOKEN, AMPLITUDE_STREAM_TOKEN or CONNECTED_CONTENT_TOKEN is required: the receiver serves only the requests it can authenticate',
       },
     ]);
   }
@@ -606,6 +642,13 @@ export function loadReceiverConfig(env: Env = environment()): ReceiverConfig {
     currentsToken: values.CURRENTS_TOKEN,
     amplitudeWebhookToken: values.AMPLITUDE_WEBHOOK_TOKEN,
     amplitudeStreamToken: values.AMPLITUDE_STREAM_TOKEN,
+    connectedContent: values.CONNECTED_CONTENT_TOKEN && {
+      token: values.CONNECTED_CONTENT_TOKEN,
+      maxAgeMs: values.CONNECTED_CONTENT_MAX_AGE,
+      cacheSeconds: values.CONNECTED_CONTENT_CACHE_SECONDS,
+      fetchTimeoutMs: values.CONNECTED_CONTENT_FETCH_TIMEOUT,
+      fallbackBody: values.CONNECTED_CONTENT_FALLBACK,
+    },
     cohortStreamMaxDataPointsPerDay: values.COHORT_STREAM_MAX_DATA_POINTS_PER_DAY,
   };
 }

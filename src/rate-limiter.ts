@@ -53,6 +53,8 @@ export class SharedRateLimiter {
   /** While the vendor's limit is unknown: the one request out to learn it, which the others wait for. */
   private firstAnswer?: { settled: Promise<void>; settle: () => void };
   private calibrated: boolean;
+  /** The store found the window (or the vendor's block) spent until then: nobody asks it again before. */
+  private spentUntilMs = 0;
   private readonly adoptsVendorLimit: boolean;
 
   constructor(
@@ -157,6 +159,7 @@ export class SharedRateLimiter {
     const nowMs = Date.now();
     const windowEndMs = nowMs - (nowMs % windowMs) + windowMs;
     if (this.endsTooSoon(windowEndMs)) return { granted: 0, retryAtMs: windowEndMs, usedThrough: 0 };
+    if (nowMs < this.spentUntilMs) return { granted: 0, retryAtMs: this.spentUntilMs, usedThrough: 0 };
     const [range] = this.spare.windowEndMs === windowEndMs ? this.spare.ranges : [];
     if (range) {
       const granted = Math.min(requested, range.last - range.next + 1);
@@ -175,6 +178,9 @@ export class SharedRateLimiter {
       this.known.vendorLimit ??= grant.vendorLimit;
       this.calibrate();
     }
+    // A window's grants only grow, so one found spent stays spent to its end (callers that try often, such as the
+    // receiver's Connected Content fetches, then cost no store round trip).
+    if (grant.granted === 0) this.spentUntilMs = grant.retryAtMs;
     // The store's answer can come back late (a busy database, a starved event loop): slots of a window that is
     // about to end are left unused, like any spare slots at a window's end.
     if (this.endsTooSoon(grant.retryAtMs)) return { ...grant, granted: 0 };

@@ -5,7 +5,7 @@
 import { hostname } from 'node:os';
 import { AmplitudeClient } from './amplitude/client.js';
 import { BrazeClient } from './braze/client.js';
-import { loadCurrentsConfig, type AppConfig, type CurrentsConfig } from './config.js';
+import { loadCurrentsConfig, type AmplitudeConfig, type AppConfig, type CurrentsConfig } from './config.js';
 import { SharedRateLimiter } from './rate-limiter.js';
 import { RequestLedger } from './request-ledger.js';
 import { openStateStore } from './store/index.js';
@@ -49,26 +49,14 @@ export async function createWorkerContext(
   const store = await openStateStore(config.store);
   return {
     workerIdentity: `${process.pid}@${hostname()}`,
-    amplitude: new AmplitudeClient({
-      apiKey: amplitude.apiKey.reveal(),
-      secretKey: amplitude.secretKey.reveal(),
-      apiUrl: amplitude.apiUrl,
-      // Without a Profile API (EU), calls fail with a clear error; the doctor reports it as skipped.
-      profileApiUrl: amplitude.profileApiUrl ?? amplitude.apiUrl,
-      ingestUrl: amplitude.ingestUrl,
-      maxWaitMs: amplitude.maxWaitMs,
-    }),
+    amplitude: amplitudeClientOf(amplitude),
     amplitudeProfileApiAvailable: amplitude.profileApiUrl !== undefined,
     amplitudeUserLookups: new SharedRateLimiter(
       store,
       `amplitude:${new URL(amplitude.apiUrl).host}:/api/2/useractivity`,
       amplitude.userLookupRate,
     ),
-    amplitudeProfiles: new SharedRateLimiter(
-      store,
-      `amplitude:${new URL(amplitude.profileApiUrl ?? amplitude.apiUrl).host}:/v1/userprofile`,
-      amplitude.profileRate,
-    ),
+    amplitudeProfiles: profileApiLimiter(store, amplitude),
     braze: new BrazeClient({
       restEndpoint: braze.restEndpoint,
       apiKey: braze.apiKey.reveal(),
@@ -97,4 +85,26 @@ export async function createWorkerContext(
     requestLedger: new RequestLedger(store),
     store,
   };
+}
+
+/** The Amplitude client of a process (a worker, or a receiver that serves Connected Content). */
+export function amplitudeClientOf(amplitude: AmplitudeConfig): AmplitudeClient {
+  return new AmplitudeClient({
+    apiKey: amplitude.apiKey.reveal(),
+    secretKey: amplitude.secretKey.reveal(),
+    apiUrl: amplitude.apiUrl,
+    // Without a Profile API (EU), calls fail with a clear error; the doctor reports it as skipped.
+    profileApiUrl: amplitude.profileApiUrl ?? amplitude.apiUrl,
+    ingestUrl: amplitude.ingestUrl,
+    maxWaitMs: amplitude.maxWaitMs,
+  });
+}
+
+/** The project's share of the User Profile API limit: one budget for every worker, sync and receiver, kept in the store. */
+export function profileApiLimiter(store: StateStore, amplitude: AmplitudeConfig): SharedRateLimiter {
+  return new SharedRateLimiter(
+    store,
+    `amplitude:${new URL(amplitude.profileApiUrl ?? amplitude.apiUrl).host}:/v1/userprofile`,
+    amplitude.profileRate,
+  );
 }

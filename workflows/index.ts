@@ -5,3 +5,4 @@ export { doctor } from './doctor.js';
 export { currentsForward } from '../kinds/currents-forward/workflow.js';
 export { cohortStream } from '../kinds/cohort-stream/workflow.js';
 export { eventStream } from '../kinds/event-stream/workflow.js';
+export { profileWarmup } from '../kinds/profile-warmup/workflow.js';

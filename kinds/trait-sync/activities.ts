@@ -7,9 +7,17 @@
 import { FailureType } from '../../src/failure-types.js';
 import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
 import type { AmplitudeUserProfile } from '../../src/amplitude/schemas.js';
-import { RateLimitedError } from '../../src/errors.js';
+import { fetchProfile } from '../../src/profiles/fetch.js';
 import { coalesce } from '../../src/request-ledger.js';
-import type { JsonObject, JsonValue, MemberFailure, ProfileFetch, StagedTraitChange, StagingCheckpoint } from '../../src/store/store.js';
+import type {
+  CachedProfile,
+  JsonObject,
+  JsonValue,
+  MemberFailure,
+  ProfileFetch,
+  StagedTraitChange,
+  StagingCheckpoint,
+} from '../../src/store/store.js';
 import { acceptedSnapshot, externalIdOf, traitPageRequests, userKeyOfUserId } from './braze-attributes.js';
 import { readsProfiles, REALTIME_TRAITS_PREFIX, type TraitSelection, TRAIT_SYNC_KIND } from './input.js';
 import { attributeChanges, cohortFileProperties, desiredAttributes, stillToSend, type ProfileValues } from './values.js';
@@ -210,16 +218,15 @@ export function createTraitSyncActivities(context: WorkerContext) {
       let remaining = input.maxFetches - counts.fetchedSince;
       let requests = 0;
       const heartbeatNow = throttledHeartbeat();
-      const record = coalesce(async (fetches: ProfileFetch[]) => {
-        await store.recordProfileFetches(run.syncId, fetches);
+      // Each answer is kept twice: the values this sync takes from it, and the whole answer every reader shares.
+      const record = coalesce(async (fetches: Array<{ values: ProfileFetch; kept: CachedProfile }>) => {
+        await store.recordProfileFetches(
+          run.syncId,
+          fetches.map((fetch) => fetch.values),
+        );
+        await store.keepProfiles(fetches.map((fetch) => fetch.kept));
         return fetches.map(() => undefined);
       });
-      const options = {
-        computations: selection.computations.length > 0,
-        compIds: selection.computations,
-        recommendations: selection.recommendations.length > 0,
-        recIds: selection.recommendations.map((rec) => rec.id),
-      };
       while (remaining > 0) {
         const queue = await store.profileFetchQueue(run.syncId, {
           sinceMs: windowStartMs,
@@ -232,19 +239,9 @@ export function createTraitSyncActivities(context: WorkerContext) {
         await runWithConcurrency(due, PROFILE_CONCURRENCY, async (entry) => {
           await context.amplitudeProfiles.acquire(1, { signal: Context.current().cancellationSignal, whileWaiting: () => heartbeat() });
           requests += 1;
-          const profile = await context.amplitude
-            .getUserProfile({ userId: externalIdOf(entry.userKey)! }, options)
-            .catch(async (error: unknown) => {
-              // Others share the organisation's limit: when Amplitude says it is exhausted, every worker waits.
-              if (error instanceof RateLimitedError)
-                await context.amplitudeProfiles.observe({ remaining: 0, resetAtMs: Date.now() + error.retryAfterMs });
-              throw error;
-            });
-          await record({
-            userKey: entry.userKey,
-            fetchedAtMs: Date.now(),
-            values: profileValuesOf(profile, selection) as unknown as JsonObject,
-          });
+          const { kept, profile } = await fetchProfile(context.amplitude, context.amplitudeProfiles, entry.userKey);
+          const values = profileValuesOf(profile, selection) as unknown as JsonObject;
+          await record({ values: { userKey: entry.userKey, fetchedAtMs: kept.fetchedAtMs, values }, kept });
           heartbeatNow();
         });
         remaining -= due.length;

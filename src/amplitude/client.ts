@@ -9,6 +9,7 @@ import { redirectProblem, vendorUrl, VendorHttp } from '../http.js';
 import { parseCohortMembers, type CohortMember } from './cohort-csv.js';
 import { exportArchiveLines } from './export-archive.js';
 import { gunzipIfCompressed } from './gzip.js';
+import type { JsonObject } from '../store/store.js';
 import {
   cohortExportRequestSchema,
   cohortExportStatusSchema,
@@ -43,6 +44,7 @@ export interface AmplitudeClientConfig {
 
 export interface ProfileOptions {
   ampProps?: boolean;
+  propensities?: boolean;
   computations?: boolean;
   compIds?: string[];
   recommendations?: boolean;
@@ -213,6 +215,7 @@ export class AmplitudeClient {
     flag('get_computations', options.computations);
     flag('get_recs', options.recommendations);
     flag('get_cohort_ids', options.cohortIds);
+    flag('get_propensity', options.propensities);
     if (options.compIds?.length) query.set('comp_id', options.compIds.join(','));
     if (options.recIds?.length) query.set('rec_id', options.recIds.join(','));
     const response = await this.http.send({
@@ -226,8 +229,10 @@ export class AmplitudeClient {
     const error = profileErrorSchema.safeParse(safeJson(text));
     if (error.success && error.data.error === UNKNOWN_USER_MESSAGE) return null;
     if (response.status !== 200) throw this.http.classify(response, text);
-    const { userData } = this.http.parse(response, userProfileSchema, safeJson(text));
+    const answer = safeJson(text);
+    const { userData } = this.http.parse(response, userProfileSchema, answer);
     return {
+      answer: (answer as { userData: JsonObject }).userData,
       userId: userData.user_id ?? null,
       deviceId: userData.device_id ?? null,
       properties: userData.amp_props ?? {},

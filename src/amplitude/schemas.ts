@@ -1,5 +1,6 @@
 /** Zod schemas for every Amplitude response body the client reads, and the types derived from them. */
 import { z } from 'zod';
+import type { JsonObject } from '../store/store.js';
 
 const epochSeconds = z.number();
 
@@ -60,6 +61,8 @@ export interface AmplitudeRecommendation {
 }
 
 export interface AmplitudeUserProfile {
+  /** \`userData\` exactly as Amplitude answered it (key order and all), for serving it again. */
+  answer: JsonObject;
   userId: string | null;
   deviceId: string | null;
   /** User properties; computations arrive here too, as strings keyed by their id. */

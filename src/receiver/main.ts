@@ -4,7 +4,18 @@
  * unreachable (what it spools waits, and the workflows are started once Temporal answers); `/readyz` tells.
  */
 import { Client, Connection } from '@temporalio/client';
-import { loadReceiverConfig, loadStoreConfig, loadTemporalConfig, temporalConnectionOptions } from '../config.js';
+import {
+  loadAmplitudeConfig,
+  loadReceiverConfig,
+  loadStoreConfig,
+  loadTemporalConfig,
+  temporalConnectionOptions,
+  type ConnectedContentConfig,
+} from '../config.js';
+import { UNKNOWN_USER_ANSWER } from '../profiles/answer.js';
+import { ConnectedContent } from '../profiles/connected-content.js';
+import type { StateStore } from '../store/store.js';
+import { amplitudeClientOf, profileApiLimiter } from '../worker-context.js';
 import { openStateStore } from '../store/index.js';
 import { nudgeCohortStream, nudgeCurrentsForward } from '../client.js';
 import { buildReceiver } from './server.js';
@@ -17,9 +28,13 @@ export async function main(): Promise<void> {
   const store = await openStateStore({ ...loadStoreConfig(), timeoutMs: receiver.storeTimeoutMs, durableCommits: true });
   const connection = Connection.lazy(await temporalConnectionOptions(temporal));
   const client = new Client({ connection, namespace: temporal.namespace });
+  // Profile fetches that fail are logged by the receiver (never with the user: the error names the endpoint only).
+  const connectedContent =
+    receiver.connectedContent &&
+    connectedContentRoute(receiver.connectedContent, store, (error) => app.log.warn({ err: error }, 'profile fetch failed'));
   const app = buildReceiver({
     store,
-    limits: receiver,
+    connectedContent,
     currentsToken: receiver.currentsToken,
     logger: { level: process.env.RECEIVER_LOG_LEVEL ?? 'info' },
     onCurrentsSpooled: () => nudgeCurrentsForward(client, { taskQueue: temporal.taskQueue }),
@@ -40,6 +55,7 @@ export async function main(): Promise<void> {
     receiver.currentsToken && 'POST /currents',
     receiver.amplitudeWebhookToken && 'POST /amplitude/cohorts',
     receiver.amplitudeStreamToken && 'POST /amplitude/stream/<name>',
+    receiver.connectedContent && 'GET /connected-content/userprofile, GET /metrics',
   ].filter(Boolean);
   console.log(
     `Receiver listening on ${address} (${[...routes, 'GET /healthz', 'GET /readyz'].join(', ')}); state store: ${store.description}`,
@@ -47,10 +63,30 @@ export async function main(): Promise<void> {
   const stop = async () => {
     // Requests in flight finish (new ones get 503), then the store and Temporal connection close.
     await app.close();
+    connectedContent?.lookups.close();
     await connection.close();
     await store.close();
   };
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => void stop());
+}
+
+/**
+ * Profiles for Braze Connected Content: the receiver holds the Amplitude key (it fetches users never fetched, and
+ * refreshes old profiles, within the budget it shares with the workers); Braze holds only the receiver's token.
+ */
+function connectedContentRoute(config: ConnectedContentConfig, store: StateStore, onError: (error: unknown) => void) {
+  const amplitude = loadAmplitudeConfig();
+  const fallbackBody = config.fallbackBody ?? UNKNOWN_USER_ANSWER;
+  const lookups = new ConnectedContent({
+    store,
+    amplitude: amplitudeClientOf(amplitude),
+    limiter: profileApiLimiter(store, amplitude),
+    maxAgeMs: config.maxAgeMs,
+    fallbackBody,
+    fetchTimeoutMs: config.fetchTimeoutMs,
+    onError,
+  });
+  return { lookups, token: config.token, cacheSeconds: config.cacheSeconds, fallbackBody };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -20,6 +20,7 @@ import { coalesce } from '../request-ledger.js';
 import { admitStreamed, streamedBodySchema } from '../../kinds/event-stream/door.js';
 import { eventStreamNameSchema, eventStreamSpool } from '../../kinds/event-stream/input.js';
 import { StreamWaker } from './waker.js';
+import type { ConnectedContent, ProfileLookup } from '../profiles/connected-content.js';
 
 export interface ReceiverLimits {
   bodyLimitBytes: number;
@@ -54,6 +55,8 @@ export interface ReceiverOptions {
   amplitudeStreamToken?: Secret;
   /** Called once something is spooled for the named event stream: starts (or wakes) it. Never delays the answer. */
   onEventStreamSpooled?: (name: string) => Promise<void>;
+  /** Braze Connected Content's profile lookups; unset: `/connected-content/userprofile` is not served. */
+  connectedContent?: { lookups: ConnectedContent; token: Secret; cacheSeconds: number; fallbackBody: string };
   /** Resolves when Temporal answers (for `/readyz`); unset: not checked. */
   temporalReachable?: (deadlineMs: number) => Promise<void>;
   logger?: boolean | { level: string };
@@ -89,11 +92,14 @@ export function buildReceiver(options: ReceiverOptions): FastifyInstance {
     // Node checks the request and header deadlines on this interval (every 30 s by default).
     http: { headersTimeout: Math.min(HEADERS_TIMEOUT_MS, limits.requestTimeoutMs), connectionsCheckingInterval: 1_000 },
     genReqId: () => randomUUID(),
-    // Never a token, never a payload: requests are logged by method, URL and status only.
+    // Never a token, never a payload, never a query (a profile lookup's names a user): method, path and status only.
     logger:
       options.logger === undefined
         ? false
-        : { ...(typeof options.logger === 'object' ? options.logger : {}), redact: ['req.headers.authorization'] },
+        : {
+            ...(typeof options.logger === 'object' ? options.logger : {}),
+            serializers: { req: (request: FastifyRequest) => ({ method: request.method, path: request.url.split('?')[0] }) },
+          },
     return503OnClosing: true,
   });
   app.server.maxConnections = limits.maxConnections;
@@ -195,18 +201,71 @@ export function buildReceiver(options: ReceiverOptions): FastifyInstance {
       },
     );
   }
+
+  if (options.connectedContent) {
+    const { lookups, token, cacheSeconds, fallbackBody } = options.connectedContent;
+    app.get('/connected-content/userprofile', { onRequest: requireBearer(token, { alsoBasicAndApiKey: true }) }, async (request, reply) => {
+      const query = request.url.indexOf('?');
+      let answer: ProfileLookup;
+      try {
+        answer = await lookups.lookup(new URLSearchParams(query < 0 ? '' : request.url.slice(query + 1)));
+      } catch (error) {
+        // The store failed: the message still goes out, with the fallback (a 5xx would cost Braze the message).
+        request.log.error({ err: error }, 'profile lookup failed');
+        lookups.counts.fallbacks.failed += 1;
+        lookups.counts.answers.fallback += 1;
+        answer = { status: 200, body: fallbackBody, source: 'fallback', refreshQueued: false };
+      }
+      if (answer.source) reply.header('x-profile-source', answer.source);
+      if (answer.ageSeconds !== undefined) reply.header('x-profile-age', String(answer.ageSeconds));
+      if (answer.refreshQueued) reply.header('x-profile-refresh', 'queued');
+      // Braze caches GET answers for minutes: a fallback must not stand in for the profile that long.
+      const cacheable = answer.status === 200 && answer.source !== 'fallback';
+      return reply
+        .code(answer.status)
+        .header('cache-control', cacheable ? `private, max-age=${cacheSeconds}` : 'no-store')
+        .type('application/json; charset=utf-8')
+        .send(answer.body);
+    });
+    app.get('/metrics', (_request, reply) => reply.type('text/plain; version=0.0.4').send(connectedContentMetrics(lookups)));
+  }
   return app;
+}
+
+/** The Connected Content counters in Prometheus' text format. */
+function connectedContentMetrics(lookups: ConnectedContent): string {
+  const { answers, fetches, fallbacks } = lookups.counts;
+  const counter = (name: string, help: string, label: string, values: Record<string, number>) => [
+    `# HELP ${name} ${help}`,
+    `# TYPE ${name} counter`,
+    ...Object.entries(values).map(([value, count]) => `${name}{${label}="${value}"} ${count}`),
+  ];
+  return [
+    ...counter(
+      'ampbraze_connected_content_answers_total',
+      'Connected Content profile answers, by where they came from.',
+      'source',
+      answers,
+    ),
+    ...counter('ampbraze_connected_content_fetches_total', 'User Profile API fetches the receiver made, by outcome.', 'outcome', fetches),
+    ...counter('ampbraze_connected_content_fallbacks_total', 'Fallback answers, by why no profile could be had.', 'reason', fallbacks),
+    '',
+  ].join('\n');
 }
 
 /**
  * An `onRequest` hook: refuses a request without `Authorization: Bearer <token>` before its body is read, and
  * closes the connection, so an unauthenticated sender cannot make the receiver read or parse anything it sent.
+ * `alsoBasicAndApiKey` also takes the token as basic auth's password (Connected Content's `:basic_auth`) or as
+ * `Api-Key <token>` (a template that called Amplitude changes only its URL and the key's value).
  */
-function requireBearer(token: Secret) {
+function requireBearer(token: Secret, options: { alsoBasicAndApiKey?: boolean } = {}) {
   const expected = digest(token.reveal());
   return async (request: FastifyRequest, reply: FastifyReply) => {
+    const authorization = request.headers.authorization ?? '';
     // RFC 6750: the scheme is case-insensitive. Digests are compared, so neither length nor prefix leaks.
-    const given = /^bearer +(\S+) *$/i.exec(request.headers.authorization ?? '')?.[1];
+    const given =
+      /^bearer +(\S+) *$/i.exec(authorization)?.[1] ?? (options.alsoBasicAndApiKey ? otherSchemeToken(authorization) : undefined);
     if (given !== undefined && timingSafeEqual(digest(given), expected)) return;
     return reply
       .code(401)
@@ -214,6 +273,16 @@ function requireBearer(token: Secret) {
       .header('connection', 'close')
       .send({ error: 'missing or wrong bearer token' });
   };
+}
+
+/** The token of `Basic base64(user:token)` or `Api-Key token`. */
+function otherSchemeToken(authorization: string): string | undefined {
+  const basic = /^basic +([A-Za-z0-9+/=]+) *$/i.exec(authorization)?.[1];
+  if (basic !== undefined) {
+    const credentials = Buffer.from(basic, 'base64').toString('utf8');
+    return credentials.slice(credentials.indexOf(':') + 1);
+  }
+  return /^api-key +(\S+) *$/i.exec(authorization)?.[1];
 }
 
 function digest(value: string): Buffer {

@@ -604,6 +604,43 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 16,
+    name: 'profiles kept for Connected Content, and warm-up audiences',
+    sql: `
+      -- Amplitude User Profile API answers (NULL: a user Amplitude had not seen), shared by every reader.
+      CREATE TABLE amplitude_profiles (
+        user_key      TEXT PRIMARY KEY,
+        fetched_at_ms INTEGER NOT NULL,
+        user_data     TEXT
+      ) WITHOUT ROWID;
+      -- The users a warm-up refreshes, read newest activity first (-1: not in the activity index). A page ends at a
+      -- (last_event_ms, seq) pair: numbers only, so a workflow can carry where it is without naming a user.
+      CREATE TABLE profile_audiences (
+        seq           INTEGER PRIMARY KEY,
+        audience_id   TEXT NOT NULL,
+        user_key      TEXT NOT NULL,
+        last_event_ms INTEGER NOT NULL,
+        UNIQUE (audience_id, user_key)
+      );
+      CREATE INDEX profile_audiences_by_activity ON profile_audiences (audience_id, last_event_ms, seq);
+    `,
+    postgres: `
+      CREATE TABLE amplitude_profiles (
+        user_key      TEXT COLLATE "C" PRIMARY KEY,
+        fetched_at_ms BIGINT NOT NULL,
+        user_data     TEXT
+      );
+      CREATE TABLE profile_audiences (
+        seq           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        audience_id   TEXT COLLATE "C" NOT NULL,
+        user_key      TEXT COLLATE "C" NOT NULL,
+        last_event_ms BIGINT NOT NULL,
+        UNIQUE (audience_id, user_key)
+      );
+      CREATE INDEX profile_audiences_by_activity ON profile_audiences (audience_id, last_event_ms, seq);
+    `,
+  },
 ];
 
 export function currentSchemaVersion(db: Database): number {

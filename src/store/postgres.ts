@@ -17,6 +17,7 @@ import { PostgresRuns } from './runs/postgres.js';
 import { PostgresSnapshots } from './snapshots/postgres.js';
 import { PostgresStaging } from './staging/postgres.js';
 import type { InspectableStore, StoreHandle } from './store.js';
+import { PostgresProfiles } from './profiles/postgres.js';
 
 type TextParser = (value: string) => unknown;
 
@@ -163,5 +164,6 @@ function composePostgresStore(db: PostgresDb, description: string): InspectableS
     new PostgresSnapshots(db),
     new PostgresActivityIndex(db),
     new PostgresIngress(db),
+    new PostgresProfiles(db),
   ) satisfies InspectableStore;
 }

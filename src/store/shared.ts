@@ -1,6 +1,8 @@
 /** Validation, paging and rate-window rules every StateStore implementation shares, so the stores cannot drift apart. */
 import {
   MAX_ROWS_PER_TRANSACTION,
+  type AudienceCursor,
+  type CachedProfile,
   type DiffCounts,
   type JsonObject,
   type JsonValue,
@@ -160,6 +162,7 @@ export const STAGING_TABLES = [
 export const USER_TABLES = [
   { table: 'user_attribute_snapshots', key: 'member_key' },
   { table: 'profile_fetches', key: 'user_key' },
+  { table: 'amplitude_profiles', key: 'user_key' },
 ] as const;
 
 /**
@@ -364,4 +367,34 @@ export function toStagedMember(row: StagedRow): StagedMember {
   if (row.deviceId !== null) member.deviceId = row.deviceId;
   if (row.props !== null) member.props = JSON.parse(row.props) as JsonObject;
   return member;
+}
+
+/** A row of `amplitude_profiles` as both dialects read it. */
+export interface CachedProfileRow {
+  userKey: string;
+  fetchedAtMs: number;
+  userData: string | null;
+}
+
+export function toCachedProfile(row: CachedProfileRow): CachedProfile {
+  return {
+    userKey: row.userKey,
+    fetchedAtMs: row.fetchedAtMs,
+    userData: row.userData === null ? null : (JSON.parse(row.userData) as JsonObject),
+  };
+}
+
+/** Before the first member of an audience read newest activity first. */
+export const FIRST_PAGE: AudienceCursor = { lastEventMs: Number.MAX_SAFE_INTEGER, seq: 0 };
+
+/**
+ * The statement of `StateStore.profileAudiencePage` in both dialects, given the dialect's placeholders: members after
+ * the cursor, newest activity first (the index walked backwards), each with whether its profile is fresh.
+ */
+export function audiencePageSql(p: { audienceId: string; lastEventMs: string; seq: string; freshSinceMs: string; limit: string }): string {
+  return `SELECT a.user_key AS "userKey", a.last_event_ms AS "lastEventMs", a.seq, (p.fetched_at_ms IS NOT NULL AND p.fetched_at_ms >= ${p.freshSinceMs}) AS fresh
+    FROM profile_audiences a LEFT JOIN amplitude_profiles p ON p.user_key = a.user_key
+    WHERE a.audience_id = ${p.audienceId} AND (a.last_event_ms < ${p.lastEventMs} OR (a.last_event_ms = ${p.lastEventMs} AND a.seq < ${p.seq}))
+    ORDER BY a.last_event_ms DESC, a.seq DESC
+    LIMIT ${p.limit}`;
 }

@@ -17,6 +17,7 @@ import { SqliteSnapshots } from './snapshots/sqlite.js';
 import { DEFAULT_SQLITE_TIMEOUT_MS, isBusy, SqliteDb } from './sqlite-db.js';
 import { SqliteStaging } from './staging/sqlite.js';
 import type { InspectableStore, StoreHandle } from './store.js';
+import { SqliteProfiles } from './profiles/sqlite.js';
 
 export { DEFAULT_SQLITE_TIMEOUT_MS };
 
@@ -81,6 +82,7 @@ function composeSqliteStore(db: SqliteDb, description: string): InspectableStore
     new SqliteSnapshots(db),
     new SqliteActivityIndex(db),
     new SqliteIngress(db),
+    new SqliteProfiles(db),
   ) satisfies InspectableStore;
 }
 

@@ -650,7 +650,56 @@ export interface StoreInspection {
 }
 
 /** The state store every worker and receiver shares: one interface per concern, each implemented for SQLite and PostgreSQL. */
-export interface StateStore extends StoreHandle, RunsAndLeases, Ledgers, RateWindows, Staging, Snapshots, ActivityIndex, IngressSpool {}
+/** A User Profile API answer kept in the store (see `ProfileCache`). */
+export interface CachedProfile {
+  /** `user_id:<id>` or `device_id:<id>`: the identity it was asked for. */
+  userKey: string;
+  fetchedAtMs: number;
+  /**
+   * Amplitude's \`userData\` as it answered a fetch of everything but user properties (computations in \`amp_props\`,
+   * recommendations, cohort ids, propensities), in its own key order; null: Amplitude had not seen the user.
+   */
+  userData: JsonObject | null;
+}
+
+/** Where a page of a warm-up audience ends (members are read newest activity first): numbers, never a user. */
+export interface AudienceCursor {
+  lastEventMs: number;
+  seq: number;
+}
+
+export interface ProfileAudienceCounts {
+  members: number;
+  /** Members whose profile was fetched at or after the time asked about. */
+  fresh: number;
+  /** Of those, the ones Amplitude has not seen. */
+  unknown: number;
+}
+
+/**
+ * Amplitude User Profile API answers the product fetched (trait syncs, warm-ups, the receiver's Connected Content
+ * route), shared by all of them, and the audiences a warm-up refreshes.
+ */
+export interface ProfileCache {
+  cachedProfile(userKey: string): Promise<CachedProfile | undefined>;
+  /** Keeps fetched answers; an answer fetched before the one kept already is dropped. */
+  keepProfiles(profiles: readonly CachedProfile[]): Promise<void>;
+  /** Adds users to an audience (with their last activity, from the activity index); users in it already stay once. */
+  addToProfileAudience(audienceId: string, userKeys: readonly string[]): Promise<void>;
+  /**
+   * Reads up to `limit` members after `after`, newest activity first, and resolves with those whose profile was not
+   * fetched at or after `freshSinceMs`, and the cursor of the next page (none after the last).
+   */
+  profileAudiencePage(
+    audienceId: string,
+    options: { after?: AudienceCursor; limit: number; freshSinceMs: number },
+  ): Promise<{ due: string[]; next?: AudienceCursor }>;
+  profileAudienceCounts(audienceId: string, freshSinceMs: number): Promise<ProfileAudienceCounts>;
+  deleteProfileAudience(audienceId: string): Promise<void>;
+}
+
+export interface StateStore
+  extends StoreHandle, RunsAndLeases, Ledgers, RateWindows, Staging, Snapshots, ActivityIndex, IngressSpool, ProfileCache {}
 
 /** A store with the reads and writes only tests make. */
 export type InspectableStore = StateStore & StoreInspection;
