@@ -334,3 +334,41 @@ export async function cpuSecondsOf(pid: number): Promise<number> {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
 }
+
+/** Resident memory of processes every few seconds: the peak, and the peak of the last fifth against the first's. */
+export class RssSampler {
+  private readonly samples: Array<Record<string, number>> = [];
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(private readonly pids: Record<string, number>) {
+    this.timer = setInterval(() => void this.sample(), 2_000);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  figures(): Record<string, { peak: number; firstFifthPeak: number; lastFifthPeak: number }> {
+    const fifth = Math.max(1, Math.floor(this.samples.length / 5));
+    const peak = (samples: Array<Record<string, number>>, name: string) => round(Math.max(...samples.map((s) => s[name] ?? 0)));
+    return Object.fromEntries(
+      Object.keys(this.pids).map((name) => [
+        name,
+        {
+          peak: peak(this.samples, name),
+          firstFifthPeak: peak(this.samples.slice(0, fifth), name),
+          lastFifthPeak: peak(this.samples.slice(-fifth), name),
+        },
+      ]),
+    );
+  }
+
+  private async sample(): Promise<void> {
+    const sample: Record<string, number> = {};
+    for (const [name, pid] of Object.entries(this.pids)) {
+      const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+      sample[name] = Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1] ?? 0) / 1024;
+    }
+    this.samples.push(sample);
+  }
+}

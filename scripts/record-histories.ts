@@ -12,7 +12,7 @@ import { join, relative, resolve } from 'node:path';
 import { Client, Connection, WorkflowFailedError, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
-import { runDoctor, startCohortSync, startEventSync, startTraitSync } from '../src/client.js';
+import { runDoctor, startCohortSync, startEventSync, startProfileWarmup, startTraitSync } from '../src/client.js';
 import { exportHourOf, type EventSyncInput } from '../kinds/event-sync/input.js';
 import { loadConfig, temporalConnectionOptions } from '../src/config.js';
 import { startSandboxes } from '../src/sandbox/sandboxes.js';
@@ -30,6 +30,7 @@ import { currentsForward, spooledSignal } from '../kinds/currents-forward/workfl
 import { CURRENTS_STREAM } from '../src/currents/amplitude-events.js';
 import { cohortStreamName, type CohortSyncInput } from '../kinds/cohort-sync/input.js';
 import { cohortStream } from '../kinds/cohort-stream/workflow.js';
+import { saveProfileList } from '../kinds/profile-warmup/kind.js';
 import { configureUpdate, eventStream } from '../kinds/event-stream/workflow.js';
 import { eventStreamSpool } from '../kinds/event-stream/input.js';
 import type { JsonObject } from '../src/store/store.js';
@@ -347,6 +348,22 @@ const scenarios: Scenario[] = [
       const totals = await run.result();
       assert.deepEqual([totals.read, totals.sent], [1, 1]);
       return { workflowId: name, runId: handle.signaledRunId };
+    },
+  },
+  {
+    name: 'profile-warmup',
+    run: async (name) => {
+      // A saved list of three users, warmed: each profile fetched once and kept for Connected Content.
+      const users = [...sandboxes.dataset.identities()].filter((user) => user.userId).slice(0, 3);
+      await saveProfileList(
+        context.store,
+        'recorded',
+        users.map((user) => user.userId!),
+      );
+      const handle = await startProfileWarmup(client, { list: 'recorded' }, { taskQueue, workflowId: name });
+      const result = await handle.result();
+      assert.deepEqual([result.members, result.fetched, result.fresh], [3, 3, 3]);
+      return firstRunOf(handle);
     },
   },
   {

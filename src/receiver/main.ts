@@ -34,6 +34,7 @@ export async function main(): Promise<void> {
     connectedContentRoute(receiver.connectedContent, store, (error) => app.log.warn({ err: error }, 'profile fetch failed'));
   const app = buildReceiver({
     store,
+    limits: receiver,
     connectedContent,
     currentsToken: receiver.currentsToken,
     logger: { level: process.env.RECEIVER_LOG_LEVEL ?? 'info' },

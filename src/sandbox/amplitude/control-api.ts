@@ -55,6 +55,16 @@ export function sandboxState({ res, context }: Exchange): void {
   });
 }
 
+const profileLimitSchema = z.object({ requestsPerMinute: z.number().int().min(1) });
+
+/** Changes the User Profile API's per-minute limit (a benchmark lifts it while it fills the store, then puts it back). */
+export async function setProfileLimit(exchange: Exchange): Promise<void> {
+  const limit = await readBodyAs(exchange, profileLimitSchema);
+  if (!limit) return;
+  exchange.context.options.profileRequestsPerMinute = limit.requestsPerMinute;
+  sendJson(exchange.res, 200, { requestsPerMinute: limit.requestsPerMinute });
+}
+
 export function sandboxEvents({ res, context }: Exchange): void {
   sendJson(res, 200, { events: context.ingestion.list() });
 }
