@@ -55,6 +55,8 @@ export class ConnectedContent {
   /** Fetches under way, so that concurrent requests for one user make one fetch. */
   readonly #inFlight = new Map<string, Promise<CachedProfile | undefined>>();
   readonly #queued = new Set<string>();
+  /** The last slot request to the store: they go one at a time (see `#takeSlot`). */
+  #slotRequest: Promise<unknown> = Promise.resolve();
   #refreshing = 0;
   #retryTimer: NodeJS.Timeout | undefined;
   #closed = false;
@@ -108,7 +110,7 @@ export class ConnectedContent {
   ): Promise<{ profile: CachedProfile; reason?: never } | { profile?: never; reason: 'budget' | 'failed' | 'timeout' }> {
     let fetch = this.#inFlight.get(userKey);
     if (!fetch) {
-      if ((await this.#options.limiter.tryAcquire(1)) === 0) return { reason: 'budget' };
+      if (!(await this.#takeSlot())) return { reason: 'budget' };
       fetch = this.#fetchAndKeep(userKey);
     }
     let timer: NodeJS.Timeout | undefined;
@@ -120,6 +122,16 @@ export class ConnectedContent {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * A slot of the shared budget, if one is free now. Requests go to the store one at a time: at the start of a window a
+   * burst of new users would otherwise queue on the budget's row, each holding a store connection the lookups need.
+   */
+  #takeSlot(): Promise<boolean> {
+    const slot = this.#slotRequest.then(async () => (await this.#options.limiter.tryAcquire(1)) > 0);
+    this.#slotRequest = slot.catch(() => undefined);
+    return slot;
   }
 
   /** Fetches on a slot already taken and keeps the answer; undefined when the fetch failed (it is reported). */
@@ -164,8 +176,8 @@ export class ConnectedContent {
   }
 
   async #refresh(userKey: string): Promise<void> {
-    const granted = await this.#options.limiter.tryAcquire(1).catch((error: unknown) => (this.#options.onError(error), 0));
-    if (granted === 0) {
+    const granted = await this.#takeSlot().catch((error: unknown) => (this.#options.onError(error), false));
+    if (!granted) {
       // Spent: back in the queue, and the queue waits for a slot.
       this.#queued.add(userKey);
       this.#retryTimer ??= setTimeout(() => {
