@@ -143,6 +143,17 @@ try {
         p99: round(percentile(latencies, 0.99)),
         max: round(latencies.at(-1) ?? 0),
       },
+      p99MsBySource: Object.fromEntries(
+        Object.entries(load.latenciesBySource).map(([source, latencies]) => [
+          source,
+          round(
+            percentile(
+              latencies.sort((a, b) => a - b),
+              0.99,
+            ),
+          ),
+        ]),
+      ),
       statuses: load.statuses,
       errors: load.errors,
       sources: load.sources,
@@ -176,6 +187,7 @@ process.exit(0);
 async function runLoad(pool: Pool, rate: number, seconds: number) {
   const total = rate * seconds;
   const latenciesMs: number[] = [];
+  const latenciesBySource: Record<string, number[]> = {};
   const statuses: Record<string, number> = {};
   const sources: Record<string, number> = {};
   let errors = 0;
@@ -188,7 +200,9 @@ async function runLoad(pool: Pool, rate: number, seconds: number) {
       const dueAtMs = startMs + (issued / rate) * 1000;
       const request = lookup(pool, pickUser())
         .then(({ status, source }) => {
-          latenciesMs.push(performance.now() - dueAtMs);
+          const latencyMs = performance.now() - dueAtMs;
+          latenciesMs.push(latencyMs);
+          (latenciesBySource[source] ??= []).push(latencyMs);
           statuses[status] = (statuses[status] ?? 0) + 1;
           sources[source] = (sources[source] ?? 0) + 1;
         })
@@ -199,7 +213,7 @@ async function runLoad(pool: Pool, rate: number, seconds: number) {
     await sleep(TICK_MS);
   }
   await Promise.all(inFlight);
-  return { latenciesMs, statuses, sources, errors, startMs: wallStartMs, endMs: Date.now() };
+  return { latenciesMs, latenciesBySource, statuses, sources, errors, startMs: wallStartMs, endMs: Date.now() };
 }
 
 /** 95% of lookups for a warmed user, 5% for one never fetched. */

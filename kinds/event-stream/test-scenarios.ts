@@ -242,6 +242,8 @@ export function eventStreamScenarios(h: EventStreamHarness): void {
       await waitFor(() => h.brazeDataPoints() - pointsBefore >= refunds.length, 'the refunds are in Braze');
       await waitFor(drained(name), 'the stream drained its spool');
       assert.equal(h.brazeDataPoints() - pointsBefore, refunds.length, 'only the configured type went');
+      // The ended run's drain may have sent them while the run the receiver started was still opening (loading them).
+      await waitFor(async () => (await getEventStreamProgress(h.env.client, name)).phase !== 'opening', 'the new run opened');
       const progress = await getEventStreamProgress(h.env.client, name);
       assert.deepEqual(progress.settings?.eventTypes, ['Refund']);
     });
