@@ -6,7 +6,9 @@
  * users, one property change, and a rerun that sends only it; then the receiver: Amplitude's cohort webhooks moving
  * members in Braze within seconds (and a cohort sync after them that sends nothing), Braze Currents events
  * forwarded into Amplitude, and Amplitude's event streaming: an event and a property change in Braze within a
- * second, and a lost webhook filled in by the hourly run. Keeps running (so the UI can be explored) until Ctrl-C.
+ * second, and a lost webhook filled in by the hourly run; and Braze Connected Content reading Amplitude profiles
+ * (recommendations) from the receiver after a warm-up, never from Amplitude's rate-limited API. Keeps running (so the
+ * UI can be explored) until Ctrl-C.
  */
 import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
@@ -22,6 +24,7 @@ import {
   startCohortSync,
   startEventStream,
   startEventSync,
+  startProfileWarmup,
   startTraitSync,
 } from '../src/client.js';
 import { followProgress } from '../src/cli/progress.js';
@@ -31,6 +34,8 @@ import { describeTraitProgress, printTraitResult } from '../kinds/trait-sync/cli
 import { exportHourOf } from '../kinds/event-sync/input.js';
 import { loadConfig, Secret, temporalConnectionOptions } from '../src/config.js';
 import { CURRENTS_STREAM } from '../src/currents/amplitude-events.js';
+import { UNKNOWN_USER_ANSWER } from '../src/profiles/answer.js';
+import { ConnectedContent } from '../src/profiles/connected-content.js';
 import { buildReceiver } from '../src/receiver/server.js';
 import { startSandboxes } from '../src/sandbox/sandboxes.js';
 import { PROJECT_ROOT, resolveTemporalCli } from '../src/temporal/cli.js';
@@ -184,11 +189,26 @@ const pointsBeforeChange = sandboxes.braze.control.dataPoints().total;
 const traitsSecond = await runTraitSync();
 const changePoints = sandboxes.braze.control.dataPoints().total - pointsBeforeChange;
 
-step('Starting the receiver (Amplitude cohort webhooks, Amplitude event streaming and Braze Currents land here)');
-const [webhookToken, currentsToken, streamToken] = [1, 2, 3].map(() => randomBytes(24).toString('hex')) as [string, string, string];
+step('Starting the receiver (Amplitude cohort webhooks, event streaming, Braze Currents and Connected Content land here)');
+const [webhookToken, currentsToken, streamToken, contentToken] = [1, 2, 3, 4].map(() => randomBytes(24).toString('hex')) as [
+  string,
+  string,
+  string,
+  string,
+];
 const { taskQueue } = config.temporal;
+const profileLookups = new ConnectedContent({
+  store: context.store,
+  amplitude: context.amplitude,
+  limiter: context.amplitudeProfiles,
+  maxAgeMs: 3_600_000,
+  fallbackBody: UNKNOWN_USER_ANSWER,
+  fetchTimeoutMs: 1_500,
+  onError: (error) => console.error(`  profile fetch failed: ${String(error)}`),
+});
 const receiver = buildReceiver({
   store: context.store,
+  connectedContent: { lookups: profileLookups, token: new Secret(contentToken), cacheSeconds: 300, fallbackBody: UNKNOWN_USER_ANSWER },
   currentsToken: new Secret(currentsToken),
   onCurrentsSpooled: () => nudgeCurrentsForward(client, { taskQueue }),
   amplitudeWebhookToken: new Secret(webhookToken),
@@ -292,6 +312,49 @@ console.log(
   `  it sent ${filled.forwarded} event (the lost one) and found ${filled.alreadySent} already sent; ${shopper} has ${checkoutsInBraze()} checkouts in Braze`,
 );
 
+const warmupSize = 20;
+step(
+  `Connected Content: a Braze campaign reads each user's Amplitude recommendations at send time; ${warmupSize} active users are warmed first`,
+);
+const warmup = await (
+  await startProfileWarmup(
+    client,
+    { activeWithinDays: 1, maxFetches: warmupSize },
+    { taskQueue, workflowId: `profile-warmup-demo-${Date.now()}` },
+  )
+).result();
+console.log(
+  `  profileWarmup fetched ${warmup.fetched} profiles within the Profile API budget (${warmup.fresh} of ${warmup.members} active users fresh)`,
+);
+const identified = (await context.store.activeUsers({ limit: 1_000, sinceMs: 0 })).items
+  .map((user) => user.userKey)
+  .filter((key) => key.startsWith('user_id:'));
+const warmedKeys: string[] = [];
+const coldKeys: string[] = [];
+for (const key of identified) ((await context.store.cachedProfile(key)) ? warmedKeys : coldKeys).push(key);
+/** A template's Connected Content call for a user: its top picks. */
+const lookupProfile = async (userKey: string) => {
+  const startedAt = Date.now();
+  const response = await fetch(
+    `${receiverUrl}/connected-content/userprofile?user_id=${userKey.slice('user_id:'.length)}&get_recs=true&rec_id=rec-top-picks`,
+    { headers: { authorization: `Bearer ${contentToken}` } },
+  );
+  return { source: response.headers.get('x-profile-source'), body: await response.text(), ms: Date.now() - startedAt };
+};
+const profileRequests = () => sandboxes.amplitude.control.profileRequestTotals().answered;
+const requestsBeforeWarm = profileRequests();
+const warmLookups = await Promise.all(warmedKeys.slice(0, warmupSize).map(lookupProfile));
+const items = warmLookups[0]?.body.match(/"items":(\[[^\]]*\])/)?.[1];
+console.log(
+  `  ${warmLookups.length} warmed users: ${warmLookups.filter((lookup) => lookup.source === 'store').length} answered from the store (slowest ${Math.max(...warmLookups.map((lookup) => lookup.ms))} ms), ${profileRequests() - requestsBeforeWarm} Profile API requests; e.g. items ${items}`,
+);
+const requestsBeforeCold = profileRequests();
+const coldLookups = [];
+for (const key of coldKeys.slice(0, 5)) coldLookups.push((await lookupProfile(key)).source, (await lookupProfile(key)).source);
+console.log(
+  `  5 users never warmed, looked up twice each: ${coldLookups.join(', ')} — ${profileRequests() - requestsBeforeCold} Profile API requests (fetched once within the budget, then kept)`,
+);
+
 const brazePoints = sandboxes.braze.control.dataPoints().total;
 step('Summary');
 console.log(`  First sync:  ${first.added} users added, ${first.dataPoints} data points, ${first.brazeRequests} Braze requests`);
@@ -312,6 +375,7 @@ console.log(`  Currents:    ${currentsForwarded} of ${currents.events} Braze eve
 console.log(
   `  Streaming:   an event in Braze ${eventLatencyMs} ms after Amplitude took it, a property change in ${planLatencyMs} ms; the hourly run filled in ${filled.forwarded} lost webhook, nothing else`,
 );
+console.log(`  Profiles:    ${warmup.fetched} warmed; Connected Content lookups answered from the store, a user never warmed fetched once`);
 console.log(`  All syncs:   ${brazePoints} data points by Braze's own count`);
 const ours = first.dataPoints + third.dataPoints;
 console.log(`  Cohort syncs: Braze's own data-point count ${cohortPoints}; ours: ${ours}.`);
@@ -328,6 +392,7 @@ const shutdown = async () => {
   stopping = true;
   console.log('\nShutting down …');
   await receiver.close();
+  profileLookups.close();
   worker.shutdown();
   await workerRun;
   await Promise.all([connection.close(), workerConnection.close(), context.store.close(), sandboxes.close()]);
