@@ -142,6 +142,8 @@ export function createProfileWarmupActivities(context: WorkerContext) {
         // A page cut short by the limit is read again by the next call: its fetched users are fresh by then.
         if (due.length < page.due.length) return { ...warmed, done: false, ...(after && { resumeAfter: after }) };
         after = page.next;
+        // A fresh audience is read through without a fetch: each page shows the activity is alive.
+        heartbeat();
         await holdAudience(input.run);
       } while (after !== undefined && warmed.fetched < limit);
       return { ...warmed, done: after === undefined, ...(after && { resumeAfter: after }) };
