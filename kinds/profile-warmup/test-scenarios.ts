@@ -169,6 +169,15 @@ export function connectedContentScenarios(h: ConnectedContentHarness): void {
       assert.equal(await first.text(), body);
       assert.equal(body, await h.amplitudeAnswer(query));
 
+      // Several of a message's lookups at once (or two templates) for one user never fetched: one fetch between them.
+      const [together] = await h.unfetchedUserIds(1);
+      const beforeTogether = h.profileRequests().answered;
+      const concurrent = await Promise.all(Array.from({ length: 5 }, () => h.lookup(`user_id=${together}&${TEMPLATE_QUERY}`)));
+      // Those that arrive after the fetch was kept are answered from the store.
+      for (const response of concurrent) assert.match(response.headers.get('x-profile-source') ?? '', /^(refreshed|store)$/);
+      assert.equal(new Set(await Promise.all(concurrent.map((response) => response.text()))).size, 1);
+      assert.equal(h.profileRequests().answered, beforeTogether + 1, 'one Profile API request for five lookups');
+
       const stranger = `user_id=never-seen-${Date.now()}&get_recs=true`;
       const unknown = await h.lookup(stranger);
       assert.equal(unknown.status, 200);

@@ -52,8 +52,8 @@ export class ConnectedContent {
     fallbacks: { budget: 0, failed: 0, timeout: 0 },
   };
   readonly #options: ConnectedContentOptions;
-  /** Fetches under way, so that concurrent requests for one user make one fetch. */
-  readonly #inFlight = new Map<string, Promise<CachedProfile | undefined>>();
+  /** Fetches under way (or asking for their slot), so that concurrent requests for one user make one fetch. */
+  readonly #inFlight = new Map<string, Promise<CachedProfile | 'budget' | undefined>>();
   readonly #queued = new Set<string>();
   /** The last slot request to the store: they go one at a time (see `#takeSlot`). */
   #slotRequest: Promise<unknown> = Promise.resolve();
@@ -104,24 +104,35 @@ export class ConnectedContent {
     };
   }
 
-  /** A fetch made while Braze waits: only on a slot free now, and no longer than the fetch timeout. */
+  /**
+   * A fetch made while Braze waits: only on a slot free now, and no longer than the fetch timeout. Concurrent lookups of
+   * one user share one fetch (the first registers it before it asks for a slot).
+   */
   async #fetchNow(
     userKey: string,
   ): Promise<{ profile: CachedProfile; reason?: never } | { profile?: never; reason: 'budget' | 'failed' | 'timeout' }> {
     let fetch = this.#inFlight.get(userKey);
     if (!fetch) {
-      if (!(await this.#takeSlot())) return { reason: 'budget' };
-      fetch = this.#fetchAndKeep(userKey);
+      fetch = this.#fetchOnFreeSlot(userKey);
+      this.#inFlight.set(userKey, fetch);
+      void fetch.finally(() => this.#inFlight.delete(userKey));
     }
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), this.#options.fetchTimeoutMs)));
     try {
-      const profile = await Promise.race([fetch, timeout]);
-      if (profile === 'timeout') return { reason: 'timeout' };
-      return profile ? { profile } : { reason: 'failed' };
+      const outcome = await Promise.race([fetch, timeout]);
+      if (outcome === 'timeout' || outcome === 'budget') return { reason: outcome };
+      return outcome ? { profile: outcome } : { reason: 'failed' };
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** 'budget' when no slot is free now; otherwise the fetch on it (undefined when it failed). */
+  async #fetchOnFreeSlot(userKey: string): Promise<CachedProfile | 'budget' | undefined> {
+    const granted = await this.#takeSlot().catch((error: unknown) => (this.#options.onError(error), undefined));
+    if (granted === undefined) return undefined;
+    return granted ? this.#fetchAndKeep(userKey) : 'budget';
   }
 
   /**
@@ -135,24 +146,18 @@ export class ConnectedContent {
   }
 
   /** Fetches on a slot already taken and keeps the answer; undefined when the fetch failed (it is reported). */
-  #fetchAndKeep(userKey: string): Promise<CachedProfile | undefined> {
+  async #fetchAndKeep(userKey: string): Promise<CachedProfile | undefined> {
     const { store, amplitude, limiter } = this.#options;
-    const fetch = (async () => {
-      try {
-        const { kept } = await fetchProfile(amplitude, limiter, userKey);
-        await store.keepProfiles([kept]);
-        this.counts.fetches.kept += 1;
-        return kept;
-      } catch (error) {
-        this.counts.fetches.failed += 1;
-        this.#options.onError(error);
-        return undefined;
-      } finally {
-        this.#inFlight.delete(userKey);
-      }
-    })();
-    this.#inFlight.set(userKey, fetch);
-    return fetch;
+    try {
+      const { kept } = await fetchProfile(amplitude, limiter, userKey);
+      await store.keepProfiles([kept]);
+      this.counts.fetches.kept += 1;
+      return kept;
+    } catch (error) {
+      this.counts.fetches.failed += 1;
+      this.#options.onError(error);
+      return undefined;
+    }
   }
 
   #queue(userKey: string): void {
@@ -186,6 +191,9 @@ export class ConnectedContent {
       }, REFRESH_RETRY_MS).unref();
       return;
     }
-    await this.#fetchAndKeep(userKey);
+    // A lookup of this user meanwhile waits for this fetch rather than making its own.
+    const fetch = this.#fetchAndKeep(userKey);
+    this.#inFlight.set(userKey, fetch);
+    await fetch.finally(() => this.#inFlight.delete(userKey));
   }
 }
