@@ -128,11 +128,18 @@ export class ConnectedContent {
     }
   }
 
-  /** 'budget' when no slot is free now; otherwise the fetch on it (undefined when it failed). */
+  /** 'budget' when no slot is free now; otherwise the fetch on it (undefined when it failed: reported, never thrown). */
   async #fetchOnFreeSlot(userKey: string): Promise<CachedProfile | 'budget' | undefined> {
-    const granted = await this.#takeSlot().catch((error: unknown) => (this.#options.onError(error), undefined));
-    if (granted === undefined) return undefined;
-    return granted ? this.#fetchAndKeep(userKey) : 'budget';
+    try {
+      // A fetch that ended between this lookup's read and now has kept the profile: read again before spending a slot.
+      const keptMeanwhile = await this.#options.store.cachedProfile(userKey);
+      if (keptMeanwhile) return keptMeanwhile;
+      if (!(await this.#takeSlot())) return 'budget';
+    } catch (error) {
+      this.#options.onError(error);
+      return undefined;
+    }
+    return this.#fetchAndKeep(userKey);
   }
 
   /**
