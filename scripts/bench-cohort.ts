@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { getSyncProgress, startCohortSync } from '../src/client.js';
 import { PROJECT_ROOT } from '../src/temporal/cli.js';
 import type { CohortSyncResult } from '../kinds/cohort-sync/workflow.js';
-import { brazeSandboxState, ceilingFigures, cpuWhileSending, peakRssOf, round, startBenchWorld, writeFigures } from './bench-support.js';
+import { brazeSandboxState, ceilingFigures, efficiencyFigures, peakRssOf, round, startBenchWorld, writeFigures } from './bench-support.js';
 
 /** The sandbox's 40% cohort: the dataset is sized so that it has about BENCH_MEMBERS members, and never more
  * than Amplitude's 2M download maximum. */
@@ -70,7 +70,7 @@ try {
     applySeconds: round(first.applyMs / 1000),
     totalSeconds: round(first.totalMs / 1000),
     ...ceilingFigures(brazeState, RATE_CEILING.requests),
-    cpuWhileSending: cpuWhileSending(world.cpu, brazeState),
+    cpuPerRequest: await efficiencyFigures(world, brazeState, { pagesInFlight: PAGES_IN_FLIGHT }),
     usersPerSecond: round(first.result.added / (first.totalMs / 1000)),
     workerPeakRssMB: workerPeakRss.map((bytes) => round(bytes / 2 ** 20)),
     historyEventsPer10kUsers: round((first.historyEvents / cohortMembers) * 10_000),

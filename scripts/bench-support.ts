@@ -13,6 +13,7 @@ import { loadConfig, temporalConnectionOptions, type AppConfig } from '../src/co
 import { startPostgresServer } from '../src/store/postgres-server.js';
 import { PROJECT_ROOT, resolveTemporalCli } from '../src/temporal/cli.js';
 import { startDevServer } from '../src/temporal/dev-server.js';
+import { BRAZE_CONCURRENCY } from '../src/worker-context.js';
 import packageJson from '../package.json' with { type: 'json' };
 
 export interface BenchWorldOptions {
@@ -28,13 +29,29 @@ export interface BenchWorldOptions {
   workerEnv?: Record<string, string>;
 }
 
+/**
+ * With BENCH_CPU_PROFILE=1, each worker runs under `node --cpu-prof` (Node refuses it in NODE_OPTIONS) and writes
+ * its profile here when it stops; `npm run profile:summary <file>` lists where the time went.
+ */
+const CPU_PROFILE_DIR = process.env.BENCH_CPU_PROFILE === '1' ? join(PROJECT_ROOT, 'data', 'cpu-profiles') : undefined;
+function cpuProfileFlags(processName: string): string[] {
+  return CPU_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${join(CPU_PROFILE_DIR, processName)}`] : [];
+}
+
+/** Accepted `/users/track` bodies the Braze sandbox keeps for the bare-client floor, which cycles through them. */
+const FLOOR_BODIES = 2_000;
+/** Requests the floor sends at least, so that its CPU time is well above the clock's resolution. */
+const FLOOR_MIN_REQUESTS = 3_000;
+
 export interface BenchWorld {
   client: Client;
   config: AppConfig;
   brazeUrl: string;
   workerProcesses: ChildProcess[];
-  /** CPU use of the workers, the sandboxes and the whole machine, sampled through the run. */
+  /** CPU use of the workers, the sandboxes, the PostgreSQL server and the whole machine, sampled through the run. */
   cpu: CpuSampler;
+  store: 'sqlite' | 'postgres';
+  rateCeiling: { requests: number; windowMs: number };
   /** The store's environment variables, as the workers have them. */
   storeEnv: Record<string, string>;
   stop(): Promise<void>;
@@ -47,15 +64,17 @@ export async function startBenchWorld(options: BenchWorldOptions): Promise<Bench
   const server = await startDevServer({ cli: await resolveTemporalCli(), uiPort: false });
   const postgres = options.store === 'postgres' ? await startPostgresServer() : undefined;
   const sandboxEnvFile = join(dir, 'sandbox.env');
-  const sandboxProcess = spawnNpmScript('sandbox', {
-    ...options.sandboxEnv,
-    AMPLITUDE_SANDBOX_PORT: '0',
-    BRAZE_SANDBOX_PORT: '0',
-    SANDBOX_ENV_FILE: sandboxEnvFile,
-  });
+  const sandboxProcess = spawnNpmScript(
+    'sandbox',
+    { ...options.sandboxEnv, AMPLITUDE_SANDBOX_PORT: '0', BRAZE_SANDBOX_PORT: '0', SANDBOX_ENV_FILE: sandboxEnvFile },
+    [],
+    PROJECT_ROOT,
+    cpuProfileFlags('sandbox'),
+  );
   const sandboxEnv = await readSandboxEnv(sandboxEnvFile);
   const brazeUrl = sandboxEnv.BRAZE_REST_ENDPOINT!;
-  await fetch(`${brazeUrl}/_sandbox/rate-limit`, { method: 'POST', body: JSON.stringify(rateCeiling) });
+  await control(brazeUrl, '/_sandbox/rate-limit', rateCeiling);
+  await control(brazeUrl, '/_sandbox/track-bodies', { keep: FLOOR_BODIES });
 
   const storeEnv: Record<string, string> = postgres ? { STATE_STORE_URL: postgres.url } : { STATE_DB: join(dir, 'state.db') };
   const workerEnv = {
@@ -72,18 +91,24 @@ export async function startBenchWorld(options: BenchWorldOptions): Promise<Bench
     Array.from({ length: options.workers }, async (_, index) => {
       const cwd = join(dir, `worker-${index + 1}`);
       await mkdir(cwd, { recursive: true });
-      return spawnNpmScript('worker', workerEnv, [], cwd);
+      return spawnNpmScript('worker', workerEnv, [], cwd, cpuProfileFlags(`worker-${index + 1}`));
     }),
   );
   const connection = await Connection.connect(await temporalConnectionOptions(config.temporal));
   const client = new Client({ connection, namespace: config.temporal.namespace });
-  const cpu = new CpuSampler({ workers: workerProcesses.map((worker) => worker.pid!), sandboxes: [sandboxProcess.pid!] });
+  const cpu = new CpuSampler({
+    workers: workerProcesses.map((worker) => worker.pid!),
+    sandboxes: [sandboxProcess.pid!],
+    store: postgres ? [postgres.pid] : [],
+  });
   return {
     client,
     config,
     brazeUrl,
     workerProcesses,
     cpu,
+    store: options.store,
+    rateCeiling,
     storeEnv,
     async stop() {
       cpu.stop();
@@ -152,12 +177,13 @@ export function ceilingFigures(state: BrazeSandboxState, ceilingPerWindow: numbe
 
 /**
  * Where the CPU went while Braze received the requests (each stretch of sending, first to last window): cores
- * busy on the whole machine, in the workers and in the sandboxes, and the workers' CPU time per request. On a
- * small machine the sandboxes' share is what the vendor's side took, which a real deployment does not pay for.
+ * busy on the whole machine, in the workers, the sandboxes and the PostgreSQL server, and each one's CPU time per
+ * request. On a small machine the sandboxes' share is what the vendor's side took, which a real deployment does
+ * not pay for; on SQLite the store's work is inside the worker's figure.
  */
 export function cpuWhileSending(cpu: CpuSampler, state: BrazeSandboxState, spans?: readonly Span[]) {
   const { windowMs } = state.trackWindows;
-  const total = { seconds: 0, requests: 0, machine: 0, workers: 0, sandboxes: 0 };
+  const total = { seconds: 0, requests: 0, machine: 0, workers: 0, sandboxes: 0, store: 0 };
   for (const { startMs, granted } of sendingWindows(state, spans)) {
     const used = cpu.usedBetween(startMs, startMs + granted.length * windowMs);
     total.seconds += used.seconds;
@@ -165,26 +191,101 @@ export function cpuWhileSending(cpu: CpuSampler, state: BrazeSandboxState, spans
     total.machine += used.machine;
     total.workers += used.workers;
     total.sandboxes += used.sandboxes;
+    total.store += used.store;
   }
   if (total.requests === 0) return undefined;
+  const perRequest = (seconds: number) => round3((seconds * 1000) / total.requests);
   return {
+    requests: total.requests,
     machineCores: cpu.machineCores,
     machineCoresBusy: round(total.machine / total.seconds),
     workerCoresBusy: round(total.workers / total.seconds),
     sandboxCoresBusy: round(total.sandboxes / total.seconds),
-    workerCpuMsPerBrazeRequest: round((total.workers * 1000) / total.requests),
+    workerCpuMsPerBrazeRequest: perRequest(total.workers),
+    storeCpuMsPerRequest: cpu.measuresStore ? perRequest(total.store) : ('in the worker (SQLite)' as const),
+    sandboxCpuMsPerRequest: perRequest(total.sandboxes),
   };
 }
 
-type CpuRole = 'workers' | 'sandboxes' | 'machine';
+/**
+ * The worker's CPU per Braze request beside the floor measured now, on this machine: a bare client posting the
+ * bodies the run sent (`scripts/bare-client.ts`) at the run's concurrency, under the same ceiling. Their ratio, not the
+ * fraction of the ceiling reached, is the figure to compare across runs and days.
+ */
+export async function efficiencyFigures(
+  world: BenchWorld,
+  state: BrazeSandboxState,
+  options: { spans?: readonly Span[]; pagesInFlight: number },
+) {
+  const sending = cpuWhileSending(world.cpu, state, options.spans);
+  if (!sending) return undefined;
+  const floor = await measureFloor(world.brazeUrl, {
+    requests: Math.max(sending.requests, FLOOR_MIN_REQUESTS),
+    // Each page in flight sends on BRAZE_CONCURRENCY lanes.
+    concurrency: options.pagesInFlight * BRAZE_CONCURRENCY,
+    perSecond: (world.rateCeiling.requests * 1000) / world.rateCeiling.windowMs,
+  });
+  return {
+    ...sending,
+    floorCpuMsPerRequest: floor.cpuMsPerRequest,
+    workerToFloorRatio: round(sending.workerCpuMsPerBrazeRequest / floor.cpuMsPerRequest),
+    floor,
+  };
+}
+
+/** Runs the bare client against the minimal server, each in a process of its own, and returns its CPU per request. */
+async function measureFloor(brazeUrl: string, run: { requests: number; concurrency: number; perSecond: number }) {
+  const { bodies } = (await (await fetch(`${brazeUrl}/_sandbox/track-bodies`)).json()) as { bodies: string[] };
+  if (bodies.length === 0) throw new Error('the Braze sandbox kept no /users/track bodies for the floor');
+  const bodiesFile = join(PROJECT_ROOT, 'data', `floor-bodies-${process.pid}.json`);
+  await mkdir(dirname(bodiesFile), { recursive: true });
+  await writeFile(bodiesFile, JSON.stringify(bodies));
+  const script = join(PROJECT_ROOT, 'scripts', 'bare-client.ts');
+  const server = spawn(process.execPath, ['--import', 'tsx', script, 'server'], {
+    cwd: PROJECT_ROOT,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  try {
+    const port = await firstLineOf(server);
+    const client = spawn(
+      process.execPath,
+      ['--import', 'tsx', script, 'client', port, bodiesFile, ...[run.requests, run.concurrency, run.perSecond].map(String)],
+      { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const result = JSON.parse(await firstLineOf(client)) as { requests: number; cpuMs: number; seconds: number };
+    return {
+      requests: result.requests,
+      distinctBodies: bodies.length,
+      concurrency: run.concurrency,
+      requestsPerSecond: round(result.requests / result.seconds),
+      cpuMsPerRequest: round3(result.cpuMs / result.requests),
+    };
+  } finally {
+    server.kill('SIGTERM');
+    await rm(bodiesFile, { force: true });
+  }
+}
+
+async function firstLineOf(child: ChildProcess): Promise<string> {
+  let output = '';
+  for await (const chunk of child.stdout!) {
+    output += String(chunk);
+    if (output.includes('\n')) return output.slice(0, output.indexOf('\n'));
+  }
+  throw new Error(`the bare client exited with ${child.exitCode} before printing`);
+}
+
+type CpuRole = 'workers' | 'sandboxes' | 'store' | 'machine';
 
 /** CPU seconds used so far by some processes (with their children), sampled a few times a second (Linux `/proc`). */
 export class CpuSampler {
   readonly machineCores = availableParallelism();
+  readonly measuresStore: boolean;
   private readonly samples: Array<{ atMs: number } & Record<CpuRole, number>> = [];
   private readonly timer: NodeJS.Timeout;
 
   constructor(private readonly pids: Record<Exclude<CpuRole, 'machine'>, number[]>) {
+    this.measuresStore = pids.store.length > 0;
     this.timer = setInterval(() => void this.sample(), 200);
   }
 
@@ -201,18 +302,20 @@ export class CpuSampler {
       seconds: (last.atMs - first.atMs) / 1000,
       workers: last.workers - first.workers,
       sandboxes: last.sandboxes - first.sandboxes,
+      store: last.store - first.store,
       machine: last.machine - first.machine,
     };
   }
 
   private async sample(): Promise<void> {
     const atMs = Date.now();
-    const [workers, sandboxes, machine] = await Promise.all([
+    const [workers, sandboxes, store, machine] = await Promise.all([
       cpuSecondsOfTrees(this.pids.workers),
       cpuSecondsOfTrees(this.pids.sandboxes),
+      cpuSecondsOfTrees(this.pids.store),
       machineBusySeconds(),
     ]);
-    this.samples.push({ atMs, workers, sandboxes, machine });
+    this.samples.push({ atMs, workers, sandboxes, store, machine });
   }
 }
 
@@ -249,9 +352,14 @@ export function spawnNpmScript(
   env: Record<string, string> = {},
   args: string[] = [],
   cwd = PROJECT_ROOT,
+  nodeFlags: string[] = [],
 ) {
   // Run from elsewhere, the script's relative paths must still resolve inside the project.
-  const command = [packageJson.scripts[name].replace(' src/', ` ${PROJECT_ROOT}/src/`), ...args].join(' ');
+  const script = packageJson.scripts[name].replace(' src/', ` ${PROJECT_ROOT}/src/`);
+  // Node flags go on node's own command line (a `tsx` script runs as `node --import tsx` for them).
+  const withFlags =
+    nodeFlags.length === 0 ? script : script.replace(/^tsx /, 'node --import tsx ').replace(/\bnode /, `node ${nodeFlags.join(' ')} `);
+  const command = [withFlags, ...args].join(' ');
   const path = [join(PROJECT_ROOT, 'node_modules', '.bin'), dirname(process.execPath), process.env.PATH].join(delimiter);
   return spawn('sh', ['-c', `exec ${command}`], {
     cwd,
@@ -302,6 +410,11 @@ export async function writeFigures(file: string, figures: object): Promise<void>
 
 export function round(value: number): number {
   return Math.round(value * 100) / 100;
+}
+
+/** To three decimals: CPU milliseconds per request. */
+export function round3(value: number): number {
+  return Math.round(value * 1000) / 1000;
 }
 
 /** POSTs JSON to a sandbox's control endpoint and returns its answer; throws unless it is a 2xx. */

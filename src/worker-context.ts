@@ -40,7 +40,7 @@ export interface WorkerContext {
   store: StateStore;
 }
 
-const BRAZE_CONCURRENCY = 8;
+export const BRAZE_CONCURRENCY = 8;
 
 export async function createWorkerContext(
   config: Pick<AppConfig, 'amplitude' | 'braze' | 'store'> & Partial<Pick<AppConfig, 'currents'>>,

@@ -17,6 +17,8 @@ const SUPERUSER = 'postgres';
 export interface PostgresServer {
   /** A superuser connection URL (trust authentication, loopback only). */
   url: string;
+  /** The postmaster's process id; its backends are its children. */
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -95,7 +97,7 @@ export async function startPostgresServer(options: { binDir?: string; startupTim
     await stop();
     throw new Error(`${(error as Error).message}\n${output.join('').trim()}`);
   }
-  return { url, stop };
+  return { url, pid: child.pid!, stop };
 }
 
 /** As root: the `postgres` system user, made owner of `dir`. Otherwise nobody: the cluster runs as the caller. */

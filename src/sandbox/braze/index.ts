@@ -108,6 +108,8 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
   const maxArrayLength = options.maxArrayLength ?? 500;
   let blockedExternalIds = new Set<string>();
   let requests = new Map<string, number>();
+  /** Bodies of accepted `/users/track` requests, kept on request (a benchmark replays them through a bare client). */
+  let trackBodies: { keep: number; bodies: string[] } = { keep: 0, bodies: [] };
   let store = new ProfileStore();
   let eventLog = new EventLog();
   let partner = new PartnerCohorts(store);
@@ -145,6 +147,9 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
     }
     const body = parseObject(raw);
     const reply = body ? route.handle(body) : { status: 400, body: { message: 'Invalid JSON in request body' } };
+    if (path === '/users/track' && reply.status < 300 && trackBodies.bodies.length < trackBodies.keep) {
+      trackBodies.bodies.push(raw.toString('utf8'));
+    }
     sendJson(res, reply.status, reply.body, headers);
   };
 
@@ -212,6 +217,12 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
       control.setRateLimit({ requests: body.requests, windowMs: body.windowMs });
       return sendJson(res, 200, rateLimit.current);
     }
+    if (method === 'POST' && resource === 'track-bodies') {
+      if (!isPositive(body.keep)) return sendJson(res, 400, { message: 'keep must be a positive number' });
+      trackBodies = { keep: body.keep, bodies: [] };
+      return sendJson(res, 200, { keep: body.keep });
+    }
+    if (method === 'GET' && resource === 'track-bodies') return sendJson(res, 200, { bodies: trackBodies.bodies });
     if (method === 'POST' && resource === 'currents' && id === 'send') return respondCurrentsSend(res, body);
     if (method === 'POST' && resource === 'reset') {
       control.reset();
@@ -291,6 +302,7 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
       eventLog = new EventLog();
       partner = new PartnerCohorts(store);
       requests = new Map();
+      trackBodies = { keep: 0, bodies: [] };
       blockedExternalIds = new Set(options.blockedExternalIds ?? []);
       rateLimit.set(initialRateLimit);
       faults.setFaults(options.faults ?? {});
