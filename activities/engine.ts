@@ -114,16 +114,27 @@ export async function applyPage<R extends PageRequest>(
 export async function applyRequests<R extends PageRequest>(context: WorkerContext, input: ApplyRequestsInput<R>): Promise<OutcomeTotals> {
   const { run, pagePrefix } = input;
   const day = new Date().toISOString().slice(0, 10);
-  const dataPointsCounter = Context.current().metricMeter.createCounter('ampbraze_data_points', 'points', 'Braze data points spent');
+  // Named after the page, the attempt and the first key: a retried attempt adds to what earlier ones did.
+  const attemptSuffix = `@${activityInfo().attempt}`;
   const heartbeatNow = throttledHeartbeat();
-  await runWithConcurrency(input.requests, context.brazeConcurrency, async (request) => {
-    // Named after the page, the attempt and the first key: a retried attempt adds to what earlier ones did.
-    const requestKey = `${pagePrefix}${request.firstKey}@${activityInfo().attempt}`;
-    const pending = { syncId: run.syncId, runId: run.runId, requestKey, day, dataPoints: request.dataPoints };
-    const sent = await sendAndRecord(context, request, pending, input);
-    if (sent.first) dataPointsCounter.add(sent.dataPoints, { sync_kind: input.syncKind });
-    heartbeatNow();
-  });
+  const braze = input.rateLimited ? pacedBraze(context, heartbeatNow) : context.braze;
+  let firstDataPoints = 0;
+  try {
+    await runWithConcurrency(input.requests, context.brazeConcurrency, async (request) => {
+      const requestKey = `${pagePrefix}${request.firstKey}${attemptSuffix}`;
+      const pending = { syncId: run.syncId, runId: run.runId, requestKey, day, dataPoints: request.dataPoints };
+      const sent = await sendAndRecord(context, braze, request, pending, input);
+      if (sent.first) firstDataPoints += sent.dataPoints;
+      heartbeatNow();
+    });
+  } finally {
+    // Once per page, not per request: each metric update is a call into the SDK's native core.
+    if (firstDataPoints > 0) {
+      Context.current()
+        .metricMeter.createCounter('ampbraze_data_points', 'points', 'Braze data points spent')
+        .add(firstDataPoints, { sync_kind: input.syncKind });
+    }
+  }
   return context.store.requestOutcomeTotals(run.runId, pagePrefix);
 }
 
@@ -135,11 +146,11 @@ export async function applyRequests<R extends PageRequest>(context: WorkerContex
  */
 async function sendAndRecord(
   context: WorkerContext,
+  braze: BrazeEndpoints,
   request: PageRequest,
   pending: SendingRequest,
   input: Pick<ApplyRequestsInput<PageRequest>, 'rateLimited' | 'snapshotOf'>,
 ): Promise<SentChange & { first: boolean }> {
-  const braze = input.rateLimited ? pacedBraze(context) : context.braze;
   for (let resend = 0; ; resend++) {
     const thisSend = { ...pending, requestKey: `${pending.requestKey}#${resend}` };
     await context.requestLedger.sending(thisSend);
@@ -173,11 +184,12 @@ async function sendAndRecord(
  * before the ledger writes could arrive in the next window, on top of that window's full allowance), and Braze's
  * answer fed back to the limit: its `X-RateLimit-*` headers, or a 429's reset, which every worker then waits for.
  */
-function pacedBraze(context: WorkerContext): BrazeEndpoints {
+function pacedBraze(context: WorkerContext, heartbeatNow: () => void): BrazeEndpoints {
   const limiter = context.brazeLimiter;
+  const waiting = { signal: Context.current().cancellationSignal, whileWaiting: () => heartbeatNow() };
   return {
     track: async (payload) => {
-      const slot = await limiter.acquire(1, { signal: Context.current().cancellationSignal, whileWaiting: () => heartbeat() });
+      const slot = await limiter.acquire(1, waiting);
       try {
         const result = await context.braze.track(payload);
         await limiter.observe(result.rateLimit, slot);

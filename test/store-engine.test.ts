@@ -30,11 +30,8 @@ forEachStore((kind) => {
     let afterKey = pageRange.afterKey;
     for (;;) {
       const options = { afterKey, throughKey: pageRange.throughKey, limit: 700 };
-      const { items, nextAfterKey } =
-        kind === 'enter'
-          ? await store.diffPage(runId, syncId, { ...options, kind })
-          : await store.diffPage(runId, syncId, { ...options, kind });
-      keys.push(...items.map((item) => item.memberKey));
+      const { items, nextAfterKey } = await store.diffPage(runId, syncId, { ...options, kind });
+      keys.push(...items);
       if (nextAfterKey === undefined) return keys;
       afterKey = nextAfterKey;
     }

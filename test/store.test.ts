@@ -46,9 +46,7 @@ async function snapshotsAfterMove(store: InspectableStore) {
   return { 'braze:default': await read('braze:default'), 'braze:other': await read('braze:other') };
 }
 
-async function collectPages<T extends { memberKey: string }>(
-  fetch: (afterKey: string | undefined) => Promise<{ items: T[]; nextAfterKey: string | undefined }>,
-) {
+async function collectPages<T>(fetch: (afterKey: string | undefined) => Promise<{ items: T[]; nextAfterKey: string | undefined }>) {
   const items: T[] = [];
   let afterKey: string | undefined;
   do {
@@ -277,7 +275,7 @@ forEachStore((kind) => {
       assert.deepEqual(await store.stagingCheckpoint('run-stage'), { rowsConsumed: 150, bytesConsumed: 6_000 });
 
       const { items } = await store.diffPage('run-stage', 'sync-none', { kind: 'enter', afterKey: key(98), limit: 3 });
-      assert.deepEqual(items, [member(99), { ...member(100), props: { retried: true } }, { ...member(101), props: { retried: true } }]);
+      assert.deepEqual(items, [key(99), key(100), key(101)]);
 
       // A chunk larger than one transaction still lands whole, with its checkpoint.
       await store.stageChunk(
@@ -307,24 +305,17 @@ forEachStore((kind) => {
       // Commit each page as it is "sent", the way the sync does: keyset paging must not skip or repeat anything.
       const entered = await collectPages(async (afterKey) => {
         const page = await store.diffPage('run-diff', 'sync-diff', { kind: 'enter', afterKey, limit: 777 });
-        await store.commitSnapshot('sync-diff', { added: page.items.map((item) => item.memberKey) });
+        await store.commitSnapshot('sync-diff', { added: page.items });
         return page;
       });
-      assert.deepEqual(
-        entered.map((item) => item.memberKey),
-        expectedEnter,
-      );
-      assert.deepEqual(entered[0], member(1));
+      assert.deepEqual(entered, expectedEnter);
 
       const left = await collectPages(async (afterKey) => {
         const page = await store.diffPage('run-diff', 'sync-diff', { kind: 'leave', afterKey, limit: 777 });
-        await store.commitSnapshot('sync-diff', { removed: page.items.map((item) => item.memberKey) });
+        await store.commitSnapshot('sync-diff', { removed: page.items });
         return page;
       });
-      assert.deepEqual(
-        left.map((item) => item.memberKey),
-        expectedLeave,
-      );
+      assert.deepEqual(left, expectedLeave);
 
       assert.deepEqual(await store.diffCounts('run-diff', 'sync-diff'), { enter: 0, leave: 0 });
       const members = await collectPages((afterKey) => store.snapshotMembers('sync-diff', { afterKey, limit: 5_000 }));

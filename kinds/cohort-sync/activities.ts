@@ -97,12 +97,7 @@ export function createCohortSyncActivities(context: WorkerContext) {
   async function remainingPageMembers(input: ApplyCohortPageInput): Promise<string[]> {
     const { runId, syncId } = input.run;
     const plan = { kind: input.kind, page: input.page };
-    const members = await readPlannedPage<{ memberKey: string }>(context, input.run, plan, (options) =>
-      input.kind === 'enter'
-        ? store.diffPage(runId, syncId, { ...options, kind: 'enter' })
-        : store.diffPage(runId, syncId, { ...options, kind: 'leave' }),
-    );
-    return members.map((member) => member.memberKey);
+    return readPlannedPage(context, input.run, plan, (options) => store.diffPage(runId, syncId, { ...options, kind: input.kind }));
   }
 
   return {

@@ -5,7 +5,7 @@
  * the exact members it carried.
  */
 import { PARTNER_IDS_PER_REQUEST } from '../../src/braze/client.js';
-import { attributeObjectDataPoints, partnerCohortChangeDataPoints } from '../../src/braze/data-points.js';
+import { attributeValueDataPoints, partnerCohortChangeDataPoints } from '../../src/braze/data-points.js';
 import type { PageRequest, SentChange } from '../../src/braze/page-request.js';
 import type { BrazeAddress } from '../../src/cohort/identifiers.js';
 
@@ -38,25 +38,31 @@ export function cohortPageRequests(
 
 function attributeRequest(members: Member[], change: CohortChangeTarget): CohortChangeRequest {
   const operation = change.kind === 'enter' ? { add: [change.cohortId] } : { remove: [change.cohortId] };
-  const objects = members.map(({ address }) => ({
-    ...trackIdentifier(address),
-    _update_existing_only: true,
-    [change.attributeName]: operation,
-  }));
-  const pointsPerObject = objects.map(attributeObjectDataPoints);
+  // Every object writes the same one-value operation, so each costs the same.
+  const pointsPerObject = attributeValueDataPoints(operation);
   return {
     firstKey: members[0]!.memberKey,
     size: members.length,
-    dataPoints: sum(pointsPerObject),
+    dataPoints: pointsPerObject * members.length,
     async send(braze) {
+      // Built when sent, not when the page is planned: a page's requests would otherwise all be alive at once.
+      const objects = members.map(({ address }) => {
+        const object = trackIdentifier(address);
+        object._update_existing_only = true;
+        object[change.attributeName] = operation;
+        return object;
+      });
       const { attributes } = await braze.track({ attributes: objects });
+      if (attributes.rejected.length === 0) {
+        return { accepted: members.map((member) => member.memberKey), rejected: [], dataPoints: pointsPerObject * members.length };
+      }
       const rejectedIndexes = new Map(attributes.rejected.map((r) => [r.index, r.reason]));
       const sent: SentChange = { accepted: [], rejected: [], dataPoints: 0 };
       members.forEach((member, index) => {
         const reason = rejectedIndexes.get(index);
         if (reason === undefined) {
           sent.accepted.push(member.memberKey);
-          sent.dataPoints += pointsPerObject[index]!;
+          sent.dataPoints += pointsPerObject;
         } else {
           sent.rejected.push({ memberKey: member.memberKey, reason });
         }
@@ -101,8 +107,4 @@ function chunk<T>(items: readonly T[], size: number): T[][] {
   const chunks: T[][] = [];
   for (let i = 0; i < items.length; i += size) chunks.push(items.slice(i, i + size));
   return chunks;
-}
-
-function sum(values: readonly number[]): number {
-  return values.reduce((total, value) => total + value, 0);
 }

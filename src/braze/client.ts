@@ -91,10 +91,12 @@ export class BrazeClient {
       rejectedByArray.set(error.input_array, rejected);
     }
     const partial = (name: TrackArray): PartialResult<TrackObject> => {
-      const result: PartialResult<TrackObject> = { accepted: [], rejected: [] };
       const rejected = rejectedByArray.get(name);
+      // The usual answer rejects nothing: what was sent is what was accepted.
+      if (rejected === undefined) return { accepted: payload[name] ?? [], rejected: [] };
+      const result: PartialResult<TrackObject> = { accepted: [], rejected: [] };
       (payload[name] ?? []).forEach((object, index) => {
-        const reason = rejected?.get(index);
+        const reason = rejected.get(index);
         if (reason === undefined) result.accepted.push(object);
         else result.rejected.push({ object, index, reason });
       });

@@ -16,7 +16,8 @@ export function attributeObjectDataPoints(object: Record<string, unknown>): numb
   return points;
 }
 
-function attributeValueDataPoints(value: unknown): number {
+/** One attribute's write: 1, or 1 per value of an array `add`/`remove`, or 1 per key of a nested object. */
+export function attributeValueDataPoints(value: unknown): number {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return 1;
   const operation = value as Record<string, unknown>;
   if ('add' in operation || 'remove' in operation) {

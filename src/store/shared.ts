@@ -361,14 +361,6 @@ export function toStagedRow(member: StagedMember): StagedRow {
   };
 }
 
-export function toStagedMember(row: StagedRow): StagedMember {
-  const member: StagedMember = { memberKey: row.memberKey, amplitudeId: row.amplitudeId };
-  if (row.userId !== null) member.userId = row.userId;
-  if (row.deviceId !== null) member.deviceId = row.deviceId;
-  if (row.props !== null) member.props = JSON.parse(row.props) as JsonObject;
-  return member;
-}
-
 /** A row of `amplitude_profiles` as both dialects read it. */
 export interface CachedProfileRow {
   userKey: string;

@@ -464,8 +464,8 @@ export interface Staging {
   /** Removes the run's staged rows, events and trait changes, staging checkpoint and planned pages. */
   clearStaging(runId: string): Promise<void>;
 
-  diffPage(runId: string, syncId: string, options: DiffPageOptions & { kind: 'enter' }): Promise<Page<StagedMember>>;
-  diffPage(runId: string, syncId: string, options: DiffPageOptions & { kind: 'leave' }): Promise<Page<SnapshotMember>>;
+  /** Keys of the diff in key order (`enter`: staged but not in the snapshot; `leave`: the other way round). */
+  diffPage(runId: string, syncId: string, options: DiffPageOptions & { kind: DiffKind }): Promise<Page<string>>;
 
   /**
    * Cuts the run's diff (as it stands now) into numbered pages of `pageSize` changes per kind and records each

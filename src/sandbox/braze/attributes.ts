@@ -71,7 +71,7 @@ export function parseAttribute(key: string, value: unknown): AttributeWrite | st
   if (keys.length > 0 && keys.every((k) => (k === 'add' || k === 'remove') && Array.isArray(value[k]))) {
     const add = (value.add as unknown[] | undefined) ?? [];
     const remove = (value.remove as unknown[] | undefined) ?? [];
-    return [...add, ...remove].some((item) => !isArrayValue(item))
+    return !add.every(isArrayValue) || !remove.every(isArrayValue)
       ? `'${key}' array values must be strings or numbers of at most ${MAX_STRING} characters`
       : { kind: 'array_change', add, remove };
   }
@@ -159,7 +159,6 @@ function nextValue(
   current: unknown,
   options: { mergeObjects: boolean; maxArrayLength: number },
 ): { value: unknown; costs: Array<[DataPointKind, number]> } {
-  const keepLast = (items: unknown[]) => items.slice(Math.max(0, items.length - options.maxArrayLength));
   switch (write.kind) {
     case 'unset':
       return { value: undefined, costs: [['attribute', 1]] };
@@ -168,7 +167,7 @@ function nextValue(
     case 'increment':
       return { value: (typeof current === 'number' ? current : 0) + write.by, costs: [['increment', 1]] };
     case 'array':
-      return { value: keepLast([...new Set(write.items)]), costs: [['attribute', 1]] };
+      return { value: lastItems([...new Set(write.items)], options.maxArrayLength), costs: [['attribute', 1]] };
     case 'array_change': {
       const items = Array.isArray(current) ? [...(current as unknown[])] : [];
       for (const item of write.add) {
@@ -178,7 +177,7 @@ function nextValue(
       }
       const remaining = items.filter((item) => !write.remove.includes(item));
       return {
-        value: keepLast(remaining),
+        value: lastItems(remaining, options.maxArrayLength),
         costs: [
           ['array_add', write.add.length],
           ['array_remove', write.remove.length],
@@ -201,6 +200,11 @@ function nextValue(
       return { value: items, costs: [['nested_key', points]] };
     }
   }
+}
+
+/** Braze keeps an array's last `max` values (the oldest go first). */
+function lastItems(items: unknown[], max: number): unknown[] {
+  return items.length > max ? items.slice(items.length - max) : items;
 }
 
 function deepMerge(base: Json, patch: Json): Json {

@@ -64,12 +64,17 @@ export function handleTrack(body: Record<string, unknown>, store: ProfileStore, 
   const accepted: Accepted[] = [];
   const nestedWrites: AttributeWrite[] = [];
   for (const [name, objects] of arrays) {
-    objects.forEach((object, index) => {
-      const result = validate(name, object, limits.blockedExternalIds, nestedWrites);
-      if (typeof result === 'string') errors.push({ type: result, input_array: name, index });
-      else accepted.push(result);
-    });
-    counts[`${name}_processed`] = objects.length - errors.filter((e) => e.input_array === name).length;
+    let rejected = 0;
+    for (let index = 0; index < objects.length; index++) {
+      const result = validate(name, objects[index], limits.blockedExternalIds, nestedWrites);
+      if (typeof result === 'string') {
+        errors.push({ type: result, input_array: name, index });
+        rejected += 1;
+      } else {
+        accepted.push(result);
+      }
+    }
+    counts[`${name}_processed`] = objects.length - rejected;
   }
 
   const context: ApplyContext = {
@@ -98,7 +103,7 @@ function validate(array: TrackArray, object: unknown, blocked: ReadonlySet<strin
       : array === 'events'
         ? validateEvent(object, target.identifier)
         : validatePurchase(object);
-  return typeof apply === 'string' ? apply : { ...target, apply };
+  return typeof apply === 'string' ? apply : { identifier: target.identifier, createIfMissing: target.createIfMissing, apply };
 }
 
 /**
@@ -126,9 +131,9 @@ function validateAttributes(
 ): Accepted['apply'] | string {
   if ('app_id' in object) return "'app_id' is not allowed on attribute objects";
   const writes: Array<[string, AttributeWrite]> = [];
-  for (const [key, value] of Object.entries(object)) {
+  for (const key in object) {
     if (REQUEST_FLAGS.has(key) || key === identifier.kind) continue;
-    const write = parseAttribute(key, value);
+    const write = parseAttribute(key, object[key]);
     if (typeof write === 'string') return write;
     writes.push([key, write]);
   }

@@ -21,10 +21,22 @@ import {
 export class SqliteLedgers implements Ledgers {
   readonly #db: SqliteDb;
   readonly #sql;
+  // Made once: better-sqlite3 builds a wrapper (and its BEGIN/COMMIT statements) per `transaction()` call.
+  readonly #recordSending;
+  readonly #recordSent;
 
   constructor(db: SqliteDb) {
     this.#db = db;
     this.#sql = prepareStatements(db.handle);
+    this.#recordSending = db.handle.transaction((requests: readonly SendingRequest[]) => {
+      for (const request of requests) {
+        this.#sql.insertPendingOutcome.run(request.runId, requireKey(request.requestKey), request.dataPoints);
+        this.#sql.insertDataPoints.run(request.runId, request.requestKey, request.day, request.syncId, request.dataPoints);
+      }
+    });
+    this.#recordSent = db.handle.transaction((requests: readonly SentRequest[]): boolean[] =>
+      requests.map((request) => this.#recordOneSent(request)),
+    );
   }
 
   addDataPoints(entry: DataPointEntry): Promise<boolean> {
@@ -82,48 +94,36 @@ export class SqliteLedgers implements Ledgers {
   }
 
   recordRequestsSending(requests: readonly SendingRequest[]): Promise<void> {
-    const record = this.#db.handle.transaction(() => {
-      for (const request of requests) {
-        this.#sql.insertPendingOutcome.run(request.runId, requireKey(request.requestKey), request.dataPoints);
-        this.#sql.insertDataPoints.run(request.runId, request.requestKey, request.day, request.syncId, request.dataPoints);
-      }
-    });
     return this.#db.settle(() => {
       requests.forEach(requireValidPoints);
-      record();
+      this.#recordSending(requests);
     });
   }
 
   recordSentRequests(requests: readonly SentRequest[]): Promise<boolean[]> {
-    const record = this.#db.handle.transaction((): boolean[] =>
-      requests.map((request) => {
-        const { added = [], removed = [], attributes } = request.snapshot;
-        const accepted = request.accepted ?? added.length + removed.length;
-        const first =
-          this.#sql.completeOutcome.run(
-            request.runId,
-            requireKey(request.requestKey),
-            accepted,
-            request.rejected.length,
-            request.dataPoints,
-          ).changes > 0;
-        if (!first) return false;
-        // One statement per list, not per member: a request carries up to a few hundred members.
-        if (added.length > 0) this.#sql.insertSnapshotMembers.run(request.syncId, JSON.stringify(added.map(requireKey)));
-        if (removed.length > 0) this.#sql.deleteSnapshotMembers.run(request.syncId, JSON.stringify(removed));
-        if (attributes && attributes.set.length + attributes.unset.length > 0) {
-          const unset = attributes.unset.map((row) => ({ ...row, value: null }));
-          this.#sql.mergeAttributePatches.run(attributes.scope, attributePatchesJson([...attributes.set, ...unset]));
-        }
-        for (const failure of request.rejected) this.#sql.upsertFailure.run(request.runId, requireKey(failure.memberKey), failure.reason);
-        this.#sql.upsertDataPoints.run(request.runId, request.requestKey, request.day, request.syncId, request.dataPoints);
-        return true;
-      }),
-    );
     return this.#db.settle(() => {
       requests.forEach(requireValidPoints);
-      return record();
+      return this.#recordSent(requests);
     });
+  }
+
+  #recordOneSent(request: SentRequest): boolean {
+    const { added = [], removed = [], attributes } = request.snapshot;
+    const accepted = request.accepted ?? added.length + removed.length;
+    const first =
+      this.#sql.completeOutcome.run(request.runId, requireKey(request.requestKey), accepted, request.rejected.length, request.dataPoints)
+        .changes > 0;
+    if (!first) return false;
+    // One statement per list, not per member: a request carries up to a few hundred members.
+    if (added.length > 0) this.#sql.insertSnapshotMembers.run(request.syncId, JSON.stringify(added.map(requireKey)));
+    if (removed.length > 0) this.#sql.deleteSnapshotMembers.run(request.syncId, JSON.stringify(removed));
+    if (attributes && attributes.set.length + attributes.unset.length > 0) {
+      const unset = attributes.unset.map((row) => ({ ...row, value: null }));
+      this.#sql.mergeAttributePatches.run(attributes.scope, attributePatchesJson([...attributes.set, ...unset]));
+    }
+    for (const failure of request.rejected) this.#sql.upsertFailure.run(request.runId, requireKey(failure.memberKey), failure.reason);
+    this.#sql.upsertDataPoints.run(request.runId, request.requestKey, request.day, request.syncId, request.dataPoints);
+    return true;
   }
 
   #downloadsIn(month: string): number {

@@ -16,11 +16,9 @@ import {
   requireKey,
   requirePageSize,
   STAGING_TABLES,
-  toPage,
   toKeyedPage,
   toPageRange,
   toStagedEvent,
-  toStagedMember,
   toStagedRow,
   toStagedTraitChange,
   toStagingCheckpoint,
@@ -36,7 +34,6 @@ import {
   type PageRange,
   type PlanKind,
   type PlannedPages,
-  type SnapshotMember,
   type StagedEvent,
   type StagedMember,
   type StagedTraitChange,
@@ -134,15 +131,7 @@ export class PostgresStaging implements Staging {
     await this.#db.query('DELETE FROM plan_pages WHERE run_id = $1', [runId]);
   }
 
-  diffPage(runId: string, syncId: string, options: DiffPageOptions & { kind: 'enter' }): Promise<Page<StagedMember>>;
-
-  diffPage(runId: string, syncId: string, options: DiffPageOptions & { kind: 'leave' }): Promise<Page<SnapshotMember>>;
-
-  async diffPage(
-    runId: string,
-    syncId: string,
-    options: DiffPageOptions & { kind: DiffKind },
-  ): Promise<Page<StagedMember> | Page<SnapshotMember>> {
+  async diffPage(runId: string, syncId: string, options: DiffPageOptions & { kind: DiffKind }): Promise<Page<string>> {
     const limit = pageLimit(options.limit);
     const { throughKey } = options;
     const values = [
@@ -153,26 +142,24 @@ export class PostgresStaging implements Staging {
     ];
     // A planned page's range ends at its last key; the bound is left out (not NULL-tested) so the plan stays a plain range scan.
     const through = (column: string) => (throughKey === undefined ? '' : `AND ${column} <= $${values.push(throughKey)}`);
-    // Both sides walk a primary key in key order and probe the other side's primary key.
-    if (options.kind === 'leave') {
-      const rows = await this.#db.rows<SnapshotMember>(
-        `SELECT m.member_key AS "memberKey" FROM snapshot_members m
-         WHERE m.sync_id = $1 AND m.member_key > $2 ${through('m.member_key')}
-           AND NOT EXISTS (SELECT 1 FROM staged_members s WHERE s.run_id = $3 AND s.member_key = m.member_key)
-         ORDER BY m.member_key LIMIT $4`,
-        values,
-      );
-      return toPage(rows, limit);
-    }
-    const rows = await this.#db.rows<StagedRow>(
-      `SELECT s.member_key AS "memberKey", s.amplitude_id AS "amplitudeId", s.user_id AS "userId", s.device_id AS "deviceId", s.props
-       FROM staged_members s
-       WHERE s.run_id = $1 AND s.member_key > $2 ${through('s.member_key')}
-         AND NOT EXISTS (SELECT 1 FROM snapshot_members m WHERE m.sync_id = $3 AND m.member_key = s.member_key)
-       ORDER BY s.member_key LIMIT $4`,
+    // Both sides walk a primary key in key order and probe the other side's primary key; only the keys are read.
+    const rows = await this.#db.rows<{ key: string }>(
+      options.kind === 'leave'
+        ? `SELECT m.member_key AS key FROM snapshot_members m
+           WHERE m.sync_id = $1 AND m.member_key > $2 ${through('m.member_key')}
+             AND NOT EXISTS (SELECT 1 FROM staged_members s WHERE s.run_id = $3 AND s.member_key = m.member_key)
+           ORDER BY m.member_key LIMIT $4`
+        : `SELECT s.member_key AS key FROM staged_members s
+           WHERE s.run_id = $1 AND s.member_key > $2 ${through('s.member_key')}
+             AND NOT EXISTS (SELECT 1 FROM snapshot_members m WHERE m.sync_id = $3 AND m.member_key = s.member_key)
+           ORDER BY s.member_key LIMIT $4`,
       values,
     );
-    return toPage(rows.map(toStagedMember), limit);
+    return toKeyedPage(
+      rows.map((row) => row.key),
+      limit,
+      (key) => key,
+    );
   }
 
   diffCounts(runId: string, syncId: string): Promise<DiffCounts> {

@@ -14,16 +14,13 @@ import {
   requireKey,
   requirePageSize,
   STAGING_TABLES,
-  toPage,
   toKeyedPage,
   toPageRange,
   toStagedEvent,
-  toStagedMember,
   toStagedRow,
   toStagedTraitChange,
   toStagingCheckpoint,
   yieldToEventLoop,
-  type StagedRow,
   checkpointColumns,
 } from '../shared.js';
 import {
@@ -35,7 +32,6 @@ import {
   type PageRange,
   type PlanKind,
   type PlannedPages,
-  type SnapshotMember,
   type StagedEvent,
   type StagedMember,
   type StagedTraitChange,
@@ -86,33 +82,24 @@ export class SqliteStaging implements Staging {
     this.#sql.deletePlan.run(runId);
   }
 
-  diffPage(runId: string, syncId: string, options: DiffPageOptions & { kind: 'enter' }): Promise<Page<StagedMember>>;
-
-  diffPage(runId: string, syncId: string, options: DiffPageOptions & { kind: 'leave' }): Promise<Page<SnapshotMember>>;
-
-  async diffPage(
-    runId: string,
-    syncId: string,
-    options: DiffPageOptions & { kind: DiffKind },
-  ): Promise<Page<StagedMember> | Page<SnapshotMember>> {
+  async diffPage(runId: string, syncId: string, options: DiffPageOptions & { kind: DiffKind }): Promise<Page<string>> {
     const limit = pageLimit(options.limit);
     const afterKey = options.afterKey ?? FIRST_KEY;
     const { throughKey } = options;
-    let rows;
+    let keys: string[];
     if (options.kind === 'leave') {
-      rows =
+      keys =
         throughKey === undefined
           ? this.#sql.leavePage.all(syncId, afterKey, runId, limit)
           : this.#sql.leaveRange.all(syncId, afterKey, throughKey, runId, limit);
     } else {
-      const staged =
+      keys =
         throughKey === undefined
           ? this.#sql.enterPage.all(runId, afterKey, syncId, limit)
           : this.#sql.enterRange.all(runId, afterKey, throughKey, syncId, limit);
-      rows = staged.map(toStagedMember);
     }
     await yieldToEventLoop();
-    return toPage(rows, limit);
+    return toKeyedPage(keys, limit, (key) => key);
   }
 
   diffCounts(runId: string, syncId: string): Promise<DiffCounts> {
@@ -255,20 +242,23 @@ function prepareStatements(db: Database.Database) {
       `SELECT count(*) AS count FROM staged_members s
        WHERE s.run_id = ? AND NOT EXISTS (SELECT 1 FROM snapshot_members m WHERE m.sync_id = ? AND m.member_key = s.member_key)`,
     ),
-    enterPage: db.prepare<[string, string, string, number], StagedRow>(
-      `SELECT s.member_key AS memberKey, s.amplitude_id AS amplitudeId, s.user_id AS userId, s.device_id AS deviceId, s.props
-       FROM staged_members s
-       WHERE s.run_id = ? AND s.member_key > ?
-         AND NOT EXISTS (SELECT 1 FROM snapshot_members m WHERE m.sync_id = ? AND m.member_key = s.member_key)
-       ORDER BY s.member_key LIMIT ?`,
-    ),
-    enterRange: db.prepare<[string, string, string, string, number], StagedRow>(
-      `SELECT s.member_key AS memberKey, s.amplitude_id AS amplitudeId, s.user_id AS userId, s.device_id AS deviceId, s.props
-       FROM staged_members s
-       WHERE s.run_id = ? AND s.member_key > ? AND s.member_key <= ?
-         AND NOT EXISTS (SELECT 1 FROM snapshot_members m WHERE m.sync_id = ? AND m.member_key = s.member_key)
-       ORDER BY s.member_key LIMIT ?`,
-    ),
+    // The diff's keys only (`pluck`: plain strings, no row objects): a page reads thousands of them.
+    enterPage: db
+      .prepare<[string, string, string, number], string>(
+        `SELECT s.member_key FROM staged_members s
+         WHERE s.run_id = ? AND s.member_key > ?
+           AND NOT EXISTS (SELECT 1 FROM snapshot_members m WHERE m.sync_id = ? AND m.member_key = s.member_key)
+         ORDER BY s.member_key LIMIT ?`,
+      )
+      .pluck(),
+    enterRange: db
+      .prepare<[string, string, string, string, number], string>(
+        `SELECT s.member_key FROM staged_members s
+         WHERE s.run_id = ? AND s.member_key > ? AND s.member_key <= ?
+           AND NOT EXISTS (SELECT 1 FROM snapshot_members m WHERE m.sync_id = ? AND m.member_key = s.member_key)
+         ORDER BY s.member_key LIMIT ?`,
+      )
+      .pluck(),
     insertStaged: db.prepare<[string, string, string, string | null, string | null, string | null]>(
       `INSERT INTO staged_members (run_id, member_key, amplitude_id, user_id, device_id, props) VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT DO NOTHING`,
@@ -282,20 +272,22 @@ function prepareStatements(db: Database.Database) {
        WHERE m.sync_id = ? AND NOT EXISTS (SELECT 1 FROM staged_members s WHERE s.run_id = ? AND s.member_key = m.member_key)`,
     ),
 
-    leavePage: db.prepare<[string, string, string, number], SnapshotMember>(
-      `SELECT m.member_key AS memberKey
-       FROM snapshot_members m
-       WHERE m.sync_id = ? AND m.member_key > ?
-         AND NOT EXISTS (SELECT 1 FROM staged_members s WHERE s.run_id = ? AND s.member_key = m.member_key)
-       ORDER BY m.member_key LIMIT ?`,
-    ),
-    leaveRange: db.prepare<[string, string, string, string, number], SnapshotMember>(
-      `SELECT m.member_key AS memberKey
-       FROM snapshot_members m
-       WHERE m.sync_id = ? AND m.member_key > ? AND m.member_key <= ?
-         AND NOT EXISTS (SELECT 1 FROM staged_members s WHERE s.run_id = ? AND s.member_key = m.member_key)
-       ORDER BY m.member_key LIMIT ?`,
-    ),
+    leavePage: db
+      .prepare<[string, string, string, number], string>(
+        `SELECT m.member_key FROM snapshot_members m
+         WHERE m.sync_id = ? AND m.member_key > ?
+           AND NOT EXISTS (SELECT 1 FROM staged_members s WHERE s.run_id = ? AND s.member_key = m.member_key)
+         ORDER BY m.member_key LIMIT ?`,
+      )
+      .pluck(),
+    leaveRange: db
+      .prepare<[string, string, string, string, number], string>(
+        `SELECT m.member_key FROM snapshot_members m
+         WHERE m.sync_id = ? AND m.member_key > ? AND m.member_key <= ?
+           AND NOT EXISTS (SELECT 1 FROM staged_members s WHERE s.run_id = ? AND s.member_key = m.member_key)
+         ORDER BY m.member_key LIMIT ?`,
+      )
+      .pluck(),
     planEnterPages: db.prepare<[string, number, string, string]>(
       planPagesSql(
         'enter',
