@@ -12,12 +12,13 @@ import pg from 'pg';
 import { startEventSync } from '../src/client.js';
 import type { EventSyncInput } from '../kinds/event-sync/input.js';
 import { exportHourOf } from '../kinds/event-sync/input.js';
+import { DEFAULT_PAGES_IN_FLIGHT } from '../src/sync-input.js';
 import { PROJECT_ROOT } from '../src/temporal/cli.js';
 import type { EventSyncResult } from '../kinds/event-sync/workflow.js';
 import {
   brazeSandboxState,
   ceilingFigures,
-  cpuWhileSending,
+  efficiencyFigures,
   peakRssOf,
   round,
   startBenchWorld,
@@ -83,7 +84,7 @@ try {
       brazeRequests: stream.result.brazeRequests,
       seconds: round(stream.ms / 1000),
       ...ceilingFigures(brazeState, RATE_CEILING.requests, stream.runs),
-      cpuWhileSending: cpuWhileSending(world.cpu, brazeState, stream.runs),
+      cpuPerRequest: await efficiencyFigures(world, brazeState, { spans: stream.runs, pagesInFlight: DEFAULT_PAGES_IN_FLIGHT }),
       dataPointsSpent: stream.result.dataPoints,
       dataPointsCountedByBraze: brazeState.dataPoints.total - pointsBefore,
       // One data point per event forwarded, each sent once.

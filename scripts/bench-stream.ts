@@ -24,6 +24,7 @@ import {
   brazeSandboxState,
   control,
   cpuSecondsOf,
+  efficiencyFigures,
   percentile,
   round,
   RssSampler,
@@ -101,7 +102,10 @@ async function main(): Promise<void> {
     const latencies = arrivals.latenciesOf('stream').sort((a, b) => a - b);
     const sent = await senderReport();
     const acks = (sent.ackLatenciesMs ?? []).slice((sentBefore.ackLatenciesMs ?? []).length).sort((a, b) => a - b);
-    const dataPoints = (await brazeSandboxState(world.brazeUrl)).dataPoints.total - pointsBefore;
+    const streamedState = await brazeSandboxState(world.brazeUrl);
+    const dataPoints = streamedState.dataPoints.total - pointsBefore;
+    // The stream drains one batch at a time, each sent on up to BRAZE_CONCURRENCY lanes.
+    const cpuPerRequest = await efficiencyFigures(world, streamedState, { spans: [{ startMs, endMs }], pagesInFlight: 1 });
 
     console.log(`Reconciliation: ${RECONCILE_EVENTS.toLocaleString('en')} events, ${DROP_FRACTION * 100}% of the webhooks dropped …`);
     await destination({ dropFraction: DROP_FRACTION, seed: 5 });
@@ -142,6 +146,7 @@ async function main(): Promise<void> {
         workerCpuMsPerEvent: round((cpu.workers * 1000) / streamed),
         receiverCpuMsPerEvent: round((receiverCpu * 1000) / streamed),
         machineCoresBusy: round(cpu.machine / cpu.seconds),
+        cpuPerRequest,
         rssMB: rss.figures(),
       },
       reconciliation: {

@@ -13,13 +13,14 @@ import { AmplitudeClient } from '../src/amplitude/client.js';
 import { exportHourOf } from '../kinds/event-sync/input.js';
 import { openStateStore } from '../src/store/index.js';
 import type { JsonObject } from '../src/store/store.js';
+import { DEFAULT_PAGES_IN_FLIGHT } from '../src/sync-input.js';
 import { PROJECT_ROOT } from '../src/temporal/cli.js';
 import type { TraitSyncInput } from '../kinds/trait-sync/input.js';
 import type { TraitSyncResult } from '../kinds/trait-sync/workflow.js';
 import {
   brazeSandboxState,
   ceilingFigures,
-  cpuWhileSending,
+  efficiencyFigures,
   peakRssOf,
   round,
   startBenchWorld,
@@ -112,7 +113,7 @@ try {
       created: first.result.created,
       brazeRequests: first.result.brazeRequests,
       ...ceilingFigures(firstState, RATE_CEILING.requests, [first.span]),
-      cpuWhileSending: cpuWhileSending(world.cpu, firstState, [first.span]),
+      cpuPerRequest: await efficiencyFigures(world, firstState, { spans: [first.span], pagesInFlight: DEFAULT_PAGES_IN_FLIGHT }),
       dataPointsSpent: first.result.dataPoints,
       dataPointsCountedByBraze: firstState.dataPoints.total,
       // Every value is new to Braze: each one is written once.

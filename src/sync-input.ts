@@ -1,6 +1,9 @@
 /** The workflow input fields every sync kind takes: dry run, budgets, paging and what to do when a run is in progress. */
 import { z } from 'zod';
 
+/** Pages a run applies at once unless its input says otherwise. */
+export const DEFAULT_PAGES_IN_FLIGHT = 4;
+
 /** `pageSize` is what one page activity holds (members, users or events), sent as several Braze requests. */
 export function runInputFields(defaultPageSize: number) {
   return {
@@ -12,7 +15,7 @@ export function runInputFields(defaultPageSize: number) {
     maxDataPointsPerDay: dataPointBudgetSchema.optional(),
     pageSize: z.number().int().min(1).max(10_000).default(defaultPageSize),
     /** Pages applied at once: more fill a high Braze rate limit; the shared limiter still holds the ceiling. */
-    pagesInFlight: z.number().int().min(1).max(32).default(4),
+    pagesInFlight: z.number().int().min(1).max(32).default(DEFAULT_PAGES_IN_FLIGHT),
     /** When another run of the same sync is in progress: `skip` ends at once (sending nothing), `wait` waits its turn. */
     ifRunning: z.enum(['skip', 'wait']).default('skip'),
   };

@@ -17,6 +17,8 @@ const SUPERUSER = 'postgres';
 export interface PostgresServer {
   /** A superuser connection URL (trust authentication, loopback only). */
   url: string;
+  /** The same server over its Unix socket: for clients on this machine, cheaper per statement than loopback TCP. */
+  socketUrl: string;
   /** The postmaster's process id; its backends are its children. */
   pid: number;
   stop(): Promise<void>;
@@ -86,6 +88,7 @@ export async function startPostgresServer(options: { binDir?: string; startupTim
   child.stdout.on('data', keepTail);
   child.stderr.on('data', keepTail);
   const url = `postgres://${SUPERUSER}@127.0.0.1:${port}/postgres`;
+  const socketUrl = `postgres://${SUPERUSER}@localhost:${port}/postgres?host=${encodeURIComponent(dir)}`;
   const stop = async () => {
     // SIGINT is PostgreSQL's fast shutdown: open sessions are ended, nothing is waited for.
     await stopChild(child, 'SIGINT');
@@ -97,7 +100,7 @@ export async function startPostgresServer(options: { binDir?: string; startupTim
     await stop();
     throw new Error(`${(error as Error).message}\n${output.join('').trim()}`);
   }
-  return { url, pid: child.pid!, stop };
+  return { url, socketUrl, pid: child.pid!, stop };
 }
 
 /** As root: the `postgres` system user, made owner of `dir`. Otherwise nobody: the cluster runs as the caller. */
