@@ -223,6 +223,39 @@ export class SqliteStaging implements Staging {
   }
 }
 
+/** For each side of the diff: the table it walks in key order, and the other side each of its keys must be missing from. */
+const DIFF_SIDES = {
+  enter: {
+    table: 'staged_members s',
+    owner: 's.run_id',
+    key: 's.member_key',
+    other: { table: 'snapshot_members m', owner: 'm.sync_id', key: 'm.member_key' },
+  },
+  leave: {
+    table: 'snapshot_members m',
+    owner: 'm.sync_id',
+    key: 'm.member_key',
+    other: { table: 'staged_members s', owner: 's.run_id', key: 's.member_key' },
+  },
+} as const;
+
+/**
+ * The diff's keys after a key (and through one, when `bounded`), in key order. Only the keys are read (`pluck`: plain
+ * strings, no row objects): a page reads thousands of them. Parameters: the side's run or sync, the key after which
+ * to start, [the last key,] the other side's run or sync, the limit.
+ */
+function diffKeysStatement(db: Database.Database, kind: DiffKind, { bounded }: { bounded: boolean }) {
+  const { table, owner, key, other } = DIFF_SIDES[kind];
+  return db
+    .prepare<unknown[], string>(
+      `SELECT ${key} FROM ${table}
+       WHERE ${owner} = ? AND ${key} > ? ${bounded ? `AND ${key} <= ?` : ''}
+         AND NOT EXISTS (SELECT 1 FROM ${other.table} WHERE ${other.owner} = ? AND ${other.key} = ${key})
+       ORDER BY ${key} LIMIT ?`,
+    )
+    .pluck();
+}
+
 function prepareStatements(db: Database.Database) {
   return {
     checkpoint: db.prepare<[string], { rowsConsumed: number; bytesConsumed: number; afterKey: string | null }>(
@@ -242,23 +275,8 @@ function prepareStatements(db: Database.Database) {
       `SELECT count(*) AS count FROM staged_members s
        WHERE s.run_id = ? AND NOT EXISTS (SELECT 1 FROM snapshot_members m WHERE m.sync_id = ? AND m.member_key = s.member_key)`,
     ),
-    // The diff's keys only (`pluck`: plain strings, no row objects): a page reads thousands of them.
-    enterPage: db
-      .prepare<[string, string, string, number], string>(
-        `SELECT s.member_key FROM staged_members s
-         WHERE s.run_id = ? AND s.member_key > ?
-           AND NOT EXISTS (SELECT 1 FROM snapshot_members m WHERE m.sync_id = ? AND m.member_key = s.member_key)
-         ORDER BY s.member_key LIMIT ?`,
-      )
-      .pluck(),
-    enterRange: db
-      .prepare<[string, string, string, string, number], string>(
-        `SELECT s.member_key FROM staged_members s
-         WHERE s.run_id = ? AND s.member_key > ? AND s.member_key <= ?
-           AND NOT EXISTS (SELECT 1 FROM snapshot_members m WHERE m.sync_id = ? AND m.member_key = s.member_key)
-         ORDER BY s.member_key LIMIT ?`,
-      )
-      .pluck(),
+    enterPage: diffKeysStatement(db, 'enter', { bounded: false }),
+    enterRange: diffKeysStatement(db, 'enter', { bounded: true }),
     insertStaged: db.prepare<[string, string, string, string | null, string | null, string | null]>(
       `INSERT INTO staged_members (run_id, member_key, amplitude_id, user_id, device_id, props) VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT DO NOTHING`,
@@ -272,22 +290,8 @@ function prepareStatements(db: Database.Database) {
        WHERE m.sync_id = ? AND NOT EXISTS (SELECT 1 FROM staged_members s WHERE s.run_id = ? AND s.member_key = m.member_key)`,
     ),
 
-    leavePage: db
-      .prepare<[string, string, string, number], string>(
-        `SELECT m.member_key FROM snapshot_members m
-         WHERE m.sync_id = ? AND m.member_key > ?
-           AND NOT EXISTS (SELECT 1 FROM staged_members s WHERE s.run_id = ? AND s.member_key = m.member_key)
-         ORDER BY m.member_key LIMIT ?`,
-      )
-      .pluck(),
-    leaveRange: db
-      .prepare<[string, string, string, string, number], string>(
-        `SELECT m.member_key FROM snapshot_members m
-         WHERE m.sync_id = ? AND m.member_key > ? AND m.member_key <= ?
-           AND NOT EXISTS (SELECT 1 FROM staged_members s WHERE s.run_id = ? AND s.member_key = m.member_key)
-         ORDER BY m.member_key LIMIT ?`,
-      )
-      .pluck(),
+    leavePage: diffKeysStatement(db, 'leave', { bounded: false }),
+    leaveRange: diffKeysStatement(db, 'leave', { bounded: true }),
     planEnterPages: db.prepare<[string, number, string, string]>(
       planPagesSql(
         'enter',
