@@ -52,7 +52,6 @@ export interface BenchWorld {
   workerProcesses: ChildProcess[];
   /** CPU use of the workers, the sandboxes, the PostgreSQL server and the whole machine, sampled through the run. */
   cpu: CpuSampler;
-  store: 'sqlite' | 'postgres';
   rateCeiling: { requests: number; windowMs: number };
   /** The store's environment variables, as the workers have them. */
   storeEnv: Record<string, string>;
@@ -111,7 +110,6 @@ export async function startBenchWorld(options: BenchWorldOptions): Promise<Bench
     brazeUrl,
     workerProcesses,
     cpu,
-    store: options.store,
     rateCeiling,
     storeEnv,
     async stop() {
@@ -185,7 +183,7 @@ export function ceilingFigures(state: BrazeSandboxState, ceilingPerWindow: numbe
  * request. On a small machine the sandboxes' share is what the vendor's side took, which a real deployment does
  * not pay for; on SQLite the store's work is inside the worker's figure.
  */
-export function cpuWhileSending(cpu: CpuSampler, state: BrazeSandboxState, spans?: readonly Span[]) {
+function cpuWhileSending(cpu: CpuSampler, state: BrazeSandboxState, spans?: readonly Span[]) {
   const { windowMs } = state.trackWindows;
   const total = { seconds: 0, requests: 0, machine: 0, workers: 0, sandboxes: 0, store: 0 };
   for (const { startMs, granted } of sendingWindows(state, spans)) {
@@ -287,13 +285,16 @@ type CpuRole = 'workers' | 'sandboxes' | 'store' | 'machine';
 /** CPU seconds used so far by some processes (with their children), sampled a few times a second (Linux `/proc`). */
 export class CpuSampler {
   readonly machineCores = availableParallelism();
-  readonly measuresStore: boolean;
   private readonly samples: Array<{ atMs: number } & Record<CpuRole, number>> = [];
   private readonly timer: NodeJS.Timeout;
 
   constructor(private readonly pids: Record<Exclude<CpuRole, 'machine'>, number[]>) {
-    this.measuresStore = pids.store.length > 0;
     this.timer = setInterval(() => void this.sample(), 200);
+  }
+
+  /** On SQLite the store has no process of its own: its work is the worker's. */
+  get measuresStore(): boolean {
+    return this.pids.store.length > 0;
   }
 
   stop(): void {
@@ -363,9 +364,8 @@ export function spawnNpmScript(
 ) {
   // Run from elsewhere, the script's relative paths must still resolve inside the project.
   const script = packageJson.scripts[name].replace(' src/', ` ${PROJECT_ROOT}/src/`);
-  // Node flags go on node's own command line (a `tsx` script runs as `node --import tsx` for them).
-  const withFlags =
-    nodeFlags.length === 0 ? script : script.replace(/^tsx /, 'node --import tsx ').replace(/\bnode /, `node ${nodeFlags.join(' ')} `);
+  // Node flags go on node's own command line, right after `node`.
+  const withFlags = nodeFlags.length === 0 ? script : script.replace(/\bnode /, `node ${nodeFlags.join(' ')} `);
   const command = [withFlags, ...args].join(' ');
   const path = [join(PROJECT_ROOT, 'node_modules', '.bin'), dirname(process.execPath), process.env.PATH].join(delimiter);
   return spawn('sh', ['-c', `exec ${command}`], {

@@ -53,9 +53,6 @@ function attributeRequest(members: Member[], change: CohortChangeTarget): Cohort
         return object;
       });
       const { attributes } = await braze.track({ attributes: objects });
-      if (attributes.rejected.length === 0) {
-        return { accepted: members.map((member) => member.memberKey), rejected: [], dataPoints: pointsPerObject * members.length };
-      }
       const rejectedIndexes = new Map(attributes.rejected.map((r) => [r.index, r.reason]));
       const sent: SentChange = { accepted: [], rejected: [], dataPoints: 0 };
       members.forEach((member, index) => {
