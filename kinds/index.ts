@@ -11,6 +11,7 @@ import { registerEventStreamCommands } from './event-stream/cli.js';
 import { registerEventCommands } from './event-sync/cli.js';
 import { registerTraitCommands } from './trait-sync/cli.js';
 import { registerProfileCommands } from './profile-warmup/cli.js';
+import { registerPrivacyCommands } from './privacy/cli.js';
 
 interface Kind {
   /** Its `ampbraze` commands. */
@@ -40,6 +41,10 @@ export const KINDS: readonly Kind[] = [
   {
     registerCommands: registerProfileCommands,
     loadActivities: async () => (await import('./profile-warmup/activities.js')).createProfileWarmupActivities,
+  },
+  {
+    registerCommands: registerPrivacyCommands,
+    loadActivities: async () => (await import('./privacy/activities.js')).createPrivacyActivities,
   },
   {
     registerCommands: registerCurrentsCommands,

@@ -12,7 +12,15 @@ import { join, relative, resolve } from 'node:path';
 import { Client, Connection, WorkflowFailedError, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
-import { runDoctor, startCohortSync, startEventSync, startProfileWarmup, startTraitSync } from '../src/client.js';
+import {
+  runDoctor,
+  startCohortSync,
+  startEventSync,
+  startForgetUsers,
+  startPrivacySync,
+  startProfileWarmup,
+  startTraitSync,
+} from '../src/client.js';
 import { exportHourOf, type EventSyncInput } from '../kinds/event-sync/input.js';
 import { loadConfig, temporalConnectionOptions } from '../src/config.js';
 import { startSandboxes } from '../src/sandbox/sandboxes.js';
@@ -363,6 +371,27 @@ const scenarios: Scenario[] = [
       const handle = await startProfileWarmup(client, { list: 'recorded' }, { taskQueue, workflowId: name });
       const result = await handle.result();
       assert.deepEqual([result.members, result.fetched, result.fresh], [3, 3, 3]);
+      return firstRunOf(handle);
+    },
+  },
+  {
+    name: 'forget-users',
+    run: async (name) => {
+      // A user of the medium cohort forgotten: the workflow carries the request's id, never the user's.
+      const [member] = [...sandboxes.dataset.cohortMembers(MEDIUM_COHORT)].filter((m) => m.userId);
+      const handle = await startForgetUsers(client, context.store, { userIds: [member!.userId!] }, {}, { taskQueue, workflowId: name });
+      assert.equal((await handle.result()).done, true);
+      return firstRunOf(handle);
+    },
+  },
+  {
+    name: 'privacy-sync',
+    run: async (name) => {
+      // Amplitude's deletion job of one user, read and forgotten.
+      const [member] = [...sandboxes.dataset.cohortMembers(SMALL_COHORT)].filter((m) => m.userId);
+      await context.amplitude.requestUserDeletions({ userIds: [member!.userId!], requester: 'recorded' });
+      const handle = await startPrivacySync(client, {}, { taskQueue, workflowId: name });
+      assert.equal((await handle.result()).forgotten, 1);
       return firstRunOf(handle);
     },
   },

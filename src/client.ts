@@ -40,6 +40,10 @@ import { COHORT_ID } from './temporal/search-attributes.js';
 import type { TraitSyncInput } from '../kinds/trait-sync/input.js';
 import type { ProfileWarmupInput } from '../kinds/profile-warmup/input.js';
 import { PROFILE_WARMUP } from '../kinds/profile-warmup/kind.js';
+import { FORGET_USERS, PRIVACY_SYNC, saveErasureRequest } from '../kinds/privacy/kind.js';
+import type { ForgetUsersInput, PrivacySyncInput } from '../kinds/privacy/input.js';
+import type { forgetUsers, privacySync } from '../kinds/privacy/workflow.js';
+import type { ErasureIdentities, StateStore } from './store/store.js';
 import type { profileWarmup, ProfileWarmupProgress } from '../kinds/profile-warmup/workflow.js';
 
 export { DEFAULT_TASK_QUEUE, InvalidInputError };
@@ -125,6 +129,33 @@ export const scheduleEventSync = (
   input: EventSyncInput,
   options: Omit<ScheduleSyncOptions, 'cadence' | 'timeZone'> = {},
 ): Promise<ScheduleHandle> => scheduleSync(client, EVENT_SYNC, input, { ...options, cadence: 'hourly' });
+
+/**
+ * Erases users (GDPR/CCPA): saves who they are in the store (the one call here that needs it), then starts
+ * `forgetUsers` with the request's id alone, so no user id enters Temporal. The result reports, in counts, what was
+ * removed where; the users are suppressed from every sync and stream from then on.
+ */
+export async function startForgetUsers(
+  client: Client,
+  store: StateStore,
+  ids: Partial<ErasureIdentities>,
+  input: Omit<ForgetUsersInput, 'requestId'> = {},
+  options?: StartSyncOptions,
+): Promise<WorkflowHandleWithFirstExecutionRunId<typeof forgetUsers>> {
+  const requestId = await saveErasureRequest(store, ids);
+  return startSync(client, FORGET_USERS, { ...input, requestId }, options);
+}
+
+/** Starts a `privacySync` run: the users of Amplitude's deletion jobs forgotten, each once. */
+export const startPrivacySync = (
+  client: Client,
+  input: PrivacySyncInput = {},
+  options?: StartSyncOptions,
+): Promise<WorkflowHandleWithFirstExecutionRunId<typeof privacySync>> => startSync(client, PRIVACY_SYNC, input, options);
+
+/** The Schedule of privacy syncs (daily is plenty: Amplitude schedules its deletions 10 days ahead). */
+export const schedulePrivacySync = (client: Client, input: PrivacySyncInput, options: ScheduleSyncOptions): Promise<ScheduleHandle> =>
+  scheduleSync(client, PRIVACY_SYNC, input, options);
 
 /** A trait sync's Schedule: hourly or daily (pinned to a time), overlapping runs skipped. */
 export const scheduleTraitSync = (client: Client, input: TraitSyncInput, options: ScheduleSyncOptions): Promise<ScheduleHandle> =>

@@ -117,6 +117,11 @@ export interface AmplitudeConfig {
   activityIndexMaxAgeMs: number;
   /** The longest wait an answer of Amplitude's may impose (a `Retry-After` further ahead is cut to this). */
   maxWaitMs: number;
+  /**
+   * The key of the erased users' suppression list (`PRIVACY_HASH_KEY`); unset, one is derived from the secret key.
+   * Every worker needs the same one: set it before the Amplitude secret key is ever rotated.
+   */
+  privacyHashKey?: Secret;
 }
 
 export interface BrazeConfig {
@@ -360,6 +365,11 @@ const amplitudeVariables = z.object({
   ACTIVE_WINDOW_DAYS: wholeNumberAtLeastOne.default(90),
   EVENT_LEDGER_DAYS: wholeNumberAtLeastOne.default(30),
   ACTIVITY_INDEX_MAX_AGE: duration.prefault('6h'),
+  PRIVACY_HASH_KEY: z
+    .string()
+    .min(16, 'must be at least 16 characters (a random secret)')
+    .transform((value) => new Secret(value))
+    .optional(),
   ...vendorMaxWait,
 });
 
@@ -590,6 +600,7 @@ export function loadAmplitudeConfig(env: Env = environment()): AmplitudeConfig {
     sentEventLedgerDays: values.EVENT_LEDGER_DAYS,
     activityIndexMaxAgeMs: values.ACTIVITY_INDEX_MAX_AGE,
     maxWaitMs: values.VENDOR_MAX_WAIT,
+    ...(values.PRIVACY_HASH_KEY && { privacyHashKey: values.PRIVACY_HASH_KEY }),
   };
 }
 

@@ -24,6 +24,10 @@ export const FailureType = {
   PlanMissing: 'PlanMissing',
   /** Amplitude lists no cohort of that id for this project. */
   CohortNotFound: 'CohortNotFound',
+  /** The suppression list was hashed with another key than this worker's: it would miss every erased user. */
+  SuppressionKeyChanged: 'SuppressionKeyChanged',
+  /** An erasure request the store does not hold (done already, or never saved). */
+  ErasureRequestMissing: 'ErasureRequestMissing',
 } as const;
 
 export type FailureType = (typeof FailureType)[keyof typeof FailureType];
@@ -44,4 +48,6 @@ export const NON_RETRYABLE_FAILURES: readonly string[] = [
   FailureType.ActivityIndexStale,
   FailureType.PlanMissing,
   FailureType.CohortNotFound,
+  FailureType.SuppressionKeyChanged,
+  FailureType.ErasureRequestMissing,
 ];

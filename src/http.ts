@@ -115,6 +115,8 @@ function defaultRateLimitDelayMs(vendor: Vendor, endpoint: string): number {
   // Amplitude pauses a throttled id for 30 s on HTTP V2 and about 15 s on Batch and Identify.
   if (endpoint.endsWith(' /2/httpapi')) return 30_000;
   if (endpoint.endsWith(' /batch') || endpoint.endsWith(' /identify')) return 15_000;
+  // The User Privacy API takes about one deletion request per second.
+  if (endpoint.endsWith(' /api/2/deletions/users')) return 1_000;
   return 5_000;
 }
 

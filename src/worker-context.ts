@@ -6,6 +6,8 @@ import { hostname } from 'node:os';
 import { AmplitudeClient } from './amplitude/client.js';
 import { BrazeClient } from './braze/client.js';
 import { loadCurrentsConfig, type AmplitudeConfig, type AppConfig, type CurrentsConfig } from './config.js';
+import type { ErasureVendors } from './privacy/erasure.js';
+import { SuppressionList, suppressionKeyOf } from './privacy/suppression.js';
 import { SharedRateLimiter } from './rate-limiter.js';
 import { RequestLedger } from './request-ledger.js';
 import { openStateStore } from './store/index.js';
@@ -37,6 +39,10 @@ export interface WorkerContext {
   requestLedger: RequestLedger;
   /** Forwarding Braze Currents events to Amplitude: which API, which event types, when the backlog warns. */
   currents: CurrentsConfig;
+  /** Erased users: every sync and stream leaves them out before it stages or sends anything. */
+  suppression: SuppressionList;
+  /** The limits of Braze's `/users/delete` and Amplitude's deletion API, shared through the store by every worker. */
+  erasureVendors: ErasureVendors;
   store: StateStore;
 }
 
@@ -83,6 +89,19 @@ export async function createWorkerContext(
     brazeWorkspace: braze.workspace,
     currents: config.currents ?? loadCurrentsConfig({}),
     requestLedger: new RequestLedger(store),
+    suppression: new SuppressionList(store, suppressionKeyOf(amplitude)),
+    erasureVendors: {
+      // Braze's identity endpoints (alias, identify, merge, delete) share 20,000 requests a minute.
+      brazeDeletes: new SharedRateLimiter(store, `braze:${new URL(braze.restEndpoint).host}:/users/delete`, {
+        requests: 20_000,
+        windowMs: 60_000,
+      }),
+      // Amplitude's User Privacy API takes about one request a second.
+      amplitudeDeletions: new SharedRateLimiter(store, `amplitude:${new URL(amplitude.apiUrl).host}:/api/2/deletions/users`, {
+        requests: 1,
+        windowMs: 1_000,
+      }),
+    },
     store,
   };
 }

@@ -326,6 +326,101 @@ describe('profile, export and ingestion', () => {
   });
 });
 
+describe('User Privacy API', () => {
+  const identified = () => [...dataset.identities()].filter((user) => user.userId !== null);
+
+  test('a deletion request answers its job, which the list follows from staging to done', async () => {
+    const { sandbox, client } = await sandboxAndClient({ deletionRequestsPerSecond: 100 });
+    const [byAmplitudeId, byUserId] = identified();
+    const job = await client.requestUserDeletions({
+      amplitudeIds: [byAmplitudeId!.amplitudeId],
+      userIds: [byUserId!.userId!],
+      requester: 'dpo@example.com',
+    });
+    assert.equal(job.status, 'staging');
+    const requestedOnDay = job.amplitudeIds[0]?.requestedOnDay;
+    assert.ok(requestedOnDay);
+    assert.deepEqual(
+      job.amplitudeIds,
+      [byAmplitudeId!, byUserId!].map((user) => ({ amplitudeId: user.amplitudeId, requestedOnDay, requester: 'dpo@example.com' })),
+      'the user_id is listed as its Amplitude id, as a string',
+    );
+    const range = { startDay: requestedOnDay, endDay: job.day };
+    assert.deepEqual(await client.listDeletionJobs(range), [job]);
+    sandbox.control.advanceDeletionClock(11);
+    assert.deepEqual(await client.listDeletionJobs(range), [{ ...job, status: 'done' }]);
+    const unknownSkipped = await client.requestUserDeletions({ userIds: ['nobody-at-all'], requester: 'dpo@example.com' });
+    assert.deepEqual(unknownSkipped.amplitudeIds, [], 'ignore_invalid_id is sent');
+  });
+
+  test('Amplitude ids go out as JSON numbers; a job listing bare ids is read', async () => {
+    const bodies: unknown[] = [];
+    const recorder = createServer((req, res) => {
+      let raw = '';
+      req.on('data', (chunk: Buffer) => (raw += chunk.toString()));
+      req.on('end', () => {
+        bodies.push(JSON.parse(raw));
+        res
+          .writeHead(200, { 'content-type': 'application/json' })
+          .end('{"day":"2026-03-03","status":"staging","amplitude_ids":[356896327775]}');
+      });
+    });
+    const recorderUrl = await listen(recorder, 0, '127.0.0.1');
+    sandboxes.push({ close: () => closeServer(recorder) });
+    const client = new AmplitudeClient({
+      apiKey: API_KEY,
+      secretKey: SECRET,
+      apiUrl: recorderUrl,
+      profileApiUrl: recorderUrl,
+      ingestUrl: recorderUrl,
+    });
+    const job = await client.requestUserDeletions({ amplitudeIds: ['356896327775', '12'], requester: 'dpo@example.com' });
+    assert.deepEqual(job, { day: '2026-03-03', status: 'staging', amplitudeIds: [{ amplitudeId: '356896327775' }] });
+    await client.requestUserDeletions({ amplitudeIds: ['12', '123456789012345678901'], userIds: ['u1'], requester: 'dpo@example.com' });
+    assert.deepEqual(bodies, [
+      { amplitude_ids: [356896327775, 12], requester: 'dpo@example.com', ignore_invalid_id: true },
+      { amplitude_ids: ['12', '123456789012345678901'], user_ids: ['u1'], requester: 'dpo@example.com', ignore_invalid_id: true },
+    ]);
+  });
+
+  test('over 100 ids, no ids, and a bad, reversed or over-six-month range are refused before anything is sent', async () => {
+    const closedUrl = `http://127.0.0.1:${await freePort()}`;
+    const client = new AmplitudeClient({
+      apiKey: API_KEY,
+      secretKey: SECRET,
+      apiUrl: closedUrl,
+      profileApiUrl: closedUrl,
+      ingestUrl: closedUrl,
+    });
+    const ids = (n: number) => Array.from({ length: n }, (_, i) => String(i));
+    await assert.rejects(
+      client.requestUserDeletions({ amplitudeIds: ids(60), userIds: ids(41), requester: 'r' }),
+      /1 to 100 users in all, not 101/,
+    );
+    await assert.rejects(client.requestUserDeletions({ requester: 'r' }), /not 0/);
+    await assert.rejects(client.listDeletionJobs({ startDay: '2026-02-30', endDay: '2026-03-01' }), /as YYYY-MM-DD/);
+    await assert.rejects(client.listDeletionJobs({ startDay: '2026-03-02', endDay: '2026-03-01' }), /before the start day/);
+    await assert.rejects(client.listDeletionJobs({ startDay: '2025-08-31', endDay: '2026-03-01' }), /6 months at most/);
+    // Within the bounds, the request is sent: to a closed port here, so a network error.
+    await assert.rejects(client.listDeletionJobs({ startDay: '2025-08-31', endDay: '2026-02-28' }), RetryableVendorError);
+  });
+
+  test('a second request within the second is rate limited for 1 s; wrong credentials are non-retryable', async () => {
+    const { client } = await sandboxAndClient();
+    const request = { userIds: [identified()[0]!.userId!], requester: 'dpo@example.com' };
+    await client.requestUserDeletions(request);
+    const error = await client.requestUserDeletions(request).catch((e: unknown) => e);
+    assert.ok(error instanceof RateLimitedError, String(error));
+    assert.deepEqual([error.retryAfterMs, error.vendorMessage], [1_000, 'Too many deletion requests: at most 1 per second']);
+    const { client: wrong } = await sandboxAndClient({}, { apiKey: API_KEY, secretKey: 'wrong-secret' });
+    await assert.rejects(wrong.listDeletionJobs({ startDay: '2026-01-01', endDay: '2026-01-31' }), (e: unknown) => {
+      assert.ok(e instanceof NonRetryableVendorError && e.status === 401);
+      assert.doesNotMatch(e.message, /wrong-secret/);
+      return true;
+    });
+  });
+});
+
 describe('cohort CSV, gzip and export archive decoding (no HTTP)', () => {
   /** The text as a stream of 7-byte chunks, so quotes, tabs and line ends straddle chunk boundaries. */
   const chunked = (bytes: Buffer) =>

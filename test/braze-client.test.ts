@@ -116,6 +116,57 @@ test('export by ids batches by 50 and reports unknown ids', async () => {
   assert.equal(braze.control.requestCounts()['POST /users/export/ids'], 2);
 });
 
+test('identifyAliases merges alias profiles into known users; deleteUsers deletes by external id or alias, at most 50, for free', async () => {
+  const alias = (name: string) => ({ aliasName: name, aliasLabel: 'amplitude_id' });
+  const sent = (name: string) => ({ alias_name: name, alias_label: 'amplitude_id' });
+  await client.track({
+    attributes: [{ user_alias: sent('amp-1'), _update_existing_only: false, plan: 'anon' }],
+    events: [{ user_alias: sent('amp-1'), name: 'opened', time: '2026-01-01T00:00:00Z' }],
+  });
+  const identified = await client.identifyAliases([
+    { externalId: 'user-1', alias: alias('amp-1') },
+    { externalId: 'user-2', alias: alias('amp-unknown') },
+  ]);
+  assert.equal(identified.aliasesProcessed, 2);
+  assert.equal(identified.rateLimit?.limit, 20_000, 'the identity endpoints’ shared limit is reported');
+  const user1 = braze.control.user('user-1');
+  assert.equal(user1?.customAttributes?.get('plan'), 'anon', 'merged, not orphaned');
+  assert.equal(user1?.customEvents?.get('opened')?.count, 1);
+  assert.deepEqual(user1?.aliases, [sent('amp-1')]);
+
+  await assert.rejects(
+    client.identifyAliases(Array.from({ length: 51 }, (_, i) => ({ externalId: `user-${i}`, alias: alias(`a${i}`) }))),
+    /at most 50 users, not 51/,
+  );
+  const pointsBefore = braze.control.dataPoints().total;
+  assert.deepEqual((await client.deleteUsers({ userAliases: [alias('amp-1')] })).deleted, 1);
+  assert.equal(braze.control.user('user-1'), undefined);
+  assert.deepEqual((await client.deleteUsers({ externalIds: ['user-3', 'ghost'] })).deleted, 1);
+  assert.equal(braze.control.user('user-3'), undefined);
+  assert.equal(braze.control.dataPoints().total, pointsBefore);
+  const requests = braze.control.requestCounts()['POST /users/delete'];
+  await assert.rejects(client.deleteUsers({ externalIds: Array.from({ length: 51 }, (_, i) => `u${i}`) }), /at most 50 users, not 51/);
+  assert.equal(braze.control.requestCounts()['POST /users/delete'], requests, 'refused before it was sent');
+});
+
+test('the identity endpoints’ 429 is a RateLimitedError waiting for X-RateLimit-Reset; a missing permission is non-retryable', async () => {
+  braze.control.setRateLimit({ requests: 1, windowMs: 3_600_000 }, 'identity');
+  await client.deleteUsers({ externalIds: ['user-1'] });
+  const error = await client
+    .identifyAliases([{ externalId: 'user-2', alias: { aliasName: 'a', aliasLabel: 'l' } }])
+    .catch((e: unknown) => e);
+  assert.ok(error instanceof RateLimitedError);
+  const expectedMs = (Math.floor(Date.now() / 3_600_000) + 1) * 3_600_000 - Date.now();
+  assert.ok(Math.abs(error.retryAfterMs - expectedMs) < 1_500, `retry in ${error.retryAfterMs} ms, window ends in ${expectedMs} ms`);
+  assert.equal(error.endpoint, 'POST /users/identify');
+  const trackOnly = new BrazeClient({ restEndpoint: braze.url, apiKey: 'no-export' });
+  await assert.rejects(
+    trackOnly.deleteUsers({ externalIds: ['user-2'] }),
+    (e: unknown) => e instanceof NonRetryableVendorError && e.status === 403 && /Access Denied/.test(e.message),
+  );
+  assert.ok(braze.control.user('user-2'));
+});
+
 test('partner cohorts: create, change members, split at 1,000 ids, 401 without echoing keys, 423 retryable', async () => {
   await client.createOrRenamePartnerCohort({ cohortId: 'c1', name: 'Power users', createdAt: '2026-01-01T00:00:00Z' });
   await client.updatePartnerCohortUsers({ cohortId: 'c1', changes: [{ userIds: ['user-1', 'user-2'], shouldRemove: false }] });

@@ -614,6 +614,134 @@ describe('Amplitude sandbox: Identify API', () => {
   });
 });
 
+describe('Amplitude sandbox: User Privacy API', () => {
+  const DAY_MS = 86_400_000;
+  const requestDeletion = (sandbox: AmplitudeSandbox, body: unknown) =>
+    api(sandbox, '/api/2/deletions/users', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const listJobs = async (sandbox: AmplitudeSandbox, startDay: string, endDay: string) => {
+    const response = await api(sandbox, `/api/2/deletions/users?start_day=${startDay}&end_day=${endDay}`);
+    assert.equal(response.status, 200);
+    return (await response.json()) as Array<{ day: string; status: string; amplitude_ids: unknown[] }>;
+  };
+  const advance = (sandbox: AmplitudeSandbox, days: number) => postJson(sandbox, '/_sandbox/deletions/advance', { days });
+  const errorOf = async (response: Response) => ((await response.json()) as { error: { message: string } }).error.message;
+  const profileOf = async (sandbox: AmplitudeSandbox, userId: string) =>
+    (await (await profile(sandbox, `user_id=${userId}&get_amp_props=true`)).json()) as {
+      userData?: { amp_props: unknown };
+      error?: string;
+    };
+  const dayAfter = (day: string, days: number) => new Date(Date.parse(day) + days * DAY_MS).toISOString().slice(0, 10);
+
+  test('a request joins the job of its day, 10 days out, listed by Amplitude id; staging → submitted → done', async () => {
+    const sandbox = await startSandbox({ deletionRequestsPerSecond: 100 });
+    const [byAmplitudeId, byUserId] = [...sandbox.control.dataset.identities()].filter((user) => user.userId !== null);
+    assert.ok(byAmplitudeId && byUserId?.userId);
+    const response = await requestDeletion(sandbox, {
+      amplitude_ids: [Number(byAmplitudeId.amplitudeId)],
+      user_ids: [byUserId.userId],
+      requester: 'dpo@example.com',
+      ignore_invalid_id: true,
+    });
+    assert.equal(response.status, 200);
+    const job = (await response.json()) as { day: string; amplitude_ids: Array<{ requested_on_day: string }> };
+    const requestedOn = job.amplitude_ids[0]!.requested_on_day;
+    const entry = (user: { amplitudeId: string }) => ({
+      amplitude_id: Number(user.amplitudeId),
+      requested_on_day: requestedOn,
+      requester: 'dpo@example.com',
+    });
+    assert.deepEqual(job, {
+      amplitude_ids: [entry(byAmplitudeId), entry(byUserId)],
+      day: dayAfter(requestedOn, 10),
+      status: 'staging',
+      user_ids: [byUserId.userId],
+    });
+    const again = await requestDeletion(sandbox, { user_ids: [byUserId.userId], requester: 'someone-else@example.com' });
+    assert.equal(((await again.json()) as { day: string }).day, job.day, 'a request of the same day joins the same job');
+
+    const listed = { amplitude_ids: [entry(byAmplitudeId), entry(byUserId)], day: job.day };
+    assert.deepEqual(await listJobs(sandbox, requestedOn, job.day), [{ ...listed, status: 'staging' }]);
+    assert.deepEqual(await listJobs(sandbox, dayAfter(job.day, 1), dayAfter(job.day, 30)), [], 'jobs of other days are not listed');
+    assert.equal((await advance(sandbox, 7)).status, 200);
+    assert.deepEqual(await listJobs(sandbox, requestedOn, job.day), [{ ...listed, status: 'submitted' }], 'three days before its day');
+    assert.ok((await profileOf(sandbox, byUserId.userId)).userData, 'the user is still there');
+    const state = (await (await advance(sandbox, 4)).json()) as { today: string; jobs: Array<{ status: string }> };
+    assert.equal(state.today, dayAfter(requestedOn, 11));
+    assert.deepEqual(await listJobs(sandbox, requestedOn, job.day), [{ ...listed, status: 'done' }], 'once its day is over');
+    assert.equal((await profileOf(sandbox, byUserId.userId)).error, 'User id and device id not seen before');
+    const sandboxState = (await (await fetch(`${sandbox.url}/_sandbox/state`)).json()) as { deletions: { jobs: unknown[] } };
+    assert.deepEqual(sandboxState.deletions.jobs, [{ ...listed, status: 'done' }]);
+  });
+
+  test('400 without ids, over 100 ids, for unknown ids unless ignored, and for a bad, reversed or over-six-month range', async () => {
+    const sandbox = await startSandbox({ deletionRequestsPerSecond: 100 });
+    const noIds = await requestDeletion(sandbox, { requester: 'dpo@example.com' });
+    assert.deepEqual([noIds.status, await errorOf(noIds)], [400, 'Request must include amplitude_ids or user_ids']);
+    const userIds = Array.from({ length: 60 }, (_, i) => `user-${String(i).padStart(6, '0')}`);
+    const amplitudeIds = Array.from({ length: 41 }, (_, i) => Number(sandbox.control.dataset.identity(i).amplitudeId));
+    const tooMany = await requestDeletion(sandbox, { user_ids: userIds, amplitude_ids: amplitudeIds });
+    assert.equal(tooMany.status, 400);
+    assert.match(await errorOf(tooMany), /101 given, at most 100 amplitude_ids and user_ids in all/);
+    const justEnough = await requestDeletion(sandbox, { user_ids: userIds, amplitude_ids: amplitudeIds.slice(1), ignore_invalid_id: true });
+    assert.equal(justEnough.status, 200);
+
+    const unknown = await requestDeletion(sandbox, { user_ids: ['nobody-here'], amplitude_ids: [42] });
+    assert.deepEqual([unknown.status, await errorOf(unknown)], [400, 'Invalid ids (users not in this project): 42, nobody-here']);
+    const ignored = await requestDeletion(sandbox, { user_ids: ['nobody-here'], amplitude_ids: [42], ignore_invalid_id: 'True' });
+    assert.deepEqual(((await ignored.json()) as { amplitude_ids: unknown[] }).amplitude_ids, []);
+    assert.equal((await requestDeletion(sandbox, { amplitude_ids: ['not-a-number'] })).status, 400);
+
+    const range = (start: string, end: string) => api(sandbox, `/api/2/deletions/users?start_day=${start}&end_day=${end}`);
+    for (const [start, end, message] of [
+      ['2026-1-01', '2026-02-01', 'start_day and end_day are required, as YYYY-MM-DD'],
+      ['2026-02-30', '2026-03-01', 'start_day and end_day are required, as YYYY-MM-DD'],
+      ['2026-03-02', '2026-03-01', 'end_day must not be before start_day'],
+      ['2025-08-31', '2026-03-01', 'The time range cannot exceed six months'],
+    ] as const) {
+      const response = await range(start, end);
+      assert.deepEqual([response.status, await errorOf(response)], [400, message], `${start} to ${end}`);
+    }
+    assert.equal((await range('2025-08-31', '2026-02-28')).status, 200, 'six months from 31 August end on the last day of February');
+    assert.equal((await api(sandbox, '/api/2/deletions/users?start_day=2026-01-01')).status, 400);
+  });
+
+  test('more than one deletion request a second is 429; listing is not limited', async () => {
+    const sandbox = await startSandbox();
+    const userId = [...sandbox.control.dataset.identities()].find((user) => user.userId !== null)!.userId;
+    assert.equal((await requestDeletion(sandbox, { user_ids: [userId] })).status, 200);
+    const refused = await requestDeletion(sandbox, { user_ids: [userId] });
+    assert.deepEqual([refused.status, await errorOf(refused)], [429, 'Too many deletion requests: at most 1 per second']);
+    const today = new Date().toISOString().slice(0, 10);
+    for (let i = 0; i < 3; i++) assert.ok(await listJobs(sandbox, today, dayAfter(today, 30)));
+  });
+
+  test("a deleted user's new events are still accepted: a new user, with a new Amplitude id", async () => {
+    const sandbox = await startSandbox({ deletionRequestsPerSecond: 100 });
+    const user = [...sandbox.control.dataset.identities()].find((candidate) => candidate.userId !== null)!;
+    const send = (insertId: string) =>
+      postJson(sandbox, '/2/httpapi', {
+        api_key: API_KEY,
+        events: [{ event_type: 'Song Played', user_id: user.userId, insert_id: insertId }],
+      });
+    const amplitudeIdOf = (insertId: string) => {
+      const ingested = sandbox.control.ingestedEvents().find((e) => e.event.insert_id === insertId)!;
+      const hour = Math.floor(ingested.receivedAt / HOUR_MS) * HOUR_MS;
+      return [...sandbox.control.exportedEvents(hour)].find((line) => line.$insert_id === insertId)?.amplitude_id;
+    };
+    assert.equal((await send('before-deletion')).status, 200);
+    assert.equal(amplitudeIdOf('before-deletion'), Number(user.amplitudeId));
+    assert.equal((await requestDeletion(sandbox, { user_ids: [user.userId] })).status, 200);
+    sandbox.control.advanceDeletionClock(11);
+    assert.equal(sandbox.control.deletionJobs()[0]?.status, 'done');
+
+    assert.equal((await send('after-deletion')).status, 200);
+    const newId = amplitudeIdOf('after-deletion');
+    assert.ok(newId !== undefined && newId >= sandbox.control.dataset.firstUnusedAmplitudeId, `a new Amplitude id, not ${newId}`);
+    assert.deepEqual((await profileOf(sandbox, user.userId!)).userData?.amp_props, {}, 'none of the deleted user’s properties');
+    assert.equal((await requestDeletion(sandbox, { amplitude_ids: [Number(user.amplitudeId)] })).status, 400, 'the old id names nobody');
+  });
+});
+
 describe('Amplitude sandbox: fault injection and control', () => {
   test('server errors and 429 bursts are injected, reproducibly for a seed', async () => {
     const statusesOf = async (sandbox: AmplitudeSandbox) => {

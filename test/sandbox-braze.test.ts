@@ -359,7 +359,7 @@ describe('identity endpoints', () => {
     );
   });
 
-  test('identify merges exclusive fields into the known user, or gives the alias the external_id; same label → no merge', async () => {
+  test('identify with "merge" merges exclusive fields into the known user, or gives the alias the external_id; same label → no merge', async () => {
     const alias = (name: string) => ({ alias_name: name, alias_label: 'amplitude_id' });
     await track({
       attributes: [
@@ -376,6 +376,7 @@ describe('identity endpoints', () => {
         { external_id: 'brand-new', user_alias: alias('a2') },
         { external_id: 'known-2', user_alias: alias('a3') },
       ],
+      merge_behavior: 'merge',
     });
     assert.equal(response.status, 201);
     assert.deepEqual(attributesOf('known-1'), { plan: 'known-plan', only_on_alias: true });
@@ -385,6 +386,115 @@ describe('identity endpoints', () => {
     );
     assert.equal(attributesOf('brand-new').x, 1);
     assert.equal(attributesOf('known-2').y, undefined, 'known-2 already has an amplitude_id alias');
+  });
+
+  test('identify with "merge" moves events and purchases too, and costs nothing; "none" (the default) orphans them', async () => {
+    const alias = (name: string) => ({ alias_name: name, alias_label: 'amplitude_id' });
+    await track({
+      attributes: [
+        { user_alias: alias('merged'), _update_existing_only: false, plan: 'anon-plan', first_name: 'Ada' },
+        { user_alias: alias('orphaned'), _update_existing_only: false, plan: 'lost' },
+      ],
+      events: [
+        { user_alias: alias('merged'), name: 'opened', time: TIME },
+        { user_alias: alias('orphaned'), name: 'opened', time: TIME },
+      ],
+      purchases: [{ user_alias: alias('merged'), product_id: 'book', currency: 'EUR', price: 5, time: TIME }],
+    });
+    await track({ events: [{ external_id: 'known-1', name: 'opened', time: '2026-02-01T00:00:00.000Z' }] });
+    const pointsBefore = braze.control.dataPoints();
+
+    const merged = await post('/users/identify', {
+      aliases_to_identify: [{ external_id: 'known-1', user_alias: alias('merged') }],
+      merge_behavior: 'merge',
+    });
+    assert.deepEqual([merged.status, merged.body.aliases_processed], [201, 1]);
+    const known1 = braze.control.user('known-1');
+    assert.deepEqual(attributesOf('known-1'), { plan: 'anon-plan' });
+    assert.equal(known1?.standardAttributes?.get('first_name'), 'Ada');
+    assert.deepEqual(known1?.customEvents?.get('opened'), { first: TIME, last: '2026-02-01T00:00:00.000Z', count: 2 });
+    assert.deepEqual(known1?.purchases?.get('book'), { first: TIME, last: TIME, count: 1 });
+    assert.deepEqual(known1?.aliases, [alias('merged')]);
+
+    const kept = await post('/users/identify', { aliases_to_identify: [{ external_id: 'known-2', user_alias: alias('orphaned') }] });
+    assert.equal(kept.status, 201);
+    assert.deepEqual(braze.control.user('known-2')?.aliases, [alias('orphaned')], 'the alias moves to the identified user');
+    assert.deepEqual(attributesOf('known-2'), {});
+    assert.equal(braze.control.user('known-2')?.customEvents, undefined);
+    assert.equal(
+      [...braze.control.users()].filter((profile) => !profile.identified && profile.aliases.length > 0).length,
+      0,
+      'both alias-only profiles are gone',
+    );
+    assert.deepEqual(braze.control.dataPoints(), pointsBefore);
+
+    const wrong = await post('/users/identify', {
+      aliases_to_identify: [{ external_id: 'known-3', user_alias: alias('x') }],
+      merge_behavior: 'all',
+    });
+    assert.deepEqual([wrong.status, wrong.body.message], [400, "'merge_behavior' must be 'none' or 'merge'"]);
+    assert.equal((await post('/users/identify', {})).status, 400, 'aliases_to_identify is required');
+    const tooMany = Array.from({ length: 51 }, (_, i) => ({ external_id: `e${i}`, user_alias: alias(`n${i}`) }));
+    assert.equal((await post('/users/identify', { aliases_to_identify: tooMany })).status, 400);
+  });
+
+  test('delete by external ids or aliases: at most 50, the profiles are gone, no data points', async () => {
+    await post('/users/alias/new', { user_aliases: [{ external_id: 'known-2', alias_name: 'amp-2', alias_label: 'amplitude_id' }] });
+    await track({ attributes: [{ external_id: 'known-1', plan: 'gold' }] });
+    const pointsBefore = braze.control.dataPoints();
+    const tooMany = await post('/users/delete', { external_ids: Array.from({ length: 51 }, (_, i) => `u${i}`) });
+    assert.deepEqual([tooMany.status, tooMany.body.message], [400, 'A maximum of 50 external_ids may be provided per request']);
+    assert.ok(braze.control.user('known-1'));
+    const byAlias = await post('/users/delete', { user_aliases: [{ alias_name: 'amp-2', alias_label: 'amplitude_id' }] });
+    assert.deepEqual([byAlias.status, byAlias.body.deleted], [201, 1]);
+    assert.equal(braze.control.user('known-2'), undefined);
+    const byExternalId = await post('/users/delete', { external_ids: ['known-1'] });
+    assert.equal(byExternalId.body.deleted, 1);
+    assert.deepEqual((await post('/users/export/ids', { external_ids: ['known-1'] })).body.invalid_user_ids, ['known-1']);
+    assert.deepEqual(braze.control.dataPoints(), pointsBefore);
+  });
+
+  test('alias/new, identify, merge and delete share one limit, with X-RateLimit headers; /users/track has its own', async () => {
+    const first = await post('/users/delete', { external_ids: ['missing'] });
+    assert.equal(first.headers.get('x-ratelimit-limit'), '20000', 'Braze’s 20,000 requests per minute by default');
+    // An hour-long window, so the requests below cannot straddle two.
+    const set = await fetch(`${braze.url}/_sandbox/rate-limit/identity`, {
+      method: 'POST',
+      body: JSON.stringify({ requests: 3, windowMs: 3_600_000 }),
+    });
+    assert.equal(set.status, 200);
+    const responses = [
+      await post('/users/alias/new', { user_aliases: [{ alias_name: 'n', alias_label: 'l' }] }),
+      await post('/users/identify', {
+        aliases_to_identify: [{ external_id: 'known-1', user_alias: { alias_name: 'n', alias_label: 'l' } }],
+      }),
+      await post('/users/merge', { merge_updates: [] }),
+      await post('/users/delete', { external_ids: ['known-1'] }),
+    ];
+    assert.deepEqual(
+      responses.map((r) => r.status),
+      [201, 201, 202, 429],
+    );
+    assert.deepEqual(
+      responses.map((r) => [r.headers.get('x-ratelimit-limit'), r.headers.get('x-ratelimit-remaining')]),
+      [
+        ['3', '2'],
+        ['3', '1'],
+        ['3', '0'],
+        ['3', '0'],
+      ],
+    );
+    const resetMs = Number(responses[3]!.headers.get('x-ratelimit-reset')) * 1000;
+    assert.ok(resetMs > Date.now() && resetMs <= Date.now() + 3_600_000);
+    assert.ok(braze.control.user('known-1'), 'the refused delete deleted nothing');
+    const { identityWindows } = (await getJson('/_sandbox/state')) as { identityWindows: { granted: number[]; rejected: number[] } };
+    assert.deepEqual([identityWindows.granted, identityWindows.rejected], [[3], [1]], 'the window since the limit was set');
+    const tracked = await track({ attributes: [{ external_id: 'known-1', plan: 'gold' }] });
+    assert.deepEqual([tracked.status, tracked.headers.get('x-ratelimit-limit')], [201, '3000']);
+    assert.equal((await post('/users/export/ids', { external_ids: ['known-1'] })).status, 201, 'export is outside that limit');
+    assert.equal((await fetch(`${braze.url}/_sandbox/rate-limit/nothing`, { method: 'POST', body: '{}' })).status, 404);
+    braze.control.reset();
+    assert.equal((await post('/users/delete', { external_ids: ['missing'] })).headers.get('x-ratelimit-limit'), '20000');
   });
 
   test('merge (202) folds one user into another; delete removes users and is free', async () => {

@@ -6,3 +6,4 @@ export { currentsForward } from '../kinds/currents-forward/workflow.js';
 export { cohortStream } from '../kinds/cohort-stream/workflow.js';
 export { eventStream } from '../kinds/event-stream/workflow.js';
 export { profileWarmup } from '../kinds/profile-warmup/workflow.js';
+export { forgetUsers, privacySync } from '../kinds/privacy/workflow.js';

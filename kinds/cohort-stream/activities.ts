@@ -16,7 +16,8 @@ import { MAX_ROWS_PER_TRANSACTION, type MembershipMark, type SpooledDeadLetter, 
 import type { WorkerContext } from '../../src/worker-context.js';
 import type { ChangeKind, CohortTarget } from '../cohort-sync/activity-types.js';
 import { applyPage, lastSyncedSourceVersion, type PageBudgets, type PageOutcome } from '../../activities/engine.js';
-import { streamBacklog, type StreamBacklog } from '../../activities/ingress-backlog.js';
+import { streamBacklog, withoutSuppressedItems, type StreamBacklog } from '../../activities/ingress-backlog.js';
+import { subjectIdsOfJson } from '../../src/privacy/suppression.js';
 import { claimLease, type RunRef } from '../../activities/sync-lease.js';
 
 /** The real-time promise is seconds: a change waiting longer than this is a warning (progress, doctor). */
@@ -82,8 +83,15 @@ export function createCohortStreamActivities(context: WorkerContext) {
       const lease = await claimLease(store, run, 'round');
       if (!lease.held) return { ...round, status: 'busy', runInProgress: lease.runInProgress, backlog: await backlogOf(input) };
       try {
-        const items = await store.pendingIngress(stream, { nowMs: Date.now(), limit: input.maxChanges });
-        round.read = items.length;
+        const pending = await store.pendingIngress(stream, { nowMs: Date.now(), limit: input.maxChanges });
+        round.read = pending.length;
+        const items = await withoutSuppressedItems(
+          context,
+          stream,
+          pending,
+          (item) => subjectIdsOfJson(item.body),
+          () => round.suppressed++,
+        );
         const { changes: readable, letters } = readChanges(items);
         await store.deadLetterIngress(stream, letters, Date.now());
         round.deadLettered = letters.length;

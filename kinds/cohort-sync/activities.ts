@@ -11,6 +11,7 @@ import {
   type MemberResolution,
 } from '../../src/cohort/identifiers.js';
 import { cohortPageRequests } from './braze-changes.js';
+import type { SubjectIds } from '../../src/privacy/suppression.js';
 import { RateLimitedError } from '../../src/errors.js';
 import type { AmplitudeDeviceId, MemberFailure, StagedMember } from '../../src/store/store.js';
 import type { WorkerContext } from '../../src/worker-context.js';
@@ -67,6 +68,14 @@ export function createCohortSyncActivities(context: WorkerContext) {
       place(member, deviceId === undefined ? { needsDeviceId: true } : resolveMember({ ...member, deviceId }, options));
     }
     return { staged, skipped };
+  }
+
+  /** Members whose user is erased are left out, recorded as skipped under the hash that matched (never an id). */
+  async function withoutSuppressed<T>(members: readonly T[], idsOf: (member: T) => SubjectIds, erased: MemberFailure[]): Promise<T[]> {
+    const suppressed = await context.suppression.check(members, idsOf);
+    if (suppressed.size === 0) return [...members];
+    for (const { reason, idHash } of suppressed.values()) erased.push(skipped(`erased:${idHash}`, reason));
+    return members.filter((member) => !suppressed.has(member));
   }
 
   /** Device ids known from earlier lookups, plus as many new lookups as the shared User Activity limit grants now. */
@@ -155,9 +164,12 @@ export function createCohortSyncActivities(context: WorkerContext) {
       let committedRows = resumedFromRow;
       let chunk: CohortMemberIds[] = [];
       const flush = async () => {
-        const { staged, skipped } = await resolveChunk(chunk, input);
+        const erased: MemberFailure[] = [];
+        const resolved = await resolveChunk(await withoutSuppressed(chunk, (member) => member, erased), input);
+        // A member addressed by device is checked by it too, once it is looked up.
+        const staged = await withoutSuppressed(resolved.staged, (member) => ({ deviceId: deviceIdOf(member.memberKey) }), erased);
         await keepLease(store, input.run);
-        await store.recordFailures(runId, skipped);
+        await store.recordFailures(runId, [...resolved.skipped, ...erased]);
         await store.stageChunk(runId, staged, { rowsConsumed: row, bytesConsumed: 0 });
         committedRows = row;
         chunk = [];
@@ -217,6 +229,11 @@ export function createCohortSyncActivities(context: WorkerContext) {
 }
 
 export type CohortSyncActivities = ReturnType<typeof createCohortSyncActivities>;
+
+function deviceIdOf(memberKey: string): string | undefined {
+  const address = addressOf(memberKey);
+  return address.kind === 'device_id' ? address.deviceId : undefined;
+}
 
 function skip(member: CohortMemberIds, reason: string): MemberFailure {
   return skipped(`amplitude_id:${member.amplitudeId}`, reason);

@@ -6,11 +6,18 @@
  */
 import { Context } from '@temporalio/activity';
 import type { AmplitudeEvent } from '../../src/amplitude/schemas.js';
-import { amplitudeEventOf, CURRENTS_STREAM, currentsEventSchema, isForwarded } from '../../src/currents/amplitude-events.js';
+import {
+  amplitudeEventOf,
+  amplitudeUserOf,
+  CURRENTS_STREAM,
+  currentsEventSchema,
+  isForwarded,
+} from '../../src/currents/amplitude-events.js';
+import { subjectIdsOfJson } from '../../src/privacy/suppression.js';
 import { describeIssues } from '../../src/ingress/doors.js';
 import type { SpooledDeadLetter, SpooledItem } from '../../src/store/store.js';
 import type { WorkerContext } from '../../src/worker-context.js';
-import { streamBacklog, type StreamBacklog } from '../../activities/ingress-backlog.js';
+import { streamBacklog, withoutSuppressedItems, type StreamBacklog } from '../../activities/ingress-backlog.js';
 
 /** Forwarded events are remembered as long as Amplitude drops a repeated insert_id, so a redelivery stops at the door. */
 const FORWARDED_HORIZON_MS = 7 * 86_400_000;
@@ -46,14 +53,22 @@ export function createCurrentsActivities(context: WorkerContext) {
   return {
     /** Forwards up to `maxEvents` of the oldest spooled events (none of a throttled user or device) in one request. */
     forwardCurrents: async (input: { maxEvents: number }): Promise<ForwardedBatch> => {
-      const spooled = takeInOrder(await store.pendingIngress(CURRENTS_STREAM, { nowMs: Date.now(), limit: input.maxEvents }));
+      const pending = takeInOrder(await store.pendingIngress(CURRENTS_STREAM, { nowMs: Date.now(), limit: input.maxEvents }));
       const round: Omit<ForwardedBatch, 'backlog'> = {
-        read: spooled.length,
+        read: pending.length,
         forwarded: 0,
         skipReasons: {},
         deadLetterReasons: {},
         deferred: 0,
       };
+      // Braze's events about an erased user must not bring them back into Amplitude either.
+      const spooled = await withoutSuppressedItems(
+        context,
+        CURRENTS_STREAM,
+        pending,
+        (item) => subjectIdsOfJson(amplitudeUserOf(item.body)),
+        (reason) => count(round.skipReasons, reason),
+      );
       const done: number[] = [];
       const letters: SpooledDeadLetter[] = [];
       const deadLetter = (item: SpooledItem, reason: string) => {

@@ -8,20 +8,29 @@
  */
 import { activityInfo, Context, heartbeat } from '@temporalio/activity';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { activityOf, amplitudeTimeMs, decide, userKeyOf } from '../../src/events/amplitude-events.js';
+import { activityOf, amplitudeIdentitiesOf, amplitudeTimeMs, decide, userKeyOf } from '../../src/events/amplitude-events.js';
+import { subjectIdsOfJson } from '../../src/privacy/suppression.js';
 import { describeIssues } from '../../src/ingress/doors.js';
 import { durationMs } from '../../src/sync-input.js';
-import type { EventClaim, JsonObject, SpooledDeadLetter, SpooledItem, StagedEvent, UserActivity } from '../../src/store/store.js';
+import type {
+  AmplitudeIdentity,
+  EventClaim,
+  JsonObject,
+  SpooledDeadLetter,
+  SpooledItem,
+  StagedEvent,
+  UserActivity,
+} from '../../src/store/store.js';
 import { coalesce } from '../../src/request-ledger.js';
 import type { WorkerContext } from '../../src/worker-context.js';
 import { applyPage, type PageBudgets, type PageOutcome } from '../../activities/engine.js';
-import { streamBacklog, type StreamBacklog } from '../../activities/ingress-backlog.js';
+import { streamBacklog, withoutSuppressedItems, type StreamBacklog } from '../../activities/ingress-backlog.js';
 import type { RunRef } from '../../activities/sync-lease.js';
 import { eventPageRequests } from '../event-sync/braze-events.js';
 import { acceptedSnapshot, externalIdOf, traitPageRequests } from '../trait-sync/braze-attributes.js';
 import { REALTIME_TRAITS_PREFIX } from '../trait-sync/input.js';
 import { activityAfter, attributeWrites, offerUpdate, realtimeSelections, type PropertyUpdate } from './user-updates.js';
-import { noEventStreamCounts, type EventStreamCounts } from './counts.js';
+import { noEventStreamCounts, skipIn, type EventStreamCounts } from './counts.js';
 import { isEvent, streamedEventSchema, streamedUserSchema } from './door.js';
 import { EVENT_STREAM_KIND, eventStreamSettingsSchema, eventStreamSpool, selectionOf, type EventStreamSettings } from './input.js';
 
@@ -65,10 +74,8 @@ export function createEventStreamActivities(context: WorkerContext) {
     const letters: SpooledDeadLetter[] = [];
     const updates = new Map<string, PropertyUpdate>();
     const events: Array<StagedEvent & { timeMs: number }> = [];
-    const skip = (reason: string) => {
-      counts.skipped += 1;
-      counts.skipReasons[reason] = (counts.skipReasons[reason] ?? 0) + 1;
-    };
+    const skip = (reason: string) => skipIn(counts, reason);
+    const identities: AmplitudeIdentity[] = [];
     for (const item of items) {
       if (!isEvent(item.body)) {
         // The door spools only what passed these schemas; an item written by an older receiver may not (nor block).
@@ -89,6 +96,7 @@ export function createEventStreamActivities(context: WorkerContext) {
         continue;
       }
       const event = parsed.data;
+      identities.push(...amplitudeIdentitiesOf(event, item.receivedAtMs));
       const seen = activityOf(event);
       if (seen) offerUpdate(updates, { userKey: seen.userKey, timeMs: seen.lastEventMs, properties: seen.properties, partial: false });
       const decision = decide(event, selection);
@@ -121,6 +129,7 @@ export function createEventStreamActivities(context: WorkerContext) {
     const attributes = await writeAttributes(input, `stream:${items[0]!.seq}:attributes|`, activity);
     if (attributes.status === 'over_budget') return attributes;
     await store.recordActivity(activity);
+    await store.recordAmplitudeIdentities(identities);
     await store.deadLetterIngress(spool, letters, Date.now());
     await store.completeIngress(
       spool,
@@ -219,7 +228,13 @@ export function createEventStreamActivities(context: WorkerContext) {
         heartbeat();
         // Read each time: a change (the `configure` update) applies from the next batch, also to a drain still running.
         const settings = await savedSettings(input.name);
-        const items = await store.pendingIngress(spool, { nowMs: Date.now(), limit: settings.batchSize });
+        const items = await withoutSuppressedItems(
+          context,
+          spool,
+          await store.pendingIngress(spool, { nowMs: Date.now(), limit: settings.batchSize }),
+          (item) => subjectIdsOfJson(item.body),
+          (reason) => skipIn(counts, reason),
+        );
         if (items.length === 0) {
           if (Date.now() - emptySince >= IDLE_AFTER_MS) return { status: 'idle', ...counts, backlog: await backlogOf(input.name) };
           await sleep(POLL_EMPTY_MS, undefined, { signal });

@@ -56,3 +56,9 @@ export function addEventStreamCounts(totals: EventStreamCounts, more: EventStrea
   for (const key of SUMMED) totals[key] += more[key];
   for (const [reason, n] of Object.entries(more.skipReasons)) totals.skipReasons[reason] = (totals.skipReasons[reason] ?? 0) + n;
 }
+
+/** Counts an item not sent on purpose, by its reason. */
+export function skipIn(counts: EventStreamCounts, reason: string): void {
+  counts.skipped += 1;
+  counts.skipReasons[reason] = (counts.skipReasons[reason] ?? 0) + 1;
+}

@@ -5,12 +5,19 @@
  */
 import { FailureType } from '../../src/failure-types.js';
 import { activityInfo, ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
-import { activityOf, decide } from '../../src/events/amplitude-events.js';
+import { activityOf, amplitudeIdentitiesOf, decide } from '../../src/events/amplitude-events.js';
+import { subjectIdsOfJson, withSuppression } from '../../src/privacy/suppression.js';
 import { eventPageRequests, type EventLedger } from './braze-events.js';
 import { exportHourStart, EVENT_SYNC_KIND } from './input.js';
 import { NonRetryableVendorError, RetryableVendorError } from '../../src/errors.js';
 import { coalesce } from '../../src/request-ledger.js';
-import { MAX_ROWS_PER_TRANSACTION, type EventClaim, type StagedEvent, type UserActivity } from '../../src/store/store.js';
+import {
+  MAX_ROWS_PER_TRANSACTION,
+  type AmplitudeIdentity,
+  type EventClaim,
+  type StagedEvent,
+  type UserActivity,
+} from '../../src/store/store.js';
 import type { WorkerContext } from '../../src/worker-context.js';
 import { applyPage, closeRun, readPlannedPage, throttledHeartbeat, type PageOutcome, type RunFailures } from '../../activities/engine.js';
 import type {
@@ -100,10 +107,12 @@ export function createEventSyncActivities(context: WorkerContext) {
       let committedLine = resumedFromLine;
       let events: StagedEvent[] = [];
       let activity = new Map<string, UserActivity>();
+      let identities: AmplitudeIdentity[] = [];
       const commit = async () => {
         // An attempt Temporal gave up on (a timeout, a cancelled run) stops here rather than racing its retry.
         Context.current().cancellationSignal.throwIfAborted();
         await keepLease(store, run);
+        await store.recordAmplitudeIdentities(identities);
         await store.stageEvents(
           run.runId,
           { events, activity: [...activity.values()] },
@@ -112,23 +121,32 @@ export function createEventSyncActivities(context: WorkerContext) {
         committedLine = ingested.events;
         events = [];
         activity = new Map();
+        identities = [];
       };
+      const skip = (reason: string) => (ingested.skipReasons[reason] = (ingested.skipReasons[reason] ?? 0) + 1);
 
       // The archive downloads whole before its first line: heartbeats keep flowing meanwhile.
-      for await (const event of exportOfHour(hourStart, hour, () => heartbeatNow({ committedLine }))) {
+      const hourEvents = exportOfHour(hourStart, hour, () => heartbeatNow({ committedLine }));
+      // An erased user's events are neither activity nor sent: counted by reason, every line still numbered.
+      for await (const [event, suppressed] of withSuppression(context.suppression, hourEvents, subjectIdsOfJson)) {
         const line = ++ingested.events;
         // A stalled download stops the heartbeats, so the attempt times out and a retry resumes after committedLine.
         heartbeatNow({ committedLine });
+        if (suppressed) {
+          skip(suppressed.reason);
+          continue;
+        }
         const decision = decide(event, selection);
         if (decision.forward) {
           ingested.staged += 1;
           addCounts(ingested.droppedProperties, decision.droppedProperties);
         } else if (decision.skipReason !== undefined) {
-          ingested.skipReasons[decision.skipReason] = (ingested.skipReasons[decision.skipReason] ?? 0) + 1;
+          skip(decision.skipReason);
         }
         const seen = activityOf(event);
         if (seen) users.add(seen.userKey);
         if (line <= resumedFromLine) continue;
+        identities.push(...amplitudeIdentitiesOf(event, seen?.lastEventMs ?? Date.now()));
         if (decision.forward) events.push({ eventKey: decision.eventKey, body: decision.body });
         const latest = seen && activity.get(seen.userKey);
         if (seen && !(latest && latest.lastEventMs >= seen.lastEventMs)) activity.set(seen.userKey, seen);
@@ -177,13 +195,14 @@ export function createEventSyncActivities(context: WorkerContext) {
 
     /**
      * Keeps the store bounded: users last active before the window leave the activity index (with their
-     * properties), and the sent-event ledger forgets events past its horizon; a bounded batch per transaction.
+     * properties and the Amplitude ids seen with them), and the sent-event ledger forgets events past its horizon; a bounded batch per transaction.
      */
     pruneEventStore: async (): Promise<PrunedStore> => {
       const now = Date.now();
-      const usersPruned = await inBatches(() =>
-        store.pruneInactiveUsers(now - context.activeWindowDays * DAY_MS, MAX_ROWS_PER_TRANSACTION),
-      );
+      const activeSinceMs = now - context.activeWindowDays * DAY_MS;
+      const usersPruned = await inBatches(() => store.pruneInactiveUsers(activeSinceMs, MAX_ROWS_PER_TRANSACTION));
+      // The Amplitude ids seen with users are kept for the same window (erasures map Amplitude's deletion jobs through them).
+      await inBatches(() => store.pruneAmplitudeIdentities(activeSinceMs, MAX_ROWS_PER_TRANSACTION));
       const sentEventsPruned = await inBatches(() =>
         store.pruneSentEvents(now - context.sentEventLedgerDays * DAY_MS, MAX_ROWS_PER_TRANSACTION),
       );

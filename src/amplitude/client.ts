@@ -1,7 +1,8 @@
 /**
  * Amplitude client: cohort list and the async export (request → poll → file, inline or via a short-lived
  * pre-signed link, optionally gzipped), the User Profile API, the Export API (a zip of gzipped JSON lines,
- * streamed) and HTTP V2 / Batch ingestion with event-index errors mapped back to the exact events.
+ * streamed), HTTP V2 / Batch ingestion with event-index errors mapped back to the exact events, and the User
+ * Privacy API's deletion requests and jobs.
  */
 import type { Readable } from 'node:stream';
 import { NonRetryableVendorError, RateLimitedError, RetryableVendorError, type PartialResult } from '../errors.js';
@@ -14,6 +15,8 @@ import {
   cohortExportRequestSchema,
   cohortExportStatusSchema,
   cohortListSchema,
+  deletionJobListSchema,
+  deletionJobSchema,
   exportedEventSchema,
   ingestBadRequestSchema,
   ingestSuccessSchema,
@@ -25,9 +28,11 @@ import {
   type AmplitudeCohort,
   type AmplitudeEvent,
   type AmplitudeUserProfile,
+  type DeletionJob,
   type ExportedEvent,
   type IngestBadRequest,
   type IngestThrottled,
+  type RawDeletionJob,
 } from './schemas.js';
 
 export interface AmplitudeClientConfig {
@@ -71,6 +76,11 @@ const THROTTLE_WINDOW_MS = 30_000;
 
 /** Export jobs and zipped event exports can be slow to start answering. */
 const SLOW_REQUEST_TIMEOUT_MS = 180_000;
+
+/** Amplitude deletes at most this many users (amplitude_ids and user_ids together) per request. */
+const DELETION_IDS_PER_REQUEST = 100;
+/** The longest range of days Amplitude lists deletion jobs for. */
+const DELETION_RANGE_MONTHS = 6;
 
 export class AmplitudeClient {
   private readonly http: VendorHttp;
@@ -342,6 +352,59 @@ export class AmplitudeClient {
     }
   }
 
+  /**
+   * Asks Amplitude to delete users' data: one request of 1 to 100 ids in all (Amplitude takes about one request per
+   * second), scheduled into a job 10–13 days out. A user_id stands for its user's Amplitude id; ids Amplitude does
+   * not know are skipped. Deleting does not stop new events: a user who comes back is a new one, with a new id.
+   */
+  async requestUserDeletions(request: {
+    amplitudeIds?: readonly string[];
+    userIds?: readonly string[];
+    requester: string;
+  }): Promise<DeletionJob> {
+    const { amplitudeIds = [], userIds = [] } = request;
+    const idCount = amplitudeIds.length + userIds.length;
+    if (idCount === 0 || idCount > DELETION_IDS_PER_REQUEST) {
+      throw new Error(`a deletion request names 1 to ${DELETION_IDS_PER_REQUEST} users in all, not ${idCount}; split it first`);
+    }
+    const { body } = await this.http.requestJson(
+      {
+        method: 'POST',
+        url: this.api('/api/2/deletions/users'),
+        headers: this.basicAuth(),
+        body: JSON.stringify({
+          ...(amplitudeIds.length > 0 && { amplitude_ids: amplitudeIdsAsSent(amplitudeIds) }),
+          ...(userIds.length > 0 && { user_ids: userIds }),
+          requester: request.requester,
+          ignore_invalid_id: true,
+        }),
+      },
+      [200],
+      deletionJobSchema,
+    );
+    return deletionJobOf(body);
+  }
+
+  /** The deletion jobs scheduled for the days from `startDay` to `endDay` (YYYY-MM-DD, both included, six months at most). */
+  async listDeletionJobs(range: { startDay: string; endDay: string }): Promise<DeletionJob[]> {
+    const { startDay, endDay } = range;
+    if (!isDay(startDay) || !isDay(endDay)) throw new Error(`deletion jobs are listed by days as YYYY-MM-DD, not ${startDay} to ${endDay}`);
+    if (endDay < startDay) throw new Error(`the deletion jobs' end day ${endDay} is before the start day ${startDay}`);
+    if (endDay > monthsAfter(startDay, DELETION_RANGE_MONTHS)) {
+      throw new Error(`Amplitude lists deletion jobs for ${DELETION_RANGE_MONTHS} months at most, not ${startDay} to ${endDay}`);
+    }
+    const { body } = await this.http.requestJson(
+      {
+        method: 'GET',
+        url: this.api('/api/2/deletions/users', new URLSearchParams({ start_day: startDay, end_day: endDay })),
+        headers: this.basicAuth(),
+      },
+      [200],
+      deletionJobListSchema,
+    );
+    return body.map(deletionJobOf);
+  }
+
   private api(path: string, query?: URLSearchParams): URL {
     return vendorUrl(this.config.apiUrl, path, query);
   }
@@ -390,6 +453,40 @@ function offendingEvents(body: IngestBadRequest | undefined): Map<number, string
     for (const i of indexes) reasons.set(i, `missing ${field}`);
   for (const i of body?.silenced_events ?? []) reasons.set(i, 'silenced device');
   return reasons;
+}
+
+/** Amplitude's ids are JSON numbers: sent as numbers when every one is a whole number a double holds exactly. */
+function amplitudeIdsAsSent(amplitudeIds: readonly string[]): Array<number | string> {
+  const numbers = amplitudeIds.map(Number);
+  return amplitudeIds.every((id, i) => /^\d+$/.test(id) && Number.isSafeInteger(numbers[i])) ? numbers : [...amplitudeIds];
+}
+
+function deletionJobOf(job: RawDeletionJob): DeletionJob {
+  return {
+    day: job.day,
+    status: job.status,
+    amplitudeIds: job.amplitude_ids.map((entry) =>
+      typeof entry === 'object'
+        ? {
+            amplitudeId: String(entry.amplitude_id),
+            ...(entry.requested_on_day && { requestedOnDay: entry.requested_on_day }),
+            ...(entry.requester && { requester: entry.requester }),
+          }
+        : { amplitudeId: String(entry) },
+    ),
+  };
+}
+
+/** A real `YYYY-MM-DD` day (no 30 February). */
+function isDay(value: string): boolean {
+  return /^\d{4}-\d{2}-\d{2}$/.test(value) && !Number.isNaN(Date.parse(value)) && new Date(value).toISOString().startsWith(value);
+}
+
+/** The same day `months` later, or that month's last day when it is shorter (31 August → 28 or 29 February). */
+function monthsAfter(day: string, months: number): string {
+  const [year, month, date] = day.split('-').map(Number) as [number, number, number];
+  const daysInMonth = new Date(Date.UTC(year, month + months, 0)).getUTCDate();
+  return new Date(Date.UTC(year, month - 1 + months, Math.min(date, daysInMonth))).toISOString().slice(0, 10);
 }
 
 function exportHour(date: Date): string {

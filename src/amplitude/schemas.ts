@@ -130,3 +130,29 @@ export const ingestThrottledSchema = z.looseObject({
   throttled_events: z.array(z.number().int().nonnegative()).optional(),
 });
 export type IngestThrottled = z.output<typeof ingestThrottledSchema>;
+
+const amplitudeIdSchema = z.union([z.number().int().nonnegative(), z.string().regex(/^\d+$/)]);
+
+/** A User Privacy API deletion job: a user is listed as an object, or (as some answers have it) as a bare id. */
+export const deletionJobSchema = z.looseObject({
+  day: z.string().regex(/^\d{4}-\d{2}-\d{2}$/),
+  status: z.enum(['staging', 'submitted', 'done']),
+  amplitude_ids: z.array(
+    z.union([
+      amplitudeIdSchema,
+      z.looseObject({ amplitude_id: amplitudeIdSchema, requested_on_day: z.string().nullish(), requester: z.string().nullish() }),
+    ]),
+  ),
+});
+export type RawDeletionJob = z.output<typeof deletionJobSchema>;
+
+export const deletionJobListSchema = z.array(deletionJobSchema);
+
+export interface DeletionJob {
+  /** The day (YYYY-MM-DD, UTC) the job is scheduled to run. */
+  day: string;
+  /** `staging` still takes changes, `submitted` will run as it is, `done` ran: the users' data is deleted. */
+  status: RawDeletionJob['status'];
+  /** Amplitude's ids are numbers; ours are their decimal strings. */
+  amplitudeIds: Array<{ amplitudeId: string; requestedOnDay?: string; requester?: string }>;
+}

@@ -1,7 +1,8 @@
 /**
  * Braze REST client: `/users/track` within the object limit, with Braze's per-object `errors[]` mapped back to
- * the exact objects sent; export by ids; the partner cohort import API. Every response is validated, every
- * failure classified (see `src/http.ts`), and the workspace's rate-limit headers are reported to the caller.
+ * the exact objects sent; export by ids; deleting and identifying users; the partner cohort import API. Every
+ * response is validated, every failure classified (see `src/http.ts`), and the workspace's rate-limit headers are
+ * reported to the caller.
  */
 import { NonRetryableVendorError, type PartialResult } from '../errors.js';
 import { vendorUrl, VendorHttp, type ResponseHeaders } from '../http.js';
@@ -17,7 +18,15 @@ import {
   type TrackPayload,
   type UserAlias,
 } from './batching.js';
-import { exportResponseSchema, TRACK_ARRAYS, trackResponseSchema, type BrazeExportedUser, type TrackArray } from './schemas.js';
+import {
+  deleteResponseSchema,
+  exportResponseSchema,
+  identifyResponseSchema,
+  TRACK_ARRAYS,
+  trackResponseSchema,
+  type BrazeExportedUser,
+  type TrackArray,
+} from './schemas.js';
 
 export { chunkTrackPayload, fitsObjectLimit, PARTNER_IDS_PER_REQUEST, splitPartnerCohortChanges };
 export type { BrazeExportedUser, BrazeObjectLimit, PartnerCohortChange, TrackObject, TrackPayload, UserAlias };
@@ -46,7 +55,8 @@ export interface TrackResult {
   rateLimit: RateLimitState | undefined;
 }
 
-const EXPORT_IDS_PER_REQUEST = 50;
+/** Braze's cap on the users one export, delete or identify request names. */
+const USERS_PER_REQUEST = 50;
 const PING_EXTERNAL_ID = 'ampbraze-doctor-probe';
 
 export class BrazeClient {
@@ -141,12 +151,12 @@ export class BrazeClient {
   }): Promise<{ users: BrazeExportedUser[]; invalidUserIds: string[] }> {
     const identifiers = [
       ...(query.externalIds ?? []).map((externalId) => ({ externalId })),
-      ...(query.userAliases ?? []).map((alias) => ({ alias: { alias_name: alias.aliasName, alias_label: alias.aliasLabel } })),
+      ...(query.userAliases ?? []).map((alias) => ({ alias: brazeAlias(alias) })),
     ];
     const users: BrazeExportedUser[] = [];
     const invalidUserIds: string[] = [];
-    for (let i = 0; i < identifiers.length; i += EXPORT_IDS_PER_REQUEST) {
-      const batch = identifiers.slice(i, i + EXPORT_IDS_PER_REQUEST);
+    for (let i = 0; i < identifiers.length; i += USERS_PER_REQUEST) {
+      const batch = identifiers.slice(i, i + USERS_PER_REQUEST);
       const externalIds = batch.flatMap((id) => ('externalId' in id ? [id.externalId] : []));
       const aliases = batch.flatMap((id) => ('alias' in id ? [id.alias] : []));
       const { body } = await this.http.requestJson(
@@ -169,6 +179,52 @@ export class BrazeClient {
     return { users, invalidUserIds };
   }
 
+  /**
+   * Deletes the profiles of these external ids, or of these aliases: one request of at most 50, billed no data
+   * points. `deleted` counts the profiles Braze found (it deletes them asynchronously).
+   */
+  async deleteUsers(
+    target: { externalIds: readonly string[] } | { userAliases: readonly UserAlias[] },
+  ): Promise<{ deleted: number; rateLimit: RateLimitState | undefined }> {
+    const [field, users] =
+      'externalIds' in target ? ['external_ids', target.externalIds] : ['user_aliases', target.userAliases.map(brazeAlias)];
+    assertFitsOneRequest('/users/delete', users.length);
+    const { response, body } = await this.http.requestJson(
+      { method: 'POST', url: this.url('/users/delete'), headers: this.auth(), body: JSON.stringify({ [field]: users }) },
+      [200, 201, 202],
+      deleteResponseSchema,
+    );
+    return { deleted: body.deleted, rateLimit: this.rateLimitOf(response.headers, response.endpoint) };
+  }
+
+  /**
+   * Gives alias-only profiles their external ids, one request of at most 50. With `merge_behavior` "merge", an
+   * alias profile whose external id Braze already knows is merged into that profile: the attributes it lacks, the
+   * events and the purchases move over (unless it already has an alias with the same label: then nothing happens).
+   */
+  async identifyAliases(
+    entries: ReadonlyArray<{ externalId: string; alias: UserAlias }>,
+  ): Promise<{ aliasesProcessed: number; rateLimit: RateLimitState | undefined }> {
+    assertFitsOneRequest('/users/identify', entries.length);
+    const { response, body } = await this.http.requestJson(
+      {
+        method: 'POST',
+        url: this.url('/users/identify'),
+        headers: this.auth(),
+        body: JSON.stringify({
+          aliases_to_identify: entries.map(({ externalId, alias }) => ({
+            external_id: externalId,
+            user_alias: brazeAlias(alias),
+          })),
+          merge_behavior: 'merge',
+        }),
+      },
+      [200, 201, 202],
+      identifyResponseSchema,
+    );
+    return { aliasesProcessed: body.aliases_processed, rateLimit: this.rateLimitOf(response.headers, response.endpoint) };
+  }
+
   /** A cheap credential check (needs `users.export.ids`): export one id that cannot exist. */
   async ping(): Promise<void> {
     await this.exportUsersByIds({ externalIds: [PING_EXTERNAL_ID], fieldsToExport: ['external_id'] });
@@ -188,7 +244,7 @@ export class BrazeClient {
         cohort_changes: changes.map((change) => ({
           ...(change.userIds && { user_ids: change.userIds }),
           ...(change.deviceIds && { device_ids: change.deviceIds }),
-          ...(change.aliases && { aliases: change.aliases.map((a) => ({ alias_name: a.aliasName, alias_label: a.aliasLabel })) }),
+          ...(change.aliases && { aliases: change.aliases.map(brazeAlias) }),
           should_remove: change.shouldRemove,
         })),
       });
@@ -227,6 +283,16 @@ export class BrazeClient {
   private auth(): Record<string, string> {
     return { authorization: `Bearer ${this.config.apiKey}` };
   }
+}
+
+/** An alias as Braze spells it. */
+function brazeAlias(alias: UserAlias): { alias_name: string; alias_label: string } {
+  return { alias_name: alias.aliasName, alias_label: alias.aliasLabel };
+}
+
+function assertFitsOneRequest(path: string, users: number): void {
+  if (users > USERS_PER_REQUEST)
+    throw new Error(`a ${path} request names at most ${USERS_PER_REQUEST} users, not ${users}; split it first`);
 }
 
 /** Braze's `X-RateLimit-*` headers (reset in epoch seconds), or undefined when it sent none. */

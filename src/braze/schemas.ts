@@ -27,3 +27,8 @@ export const exportResponseSchema = z.looseObject({
   users: z.array(exportedUserSchema),
   invalid_user_ids: z.array(z.string()).optional(),
 });
+
+/** `/users/delete`: how many of the profiles named Braze queued for deletion. */
+export const deleteResponseSchema = z.looseObject({ deleted: z.number().int().nonnegative() });
+
+export const identifyResponseSchema = z.looseObject({ message: z.string(), aliases_processed: z.number().int().nonnegative() });

@@ -63,12 +63,14 @@ export interface CohortStreamCounts {
   failed: number;
   /** Changes that could not be applied (unreadable, or for a cohort Amplitude does not list), kept as dead letters. */
   deadLettered: number;
+  /** Changes of erased users: deleted from the spool, never sent. */
+  suppressed: number;
   dataPoints: number;
   brazeRequests: number;
 }
 
 export function noCohortStreamCounts(): CohortStreamCounts {
-  return { added: 0, removed: 0, unchanged: 0, superseded: 0, failed: 0, deadLettered: 0, dataPoints: 0, brazeRequests: 0 };
+  return { added: 0, removed: 0, unchanged: 0, superseded: 0, failed: 0, deadLettered: 0, suppressed: 0, dataPoints: 0, brazeRequests: 0 };
 }
 
 /** The query of the webhook URL: which target the cohort's changes go to, as `cohortSync` names them. */

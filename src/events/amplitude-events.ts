@@ -3,7 +3,7 @@
  * whether it is forwarded to Braze, and the Braze custom event it becomes (properties within Braze's rules).
  */
 import type { ExportedEvent } from '../amplitude/schemas.js';
-import type { JsonObject, JsonValue, UserActivity } from '../store/store.js';
+import type { AmplitudeIdentity, JsonObject, JsonValue, UserActivity } from '../store/store.js';
 import type { EventSelection } from '../../kinds/event-sync/input.js';
 
 const MAX_STRING_LENGTH = 255;
@@ -40,6 +40,18 @@ export function activityOf(event: ExportedEvent): UserActivity | undefined {
   const eventMs = amplitudeTimeMs(event.event_time);
   if (eventMs === undefined || cameFromBraze(event)) return undefined;
   return { userKey: userKeyOf(event), lastEventMs: eventMs, properties: (event.user_properties ?? {}) as UserActivity['properties'] };
+}
+
+/** The Amplitude id seen with the event's user and, for an identified user, with their device (erasures follow both). */
+export function amplitudeIdentitiesOf(
+  event: Pick<ExportedEvent, 'user_id' | 'device_id'> & { amplitude_id?: number | null },
+  seenAtMs: number,
+): AmplitudeIdentity[] {
+  if (event.amplitude_id === undefined || event.amplitude_id === null) return [];
+  const amplitudeId = String(event.amplitude_id);
+  const identities = [{ amplitudeId, userKey: userKeyOf({ ...event, amplitude_id: event.amplitude_id }), seenAtMs }];
+  if (event.user_id && event.device_id) identities.push({ amplitudeId, userKey: `device_id:${event.device_id}`, seenAtMs });
+  return identities;
 }
 
 /** Events Braze Currents forwarded into Amplitude: streaming them back would loop. */

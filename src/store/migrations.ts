@@ -641,6 +641,73 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX profile_audiences_by_activity ON profile_audiences (audience_id, last_event_ms, seq);
     `,
   },
+  {
+    version: 17,
+    name: 'erasure: the suppression list, the ids seen together, and the erasures done',
+    sql: `
+      -- Users erased and never to be sent again, by a keyed one-way hash of each id (\`user_id:…\`, \`device_id:…\`,
+      -- \`amplitude_id:…\`), so the erased id is stored nowhere. key_fingerprint names the key that made the hash: a
+      -- worker with another key would miss every entry, and must refuse to run instead. A lifted entry stays, recorded.
+      CREATE TABLE suppressions (
+        id_hash         TEXT PRIMARY KEY,
+        key_fingerprint TEXT NOT NULL,
+        erased_at_ms    INTEGER NOT NULL,
+        lifted_at_ms    INTEGER
+      ) WITHOUT ROWID;
+      -- Which user and device ids the product has seen with each Amplitude id (Amplitude's deletion jobs list Amplitude
+      -- ids only); kept for the activity window, like the activity index.
+      CREATE TABLE amplitude_identities (
+        amplitude_id TEXT NOT NULL,
+        user_key     TEXT NOT NULL,
+        last_seen_ms INTEGER NOT NULL,
+        PRIMARY KEY (amplitude_id, user_key)
+      ) WITHOUT ROWID;
+      CREATE INDEX amplitude_identities_by_user ON amplitude_identities (user_key);
+      CREATE INDEX amplitude_identities_by_time ON amplitude_identities (last_seen_ms);
+      -- Every erasure and lifted suppression: what it removed where (counts only), so an operator can show it was done.
+      -- A deletion job of Amplitude's is recorded by its day and a hash of its ids, so a rerun forgets it once.
+      CREATE TABLE erasures (
+        erasure_key TEXT PRIMARY KEY,
+        at_ms       INTEGER NOT NULL,
+        source      TEXT NOT NULL,
+        summary     TEXT NOT NULL
+      );
+      -- Who an erasure started from the command line or the client API is about, until it is done: the workflow
+      -- carries the request's id, never the ids it names, and the erasure deletes the row.
+      CREATE TABLE erasure_requests (
+        request_id TEXT PRIMARY KEY,
+        identities TEXT NOT NULL,
+        at_ms      INTEGER NOT NULL
+      );
+    `,
+    postgres: `
+      CREATE TABLE suppressions (
+        id_hash         TEXT COLLATE "C" PRIMARY KEY,
+        key_fingerprint TEXT NOT NULL,
+        erased_at_ms    BIGINT NOT NULL,
+        lifted_at_ms    BIGINT
+      );
+      CREATE TABLE amplitude_identities (
+        amplitude_id TEXT COLLATE "C" NOT NULL,
+        user_key     TEXT COLLATE "C" NOT NULL,
+        last_seen_ms BIGINT NOT NULL,
+        PRIMARY KEY (amplitude_id, user_key)
+      );
+      CREATE INDEX amplitude_identities_by_user ON amplitude_identities (user_key);
+      CREATE INDEX amplitude_identities_by_time ON amplitude_identities (last_seen_ms);
+      CREATE TABLE erasures (
+        erasure_key TEXT COLLATE "C" PRIMARY KEY,
+        at_ms       BIGINT NOT NULL,
+        source      TEXT NOT NULL,
+        summary     TEXT NOT NULL
+      );
+      CREATE TABLE erasure_requests (
+        request_id TEXT COLLATE "C" PRIMARY KEY,
+        identities TEXT NOT NULL,
+        at_ms      BIGINT NOT NULL
+      );
+    `,
+  },
 ];
 
 export function currentSchemaVersion(db: Database): number {

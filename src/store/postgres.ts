@@ -18,6 +18,7 @@ import { PostgresSnapshots } from './snapshots/postgres.js';
 import { PostgresStaging } from './staging/postgres.js';
 import type { InspectableStore, StoreHandle } from './store.js';
 import { PostgresProfiles } from './profiles/postgres.js';
+import { PostgresPrivacy } from './privacy/postgres.js';
 
 type TextParser = (value: string) => unknown;
 
@@ -165,5 +166,6 @@ function composePostgresStore(db: PostgresDb, description: string): InspectableS
     new PostgresActivityIndex(db),
     new PostgresIngress(db),
     new PostgresProfiles(db),
+    new PostgresPrivacy(db),
   ) satisfies InspectableStore;
 }

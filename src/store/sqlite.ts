@@ -18,6 +18,7 @@ import { DEFAULT_SQLITE_TIMEOUT_MS, isBusy, SqliteDb } from './sqlite-db.js';
 import { SqliteStaging } from './staging/sqlite.js';
 import type { InspectableStore, StoreHandle } from './store.js';
 import { SqliteProfiles } from './profiles/sqlite.js';
+import { SqlitePrivacy } from './privacy/sqlite.js';
 
 export { DEFAULT_SQLITE_TIMEOUT_MS };
 
@@ -83,6 +84,7 @@ function composeSqliteStore(db: SqliteDb, description: string): InspectableStore
     new SqliteActivityIndex(db),
     new SqliteIngress(db),
     new SqliteProfiles(db),
+    new SqlitePrivacy(db),
   ) satisfies InspectableStore;
 }
 

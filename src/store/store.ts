@@ -605,6 +605,8 @@ export interface IngressSpool {
   pendingIngress(stream: string, options: { nowMs: number; limit: number }): Promise<SpooledItem[]>;
   /** Marks items processed; they stay (to recognise redeliveries) until pruned. */
   completeIngress(stream: string, seqs: readonly number[], doneAtMs: number): Promise<void>;
+  /** Deletes items without a trace (an erased user's, which must not be kept even to recognise a redelivery). */
+  discardIngress(stream: string, seqs: readonly number[]): Promise<void>;
   /** Holds back every unprocessed item of these partitions until `notBeforeMs` (a vendor throttled them). */
   deferIngress(stream: string, partitionKeys: readonly string[], notBeforeMs: number): Promise<void>;
   /** Keeps items with their reason; a spooled item (with `seq`) is marked processed too. A repeated key keeps the first. */
@@ -698,8 +700,82 @@ export interface ProfileCache {
   deleteProfileAudience(audienceId: string): Promise<void>;
 }
 
+/** Who an erasure is about, by the ids Amplitude and Braze know them by. */
+export interface ErasureIdentities {
+  userIds: string[];
+  deviceIds: string[];
+  amplitudeIds: string[];
+}
+
+/** One erasure, done in one transaction: every copy of the users' data removed, and their ids suppressed. */
+export interface Erasure {
+  /** Names the erasure: one recorded before is not done again (see `ErasureOutcome`). */
+  erasureKey: string;
+  /** What asked for it, in a few words (`ampbraze forget`, `Amplitude deletion job 2026-12-20`): no user id. */
+  source: string;
+  atMs: number;
+  identities: ErasureIdentities;
+  /** Keyed hashes of the ids to suppress (`user_id:…`, `device_id:…`, `amplitude_id:…`), with the key's fingerprint. */
+  suppress: readonly string[];
+  keyFingerprint: string;
+  /** The one-way hash a ledger keeps in place of a key it must go on counting (member failures, sent events). */
+  hashKey: (key: string) => string;
+}
+
+/** Rows removed (or, in ledgers, reduced to a hash) per table; nothing when the erasure was recorded before. */
+export type ErasureOutcome = { done: true; removed: Record<string, number> } | { done: false };
+
+export interface SuppressionSummary {
+  /** Entries not lifted. */
+  active: number;
+  /** The fingerprints of the keys the active entries were hashed with (one, unless the key was changed). */
+  keyFingerprints: string[];
+}
+
+/** An amplitude id seen with a user (`user_id:…`) or device (`device_id:…`) key, as the activity index remembers it. */
+export interface AmplitudeIdentity {
+  amplitudeId: string;
+  userKey: string;
+  seenAtMs: number;
+}
+
+/**
+ * Erasure (GDPR/CCPA) and the suppression list: every copy of a user's data removed from every table, the freed
+ * space cleared, and keyed hashes of their ids kept so that no sync or stream stages or sends them again.
+ */
+export interface Privacy {
+  /** Keeps who an erasure is about until it is done, so that a workflow can carry the request's id instead. */
+  saveErasureRequest(requestId: string, identities: ErasureIdentities, atMs: number): Promise<void>;
+  erasureRequest(requestId: string): Promise<ErasureIdentities | undefined>;
+  deleteErasureRequest(requestId: string): Promise<void>;
+
+  recordAmplitudeIdentities(identities: readonly AmplitudeIdentity[]): Promise<void>;
+  /** The ids given, with the ids seen with them: an Amplitude id's user and devices, a user's Amplitude ids and devices. */
+  identitiesSeenWith(identities: ErasureIdentities): Promise<ErasureIdentities>;
+  /** Deletes up to `limit` remembered Amplitude ids last seen before `beforeMs` (the activity window). */
+  pruneAmplitudeIdentities(beforeMs: number, limit: number): Promise<number>;
+
+  /** The alias member keys (`alias:<label>:<name>`) the store holds for these users: how Braze may know them too. */
+  aliasKeysOf(identities: ErasureIdentities): Promise<string[]>;
+  /** Removes the users from every table and suppresses their ids, in one transaction, recording the erasure. */
+  eraseUsers(erasure: Erasure): Promise<ErasureOutcome>;
+  /** Which of these erasures are recorded. */
+  erasuresRecorded(erasureKeys: readonly string[]): Promise<Set<string>>;
+  /**
+   * Clears the space deleted rows occupied (SQLite: VACUUM and a truncating WAL checkpoint; PostgreSQL: VACUUM of the
+   * tables that hold user data), so no erased value lingers in free pages. Resolves with what it did, in a line.
+   */
+  clearFreedSpace(): Promise<string>;
+
+  suppressionSummary(): Promise<SuppressionSummary>;
+  /** Of these hashes, those suppressed (not lifted), with when they were erased (epoch ms). */
+  suppressedAmong(idHashes: readonly string[]): Promise<Map<string, number>>;
+  /** Lifts suppressions, recorded as an erasure record of its own; resolves with how many were active. */
+  liftSuppressions(idHashes: readonly string[], record: { erasureKey: string; source: string; atMs: number }): Promise<number>;
+}
+
 export interface StateStore
-  extends StoreHandle, RunsAndLeases, Ledgers, RateWindows, Staging, Snapshots, ActivityIndex, IngressSpool, ProfileCache {}
+  extends StoreHandle, RunsAndLeases, Ledgers, RateWindows, Staging, Snapshots, ActivityIndex, IngressSpool, ProfileCache, Privacy {}
 
 /** A store with the reads and writes only tests make. */
 export type InspectableStore = StateStore & StoreInspection;

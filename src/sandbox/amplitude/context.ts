@@ -4,9 +4,10 @@ import type { Dataset } from '../dataset.js';
 import { sendJson, type FaultInjector } from '../http-util.js';
 import type { CohortExports } from './cohort-exports.js';
 import type { CohortWebhooks } from './cohort-webhooks.js';
+import type { UserDeletions } from './deletions.js';
 import type { EventStreamWebhooks } from './event-stream-webhooks.js';
 import type { Ingestion } from './ingestion.js';
-import type { Countdown, FixedWindowCounter } from './limits.js';
+import type { Countdown, FixedWindowCounter, SlidingWindowLimit } from './limits.js';
 import type { AmplitudeFaults, ResolvedOptions } from './options.js';
 import type { ProfileStore } from './profiles.js';
 
@@ -33,6 +34,10 @@ export interface SandboxContext {
   profileRequestsByMinute: Map<number, number>;
   /** User Activity requests per hour, project-wide. */
   userLookupRequests: FixedWindowCounter;
+  /** The User Privacy API's deletion jobs. */
+  deletions: UserDeletions;
+  /** Deletion requests (POST) in the last second. */
+  deletionRequests: SlidingWindowLimit;
 }
 
 export interface Exchange {

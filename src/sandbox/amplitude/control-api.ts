@@ -5,6 +5,7 @@ import type { CohortMembership, SandboxCohort } from '../dataset.js';
 import { cohortWebhookDestinationSchema, emptyWebhookReport, webhookDeliverySchema, type CohortWebhookReport } from './cohort-webhooks.js';
 import { eventStreamDestinationSchema } from './event-stream-webhooks.js';
 import { currentFaults, setFaults, type Exchange, type SandboxContext } from './context.js';
+import { formatDay } from './deletions.js';
 import { countExportLinesInHour, exportLinesInHour, parseHour } from './export-api.js';
 
 const MAX_CONTROL_BODY_BYTES = 16 * 1024 * 1024;
@@ -52,7 +53,23 @@ export function sandboxState({ res, context }: Exchange): void {
       limitPerMinute: context.options.profileRequestsPerMinute,
       byMinute: minuteHistory(context.profileRequestsByMinute),
     },
+    deletions: deletionsState(context),
   });
+}
+
+/** The deletion jobs' clock (ahead of real time once advanced) and every job, as the User Privacy API lists them. */
+function deletionsState({ deletions }: SandboxContext) {
+  return { today: formatDay(deletions.now()), jobs: deletions.list() };
+}
+
+const advanceSchema = z.object({ days: z.number().positive() });
+
+/** `POST /_sandbox/deletions/advance {"days"}`: moves the deletion jobs' clock ahead (see `UserDeletions`). */
+export async function advanceDeletionClock(exchange: Exchange): Promise<void> {
+  const advance = await readBodyAs(exchange, advanceSchema);
+  if (!advance) return;
+  exchange.context.deletions.advance(advance.days);
+  sendJson(exchange.res, 200, deletionsState(exchange.context));
 }
 
 const profileLimitSchema = z.object({ requestsPerMinute: z.number().int().min(1) });

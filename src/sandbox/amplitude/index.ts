@@ -10,9 +10,10 @@ import { CohortWebhooks, type CohortWebhookDestination, type CohortWebhookReport
 import { EventStreamWebhooks, type EventStreamDestination, type EventStreamReport } from './event-stream-webhooks.js';
 import { recomputeCohort, type MembershipChange } from './control-api.js';
 import { sendApiError, setFaults, type Exchange, type SandboxContext } from './context.js';
+import { UserDeletions, type DeletionJobView } from './deletions.js';
 import { countExportLinesInHour, exportLinesInHour } from './export-api.js';
 import { Ingestion, type IngestedEvent } from './ingestion.js';
-import { ConcurrencyGate, Countdown, FixedWindowCounter } from './limits.js';
+import { ConcurrencyGate, Countdown, FixedWindowCounter, SlidingWindowLimit } from './limits.js';
 import { resolveOptions, type AmplitudeFaults, type AmplitudeSandboxOptions } from './options.js';
 import { ProfileStore, type UserIds } from './profiles.js';
 import { matchRoute } from './routes.js';
@@ -23,6 +24,7 @@ export type { IngestedEvent } from './ingestion.js';
 export type { CohortWebhookDestination, CohortWebhookReport } from './cohort-webhooks.js';
 export type { EventStreamDestination, EventStreamReport } from './event-stream-webhooks.js';
 export type { MembershipChange } from './control-api.js';
+export type { DeletionJobView } from './deletions.js';
 
 export interface AmplitudeSandboxControl {
   readonly dataset: Dataset;
@@ -61,6 +63,10 @@ export interface AmplitudeSandboxControl {
   eventStreamReport(): EventStreamReport;
   /** Resolves once every streaming delivery so far was acknowledged, dropped or expired. */
   eventStreamSettled(): Promise<void>;
+  /** Every User Privacy API deletion job, in day order, as `GET /api/2/deletions/users` lists them. */
+  deletionJobs(): DeletionJobView[];
+  /** Moves the deletion jobs' clock `days` ahead; the users of jobs done by then are deleted. */
+  advanceDeletionClock(days: number): void;
 }
 
 export interface AmplitudeSandbox {
@@ -106,6 +112,8 @@ export async function startAmplitudeSandbox(options: AmplitudeSandboxOptions): P
     profileRequestTotals: { answered: 0, refused: 0 },
     profileRequestsByMinute: new Map(),
     userLookupRequests: new FixedWindowCounter(3_600_000),
+    deletions: new UserDeletions(profiles),
+    deletionRequests: new SlidingWindowLimit(1_000),
   };
   setFaults(context, options.faults ?? {});
   const gates = {
@@ -121,6 +129,8 @@ export async function startAmplitudeSandbox(options: AmplitudeSandboxOptions): P
       return;
     }
     const { route, params } = matched;
+    // A job's users are deleted once its day is over: no request after that finds them.
+    context.deletions.carryOutDone();
     if (route.guard === 'dashboard' || route.guard === 'user-lookup') {
       if (!hasValidBasicAuth(req, resolved.apiKey, resolved.secretKey)) {
         sendApiError(res, 401, 'Invalid API key or secret key');
@@ -179,6 +189,8 @@ export async function startAmplitudeSandbox(options: AmplitudeSandboxOptions): P
       configureEventStream: (destination) => context.eventStream.configure(destination),
       eventStreamReport: () => context.eventStream.sent(),
       eventStreamSettled: () => context.eventStream.settled(),
+      deletionJobs: () => context.deletions.list(),
+      advanceDeletionClock: (days) => context.deletions.advance(days),
     },
   };
 }

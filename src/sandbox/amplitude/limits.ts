@@ -86,3 +86,17 @@ export class ConcurrencyGate {
     return true;
   }
 }
+
+/** At most `limit` requests in any `windowMs`: unlike fixed windows, two requests in a row are never both let through. */
+export class SlidingWindowLimit {
+  private readonly grantedAt: number[] = [];
+
+  constructor(readonly windowMs: number) {}
+
+  tryTake(limit: number, now = Date.now()): boolean {
+    while (this.grantedAt.length > 0 && this.grantedAt[0]! <= now - this.windowMs) this.grantedAt.shift();
+    if (this.grantedAt.length >= limit) return false;
+    this.grantedAt.push(now);
+    return true;
+  }
+}

@@ -45,6 +45,8 @@ export interface AmplitudeSandboxOptions {
   exportMaxBytes?: number;
   /** An Export API hour with more events is split into files `#0`, `#1`, … of this many events (default 50,000). */
   exportEventsPerFile?: number;
+  /** User Privacy API deletion requests (POST) per second (default 1). */
+  deletionRequestsPerSecond?: number;
   faults?: AmplitudeFaults;
   faultSeed?: number;
 }
@@ -74,5 +76,6 @@ export function resolveOptions(options: AmplitudeSandboxOptions): ResolvedOption
     batchEventsPerSecondPerId: options.batchEventsPerSecondPerId ?? 1_000,
     exportMaxBytes: options.exportMaxBytes ?? 4 * 1024 ** 3,
     exportEventsPerFile: options.exportEventsPerFile ?? 50_000,
+    deletionRequestsPerSecond: options.deletionRequestsPerSecond ?? 1,
   };
 }

@@ -1,6 +1,7 @@
 /**
  * What Amplitude knows about each user beyond the seeded dataset: users first seen through ingestion or
- * identify, and property updates (kept as full copies, only for the users that changed).
+ * identify, property updates (kept as full copies, only for the users that changed), and users deleted through
+ * the User Privacy API, whose ids then name nobody (a later event makes a new user, with a new Amplitude id).
  */
 import type { Dataset } from '../dataset.js';
 import { applyUserProperties, type UserProperties } from './user-properties.js';
@@ -27,10 +28,16 @@ interface SeenUser {
 export class ProfileStore {
   /** `user:<id>` / `device:<id>` → the canonical key of the user they belong to. */
   private readonly aliases = new Map<string, string>();
+  /** Users first seen through the sandbox's APIs, by canonical key. */
   private readonly newUsers = new Map<string, SeenUser>();
   private readonly propertyOverrides = new Map<string, UserProperties>();
+  /** Canonical keys of the dataset users deleted so far. */
+  private readonly deletedDatasetUsers = new Set<string>();
+  private nextAmplitudeId: number;
 
-  constructor(private readonly dataset: Dataset) {}
+  constructor(private readonly dataset: Dataset) {
+    this.nextAmplitudeId = dataset.firstUnusedAmplitudeId;
+  }
 
   find(ids: UserIds): Profile | undefined {
     const key = this.canonicalKey(ids);
@@ -55,6 +62,29 @@ export class ProfileStore {
     return this.newUsers.get(key)?.amplitudeId ?? Number(this.dataset.identity(datasetIndex(key)).amplitudeId);
   }
 
+  /** The Amplitude id of the user these ids name, if Amplitude knows one. */
+  amplitudeIdOfUser(ids: UserIds): number | undefined {
+    const key = this.canonicalKey(ids);
+    return key === undefined ? undefined : this.amplitudeIdOf(key);
+  }
+
+  /** Whether a (not deleted) user has this Amplitude id. */
+  hasAmplitudeId(amplitudeId: number): boolean {
+    const key = this.keyOfAmplitudeId(amplitudeId);
+    return key !== undefined && !this.deletedDatasetUsers.has(key);
+  }
+
+  /** Deletes the user's data: its ids are free again, and its properties gone. */
+  delete(amplitudeId: number): void {
+    const key = this.keyOfAmplitudeId(amplitudeId);
+    if (key === undefined) return;
+    if (key.startsWith(DATASET_PREFIX)) this.deletedDatasetUsers.add(key);
+    else this.newUsers.delete(key);
+    this.propertyOverrides.delete(key);
+    // A scan of every alias: deletions are rare, and a reverse index would cost memory on every ingested user.
+    for (const [alias, owner] of this.aliases) if (owner === key) this.aliases.delete(alias);
+  }
+
   /** Current properties of a dataset user (overrides included), for the cohort CSV. */
   propertiesAt(index: number): UserProperties {
     return this.propertyOverrides.get(datasetKey(index)) ?? this.dataset.user(index).properties;
@@ -68,15 +98,23 @@ export class ProfileStore {
     const index =
       (ids.userId ? this.dataset.indexOfUserId(ids.userId) : undefined) ??
       (ids.deviceId ? this.dataset.indexOfDeviceId(ids.deviceId) : undefined);
-    return index === undefined ? undefined : datasetKey(index);
+    if (index === undefined) return undefined;
+    const key = datasetKey(index);
+    return this.deletedDatasetUsers.size > 0 && this.deletedDatasetUsers.has(key) ? undefined : key;
   }
 
   private createUser(ids: UserIds): string {
-    const key = aliasesOf(ids)[0];
-    if (key === undefined) throw new Error('a user needs a user_id or a device_id');
-    const amplitudeId = this.dataset.firstUnusedAmplitudeId + this.newUsers.size;
+    if (aliasesOf(ids).length === 0) throw new Error('a user needs a user_id or a device_id');
+    const amplitudeId = this.nextAmplitudeId++;
+    const key = newUserKey(amplitudeId);
     this.newUsers.set(key, { userId: ids.userId ?? null, deviceId: ids.deviceId ?? null, amplitudeId });
     return key;
+  }
+
+  private keyOfAmplitudeId(amplitudeId: number): string | undefined {
+    const index = this.dataset.indexOfAmplitudeId(String(amplitudeId));
+    if (index !== undefined) return datasetKey(index);
+    return this.newUsers.has(newUserKey(amplitudeId)) ? newUserKey(amplitudeId) : undefined;
   }
 
   private profileOf(key: string): Profile {
@@ -90,6 +128,7 @@ export class ProfileStore {
 const DATASET_PREFIX = 'dataset:';
 const datasetKey = (index: number) => `${DATASET_PREFIX}${index}`;
 const datasetIndex = (key: string) => Number(key.slice(DATASET_PREFIX.length));
+const newUserKey = (amplitudeId: number) => `new:${amplitudeId}`;
 
 function aliasesOf(ids: UserIds): string[] {
   return [...(ids.userId ? [`user:${ids.userId}`] : []), ...(ids.deviceId ? [`device:${ids.deviceId}`] : [])];

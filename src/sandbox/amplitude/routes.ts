@@ -2,6 +2,7 @@
 import { cohortExportFile, cohortExportStatus, listCohorts, presignedCohortFile, requestCohortExport } from './cohort-api.js';
 import type { Exchange } from './context.js';
 import {
+  advanceDeletionClock,
   changeCohortMembers,
   cohortWebhookReport,
   configureCohortWebhooks,
@@ -18,6 +19,7 @@ import {
 import { exportEvents } from './export-api.js';
 import { identify } from './identify-api.js';
 import { eventUpload } from './ingest-api.js';
+import { listDeletionJobs, requestDeletions } from './privacy-api.js';
 import { userProfile } from './profile-api.js';
 import { userActivity } from './user-activity-api.js';
 
@@ -46,6 +48,8 @@ export const ROUTES: readonly Route[] = [
   { methods: GET, path: /^\/api\/5\/cohorts\/request\/([^/]+)\/file$/, guard: 'dashboard', handle: cohortExportFile },
   { methods: GET, path: /^\/api\/2\/export$/, guard: 'dashboard', handle: exportEvents },
   { methods: GET, path: /^\/api\/2\/useractivity$/, guard: 'user-lookup', handle: userActivity },
+  { methods: POST, path: /^\/api\/2\/deletions\/users$/, guard: 'dashboard', handle: requestDeletions },
+  { methods: GET, path: /^\/api\/2\/deletions\/users$/, guard: 'dashboard', handle: listDeletionJobs },
   { methods: GET, path: /^\/s3\/([^/]+)$/, guard: 'open', handle: presignedCohortFile },
   { methods: GET, path: /^\/v1\/userprofile$/, guard: 'vendor', handle: userProfile },
   { methods: POST, path: /^\/2\/httpapi$/, guard: 'vendor', handle: eventUpload('httpapi') },
@@ -63,6 +67,7 @@ export const ROUTES: readonly Route[] = [
   { methods: GET, path: /^\/_sandbox\/cohort-webhooks$/, guard: 'open', handle: cohortWebhookReport },
   { methods: ['POST', 'DELETE'], path: /^\/_sandbox\/event-stream$/, guard: 'open', handle: configureEventStream },
   { methods: GET, path: /^\/_sandbox\/event-stream$/, guard: 'open', handle: eventStreamReport },
+  { methods: POST, path: /^\/_sandbox\/deletions\/advance$/, guard: 'open', handle: advanceDeletionClock },
 ];
 
 export function matchRoute(method: string, pathname: string): { route: Route; params: string[] } | undefined {

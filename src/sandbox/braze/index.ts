@@ -1,8 +1,8 @@
 /**
  * A faithful local Braze REST API on loopback: Bearer keys with permissions, `/users/track` with its size cap,
- * per-object errors and `X-RateLimit-*` fixed-window limit, export by ids, alias/identify/merge/delete, partner
- * cohorts, fault injection, an independent data-point counter, a log of recorded custom events, a Currents
- * sender and unauthenticated inspection and control endpoints.
+ * per-object errors and `X-RateLimit-*` fixed-window limit, export by ids, alias/identify/merge/delete under the
+ * limit they share, partner cohorts, fault injection, an independent data-point counter, a log of recorded custom
+ * events, a Currents sender and unauthenticated inspection and control endpoints.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { z } from 'zod';
@@ -44,6 +44,8 @@ export interface BrazeSandboxOptions {
   initialUsers?: Iterable<BrazeSeedUser>;
   /** The workspace's `/users/track` limit (default 3,000 requests per 3 s). */
   rateLimit?: RateLimit;
+  /** The limit `/users/alias/new`, `/users/identify`, `/users/merge` and `/users/delete` share (default 20,000 per minute). */
+  identityRateLimit?: RateLimit;
   /** Default: 75 objects per array. */
   objectLimit?: ObjectLimit;
   /** Longest string array kept (default 500); older values are dropped from the front. */
@@ -56,6 +58,9 @@ export interface BrazeSandboxOptions {
   /** Fraction of partner-cohort requests answered 423 Locked. */
   partnerLockedRate?: number;
 }
+
+/** Which limit: `/users/track`'s, or the one the identity endpoints share. */
+export type RateLimitedEndpoints = 'track' | 'identity';
 
 export interface BrazeCohortView {
   cohortId: string;
@@ -74,7 +79,7 @@ export interface BrazeSandboxControl {
   /** By `METHOD /path`, partner paths as `/partners/{partner}/…`. */
   requestCounts(): Record<string, number>;
   setFaults(faults: SandboxFaults): void;
-  setRateLimit(limit: RateLimit): void;
+  setRateLimit(limit: RateLimit, endpoints?: RateLimitedEndpoints): void;
   setBlockedExternalIds(ids: readonly string[]): void;
   /**
    * Posts Currents batches to `request.url`, the given events or ones generated for the current profiles, and
@@ -102,8 +107,14 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
   const seed = compactSeed(options.initialUsers ?? []);
   const faults = new FaultInjector(options.faults ?? {}, options.faultSeed ?? 1);
   const lockRng = createRng((options.faultSeed ?? 1) + 1);
-  const initialRateLimit = options.rateLimit ?? { requests: 3_000, windowMs: 3_000 };
-  const rateLimit = new FixedWindowRateLimit(initialRateLimit);
+  const initialRateLimits: Record<RateLimitedEndpoints, RateLimit> = {
+    track: options.rateLimit ?? { requests: 3_000, windowMs: 3_000 },
+    identity: options.identityRateLimit ?? { requests: 20_000, windowMs: 60_000 },
+  };
+  const rateLimits: Record<RateLimitedEndpoints, FixedWindowRateLimit> = {
+    track: new FixedWindowRateLimit(initialRateLimits.track),
+    identity: new FixedWindowRateLimit(initialRateLimits.identity),
+  };
   const objectLimit = options.objectLimit ?? { mode: 'per_array', max: 75 };
   const maxArrayLength = options.maxArrayLength ?? 500;
   let blockedExternalIds = new Set<string>();
@@ -116,16 +127,17 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
   /** Aborts the Currents sends still retrying when the sandbox closes. */
   const closing = new AbortController();
 
-  const rest: Record<string, { permission: string; handle: Handler }> = {
+  const rest: Record<string, { permission: string; handle: Handler; rateLimit?: FixedWindowRateLimit }> = {
     '/users/track': {
       permission: 'users.track',
       handle: (body) => handleTrack(body, store, eventLog, { objectLimit, blockedExternalIds, maxArrayLength }, new Date()),
+      rateLimit: rateLimits.track,
     },
     '/users/export/ids': { permission: 'users.export.ids', handle: (body) => exportIds(body, store) },
-    '/users/alias/new': { permission: 'users.alias.new', handle: (body) => newAliases(body, store) },
-    '/users/identify': { permission: 'users.identify', handle: (body) => identify(body, store) },
-    '/users/merge': { permission: 'users.merge', handle: (body) => merge(body, store) },
-    '/users/delete': { permission: 'users.delete', handle: (body) => deleteUsers(body, store) },
+    '/users/alias/new': { permission: 'users.alias.new', handle: (body) => newAliases(body, store), rateLimit: rateLimits.identity },
+    '/users/identify': { permission: 'users.identify', handle: (body) => identify(body, store), rateLimit: rateLimits.identity },
+    '/users/merge': { permission: 'users.merge', handle: (body) => merge(body, store), rateLimit: rateLimits.identity },
+    '/users/delete': { permission: 'users.delete', handle: (body) => deleteUsers(body, store), rateLimit: rateLimits.identity },
   };
   const partnerRoutes: Record<string, Handler> = {
     '/cohorts': (body) => partner.upsertCohort(body),
@@ -140,8 +152,8 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
     if (!permissions) return sendJson(res, 401, { message: 'Invalid API Key' });
     if (!permissions.has(route.permission)) return sendJson(res, 403, { message: 'Access Denied' });
     let headers: Record<string, string> = {};
-    if (path === '/users/track') {
-      const slot = rateLimit.take(arrivedAtMs);
+    if (route.rateLimit) {
+      const slot = route.rateLimit.take(arrivedAtMs);
       if (!slot.allowed) return sendJson(res, 429, { message: 'Rate Limited' }, slot.headers);
       headers = slot.headers;
     }
@@ -185,7 +197,8 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
         events: eventLog.size,
         dataPoints: control.dataPoints(),
         requests: control.requestCounts(),
-        trackWindows: rateLimit.history(),
+        trackWindows: rateLimits.track.history(),
+        identityWindows: rateLimits.identity.history(),
         cohorts,
       });
     }
@@ -211,11 +224,14 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
       control.setFaults(faultsOf(body));
       return sendJson(res, 200, faults.current);
     }
+    // `/_sandbox/rate-limit` sets the /users/track limit, `/_sandbox/rate-limit/identity` the identity endpoints'.
     if (method === 'POST' && resource === 'rate-limit') {
+      const endpoints = id ?? 'track';
+      if (!isRateLimited(endpoints)) return sendJson(res, 404, { message: 'the limits are track and identity' });
       if (!isPositive(body.requests) || !isPositive(body.windowMs))
         return sendJson(res, 400, { message: 'requests and windowMs must be positive numbers' });
-      control.setRateLimit({ requests: body.requests, windowMs: body.windowMs });
-      return sendJson(res, 200, rateLimit.current);
+      control.setRateLimit({ requests: body.requests, windowMs: body.windowMs }, endpoints);
+      return sendJson(res, 200, rateLimits[endpoints].current);
     }
     if (method === 'POST' && resource === 'track-bodies') {
       if (!isPositive(body.keep)) return sendJson(res, 400, { message: 'keep must be a positive number' });
@@ -249,8 +265,9 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
     const endpoint = `${method} ${path.replace(/^\/partners\/[^/]+/, '/partners/{partner}')}`;
     requests.set(endpoint, (requests.get(endpoint) ?? 0) + 1);
     await faults.delay();
-    // Injected failures on /users/track still carry the rate-limit headers Braze always sends.
-    if (path === '/users/track') for (const [name, value] of Object.entries(rateLimit.peek(Date.now()))) res.setHeader(name, value);
+    // Injected failures still carry the rate-limit headers Braze sends on every answer of a limited endpoint.
+    const rateLimit = rest[path]?.rateLimit;
+    if (rateLimit) for (const [name, value] of Object.entries(rateLimit.peek(Date.now()))) res.setHeader(name, value);
     if (faults.maybeFail(res)) return; // an injected 5xx or 429 applies nothing
     if (method !== 'POST') return sendJson(res, 404, { message: 'Not Found' });
     const partnerPrefix = options.partner && `/partners/${options.partner.name}`;
@@ -291,7 +308,7 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
     events: (filter) => eventLog.list(filter),
     requestCounts: () => Object.fromEntries(requests),
     setFaults: (next) => faults.setFaults(next),
-    setRateLimit: (next) => rateLimit.set(next),
+    setRateLimit: (next, endpoints = 'track') => rateLimits[endpoints].set(next),
     setBlockedExternalIds: (ids) => {
       blockedExternalIds = new Set(ids);
     },
@@ -304,7 +321,7 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
       requests = new Map();
       trackBodies = { keep: 0, bodies: [] };
       blockedExternalIds = new Set(options.blockedExternalIds ?? []);
-      rateLimit.set(initialRateLimit);
+      for (const endpoints of RATE_LIMITED_ENDPOINTS) rateLimits[endpoints].set(initialRateLimits[endpoints]);
       faults.setFaults(options.faults ?? {});
     },
   };
@@ -335,6 +352,12 @@ function faultsOf(body: Record<string, unknown>): SandboxFaults {
     (key) => typeof body[key] === 'number',
   );
   return Object.fromEntries(numeric.map((key) => [key, body[key]]));
+}
+
+const RATE_LIMITED_ENDPOINTS: readonly RateLimitedEndpoints[] = ['track', 'identity'];
+
+function isRateLimited(name: string): name is RateLimitedEndpoints {
+  return (RATE_LIMITED_ENDPOINTS as readonly string[]).includes(name);
 }
 
 function isPositive(value: unknown): value is number {

@@ -191,11 +191,21 @@ export class ProfileStore {
   }
 
   /**
-   * Folds `from` into `into` and deletes `from` (identify and merge): attributes only `from` has are copied,
-   * event and purchase summaries are combined, and its aliases and devices move over.
+   * Deletes `from` and moves its aliases and devices to `into`, leaving its attributes, events and purchases
+   * behind: what identify does with `merge_behavior` "none".
+   */
+  takeOverIdentifiers(from: Profile, into: Profile): void {
+    this.delete(from);
+    for (const alias of from.aliases) this.addAlias(into, alias);
+    for (const deviceId of from.deviceIds) this.addDevice(into, deviceId);
+  }
+
+  /**
+   * Folds `from` into `into` and deletes `from` (identify with "merge", and merge): its identifiers move over,
+   * attributes only `from` has are copied, and event and purchase summaries are combined. Nothing is billed.
    */
   absorb(from: Profile, into: Profile): void {
-    this.delete(from);
+    this.takeOverIdentifiers(from, into);
     into.customAttributes = fillMissing(into.customAttributes, from.customAttributes);
     for (const [key, value] of from.standardAttributes ?? []) {
       if (!into.standardAttributes?.has(key)) this.setStandardAttribute(into, key, value);
@@ -203,8 +213,6 @@ export class ProfileStore {
     const details = into.edit();
     details.customEvents = combineSummaries(details.customEvents, from.customEvents);
     details.purchases = combineSummaries(details.purchases, from.purchases);
-    for (const alias of from.aliases) this.addAlias(into, alias);
-    for (const deviceId of from.deviceIds) this.addDevice(into, deviceId);
   }
 }
 

@@ -1,8 +1,19 @@
 /**
  * The identity endpoints (`/users/export/ids`, `/users/alias/new`, `/users/identify`, `/users/merge`,
- * `/users/delete`), each capped at 50 entries per request, and the exported profile shape.
+ * `/users/delete`), each capped at 50 entries per request, and the exported profile shape. All but export share
+ * one rate limit (see the server).
  */
-import { aliasesOf, badRequest, isAlias, isPlainObject, nonEmptyString, stringsOf, success, type Reply } from './json-values.js';
+import {
+  aliasesOf,
+  badRequest,
+  isAlias,
+  isPlainObject,
+  nonEmptyString,
+  stringsOf,
+  success,
+  type Reply,
+  type UserAlias,
+} from './json-values.js';
 import type { ActivitySummary, Identifier, Profile, ProfileStore } from './profiles.js';
 
 export const MAX_IDENTIFIERS = 50;
@@ -55,22 +66,35 @@ export function newAliases(body: Record<string, unknown>, store: ProfileStore): 
   return success(201, { aliases_processed: entries.length });
 }
 
+const MERGE_BEHAVIORS = ['none', 'merge'];
+
 /**
- * An alias-only profile either receives the external_id (unknown id) or is merged into the external_id's
- * profile, unless that profile already has an alias with the same label.
+ * An alias-only profile either receives the external_id (unknown id) or is combined with the external_id's
+ * profile, unless that profile already has an alias with the same label. Combined, the identified profile gets
+ * the alias; with `merge_behavior` "merge" also the attributes it lacks, the events and the purchases, which with
+ * "none" (the default) are orphaned with the alias-only profile.
  */
 export function identify(body: Record<string, unknown>, store: ProfileStore): Reply {
-  const entries = Array.isArray(body.aliases_to_identify) ? body.aliases_to_identify : [];
+  const entries = body.aliases_to_identify;
+  if (!Array.isArray(entries)) return badRequest("'aliases_to_identify' must be an array");
   if (entries.length > MAX_IDENTIFIERS) return tooMany('aliases_to_identify');
   if (!entries.every((e) => isPlainObject(e) && nonEmptyString(e.external_id) && isAlias(e.user_alias))) {
     return badRequest("Each entry needs 'external_id' and 'user_alias'");
   }
-  for (const entry of entries as Array<{ external_id: string; user_alias: { alias_name: string; alias_label: string } }>) {
+  const mergeBehavior = body.merge_behavior ?? 'none';
+  if (typeof mergeBehavior !== 'string' || !MERGE_BEHAVIORS.includes(mergeBehavior)) {
+    return badRequest("'merge_behavior' must be 'none' or 'merge'");
+  }
+  for (const entry of entries as Array<{ external_id: string; user_alias: UserAlias }>) {
     const anonymous = store.find({ kind: 'user_alias', alias: entry.user_alias });
     if (!anonymous || anonymous.identified) continue;
     const known = store.find({ kind: 'external_id', value: entry.external_id });
-    if (!known) store.setExternalId(anonymous, entry.external_id);
-    else if (!known.aliases.some((a) => a.alias_label === entry.user_alias.alias_label)) store.absorb(anonymous, known);
+    if (!known) {
+      store.setExternalId(anonymous, entry.external_id);
+    } else if (!known.aliases.some((a) => a.alias_label === entry.user_alias.alias_label)) {
+      if (mergeBehavior === 'merge') store.absorb(anonymous, known);
+      else store.takeOverIdentifiers(anonymous, known);
+    }
   }
   return success(201, { aliases_processed: entries.length });
 }

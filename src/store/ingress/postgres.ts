@@ -116,6 +116,11 @@ export class PostgresIngress implements IngressSpool {
       );
   }
 
+  async discardIngress(stream: string, seqs: readonly number[]): Promise<void> {
+    for (const chunk of batches(seqs))
+      await this.#db.query('DELETE FROM ingress_spool WHERE stream = $1 AND seq = ANY($2::bigint[])', [stream, chunk]);
+  }
+
   async deferIngress(stream: string, partitionKeys: readonly string[], notBeforeMs: number): Promise<void> {
     for (const chunk of batches(partitionKeys))
       await this.#db.query(

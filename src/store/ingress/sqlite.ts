@@ -87,6 +87,10 @@ export class SqliteIngress implements IngressSpool {
     await this.#db.inTransactions(seqs, (chunk) => void this.#sql.completeIngress.run(doneAtMs, stream, JSON.stringify(chunk)));
   }
 
+  async discardIngress(stream: string, seqs: readonly number[]): Promise<void> {
+    await this.#db.inTransactions(seqs, (chunk) => void this.#sql.discardIngress.run(stream, JSON.stringify(chunk)));
+  }
+
   async deferIngress(stream: string, partitionKeys: readonly string[], notBeforeMs: number): Promise<void> {
     await this.#db.inTransactions(partitionKeys, (chunk) => void this.#sql.deferIngress.run(notBeforeMs, stream, JSON.stringify(chunk)));
   }
@@ -186,6 +190,7 @@ function prepareStatements(db: Database.Database) {
     completeIngress: db.prepare<[number, string, string]>(
       'UPDATE ingress_spool SET done_at_ms = ? WHERE stream = ? AND seq IN (SELECT value FROM json_each(?)) AND done_at_ms IS NULL',
     ),
+    discardIngress: db.prepare<[string, string]>('DELETE FROM ingress_spool WHERE stream = ? AND seq IN (SELECT value FROM json_each(?))'),
     deadLetterCounts: db.prepare<[], DeadLetterCount>(DEAD_LETTER_COUNTS),
     deadLetters: db.prepare<
       { stream: string | null; afterAtMs: number; afterStream: string; afterKey: string; limit: number },
