@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { getCohortStreamProgress, nudgeCohortStream, startCohortSync } from '../../src/client.js';
+import { getCohortStreamProgress, nudgeCohortStream, startCohortSync, startForgetUsers } from '../../src/client.js';
 import { resumeSignal, type cohortStream } from './workflow.js';
 import { cohortStreamName, cohortStreamWorkflowId, type CohortStreamInput } from '../cohort-sync/input.js';
 import type { MembershipChange } from '../../src/sandbox/amplitude/index.js';
@@ -203,6 +203,26 @@ describe('real-time cohorts from Amplitude’s cohort webhooks', () => {
     } finally {
       await h.env.client.workflow.getHandle(workflowId).terminate('the test is over');
     }
+  });
+
+  test('an erased user entering by webhook is never added, and their change is counted as suppressed', async () => {
+    // The last outsiders: no earlier test moves them.
+    const [erased, other] = [...h.sandboxes.dataset.identities()]
+      .filter((user) => user.userId && !h.sandboxes.dataset.cohortIdsOf(user.index).includes(COHORT))
+      .slice(-2);
+    await (await startForgetUsers(h.env.client, h.context.store, { userIds: [erased!.userId!] }, {}, { taskQueue: h.taskQueue })).result();
+    const suppressedBefore = (await getCohortStreamProgress(h.env.client, streamInput)).totals.suppressed ?? 0;
+    const pointsBefore = dataPoints();
+    await recompute({ add: ids([erased!, other!]) });
+    await waitFor(() => inBraze().has(other!.userId!), 'the other user is added');
+    await waitFor(streamDrained, 'the stream applied every change');
+    await waitFor(
+      async () => (await getCohortStreamProgress(h.env.client, streamInput)).totals.suppressed === suppressedBefore + 1,
+      'the stream counted the suppressed change',
+    );
+    assert.ok(expected().has(erased!.userId!), 'a member in Amplitude');
+    assert.ok(!inBraze().has(erased!.userId!), 'never added in Braze');
+    assert.equal(dataPoints() - pointsBefore, 1, 'one data point: the other user');
   });
 
   test('`ampbraze cohort stream status` shows what the stream applied and its backlog', async () => {

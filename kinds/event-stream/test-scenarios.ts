@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
-import { startEventSync, startTraitSync } from '../../src/client.js';
+import { startEventSync, startForgetUsers, startTraitSync } from '../../src/client.js';
 import type { AmplitudeEvent } from '../../src/amplitude/schemas.js';
 import type { EventStreamDestination } from '../../src/sandbox/amplitude/event-stream-webhooks.js';
 import { startHarnessReceiver, type ReceiverProcess } from '../../test/helpers/receiver.js';
@@ -130,6 +130,25 @@ export function eventStreamScenarios(h: EventStreamHarness): void {
   const drained = (name: string) => async () => (await h.context.store.ingressBacklog(eventStreamSpool(name), Date.now())).pending === 0;
 
   describe('real-time events from Amplitude’s Webhooks streaming destination', () => {
+    test('an erased user’s streamed events reach neither Braze nor the activity index', async (t) => {
+      const name = `erased-${h.storeKind.name}`;
+      t.after(() => h.stop(name));
+      await startEventStream(h.env.client, { name, eventTypes: ['Purchase'] }, { taskQueue: h.taskQueue });
+      h.streamTo(name);
+      const [erased, ...others] = userIds(390, 3);
+      await (await startForgetUsers(h.env.client, h.context.store, { userIds: [erased!] }, {}, { taskQueue: h.taskQueue })).result();
+      const purchases = eventsFor([erased!, ...others], 'Purchase', 2);
+      const before = h.brazeEventCounts();
+      await h.track(purchases);
+      await waitFor(async () => (await totals(name)).skipped >= 2 && (await totals(name)).sent >= 4, 'the stream took every event');
+      await waitFor(drained(name), 'the stream drained its spool');
+      assert.deepEqual(added(h.brazeEventCounts(), before), countsOf(purchases.filter((event) => event.user_id !== erased)));
+      const { skipReasons } = await totals(name);
+      assert.equal(skipReasons[`suppressed: erased on ${new Date().toISOString().slice(0, 10)}`], 2);
+      const active = await h.context.store.userActivities([erased!, ...others].map((id) => `user_id:${id}`));
+      assert.deepEqual([...active.keys()].sort(), others.map((id) => `user_id:${id}`).sort(), 'only the others are active');
+    });
+
     test('duplicated and reordered deliveries: each selected event in Braze once, within seconds; the rest only in the activity index', async (t) => {
       const name = `dup-${h.storeKind.name}`;
       t.after(() => h.stop(name));
