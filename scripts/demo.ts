@@ -204,6 +204,7 @@ const profileLookups = new ConnectedContent({
   maxAgeMs: 3_600_000,
   fallbackBody: UNKNOWN_USER_ANSWER,
   fetchTimeoutMs: 1_500,
+  suppression: context.suppression,
   onError: (error) => console.error(`  profile fetch failed: ${String(error)}`),
 });
 const receiver = buildReceiver({

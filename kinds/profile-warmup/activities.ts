@@ -7,6 +7,7 @@ import { ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
 import { createCohortExportActivities, findCohort } from '../../activities/cohort-export.js';
 import { runWithConcurrency, throttledHeartbeat } from '../../activities/engine.js';
 import { claimLease, type RunRef } from '../../activities/sync-lease.js';
+import { profileIdentityOf } from '../../src/profiles/answer.js';
 import { fetchProfile } from '../../src/profiles/fetch.js';
 import { coalesce } from '../../src/request-ledger.js';
 import type { AudienceCursor, CachedProfile, ProfileAudienceCounts } from '../../src/store/store.js';
@@ -131,7 +132,10 @@ export function createProfileWarmupActivities(context: WorkerContext) {
           freshSinceMs: input.freshSinceMs,
         });
         const due = page.due.slice(0, limit - warmed.fetched);
-        await runWithConcurrency(due, FETCH_CONCURRENCY, async (userKey) => {
+        // An erased user's profile is neither fetched nor kept.
+        const suppressed = await context.suppression.check(due, profileIdentityOf);
+        const fetching = suppressed.size === 0 ? due : due.filter((userKey) => !suppressed.has(userKey));
+        await runWithConcurrency(fetching, FETCH_CONCURRENCY, async (userKey) => {
           await context.amplitudeProfiles.acquire(1, { signal, whileWaiting: () => heartbeat() });
           const { kept } = await fetchProfile(context.amplitude, context.amplitudeProfiles, userKey);
           await keep(kept);

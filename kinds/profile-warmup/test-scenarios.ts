@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
-import { startEventSync, startProfileWarmup, startTraitSync } from '../../src/client.js';
+import { startEventSync, startForgetUsers, startProfileWarmup, startTraitSync } from '../../src/client.js';
+import { UNKNOWN_USER_ANSWER } from '../../src/profiles/answer.js';
 import { SANDBOX_CREDENTIALS } from '../../src/sandbox/sandboxes.js';
 import { waitUntil } from '../../test/helpers/currents-scenarios.js';
 import { startHarnessReceiver, type ReceiverProcess } from '../../test/helpers/receiver.js';
@@ -260,6 +261,19 @@ export function connectedContentScenarios(h: ConnectedContentHarness): void {
       assert.match(log, /connected-content\/userprofile/, 'requests are logged');
       for (const userId of userIds) assert.ok(!log.includes(userId), 'no user id in the log');
       assert.ok(!log.includes(TOKEN) && !log.includes(SANDBOX_CREDENTIALS.amplitudeSecretKey), 'no secret in the log');
+    });
+
+    test('an erased user is answered as a user Amplitude has not seen: never fetched, never kept', async () => {
+      const [userId] = await h.unfetchedUserIds(1);
+      const forget = await startForgetUsers(h.env.client, h.context.store, { userIds: [userId!] }, {}, { taskQueue: h.taskQueue });
+      await forget.result();
+      const before = h.profileRequests().answered;
+      const response = await h.lookup(`user_id=${userId}&${TEMPLATE_QUERY}`);
+      assert.equal(response.status, 200);
+      assert.equal(response.headers.get('x-profile-source'), 'suppressed');
+      assert.equal(await response.text(), UNKNOWN_USER_ANSWER);
+      assert.equal(h.profileRequests().answered, before, 'no Profile API request');
+      assert.equal(await h.context.store.cachedProfile(`user_id:${userId}`), undefined, 'nothing kept');
     });
   });
 }

@@ -7,11 +7,12 @@
 import type { AmplitudeClient } from '../amplitude/client.js';
 import type { SharedRateLimiter } from '../rate-limiter.js';
 import type { CachedProfile, StateStore } from '../store/store.js';
-import { parseProfileQuery, profileAnswer, type ProfileQuery } from './answer.js';
+import type { SuppressionList } from '../privacy/suppression.js';
+import { parseProfileQuery, profileAnswer, profileIdentityOf, type ProfileQuery } from './answer.js';
 import { fetchProfile } from './fetch.js';
 
-/** Where an answer came from: the store, Amplitude just now, or the fallback. */
-export type ProfileSource = 'store' | 'refreshed' | 'fallback';
+/** Where an answer came from: the store, Amplitude just now, the fallback, or none (an erased user: as if unseen). */
+export type ProfileSource = 'store' | 'refreshed' | 'fallback' | 'suppressed';
 
 export interface ProfileLookup {
   status: 200 | 400;
@@ -35,6 +36,8 @@ export interface ConnectedContentOptions {
   fallbackBody: string;
   /** How long Braze is kept waiting for a fetch of a user never fetched, before the fallback. */
   fetchTimeoutMs: number;
+  /** Erased users: answered as a user Amplitude has not seen, never fetched or kept. */
+  suppression: SuppressionList;
   onError: (error: unknown) => void;
 }
 
@@ -47,7 +50,7 @@ const REFRESH_RETRY_MS = 1_000;
 export class ConnectedContent {
   /** Answers by source, fetches by outcome: the receiver's `/metrics`. */
   readonly counts = {
-    answers: { store: 0, refreshed: 0, fallback: 0 } satisfies Record<ProfileSource, number>,
+    answers: { store: 0, refreshed: 0, fallback: 0, suppressed: 0 } satisfies Record<ProfileSource, number>,
     fetches: { kept: 0, failed: 0 },
     fallbacks: { budget: 0, failed: 0, timeout: 0 },
   };
@@ -69,6 +72,10 @@ export class ConnectedContent {
   async lookup(params: URLSearchParams): Promise<ProfileLookup> {
     const query = parseProfileQuery(params);
     if ('refused' in query) return { status: 400, body: JSON.stringify({ error: query.refused }), refreshQueued: false };
+    if ((await this.#options.suppression.check([query.userKey], profileIdentityOf)).size > 0) {
+      this.counts.answers.suppressed += 1;
+      return { status: 200, body: profileAnswer(null, query), source: 'suppressed', refreshQueued: false };
+    }
     const kept = await this.#options.store.cachedProfile(query.userKey);
     if (kept) {
       const stale = Date.now() - kept.fetchedAtMs > this.#options.maxAgeMs;

@@ -14,6 +14,7 @@ import {
 } from '../config.js';
 import { UNKNOWN_USER_ANSWER } from '../profiles/answer.js';
 import { ConnectedContent } from '../profiles/connected-content.js';
+import { SuppressionList, suppressionKeyOf } from '../privacy/suppression.js';
 import type { StateStore } from '../store/store.js';
 import { amplitudeClientOf, profileApiLimiter } from '../worker-context.js';
 import { openStateStore } from '../store/index.js';
@@ -85,6 +86,7 @@ function connectedContentRoute(config: ConnectedContentConfig, store: StateStore
     maxAgeMs: config.maxAgeMs,
     fallbackBody,
     fetchTimeoutMs: config.fetchTimeoutMs,
+    suppression: new SuppressionList(store, suppressionKeyOf(amplitude)),
     onError,
   });
   return { lookups, token: config.token, cacheSeconds: config.cacheSeconds, fallbackBody };

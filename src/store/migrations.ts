@@ -654,6 +654,12 @@ export const MIGRATIONS: readonly Migration[] = [
         erased_at_ms    INTEGER NOT NULL,
         lifted_at_ms    INTEGER
       ) WITHOUT ROWID;
+      -- Active entries per key, rewritten with every change to the list: what every sync and lookup reads first (nothing
+      -- to check while it is empty; a key that is not the worker's is refused), in one row instead of a count.
+      CREATE TABLE suppression_keys (
+        key_fingerprint TEXT PRIMARY KEY,
+        active          INTEGER NOT NULL
+      );
       -- Which user and device ids the product has seen with each Amplitude id (Amplitude's deletion jobs list Amplitude
       -- ids only); kept for the activity window, like the activity index.
       CREATE TABLE amplitude_identities (
@@ -686,6 +692,10 @@ export const MIGRATIONS: readonly Migration[] = [
         key_fingerprint TEXT NOT NULL,
         erased_at_ms    BIGINT NOT NULL,
         lifted_at_ms    BIGINT
+      );
+      CREATE TABLE suppression_keys (
+        key_fingerprint TEXT COLLATE "C" PRIMARY KEY,
+        active          BIGINT NOT NULL
       );
       CREATE TABLE amplitude_identities (
         amplitude_id TEXT COLLATE "C" NOT NULL,

@@ -178,3 +178,12 @@ export const TABLES_WITH_USER_DATA = [
     'erasure_requests',
   ]),
 ];
+
+/** Recounts the active suppressions per key (after the list changed, in the same transaction). */
+export const RECOUNT_SUPPRESSION_KEYS = [
+  'DELETE FROM suppression_keys',
+  `INSERT INTO suppression_keys (key_fingerprint, active)
+   SELECT key_fingerprint, count(*) FROM suppressions WHERE lifted_at_ms IS NULL GROUP BY key_fingerprint`,
+];
+
+export const SUPPRESSION_SUMMARY = 'SELECT key_fingerprint AS fingerprint, active FROM suppression_keys';

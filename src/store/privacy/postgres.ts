@@ -12,6 +12,8 @@ import {
   erasureLists,
   erasureStatements,
   POSTGRES_ERASURE,
+  RECOUNT_SUPPRESSION_KEYS,
+  SUPPRESSION_SUMMARY,
   TABLES_WITH_USER_DATA,
   type ErasureLists,
 } from './erasure-sql.js';
@@ -122,6 +124,7 @@ export class PostgresPrivacy implements Privacy {
          ON CONFLICT (id_hash) DO UPDATE SET key_fingerprint = excluded.key_fingerprint, erased_at_ms = excluded.erased_at_ms, lifted_at_ms = NULL`,
         [erasure.suppress, erasure.keyFingerprint, erasure.atMs],
       );
+      for (const sql of RECOUNT_SUPPRESSION_KEYS) await client.query(sql);
       await client.query('INSERT INTO erasures (erasure_key, at_ms, source, summary) VALUES ($1, $2, $3, $4)', [
         erasure.erasureKey,
         erasure.atMs,
@@ -145,10 +148,8 @@ export class PostgresPrivacy implements Privacy {
   }
 
   async suppressionSummary(): Promise<SuppressionSummary> {
-    const rows = await this.#db.rows<{ fingerprint: string; count: number }>(
-      'SELECT key_fingerprint AS fingerprint, count(*)::int AS count FROM suppressions WHERE lifted_at_ms IS NULL GROUP BY key_fingerprint',
-    );
-    return { active: rows.reduce((sum, row) => sum + row.count, 0), keyFingerprints: rows.map((row) => row.fingerprint) };
+    const rows = await this.#db.rows<{ fingerprint: string; active: number }>(SUPPRESSION_SUMMARY);
+    return { active: rows.reduce((sum, row) => sum + row.active, 0), keyFingerprints: rows.map((row) => row.fingerprint) };
   }
 
   async suppressedAmong(idHashes: readonly string[]): Promise<Map<string, number>> {
@@ -165,6 +166,7 @@ export class PostgresPrivacy implements Privacy {
 
   liftSuppressions(idHashes: readonly string[], record: { erasureKey: string; source: string; atMs: number }): Promise<number> {
     return this.#db.transaction(async (client) => {
+      await client.query('LOCK TABLE erasures IN SHARE ROW EXCLUSIVE MODE');
       const lifted =
         (
           await client.query('UPDATE suppressions SET lifted_at_ms = $1 WHERE lifted_at_ms IS NULL AND id_hash = ANY ($2::text[])', [
@@ -172,6 +174,7 @@ export class PostgresPrivacy implements Privacy {
             idHashes,
           ])
         ).rowCount ?? 0;
+      for (const sql of RECOUNT_SUPPRESSION_KEYS) await client.query(sql);
       await client.query('INSERT INTO erasures (erasure_key, at_ms, source, summary) VALUES ($1, $2, $3, $4)', [
         record.erasureKey,
         record.atMs,

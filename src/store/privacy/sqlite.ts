@@ -15,7 +15,9 @@ import {
   erasedStagedEventsSql,
   erasureLists,
   erasureStatements,
+  RECOUNT_SUPPRESSION_KEYS,
   SQLITE_ERASURE,
+  SUPPRESSION_SUMMARY,
   type ErasureLists,
 } from './erasure-sql.js';
 import { expandIdentities, identitiesJson, parseIdentities, type IdentityRow } from './identities.js';
@@ -88,6 +90,7 @@ export class SqlitePrivacy implements Privacy {
       for (const { table, statement, lists: used } of this.#sql.erasure) count(table, statement.run(bind(used)).changes);
 
       for (const idHash of erasure.suppress) this.#sql.suppress.run(idHash, erasure.keyFingerprint, erasure.atMs);
+      for (const statement of this.#sql.recountKeys) statement.run();
       this.#sql.recordErasure.run(erasure.erasureKey, erasure.atMs, erasure.source, JSON.stringify(removed));
       return { done: true, removed };
     });
@@ -113,7 +116,7 @@ export class SqlitePrivacy implements Privacy {
   suppressionSummary(): Promise<SuppressionSummary> {
     return this.#db.settle(() => {
       const rows = this.#sql.summary.all();
-      return { active: rows.reduce((sum, row) => sum + row.count, 0), keyFingerprints: rows.map((row) => row.fingerprint) };
+      return { active: rows.reduce((sum, row) => sum + row.active, 0), keyFingerprints: rows.map((row) => row.fingerprint) };
     });
   }
 
@@ -129,6 +132,7 @@ export class SqlitePrivacy implements Privacy {
   liftSuppressions(idHashes: readonly string[], record: { erasureKey: string; source: string; atMs: number }): Promise<number> {
     const lift = this.#db.handle.transaction(() => {
       const lifted = this.#sql.lift.run(record.atMs, JSON.stringify(idHashes)).changes;
+      for (const statement of this.#sql.recountKeys) statement.run();
       this.#sql.recordErasure.run(record.erasureKey, record.atMs, record.source, JSON.stringify({ suppressionsLifted: lifted }));
       return lifted;
     });
@@ -176,9 +180,8 @@ function prepareStatements(db: Database.Database) {
       'INSERT INTO erasures (erasure_key, at_ms, source, summary) VALUES (?, ?, ?, ?)',
     ),
     erasureRecorded: db.prepare<[string], string>('SELECT erasure_key FROM erasures WHERE erasure_key IN (SELECT value FROM json_each(?))'),
-    summary: db.prepare<[], { fingerprint: string; count: number }>(
-      'SELECT key_fingerprint AS fingerprint, count(*) AS count FROM suppressions WHERE lifted_at_ms IS NULL GROUP BY key_fingerprint',
-    ),
+    summary: db.prepare<[], { fingerprint: string; active: number }>(SUPPRESSION_SUMMARY),
+    recountKeys: RECOUNT_SUPPRESSION_KEYS.map((sql) => db.prepare(sql)),
     suppressedAmong: db.prepare<[string], { idHash: string; erasedAtMs: number }>(
       `SELECT id_hash AS idHash, erased_at_ms AS erasedAtMs FROM suppressions
        WHERE lifted_at_ms IS NULL AND id_hash IN (SELECT value FROM json_each(?))`,
