@@ -20,6 +20,7 @@ import {
   type SentRequest,
 } from '../src/store/store.js';
 import type { WorkerContext } from '../src/worker-context.js';
+import { aliasesIn, identifyMarkedAliases } from './identify-aliases.js';
 import type { RunRef } from './sync-lease.js';
 
 /** 429s one request may meet inside its page before the page fails over to Temporal's retry. */
@@ -49,6 +50,8 @@ export interface PageOutcome {
   pageDataPoints: number;
   /** Events sent again because an earlier attempt's request for them was cut off without an answer (at-least-once). */
   resent?: number;
+  /** Aliases of anonymous users who signed in, identified to their external id before the page was sent. */
+  identified?: number;
   budget?: 'run' | 'day';
 }
 
@@ -97,9 +100,12 @@ export async function applyPage<R extends PageRequest>(
   const pageOutcome: PageOutcome = { status: 'applied', accepted: 0, failed: 0, dataPoints: 0, brazeRequests: 0, pageDataPoints };
   const overBudget = await budgetExceeded(context, budgets, pageDataPoints);
   if (overBudget) return { ...pageOutcome, status: 'over_budget', budget: overBudget };
+  // Before anything is written for a user who signed in, their anonymous profile becomes theirs (REST targets only).
+  const identified = input.rateLimited ? await identifyMarkedAliases(context, input.run, () => heartbeat()) : 0;
   const totals = await applyRequests(context, input);
   return {
     ...pageOutcome,
+    ...(identified > 0 && { identified }),
     accepted: totals.accepted,
     failed: totals.rejected,
     dataPoints: totals.dataPoints,
@@ -189,6 +195,8 @@ function pacedBraze(context: WorkerContext, heartbeatNow: () => void): BrazeEndp
   const waiting = { signal: Context.current().cancellationSignal, whileWaiting: () => heartbeatNow() };
   return {
     track: async (payload) => {
+      const aliases = aliasesIn(payload);
+      if (aliases.length > 0) await context.store.recordAliasesWritten(aliases, Date.now());
       const slot = await limiter.acquire(1, waiting);
       try {
         const result = await context.braze.track(payload);

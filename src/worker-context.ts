@@ -6,7 +6,6 @@ import { hostname } from 'node:os';
 import { AmplitudeClient } from './amplitude/client.js';
 import { BrazeClient } from './braze/client.js';
 import { loadCurrentsConfig, type AmplitudeConfig, type AppConfig, type CurrentsConfig } from './config.js';
-import type { ErasureVendors } from './privacy/erasure.js';
 import { SuppressionList, suppressionKeyOf } from './privacy/suppression.js';
 import { SharedRateLimiter } from './rate-limiter.js';
 import { RequestLedger } from './request-ledger.js';
@@ -41,8 +40,10 @@ export interface WorkerContext {
   currents: CurrentsConfig;
   /** Erased users: every sync and stream leaves them out before it stages or sends anything. */
   suppression: SuppressionList;
-  /** The limits of Braze's `/users/delete` and Amplitude's deletion API, shared through the store by every worker. */
-  erasureVendors: ErasureVendors;
+  /** Braze's identity endpoints (alias, identify, merge, delete) share one limit, kept in the store for every worker. */
+  brazeIdentityLimiter: SharedRateLimiter;
+  /** Amplitude's User Privacy API takes about one request a second, shared through the store by every worker. */
+  amplitudeDeletionLimiter: SharedRateLimiter;
   store: StateStore;
 }
 
@@ -90,18 +91,14 @@ export async function createWorkerContext(
     currents: config.currents ?? loadCurrentsConfig({}),
     requestLedger: new RequestLedger(store),
     suppression: new SuppressionList(store, suppressionKeyOf(amplitude)),
-    erasureVendors: {
-      // Braze's identity endpoints (alias, identify, merge, delete) share 20,000 requests a minute.
-      brazeDeletes: new SharedRateLimiter(store, `braze:${new URL(braze.restEndpoint).host}:/users/delete`, {
-        requests: 20_000,
-        windowMs: 60_000,
-      }),
-      // Amplitude's User Privacy API takes about one request a second.
-      amplitudeDeletions: new SharedRateLimiter(store, `amplitude:${new URL(amplitude.apiUrl).host}:/api/2/deletions/users`, {
-        requests: 1,
-        windowMs: 1_000,
-      }),
-    },
+    brazeIdentityLimiter: new SharedRateLimiter(store, `braze:${new URL(braze.restEndpoint).host}:identity-endpoints`, {
+      requests: 20_000,
+      windowMs: 60_000,
+    }),
+    amplitudeDeletionLimiter: new SharedRateLimiter(store, `amplitude:${new URL(amplitude.apiUrl).host}:/api/2/deletions/users`, {
+      requests: 1,
+      windowMs: 1_000,
+    }),
     store,
   };
 }

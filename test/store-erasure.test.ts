@@ -93,6 +93,8 @@ async function fillStore(store: InspectableStore): Promise<void> {
     })),
     NOW,
   );
+  await store.recordAliasesWritten([{ aliasName: ERASED.deviceId, aliasLabel: 'amplitude_device_id' }], NOW);
+  await store.markAliasesToIdentify([{ aliasName: ERASED.deviceId, externalId: ERASED.userId }], NOW);
   await store.keepProfiles(users.map(({ id, value }) => ({ userKey: `user_id:${id}`, fetchedAtMs: NOW, userData: properties(value) })));
   await store.addToProfileAudience(
     'list:vip',
@@ -124,9 +126,8 @@ forEachStore((kind) => {
 
       const suppression = new SuppressionList(store, new SuppressionKey('a test key of sixteen characters or more'));
       const context = { store, suppression } as unknown as WorkerContext;
-      const vendors = {} as WorkerContext['erasureVendors'];
       const options = { erasureKey: 'forget:1', source: 'test', deleteInBraze: false, deleteInAmplitude: false, requester: 'test' };
-      const report = await eraseUsers(context, vendors, { userIds: [], deviceIds: [], amplitudeIds: [ERASED.amplitudeId] }, options);
+      const report = await eraseUsers(context, { userIds: [], deviceIds: [], amplitudeIds: [ERASED.amplitudeId] }, options);
       assert.equal(report.done, true);
       assert.deepEqual(report.ids, { userIds: 1, deviceIds: 2, amplitudeIds: 2 }, 'the user and both devices, through both Amplitude ids');
       assert.equal(report.suppressed, 5);
@@ -139,6 +140,7 @@ forEachStore((kind) => {
           amplitude_profiles: 1,
           profile_audiences: 1,
           amplitude_identities: 4,
+          braze_aliases: 1,
           staged_members: 1,
           staged_events: 1,
           sent_events: 1,
@@ -181,7 +183,7 @@ forEachStore((kind) => {
         ],
       );
 
-      assert.deepEqual(await eraseUsers(context, vendors, { userIds: [ERASED.userId], deviceIds: [], amplitudeIds: [] }, options), {
+      assert.deepEqual(await eraseUsers(context, { userIds: [ERASED.userId], deviceIds: [], amplitudeIds: [] }, options), {
         done: false,
         ids: { userIds: 1, deviceIds: 0, amplitudeIds: 0 },
         removed: {},

@@ -29,6 +29,8 @@ export interface PagedTotals {
   failureReasons: Record<string, number>;
   dataPoints: number;
   brazeRequests: number;
+  /** Aliases of anonymous users who signed in, identified to their external id (absent: none). */
+  identified?: number;
 }
 
 /** Where a continued-as-new run picks up; the rest is in the store. A kind adds what its pages and finish need. */
@@ -156,6 +158,7 @@ export async function runPagedSync<
           totals.failed += outcome.failed;
           totals.dataPoints += outcome.dataPoints;
           totals.brazeRequests += outcome.brazeRequests;
+          if (outcome.identified) totals.identified = (totals.identified ?? 0) + outcome.identified;
           progress.page += 1;
           upsertSearchAttributes([{ key: DATA_POINTS, value: totals.dataPoints }]);
           setCurrentDetails(`Page ${progress.page} of ${progress.pagesTotal}: ${kind.describePages(sync)}`);

@@ -128,6 +128,7 @@ export function createCohortStreamActivities(context: WorkerContext) {
             return { ...round, status: 'over_budget', overBudget: outcome, backlog: await backlogOf(input) };
           round[kind === 'enter' ? 'added' : 'removed'] = outcome.accepted;
           round.failed += outcome.failed;
+          round.identified += outcome.identified ?? 0;
           round.dataPoints += outcome.dataPoints;
           round.brazeRequests += outcome.brazeRequests;
         }

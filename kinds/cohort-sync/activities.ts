@@ -169,6 +169,7 @@ export function createCohortSyncActivities(context: WorkerContext) {
         // A member addressed by device is checked by it too, once it is looked up.
         const staged = await withoutSuppressed(resolved.staged, (member) => ({ deviceId: deviceIdOf(member.memberKey) }), erased);
         await keepLease(store, input.run);
+        await store.markAliasesToIdentify(signedIn(staged, input), Date.now());
         await store.recordFailures(runId, [...resolved.skipped, ...erased]);
         await store.stageChunk(runId, staged, { rowsConsumed: row, bytesConsumed: 0 });
         committedRows = row;
@@ -229,6 +230,17 @@ export function createCohortSyncActivities(context: WorkerContext) {
 }
 
 export type CohortSyncActivities = ReturnType<typeof createCohortSyncActivities>;
+
+/**
+ * Members addressed by external id whom the sync addresses by an alias named after their Amplitude id while they are
+ * anonymous: if that alias was written to, it is to be identified to them (a sign-in).
+ */
+function signedIn(staged: readonly StagedMember[], options: StageCohortMembersInput): Array<{ aliasName: string; externalId: string }> {
+  if (!options.identifiers.includes('user_alias') || options.aliasNameFrom !== 'amplitude_id') return [];
+  return staged.flatMap((member) =>
+    member.userId && member.memberKey.startsWith('ext:') ? [{ aliasName: member.amplitudeId, externalId: member.userId }] : [],
+  );
+}
 
 function deviceIdOf(memberKey: string): string | undefined {
   const address = addressOf(memberKey);

@@ -8,7 +8,7 @@
  */
 import { activityInfo, Context, heartbeat } from '@temporalio/activity';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { activityOf, amplitudeIdentitiesOf, amplitudeTimeMs, decide, userKeyOf } from '../../src/events/amplitude-events.js';
+import { activityOf, aliasLinksOf, amplitudeIdentitiesOf, amplitudeTimeMs, decide, userKeyOf } from '../../src/events/amplitude-events.js';
 import { subjectIdsOfJson } from '../../src/privacy/suppression.js';
 import { describeIssues } from '../../src/ingress/doors.js';
 import { durationMs } from '../../src/sync-input.js';
@@ -76,18 +76,20 @@ export function createEventStreamActivities(context: WorkerContext) {
     const events: Array<StagedEvent & { timeMs: number }> = [];
     const skip = (reason: string) => skipIn(counts, reason);
     const identities: AmplitudeIdentity[] = [];
+    const aliasLinks: Array<{ aliasName: string; externalId: string }> = [];
     for (const item of items) {
       if (!isEvent(item.body)) {
         // The door spools only what passed these schemas; an item written by an older receiver may not (nor block).
         const user = streamedUserSchema.safeParse(item.body);
-        if (user.success)
+        if (user.success) {
+          aliasLinks.push(...aliasLinksOf(user.data));
           offerUpdate(updates, {
             userKey: userKeyOf(user.data),
             timeMs: item.receivedAtMs,
             properties: user.data.user_properties as JsonObject,
             partial: true,
           });
-        else letters.push({ ...item, reason: `unreadable in the spool: ${describeIssues(user.error.issues)}` });
+        } else letters.push({ ...item, reason: `unreadable in the spool: ${describeIssues(user.error.issues)}` });
         continue;
       }
       const parsed = streamedEventSchema.safeParse(item.body);
@@ -97,12 +99,15 @@ export function createEventStreamActivities(context: WorkerContext) {
       }
       const event = parsed.data;
       identities.push(...amplitudeIdentitiesOf(event, item.receivedAtMs));
+      aliasLinks.push(...aliasLinksOf(event));
       const seen = activityOf(event);
       if (seen) offerUpdate(updates, { userKey: seen.userKey, timeMs: seen.lastEventMs, properties: seen.properties, partial: false });
       const decision = decide(event, selection);
       if (decision.forward) events.push({ eventKey: decision.eventKey, body: decision.body, timeMs: amplitudeTimeMs(event.event_time)! });
       else if (decision.skipReason !== undefined) skip(decision.skipReason);
     }
+    // A sign-in seen in this batch is identified (by the page, first) before anything is written for the user.
+    await store.markAliasesToIdentify(aliasLinks, Date.now());
     // Each user's events go in the order they happened, whatever order the destination delivered them in.
     events.sort((a, b) => a.timeMs - b.timeMs);
     // Named after the batch's first spooled item: a retried drain adds to what its lost attempt sent, and settles
@@ -144,6 +149,7 @@ export function createEventStreamActivities(context: WorkerContext) {
     counts.failed += attributes.failed;
     counts.dataPoints += attributes.dataPoints;
     counts.brazeRequests += attributes.brazeRequests;
+    counts.identified += (outcome.identified ?? 0) + (attributes.identified ?? 0);
     counts.sent += outcome.accepted;
     counts.failed += outcome.failed;
     // What the ledger held besides what this batch's requests (and its lost attempt's, settled above) did.

@@ -24,6 +24,8 @@ export interface EventStreamCounts {
   olderUpdates: number;
   /** Users whose mapped attributes the stream wrote (real-time trait syncs). */
   attributeUsers: number;
+  /** Aliases of anonymous users who signed in, identified to their external id. */
+  identified: number;
   dataPoints: number;
   brazeRequests: number;
 }
@@ -42,6 +44,7 @@ export function noEventStreamCounts(): EventStreamCounts {
     activityRecorded: 0,
     olderUpdates: 0,
     attributeUsers: 0,
+    identified: 0,
     dataPoints: 0,
     brazeRequests: 0,
   };

@@ -5,7 +5,7 @@
  */
 import { FailureType } from '../../src/failure-types.js';
 import { activityInfo, ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
-import { activityOf, amplitudeIdentitiesOf, decide } from '../../src/events/amplitude-events.js';
+import { activityOf, aliasLinksOf, amplitudeIdentitiesOf, decide } from '../../src/events/amplitude-events.js';
 import { subjectIdsOfJson, withSuppression } from '../../src/privacy/suppression.js';
 import { eventPageRequests, type EventLedger } from './braze-events.js';
 import { exportHourStart, EVENT_SYNC_KIND } from './input.js';
@@ -108,11 +108,17 @@ export function createEventSyncActivities(context: WorkerContext) {
       let events: StagedEvent[] = [];
       let activity = new Map<string, UserActivity>();
       let identities: AmplitudeIdentity[] = [];
+      /** Alias name → the external id seen with it: a sign-in to identify before the hour's pages are sent. */
+      let aliasLinks = new Map<string, string>();
       const commit = async () => {
         // An attempt Temporal gave up on (a timeout, a cancelled run) stops here rather than racing its retry.
         Context.current().cancellationSignal.throwIfAborted();
         await keepLease(store, run);
         await store.recordAmplitudeIdentities(identities);
+        await store.markAliasesToIdentify(
+          [...aliasLinks].map(([aliasName, externalId]) => ({ aliasName, externalId })),
+          Date.now(),
+        );
         await store.stageEvents(
           run.runId,
           { events, activity: [...activity.values()] },
@@ -122,6 +128,7 @@ export function createEventSyncActivities(context: WorkerContext) {
         events = [];
         activity = new Map();
         identities = [];
+        aliasLinks = new Map();
       };
       const skip = (reason: string) => (ingested.skipReasons[reason] = (ingested.skipReasons[reason] ?? 0) + 1);
 
@@ -147,6 +154,7 @@ export function createEventSyncActivities(context: WorkerContext) {
         if (seen) users.add(seen.userKey);
         if (line <= resumedFromLine) continue;
         identities.push(...amplitudeIdentitiesOf(event, seen?.lastEventMs ?? Date.now()));
+        for (const { aliasName, externalId } of aliasLinksOf(event)) if (!aliasLinks.has(aliasName)) aliasLinks.set(aliasName, externalId);
         if (decision.forward) events.push({ eventKey: decision.eventKey, body: decision.body });
         const latest = seen && activity.get(seen.userKey);
         if (seen && !(latest && latest.lastEventMs >= seen.lastEventMs)) activity.set(seen.userKey, seen);

@@ -26,7 +26,6 @@ export interface ForgottenJobs {
 
 export function createPrivacyActivities(context: WorkerContext) {
   const { store } = context;
-  const vendors = context.erasureVendors;
 
   return {
     /** Forgets the users of a saved erasure request, deletes the request, and clears the freed space. */
@@ -39,7 +38,7 @@ export function createPrivacyActivities(context: WorkerContext) {
           message: `The store holds no erasure request ${input.requestId}: it was done already, or never saved (save the ids first: ampbraze forget)`,
         });
       }
-      const report = await eraseUsers(context, vendors, identities, {
+      const report = await eraseUsers(context, identities, {
         erasureKey: `forget:${input.requestId}`,
         source: 'ampbraze forget',
         deleteInBraze: input.deleteInBraze,
@@ -65,7 +64,6 @@ export function createPrivacyActivities(context: WorkerContext) {
           heartbeat();
           const report = await eraseUsers(
             context,
-            vendors,
             { userIds: [], deviceIds: [], amplitudeIds: [amplitudeId] },
             {
               erasureKey: `amplitude-deletion:${context.suppression.key.hashId('amplitude_id', amplitudeId)}`,

@@ -6,12 +6,14 @@
  * Every check reads the sandboxes' own state, the store, and the workflows' histories.
  */
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Client } from '@temporalio/client';
 import { RateLimitedError } from '../../src/errors.js';
 import { startCohortSync, startEventSync, startForgetUsers, startPrivacySync, startTraitSync } from '../../src/client.js';
-import { exportHourOf } from '../event-sync/input.js';
+import { exportHourOf, type EventSyncInput } from '../event-sync/input.js';
+import type { AmplitudeEvent } from '../../src/amplitude/schemas.js';
 import type { TestStoreKind } from '../../test/helpers/stores.js';
 import { WorkerHarness } from '../../test/helpers/worker-harness.js';
 import { expectedMembers } from '../../test/helpers/braze-state.js';
@@ -19,6 +21,8 @@ import type { ErasureIdentities } from '../../src/store/store.js';
 
 const COHORT = '3k9x2pq'; // ~10% of users
 const PROBE_EVENT = 'Erasure Probe';
+const BROWSE_EVENT = 'Anonymous Browse Probe';
+const SIGN_IN_EVENT = 'Sign In Probe';
 const today = () => new Date().toISOString().slice(0, 10);
 
 export class PrivacyHarness extends WorkerHarness {
@@ -62,6 +66,21 @@ export class PrivacyHarness extends WorkerHarness {
       }
     }
   };
+
+  /** Tracks events into Amplitude over HTTP V2, as an app's backend would. */
+  track = async (events: readonly AmplitudeEvent[]) => {
+    const sent = await this.context.amplitude.ingestEvents(events, { api: 'httpapi' });
+    assert.equal(sent.rejected.length, 0);
+  };
+
+  eventSync = async (input: EventSyncInput) =>
+    (await startEventSync(this.env.client, input, { taskQueue: this.taskQueue, workflowId: `event-sync-${Math.random()}` })).result();
+
+  /** The Braze profiles holding the device's alias or the external id. */
+  profilesOf = (deviceId: string, externalId: string) =>
+    [...this.sandboxes.braze.control.users()].filter(
+      (profile) => profile.externalId === externalId || profile.aliases.some((alias) => alias.alias_name === deviceId),
+    );
 
   brazeProfile = (externalId: string) => [...this.sandboxes.braze.control.users()].find((profile) => profile.externalId === externalId);
 
@@ -117,6 +136,44 @@ export function privacyScenarios(h: PrivacyHarness): void {
 
       const history = await h.histories(h.env.client, [workflowId]);
       assert.ok(!history.includes(userId), 'the erasure’s history names no one');
+    });
+  });
+
+  describe('anonymous users who sign in', () => {
+    test('an anonymous device’s events, then its user’s once signed in: one Braze profile holding both, each event once; a rerun identifies nothing', async () => {
+      const [deviceId, userId] = [`anonymous-device-${randomUUID()}`, `signed-in-${randomUUID()}`];
+      const input = { eventTypes: [BROWSE_EVENT, SIGN_IN_EVENT], identifiers: ['user_id' as const, 'device_id' as const] };
+      const hour = exportHourOf(Date.now());
+      await h.track([{ event_type: BROWSE_EVENT, device_id: deviceId, insert_id: randomUUID() }]);
+      const anonymous = await h.eventSync({ hour, ...input });
+      assert.equal(anonymous.identified ?? 0, 0);
+      const aliasOnly = h.profilesOf(deviceId, userId);
+      assert.equal(aliasOnly.length, 1);
+      assert.deepEqual(
+        [aliasOnly[0]!.externalId, aliasOnly[0]!.customEvents?.get(BROWSE_EVENT)?.count],
+        [undefined, 1],
+        'an alias-only profile',
+      );
+
+      const pointsBefore = h.brazeDataPoints();
+      await h.track([{ event_type: SIGN_IN_EVENT, user_id: userId, device_id: deviceId, insert_id: randomUUID() }]);
+      const signedIn = await h.eventSync({ hour, ...input });
+      assert.equal(signedIn.identified, 1, 'the alias identified once');
+      const [profile, ...others] = h.profilesOf(deviceId, userId);
+      assert.equal(others.length, 0, 'one Braze profile, not two');
+      assert.equal(profile!.externalId, userId);
+      assert.ok(profile!.aliases.some((alias) => alias.alias_name === deviceId && alias.alias_label === 'amplitude_device_id'));
+      assert.deepEqual(
+        [profile!.customEvents?.get(BROWSE_EVENT)?.count, profile!.customEvents?.get(SIGN_IN_EVENT)?.count],
+        [1, 1],
+        'the anonymous event and the new one on the same profile',
+      );
+      assert.equal(h.brazeDataPoints() - pointsBefore, 1, 'only the new event was sent: no data point twice');
+
+      const rerun = await h.eventSync({ hour, ...input });
+      assert.equal(rerun.identified ?? 0, 0, 'a rerun identifies nothing again');
+      assert.equal(h.brazeDataPoints() - pointsBefore, 1);
+      assert.equal(h.sandboxes.braze.control.requestCounts()['POST /users/identify'], 1, 'one identify request in all');
     });
   });
 

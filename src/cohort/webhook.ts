@@ -65,12 +65,25 @@ export interface CohortStreamCounts {
   deadLettered: number;
   /** Changes of erased users: deleted from the spool, never sent. */
   suppressed: number;
+  /** Aliases of anonymous users who signed in, identified to their external id. */
+  identified: number;
   dataPoints: number;
   brazeRequests: number;
 }
 
 export function noCohortStreamCounts(): CohortStreamCounts {
-  return { added: 0, removed: 0, unchanged: 0, superseded: 0, failed: 0, deadLettered: 0, suppressed: 0, dataPoints: 0, brazeRequests: 0 };
+  return {
+    added: 0,
+    removed: 0,
+    unchanged: 0,
+    superseded: 0,
+    failed: 0,
+    deadLettered: 0,
+    suppressed: 0,
+    identified: 0,
+    dataPoints: 0,
+    brazeRequests: 0,
+  };
 }
 
 /** The query of the webhook URL: which target the cohort's changes go to, as `cohortSync` names them. */

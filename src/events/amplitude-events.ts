@@ -54,6 +54,20 @@ export function amplitudeIdentitiesOf(
   return identities;
 }
 
+/**
+ * The aliases an identified event may have been written to while its user was anonymous (named after its device or
+ * Amplitude id), each with the external id that now appears with it: what `markAliasesToIdentify` takes.
+ */
+export function aliasLinksOf(event: {
+  user_id?: string | null;
+  device_id?: string | null;
+  amplitude_id?: number | null;
+}): Array<{ aliasName: string; externalId: string }> {
+  if (!event.user_id) return [];
+  const names = [event.device_id, event.amplitude_id === undefined || event.amplitude_id === null ? undefined : String(event.amplitude_id)];
+  return names.flatMap((aliasName) => (aliasName ? [{ aliasName, externalId: event.user_id! }] : []));
+}
+
 /** Events Braze Currents forwarded into Amplitude: streaming them back would loop. */
 export function cameFromBraze(event: ExportedEvent): boolean {
   return event.event_type.startsWith('[Appboy]') || event.library?.toLowerCase() === 'braze';

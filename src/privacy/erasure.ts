@@ -38,14 +38,8 @@ export interface ErasureReport {
   amplitude?: { requests: number; scheduledDays: string[] };
 }
 
-export interface ErasureVendors {
-  brazeDeletes: SharedRateLimiter;
-  amplitudeDeletions: SharedRateLimiter;
-}
-
 export async function eraseUsers(
-  context: Pick<WorkerContext, 'store' | 'suppression' | 'braze' | 'amplitude'>,
-  vendors: ErasureVendors,
+  context: Pick<WorkerContext, 'store' | 'suppression' | 'braze' | 'amplitude' | 'brazeIdentityLimiter' | 'amplitudeDeletionLimiter'>,
   given: ErasureIdentities,
   options: ErasureOptions,
 ): Promise<ErasureReport> {
@@ -62,9 +56,9 @@ export async function eraseUsers(
   // The vendors first: a retried attempt repeats their (idempotent) deletions, where a store erased first would have
   // nothing left to find them by.
   if (options.deleteInBraze)
-    report.braze = await deleteInBraze(context, vendors.brazeDeletes, identities, await store.aliasKeysOf(identities), options);
+    report.braze = await deleteInBraze(context, context.brazeIdentityLimiter, identities, await store.aliasKeysOf(identities), options);
   if (options.deleteInAmplitude)
-    report.amplitude = await requestAmplitudeDeletion(context, vendors.amplitudeDeletions, identities, options);
+    report.amplitude = await requestAmplitudeDeletion(context, context.amplitudeDeletionLimiter, identities, options);
   const outcome = await store.eraseUsers({
     erasureKey: options.erasureKey,
     source: options.source,

@@ -643,7 +643,7 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 17,
-    name: 'erasure: the suppression list, the ids seen together, and the erasures done',
+    name: 'erasure and identity: the suppression list, the ids seen together, the erasures done, the aliases written',
     sql: `
       -- Users erased and never to be sent again, by a keyed one-way hash of each id (\`user_id:…\`, \`device_id:…\`,
       -- \`amplitude_id:…\`), so the erased id is stored nowhere. key_fingerprint names the key that made the hash: a
@@ -678,6 +678,20 @@ export const MIGRATIONS: readonly Migration[] = [
         source      TEXT NOT NULL,
         summary     TEXT NOT NULL
       );
+      -- The user aliases the product has written to in Braze (anonymous users, by device or Amplitude id), and whether
+      -- each was identified to the external id that later appeared with that id: 'pending' once seen, claimed by one
+      -- worker at a time (claimed_until_ms), then 'identified' (or 'refused', with Braze's reason). Erasable.
+      CREATE TABLE braze_aliases (
+        alias_name       TEXT NOT NULL,
+        alias_label      TEXT NOT NULL,
+        state            TEXT NOT NULL CHECK (state IN ('written', 'pending', 'identified', 'refused')),
+        external_id      TEXT,
+        reason           TEXT,
+        claimed_until_ms INTEGER NOT NULL DEFAULT 0,
+        updated_at_ms    INTEGER NOT NULL,
+        PRIMARY KEY (alias_name, alias_label)
+      ) WITHOUT ROWID;
+      CREATE INDEX braze_aliases_pending ON braze_aliases (claimed_until_ms) WHERE state = 'pending';
       -- Who an erasure started from the command line or the client API is about, until it is done: the workflow
       -- carries the request's id, never the ids it names, and the erasure deletes the row.
       CREATE TABLE erasure_requests (
@@ -711,6 +725,17 @@ export const MIGRATIONS: readonly Migration[] = [
         source      TEXT NOT NULL,
         summary     TEXT NOT NULL
       );
+      CREATE TABLE braze_aliases (
+        alias_name       TEXT COLLATE "C" NOT NULL,
+        alias_label      TEXT COLLATE "C" NOT NULL,
+        state            TEXT NOT NULL CHECK (state IN ('written', 'pending', 'identified', 'refused')),
+        external_id      TEXT,
+        reason           TEXT,
+        claimed_until_ms BIGINT NOT NULL DEFAULT 0,
+        updated_at_ms    BIGINT NOT NULL,
+        PRIMARY KEY (alias_name, alias_label)
+      );
+      CREATE INDEX braze_aliases_pending ON braze_aliases (claimed_until_ms) WHERE state = 'pending';
       CREATE TABLE erasure_requests (
         request_id TEXT COLLATE "C" PRIMARY KEY,
         identities TEXT NOT NULL,

@@ -19,6 +19,7 @@ import { PostgresStaging } from './staging/postgres.js';
 import type { InspectableStore, StoreHandle } from './store.js';
 import { PostgresProfiles } from './profiles/postgres.js';
 import { PostgresPrivacy } from './privacy/postgres.js';
+import { PostgresAliases } from './aliases/postgres.js';
 
 type TextParser = (value: string) => unknown;
 
@@ -167,5 +168,6 @@ function composePostgresStore(db: PostgresDb, description: string): InspectableS
     new PostgresIngress(db),
     new PostgresProfiles(db),
     new PostgresPrivacy(db),
+    new PostgresAliases(db),
   ) satisfies InspectableStore;
 }

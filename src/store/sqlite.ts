@@ -19,6 +19,7 @@ import { SqliteStaging } from './staging/sqlite.js';
 import type { InspectableStore, StoreHandle } from './store.js';
 import { SqliteProfiles } from './profiles/sqlite.js';
 import { SqlitePrivacy } from './privacy/sqlite.js';
+import { SqliteAliases } from './aliases/sqlite.js';
 
 export { DEFAULT_SQLITE_TIMEOUT_MS };
 
@@ -85,6 +86,7 @@ function composeSqliteStore(db: SqliteDb, description: string): InspectableStore
     new SqliteIngress(db),
     new SqliteProfiles(db),
     new SqlitePrivacy(db),
+    new SqliteAliases(db),
   ) satisfies InspectableStore;
 }
 

@@ -774,8 +774,57 @@ export interface Privacy {
   liftSuppressions(idHashes: readonly string[], record: { erasureKey: string; source: string; atMs: number }): Promise<number>;
 }
 
+/** A Braze user alias, as the product addresses anonymous users (`amplitude_device_id` / `amplitude_id` + the id). */
+export interface BrazeAliasRef {
+  aliasName: string;
+  aliasLabel: string;
+}
+
+/** An alias to identify: the external id that appeared with its id. */
+export interface AliasToIdentify extends BrazeAliasRef {
+  externalId: string;
+}
+
+/** What became of an identify: done, or refused by Braze with its reason. */
+export interface AliasIdentification extends AliasToIdentify {
+  identified: boolean;
+  reason?: string;
+}
+
+/**
+ * Anonymous users who sign in: the aliases the product wrote to, marked when a user id appears with their id, and
+ * identified once (by whichever worker claims them first) before anything else is written for that user.
+ */
+export interface AliasIdentities {
+  /** Records aliases about to be written to (a repeat is a no-op). */
+  recordAliasesWritten(aliases: readonly BrazeAliasRef[], atMs: number): Promise<void>;
+  /**
+   * Marks the written aliases named by these ids (any label) to be identified to the external id seen with them; an
+   * alias marked, identified or refused before is left as it is. Resolves with how many it marked.
+   */
+  markAliasesToIdentify(links: readonly { aliasName: string; externalId: string }[], atMs: number): Promise<number>;
+  /** Claims up to `limit` marked aliases no other worker holds, for `leaseMs`; a claim that lapsed can be taken again. */
+  claimAliasesToIdentify(limit: number, nowMs: number, leaseMs: number): Promise<AliasToIdentify[]>;
+  /**
+   * Records identifies; for each one done, the sync snapshots' alias key becomes the external id's (or, where a
+   * sync holds that already, goes), so the merged profile is not written again.
+   */
+  recordIdentifications(results: readonly AliasIdentification[], atMs: number): Promise<void>;
+}
+
 export interface StateStore
-  extends StoreHandle, RunsAndLeases, Ledgers, RateWindows, Staging, Snapshots, ActivityIndex, IngressSpool, ProfileCache, Privacy {}
+  extends
+    StoreHandle,
+    RunsAndLeases,
+    Ledgers,
+    RateWindows,
+    Staging,
+    Snapshots,
+    ActivityIndex,
+    IngressSpool,
+    ProfileCache,
+    Privacy,
+    AliasIdentities {}
 
 /** A store with the reads and writes only tests make. */
 export type InspectableStore = StateStore & StoreInspection;

@@ -119,6 +119,11 @@ export function erasureStatements(d: ErasureDialect): ErasureStatement[] {
       lists: ['amplitudeIds', 'keys'],
     },
     {
+      table: 'braze_aliases',
+      sql: `DELETE FROM braze_aliases WHERE ${d.inList('alias_name', 1)} OR ${d.inList('external_id', 2)}`,
+      lists: ['rawIds', 'userIds'],
+    },
+    {
       table: 'amplitude_device_ids',
       sql: `DELETE FROM amplitude_device_ids WHERE ${d.inList('amplitude_id', 1)} OR ${d.inList('device_id', 2)}`,
       lists: ['amplitudeIds', 'deviceIds'],
@@ -171,6 +176,7 @@ export const TABLES_WITH_USER_DATA = [
     'sent_events',
     'amplitude_identities',
     'amplitude_device_ids',
+    'braze_aliases',
     'ingress_spool',
     'ingress_dead_letters',
     'plan_pages',
