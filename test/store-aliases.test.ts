@@ -33,7 +33,7 @@ forEachStore((kind) => {
         store.claimAliasesToIdentify(5, 3_000, 10_000),
       ]);
       assert.deepEqual(
-        [...first!, ...second!].map((alias) => `${alias.aliasLabel}:${alias.aliasName}→${alias.externalId}`).sort(),
+        [...first, ...second].map((alias) => `${alias.aliasLabel}:${alias.aliasName}→${alias.externalId}`).sort(),
         ['amplitude_device_id:device-1→u-1', 'amplitude_id:4242→u-1'],
         'each alias claimed by one claimant',
       );

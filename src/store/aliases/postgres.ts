@@ -26,6 +26,8 @@ export class PostgresAliases implements AliasIdentities {
   }
 
   async markAliasesToIdentify(links: readonly { aliasName: string; externalId: string }[], atMs: number): Promise<number> {
+    // No alias ever written (the common case: syncs that address identified users only): nothing to look up.
+    if (links.length === 0 || (await this.#db.rows('SELECT 1 FROM braze_aliases LIMIT 1')).length === 0) return 0;
     let marked = 0;
     for (const batch of batches(links)) {
       // Of a name repeated in the batch (a shared device), the first external id wins, as on SQLite.

@@ -21,7 +21,8 @@ export class SqliteAliases implements AliasIdentities {
   }
 
   async markAliasesToIdentify(links: readonly { aliasName: string; externalId: string }[], atMs: number): Promise<number> {
-    if (links.length === 0) return 0;
+    // No alias ever written (the common case: syncs that address identified users only): nothing to look up.
+    if (links.length === 0 || !this.#sql.anyAlias.get()) return 0;
     let marked = 0;
     await this.#db.inTransactions(links, (chunk) => {
       for (const { aliasName, externalId } of chunk) marked += this.#sql.mark.run(externalId, atMs, aliasName).changes;
@@ -51,6 +52,7 @@ function prepareStatements(db: Database.Database) {
     recordWritten: db.prepare<[string, string, number]>(
       `INSERT INTO braze_aliases (alias_name, alias_label, state, updated_at_ms) VALUES (?, ?, 'written', ?) ON CONFLICT DO NOTHING`,
     ),
+    anyAlias: db.prepare<[], { one: number }>('SELECT 1 AS one FROM braze_aliases LIMIT 1'),
     mark: db.prepare<[string, number, string]>(
       `UPDATE braze_aliases SET state = 'pending', external_id = ?, updated_at_ms = ? WHERE alias_name = ? AND state = 'written'`,
     ),
