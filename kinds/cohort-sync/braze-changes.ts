@@ -4,6 +4,7 @@
  * changes (≤1,000 ids per request). Each request knows its data-point price and maps Braze's answer back to
  * the exact members it carried.
  */
+import { chunk } from '../../src/braze/batching.js';
 import { PARTNER_IDS_PER_REQUEST } from '../../src/braze/client.js';
 import { attributeValueDataPoints, partnerCohortChangeDataPoints } from '../../src/braze/data-points.js';
 import type { PageRequest, SentChange } from '../../src/braze/page-request.js';
@@ -98,10 +99,4 @@ function trackIdentifier(address: BrazeAddress): Record<string, unknown> {
     case 'device_id':
       throw new Error('device_id is not a /users/track identifier'); // rejected by input validation
   }
-}
-
-function chunk<T>(items: readonly T[], size: number): T[][] {
-  const chunks: T[][] = [];
-  for (let i = 0; i < items.length; i += size) chunks.push(items.slice(i, i + size));
-  return chunks;
 }

@@ -104,3 +104,10 @@ export function splitPartnerCohortChanges(
   if (current.length > 0) requests.push(current);
   return requests;
 }
+
+/** Splits a list into requests of at most `size` items (identifiers, aliases, objects). */
+export function chunk<T>(items: readonly T[], size: number): T[][] {
+  const chunks: T[][] = [];
+  for (let i = 0; i < items.length; i += size) chunks.push(items.slice(i, i + size));
+  return chunks;
+}

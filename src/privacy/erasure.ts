@@ -3,6 +3,7 @@
  * deletion requested from Amplitude; every copy removed from the store and the ids suppressed (one transaction). The
  * caller then clears the freed space (`clearFreedSpace`, once for many erasures), so no erased value lingers in files.
  */
+import { chunk } from '../braze/batching.js';
 import { addressOf } from '../cohort/identifiers.js';
 import { RateLimitedError } from '../errors.js';
 import type { SharedRateLimiter } from '../rate-limiter.js';
@@ -90,8 +91,8 @@ async function deleteInBraze(
   });
   // `/users/delete` takes one kind of identifier a request.
   const targets = [
-    ...chunksOf(identities.userIds, BRAZE_DELETES_PER_REQUEST).map((externalIds) => ({ externalIds })),
-    ...chunksOf(aliases, BRAZE_DELETES_PER_REQUEST).map((userAliases) => ({ userAliases })),
+    ...chunk(identities.userIds, BRAZE_DELETES_PER_REQUEST).map((externalIds) => ({ externalIds })),
+    ...chunk(aliases, BRAZE_DELETES_PER_REQUEST).map((userAliases) => ({ userAliases })),
   ];
   const result = { requests: 0, deleted: 0 };
   for (const target of targets) {
@@ -110,8 +111,8 @@ async function requestAmplitudeDeletion(
   options: ErasureOptions,
 ): Promise<{ requests: number; scheduledDays: string[] }> {
   const requests = [
-    ...chunksOf(identities.userIds, AMPLITUDE_DELETIONS_PER_REQUEST).map((userIds) => ({ userIds })),
-    ...chunksOf(identities.amplitudeIds, AMPLITUDE_DELETIONS_PER_REQUEST).map((amplitudeIds) => ({ amplitudeIds })),
+    ...chunk(identities.userIds, AMPLITUDE_DELETIONS_PER_REQUEST).map((userIds) => ({ userIds })),
+    ...chunk(identities.amplitudeIds, AMPLITUDE_DELETIONS_PER_REQUEST).map((amplitudeIds) => ({ amplitudeIds })),
   ];
   const days = new Set<string>();
   for (const request of requests) {
@@ -136,10 +137,4 @@ async function retryingRateLimits<T>(send: () => Promise<T>, options: ErasureOpt
       await new Promise((resolve) => setTimeout(resolve, error.retryAfterMs ?? 1_000));
     }
   }
-}
-
-function chunksOf<T>(items: readonly T[], size: number): T[][] {
-  const chunks: T[][] = [];
-  for (let start = 0; start < items.length; start += size) chunks.push(items.slice(start, start + size));
-  return chunks;
 }
