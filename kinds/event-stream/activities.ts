@@ -8,19 +8,18 @@
  */
 import { activityInfo, Context, heartbeat } from '@temporalio/activity';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { activityOf, aliasLinksOf, amplitudeIdentitiesOf, amplitudeTimeMs, decide, userKeyOf } from '../../src/events/amplitude-events.js';
+import {
+  activityOf,
+  aliasLinksOf,
+  AmplitudeIdentitiesSeen,
+  amplitudeTimeMs,
+  decide,
+  userKeyOf,
+} from '../../src/events/amplitude-events.js';
 import { subjectIdsOfJson } from '../../src/privacy/suppression.js';
 import { describeIssues } from '../../src/ingress/doors.js';
 import { durationMs } from '../../src/sync-input.js';
-import type {
-  AmplitudeIdentity,
-  EventClaim,
-  JsonObject,
-  SpooledDeadLetter,
-  SpooledItem,
-  StagedEvent,
-  UserActivity,
-} from '../../src/store/store.js';
+import type { EventClaim, JsonObject, SpooledDeadLetter, SpooledItem, StagedEvent, UserActivity } from '../../src/store/store.js';
 import { coalesce } from '../../src/request-ledger.js';
 import type { WorkerContext } from '../../src/worker-context.js';
 import { applyPage, type PageBudgets, type PageOutcome } from '../../activities/engine.js';
@@ -75,7 +74,7 @@ export function createEventStreamActivities(context: WorkerContext) {
     const updates = new Map<string, PropertyUpdate>();
     const events: Array<StagedEvent & { timeMs: number }> = [];
     const skip = (reason: string) => skipIn(counts, reason);
-    const identities: AmplitudeIdentity[] = [];
+    const identities = new AmplitudeIdentitiesSeen();
     const aliasLinks: Array<{ aliasName: string; externalId: string }> = [];
     for (const item of items) {
       if (!isEvent(item.body)) {
@@ -98,7 +97,7 @@ export function createEventStreamActivities(context: WorkerContext) {
         continue;
       }
       const event = parsed.data;
-      identities.push(...amplitudeIdentitiesOf(event, item.receivedAtMs));
+      identities.add(event, item.receivedAtMs);
       aliasLinks.push(...aliasLinksOf(event));
       const seen = activityOf(event);
       if (seen) offerUpdate(updates, { userKey: seen.userKey, timeMs: seen.lastEventMs, properties: seen.properties, partial: false });
@@ -134,7 +133,7 @@ export function createEventStreamActivities(context: WorkerContext) {
     const attributes = await writeAttributes(input, `stream:${items[0]!.seq}:attributes|`, activity);
     if (attributes.status === 'over_budget') return attributes;
     await store.recordActivity(activity);
-    await store.recordAmplitudeIdentities(identities);
+    await store.recordAmplitudeIdentities(identities.take());
     await store.deadLetterIngress(spool, letters, Date.now());
     await store.completeIngress(
       spool,

@@ -5,19 +5,13 @@
  */
 import { FailureType } from '../../src/failure-types.js';
 import { activityInfo, ApplicationFailure, Context, heartbeat } from '@temporalio/activity';
-import { activityOf, aliasLinksOf, amplitudeIdentitiesOf, decide } from '../../src/events/amplitude-events.js';
+import { activityOf, aliasLinksOf, AmplitudeIdentitiesSeen, decide } from '../../src/events/amplitude-events.js';
 import { subjectIdsOfJson, withSuppression } from '../../src/privacy/suppression.js';
 import { eventPageRequests, type EventLedger } from './braze-events.js';
 import { exportHourStart, EVENT_SYNC_KIND } from './input.js';
 import { NonRetryableVendorError, RetryableVendorError } from '../../src/errors.js';
 import { coalesce } from '../../src/request-ledger.js';
-import {
-  MAX_ROWS_PER_TRANSACTION,
-  type AmplitudeIdentity,
-  type EventClaim,
-  type StagedEvent,
-  type UserActivity,
-} from '../../src/store/store.js';
+import { MAX_ROWS_PER_TRANSACTION, type EventClaim, type StagedEvent, type UserActivity } from '../../src/store/store.js';
 import type { WorkerContext } from '../../src/worker-context.js';
 import { applyPage, closeRun, readPlannedPage, throttledHeartbeat, type PageOutcome, type RunFailures } from '../../activities/engine.js';
 import type {
@@ -107,14 +101,14 @@ export function createEventSyncActivities(context: WorkerContext) {
       let committedLine = resumedFromLine;
       let events: StagedEvent[] = [];
       let activity = new Map<string, UserActivity>();
-      let identities: AmplitudeIdentity[] = [];
+      const identities = new AmplitudeIdentitiesSeen();
       /** Alias name → the external id seen with it: a sign-in to identify before the hour's pages are sent. */
       let aliasLinks = new Map<string, string>();
       const commit = async () => {
         // An attempt Temporal gave up on (a timeout, a cancelled run) stops here rather than racing its retry.
         Context.current().cancellationSignal.throwIfAborted();
         await keepLease(store, run);
-        await store.recordAmplitudeIdentities(identities);
+        await store.recordAmplitudeIdentities(identities.take());
         await store.markAliasesToIdentify(
           [...aliasLinks].map(([aliasName, externalId]) => ({ aliasName, externalId })),
           Date.now(),
@@ -127,7 +121,6 @@ export function createEventSyncActivities(context: WorkerContext) {
         committedLine = ingested.events;
         events = [];
         activity = new Map();
-        identities = [];
         aliasLinks = new Map();
       };
       const skip = (reason: string) => (ingested.skipReasons[reason] = (ingested.skipReasons[reason] ?? 0) + 1);
@@ -153,7 +146,7 @@ export function createEventSyncActivities(context: WorkerContext) {
         const seen = activityOf(event);
         if (seen) users.add(seen.userKey);
         if (line <= resumedFromLine) continue;
-        identities.push(...amplitudeIdentitiesOf(event, seen?.lastEventMs ?? Date.now()));
+        identities.add(event, seen?.lastEventMs ?? Date.now());
         for (const { aliasName, externalId } of aliasLinksOf(event)) if (!aliasLinks.has(aliasName)) aliasLinks.set(aliasName, externalId);
         if (decision.forward) events.push({ eventKey: decision.eventKey, body: decision.body });
         const latest = seen && activity.get(seen.userKey);

@@ -2,7 +2,7 @@
  * Erasure end to end — real Temporal, a real worker, the sandboxes over HTTP — on a store of a given kind:
  * privacy.test.ts (SQLite) and privacy-postgres.test.ts share these scenarios. A user synced everywhere is forgotten
  * (and deleted in Braze, and in Amplitude), and the next cohort, event and trait runs neither send nor create them;
- * `privacySync` forgets the users of Amplitude's deletion jobs once, however many runs read the jobs at once.
+ * `privacySync` forgets the users of Amplitude's deletion jobs once, however many runs on however many workers read them.
  * Every check reads the sandboxes' own state, the store, and the workflows' histories.
  */
 import assert from 'node:assert/strict';
@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Client } from '@temporalio/client';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { RateLimitedError } from '../../src/errors.js';
 import { startCohortSync, startEventSync, startForgetUsers, startPrivacySync, startTraitSync } from '../../src/client.js';
 import { exportHourOf, type EventSyncInput } from '../event-sync/input.js';
@@ -84,10 +85,11 @@ export class PrivacyHarness extends WorkerHarness {
 
   brazeProfile = (externalId: string) => [...this.sandboxes.braze.control.users()].find((profile) => profile.externalId === externalId);
 
-  /** Every event of every workflow named, as JSON: what Temporal keeps. */
+  /** Every payload of every workflow named (inputs, results, details), decoded: what Temporal keeps. */
   histories = async (client: Client, workflowIds: readonly string[]): Promise<string> => {
     const histories = await Promise.all(workflowIds.map((id) => client.workflow.getHandle(id).fetchHistory()));
-    return JSON.stringify(histories);
+    const payloads = histories.flatMap((history) => [...historyToJSON(history).matchAll(/"data":\s*"([A-Za-z0-9+/=]*)"/g)]);
+    return payloads.map(([, data]) => Buffer.from(data!, 'base64').toString()).join('\n');
   };
 }
 
@@ -135,7 +137,9 @@ export function privacyScenarios(h: PrivacyHarness): void {
       assert.ok(h.brazeDataPoints() > pointsBefore, 'the runs did send other users');
 
       const history = await h.histories(h.env.client, [workflowId]);
-      assert.ok(!history.includes(userId), 'the erasure’s history names no one');
+      assert.match(history, /"requestId":"[0-9a-f-]{36}"/, 'the history is readable here');
+      assert.match(history, /"snapshot_members":/);
+      assert.ok(!history.includes(userId) && !history.includes(`"${member.amplitudeId}"`), 'the erasure’s history names no one');
     });
   });
 
@@ -189,23 +193,31 @@ export function privacyScenarios(h: PrivacyHarness): void {
         .flatMap((job) => job.amplitude_ids.map((entry) => String(entry.amplitude_id)));
       assert.ok(jobIds.length >= 1);
 
-      const runs = await Promise.all(
-        ['a', 'b'].map(async (name) =>
-          (
-            await startPrivacySync(h.env.client, {}, { taskQueue: h.taskQueue, workflowId: `privacy-sync-${name}-${Math.random()}` })
-          ).result(),
-        ),
-      );
+      // Two runs at once, on two workers sharing the store.
+      const start = (taskQueue: string) => startPrivacySync(h.env.client, {}, { taskQueue, workflowId: `privacy-sync-${randomUUID()}` });
+      const handles = await h.withSecondWorker(async (secondQueue) => {
+        const started = await Promise.all([start(h.taskQueue), start(secondQueue)]);
+        await Promise.all(started.map((handle) => handle.result()));
+        return started;
+      });
+      const runs = await Promise.all(handles.map((handle) => handle.result()));
       const forgotten = runs.reduce((sum, run) => sum + run.forgotten, 0);
-      assert.equal(forgotten, new Set(jobIds).size, 'each Amplitude id of the jobs forgotten once between the two runs');
+      assert.equal(forgotten, new Set(jobIds).size, 'each Amplitude id of the jobs forgotten once between the two workers');
       assert.equal((await h.context.store.userActivities([`user_id:${userId}`])).size, 0, 'mapped to the user through the activity index');
-      const rerun = await (await startPrivacySync(h.env.client, {}, { taskQueue: h.taskQueue, workflowId: `privacy-sync-rerun` })).result();
+      const rerun = await (await start(h.taskQueue)).result();
       assert.equal(rerun.forgotten, 0);
       assert.equal(rerun.alreadyForgotten, rerun.amplitudeIds);
 
       // Not deleted in Braze (deleteInBraze: false): their profile keeps what it had, and gets nothing new.
       const probesInBraze = () => h.brazeProfile(userId)?.customEvents?.get(PROBE_EVENT)?.count;
       assert.equal(probesInBraze(), 1);
+      const history = await h.histories(
+        h.env.client,
+        handles.map((handle) => handle.workflowId),
+      );
+      assert.match(history, /"alreadyForgotten":/, 'the histories are readable here');
+      assert.ok(!history.includes(userId) && !jobIds.some((id) => history.includes(`"${id}"`)), 'no user or Amplitude id in the histories');
+
       const events = await h.probe(userId, 'plan-after');
       assert.ok((events.skipReasons[`suppressed: erased on ${today()}`] ?? 0) >= 2, 'their events are suppressed by user id');
       assert.equal(probesInBraze(), 1, 'no new event reached their profile');

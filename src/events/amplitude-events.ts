@@ -42,16 +42,40 @@ export function activityOf(event: ExportedEvent): UserActivity | undefined {
   return { userKey: userKeyOf(event), lastEventMs: eventMs, properties: (event.user_properties ?? {}) as UserActivity['properties'] };
 }
 
-/** The Amplitude id seen with the event's user and, for an identified user, with their device (erasures follow both). */
-export function amplitudeIdentitiesOf(
-  event: Pick<ExportedEvent, 'user_id' | 'device_id'> & { amplitude_id?: number | null },
-  seenAtMs: number,
-): AmplitudeIdentity[] {
-  if (event.amplitude_id === undefined || event.amplitude_id === null) return [];
-  const amplitudeId = String(event.amplitude_id);
-  const identities = [{ amplitudeId, userKey: userKeyOf({ ...event, amplitude_id: event.amplitude_id }), seenAtMs }];
-  if (event.user_id && event.device_id) identities.push({ amplitudeId, userKey: `device_id:${event.device_id}`, seenAtMs });
-  return identities;
+const MAX_PAIRS_REMEMBERED = 100_000;
+
+/**
+ * The Amplitude ids seen with users (and, for identified users, with their devices) in a chunk of events, once each
+ * with the latest time: erasures follow them from an Amplitude id to its user and devices.
+ */
+export class AmplitudeIdentitiesSeen {
+  #seen = new Map<string, AmplitudeIdentity>();
+  /** Pairs handed out before by this instance (one hour's ingestion): the store has them, within the hour it keeps. */
+  #taken = new Set<string>();
+
+  add(event: Pick<ExportedEvent, 'user_id' | 'device_id'> & { amplitude_id?: number | null }, seenAtMs: number): void {
+    if (event.amplitude_id === undefined || event.amplitude_id === null) return;
+    const amplitudeId = String(event.amplitude_id);
+    this.#note(amplitudeId, userKeyOf({ ...event, amplitude_id: event.amplitude_id }), seenAtMs);
+    if (event.user_id && event.device_id) this.#note(amplitudeId, `device_id:${event.device_id}`, seenAtMs);
+  }
+
+  /** What was seen since the last call and not handed out before. */
+  take(): AmplitudeIdentity[] {
+    const seen = [...this.#seen.values()];
+    this.#seen = new Map();
+    // Bounded: past it, pairs are handed out again (and the store's upsert finds them unchanged).
+    if (this.#taken.size > MAX_PAIRS_REMEMBERED) this.#taken.clear();
+    for (const { amplitudeId, userKey } of seen) this.#taken.add(`${amplitudeId}\u0000${userKey}`);
+    return seen;
+  }
+
+  #note(amplitudeId: string, userKey: string, seenAtMs: number): void {
+    const key = `${amplitudeId}\u0000${userKey}`;
+    if (this.#taken.has(key)) return;
+    const known = this.#seen.get(key);
+    if (!known || known.seenAtMs < seenAtMs) this.#seen.set(key, { amplitudeId, userKey, seenAtMs });
+  }
 }
 
 /**

@@ -661,7 +661,8 @@ export const MIGRATIONS: readonly Migration[] = [
         active          INTEGER NOT NULL
       );
       -- Which user and device ids the product has seen with each Amplitude id (Amplitude's deletion jobs list Amplitude
-      -- ids only); kept for the activity window, like the activity index.
+      -- ids only); kept for the activity window, like the activity index. last_seen_ms moves by the hour at most (every
+      -- event rewriting it would double an hour's ingestion), and pruning reads the table whole, once an hour.
       CREATE TABLE amplitude_identities (
         amplitude_id TEXT NOT NULL,
         user_key     TEXT NOT NULL,
@@ -669,7 +670,6 @@ export const MIGRATIONS: readonly Migration[] = [
         PRIMARY KEY (amplitude_id, user_key)
       ) WITHOUT ROWID;
       CREATE INDEX amplitude_identities_by_user ON amplitude_identities (user_key);
-      CREATE INDEX amplitude_identities_by_time ON amplitude_identities (last_seen_ms);
       -- Every erasure and lifted suppression: what it removed where (counts only), so an operator can show it was done.
       -- A deletion job of Amplitude's is recorded by its day and a hash of its ids, so a rerun forgets it once.
       CREATE TABLE erasures (
@@ -718,7 +718,6 @@ export const MIGRATIONS: readonly Migration[] = [
         PRIMARY KEY (amplitude_id, user_key)
       );
       CREATE INDEX amplitude_identities_by_user ON amplitude_identities (user_key);
-      CREATE INDEX amplitude_identities_by_time ON amplitude_identities (last_seen_ms);
       CREATE TABLE erasures (
         erasure_key TEXT COLLATE "C" PRIMARY KEY,
         at_ms       BIGINT NOT NULL,

@@ -54,6 +54,18 @@ export class WorkerHarness {
 
   trackRequests = () => this.sandboxes.braze.control.requestCounts()['POST /users/track'] ?? 0;
 
+  /** Runs `work` against a second worker on the same store (its own task queue and connection): two workers, one store. */
+  withSecondWorker = async <T>(work: (secondQueue: string) => Promise<T>): Promise<T> => {
+    const secondQueue = uniqueTaskQueue('second-worker');
+    const secondContext = await createWorkerContext(loadConfig({ ...this.sandboxes.env, ...this.storeEnv }));
+    const secondWorker = await createTestWorker(this.env, { taskQueue: secondQueue, activities: await createActivities(secondContext) });
+    try {
+      return await secondWorker.runUntil(() => work(secondQueue));
+    } finally {
+      await secondContext.store.close();
+    }
+  };
+
   /** Runs `work` against a worker of its own (own task queue and a fresh store of the same kind), configured by `overrides`. */
   withOwnWorker = async <T>(overrides: Record<string, string>, work: (ownQueue: string) => Promise<T>): Promise<T> => {
     const ownQueue = uniqueTaskQueue('own-worker');

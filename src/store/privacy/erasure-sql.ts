@@ -193,3 +193,6 @@ export const RECOUNT_SUPPRESSION_KEYS = [
 ];
 
 export const SUPPRESSION_SUMMARY = 'SELECT key_fingerprint AS fingerprint, active FROM suppression_keys';
+
+/** How far an Amplitude id's last sighting moves before it is rewritten: an hour, against a 90-day window. */
+export const IDENTITY_TIME_STEP_MS = 3_600_000;

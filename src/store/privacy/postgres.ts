@@ -11,6 +11,7 @@ import {
   erasedStagedEventsSql,
   erasureLists,
   erasureStatements,
+  IDENTITY_TIME_STEP_MS,
   POSTGRES_ERASURE,
   RECOUNT_SUPPRESSION_KEYS,
   SUPPRESSION_SUMMARY,
@@ -54,7 +55,8 @@ export class PostgresPrivacy implements Privacy {
       await this.#db.query(
         `INSERT INTO amplitude_identities AS i (amplitude_id, user_key, last_seen_ms)
          SELECT a, k, max(t) FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(a, k, t) GROUP BY a, k ORDER BY a, k
-         ON CONFLICT (amplitude_id, user_key) DO UPDATE SET last_seen_ms = greatest(i.last_seen_ms, excluded.last_seen_ms)`,
+         ON CONFLICT (amplitude_id, user_key) DO UPDATE SET last_seen_ms = excluded.last_seen_ms
+         WHERE excluded.last_seen_ms > i.last_seen_ms + ${IDENTITY_TIME_STEP_MS}`,
         [batch.map((i) => i.amplitudeId), batch.map((i) => i.userKey), batch.map((i) => i.seenAtMs)],
       );
     }

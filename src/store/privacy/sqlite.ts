@@ -15,6 +15,7 @@ import {
   erasedStagedEventsSql,
   erasureLists,
   erasureStatements,
+  IDENTITY_TIME_STEP_MS,
   RECOUNT_SUPPRESSION_KEYS,
   SQLITE_ERASURE,
   SUPPRESSION_SUMMARY,
@@ -147,7 +148,8 @@ function prepareStatements(db: Database.Database) {
     deleteRequest: db.prepare<[string]>('DELETE FROM erasure_requests WHERE request_id = ?'),
     upsertIdentity: db.prepare<[string, string, number]>(
       `INSERT INTO amplitude_identities (amplitude_id, user_key, last_seen_ms) VALUES (?, ?, ?)
-       ON CONFLICT (amplitude_id, user_key) DO UPDATE SET last_seen_ms = max(last_seen_ms, excluded.last_seen_ms)`,
+       ON CONFLICT (amplitude_id, user_key) DO UPDATE SET last_seen_ms = excluded.last_seen_ms
+       WHERE excluded.last_seen_ms > last_seen_ms + ${IDENTITY_TIME_STEP_MS}`,
     ),
     identitiesSeen: db.prepare<Record<number, unknown>, IdentityRow>(
       `SELECT amplitude_id AS amplitudeId, user_key AS userKey FROM amplitude_identities
