@@ -288,6 +288,7 @@ describe('`ampbraze cohort` commands', () => {
       h.sandboxes.braze.control.setFaults({});
     }
     assert.equal(synced.code, 0, synced.stderr);
+    assert.doesNotMatch(synced.stderr, /No worker is polling/, 'a worker polls: nothing to say');
     const expected = expectedMembers(MEDIUM_COHORT);
     assert.match(synced.stdout, /^Started cohort-sync-3k9x2pq-attribute-cli_wait_cohorts$/m);
     assert.match(synced.stdout, /^applying \[[#-]{24}\] page \d+\/\d+ · \+\d+ −0/m, 'a progress line while pages were applied');

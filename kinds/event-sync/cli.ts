@@ -8,6 +8,7 @@ import { progressLine } from '../../src/cli/progress.js';
 import type { EventSyncProgress, EventSyncResult } from './workflow.js';
 import { runInputOf, scheduleAction, statusAction, syncAction, withRunOptions, type RunFlags } from '../../src/cli/sync-commands.js';
 import { withTemporalClient } from '../../src/cli/temporal-client.js';
+import { watchingForWorker } from '../../src/cli/worker-watch.js';
 
 interface EventFlags extends RunFlags {
   eventTypes?: string;
@@ -54,11 +55,12 @@ export function registerEventCommands(program: Command): void {
     .option('--concurrency <n>', 'hours processed at once', '2')
     .action((flags: EventFlags & { from: string; to: string; concurrency: string }) =>
       withTemporalClient(async (client, config) => {
-        const results = await backfillEventSyncs(client, { from: flags.from, to: flags.to }, eventInput(flags), {
+        const backfill = backfillEventSyncs(client, { from: flags.from, to: flags.to }, eventInput(flags), {
           taskQueue: config.taskQueue,
           concurrency: Number(flags.concurrency),
           onHour: printEventResult,
         });
+        const results = await watchingForWorker(client, config.taskQueue, backfill);
         const forwarded = results.reduce((sum, result) => sum + result.forwarded, 0);
         console.log(`Backfilled ${results.length} hours: ${forwarded} events forwarded`);
       }).catch(reportAndExit),

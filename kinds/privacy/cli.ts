@@ -9,6 +9,7 @@ import { loadAmplitudeConfig, loadStoreConfig } from '../../src/config.js';
 import { reportAndExit } from '../../src/cli/output.js';
 import { scheduleAction, syncAction } from '../../src/cli/sync-commands.js';
 import { withTemporalClient } from '../../src/cli/temporal-client.js';
+import { watchingForWorker } from '../../src/cli/worker-watch.js';
 import { suppressionKeyOf } from '../../src/privacy/suppression.js';
 import { openStateStore } from '../../src/store/index.js';
 import type { ErasureIdentities } from '../../src/store/store.js';
@@ -86,7 +87,7 @@ async function forget(flags: ForgetFlags): Promise<void> {
       store.close(),
     );
     console.log(`Started ${handle.workflowId}`);
-    const report = await handle.result();
+    const report = await watchingForWorker(client, config.taskQueue, handle.result());
     if (!report.done) return console.log('This erasure was done before: nothing more to do.');
     const { userIds, deviceIds, amplitudeIds } = report.ids;
     console.log(

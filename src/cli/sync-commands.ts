@@ -7,6 +7,7 @@ import { scheduleSync, startSync, syncProgress, type Cadence, type SyncKind } fr
 import { reportAndExit } from './output.js';
 import { followProgress } from './progress.js';
 import { withTemporalClient } from './temporal-client.js';
+import { watchingForWorker } from './worker-watch.js';
 
 /** The flags of the input fields every kind takes (`runInputFields`). */
 export interface RunFlags {
@@ -65,7 +66,7 @@ export function syncAction<Args extends unknown[], Input, Options, Progress, Res
       const result = await followProgress(
         () => syncProgress(client, kind, handle.workflowId),
         words.describeProgress,
-        () => handle.result(),
+        () => watchingForWorker(client, config.taskQueue, handle.result()),
       );
       words.printResult(result as Result);
     }).catch(reportAndExit);
