@@ -14,6 +14,8 @@ import type { IdKind } from './suppression.js';
 /** Braze's `/users/delete` takes at most 50 identifiers a request; Amplitude's deletion API 100. */
 const BRAZE_DELETES_PER_REQUEST = 50;
 const AMPLITUDE_DELETIONS_PER_REQUEST = 100;
+/** A request a vendor refuses with 429 this many times in a row fails the attempt. */
+const RATE_LIMITED_ATTEMPTS = 10;
 
 export interface ErasureOptions {
   erasureKey: string;
@@ -126,13 +128,16 @@ async function requestAmplitudeDeletion(
   return { requests: requests.length, scheduledDays: [...days].sort() };
 }
 
-/** Waits out a vendor's rate limit in place: a retried attempt would repeat every deletion before this one. */
+/**
+ * Waits out a vendor's rate limit in place (a retried attempt would repeat every deletion before this one), a
+ * bounded number of times: past it, the activity fails and its retry goes on after Temporal's back-off.
+ */
 async function retryingRateLimits<T>(send: () => Promise<T>, options: ErasureOptions): Promise<T> {
-  for (;;) {
+  for (let attempt = 1; ; attempt++) {
     try {
       return await send();
     } catch (error) {
-      if (!(error instanceof RateLimitedError)) throw error;
+      if (!(error instanceof RateLimitedError) || attempt === RATE_LIMITED_ATTEMPTS) throw error;
       options.onProgress?.();
       await new Promise((resolve) => setTimeout(resolve, error.retryAfterMs ?? 1_000));
     }

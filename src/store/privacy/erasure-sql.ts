@@ -52,9 +52,14 @@ export interface ErasureStatement {
   lists: ListName[];
 }
 
+/** Every id of the users, once: what an alias of theirs may be named, and what their stored bodies may carry. */
+export function rawIdsOf({ userIds, deviceIds, amplitudeIds }: ErasureIdentities): string[] {
+  return [...new Set([...userIds, ...deviceIds, ...amplitudeIds])];
+}
+
 export function erasureLists(identities: ErasureIdentities, aliasKeys: readonly string[]): ErasureLists {
   const { userIds, deviceIds, amplitudeIds } = identities;
-  const rawIds = [...new Set([...userIds, ...deviceIds, ...amplitudeIds])];
+  const rawIds = rawIdsOf(identities);
   const keys = [
     ...userIds.flatMap((id) => [`ext:${id}`, `user_id:${id}`]),
     ...deviceIds.flatMap((id) => [`dev:${id}`, `device_id:${id}`]),

@@ -13,6 +13,7 @@ import {
   erasureStatements,
   IDENTITY_TIME_STEP_MS,
   POSTGRES_ERASURE,
+  rawIdsOf,
   RECOUNT_SUPPRESSION_KEYS,
   SUPPRESSION_SUMMARY,
   TABLES_WITH_USER_DATA,
@@ -24,6 +25,7 @@ const ALIAS_KEYS = aliasKeysSql(POSTGRES_ERASURE);
 const ERASED_STAGED_EVENTS = erasedStagedEventsSql(POSTGRES_ERASURE);
 const ERASED_FAILURES = erasedFailuresSql(POSTGRES_ERASURE);
 const ERASURE = erasureStatements(POSTGRES_ERASURE);
+const RECORD_ERASURE = 'INSERT INTO erasures (erasure_key, at_ms, source, summary) VALUES ($1, $2, $3, $4)';
 
 export class PostgresPrivacy implements Privacy {
   readonly #db: PostgresDb;
@@ -85,7 +87,7 @@ export class PostgresPrivacy implements Privacy {
   }
 
   async aliasKeysOf(identities: ErasureIdentities): Promise<string[]> {
-    return (await this.#db.rows<{ member_key: string }>(ALIAS_KEYS, [namesOf(identities)])).map((row) => row.member_key);
+    return (await this.#db.rows<{ member_key: string }>(ALIAS_KEYS, [rawIdsOf(identities)])).map((row) => row.member_key);
   }
 
   eraseUsers(erasure: Erasure): Promise<ErasureOutcome> {
@@ -94,7 +96,7 @@ export class PostgresPrivacy implements Privacy {
       await client.query('LOCK TABLE erasures IN SHARE ROW EXCLUSIVE MODE');
       const recorded = await client.query('SELECT 1 FROM erasures WHERE erasure_key = $1', [erasure.erasureKey]);
       if (recorded.rowCount) return { done: false };
-      const aliasKeys = (await client.query<{ member_key: string }>(ALIAS_KEYS, [namesOf(erasure.identities)])).rows.map(
+      const aliasKeys = (await client.query<{ member_key: string }>(ALIAS_KEYS, [rawIdsOf(erasure.identities)])).rows.map(
         (row) => row.member_key,
       );
       const lists = erasureLists(erasure.identities, aliasKeys);
@@ -127,12 +129,7 @@ export class PostgresPrivacy implements Privacy {
         [erasure.suppress, erasure.keyFingerprint, erasure.atMs],
       );
       for (const sql of RECOUNT_SUPPRESSION_KEYS) await client.query(sql);
-      await client.query('INSERT INTO erasures (erasure_key, at_ms, source, summary) VALUES ($1, $2, $3, $4)', [
-        erasure.erasureKey,
-        erasure.atMs,
-        erasure.source,
-        JSON.stringify(removed),
-      ]);
+      await client.query(RECORD_ERASURE, [erasure.erasureKey, erasure.atMs, erasure.source, JSON.stringify(removed)]);
       return { done: true, removed };
     });
   }
@@ -177,18 +174,8 @@ export class PostgresPrivacy implements Privacy {
           ])
         ).rowCount ?? 0;
       for (const sql of RECOUNT_SUPPRESSION_KEYS) await client.query(sql);
-      await client.query('INSERT INTO erasures (erasure_key, at_ms, source, summary) VALUES ($1, $2, $3, $4)', [
-        record.erasureKey,
-        record.atMs,
-        record.source,
-        JSON.stringify({ suppressionsLifted: lifted }),
-      ]);
+      await client.query(RECORD_ERASURE, [record.erasureKey, record.atMs, record.source, JSON.stringify({ suppressionsLifted: lifted })]);
       return lifted;
     });
   }
-}
-
-/** Every raw id: the names an alias of the users may have. */
-function namesOf(identities: ErasureIdentities): string[] {
-  return [...new Set<string>(Object.values(identities).flat() as string[])];
 }

@@ -15,6 +15,7 @@ import {
   erasedStagedEventsSql,
   erasureLists,
   erasureStatements,
+  rawIdsOf,
   IDENTITY_TIME_STEP_MS,
   RECOUNT_SUPPRESSION_KEYS,
   SQLITE_ERASURE,
@@ -71,8 +72,7 @@ export class SqlitePrivacy implements Privacy {
   }
 
   #aliasKeys(identities: ErasureIdentities): string[] {
-    const names = [...new Set(Object.values(identities).flat())];
-    return this.#sql.aliasKeys.pluck().all(numbered([JSON.stringify(names)]));
+    return this.#sql.aliasKeys.pluck().all(numbered([JSON.stringify(rawIdsOf(identities))]));
   }
 
   eraseUsers(erasure: Erasure): Promise<ErasureOutcome> {
