@@ -2,6 +2,7 @@
  * The worker: polls the task queue and runs every sync. Run as many as you like against one Temporal
  * namespace and one shared store; none of them keeps sync state in memory.
  */
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
@@ -10,16 +11,25 @@ import { loadConfig, temporalConnectionOptions, type TemporalConfig } from './co
 import { PROJECT_ROOT } from './temporal/cli.js';
 import { createWorkerContext, type WorkerContext } from './worker-context.js';
 
+/** The workflow bundle `npm run build` writes next to the compiled code. */
+export const BUILT_WORKFLOW_BUNDLE = join(PROJECT_ROOT, 'dist', 'workflow-bundle.js');
+
+/** This module compiled (dist/src/worker.js), not run from its TypeScript source. */
+const RUNNING_FROM_BUILD = import.meta.filename.endsWith('.js');
+
 /**
- * A worker for every sync kind, on the configured task queue, with activities bound to `context`. It runs a
- * prebuilt workflow bundle when given one (`npm run build:workflows`), else bundles the sources at start-up.
+ * A worker for every sync kind, on the configured task queue, with activities bound to `context`. It runs the
+ * workflow bundle named by WORKFLOW_BUNDLE_PATH if set, else the build's own (dist/workflow-bundle.js) when it runs
+ * from dist/, else (from the sources) bundles the workflows at start-up.
  */
 export async function createSyncWorker(
   connection: NativeConnection,
   temporal: TemporalConfig,
   context: WorkerContext,
-  workflowBundlePath = process.env.WORKFLOW_BUNDLE_PATH,
+  workflowBundlePath = process.env.WORKFLOW_BUNDLE_PATH || (RUNNING_FROM_BUILD ? BUILT_WORKFLOW_BUNDLE : undefined),
 ): Promise<Worker> {
+  if (workflowBundlePath && !existsSync(workflowBundlePath))
+    throw new Error(`No workflow bundle at ${workflowBundlePath} (\`npm run build\` writes dist/workflow-bundle.js)`);
   return Worker.create({
     connection,
     namespace: temporal.namespace,

@@ -21,6 +21,11 @@ program
   .description('run a worker (same as `npm run worker`)')
   .action(() => import('../worker.js').then((worker) => worker.main()).catch(reportAndExit));
 
+program
+  .command('receiver')
+  .description('run the HTTP receiver (same as `receive` and `npm run receiver`)')
+  .action(() => import('../receiver/main.js').then((receiver) => receiver.main()).catch(reportAndExit));
+
 for (const kind of KINDS) kind.registerCommands?.(program);
 registerDeadLetterCommands(program);
 

