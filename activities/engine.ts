@@ -131,6 +131,7 @@ export async function applyRequests<R extends PageRequest>(context: WorkerContex
       const pending = { syncId: run.syncId, runId: run.runId, requestKey, day, dataPoints: request.dataPoints };
       const sent = await sendAndRecord(context, braze, request, pending, input);
       if (sent.first) firstDataPoints += sent.dataPoints;
+      context.usage.add('rows_sent', { kind: input.syncKind }, sent.accepted.length + sent.rejected.length);
       heartbeatNow();
     });
   } finally {

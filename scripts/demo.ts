@@ -11,7 +11,7 @@
  * UI can be explored) until Ctrl-C.
  */
 import { randomBytes } from 'node:crypto';
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
@@ -21,6 +21,7 @@ import {
   nudgeCohortStream,
   nudgeCurrentsForward,
   nudgeEventStream,
+  scheduleCohortSync,
   startCohortSync,
   startEventStream,
   startEventSync,
@@ -29,6 +30,7 @@ import {
 } from '../src/client.js';
 import { followProgress } from '../src/cli/progress.js';
 import { describeProgress, printResult } from '../kinds/cohort-sync/cli.js';
+import type { cohortSync } from '../kinds/cohort-sync/workflow.js';
 import { printEventResult } from '../kinds/event-sync/cli.js';
 import { describeTraitProgress, printTraitResult } from '../kinds/trait-sync/cli.js';
 import { exportHourOf } from '../kinds/event-sync/input.js';
@@ -37,6 +39,9 @@ import { CURRENTS_STREAM } from '../src/currents/amplitude-events.js';
 import { UNKNOWN_USER_ANSWER } from '../src/profiles/answer.js';
 import { ConnectedContent } from '../src/profiles/connected-content.js';
 import { buildReceiver } from '../src/receiver/server.js';
+import { gatherSyncsReport, syncsText } from '../src/operator/syncs.js';
+import { usagePage } from '../src/operator/usage-page.js';
+import { usageReport } from '../src/operator/usage.js';
 import { startSandboxes } from '../src/sandbox/sandboxes.js';
 import { PROJECT_ROOT, resolveTemporalCli } from '../src/temporal/cli.js';
 import { freePort, isPortFree, startDevServer } from '../src/temporal/dev-server.js';
@@ -190,12 +195,9 @@ const traitsSecond = await runTraitSync();
 const changePoints = sandboxes.braze.control.dataPoints().total - pointsBeforeChange;
 
 step('Starting the receiver (Amplitude cohort webhooks, event streaming, Braze Currents and Connected Content land here)');
-const [webhookToken, currentsToken, streamToken, contentToken] = [1, 2, 3, 4].map(() => randomBytes(24).toString('hex')) as [
-  string,
-  string,
-  string,
-  string,
-];
+const [webhookToken, currentsToken, streamToken, contentToken, statusToken] = [1, 2, 3, 4, 5].map(() =>
+  randomBytes(24).toString('hex'),
+) as [string, string, string, string, string];
 const { taskQueue } = config.temporal;
 const profileLookups = new ConnectedContent({
   store: context.store,
@@ -210,6 +212,8 @@ const profileLookups = new ConnectedContent({
 const receiver = buildReceiver({
   store: context.store,
   connectedContent: { lookups: profileLookups, token: new Secret(contentToken), cacheSeconds: 300, fallbackBody: UNKNOWN_USER_ANSWER },
+  status: { token: new Secret(statusToken), quotas: config.amplitude },
+  usage: context.usage,
   currentsToken: new Secret(currentsToken),
   onCurrentsSpooled: () => nudgeCurrentsForward(client, { taskQueue }),
   amplitudeWebhookToken: new Secret(webhookToken),
@@ -243,8 +247,15 @@ const acknowledgedAt = Date.now();
 while (!joiners.every(inBraze)) await new Promise((resolve) => setTimeout(resolve, 50));
 const webhookLatencyMs = Date.now() - acknowledgedAt;
 console.log(`  ${webhook.batches} webhook batch acknowledged; all ${joiners.length} are in Braze ${webhookLatencyMs} ms later`);
-step('The scheduled cohort sync afterwards downloads the recomputed cohort and finds nothing left to send');
-const reconciled = await runSync();
+step('An hourly Schedule of the cohort sync, triggered now: it downloads the recomputed cohort and finds nothing left to send');
+const schedule = await scheduleCohortSync(client, { cohortId: COHORT_ID, identifiers: ['user_id'] }, { cadence: 'hourly', taskQueue });
+await schedule.trigger();
+let scheduledRun: { workflowId: string; firstExecutionRunId: string } | undefined;
+while (!(scheduledRun = (await schedule.describe()).info.recentActions[0]?.action.workflow)) {
+  await new Promise((resolve) => setTimeout(resolve, 100));
+}
+const reconciled = await client.workflow.getHandle<typeof cohortSync>(scheduledRun.workflowId, scheduledRun.firstExecutionRunId).result();
+printResult(reconciled);
 
 step('Braze Currents: the sandbox posts 1,000 engagement events to the receiver, with duplicates; workers forward them to Amplitude');
 const amplitudeBefore = sandboxes.amplitude.control.ingestedEvents().length;
@@ -384,6 +395,15 @@ if (ours !== cohortPoints) {
   console.log(`  The ${ours - cohortPoints} between them are writes to members Braze does not know: update-only writes change`);
   console.log('  nothing there, so Braze bills nothing, and its answer does not say which users those were.');
 }
+
+step('The operator’s view: every sync at a glance (`ampbraze syncs`), and what they spent as charts (`ampbraze usage --html`)');
+await context.usage.flush();
+console.log(syncsText(await gatherSyncsReport(client, context.store, { taskQueue })).replace(/^/gm, '  '));
+const usageFile = join(dataDir, 'usage.html');
+await writeFile(usageFile, usagePage(await usageReport(context.store, config.amplitude, { days: 7 })));
+console.log(`\n  Usage charts written to ${usageFile}; the receiver serves them at ${receiverUrl}/status`);
+console.log(`  (Authorization: Bearer ${statusToken}), and Prometheus metrics at ${receiverUrl}/metrics.`);
+console.log(`  From another terminal: TEMPORAL_ADDRESS=${server.address} STATE_DB=${join(dataDir, 'state.db')} npx ampbraze syncs`);
 console.log(`  Temporal UI: ${server.uiUrl}/namespaces/default/workflows`);
 console.log('\nEverything keeps running so you can explore the UI and the sandboxes. Ctrl-C to stop.');
 

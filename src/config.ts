@@ -233,6 +233,10 @@ export interface ReceiverConfig {
   connectedContent: ConnectedContentConfig | undefined;
   /** The daily data-point budget (all syncs together) the cohort streams it starts pause at. */
   cohortStreamMaxDataPointsPerDay: number | undefined;
+  /** The bearer token of `/status` (the usage page) and `/metrics` (Prometheus); unset: neither is served. */
+  statusToken: Secret | undefined;
+  /** What `/status` charts use against. */
+  quotas: UsageQuotas;
 }
 
 export const AMPLITUDE_REGION_URLS: Record<AmplitudeRegion, Pick<AmplitudeConfig, 'apiUrl' | 'profileApiUrl' | 'ingestUrl'>> = {
@@ -292,7 +296,7 @@ const GRPC_METADATA_PREFIX = 'TEMPORAL_GRPC_META_';
 const WINDOW_UNIT_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, min: 60_000, h: 3_600_000 };
 
 /** `30m`, `3s`, `1h` (a bare unit means one of it) in milliseconds; undefined when it is not a duration. */
-function durationMs(text: string): number | undefined {
+export function durationMs(text: string): number | undefined {
   const match = /^(\d*)\s*(ms|s|min|m|h)$/.exec(text.trim());
   const ms = match ? Number(match[1] || 1) * WINDOW_UNIT_MS[match[2]!]! : Number.NaN;
   return ms >= 1 ? ms : undefined;
@@ -413,6 +417,11 @@ const receiverVariables = z.object({
     .transform((value) => new Secret(value))
     .optional(),
   CONNECTED_CONTENT_TOKEN: z
+    .string()
+    .min(16, 'must be at least 16 characters (a random secret)')
+    .transform((value) => new Secret(value))
+    .optional(),
+  STATUS_TOKEN: z
     .string()
     .min(16, 'must be at least 16 characters (a random secret)')
     .transform((value) => new Secret(value))
@@ -582,6 +591,20 @@ export function loadTemporalConfig(env: Env = environment()): TemporalConfig {
   };
 }
 
+/** The quotas `ampbraze usage` and the receiver's `/status` chart use against: no keys needed to read them. */
+export interface UsageQuotas {
+  cohortDownloadsPerMonth: number;
+  profileRate: RateLimit;
+}
+
+export function loadUsageQuotas(env: Env = environment()): UsageQuotas {
+  const values = parseVariables(
+    amplitudeVariables.pick({ AMPLITUDE_COHORT_DOWNLOAD_QUOTA: true, AMPLITUDE_PROFILE_RATE: true }),
+    setVariables(env),
+  );
+  return { cohortDownloadsPerMonth: values.AMPLITUDE_COHORT_DOWNLOAD_QUOTA, profileRate: values.AMPLITUDE_PROFILE_RATE };
+}
+
 export function loadAmplitudeConfig(env: Env = environment()): AmplitudeConfig {
   const values = parseVariables(amplitudeVariables, setVariables(env));
   const regionUrls = AMPLITUDE_REGION_URLS[values.AMPLITUDE_REGION];
@@ -632,12 +655,13 @@ export function loadCurrentsConfig(env: Env = environment()): CurrentsConfig {
 
 export function loadReceiverConfig(env: Env = environment()): ReceiverConfig {
   const values = parseVariables(receiverVariables, setVariables(env));
-  if (!values.CURRENTS_TOKEN && !values.AMPLITUDE_WEBHOOK_TOKEN && !values.AMPLITUDE_STREAM_TOKEN && !values.CONNECTED_CONTENT_TOKEN) {
+  const tokens = [values.CURRENTS_TOKEN, values.AMPLITUDE_WEBHOOK_TOKEN, values.AMPLITUDE_STREAM_TOKEN, values.CONNECTED_CONTENT_TOKEN];
+  if (![...tokens, values.STATUS_TOKEN].some(Boolean)) {
     throw new ConfigError([
       {
         variable: 'CURRENTS_TOKEN',
         message:
-          'AMPLITUDE_WEBHOOK_TOKEN, AMPLITUDE_STREAM_TOKEN or CONNECTED_CONTENT_TOKEN is required: the receiver serves only the requests it can authenticate',
+          'AMPLITUDE_WEBHOOK_TOKEN, AMPLITUDE_STREAM_TOKEN, CONNECTED_CONTENT_TOKEN or STATUS_TOKEN is required: the receiver serves only the requests it can authenticate',
       },
     ]);
   }
@@ -661,6 +685,8 @@ export function loadReceiverConfig(env: Env = environment()): ReceiverConfig {
       fallbackBody: values.CONNECTED_CONTENT_FALLBACK,
     },
     cohortStreamMaxDataPointsPerDay: values.COHORT_STREAM_MAX_DATA_POINTS_PER_DAY,
+    statusToken: values.STATUS_TOKEN,
+    quotas: loadUsageQuotas(env),
   };
 }
 

@@ -190,7 +190,11 @@ export interface VendorHttpConfig {
   maxWaitMs?: number;
   /** Where a vendor answer that was not taken at its word is reported (a wait cut to `maxWaitMs`). */
   warn?: (message: string) => void;
+  /** Told of every request's answer (its status; undefined when none came), e.g. to count 429s by endpoint. */
+  onAnswer?: VendorAnswerHook;
 }
+
+export type VendorAnswerHook = (vendor: Vendor, endpoint: string, status: number | undefined) => void;
 
 /** One vendor's requests. Clients call `send` for full control or `requestJson` for the common case. */
 export class VendorHttp {
@@ -199,6 +203,7 @@ export class VendorHttp {
   private readonly timeoutMs: number;
   private readonly secrets: readonly string[];
   private readonly warn: (message: string) => void;
+  private readonly onAnswer: VendorAnswerHook | undefined;
 
   constructor(config: VendorHttpConfig) {
     this.vendor = config.vendor;
@@ -206,6 +211,7 @@ export class VendorHttp {
     this.secrets = config.secrets;
     this.maxWaitMs = config.maxWaitMs ?? DEFAULT_MAX_VENDOR_WAIT_MS;
     this.warn = config.warn ?? ((message) => console.warn(message));
+    this.onAnswer = config.onAnswer;
   }
 
   /** Sends the request; network failures and timeouts become `RetryableVendorError`. Redirects are returned, not followed. */
@@ -224,8 +230,10 @@ export class VendorHttp {
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
       });
+      this.onAnswer?.(this.vendor, endpoint, response.statusCode);
       return { endpoint, status: response.statusCode, headers: response.headers, body: response.body };
     } catch (error) {
+      this.onAnswer?.(this.vendor, endpoint, undefined);
       throw this.networkError(endpoint, error);
     }
   }

@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 import { AmplitudeClient } from './amplitude/client.js';
 import { BrazeClient } from './braze/client.js';
 import { loadCurrentsConfig, type AmplitudeConfig, type AppConfig, type CurrentsConfig } from './config.js';
+import { UsageCounter } from './operator/usage-counter.js';
 import { SuppressionList, suppressionKeyOf } from './privacy/suppression.js';
 import { SharedRateLimiter } from './rate-limiter.js';
 import { RequestLedger } from './request-ledger.js';
@@ -44,6 +45,8 @@ export interface WorkerContext {
   brazeIdentityLimiter: SharedRateLimiter;
   /** Amplitude's User Privacy API takes about one request a second, shared through the store by every worker. */
   amplitudeDeletionLimiter: SharedRateLimiter;
+  /** Vendor answers and rows staged and sent, counted for `ampbraze usage`, `ampbraze syncs` and `/metrics`. */
+  usage: UsageCounter;
   store: StateStore;
 }
 
@@ -54,9 +57,10 @@ export async function createWorkerContext(
 ): Promise<WorkerContext> {
   const { amplitude, braze } = config;
   const store = await openStateStore(config.store);
+  const usage = new UsageCounter(store);
   return {
     workerIdentity: `${process.pid}@${hostname()}`,
-    amplitude: amplitudeClientOf(amplitude),
+    amplitude: amplitudeClientOf(amplitude, usage),
     amplitudeProfileApiAvailable: amplitude.profileApiUrl !== undefined,
     amplitudeUserLookups: new SharedRateLimiter(
       store,
@@ -69,6 +73,7 @@ export async function createWorkerContext(
       apiKey: braze.apiKey.reveal(),
       objectLimit: { mode: braze.objectLimit.mode, max: braze.objectLimit.maxObjects },
       maxWaitMs: braze.maxWaitMs,
+      onAnswer: usage.vendorAnswer,
       partner: braze.partner && {
         name: braze.partner.name,
         partnerApiKey: braze.partner.partnerApiKey.reveal(),
@@ -99,12 +104,13 @@ export async function createWorkerContext(
       requests: 1,
       windowMs: 1_000,
     }),
+    usage,
     store,
   };
 }
 
 /** The Amplitude client of a process (a worker, or a receiver that serves Connected Content). */
-export function amplitudeClientOf(amplitude: AmplitudeConfig): AmplitudeClient {
+export function amplitudeClientOf(amplitude: AmplitudeConfig, usage: UsageCounter): AmplitudeClient {
   return new AmplitudeClient({
     apiKey: amplitude.apiKey.reveal(),
     secretKey: amplitude.secretKey.reveal(),
@@ -113,6 +119,7 @@ export function amplitudeClientOf(amplitude: AmplitudeConfig): AmplitudeClient {
     profileApiUrl: amplitude.profileApiUrl ?? amplitude.apiUrl,
     ingestUrl: amplitude.ingestUrl,
     maxWaitMs: amplitude.maxWaitMs,
+    onAnswer: usage.vendorAnswer,
   });
 }
 

@@ -172,6 +172,7 @@ export function createCohortSyncActivities(context: WorkerContext) {
         await store.markAliasesToIdentify(signedIn(staged, input), Date.now());
         await store.recordFailures(runId, [...resolved.skipped, ...erased]);
         await store.stageChunk(runId, staged, { rowsConsumed: row, bytesConsumed: 0 });
+        context.usage.add('rows_staged', { kind: COHORT_SYNC_KIND }, staged.length);
         committedRows = row;
         chunk = [];
       };

@@ -9,6 +9,7 @@ import type { AmplitudeEvent } from '../../src/amplitude/schemas.js';
 import {
   amplitudeEventOf,
   amplitudeUserOf,
+  CURRENTS_KIND,
   CURRENTS_STREAM,
   currentsEventSchema,
   isForwarded,
@@ -95,6 +96,7 @@ export function createCurrentsActivities(context: WorkerContext) {
         const result = await context.amplitude.ingestEvents([...sending.keys()], { api: context.currents.api });
         for (const event of result.accepted) done.push(sending.get(event)!.seq);
         round.forwarded = result.accepted.length;
+        context.usage.add('rows_sent', { kind: CURRENTS_KIND }, result.accepted.length + result.rejected.length);
         for (const { object, reason } of result.rejected) deadLetter(sending.get(object)!, `Amplitude: ${reason}`);
         const throttled = new Set(result.throttled.map(({ object }) => sending.get(object)!.partitionKey));
         await store.deferIngress(CURRENTS_STREAM, [...throttled], Date.now() + result.retryThrottledAfterMs);

@@ -118,6 +118,7 @@ export function createEventSyncActivities(context: WorkerContext) {
           { events, activity: [...activity.values()] },
           { rowsConsumed: ingested.events, bytesConsumed: 0 },
         );
+        context.usage.add('rows_staged', { kind: EVENT_SYNC_KIND }, events.length);
         committedLine = ingested.events;
         events = [];
         activity = new Map();

@@ -19,6 +19,7 @@ import { saveProfileList } from './kind.js';
 import type { ProfileWarmupInput } from './input.js';
 
 const TOKEN = 'connected-content-test-token-0123';
+const STATUS_TOKEN = 'status-test-token-0123456789';
 /** The User Profile API budget of the workers and the receiver together, per minute (the sandbox allows 60). */
 export const PROFILE_BUDGET = 40;
 const SANDBOX_PROFILE_LIMIT = 60;
@@ -40,6 +41,7 @@ export class ConnectedContentHarness extends WorkerHarness {
         ...this.sandboxes.env,
         AMPLITUDE_PROFILE_RATE: `${PROFILE_BUDGET}/1m`,
         CONNECTED_CONTENT_TOKEN: TOKEN,
+        STATUS_TOKEN: STATUS_TOKEN,
         // Every request is logged: the test checks that no log line names a user or a key.
         RECEIVER_LOG_LEVEL: 'info',
       });
@@ -84,7 +86,14 @@ export class ConnectedContentHarness extends WorkerHarness {
     return { result: await handle.result(), history: JSON.stringify(historyToJSON(await handle.fetchHistory())) };
   };
 
-  metrics = async () => (await fetch(`${this.receiver.url}/metrics`)).text();
+  /** The receiver's Connected Content counters, as Prometheus scrapes them. */
+  metrics = async () => {
+    const metrics = await (await fetch(`${this.receiver.url}/metrics`, { headers: { authorization: `Bearer ${STATUS_TOKEN}` } })).text();
+    return metrics
+      .split('\n')
+      .filter((line) => line.includes('ampbraze_connected_content_'))
+      .join('\n');
+  };
 }
 
 export function connectedContentScenarios(h: ConnectedContentHarness): void {

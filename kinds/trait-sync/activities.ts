@@ -197,6 +197,7 @@ export function createTraitSyncActivities(context: WorkerContext) {
         await keepLease(store, run);
         await store.recordFailures(run.runId, rows.rejectedValues);
         await store.stageTraitChanges(run.runId, rows.changes, checkpoint);
+        context.usage.add('rows_staged', { kind: TRAIT_SYNC_KIND }, rows.changes.length);
       };
       if (input.cohortExport) await stageCohortAudience(input.cohortExport.requestId, skip, stage);
       else await stageIndexAudience(input, skip, stage);

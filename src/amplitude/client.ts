@@ -6,7 +6,7 @@
  */
 import type { Readable } from 'node:stream';
 import { NonRetryableVendorError, RateLimitedError, RetryableVendorError, type PartialResult } from '../errors.js';
-import { redirectProblem, vendorUrl, VendorHttp } from '../http.js';
+import { redirectProblem, vendorUrl, VendorHttp, type VendorAnswerHook } from '../http.js';
 import { parseCohortMembers, type CohortMember } from './cohort-csv.js';
 import { exportArchiveLines } from './export-archive.js';
 import { gunzipIfCompressed } from './gzip.js';
@@ -45,6 +45,8 @@ export interface AmplitudeClientConfig {
   requestTimeoutMs?: number;
   /** The longest wait Amplitude's answers may impose (`Retry-After`). */
   maxWaitMs?: number;
+  /** Told of every request's answer (see `VendorHttpConfig.onAnswer`). */
+  onAnswer?: VendorAnswerHook;
 }
 
 export interface ProfileOptions {
@@ -92,6 +94,7 @@ export class AmplitudeClient {
       vendor: 'amplitude',
       timeoutMs: config.requestTimeoutMs,
       maxWaitMs: config.maxWaitMs,
+      onAnswer: config.onAnswer,
       secrets: [config.apiKey, config.secretKey, this.basicCredentials],
     });
   }

@@ -5,7 +5,7 @@
  * reported to the caller.
  */
 import { NonRetryableVendorError, type PartialResult } from '../errors.js';
-import { vendorUrl, VendorHttp, type ResponseHeaders } from '../http.js';
+import { vendorUrl, VendorHttp, type ResponseHeaders, type VendorAnswerHook } from '../http.js';
 import {
   chunkTrackPayload,
   DEFAULT_OBJECT_LIMIT,
@@ -38,6 +38,8 @@ export interface BrazeClientConfig {
   requestTimeoutMs?: number;
   /** The longest wait Braze's answers may impose (`Retry-After`, `X-RateLimit-Reset`). */
   maxWaitMs?: number;
+  /** Told of every request's answer (see `VendorHttpConfig.onAnswer`). */
+  onAnswer?: VendorAnswerHook;
   partner?: { name: string; partnerApiKey: string; dataImportKey: string };
 }
 
@@ -70,6 +72,7 @@ export class BrazeClient {
       vendor: 'braze',
       timeoutMs: config.requestTimeoutMs,
       maxWaitMs: config.maxWaitMs,
+      onAnswer: config.onAnswer,
       secrets: [config.apiKey, ...(partner ? [partner.partnerApiKey, partner.dataImportKey] : [])],
     });
   }

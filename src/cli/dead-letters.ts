@@ -89,7 +89,8 @@ function filterOf(flags: FilterFlags): DeadLetterFilter {
 }
 
 /** The workers' state store (STATE_DB or STATE_STORE_URL, as they have it); never a new, empty one. */
-async function withStateStore<T>(body: (store: StateStore) => Promise<T>): Promise<T> {
+/** Opens the store the workers use (STATE_DB or STATE_STORE_URL), refusing to create an empty one by mistake. */
+export async function withStateStore<T>(body: (store: StateStore) => Promise<T>): Promise<T> {
   const config = loadStoreConfig();
   if (config.kind === 'sqlite' && config.path !== ':memory:' && !existsSync(config.path)) {
     throw new Error(`no state store at ${config.path}: set STATE_DB (or STATE_STORE_URL) as the workers have it`);

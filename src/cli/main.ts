@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { KINDS } from '../../kinds/index.js';
 import { registerDeadLetterCommands } from './dead-letters.js';
 import { doctorCommand } from './doctor.js';
+import { registerOperatorCommands } from './operator.js';
 import { reportAndExit } from './output.js';
 
 const program = new Command()
@@ -28,5 +29,6 @@ program
 
 for (const kind of KINDS) kind.registerCommands?.(program);
 registerDeadLetterCommands(program);
+registerOperatorCommands(program);
 
 await program.parseAsync();

@@ -11,6 +11,8 @@ import type { JsonObject } from '../store/store.js';
 
 /** The spool stream of Currents events. */
 export const CURRENTS_STREAM = 'currents';
+/** The kind its rows are counted under in the usage counts. */
+export const CURRENTS_KIND = 'currents';
 /** The workflow that drains it, and the signal the receiver sends it (with start) when it spools a batch. */
 export const CURRENTS_FORWARD_WORKFLOW_ID = 'currents-forward';
 

@@ -20,6 +20,7 @@ import { amplitudeClientOf, profileApiLimiter } from '../worker-context.js';
 import { openStateStore } from '../store/index.js';
 import { nudgeCohortStream, nudgeCurrentsForward } from '../client.js';
 import { buildReceiver } from './server.js';
+import { UsageCounter } from '../operator/usage-counter.js';
 import { nudgeEventStream } from '../../kinds/event-stream/kind.js';
 
 export async function main(): Promise<void> {
@@ -29,14 +30,17 @@ export async function main(): Promise<void> {
   const store = await openStateStore({ ...loadStoreConfig(), timeoutMs: receiver.storeTimeoutMs, durableCommits: true });
   const connection = Connection.lazy(await temporalConnectionOptions(temporal));
   const client = new Client({ connection, namespace: temporal.namespace });
+  const usage = new UsageCounter(store);
   // Profile fetches that fail are logged by the receiver (never with the user: the error names the endpoint only).
   const connectedContent =
     receiver.connectedContent &&
-    connectedContentRoute(receiver.connectedContent, store, (error) => app.log.warn({ err: error }, 'profile fetch failed'));
+    connectedContentRoute(receiver.connectedContent, store, usage, (error) => app.log.warn({ err: error }, 'profile fetch failed'));
   const app = buildReceiver({
     store,
     limits: receiver,
     connectedContent,
+    status: receiver.statusToken && { token: receiver.statusToken, quotas: receiver.quotas },
+    usage,
     currentsToken: receiver.currentsToken,
     logger: { level: process.env.RECEIVER_LOG_LEVEL ?? 'info' },
     onCurrentsSpooled: () => nudgeCurrentsForward(client, { taskQueue: temporal.taskQueue }),
@@ -57,7 +61,8 @@ export async function main(): Promise<void> {
     receiver.currentsToken && 'POST /currents',
     receiver.amplitudeWebhookToken && 'POST /amplitude/cohorts',
     receiver.amplitudeStreamToken && 'POST /amplitude/stream/<name>',
-    receiver.connectedContent && 'GET /connected-content/userprofile, GET /metrics',
+    receiver.connectedContent && 'GET /connected-content/userprofile',
+    receiver.statusToken && 'GET /status, GET /metrics',
   ].filter(Boolean);
   console.log(
     `Receiver listening on ${address} (${[...routes, 'GET /healthz', 'GET /readyz'].join(', ')}); state store: ${store.description}`,
@@ -66,6 +71,7 @@ export async function main(): Promise<void> {
     // Requests in flight finish (new ones get 503), then the store and Temporal connection close.
     await app.close();
     connectedContent?.lookups.close();
+    await usage.flush();
     await connection.close();
     await store.close();
   };
@@ -76,12 +82,12 @@ export async function main(): Promise<void> {
  * Profiles for Braze Connected Content: the receiver holds the Amplitude key (it fetches users never fetched, and
  * refreshes old profiles, within the budget it shares with the workers); Braze holds only the receiver's token.
  */
-function connectedContentRoute(config: ConnectedContentConfig, store: StateStore, onError: (error: unknown) => void) {
+function connectedContentRoute(config: ConnectedContentConfig, store: StateStore, usage: UsageCounter, onError: (error: unknown) => void) {
   const amplitude = loadAmplitudeConfig();
   const fallbackBody = config.fallbackBody ?? UNKNOWN_USER_ANSWER;
   const lookups = new ConnectedContent({
     store,
-    amplitude: amplitudeClientOf(amplitude),
+    amplitude: amplitudeClientOf(amplitude, usage),
     limiter: profileApiLimiter(store, amplitude),
     maxAgeMs: config.maxAgeMs,
     fallbackBody,

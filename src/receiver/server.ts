@@ -20,6 +20,15 @@ import { coalesce } from '../request-ledger.js';
 import { admitStreamed, streamedBodySchema } from '../../kinds/event-stream/door.js';
 import { eventStreamNameSchema, eventStreamSpool } from '../../kinds/event-stream/input.js';
 import { StreamWaker } from './waker.js';
+import { z } from 'zod';
+import type { UsageQuotas } from '../config.js';
+import { CURRENTS_KIND } from '../currents/amplitude-events.js';
+import { COHORT_STREAM_KIND } from '../../kinds/cohort-sync/input.js';
+import { EVENT_STREAM_KIND } from '../../kinds/event-stream/input.js';
+import { storeMetrics } from '../operator/metrics.js';
+import type { UsageCounter } from '../operator/usage-counter.js';
+import { usagePage } from '../operator/usage-page.js';
+import { usageReport } from '../operator/usage.js';
 import type { ConnectedContent, ProfileLookup } from '../profiles/connected-content.js';
 
 export interface ReceiverLimits {
@@ -57,6 +66,10 @@ export interface ReceiverOptions {
   onEventStreamSpooled?: (name: string) => Promise<void>;
   /** Braze Connected Content's profile lookups; unset: `/connected-content/userprofile` is not served. */
   connectedContent?: { lookups: ConnectedContent; token: Secret; cacheSeconds: number; fallbackBody: string };
+  /** `/status` (the usage page) and `/metrics` (Prometheus), behind their bearer token; unset: neither is served. */
+  status?: { token: Secret; quotas: UsageQuotas };
+  /** Counts the items each stream spools (as rows staged by its kind); unset: not counted. */
+  usage?: UsageCounter;
   /** Resolves when Temporal answers (for `/readyz`); unset: not checked. */
   temporalReachable?: (deadlineMs: number) => Promise<void>;
   logger?: boolean | { level: string };
@@ -77,6 +90,9 @@ const HEADERS_TIMEOUT_MS = 10_000;
 const BACKLOG_CACHE_MS = 1_000;
 /** What a 503 asks the sender to wait before it sends again. */
 const RETRY_AFTER_SECONDS = 5;
+
+/** `/status?days=N`: how many days the usage page charts. */
+const statusQuerySchema = z.object({ days: z.coerce.number().int().min(1).max(400).default(30) });
 
 /** The store failed while a batch was being spooled: nothing of it was acknowledged. */
 class StoreUnavailableError extends Error {}
@@ -144,10 +160,11 @@ export function buildReceiver(options: ReceiverOptions): FastifyInstance {
   const admit = coalesce((batches: AdmittedBatch[]) => store.admitIngress(batches, Date.now()));
 
   /** Keeps what the door refused, spools what it admitted (one transaction), and says what the sender gets back. */
-  const spool = async (stream: string, admitted: Admitted): Promise<IngressAck> => {
+  const spool = async (stream: string, kind: string, admitted: Admitted): Promise<IngressAck> => {
     try {
       const { spooled, duplicates } = await admit({ stream, ...admitted });
       backlogs.add(stream, spooled);
+      options.usage?.add('rows_staged', { kind }, spooled);
       return { spooled, duplicates, deadLettered: admitted.letters.length };
     } catch (error) {
       throw new StoreUnavailableError('the store failed while spooling', { cause: error });
@@ -159,7 +176,7 @@ export function buildReceiver(options: ReceiverOptions): FastifyInstance {
       const batch = currentsBatchSchema.safeParse(request.body);
       if (!batch.success) return reply.code(400).send({ error: `not a Currents batch: ${describeIssues(batch.error.issues)}` });
       if (await backlogs.isFull(CURRENTS_STREAM)) return busy(reply);
-      const ack = await spool(CURRENTS_STREAM, admitCurrentsEvents(batch.data.events));
+      const ack = await spool(CURRENTS_STREAM, CURRENTS_KIND, admitCurrentsEvents(batch.data.events));
       if (ack.spooled > 0) waker.wake(CURRENTS_STREAM, options.onCurrentsSpooled);
       return reply.code(200).send(ack);
     });
@@ -177,7 +194,7 @@ export function buildReceiver(options: ReceiverOptions): FastifyInstance {
       if (!stream.success) return reply.code(400).send({ error: `bad webhook URL: ${describeIssues(stream.error.issues)}` });
       const name = cohortStreamName(stream.data);
       if (await backlogs.isFull(name)) return busy(reply);
-      const ack = await spool(name, admitCohortWebhook(batch.data, Date.now()));
+      const ack = await spool(name, COHORT_STREAM_KIND, admitCohortWebhook(batch.data, Date.now()));
       if (ack.spooled > 0) waker.wake(name, () => onCohortSpooled(stream.data));
       return reply.code(200).send(ack);
     });
@@ -195,7 +212,7 @@ export function buildReceiver(options: ReceiverOptions): FastifyInstance {
         if (!body.success) return reply.code(400).send({ error: `not an Amplitude event or user: ${describeIssues(body.error.issues)}` });
         const stream = eventStreamSpool(name.data);
         if (await backlogs.isFull(stream)) return busy(reply);
-        const ack = await spool(stream, admitStreamed(body.data));
+        const ack = await spool(stream, EVENT_STREAM_KIND, admitStreamed(body.data));
         if (ack.spooled > 0) waker.wake(stream, () => onEventStreamSpooled(name.data));
         return reply.code(200).send(ack);
       },
@@ -227,7 +244,21 @@ export function buildReceiver(options: ReceiverOptions): FastifyInstance {
         .type('application/json; charset=utf-8')
         .send(answer.body);
     });
-    app.get('/metrics', (_request, reply) => reply.type('text/plain; version=0.0.4').send(connectedContentMetrics(lookups)));
+  }
+
+  if (options.status) {
+    const { token, quotas } = options.status;
+    const lookups = options.connectedContent?.lookups;
+    app.get('/metrics', { onRequest: requireBearer(token) }, async (_request, reply) => {
+      const metrics = (await storeMetrics(store, quotas)) + (lookups ? connectedContentMetrics(lookups) : '');
+      return reply.type('text/plain; version=0.0.4').header('cache-control', 'no-store').send(metrics);
+    });
+    app.get('/status', { onRequest: requireBearer(token) }, async (request, reply) => {
+      const days = statusQuerySchema.safeParse(request.query);
+      if (!days.success) return reply.code(400).send({ error: `bad query: ${describeIssues(days.error.issues)}` });
+      const page = usagePage(await usageReport(store, quotas, days.data));
+      return reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(page);
+    });
   }
   return app;
 }

@@ -742,6 +742,29 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 18,
+    name: 'usage counts: vendor answers and rows staged and sent, per day',
+    sql: `
+      -- labels: the count's labels as JSON with sorted keys, e.g. {"endpoint":"POST /users/track","status":"429","vendor":"braze"}.
+      CREATE TABLE usage_counts (
+        day    TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        count  INTEGER NOT NULL,
+        PRIMARY KEY (day, metric, labels)
+      ) WITHOUT ROWID;
+    `,
+    postgres: `
+      CREATE TABLE usage_counts (
+        day    TEXT COLLATE "C" NOT NULL,
+        metric TEXT COLLATE "C" NOT NULL,
+        labels TEXT COLLATE "C" NOT NULL,
+        count  BIGINT NOT NULL,
+        PRIMARY KEY (day, metric, labels)
+      );
+    `,
+  },
 ];
 
 export function currentSchemaVersion(db: Database): number {

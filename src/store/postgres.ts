@@ -20,6 +20,7 @@ import type { InspectableStore, StoreHandle } from './store.js';
 import { PostgresProfiles } from './profiles/postgres.js';
 import { PostgresPrivacy } from './privacy/postgres.js';
 import { PostgresAliases } from './aliases/postgres.js';
+import { PostgresOperatorView } from './operator/postgres.js';
 
 type TextParser = (value: string) => unknown;
 
@@ -169,5 +170,6 @@ function composePostgresStore(db: PostgresDb, description: string): InspectableS
     new PostgresProfiles(db),
     new PostgresPrivacy(db),
     new PostgresAliases(db),
+    new PostgresOperatorView(db),
   ) satisfies InspectableStore;
 }

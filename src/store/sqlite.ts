@@ -20,6 +20,7 @@ import type { InspectableStore, StoreHandle } from './store.js';
 import { SqliteProfiles } from './profiles/sqlite.js';
 import { SqlitePrivacy } from './privacy/sqlite.js';
 import { SqliteAliases } from './aliases/sqlite.js';
+import { SqliteOperatorView } from './operator/sqlite.js';
 
 export { DEFAULT_SQLITE_TIMEOUT_MS };
 
@@ -87,6 +88,7 @@ function composeSqliteStore(db: SqliteDb, description: string): InspectableStore
     new SqliteProfiles(db),
     new SqlitePrivacy(db),
     new SqliteAliases(db),
+    new SqliteOperatorView(db),
   ) satisfies InspectableStore;
 }
 

@@ -812,6 +812,57 @@ export interface AliasIdentities {
   recordIdentifications(results: readonly AliasIdentification[], atMs: number): Promise<void>;
 }
 
+/** What a counted thing is: a vendor's answers, or rows a sync kind staged or sent. */
+export type UsageMetric = 'vendor_requests' | 'rows_staged' | 'rows_sent';
+
+/** One day's count of a usage metric for one set of labels (e.g. `{ vendor: 'braze', endpoint: 'POST /users/track', status: '429' }`). */
+export interface UsageCount {
+  /** `YYYY-MM-DD` (UTC). */
+  day: string;
+  metric: UsageMetric;
+  labels: Record<string, string>;
+  count: number;
+}
+
+/** A sync's latest run (started since a given time) and when one of its runs last succeeded. */
+export interface SyncSummary {
+  lastRun: RunRecord;
+  lastSucceededAt: Date | undefined;
+}
+
+export interface RunOutcomeCount {
+  kind: string;
+  status: RunStatus;
+  count: number;
+}
+
+export interface DailyDataPoints {
+  day: string;
+  syncId: string;
+  points: number;
+}
+
+/**
+ * What an operator reads: the usage counts workers add (vendor answers, rows staged and sent), and views of the run
+ * and data-point ledgers by sync, by day and by month. Read by `ampbraze syncs`, `ampbraze usage` and `/metrics`.
+ */
+export interface OperatorView {
+  /** Adds to the day's counts (created at 0). */
+  addUsageCounts(counts: readonly UsageCount[]): Promise<void>;
+  /** Per day, from `sinceDay` (inclusive). */
+  usageCountsSince(sinceDay: string): Promise<UsageCount[]>;
+  /** Summed over every day the store keeps: what a Prometheus counter reports. */
+  usageCountTotals(): Promise<Array<Omit<UsageCount, 'day'>>>;
+  /** The latest run of each sync that started a run at or after `sinceMs`. */
+  latestRunOfEachSync(sinceMs: number): Promise<SyncSummary[]>;
+  /** Runs by kind and status, all time. */
+  runOutcomeCounts(): Promise<RunOutcomeCount[]>;
+  /** Data points by day and sync, from `sinceDay` (inclusive). */
+  dataPointsByDay(sinceDay: string): Promise<DailyDataPoints[]>;
+  /** Cohort downloads reserved per month, from `sinceMonth` (inclusive). */
+  cohortDownloadsByMonth(sinceMonth: string): Promise<Array<{ month: string; downloads: number }>>;
+}
+
 export interface StateStore
   extends
     StoreHandle,
@@ -824,7 +875,8 @@ export interface StateStore
     IngressSpool,
     ProfileCache,
     Privacy,
-    AliasIdentities {}
+    AliasIdentities,
+    OperatorView {}
 
 /** A store with the reads and writes only tests make. */
 export type InspectableStore = StateStore & StoreInspection;

@@ -12,6 +12,8 @@ export const DATA_POINTS = defineSearchAttributeKey('AmpBrazeDataPoints', Search
 export const EXPORT_HOUR = defineSearchAttributeKey('AmpBrazeHour', SearchAttributeType.KEYWORD);
 /** Set by Temporal on runs a Schedule starts: the schedule's nominal time for the run. */
 export const SCHEDULED_START_TIME = defineSearchAttributeKey('TemporalScheduledStartTime', SearchAttributeType.DATETIME);
+/** Set by Temporal on runs a Schedule starts: the schedule's id. */
+export const SCHEDULED_BY_ID = defineSearchAttributeKey('TemporalScheduledById', SearchAttributeType.KEYWORD);
 
 export const PROJECT_SEARCH_ATTRIBUTES = [SYNC_KIND, COHORT_ID, DATA_POINTS, EXPORT_HOUR];
 

@@ -78,6 +78,8 @@ export interface BrazeSandboxControl {
   events(filter?: EventFilter): LoggedEvent[];
   /** By `METHOD /path`, partner paths as `/partners/{partner}/…`. */
   requestCounts(): Record<string, number>;
+  /** 429s answered, by endpoint (`POST /users/track`): the workspace limit's and injected ones. */
+  rateLimitedCounts(): Record<string, number>;
   setFaults(faults: SandboxFaults): void;
   setRateLimit(limit: RateLimit, endpoints?: RateLimitedEndpoints): void;
   setBlockedExternalIds(ids: readonly string[]): void;
@@ -119,6 +121,8 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
   const maxArrayLength = options.maxArrayLength ?? 500;
   let blockedExternalIds = new Set<string>();
   let requests = new Map<string, number>();
+  let rateLimited = new Map<string, number>();
+  const countRateLimited = (endpoint: string) => rateLimited.set(endpoint, (rateLimited.get(endpoint) ?? 0) + 1);
   /** Bodies of accepted `/users/track` requests, kept on request (a benchmark replays them through a bare client). */
   let trackBodies: { keep: number; bodies: string[] } = { keep: 0, bodies: [] };
   let store = new ProfileStore();
@@ -154,7 +158,10 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
     let headers: Record<string, string> = {};
     if (route.rateLimit) {
       const slot = route.rateLimit.take(arrivedAtMs);
-      if (!slot.allowed) return sendJson(res, 429, { message: 'Rate Limited' }, slot.headers);
+      if (!slot.allowed) {
+        countRateLimited(`POST ${path}`);
+        return sendJson(res, 429, { message: 'Rate Limited' }, slot.headers);
+      }
       headers = slot.headers;
     }
     const body = parseObject(raw);
@@ -268,7 +275,10 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
     // Injected failures still carry the rate-limit headers Braze sends on every answer of a limited endpoint.
     const rateLimit = rest[path]?.rateLimit;
     if (rateLimit) for (const [name, value] of Object.entries(rateLimit.peek(Date.now()))) res.setHeader(name, value);
-    if (faults.maybeFail(res)) return; // an injected 5xx or 429 applies nothing
+    if (faults.maybeFail(res)) {
+      if (res.statusCode === 429) countRateLimited(endpoint);
+      return; // an injected 5xx or 429 applies nothing
+    }
     if (method !== 'POST') return sendJson(res, 404, { message: 'Not Found' });
     const partnerPrefix = options.partner && `/partners/${options.partner.name}`;
     const partnerHandler =
@@ -307,6 +317,7 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
     dataPoints: () => ({ total: store.totalDataPoints(), byKind: Object.fromEntries(store.dataPoints) }),
     events: (filter) => eventLog.list(filter),
     requestCounts: () => Object.fromEntries(requests),
+    rateLimitedCounts: () => Object.fromEntries(rateLimited),
     setFaults: (next) => faults.setFaults(next),
     setRateLimit: (next, endpoints = 'track') => rateLimits[endpoints].set(next),
     setBlockedExternalIds: (ids) => {
@@ -319,6 +330,7 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
       eventLog = new EventLog();
       partner = new PartnerCohorts(store);
       requests = new Map();
+      rateLimited = new Map();
       trackBodies = { keep: 0, bodies: [] };
       blockedExternalIds = new Set(options.blockedExternalIds ?? []);
       for (const endpoints of RATE_LIMITED_ENDPOINTS) rateLimits[endpoints].set(initialRateLimits[endpoints]);
