@@ -213,12 +213,13 @@ test("the receiver's /metrics, scraped while a sync runs, has every documented m
   });
   assert.deepEqual(await posted.json(), { spooled: 1, duplicates: 0, deadLettered: 1 });
   assert.equal((await fetch(`${url}/metrics`)).status, 401, 'no token, no metrics');
+  await h.context.usage.flush();
 
   // Braze answers slowly and sometimes 429, so the scrapes land while the run sends.
-  h.sandboxes.braze.control.setFaults({ latencyMs: 150, rateLimitBurstEvery: 5, rateLimitBurstLength: 1 });
+  h.sandboxes.braze.control.setFaults({ latencyMs: 300, rateLimitBurstEvery: 5, rateLimitBurstLength: 1 });
   const run = await startCohortSync(
     h.env.client,
-    { cohortId: MEDIUM_COHORT, attributeName: 'metrics_cohorts', pageSize: 50 },
+    { cohortId: MEDIUM_COHORT, attributeName: 'metrics_cohorts', pageSize: 25 },
     { taskQueue: h.taskQueue },
   );
   const scrape = async () => (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();

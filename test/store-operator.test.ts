@@ -106,9 +106,9 @@ forEachStore((kind) => {
         await store.addDataPoints({ day, syncId, runId: `${syncId}/run`, pageKey, points });
       }
       assert.deepEqual(await store.dataPointsByDay('2026-12-01'), [
-        { day: '2026-12-06', syncId: 'a', points: 15 },
-        { day: '2026-12-07', syncId: 'a', points: 7 },
-        { day: '2026-12-07', syncId: 'b', points: 3 },
+        { day: '2026-12-06', syncId: 'a', runId: 'a/run', points: 15 },
+        { day: '2026-12-07', syncId: 'a', runId: 'a/run', points: 7 },
+        { day: '2026-12-07', syncId: 'b', runId: 'b/run', points: 3 },
       ]);
 
       for (const [month, runId] of [

@@ -67,7 +67,7 @@ function hourlySync(agoMs: number, paused = false): Partial<SyncsSources> {
     ],
     ledgerRuns: [record],
     summaries: [{ lastRun: record, lastSucceededAt: at(agoMs) }],
-    dataPoints: [{ day: '2026-12-07', syncId: 'trait-sync-plan', points: 12 }],
+    dataPoints: [{ day: '2026-12-07', syncId: 'trait-sync-plan', runId: 'trait-sync-plan/run-1', points: 12 }],
   };
 }
 

@@ -6,7 +6,7 @@
 import type { UsageQuotas } from '../config.js';
 import type { StateStore } from '../store/store.js';
 import { streamBacklogs } from './receivers.js';
-import { syncGroupOf } from './sync-groups.js';
+import { spenderOf } from './sync-groups.js';
 import { dayOf } from './usage.js';
 
 type Labels = Record<string, string>;
@@ -51,8 +51,8 @@ export async function storeMetrics(store: StateStore, quotas: UsageQuotas, nowMs
   const today = dayOf(nowMs);
   const month = today.slice(0, 7);
   const [todayBySync, monthBySync] = [new Map<string, number>(), new Map<string, number>()];
-  for (const { day, syncId, points } of await store.dataPointsByDay(`${month}-01`)) {
-    const sync = syncGroupOf(syncId);
+  for (const { day, syncId, runId, points } of await store.dataPointsByDay(`${month}-01`)) {
+    const sync = spenderOf({ syncId, runId });
     monthBySync.set(sync, (monthBySync.get(sync) ?? 0) + points);
     if (day === today) todayBySync.set(sync, (todayBySync.get(sync) ?? 0) + points);
   }

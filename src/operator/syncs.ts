@@ -10,7 +10,7 @@ import type { Client, ScheduleSummary, WorkflowExecutionInfo } from '@temporalio
 import type { RunRecord, StateStore, SyncSummary } from '../store/store.js';
 import { SCHEDULED_BY_ID, SYNC_KIND } from '../temporal/search-attributes.js';
 import { streamBacklogs, type StreamBacklog } from './receivers.js';
-import { EVENT_PIPELINE, syncGroupOf } from './sync-groups.js';
+import { EVENT_PIPELINE, spenderOf, syncGroupOf } from './sync-groups.js';
 import { dayOf } from './usage.js';
 
 /** Temporal statuses of a run that ended badly. */
@@ -84,7 +84,7 @@ export interface SyncsSources {
   /** Recent runs of the ledger, newest first: they tie Temporal runs to syncs. */
   ledgerRuns: readonly RunRecord[];
   summaries: readonly SyncSummary[];
-  dataPoints: ReadonlyArray<{ day: string; syncId: string; points: number }>;
+  dataPoints: ReadonlyArray<{ day: string; syncId: string; runId: string; points: number }>;
   streams: readonly StreamBacklog[];
   thresholds: HealthThresholds;
 }
@@ -177,6 +177,7 @@ export function buildSyncsReport(sources: SyncsSources): SyncsReport {
 
   // Temporal's view: who started each run and how it ended, and runs that never reached the ledger.
   const executionsOf = new Map<string, Array<SyncsSources['executions'][number]>>();
+  const syncOfTemporalRun = new Map<string, string>();
   for (const execution of sources.executions) {
     const syncId = syncOfRunId.get(execution.runId);
     const sync =
@@ -185,6 +186,7 @@ export function buildSyncsReport(sources: SyncsSources): SyncsReport {
       (execution.scheduledBy && syncOfSchedule.get(execution.scheduledBy)) ??
       (execution.kind === 'event' ? EVENT_PIPELINE : execution.scheduledBy ? `schedule ${execution.scheduledBy}` : execution.workflowId);
     const row = rowOf(sync, execution.kind);
+    syncOfTemporalRun.set(execution.runId, sync);
     if (execution.status.name === 'COMPLETED' && execution.closeTime)
       row.lastSucceededAt = latest(row.lastSucceededAt, execution.closeTime.toISOString());
     executionsOf.set(sync, [...(executionsOf.get(sync) ?? []), execution]);
@@ -237,8 +239,9 @@ export function buildSyncsReport(sources: SyncsSources): SyncsReport {
   }
 
   const today = dayOf(nowMs);
-  for (const { day, syncId, points } of sources.dataPoints) {
-    const row = rows.get(syncGroupOf(syncId));
+  for (const { day, syncId, runId, points } of sources.dataPoints) {
+    // A run's id ends with the Temporal run that opened it: a stream's points go to the stream, not to the sync it feeds.
+    const row = rows.get(syncOfTemporalRun.get(runId.slice(runId.lastIndexOf('/') + 1)) ?? spenderOf({ syncId, runId }));
     if (!row) continue;
     row.dataPointsMonth += points;
     if (day === today) row.dataPointsToday += points;
@@ -275,8 +278,9 @@ export function syncsText(report: SyncsReport): string {
   const header = ['KIND', 'SYNC', 'LAST RUN', 'STARTED BY', 'LAST SUCCESS', 'NEXT RUN', 'POINTS TODAY', 'POINTS MONTH', 'NOTES'];
   const table = report.syncs.map((row) => {
     const run = row.lastRun;
+    const when = run && (run.closedAt ? ago(run.closedAt) : `for ${age(nowMs - Date.parse(run.startedAt))}`);
     const outcome = run
-      ? `${run.status.toLowerCase()}${run.outcome && run.outcome !== 'succeeded' ? ` (${run.outcome})` : ''}, ${ago(run.closedAt ?? run.startedAt)}`
+      ? `${run.status.toLowerCase().replace('_', ' ')}${run.outcome && run.outcome !== 'succeeded' ? ` (${run.outcome})` : ''}, ${when}`
       : 'never ran';
     const next = row.schedule
       ? row.schedule.paused

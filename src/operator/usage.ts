@@ -5,7 +5,7 @@
  */
 import type { UsageQuotas } from '../config.js';
 import type { StateStore } from '../store/store.js';
-import { syncGroupOf } from './sync-groups.js';
+import { spenderOf } from './sync-groups.js';
 
 export const PROFILE_API_ENDPOINT = 'GET /v1/userprofile';
 const DAY_MS = 86_400_000;
@@ -44,9 +44,9 @@ export async function usageReport(store: StateStore, quotas: UsageQuotas, option
   };
 
   const bySync = new Map<string, number[]>();
-  for (const { day, syncId, points } of await store.dataPointsByDay(firstDay)) {
-    const index = dayIndex.get(day);
-    if (index !== undefined) seriesOf(bySync, syncGroupOf(syncId))[index]! += points;
+  for (const entry of await store.dataPointsByDay(firstDay)) {
+    const index = dayIndex.get(entry.day);
+    if (index !== undefined) seriesOf(bySync, spenderOf(entry))[index]! += entry.points;
   }
 
   const profilePerDay = days.map(() => 0);

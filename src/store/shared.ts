@@ -21,6 +21,8 @@ import {
   type StagedTraitChange,
   type StagingCheckpoint,
   type UserActivity,
+  type RunRecord,
+  type RunStatus,
 } from './store.js';
 
 export const DAY = /^\d{4}-\d{2}-\d{2}$/;
@@ -389,4 +391,29 @@ export function audiencePageSql(p: { audienceId: string; lastEventMs: string; se
     WHERE a.audience_id = ${p.audienceId} AND (a.last_event_ms < ${p.lastEventMs} OR (a.last_event_ms = ${p.lastEventMs} AND a.seq < ${p.seq}))
     ORDER BY a.last_event_ms DESC, a.seq DESC
     LIMIT ${p.limit}`;
+}
+
+/** A run ledger row as either store returns it: times as ISO text (SQLite) or as dates (PostgreSQL). */
+export interface RunRow {
+  runId: string;
+  syncId: string;
+  kind: string;
+  status: RunStatus;
+  startedAt: string | Date;
+  finishedAt: string | Date | null;
+  sourceVersion: string | null;
+  stats: string | null;
+}
+
+export function toRunRecord(row: RunRow): RunRecord {
+  return {
+    runId: row.runId,
+    syncId: row.syncId,
+    kind: row.kind,
+    status: row.status,
+    startedAt: new Date(row.startedAt),
+    finishedAt: row.finishedAt === null ? undefined : new Date(row.finishedAt),
+    sourceVersion: row.sourceVersion ?? undefined,
+    stats: row.stats === null ? undefined : (JSON.parse(row.stats) as JsonObject),
+  };
 }

@@ -839,6 +839,8 @@ export interface RunOutcomeCount {
 export interface DailyDataPoints {
   day: string;
   syncId: string;
+  /** The run that spent them (its id ends with the Temporal run id that opened it). */
+  runId: string;
   points: number;
 }
 
@@ -857,7 +859,7 @@ export interface OperatorView {
   latestRunOfEachSync(sinceMs: number): Promise<SyncSummary[]>;
   /** Runs by kind and status, all time. */
   runOutcomeCounts(): Promise<RunOutcomeCount[]>;
-  /** Data points by day and sync, from `sinceDay` (inclusive). */
+  /** Data points by day, sync and run, from `sinceDay` (inclusive). */
   dataPointsByDay(sinceDay: string): Promise<DailyDataPoints[]>;
   /** Cohort downloads reserved per month, from `sinceMonth` (inclusive). */
   cohortDownloadsByMonth(sinceMonth: string): Promise<Array<{ month: string; downloads: number }>>;

@@ -3,7 +3,8 @@
  * Run times are ISO text on SQLite and TIMESTAMPTZ on PostgreSQL: each store binds `sinceMs` as its own type.
  */
 import type { SqlDialect } from '../dialect.js';
-import type { JsonObject, RunRecord, RunStatus, SyncSummary, UsageCount, UsageMetric } from '../store.js';
+import { toRunRecord, type RunRow } from '../shared.js';
+import type { SyncSummary, UsageCount, UsageMetric } from '../store.js';
 
 export const usageStatements = (d: SqlDialect) => ({
   add: `INSERT INTO usage_counts (day, metric, labels, count) VALUES (${d.param(1)}, ${d.param(2)}, ${d.param(3)}, ${d.param(4, 'number')})
@@ -20,8 +21,8 @@ export const usageStatements = (d: SqlDialect) => ({
         AND (newer.started_at > latest.started_at OR (newer.started_at = latest.started_at AND newer.run_id > latest.run_id)))
     ORDER BY latest.sync_id`,
   runOutcomeCounts: 'SELECT kind, status, count(*) AS count FROM runs GROUP BY kind, status ORDER BY kind, status',
-  dataPointsByDay: `SELECT day, sync_id AS "syncId", sum(points) AS points FROM data_points WHERE day >= ${d.param(1)}
-    GROUP BY day, sync_id ORDER BY day, sync_id`,
+  dataPointsByDay: `SELECT day, sync_id AS "syncId", run_id AS "runId", sum(points) AS points FROM data_points
+    WHERE day >= ${d.param(1)} GROUP BY day, sync_id, run_id ORDER BY day, sync_id, run_id`,
   cohortDownloadsByMonth: `SELECT month, count(*) AS downloads FROM cohort_downloads WHERE month >= ${d.param(1)} GROUP BY month ORDER BY month`,
 });
 
@@ -47,28 +48,10 @@ export function toUsageCount(row: UsageRow): UsageCount {
   return { day: row.day, ...toUsageTotal(row) };
 }
 
-export interface SyncSummaryRow {
-  runId: string;
-  syncId: string;
-  kind: string;
-  status: RunStatus;
-  startedAt: string | Date;
-  finishedAt: string | Date | null;
-  sourceVersion: string | null;
-  stats: string | null;
+export interface SyncSummaryRow extends RunRow {
   lastSucceededAt: string | Date | null;
 }
 
 export function toSyncSummary(row: SyncSummaryRow): SyncSummary {
-  const lastRun: RunRecord = {
-    runId: row.runId,
-    syncId: row.syncId,
-    kind: row.kind,
-    status: row.status,
-    startedAt: new Date(row.startedAt),
-    finishedAt: row.finishedAt === null ? undefined : new Date(row.finishedAt),
-    sourceVersion: row.sourceVersion ?? undefined,
-    stats: row.stats === null ? undefined : (JSON.parse(row.stats) as JsonObject),
-  };
-  return { lastRun, lastSucceededAt: row.lastSucceededAt === null ? undefined : new Date(row.lastSucceededAt) };
+  return { lastRun: toRunRecord(row), lastSucceededAt: row.lastSucceededAt === null ? undefined : new Date(row.lastSucceededAt) };
 }

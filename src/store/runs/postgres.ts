@@ -5,9 +5,8 @@
 import { POSTGRES_DIALECT } from '../dialect.js';
 import { batches, type PostgresDb } from '../postgres-db.js';
 import { claimParameters, leaseStatements, type LeaseHolderRow } from './lease.js';
-import { FIRST_KEY, pageLimit, requireKey, toPage } from '../shared.js';
+import { FIRST_KEY, pageLimit, requireKey, toPage, toRunRecord, type RunRow } from '../shared.js';
 import {
-  type JsonObject,
   type MemberFailure,
   type Page,
   type PageOptions,
@@ -15,24 +14,12 @@ import {
   type RunFinish,
   type RunRecord,
   type RunStart,
-  type RunStatus,
   type SyncLease,
   type SyncLeaseClaim,
   type RunsAndLeases,
 } from '../store.js';
 
 const LEASE = leaseStatements(POSTGRES_DIALECT);
-
-interface RunRow {
-  runId: string;
-  syncId: string;
-  kind: string;
-  status: RunStatus;
-  startedAt: Date;
-  finishedAt: Date | null;
-  sourceVersion: string | null;
-  stats: string | null;
-}
 
 // One statement cannot update a row twice: of a member repeated in one batch the last reason wins, as row by row.
 const UPSERT_FAILURES = `INSERT INTO member_failures (run_id, member_key, reason)
@@ -45,19 +32,6 @@ const RUN_COLUMNS = `run_id AS "runId", sync_id AS "syncId", kind, status, start
 /** The latest run to finish successfully whose `column` is $1. */
 const lastSucceededRun = (column: 'sync_id' | 'kind') =>
   `SELECT ${RUN_COLUMNS} FROM runs WHERE ${column} = $1 AND status = 'succeeded' ORDER BY finished_at DESC LIMIT 1`;
-
-function toRunRecord(row: RunRow): RunRecord {
-  return {
-    runId: row.runId,
-    syncId: row.syncId,
-    kind: row.kind,
-    status: row.status,
-    startedAt: row.startedAt,
-    finishedAt: row.finishedAt ?? undefined,
-    sourceVersion: row.sourceVersion ?? undefined,
-    stats: row.stats === null ? undefined : (JSON.parse(row.stats) as JsonObject),
-  };
-}
 
 export class PostgresRuns implements RunsAndLeases {
   readonly #db: PostgresDb;

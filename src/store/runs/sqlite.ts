@@ -6,9 +6,8 @@ import type Database from 'better-sqlite3';
 import { numbered, SQLITE_DIALECT } from '../dialect.js';
 import { type SqliteDb } from '../sqlite-db.js';
 import { claimParameters, leaseStatements, type LeaseHolderRow } from './lease.js';
-import { FIRST_KEY, pageLimit, requireKey, toPage, yieldToEventLoop } from '../shared.js';
+import { FIRST_KEY, pageLimit, requireKey, toPage, toRunRecord, type RunRow, yieldToEventLoop } from '../shared.js';
 import {
-  type JsonObject,
   type MemberFailure,
   type Page,
   type PageOptions,
@@ -16,22 +15,10 @@ import {
   type RunFinish,
   type RunRecord,
   type RunStart,
-  type RunStatus,
   type SyncLease,
   type SyncLeaseClaim,
   type RunsAndLeases,
 } from '../store.js';
-
-interface RunRow {
-  runId: string;
-  syncId: string;
-  kind: string;
-  status: RunStatus;
-  startedAt: string;
-  finishedAt: string | null;
-  sourceVersion: string | null;
-  stats: string | null;
-}
 
 const RUN_COLUMNS =
   'run_id AS runId, sync_id AS syncId, kind, status, started_at AS startedAt, finished_at AS finishedAt, source_version AS sourceVersion, stats';
@@ -39,19 +26,6 @@ const RUN_COLUMNS =
 /** The latest run to finish successfully whose `column` is the parameter. */
 const lastSucceededRun = (column: 'sync_id' | 'kind') =>
   `SELECT ${RUN_COLUMNS} FROM runs WHERE ${column} = ? AND status = 'succeeded' ORDER BY finished_at DESC LIMIT 1`;
-
-function toRunRecord(row: RunRow): RunRecord {
-  return {
-    runId: row.runId,
-    syncId: row.syncId,
-    kind: row.kind,
-    status: row.status,
-    startedAt: new Date(row.startedAt),
-    finishedAt: row.finishedAt === null ? undefined : new Date(row.finishedAt),
-    sourceVersion: row.sourceVersion ?? undefined,
-    stats: row.stats === null ? undefined : (JSON.parse(row.stats) as JsonObject),
-  };
-}
 
 export class SqliteRuns implements RunsAndLeases {
   readonly #db: SqliteDb;
