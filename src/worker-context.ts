@@ -58,6 +58,12 @@ export async function createWorkerContext(
   const { amplitude, braze } = config;
   const store = await openStateStore(config.store);
   const usage = new UsageCounter(store);
+  // Whoever closes the worker's store (the worker, a test, the demo), its last usage counts are written first.
+  const closeStore = store.close.bind(store);
+  store.close = async () => {
+    await usage.close();
+    await closeStore();
+  };
   return {
     workerIdentity: `${process.pid}@${hostname()}`,
     amplitude: amplitudeClientOf(amplitude, usage),

@@ -63,7 +63,6 @@ export async function main(): Promise<void> {
     console.log(`Worker ${context.workerIdentity} stopped.`);
   } finally {
     await connection.close();
-    await context.usage.flush();
     await context.store.close();
   }
 }

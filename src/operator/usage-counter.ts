@@ -20,6 +20,7 @@ export class UsageCounter {
   #pending = new Map<string, UsageCount>();
   #timer: NodeJS.Timeout | undefined;
   #flushing: Promise<void> = Promise.resolve();
+  #closed = false;
 
   constructor(
     private readonly store: Pick<StateStore, 'addUsageCounts'>,
@@ -27,7 +28,9 @@ export class UsageCounter {
   ) {}
 
   add(metric: UsageMetric, labels: Record<string, string>, count = 1): void {
-    if (count > 0) this.#keep({ day: new Date().toISOString().slice(0, 10), metric, labels, count });
+    if (count <= 0 || this.#closed) return;
+    this.#keep({ day: new Date().toISOString().slice(0, 10), metric, labels, count });
+    this.#timer ??= setTimeout(() => void this.flush(), FLUSH_EVERY_MS).unref();
   }
 
   #keep(count: UsageCount): void {
@@ -35,7 +38,6 @@ export class UsageCounter {
     const known = this.#pending.get(key);
     if (known) known.count += count.count;
     else this.#pending.set(key, { ...count });
-    this.#timer ??= setTimeout(() => void this.flush(), FLUSH_EVERY_MS).unref();
   }
 
   /** A vendor client's answer hook: one request to `endpoint`, answered with `status` (undefined: no answer). */
@@ -53,10 +55,17 @@ export class UsageCounter {
       try {
         await this.store.addUsageCounts(counts);
       } catch (error) {
+        // Kept for the next flush, which the next count schedules: a store that stays down is not retried every second.
         for (const count of counts) this.#keep(count);
         this.onError(error);
       }
     });
     return this.#flushing;
+  }
+
+  /** Writes what is counted so far and counts nothing more (the store is about to close). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.flush();
   }
 }

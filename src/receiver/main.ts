@@ -71,7 +71,7 @@ export async function main(): Promise<void> {
     // Requests in flight finish (new ones get 503), then the store and Temporal connection close.
     await app.close();
     connectedContent?.lookups.close();
-    await usage.flush();
+    await usage.close();
     await connection.close();
     await store.close();
   };
