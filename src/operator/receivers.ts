@@ -5,7 +5,7 @@ export interface StreamBacklog {
   stream: string;
   pending: number;
   deferred: number;
-  /** Seconds since the oldest unprocessed item arrived; 0 when none waits. */
+  /** Seconds (to the millisecond) since the oldest unprocessed item arrived; 0 when none waits. */
   oldestAgeSeconds: number;
   deadLetters: number;
 }
@@ -21,7 +21,7 @@ export async function streamBacklogs(store: StateStore, nowMs = Date.now()): Pro
         stream,
         pending: backlog.pending,
         deferred: backlog.deferred,
-        oldestAgeSeconds: oldest === undefined ? 0 : Math.max(0, Math.round((nowMs - oldest) / 1000)),
+        oldestAgeSeconds: oldest === undefined ? 0 : Math.max(0, (nowMs - oldest) / 1000),
         deadLetters: deadLetters.get(stream) ?? backlog.deadLetters,
       };
     }),
