@@ -3,18 +3,9 @@ import { POSTGRES_DIALECT } from '../dialect.js';
 import type { PostgresDb } from '../postgres-db.js';
 import { DAY, MONTH, requireFormat } from '../shared.js';
 import type { DailyDataPoints, OperatorView, RunOutcomeCount, SyncSummary, UsageCount } from '../store.js';
-import {
-  labelsKey,
-  toSyncSummary,
-  toUsageCount,
-  toUsageTotal,
-  usageStatements,
-  type SyncSummaryRow,
-  type UsageRow,
-  type UsageTotalRow,
-} from './sql.js';
+import * as operatorSql from './sql.js';
 
-const SQL = usageStatements(POSTGRES_DIALECT);
+const SQL = operatorSql.usageStatements(POSTGRES_DIALECT);
 
 // One statement adds every count; rows repeated in the batch are summed first (an upsert cannot touch a row twice).
 const ADD_MANY = `INSERT INTO usage_counts (day, metric, labels, count)
@@ -35,22 +26,22 @@ export class PostgresOperatorView implements OperatorView {
     await this.#db.query(ADD_MANY, [
       counts.map((count) => count.day),
       counts.map((count) => count.metric),
-      counts.map((count) => labelsKey(count.labels)),
+      counts.map((count) => operatorSql.labelsKey(count.labels)),
       counts.map((count) => count.count),
     ]);
   }
 
   async usageCountsSince(sinceDay: string): Promise<UsageCount[]> {
     requireFormat('day', sinceDay, DAY, 'YYYY-MM-DD');
-    return (await this.#db.rows<UsageRow>(SQL.since, [sinceDay])).map(toUsageCount);
+    return (await this.#db.rows<operatorSql.UsageRow>(SQL.since, [sinceDay])).map(operatorSql.toUsageCount);
   }
 
   async usageCountTotals(): Promise<Array<Omit<UsageCount, 'day'>>> {
-    return (await this.#db.rows<UsageTotalRow>(SQL.totals)).map(toUsageTotal);
+    return (await this.#db.rows<operatorSql.UsageTotalRow>(SQL.totals)).map(operatorSql.toUsageTotal);
   }
 
   async latestRunOfEachSync(sinceMs: number): Promise<SyncSummary[]> {
-    return (await this.#db.rows<SyncSummaryRow>(SQL.latestRunOfEachSync, [new Date(sinceMs)])).map(toSyncSummary);
+    return (await this.#db.rows<operatorSql.SyncSummaryRow>(SQL.latestRunOfEachSync, [new Date(sinceMs)])).map(operatorSql.toSyncSummary);
   }
 
   async runOutcomeCounts(): Promise<RunOutcomeCount[]> {

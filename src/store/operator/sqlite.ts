@@ -3,16 +3,7 @@ import { numbered, SQLITE_DIALECT } from '../dialect.js';
 import type { SqliteDb } from '../sqlite-db.js';
 import { DAY, MONTH, requireFormat } from '../shared.js';
 import type { DailyDataPoints, OperatorView, RunOutcomeCount, SyncSummary, UsageCount } from '../store.js';
-import {
-  labelsKey,
-  toSyncSummary,
-  toUsageCount,
-  toUsageTotal,
-  usageStatements,
-  type SyncSummaryRow,
-  type UsageRow,
-  type UsageTotalRow,
-} from './sql.js';
+import * as operatorSql from './sql.js';
 
 export class SqliteOperatorView implements OperatorView {
   readonly #db: SqliteDb;
@@ -21,19 +12,19 @@ export class SqliteOperatorView implements OperatorView {
 
   constructor(db: SqliteDb) {
     this.#db = db;
-    const sql = usageStatements(SQLITE_DIALECT);
+    const sql = operatorSql.usageStatements(SQLITE_DIALECT);
     const handle = db.handle;
     this.#sql = {
       add: handle.prepare<Record<number, unknown>>(sql.add),
-      since: handle.prepare<Record<number, unknown>, UsageRow>(sql.since),
-      totals: handle.prepare<[], UsageTotalRow>(sql.totals),
-      latestRunOfEachSync: handle.prepare<Record<number, unknown>, SyncSummaryRow>(sql.latestRunOfEachSync),
+      since: handle.prepare<Record<number, unknown>, operatorSql.UsageRow>(sql.since),
+      totals: handle.prepare<[], operatorSql.UsageTotalRow>(sql.totals),
+      latestRunOfEachSync: handle.prepare<Record<number, unknown>, operatorSql.SyncSummaryRow>(sql.latestRunOfEachSync),
       runOutcomeCounts: handle.prepare<[], RunOutcomeCount>(sql.runOutcomeCounts),
       dataPointsByDay: handle.prepare<Record<number, unknown>, DailyDataPoints>(sql.dataPointsByDay),
       cohortDownloadsByMonth: handle.prepare<Record<number, unknown>, { month: string; downloads: number }>(sql.cohortDownloadsByMonth),
     };
     this.#add = handle.transaction((counts: readonly UsageCount[]) => {
-      for (const { day, metric, labels, count } of counts) this.#sql.add.run(numbered([day, metric, labelsKey(labels), count]));
+      for (const { day, metric, labels, count } of counts) this.#sql.add.run(numbered([day, metric, operatorSql.labelsKey(labels), count]));
     });
   }
 
@@ -47,16 +38,18 @@ export class SqliteOperatorView implements OperatorView {
   usageCountsSince(sinceDay: string): Promise<UsageCount[]> {
     return this.#db.settle(() => {
       requireFormat('day', sinceDay, DAY, 'YYYY-MM-DD');
-      return this.#sql.since.all(numbered([sinceDay])).map(toUsageCount);
+      return this.#sql.since.all(numbered([sinceDay])).map(operatorSql.toUsageCount);
     });
   }
 
   usageCountTotals(): Promise<Array<Omit<UsageCount, 'day'>>> {
-    return this.#db.settle(() => this.#sql.totals.all().map(toUsageTotal));
+    return this.#db.settle(() => this.#sql.totals.all().map(operatorSql.toUsageTotal));
   }
 
   latestRunOfEachSync(sinceMs: number): Promise<SyncSummary[]> {
-    return this.#db.settle(() => this.#sql.latestRunOfEachSync.all(numbered([new Date(sinceMs).toISOString()])).map(toSyncSummary));
+    return this.#db.settle(() =>
+      this.#sql.latestRunOfEachSync.all(numbered([new Date(sinceMs).toISOString()])).map(operatorSql.toSyncSummary),
+    );
   }
 
   runOutcomeCounts(): Promise<RunOutcomeCount[]> {
