@@ -118,8 +118,9 @@ describe('cohort export', () => {
   });
 
   test('a 302 to a link that expired before the download is retryable, and the retry gets a fresh link', async () => {
-    const { sandbox } = await sandboxAndClient({ inlineFileMaxBytes: 100, presignedUrlTtlMs: 150 });
-    const proxyUrl = await startSlowFirstDownloadProxy(sandbox.url, 400);
+    // The first download is held past the link's life; the retry has the link's whole life to fetch it.
+    const { sandbox } = await sandboxAndClient({ inlineFileMaxBytes: 100, presignedUrlTtlMs: 1_500 });
+    const proxyUrl = await startSlowFirstDownloadProxy(sandbox.url, 3_000);
     const client = new AmplitudeClient({
       apiKey: API_KEY,
       secretKey: SECRET,

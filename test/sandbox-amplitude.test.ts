@@ -117,7 +117,8 @@ describe('Amplitude sandbox: auth and cohort list', () => {
 
 describe('Amplitude sandbox: cohort export', () => {
   test('request is 202, status is 202 JOB INPROGRESS then 200 JOB COMPLETED', async () => {
-    const sandbox = await startSandbox({ exportJobDurationMs: 150 });
+    // Long enough that the first status call comes before it ends, however slow the machine.
+    const sandbox = await startSandbox({ exportJobDurationMs: 2_000 });
     const response = await api(sandbox, `/api/5/cohorts/request/${SMALL_COHORT}?props=0`);
     assert.equal(response.status, 202);
     const body = (await response.json()) as { request_id: string; cohort_id: string };
@@ -126,8 +127,11 @@ describe('Amplitude sandbox: cohort export', () => {
     assert.equal(pending.status, 202);
     assert.deepEqual(await pending.json(), { request_id: body.request_id, cohort_id: SMALL_COHORT, async_status: 'JOB INPROGRESS' });
     assert.equal((await api(sandbox, `/api/5/cohorts/request/${body.request_id}/file`)).status, 400);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    const done = await api(sandbox, `/api/5/cohorts/request-status/${body.request_id}`);
+    let done = pending;
+    while (done.status === 202) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      done = await api(sandbox, `/api/5/cohorts/request-status/${body.request_id}`);
+    }
     assert.equal(done.status, 200);
     assert.equal(((await done.json()) as { async_status: string }).async_status, 'JOB COMPLETED');
     assert.equal((await api(sandbox, '/api/5/cohorts/request-status/unknown-request')).status, 404);
@@ -235,7 +239,7 @@ describe('Amplitude sandbox: cohort export', () => {
   });
 
   test('big files redirect to a pre-signed link that expires; /file gives a fresh one', async () => {
-    const sandbox = await startSandbox({ inlineFileMaxBytes: 100, presignedUrlTtlMs: 150 });
+    const sandbox = await startSandbox({ inlineFileMaxBytes: 100 });
     const requestId = await requestExport(sandbox, MEDIUM_COHORT);
     const fileUrl = `/api/5/cohorts/request/${requestId}/file`;
     const redirect = await api(sandbox, fileUrl, { redirect: 'manual' });
@@ -246,7 +250,7 @@ describe('Amplitude sandbox: cohort export', () => {
     assert.equal(download.status, 200);
     assert.ok((await download.text()).startsWith('"amplitude_id","user_id"\n'));
 
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    sandbox.control.expireExportLinksNow();
     const expired = await fetch(location);
     assert.equal(expired.status, 403);
     const xml = await expired.text();

@@ -163,6 +163,7 @@ forEachStore((kind) => {
       );
       const expected = expectedMembers(slow, COHORT);
       assert.equal(staged, expected.size, 'each member staged once');
+      assert.equal(rows, [...slow.dataset.cohortMembers(COHORT)].length, "every row of Amplitude's file was read");
       assert.equal(staged + skipped, rows);
       assert.equal(slow.amplitude.control.downloadRequestsThisMonth(), 1, 'the retry re-read the file; it did not request another export');
       assert.deepEqual(brazeMembers(slow, COHORT), expected, 'final Braze state is exact');
@@ -205,8 +206,14 @@ async function completedActivities<T>(workflowId: string, runId: string, activit
 }
 
 test('killed mid-export, another worker resumes the hour after the committed line; Braze holds each event once', async () => {
-  // About 60,000 events in the hour: several seconds of ingestion to land the kill in.
-  const busy = await startSandboxes({ seed: 7, users: 6_000, dataset: { brazeKnownFraction: 1, eventsPerHour: 60_000 } });
+  // About 60,000 events in the hour, served at 1 MiB/s: several seconds of download to land the kill in, however fast
+  // the worker ingests.
+  const busy = await startSandboxes({
+    seed: 7,
+    users: 6_000,
+    dataset: { brazeKnownFraction: 1, eventsPerHour: 60_000 },
+    amplitude: { fileBytesPerSecond: 1024 * 1024 },
+  });
   let store: StateStore | undefined;
   try {
     const taskQueue = uniqueTaskQueue('crash-events');
@@ -223,6 +230,8 @@ test('killed mid-export, another worker resumes the hour after the committed lin
       linesAtKill = (await store.stagingCheckpoint(runId))?.rowsConsumed ?? 0;
     }
     assert.ok(linesAtKill >= 4_000, 'the first worker had committed some lines');
+    const hourLines = busy.amplitude.control.exportedEventCount(exportHourStart(hour)!);
+    assert.ok(linesAtKill < hourLines, `killed mid-export: ${linesAtKill} of ${hourLines} lines committed`);
     first.kill('SIGKILL');
     startWorkerProcess(taskQueue, storeEnv, busy);
     const result = await handle.result();
@@ -274,9 +283,11 @@ for (const delivery of ['at-least-once', 'at-most-once'] as const) {
       for (let i = 0; i < 1_200 && tracked() === 0; i++) await new Promise((r) => setTimeout(r, 25));
       assert.ok(tracked() > 0, 'requests went out before the kill');
       first.kill('SIGKILL');
+      const trackedAtKill = tracked();
       own.braze.control.setFaults({});
       startWorkerProcess(taskQueue, storeEnv, own);
       const result = await handle.result();
+      assert.ok(tracked() > trackedAtKill, `the kill landed mid-run: ${trackedAtKill} of ${tracked()} requests had arrived`);
 
       const identified = [...own.dataset.eventsInHour(exportHourStart(hour)!)].filter((event) => event.user_id);
       const copies = new Map<string, number>();
@@ -296,6 +307,11 @@ for (const delivery of ['at-least-once', 'at-most-once'] as const) {
         assert.equal(result.resent, 0);
         assert.equal(duplicates, 0, 'nothing sent twice');
         assert.equal(result.forwarded + result.unconfirmed, identified.length, 'what was not confirmed is reported, exactly');
+        // Braze's own view: every confirmed event, and of the unconfirmed ones at most those in flight at the kill.
+        assert.ok(
+          copies.size >= result.forwarded && copies.size <= result.forwarded + result.unconfirmed,
+          `${copies.size} events in Braze, ${result.forwarded} confirmed, ${result.unconfirmed} unconfirmed`,
+        );
       }
     } finally {
       await own.close();

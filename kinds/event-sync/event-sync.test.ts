@@ -28,7 +28,16 @@ const timeOf = (event: SandboxEvent) => Date.parse(`${event.event_time.replace('
 
 describe('event sync: the activity index over many hours', () => {
   test('hours processed out of order: each user keeps the latest event by event time, and its properties', async () => {
-    const [newer, older] = [hoursAgo(30), hoursAgo(40)];
+    // Two hours ten apart with users active in both: the older hour, processed last, must not win for them.
+    const usersOf = (hour: string) => new Set(eventsOf(hour).map(userKeyOf));
+    let pair: { newer: string; older: string; inBoth: string[] } | undefined;
+    for (let back = 30; !pair && back < 30 + 24 * 20; back++) {
+      const [newer, older] = [hoursAgo(back), hoursAgo(back + 10)];
+      const inBoth = [...usersOf(newer)].filter((userKey) => usersOf(older).has(userKey));
+      if (inBoth.length > 0) pair = { newer, older, inBoth };
+    }
+    assert.ok(pair, 'the dataset has two hours ten apart with users active in both');
+    const { newer, older, inBoth } = pair;
     await sync({ hour: newer });
     await sync({ hour: older }); // a backfill of an earlier hour, after the later one
     const latest = new Map<string, SandboxEvent>();
@@ -37,13 +46,19 @@ describe('event sync: the activity index over many hours', () => {
       if (!seen || timeOf(event) > timeOf(seen)) latest.set(userKeyOf(event), event);
     }
     const users = await h.activeUsers();
+    const checked: string[] = [];
     for (const [userKey, event] of latest) {
       const user = users.get(userKey);
       assert.ok(user, `${userKey} is active`);
       // The user may also be in hours other tests ingested; never older than their latest here.
       assert.ok(user.lastEventMs >= timeOf(event));
-      if (user.lastEventMs === timeOf(event)) assert.deepEqual(user.properties, event.user_properties);
+      if (user.lastEventMs !== timeOf(event)) continue;
+      assert.deepEqual(user.properties, event.user_properties);
+      checked.push(userKey);
     }
+    const checkedInBoth = inBoth.filter((userKey) => checked.includes(userKey));
+    assert.ok(checkedInBoth.length > 0, `of ${inBoth.length} users active in both hours, some were checked (others are in later hours)`);
+    assert.ok(checked.length >= latest.size / 2, `${checked.length} of ${latest.size} users checked`);
   });
 
   test('a user last active 91 days ago leaves the window and the store; one who comes back re-enters', async () => {

@@ -172,13 +172,16 @@ export function coreTraitScenarios(h: TraitSyncHarness): void {
         pageSize: 10,
         maxDataPoints: 25,
       };
+      const pointsBefore = h.brazeDataPoints();
       const handle = await startTraitSync(h.env.client, budgeted, { taskQueue: h.taskQueue, workflowId: `trait-budget-${Math.random()}` });
       const progress = await waitUntilPaused(h.env.client, handle.workflowId);
       assert.match(progress.pausedReason ?? '', /over the run budget/);
       assert.equal(progress.totals.dataPoints, 20, 'two pages of 10 users fit in 25, the third does not');
       await handle.executeUpdate(setBudgetUpdate, { args: [{ maxDataPoints: 100_000 }] });
       const result = await handle.result();
-      assert.equal(result.dataPoints, result.users, 'one plan value per user, each written once');
+      const withPlan = [...(await h.identifiedUsers()).keys()].filter((userId) => 'budget_plan' in (h.brazeAttributes(userId) ?? {}));
+      assert.equal(h.brazeDataPoints() - pointsBefore, withPlan.length, "one plan value per user, each written once, by Braze's count");
+      assert.equal(result.dataPoints, withPlan.length);
     });
   });
 }

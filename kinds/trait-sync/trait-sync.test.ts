@@ -213,15 +213,21 @@ describe('trait sync: computations and recommendations through the User Profile 
       'every request answered, none over the limit',
     );
 
+    // The audience (active within the 90 days) is exactly who got the attributes, each with Amplitude's own values.
+    const inAudience = await h.identifiedUsers(Date.now() - 90 * DAY_HOURS * 3_600_000);
+    let checked = 0;
     for (const userId of (await h.identifiedUsers()).keys()) {
       const user = h.sandboxes.dataset.user(h.sandboxes.dataset.indexOfUserId(userId)!);
       const attributes = h.brazeAttributes(userId) ?? {};
-      if (!('lifetime_spend' in attributes)) continue; // last active before the 90 days, or a profile Amplitude lacks
+      assert.equal('lifetime_spend' in attributes, inAudience.has(userId), `${userId} has the attributes only if in the audience`);
+      if (!inAudience.has(userId)) continue;
+      checked += 1;
       assert.equal(attributes.lifetime_spend, Number(user.computations.lifetime_spend));
       assert.equal(attributes.songs_played_30d, Number(user.computations.songs_played_30d));
       const picks = user.recommendations.find((rec) => rec.rec_id === 'rec-top-picks')!;
       assert.deepEqual(attributes.top_picks, picks.is_control ? ['editors-choice'] : [...new Set(picks.items)]);
     }
+    assert.equal(checked, audience, 'every user of the audience was checked');
     const rerun = await h.sync({ ...input, maxProfileFetches: 1 });
     assert.deepEqual([rerun.profileApiRequests, rerun.dataPoints], [1, 0], 'an unchanged profile writes nothing');
   });
@@ -244,9 +250,15 @@ describe('trait sync from the Temporal CLI and ampbraze, as the README shows it'
       '--input',
       '{"name":"cli","properties":["plan","ltv"],"attributePrefix":"cli_"}',
     );
+    const profilesBefore = [...h.sandboxes.braze.control.users()].length;
     const result = await h.env.client.workflow.getHandle<typeof traitSync>(workflowId).result();
     assert.ok(result.written > 0 && result.failed === 0);
-    assert.equal(result.written, result.created + result.updated, 'a new attribute for every user with a value Braze takes');
+    // Braze's own view: every user written has the new attributes, and the users it lacked were created.
+    const written = [...h.sandboxes.braze.control.users()].filter((profile) =>
+      [...(profile.customAttributes?.keys() ?? [])].some((name) => name.startsWith('cli_')),
+    );
+    assert.equal(written.length, result.written, 'a new attribute for every user with a value Braze takes');
+    assert.equal([...h.sandboxes.braze.control.users()].length - profilesBefore, result.created);
   });
 
   test('`temporal schedule create` as written (daily at 04:30, skipping overlaps); a trigger runs it now', async () => {

@@ -6,7 +6,7 @@ import { pipeline, Readable } from 'node:stream';
 import { createGzip } from 'node:zlib';
 import { Zip, ZipPassThrough } from 'fflate';
 import type { ExportLine } from '../dataset.js';
-import { pipeToResponse, sendText } from '../http-util.js';
+import { pipeToResponse, sendText, throttle } from '../http-util.js';
 import type { Exchange, SandboxContext } from './context.js';
 
 const HOUR_MS = 60 * 60 * 1000;
@@ -151,5 +151,10 @@ export async function exportEvents({ res, url, context }: Exchange): Promise<voi
     'content-type': 'application/zip',
     'content-disposition': `attachment; filename="export_${url.searchParams.get('start')}_${url.searchParams.get('end')}.zip"`,
   });
-  await pipeToResponse(res, Readable.from(zipChunks(context, hours.slice(firstHourWithData))));
+  const { fileBytesPerSecond } = context.options;
+  await pipeToResponse(
+    res,
+    Readable.from(zipChunks(context, hours.slice(firstHourWithData))),
+    ...(Number.isFinite(fileBytesPerSecond) ? [throttle(fileBytesPerSecond)] : []),
+  );
 }

@@ -25,7 +25,7 @@ export interface AmplitudeSandboxOptions {
   inlineFileMaxBytes?: number;
   presignedUrlTtlMs?: number;
   gzipFiles?: boolean;
-  /** Serve cohort files no faster than this (default: unthrottled), e.g. to catch a worker mid-download. */
+  /** Serve cohort files and event exports no faster than this (default: unthrottled), e.g. to catch a worker mid-download. */
   fileBytesPerSecond?: number;
   /** Prefix every CSV value with a tab, as group cohorts do. */
   tabPrefixValues?: boolean;
