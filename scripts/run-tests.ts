@@ -1,8 +1,9 @@
 /**
- * `npm test`: one real Temporal dev server (in-memory, free ports for it and its Web UI, project search attributes),
- * one throw-away PostgreSQL cluster and one workflow bundle for the whole run, then every `test/*.test.ts` and
- * `kinds/<kind>/*.test.ts` file under Node's test runner. Test files reach them through environment variables (see test/helpers/temporal.ts and
- * test/helpers/postgres.ts). A server that cannot start fails the run.
+ * `npm test`: one real Temporal dev server (in-memory, free ports for it and its Web UI, project search attributes,
+ * a namespace per test file: test/helpers/namespace.ts), one throw-away PostgreSQL cluster and one workflow bundle
+ * for the whole run, then every `test/*.test.ts` and `kinds/<kind>/*.test.ts` file under Node's test runner. Test
+ * files reach them through environment variables (see test/helpers/temporal.ts and test/helpers/postgres.ts). A
+ * server that cannot start fails the run.
  */
 import { spawn } from 'node:child_process';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
@@ -11,8 +12,11 @@ import { bundleWorkflowCode } from '@temporalio/worker';
 import { PROJECT_ROOT, resolveTemporalCli } from '../src/temporal/cli.js';
 import { startPostgresServer } from '../src/store/postgres-server.js';
 import { startDevServer } from '../src/temporal/dev-server.js';
+import { testNamespaceOf } from '../test/helpers/namespace.js';
 
-const only = process.argv.slice(2);
+// Test files to run (all when none is named), and options for Node's test runner (e.g. `--test-name-pattern=…`).
+const nodeTestOptions = process.argv.slice(2).filter((arg) => arg.startsWith('--'));
+const only = process.argv.slice(2).filter((arg) => !arg.startsWith('--'));
 const files = only.length > 0 ? only : await allTestFiles();
 
 const postgres = await startPostgresServer();
@@ -29,7 +33,12 @@ async function runWithTemporal(env: Record<string, string>): Promise<number> {
   const cli = await resolveTemporalCli({ log: (line) => console.error(line) });
   // A low continue-as-new suggestion makes multi-page syncs continue as new within the tests.
   // The Web UI is on for test/temporal-ui.test.ts, which follows the README's UI steps in a browser.
-  const server = await startDevServer({ cli, uiPort: 0, dynamicConfig: { 'limit.historyCount.suggestContinueAsNew': 60 } });
+  const server = await startDevServer({
+    cli,
+    uiPort: 0,
+    extraNamespaces: files.map(testNamespaceOf),
+    dynamicConfig: { 'limit.historyCount.suggestContinueAsNew': 60 },
+  });
   console.error(
     `Temporal dev server for the tests: ${server.address}, Web UI ${server.uiUrl} (${cli.kind === 'binary' ? cli.path : cli.source})`,
   );
@@ -49,7 +58,7 @@ async function runWithTemporal(env: Record<string, string>): Promise<number> {
     });
     await writeFile(bundlePath, code);
 
-    const runner = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...files], {
+    const runner = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...nodeTestOptions, ...files], {
       stdio: 'inherit',
       cwd: PROJECT_ROOT,
       env: {

@@ -11,7 +11,7 @@ import { after, before, test } from 'node:test';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { PROJECT_ROOT } from '../src/temporal/cli.js';
 import { SQLITE } from './helpers/stores.js';
-import { connectTestEnvironment, testServerAddress, uniqueTaskQueue } from './helpers/temporal.js';
+import { connectTestEnvironment, uniqueTaskQueue, testTemporalEnv } from './helpers/temporal.js';
 
 /** The issue's bound: the command says so within 10 s. */
 const SAYS_WITHIN_MS = 10_000;
@@ -53,7 +53,7 @@ async function saysWithin(args: string[], envVars: Record<string, string>, expec
 
 test('`ampbraze cohort sync --wait` and `ampbraze forget` say within seconds that no worker polls, and how to start one', async () => {
   const taskQueue = uniqueTaskQueue('nobody-polls');
-  const cliEnv = { TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_TASK_QUEUE: taskQueue };
+  const cliEnv = { ...testTemporalEnv(), TEMPORAL_TASK_QUEUE: taskQueue };
   const message = new RegExp(
     `No worker is polling task queue "${taskQueue}": the run waits until one does\\. Start one with \`npm run worker\``,
   );

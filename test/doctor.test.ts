@@ -21,7 +21,7 @@ import { startSandboxes, type Sandboxes } from '../src/sandbox/sandboxes.js';
 import { createWorkerContext } from '../src/worker-context.js';
 import { ampbraze } from './helpers/cli.js';
 import { forEachStore, openStoreFrom, type StoreEnv } from './helpers/stores.js';
-import { connectTestEnvironment, createTestWorker, testServerAddress, uniqueTaskQueue } from './helpers/temporal.js';
+import { connectTestEnvironment, createTestWorker, uniqueTaskQueue, testTemporalEnv } from './helpers/temporal.js';
 
 let env: TestWorkflowEnvironment;
 let sandboxes: Sandboxes;
@@ -190,7 +190,7 @@ describe('ampbraze CLI', () => {
   test('`ampbraze doctor` prints each check and exits 1 when the worker has a wrong key', async () => {
     const taskQueue = uniqueTaskQueue('doctor-cli');
     const result = await withWorker(taskQueue, { BRAZE_API_KEY: 'wrong-key' }, () =>
-      ampbraze(['doctor', '--timeout', '30'], { TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_TASK_QUEUE: taskQueue }),
+      ampbraze(['doctor', '--timeout', '30'], { ...testTemporalEnv(), TEMPORAL_TASK_QUEUE: taskQueue }),
     );
     assert.equal(result.code, 1, result.stdout + result.stderr);
     assert.match(result.stdout, /✓ Temporal/);
@@ -201,9 +201,7 @@ describe('ampbraze CLI', () => {
 
   test('`ampbraze doctor` exits 0 when everything answers', async () => {
     const taskQueue = uniqueTaskQueue('doctor-cli');
-    const result = await withWorker(taskQueue, {}, () =>
-      ampbraze(['doctor'], { TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_TASK_QUEUE: taskQueue }),
-    );
+    const result = await withWorker(taskQueue, {}, () => ampbraze(['doctor'], { ...testTemporalEnv(), TEMPORAL_TASK_QUEUE: taskQueue }));
     assert.equal(result.code, 0, result.stdout + result.stderr);
     assert.match(result.stdout, /All checks passed\./);
   });

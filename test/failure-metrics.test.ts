@@ -14,7 +14,7 @@ import { startSandboxes, type Sandboxes } from '../src/sandbox/sandboxes.js';
 import { PROJECT_ROOT } from '../src/temporal/cli.js';
 import { freePort } from '../src/temporal/dev-server.js';
 import { SQLITE } from './helpers/stores.js';
-import { connectTestEnvironment, testServerAddress, testWorkflowBundlePath, uniqueTaskQueue } from './helpers/temporal.js';
+import { connectTestEnvironment, testWorkflowBundlePath, uniqueTaskQueue, testTemporalEnv } from './helpers/temporal.js';
 
 const COHORT = '3k9x2pq';
 /** 40% of the users: sixteen pages of 75, one at a time. */
@@ -34,7 +34,7 @@ before(async () => {
       PATH: process.env.PATH ?? '',
       ...sandboxes.env,
       ...(await SQLITE.freshEnv()),
-      TEMPORAL_ADDRESS: testServerAddress(),
+      ...testTemporalEnv(),
       TEMPORAL_TASK_QUEUE: taskQueue,
       WORKER_PROMETHEUS_ADDRESS: metricsAddress,
       WORKFLOW_BUNDLE_PATH: testWorkflowBundlePath(),

@@ -12,7 +12,7 @@ import { amplitudeCounts, currentsEvent, poisonedBatchesFlow, waitUntil } from '
 import { startHarnessReceiver, type ReceiverProcess } from './helpers/receiver.js';
 import { POSTGRES } from './helpers/stores.js';
 import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy.js';
-import { testServerAddress } from './helpers/temporal.js';
+import { testServerAddress, testTemporalEnv } from './helpers/temporal.js';
 import { WorkerHarness } from './helpers/worker-harness.js';
 
 const TOKEN = 'ingress-hardening-token-0123456789';
@@ -67,7 +67,7 @@ const setUnnamedRefusals = async (insertIds: string[]) => {
   assert.equal(response.status, 200);
 };
 
-const cliEnv = () => ({ ...h.storeEnv, TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_TASK_QUEUE: h.taskQueue });
+const cliEnv = () => ({ ...h.storeEnv, ...testTemporalEnv(), TEMPORAL_TASK_QUEUE: h.taskQueue });
 
 describe('Currents content on PostgreSQL', () => {
   test('poisoned events amid good ones, sent twice: 200, the good ones in Amplitude once, the poisoned dead-lettered with the reason', () =>

@@ -17,7 +17,7 @@ import { startSandboxes, type Sandboxes } from '../src/sandbox/sandboxes.js';
 import { PROJECT_ROOT } from '../src/temporal/cli.js';
 import { brazeMembers, expectedMembers } from './helpers/braze-state.js';
 import { POSTGRES } from './helpers/stores.js';
-import { connectTestEnvironment, testServerAddress, uniqueTaskQueue } from './helpers/temporal.js';
+import { connectTestEnvironment, uniqueTaskQueue, testTemporalEnv } from './helpers/temporal.js';
 
 const COHORT = '5fh7t0w'; // ~40% of users
 const RATE_LIMIT = { requests: 20, windowMs: 1_000 };
@@ -63,7 +63,7 @@ async function startWorker(
       PATH: process.env.PATH ?? '',
       ...sandboxes.env,
       ...storeEnv,
-      TEMPORAL_ADDRESS: testServerAddress(),
+      ...testTemporalEnv(),
       TEMPORAL_TASK_QUEUE: taskQueue,
       BRAZE_RATE_LIMIT: `${RATE_LIMIT.requests}/1s`,
       WORKER_SHUTDOWN_GRACE: '20s',

@@ -19,7 +19,7 @@ import { buildReceiver } from '../src/receiver/server.js';
 import { ampbraze } from './helpers/cli.js';
 import { currentsEvent, waitUntil } from './helpers/currents-scenarios.js';
 import { SQLITE } from './helpers/stores.js';
-import { testServerAddress } from './helpers/temporal.js';
+import { testTemporalEnv } from './helpers/temporal.js';
 import { WorkerHarness } from './helpers/worker-harness.js';
 
 const SMALL_COHORT = '26umsb5';
@@ -33,7 +33,7 @@ const h = new WorkerHarness(
   { queuePrefix: 'operator' },
 );
 const today = () => new Date().toISOString().slice(0, 10);
-const cliEnv = () => ({ TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_TASK_QUEUE: h.taskQueue, ...h.storeEnv });
+const cliEnv = () => ({ ...testTemporalEnv(), TEMPORAL_TASK_QUEUE: h.taskQueue, ...h.storeEnv });
 const brazePoints = () => h.sandboxes.braze.control.dataPoints().total;
 
 /** `ampbraze syncs --json`, parsed, with its exit code. */

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { startSandboxes, type Sandboxes } from '../src/sandbox/sandboxes.js';
 import { PROJECT_ROOT } from '../src/temporal/cli.js';
-import { testServerAddress, uniqueTaskQueue } from './helpers/temporal.js';
+import { uniqueTaskQueue, testTemporalEnv } from './helpers/temporal.js';
 
 const PACKAGE_NAME = 'amplitude-braze-sync';
 /** Building and packing, then installing (better-sqlite3 is compiled when no prebuilt binary can be downloaded). */
@@ -160,7 +160,7 @@ test(
       HOME: process.env.HOME ?? appDir,
       ...sandboxes.env,
       STATE_DB: join(appDir, 'state.db'),
-      TEMPORAL_ADDRESS: testServerAddress(),
+      ...testTemporalEnv(),
       TEMPORAL_TASK_QUEUE: uniqueTaskQueue('package'),
       CURRENTS_TOKEN: 'package-test-currents-token-0123456789',
       RECEIVER_HOST: '127.0.0.1',

@@ -12,7 +12,7 @@ import { openSqliteStateStore } from '../src/store/sqlite.js';
 import { currentsEvent } from './helpers/currents-scenarios.js';
 import { startReceiverProcess, type ReceiverProcess } from './helpers/receiver.js';
 import { SQLITE } from './helpers/stores.js';
-import { connectTestEnvironment, testServerAddress, uniqueTaskQueue } from './helpers/temporal.js';
+import { connectTestEnvironment, uniqueTaskQueue, testTemporalEnv } from './helpers/temporal.js';
 import { CURRENTS_FORWARD_WORKFLOW_ID } from '../src/currents/amplitude-events.js';
 
 const TOKEN = 'receiver-door-token-0123456789';
@@ -24,7 +24,7 @@ before(async () => {
   receiver = await startReceiverProcess({
     STATE_DB: storePath,
     CURRENTS_TOKEN: TOKEN,
-    TEMPORAL_ADDRESS: testServerAddress(),
+    ...testTemporalEnv(),
     // No worker polls this queue: what is spooled stays, as a backlog.
     TEMPORAL_TASK_QUEUE: uniqueTaskQueue('nobody'),
     RECEIVER_REQUEST_TIMEOUT: '2s',

@@ -15,7 +15,7 @@ import { createWorkerContext, type WorkerContext } from '../src/worker-context.j
 import type { cohortSync, CohortSyncResult } from '../kinds/cohort-sync/workflow.js';
 import { ampbraze } from './helpers/cli.js';
 import { forEachStore } from './helpers/stores.js';
-import { connectTestEnvironment, createTestWorker, testServerAddress, uniqueTaskQueue } from './helpers/temporal.js';
+import { connectTestEnvironment, createTestWorker, uniqueTaskQueue, testTemporalEnv } from './helpers/temporal.js';
 
 const COHORT = '26umsb5';
 
@@ -144,7 +144,7 @@ forEachStore((kind) => {
       // Visibility is eventually consistent: the run shows up in listings a moment after it started.
       for (let i = 0; i < 50 && !status.stdout.includes(workflowId); i++) {
         status = await ampbraze(['cohort', 'status', COHORT, '--attribute', attributeName], {
-          TEMPORAL_ADDRESS: testServerAddress(),
+          ...testTemporalEnv(),
           TEMPORAL_TASK_QUEUE: taskQueue,
         });
         if (!status.stdout.includes(workflowId)) await sleep(200);

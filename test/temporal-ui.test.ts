@@ -25,7 +25,7 @@ import type { cohortSync } from '../kinds/cohort-sync/workflow.js';
 import type { eventSync } from '../kinds/event-sync/workflow.js';
 import type { traitSync } from '../kinds/trait-sync/workflow.js';
 import { brazeMembers, expectedMembers } from './helpers/braze-state.js';
-import { connectTestEnvironment, createTestWorker, testUiUrl } from './helpers/temporal.js';
+import { connectTestEnvironment, createTestWorker, testNamespace, testUiUrl } from './helpers/temporal.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 // The README's own values. No other test file polls the README's task queue, so this one can: the test types
@@ -104,7 +104,8 @@ interface UiSchedule {
 
 /** The README's steps, numbered as there: creates the schedule, opens its page, and checks what the server got. */
 async function createScheduleInUi(page: Page, schedule: UiSchedule): Promise<void> {
-  await page.goto(testUiUrl());
+  // The namespace's page, as picked in the UI's namespace switcher (this file's own: test/helpers/namespace.ts).
+  await page.goto(`${testUiUrl()}/namespaces/${testNamespace()}/workflows`);
   // "open Schedules → Create Schedule"
   await page.getByRole('navigation', { name: 'Primary' }).getByRole('link', { name: 'Schedules', exact: true }).click();
   // The list loads from visibility, which can lag on a busy machine: if the button has not shown, load the page again.

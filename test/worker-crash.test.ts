@@ -36,7 +36,7 @@ import { freePort } from '../src/temporal/dev-server.js';
 import { PROJECT_ROOT } from '../src/temporal/cli.js';
 import { brazeMembers, expectedMembers } from './helpers/braze-state.js';
 import { forEachStore, openStoreFrom, SQLITE, type StoreEnv } from './helpers/stores.js';
-import { connectTestEnvironment, testServerAddress, uniqueTaskQueue } from './helpers/temporal.js';
+import { connectTestEnvironment, uniqueTaskQueue, testTemporalEnv } from './helpers/temporal.js';
 
 const COHORT = '5fh7t0w'; // ~40% of users
 const PAGE_SIZE = 150; // two /users/track requests per page
@@ -67,7 +67,7 @@ function startWorkerProcess(
     env: {
       ...process.env,
       ...vendors.env,
-      TEMPORAL_ADDRESS: testServerAddress(),
+      ...testTemporalEnv(),
       TEMPORAL_TASK_QUEUE: taskQueue,
       ...storeEnv,
       ...extraEnv,

@@ -16,7 +16,7 @@ import { ampbraze } from '../../test/helpers/cli.js';
 import { freePort } from '../../src/temporal/dev-server.js';
 import { startHarnessReceiver, type ReceiverProcess } from '../../test/helpers/receiver.js';
 import type { TestStoreKind } from '../../test/helpers/stores.js';
-import { testServerAddress } from '../../test/helpers/temporal.js';
+import { testTemporalEnv } from '../../test/helpers/temporal.js';
 import { WorkerHarness } from '../../test/helpers/worker-harness.js';
 import { brazeMembers, expectedMembers } from '../../test/helpers/braze-state.js';
 
@@ -236,7 +236,7 @@ export function cohortStreamScenarios(kind: TestStoreKind): void {
     });
 
     test('`ampbraze cohort stream status` shows what the stream applied and its backlog', async () => {
-      const { stdout, stderr } = await ampbraze(['cohort', 'stream', 'status', COHORT], { TEMPORAL_ADDRESS: testServerAddress() });
+      const { stdout, stderr } = await ampbraze(['cohort', 'stream', 'status', COHORT], { ...testTemporalEnv() });
       assert.equal(stderr, '');
       assert.match(stdout, /Streamed superfans/);
       assert.match(stdout, /added \d+, removed \d+/);

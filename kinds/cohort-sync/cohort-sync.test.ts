@@ -13,7 +13,7 @@ import type { cohortSync } from './workflow.js';
 import { ampbraze, temporal } from '../../test/helpers/cli.js';
 import { CohortSyncHarness, coreCohortScenarios, MEDIUM_COHORT, SMALL_COHORT } from './test-scenarios.js';
 import { SQLITE } from '../../test/helpers/stores.js';
-import { testServerAddress, uniqueTaskQueue } from '../../test/helpers/temporal.js';
+import { uniqueTaskQueue, testTemporalEnv } from '../../test/helpers/temporal.js';
 
 const h = new CohortSyncHarness(SQLITE);
 const { sync, expectedMembers, anonymousMemberCount, brazeMembers, brazeDataPoints, trackRequests, withOwnWorker } = h;
@@ -274,7 +274,7 @@ describe('the Temporal CLI, exactly as the README documents it', () => {
 });
 
 describe('`ampbraze cohort` commands', () => {
-  const cliEnv = () => ({ TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_TASK_QUEUE: h.taskQueue });
+  const cliEnv = () => ({ ...testTemporalEnv(), TEMPORAL_TASK_QUEUE: h.taskQueue });
 
   test('`cohort sync --wait` follows the progress query to the result; `cohort status` reports the run', async () => {
     h.sandboxes.braze.control.setFaults({ latencyMs: 100 }); // pages slow enough for the progress poll to see them

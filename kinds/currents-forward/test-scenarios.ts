@@ -11,7 +11,7 @@ import { CURRENTS_FORWARD_WORKFLOW_ID, CURRENTS_STREAM } from '../../src/current
 import { isHotId } from '../../src/sandbox/amplitude/ingestion.js';
 import { ampbraze } from '../../test/helpers/cli.js';
 import { amplitudeCounts, currentsEvent, poisonedBatchesFlow, waitUntil } from '../../test/helpers/currents-scenarios.js';
-import { testServerAddress } from '../../test/helpers/temporal.js';
+import { testTemporalEnv } from '../../test/helpers/temporal.js';
 import { freePort } from '../../src/temporal/dev-server.js';
 import { startHarnessReceiver, type ReceiverProcess } from '../../test/helpers/receiver.js';
 import type { TestStoreKind } from '../../test/helpers/stores.js';
@@ -247,7 +247,7 @@ export function currentsForwardScenarios(kind: TestStoreKind): void {
     });
 
     test('`ampbraze currents status` reports what was forwarded and the backlog', async () => {
-      const status = await ampbraze(['currents', 'status'], { TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_TASK_QUEUE: h.taskQueue });
+      const status = await ampbraze(['currents', 'status'], { ...testTemporalEnv(), TEMPORAL_TASK_QUEUE: h.taskQueue });
       assert.equal(status.code, 0, status.stderr);
       const { totals } = await getCurrentsProgress(h.env.client);
       assert.match(

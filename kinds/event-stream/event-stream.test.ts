@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ampbraze, readmeTemporalCommand, temporal } from '../../test/helpers/cli.js';
 import { SQLITE } from '../../test/helpers/stores.js';
-import { testServerAddress } from '../../test/helpers/temporal.js';
+import { testTemporalEnv } from '../../test/helpers/temporal.js';
 import { getEventStreamProgress } from './kind.js';
 import { EventStreamHarness, eventStreamScenarios } from './test-scenarios.js';
 
@@ -16,7 +16,7 @@ eventStreamScenarios(h);
 test('the README’s temporal line starts the stream; ampbraze changes it and shows its status', async (t) => {
   t.after(() => h.stop('web'));
   await temporal(...(await readmeTemporalCommand('temporal workflow start --type eventStream', h.taskQueue)));
-  const env = { TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_TASK_QUEUE: h.taskQueue };
+  const env = { ...testTemporalEnv(), TEMPORAL_TASK_QUEUE: h.taskQueue };
   const configured = await ampbraze(['events', 'stream', 'configure', 'web', '--event-types', 'Purchase Completed,Signup'], env);
   assert.equal(configured.code, 0, configured.stderr);
   assert.match(configured.stdout, /"eventTypes":\["Purchase Completed","Signup"\]/);

@@ -14,7 +14,7 @@ import type { eventSync, EventSyncResult } from './workflow.js';
 import { ampbraze, temporal } from '../../test/helpers/cli.js';
 import { added, coreEventScenarios, countsOf, EventSyncHarness, hoursAgo } from './test-scenarios.js';
 import { SQLITE } from '../../test/helpers/stores.js';
-import { testServerAddress } from '../../test/helpers/temporal.js';
+import { testTemporalEnv } from '../../test/helpers/temporal.js';
 
 const h = new EventSyncHarness(SQLITE);
 
@@ -327,7 +327,7 @@ describe('event sync from the Temporal CLI, as the README shows it', () => {
 });
 
 describe('ampbraze events', () => {
-  const cliEnv = () => ({ TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_TASK_QUEUE: h.taskQueue });
+  const cliEnv = () => ({ ...testTemporalEnv(), TEMPORAL_TASK_QUEUE: h.taskQueue });
 
   test('`events sync <hour> --wait` prints the result; `events status` reports the run', async () => {
     const hour = hoursAgo(15);

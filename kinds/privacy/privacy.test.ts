@@ -7,14 +7,14 @@ import { describe, test } from 'node:test';
 import { PrivacyHarness, privacyScenarios } from './test-scenarios.js';
 import { ampbraze } from '../../test/helpers/cli.js';
 import { SQLITE } from '../../test/helpers/stores.js';
-import { testServerAddress } from '../../test/helpers/temporal.js';
+import { testTemporalEnv } from '../../test/helpers/temporal.js';
 
 const h = new PrivacyHarness(SQLITE);
 privacyScenarios(h);
 
 describe('ampbraze forget', () => {
   test('forgets ids given and read from a file, prints what it removed where, and --undo lifts the suppression (recorded)', async () => {
-    const env = { ...h.sandboxes.env, ...h.storeEnv, TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_TASK_QUEUE: h.taskQueue };
+    const env = { ...h.sandboxes.env, ...h.storeEnv, ...testTemporalEnv(), TEMPORAL_TASK_QUEUE: h.taskQueue };
     const [first, second] = [...h.sandboxes.dataset.identities()].filter((user) => user.userId).slice(-2);
     const file = join(tmpdir(), `forget-${Date.now()}.txt`);
     await writeFile(file, `# users Braze deleted\nuser_id:${second!.userId}\n\n`);

@@ -13,7 +13,7 @@ import type { traitSync } from './workflow.js';
 import { ampbraze, readmeTemporalCommand, temporal } from '../../test/helpers/cli.js';
 import { hoursAgo } from '../event-sync/test-scenarios.js';
 import { SQLITE } from '../../test/helpers/stores.js';
-import { testServerAddress } from '../../test/helpers/temporal.js';
+import { testTemporalEnv } from '../../test/helpers/temporal.js';
 import { coreTraitScenarios, prefixed, PROPERTIES, TraitSyncHarness } from './test-scenarios.js';
 
 const h = new TraitSyncHarness(SQLITE);
@@ -234,7 +234,7 @@ describe('trait sync: computations and recommendations through the User Profile 
 });
 
 describe('trait sync from the Temporal CLI and ampbraze, as the README shows it', () => {
-  const cliEnv = () => ({ TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_TASK_QUEUE: h.taskQueue });
+  const cliEnv = () => ({ ...testTemporalEnv(), TEMPORAL_TASK_QUEUE: h.taskQueue });
 
   test('`temporal workflow start` with the input as JSON', async () => {
     const workflowId = `trait-sync-cli-${Date.now()}`;

@@ -20,6 +20,8 @@ export interface DevServerOptions {
   /** Persistent SQLite file; in-memory when omitted. */
   dbFilename?: string;
   namespace?: string;
+  /** More namespaces registered at start-up, each with the project's search attributes (the tests: one per file). */
+  extraNamespaces?: string[];
   /** Extra `--dynamic-config-value KEY=JSON` settings. */
   dynamicConfig?: Record<string, string | number | boolean>;
   /** Forward the server's own output (the interactive `npm run temporal`). */
@@ -60,6 +62,7 @@ async function startDevServerOnce(options: DevServerOptions): Promise<DevServer>
     '--dynamic-config-value',
     `${key}=${JSON.stringify(value)}`,
   ]);
+  const extraNamespaceArgs = (options.extraNamespaces ?? []).flatMap((name) => ['--namespace', name]);
 
   if (options.cli.kind === 'sdk-download') {
     const env = await TestWorkflowEnvironment.createLocal({
@@ -70,7 +73,7 @@ async function startDevServerOnce(options: DevServerOptions): Promise<DevServer>
         ui: uiPort !== undefined,
         uiPort,
         searchAttributes: PROJECT_SEARCH_ATTRIBUTES,
-        extraArgs: dynamicConfigArgs,
+        extraArgs: [...extraNamespaceArgs, ...dynamicConfigArgs],
       },
     });
     if (uiUrl) await waitUntil(() => answers(uiUrl), `the Web UI did not answer at ${uiUrl}`, undefined, timeoutMs);
@@ -86,6 +89,7 @@ async function startDevServerOnce(options: DevServerOptions): Promise<DevServer>
     String(port),
     '--namespace',
     namespace,
+    ...extraNamespaceArgs,
     '--log-level',
     'warn',
     // The UI's news feed would fetch from the internet; tests and demos run offline.

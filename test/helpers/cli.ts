@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { PROJECT_ROOT, resolveTemporalCli } from '../../src/temporal/cli.js';
-import { testServerAddress } from './temporal.js';
+import { testNamespace, testServerAddress } from './temporal.js';
 
 export interface CliResult {
   code: number | null;
@@ -33,7 +33,7 @@ export async function ampbraze(args: string[], envVars: Record<string, string>):
 export async function temporal(...args: string[]): Promise<{ stdout: string; stderr: string }> {
   const cli = await resolveTemporalCli({ install: false, allowSdkDownload: false });
   assert.equal(cli.kind, 'binary');
-  return promisify(execFile)(cli.path, [...args, '--address', testServerAddress()]);
+  return promisify(execFile)(cli.path, [...args, '--address', testServerAddress(), '--namespace', testNamespace()]);
 }
 
 /**

@@ -2,7 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../../src/temporal/cli.js';
-import { testServerAddress } from './temporal.js';
+import { testTemporalEnv } from './temporal.js';
 import type { WorkerHarness } from './worker-harness.js';
 
 export interface ReceiverProcess {
@@ -54,5 +54,5 @@ export async function startReceiverProcess(env: Record<string, string>): Promise
 
 /** A receiver on the harness's store and task queue, with `env` (its tokens, limits) on top. */
 export function startHarnessReceiver(h: WorkerHarness, env: Record<string, string>): Promise<ReceiverProcess> {
-  return startReceiverProcess({ ...h.storeEnv, TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_TASK_QUEUE: h.taskQueue, ...env });
+  return startReceiverProcess({ ...h.storeEnv, ...testTemporalEnv(), TEMPORAL_TASK_QUEUE: h.taskQueue, ...env });
 }

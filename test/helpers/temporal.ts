@@ -1,13 +1,14 @@
 /**
  * Access to the one real Temporal dev server (and its Web UI) and workflow bundle that `npm test`
- * (scripts/run-tests.ts) starts for the whole run. Each test file uses its own task queue so files never see each
- * other's work.
+ * (scripts/run-tests.ts) starts for the whole run. Each test file works in its own namespace and task queues, so
+ * files never see each other's work.
  */
 import { randomUUID } from 'node:crypto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import type { ActivityFunctions } from '../../activities/index.js';
 import { activityInterceptors } from '../../activities/interceptors.js';
+import { ownTestNamespace } from './namespace.js';
 
 // Workers log every state change at INFO; tests want only what went wrong.
 Runtime.install({ logger: new DefaultLogger('WARN') });
@@ -18,6 +19,14 @@ export function testServerAddress(): string {
   return address;
 }
 
+/** This file's namespace on the test server. */
+export const testNamespace = ownTestNamespace;
+
+/** The test server as a process started by a test (the CLI, a worker, the receiver) is pointed at it. */
+export function testTemporalEnv(): { TEMPORAL_ADDRESS: string; TEMPORAL_NAMESPACE: string } {
+  return { TEMPORAL_ADDRESS: testServerAddress(), TEMPORAL_NAMESPACE: testNamespace() };
+}
+
 /** The dev server's Web UI, e.g. `http://127.0.0.1:41234`. */
 export function testUiUrl(): string {
   const url = process.env.TEST_TEMPORAL_UI_URL;
@@ -26,7 +35,7 @@ export function testUiUrl(): string {
 }
 
 export async function connectTestEnvironment(): Promise<TestWorkflowEnvironment> {
-  return TestWorkflowEnvironment.createFromExistingServer({ address: testServerAddress() });
+  return TestWorkflowEnvironment.createFromExistingServer({ address: testServerAddress(), namespace: testNamespace() });
 }
 
 export function uniqueTaskQueue(prefix: string): string {
@@ -46,6 +55,7 @@ export async function createTestWorker(
 ): Promise<Worker> {
   return Worker.create({
     connection: env.nativeConnection,
+    namespace: testNamespace(),
     workflowBundle: { codePath: testWorkflowBundlePath() },
     // As every worker has them (src/worker.ts): vendor errors become Temporal failures for every activity.
     interceptors: { activity: activityInterceptors },
