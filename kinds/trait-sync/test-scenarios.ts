@@ -5,7 +5,7 @@
  * sandbox's own profiles and data-point count.
  */
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { startEventSync, startTraitSync } from '../../src/client.js';
 import { exportHourOf } from '../event-sync/input.js';
 import type { JsonObject, UserActivity } from '../../src/store/store.js';
@@ -109,9 +109,14 @@ export function prefixed(properties: JsonObject, prefix = 'amp_'): Record<string
 export function coreTraitScenarios(h: TraitSyncHarness): void {
   const input: TraitSyncInput = { name: 'core', properties: PROPERTIES, attributePrefix: 'amp_' };
 
+  // The activity index every test of the file reads (each one runs alone too: `--test-name-pattern`).
+  before(async () => {
+    await h.ready;
+    for (const hour of [hoursAgo(4), hoursAgo(5), exportHourOf(Date.now())]) await h.ingest(hour);
+  });
+
   describe('trait sync: user properties into Braze custom attributes', () => {
     test('the first run writes every active user (creating those Braze lacks) with typed attributes', async () => {
-      for (const hour of [hoursAgo(4), hoursAgo(5), exportHourOf(Date.now())]) await h.ingest(hour);
       const users = await h.identifiedUsers();
       const unknownToBraze = [...users.keys()].filter((userId) => !h.sandboxes.braze.control.user(userId));
       assert.ok(unknownToBraze.length > 0, 'some users do not exist in Braze yet');
