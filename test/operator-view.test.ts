@@ -285,5 +285,10 @@ test("the receiver's /metrics, scraped while a sync runs, has every documented m
   assert.equal(status.status, 200);
   assert.match(status.headers.get('content-type') ?? '', /text\/html/);
   assert.match(await status.text(), /data-chart="data-points"/);
+  for (const days of ['0', '401', 'many']) {
+    const refused = await fetch(`${url}/status?days=${days}`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(refused.status, 400, `days=${days}`);
+    assert.match(((await refused.json()) as { error: string }).error, /^bad query: days: /);
+  }
   assert.equal((await fetch(`${url}/status`)).status, 401);
 });
