@@ -273,7 +273,8 @@ for (const delivery of ['at-least-once', 'at-most-once'] as const) {
       // Braze holds each request a while before it answers: the kill lands with requests in flight, which Braze applies.
       own.braze.control.setFaults({ latencyMs: 1_500 });
       const first = startWorkerProcess(taskQueue, storeEnv, own);
-      const hour = exportHourOf(Date.now() - 4 * 3_600_000);
+      // Each test its own hour (an event sync's workflow id is its hour's): one that fails mid-run blocks no other.
+      const hour = exportHourOf(Date.now() - (delivery === 'at-least-once' ? 5 : 6) * 3_600_000);
       const handle = await startEventSync(
         env.client,
         { hour, eventTypes: ['*'], delivery, pageSize: 300, pagesInFlight: 1 },
@@ -344,7 +345,7 @@ test('killed while fetching profiles, another worker resumes without fetching th
     // Slow enough to land the kill mid-fetch: 20 profiles a second.
     const workerEnv = { AMPLITUDE_PROFILE_RATE: '20/1s' };
     const first = startWorkerProcess(taskQueue, storeEnv, busy, workerEnv);
-    await (await startEventSync(env.client, { hour: exportHourOf(Date.now() - 4 * 3_600_000) }, { taskQueue })).result();
+    await (await startEventSync(env.client, { hour: exportHourOf(Date.now() - 3 * 3_600_000) }, { taskQueue })).result();
     const input = { name: 'crash', computations: ['lifetime_spend'] };
     const handle = await startTraitSync(env.client, input, { taskQueue });
     const syncId = traitSyncId(traitSyncInputSchema.parse(input));
