@@ -48,6 +48,9 @@ export function cohortStreamScenarios(kind: TestStoreKind): void {
     receiver = await startHarnessReceiver(h, { AMPLITUDE_WEBHOOK_TOKEN: TOKEN, RECEIVER_BODY_LIMIT: String(BODY_LIMIT) });
     h.sandboxes.dataset.defineCohort({ id: COHORT, name: 'Streamed superfans', memberFraction: 0.01 });
     sendWebhooksTo('');
+    // Every test starts from Braze holding the cohort and its stream running, not from the tests before it.
+    await syncCohort();
+    await nudgeCohortStream(h.env.client, streamInput, { taskQueue: h.taskQueue });
   });
 
   function sendWebhooksTo(query: string): void {

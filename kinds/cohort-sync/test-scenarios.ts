@@ -82,6 +82,7 @@ export function coreCohortScenarios(h: CohortSyncHarness): void {
     });
 
     test('a membership change sends exactly who entered and who left', async () => {
+      await sync({ cohortId: MEDIUM_COHORT, pageSize: 100 }); // Braze holds the cohort first: only this change is new
       changeCohortMembership(h.sandboxes.dataset, MEDIUM_COHORT, { leave: 5, enter: 7 });
       const pointsBefore = brazeDataPoints();
 

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { getCurrentsProgress } from '../../src/client.js';
+import { getCurrentsProgress, nudgeCurrentsForward } from '../../src/client.js';
 import { CURRENTS_FORWARD_WORKFLOW_ID, CURRENTS_STREAM } from '../../src/currents/amplitude-events.js';
 import { isHotId } from '../../src/sandbox/amplitude/ingestion.js';
 import { ampbraze } from '../../test/helpers/cli.js';
@@ -39,6 +39,8 @@ export function currentsForwardScenarios(kind: TestStoreKind): void {
   before(async () => {
     await h.ready;
     receiver = await startHarnessReceiver(h, { CURRENTS_TOKEN: TOKEN, RECEIVER_BODY_LIMIT: String(BODY_LIMIT) });
+    // Every test finds the forwarder running, not only those after a test that posted.
+    await nudgeCurrentsForward(h.env.client, { taskQueue: h.taskQueue });
   });
 
   const post = (body: string, headers: Record<string, string> = { authorization: `Bearer ${TOKEN}` }) =>
@@ -247,15 +249,21 @@ export function currentsForwardScenarios(kind: TestStoreKind): void {
     });
 
     test('`ampbraze currents status` reports what was forwarded and the backlog', async () => {
+      // An event forwarded and one Amplitude refuses, so that the status has both to show.
+      const refused = async () => (await getCurrentsProgress(h.env.client)).totals.deadLetterReasons['Amplitude: invalid user_id'] ?? 0;
+      const refusedBefore = await refused();
+      const batch = [event('status-1', 'user-status-1'), event('status-short', 'ab')];
+      assert.equal((await post(JSON.stringify({ events: batch }))).status, 200);
+      await waitFor(async () => inAmplitude().has('status-1') && (await refused()) === refusedBefore + 1, 'the forwarder recorded both');
+
       const status = await ampbraze(['currents', 'status'], { ...testTemporalEnv(), TEMPORAL_TASK_QUEUE: h.taskQueue });
       assert.equal(status.code, 0, status.stderr);
       const { totals } = await getCurrentsProgress(h.env.client);
-      assert.match(
-        status.stdout,
-        new RegExp(`^(forwarding|waiting|done) … ${totals.forwarded} forwarded · ${totals.skipped} skipped · 1 dead-lettered`, 'm'),
-      );
+      const line = `^(forwarding|waiting|done) … ${totals.forwarded} forwarded · ${totals.skipped} skipped · ${totals.deadLettered} dead-lettered`;
+      assert.match(status.stdout, new RegExp(line, 'm'));
+      assert.ok(totals.forwarded > 0 && totals.deadLettered > 0);
       assert.match(status.stdout, /^backlog: \d+ unforwarded \(\d+ throttled\), the oldest waiting \d+ s$/m);
-      assert.match(status.stdout, /^ {2}1 × Amplitude: invalid user_id$/m);
+      assert.match(status.stdout, new RegExp(`^ {2}${refusedBefore + 1} × Amplitude: invalid user_id$`, 'm'));
     });
   });
 

@@ -99,8 +99,11 @@ export class ConnectedContentHarness extends WorkerHarness {
 export function connectedContentScenarios(h: ConnectedContentHarness): void {
   describe('Connected Content: Amplitude profiles served from the store', () => {
     const fetchedByTraitSync: string[] = [];
+    let traitSyncFetches = 0;
 
-    test('a trait sync keeps the profiles it fetches; Braze-shaped lookups of them are answered from the store, as Amplitude answers', async () => {
+    // What every test here looks up: an hour in the activity index, and the profiles a trait sync fetched.
+    before(async () => {
+      await h.ready;
       const ingest = await startEventSync(
         h.env.client,
         { hour: exportHourOf(Date.now() - 3_600_000) },
@@ -112,10 +115,14 @@ export function connectedContentScenarios(h: ConnectedContentHarness): void {
         { name: 'cc', recommendations: [{ id: 'rec-top-picks', attribute: 'top_picks' }], maxProfileFetches: 8 },
         { taskQueue: h.taskQueue, workflowId: `cc-traits-${Math.random()}` },
       );
-      assert.equal((await sync.result()).profileApiRequests, 8);
+      traitSyncFetches = (await sync.result()).profileApiRequests;
       for (const user of h.sandboxes.dataset.users()) {
         if (user.userId !== null && (await h.context.store.cachedProfile(`user_id:${user.userId}`))) fetchedByTraitSync.push(user.userId);
       }
+    });
+
+    test('a trait sync keeps the profiles it fetches; Braze-shaped lookups of them are answered from the store, as Amplitude answers', async () => {
+      assert.equal(traitSyncFetches, 8);
       assert.equal(fetchedByTraitSync.length, 8, 'the trait sync kept every profile it fetched');
 
       const before = h.profileRequests();
