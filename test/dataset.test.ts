@@ -237,7 +237,7 @@ describe('Dataset events', () => {
   test('are streamed: the first events of a million-event hour come without generating the hour', () => {
     const huge = new Dataset({ seed: 1, users: 100_000, now: NOW, eventsPerHour: 1_000_000 });
     // The minutes the generator drew, observed on the class itself: streaming means two of the hour's sixty.
-    const hourlyEvents = HourlyEvents.prototype as unknown as { drawMinute(minuteStart: number): unknown[] };
+    const hourlyEvents = HourlyEvents.prototype as unknown as { drawMinute: (this: unknown, minuteStart: number) => unknown[] };
     const drawMinute = hourlyEvents.drawMinute;
     const minutesDrawn: number[] = [];
     hourlyEvents.drawMinute = function (this: unknown, minuteStart: number) {
