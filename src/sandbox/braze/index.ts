@@ -81,7 +81,7 @@ export interface BrazeSandboxControl {
   /** 429s answered, by endpoint (`POST /users/track`): the workspace limit's and injected ones. */
   rateLimitedCounts(): Record<string, number>;
   /** `/users/track` requests applied after their sender had gone (a killed worker's in-flight requests): no one got the answer. */
-  unansweredTrack(): { requests: number; events: number; attributes: number };
+  unansweredTrack(): { requests: number; events: number };
   setFaults(faults: SandboxFaults): void;
   setRateLimit(limit: RateLimit, endpoints?: RateLimitedEndpoints): void;
   setBlockedExternalIds(ids: readonly string[]): void;
@@ -125,7 +125,7 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
   let requests = new Map<string, number>();
   let rateLimited = new Map<string, number>();
   const countRateLimited = (endpoint: string) => rateLimited.set(endpoint, (rateLimited.get(endpoint) ?? 0) + 1);
-  let unansweredTrack = { requests: 0, events: 0, attributes: 0 };
+  let unansweredTrack = { requests: 0, events: 0 };
   /** Bodies of accepted `/users/track` requests, kept on request (a benchmark replays them through a bare client). */
   let trackBodies: { keep: number; bodies: string[] } = { keep: 0, bodies: [] };
   let store = new ProfileStore();
@@ -174,10 +174,8 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
     }
     // Applied, but the sender closed its end while the request was held (its answer goes nowhere).
     if (path === '/users/track' && reply.status < 300 && body && (req.socket.destroyed || !req.socket.readable)) {
-      const count = (array: unknown) => (Array.isArray(array) ? array.length : 0);
       unansweredTrack.requests += 1;
-      unansweredTrack.events += count(body.events);
-      unansweredTrack.attributes += count(body.attributes);
+      unansweredTrack.events += Array.isArray(body.events) ? body.events.length : 0;
     }
     sendJson(res, reply.status, reply.body, headers);
   };
@@ -342,7 +340,7 @@ export async function startBrazeSandbox(options: BrazeSandboxOptions): Promise<B
       partner = new PartnerCohorts(store);
       requests = new Map();
       rateLimited = new Map();
-      unansweredTrack = { requests: 0, events: 0, attributes: 0 };
+      unansweredTrack = { requests: 0, events: 0 };
       trackBodies = { keep: 0, bodies: [] };
       blockedExternalIds = new Set(options.blockedExternalIds ?? []);
       for (const endpoints of RATE_LIMITED_ENDPOINTS) rateLimits[endpoints].set(initialRateLimits[endpoints]);
