@@ -239,7 +239,7 @@ export function cohortStreamScenarios(kind: TestStoreKind): void {
     });
 
     test('`ampbraze cohort stream status` shows what the stream applied and its backlog', async () => {
-      const { stdout, stderr } = await ampbraze(['cohort', 'stream', 'status', COHORT], { ...testTemporalEnv() });
+      const { stdout, stderr } = await ampbraze(['cohort', 'stream', 'status', COHORT], testTemporalEnv());
       assert.equal(stderr, '');
       assert.match(stdout, /Streamed superfans/);
       assert.match(stdout, /added \d+, removed \d+/);

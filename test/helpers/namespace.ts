@@ -13,7 +13,7 @@ export function testNamespaceOf(testFile: string): string {
 }
 
 /** This test process's namespace: its file's (Node's test runner gives each file a process of its own). */
-export function ownTestNamespace(): string {
+export function testNamespace(): string {
   const file = process.argv[1] ?? '';
   return file.endsWith('.test.ts') ? testNamespaceOf(file) : 'default';
 }

@@ -8,7 +8,7 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import type { ActivityFunctions } from '../../activities/index.js';
 import { activityInterceptors } from '../../activities/interceptors.js';
-import { ownTestNamespace } from './namespace.js';
+import { testNamespace } from './namespace.js';
 
 // Workers log every state change at INFO; tests want only what went wrong.
 Runtime.install({ logger: new DefaultLogger('WARN') });
@@ -19,8 +19,7 @@ export function testServerAddress(): string {
   return address;
 }
 
-/** This file's namespace on the test server. */
-export const testNamespace = ownTestNamespace;
+export { testNamespace };
 
 /** The test server as a process started by a test (the CLI, a worker, the receiver) is pointed at it. */
 export function testTemporalEnv(): { TEMPORAL_ADDRESS: string; TEMPORAL_NAMESPACE: string } {
